@@ -1,0 +1,54 @@
+import type { TransportOptions } from '../transports/transport.ts';
+
+/** A configured device. `options` is driver-specific and validated by the driver. */
+export interface DeviceConfig {
+  id: string;
+  driver: string;
+  transport: TransportOptions;
+  /** IANA zone of the device's naive local clock; defaults to the daemon's `timezone`. */
+  timezone?: string;
+  /** Seconds between automatic downloads; absent = only on connect and on request. */
+  poll_interval?: number;
+  enabled?: boolean;
+  options?: Record<string, unknown>;
+}
+
+export interface EmbeddedBrokerConfig {
+  host: string;
+  port: number;
+  /** WebSocket listener for browser dashboards; 0 disables it. */
+  ws_port: number;
+  username?: string;
+  password?: string;
+}
+
+export interface MqttConfig {
+  /** Absent → the embedded broker is started and used. */
+  url?: string;
+  base_topic: string;
+  client_id?: string;
+  username?: string;
+  password?: string;
+  /** File paths for TLS (mqtts://). */
+  ca?: string;
+  cert?: string;
+  key?: string;
+  reject_unauthorized: boolean;
+  keepalive_s: number;
+  reconnect_ms: number;
+  embedded: EmbeddedBrokerConfig;
+}
+
+export type PatientIdPolicy = 'publish' | 'hash' | 'omit';
+
+export interface PoctdConfig {
+  site: string;
+  /** Default zone for devices that keep naive local time. */
+  timezone: string;
+  mqtt: MqttConfig;
+  store: { path: string };
+  privacy: { patient_id: PatientIdPolicy };
+  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  health_interval_s: number;
+  devices: DeviceConfig[];
+}

@@ -1,0 +1,104 @@
+/**
+ * The contract between the daemon and a device driver. A driver is a declarative definition
+ * (what it is, how to recognise it, how it is reached) plus three behaviours that share one codec:
+ * `decode` (a capture → records, used by `poctd replay` and the golden tests), `createSession`
+ * (the live conversation with a device) and `simulator` (the same protocol from the device side).
+ */
+import type { Logger } from 'pino';
+import type { DeviceConfig } from '../config/types.ts';
+import type { BridgeEventType, DeviceState, ResultDraft } from '../records/types.ts';
+import type { ByteTransport, SerialTransportOptions, TransportKind } from '../transports/transport.ts';
+
+export type DeviceKind = 'glucose-meter' | 'urinalysis-reader' | 'analyzer' | 'label-printer' | 'ultrasound';
+
+export interface UsbMatch {
+  /** Lowercase 4-digit hex, as `lsusb` prints it. */
+  vendorId: string;
+  productId: string;
+  /** What the id is: the meter itself, or a cable chip that only suggests this driver. */
+  description: string;
+}
+
+/** One write or read as it crossed the wire: `H` host → device, `D` device → host. */
+export interface Exchange {
+  dir: 'H' | 'D';
+  bytes: Buffer;
+}
+
+export type Capture = { kind: 'transcript'; exchanges: Exchange[] } | { kind: 'raw'; bytes: Buffer };
+
+/** A frame or line the codec refused, with the reason; never thrown. */
+export interface DecodeIssue {
+  reason: string;
+  /** The offending bytes (kept in quarantine, never logged as text). */
+  bytes?: Buffer;
+}
+
+export interface DecodeContext {
+  deviceId: string;
+  /** IANA zone of the device's naive clock. */
+  timezone: string;
+}
+
+export interface DecodeResult {
+  drafts: ResultDraft[];
+  issues: DecodeIssue[];
+  /** What the capture says about the device (serial, firmware, display unit, clock...). */
+  device: Partial<DeviceState>;
+}
+
+export interface CommandSpec {
+  description: string;
+}
+
+export interface SessionHost {
+  readonly device: DeviceConfig;
+  readonly timezone: string;
+  readonly transport: ByteTransport;
+  readonly log: Logger;
+  now(): Date;
+  /**
+   * Stores drafts and the raw capture in one SQLite transaction and resolves only after it has
+   * committed. Call it before telling the device "received" (rule 1 of the design).
+   */
+  commit(drafts: ResultDraft[], capture: Capture): Promise<{ inserted: number; duplicates: number }>;
+  /** Keeps bytes that could not be decoded, with the reason (rule 6). */
+  quarantine(bytes: Buffer, reason: string): void;
+  event(type: BridgeEventType, message: string, data?: Record<string, unknown>): void;
+  updateState(patch: Partial<DeviceState>): void;
+}
+
+export interface DriverSession {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Runs a device command (`download`, `clock/sync`, `status`, …); rejects with a clear Error. */
+  command(verb: string, params: Record<string, unknown>): Promise<unknown>;
+}
+
+/** Plays the device end of the protocol on a transport (demo, tests, benchmark). */
+export interface DeviceSimulator {
+  attach(transport: ByteTransport): void;
+  detach(): void;
+}
+
+export interface SimulatorDefinition {
+  description: string;
+  /** Option names with a one-line description each, for `poctd simulate --help`. */
+  options: Record<string, string>;
+  create(options: Record<string, unknown>): DeviceSimulator;
+}
+
+export interface DriverDefinition {
+  id: string;
+  kind: DeviceKind;
+  vendor: string;
+  models: string[];
+  usb: UsbMatch[];
+  transports: TransportKind[];
+  /** Serial line settings the device uses; the config may override the path only. */
+  serialDefaults?: Omit<SerialTransportOptions, 'type' | 'path'>;
+  commands: Record<string, CommandSpec>;
+  decode(capture: Capture, ctx: DecodeContext): DecodeResult;
+  createSession(host: SessionHost): DriverSession;
+  simulator: SimulatorDefinition;
+}

@@ -1,0 +1,125 @@
+/**
+ * Record payloads that leave the daemon. Each has a JSON Schema under `schemas/` with the same
+ * version suffix; a change to a shape is a new schema version, never an edit in place.
+ */
+
+export const RESULT_SCHEMA = 'poct.result/1' as const;
+export const DEVICE_STATE_SCHEMA = 'poct.device-state/1' as const;
+export const EVENT_SCHEMA = 'poct.event/1' as const;
+
+export type ResultCategory = 'patient' | 'control' | 'qc' | 'calibration' | 'proficiency';
+
+export interface DeviceIdentity {
+  id: string;
+  driver: string;
+  manufacturer: string;
+  model: string;
+  serial: string | null;
+  firmware: string | null;
+}
+
+export interface Observation {
+  /** The device's own code for the analyte. */
+  code: string;
+  name: string;
+  loinc: string | null;
+  /** Numeric value in `unit`; null when the device gave none (HI/LO, ordinal text only). */
+  value: number | null;
+  unit: string | null;
+  ucum: string | null;
+  /** e.g. "HI", "LO", "abnormal", "parity-error"; HI/LO carry the device limit in `limit`. */
+  flags: string[];
+  text: string | null;
+  comparator: '<' | '<=' | '>' | '>=' | null;
+  /** The device's measuring limit that a HI/LO flag refers to, in `unit`. */
+  limit?: number | null;
+}
+
+export interface ResultRecord {
+  schema: typeof RESULT_SCHEMA;
+  id: string;
+  seq: number;
+  site: string;
+  device: DeviceIdentity;
+  category: ResultCategory;
+  specimen: { id: string | null; type: string | null };
+  patient: { id: string | null } | null;
+  operator: { id: string | null } | null;
+  /** Absolute time with the device's configured UTC offset. */
+  observed_at: string;
+  /** The meter's own naive local time, exactly as it keeps it. */
+  device_time: string | null;
+  received_at: string;
+  observations: Observation[];
+  /** Record-level notes such as meal markers (`meal:before`) and comment codes. */
+  flags: string[];
+  raw: { capture: string; sha256: string };
+}
+
+/**
+ * What a driver produces: a result without the fields the daemon owns (seq, site, received_at,
+ * raw) and with `key`, the device's own identity for this record (rule 3 of the design: the id is
+ * derived from device identity + key so that re-downloads never duplicate).
+ */
+export interface ResultDraft {
+  key: string;
+  device: DeviceIdentity;
+  category: ResultCategory;
+  specimen: { id: string | null; type: string | null };
+  patient: { id: string | null } | null;
+  operator: { id: string | null } | null;
+  observed_at: string;
+  device_time: string | null;
+  observations: Observation[];
+  flags: string[];
+}
+
+export type Availability = 'online' | 'offline';
+
+/** Retained on `poct/device/<id>`: never patient data. */
+export interface DeviceState {
+  schema: typeof DEVICE_STATE_SCHEMA;
+  id: string;
+  driver: string;
+  manufacturer: string;
+  model: string | null;
+  serial: string | null;
+  firmware: string | null;
+  /** `ok`, `no-answer` (meter off / cable unplugged), `port-missing`, `error`, `idle`, `downloading`. */
+  status: string;
+  status_detail: string | null;
+  last_seen: string | null;
+  last_download: string | null;
+  /** Device clock minus host clock in seconds, from the last clock read. */
+  clock_skew_s: number | null;
+  clock_skew_flagged: boolean;
+  display_unit: string | null;
+  record_count: number | null;
+  battery: string | null;
+}
+
+export type BridgeEventType =
+  | 'connected'
+  | 'disconnected'
+  | 'download_started'
+  | 'download_progress'
+  | 'download_finished'
+  | 'download_failed'
+  | 'bad_frame'
+  | 'no_answer'
+  | 'port_missing'
+  | 'clock_skew'
+  | 'clock_set'
+  | 'mqtt_error'
+  | 'config_error'
+  | 'device_error';
+
+/** Published on `poct/bridge/event`: a reason, never patient data. */
+export interface BridgeEvent {
+  schema: typeof EVENT_SCHEMA;
+  type: BridgeEventType;
+  device: string | null;
+  at: string;
+  message: string;
+  data?: Record<string, unknown>;
+}

@@ -1,0 +1,69 @@
+import type { EventEmitter } from 'node:events';
+
+/**
+ * A transport moves bytes and nothing else. Drivers see only this interface, so a pty, a real
+ * cable, a TCP socket and an in-memory pair are interchangeable.
+ *
+ * Events: `data` (Buffer), `open`, `close` (the link went away; a reconnecting transport may
+ * open again), `error` (Error; never fatal to the process).
+ */
+export interface ByteTransport extends EventEmitter {
+  readonly description: string;
+  readonly isOpen: boolean;
+  open(): Promise<void>;
+  write(data: Buffer): Promise<void>;
+  close(): Promise<void>;
+  /** Optional line control for serial devices (CLINITEK 50 needs DTR low). */
+  setSignals?(signals: { dtr?: boolean; rts?: boolean }): Promise<void>;
+}
+
+export interface SerialTransportOptions {
+  type: 'serial';
+  path: string;
+  baud_rate?: number;
+  data_bits?: 5 | 6 | 7 | 8;
+  parity?: 'none' | 'even' | 'odd';
+  stop_bits?: 1 | 2;
+  /** Reconnect backoff when the port vanishes: first and maximum delay in ms. */
+  reconnect_min_ms?: number;
+  reconnect_max_ms?: number;
+}
+
+export interface TcpClientTransportOptions {
+  type: 'tcp';
+  host: string;
+  port: number;
+  reconnect_min_ms?: number;
+  reconnect_max_ms?: number;
+}
+
+export interface TcpServerTransportOptions {
+  type: 'tcp-server';
+  port: number;
+  /** Default 127.0.0.1: a device listener is opened to the clinic network only on purpose. */
+  bind?: string;
+}
+
+export interface HidTransportOptions {
+  type: 'hid';
+  /** hidraw path, or vendor/product id (hex strings like "1a61"). */
+  path?: string;
+  vendor_id?: string;
+  product_id?: string;
+  serial?: string;
+}
+
+export interface SimulatedTransportOptions {
+  type: 'simulated';
+  /** Options passed to the driver's simulator (e.g. memory contents). */
+  simulator?: Record<string, unknown>;
+}
+
+export type TransportOptions =
+  | SerialTransportOptions
+  | TcpClientTransportOptions
+  | TcpServerTransportOptions
+  | HidTransportOptions
+  | SimulatedTransportOptions;
+
+export type TransportKind = TransportOptions['type'];

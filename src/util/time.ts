@@ -1,0 +1,81 @@
+/**
+ * Meters keep naive local wall-clock time. These helpers attach the UTC offset of a configured IANA
+ * zone to such a time, so `observed_at` is absolute while `device_time` stays what the meter said.
+ */
+
+const formatterCache = new Map<string, Intl.DateTimeFormat>();
+
+function zoneFormatter(timeZone: string): Intl.DateTimeFormat {
+  let f = formatterCache.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+    });
+    formatterCache.set(timeZone, f);
+  }
+  return f;
+}
+
+/** Throws RangeError for an unknown zone name. */
+export function assertTimeZone(timeZone: string): void {
+  zoneFormatter(timeZone);
+}
+
+/** Offset of `timeZone` from UTC at instant `utcMs`, in minutes (east positive). */
+export function zoneOffsetMinutes(timeZone: string, utcMs: number): number {
+  const parts = zoneFormatter(timeZone).formatToParts(new Date(utcMs));
+  const get = (t: string): number => Number(parts.find((p) => p.type === t)?.value);
+  const asUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
+  return Math.round((asUtc - Math.floor(utcMs / 1000) * 1000) / 60000);
+}
+
+const NAIVE_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})$/;
+
+function pad(n: number, w = 2): string {
+  return String(Math.abs(n)).padStart(w, '0');
+}
+
+function formatOffset(minutes: number): string {
+  if (minutes === 0) return '+00:00';
+  const sign = minutes < 0 ? '-' : '+';
+  return `${sign}${pad(Math.floor(Math.abs(minutes) / 60))}:${pad(Math.abs(minutes) % 60)}`;
+}
+
+/**
+ * `2015-03-21T16:45:24` in `Europe/Copenhagen` → `2015-03-21T16:45:24+01:00`.
+ * In the repeated hour of a DST change the earlier (summer) offset is chosen; a time inside the
+ * skipped hour gets the offset in force just before it. Either way the wall-clock text is kept.
+ */
+export function naiveToZoned(naive: string, timeZone: string): string {
+  const m = NAIVE_RE.exec(naive);
+  if (!m) throw new RangeError(`not a naive local time: ${naive}`);
+  const [, y, mo, d, h, mi, s] = m.map(Number) as [number, number, number, number, number, number, number];
+  const wallAsUtc = Date.UTC(y, mo - 1, d, h, mi, s);
+  // Two passes settle the offset except in the DST gap/overlap, handled by preferring the first.
+  const first = zoneOffsetMinutes(timeZone, wallAsUtc - zoneOffsetMinutes(timeZone, wallAsUtc) * 60000);
+  const candidateEarly = zoneOffsetMinutes(timeZone, wallAsUtc - 3 * 3600000);
+  const offsets = [candidateEarly, first].filter(
+    (off) => zoneOffsetMinutes(timeZone, wallAsUtc - off * 60000) === off,
+  );
+  const offset = offsets.length > 0 ? Math.max(...offsets) : candidateEarly;
+  return `${naive}${formatOffset(offset)}`;
+}
+
+/** The host's current wall-clock time in `timeZone` as a naive ISO string. */
+export function nowInZone(timeZone: string, now: Date = new Date()): string {
+  const off = zoneOffsetMinutes(timeZone, now.getTime());
+  return new Date(now.getTime() + off * 60000).toISOString().slice(0, 19);
+}
+
+/** Seconds between a device's naive clock reading and the host clock, positive = device ahead. */
+export function clockSkewSeconds(deviceNaive: string, timeZone: string, now: Date = new Date()): number {
+  const deviceUtcMs = Date.parse(naiveToZoned(deviceNaive, timeZone));
+  return Math.round((deviceUtcMs - now.getTime()) / 1000);
+}
