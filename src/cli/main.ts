@@ -1,0 +1,173 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { drivers, findDriver } from '../../drivers/index.ts';
+import { ConfigError, loadConfigFile, parseConfig } from '../config/load.ts';
+import type { PoctdConfig } from '../config/types.ts';
+import { Controller } from '../controller.ts';
+import { captureFromBytes } from '../driver-sdk/capture.ts';
+import { createLogger } from '../logger.ts';
+import { buildResultRecord } from '../records/build.ts';
+import { sha256Hex } from '../records/ids.ts';
+import { formatPortListing, listPorts } from '../transports/discovery.ts';
+import { runSimulator } from './simulate.ts';
+
+const USAGE = `usage: poctd <command> [options]
+
+commands:
+  run [--config FILE]                     run the daemon (embedded defaults without --config)
+  replay --driver ID [--timezone TZ] [--device-id ID] [--site S] FILE|-
+                                          decode a capture or transcript; records as JSON lines
+  check-config FILE                       validate a config file and list every problem
+  ports                                   list serial and HID devices and the drivers that match
+  simulate ID [--tcp PORT | --serial PATH | --stdio] [--option key=value ...]
+                                          run a device simulator
+  drivers                                 list the known drivers
+
+exit codes: 0 ok, 1 usage or config error, 2 input not decodable, 3 decoded with problems`;
+
+class UsageError extends Error {}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'run':
+        return await run(rest);
+      case 'replay':
+        return await replay(rest);
+      case 'check-config':
+        return checkConfig(rest);
+      case 'ports':
+        process.stdout.write(formatPortListing(await listPorts()) + '\n');
+        return 0;
+      case 'simulate':
+        return await runSimulator(rest);
+      case 'drivers':
+        for (const d of drivers) process.stdout.write(`${d.id}\t${d.kind}\t${d.vendor} ${d.models.join(', ')}\n`);
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE + '\n');
+        return command === undefined ? 1 : 0;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      return 1;
+    }
+    if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`poctd: ${(error as Error).message}\n\n${USAGE}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+const knownDrivers = (): string[] => drivers.map((d) => d.id);
+
+function checkConfig(args: string[]): number {
+  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  const file = positionals[0];
+  if (!file) throw new UsageError('check-config needs a FILE');
+  const config = loadConfigFile(file, { knownDrivers: knownDrivers() });
+  process.stdout.write(`${file}: ok (${config.devices.length} device${config.devices.length === 1 ? '' : 's'})\n`);
+  return 0;
+}
+
+async function run(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  const config: PoctdConfig = values.config
+    ? loadConfigFile(values.config, { knownDrivers: knownDrivers() })
+    : parseConfig('', { knownDrivers: knownDrivers() });
+  const log = createLogger(config.log.level);
+  const controller = new Controller(config, { log, drivers });
+  const stopped = new Promise<number>((resolve) => {
+    const onSignal = (signal: string): void => {
+      log.info({ signal }, 'stopping');
+      controller.stop().then(
+        () => resolve(0),
+        (error: Error) => {
+          log.error({ err: error.message }, 'stop failed');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+  try {
+    await controller.start();
+  } catch (error) {
+    log.fatal({ err: (error as Error).message }, 'could not start');
+    await controller.stop().catch(() => undefined);
+    return 1;
+  }
+  log.info(
+    { broker: controller.brokerUrl, devices: config.devices.length, base_topic: config.mqtt.base_topic },
+    `poctd running; watch with: mosquitto_sub -h 127.0.0.1 -t '${config.mqtt.base_topic}/#' -v`,
+  );
+  return stopped;
+}
+
+async function replay(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      driver: { type: 'string', short: 'd' },
+      timezone: { type: 'string' },
+      'device-id': { type: 'string' },
+      site: { type: 'string' },
+    },
+  });
+  if (!values.driver) throw new UsageError('replay needs --driver ID');
+  const driver = findDriver(values.driver);
+  if (!driver) throw new UsageError(`unknown driver "${values.driver}" (known: ${knownDrivers().join(', ')})`);
+  const file = positionals[0];
+  if (!file) throw new UsageError('replay needs a FILE, or - for standard input');
+  let bytes: Buffer;
+  try {
+    bytes = file === '-' ? readFileSync(0) : readFileSync(file);
+  } catch (error) {
+    process.stderr.write(`poctd replay: cannot read ${file}: ${(error as Error).message}\n`);
+    return 1;
+  }
+  const timezone = values.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const result = driver.decode(captureFromBytes(bytes), { deviceId: values['device-id'] ?? driver.id, timezone });
+  const receivedAt = new Date().toISOString();
+  const captureSha256 = sha256Hex(bytes);
+  result.drafts.forEach((draft, i) => {
+    const record = buildResultRecord(draft, { seq: i + 1, site: values.site ?? 'replay', receivedAt, captureSha256 });
+    process.stdout.write(JSON.stringify(record) + '\n');
+  });
+  for (const issue of result.issues) process.stderr.write(`poctd replay: ${driver.id}: ${issue.reason}\n`);
+  if (result.drafts.length === 0) {
+    process.stderr.write(
+      `poctd replay: ${file === '-' ? 'standard input' : file} holds no ${driver.id} records` +
+        (result.issues.length ? ` (${result.issues.length} problem${result.issues.length === 1 ? '' : 's'} above)` : '') +
+        '\n',
+    );
+    return 2;
+  }
+  return result.issues.length > 0 ? 3 : 0;
+}
+
+const invokedDirectly = process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '\0');
+if (invokedDirectly) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+      // `run` ends by itself once stopped; other commands must not wait on stray handles.
+      setTimeout(() => process.exit(code), 200).unref();
+    },
+    (error: Error) => {
+      process.stderr.write(`poctd: ${error.stack ?? error.message}\n`);
+      process.exit(1);
+    },
+  );
+}

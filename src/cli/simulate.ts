@@ -1,0 +1,93 @@
+import { EventEmitter } from 'node:events';
+import { parseArgs } from 'node:util';
+import { findDriver, drivers } from '../../drivers/index.ts';
+import { SerialTransport, TcpServerTransport } from '../transports/index.ts';
+import type { ByteTransport } from '../transports/transport.ts';
+
+/** The device end of a link over this process's stdin/stdout (e.g. under `socat EXEC:`). */
+class StdioTransport extends EventEmitter implements ByteTransport {
+  readonly description = 'stdio';
+  private opened = false;
+  get isOpen(): boolean {
+    return this.opened;
+  }
+  async open(): Promise<void> {
+    this.opened = true;
+    process.stdin.on('data', (chunk: Buffer) => this.emit('data', chunk));
+    process.stdin.on('end', () => {
+      this.opened = false;
+      this.emit('close');
+    });
+    this.emit('open');
+  }
+  async write(data: Buffer): Promise<void> {
+    await new Promise<void>((resolve, reject) => process.stdout.write(data, (e) => (e ? reject(e) : resolve())));
+  }
+  async close(): Promise<void> {
+    this.opened = false;
+    process.stdin.pause();
+  }
+}
+
+/** `key=value`; the value is JSON when it parses as JSON (numbers, booleans, arrays), else text. */
+export function parseOption(pair: string): [string, unknown] {
+  const eq = pair.indexOf('=');
+  if (eq <= 0) throw new Error(`--option expects key=value, got "${pair}"`);
+  const key = pair.slice(0, eq);
+  const raw = pair.slice(eq + 1);
+  try {
+    return [key, JSON.parse(raw)];
+  } catch {
+    return [key, raw];
+  }
+}
+
+export async function runSimulator(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      tcp: { type: 'string' },
+      bind: { type: 'string', default: '127.0.0.1' },
+      serial: { type: 'string' },
+      stdio: { type: 'boolean' },
+      option: { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const id = positionals[0];
+  const driver = id ? findDriver(id) : undefined;
+  if (!driver) {
+    process.stderr.write(`poctd simulate: name a driver (known: ${drivers.map((d) => d.id).join(', ')})\n`);
+    return 1;
+  }
+  if (values.help) {
+    process.stdout.write(`${driver.simulator.description}\n\noptions (--option key=value):\n`);
+    for (const [k, v] of Object.entries(driver.simulator.options)) process.stdout.write(`  ${k}\t${v}\n`);
+    return 0;
+  }
+  const options = Object.fromEntries((values.option ?? []).map(parseOption));
+  let transport: ByteTransport;
+  if (values.tcp) {
+    transport = new TcpServerTransport({ type: 'tcp-server', port: Number(values.tcp), bind: values.bind });
+  } else if (values.serial) {
+    transport = new SerialTransport({ type: 'serial', path: values.serial, ...driver.serialDefaults });
+  } else {
+    transport = new StdioTransport();
+  }
+  const simulator = driver.simulator.create(options);
+  transport.on('error', (e: Error) => process.stderr.write(`poctd simulate: ${e.message}\n`));
+  await transport.open();
+  simulator.attach(transport);
+  if (!(transport instanceof StdioTransport)) {
+    process.stderr.write(`poctd simulate: ${driver.id} on ${transport.description}; Ctrl-C stops\n`);
+  }
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+    if (transport instanceof StdioTransport) transport.once('close', () => resolve());
+  });
+  simulator.detach();
+  await transport.close();
+  return 0;
+}

@@ -1,0 +1,138 @@
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import type { PoctdConfig } from './config/types.ts';
+import type { DriverDefinition } from './driver-sdk/index.ts';
+import { EventBus } from './event-bus.ts';
+import { Bridge, makeEvent } from './extensions/bridge.ts';
+import { DeviceManager } from './extensions/device-manager.ts';
+import { Stats, type Extension, type Services } from './extensions/extension.ts';
+import { ResultPublisher } from './extensions/result-publisher.ts';
+import { MqttConnection } from './mqtt/connection.ts';
+import { EmbeddedBroker } from './mqtt/embedded-broker.ts';
+import { Topics } from './mqtt/topics.ts';
+import { Store } from './store/store.ts';
+
+export interface ControllerOptions {
+  log: Logger;
+  drivers: readonly DriverDefinition[];
+  now?: () => Date;
+}
+
+/**
+ * Wires the daemon: store, broker connection, event bus and extensions. Start order puts the
+ * store first (nothing is accepted before it can be kept) and stop order is the reverse, ending
+ * with `bridge/state` offline and the database closed.
+ */
+export class Controller {
+  private store: Store | undefined;
+  private broker: EmbeddedBroker | undefined;
+  private mqtt: MqttConnection | undefined;
+  private extensions: Extension[] = [];
+  readonly bus = new EventBus();
+  private services: Services | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly config: PoctdConfig,
+    private readonly options: ControllerOptions,
+  ) {}
+
+  /** The URL the daemon publishes to (the embedded broker's when none is configured). */
+  get brokerUrl(): string | undefined {
+    return this.config.mqtt.url ?? this.broker?.url;
+  }
+
+  get deviceManager(): DeviceManager | undefined {
+    return this.extensions.find((e): e is DeviceManager => e instanceof DeviceManager);
+  }
+
+  async start(): Promise<void> {
+    const { config, options } = this;
+    const log = options.log;
+    const now = options.now ?? (() => new Date());
+    this.store = new Store(config.store.path);
+    log.info({ path: config.store.path }, 'store open');
+
+    let url = config.mqtt.url;
+    if (!url) {
+      this.broker = new EmbeddedBroker(config.mqtt.embedded);
+      await this.broker.start();
+      url = this.broker.url;
+      log.info({ url, ws_port: this.broker.wsPort }, 'embedded MQTT broker listening');
+    }
+    const topics = new Topics(config.mqtt.base_topic);
+    const username = config.mqtt.url ? config.mqtt.username : config.mqtt.embedded.username;
+    const password = config.mqtt.url ? config.mqtt.password : config.mqtt.embedded.password;
+    this.mqtt = new MqttConnection(
+      {
+        url,
+        clientId: config.mqtt.client_id ?? `poctd-${config.site}-${hostname()}`.slice(0, 64),
+        username,
+        password,
+        ca: config.mqtt.ca,
+        cert: config.mqtt.cert,
+        key: config.mqtt.key,
+        rejectUnauthorized: config.mqtt.reject_unauthorized,
+        keepaliveS: config.mqtt.keepalive_s,
+        reconnectMs: config.mqtt.reconnect_ms,
+        will: { topic: topics.bridge('state'), payload: JSON.stringify({ state: 'offline' }) },
+      },
+      log.child({ component: 'mqtt' }),
+    );
+    const services: Services = {
+      config,
+      bus: this.bus,
+      store: this.store,
+      mqtt: this.mqtt,
+      topics,
+      log,
+      drivers: options.drivers,
+      stats: new Stats(),
+      now,
+    };
+    this.services = services;
+    const mqtt = this.mqtt;
+    let lastMqttError = '';
+    mqtt.on('connect', ({ reconnect }: { reconnect: boolean }) => {
+      lastMqttError = '';
+      mqtt.subscribe(topics.requestFilters()).catch((error: Error) => log.warn({ err: error.message }, 'subscribe failed'));
+      this.bus.emit('mqttConnected', { reconnect });
+    });
+    mqtt.on('message', (topic: string, payload: Buffer) => this.bus.emit('mqttMessage', { topic, payload }));
+    mqtt.on('error', (error: Error) => {
+      services.stats.errors++;
+      // Reported once per distinct reason: a broker refusing credentials would otherwise flood.
+      if (error.message === lastMqttError) return;
+      lastMqttError = error.message;
+      this.bus.emit('bridgeEvent', makeEvent('mqtt_error', null, `MQTT: ${error.message}`, now()));
+    });
+
+    this.extensions = [new Bridge(services), new ResultPublisher(services), new DeviceManager(services)];
+    mqtt.start();
+    for (const extension of this.extensions) {
+      await extension.start();
+      log.debug({ extension: extension.name }, 'extension started');
+    }
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const log = this.options.log;
+    for (const extension of [...this.extensions].reverse()) {
+      await extension.stop().catch((error: Error) => log.warn({ extension: extension.name, err: error.message }, 'stop failed'));
+    }
+    await this.mqtt?.stop();
+    await this.broker?.stop();
+    this.store?.close();
+    log.info('stopped');
+  }
+
+  /** For tests and the CLI: the live services once started. */
+  get runtime(): Services | undefined {
+    return this.services;
+  }
+}

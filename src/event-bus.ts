@@ -1,0 +1,31 @@
+import { EventEmitter } from 'node:events';
+import type { Availability, BridgeEvent, DeviceState, ResultRecord } from './records/types.ts';
+
+/** What the parts of the daemon tell each other. Extensions subscribe here, never to each other. */
+export interface BusEvents {
+  resultsStored: { deviceId: string; records: ResultRecord[] };
+  deviceState: DeviceState;
+  deviceAvailability: { deviceId: string; state: Availability };
+  bridgeEvent: BridgeEvent;
+  mqttConnected: { reconnect: boolean };
+  mqttMessage: { topic: string; payload: Buffer };
+  /** Someone asked for every retained message to be sent again (`bridge/request/republish`). */
+  republish: Record<string, never>;
+}
+
+export class EventBus {
+  private readonly emitter = new EventEmitter();
+
+  constructor() {
+    this.emitter.setMaxListeners(100);
+  }
+
+  emit<K extends keyof BusEvents>(event: K, payload: BusEvents[K]): void {
+    this.emitter.emit(event, payload);
+  }
+
+  on<K extends keyof BusEvents>(event: K, listener: (payload: BusEvents[K]) => void): () => void {
+    this.emitter.on(event, listener);
+    return () => this.emitter.off(event, listener);
+  }
+}

@@ -1,0 +1,164 @@
+import { redactConfig } from '../config/load.ts';
+import type { BridgeEvent, BridgeEventType } from '../records/types.ts';
+import { EVENT_SCHEMA } from '../records/types.ts';
+import type { BridgeHealth, BridgeInfo, Request, Response } from '../mqtt/topics.ts';
+import { SCHEMA_IDS } from '../records/schemas.ts';
+import { VERSION } from '../version.ts';
+import type { Extension, Services } from './extension.ts';
+
+/** Largest number of records one `results/replay` request republishes; the response says where to go on. */
+const REPLAY_LIMIT = 5000;
+
+/**
+ * The daemon's own topics: `bridge/state` (retained, and the Last Will), `bridge/info`,
+ * `bridge/health` (periodic), `bridge/event`, and the `bridge/request/<verb>` API.
+ */
+export class Bridge implements Extension {
+  readonly name = 'bridge';
+  private healthTimer: NodeJS.Timeout | undefined;
+  private readonly unsubscribe: Array<() => void> = [];
+
+  constructor(private readonly s: Services) {}
+
+  async start(): Promise<void> {
+    const { bus } = this.s;
+    this.unsubscribe.push(bus.on('mqttConnected', () => void this.publishRetained()));
+    this.unsubscribe.push(bus.on('republish', () => void this.publishRetained()));
+    this.unsubscribe.push(bus.on('bridgeEvent', (event) => void this.publishEvent(event)));
+    this.unsubscribe.push(bus.on('mqttMessage', ({ topic, payload }) => void this.onMessage(topic, payload)));
+    const intervalMs = this.s.config.health_interval_s * 1000;
+    this.healthTimer = setInterval(() => void this.publishHealth(), intervalMs);
+    this.healthTimer.unref();
+    if (this.s.mqtt.connected) await this.publishRetained();
+  }
+
+  async stop(): Promise<void> {
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.unsubscribe.forEach((u) => u());
+    if (this.s.mqtt.connected) {
+      await this.s.mqtt
+        .publish(this.s.topics.bridge('state'), { state: 'offline' }, { qos: 1, retain: true })
+        .catch(() => undefined);
+    }
+  }
+
+  info(): BridgeInfo {
+    return {
+      version: VERSION,
+      site: this.s.config.site,
+      drivers: this.s.drivers.map((d) => ({ id: d.id, kind: d.kind, vendor: d.vendor, models: d.models })),
+      schemas: [...SCHEMA_IDS],
+      config: redactConfig(this.s.config),
+    };
+  }
+
+  health(): BridgeHealth {
+    const mem = process.memoryUsage();
+    const { stats } = this.s;
+    return {
+      at: this.s.now().toISOString(),
+      uptime_s: Math.round((Date.now() - stats.startedAt) / 1000),
+      memory: { rss_bytes: mem.rss, heap_used_bytes: mem.heapUsed },
+      outbox_depth: this.s.store.outboxDepth(),
+      records: { stored: stats.stored, published: stats.published, duplicates: stats.duplicates },
+      errors: stats.errors,
+      mqtt: { connected: this.s.mqtt.connected, reconnects: this.s.mqtt.reconnects },
+    };
+  }
+
+  private async publishRetained(): Promise<void> {
+    const { mqtt, topics } = this.s;
+    try {
+      await mqtt.publish(topics.bridge('state'), { state: 'online' }, { qos: 1, retain: true });
+      await mqtt.publish(topics.bridge('info'), this.info(), { qos: 1, retain: true });
+      await this.publishHealth();
+    } catch (error) {
+      this.s.log.warn({ err: (error as Error).message }, 'could not publish bridge state');
+    }
+  }
+
+  private async publishHealth(): Promise<void> {
+    if (!this.s.mqtt.connected) return;
+    await this.s.mqtt
+      .publish(this.s.topics.bridge('health'), this.health(), { qos: 0, retain: true })
+      .catch(() => undefined);
+  }
+
+  private async publishEvent(event: BridgeEvent): Promise<void> {
+    if (!this.s.mqtt.connected) return;
+    await this.s.mqtt.publish(this.s.topics.bridge('event'), event, { qos: 0, retain: false }).catch(() => undefined);
+  }
+
+  private async onMessage(topic: string, payload: Buffer): Promise<void> {
+    const parsed = this.s.topics.parseRequest(topic);
+    if (!parsed || parsed.target !== 'bridge') return;
+    const { verb } = parsed;
+    let request: Request = {};
+    let response: Response;
+    try {
+      request = parseRequestPayload(payload);
+      response = { status: 'ok', data: await this.handle(verb, request), error: null };
+    } catch (error) {
+      response = { status: 'error', data: null, error: (error as Error).message };
+    }
+    if (request.transaction !== undefined) response.transaction = request.transaction;
+    await this.s.mqtt
+      .publish(this.s.topics.bridgeResponse(verb), response, { qos: 1, retain: false })
+      .catch(() => undefined);
+  }
+
+  private async handle(verb: string, request: Request): Promise<unknown> {
+    switch (verb) {
+      case 'results/replay':
+        return this.replayResults(request);
+      case 'republish':
+        this.s.bus.emit('republish', {});
+        return { republished: true };
+      case 'health':
+        return this.health();
+      case 'info':
+        return this.info();
+      default:
+        throw new Error(`unknown request "${verb}" (known: results/replay, republish, health, info)`);
+    }
+  }
+
+  /** Sends stored results again from `since_seq` on, in order, for a subscriber that missed them. */
+  private async replayResults(request: Request): Promise<unknown> {
+    const since = request.since_seq ?? 0;
+    if (typeof since !== 'number' || !Number.isInteger(since) || since < 0) {
+      throw new Error('since_seq: must be a non-negative integer');
+    }
+    const records = this.s.store.recordsSince(since, REPLAY_LIMIT);
+    await Promise.all(
+      records.map((r) => this.s.mqtt.publish(this.s.topics.result(r.device.id), r, { qos: 1, retain: false })),
+    );
+    const last = records.at(-1)?.seq ?? since;
+    return { count: records.length, since_seq: since, last_seq: last, more: records.length === REPLAY_LIMIT };
+  }
+}
+
+export function parseRequestPayload(payload: Buffer): Request {
+  const text = payload.toString('utf8').trim();
+  if (text === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new Error('request payload is not valid JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new Error('request payload must be a JSON object');
+  }
+  return value as Request;
+}
+
+export function makeEvent(
+  type: BridgeEventType,
+  device: string | null,
+  message: string,
+  at: Date,
+  data?: Record<string, unknown>,
+): BridgeEvent {
+  return { schema: EVENT_SCHEMA, type, device, at: at.toISOString(), message, ...(data ? { data } : {}) };
+}

@@ -1,0 +1,281 @@
+import type { DeviceConfig } from '../config/types.ts';
+import { captureToBytes } from '../driver-sdk/capture.ts';
+import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost } from '../driver-sdk/index.ts';
+import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
+import { applyPatientPolicy } from '../records/privacy.ts';
+import { DEVICE_STATE_SCHEMA, type Availability, type DeviceState } from '../records/types.ts';
+import { createTransport } from '../transports/index.ts';
+import { memoryPair } from '../transports/memory.ts';
+import type { ByteTransport } from '../transports/transport.ts';
+import { makeEvent, parseRequestPayload } from './bridge.ts';
+import type { Extension, Services } from './extension.ts';
+
+/** Device statuses in which the device is reachable and answering. */
+const AVAILABLE_STATUSES = new Set(['idle', 'ok', 'downloading']);
+
+interface ManagedDevice {
+  config: DeviceConfig;
+  driver: DriverDefinition;
+  transport: ByteTransport;
+  simulator: DeviceSimulator | undefined;
+  session: DriverSession;
+  state: DeviceState;
+  transportOpen: boolean;
+  availability: Availability;
+  lastTransportError: string | null;
+}
+
+/**
+ * Holds one driver session per configured device: builds its transport (or a simulator on an
+ * in-memory cable), gives the session a host to commit records through, publishes the device's
+ * retained state and availability, and routes `device/<id>/request/<verb>` to the session.
+ */
+export class DeviceManager implements Extension {
+  readonly name = 'device-manager';
+  private readonly devices = new Map<string, ManagedDevice>();
+  private readonly unsubscribe: Array<() => void> = [];
+
+  constructor(private readonly s: Services) {}
+
+  async start(): Promise<void> {
+    const { bus } = this.s;
+    this.unsubscribe.push(bus.on('mqttConnected', () => void this.publishAll()));
+    this.unsubscribe.push(bus.on('republish', () => void this.publishAll()));
+    this.unsubscribe.push(bus.on('mqttMessage', ({ topic, payload }) => void this.onMessage(topic, payload)));
+    for (const config of this.s.config.devices) {
+      if (config.enabled === false) continue;
+      await this.addDevice(config);
+    }
+    void this.publishAll();
+  }
+
+  async stop(): Promise<void> {
+    this.unsubscribe.forEach((u) => u());
+    for (const device of this.devices.values()) {
+      await device.session.stop().catch(() => undefined);
+      device.simulator?.detach();
+      await device.transport.close().catch(() => undefined);
+      this.setAvailability(device, 'offline');
+    }
+    this.devices.clear();
+  }
+
+  /** Current state of every managed device (for tests and `bridge/devices`). */
+  list(): BridgeDeviceEntry[] {
+    return [...this.devices.values()].map((d) => ({
+      id: d.config.id,
+      driver: d.driver.id,
+      vendor: d.driver.vendor,
+      model: d.state.model,
+      serial: d.state.serial,
+      transport: d.config.transport.type,
+      availability: d.availability,
+    }));
+  }
+
+  private async addDevice(config: DeviceConfig): Promise<void> {
+    const driver = this.s.drivers.find((d) => d.id === config.driver);
+    if (!driver) {
+      this.event('config_error', config.id, `unknown driver "${config.driver}"; device not started`);
+      return;
+    }
+    const log = this.s.log.child({ component: `device:${config.id}`, driver: driver.id });
+    let transport: ByteTransport;
+    let simulator: DeviceSimulator | undefined;
+    if (config.transport.type === 'simulated') {
+      const pair = memoryPair(`sim:${config.id}`);
+      simulator = driver.simulator.create(config.transport.simulator ?? {});
+      await pair.device.open();
+      simulator.attach(pair.device);
+      transport = pair.host;
+    } else {
+      transport = createTransport(config.transport, driver.serialDefaults);
+    }
+    const stored = this.s.store.deviceState(config.id);
+    const state: DeviceState = {
+      schema: DEVICE_STATE_SCHEMA,
+      id: config.id,
+      driver: driver.id,
+      manufacturer: driver.vendor,
+      model: stored?.driver === driver.id ? stored.model : (driver.models[0] ?? null),
+      serial: stored?.driver === driver.id ? stored.serial : null,
+      firmware: stored?.driver === driver.id ? stored.firmware : null,
+      status: 'idle',
+      status_detail: null,
+      last_seen: stored?.last_seen ?? null,
+      last_download: stored?.last_download ?? null,
+      clock_skew_s: null,
+      clock_skew_flagged: false,
+      display_unit: stored?.display_unit ?? null,
+      record_count: stored?.record_count ?? null,
+      battery: null,
+    };
+    const device = {
+      config,
+      driver,
+      transport,
+      simulator,
+      state,
+      transportOpen: false,
+      availability: 'offline',
+      lastTransportError: null,
+    } as Omit<ManagedDevice, 'session'> as ManagedDevice;
+    device.session = driver.createSession(this.sessionHost(device, log));
+    this.devices.set(config.id, device);
+
+    transport.on('open', () => {
+      device.transportOpen = true;
+      device.lastTransportError = null;
+      this.event('connected', config.id, `${transport.description} open`);
+      this.refreshAvailability(device);
+    });
+    transport.on('close', () => {
+      device.transportOpen = false;
+      this.event('disconnected', config.id, `${transport.description} closed`);
+      this.refreshAvailability(device);
+    });
+    transport.on('error', (error: Error) => {
+      this.s.stats.errors++;
+      // A vanished port retries every few seconds: report each new reason once, not each retry.
+      if (device.lastTransportError === error.message) return;
+      device.lastTransportError = error.message;
+      log.warn({ err: error.message }, 'transport error');
+      this.event('port_missing', config.id, error.message);
+      this.updateState(device, { status: 'port-missing', status_detail: error.message });
+    });
+
+    await device.session.start().catch((error: Error) => {
+      log.error({ err: error.message }, 'session failed to start');
+      this.event('device_error', config.id, `session failed to start: ${error.message}`);
+    });
+    await transport.open().catch((error: Error) => {
+      log.warn({ err: error.message }, 'transport did not open');
+      this.event('port_missing', config.id, error.message);
+      this.updateState(device, { status: 'port-missing', status_detail: error.message });
+    });
+  }
+
+  private sessionHost(device: ManagedDevice, log: Services['log']): SessionHost {
+    const s = this.s;
+    const timezone = device.config.timezone ?? s.config.timezone;
+    return {
+      device: device.config,
+      timezone,
+      transport: device.transport,
+      log,
+      now: s.now,
+      commit: async (drafts, capture) => {
+        const outcome = s.store.commitResults({
+          site: s.config.site,
+          deviceId: device.config.id,
+          driver: device.driver.id,
+          captureKind: capture.kind,
+          captureBytes: captureToBytes(capture),
+          drafts,
+          receivedAt: s.now(),
+          transform: (r) => applyPatientPolicy(r, s.config.privacy.patient_id, s.config.site),
+        });
+        s.stats.stored += outcome.inserted.length;
+        s.stats.duplicates += outcome.duplicates;
+        if (outcome.inserted.length > 0) {
+          s.bus.emit('resultsStored', { deviceId: device.config.id, records: outcome.inserted });
+        }
+        return { inserted: outcome.inserted.length, duplicates: outcome.duplicates };
+      },
+      quarantine: (bytes, reason) => {
+        s.stats.errors++;
+        s.store.quarantine(device.config.id, bytes, reason, s.now());
+      },
+      event: (type, message, data) => this.event(type, device.config.id, message, data),
+      updateState: (patch) => this.updateState(device, patch),
+    };
+  }
+
+  private updateState(device: ManagedDevice, patch: Partial<DeviceState>): void {
+    const before = device.state;
+    device.state = { ...before, ...patch, schema: DEVICE_STATE_SCHEMA, id: before.id, driver: before.driver };
+    this.s.store.saveDeviceState(device.state, this.s.now());
+    void this.publishDeviceState(device);
+    if (before.serial !== device.state.serial || before.model !== device.state.model) void this.publishDeviceList();
+    this.refreshAvailability(device);
+  }
+
+  private refreshAvailability(device: ManagedDevice): void {
+    const online = device.transportOpen && AVAILABLE_STATUSES.has(device.state.status);
+    this.setAvailability(device, online ? 'online' : 'offline');
+  }
+
+  private setAvailability(device: ManagedDevice, state: Availability): void {
+    if (device.availability === state) return;
+    device.availability = state;
+    this.s.bus.emit('deviceAvailability', { deviceId: device.config.id, state });
+    void this.publishAvailability(device);
+    void this.publishDeviceList();
+  }
+
+  private event(type: Parameters<SessionHost['event']>[0], deviceId: string, message: string, data?: Record<string, unknown>): void {
+    this.s.bus.emit('bridgeEvent', makeEvent(type, deviceId, message, this.s.now(), data));
+  }
+
+  private async publishAll(): Promise<void> {
+    if (!this.s.mqtt.connected) return;
+    await this.publishDeviceList();
+    for (const device of this.devices.values()) {
+      await this.publishDeviceState(device);
+      await this.publishAvailability(device);
+    }
+  }
+
+  private async publishDeviceState(device: ManagedDevice): Promise<void> {
+    if (!this.s.mqtt.connected) return;
+    await this.s.mqtt
+      .publish(this.s.topics.device(device.config.id), device.state, { qos: 1, retain: true })
+      .catch(() => undefined);
+  }
+
+  private async publishAvailability(device: ManagedDevice): Promise<void> {
+    if (!this.s.mqtt.connected) return;
+    await this.s.mqtt
+      .publish(this.s.topics.availability(device.config.id), { state: device.availability }, { qos: 1, retain: true })
+      .catch(() => undefined);
+  }
+
+  private async publishDeviceList(): Promise<void> {
+    if (!this.s.mqtt.connected) return;
+    await this.s.mqtt.publish(this.s.topics.bridge('devices'), this.list(), { qos: 1, retain: true }).catch(() => undefined);
+  }
+
+  private async onMessage(topic: string, payload: Buffer): Promise<void> {
+    const parsed = this.s.topics.parseRequest(topic);
+    if (!parsed || parsed.target !== 'device') return;
+    const { device: deviceId, verb } = parsed;
+    const device = this.devices.get(deviceId);
+    let transaction: string | number | undefined;
+    let response: { status: 'ok' | 'error'; data: unknown; error: string | null; transaction?: string | number };
+    let params: Record<string, unknown> = {};
+    try {
+      const request = parseRequestPayload(payload);
+      transaction = request.transaction;
+      const { transaction: _t, ...rest } = request;
+      params = rest;
+      if (!device) throw new Error(`unknown device "${deviceId}"`);
+      if (!(verb in device.driver.commands)) {
+        throw new Error(`${device.driver.id} has no command "${verb}" (known: ${Object.keys(device.driver.commands).join(', ')})`);
+      }
+      const data = await device.session.command(verb, params);
+      response = { status: 'ok', data, error: null };
+    } catch (error) {
+      response = { status: 'error', data: null, error: (error as Error).message };
+    }
+    if (device) {
+      this.s.store.audit(
+        { device_id: deviceId, verb, params, status: response.status, detail: response.error ?? response.data },
+        this.s.now(),
+      );
+    }
+    if (transaction !== undefined) response.transaction = transaction;
+    await this.s.mqtt
+      .publish(this.s.topics.deviceResponse(deviceId, verb), response, { qos: 1, retain: false })
+      .catch(() => undefined);
+  }
+}

@@ -1,0 +1,39 @@
+import type { Logger } from 'pino';
+import type { PoctdConfig } from '../config/types.ts';
+import type { DriverDefinition } from '../driver-sdk/index.ts';
+import type { EventBus } from '../event-bus.ts';
+import type { MqttConnection } from '../mqtt/connection.ts';
+import type { Topics } from '../mqtt/topics.ts';
+import type { Store } from '../store/store.ts';
+
+/** Counters behind `bridge/health`. */
+export class Stats {
+  readonly startedAt = Date.now();
+  stored = 0;
+  published = 0;
+  duplicates = 0;
+  errors = 0;
+}
+
+/** Everything an extension may use, handed over by the controller. */
+export interface Services {
+  config: PoctdConfig;
+  bus: EventBus;
+  store: Store;
+  mqtt: MqttConnection;
+  topics: Topics;
+  log: Logger;
+  drivers: readonly DriverDefinition[];
+  stats: Stats;
+  now: () => Date;
+}
+
+/**
+ * A piece of the daemon with a lifecycle. Constructors only store their collaborators; all work,
+ * subscriptions and timers begin in `start()` and end in `stop()`.
+ */
+export interface Extension {
+  readonly name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}

@@ -1,0 +1,87 @@
+import type { Extension, Services } from './extension.ts';
+
+/** How many results may wait for PUBACK at once; bounds memory when a backlog drains. */
+const MAX_IN_FLIGHT = 256;
+
+/**
+ * Drains the outbox to `device/<id>/result` with QoS 1, oldest first, so each device's results
+ * arrive in order. A row is marked published only when the broker acknowledged it. After a
+ * restart, every row not yet acknowledged is sent again (at-least-once; the record id makes a
+ * repeat recognisable).
+ */
+export class ResultPublisher implements Extension {
+  readonly name = 'result-publisher';
+  private queuedUpTo = 0;
+  private inFlight = 0;
+  private draining = false;
+  private stopped = false;
+  private acked: number[] = [];
+  private flushScheduled = false;
+  private readonly unsubscribe: Array<() => void> = [];
+
+  constructor(private readonly s: Services) {}
+
+  async start(): Promise<void> {
+    this.unsubscribe.push(this.s.bus.on('resultsStored', () => this.drain()));
+    this.unsubscribe.push(this.s.bus.on('mqttConnected', () => this.drain()));
+    this.drain();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe.forEach((u) => u());
+    this.flushAcked();
+  }
+
+  private drain(): void {
+    if (this.draining || this.stopped) return;
+    this.draining = true;
+    try {
+      while (this.s.mqtt.connected && this.inFlight < MAX_IN_FLIGHT) {
+        const batch = this.s.store.pendingOutbox(this.queuedUpTo, MAX_IN_FLIGHT - this.inFlight);
+        if (batch.length === 0) break;
+        for (const record of batch) {
+          this.queuedUpTo = record.seq;
+          this.inFlight++;
+          this.s.mqtt
+            .publish(this.s.topics.result(record.device.id), record, { qos: 1, retain: false })
+            .then(
+              () => {
+                this.acked.push(record.seq);
+                this.s.stats.published++;
+                this.scheduleFlush();
+              },
+              (error: Error) => {
+                // The client gave the packet up (stopped or errored): send it again on the next drain.
+                this.s.log.warn({ seq: record.seq, err: error.message }, 'result publish failed; will retry');
+                this.queuedUpTo = Math.min(this.queuedUpTo, record.seq - 1);
+              },
+            )
+            .finally(() => {
+              this.inFlight--;
+              if (!this.stopped) setImmediate(() => this.drain());
+            });
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** PUBACKs are written in batches: one transaction per tick instead of one per message. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flushAcked();
+    });
+  }
+
+  private flushAcked(): void {
+    if (this.acked.length === 0) return;
+    const seqs = this.acked;
+    this.acked = [];
+    this.s.store.markPublishedMany(seqs, this.s.now());
+  }
+}

@@ -1,0 +1,101 @@
+import { Aedes } from 'aedes';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer, isIP } from 'node:net';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import type { EmbeddedBrokerConfig } from '../config/types.ts';
+
+/**
+ * The zero-config broker (aedes), used when no `mqtt.url` is configured so a fresh install works
+ * on its own. It listens on loopback by default; it refuses to listen anywhere else unless a
+ * username and password are set, because a clinic LAN must not get an open broker by accident.
+ */
+
+export class EmbeddedBrokerRefused extends Error {}
+
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  if (isIP(host) === 6) return host === '::1';
+  return false;
+}
+
+export class EmbeddedBroker {
+  private broker: Aedes | undefined;
+  private tcp: NetServer | undefined;
+  private http: HttpServer | undefined;
+  private wss: WebSocketServer | undefined;
+
+  constructor(private readonly config: EmbeddedBrokerConfig) {}
+
+  /** The URL a local client uses to reach this broker. */
+  get url(): string {
+    const host = this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host;
+    return `mqtt://${host === '0.0.0.0' ? '127.0.0.1' : host}:${this.port}`;
+  }
+
+  get port(): number {
+    const address = this.tcp?.address();
+    return typeof address === 'object' && address ? address.port : this.config.port;
+  }
+
+  get wsPort(): number | null {
+    const address = this.http?.address();
+    return typeof address === 'object' && address ? address.port : null;
+  }
+
+  async start(): Promise<void> {
+    const { host, username, password } = this.config;
+    if (!isLoopbackHost(host) && !(username && password)) {
+      throw new EmbeddedBrokerRefused(
+        `embedded broker: refusing to listen on ${host} without authentication; ` +
+          'set mqtt.embedded.username and mqtt.embedded.password, or keep host 127.0.0.1',
+      );
+    }
+    this.broker = await Aedes.createBroker({
+      authenticate: (_client, user, pass, done) => {
+        if (!username) return done(null, true);
+        const ok = user === username && pass !== undefined && Buffer.from(pass).toString() === password;
+        if (ok) return done(null, true);
+        const error = Object.assign(new Error('bad username or password'), { returnCode: 4 as const });
+        return done(error, false);
+      },
+    });
+    const broker = this.broker;
+    this.tcp = createNetServer((socket) => {
+      socket.setNoDelay(true);
+      broker.handle(socket);
+    });
+    await listen(this.tcp, this.config.port, host);
+    if (this.config.ws_port > 0) {
+      this.http = createHttpServer();
+      this.wss = new WebSocketServer({ server: this.http });
+      this.wss.on('connection', (ws, req) => broker.handle(createWebSocketStream(ws), req));
+      await listen(this.http, this.config.ws_port, host);
+    }
+  }
+
+  async stop(): Promise<void> {
+    // The broker first: it disconnects its clients, so the servers can then close.
+    if (this.broker) await new Promise<void>((resolve) => this.broker!.close(() => resolve()));
+    this.broker = undefined;
+    this.wss?.clients.forEach((c) => c.terminate());
+    this.wss?.close();
+    await Promise.all([closeServer(this.tcp), closeServer(this.http)]);
+  }
+}
+
+function listen(server: NetServer | HttpServer, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: NetServer | HttpServer | undefined): Promise<void> {
+  if (!server || !server.listening) return Promise.resolve();
+  if ('closeAllConnections' in server) server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
