@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// `npm test` runs against real components. When one is missing the run fails here, naming the
+// exact command that installs it, instead of skipping tests silently.
+import { execFileSync } from 'node:child_process';
+
+const tools = [
+  ['mosquitto', 'mosquitto'],
+  ['mosquitto_sub', 'mosquitto-clients'],
+  ['mosquitto_pub', 'mosquitto-clients'],
+  ['socat', 'socat'],
+];
+
+const missing = tools.filter(([command]) => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return true;
+  }
+});
+
+if (missing.length > 0) {
+  const packages = [...new Set(missing.map(([, pkg]) => pkg))].join(' ');
+  console.error(`npm test needs ${missing.map(([c]) => c).join(', ')}, which this machine lacks.`);
+  console.error(`Install them with:\n\n  sudo apt-get update && sudo apt-get install -y ${packages}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,254 @@
+/**
+ * What `poctd ports` shows: serial ports and HID devices present on this machine, with the drivers
+ * whose USB ids match. Works without node-hid or udev: what cannot be listed becomes a line in
+ * `problems` saying what to install, and the rest is still listed.
+ */
+import { existsSync } from 'node:fs';
+import { readdir, realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { SerialPort } from 'serialport';
+import { drivers as registeredDrivers } from '../../drivers/index.ts';
+import type { DriverDefinition } from '../driver-sdk/index.ts';
+import { HID_APT_HINT, listHidDevices, loadNodeHid, type HidDeviceInfo, type NodeHidModule } from './hid.ts';
+
+export interface SerialPortListing {
+  path: string;
+  /** Lowercase 4-digit hex, or null when the port is not USB or udev could not tell. */
+  vendorId: string | null;
+  productId: string | null;
+  manufacturer: string | null;
+  serialNumber: string | null;
+  pnpId: string | null;
+  /** A stable name under /dev/serial/by-id pointing at this port, for the config (Linux). */
+  byIdPath: string | null;
+  /** Ids of the drivers whose USB list has this vendor:product. */
+  drivers: string[];
+}
+
+export interface HidDeviceListing {
+  path: string | null;
+  vendorId: string;
+  productId: string;
+  manufacturer: string | null;
+  product: string | null;
+  serialNumber: string | null;
+  drivers: string[];
+}
+
+export interface PortListing {
+  serial: SerialPortListing[];
+  hid: HidDeviceListing[];
+  /** Why something could not be listed, each with what to do about it. */
+  problems: string[];
+}
+
+/** What SerialPort.list() returns (serialport's PortInfo). */
+export interface SerialPortInfo {
+  path: string;
+  manufacturer?: string | undefined;
+  serialNumber?: string | undefined;
+  pnpId?: string | undefined;
+  locationId?: string | undefined;
+  vendorId?: string | undefined;
+  productId?: string | undefined;
+}
+
+export interface ListPortsOptions {
+  drivers?: readonly DriverDefinition[];
+  /** Replaces SerialPort.list() (tests). */
+  listSerial?: () => Promise<SerialPortInfo[]>;
+  /** Replaces the lazy node-hid load (tests). */
+  loadHid?: () => Promise<NodeHidModule>;
+  /** Directory of stable serial names; default /dev/serial/by-id. */
+  byIdDir?: string;
+}
+
+/** "1A61", "0x1a61", "403" or 0x0403 → "1a61" / "0403"; null when absent or not a USB id. */
+export function normalizeUsbId(id: string | number | null | undefined): string | null {
+  if (id === undefined || id === null) return null;
+  if (typeof id === 'number') {
+    return Number.isInteger(id) && id >= 0 && id <= 0xffff ? id.toString(16).padStart(4, '0') : null;
+  }
+  const text = id.trim().toLowerCase().replace(/^0x/, '');
+  if (!/^[0-9a-f]{1,4}$/.test(text)) return null;
+  return text.padStart(4, '0');
+}
+
+/** Ids of the drivers whose `usb` list contains vendorId:productId (hex, any case, any padding). */
+export function matchDrivers(
+  vendorId: string | number | null | undefined,
+  productId: string | number | null | undefined,
+  driverList: readonly DriverDefinition[] = registeredDrivers,
+): string[] {
+  const vid = normalizeUsbId(vendorId);
+  const pid = normalizeUsbId(productId);
+  if (vid === null || pid === null) return [];
+  const ids: string[] = [];
+  for (const driver of driverList) {
+    const hit = (driver.usb ?? []).some((m) => normalizeUsbId(m.vendorId) === vid && normalizeUsbId(m.productId) === pid);
+    if (hit && !ids.includes(driver.id)) ids.push(driver.id);
+  }
+  return ids;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+async function stableSerialNames(dir: string): Promise<Map<string, string>> {
+  const byTarget = new Map<string, string>();
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return byTarget; // no USB serial devices, or not Linux
+  }
+  for (const name of names.sort()) {
+    const link = path.join(dir, name);
+    try {
+      const target = await realpath(link);
+      if (!byTarget.has(target)) byTarget.set(target, link);
+    } catch {
+      // dangling link of a device that just went away
+    }
+  }
+  return byTarget;
+}
+
+export async function listPorts(options: ListPortsOptions = {}): Promise<PortListing> {
+  const driverList = options.drivers ?? registeredDrivers;
+  const problems: string[] = [];
+  const serial: SerialPortListing[] = [];
+  const hid: HidDeviceListing[] = [];
+
+  if (process.platform === 'linux' && !options.listSerial && !existsSync('/run/udev')) {
+    problems.push(
+      'udev is not running (no /run/udev): USB vendor/product ids and serial numbers may be missing; install and start it (apt-get install udev)',
+    );
+  }
+
+  let serialInfos: SerialPortInfo[] = [];
+  try {
+    serialInfos = await (options.listSerial ?? (() => SerialPort.list()))();
+  } catch (err) {
+    const text = errorText(err);
+    problems.push(
+      /udevadm|ENOENT/.test(text)
+        ? `cannot list serial ports: udevadm is missing (${text}); on Debian install: apt-get install udev`
+        : `cannot list serial ports: ${text}`,
+    );
+  }
+  const byId = await stableSerialNames(options.byIdDir ?? '/dev/serial/by-id');
+  for (const info of serialInfos) {
+    const vendorId = normalizeUsbId(info.vendorId);
+    const productId = normalizeUsbId(info.productId);
+    let resolved = info.path;
+    try {
+      resolved = await realpath(info.path);
+    } catch {
+      // keep the listed path
+    }
+    serial.push({
+      path: info.path,
+      vendorId,
+      productId,
+      manufacturer: info.manufacturer ?? null,
+      serialNumber: info.serialNumber ?? null,
+      pnpId: info.pnpId ?? null,
+      byIdPath: byId.get(resolved) ?? null,
+      drivers: matchDrivers(vendorId, productId, driverList),
+    });
+  }
+
+  let hidInfos: HidDeviceInfo[] = [];
+  try {
+    hidInfos = await listHidDevices(options.loadHid ?? loadNodeHid);
+  } catch (err) {
+    const text = errorText(err);
+    problems.push(
+      text.includes('apt-get')
+        ? `HID devices cannot be listed: ${text}`
+        : `HID devices cannot be listed: ${text} (on Debian node-hid needs: ${HID_APT_HINT})`,
+    );
+  }
+  for (const info of hidInfos) {
+    const vendorId = normalizeUsbId(info.vendorId) ?? '????';
+    const productId = normalizeUsbId(info.productId) ?? '????';
+    hid.push({
+      path: info.path ?? null,
+      vendorId,
+      productId,
+      manufacturer: info.manufacturer ?? null,
+      product: info.product ?? null,
+      serialNumber: info.serialNumber ?? null,
+      drivers: matchDrivers(vendorId, productId, driverList),
+    });
+  }
+
+  serial.sort((a, b) => a.path.localeCompare(b.path));
+  hid.sort((a, b) => (a.path ?? '').localeCompare(b.path ?? ''));
+  return { serial, hid, problems };
+}
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
+const dash = (v: string | null): string => (v === null || v === '' ? '-' : v);
+const usbId = (vid: string | null, pid: string | null): string => (vid && pid ? `${vid}:${pid}` : '-');
+const driverCell = (ids: string[]): string => (ids.length ? ids.join(', ') : '-');
+
+/** A human table for `poctd ports`; always says something, even when nothing is present. */
+export function formatPortListing(listing: PortListing): string {
+  const out: string[] = [];
+  out.push('Serial ports:');
+  if (listing.serial.length === 0) {
+    out.push('  no serial ports found');
+  } else {
+    const rows = listing.serial.map((p) => [
+      p.path,
+      usbId(p.vendorId, p.productId),
+      dash(p.manufacturer),
+      dash(p.serialNumber),
+      driverCell(p.drivers),
+    ]);
+    out.push(...table(['PATH', 'USB ID', 'MANUFACTURER', 'SERIAL', 'DRIVERS'], rows).map((l) => `  ${l}`));
+    const stable = listing.serial.filter((p) => p.byIdPath);
+    if (stable.length) {
+      out.push('  stable names for the config:');
+      for (const p of stable) out.push(`    ${p.path} = ${p.byIdPath}`);
+    }
+  }
+  out.push('');
+  out.push('HID devices:');
+  if (listing.hid.length === 0) {
+    out.push('  no HID devices found');
+  } else {
+    const rows = listing.hid.map((d) => [
+      dash(d.path),
+      usbId(d.vendorId, d.productId),
+      dash(d.manufacturer),
+      dash(d.product),
+      dash(d.serialNumber),
+      driverCell(d.drivers),
+    ]);
+    out.push(...table(['PATH', 'USB ID', 'MANUFACTURER', 'PRODUCT', 'SERIAL', 'DRIVERS'], rows).map((l) => `  ${l}`));
+  }
+  const matched = listing.serial.some((p) => p.drivers.length) || listing.hid.some((d) => d.drivers.length);
+  if ((listing.serial.length || listing.hid.length) && !matched) {
+    out.push('');
+    out.push('No device matches a known driver by USB id (a driver can still be configured by hand).');
+  }
+  if (listing.problems.length) {
+    out.push('');
+    out.push('Problems:');
+    for (const p of listing.problems) out.push(`  - ${p}`);
+  }
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,89 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { requireTool } from './tools.ts';
+
+/** A free TCP port on loopback (asked of the kernel, then released). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = (): void => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve();
+      });
+      socket.once('error', () => {
+        socket.destroy();
+        if (Date.now() > deadline) reject(new Error(`mosquitto did not listen on ${port}`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+/**
+ * A real Mosquitto broker on a loopback port, with persistence so that a stop/start keeps
+ * sessions and queued QoS 1 messages, as a production broker would.
+ */
+export class Mosquitto {
+  private process: ChildProcess | undefined;
+  readonly dir = mkdtempSync(join(tmpdir(), 'poctd-mosquitto-'));
+  log = '';
+
+  private constructor(
+    readonly port: number,
+    private readonly extraConfig: string,
+  ) {}
+
+  static async start(options: { extraConfig?: string } = {}): Promise<Mosquitto> {
+    requireTool('mosquitto', 'mosquitto');
+    const broker = new Mosquitto(await freePort(), options.extraConfig ?? 'allow_anonymous true\n');
+    await broker.restart();
+    return broker;
+  }
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  async restart(): Promise<void> {
+    const conf = join(this.dir, 'mosquitto.conf');
+    writeFileSync(
+      conf,
+      `listener ${this.port} 127.0.0.1\n` +
+        `persistence true\npersistence_location ${this.dir}/\n` +
+        `log_dest stderr\n` +
+        this.extraConfig,
+    );
+    const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
+    this.process = child;
+    await waitForPort(this.port, 5000);
+  }
+
+  async stop(): Promise<void> {
+    const child = this.process;
+    if (!child || child.exitCode !== null) return;
+    this.process = undefined;
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    });
+  }
+}
