@@ -547,7 +547,10 @@ export function parseConfig(yamlText: string, opts: ParseConfigOptions = {}): Po
     throw new ConfigError(
       doc.errors.map((err) => {
         const pos = err.linePos?.[0] ?? lineCounter.linePos(err.pos[0]);
-        const text = (err.message.split('\n')[0] ?? err.message).replace(/ at line \d+, column \d+:?$/, '');
+        const text =
+          err.code === 'MULTIPLE_DOCS'
+            ? 'the file must hold a single YAML document (remove the second "---")'
+            : (err.message.split('\n')[0] ?? err.message).replace(/ at line \d+, column \d+:?$/, '');
         return { path: '', message: `YAML syntax error at line ${pos.line}, column ${pos.col}: ${text}`, line: pos.line, column: pos.col };
       }),
     );
