@@ -576,10 +576,12 @@ export function parseConfig(yamlText: string, opts: ParseConfigOptions = {}): Po
   const found = valid ? [] : schemaProblems(validate.errors ?? [], data, kinds);
   if (isPlainObject(data)) found.push(...semanticProblems(data, { knownDrivers: opts.knownDrivers }));
   const seen = new Set(problems.map(formatProblem));
+  // A value whose variable is missing would only add a confusing second complaint.
+  const envPaths = new Set(problems.map((p) => p.path));
   for (const f of found) {
     const p: ConfigProblem = { path: formatPath(f.tokens), message: f.message, ...locate(doc, lineCounter, f.tokens) };
     const key = formatProblem(p);
-    if (seen.has(key)) continue;
+    if (seen.has(key) || envPaths.has(p.path)) continue;
     seen.add(key);
     problems.push(p);
   }

@@ -241,7 +241,8 @@ export function formatPortListing(listing: PortListing): string {
     out.push(...table(['PATH', 'USB ID', 'MANUFACTURER', 'PRODUCT', 'SERIAL', 'DRIVERS'], rows).map((l) => `  ${l}`));
   }
   const matched = listing.serial.some((p) => p.drivers.length) || listing.hid.some((d) => d.drivers.length);
-  if ((listing.serial.length || listing.hid.length) && !matched) {
+  const anyUsb = listing.serial.some((p) => p.vendorId !== null) || listing.hid.length > 0;
+  if (anyUsb && !matched) {
     out.push('');
     out.push('No device matches a known driver by USB id (a driver can still be configured by hand).');
   }

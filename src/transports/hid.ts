@@ -140,6 +140,7 @@ export const nodeHidOpener: HidOpener = async (options) => {
     const text = err instanceof Error ? err.message : String(err);
     if (NATIVE_LOAD_FAILURE.test(text)) throw describeLoadFailure(err);
     if (/is missing|needs a path/.test(text)) throw err;
+    if (/no such file|ENOENT/i.test(text)) throw new Error(`HID device ${target} is missing`, { cause: err });
     throw new Error(
       `HID device ${target} is missing or not accessible (${text}); check that it is plugged in and that a udev rule lets this user open it`,
       { cause: err },

@@ -52,8 +52,12 @@ export class Mosquitto {
   ) {}
 
   static async start(options: { extraConfig?: string } = {}): Promise<Mosquitto> {
+    return Mosquitto.startOnPort(await freePort(), options);
+  }
+
+  static async startOnPort(port: number, options: { extraConfig?: string } = {}): Promise<Mosquitto> {
     requireTool('mosquitto', 'mosquitto');
-    const broker = new Mosquitto(await freePort(), options.extraConfig ?? 'allow_anonymous true\n');
+    const broker = new Mosquitto(port, options.extraConfig ?? 'allow_anonymous true\n');
     await broker.restart();
     return broker;
   }

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,6 +59,14 @@ function once<T = unknown>(emitter: EventEmitter, event: string, timeoutMs = 500
     };
     emitter.once(event, handler);
   });
+}
+
+async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 /** Collects `data` until `length` bytes have arrived. */
@@ -342,8 +350,7 @@ describe('TCP transports on loopback', () => {
     await clientClosed;
     expect((await clientError).message).toMatch(new RegExp(`tcp 127\\.0\\.0\\.1:${port}: `));
     expect(client.isOpen).toBe(false);
-    await new Promise((resolve) => setTimeout(resolve, 150)); // a few refused attempts
-    expect(client.lastError?.message).toMatch(/connection refused/);
+    await until(() => /connection refused/.test(client.lastError?.message ?? '')); // a reconnect attempt was refused
 
     const restarted = track(new TcpServerTransport({ type: 'tcp-server', port }));
     const serverOpenAgain = once(restarted, 'open');
@@ -379,6 +386,15 @@ describe('TCP transports on loopback', () => {
 });
 
 describe('HidTransport with an injected opener', () => {
+  it('no transport module imports node-hid statically (it must load only when a HID device is opened)', () => {
+    const dir = path.join(import.meta.dirname, '../../src/transports');
+    for (const name of readdirSync(dir).filter((n) => n.endsWith('.ts'))) {
+      const source = readFileSync(path.join(dir, name), 'utf8');
+      expect(source, name).not.toMatch(/^\s*import\s+[^(]*['"]node-hid['"]/m);
+      expect(source, name).not.toMatch(/require\(['"]node-hid['"]\)/);
+    }
+  });
+
   class FakeHid extends EventEmitter implements HidDeviceHandle {
     written: Buffer[] = [];
     closed = false;
@@ -462,7 +478,7 @@ describe('HidTransport with an injected opener', () => {
     expect(hid.isOpen).toBe(false);
     const err = await errored;
     // Either node-hid loads and the device is missing, or it cannot load and names the packages.
-    expect(err.message).toMatch(/\/dev\/hidraw-poctd-none is missing or not accessible|apt-get install libusb-1\.0-0 udev/);
+    expect(err.message).toMatch(/^HID device \/dev\/hidraw-poctd-none is missing$|apt-get install libusb-1\.0-0 udev/);
     expect(hid.lastError).toBe(err);
   });
 });
