@@ -544,16 +544,21 @@ export function parseConfig(yamlText: string, opts: ParseConfigOptions = {}): Po
   const doc = parseDocument(yamlText, { lineCounter, prettyErrors: false, uniqueKeys: true });
 
   if (doc.errors.length > 0) {
-    throw new ConfigError(
-      doc.errors.map((err) => {
-        const pos = err.linePos?.[0] ?? lineCounter.linePos(err.pos[0]);
-        const text =
-          err.code === 'MULTIPLE_DOCS'
-            ? 'the file must hold a single YAML document (remove the second "---")'
-            : (err.message.split('\n')[0] ?? err.message).replace(/ at line \d+, column \d+:?$/, '');
-        return { path: '', message: `YAML syntax error at line ${pos.line}, column ${pos.col}: ${text}`, line: pos.line, column: pos.col };
-      }),
-    );
+    // One mistake makes the parser complain several times on the same line; keep the first.
+    const byLine = new Map<number, ConfigProblem>();
+    const sourceLines = yamlText.split(/\r?\n/);
+    for (const err of doc.errors) {
+      const pos = err.linePos?.[0] ?? lineCounter.linePos(err.pos[0]);
+      if (byLine.has(pos.line)) continue;
+      let text =
+        err.code === 'MULTIPLE_DOCS'
+          ? 'the file must hold a single YAML document (remove the second "---")'
+          : (err.message.split('\n')[0] ?? err.message).replace(/ at line \d+, column \d+:?$/, '');
+      const src = sourceLines[pos.line - 1] ?? '';
+      if (/[{[][^'"]*\$\{/.test(src)) text += ' (inside { } or [ ], quote values that use ${...}: "${NAME}")';
+      byLine.set(pos.line, { path: '', message: `YAML syntax error at line ${pos.line}, column ${pos.col}: ${text}`, line: pos.line, column: pos.col });
+    }
+    throw new ConfigError([...byLine.values()]);
   }
 
   let raw: unknown;

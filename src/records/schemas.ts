@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020.js';
+import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import { DEVICE_STATE_SCHEMA, EVENT_SCHEMA, RESULT_SCHEMA } from './types.ts';
 
 /** The record schemas shipped in the package under `schemas/`, by id. */
@@ -21,9 +21,9 @@ function validatorFor(schemaId: string): ValidateFunction {
   if (!file) throw new Error(`unknown record schema ${schemaId}`);
   ajv ??= new Ajv2020({ allErrors: true, strict: true, validateFormats: false });
   const schema = JSON.parse(readFileSync(new URL(`../../schemas/${file}`, import.meta.url), 'utf8')) as object;
-  v = ajv.compile(schema);
-  validators.set(schemaId, v);
-  return v;
+  const compiled = ajv.compile(schema);
+  validators.set(schemaId, compiled);
+  return compiled;
 }
 
 /** Problems with `payload` against its schema, as `path: message` lines; empty when valid. */

@@ -155,6 +155,7 @@ export interface HidTransportExtras {
   reportSize?: number;
   /** Report id byte put in front of every output report (default 0: unnumbered reports). */
   reportId?: number;
+  /** Backoff defaults when the options do not set them. */
   reconnect_min_ms?: number;
   reconnect_max_ms?: number;
 }
@@ -180,7 +181,10 @@ export class HidTransport extends ReconnectingTransport {
   private device: HidDeviceHandle | undefined;
 
   constructor(options: HidTransportOptions, extras: HidTransportExtras = {}) {
-    super(extras.reconnect_min_ms ?? DEFAULT_RECONNECT_MIN_MS, extras.reconnect_max_ms ?? DEFAULT_RECONNECT_MAX_MS);
+    super(
+      options.reconnect_min_ms ?? extras.reconnect_min_ms ?? DEFAULT_RECONNECT_MIN_MS,
+      options.reconnect_max_ms ?? extras.reconnect_max_ms ?? DEFAULT_RECONNECT_MAX_MS,
+    );
     this.options = { ...options };
     this.description = `hid:${describeHidTarget(options)}`;
     this.opener = extras.hidOpener ?? nodeHidOpener;

@@ -51,6 +51,9 @@ export interface HidTransportOptions {
   vendor_id?: string;
   product_id?: string;
   serial?: string;
+  /** Reconnect backoff while the device is unplugged: first and maximum delay in ms. */
+  reconnect_min_ms?: number;
+  reconnect_max_ms?: number;
 }
 
 export interface SimulatedTransportOptions {

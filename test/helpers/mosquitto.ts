@@ -56,7 +56,7 @@ export class Mosquitto {
   }
 
   static async startOnPort(port: number, options: { extraConfig?: string } = {}): Promise<Mosquitto> {
-    requireTool('mosquitto', 'mosquitto');
+    requireTool('mosquitto');
     const broker = new Mosquitto(port, options.extraConfig ?? 'allow_anonymous true\n');
     await broker.restart();
     return broker;

@@ -3,39 +3,11 @@
  * real `serialport` library as if it were a cable. Tests fail — never skip — when socat is missing.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { requireTool } from './tools.ts';
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-
-/** Debian package for each tool the tests run, for the error message. */
-const APT_PACKAGES: Record<string, string> = {
-  socat: 'socat',
-  mosquitto: 'mosquitto',
-  mosquitto_pub: 'mosquitto-clients',
-  mosquitto_sub: 'mosquitto-clients',
-  storescu: 'dcmtk',
-  echoscu: 'dcmtk',
-  zbarimg: 'zbar-tools',
-};
-
-/**
- * Returns the absolute path of `name` on PATH, or throws `<name> not found: run apt-get install -y
- * <package>` so the test fails with the fix in its message.
- */
-export function requireTool(name: string, aptPackage: string = APT_PACKAGES[name] ?? name): string {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (!dir) continue;
-    const candidate = path.join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  throw new Error(`${name} not found: run apt-get install -y ${aptPackage}`);
-}
 
 export interface PtyPair {
   /** Symlink to one pty end. */

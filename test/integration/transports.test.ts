@@ -10,7 +10,8 @@ import { backoffDelay } from '../../src/transports/reconnecting.ts';
 import { SerialTransport } from '../../src/transports/serial.ts';
 import { TcpClientTransport, TcpServerTransport } from '../../src/transports/tcp.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
-import { requireTool, runningPtyPairs, startPtyPair, type PtyPair } from '../helpers/socat.ts';
+import { runningPtyPairs, startPtyPair, type PtyPair } from '../helpers/socat.ts';
+import { requireTool } from '../helpers/tools.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Test plumbing: everything a test starts is registered here and torn down after it, pass or fail.

@@ -389,12 +389,18 @@ describe('${ENV} substitution', () => {
   });
 
   it('works on parsed values: a variable cannot inject YAML', () => {
-    const cfg = parseConfig('mqtt: { username: ${U}, password: "${PW}" }\n', {
+    const cfg = parseConfig('mqtt:\n  username: ${U}\n  password: "${PW}"\n', {
       env: { U: 'x\nlog: { level: trace }', PW: 'a: b, "c"' },
     });
     expect(cfg.mqtt.username).toBe('x\nlog: { level: trace }');
     expect(cfg.mqtt.password).toBe('a: b, "c"');
     expect(cfg.log.level).toBe('info');
+  });
+
+  it('an unquoted ${...} inside a flow mapping is a YAML error with a hint', () => {
+    const err = problemsOf('mqtt: { password: ${PW} }\n', { env: { PW: 'x' } });
+    expect(lines(err)).toHaveLength(1);
+    expect(err.message).toMatch(/^YAML syntax error at line 1, .*quote values that use \$\{\.\.\.\}/);
   });
 
   it('${VAR:-default} in the config, and whole-value numbers/booleans for numeric keys', () => {

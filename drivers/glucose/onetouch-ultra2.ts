@@ -1,0 +1,1327 @@
+/**
+ * LifeScan OneTouch Ultra 2: an ASCII line protocol over the meter's 3.5 mm TRS serial cable,
+ * 9600 baud 8N1.
+ *
+ * Source: the shared research note `research/glucose-meters.md` §2.1 and the pitfalls in §3. The
+ * note collects facts from glucometerutils (`drivers/otultra2.py`) and the Tidepool uploader
+ * (`lib/drivers/onetouch/oneTouchUltra2.js`). Only the facts are used here, none of their code.
+ *
+ *   host → meter   0x11 0x0D <CMD> 0x0D   glucometerutils style, which this driver sends. Tidepool
+ *                                         sends 0x11 0x0D <CMD> with no final CR. The simulator
+ *                                         accepts both.
+ *   meter → host   <body> <CHK4> CR LF    CHK4: the 16-bit sum of the body bytes as 4 hex digits.
+ *                                         The space before it is not summed.
+ *
+ *   DM?     ?P02.00.00 30/08/06                firmware (and its build date)
+ *   DM@     @ "GMF600DCY"                      serial: 9 characters; the final Y marks an Ultra 2
+ *   DMF     F "SAT","08/03/13","22:12:00   "   clock: MM/DD/YY, naive local time
+ *   DMT..   T "SAT","08/03/13","22:12:00   "   set the clock: DMTMM/DD/YY HH:MM:SS
+ *   DMSU?   SU?,"MG/DL "  |  SU?,"MMOL/L"      display unit (display only, see below)
+ *   DMP     P 003,"GMF600DCY","MG/DL "         dump header: count, serial, display unit, then
+ *           P "SAT","03/21/15","16:45:24   ","  081 ","N","03", 00     one line per reading,
+ *                                                                        newest first
+ *   DMZ     Z                                  erases the memory; the session never sends it
+ *
+ * A reading's value is in mg/dL on the wire, even when the meter displays mmol/L. The value field
+ * is `<C|space> <3 digits><?|space>`: C marks control solution, ? a parity error. Meal is N, B or
+ * A. Comment codes run 00–11. The meter has no record number, so a reading's identity is serial +
+ * time + value. A meter that is switched on, or not seated in the cable, answers with a single
+ * 0x00 byte. It must be switched off before it is plugged in.
+ *
+ * Sections: codec (pure) · records and decode() · session · simulator · definition.
+ */
+import type {
+  Capture,
+  DecodeContext,
+  DecodeIssue,
+  DecodeResult,
+  DeviceSimulator,
+  DriverDefinition,
+  DriverSession,
+  Exchange,
+  SessionHost,
+} from '../../src/driver-sdk/index.ts';
+import { deviceBytes } from '../../src/driver-sdk/capture.ts';
+import type { DeviceConfig } from '../../src/config/types.ts';
+import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
+import type { ByteTransport } from '../../src/transports/transport.ts';
+import { clockSkewSeconds, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+
+export const ULTRA2_DRIVER_ID = 'onetouch-ultra2';
+const MANUFACTURER = 'LifeScan';
+const MODEL = 'OneTouch Ultra 2';
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Codec: checksum, line framing, line parsing, host commands. Pure, with no I/O. Errors are
+// returned as values and never thrown.
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export type Ultra2ErrorCode =
+  /** The line does not end with a space and 4 hex digits. */
+  | 'missing-checksum'
+  /** The 4 hex digits do not match the sum of the body. */
+  | 'bad-checksum'
+  /** The checksum is good (or the line is too short to hold one), but the line is not a reply this meter sends. */
+  | 'invalid-response'
+  /** A serial number that is not 9 characters ending in Y, so not an Ultra 2. */
+  | 'invalid-serial'
+  /** A date or time field that is not a real calendar time. */
+  | 'invalid-date'
+  | 'line-too-long'
+  /** Bytes after the last line end: the capture or the link stopped in the middle of a line. */
+  | 'truncated-line'
+  /** The number of readings differs from the count in the DMP header. */
+  | 'truncated-dump'
+  /** Readings with no DMP header before them, so the count cannot be checked. */
+  | 'missing-dump-header'
+  /** Noise bytes before a valid line, on the same line. */
+  | 'garbage'
+  /** A valid line that does not answer the command that was sent. */
+  | 'unexpected-reply';
+
+export interface Ultra2Error {
+  code: Ultra2ErrorCode;
+  /** What went wrong, built from the protocol only. It never quotes the line. */
+  detail: string;
+}
+
+export type DisplayUnit = 'mg/dL' | 'mmol/L';
+export type Meal = 'N' | 'B' | 'A';
+
+export interface Ultra2Reading {
+  /** The meter's naive local time, `YYYY-MM-DDTHH:MM:SS`. */
+  time: string;
+  /** mg/dL, always. */
+  value: number;
+  control: boolean;
+  parity: boolean;
+  meal: Meal;
+  /** 0–11; see COMMENT_SLUGS. */
+  comment: number;
+}
+
+export type Ultra2Message =
+  | { type: 'firmware'; firmware: string; build: string | null }
+  | { type: 'serial'; serial: string }
+  | { type: 'clock'; time: string }
+  | { type: 'clock-set'; time: string }
+  | { type: 'unit'; unit: DisplayUnit }
+  | { type: 'dump-header'; count: number; serial: string; unit: DisplayUnit }
+  | { type: 'reading'; reading: Ultra2Reading }
+  | { type: 'erased' };
+
+export type Ultra2LineResult =
+  | { ok: true; message: Ultra2Message; /** noise before the line, skipped */ garbage?: Buffer }
+  | { ok: false; error: Ultra2Error };
+
+/** The 16-bit sum of the body bytes. */
+export function ultra2Checksum(body: Uint8Array | string): number {
+  const bytes = typeof body === 'string' ? Buffer.from(body, 'latin1') : body;
+  let sum = 0;
+  for (const b of bytes) sum = (sum + b) & 0xffff;
+  return sum;
+}
+
+export function formatChecksum(sum: number): string {
+  return (sum & 0xffff).toString(16).toUpperCase().padStart(4, '0');
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+const NUL = 0x00;
+
+export type FramedItem = { kind: 'line'; bytes: Buffer } | { kind: 'overflow'; bytes: Buffer };
+
+/**
+ * Cuts a byte stream into lines. CR LF ends a line on the wire. A bare CR or LF is accepted as well,
+ * because the glucometerutils vectors end in CR and edited files may end in LF. Empty lines are
+ * skipped. NUL bytes where a line would start are counted and dropped: a meter that is not ready
+ * answers a single 0x00. The output does not depend on how the stream was chunked.
+ */
+export class LineFramer {
+  /** The longest line the meter sends is about 60 bytes. */
+  static readonly MAX_LINE = 160;
+  private readonly buf = Buffer.alloc(LineFramer.MAX_LINE);
+  private len = 0;
+  private discarding = false;
+  /** NUL bytes seen where a line would start. */
+  nulBytes = 0;
+
+  push(chunk: Uint8Array): FramedItem[] {
+    const out: FramedItem[] = [];
+    for (const b of chunk) {
+      if (b === CR || b === LF) {
+        if (this.discarding) this.discarding = false;
+        else if (this.len > 0) out.push({ kind: 'line', bytes: Buffer.from(this.buf.subarray(0, this.len)) });
+        this.len = 0;
+        continue;
+      }
+      if (this.discarding) continue;
+      if (b === NUL && this.len === 0) {
+        this.nulBytes++;
+        continue;
+      }
+      if (this.len === LineFramer.MAX_LINE) {
+        out.push({ kind: 'overflow', bytes: Buffer.from(this.buf) });
+        this.len = 0;
+        this.discarding = true;
+        continue;
+      }
+      this.buf[this.len++] = b;
+    }
+    return out;
+  }
+
+  /** The bytes of an unfinished line, without a line end yet. */
+  pending(): Buffer {
+    return Buffer.from(this.buf.subarray(0, this.len));
+  }
+
+  reset(): void {
+    this.len = 0;
+    this.discarding = false;
+    this.nulBytes = 0;
+  }
+}
+
+const fail = (code: Ultra2ErrorCode, detail: string): { ok: false; error: Ultra2Error } => ({
+  ok: false,
+  error: { code, detail },
+});
+
+/** One body character, a space and four hex digits. */
+const MIN_LINE = 6;
+
+function splitChecksum(line: Uint8Array): { ok: true; body: Buffer } | { ok: false; error: Ultra2Error } {
+  const buf = Buffer.from(line.buffer, line.byteOffset, line.byteLength);
+  if (buf.length < MIN_LINE) return fail('invalid-response', `a ${buf.length}-byte line is too short to be a reply`);
+  const tail = buf.subarray(buf.length - 5).toString('latin1');
+  if (!/^ [0-9A-Fa-f]{4}$/.test(tail)) return fail('missing-checksum', 'the line does not end with a space and 4 hex digits');
+  const body = buf.subarray(0, buf.length - 5);
+  const given = parseInt(tail.slice(1), 16);
+  const actual = ultra2Checksum(body);
+  if (given !== actual) {
+    return fail('bad-checksum', `the line carries checksum ${formatChecksum(given)}, its bytes sum to ${formatChecksum(actual)}`);
+  }
+  return { ok: true, body };
+}
+
+const DATE_RE = String.raw`(\d{2})/(\d{2})/(\d{2})`;
+// The meter pads the time field with 3 spaces. Any number of spaces is accepted.
+const TIME_RE = String.raw`(\d{2}):(\d{2}):(\d{2}) *`;
+const FIRMWARE_RE = /^\?(\S+)(?: (.+))?$/;
+const SERIAL_RE = /^@ "([^"]*)"$/;
+const CLOCK_RE = new RegExp(`^([FT]) "([A-Z]{3})","${DATE_RE}","${TIME_RE}"$`);
+const UNIT_RE = /^SU\?,"(MG\/DL |MMOL\/L)"$/;
+const HEADER_RE = /^P (\d{3}),"([^"]*)","(MG\/DL |MMOL\/L)"$/;
+// The final `, 00` field is undocumented. Only 00 has ever been seen, so any other value is refused
+// (invalid-response) rather than guessed at.
+const READING_RE = new RegExp(`^P "([A-Z]{3})","${DATE_RE}","${TIME_RE}","([C ]) (\\d{3})([? ])","([NBA])","(\\d{2})", 00$`);
+/** The first byte of every reply body, used to find a line behind noise. */
+const LINE_STARTS = new Set([...'?@FTSPZ'].map((c) => c.charCodeAt(0)));
+
+export function isUltra2Serial(serial: string): boolean {
+  return /^[0-9A-Z]{8}Y$/.test(serial);
+}
+
+function pad2(n: number): string {
+  return String(n).padStart(2, '0');
+}
+
+/** `MM/DD/YY` + `HH:MM:SS` (2-digit year + 2000) → naive ISO time, or null if it is not a real time. */
+function naiveFromFields(mm: string, dd: string, yy: string, hh: string, mi: string, ss: string): string | null {
+  const [mo, d, y, h, m, s] = [mm, dd, yy, hh, mi, ss].map(Number) as [number, number, number, number, number, number];
+  const year = 2000 + y;
+  if (mo < 1 || mo > 12) return null;
+  const daysInMonth = new Date(Date.UTC(year, mo, 0)).getUTCDate();
+  if (d < 1 || d > daysInMonth || h > 23 || m > 59 || s > 59) return null;
+  return `${year}-${pad2(mo)}-${pad2(d)}T${pad2(h)}:${pad2(m)}:${pad2(s)}`;
+}
+
+function displayUnit(wire: string): DisplayUnit {
+  return wire === 'MMOL/L' ? 'mmol/L' : 'mg/dL';
+}
+
+function parseBody(body: string): Ultra2LineResult {
+  let m: RegExpExecArray | null;
+  if ((m = READING_RE.exec(body))) {
+    const [, , mo, d, y, h, mi, s, c, value, parity, meal, comment] = m as unknown as string[];
+    const time = naiveFromFields(mo!, d!, y!, h!, mi!, s!);
+    if (!time) return fail('invalid-date', 'a reading carries a date or time that does not exist');
+    const code = Number(comment);
+    if (code > 11) return fail('invalid-response', `comment code ${code} is outside 00–11`);
+    return {
+      ok: true,
+      message: {
+        type: 'reading',
+        reading: { time, value: Number(value), control: c === 'C', parity: parity === '?', meal: meal as Meal, comment: code },
+      },
+    };
+  }
+  if ((m = HEADER_RE.exec(body))) {
+    const serial = m[2]!;
+    if (!isUltra2Serial(serial)) return fail('invalid-serial', 'the dump header serial is not 9 characters ending in Y');
+    return { ok: true, message: { type: 'dump-header', count: Number(m[1]), serial, unit: displayUnit(m[3]!) } };
+  }
+  if ((m = SERIAL_RE.exec(body))) {
+    if (!isUltra2Serial(m[1]!)) return fail('invalid-serial', 'the serial number is not 9 characters ending in Y');
+    return { ok: true, message: { type: 'serial', serial: m[1]! } };
+  }
+  if ((m = CLOCK_RE.exec(body))) {
+    const time = naiveFromFields(m[3]!, m[4]!, m[5]!, m[6]!, m[7]!, m[8]!);
+    if (!time) return fail('invalid-date', 'the meter clock reads a date or time that does not exist');
+    return { ok: true, message: { type: m[1] === 'F' ? 'clock' : 'clock-set', time } };
+  }
+  if ((m = UNIT_RE.exec(body))) return { ok: true, message: { type: 'unit', unit: displayUnit(m[1]!) } };
+  if ((m = FIRMWARE_RE.exec(body))) return { ok: true, message: { type: 'firmware', firmware: m[1]!, build: m[2] ?? null } };
+  if (body === 'Z') return { ok: true, message: { type: 'erased' } };
+  return fail('invalid-response', 'the checksum is good but the line is no known Ultra 2 reply');
+}
+
+function decodeWholeLine(line: Uint8Array): Ultra2LineResult {
+  const split = splitChecksum(line);
+  if (!split.ok) return split;
+  return parseBody(split.body.toString('latin1'));
+}
+
+/**
+ * Verifies and parses one line, without its line end. If the whole line fails its checksum but a
+ * later part of it is a complete valid line, that part is returned with the noise before it in
+ * `garbage`. This covers line noise glued to the start of a line. Such a suffix needs its own
+ * matching checksum and must match a strict reply pattern, so it cannot turn into a wrong reading.
+ */
+export function decodeLine(line: Uint8Array): Ultra2LineResult {
+  const whole = decodeWholeLine(line);
+  if (whole.ok || (whole.error.code !== 'bad-checksum' && whole.error.code !== 'missing-checksum')) return whole;
+  for (let i = 1; i <= line.length - MIN_LINE; i++) {
+    if (!LINE_STARTS.has(line[i]!)) continue;
+    const rest = decodeWholeLine(line.subarray(i));
+    if (rest.ok) return { ...rest, garbage: Buffer.from(line.subarray(0, i)) };
+  }
+  return whole;
+}
+
+/** A host command on the wire: 0x11 0x0D <CMD> 0x0D. */
+export function encodeCommand(command: string): Buffer {
+  return Buffer.concat([Buffer.from([0x11, CR]), Buffer.from(command, 'latin1'), Buffer.from([CR])]);
+}
+
+/** `2015-03-21T16:45:24` → `DMT03/21/15 16:45:24`. */
+export function setClockCommand(naive: string): string {
+  const m = /^20(\d{2})-(\d{2})-(\d{2})T(\d{2}:\d{2}:\d{2})$/.exec(naive);
+  if (!m) throw new RangeError(`the Ultra 2 clock holds years 2000–2099 only: ${naive}`);
+  return `DMT${m[2]}/${m[3]}/${m[1]} ${m[4]}`;
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Records: readings → ResultDraft, and decode() for `poctd replay` and the golden tests.
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** Comment codes 00–11, named as in the LifeScan documents (research note §2.1). */
+export const COMMENT_SLUGS = [
+  'none',
+  'not-enough-food',
+  'too-much-food',
+  'mild-exercise',
+  'hard-exercise',
+  'medication',
+  'stress',
+  'illness',
+  'feel-hypo',
+  'menses',
+  'vacation',
+  'other',
+] as const;
+
+/** The meter has no record number, so the key is time + value + control/patient (rule 3). */
+export function readingKey(r: Ultra2Reading): string {
+  return `${r.time}|${r.value}|${r.control ? 'C' : 'P'}`;
+}
+
+/**
+ * One reading → one result. HI/LO: no public source shows how an Ultra 2 encodes readings outside
+ * its 20–600 mg/dL range. Tidepool only infers them from thresholds and stores the substitutes 19
+ * and 601. Here the numeric value the meter sent is kept as it is, with no HI/LO flag added: a
+ * flag the meter did not send would be made up, and so would a substitute number (rule 5).
+ */
+export function readingToDraft(r: Ultra2Reading, device: DeviceIdentity, timezone: string): ResultDraft {
+  const flags: string[] = [];
+  if (r.meal === 'B') flags.push('meal:before');
+  if (r.meal === 'A') flags.push('meal:after');
+  if (r.comment > 0) flags.push(`comment:${COMMENT_SLUGS[r.comment] ?? 'unknown'}`);
+  return {
+    key: readingKey(r),
+    device: { ...device },
+    category: r.control ? 'control' : 'patient',
+    specimen: { id: null, type: r.control ? 'control solution' : 'capillary blood' },
+    patient: null,
+    operator: null,
+    observed_at: naiveToZoned(r.time, timezone),
+    device_time: r.time,
+    observations: [
+      {
+        code: 'GLU',
+        name: 'Glucose',
+        loinc: '41653-7',
+        value: r.value,
+        unit: 'mg/dL',
+        ucum: 'mg/dL',
+        flags: r.parity ? ['parity-error'] : [],
+        text: null,
+        comparator: null,
+      },
+    ],
+    flags,
+  };
+}
+
+export function ultra2Identity(deviceId: string, serial: string | null, firmware: string | null): DeviceIdentity {
+  return { id: deviceId, driver: ULTRA2_DRIVER_ID, manufacturer: MANUFACTURER, model: MODEL, serial, firmware };
+}
+
+/** Oldest first by device time; stable, so readings with the same time keep their order. */
+function byDeviceTime(drafts: ResultDraft[]): ResultDraft[] {
+  return drafts.sort((a, b) => (a.device_time! < b.device_time! ? -1 : a.device_time! > b.device_time! ? 1 : 0));
+}
+
+/** Wire order (newest first) → drafts, oldest first. */
+export function readingsToDrafts(readings: Ultra2Reading[], device: DeviceIdentity, timezone: string): ResultDraft[] {
+  return byDeviceTime([...readings].reverse().map((r) => readingToDraft(r, device, timezone)));
+}
+
+interface DumpSeen {
+  header: { count: number; serial: string; unit: DisplayUnit } | null;
+  readings: Ultra2Reading[];
+}
+
+/**
+ * Decodes a raw capture (what the meter sent: DMP reply lines, maybe other replies) or a stored
+ * session transcript, where only the `D` bytes are read. Every bad line becomes an issue with its
+ * bytes. Every verified reading becomes a draft, even from a dump that came up short. That dump
+ * also gets a `truncated-dump` issue. (The live session never commits a short dump.) A capture
+ * that holds a retried dump is deduplicated by serial + key, and the last dump wins.
+ */
+export function decodeUltra2(capture: Capture, ctx: DecodeContext): DecodeResult {
+  const framer = new LineFramer();
+  const items = framer.push(deviceBytes(capture));
+  const tail = framer.pending();
+  const issues: DecodeIssue[] = [];
+  const dumps: DumpSeen[] = [];
+  let current: DumpSeen | null = null;
+  let serial: string | null = null;
+  let firmware: string | null = null;
+  let unit: DisplayUnit | null = null;
+  let recordCount: number | null = null;
+
+  const take = (line: Buffer, truncated: boolean): void => {
+    const r = decodeLine(line);
+    if (!r.ok) {
+      issues.push({ reason: truncated ? 'truncated-line' : r.error.code, bytes: line });
+      return;
+    }
+    if (r.garbage) issues.push({ reason: 'garbage', bytes: r.garbage });
+    const m = r.message;
+    if (m.type === 'reading') {
+      if (!current) dumps.push((current = { header: null, readings: [] }));
+      current.readings.push(m.reading);
+      return;
+    }
+    current = null;
+    if (m.type === 'dump-header') {
+      dumps.push((current = { header: m, readings: [] }));
+      serial = m.serial;
+      unit = m.unit;
+      recordCount = m.count;
+    } else if (m.type === 'serial') serial = m.serial;
+    else if (m.type === 'firmware') firmware = m.firmware;
+    else if (m.type === 'unit') unit = m.unit;
+  };
+  for (const item of items) {
+    if (item.kind === 'overflow') issues.push({ reason: 'line-too-long', bytes: item.bytes });
+    else take(item.bytes, false);
+  }
+  if (tail.length > 0) take(tail, true);
+
+  const drafts: ResultDraft[] = [];
+  const seen = new Set<string>();
+  for (const dump of dumps) {
+    if (!dump.header) issues.push({ reason: 'missing-dump-header' });
+    else if (dump.header.count !== dump.readings.length) issues.push({ reason: 'truncated-dump' });
+  }
+  for (const dump of [...dumps].reverse()) {
+    const dumpSerial = dump.header?.serial ?? serial;
+    const identity = ultra2Identity(ctx.deviceId, dumpSerial, firmware);
+    for (const draft of readingsToDrafts(dump.readings, identity, ctx.timezone)) {
+      const id = `${dumpSerial ?? ''}|${draft.key}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      drafts.push(draft);
+    }
+  }
+  byDeviceTime(drafts);
+
+  const device: Partial<DeviceState> = {};
+  if (serial !== null) device.serial = serial;
+  if (firmware !== null) device.firmware = firmware;
+  if (unit !== null) device.display_unit = unit;
+  if (recordCount !== null) device.record_count = recordCount;
+  return { drafts, issues, device };
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Session: the live conversation with one meter.
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export interface Ultra2SessionOptions {
+  /** How long to wait for each reply line; during DMP the timer restarts with every line. */
+  reply_timeout_ms: number;
+  /** How many times a failed command (or the whole DMP) is sent again. */
+  retries: number;
+  /** A meter clock further than this from the host clock is flagged. */
+  clock_skew_limit_s: number;
+}
+
+const DEFAULT_SESSION_OPTIONS: Ultra2SessionOptions = { reply_timeout_ms: 2000, retries: 1, clock_skew_limit_s: 900 };
+
+/** Reads `device.options`. Throws an Error that names the bad option. */
+export function ultra2SessionOptions(device: DeviceConfig): Ultra2SessionOptions {
+  const o = device.options ?? {};
+  const out = { ...DEFAULT_SESSION_OPTIONS };
+  for (const name of Object.keys(DEFAULT_SESSION_OPTIONS) as (keyof Ultra2SessionOptions)[]) {
+    const v = o[name];
+    if (v === undefined) continue;
+    const min = name === 'retries' ? 0 : 1;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
+      throw new Error(`device ${device.id}: options.${name} must be a number >= ${min}`);
+    }
+    out[name] = v;
+  }
+  return out;
+}
+
+/** Nothing came back: the meter is off, switched on when it should be off, or not in the cable. */
+class NoAnswerError extends Error {}
+/** The meter answered, but not correctly, even after the retries. */
+class ProtocolError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+/** The link closed or the session stopped in the middle of a conversation. */
+class AbortedError extends Error {}
+
+type Reply = { ok: true; message: Ultra2Message } | { ok: false; timeout: boolean; code: string };
+
+export interface DownloadResult {
+  inserted: number;
+  duplicates: number;
+  records: number;
+}
+
+export interface ClockSyncResult {
+  /** The meter's clock after the set, naive local time. */
+  clock: string;
+  clock_skew_s: number;
+  previous_skew_s: number | null;
+}
+
+class Ultra2Session implements DriverSession {
+  private readonly opts: Ultra2SessionOptions;
+  private readonly transport: ByteTransport;
+  private readonly framer = new LineFramer();
+  private inbox: FramedItem[] = [];
+  private wake: (() => void) | null = null;
+  private abortError: Error | null = null;
+  private lastDataAt = 0;
+  /** The exchanges of the download in progress. It becomes the capture committed with its records. */
+  private transcript: Exchange[] | null = null;
+  private chain: Promise<unknown> = Promise.resolve();
+  private autoQueued = false;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private started = false;
+  private stopped = false;
+  private state: Partial<DeviceState> = {};
+
+  constructor(private readonly host: SessionHost) {
+    this.opts = ultra2SessionOptions(host.device);
+    this.transport = host.transport;
+  }
+
+  // Bound listeners, so stop() can remove exactly these.
+  private readonly onData = (chunk: Buffer): void => {
+    this.lastDataAt = Date.now();
+    this.transcript?.push({ dir: 'D', bytes: Buffer.from(chunk) });
+    const items = this.framer.push(chunk);
+    if (items.length > 0) {
+      this.inbox.push(...items);
+      this.wake?.();
+    }
+  };
+  private readonly onOpen = (): void => this.autoDownload('connected');
+  private readonly onClose = (): void => this.abort(new AbortedError('the link closed during the conversation'));
+  private readonly onError = (err: Error): void => this.host.log.warn({ err: err.message }, 'onetouch-ultra2: transport error');
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    this.transport.on('data', this.onData);
+    this.transport.on('open', this.onOpen);
+    this.transport.on('close', this.onClose);
+    this.transport.on('error', this.onError);
+    const every = this.host.device.poll_interval;
+    if (every && every > 0) this.pollTimer = setInterval(() => this.autoDownload('poll'), every * 1000);
+    if (this.transport.isOpen) this.autoDownload('connected');
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollTimer = null;
+    this.transport.off('data', this.onData);
+    this.transport.off('open', this.onOpen);
+    this.transport.off('close', this.onClose);
+    this.transport.off('error', this.onError);
+    this.abort(new AbortedError('the session stopped'));
+    await this.chain.catch(() => undefined);
+  }
+
+  async command(verb: string, _params: Record<string, unknown>): Promise<unknown> {
+    if (this.stopped) throw new Error('onetouch-ultra2: the session is stopped');
+    switch (verb) {
+      case 'download':
+        return this.enqueue(() => this.download('request'));
+      case 'clock/sync':
+        return this.enqueue(() => this.syncClock());
+      case 'status':
+        return { ...this.state };
+      default:
+        throw new Error(`onetouch-ultra2: unknown command "${verb}" (known: download, clock/sync, status)`);
+    }
+  }
+
+  // ── scheduling ──
+
+  /** One conversation at a time: every command waits for the one before it. */
+  private enqueue<T>(job: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(job, job);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Connect and poll triggers: at most one waiting, and failures are reported as events only. */
+  private autoDownload(trigger: string): void {
+    if (this.stopped || this.autoQueued || !this.transport.isOpen) return;
+    this.autoQueued = true;
+    this.enqueue(() => {
+      this.autoQueued = false;
+      if (this.stopped || !this.transport.isOpen) return Promise.resolve(null);
+      return this.download(trigger);
+    }).catch(() => undefined);
+  }
+
+  // ── host calls that must never throw into the session ──
+
+  private emit(type: Parameters<SessionHost['event']>[0], message: string, data?: Record<string, unknown>): void {
+    try {
+      this.host.event(type, message, data);
+    } catch (err) {
+      this.host.log.error({ err: String(err) }, 'onetouch-ultra2: event handler threw');
+    }
+  }
+
+  private patch(p: Partial<DeviceState>): void {
+    Object.assign(this.state, p);
+    try {
+      this.host.updateState(p);
+    } catch (err) {
+      this.host.log.error({ err: String(err) }, 'onetouch-ultra2: updateState threw');
+    }
+  }
+
+  private badLine(bytes: Buffer, code: string, detail: string): void {
+    try {
+      this.host.quarantine(bytes, code);
+    } catch (err) {
+      this.host.log.error({ err: String(err) }, 'onetouch-ultra2: quarantine threw');
+    }
+    this.host.log.warn({ reason: code, detail }, 'onetouch-ultra2: bad line from the meter');
+    this.emit('bad_frame', `bad line from the meter: ${code}`, { reason: code, detail });
+  }
+
+  // ── wire I/O ──
+
+  private abort(err: Error): void {
+    this.abortError = err;
+    this.wake?.();
+  }
+
+  private clearInbox(): void {
+    this.inbox = [];
+    this.framer.reset();
+  }
+
+  private async send(command: string): Promise<void> {
+    if (this.abortError) throw this.abortError;
+    const bytes = encodeCommand(command);
+    this.transcript?.push({ dir: 'H', bytes });
+    await this.transport.write(bytes);
+  }
+
+  /** The next framed item, or null once `timeoutMs` passes with none. */
+  private async nextItem(timeoutMs: number): Promise<FramedItem | null> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.abortError) throw this.abortError;
+      const item = this.inbox.shift();
+      if (item) return item;
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.wake = null;
+          resolve();
+        }, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          this.wake = null;
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** Waits until the meter has been quiet for a while, then drops what it sent. Used before a retry. */
+  private async drain(): Promise<void> {
+    const quiet = Math.min(250, this.opts.reply_timeout_ms);
+    const giveUp = Date.now() + 4 * this.opts.reply_timeout_ms;
+    for (;;) {
+      if (this.abortError) throw this.abortError;
+      const since = Date.now() - this.lastDataAt;
+      if (since >= quiet || Date.now() >= giveUp) break;
+      await new Promise((r) => setTimeout(r, quiet - since));
+    }
+    this.clearInbox();
+  }
+
+  /** Reads one reply line and checks that it is of the expected type. Bad lines are reported. */
+  private async readReply(expected: Ultra2Message['type']): Promise<Reply> {
+    const item = await this.nextItem(this.opts.reply_timeout_ms);
+    if (!item) return { ok: false, timeout: true, code: 'timeout' };
+    if (item.kind === 'overflow') {
+      this.badLine(item.bytes, 'line-too-long', `no line end within ${LineFramer.MAX_LINE} bytes`);
+      return { ok: false, timeout: false, code: 'line-too-long' };
+    }
+    const r = decodeLine(item.bytes);
+    if (!r.ok) {
+      this.badLine(item.bytes, r.error.code, r.error.detail);
+      return { ok: false, timeout: false, code: r.error.code };
+    }
+    if (r.garbage) this.badLine(r.garbage, 'garbage', 'noise before a valid line');
+    if (r.message.type !== expected) {
+      this.badLine(item.bytes, 'unexpected-reply', `expected a ${expected} line, got a ${r.message.type} line`);
+      return { ok: false, timeout: false, code: 'unexpected-reply' };
+    }
+    return r;
+  }
+
+  /** Sends a one-line command and returns its verified reply. Sent once more on failure. */
+  private async ask<T extends Ultra2Message['type']>(command: string, expected: T): Promise<Extract<Ultra2Message, { type: T }>> {
+    const name = command.startsWith('DMT') ? 'DMT' : command;
+    let last: Reply | null = null;
+    for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
+      if (attempt > 0) await this.drain();
+      this.clearInbox();
+      await this.send(command);
+      const reply = await this.readReply(expected);
+      if (reply.ok) return reply.message as Extract<Ultra2Message, { type: T }>;
+      last = reply;
+    }
+    if (last && !last.ok && last.timeout) {
+      const nul = this.framer.nulBytes > 0;
+      throw new NoAnswerError(
+        nul
+          ? `the meter answered ${name} with a 0x00 byte only: switch it off, then seat it in the cable`
+          : `no answer to ${name}: the meter is off, on when it should be off, or not in the cable`,
+      );
+    }
+    const code = last && !last.ok ? last.code : 'invalid-response';
+    throw new ProtocolError(code, `no valid reply to ${name} after ${this.opts.retries + 1} tries (${code})`);
+  }
+
+  /** DMP: the header, then exactly `count` readings. The whole dump is asked again on any fault. */
+  private async readDump(): Promise<{ header: Extract<Ultra2Message, { type: 'dump-header' }>; readings: Ultra2Reading[] }> {
+    let lastCode = 'invalid-response';
+    for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
+      if (attempt > 0) await this.drain();
+      this.clearInbox();
+      await this.send('DMP');
+      const head = await this.readReply('dump-header');
+      if (!head.ok) {
+        lastCode = head.code;
+        continue;
+      }
+      const header = head.message as Extract<Ultra2Message, { type: 'dump-header' }>;
+      const total = header.count;
+      const step = Math.max(1, Math.ceil(total / 10));
+      const readings: Ultra2Reading[] = [];
+      let fault: string | null = null;
+      for (let i = 0; i < total; i++) {
+        const item = await this.nextItem(this.opts.reply_timeout_ms);
+        if (!item) {
+          fault = 'truncated-dump';
+          this.host.log.warn({ received: i, total }, 'onetouch-ultra2: the dump stopped short');
+          break;
+        }
+        if (item.kind === 'overflow') {
+          this.badLine(item.bytes, 'line-too-long', `no line end within ${LineFramer.MAX_LINE} bytes`);
+          fault = 'line-too-long';
+          continue;
+        }
+        const r = decodeLine(item.bytes);
+        if (!r.ok) {
+          this.badLine(item.bytes, r.error.code, r.error.detail);
+          fault = r.error.code;
+          continue;
+        }
+        if (r.garbage) this.badLine(r.garbage, 'garbage', 'noise before a valid line');
+        if (r.message.type !== 'reading') {
+          this.badLine(item.bytes, 'unexpected-reply', `expected a reading line, got a ${r.message.type} line`);
+          fault = 'unexpected-reply';
+          continue;
+        }
+        readings.push(r.message.reading);
+        const n = i + 1;
+        if (n === total || n % step === 0) {
+          this.emit('download_progress', `${n} of ${total} readings`, { received: n, total });
+        }
+      }
+      if (!fault) return { header, readings };
+      lastCode = fault;
+    }
+    if (lastCode === 'timeout') throw new NoAnswerError('no answer to DMP: the meter stopped answering');
+    throw new ProtocolError(lastCode, `no complete DMP dump after ${this.opts.retries + 1} tries (${lastCode}); nothing was stored`);
+  }
+
+  // ── conversations ──
+
+  private async download(trigger: string): Promise<DownloadResult> {
+    if (!this.transport.isOpen) throw new Error('onetouch-ultra2: the transport is not open');
+    this.abortError = null;
+    this.transcript = [];
+    let started = false;
+    try {
+      const fw = await this.ask('DM?', 'firmware');
+      started = true;
+      this.patch({ status: 'downloading', status_detail: null });
+      this.emit('download_started', `download started (${trigger})`, { trigger });
+      const sn = await this.ask('DM@', 'serial');
+      const clock = await this.ask('DMF', 'clock');
+      const unit = await this.ask('DMSU?', 'unit');
+      const skew = clockSkewSeconds(clock.time, this.host.timezone, this.host.now());
+      const flagged = Math.abs(skew) > this.opts.clock_skew_limit_s;
+      const wasFlagged = this.state.clock_skew_flagged === true;
+      this.patch({
+        model: MODEL,
+        serial: sn.serial,
+        firmware: fw.firmware,
+        display_unit: unit.unit,
+        clock_skew_s: skew,
+        clock_skew_flagged: flagged,
+        last_seen: this.host.now().toISOString(),
+      });
+      if (flagged && !wasFlagged) {
+        this.emit('clock_skew', `the meter clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, {
+          clock_skew_s: skew,
+          limit_s: this.opts.clock_skew_limit_s,
+        });
+      }
+
+      const dump = await this.readDump();
+      const identity = ultra2Identity(this.host.device.id, dump.header.serial, fw.firmware);
+      const drafts = readingsToDrafts(dump.readings, identity, this.host.timezone);
+      const capture: Capture = { kind: 'transcript', exchanges: this.transcript };
+      this.transcript = null;
+      let stored: { inserted: number; duplicates: number };
+      try {
+        stored = await this.host.commit(drafts, capture);
+      } catch (err) {
+        throw new ProtocolError('commit-failed', `the store did not commit the download: ${(err as Error).message}`);
+      }
+      const at = this.host.now().toISOString();
+      this.patch({ status: 'ok', status_detail: null, record_count: dump.header.count, last_download: at, last_seen: at });
+      this.emit('download_finished', `downloaded ${drafts.length} readings: ${stored.inserted} new, ${stored.duplicates} already stored`, {
+        records: drafts.length,
+        inserted: stored.inserted,
+        duplicates: stored.duplicates,
+      });
+      return { inserted: stored.inserted, duplicates: stored.duplicates, records: drafts.length };
+    } catch (err) {
+      this.transcript = null;
+      throw this.failed(err, started ? 'download_failed' : null);
+    }
+  }
+
+  private async syncClock(): Promise<ClockSyncResult> {
+    if (!this.transport.isOpen) throw new Error('onetouch-ultra2: the transport is not open');
+    this.abortError = null;
+    try {
+      const target = nowInZone(this.host.timezone, this.host.now());
+      const reply = await this.ask(setClockCommand(target), 'clock-set');
+      const off = Math.abs(Date.parse(`${reply.time}Z`) - Date.parse(`${target}Z`)) / 1000;
+      if (off > 2) {
+        throw new ProtocolError('clock-not-set', `the meter reports a clock ${Math.round(off)} s away from the time sent`);
+      }
+      const previous = this.state.clock_skew_s ?? null;
+      const skew = clockSkewSeconds(reply.time, this.host.timezone, this.host.now());
+      this.patch({
+        clock_skew_s: skew,
+        clock_skew_flagged: Math.abs(skew) > this.opts.clock_skew_limit_s,
+        last_seen: this.host.now().toISOString(),
+      });
+      this.emit('clock_set', 'the meter clock was set to the host time', { previous_skew_s: previous, clock_skew_s: skew });
+      return { clock: reply.time, clock_skew_s: skew, previous_skew_s: previous };
+    } catch (err) {
+      throw this.failed(err, 'device_error');
+    }
+  }
+
+  /** Reports a failed conversation as state and events, then returns the Error for the caller. */
+  private failed(err: unknown, eventType: 'download_failed' | 'device_error' | null): Error {
+    if (err instanceof NoAnswerError) {
+      if (this.state.status !== 'no-answer') this.emit('no_answer', err.message);
+      this.patch({ status: 'no-answer', status_detail: err.message });
+      return err;
+    }
+    if (err instanceof AbortedError) {
+      if (!this.stopped) {
+        if (eventType) this.emit(eventType, err.message, { reason: 'link-closed' });
+        this.patch({ status: 'error', status_detail: err.message });
+      }
+      return err;
+    }
+    const e = err instanceof Error ? err : new Error(String(err));
+    const reason = e instanceof ProtocolError ? e.code : 'error';
+    this.host.log.warn({ reason, err: e.message }, 'onetouch-ultra2: conversation failed');
+    this.emit(eventType ?? 'download_failed', e.message, { reason });
+    this.patch({ status: 'error', status_detail: e.message });
+    return e;
+  }
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Simulator: the meter's side of the protocol, for the demo, the tests and the benchmark.
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export interface SimulatedReading {
+  /** Naive meter time `YYYY-MM-DDTHH:MM:SS`, years 2000–2099. */
+  time: string;
+  /** mg/dL, 0–999. */
+  value: number;
+  control?: boolean;
+  meal?: Meal;
+  comment?: number;
+  parity?: boolean;
+}
+
+/** What a meter holds, enough to answer every command. */
+export interface Ultra2MeterState {
+  serial: string;
+  /** The text after `?` in the DM? reply, e.g. `P02.00.00 30/08/06`. */
+  firmware: string;
+  unit: DisplayUnit;
+  /** The meter's clock now, naive. */
+  clock: string;
+  /** In any order; DMP sends them newest first. */
+  memory: SimulatedReading[];
+}
+
+const DAYS = ['SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT'];
+
+/** `2015-03-21T16:45:24` → [`SAT`, `03/21/15`, `16:45:24`]. */
+function wireDateTime(naive: string): [string, string, string] {
+  const m = /^20(\d{2})-(\d{2})-(\d{2})T(\d{2}:\d{2}:\d{2})$/.exec(naive);
+  if (!m) throw new RangeError(`not a naive time in 2000–2099: ${naive}`);
+  const dow = DAYS[new Date(`${naive}Z`).getUTCDay()]!;
+  return [dow, `${m[2]}/${m[3]}/${m[1]}`, m[4]!];
+}
+
+/** One reply line on the wire: body, space, checksum, CR LF. */
+export function ultra2Line(body: string, checksum: number = ultra2Checksum(body)): Buffer {
+  return Buffer.from(`${body} ${formatChecksum(checksum)}\r\n`, 'latin1');
+}
+
+export function readingBody(r: SimulatedReading): string {
+  const [dow, date, time] = wireDateTime(r.time);
+  const value = `${r.control ? 'C' : ' '} ${String(r.value).padStart(3, '0')}${r.parity ? '?' : ' '}`;
+  return `P "${dow}","${date}","${time}   ","${value}","${r.meal ?? 'N'}","${pad2(r.comment ?? 0)}", 00`;
+}
+
+/** The reply bodies (no checksum, no line end) the meter sends for `command`. Null if it stays silent. */
+export function ultra2ReplyBodies(command: string, meter: Ultra2MeterState): string[] | null {
+  const unitWire = meter.unit === 'mmol/L' ? 'MMOL/L' : 'MG/DL ';
+  const clockBody = (letter: 'F' | 'T', naive: string): string => {
+    const [dow, date, time] = wireDateTime(naive);
+    return `${letter} "${dow}","${date}","${time}   "`;
+  };
+  switch (command) {
+    case 'DM?':
+      return [`?${meter.firmware}`];
+    case 'DM@':
+      return [`@ "${meter.serial}"`];
+    case 'DMF':
+      return [clockBody('F', meter.clock)];
+    case 'DMSU?':
+      return [`SU?,"${unitWire}"`];
+    case 'DMZ':
+      return ['Z'];
+    case 'DMP': {
+      const newestFirst = [...meter.memory].sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+      const count = String(newestFirst.length).padStart(3, '0');
+      return [`P ${count},"${meter.serial}","${unitWire}"`, ...newestFirst.map(readingBody)];
+    }
+  }
+  const set = parseSetClock(command);
+  return set ? [clockBody('T', set)] : null;
+}
+
+/** The reply bytes for `command`, every line checksummed and ended with CR LF. */
+export function ultra2Reply(command: string, meter: Ultra2MeterState): Buffer | null {
+  const bodies = ultra2ReplyBodies(command, meter);
+  return bodies ? Buffer.concat(bodies.map((b) => ultra2Line(b))) : null;
+}
+
+/** `DMT03/21/15 16:45:24` → `2015-03-21T16:45:24`, or null. */
+function parseSetClock(command: string): string | null {
+  const m = /^DMT(\d{2})\/(\d{2})\/(\d{2}) (\d{2}):(\d{2}):(\d{2})$/.exec(command);
+  return m ? naiveFromFields(m[1]!, m[2]!, m[3]!, m[4]!, m[5]!, m[6]!) : null;
+}
+
+export interface Ultra2SimulatorOptions {
+  serial?: string;
+  firmware?: string;
+  unit?: DisplayUnit;
+  /** The meter clock minus the true time, in seconds. */
+  clock_offset_s?: number;
+  /** What the meter remembers. When absent, a few plausible readings from the last two days. */
+  memory?: SimulatedReading[];
+  /** Adds a new reading every so many seconds (about 1 in 10 a control run). */
+  new_reading_every_s?: number;
+  /** true: answers nothing. 'nul': answers every command with a single 0x00 byte. */
+  off?: boolean | 'nul';
+  /** Sends the next N lines with a wrong checksum. */
+  corrupt_next?: number;
+  /** The zone of the meter's naive clock (default: the host's zone). */
+  timezone?: string;
+  /** The largest chunk written at once (default 16); chunk sizes are random from 1 up to it. */
+  max_chunk?: number;
+  /** Pause between lines, in ms (default 0). */
+  line_delay_ms?: number;
+  /** Seed of the simulator's random numbers, for reproducible runs. */
+  seed?: number;
+  /** The true time (tests). */
+  now?: () => Date;
+}
+
+const SIMULATOR_OPTION_HELP: Record<string, string> = {
+  serial: 'serial number, 9 characters ending in Y (default GMF600DCY)',
+  firmware: 'DM? reply text (default "P02.00.00 30/08/06")',
+  unit: 'display unit: mg/dL or mmol/L (readings stay mg/dL on the wire)',
+  clock_offset_s: 'meter clock minus the true time, in seconds (default 0)',
+  memory: 'readings: [{time: "YYYY-MM-DDTHH:MM:SS", value, control?, meal?: N|B|A, comment?: 0-11}]',
+  new_reading_every_s: 'add a new reading every N seconds, about 1 in 10 a control run',
+  off: 'true: never answer; "nul": answer with a single 0x00 byte (meter on or not in the cable)',
+  corrupt_next: 'send the next N lines with a wrong checksum',
+  timezone: "IANA zone of the meter's naive clock (default: the host's)",
+  max_chunk: 'largest write in bytes; chunk sizes are random from 1 to this (default 16)',
+  line_delay_ms: 'pause between lines in ms (default 0)',
+  seed: 'random seed for reproducible runs',
+};
+
+function optionError(name: string, want: string): Error {
+  return new Error(`onetouch-ultra2 simulator: option ${name} must be ${want}`);
+}
+
+/** Checks untyped options (from YAML or the command line) and returns them typed. */
+export function parseSimulatorOptions(o: Record<string, unknown>): Ultra2SimulatorOptions {
+  const out: Ultra2SimulatorOptions = {};
+  const num = (name: string, min: number): number | undefined => {
+    const v = o[name];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw optionError(name, `a number >= ${min}`);
+    return v;
+  };
+  for (const name of Object.keys(o)) {
+    if (!(name in SIMULATOR_OPTION_HELP) && name !== 'now') throw new Error(`onetouch-ultra2 simulator: unknown option ${name}`);
+  }
+  if (o.serial !== undefined) {
+    if (typeof o.serial !== 'string' || !isUltra2Serial(o.serial)) throw optionError('serial', '9 characters A-Z/0-9 ending in Y');
+    out.serial = o.serial;
+  }
+  if (o.firmware !== undefined) {
+    if (typeof o.firmware !== 'string' || !/^\S+( \S.*)?$/.test(o.firmware)) throw optionError('firmware', 'a string like "P02.00.00 30/08/06"');
+    out.firmware = o.firmware;
+  }
+  if (o.unit !== undefined) {
+    if (o.unit !== 'mg/dL' && o.unit !== 'mmol/L') throw optionError('unit', 'mg/dL or mmol/L');
+    out.unit = o.unit;
+  }
+  if (o.clock_offset_s !== undefined) {
+    if (typeof o.clock_offset_s !== 'number' || !Number.isFinite(o.clock_offset_s)) throw optionError('clock_offset_s', 'a number');
+    out.clock_offset_s = o.clock_offset_s;
+  }
+  if (o.memory !== undefined) {
+    if (!Array.isArray(o.memory)) throw optionError('memory', 'a list of readings');
+    out.memory = o.memory.map((r, i) => parseSimulatedReading(r, `memory[${i}]`));
+  }
+  out.new_reading_every_s = num('new_reading_every_s', 0.001);
+  if (o.off !== undefined) {
+    if (o.off !== true && o.off !== false && o.off !== 'nul') throw optionError('off', 'true, false or "nul"');
+    out.off = o.off;
+  }
+  out.corrupt_next = num('corrupt_next', 0);
+  if (o.timezone !== undefined) {
+    if (typeof o.timezone !== 'string') throw optionError('timezone', 'an IANA zone name');
+    out.timezone = o.timezone;
+  }
+  out.max_chunk = num('max_chunk', 1);
+  out.line_delay_ms = num('line_delay_ms', 0);
+  out.seed = num('seed', 0);
+  if (o.now !== undefined) {
+    if (typeof o.now !== 'function') throw optionError('now', 'a function returning a Date');
+    out.now = o.now as () => Date;
+  }
+  for (const k of Object.keys(out) as (keyof Ultra2SimulatorOptions)[]) if (out[k] === undefined) delete out[k];
+  return out;
+}
+
+function parseSimulatedReading(r: unknown, where: string): SimulatedReading {
+  if (typeof r !== 'object' || r === null) throw optionError(where, 'an object');
+  const o = r as Record<string, unknown>;
+  if (typeof o.time !== 'string' || !/^20\d{2}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/.test(o.time)) {
+    throw optionError(`${where}.time`, 'YYYY-MM-DDTHH:MM:SS in 2000–2099');
+  }
+  if (typeof o.value !== 'number' || !Number.isInteger(o.value) || o.value < 0 || o.value > 999) {
+    throw optionError(`${where}.value`, 'an integer 0–999 (mg/dL)');
+  }
+  if (o.meal !== undefined && o.meal !== 'N' && o.meal !== 'B' && o.meal !== 'A') throw optionError(`${where}.meal`, 'N, B or A');
+  if (o.comment !== undefined && (typeof o.comment !== 'number' || !Number.isInteger(o.comment) || o.comment < 0 || o.comment > 11)) {
+    throw optionError(`${where}.comment`, 'an integer 0–11');
+  }
+  if (o.control !== undefined && typeof o.control !== 'boolean') throw optionError(`${where}.control`, 'true or false');
+  if (o.parity !== undefined && typeof o.parity !== 'boolean') throw optionError(`${where}.parity`, 'true or false');
+  const out: SimulatedReading = { time: o.time, value: o.value };
+  if (o.control !== undefined) out.control = o.control as boolean;
+  if (o.meal !== undefined) out.meal = o.meal as Meal;
+  if (o.comment !== undefined) out.comment = o.comment as number;
+  if (o.parity !== undefined) out.parity = o.parity as boolean;
+  return out;
+}
+
+/** A small seeded PRNG (mulberry32), so a seeded simulator run can be repeated exactly. */
+function randomSource(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The Ultra 2 keeps its last 500 readings. */
+const MEMORY_SIZE = 500;
+
+export class Ultra2Simulator implements DeviceSimulator {
+  serial: string;
+  firmware: string;
+  unit: DisplayUnit;
+  clockOffsetS: number;
+  memory: SimulatedReading[];
+  off: boolean | 'nul';
+  corruptNext: number;
+  /** Every command received, in order (tests read it). */
+  readonly received: string[] = [];
+  private readonly timezone: string;
+  private readonly maxChunk: number;
+  private readonly lineDelayMs: number;
+  private readonly now: () => Date;
+  private readonly random: () => number;
+  private readonly newReadingEveryS: number | undefined;
+  private transport: ByteTransport | null = null;
+  private rx: number[] = [];
+  private flushTimer: NodeJS.Timeout | null = null;
+  private readingTimer: NodeJS.Timeout | null = null;
+  private replying: Promise<void> = Promise.resolve();
+
+  constructor(options: Ultra2SimulatorOptions = {}) {
+    this.serial = options.serial ?? 'GMF600DCY';
+    this.firmware = options.firmware ?? 'P02.00.00 30/08/06';
+    this.unit = options.unit ?? 'mg/dL';
+    this.clockOffsetS = options.clock_offset_s ?? 0;
+    this.off = options.off ?? false;
+    this.corruptNext = options.corrupt_next ?? 0;
+    this.timezone = options.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+    this.maxChunk = Math.max(1, Math.floor(options.max_chunk ?? 16));
+    this.lineDelayMs = options.line_delay_ms ?? 0;
+    this.now = options.now ?? (() => new Date());
+    this.random = randomSource(options.seed ?? Date.now());
+    this.newReadingEveryS = options.new_reading_every_s;
+    this.memory = options.memory ? options.memory.map((r) => ({ ...r })) : this.defaultMemory();
+  }
+
+  /** The meter's naive clock now. */
+  clock(): string {
+    return nowInZone(this.timezone, new Date(this.now().getTime() + this.clockOffsetS * 1000));
+  }
+
+  meterState(): Ultra2MeterState {
+    return { serial: this.serial, firmware: this.firmware, unit: this.unit, clock: this.clock(), memory: this.memory };
+  }
+
+  /** Stores a new plausible reading at the meter's clock (about 1 in 10 a control run). */
+  addReading(reading?: Partial<SimulatedReading>): SimulatedReading {
+    const control = reading?.control ?? this.random() < 0.1;
+    const r: SimulatedReading = {
+      time: reading?.time ?? this.clock(),
+      value: reading?.value ?? (control ? 95 + Math.floor(this.random() * 40) : 70 + Math.floor(this.random() * 150)),
+      control,
+      meal: reading?.meal ?? (control ? 'N' : (['N', 'B', 'A'] as const)[Math.floor(this.random() * 3)]!),
+      comment: reading?.comment ?? (control || this.random() < 0.7 ? 0 : 1 + Math.floor(this.random() * 11)),
+    };
+    this.memory.push(r);
+    if (this.memory.length > MEMORY_SIZE) {
+      this.memory.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+      this.memory.splice(0, this.memory.length - MEMORY_SIZE);
+    }
+    return r;
+  }
+
+  attach(transport: ByteTransport): void {
+    this.detach();
+    this.transport = transport;
+    transport.on('data', this.onData);
+    if (this.newReadingEveryS) {
+      this.readingTimer = setInterval(() => this.addReading(), this.newReadingEveryS * 1000);
+    }
+  }
+
+  detach(): void {
+    if (this.transport) this.transport.off('data', this.onData);
+    this.transport = null;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.readingTimer) clearInterval(this.readingTimer);
+    this.flushTimer = null;
+    this.readingTimer = null;
+    this.rx = [];
+  }
+
+  private defaultMemory(): SimulatedReading[] {
+    const start = Date.parse(`${this.clock()}Z`) - 2 * 86400_000;
+    const plan: [number, number, Meal, boolean][] = [
+      [7.5, 96, 'B', false],
+      [13, 142, 'A', false],
+      [19, 121, 'B', false],
+      [24 + 8, 88, 'B', false],
+      [24 + 8.2, 112, 'N', true],
+      [24 + 14, 176, 'A', false],
+    ];
+    return plan.map(([h, value, meal, control]) => ({
+      time: new Date(start + h * 3600_000).toISOString().slice(0, 19),
+      value,
+      meal,
+      control,
+      comment: 0,
+    }));
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    for (const b of chunk) {
+      if (b === 0x11) continue; // the wake-up byte
+      if (b === CR || b === LF) this.endCommand();
+      else this.rx.push(b);
+    }
+    // Tidepool-style commands have no final CR: treat a short pause as the end of the command.
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = this.rx.length > 0 ? setTimeout(() => this.endCommand(), 50) : null;
+  };
+
+  private endCommand(): void {
+    if (this.rx.length === 0) return;
+    const command = Buffer.from(this.rx).toString('latin1').trim();
+    this.rx = [];
+    if (command) this.handle(command);
+  }
+
+  private handle(command: string): void {
+    this.received.push(command);
+    if (this.off === true) return;
+    if (this.off === 'nul') {
+      this.enqueueWrites([Buffer.from([NUL])]);
+      return;
+    }
+    const bodies = ultra2ReplyBodies(command, this.meterState());
+    if (!bodies) return; // the meter ignores what it does not know
+    const set = parseSetClock(command);
+    if (set) this.clockOffsetS = (Date.parse(naiveToZoned(set, this.timezone)) - this.now().getTime()) / 1000;
+    if (command === 'DMZ') this.memory = [];
+    this.enqueueWrites(
+      bodies.map((body) => {
+        if (this.corruptNext <= 0) return ultra2Line(body);
+        this.corruptNext--;
+        return ultra2Line(body, ultra2Checksum(body) + 1);
+      }),
+    );
+  }
+
+  /** Writes lines in order, each cut into random chunks as a USB-serial adapter delivers them. */
+  private enqueueWrites(lines: Buffer[]): void {
+    const transport = this.transport;
+    if (!transport) return;
+    this.replying = this.replying.then(async () => {
+      for (const line of lines) {
+        for (let i = 0; i < line.length; ) {
+          const n = 1 + Math.floor(this.random() * this.maxChunk);
+          if (this.transport !== transport || !transport.isOpen) return;
+          await transport.write(line.subarray(i, i + n));
+          i += n;
+        }
+        if (this.lineDelayMs > 0) await new Promise((r) => setTimeout(r, this.lineDelayMs));
+      }
+    }).catch(() => undefined);
+  }
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Definition
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export const onetouchUltra2: DriverDefinition = {
+  id: ULTRA2_DRIVER_ID,
+  kind: 'glucose-meter',
+  vendor: MANUFACTURER,
+  models: [MODEL],
+  usb: [
+    { vendorId: '067b', productId: '2303', description: 'Prolific PL2303 USB-serial cable (the LifeScan cable); only suggests this driver' },
+    { vendorId: '0403', productId: '6001', description: 'FTDI FT232 USB-serial cable; only suggests this driver' },
+    { vendorId: '1a86', productId: '7523', description: 'WCH CH340 USB-serial cable; only suggests this driver' },
+  ],
+  transports: ['serial', 'tcp', 'simulated'],
+  serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
+  commands: {
+    download: { description: 'read the whole meter memory (DMP) and store new readings; returns {inserted, duplicates, records}' },
+    'clock/sync': { description: "set the meter clock to the host time in the device's zone (DMT); returns the new clock" },
+    status: { description: 'the current device state: serial, firmware, display unit, clock skew, last download' },
+  },
+  decode: decodeUltra2,
+  createSession: (host) => new Ultra2Session(host),
+  simulator: {
+    description: 'a OneTouch Ultra 2 meter: answers DM?, DM@, DMF, DMSU?, DMP, DMT and DMZ with checksummed lines',
+    options: SIMULATOR_OPTION_HELP,
+    create: (options) => new Ultra2Simulator(parseSimulatorOptions(options)),
+  },
+};
