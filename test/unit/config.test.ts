@@ -217,6 +217,10 @@ describe('error messages', () => {
     );
     const cfg = parseConfig(device('    transport: { type: hid, vendor_id: "1A61", product_id: "3650" }\n'), { env: {} });
     expect(cfg.devices[0]?.transport).toEqual({ type: 'hid', vendor_id: '1a61', product_id: '3650' });
+    const rc = parseConfig(device('    transport: { type: hid, path: /dev/hidraw0, reconnect_min_ms: 500, reconnect_max_ms: 8000 }\n'), {
+      env: {},
+    });
+    expect(rc.devices[0]?.transport).toMatchObject({ reconnect_min_ms: 500, reconnect_max_ms: 8000 });
   });
 
   it('device id, site and base_topic must be safe in topic names', () => {
