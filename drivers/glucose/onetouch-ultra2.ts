@@ -1143,7 +1143,9 @@ export class Ultra2Simulator implements DeviceSimulator {
   clockOffsetS: number;
   memory: SimulatedReading[];
   off: boolean | 'nul';
-  corruptNext: number;
+  /** Lines sent from now on with a wrong checksum: 0 is the next line. */
+  private readonly corruptAt = new Set<number>();
+  private linesSent = 0;
   /** Every command received, in order (tests read it). */
   readonly received: string[] = [];
   private readonly timezone: string;
@@ -1164,7 +1166,7 @@ export class Ultra2Simulator implements DeviceSimulator {
     this.unit = options.unit ?? 'mg/dL';
     this.clockOffsetS = options.clock_offset_s ?? 0;
     this.off = options.off ?? false;
-    this.corruptNext = options.corrupt_next ?? 0;
+    this.corruptNext(options.corrupt_next ?? 0);
     this.timezone = options.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
     this.maxChunk = Math.max(1, Math.floor(options.max_chunk ?? 16));
     this.lineDelayMs = options.line_delay_ms ?? 0;
@@ -1172,6 +1174,16 @@ export class Ultra2Simulator implements DeviceSimulator {
     this.random = randomSource(options.seed ?? Date.now());
     this.newReadingEveryS = options.new_reading_every_s;
     this.memory = options.memory ? options.memory.map((r) => ({ ...r })) : this.defaultMemory();
+  }
+
+  /** Sends the next `n` lines with a wrong checksum. */
+  corruptNext(n: number): void {
+    for (let i = 0; i < n; i++) this.corruptLine(i);
+  }
+
+  /** Sends one line with a wrong checksum: the `index`-th line from now (0 = the next). */
+  corruptLine(index: number): void {
+    this.corruptAt.add(this.linesSent + index);
   }
 
   /** The meter's naive clock now. */
@@ -1271,8 +1283,8 @@ export class Ultra2Simulator implements DeviceSimulator {
     if (command === 'DMZ') this.memory = [];
     this.enqueueWrites(
       bodies.map((body) => {
-        if (this.corruptNext <= 0) return ultra2Line(body);
-        this.corruptNext--;
+        const n = this.linesSent++;
+        if (!this.corruptAt.delete(n)) return ultra2Line(body);
         return ultra2Line(body, ultra2Checksum(body) + 1);
       }),
     );

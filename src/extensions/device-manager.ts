@@ -79,12 +79,22 @@ export class DeviceManager implements Extension {
       this.event('config_error', config.id, `unknown driver "${config.driver}"; device not started`);
       return;
     }
+    if (!driver.transports.includes(config.transport.type)) {
+      this.event(
+        'config_error',
+        config.id,
+        `${driver.id} does not speak over "${config.transport.type}" (it supports: ${driver.transports.join(', ')}); device not started`,
+      );
+      return;
+    }
     const log = this.s.log.child({ component: `device:${config.id}`, driver: driver.id });
+    const timezone = config.timezone ?? this.s.config.timezone;
     let transport: ByteTransport;
     let simulator: DeviceSimulator | undefined;
     if (config.transport.type === 'simulated') {
       const pair = memoryPair(`sim:${config.id}`);
-      simulator = driver.simulator.create(config.transport.simulator ?? {});
+      // A simulated meter keeps the device's configured local time unless told otherwise.
+      simulator = driver.simulator.create({ timezone, ...config.transport.simulator });
       await pair.device.open();
       simulator.attach(pair.device);
       transport = pair.host;

@@ -1,0 +1,241 @@
+/**
+ * `npm run bench`: results through the real pipeline (simulated Ultra 2 sessions → SQLite →
+ * outbox → Mosquitto → a subscriber) against a baseline of raw mqtt.js publishes of the same
+ * payloads to the same broker, measured in the same run.
+ *
+ *   BENCH_DEVICES (200)  BENCH_SECONDS (20)  BENCH_BURST (10000)
+ *
+ * Paced phase: every device makes one reading a second; prints delivered results/s, the ratio
+ * to the baseline, p50/p99 latency from the device's last byte to the subscriber, peak RSS.
+ * Burst phase: a backlog of BENCH_BURST stored results drains to the broker (the case after an
+ * outage) against the same number of raw publishes.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { drivers } from '../drivers/index.ts';
+import { parseConfig } from '../src/config/load.ts';
+import { Controller } from '../src/controller.ts';
+import { createLogger } from '../src/logger.ts';
+import type { ResultRecord } from '../src/records/types.ts';
+import { MemoryTransport } from '../src/transports/memory.ts';
+import { Store } from '../src/store/store.ts';
+import { Mosquitto } from '../test/helpers/mosquitto.ts';
+import { glucoseDraft } from '../test/helpers/records.ts';
+
+const DEVICES = Number(process.env.BENCH_DEVICES ?? 200);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
+const BURST = Number(process.env.BENCH_BURST ?? 10_000);
+
+interface PhaseResult {
+  name: string;
+  delivered: number;
+  seconds: number;
+  latenciesMs: number[];
+  peakRssMb: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function rssSampler(): { stop(): number } {
+  let peak = process.memoryUsage().rss;
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(peak, process.memoryUsage().rss) / 1048576;
+    },
+  };
+}
+
+async function subscriber(url: string, onResult: (record: ResultRecord, at: number) => void): Promise<mqtt.MqttClient> {
+  const client = await mqtt.connectAsync(url, { clientId: `bench-sub-${process.pid}` });
+  client.on('message', (_topic, payload) => onResult(JSON.parse(payload.toString()) as ResultRecord, performance.now()));
+  await client.subscribeAsync('poct/device/+/result', { qos: 1 });
+  return client;
+}
+
+function sampleRecord(device: number, n: number): ResultRecord {
+  const draft = glucoseDraft(n, { device: { ...glucoseDraft(0).device, id: `bench-${device}`, serial: `B${String(device).padStart(7, '0')}Y` } });
+  const { key: _key, ...body } = draft;
+  return {
+    schema: 'poct.result/1',
+    id: `${device}-${n}`.padEnd(32, '0'),
+    seq: n,
+    site: 'bench',
+    ...body,
+    received_at: new Date().toISOString(),
+    raw: { capture: 'x'.repeat(64), sha256: 'x'.repeat(64) },
+  };
+}
+
+/** Raw mqtt.js: each device publishes one result a second, paced like the pipeline phase. */
+async function baselinePaced(url: string): Promise<PhaseResult> {
+  const sentAt = new Map<string, number>();
+  const latencies: number[] = [];
+  const sub = await subscriber(url, (r, at) => {
+    const t = sentAt.get(r.id);
+    if (t !== undefined) latencies.push(at - t);
+  });
+  const pub = await mqtt.connectAsync(url, { clientId: `bench-pub-${process.pid}` });
+  const rss = rssSampler();
+  const start = performance.now();
+  const timers: NodeJS.Timeout[] = [];
+  for (let d = 0; d < DEVICES; d++) {
+    let n = 0;
+    const offset = (d / DEVICES) * 1000;
+    timers.push(
+      setTimeout(() => {
+        const tick = (): void => {
+          const record = sampleRecord(d, ++n);
+          sentAt.set(record.id, performance.now());
+          void pub.publishAsync(`poct/device/${record.device.id}/result`, JSON.stringify(record), { qos: 1 });
+        };
+        tick();
+        timers.push(setInterval(tick, 1000));
+      }, offset),
+    );
+  }
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  timers.forEach((t) => clearInterval(t));
+  await new Promise((r) => setTimeout(r, 500));
+  const seconds = (performance.now() - start) / 1000;
+  const peakRssMb = rss.stop();
+  await pub.endAsync();
+  await sub.endAsync();
+  return { name: 'baseline: raw mqtt.js', delivered: latencies.length, seconds, latenciesMs: latencies, peakRssMb };
+}
+
+/** The daemon with DEVICES simulated meters, each making a reading a second and polled every second. */
+async function pipelinePaced(url: string): Promise<PhaseResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'poctd-bench-'));
+  const devices = Array.from({ length: DEVICES }, (_, d) => ({
+    id: `bench-${d}`,
+    driver: 'onetouch-ultra2',
+    timezone: 'UTC',
+    poll_interval: 1,
+    transport: {
+      type: 'simulated',
+      simulator: { serial: `B${String(d).padStart(7, '0')}Y`, memory: [], new_reading_every_s: 1, capacity: 20 },
+    },
+  }));
+  const config = parseConfig(
+    JSON.stringify({ site: 'bench', mqtt: { url }, store: { path: join(dir, 'bench.db') }, log: { level: 'warn' }, devices }),
+    { knownDrivers: drivers.map((d) => d.id), env: {} },
+  );
+
+  // The device's last byte: when the simulator end of each in-memory cable last wrote.
+  const lastDeviceByte = new Map<string, number>();
+  const write = MemoryTransport.prototype.write;
+  MemoryTransport.prototype.write = function (this: MemoryTransport, data: Buffer) {
+    if (this.description.endsWith(':device')) lastDeviceByte.set(this.description, performance.now());
+    return write.call(this, data);
+  };
+  const lastByteOfRecord = new Map<string, number>();
+  const latencies: number[] = [];
+  const sub = await subscriber(url, (r, at) => {
+    const t = lastByteOfRecord.get(r.id);
+    if (t !== undefined) latencies.push(at - t);
+  });
+  const controller = new Controller(config, { log: createLogger('warn'), drivers });
+  controller.bus.on('resultsStored', ({ deviceId, records }) => {
+    const t = lastDeviceByte.get(`sim:${deviceId}:device`);
+    if (t !== undefined) for (const r of records) lastByteOfRecord.set(r.id, t);
+  });
+  const rss = rssSampler();
+  const start = performance.now();
+  await controller.start();
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  const seconds = (performance.now() - start) / 1000;
+  await controller.stop();
+  await new Promise((r) => setTimeout(r, 500));
+  const peakRssMb = rss.stop();
+  await sub.endAsync();
+  MemoryTransport.prototype.write = write;
+  return { name: 'poctd pipeline', delivered: latencies.length, seconds, latenciesMs: latencies, peakRssMb };
+}
+
+/** A backlog of BURST stored results drains to the broker, against BURST raw publishes. */
+async function burst(url: string): Promise<{ baselinePerS: number; pipelinePerS: number }> {
+  let received = 0;
+  const sub = await subscriber(url, () => received++);
+  const waitFor = async (n: number): Promise<void> => {
+    while (received < n) await new Promise((r) => setTimeout(r, 5));
+  };
+
+  const pub = await mqtt.connectAsync(url, { clientId: `bench-burst-${process.pid}` });
+  const payloads = Array.from({ length: BURST }, (_, i) => sampleRecord(i % DEVICES, i + 1));
+  let t0 = performance.now();
+  await Promise.all(payloads.map((p) => pub.publishAsync(`poct/device/${p.device.id}/result`, JSON.stringify(p), { qos: 1 })));
+  await waitFor(BURST);
+  const baselinePerS = BURST / ((performance.now() - t0) / 1000);
+  await pub.endAsync();
+
+  const dir = mkdtempSync(join(tmpdir(), 'poctd-bench-'));
+  const dbPath = join(dir, 'burst.db');
+  const store = new Store(dbPath);
+  for (let i = 0; i < BURST; i += 500) {
+    store.commitResults({
+      site: 'bench',
+      deviceId: 'bench-0',
+      driver: 'onetouch-ultra2',
+      captureKind: 'raw',
+      captureBytes: Buffer.from(`capture ${i}`),
+      drafts: Array.from({ length: Math.min(500, BURST - i) }, (_, k) => glucoseDraft(i + k)),
+      receivedAt: new Date(),
+    });
+  }
+  store.close();
+  received = 0;
+  const config = parseConfig(JSON.stringify({ site: 'bench', mqtt: { url }, store: { path: dbPath }, log: { level: 'warn' } }), {
+    env: {},
+  });
+  const controller = new Controller(config, { log: createLogger('warn'), drivers });
+  t0 = performance.now();
+  await controller.start();
+  await waitFor(BURST);
+  const pipelinePerS = BURST / ((performance.now() - t0) / 1000);
+  await controller.stop();
+  await sub.endAsync();
+  return { baselinePerS, pipelinePerS };
+}
+
+function row(r: PhaseResult): string {
+  const sorted = [...r.latenciesMs].sort((a, b) => a - b);
+  return [
+    r.name.padEnd(24),
+    (r.delivered / r.seconds).toFixed(1).padStart(10),
+    percentile(sorted, 50).toFixed(2).padStart(9),
+    percentile(sorted, 99).toFixed(2).padStart(9),
+    r.peakRssMb.toFixed(0).padStart(9),
+  ].join(' ');
+}
+
+async function main(): Promise<void> {
+  const broker = await Mosquitto.start();
+  try {
+    console.log(`poctd bench: ${DEVICES} devices x 1 result/s for ${SECONDS} s, Mosquitto on ${broker.url}\n`);
+    const baseline = await baselinePaced(broker.url);
+    const pipeline = await pipelinePaced(broker.url);
+    console.log(`${'phase'.padEnd(24)} ${'results/s'.padStart(10)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'RSS MB'.padStart(9)}`);
+    console.log(row(baseline));
+    console.log(row(pipeline));
+    const ratio = pipeline.delivered / pipeline.seconds / (baseline.delivered / baseline.seconds);
+    const p99 = percentile([...pipeline.latenciesMs].sort((a, b) => a - b), 99);
+    console.log(`\nratio pipeline/baseline: ${ratio.toFixed(3)}  (target >= 0.7)   pipeline p99: ${p99.toFixed(2)} ms (target < 10)`);
+    const b = await burst(broker.url);
+    console.log(
+      `\nbacklog drain of ${BURST}: baseline ${b.baselinePerS.toFixed(0)} results/s, pipeline ${b.pipelinePerS.toFixed(0)} results/s, ` +
+        `ratio ${(b.pipelinePerS / b.baselinePerS).toFixed(3)}`,
+    );
+  } finally {
+    await broker.stop();
+  }
+  process.exit(0);
+}
+
+void main();
