@@ -8,6 +8,8 @@ import type { Extension, Services } from './extension.ts';
 
 /** Largest number of records one `results/replay` request republishes; the response says where to go on. */
 const REPLAY_LIMIT = 5000;
+/** Events raised while the broker is unreachable (start-up, outages) wait for it, up to this many. */
+const PENDING_EVENT_LIMIT = 200;
 
 /**
  * The daemon's own topics: `bridge/state` (retained, and the Last Will), `bridge/info`,
@@ -16,13 +18,18 @@ const REPLAY_LIMIT = 5000;
 export class Bridge implements Extension {
   readonly name = 'bridge';
   private healthTimer: NodeJS.Timeout | undefined;
+  private pendingEvents: BridgeEvent[] = [];
   private readonly unsubscribe: Array<() => void> = [];
 
   constructor(private readonly s: Services) {}
 
   async start(): Promise<void> {
     const { bus } = this.s;
-    this.unsubscribe.push(bus.on('mqttConnected', () => void this.publishRetained()));
+    this.unsubscribe.push(
+      bus.on('mqttConnected', () => {
+        void this.publishRetained().then(() => this.flushPendingEvents());
+      }),
+    );
     this.unsubscribe.push(bus.on('republish', () => void this.publishRetained()));
     this.unsubscribe.push(bus.on('bridgeEvent', (event) => void this.publishEvent(event)));
     this.unsubscribe.push(bus.on('mqttMessage', ({ topic, payload }) => void this.onMessage(topic, payload)));
@@ -85,8 +92,18 @@ export class Bridge implements Extension {
   }
 
   private async publishEvent(event: BridgeEvent): Promise<void> {
-    if (!this.s.mqtt.connected) return;
+    if (!this.s.mqtt.connected) {
+      if (this.pendingEvents.length >= PENDING_EVENT_LIMIT) this.pendingEvents.shift();
+      this.pendingEvents.push(event);
+      return;
+    }
     await this.s.mqtt.publish(this.s.topics.bridge('event'), event, { qos: 0, retain: false }).catch(() => undefined);
+  }
+
+  private async flushPendingEvents(): Promise<void> {
+    const events = this.pendingEvents;
+    this.pendingEvents = [];
+    for (const event of events) await this.publishEvent(event);
   }
 
   private async onMessage(topic: string, payload: Buffer): Promise<void> {

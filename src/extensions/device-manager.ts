@@ -93,8 +93,13 @@ export class DeviceManager implements Extension {
     let simulator: DeviceSimulator | undefined;
     if (config.transport.type === 'simulated') {
       const pair = memoryPair(`sim:${config.id}`);
-      // A simulated meter keeps the device's configured local time unless told otherwise.
-      simulator = driver.simulator.create({ timezone, ...config.transport.simulator });
+      try {
+        // A simulated meter keeps the device's configured local time unless told otherwise.
+        simulator = driver.simulator.create({ timezone, ...config.transport.simulator });
+      } catch (error) {
+        this.event('config_error', config.id, `${(error as Error).message}; device not started`);
+        return;
+      }
       await pair.device.open();
       simulator.attach(pair.device);
       transport = pair.host;

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +49,10 @@ export class Mosquitto {
   private constructor(
     readonly port: number,
     private readonly extraConfig: string,
-  ) {}
+  ) {
+    // Run as root, Mosquitto drops to its own user and must still be able to write its database.
+    chmodSync(this.dir, 0o777);
+  }
 
   static async start(options: { extraConfig?: string } = {}): Promise<Mosquitto> {
     return Mosquitto.startOnPort(await freePort(), options);

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Controller } from '../../src/controller.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
-import { startDaemon, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
+import { startDaemon, tempDir, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
 import { startPtyPair } from '../helpers/socat.ts';
 import { Subscriber } from '../helpers/subscriber.ts';
@@ -90,8 +91,9 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
     cleanups.push(() => broker.stop());
     const sub = await Subscriber.connect(broker.url);
     cleanups.push(() => sub.close());
-    const pty = await startPtyPair();
-    const links = { a: pty.a, b: pty.b };
+    const dir = tempDir();
+    const links = { a: join(dir, 'meter'), b: join(dir, 'host') };
+    const pty = await startPtyPair(links);
     await pty.stop(); // the cable is unplugged: the path does not exist
 
     await daemonOnSerial(broker.url, links.b, 'poll_interval: 1');

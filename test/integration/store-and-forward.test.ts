@@ -38,9 +38,9 @@ describe('store and forward', () => {
 mqtt: { url: ${broker.url}, reconnect_ms: 200 }
 devices:
   - { id: meter-a, driver: onetouch-ultra2, poll_interval: 0.3,
-      transport: { type: simulated, simulator: { serial: AAA000001Y, memory: ${memory(3)}, new_reading_every_s: 0.2 } } }
+      transport: { type: simulated, simulator: { serial: AAA00001Y, memory: ${memory(3)}, new_reading_every_s: 0.2 } } }
   - { id: meter-b, driver: onetouch-ultra2, poll_interval: 0.3,
-      transport: { type: simulated, simulator: { serial: BBB000002Y, memory: ${memory(1)}, new_reading_every_s: 0.25 } } }
+      transport: { type: simulated, simulator: { serial: BBB00002Y, memory: ${memory(1)}, new_reading_every_s: 0.25 } } }
 `);
     const { controller } = await startDaemon(config);
     cleanups.push(() => controller.stop());
