@@ -572,7 +572,14 @@ class Ultra2Session implements DriverSession {
     this.transport.on('close', this.onClose);
     this.transport.on('error', this.onError);
     const every = this.host.device.poll_interval;
-    if (every && every > 0) this.pollTimer = setInterval(() => this.autoDownload('poll'), every * 1000);
+    if (every && every > 0) {
+      // Meters configured alike would otherwise all be polled in the same instant, forever: each
+      // session starts its period at a random phase, which spreads the load over the interval.
+      this.pollTimer = setTimeout(() => {
+        this.pollTimer = setInterval(() => this.autoDownload('poll'), every * 1000);
+        this.autoDownload('poll');
+      }, Math.random() * every * 1000);
+    }
     if (this.transport.isOpen) this.autoDownload('connected');
   }
 
@@ -766,7 +773,8 @@ class Ultra2Session implements DriverSession {
       }
       const header = head.message as Extract<Ultra2Message, { type: 'dump-header' }>;
       const total = header.count;
-      const step = Math.max(1, Math.ceil(total / 10));
+      // At most ~10 progress events per download, none for a few new readings.
+      const step = Math.max(50, Math.ceil(total / 10));
       const readings: Ultra2Reading[] = [];
       let fault: string | null = null;
       for (let i = 0; i < total; i++) {
@@ -1010,6 +1018,8 @@ export interface Ultra2SimulatorOptions {
   memory?: SimulatedReading[];
   /** Adds a new reading every so many seconds (about 1 in 10 a control run). */
   new_reading_every_s?: number;
+  /** Readings the meter keeps before the oldest is dropped (default MEMORY_SIZE, as the real meter). */
+  capacity?: number;
   /** true: answers nothing. 'nul': answers every command with a single 0x00 byte. */
   off?: boolean | 'nul';
   /** Sends the next N lines with a wrong checksum. */
@@ -1033,6 +1043,7 @@ const SIMULATOR_OPTION_HELP: Record<string, string> = {
   clock_offset_s: 'meter clock minus the true time, in seconds (default 0)',
   memory: 'readings: [{time: "YYYY-MM-DDTHH:MM:SS", value, control?, meal?: N|B|A, comment?: 0-11}]',
   new_reading_every_s: 'add a new reading every N seconds, about 1 in 10 a control run',
+  capacity: 'readings kept before the oldest is dropped (default 500, as the real meter)',
   off: 'true: never answer; "nul": answer with a single 0x00 byte (meter on or not in the cable)',
   corrupt_next: 'send the next N lines with a wrong checksum',
   timezone: "IANA zone of the meter's naive clock (default: the host's)",
@@ -1078,6 +1089,7 @@ export function parseSimulatorOptions(o: Record<string, unknown>): Ultra2Simulat
     out.memory = o.memory.map((r, i) => parseSimulatedReading(r, `memory[${i}]`));
   }
   out.new_reading_every_s = num('new_reading_every_s', 0.001);
+  out.capacity = num('capacity', 1);
   if (o.off !== undefined) {
     if (o.off !== true && o.off !== false && o.off !== 'nul') throw optionError('off', 'true, false or "nul"');
     out.off = o.off;
@@ -1158,6 +1170,7 @@ export class Ultra2Simulator implements DeviceSimulator {
   private rx: number[] = [];
   private flushTimer: NodeJS.Timeout | null = null;
   private readingTimer: NodeJS.Timeout | null = null;
+  private readonly capacity: number;
   private replying: Promise<void> = Promise.resolve();
 
   constructor(options: Ultra2SimulatorOptions = {}) {
@@ -1173,6 +1186,7 @@ export class Ultra2Simulator implements DeviceSimulator {
     this.now = options.now ?? (() => new Date());
     this.random = randomSource(options.seed ?? Date.now());
     this.newReadingEveryS = options.new_reading_every_s;
+    this.capacity = Math.floor(options.capacity ?? MEMORY_SIZE);
     this.memory = options.memory ? options.memory.map((r) => ({ ...r })) : this.defaultMemory();
   }
 
@@ -1206,9 +1220,9 @@ export class Ultra2Simulator implements DeviceSimulator {
       comment: reading?.comment ?? (control || this.random() < 0.7 ? 0 : 1 + Math.floor(this.random() * 11)),
     };
     this.memory.push(r);
-    if (this.memory.length > MEMORY_SIZE) {
+    if (this.memory.length > this.capacity) {
       this.memory.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
-      this.memory.splice(0, this.memory.length - MEMORY_SIZE);
+      this.memory.splice(0, this.memory.length - this.capacity);
     }
     return r;
   }

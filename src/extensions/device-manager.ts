@@ -4,11 +4,18 @@ import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost } fr
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
 import { applyPatientPolicy } from '../records/privacy.ts';
 import { DEVICE_STATE_SCHEMA, type Availability, type DeviceState } from '../records/types.ts';
+import { CommitQueue } from '../store/commit-queue.ts';
 import { createTransport } from '../transports/index.ts';
 import { memoryPair } from '../transports/memory.ts';
 import type { ByteTransport } from '../transports/transport.ts';
 import { makeEvent, parseRequestPayload } from './bridge.ts';
 import type { Extension, Services } from './extension.ts';
+
+/**
+ * Device state is kept in SQLite only so a restart remembers serials and last downloads; changed
+ * states are written together at most this often (records never wait: they commit on their own).
+ */
+const STATE_SAVE_INTERVAL_MS = 1000;
 
 /** Device statuses in which the device is reachable and answering. */
 const AVAILABLE_STATUSES = new Set(['idle', 'ok', 'downloading']);
@@ -23,6 +30,7 @@ interface ManagedDevice {
   transportOpen: boolean;
   availability: Availability;
   lastTransportError: string | null;
+  statePublishQueued: boolean;
 }
 
 /**
@@ -34,8 +42,13 @@ export class DeviceManager implements Extension {
   readonly name = 'device-manager';
   private readonly devices = new Map<string, ManagedDevice>();
   private readonly unsubscribe: Array<() => void> = [];
+  private readonly commits: CommitQueue;
+  private readonly dirtyStates = new Set<ManagedDevice>();
+  private stateSaveTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly s: Services) {}
+  constructor(private readonly s: Services) {
+    this.commits = new CommitQueue(s.store);
+  }
 
   async start(): Promise<void> {
     const { bus } = this.s;
@@ -57,7 +70,9 @@ export class DeviceManager implements Extension {
       await device.transport.close().catch(() => undefined);
       this.setAvailability(device, 'offline');
     }
+    this.saveDirtyStates();
     this.devices.clear();
+    this.commits.flush();
   }
 
   /** Current state of every managed device (for tests and `bridge/devices`). */
@@ -134,6 +149,7 @@ export class DeviceManager implements Extension {
       transportOpen: false,
       availability: 'offline',
       lastTransportError: null,
+      statePublishQueued: false,
     } as Omit<ManagedDevice, 'session'> as ManagedDevice;
     device.session = driver.createSession(this.sessionHost(device, log));
     this.devices.set(config.id, device);
@@ -180,7 +196,7 @@ export class DeviceManager implements Extension {
       log,
       now: s.now,
       commit: async (drafts, capture) => {
-        const outcome = s.store.commitResults({
+        const outcome = await this.commits.commit({
           site: s.config.site,
           deviceId: device.config.id,
           driver: device.driver.id,
@@ -209,10 +225,26 @@ export class DeviceManager implements Extension {
   private updateState(device: ManagedDevice, patch: Partial<DeviceState>): void {
     const before = device.state;
     device.state = { ...before, ...patch, schema: DEVICE_STATE_SCHEMA, id: before.id, driver: before.driver };
-    this.s.store.saveDeviceState(device.state, this.s.now());
-    void this.publishDeviceState(device);
+    this.dirtyStates.add(device);
+    this.stateSaveTimer ??= setTimeout(() => this.saveDirtyStates(), STATE_SAVE_INTERVAL_MS);
+    // Several patches in one tick become one retained message.
+    if (!device.statePublishQueued) {
+      device.statePublishQueued = true;
+      setImmediate(() => {
+        device.statePublishQueued = false;
+        void this.publishDeviceState(device);
+      });
+    }
     if (before.serial !== device.state.serial || before.model !== device.state.model) void this.publishDeviceList();
     this.refreshAvailability(device);
+  }
+
+  private saveDirtyStates(): void {
+    clearTimeout(this.stateSaveTimer);
+    this.stateSaveTimer = undefined;
+    const states = [...this.dirtyStates].map((d) => d.state);
+    this.dirtyStates.clear();
+    if (states.length > 0) this.s.store.saveDeviceStates(states, this.s.now());
   }
 
   private refreshAvailability(device: ManagedDevice): void {

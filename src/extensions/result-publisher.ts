@@ -2,6 +2,12 @@ import type { Extension, Services } from './extension.ts';
 
 /** How many results may wait for PUBACK at once; bounds memory when a backlog drains. */
 const MAX_IN_FLIGHT = 256;
+/**
+ * PUBACKs are written to the outbox together at most this often. Losing the marks (a crash in
+ * between) only means those results are sent once more, which the record id makes harmless, so
+ * they need not cost a disk sync each.
+ */
+const ACK_FLUSH_MS = 250;
 
 /**
  * Drains the outbox to `device/<id>/result` with QoS 1, oldest first, so each device's results
@@ -68,14 +74,13 @@ export class ResultPublisher implements Extension {
     }
   }
 
-  /** PUBACKs are written in batches: one transaction per tick instead of one per message. */
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => {
+    setTimeout(() => {
       this.flushScheduled = false;
       this.flushAcked();
-    });
+    }, ACK_FLUSH_MS).unref();
   }
 
   private flushAcked(): void {

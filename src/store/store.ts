@@ -67,6 +67,18 @@ export interface CommitOutcome {
   captureId: string;
 }
 
+export interface CommitInput {
+  site: string;
+  deviceId: string;
+  driver: string;
+  captureKind: 'raw' | 'transcript';
+  captureBytes: Buffer;
+  drafts: ResultDraft[];
+  receivedAt: Date;
+  /** Privacy policy applied before the record is written, so nothing unwanted is ever stored. */
+  transform?: (record: ResultRecord) => ResultRecord;
+}
+
 export interface AuditEntry {
   device_id: string | null;
   verb: string;
@@ -134,17 +146,7 @@ export class Store {
    * Stores the capture and every draft not stored before, each with the next seq and an outbox row,
    * in one transaction. When this returns, it is on disk: only then may a device hear "received".
    */
-  commitResults(input: {
-    site: string;
-    deviceId: string;
-    driver: string;
-    captureKind: 'raw' | 'transcript';
-    captureBytes: Buffer;
-    drafts: ResultDraft[];
-    receivedAt: Date;
-    /** Privacy policy applied before the record is written, so nothing unwanted is ever stored. */
-    transform?: (record: ResultRecord) => ResultRecord;
-  }): CommitOutcome {
+  commitResults(input: CommitInput): CommitOutcome {
     const receivedAt = input.receivedAt.toISOString();
     const captureId = sha256Hex(input.captureBytes);
     const run = this.db.transaction((): CommitOutcome => {
@@ -167,6 +169,22 @@ export class Store {
       return { inserted, duplicates, captureId };
     });
     return run();
+  }
+
+  /**
+   * Group commit: several sessions' commits in one transaction, so one disk sync covers them all.
+   * Each input is its own savepoint: one that fails is rolled back alone and returned as its Error.
+   */
+  commitMany(inputs: CommitInput[]): Array<CommitOutcome | Error> {
+    return this.db.transaction(() =>
+      inputs.map((input) => {
+        try {
+          return this.commitResults(input);
+        } catch (error) {
+          return error instanceof Error ? error : new Error(String(error));
+        }
+      }),
+    )();
   }
 
   /** Unpublished records after `afterSeq`, oldest first. */
@@ -212,7 +230,15 @@ export class Store {
   }
 
   saveDeviceState(state: DeviceState, at: Date = new Date()): void {
-    this.stmts.upsertDevice.run(state.id, state.driver, JSON.stringify(state), at.toISOString());
+    this.saveDeviceStates([state], at);
+  }
+
+  /** Many devices' states in one transaction (one disk sync). */
+  saveDeviceStates(states: DeviceState[], at: Date = new Date()): void {
+    const when = at.toISOString();
+    this.db.transaction(() => {
+      for (const state of states) this.stmts.upsertDevice.run(state.id, state.driver, JSON.stringify(state), when);
+    })();
   }
 
   deviceState(id: string): DeviceState | undefined {

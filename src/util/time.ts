@@ -28,8 +28,26 @@ export function assertTimeZone(timeZone: string): void {
   zoneFormatter(timeZone);
 }
 
+/**
+ * Zone offsets change only on quarter-hour boundaries, so one lookup per zone and quarter hour
+ * serves every reading in it (Intl formatting is the costly part of decoding a meter's memory).
+ */
+const QUARTER_HOUR_MS = 15 * 60_000;
+const offsetCache = new Map<string, number>();
+const OFFSET_CACHE_LIMIT = 50_000;
+
 /** Offset of `timeZone` from UTC at instant `utcMs`, in minutes (east positive). */
 export function zoneOffsetMinutes(timeZone: string, utcMs: number): number {
+  const key = `${timeZone}|${Math.floor(utcMs / QUARTER_HOUR_MS)}`;
+  const cached = offsetCache.get(key);
+  if (cached !== undefined) return cached;
+  const offset = computeZoneOffsetMinutes(timeZone, utcMs);
+  if (offsetCache.size >= OFFSET_CACHE_LIMIT) offsetCache.clear();
+  offsetCache.set(key, offset);
+  return offset;
+}
+
+function computeZoneOffsetMinutes(timeZone: string, utcMs: number): number {
   const parts = zoneFormatter(timeZone).formatToParts(new Date(utcMs));
   const get = (t: string): number => Number(parts.find((p) => p.type === t)?.value);
   const asUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
