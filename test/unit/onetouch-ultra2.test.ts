@@ -534,7 +534,7 @@ describe('session', () => {
     expect(r.host.state).toMatchObject({ status: 'ok', serial: 'GMF600DCY', firmware: 'P02.00.00', display_unit: 'mg/dL', record_count: 3 });
     expect(r.host.state.clock_skew_flagged).toBe(false);
     expect(Math.abs(r.host.state.clock_skew_s!)).toBeLessThanOrEqual(2);
-    expect(r.host.types()).toEqual(['download_started', 'download_progress', 'download_progress', 'download_progress', 'download_finished']);
+    expect(r.host.types()).toEqual(['download_started', 'download_progress', 'download_finished']);
     expect(r.host.events.at(-1)!.data).toEqual({ records: 3, inserted: 3, duplicates: 0 });
     await teardown(r);
   });
