@@ -11,6 +11,7 @@ import { MqttConnection } from './mqtt/connection.ts';
 import { EmbeddedBroker } from './mqtt/embedded-broker.ts';
 import { Topics } from './mqtt/topics.ts';
 import { Store } from './store/store.ts';
+import { StoreWriter } from './store/writer.ts';
 
 export interface ControllerOptions {
   log: Logger;
@@ -25,6 +26,7 @@ export interface ControllerOptions {
  */
 export class Controller {
   private store: Store | undefined;
+  private writer: StoreWriter | undefined;
   private broker: EmbeddedBroker | undefined;
   private mqtt: MqttConnection | undefined;
   private extensions: Extension[] = [];
@@ -50,7 +52,9 @@ export class Controller {
     const { config, options } = this;
     const log = options.log;
     const now = options.now ?? (() => new Date());
+    // The main thread's connection opens (and migrates) the database before the writer thread.
     this.store = new Store(config.store.path);
+    this.writer = await StoreWriter.open(config.store.path);
     log.info({ path: config.store.path }, 'store open');
 
     let url = config.mqtt.url;
@@ -83,6 +87,7 @@ export class Controller {
       config,
       bus: this.bus,
       store: this.store,
+      writer: this.writer,
       mqtt: this.mqtt,
       topics,
       log,
@@ -127,6 +132,7 @@ export class Controller {
     }
     await this.mqtt?.stop();
     await this.broker?.stop();
+    await this.writer?.close().catch((error: Error) => log.error({ err: error.message }, 'store writer did not close cleanly'));
     this.store?.close();
     log.info('stopped');
   }

@@ -2,7 +2,6 @@ import type { DeviceConfig } from '../config/types.ts';
 import { captureToBytes } from '../driver-sdk/capture.ts';
 import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost } from '../driver-sdk/index.ts';
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
-import { applyPatientPolicy } from '../records/privacy.ts';
 import { DEVICE_STATE_SCHEMA, type Availability, type DeviceState } from '../records/types.ts';
 import { CommitQueue } from '../store/commit-queue.ts';
 import { createTransport } from '../transports/index.ts';
@@ -47,7 +46,7 @@ export class DeviceManager implements Extension {
   private stateSaveTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly s: Services) {
-    this.commits = new CommitQueue(s.store);
+    this.commits = new CommitQueue(s.writer);
   }
 
   async start(): Promise<void> {
@@ -70,9 +69,9 @@ export class DeviceManager implements Extension {
       await device.transport.close().catch(() => undefined);
       this.setAvailability(device, 'offline');
     }
-    this.saveDirtyStates();
+    await this.commits.drained();
+    await this.saveDirtyStates();
     this.devices.clear();
-    this.commits.flush();
   }
 
   /** Current state of every managed device (for tests and `bridge/devices`). */
@@ -204,7 +203,7 @@ export class DeviceManager implements Extension {
           captureBytes: captureToBytes(capture),
           drafts,
           receivedAt: s.now(),
-          transform: (r) => applyPatientPolicy(r, s.config.privacy.patient_id, s.config.site),
+          patientIdPolicy: s.config.privacy.patient_id,
         });
         s.stats.stored += outcome.inserted.length;
         s.stats.duplicates += outcome.duplicates;
@@ -215,7 +214,9 @@ export class DeviceManager implements Extension {
       },
       quarantine: (bytes, reason) => {
         s.stats.errors++;
-        s.store.quarantine(device.config.id, bytes, reason, s.now());
+        s.writer.quarantine(device.config.id, bytes, reason, s.now()).catch((error: Error) => {
+          log.error({ err: error.message }, 'could not keep quarantined bytes');
+        });
       },
       event: (type, message, data) => this.event(type, device.config.id, message, data),
       updateState: (patch) => this.updateState(device, patch),
@@ -226,7 +227,7 @@ export class DeviceManager implements Extension {
     const before = device.state;
     device.state = { ...before, ...patch, schema: DEVICE_STATE_SCHEMA, id: before.id, driver: before.driver };
     this.dirtyStates.add(device);
-    this.stateSaveTimer ??= setTimeout(() => this.saveDirtyStates(), STATE_SAVE_INTERVAL_MS);
+    this.stateSaveTimer ??= setTimeout(() => void this.saveDirtyStates(), STATE_SAVE_INTERVAL_MS);
     // Several patches in one tick become one retained message.
     if (!device.statePublishQueued) {
       device.statePublishQueued = true;
@@ -239,12 +240,15 @@ export class DeviceManager implements Extension {
     this.refreshAvailability(device);
   }
 
-  private saveDirtyStates(): void {
+  private async saveDirtyStates(): Promise<void> {
     clearTimeout(this.stateSaveTimer);
     this.stateSaveTimer = undefined;
     const states = [...this.dirtyStates].map((d) => d.state);
     this.dirtyStates.clear();
-    if (states.length > 0) this.s.store.saveDeviceStates(states, this.s.now());
+    if (states.length === 0) return;
+    await this.s.writer.saveDeviceStates(states, this.s.now()).catch((error: Error) => {
+      this.s.log.warn({ err: error.message }, 'could not save device states');
+    });
   }
 
   private refreshAvailability(device: ManagedDevice): void {
@@ -315,10 +319,9 @@ export class DeviceManager implements Extension {
       response = { status: 'error', data: null, error: (error as Error).message };
     }
     if (device) {
-      this.s.store.audit(
-        { device_id: deviceId, verb, params, status: response.status, detail: response.error ?? response.data },
-        this.s.now(),
-      );
+      await this.s.writer
+        .audit({ device_id: deviceId, verb, params, status: response.status, detail: response.error ?? response.data }, this.s.now())
+        .catch((error: Error) => this.s.log.error({ err: error.message, verb }, 'could not write the audit row'));
     }
     if (transaction !== undefined) response.transaction = transaction;
     await this.s.mqtt

@@ -5,6 +5,7 @@ import type { EventBus } from '../event-bus.ts';
 import type { MqttConnection } from '../mqtt/connection.ts';
 import type { Topics } from '../mqtt/topics.ts';
 import type { Store } from '../store/store.ts';
+import type { StoreWriter } from '../store/writer.ts';
 
 /** Counters behind `bridge/health`. */
 export class Stats {
@@ -19,7 +20,10 @@ export class Stats {
 export interface Services {
   config: PoctdConfig;
   bus: EventBus;
+  /** Reads (the main thread's connection). */
   store: Store;
+  /** Every write, on the writer thread. */
+  writer: StoreWriter;
   mqtt: MqttConnection;
   topics: Topics;
   log: Logger;

@@ -36,7 +36,7 @@ export class ResultPublisher implements Extension {
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe.forEach((u) => u());
-    this.flushAcked();
+    await this.flushAcked();
   }
 
   private drain(): void {
@@ -79,14 +79,16 @@ export class ResultPublisher implements Extension {
     this.flushScheduled = true;
     setTimeout(() => {
       this.flushScheduled = false;
-      this.flushAcked();
+      void this.flushAcked();
     }, ACK_FLUSH_MS).unref();
   }
 
-  private flushAcked(): void {
-    if (this.acked.length === 0) return;
+  private flushAcked(): Promise<void> {
+    if (this.acked.length === 0) return Promise.resolve();
     const seqs = this.acked;
     this.acked = [];
-    this.s.store.markPublishedMany(seqs, this.s.now());
+    return this.s.writer.markPublishedMany(seqs, this.s.now()).catch((error: Error) => {
+      this.s.log.warn({ err: error.message }, 'could not mark results published; they will be sent again');
+    });
   }
 }

@@ -1,44 +1,46 @@
-import type { CommitInput, CommitOutcome, Store } from './store.ts';
+import type { CommitInput, CommitOutcome } from './store.ts';
+import type { StoreWriter } from './writer.ts';
 
 /**
- * Collects the commits that sessions ask for within one event-loop turn and writes them in one
- * transaction. Each caller's promise settles only after that transaction is on disk, so a device
- * still hears "received" only for what is stored; under load (many meters downloading at once)
- * one disk sync serves all of them instead of one each.
+ * Group commit. While one transaction is being written, the commits that sessions ask for
+ * wait together and then go to disk in the next single transaction. Each caller's promise
+ * settles only once its own transaction is committed, so a device still hears "received" only
+ * for what is stored, and many meters downloading at once share disk syncs instead of queueing
+ * one each.
  */
 export class CommitQueue {
-  private pending: Array<{ input: CommitInput; resolve: (o: CommitOutcome) => void; reject: (e: Error) => void }> = [];
-  private scheduled = false;
+  private waiting: Array<{ input: CommitInput; resolve: (o: CommitOutcome) => void; reject: (e: Error) => void }> = [];
+  private writing: Promise<void> | undefined;
 
-  constructor(private readonly store: Store) {}
+  constructor(private readonly writer: StoreWriter) {}
 
   commit(input: CommitInput): Promise<CommitOutcome> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ input, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.waiting.push({ input, resolve, reject });
+      this.writing ??= this.writeAll();
     });
   }
 
-  /** Writes everything queued now (also called on shutdown so nothing waits forever). */
-  flush(): void {
-    this.scheduled = false;
-    const batch = this.pending;
-    this.pending = [];
-    if (batch.length === 0) return;
-    let outcomes: Array<CommitOutcome | Error>;
-    try {
-      outcomes = this.store.commitMany(batch.map((b) => b.input));
-    } catch (error) {
-      for (const b of batch) b.reject(error as Error);
-      return;
+  /** Resolves once nothing is waiting or being written. */
+  async drained(): Promise<void> {
+    while (this.writing) await this.writing;
+  }
+
+  private async writeAll(): Promise<void> {
+    while (this.waiting.length > 0) {
+      const batch = this.waiting;
+      this.waiting = [];
+      try {
+        const outcomes = await this.writer.commitMany(batch.map((b) => b.input));
+        outcomes.forEach((outcome, i) => {
+          const waiter = batch[i]!;
+          if (outcome instanceof Error) waiter.reject(outcome);
+          else waiter.resolve(outcome);
+        });
+      } catch (error) {
+        for (const b of batch) b.reject(error as Error);
+      }
     }
-    outcomes.forEach((outcome, i) => {
-      const waiter = batch[i]!;
-      if (outcome instanceof Error) waiter.reject(outcome);
-      else waiter.resolve(outcome);
-    });
+    this.writing = undefined;
   }
 }

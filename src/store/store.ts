@@ -2,7 +2,9 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { resultId, sha256Hex } from '../records/ids.ts';
+import type { PatientIdPolicy } from '../config/types.ts';
 import { buildResultRecord } from '../records/build.ts';
+import { applyPatientPolicy } from '../records/privacy.ts';
 import type { DeviceState, ResultDraft, ResultRecord } from '../records/types.ts';
 
 /**
@@ -75,8 +77,8 @@ export interface CommitInput {
   captureBytes: Buffer;
   drafts: ResultDraft[];
   receivedAt: Date;
-  /** Privacy policy applied before the record is written, so nothing unwanted is ever stored. */
-  transform?: (record: ResultRecord) => ResultRecord;
+  /** The site's patient-id policy, applied before the record is written (default `publish`). */
+  patientIdPolicy?: PatientIdPolicy;
 }
 
 export interface AuditEntry {
@@ -161,7 +163,7 @@ export class Store {
         }
         const seq = (this.stmts.nextSeq.get() as { seq: number }).seq;
         let record = buildResultRecord(draft, { seq, site: input.site, receivedAt, captureSha256: captureId });
-        if (input.transform) record = input.transform(record);
+        if (input.patientIdPolicy) record = applyPatientPolicy(record, input.patientIdPolicy, input.site);
         this.stmts.insertRecord.run(seq, id, input.deviceId, record.schema, record.category, captureId, JSON.stringify(record), receivedAt);
         this.stmts.insertOutbox.run(seq, input.deviceId);
         inserted.push(record);

@@ -79,7 +79,7 @@ describe('Store', () => {
       captureBytes: Buffer.from('x'),
       drafts: [draft],
       receivedAt: new Date(),
-      transform: (r) => applyPatientPolicy(r, 'hash', 'clinic-a'),
+      patientIdPolicy: 'hash',
     });
     expect(out.inserted[0]!.patient?.id).toMatch(/^sha256:[0-9a-f]{24}$/);
     expect(JSON.stringify(store.recordsSince(0, 1))).not.toContain('MRN-12345');

@@ -1,0 +1,91 @@
+import { Worker } from 'node:worker_threads';
+import type { DeviceState } from '../records/types.ts';
+import type { AuditEntry, CommitInput, CommitOutcome } from './store.ts';
+
+type Pending = { resolve: (value: unknown) => void; reject: (error: Error) => void };
+
+/**
+ * Every write to the database goes through one worker thread that owns the writing connection
+ * (SQLite has one writer anyway). The event loop never waits for a disk sync; callers get a
+ * promise that settles once their transaction is committed. Reads stay on the main thread's
+ * own connection, which WAL lets run beside the writer.
+ */
+export class StoreWriter {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private failure: Error | undefined;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (message: { id?: number; result?: unknown; error?: string }) => {
+      if (message.id === undefined) return;
+      const waiter = this.pending.get(message.id);
+      if (!waiter) return;
+      this.pending.delete(message.id);
+      if (message.error !== undefined) waiter.reject(new Error(message.error));
+      else waiter.resolve(message.result);
+    });
+    const fail = (error: Error): void => {
+      this.failure = error;
+      for (const waiter of this.pending.values()) waiter.reject(error);
+      this.pending.clear();
+    };
+    worker.on('error', (error) => fail(new Error(`store writer failed: ${error.message}`)));
+    worker.on('exit', (code) => fail(new Error(`store writer stopped (exit ${code})`)));
+  }
+
+  /** Starts the writer on a database that the caller has already opened (and so migrated). */
+  static async open(path: string): Promise<StoreWriter> {
+    const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { path } });
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (m: { ready?: boolean }): void => {
+        if (!m.ready) return;
+        worker.off('error', reject);
+        worker.off('message', onMessage);
+        resolve();
+      };
+      worker.on('message', onMessage);
+      worker.once('error', reject);
+    });
+    return new StoreWriter(worker);
+  }
+
+  private call<T>(method: string, ...args: unknown[]): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ id, method, args });
+    });
+  }
+
+  /** One transaction for all inputs; an input that failed comes back as its Error. */
+  async commitMany(inputs: CommitInput[]): Promise<Array<CommitOutcome | Error>> {
+    const outcomes = await this.call<Array<CommitOutcome | { error: string }>>('commitMany', inputs);
+    return outcomes.map((o) => ('error' in o ? new Error(o.error) : o));
+  }
+
+  markPublishedMany(seqs: number[], at: Date): Promise<void> {
+    return this.call('markPublishedMany', seqs, at);
+  }
+
+  saveDeviceStates(states: DeviceState[], at: Date): Promise<void> {
+    return this.call('saveDeviceStates', states, at);
+  }
+
+  audit(entry: AuditEntry, at: Date): Promise<void> {
+    return this.call('audit', entry, at);
+  }
+
+  quarantine(deviceId: string, bytes: Buffer, reason: string, at: Date): Promise<void> {
+    return this.call('quarantine', deviceId, bytes, reason, at);
+  }
+
+  /** Waits for every write already asked for, then closes the connection and the thread. */
+  async close(): Promise<void> {
+    if (this.failure) return;
+    await this.call('close');
+    await new Promise<void>((resolve) => {
+      this.worker.once('exit', () => resolve());
+    });
+  }
+}
