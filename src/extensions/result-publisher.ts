@@ -1,7 +1,7 @@
 import type { Extension, Services } from './extension.ts';
 
 /** How many results may wait for PUBACK at once; bounds memory when a backlog drains. */
-const MAX_IN_FLIGHT = 256;
+const MAX_IN_FLIGHT = 1000;
 /**
  * PUBACKs are written to the outbox together at most this often. Losing the marks (a crash in
  * between) only means those results are sent once more, which the record id makes harmless, so
@@ -44,13 +44,13 @@ export class ResultPublisher implements Extension {
     this.draining = true;
     try {
       while (this.s.mqtt.connected && this.inFlight < MAX_IN_FLIGHT) {
-        const batch = this.s.store.pendingOutbox(this.queuedUpTo, MAX_IN_FLIGHT - this.inFlight);
+        const batch = this.s.store.pendingOutboxJson(this.queuedUpTo, MAX_IN_FLIGHT - this.inFlight);
         if (batch.length === 0) break;
         for (const record of batch) {
           this.queuedUpTo = record.seq;
           this.inFlight++;
           this.s.mqtt
-            .publish(this.s.topics.result(record.device.id), record, { qos: 1, retain: false })
+            .publish(this.s.topics.result(record.device_id), record.json, { qos: 1, retain: false })
             .then(
               () => {
                 this.acked.push(record.seq);

@@ -191,8 +191,12 @@ export class Store {
 
   /** Unpublished records after `afterSeq`, oldest first. */
   pendingOutbox(afterSeq: number, limit: number): ResultRecord[] {
-    const rows = this.stmts.pending.all(afterSeq, limit) as { json: string }[];
-    return rows.map((r) => JSON.parse(r.json) as ResultRecord);
+    return this.pendingOutboxJson(afterSeq, limit).map((r) => JSON.parse(r.json) as ResultRecord);
+  }
+
+  /** The same rows as stored JSON text, for publishing without parsing and re-serialising. */
+  pendingOutboxJson(afterSeq: number, limit: number): Array<{ seq: number; device_id: string; json: string }> {
+    return this.stmts.pending.all(afterSeq, limit) as Array<{ seq: number; device_id: string; json: string }>;
   }
 
   markPublished(seq: number, at: Date = new Date()): void {
