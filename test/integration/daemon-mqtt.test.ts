@@ -90,6 +90,19 @@ devices:
     expect(controller.runtime!.store.auditEntries().map((a) => a.verb)).toContain('download');
   });
 
+  it('sets the meter clock on request and keeps an audit row', async () => {
+    const response = await sub.request<{ status: string; data: { clock: string } }>(
+      'poct/device/bench1/request/clock/sync',
+      'poct/device/bench1/response/clock/sync',
+      {},
+    );
+    expect(response.status).toBe('ok');
+    expect(response.data.clock).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/);
+    await new Promise((r) => setTimeout(r, 100));
+    const audit = controller.runtime!.store.auditEntries().filter((a) => a.verb === 'clock/sync');
+    expect(audit).toEqual([expect.objectContaining({ device_id: 'bench1', status: 'ok' })]);
+  });
+
   it('replays stored results from a seq on request', async () => {
     const before = sub.on('poct/device/bench1/result').length;
     const response = await sub.request<{ status: string; data: { count: number; last_seq: number } }>(

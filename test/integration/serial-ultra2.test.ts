@@ -105,4 +105,33 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
     simulateMeter(back.a, { serial: 'GMF600DCY', memory: ULTRA2_MEMORY });
     await sub.waitFor('3 results after plug-in', () => sub.on('poct/device/bench1/result').length >= 3, 20_000);
   });
+
+  it('a port that disappears mid-download commits nothing partial; the next download after re-plug does', async () => {
+    const broker = await Mosquitto.start();
+    cleanups.push(() => broker.stop());
+    const sub = await Subscriber.connect(broker.url);
+    cleanups.push(() => sub.close());
+    const dir = tempDir();
+    const links = { a: join(dir, 'meter'), b: join(dir, 'host') };
+    const pty = await startPtyPair(links);
+    // A slow meter: ten readings at 150 ms a line, so the cable can be pulled halfway.
+    const memory = Array.from({ length: 10 }, (_, i) => ({ time: `2026-11-20T08:0${i}:00`, value: 90 + i }));
+    simulateMeter(pty.a, { serial: 'GMF600DCY', memory, line_delay_ms: 150, timezone: 'Europe/Copenhagen' });
+    await new Promise((r) => setTimeout(r, 1500));
+    const controller = await daemonOnSerial(broker.url, pty.b, 'poll_interval: 2');
+    await sub.waitFor('download started', () => sub.payloads<BridgeEvent>('poct/bridge/event').some((e) => e.type === 'download_started'), 10_000);
+    await new Promise((r) => setTimeout(r, 600));
+    await pty.stop(); // the cable is pulled mid-dump
+
+    await sub.waitFor('the download reported failed', () =>
+      sub.payloads<BridgeEvent>('poct/bridge/event').some((e) => e.type === 'download_failed' || e.type === 'disconnected'),
+    );
+    expect(controller.runtime!.store.recordCount()).toBe(0);
+    expect(sub.on('poct/device/bench1/result')).toHaveLength(0);
+
+    const back = await startPtyPair(links);
+    cleanups.push(() => back.stop());
+    await sub.waitFor('all ten readings after re-plug', () => sub.on('poct/device/bench1/result').length >= 10, 15_000);
+    expect(sub.on('poct/device/bench1/result')).toHaveLength(10);
+  });
 });
