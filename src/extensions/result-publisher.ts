@@ -8,6 +8,8 @@ const MAX_IN_FLIGHT = 1000;
  * they need not cost a disk sync each.
  */
 const ACK_FLUSH_MS = 250;
+/** How long a stop waits for outstanding PUBACKs. */
+const STOP_GRACE_MS = 2000;
 
 /**
  * Drains the outbox to `device/<id>/result` with QoS 1, oldest first, so each device's results
@@ -33,9 +35,14 @@ export class ResultPublisher implements Extension {
     this.drain();
   }
 
+  /** Waits briefly for PUBACKs still on their way, so a clean stop does not send them again. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe.forEach((u) => u());
+    const deadline = Date.now() + STOP_GRACE_MS;
+    while (this.inFlight > 0 && this.s.mqtt.connected && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
     await this.flushAcked();
   }
 
@@ -55,7 +62,7 @@ export class ResultPublisher implements Extension {
               () => {
                 this.acked.push(record.seq);
                 this.s.stats.published++;
-                this.scheduleFlush();
+                if (!this.stopped) this.scheduleFlush();
               },
               (error: Error) => {
                 // The client gave the packet up (stopped or errored): send it again on the next drain.
