@@ -45,6 +45,7 @@ import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
+import { seededRandom } from '../../src/util/random.ts';
 import { clockSkewSeconds, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const ULTRA2_DRIVER_ID = 'onetouch-ultra2';
@@ -1133,18 +1134,6 @@ function parseSimulatedReading(r: unknown, where: string): SimulatedReading {
   return out;
 }
 
-/** A small seeded PRNG (mulberry32), so a seeded simulator run can be repeated exactly. */
-function randomSource(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The Ultra 2 keeps its last 500 readings. */
 const MEMORY_SIZE = 500;
 
@@ -1184,7 +1173,7 @@ export class Ultra2Simulator implements DeviceSimulator {
     this.maxChunk = Math.max(1, Math.floor(options.max_chunk ?? 16));
     this.lineDelayMs = options.line_delay_ms ?? 0;
     this.now = options.now ?? (() => new Date());
-    this.random = randomSource(options.seed ?? Date.now());
+    this.random = seededRandom(options.seed ?? Date.now());
     this.newReadingEveryS = options.new_reading_every_s;
     this.capacity = Math.floor(options.capacity ?? MEMORY_SIZE);
     this.memory = options.memory ? options.memory.map((r) => ({ ...r })) : this.defaultMemory();

@@ -12,6 +12,7 @@ import { TcpClientTransport, TcpServerTransport } from '../../src/transports/tcp
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { runningPtyPairs, startPtyPair, type PtyPair } from '../helpers/socat.ts';
 import { requireTool } from '../helpers/tools.ts';
+import { seededRandom } from '../../src/util/random.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Test plumbing: everything a test starts is registered here and torn down after it, pass or fail.
@@ -91,19 +92,6 @@ function collect(t: ByteTransport, length: number, timeoutMs = 10_000): Promise<
     t.on('data', onData);
   });
 }
-
-/** Deterministic pseudo-random numbers (mulberry32) so a failure can be reproduced. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function randomBytes(n: number, random: () => number): Buffer {
   const buf = Buffer.alloc(n);
   for (let i = 0; i < n; i++) buf[i] = Math.floor(random() * 256);
@@ -155,7 +143,7 @@ describe('SerialTransport over a socat pty pair', () => {
     expect(left.isOpen).toBe(true);
     expect(right.isOpen).toBe(true);
 
-    const random = rng(0x5eed);
+    const random = seededRandom(0x5eed);
     const there = randomBytes(10 * 1024, random);
     const arrivedThere = collect(right, there.length);
     const writes = await writeChunked(left, there, random);
@@ -294,7 +282,7 @@ describe('TCP transports on loopback', () => {
     const calledWithTrue = noDelay.mock.calls.filter((c) => c[0] === true || c[0] === undefined).length;
     expect(calledWithTrue).toBeGreaterThanOrEqual(2); // the client's socket and the accepted one
 
-    const random = rng(42);
+    const random = seededRandom(42);
     const up = randomBytes(10 * 1024, random);
     const gotUp = collect(srv, up.length);
     await writeChunked(client, up, random);
