@@ -35,11 +35,8 @@ export interface Observation {
   limit?: number | null;
 }
 
-export interface ResultRecord {
-  schema: typeof RESULT_SCHEMA;
-  id: string;
-  seq: number;
-  site: string;
+/** What a driver knows about one measured sample. */
+interface ResultBody {
   device: DeviceIdentity;
   category: ResultCategory;
   specimen: { id: string | null; type: string | null };
@@ -49,10 +46,18 @@ export interface ResultRecord {
   observed_at: string;
   /** The meter's own naive local time, exactly as it keeps it. */
   device_time: string | null;
-  received_at: string;
   observations: Observation[];
   /** Record-level notes such as meal markers (`meal:before`) and comment codes. */
   flags: string[];
+}
+
+/** A stored, published result: the driver's body plus what the daemon owns. */
+export interface ResultRecord extends ResultBody {
+  schema: typeof RESULT_SCHEMA;
+  id: string;
+  seq: number;
+  site: string;
+  received_at: string;
   raw: { capture: string; sha256: string };
 }
 
@@ -61,17 +66,8 @@ export interface ResultRecord {
  * raw) and with `key`, the device's own identity for this record (rule 3 of the design: the id is
  * derived from device identity + key so that re-downloads never duplicate).
  */
-export interface ResultDraft {
+export interface ResultDraft extends ResultBody {
   key: string;
-  device: DeviceIdentity;
-  category: ResultCategory;
-  specimen: { id: string | null; type: string | null };
-  patient: { id: string | null } | null;
-  operator: { id: string | null } | null;
-  observed_at: string;
-  device_time: string | null;
-  observations: Observation[];
-  flags: string[];
 }
 
 export type Availability = 'online' | 'offline';
