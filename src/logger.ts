@@ -1,8 +1,110 @@
 import pino, { type Logger } from 'pino';
 
 /**
- * Paths that can hold patient data anywhere in a log object. pino censors them before a line is
- * written, so a careless `log.info({ record }, …)` still cannot leak a patient id.
+ * No patient identifier may reach a log line, however deep a careless `log.info({ batch }, …)`
+ * nests it. Two layers do this:
+ *
+ * - `scrubForLog` walks every log object and every child logger's bindings before pino writes them
+ *   and censors the values of patient-data and secret keys at any depth, in arrays too, without
+ *   touching the caller's objects (a record passed to a log call stays intact);
+ * - pino's own `redact` with `REDACTED_PATHS` censors the same keys at the shallow positions where
+ *   a serializer's output (e.g. an error's own properties) could still carry them.
+ */
+
+/**
+ * Key names (compared lowercase, without `_` and `-`) whose value is patient data or a secret
+ * wherever it appears: `patient`, `patient_id`, `patientId`, `date_of_birth`, `password`, …
+ */
+const SENSITIVE_KEYS = new Set([
+  'patient',
+  'patientid',
+  'patientname',
+  'nameofpatient',
+  'mrn',
+  'dob',
+  'dateofbirth',
+  'birthdate',
+  'specimenid',
+  'rawtext',
+  'password',
+  'passwd',
+  'passphrase',
+]);
+
+/** Mappings whose `id` identifies a patient's sample (`specimen.id`, `record.specimen.id`, …). */
+const ID_BEARING_PARENTS = new Set(['specimen', 'patient']);
+
+const CENSOR = '[redacted]';
+
+function normalizeKey(key: string): string {
+  return key.toLowerCase().replace(/[_-]/g, '');
+}
+
+/** Whether a mapping entry's value must be censored; `parentKey` is the key the mapping sits under. */
+export function isSensitiveKey(key: string, parentKey?: string): boolean {
+  if (SENSITIVE_KEYS.has(normalizeKey(key))) return true;
+  return key === 'id' && parentKey !== undefined && ID_BEARING_PARENTS.has(normalizeKey(parentKey));
+}
+
+/**
+ * A copy of `value` with every sensitive key's value censored, at any depth and inside arrays.
+ * Returns `value` itself when nothing needed censoring (the common case costs no allocation), and
+ * never mutates it. Values that serialize themselves (`toJSON`: Date, Buffer) are left as they are;
+ * a reference back to an enclosing object becomes `[Circular]`, as pino's safe stringifier writes it.
+ */
+export function scrubForLog<T>(value: T): T {
+  return scrub(value, undefined, new Set()) as T;
+}
+
+function scrub(value: unknown, parentKey: string | undefined, ancestors: Set<object>): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  // A back-reference would lead the stringifier into the original, uncensored object.
+  if (ancestors.has(value)) return '[Circular]';
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return value;
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value;
+  ancestors.add(value);
+  try {
+    if (Array.isArray(value)) {
+      let out: unknown[] | undefined;
+      value.forEach((item, i) => {
+        // An element sits under the array's key: `specimen: [{ id }]` is censored like `specimen.id`.
+        const next = scrub(item, parentKey, ancestors);
+        if (next !== item) {
+          out ??= value.slice();
+          out[i] = next;
+        }
+      });
+      return out ?? value;
+    }
+    let out: Record<string, unknown> | undefined;
+    for (const key of Object.keys(value)) {
+      const item = (value as Record<string, unknown>)[key];
+      const next = isSensitiveKey(key, parentKey) && item !== undefined && item !== null ? CENSOR : scrub(item, key, ancestors);
+      if (next !== item) {
+        out ??= copyOf(value);
+        out[key] = next;
+      }
+    }
+    return out ?? value;
+  } finally {
+    ancestors.delete(value);
+  }
+}
+
+/** A shallow copy that keeps what JSON and pino's error serializer see (an Error stays an Error). */
+function copyOf(value: object): Record<string, unknown> {
+  if (value instanceof Error) {
+    const copy = Object.create(Object.getPrototypeOf(value) as object) as Error & Record<string, unknown>;
+    Object.defineProperty(copy, 'message', { value: value.message, enumerable: false, writable: true, configurable: true });
+    Object.defineProperty(copy, 'stack', { value: value.stack, enumerable: false, writable: true, configurable: true });
+    return Object.assign(copy, value);
+  }
+  return { ...(value as Record<string, unknown>) };
+}
+
+/**
+ * The same keys as pino redact paths, for the shallow positions (pino's `*` also matches array
+ * indexes, so `*.*.patient` covers `records[0].patient`).
  */
 export const REDACTED_PATHS = [
   'patient',
@@ -14,6 +116,8 @@ export const REDACTED_PATHS = [
   '*.patient_name',
   'name',
   '*.name_of_patient',
+  'mrn',
+  '*.mrn',
   'dob',
   '*.dob',
   'date_of_birth',
@@ -22,6 +126,8 @@ export const REDACTED_PATHS = [
   '*.birth_date',
   'specimen.id',
   '*.specimen.id',
+  'specimen_id',
+  '*.specimen_id',
   'raw_text',
   '*.raw_text',
   'password',
@@ -35,7 +141,11 @@ export function createLogger(level: string = 'info', destination?: pino.Destinat
     {
       level,
       base: { app: 'poctd' },
-      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      redact: { paths: REDACTED_PATHS, censor: CENSOR },
+      formatters: {
+        log: (object) => scrubForLog(object),
+        bindings: (bindings) => scrubForLog(bindings),
+      },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     destination,

@@ -2,15 +2,17 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { drivers, findDriver } from '../../drivers/index.ts';
-import { ConfigError, loadConfigFile, parseConfig } from '../config/load.ts';
+import { ConfigError, formatProblem, loadConfigFile, parseConfig } from '../config/load.ts';
 import type { PoctdConfig } from '../config/types.ts';
 import { Controller } from '../controller.ts';
 import { captureFromBytes } from '../driver-sdk/capture.ts';
+import type { Capture } from '../driver-sdk/index.ts';
 import { createLogger } from '../logger.ts';
 import { buildResultRecord } from '../records/build.ts';
 import { sha256Hex } from '../records/ids.ts';
 import { formatPortListing, listPorts } from '../transports/discovery.ts';
-import { runSimulator } from './simulate.ts';
+import { assertTimeZone } from '../util/time.ts';
+import { runSimulator, SimulateError } from './simulate.ts';
 
 const USAGE = `usage: poctd <command> [options]
 
@@ -27,6 +29,9 @@ commands:
 exit codes: 0 ok, 1 usage or config error, 2 input not decodable, 3 decoded with problems`;
 
 class UsageError extends Error {}
+
+/** How long `run` waits for a clean stop after SIGTERM/SIGINT before it exits anyway. */
+const STOP_DEADLINE_MS = 10_000;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -57,7 +62,11 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
+      process.stderr.write(formatConfigError(error));
+      return 1;
+    }
+    if (error instanceof SimulateError) {
+      process.stderr.write(`poctd simulate: ${error.message}\n`);
       return 1;
     }
     if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
@@ -69,6 +78,25 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 const knownDrivers = (): string[] => drivers.map((d) => d.id);
+
+/**
+ * One line per problem, compiler style, so an editor or a terminal click jumps to it:
+ * `config.yaml:12:7: devices[0].transport.path: required`; then how many there are.
+ */
+export function formatConfigError(error: ConfigError): string {
+  const lines = error.problems.map((p) => {
+    const text = formatProblem(p);
+    if (error.file === undefined) return p.line !== undefined ? `line ${p.line}:${p.column ?? 1}: ${text}` : text;
+    // "file not found: x.yaml" names the file already.
+    if (p.line === undefined && text.includes(error.file)) return text;
+    const at = p.line !== undefined ? `:${p.line}:${p.column ?? 1}` : '';
+    return `${error.file}${at}: ${text}`;
+  });
+  const n = error.problems.length;
+  const where = error.file ?? 'config';
+  if (n > 1 || (n === 1 && error.problems[0]!.path !== '')) lines.push(`${where}: ${n} problem${n === 1 ? '' : 's'}`);
+  return lines.join('\n') + '\n';
+}
 
 function checkConfig(args: string[]): number {
   const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
@@ -89,9 +117,21 @@ async function run(args: string[]): Promise<number> {
   const stopped = new Promise<number>((resolve) => {
     const onSignal = (signal: string): void => {
       log.info({ signal }, 'stopping');
+      // A broker that holds the connection open but never answers would keep the goodbye
+      // publishes waiting for ever. Exiting without them loses nothing: every record is committed
+      // before a device is acknowledged and is published from the outbox on the next start, and
+      // the broker publishes the offline Last Will. (A second signal ends the process at once.)
+      const deadline = setTimeout(() => {
+        log.error({ signal, deadline_s: STOP_DEADLINE_MS / 1000 }, 'stop did not finish in time; exiting anyway');
+        resolve(1);
+      }, STOP_DEADLINE_MS);
       controller.stop().then(
-        () => resolve(0),
+        () => {
+          clearTimeout(deadline);
+          resolve(0);
+        },
         (error: Error) => {
+          clearTimeout(deadline);
           log.error({ err: error.message }, 'stop failed');
           resolve(1);
         },
@@ -104,6 +144,8 @@ async function run(args: string[]): Promise<number> {
     await controller.start();
   } catch (error) {
     log.fatal({ err: (error as Error).message }, 'could not start');
+    // The log may go to a collector; whoever started the command sees why on the terminal too.
+    process.stderr.write(`poctd: could not start: ${(error as Error).message}\n`);
     await controller.stop().catch(() => undefined);
     return 1;
   }
@@ -138,23 +180,49 @@ async function replay(args: string[]): Promise<number> {
     return 1;
   }
   const timezone = values.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
-  const result = driver.decode(captureFromBytes(bytes), { deviceId: values['device-id'] ?? driver.id, timezone });
+  try {
+    assertTimeZone(timezone);
+  } catch {
+    throw new UsageError(`unknown time zone "${timezone}" (an IANA name such as Europe/Copenhagen)`);
+  }
+  const source = file === '-' ? 'standard input' : file;
+  let capture: Capture;
+  try {
+    capture = captureFromBytes(bytes);
+  } catch (error) {
+    // It looked like a transcript (`H <hex>` / `D <hex>` lines) but is not a valid one.
+    process.stderr.write(`poctd replay: ${source}: not a valid transcript: ${(error as Error).message}\n`);
+    return 2;
+  }
+  const result = driver.decode(capture, { deviceId: values['device-id'] ?? driver.id, timezone });
   const receivedAt = new Date().toISOString();
   const captureSha256 = sha256Hex(bytes);
   result.drafts.forEach((draft, i) => {
     const record = buildResultRecord(draft, { seq: i + 1, site: values.site ?? 'replay', receivedAt, captureSha256 });
     process.stdout.write(JSON.stringify(record) + '\n');
   });
-  for (const issue of result.issues) process.stderr.write(`poctd replay: ${driver.id}: ${issue.reason}\n`);
+  // Reasons and sizes only: the refused bytes may hold patient data and stay out of the terminal.
+  for (const issue of result.issues) {
+    const size = issue.bytes ? ` (${issue.bytes.length} byte${issue.bytes.length === 1 ? '' : 's'})` : '';
+    process.stderr.write(`poctd replay: ${source}: ${driver.id}: ${issue.reason}${size}\n`);
+  }
   if (result.drafts.length === 0) {
     process.stderr.write(
-      `poctd replay: ${file === '-' ? 'standard input' : file} holds no ${driver.id} records` +
+      `poctd replay: ${source} holds no ${driver.id} records` +
         (result.issues.length ? ` (${result.issues.length} problem${result.issues.length === 1 ? '' : 's'} above)` : '') +
         '\n',
     );
     return 2;
   }
-  return result.issues.length > 0 ? 3 : 0;
+  if (result.issues.length > 0) {
+    const n = result.issues.length;
+    process.stderr.write(
+      `poctd replay: ${source}: ${result.drafts.length} record${result.drafts.length === 1 ? '' : 's'} decoded, ` +
+        `${n} problem${n === 1 ? '' : 's'} above\n`,
+    );
+    return 3;
+  }
+  return 0;
 }
 
 const invokedDirectly = process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '\0');

@@ -29,10 +29,13 @@ class StdioTransport extends EventEmitter implements ByteTransport {
   }
 }
 
+/** A mistake in the command line or the simulator's options: printed as one line, exit 1. */
+export class SimulateError extends Error {}
+
 /** `key=value`; the value is JSON when it parses as JSON (numbers, booleans, arrays), else text. */
 export function parseOption(pair: string): [string, unknown] {
   const eq = pair.indexOf('=');
-  if (eq <= 0) throw new Error(`--option expects key=value, got "${pair}"`);
+  if (eq <= 0) throw new SimulateError(`--option expects key=value, got "${pair}"`);
   const key = pair.slice(0, eq);
   const raw = pair.slice(eq + 1);
   try {
@@ -66,27 +69,44 @@ export async function runSimulator(args: string[]): Promise<number> {
     for (const [k, v] of Object.entries(driver.simulator.options)) process.stdout.write(`  ${k}\t${v}\n`);
     return 0;
   }
+  if ([values.tcp !== undefined, values.serial !== undefined, values.stdio === true].filter(Boolean).length > 1) {
+    throw new SimulateError('choose one of --tcp, --serial and --stdio');
+  }
   const options = Object.fromEntries((values.option ?? []).map(parseOption));
+  let simulator: ReturnType<typeof driver.simulator.create>;
+  try {
+    simulator = driver.simulator.create(options);
+  } catch (error) {
+    throw new SimulateError((error as Error).message);
+  }
   let transport: ByteTransport;
-  if (values.tcp) {
-    transport = new TcpServerTransport({ type: 'tcp-server', port: Number(values.tcp), bind: values.bind });
+  if (values.tcp !== undefined) {
+    const port = Number(values.tcp);
+    if (!/^\d+$/.test(values.tcp) || port < 1 || port > 65535) throw new SimulateError(`--tcp expects a port 1-65535, got "${values.tcp}"`);
+    transport = new TcpServerTransport({ type: 'tcp-server', port, bind: values.bind });
   } else if (values.serial) {
     transport = new SerialTransport({ type: 'serial', path: values.serial, ...driver.serialDefaults });
   } else {
     transport = new StdioTransport();
   }
-  const simulator = driver.simulator.create(options);
   transport.on('error', (e: Error) => process.stderr.write(`poctd simulate: ${e.message}\n`));
-  await transport.open();
+  try {
+    await transport.open();
+  } catch (error) {
+    throw new SimulateError((error as Error).message);
+  }
   simulator.attach(transport);
   if (!(transport instanceof StdioTransport)) {
     process.stderr.write(`poctd simulate: ${driver.id} on ${transport.description}; Ctrl-C stops\n`);
   }
+  // A transport waiting to reconnect holds no handle of its own: keep the process up until told.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
     if (transport instanceof StdioTransport) transport.once('close', () => resolve());
   });
+  clearInterval(keepAlive);
   simulator.detach();
   await transport.close();
   return 0;

@@ -30,6 +30,8 @@ export interface PublishOptions {
 export class MqttConnection extends EventEmitter {
   private client: MqttClient | undefined;
   private everConnected = false;
+  /** Error messages already logged at warn since the last successful connect. */
+  private readonly warned = new Set<string>();
   reconnects = 0;
 
   constructor(
@@ -56,10 +58,14 @@ export class MqttConnection extends EventEmitter {
       // Results are queued by our own outbox, retained state is re-sent on connect: mqtt.js must
       // not keep a second, unbounded offline queue.
       queueQoSZero: false,
+      // mqtt.js gives up for good after a refused CONNACK (bad credentials, not authorized, server
+      // unavailable) unless told otherwise. The broker's side is often what gets fixed (a password
+      // file reloaded, an ACL added): keep trying, so stored records still reach it (design rule 2).
+      reconnectOnConnackError: true,
       rejectUnauthorized: o.rejectUnauthorized,
-      ca: o.ca ? readFileSync(o.ca) : undefined,
-      cert: o.cert ? readFileSync(o.cert) : undefined,
-      key: o.key ? readFileSync(o.key) : undefined,
+      ca: o.ca ? readTlsFile('mqtt.ca', o.ca) : undefined,
+      cert: o.cert ? readTlsFile('mqtt.cert', o.cert) : undefined,
+      key: o.key ? readTlsFile('mqtt.key', o.key) : undefined,
       will: { topic: o.will.topic, payload: Buffer.from(o.will.payload), qos: 1, retain: true },
     };
     const client = mqtt.connect(o.url, clientOptions);
@@ -68,12 +74,22 @@ export class MqttConnection extends EventEmitter {
       const reconnect = this.everConnected;
       if (reconnect) this.reconnects++;
       this.everConnected = true;
+      this.warned.clear();
       this.log.info({ url: redactUrl(o.url), reconnect }, 'connected to MQTT broker');
       this.emit('connect', { reconnect });
     });
     client.on('close', () => this.emit('close'));
     client.on('error', (error) => {
-      this.log.warn({ url: redactUrl(o.url), err: error.message }, 'MQTT error');
+      // A broker that keeps refusing would otherwise add a warning every reconnect period: warn
+      // once per distinct reason until the next successful connect, then only at debug.
+      const fields = { url: redactUrl(o.url), err: error.message, code: (error as { code?: unknown }).code };
+      if (this.warned.has(error.message)) {
+        this.log.debug(fields, 'MQTT error (again)');
+      } else {
+        if (this.warned.size >= 32) this.warned.clear(); // messages that vary must not grow it for ever
+        this.warned.add(error.message);
+        this.log.warn(fields, 'MQTT error');
+      }
       this.emit('error', error);
     });
     client.on('message', (topic, payload) => this.emit('message', topic, payload));
@@ -116,11 +132,45 @@ export class MqttConnection extends EventEmitter {
     });
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Disconnects. Connected, it lets in-flight QoS 1 publishes be acknowledged for up to
+   * `graceMs`, then closes anyway. Not connected, it closes at once: mqtt.js's graceful end waits
+   * for every unacknowledged publish, which never comes while the broker is away, and the daemon
+   * would hang on SIGTERM. Nothing is lost by closing: results leave the outbox only on PUBACK.
+   */
+  async stop(graceMs = 2000): Promise<void> {
     const client = this.client;
     if (!client) return;
     this.client = undefined;
-    await client.endAsync(false).catch(() => undefined);
+    if (!client.connected) {
+      await client.endAsync(true).catch(() => undefined);
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const ended = await Promise.race([
+      client.endAsync(false).then(
+        () => true,
+        () => true,
+      ),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs))),
+    ]);
+    clearTimeout(timer);
+    if (!ended) {
+      this.log.warn({ url: redactUrl(this.options.url) }, 'MQTT broker did not acknowledge in time; closing the connection');
+      // end() is already under way (a second end() is a no-op): close its socket, which leaves
+      // the client with no timer and no handle.
+      client.stream?.destroy();
+    }
+  }
+}
+
+/** A PEM file named in the config; the error says which setting points at a missing file. */
+function readTlsFile(setting: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new Error(`${setting}: cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : (code ?? (error as Error).message)}`, { cause: error });
   }
 }
 

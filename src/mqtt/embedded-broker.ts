@@ -29,8 +29,9 @@ export class EmbeddedBroker {
 
   /** The URL a local client uses to reach this broker. */
   get url(): string {
-    const host = this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host;
-    return `mqtt://${host === '0.0.0.0' ? '127.0.0.1' : host}:${this.port}`;
+    // A wildcard address is where the broker listens, not where a client connects.
+    const host = this.config.host === '0.0.0.0' ? '127.0.0.1' : this.config.host === '::' ? '::1' : this.config.host;
+    return `mqtt://${host.includes(':') ? `[${host}]` : host}:${this.port}`;
   }
 
   get port(): number {
@@ -65,12 +66,12 @@ export class EmbeddedBroker {
       socket.setNoDelay(true);
       broker.handle(socket);
     });
-    await listen(this.tcp, this.config.port, host);
+    await listen(this.tcp, this.config.port, host, 'mqtt.embedded.port');
     if (this.config.ws_port > 0) {
       this.http = createHttpServer();
       this.wss = new WebSocketServer({ server: this.http });
       this.wss.on('connection', (ws, req) => broker.handle(createWebSocketStream(ws), req));
-      await listen(this.http, this.config.ws_port, host);
+      await listen(this.http, this.config.ws_port, host, 'mqtt.embedded.ws_port');
     }
   }
 
@@ -84,11 +85,23 @@ export class EmbeddedBroker {
   }
 }
 
-function listen(server: NetServer | HttpServer, port: number, host: string): Promise<void> {
+/** Listens, or rejects with what to change (`setting`) when the address cannot be had. */
+function listen(server: NetServer | HttpServer, port: number, host: string, setting: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const onError = (error: NodeJS.ErrnoException): void => {
+      const why =
+        error.code === 'EADDRINUSE'
+          ? `the port is already in use (another MQTT broker? set mqtt.url to use it, or choose another ${setting})`
+          : error.code === 'EACCES'
+            ? 'permission denied (ports below 1024 need privileges)'
+            : error.code === 'EADDRNOTAVAIL'
+              ? 'this machine has no such address (mqtt.embedded.host)'
+              : error.message;
+      reject(new Error(`embedded broker: cannot listen on ${host}:${port}: ${why}`, { cause: error }));
+    };
+    server.once('error', onError);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', onError);
       resolve();
     });
   });

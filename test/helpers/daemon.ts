@@ -19,12 +19,15 @@ export function tempDir(prefix = 'poctd-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** A config from YAML text, with the store in a fresh temporary directory. */
-export function testConfig(yaml: string): PoctdConfig {
+/**
+ * A config from YAML text, with the store in a fresh temporary directory. `${NAME}` references
+ * read `env` (empty by default: the test's own environment never leaks in).
+ */
+export function testConfig(yaml: string, env: NodeJS.ProcessEnv = {}): PoctdConfig {
   const dir = tempDir();
   return parseConfig(`store: { path: ${join(dir, 'poctd.db')} }\n${yaml}`, {
     knownDrivers: drivers.map((d) => d.id),
-    env: {},
+    env,
   });
 }
 

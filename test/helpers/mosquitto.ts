@@ -37,6 +37,20 @@ function waitForPort(port: number, timeoutMs: number): Promise<void> {
   });
 }
 
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+/** A test that times out before its cleanup would otherwise leave its broker running. */
+function track(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const c of running) c.kill('SIGKILL');
+  });
+}
+
 /**
  * A real Mosquitto broker on a loopback port, with persistence so that a stop/start keeps
  * sessions and queued QoS 1 messages, as a production broker would.
@@ -80,8 +94,36 @@ export class Mosquitto {
     );
     const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
+    track(child);
     this.process = child;
     await waitForPort(this.port, 5000);
+  }
+
+  /**
+   * SIGHUP: Mosquitto rereads its password and ACL files; clients whose credentials still pass
+   * stay connected, the others are disconnected.
+   */
+  reload(): void {
+    this.process?.kill('SIGHUP');
+  }
+
+  /**
+   * SIGSTOP: the broker stops answering but its sockets stay open, as when the network between
+   * daemon and broker is cut without either end noticing. `stop()` and `kill()` still work.
+   */
+  pause(): void {
+    this.process?.kill('SIGSTOP');
+  }
+
+  /** SIGKILL: the broker dies without answering what it has not processed yet (a crash). */
+  async kill(): Promise<void> {
+    const child = this.process;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    this.process = undefined;
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    });
   }
 
   async stop(): Promise<void> {
@@ -90,6 +132,7 @@ export class Mosquitto {
     this.process = undefined;
     await new Promise<void>((resolve) => {
       child.once('exit', () => resolve());
+      child.kill('SIGCONT'); // a paused broker cannot act on SIGTERM
       child.kill('SIGTERM');
     });
   }

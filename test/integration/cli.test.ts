@@ -1,0 +1,519 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { schemaProblems } from '../../src/records/schemas.ts';
+import type { ResultRecord } from '../../src/records/types.ts';
+import { tempDir, ULTRA2_MEMORY } from '../helpers/daemon.ts';
+import { freePort, Mosquitto } from '../helpers/mosquitto.ts';
+import { Subscriber } from '../helpers/subscriber.ts';
+
+/** `poctd …` as a user runs it: a separate process on the real entry point. */
+const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const FIXTURE = 'test/fixtures/onetouch-ultra2/tidepool-dmp-reply/capture.txt';
+const REPLAY = ['replay', '--driver', 'onetouch-ultra2', '--timezone', 'Europe/Copenhagen'];
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A running `poctd` with what it wrote so far. */
+interface Running {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<Finished>;
+}
+
+function spawnPoctd(args: string[], options: { input?: Buffer | string } = {}): Running {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    cwd: repo,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<Finished>((resolveExit) =>
+    child.once('close', (code, signal) => resolveExit({ code, signal, stdout, stderr })),
+  );
+  child.stdin!.on('error', () => undefined);
+  if (options.input !== undefined) child.stdin!.end(options.input);
+  else child.stdin!.end();
+  cleanups.push(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGKILL');
+    await exited;
+  });
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+/** Runs `poctd args` to the end (killed after `timeoutMs`). */
+async function poctd(args: string[], options: { input?: Buffer | string; timeoutMs?: number } = {}): Promise<Finished> {
+  const running = spawnPoctd(args, options);
+  const timer = setTimeout(() => running.child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
+  try {
+    return await running.exited;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function until(what: string, predicate: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function jsonLines(text: string): unknown[] {
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as unknown);
+}
+
+/** No stack trace in what the user sees: errors are one clear line each. */
+function expectNoStack(text: string): void {
+  expect(text).not.toMatch(/\n\s+at .+\(.+:\d+:\d+\)/);
+}
+
+function expectGlucose(stdout: string, values: number[]): ResultRecord[] {
+  const records = jsonLines(stdout) as ResultRecord[];
+  for (const r of records) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+  expect(records.map((r) => r.observations[0]!.value).sort((a, b) => Number(a) - Number(b))).toEqual(values);
+  expect(records.every((r) => r.observations[0]!.unit === 'mg/dL')).toBe(true);
+  return records;
+}
+
+/** A deterministic stand-in for "some binary file": a PNG signature and pseudo-random bytes. */
+function garbageBytes(length: number): Buffer {
+  const out = Buffer.alloc(length);
+  Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex').copy(out);
+  let x = 0x2545f491;
+  for (let i = 16; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+describe('poctd replay', () => {
+  it('decodes a capture file into poct.result/1 JSON lines', async () => {
+    const r = await poctd([...REPLAY, FIXTURE]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const records = expectGlucose(r.stdout, [81, 105, 176]);
+    expect(records).toHaveLength(3);
+    // The device's naive clock read in the zone given: 21 March 2015 is winter time, +01:00.
+    expect(records.find((x) => x.observations[0]!.value === 105)!.observed_at).toBe('2015-03-21T16:42:11+01:00');
+    expect(new Set(records.map((x) => x.id)).size).toBe(3);
+  });
+
+  it('reads standard input with -', async () => {
+    const r = await poctd([...REPLAY, '-'], { input: readFileSync(join(repo, FIXTURE)) });
+    expect(r.code).toBe(0);
+    const records = expectGlucose(r.stdout, [81, 105, 176]);
+    const fromFile = expectGlucose((await poctd([...REPLAY, FIXTURE])).stdout, [81, 105, 176]);
+    // Same bytes, same record ids and capture hash.
+    expect(records.map((x) => [x.id, x.raw.sha256])).toEqual(fromFile.map((x) => [x.id, x.raw.sha256]));
+  });
+
+  it('exits 2 on a file that holds no records, naming the driver, with nothing on stdout', async () => {
+    const dir = tempDir();
+    const png = join(dir, 'photo.png');
+    writeFileSync(png, garbageBytes(4096));
+    const r = await poctd([...REPLAY, png]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('onetouch-ultra2');
+    expect(r.stderr).toMatch(/holds no onetouch-ultra2 records/);
+    expectNoStack(r.stderr);
+
+    const empty = await poctd([...REPLAY, '-'], { input: '' });
+    expect(empty.code).toBe(2);
+    expect(empty.stdout).toBe('');
+    expect(empty.stderr).toMatch(/standard input holds no onetouch-ultra2 records/);
+  });
+
+  it('exits 2 with a clear message on a malformed transcript', async () => {
+    const r = await poctd([...REPLAY, '-'], { input: 'H 444d40\nD 4050a\n' });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/not a valid transcript: transcript line 2: odd number of hex digits/);
+    expectNoStack(r.stderr);
+  });
+
+  it('exits 3 on a capture with one corrupted line: the good records out, the problem on stderr', async () => {
+    const text = readFileSync(join(repo, FIXTURE), 'latin1');
+    // The 81 mg/dL line with its checksum off by one.
+    const corrupted = text.replace(/(" {2}081 ".*) 09B6/, '$1 09B7');
+    expect(corrupted).not.toBe(text);
+    const file = join(tempDir(), 'corrupted.txt');
+    writeFileSync(file, corrupted, 'latin1');
+    const r = await poctd([...REPLAY, file]);
+    expect(r.code).toBe(3);
+    const records = expectGlucose(r.stdout, [105, 176]);
+    expect(records).toHaveLength(2);
+    expect(r.stderr).toMatch(/onetouch-ultra2: bad-checksum/);
+    expect(r.stderr).toMatch(/2 records decoded, \d+ problems? above/);
+    expectNoStack(r.stderr);
+  });
+
+  it('exits 1 on usage mistakes: unknown driver, missing FILE, unreadable path, bad time zone', async () => {
+    const unknown = await poctd(['replay', '--driver', 'glucotron-9000', FIXTURE]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/unknown driver "glucotron-9000" \(known: onetouch-ultra2\)/);
+    expect(unknown.stdout).toBe('');
+
+    const noFile = await poctd(['replay', '--driver', 'onetouch-ultra2']);
+    expect(noFile.code).toBe(1);
+    expect(noFile.stderr).toMatch(/replay needs a FILE, or - for standard input/);
+
+    const noDriver = await poctd(['replay', FIXTURE]);
+    expect(noDriver.code).toBe(1);
+    expect(noDriver.stderr).toMatch(/replay needs --driver ID/);
+
+    const missing = await poctd([...REPLAY, '/nonexistent/capture.txt']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/cannot read \/nonexistent\/capture\.txt: ENOENT/);
+
+    const directory = await poctd([...REPLAY, tempDir()]);
+    expect(directory.code).toBe(1);
+    expect(directory.stderr).toMatch(/cannot read .*: EISDIR/);
+
+    const zone = await poctd(['replay', '--driver', 'onetouch-ultra2', '--timezone', 'Mars/Olympus', FIXTURE]);
+    expect(zone.code).toBe(1);
+    expect(zone.stderr).toMatch(/unknown time zone "Mars\/Olympus"/);
+    for (const r of [unknown, noFile, noDriver, missing, directory, zone]) expectNoStack(r.stderr);
+  });
+});
+
+describe('poctd check-config', () => {
+  it('accepts the demo config', async () => {
+    const r = await poctd(['check-config', 'config/demo.yaml']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/config\/demo\.yaml: ok \(2 devices\)/);
+  });
+
+  const BROKEN = [
+    'site: clinic-a', //                       1
+    'mqtt:', //                                2
+    '  url: mqtt://127.0.0.1:1883', //         3
+    '  keepalive: 30', //                      4  unknown key (keepalive_s)
+    'privacy:', //                             5
+    '  patient_id: sometimes', //              6  bad enum
+    'devices:', //                             7
+    '  - id: bench1', //                       8
+    '    driver: onetouch-ultra2', //          9
+    '    transport:', //                       10
+    '      type: serial', //                   11 path missing
+    '',
+  ].join('\n');
+
+  it('prints every problem of a broken file with file:line:col and its path; exit 1', async () => {
+    const file = join(tempDir(), 'broken.yaml');
+    writeFileSync(file, BROKEN);
+    const r = await poctd(['check-config', file]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toEqual([
+      `${file}:4:3: mqtt.keepalive: unknown key (did you mean "keepalive_s"?)`,
+      `${file}:6:3: privacy.patient_id: must be one of publish, hash, omit`,
+      `${file}:10:5: devices[0].transport.path: required`,
+      `${file}: 3 problems`,
+    ]);
+  });
+
+  it('reports a missing file and a YAML syntax error with their location', async () => {
+    const missing = await poctd(['check-config', '/nonexistent/poctd.yaml']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim()).toBe('file not found: /nonexistent/poctd.yaml');
+
+    const file = join(tempDir(), 'syntax.yaml');
+    writeFileSync(file, 'site: a\nmqtt: { url: mqtt://x\n');
+    const syntax = await poctd(['check-config', file]);
+    expect(syntax.code).toBe(1);
+    expect(syntax.stderr).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:\\d+:\\d+: YAML syntax error`));
+    expectNoStack(syntax.stderr);
+
+    const usage = await poctd(['check-config']);
+    expect(usage.code).toBe(1);
+    expect(usage.stderr).toMatch(/check-config needs a FILE/);
+  });
+
+  it('run --config with a broken file exits 1 with the problems, not a stack trace', async () => {
+    const file = join(tempDir(), 'broken.yaml');
+    writeFileSync(file, BROKEN);
+    const r = await poctd(['run', '--config', file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${file}:10:5: devices[0].transport.path: required`);
+    expect(r.stderr).toContain('privacy.patient_id: must be one of publish, hash, omit');
+    expectNoStack(r.stderr);
+    expect(r.stdout).toBe('');
+  });
+
+  it('run with a missing ${ENV} secret names the variable and its place', async () => {
+    const file = join(tempDir(), 'env.yaml');
+    writeFileSync(file, 'mqtt:\n  url: mqtt://127.0.0.1:1\n  username: poctd\n  password: ${POCTD_TEST_UNSET_PASSWORD}\n');
+    const r = await poctd(['run', '--config', file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${file}:4:3: mqtt.password: environment variable POCTD_TEST_UNSET_PASSWORD is not set`);
+  });
+});
+
+describe('poctd drivers, simulate --help, ports, usage', () => {
+  it('lists the drivers', async () => {
+    const r = await poctd(['drivers']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^onetouch-ultra2\tglucose-meter\tLifeScan OneTouch Ultra 2$/m);
+  });
+
+  it('lists a simulator\'s options', async () => {
+    const r = await poctd(['simulate', 'onetouch-ultra2', '--help']);
+    expect(r.code).toBe(0);
+    for (const option of ['serial', 'unit', 'memory', 'off', 'corrupt_next', 'timezone']) expect(r.stdout).toMatch(new RegExp(`^  ${option}\\t`, 'm'));
+    const unknown = await poctd(['simulate', 'glucotron-9000']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/known: onetouch-ultra2/);
+  });
+
+  it('ports lists what this machine has and does not crash without udev', async () => {
+    const r = await poctd(['ports']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Serial ports:$/m);
+    expect(r.stdout).toMatch(/^HID devices:$/m);
+    expectNoStack(r.stdout + r.stderr);
+  });
+
+  it('unknown commands and options exit 1 with the usage', async () => {
+    const r = await poctd(['frobnicate']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/unknown command "frobnicate"/);
+    expect(r.stderr).toMatch(/usage: poctd <command>/);
+    const option = await poctd(['drivers', '--frob']);
+    expect(option.code).toBe(0); // `drivers` takes no options and ignores them
+    const badOption = await poctd(['replay', '--frob', FIXTURE]);
+    expect(badOption.code).toBe(1);
+    expect(badOption.stderr).toMatch(/--frob/);
+    const help = await poctd(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/exit codes: 0 ok, 1 usage or config error, 2 input not decodable, 3 decoded with problems/);
+  });
+});
+
+describe('poctd run', () => {
+  it('runs on a config with Mosquitto, logs JSON lines, and SIGTERM stops it cleanly with bridge/state offline', async () => {
+    const broker = await Mosquitto.start();
+    cleanups.push(() => broker.stop());
+    const dir = tempDir();
+    const file = join(dir, 'poctd.yaml');
+    writeFileSync(
+      file,
+      [
+        'site: cli-test',
+        `mqtt: { url: "${broker.url}", client_id: cli-test-${process.pid} }`,
+        'store: { path: ./poctd.db }',
+        'log: { level: info }',
+        'devices:',
+        '  - id: bench1',
+        '    driver: onetouch-ultra2',
+        '    timezone: Europe/Copenhagen',
+        '    transport:',
+        '      type: simulated',
+        `      simulator: { serial: GMF600DCY, memory: ${JSON.stringify(ULTRA2_MEMORY)} }`,
+        '',
+      ].join('\n'),
+    );
+    const sub = await Subscriber.connect(broker.url);
+    cleanups.push(() => sub.close());
+
+    const daemon = spawnPoctd(['run', '--config', file]);
+    await until('"poctd running" in the log', () => daemon.stdout().includes('poctd running'));
+    await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3);
+    await sub.waitFor('bridge online', () => sub.last<{ state: string }>('poct/bridge/state')?.state === 'online');
+
+    const stoppedAt = Date.now();
+    daemon.child.kill('SIGTERM');
+    const done = await daemon.exited;
+    expect(Date.now() - stoppedAt).toBeLessThan(5000);
+    expect(done.signal).toBeNull();
+    expect(done.code).toBe(0);
+    expect(done.stderr).toBe('');
+
+    // Every line on stdout is a pino JSON line; none carries an error.
+    const lines = jsonLines(done.stdout) as Array<{ level: number; msg: string; app: string }>;
+    expect(lines.length).toBeGreaterThan(3);
+    expect(lines.every((l) => l.app === 'poctd' && typeof l.msg === 'string')).toBe(true);
+    expect(lines.filter((l) => l.level >= 50)).toEqual([]);
+    expect(lines.map((l) => l.msg)).toEqual(expect.arrayContaining(['stopping', 'stopped']));
+
+    const late = await Subscriber.connect(broker.url);
+    cleanups.push(() => late.close());
+    await late.waitFor('retained bridge/state', () => late.on('poct/bridge/state').length > 0);
+    expect(late.last('poct/bridge/state')).toEqual({ state: 'offline' });
+    expect(late.on('poct/bridge/state')[0]!.retain).toBe(true);
+  });
+
+  it('SIGTERM after the broker went away mid-publish stops within 5 s, exit 0', async () => {
+    const broker = await Mosquitto.start();
+    cleanups.push(() => broker.stop());
+    const dir = tempDir();
+    const file = join(dir, 'poctd.yaml');
+    writeFileSync(
+      file,
+      [
+        'site: cli-broker-down',
+        `mqtt: { url: "${broker.url}", client_id: cli-down-${process.pid}, reconnect_ms: 200 }`,
+        'store: { path: ./poctd.db }',
+        'devices:',
+        '  - id: bench1',
+        '    driver: onetouch-ultra2',
+        '    poll_interval: 1',
+        '    transport:',
+        '      type: simulated',
+        `      simulator: { new_reading_every_s: 1, memory: ${JSON.stringify(ULTRA2_MEMORY)} }`,
+        '',
+      ].join('\n'),
+    );
+    const sub = await Subscriber.connect(broker.url);
+    const daemon = spawnPoctd(['run', '--config', file]);
+    await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3);
+    await sub.close();
+    // The broker stops answering while new readings are published (QoS 1, never acknowledged),
+    // then dies without acknowledging them.
+    broker.pause();
+    await new Promise((r) => setTimeout(r, 2500));
+    await broker.kill();
+    await until('the daemon noticed', () => /connect ECONNREFUSED/.test(daemon.stdout()), 10_000);
+
+    const stoppedAt = Date.now();
+    daemon.child.kill('SIGTERM');
+    const timer = setTimeout(() => daemon.child.kill('SIGKILL'), 20_000);
+    const done = await daemon.exited;
+    clearTimeout(timer);
+    expect(done.signal, 'killed after hanging on SIGTERM').toBeNull();
+    expect(Date.now() - stoppedAt).toBeLessThan(5000);
+    expect(done.code).toBe(0);
+    expect(done.stdout).toContain('"msg":"stopped"');
+  });
+
+  it('SIGTERM while the broker hangs (network cut, no answer) still ends the process on its own', async () => {
+    const broker = await Mosquitto.start();
+    cleanups.push(() => broker.stop());
+    const dir = tempDir();
+    const file = join(dir, 'poctd.yaml');
+    writeFileSync(
+      file,
+      [
+        'site: cli-broker-hung',
+        `mqtt: { url: "${broker.url}", client_id: cli-hung-${process.pid}, reconnect_ms: 200 }`,
+        'store: { path: ./poctd.db }',
+        'health_interval_s: 1',
+        'devices:',
+        '  - id: bench1',
+        '    driver: onetouch-ultra2',
+        '    transport:',
+        '      type: simulated',
+        `      simulator: { memory: ${JSON.stringify(ULTRA2_MEMORY)} }`,
+        '',
+      ].join('\n'),
+    );
+    const sub = await Subscriber.connect(broker.url);
+    const daemon = spawnPoctd(['run', '--config', file]);
+    await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3);
+    await sub.close();
+    broker.pause();
+    await new Promise((r) => setTimeout(r, 1500)); // a health publish or two go unacknowledged
+
+    const stoppedAt = Date.now();
+    daemon.child.kill('SIGTERM');
+    const timer = setTimeout(() => daemon.child.kill('SIGKILL'), 20_000);
+    const done = await daemon.exited;
+    clearTimeout(timer);
+    expect(done.signal, 'killed after hanging on SIGTERM').toBeNull();
+    // Within the CLI's 10 s stop deadline (a clean stop would be quicker: the goodbye publish to a
+    // broker that never answers is what waits). Exit 1: the stop was not clean.
+    expect(Date.now() - stoppedAt).toBeLessThan(12_000);
+    if (done.code !== 0) {
+      expect(done.code).toBe(1);
+      expect(done.stdout).toContain('stop did not finish in time; exiting anyway');
+    }
+  }, 40_000);
+
+  it('refuses an embedded broker on 0.0.0.0 without credentials: exit 1, the setting named', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'open.yaml');
+    const [port, wsPort] = [await freePort(), await freePort()];
+    writeFileSync(file, `store: { path: ./poctd.db }\nmqtt:\n  embedded: { host: 0.0.0.0, port: ${port}, ws_port: ${wsPort} }\n`);
+    const r = await poctd(['run', '--config', file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/could not start: .*mqtt\.embedded\.username/);
+    expectNoStack(r.stderr);
+  });
+});
+
+describe('poctd simulate --tcp', () => {
+  it('plays the meter on a TCP port: DM@ is answered with the serial number line', async () => {
+    const port = await freePort();
+    const sim = spawnPoctd(['simulate', 'onetouch-ultra2', '--tcp', String(port), '--option', 'serial=GMF600DCY']);
+    await until('simulator listening', () => sim.stderr().includes('Ctrl-C stops'));
+    expect(sim.stderr()).toContain(`tcp-server:127.0.0.1:${port}`);
+
+    const socket = connect(port, '127.0.0.1');
+    cleanups.push(async () => socket.destroy());
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    await new Promise<void>((ok, fail) => {
+      socket.once('connect', () => ok());
+      socket.once('error', fail);
+    });
+    socket.write('\x11\rDM@\r');
+    await until('serial number line', () => received.includes('\r\n'), 5000);
+    const line = /^(@ "GMF600DCY") ([0-9A-F]{4})\r\n$/.exec(received);
+    expect(line, JSON.stringify(received)).not.toBeNull();
+    // The checksum is the 16-bit byte sum of what precedes it.
+    const sum = [...Buffer.from(line![1]!, 'latin1')].reduce((a, b) => a + b, 0) & 0xffff;
+    expect(line![2]).toBe(sum.toString(16).toUpperCase().padStart(4, '0'));
+    socket.destroy();
+
+    sim.child.kill('SIGTERM');
+    const done = await sim.exited;
+    expect(done.code).toBe(0);
+  });
+
+  it('says why it cannot start: a port in use, a bad port, a bad option', async () => {
+    const port = await freePort();
+    const first = spawnPoctd(['simulate', 'onetouch-ultra2', '--tcp', String(port)]);
+    await until('first simulator listening', () => first.stderr().includes('Ctrl-C stops'));
+    const busy = await poctd(['simulate', 'onetouch-ultra2', '--tcp', String(port)]);
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toMatch(/cannot listen: the port is already in use/);
+    first.child.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+
+    const badPort = await poctd(['simulate', 'onetouch-ultra2', '--tcp', 'eighty']);
+    expect(badPort.code).toBe(1);
+    expect(badPort.stderr).toMatch(/--tcp expects a port/);
+    const badOption = await poctd(['simulate', 'onetouch-ultra2', '--tcp', String(port), '--option', 'unit=stone']);
+    expect(badOption.code).toBe(1);
+    expect(badOption.stderr).toMatch(/option unit must be mg\/dL or mmol\/L/);
+    for (const r of [busy, badPort, badOption]) expectNoStack(r.stderr);
+  });
+});
