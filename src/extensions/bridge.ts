@@ -8,6 +8,8 @@ import type { Extension, Services } from './extension.ts';
 
 /** Largest number of records one `results/replay` request republishes; the response says where to go on. */
 const REPLAY_LIMIT = 5000;
+/** How long a stop waits for the broker to acknowledge `bridge/state` offline. */
+const OFFLINE_PUBLISH_WAIT_MS = 2000;
 /** Events raised while the broker is unreachable (start-up, outages) wait for it, up to this many. */
 const PENDING_EVENT_LIMIT = 200;
 
@@ -43,9 +45,11 @@ export class Bridge implements Extension {
     if (this.healthTimer) clearInterval(this.healthTimer);
     this.unsubscribe.forEach((u) => u());
     if (this.s.mqtt.connected) {
-      await this.s.mqtt
+      // A broker that stopped answering must not hold up the stop; its Last Will says offline.
+      const published = this.s.mqtt
         .publish(this.s.topics.bridge('state'), { state: 'offline' }, { qos: 1, retain: true })
         .catch(() => undefined);
+      await Promise.race([published, new Promise((r) => setTimeout(r, OFFLINE_PUBLISH_WAIT_MS).unref())]);
     }
   }
 

@@ -15,7 +15,7 @@ let ajv: Ajv2020 | undefined;
 const validators = new Map<string, ValidateFunction>();
 
 function validatorFor(schemaId: string): ValidateFunction {
-  let v = validators.get(schemaId);
+  const v = validators.get(schemaId);
   if (v) return v;
   const file = FILES[schemaId];
   if (!file) throw new Error(`unknown record schema ${schemaId}`);
