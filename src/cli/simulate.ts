@@ -85,7 +85,14 @@ export async function runSimulator(args: string[]): Promise<number> {
     if (!/^\d+$/.test(values.tcp) || port < 1 || port > 65535) throw new SimulateError(`--tcp expects a port 1-65535, got "${values.tcp}"`);
     transport = new TcpServerTransport({ type: 'tcp-server', port, bind: values.bind });
   } else if (values.serial) {
-    transport = new SerialTransport({ type: 'serial', path: values.serial, ...driver.serialDefaults });
+    transport = new SerialTransport({
+      type: 'serial',
+      path: values.serial,
+      ...driver.serialDefaults,
+      // A simulated meter on a re-created pty should be back as soon as the pty is.
+      reconnect_min_ms: 200,
+      reconnect_max_ms: 1000,
+    });
   } else {
     transport = new StdioTransport();
   }

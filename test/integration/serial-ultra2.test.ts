@@ -131,7 +131,7 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
 
     const back = await startPtyPair(links);
     cleanups.push(() => back.stop());
-    await sub.waitFor('all ten readings after re-plug', () => sub.on('poct/device/bench1/result').length >= 10, 15_000);
+    await sub.waitFor('all ten readings after re-plug', () => sub.on('poct/device/bench1/result').length >= 10, 25_000);
     expect(sub.on('poct/device/bench1/result')).toHaveLength(10);
-  });
+  }, 60_000);
 });
