@@ -124,7 +124,13 @@ async function baselinePaced(url: string): Promise<PhaseResult> {
   return { name: 'baseline: raw mqtt.js', arrivals, window, peakRssMb };
 }
 
-/** The daemon with DEVICES simulated meters, each making a reading a second and polled every second. */
+/**
+ * The daemon with DEVICES simulated meters, each making a reading a second and polled every second.
+ * A real Ultra 2 sends its whole memory at 9600 baud and is polled every few minutes; here each
+ * meter keeps its last 5 readings (so every poll carries 1 new and 4 already stored) and writes
+ * 1–64 bytes at a time, as a USB-serial adapter delivers them. The simulators run on the daemon's
+ * own thread, so their work counts against the pipeline's latency.
+ */
 async function pipelinePaced(url: string): Promise<PhaseResult> {
   const dir = mkdtempSync(join(DB_DIR, 'poctd-bench-'));
   const devices = Array.from({ length: DEVICES }, (_, d) => ({
@@ -134,7 +140,7 @@ async function pipelinePaced(url: string): Promise<PhaseResult> {
     poll_interval: 1,
     transport: {
       type: 'simulated',
-      simulator: { serial: `B${String(d).padStart(7, '0')}Y`, memory: [], new_reading_every_s: 1, capacity: 20 },
+      simulator: { serial: `B${String(d).padStart(7, '0')}Y`, memory: [], new_reading_every_s: 1, capacity: 5, max_chunk: 64 },
     },
   }));
   const config = parseConfig(
