@@ -5,14 +5,18 @@
  *
  *   BENCH_DEVICES (200)  BENCH_SECONDS (20)  BENCH_BURST (10000)  BENCH_DB_DIR (the OS temp dir)
  *
- * Paced phase: every device makes one reading a second; prints delivered results/s, the ratio
- * to the baseline, p50/p99 latency from the device's last byte to the subscriber, peak RSS.
+ * Paced phases: every device makes one reading a second; prints delivered results/s, the ratio
+ * to the baseline, p50/p99 latency from the device's last byte to the subscriber, peak RSS. The
+ * meters run once in the daemon's process (in-memory cables) and once in a process of their own
+ * behind TCP ports, as meters on a terminal server would be.
  * Burst phase: a backlog of BENCH_BURST stored results drains to the broker (the case after an
  * outage) against the same number of raw publishes.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { drivers } from '../drivers/index.ts';
 import { parseConfig } from '../src/config/load.ts';
@@ -176,7 +180,67 @@ async function pipelinePaced(url: string): Promise<PhaseResult> {
   const peakRssMb = rss.stop();
   await sub.endAsync();
   MemoryTransport.prototype.write = write;
-  return { name: 'poctd pipeline', arrivals, window, peakRssMb };
+  return { name: 'poctd, meters in-process', arrivals, window, peakRssMb };
+}
+
+/**
+ * The same load with the meters where real ones are: in another process, reached over TCP
+ * (`bench-meters.ts`), so the daemon's thread does only the daemon's work.
+ */
+async function pipelineOverTcp(url: string): Promise<PhaseResult> {
+  const meters = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./bench-meters.ts', import.meta.url)), String(DEVICES)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const lastBytes = new Map<number, number[]>();
+  const ports = await new Promise<number[]>((resolve, reject) => {
+    meters.once('exit', (code) => reject(new Error(`bench-meters exited (${code})`)));
+    meters.on('message', (m: { ports?: number[]; device?: number; lastByteAt?: number }) => {
+      if (m.ports) resolve(m.ports);
+      else if (m.device !== undefined && m.lastByteAt !== undefined) {
+        lastBytes.set(m.device, [...(lastBytes.get(m.device) ?? []), m.lastByteAt]);
+      }
+    });
+  });
+  const dir = mkdtempSync(join(DB_DIR, 'poctd-bench-'));
+  const devices = ports.map((port, d) => ({
+    id: `bench-${d}`,
+    driver: 'onetouch-ultra2',
+    timezone: 'UTC',
+    poll_interval: 1,
+    transport: { type: 'tcp', host: '127.0.0.1', port },
+  }));
+  const config = parseConfig(
+    JSON.stringify({ site: 'bench', mqtt: { url }, store: { path: join(dir, 'bench.db') }, log: { level: 'warn' }, devices }),
+    { knownDrivers: drivers.map((d) => d.id), env: {} },
+  );
+  const now = (): number => performance.timeOrigin + performance.now();
+  const stored = new Map<string, { device: number; at: number }>();
+  const received: Array<{ id: string; at: number }> = [];
+  const sub = await subscriber(url, (r) => received.push({ id: r.id, at: now() }));
+  const controller = new Controller(config, { log: createLogger('warn'), drivers });
+  controller.bus.on('resultsStored', ({ deviceId, records }) => {
+    const at = now();
+    for (const r of records) stored.set(r.id, { device: Number(deviceId.slice('bench-'.length)), at });
+  });
+  const rss = rssSampler();
+  const start = performance.now();
+  await controller.start();
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  const window = { from: start + WARMUP_S * 1000, to: performance.now() };
+  await controller.stop();
+  await new Promise((r) => setTimeout(r, 500));
+  const peakRssMb = rss.stop();
+  await sub.endAsync();
+  meters.kill();
+  // The last byte of the reply a record came in: the meter's latest reply end before the commit.
+  const arrivals: PhaseResult['arrivals'] = [];
+  for (const { id, at } of received) {
+    const s = stored.get(id);
+    const ends = s ? lastBytes.get(s.device) : undefined;
+    const lastByte = ends?.filter((t) => t <= s!.at).at(-1);
+    if (lastByte !== undefined) arrivals.push({ at: at - performance.timeOrigin, latencyMs: at - lastByte });
+  }
+  return { name: 'poctd, meters over TCP', arrivals, window, peakRssMb };
 }
 
 /** A backlog of BURST stored results drains to the broker, against BURST raw publishes. */
@@ -255,12 +319,16 @@ async function main(): Promise<void> {
     );
     const baseline = await baselinePaced(broker.url);
     const pipeline = await pipelinePaced(broker.url);
+    const overTcp = await pipelineOverTcp(broker.url);
     console.log(`${'phase'.padEnd(24)} ${'results/s'.padStart(10)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'RSS MB'.padStart(9)}`);
     console.log(row(baseline));
     console.log(row(pipeline));
-    const ratio = steady(pipeline).perSecond / steady(baseline).perSecond;
-    const p99 = percentile(steady(pipeline).latencies, 99);
-    console.log(`\nratio pipeline/baseline: ${ratio.toFixed(3)}  (target >= 0.7)   pipeline p99: ${p99.toFixed(2)} ms (target < 10)`);
+    console.log(row(overTcp));
+    for (const p of [pipeline, overTcp]) {
+      const ratio = steady(p).perSecond / steady(baseline).perSecond;
+      const p99 = percentile(steady(p).latencies, 99);
+      console.log(`${p.name}: ratio to baseline ${ratio.toFixed(3)} (target >= 0.7), p99 ${p99.toFixed(2)} ms (target < 10)`);
+    }
     const b = await burst(broker.url);
     console.log(
       `\nbacklog drain of ${BURST}: baseline ${b.baselinePerS.toFixed(0)} results/s, pipeline ${b.pipelinePerS.toFixed(0)} results/s, ` +
