@@ -17,6 +17,8 @@ export interface ControllerOptions {
   log: Logger;
   drivers: readonly DriverDefinition[];
   now?: () => Date;
+  /** Called when the daemon cannot go on (the store's writer died): the caller should exit non-zero. */
+  onFatal?: (error: Error) => void;
 }
 
 /**
@@ -52,9 +54,20 @@ export class Controller {
     const { config, options } = this;
     const log = options.log;
     const now = options.now ?? (() => new Date());
+    if (config.store.path === ':memory:') {
+      // The reader and the writer thread are two connections: an in-memory database would be two.
+      throw new Error('store.path: the daemon needs a database file, not :memory:');
+    }
     // The main thread's connection opens (and migrates) the database before the writer thread.
     this.store = new Store(config.store.path);
     this.writer = await StoreWriter.open(config.store.path);
+    this.writer.onFailure = (error) => {
+      // Nothing can be stored any more, so nothing may be acknowledged: stop and let the service
+      // manager restart the daemon, rather than run on looking healthy.
+      log.fatal({ err: error.message }, 'the store writer died; stopping');
+      this.bus.emit('bridgeEvent', makeEvent('device_error', null, `store writer died: ${error.message}; poctd is stopping`, now()));
+      void this.stop().finally(() => this.options.onFatal?.(error));
+    };
     log.info({ path: config.store.path }, 'store open');
 
     let url = config.mqtt.url;
@@ -103,7 +116,15 @@ export class Controller {
       mqtt.subscribe(topics.requestFilters()).catch((error: Error) => log.warn({ err: error.message }, 'subscribe failed'));
       this.bus.emit('mqttConnected', { reconnect });
     });
-    mqtt.on('message', (topic: string, payload: Buffer) => this.bus.emit('mqttMessage', { topic, payload }));
+    mqtt.on('message', (topic: string, payload: Buffer, retained: boolean) => {
+      // A retained request would run again at every reconnect (and print a label twice): a
+      // request is a command for now, so only live messages count.
+      if (retained) {
+        log.warn({ topic }, 'ignoring a retained request; publish requests without the retain flag');
+        return;
+      }
+      this.bus.emit('mqttMessage', { topic, payload });
+    });
     mqtt.on('error', (error: Error) => {
       services.stats.errors++;
       // Reported once per distinct reason: a broker refusing credentials would otherwise flood.
@@ -131,6 +152,8 @@ export class Controller {
       await extension.stop().catch((error: Error) => log.warn({ extension: extension.name, err: error.message }, 'stop failed'));
     }
     await this.mqtt?.stop();
+    // PUBACKs that arrived while the connection closed are still worth writing down.
+    await this.extensions.find((e): e is ResultPublisher => e instanceof ResultPublisher)?.flushAcked();
     await this.broker?.stop();
     await this.writer?.close().catch((error: Error) => log.error({ err: error.message }, 'store writer did not close cleanly'));
     this.store?.close();

@@ -113,8 +113,10 @@ async function run(args: string[]): Promise<number> {
     ? loadConfigFile(values.config, { knownDrivers: knownDrivers() })
     : parseConfig('', { knownDrivers: knownDrivers() });
   const log = createLogger(config.log.level);
-  const controller = new Controller(config, { log, drivers });
+  let fatal: ((code: number) => void) | undefined;
+  const controller = new Controller(config, { log, drivers, onFatal: () => fatal?.(1) });
   const stopped = new Promise<number>((resolve) => {
+    fatal = resolve;
     const onSignal = (signal: string): void => {
       log.info({ signal }, 'stopping');
       // A broker that holds the connection open but never answers would keep the goodbye

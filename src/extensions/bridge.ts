@@ -90,9 +90,11 @@ export class Bridge implements Extension {
 
   private async publishHealth(): Promise<void> {
     if (!this.s.mqtt.connected) return;
-    await this.s.mqtt
-      .publish(this.s.topics.bridge('health'), this.health(), { qos: 0, retain: true })
-      .catch(() => undefined);
+    try {
+      await this.s.mqtt.publish(this.s.topics.bridge('health'), this.health(), { qos: 0, retain: true });
+    } catch (error) {
+      this.s.log.warn({ err: (error as Error).message }, 'could not publish health');
+    }
   }
 
   private async publishEvent(event: BridgeEvent): Promise<void> {

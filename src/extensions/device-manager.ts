@@ -157,7 +157,8 @@ export class DeviceManager implements Extension {
       device.transportOpen = true;
       device.lastTransportError = null;
       this.event('connected', config.id, `${transport.description} open`);
-      this.refreshAvailability(device);
+      if (device.state.status === 'port-missing') this.updateState(device, { status: 'idle', status_detail: null });
+      else this.refreshAvailability(device);
     });
     transport.on('close', () => {
       device.transportOpen = false;
@@ -208,7 +209,12 @@ export class DeviceManager implements Extension {
         s.stats.stored += outcome.inserted.length;
         s.stats.duplicates += outcome.duplicates;
         if (outcome.inserted.length > 0) {
-          s.bus.emit('resultsStored', { deviceId: device.config.id, records: outcome.inserted });
+          try {
+            s.bus.emit('resultsStored', { deviceId: device.config.id, records: outcome.inserted });
+          } catch (error) {
+            // The records are committed: a listener's failure must not make the device think otherwise.
+            log.error({ err: (error as Error).message }, 'a listener failed on stored results');
+          }
         }
         return { inserted: outcome.inserted.length, duplicates: outcome.duplicates };
       },
@@ -218,9 +224,25 @@ export class DeviceManager implements Extension {
           log.error({ err: error.message }, 'could not keep quarantined bytes');
         });
       },
-      event: (type, message, data) => this.event(type, device.config.id, message, data),
+      event: (type, message, data) => {
+        this.event(type, device.config.id, message, data);
+        if (type === 'no_answer' && device.config.transport.type === 'serial') void this.reopenTransport(device, log);
+      },
       updateState: (patch) => this.updateState(device, patch),
     };
+  }
+
+  /**
+   * A serial port that went away and came back can leave us holding the old, dead file
+   * descriptor, which reports nothing: to the session it looks like a meter that is switched off.
+   * When a device stops answering, the port is opened afresh once, which costs nothing if the
+   * meter really is off.
+   */
+  private async reopenTransport(device: ManagedDevice, log: Services['log']): Promise<void> {
+    log.info('no answer: opening the serial port afresh');
+    await device.transport.close().catch(() => undefined);
+    if (!this.devices.has(device.config.id)) return;
+    await device.transport.open().catch((error: Error) => log.warn({ err: error.message }, 'reopen failed'));
   }
 
   private updateState(device: ManagedDevice, patch: Partial<DeviceState>): void {

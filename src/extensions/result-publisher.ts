@@ -50,34 +50,43 @@ export class ResultPublisher implements Extension {
     if (this.draining || this.stopped) return;
     this.draining = true;
     try {
-      while (this.s.mqtt.connected && this.inFlight < MAX_IN_FLIGHT) {
-        const batch = this.s.store.pendingOutboxJson(this.queuedUpTo, MAX_IN_FLIGHT - this.inFlight);
-        if (batch.length === 0) break;
-        for (const record of batch) {
-          this.queuedUpTo = record.seq;
-          this.inFlight++;
-          this.s.mqtt
-            .publish(this.s.topics.result(record.device_id), record.json, { qos: 1, retain: false })
-            .then(
-              () => {
-                this.acked.push(record.seq);
-                this.s.stats.published++;
-                if (!this.stopped) this.scheduleFlush();
-              },
-              (error: Error) => {
-                // The client gave the packet up (stopped or errored): send it again on the next drain.
-                this.s.log.warn({ seq: record.seq, err: error.message }, 'result publish failed; will retry');
-                this.queuedUpTo = Math.min(this.queuedUpTo, record.seq - 1);
-              },
-            )
-            .finally(() => {
-              this.inFlight--;
-              if (!this.stopped) setImmediate(() => this.drain());
-            });
-        }
-      }
+      this.publishPending();
+    } catch (error) {
+      // A failed outbox read loses nothing: the rows stay, and the next drain reads them again.
+      this.s.stats.errors++;
+      this.s.log.error({ err: (error as Error).message }, 'could not read the outbox; will retry');
+      setTimeout(() => this.drain(), 1000).unref();
     } finally {
       this.draining = false;
+    }
+  }
+
+  private publishPending(): void {
+    while (this.s.mqtt.connected && this.inFlight < MAX_IN_FLIGHT) {
+      const batch = this.s.store.pendingOutboxJson(this.queuedUpTo, MAX_IN_FLIGHT - this.inFlight);
+      if (batch.length === 0) break;
+      for (const record of batch) {
+        this.queuedUpTo = record.seq;
+        this.inFlight++;
+        this.s.mqtt
+          .publish(this.s.topics.result(record.device_id), record.json, { qos: 1, retain: false })
+          .then(
+            () => {
+              this.acked.push(record.seq);
+              this.s.stats.published++;
+              if (!this.stopped) this.scheduleFlush();
+            },
+            (error: Error) => {
+              // The client gave the packet up (stopped or errored): send it again on the next drain.
+              this.s.log.warn({ seq: record.seq, err: error.message }, 'result publish failed; will retry');
+              this.queuedUpTo = Math.min(this.queuedUpTo, record.seq - 1);
+            },
+          )
+          .finally(() => {
+            this.inFlight--;
+            if (!this.stopped) setImmediate(() => this.drain());
+          });
+      }
     }
   }
 
@@ -90,7 +99,8 @@ export class ResultPublisher implements Extension {
     }, ACK_FLUSH_MS).unref();
   }
 
-  private flushAcked(): Promise<void> {
+  /** Writes the PUBACKs received so far; the controller calls it once more after MQTT has closed. */
+  flushAcked(): Promise<void> {
     if (this.acked.length === 0) return Promise.resolve();
     const seqs = this.acked;
     this.acked = [];

@@ -24,7 +24,7 @@ export interface PublishOptions {
 
 /**
  * mqtt.js behind a small surface: JSON publish that resolves on PUBACK, reconnect forever,
- * a Last Will, TLS from files. Emits `connect` ({reconnect}), `close`, `message` (topic, Buffer),
+ * a Last Will, TLS from files. Emits `connect` ({reconnect}), `close`, `message` (topic, Buffer, retained),
  * and `error` (Error) — never throws out of the client's callbacks.
  */
 export class MqttConnection extends EventEmitter {
@@ -92,7 +92,7 @@ export class MqttConnection extends EventEmitter {
       }
       this.emit('error', error);
     });
-    client.on('message', (topic, payload) => this.emit('message', topic, payload));
+    client.on('message', (topic, payload, packet) => this.emit('message', topic, payload, packet.retain));
     // TCP no-delay on the broker link, as for every socket the daemon opens.
     client.on('connect', () => {
       const stream = (client as unknown as { stream?: { setNoDelay?: (v: boolean) => void } }).stream;

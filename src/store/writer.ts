@@ -15,6 +15,10 @@ export class StoreWriter {
   private nextId = 1;
   private failure: Error | undefined;
 
+  private closing = false;
+  /** Called once if the thread dies while the daemon still needs it. */
+  onFailure: ((error: Error) => void) | undefined;
+
   private constructor(private readonly worker: Worker) {
     worker.on('message', (message: { id?: number; result?: unknown; error?: string }) => {
       if (message.id === undefined) return;
@@ -25,7 +29,9 @@ export class StoreWriter {
       else waiter.resolve(message.result);
     });
     const fail = (error: Error): void => {
+      if (this.failure) return;
       this.failure = error;
+      if (!this.closing) this.onFailure?.(error);
       for (const waiter of this.pending.values()) waiter.reject(error);
       this.pending.clear();
     };
@@ -82,6 +88,7 @@ export class StoreWriter {
 
   /** Waits for every write already asked for, then closes the connection and the thread. */
   async close(): Promise<void> {
+    this.closing = true;
     if (this.failure) return;
     await this.call('close');
     await new Promise<void>((resolve) => {

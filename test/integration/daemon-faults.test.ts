@@ -1,0 +1,70 @@
+import type { Worker } from 'node:worker_threads';
+import { afterEach, describe, expect, it } from 'vitest';
+import { drivers } from '../../drivers/index.ts';
+import { Controller } from '../../src/controller.ts';
+import { createLogger } from '../../src/logger.ts';
+import { LogCapture, startDaemon, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
+import { Mosquitto } from '../helpers/mosquitto.ts';
+import { eventually, Subscriber } from '../helpers/subscriber.ts';
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+const meterYaml = (url: string): string => `
+mqtt: { url: ${url} }
+devices:
+  - id: bench1
+    driver: onetouch-ultra2
+    transport: { type: simulated, simulator: { serial: GMF600DCY, memory: ${JSON.stringify(ULTRA2_MEMORY)} } }
+`;
+
+describe('daemon faults', () => {
+  it('a retained request is not run (it would run again at every reconnect)', async () => {
+    const broker = await Mosquitto.start();
+    cleanups.push(() => broker.stop());
+    const publisher = await Subscriber.connect(broker.url, ['poct/device/+/response/#']);
+    cleanups.push(() => publisher.close());
+    await publisher.client.publishAsync('poct/device/bench1/request/clock/sync', '{"transaction":"old"}', { qos: 1, retain: true });
+    cleanups.push(() => publisher.client.publishAsync('poct/device/bench1/request/clock/sync', '', { qos: 1, retain: true }));
+
+    const { controller, logs } = await startDaemon(testConfig(meterYaml(broker.url)));
+    cleanups.push(() => controller.stop());
+    await eventually('3 records stored', () => controller.runtime!.store.recordCount() === 3);
+    await eventually('the retained request was seen and refused in the log', () => logs.text.includes('ignoring a retained request'));
+    expect(publisher.on('poct/device/bench1/response/clock/sync')).toEqual([]);
+    expect(controller.runtime!.store.auditEntries()).toEqual([]);
+    // A live request still works.
+    const live = await publisher.request('poct/device/bench1/request/status', 'poct/device/bench1/response/status', {});
+    expect(live.status).toBe('ok');
+  });
+
+  it('refuses an in-memory database: the reader and the writer thread need one file', async () => {
+    const config = testConfig('');
+    config.store.path = ':memory:';
+    const controller = new Controller(config, { log: createLogger('silent'), drivers });
+    await expect(controller.start()).rejects.toThrow(/store\.path: .*database file/);
+    await controller.stop();
+  });
+
+  it('stops and reports a fatal error when the store writer dies', async () => {
+    const broker = await Mosquitto.start();
+    cleanups.push(() => broker.stop());
+    const logs = new LogCapture();
+    let fatal: Error | undefined;
+    const controller = new Controller(testConfig(meterYaml(broker.url)), {
+      log: createLogger('info', logs),
+      drivers,
+      onFatal: (error) => (fatal = error),
+    });
+    await controller.start();
+    cleanups.push(() => controller.stop());
+    await eventually('3 records stored', () => controller.runtime!.store.recordCount() === 3);
+    const worker = (controller.runtime!.writer as unknown as { worker: Worker }).worker;
+    await worker.terminate();
+    await eventually('onFatal called', () => fatal !== undefined);
+    expect(fatal!.message).toMatch(/store writer stopped/);
+    expect(logs.lines.some((l) => l.level === 60 && String(l.msg).includes('store writer died'))).toBe(true);
+  });
+});
