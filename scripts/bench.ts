@@ -91,6 +91,18 @@ function sampleRecord(device: number, n: number): ResultRecord {
   };
 }
 
+/** Runs the daemon for SECONDS; the window after warm-up and the peak RSS. */
+async function runDaemon(controller: Controller): Promise<Pick<PhaseResult, 'window' | 'peakRssMb'>> {
+  const rss = rssSampler();
+  const start = performance.now();
+  await controller.start();
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  const window = { from: start + WARMUP_S * 1000, to: performance.now() };
+  await controller.stop();
+  await new Promise((r) => setTimeout(r, 500)); // results still on their way to the subscriber
+  return { window, peakRssMb: rss.stop() };
+}
+
 /** Raw mqtt.js: each device publishes one result a second, paced like the pipeline phase. */
 async function baselinePaced(url: string): Promise<PhaseResult> {
   const sentAt = new Map<string, number>();
@@ -170,14 +182,7 @@ async function pipelinePaced(url: string): Promise<PhaseResult> {
     const t = lastDeviceByte.get(`sim:${deviceId}:device`);
     if (t !== undefined) for (const r of records) lastByteOfRecord.set(r.id, t);
   });
-  const rss = rssSampler();
-  const start = performance.now();
-  await controller.start();
-  await new Promise((r) => setTimeout(r, SECONDS * 1000));
-  const window = { from: start + WARMUP_S * 1000, to: performance.now() };
-  await controller.stop();
-  await new Promise((r) => setTimeout(r, 500));
-  const peakRssMb = rss.stop();
+  const { window, peakRssMb } = await runDaemon(controller);
   await sub.endAsync();
   MemoryTransport.prototype.write = write;
   return { name: 'poctd, meters in-process', arrivals, window, peakRssMb };
@@ -222,14 +227,7 @@ async function pipelineOverTcp(url: string): Promise<PhaseResult> {
     const at = now();
     for (const r of records) stored.set(r.id, { device: Number(deviceId.slice('bench-'.length)), at });
   });
-  const rss = rssSampler();
-  const start = performance.now();
-  await controller.start();
-  await new Promise((r) => setTimeout(r, SECONDS * 1000));
-  const window = { from: start + WARMUP_S * 1000, to: performance.now() };
-  await controller.stop();
-  await new Promise((r) => setTimeout(r, 500));
-  const peakRssMb = rss.stop();
+  const { window, peakRssMb } = await runDaemon(controller);
   await sub.endAsync();
   meters.kill();
   // The last byte of the reply a record came in: the meter's latest reply end before the commit.
