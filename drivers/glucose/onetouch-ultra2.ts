@@ -615,7 +615,9 @@ class Ultra2Session implements DriverSession {
 
   /** One conversation at a time: every command waits for the one before it. */
   private enqueue<T>(job: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(job, job);
+    // A command still waiting when the session stops must not talk to the meter afterwards.
+    const guarded = (): Promise<T> => (this.stopped ? Promise.reject(new AbortedError('the session stopped')) : job());
+    const run = this.chain.then(guarded, guarded);
     this.chain = run.catch(() => undefined);
     return run;
   }
@@ -900,6 +902,8 @@ class Ultra2Session implements DriverSession {
 
   /** Reports a failed conversation as state and events, then returns the Error for the caller. */
   private failed(err: unknown, eventType: 'download_failed' | 'device_error' | null): Error {
+    // Once stopped, a conversation cut short is the stop itself, not news about the meter.
+    if (this.stopped) return err instanceof Error ? err : new Error(String(err));
     if (err instanceof NoAnswerError) {
       if (this.state.status !== 'no-answer') this.emit('no_answer', err.message);
       this.patch({ status: 'no-answer', status_detail: err.message });

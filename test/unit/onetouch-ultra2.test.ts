@@ -571,6 +571,23 @@ describe('session', () => {
     await teardown(r);
   });
 
+  it('commands still queued when the session stops never reach the meter', async () => {
+    const r = await rig();
+    await r.session.start();
+    const first = r.session.command('download', {});
+    const queued = [r.session.command('download', {}), r.session.command('clock/sync', {})];
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await r.session.stop();
+    await first.catch(() => undefined);
+    for (const q of queued) await expect(q).rejects.toThrow(/stopped/);
+    const sent = r.sim.received.length;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(r.sim.received.length).toBe(sent);
+    expect(r.sim.received.filter((c) => c.startsWith('DMT'))).toEqual([]);
+    expect(r.host.types()).not.toContain('no_answer');
+    await teardown(r);
+  });
+
   it('a meter that does not answer: no_answer and status no-answer, nothing committed', async () => {
     const r = await rig({ off: true });
     await r.session.start();
