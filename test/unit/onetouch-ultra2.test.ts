@@ -572,7 +572,8 @@ describe('session', () => {
   });
 
   it('commands still queued when the session stops never reach the meter', async () => {
-    const r = await rig();
+    // A slow meter (50 ms a line), so the first conversation is still going when the session stops.
+    const r = await rig({ line_delay_ms: 50 });
     await r.session.start();
     const first = r.session.command('download', {});
     const queued = [r.session.command('download', {}), r.session.command('clock/sync', {})];
