@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Controller } from '../../src/controller.ts';
+import type { Cleanups } from './cleanups.ts';
 import { startDaemon, testConfig } from './daemon.ts';
 
-/** Teardown steps a test registers; run in reverse after it. */
-export type Cleanups = Array<() => Promise<unknown>>;
 
 /** `poctd simulate onetouch-ultra2 --serial <pty>`: the meter as a separate process on the real serialport library. */
 export function simulateMeter(ptyPath: string, options: Record<string, unknown>, cleanups: Cleanups): ChildProcess {

@@ -3,22 +3,20 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { ResultRecord } from '../../src/records/types.ts';
 import { tempDir, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { freePort, Mosquitto } from '../helpers/mosquitto.ts';
-import { Subscriber } from '../helpers/subscriber.ts';
+import { eventually, Subscriber } from '../helpers/subscriber.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
 
 /** `poctd …` as a user runs it: a separate process on the real entry point. */
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const FIXTURE = 'test/fixtures/onetouch-ultra2/tidepool-dmp-reply/capture.txt';
 const REPLAY = ['replay', '--driver', 'onetouch-ultra2', '--timezone', 'Europe/Copenhagen'];
 
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
-});
+const cleanups = useCleanups();
 
 interface Finished {
   code: number | null;
@@ -70,12 +68,26 @@ async function poctd(args: string[], options: { input?: Buffer | string; timeout
   }
 }
 
-async function until(what: string, predicate: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+
+/** A config file for one simulated Ultra 2 (`bench1`); returns its path. Lines are YAML as written. */
+function meterConfigFile(o: { site: string; mqtt: string; top?: string[]; device?: string[]; simulator: string }): string {
+  const file = join(tempDir(), 'poctd.yaml');
+  const lines = [
+    `site: ${o.site}`,
+    `mqtt: { ${o.mqtt} }`,
+    'store: { path: ./poctd.db }',
+    ...(o.top ?? []),
+    'devices:',
+    '  - id: bench1',
+    '    driver: onetouch-ultra2',
+    ...(o.device ?? []).map((l) => `    ${l}`),
+    '    transport:',
+    '      type: simulated',
+    `      simulator: { ${o.simulator} }`,
+    '',
+  ];
+  writeFileSync(file, lines.join('\n'));
+  return file;
 }
 
 function jsonLines(text: string): unknown[] {
@@ -322,30 +334,18 @@ describe('poctd run', () => {
   it('runs on a config with Mosquitto, logs JSON lines, and SIGTERM stops it cleanly with bridge/state offline', async () => {
     const broker = await Mosquitto.start();
     cleanups.push(() => broker.stop());
-    const dir = tempDir();
-    const file = join(dir, 'poctd.yaml');
-    writeFileSync(
-      file,
-      [
-        'site: cli-test',
-        `mqtt: { url: "${broker.url}", client_id: cli-test-${process.pid} }`,
-        'store: { path: ./poctd.db }',
-        'log: { level: info }',
-        'devices:',
-        '  - id: bench1',
-        '    driver: onetouch-ultra2',
-        '    timezone: Europe/Copenhagen',
-        '    transport:',
-        '      type: simulated',
-        `      simulator: { serial: GMF600DCY, memory: ${JSON.stringify(ULTRA2_MEMORY)} }`,
-        '',
-      ].join('\n'),
-    );
+    const file = meterConfigFile({
+      site: 'cli-test',
+      mqtt: `url: "${broker.url}", client_id: cli-test-${process.pid}`,
+      top: ['log: { level: info }'],
+      device: ['timezone: Europe/Copenhagen'],
+      simulator: `serial: GMF600DCY, memory: ${JSON.stringify(ULTRA2_MEMORY)}`,
+    });
     const sub = await Subscriber.connect(broker.url);
     cleanups.push(() => sub.close());
 
     const daemon = spawnPoctd(['run', '--config', file]);
-    await until('"poctd running" in the log', () => daemon.stdout().includes('poctd running'));
+    await eventually('"poctd running" in the log', () => daemon.stdout().includes('poctd running'), 15_000);
     await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3);
     await sub.waitFor('bridge online', () => sub.last<{ state: string }>('poct/bridge/state')?.state === 'online');
 
@@ -374,24 +374,12 @@ describe('poctd run', () => {
   it('SIGTERM after the broker went away mid-publish stops within 5 s, exit 0', async () => {
     const broker = await Mosquitto.start();
     cleanups.push(() => broker.stop());
-    const dir = tempDir();
-    const file = join(dir, 'poctd.yaml');
-    writeFileSync(
-      file,
-      [
-        'site: cli-broker-down',
-        `mqtt: { url: "${broker.url}", client_id: cli-down-${process.pid}, reconnect_ms: 200 }`,
-        'store: { path: ./poctd.db }',
-        'devices:',
-        '  - id: bench1',
-        '    driver: onetouch-ultra2',
-        '    poll_interval: 1',
-        '    transport:',
-        '      type: simulated',
-        `      simulator: { new_reading_every_s: 1, memory: ${JSON.stringify(ULTRA2_MEMORY)} }`,
-        '',
-      ].join('\n'),
-    );
+    const file = meterConfigFile({
+      site: 'cli-broker-down',
+      mqtt: `url: "${broker.url}", client_id: cli-down-${process.pid}, reconnect_ms: 200`,
+      device: ['poll_interval: 1'],
+      simulator: `new_reading_every_s: 1, memory: ${JSON.stringify(ULTRA2_MEMORY)}`,
+    });
     const sub = await Subscriber.connect(broker.url);
     const daemon = spawnPoctd(['run', '--config', file]);
     await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3);
@@ -401,7 +389,7 @@ describe('poctd run', () => {
     broker.pause();
     await new Promise((r) => setTimeout(r, 2500));
     await broker.kill();
-    await until('the daemon noticed', () => /connect ECONNREFUSED/.test(daemon.stdout()), 10_000);
+    await eventually('the daemon noticed', () => /connect ECONNREFUSED/.test(daemon.stdout()), 10_000);
 
     const stoppedAt = Date.now();
     daemon.child.kill('SIGTERM');
@@ -417,24 +405,12 @@ describe('poctd run', () => {
   it('SIGTERM while the broker hangs (network cut, no answer) still ends the process on its own', async () => {
     const broker = await Mosquitto.start();
     cleanups.push(() => broker.stop());
-    const dir = tempDir();
-    const file = join(dir, 'poctd.yaml');
-    writeFileSync(
-      file,
-      [
-        'site: cli-broker-hung',
-        `mqtt: { url: "${broker.url}", client_id: cli-hung-${process.pid}, reconnect_ms: 200 }`,
-        'store: { path: ./poctd.db }',
-        'health_interval_s: 1',
-        'devices:',
-        '  - id: bench1',
-        '    driver: onetouch-ultra2',
-        '    transport:',
-        '      type: simulated',
-        `      simulator: { memory: ${JSON.stringify(ULTRA2_MEMORY)} }`,
-        '',
-      ].join('\n'),
-    );
+    const file = meterConfigFile({
+      site: 'cli-broker-hung',
+      mqtt: `url: "${broker.url}", client_id: cli-hung-${process.pid}, reconnect_ms: 200`,
+      top: ['health_interval_s: 1'],
+      simulator: `memory: ${JSON.stringify(ULTRA2_MEMORY)}`,
+    });
     const sub = await Subscriber.connect(broker.url);
     const daemon = spawnPoctd(['run', '--config', file]);
     await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3);
@@ -473,7 +449,7 @@ describe('poctd simulate --tcp', () => {
   it('plays the meter on a TCP port: DM@ is answered with the serial number line', async () => {
     const port = await freePort();
     const sim = spawnPoctd(['simulate', 'onetouch-ultra2', '--tcp', String(port), '--option', 'serial=GMF600DCY']);
-    await until('simulator listening', () => sim.stderr().includes('Ctrl-C stops'));
+    await eventually('simulator listening', () => sim.stderr().includes('Ctrl-C stops'), 15_000);
     expect(sim.stderr()).toContain(`tcp-server:127.0.0.1:${port}`);
 
     const socket = connect(port, '127.0.0.1');
@@ -485,7 +461,7 @@ describe('poctd simulate --tcp', () => {
       socket.once('error', fail);
     });
     socket.write('\x11\rDM@\r');
-    await until('serial number line', () => received.includes('\r\n'), 5000);
+    await eventually('serial number line', () => received.includes('\r\n'), 5000);
     const line = /^(@ "GMF600DCY") ([0-9A-F]{4})\r\n$/.exec(received);
     expect(line, JSON.stringify(received)).not.toBeNull();
     // The checksum is the 16-bit byte sum of what precedes it.
@@ -501,7 +477,7 @@ describe('poctd simulate --tcp', () => {
   it('says why it cannot start: a port in use, a bad port, a bad option', async () => {
     const port = await freePort();
     const first = spawnPoctd(['simulate', 'onetouch-ultra2', '--tcp', String(port)]);
-    await until('first simulator listening', () => first.stderr().includes('Ctrl-C stops'));
+    await eventually('first simulator listening', () => first.stderr().includes('Ctrl-C stops'), 15_000);
     const busy = await poctd(['simulate', 'onetouch-ultra2', '--tcp', String(port)]);
     expect(busy.code).toBe(1);
     expect(busy.stderr).toMatch(/cannot listen: the port is already in use/);

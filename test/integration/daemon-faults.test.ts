@@ -1,16 +1,14 @@
 import type { Worker } from 'node:worker_threads';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { drivers } from '../../drivers/index.ts';
 import { Controller } from '../../src/controller.ts';
 import { createLogger } from '../../src/logger.ts';
 import { LogCapture, startDaemon, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
 import { eventually, Subscriber } from '../helpers/subscriber.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
 
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
-});
+const cleanups = useCleanups();
 
 const meterYaml = (url: string): string => `
 mqtt: { url: ${url} }

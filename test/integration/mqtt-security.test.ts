@@ -3,7 +3,7 @@ import { chmodSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drivers } from '../../drivers/index.ts';
 import { Controller } from '../../src/controller.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -14,16 +14,14 @@ import { LogCapture, startDaemon, tempDir, testConfig, ULTRA2_MEMORY } from '../
 import { freePort, Mosquitto } from '../helpers/mosquitto.ts';
 import { eventually, Subscriber } from '../helpers/subscriber.ts';
 import { requireTool } from '../helpers/tools.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
 
 /**
  * The daemon against brokers that check who it is: Mosquitto with a password file, Mosquitto
  * with TLS (server certificate, then mutual TLS), and the embedded broker's own rules.
  */
 
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
-});
+const cleanups = useCleanups();
 
 /** A simulated Ultra 2 holding ULTRA2_MEMORY (3 readings), with its own client id per daemon. */
 function daemonYaml(name: string, mqttYaml: string): string {

@@ -1,26 +1,30 @@
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
 import { tempDir, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
-import { daemonOnSerial, simulateMeter, type Cleanups } from '../helpers/serial-meter.ts';
+import { daemonOnSerial, simulateMeter } from '../helpers/serial-meter.ts';
 import { startPtyPair } from '../helpers/socat.ts';
 import { Subscriber } from '../helpers/subscriber.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
 
-const cleanups: Cleanups = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
-});
+const cleanups = useCleanups();
+
+/** A Mosquitto for this test and a dashboard-like subscriber on it, both torn down after it. */
+async function brokerWithSubscriber(): Promise<{ broker: Mosquitto; sub: Subscriber }> {
+  const broker = await Mosquitto.start();
+  cleanups.push(() => broker.stop());
+  const sub = await Subscriber.connect(broker.url);
+  cleanups.push(() => sub.close());
+  return { broker, sub };
+}
 
 describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
   it('downloads the meter on the real serial stack and publishes its readings', async () => {
-    const broker = await Mosquitto.start();
-    cleanups.push(() => broker.stop());
+    const { broker, sub } = await brokerWithSubscriber();
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
-    const sub = await Subscriber.connect(broker.url);
-    cleanups.push(() => sub.close());
 
     simulateMeter(pty.a, { serial: 'GMF600DCY', unit: 'mg/dL', memory: ULTRA2_MEMORY }, cleanups);
     await new Promise((r) => setTimeout(r, 1500)); // the simulator process opens its end
@@ -40,12 +44,9 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
   });
 
   it('a meter that answers nothing is reported, not crashed on', async () => {
-    const broker = await Mosquitto.start();
-    cleanups.push(() => broker.stop());
+    const { broker, sub } = await brokerWithSubscriber();
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
-    const sub = await Subscriber.connect(broker.url);
-    cleanups.push(() => sub.close());
 
     simulateMeter(pty.a, { off: true }, cleanups);
     await new Promise((r) => setTimeout(r, 1500));
@@ -57,10 +58,7 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
   });
 
   it('a missing serial port is an event and a status, and the session starts when the port appears', async () => {
-    const broker = await Mosquitto.start();
-    cleanups.push(() => broker.stop());
-    const sub = await Subscriber.connect(broker.url);
-    cleanups.push(() => sub.close());
+    const { broker, sub } = await brokerWithSubscriber();
     const dir = tempDir();
     const links = { a: join(dir, 'meter'), b: join(dir, 'host') };
     const pty = await startPtyPair(links);

@@ -2,17 +2,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ResultRecord } from '../../src/records/types.ts';
 import { Store } from '../../src/store/store.ts';
 import { startDaemon, tempDir, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { freePort, Mosquitto } from '../helpers/mosquitto.ts';
 import { eventually, Subscriber } from '../helpers/subscriber.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
 
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
-});
+const cleanups = useCleanups();
 
 function assertExactlyOnceInOrder(results: ResultRecord[], expectedIds: string[]): void {
   const ids = results.map((r) => r.id);
