@@ -17,6 +17,11 @@ export interface UsbMatch {
   productId: string;
   /** What the id is: the meter itself, or a cable chip that only suggests this driver. */
   description: string;
+  /**
+   * Set when the device is recognised but cannot be read (e.g. FreeStyle Libre 2 encrypts its
+   * protocol): the reason is shown by `poctd ports` and on the device state, and no session opens.
+   */
+  unsupported?: string;
 }
 
 /** One write or read as it crossed the wire: `H` host → device, `D` device → host. */

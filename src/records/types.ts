@@ -108,7 +108,9 @@ export type BridgeEventType =
   | 'clock_set'
   | 'mqtt_error'
   | 'config_error'
-  | 'device_error';
+  | 'device_error'
+  | 'device_added'
+  | 'device_removed';
 
 /** Published on `poct/bridge/event`: a reason, never patient data. */
 export interface BridgeEvent {
