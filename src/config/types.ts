@@ -47,7 +47,7 @@ export interface PoctdConfig {
   timezone: string;
   mqtt: MqttConfig;
   store: { path: string };
-  privacy: { patient_id: PatientIdPolicy };
+  privacy: { patient_id: PatientIdPolicy; hash_key?: string };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
   health_interval_s: number;
   devices: DeviceConfig[];

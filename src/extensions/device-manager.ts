@@ -205,6 +205,7 @@ export class DeviceManager implements Extension {
           drafts,
           receivedAt: s.now(),
           patientIdPolicy: s.config.privacy.patient_id,
+          ...(s.config.privacy.hash_key ? { patientHashKey: s.config.privacy.hash_key } : {}),
         });
         s.stats.stored += outcome.inserted.length;
         s.stats.duplicates += outcome.duplicates;

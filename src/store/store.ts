@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { resultId, sha256Hex } from '../records/ids.ts';
@@ -61,6 +62,11 @@ const MIGRATIONS: string[] = [
      status TEXT NOT NULL,
      detail_json TEXT
    );`,
+  // Secrets the store generates for itself (the patient-id hash key).
+  `CREATE TABLE settings (
+     key TEXT PRIMARY KEY,
+     value BLOB NOT NULL
+   );`,
 ];
 
 export interface CommitOutcome {
@@ -79,6 +85,8 @@ export interface CommitInput {
   receivedAt: Date;
   /** The site's patient-id policy, applied before the record is written (default `publish`). */
   patientIdPolicy?: PatientIdPolicy;
+  /** Key for the `hash` policy; default: the random key this store generated on first use. */
+  patientHashKey?: string;
 }
 
 export interface AuditEntry {
@@ -134,6 +142,19 @@ export class Store {
     };
   }
 
+  private hashKey: Buffer | undefined;
+
+  /** This store's own random patient-id hash key, made on first use and kept in the database. */
+  localHashKey(): Buffer {
+    if (this.hashKey) return this.hashKey;
+    const row = this.db.prepare(`SELECT value FROM settings WHERE key = 'patient_hash_key'`).get() as { value: Buffer } | undefined;
+    if (row) return (this.hashKey = row.value);
+    const key = randomBytes(32);
+    this.db.prepare(`INSERT OR IGNORE INTO settings (key, value) VALUES ('patient_hash_key', ?)`).run(key);
+    const kept = this.db.prepare(`SELECT value FROM settings WHERE key = 'patient_hash_key'`).get() as { value: Buffer };
+    return (this.hashKey = kept.value);
+  }
+
   private migrate(): void {
     const version = this.db.pragma('user_version', { simple: true }) as number;
     for (let v = version; v < MIGRATIONS.length; v++) {
@@ -163,7 +184,9 @@ export class Store {
         }
         const seq = (this.stmts.nextSeq.get() as { seq: number }).seq;
         let record = buildResultRecord(draft, { seq, site: input.site, receivedAt, captureSha256: captureId });
-        if (input.patientIdPolicy) record = applyPatientPolicy(record, input.patientIdPolicy, input.site);
+        if (input.patientIdPolicy) {
+          record = applyPatientPolicy(record, input.patientIdPolicy, input.patientHashKey ?? this.localHashKey());
+        }
         this.stmts.insertRecord.run(seq, id, input.deviceId, record.schema, record.category, captureId, JSON.stringify(record), receivedAt);
         this.stmts.insertOutbox.run(seq, input.deviceId);
         inserted.push(record);

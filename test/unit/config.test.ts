@@ -186,6 +186,7 @@ describe('error messages', () => {
     expect(problemsOf('privacy: { patient_id: hashed }\n').message).toBe(
       'privacy.patient_id: must be one of publish, hash, omit',
     );
+    expect(problemsOf('privacy: { hash_key: short }\n').message).toMatch(/^privacy\.hash_key: .*16/);
     expect(problemsOf('log: { level: verbose }\n').message).toBe(
       'log.level: must be one of trace, debug, info, warn, error, fatal, silent',
     );
@@ -445,6 +446,7 @@ describe('redactConfig', () => {
         '  cert: /etc/poctd/c.pem',
         '  key: /etc/poctd/k.pem',
         '  embedded: { username: dash, password: dashpw }',
+        'privacy: { patient_id: hash, hash_key: "${HK}" }',
         'devices:',
         '  - id: a',
         '    driver: onetouch-ultra2',
@@ -452,9 +454,10 @@ describe('redactConfig', () => {
         '    options: { api_key: abc, station_password: def, label: keep }',
         '',
       ].join('\n'),
-      { env: { PW: 'hunter2' } },
+      { env: { PW: 'hunter2', HK: 'site-wide-hash-key-0123' } },
     );
     const red = redactConfig(cfg);
+    expect(red.privacy.hash_key).toBe('***');
     expect(red.mqtt.password).toBe('***');
     expect(red.mqtt.key).toBe('***');
     expect(red.mqtt.embedded.password).toBe('***');
@@ -463,7 +466,7 @@ describe('redactConfig', () => {
     expect(red.mqtt.username).toBe('poctd');
     expect(red.mqtt.cert).toBe('/etc/poctd/c.pem');
     const text = JSON.stringify(red);
-    for (const secret of ['hunter2', 'urlpass', 'dashpw', 'abc', 'def']) expect(text).not.toContain(secret);
+    for (const secret of ['hunter2', 'urlpass', 'dashpw', 'abc', 'def', 'site-wide-hash-key']) expect(text).not.toContain(secret);
     // the original is untouched
     expect(cfg.mqtt.password).toBe('hunter2');
     expect(cfg.mqtt.url).toContain('urlpass');

@@ -1,11 +1,14 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applyPatientPolicy } from '../../src/records/privacy.ts';
+import { applyPatientPolicy, hashPatientId } from '../../src/records/privacy.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import { Store } from '../../src/store/store.ts';
 import { glucoseDraft } from '../helpers/records.ts';
+
+const tempDir = (): string => mkdtempSync(join(tmpdir(), 'poctd-store-'));
 
 function tempStore(): { store: Store; path: string } {
   const path = join(mkdtempSync(join(tmpdir(), 'poctd-store-')), 'poctd.db');
@@ -81,10 +84,42 @@ describe('Store', () => {
       receivedAt: new Date(),
       patientIdPolicy: 'hash',
     });
-    expect(out.inserted[0]!.patient?.id).toMatch(/^sha256:[0-9a-f]{24}$/);
+    expect(out.inserted[0]!.patient?.id).toMatch(/^hmac:[0-9a-f]{32}$/);
     expect(JSON.stringify(store.recordsSince(0, 1))).not.toContain('MRN-12345');
-    expect(applyPatientPolicy(out.inserted[0]!, 'omit', 'x').patient).toEqual({ id: null });
+    expect(applyPatientPolicy(out.inserted[0]!, 'omit', 'x'.repeat(16)).patient).toEqual({ id: null });
     store.close();
+  });
+
+  it('hashes patient ids with a key: stable per store, different between stores, the configured key wins', () => {
+    const dir = tempDir();
+    const commit = (store: Store, n: number, key?: string): string | null | undefined =>
+      store.commitResults({
+        site: 'clinic-a',
+        deviceId: 'bench1',
+        driver: 'onetouch-ultra2',
+        captureKind: 'raw',
+        captureBytes: Buffer.from(`x${n}`),
+        drafts: [glucoseDraft(n, { patient: { id: '1234' } })],
+        receivedAt: new Date(),
+        patientIdPolicy: 'hash',
+        ...(key ? { patientHashKey: key } : {}),
+      }).inserted[0]!.patient?.id;
+    const a = new Store(join(dir, 'a.db'));
+    const first = commit(a, 1);
+    expect(commit(a, 2)).toBe(first);
+    a.close();
+    const reopened = new Store(join(dir, 'a.db'));
+    expect(commit(reopened, 3)).toBe(first); // the key survives a restart
+    reopened.close();
+    const b = new Store(join(dir, 'b.db'));
+    expect(commit(b, 4)).not.toBe(first);
+    // Two daemons that share a configured key agree.
+    const shared = 'a-site-wide-secret-key';
+    expect(commit(b, 5, shared)).toBe(hashPatientId('1234', shared));
+    b.close();
+    // A plain hash of a short id can be reversed by trying every id; the keyed one cannot.
+    expect(first).not.toContain(createHash('sha256').update('clinic-a\n1234').digest('hex').slice(0, 24));
+    expect(() => hashPatientId('1234', 'short')).toThrow(/16 bytes/);
   });
 
   it('keeps quarantined bytes and audit rows', () => {
