@@ -1,0 +1,503 @@
+/**
+ * Urine test strip analytes, shared by every urinalysis reader dialect (CLINITEK Status, CLINITEK 50,
+ * the ASTM urine dialects): one table of analytes with their LOINC codes and units, the ordinal
+ * vocabulary readers print, and `parseStripValue`, which turns a reader's result text into
+ * `{value, comparator, unit, ucum, text}` without inventing anything.
+ *
+ * LOINC codes, and where each comes from (facts only; no code or prose copied):
+ *   NOTE    shared research note `research/astm-urinalysis-poct1a.md` §3.4 (the "by Test strip"
+ *           codes; its confidence marker is kept in the `source` text).
+ *   PANEL   loinc.org/24357-6 "Urinalysis macro (dipstick) panel - Urine", whose member list
+ *           repeats the note's strip codes and adds 32167-9 Clarity of Urine.
+ *   AUTO    "by Automated test strip" codes, the method a reader uses (LOINC method
+ *           `Test strip.automated`). Found in public code lists in the code index: a Taiwanese FHIR
+ *           code-system list (50551-1, 50555-2, 50558-6, 50560-2, 57734-6, 57735-3, 57751-0,
+ *           60026-2, 62487-4), a LOINC mapping table of an ETL project (53326-5, 53327-3, 53328-1,
+ *           50557-8, 50561-0, 50563-6), and findacode.com's page for 60026-2, which lists it as a
+ *           member of panel 50556-0. Single public sources each: check them against the LOINC
+ *           table before relying on them in a regulated interface.
+ *   ACR     20621-9 "Albumin/Creatinine [Mass Ratio] in Urine by Test strip": the Taiwanese list
+ *           above gives this display name; the note marks 20621-9 vs 13705-9 as unverified.
+ *
+ * Which code an observation gets: a reader is an automated strip reader, so `loincFor` prefers the
+ * AUTO code and falls back to the strip code where no automated one is known. A result that is a
+ * quantity in a unit of the code's kind (`500 mg/dL`, `>=300 mg/dL`, `Apr 200 Hem/uL`, `1.020`)
+ * takes the quantitative code; an ordinal result (`Negative`, `Trace`, `1+`, `Positivo`) the
+ * presence code. A quantity in a unit no known code fits (urobilinogen in µmol/L: the codes here
+ * are mass/volume) gets no LOINC at all rather than a wrong one.
+ *
+ * Sections: types · analyte table · ordinal vocabulary · value parsing · coding.
+ */
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Types
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export type UrineAnalyteCode =
+  | 'GLU'
+  | 'BIL'
+  | 'KET'
+  | 'SG'
+  | 'BLD'
+  | 'PH'
+  | 'PRO'
+  | 'UBG'
+  | 'NIT'
+  | 'LEU'
+  | 'ALB'
+  | 'CRE'
+  | 'PCR'
+  | 'ACR'
+  | 'COLOR'
+  | 'CLARITY'
+  | 'ASC';
+
+/** What a quantitative result measures; decides which units a quantitative code accepts. */
+export type QuantityKind = 'mass-concentration' | 'substance-concentration' | 'count-concentration' | 'mass-ratio' | 'specific-gravity' | 'ph';
+
+export interface LoincCode {
+  code: string;
+  /** The LOINC long name, as given by the source. */
+  name: string;
+  /** Where the code was read (see the file header: NOTE, PANEL, AUTO, ACR). */
+  source: string;
+}
+
+export interface LoincByMethod {
+  /** `[Presence]` (ordinal) code, when LOINC has one for this analyte and method. */
+  ordinal: LoincCode | null;
+  /** Quantitative code, and the kind of quantity it measures. */
+  quantitative: (LoincCode & { kind: QuantityKind }) | null;
+}
+
+export interface UrineAnalyte {
+  code: UrineAnalyteCode;
+  /** English name, used as `Observation.name`. */
+  name: string;
+  /** "by Test strip" (manual read). */
+  strip: LoincByMethod;
+  /** "by Automated test strip" (a reader). */
+  automated: LoincByMethod;
+  /** The usual UCUM unit of a numeric result, or null for ordinal / free-text analytes. */
+  ucum: string | null;
+  /** Free text typed in by the user (colour, clarity): never parsed for numbers. */
+  freeText: boolean;
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// The analyte table (data)
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+const NOTE = 'research note astm-urinalysis-poct1a.md §3.4';
+const PANEL = 'loinc.org/24357-6 panel members';
+const AUTO = 'public LOINC code lists in the code index (see file header, AUTO)';
+
+const code = (c: string, name: string, source: string): LoincCode => ({ code: c, name, source });
+const quant = (c: string, name: string, source: string, kind: QuantityKind): LoincCode & { kind: QuantityKind } => ({
+  code: c,
+  name,
+  source,
+  kind,
+});
+const none: LoincByMethod = { ordinal: null, quantitative: null };
+
+export const URINE_ANALYTES: Readonly<Record<UrineAnalyteCode, UrineAnalyte>> = {
+  GLU: {
+    code: 'GLU',
+    name: 'Glucose',
+    strip: {
+      ordinal: code('25428-4', 'Glucose [Presence] in Urine by Test strip', `${NOTE} [V]`),
+      quantitative: quant('5792-7', 'Glucose [Mass/volume] in Urine by Test strip', `${NOTE} [V]`, 'mass-concentration'),
+    },
+    automated: {
+      ordinal: code('50555-2', 'Glucose [Presence] in Urine by Automated test strip', AUTO),
+      quantitative: quant('53328-1', 'Glucose [Mass/volume] in Urine by Automated test strip', AUTO, 'mass-concentration'),
+    },
+    ucum: 'mg/dL',
+    freeText: false,
+  },
+  BIL: {
+    code: 'BIL',
+    name: 'Bilirubin',
+    strip: {
+      ordinal: code('5770-3', 'Bilirubin.total [Presence] in Urine by Test strip', `${NOTE} [V]`),
+      quantitative: quant('20505-4', 'Bilirubin.total [Mass/volume] in Urine by Test strip', `${NOTE} [S]`, 'mass-concentration'),
+    },
+    automated: {
+      ordinal: code('50551-1', 'Bilirubin.total [Presence] in Urine by Automated test strip', AUTO),
+      quantitative: quant('53327-3', 'Bilirubin.total [Mass/volume] in Urine by Automated test strip', AUTO, 'mass-concentration'),
+    },
+    ucum: 'mg/dL',
+    freeText: false,
+  },
+  KET: {
+    code: 'KET',
+    name: 'Ketones',
+    strip: {
+      ordinal: code('2514-8', 'Ketones [Presence] in Urine by Test strip', `${NOTE} [S]`),
+      quantitative: quant('5797-6', 'Ketones [Mass/volume] in Urine by Test strip', `${NOTE} [V]`, 'mass-concentration'),
+    },
+    automated: {
+      ordinal: code('57734-6', 'Ketones [Presence] in Urine by Automated test strip', AUTO),
+      quantitative: quant('50557-8', 'Ketones [Mass/volume] in Urine by Automated test strip', AUTO, 'mass-concentration'),
+    },
+    ucum: 'mg/dL',
+    freeText: false,
+  },
+  SG: {
+    code: 'SG',
+    name: 'Specific gravity',
+    strip: { ordinal: null, quantitative: quant('5811-5', 'Specific gravity of Urine by Test strip', `${NOTE} [V]`, 'specific-gravity') },
+    automated: {
+      ordinal: null,
+      quantitative: quant('53326-5', 'Specific gravity of Urine by Automated test strip', AUTO, 'specific-gravity'),
+    },
+    ucum: '1',
+    freeText: false,
+  },
+  BLD: {
+    code: 'BLD',
+    name: 'Blood',
+    strip: {
+      ordinal: code('5794-3', 'Hemoglobin [Presence] in Urine by Test strip', `${NOTE} [V]`),
+      quantitative: quant('20409-9', 'Erythrocytes [#/volume] in Urine by Test strip', `${NOTE} [V]`, 'count-concentration'),
+    },
+    automated: {
+      ordinal: code('57751-0', 'Hemoglobin [Presence] in Urine by Automated test strip', AUTO),
+      quantitative: null,
+    },
+    ucum: '/uL',
+    freeText: false,
+  },
+  PH: {
+    code: 'PH',
+    name: 'pH',
+    strip: { ordinal: null, quantitative: quant('5803-2', 'pH of Urine by Test strip', `${NOTE} [V]`, 'ph') },
+    automated: { ordinal: null, quantitative: quant('50560-2', 'pH of Urine by Automated test strip', AUTO, 'ph') },
+    ucum: '[pH]',
+    freeText: false,
+  },
+  PRO: {
+    code: 'PRO',
+    name: 'Protein',
+    strip: {
+      ordinal: code('20454-5', 'Protein [Presence] in Urine by Test strip', `${NOTE} [S]`),
+      quantitative: quant('5804-0', 'Protein [Mass/volume] in Urine by Test strip', `${NOTE} [V]`, 'mass-concentration'),
+    },
+    automated: {
+      ordinal: code('57735-3', 'Protein [Presence] in Urine by Automated test strip', AUTO),
+      quantitative: quant('50561-0', 'Protein [Mass/volume] in Urine by Automated test strip', AUTO, 'mass-concentration'),
+    },
+    ucum: 'mg/dL',
+    freeText: false,
+  },
+  UBG: {
+    code: 'UBG',
+    name: 'Urobilinogen',
+    strip: {
+      ordinal: null,
+      // The note: US Core uses 20405-7; some projects use 5818-0 for the same name (unverified).
+      quantitative: quant('20405-7', 'Urobilinogen [Mass/volume] in Urine by Test strip', `${NOTE} [V]`, 'mass-concentration'),
+    },
+    automated: {
+      ordinal: code('62487-4', 'Urobilinogen [Presence] in Urine by Automated test strip', AUTO),
+      quantitative: quant('50563-6', 'Urobilinogen [Mass/volume] in Urine by Automated test strip', AUTO, 'mass-concentration'),
+    },
+    ucum: 'mg/dL',
+    freeText: false,
+  },
+  NIT: {
+    code: 'NIT',
+    name: 'Nitrite',
+    strip: {
+      ordinal: code('5802-4', 'Nitrite [Presence] in Urine by Test strip', `${NOTE} [V]`),
+      quantitative: quant('20407-3', 'Nitrite [Mass/volume] in Urine by Test strip', `${NOTE} [S]`, 'mass-concentration'),
+    },
+    automated: { ordinal: code('50558-6', 'Nitrite [Presence] in Urine by Automated test strip', AUTO), quantitative: null },
+    ucum: null,
+    freeText: false,
+  },
+  LEU: {
+    code: 'LEU',
+    name: 'Leukocytes',
+    strip: {
+      ordinal: code('5799-2', 'Leukocyte esterase [Presence] in Urine by Test strip', `${NOTE} [V]`),
+      quantitative: quant('20408-1', 'Leukocytes [#/volume] in Urine by Test strip', `${NOTE} [V]`, 'count-concentration'),
+    },
+    automated: {
+      ordinal: code('60026-2', 'Leukocyte esterase [Presence] in Urine by Automated test strip', AUTO),
+      quantitative: null,
+    },
+    ucum: '/uL',
+    freeText: false,
+  },
+  ALB: {
+    code: 'ALB',
+    name: 'Albumin',
+    strip: { ordinal: null, quantitative: quant('11218-5', 'Microalbumin [Mass/volume] in Urine by Test strip', `${NOTE} [V]`, 'mass-concentration') },
+    automated: none,
+    ucum: 'mg/L',
+    freeText: false,
+  },
+  CRE: {
+    code: 'CRE',
+    name: 'Creatinine',
+    strip: { ordinal: null, quantitative: quant('30004-6', 'Creatinine [Mass/volume] in Urine by Test strip', `${NOTE} [V]`, 'mass-concentration') },
+    automated: none,
+    ucum: 'mg/dL',
+    freeText: false,
+  },
+  // No public source found for a protein/creatinine "by Test strip" code: no LOINC is given.
+  PCR: { code: 'PCR', name: 'Protein/Creatinine ratio', strip: none, automated: none, ucum: 'mg/g', freeText: false },
+  ACR: {
+    code: 'ACR',
+    name: 'Albumin/Creatinine ratio',
+    strip: {
+      ordinal: null,
+      quantitative: quant('20621-9', 'Albumin/Creatinine [Mass Ratio] in Urine by Test strip', 'ACR (see file header); the note marks it unverified', 'mass-ratio'),
+    },
+    automated: none,
+    ucum: 'mg/g',
+    freeText: false,
+  },
+  COLOR: {
+    code: 'COLOR',
+    name: 'Colour',
+    strip: { ordinal: code('5778-6', 'Color of Urine', `${NOTE} [V]`), quantitative: null },
+    automated: none,
+    ucum: null,
+    freeText: true,
+  },
+  CLARITY: {
+    code: 'CLARITY',
+    name: 'Clarity',
+    // The note gives 5767-9 Appearance of Urine; the reader reports clarity, and LOINC has its own term.
+    strip: { ordinal: code('32167-9', 'Clarity of Urine', PANEL), quantitative: null },
+    automated: none,
+    ucum: null,
+    freeText: true,
+  },
+  ASC: {
+    code: 'ASC',
+    name: 'Ascorbic acid',
+    strip: { ordinal: null, quantitative: quant('5768-7', 'Ascorbate [Mass/volume] in Urine by Test strip', `${NOTE} [S]`, 'mass-concentration') },
+    automated: none,
+    ucum: 'mg/dL',
+    freeText: false,
+  },
+};
+
+export function urineAnalyte(code: UrineAnalyteCode): UrineAnalyte {
+  return URINE_ANALYTES[code];
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Ordinal vocabulary: words readers print, per language, → one canonical grade. Data only; a new
+// language is a new block. Matched case-insensitively on the whole result text.
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export type OrdinalGrade =
+  | 'negative'
+  | 'trace'
+  | 'trace-intact'
+  | 'trace-lysed'
+  | 'small'
+  | 'moderate'
+  | 'large'
+  | '1+'
+  | '2+'
+  | '3+'
+  | '4+'
+  | 'positive'
+  | 'normal';
+
+export const ORDINAL_VOCABULARY: Readonly<Record<string, Readonly<Record<string, OrdinalGrade>>>> = {
+  en: {
+    negative: 'negative',
+    neg: 'negative',
+    trace: 'trace',
+    'trace-intact': 'trace-intact',
+    'trace intact': 'trace-intact',
+    'trace-lysed': 'trace-lysed',
+    'trace lysed': 'trace-lysed',
+    small: 'small',
+    moderate: 'moderate',
+    large: 'large',
+    positive: 'positive',
+    pos: 'positive',
+    normal: 'normal',
+    norm: 'normal',
+  },
+  es: {
+    negativo: 'negative',
+    indicios: 'trace',
+    'ind.intactos': 'trace-intact',
+    'ind.hemolizados': 'trace-lysed',
+    bajo: 'small',
+    moderado: 'moderate',
+    alto: 'large',
+    positivo: 'positive',
+    normal: 'normal',
+  },
+  de: {
+    negativ: 'negative',
+    spur: 'trace',
+    positiv: 'positive',
+    normal: 'normal',
+  },
+  pl: {
+    neg: 'negative',
+    norm: 'normal',
+    poz: 'positive',
+  },
+  plus: { '1+': '1+', '2+': '2+', '3+': '3+', '4+': '4+', '+': '1+', '++': '2+', '+++': '3+', '++++': '4+' },
+};
+
+const ORDINAL_LOOKUP: ReadonlyMap<string, OrdinalGrade> = new Map(
+  Object.values(ORDINAL_VOCABULARY).flatMap((words) => Object.entries(words)),
+);
+
+/** The canonical grade of a whole result text (`Negativo` → negative), or null. */
+export function ordinalGrade(text: string): OrdinalGrade | null {
+  return ORDINAL_LOOKUP.get(text.trim().toLowerCase()) ?? null;
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Value parsing
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export type Comparator = '<' | '<=' | '>' | '>=';
+
+export interface StripValue {
+  /** The exact number the text states, or null (ordinal, approximate, free text). */
+  value: number | null;
+  comparator: Comparator | null;
+  /** The unit as the device wrote it (`mg/dL`, `Hem/uL`, `E.U./dL`), or null. */
+  unit: string | null;
+  /** UCUM for `unit` when there is a faithful one; never for Ehrlich units. */
+  ucum: string | null;
+  /** What `unit` measures, when known. */
+  kind: QuantityKind | null;
+  /** The device's text, with only the surrounding padding removed. */
+  text: string;
+  /** The canonical ordinal grade, when the whole text is an ordinal word. */
+  ordinal: OrdinalGrade | null;
+  /** The device marked the number as approximate (`Apr 200`, `Ca 10`): `value` stays null. */
+  approximate: boolean;
+}
+
+/** Device unit (lower-cased, `µ` as `u`) → UCUM and kind. Data; add a row for a new spelling. */
+const UNIT_TABLE: Readonly<Record<string, { ucum: string | null; kind: QuantityKind }>> = {
+  'mg/dl': { ucum: 'mg/dL', kind: 'mass-concentration' },
+  'mg/l': { ucum: 'mg/L', kind: 'mass-concentration' },
+  'g/l': { ucum: 'g/L', kind: 'mass-concentration' },
+  'g/dl': { ucum: 'g/dL', kind: 'mass-concentration' },
+  'mmol/l': { ucum: 'mmol/L', kind: 'substance-concentration' },
+  'umol/l': { ucum: 'umol/L', kind: 'substance-concentration' },
+  // Ehrlich units: about 1 mg/dL of urobilinogen (research note §3.4), but UCUM has no unit for
+  // them, so `ucum` stays null; the mass/volume code is still the one labs use for them.
+  'e.u./dl': { ucum: null, kind: 'mass-concentration' },
+  'eu/dl': { ucum: null, kind: 'mass-concentration' },
+  '/ul': { ucum: '/uL', kind: 'count-concentration' },
+  'ery/ul': { ucum: '/uL', kind: 'count-concentration' },
+  'hem/ul': { ucum: '/uL', kind: 'count-concentration' },
+  'rbc/ul': { ucum: '/uL', kind: 'count-concentration' },
+  'leu/ul': { ucum: '/uL', kind: 'count-concentration' },
+  'wbc/ul': { ucum: '/uL', kind: 'count-concentration' },
+  'cells/ul': { ucum: '/uL', kind: 'count-concentration' },
+  'mg/g': { ucum: 'mg/g', kind: 'mass-ratio' },
+  'mg/mmol': { ucum: 'mg/mmol', kind: 'mass-ratio' },
+  ph: { ucum: '[pH]', kind: 'ph' },
+};
+
+/** `mg/dL` → its UCUM code and kind, or null when the spelling is not known. */
+export function unitInfo(unit: string): { ucum: string | null; kind: QuantityKind } | null {
+  return UNIT_TABLE[unit.trim().toLowerCase().replace(/µ|μ/g, 'u')] ?? null;
+}
+
+const COMPARATORS: Readonly<Record<string, Comparator>> = { '>=': '>=', '≥': '>=', '=>': '>=', '<=': '<=', '≤': '<=', '=<': '<=', '>': '>', '<': '<' };
+/** Words readers put before a number they call approximate: `Apr` (es/en Status), `Ca`/`ca.` (de). */
+const APPROX = /^(?:apr\.?|aprox\.?|approx\.?|ca\.?|~)\s*/i;
+const NUMBER_WITH_UNIT = /^(>=|<=|=>|=<|≥|≤|>|<)?\s*(\d+(?:\.\d+)?)(?:\s*(\S+(?:\s\S+)?))?$/;
+
+/**
+ * A reader's result text → value, comparator and unit, only where they are exact:
+ *   `>=300 mg/dL` → {comparator '>=', value 300, unit 'mg/dL'}; `1.020` → {value 1.02};
+ *   `pH 6.5` → {value 6.5, unit 'pH'}; `Apr 200 Hem/uL` → {value null, unit 'Hem/uL', approximate};
+ *   `1+`, `Negative`, `Trace-intact` → text only (with `ordinal` set when the word is known).
+ * `text` is always the device's text with only the surrounding padding removed. Never throws.
+ */
+export function parseStripValue(raw: string): StripValue {
+  const text = raw.trim();
+  const out: StripValue = { value: null, comparator: null, unit: null, ucum: null, kind: null, text, ordinal: ordinalGrade(text), approximate: false };
+  if (out.ordinal !== null || text === '') return out;
+  let rest = text;
+  const approx = APPROX.exec(rest);
+  // `Ca` only counts as "approximately" when a number follows (`Ca 10 Ery/uL`).
+  if (approx && /^\d/.test(rest.slice(approx[0].length))) {
+    out.approximate = true;
+    rest = rest.slice(approx[0].length);
+  }
+  const ph = /^ph\s+(\d+(?:\.\d+)?)$/i.exec(rest);
+  if (ph) {
+    if (!out.approximate) out.value = Number(ph[1]);
+    out.unit = 'pH';
+    out.ucum = '[pH]';
+    out.kind = 'ph';
+    return out;
+  }
+  const m = NUMBER_WITH_UNIT.exec(rest);
+  if (!m) return out;
+  const unit = m[3] ?? null;
+  const info = unit !== null ? unitInfo(unit) : null;
+  if (unit !== null && info === null) return out; // a word we do not understand after the number: text only
+  if (!out.approximate) {
+    out.value = Number(m[2]);
+    out.comparator = m[1] !== undefined ? COMPARATORS[m[1]]! : null;
+  }
+  out.unit = unit;
+  out.ucum = info?.ucum ?? null;
+  out.kind = info?.kind ?? null;
+  return out;
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Coding
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export type StripMethod = 'automated' | 'strip';
+
+/** The kinds of a bare number (no unit) for the analytes that report one. */
+const UNITLESS_KIND: Partial<Record<UrineAnalyteCode, QuantityKind>> = { SG: 'specific-gravity', PH: 'ph' };
+
+/**
+ * The LOINC code for one parsed result of `analyte`: the quantitative code when the result is a
+ * quantity of the code's kind, the presence code for an ordinal result; the automated-strip code
+ * when known and `method` is automated, else the strip code. Null when no code fits.
+ */
+export function loincFor(analyte: UrineAnalyteCode, v: StripValue, method: StripMethod = 'automated'): LoincCode | null {
+  const a = URINE_ANALYTES[analyte];
+  const methods = method === 'automated' ? [a.automated, a.strip] : [a.strip];
+  if (a.freeText) return a.strip.ordinal;
+  const numeric = v.value !== null || v.comparator !== null || v.approximate;
+  const kind = v.kind ?? (numeric && v.unit === null ? (UNITLESS_KIND[analyte] ?? null) : null);
+  // A number with no unit for an analyte that needs one (`GLU 100`): which code is unknown.
+  if (numeric && kind === null) return null;
+  const quantity = kind !== null;
+  for (const m of methods) {
+    if (quantity) {
+      if (m.quantitative && m.quantitative.kind === kind) return m.quantitative;
+    } else if (m.ordinal) return m.ordinal;
+  }
+  // A quantity of another kind than any code's (µmol/L urobilinogen): no code rather than a wrong one.
+  if (quantity) return null;
+  // An ordinal result of an analyte with no presence code (SG, pH): none.
+  return null;
+}
+
+/** The UCUM of a parsed result: the unit's UCUM, or the analyte's own for unitless SG / pH numbers. */
+export function ucumFor(analyte: UrineAnalyteCode, v: StripValue): string | null {
+  if (v.unit !== null) return v.ucum;
+  if ((v.value !== null || v.comparator !== null) && UNITLESS_KIND[analyte]) return URINE_ANALYTES[analyte].ucum;
+  return null;
+}
