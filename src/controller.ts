@@ -12,6 +12,7 @@ import { EmbeddedBroker } from './mqtt/embedded-broker.ts';
 import { Topics } from './mqtt/topics.ts';
 import { Store } from './store/store.ts';
 import { StoreWriter } from './store/writer.ts';
+import type { HidTransportExtras } from './transports/hid.ts';
 
 export interface ControllerOptions {
   log: Logger;
@@ -19,6 +20,8 @@ export interface ControllerOptions {
   now?: () => Date;
   /** Called when the daemon cannot go on (the store's writer died): the caller should exit non-zero. */
   onFatal?: (error: Error) => void;
+  /** Transport overrides for tests, e.g. an injected HID opener (no HID device exists in CI). */
+  transportExtras?: { hid?: HidTransportExtras };
 }
 
 /**
@@ -107,6 +110,7 @@ export class Controller {
       drivers: options.drivers,
       stats: new Stats(),
       now,
+      transportExtras: options.transportExtras,
     };
     this.services = services;
     const mqtt = this.mqtt;

@@ -118,7 +118,7 @@ export class DeviceManager implements Extension {
       simulator.attach(pair.device);
       transport = pair.host;
     } else {
-      transport = createTransport(config.transport, driver.serialDefaults);
+      transport = createTransport(config.transport, driver.serialDefaults, this.s.transportExtras);
     }
     const stored = this.s.store.deviceState(config.id);
     const state: DeviceState = {

@@ -6,6 +6,7 @@ import type { MqttConnection } from '../mqtt/connection.ts';
 import type { Topics } from '../mqtt/topics.ts';
 import type { Store } from '../store/store.ts';
 import type { StoreWriter } from '../store/writer.ts';
+import type { HidTransportExtras } from '../transports/hid.ts';
 
 /** Counters behind `bridge/health`. */
 export class Stats {
@@ -30,6 +31,8 @@ export interface Services {
   drivers: readonly DriverDefinition[];
   stats: Stats;
   now: () => Date;
+  /** Transport overrides (tests inject an HID opener here); absent in production. */
+  transportExtras?: { hid?: HidTransportExtras } | undefined;
 }
 
 /**

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { drivers } from '../../drivers/index.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import type { PoctdConfig } from '../../src/config/types.ts';
-import { Controller } from '../../src/controller.ts';
+import { Controller, type ControllerOptions } from '../../src/controller.ts';
 import { createLogger } from '../../src/logger.ts';
 
 /** Three readings as a meter holds them, newest first on the wire; one is a control run. */
@@ -44,9 +44,12 @@ export class LogCapture extends Writable {
   }
 }
 
-export async function startDaemon(config: PoctdConfig): Promise<{ controller: Controller; logs: LogCapture }> {
+export async function startDaemon(
+  config: PoctdConfig,
+  extra: Pick<ControllerOptions, 'transportExtras'> = {},
+): Promise<{ controller: Controller; logs: LogCapture }> {
   const logs = new LogCapture();
-  const controller = new Controller(config, { log: createLogger('debug', logs), drivers });
+  const controller = new Controller(config, { log: createLogger('debug', logs), drivers, ...extra });
   await controller.start();
   return { controller, logs };
 }
