@@ -516,10 +516,19 @@ class AbortedError extends Error {}
 
 type Reply = { ok: true; message: Ultra2Message } | { ok: false; timeout: boolean; code: string };
 
+/**
+ * Errors found after the checksum matched: the line arrived as the meter sent it, so it is the
+ * meter's content that cannot be read, and a retry cannot help.
+ */
+function isContentError(code: Ultra2ErrorCode): boolean {
+  return code === 'invalid-response' || code === 'invalid-date' || code === 'invalid-serial';
+}
+
 export interface DownloadResult {
   inserted: number;
   duplicates: number;
   records: number;
+  unreadable: number;
 }
 
 export interface ClockSyncResult {
@@ -528,6 +537,9 @@ export interface ClockSyncResult {
   clock_skew_s: number;
   previous_skew_s: number | null;
 }
+
+/** Commands that may wait behind the one talking to the meter; more are refused as busy. */
+const MAX_WAITING_COMMANDS = 8;
 
 class Ultra2Session implements DriverSession {
   private readonly opts: Ultra2SessionOptions;
@@ -540,7 +552,8 @@ class Ultra2Session implements DriverSession {
   /** The exchanges of the download in progress. It becomes the capture committed with its records. */
   private transcript: Exchange[] | null = null;
   private chain: Promise<unknown> = Promise.resolve();
-  private autoQueued = false;
+  private pendingDownload: Promise<DownloadResult | null> | null = null;
+  private waiting = 0;
   private pollTimer: NodeJS.Timeout | null = null;
   private started = false;
   private stopped = false;
@@ -601,7 +614,7 @@ class Ultra2Session implements DriverSession {
     if (this.stopped) throw new Error('onetouch-ultra2: the session is stopped');
     switch (verb) {
       case 'download':
-        return this.enqueue(() => this.download('request'));
+        return this.queueDownload('request');
       case 'clock/sync':
         return this.enqueue(() => this.syncClock());
       case 'status':
@@ -613,24 +626,50 @@ class Ultra2Session implements DriverSession {
 
   // ── scheduling ──
 
-  /** One conversation at a time: every command waits for the one before it. */
+  /**
+   * One conversation at a time: every command waits for the one before it. The line is short: a
+   * dashboard that repeats a request while the meter is slow gets "busy", not a growing queue.
+   */
   private enqueue<T>(job: () => Promise<T>): Promise<T> {
+    if (this.waiting >= MAX_WAITING_COMMANDS) {
+      return Promise.reject(new Error(`onetouch-ultra2: the meter is busy (${this.waiting} commands already waiting)`));
+    }
+    this.waiting++;
     // A command still waiting when the session stops must not talk to the meter afterwards.
-    const guarded = (): Promise<T> => (this.stopped ? Promise.reject(new AbortedError('the session stopped')) : job());
+    const guarded = (): Promise<T> => {
+      this.waiting--;
+      return this.stopped ? Promise.reject(new AbortedError('the session stopped')) : job();
+    };
     const run = this.chain.then(guarded, guarded);
     this.chain = run.catch(() => undefined);
     return run;
   }
 
-  /** Connect and poll triggers: at most one waiting, and failures are reported as events only. */
-  private autoDownload(trigger: string): void {
-    if (this.stopped || this.autoQueued || !this.transport.isOpen) return;
-    this.autoQueued = true;
-    this.enqueue(() => {
-      this.autoQueued = false;
-      if (this.stopped || !this.transport.isOpen) return Promise.resolve(null);
+  /**
+   * A download that is already waiting to start serves every later request too: the meter's whole
+   * memory is read each time, so a second one in the queue would only repeat it.
+   */
+  private queueDownload(trigger: string): Promise<DownloadResult | null> {
+    if (this.pendingDownload) return this.pendingDownload;
+    const pending = this.enqueue(() => {
+      this.pendingDownload = null;
+      if (this.stopped || !this.transport.isOpen) {
+        return trigger === 'request' ? Promise.reject(new Error('onetouch-ultra2: the transport is not open')) : Promise.resolve(null);
+      }
       return this.download(trigger);
-    }).catch(() => undefined);
+    });
+    this.pendingDownload = pending;
+    // Enqueue may refuse synchronously-in-a-promise (busy): then nothing is waiting.
+    pending.catch(() => {
+      if (this.pendingDownload === pending) this.pendingDownload = null;
+    });
+    return pending;
+  }
+
+  /** Connect and poll triggers: failures are reported as events only. */
+  private autoDownload(trigger: string): void {
+    if (this.stopped || !this.transport.isOpen) return;
+    this.queueDownload(trigger).catch(() => undefined);
   }
 
   // ── host calls that must never throw into the session ──
@@ -763,7 +802,12 @@ class Ultra2Session implements DriverSession {
   }
 
   /** DMP: the header, then exactly `count` readings. The whole dump is asked again on any fault. */
-  private async readDump(): Promise<{ header: Extract<Ultra2Message, { type: 'dump-header' }>; readings: Ultra2Reading[] }> {
+  private async readDump(): Promise<{
+    header: Extract<Ultra2Message, { type: 'dump-header' }>;
+    readings: Ultra2Reading[];
+    /** Lines with a good checksum that are no valid reading: quarantined, not stored. */
+    unreadable: number;
+  }> {
     let lastCode = 'invalid-response';
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
       if (attempt > 0) await this.drain();
@@ -779,6 +823,7 @@ class Ultra2Session implements DriverSession {
       // At most ~10 progress events per download, none for a few new readings.
       const step = Math.max(50, Math.ceil(total / 10));
       const readings: Ultra2Reading[] = [];
+      let unreadable = 0;
       let fault: string | null = null;
       for (let i = 0; i < total; i++) {
         const item = await this.nextItem(this.opts.reply_timeout_ms);
@@ -795,6 +840,12 @@ class Ultra2Session implements DriverSession {
         const r = decodeLine(item.bytes);
         if (!r.ok) {
           this.badLine(item.bytes, r.error.code, r.error.detail);
+          if (isContentError(r.error.code)) {
+            // The checksum holds, so this is what the meter has in memory: asking again brings
+            // the same line back. It stays in quarantine; the readings around it are stored.
+            unreadable++;
+            continue;
+          }
           fault = r.error.code;
           continue;
         }
@@ -810,7 +861,7 @@ class Ultra2Session implements DriverSession {
           this.emit('download_progress', `${n} of ${total} readings`, { received: n, total });
         }
       }
-      if (!fault) return { header, readings };
+      if (!fault) return { header, readings, unreadable };
       lastCode = fault;
     }
     if (lastCode === 'timeout') throw new NoAnswerError('no answer to DMP: the meter stopped answering');
@@ -864,12 +915,13 @@ class Ultra2Session implements DriverSession {
       }
       const at = this.host.now().toISOString();
       this.patch({ status: 'ok', status_detail: null, record_count: dump.header.count, last_download: at, last_seen: at });
-      this.emit('download_finished', `downloaded ${drafts.length} readings: ${stored.inserted} new, ${stored.duplicates} already stored`, {
-        records: drafts.length,
-        inserted: stored.inserted,
-        duplicates: stored.duplicates,
-      });
-      return { inserted: stored.inserted, duplicates: stored.duplicates, records: drafts.length };
+      const skipped = dump.unreadable ? `; ${dump.unreadable} unreadable lines kept in quarantine` : '';
+      this.emit(
+        'download_finished',
+        `downloaded ${drafts.length} readings: ${stored.inserted} new, ${stored.duplicates} already stored${skipped}`,
+        { records: drafts.length, inserted: stored.inserted, duplicates: stored.duplicates, unreadable: dump.unreadable },
+      );
+      return { inserted: stored.inserted, duplicates: stored.duplicates, records: drafts.length, unreadable: dump.unreadable };
     } catch (err) {
       this.transcript = null;
       throw this.failed(err, started ? 'download_failed' : null);
@@ -1150,6 +1202,7 @@ export class Ultra2Simulator implements DeviceSimulator {
   off: boolean | 'nul';
   /** Lines sent from now on with a wrong checksum: 0 is the next line. */
   private readonly corruptAt = new Set<number>();
+  private readonly garbleAt = new Set<number>();
   private linesSent = 0;
   /** Every command received, in order (tests read it). */
   readonly received: string[] = [];
@@ -1191,6 +1244,14 @@ export class Ultra2Simulator implements DeviceSimulator {
   /** Sends one line with a wrong checksum: the `index`-th line from now (0 = the next). */
   corruptLine(index: number): void {
     this.corruptAt.add(this.linesSent + index);
+  }
+
+  /**
+   * Sends one reading line dated 30 February, with a checksum that matches: what a meter with a
+   * damaged memory cell sends every time it is asked. `index` counts lines as in `corruptLine`.
+   */
+  garbleLine(index: number): void {
+    this.garbleAt.add(this.linesSent + index);
   }
 
   /** The meter's naive clock now. */
@@ -1291,6 +1352,7 @@ export class Ultra2Simulator implements DeviceSimulator {
     this.enqueueWrites(
       bodies.map((body) => {
         const n = this.linesSent++;
+        if (this.garbleAt.delete(n)) return ultra2Line(body.replace(/"\d{2}\/\d{2}\/(\d{2})"/, '"02/30/$1"'));
         if (!this.corruptAt.delete(n)) return ultra2Line(body);
         return ultra2Line(body, ultra2Checksum(body) + 1);
       }),

@@ -535,7 +535,7 @@ describe('session', () => {
     expect(r.host.state.clock_skew_flagged).toBe(false);
     expect(Math.abs(r.host.state.clock_skew_s!)).toBeLessThanOrEqual(2);
     expect(r.host.types()).toEqual(['download_started', 'download_progress', 'download_finished']);
-    expect(r.host.events.at(-1)!.data).toEqual({ records: 3, inserted: 3, duplicates: 0 });
+    expect(r.host.events.at(-1)!.data).toEqual({ records: 3, inserted: 3, duplicates: 0, unreadable: 0 });
     await teardown(r);
   });
 
@@ -544,7 +544,7 @@ describe('session', () => {
     await r.session.start();
     await r.host.until(() => r.host.commits.length === 1);
     const result = await r.session.command('download', {});
-    expect(result).toEqual({ inserted: 3, duplicates: 0, records: 3 });
+    expect(result).toEqual({ inserted: 3, duplicates: 0, records: 3, unreadable: 0 });
     expect(r.host.commits).toHaveLength(2);
     expect(r.host.state.display_unit).toBe('mmol/L');
     expect(r.host.commits[1]!.drafts[0]!.observations[0]!.unit).toBe('mg/dL');
@@ -566,8 +566,47 @@ describe('session', () => {
     await r.session.start();
     const [a, b] = await Promise.all([r.session.command('download', {}), r.session.command('download', {})]);
     expect(a).toEqual(b);
+    // The download on start, then one more: the second request joined the first while it waited.
     const cycle = ['DM?', 'DM@', 'DMF', 'DMSU?', 'DMP'];
-    expect(r.sim.received).toEqual([...cycle, ...cycle, ...cycle]);
+    expect(r.sim.received).toEqual([...cycle, ...cycle]);
+    await teardown(r);
+  });
+
+  it('requests that pile up while the meter is busy join the waiting download, and past 8 waiting commands are refused', async () => {
+    const r = await rig({ line_delay_ms: 20 });
+    await r.session.start();
+    const downloads = Array.from({ length: 50 }, () => r.session.command('download', {}));
+    const clocks = Array.from({ length: 10 }, () => r.session.command('clock/sync', {}).then(
+      () => 'ok',
+      (e: Error) => e.message,
+    ));
+    const results = await Promise.all(downloads);
+    expect(new Set(results).size).toBe(1); // one download served all fifty
+    const outcomes = await Promise.all(clocks);
+    // Waiting: the queued download and seven clock/syncs; the other three are told the meter is busy.
+    expect(outcomes.filter((o) => o === 'ok')).toHaveLength(7);
+    expect(outcomes.filter((o) => /busy \(8 commands already waiting\)/.test(o))).toHaveLength(3);
+    expect(r.sim.received.filter((c) => c === 'DMP')).toHaveLength(2);
+    await teardown(r);
+  });
+
+  it('a reading line with a good checksum but no valid reading is quarantined, and the readings around it are stored', async () => {
+    const r = await rig({}, {}, { open: false });
+    await r.session.start();
+    r.sim.garbleLine(4 + 2); // DM?, DM@, DMF, DMSU?, then the DMP header and the 2nd reading
+    await r.hostEnd.open();
+    await r.host.until(() => r.host.types().includes('download_finished'));
+    // Asking again would bring the same line back: the dump is read once.
+    expect(r.sim.received).toEqual(['DM?', 'DM@', 'DMF', 'DMSU?', 'DMP']);
+    expect(r.host.commits).toHaveLength(1);
+    expect(r.host.commits[0]!.drafts).toHaveLength(2);
+    expect(r.host.quarantined.map((q) => q.reason)).toEqual(['invalid-date']);
+    const finished = r.host.events.find((e) => e.type === 'download_finished')!;
+    expect(finished.data).toMatchObject({ records: 2, unreadable: 1 });
+    expect(finished.message).toMatch(/1 unreadable lines kept in quarantine/);
+    // The next download reads the same line again: the same two records, nothing new, no loop.
+    await r.session.command('download', {});
+    expect(r.host.commits).toHaveLength(2);
     await teardown(r);
   });
 
