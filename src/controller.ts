@@ -5,6 +5,7 @@ import type { DriverDefinition } from './driver-sdk/index.ts';
 import { EventBus } from './event-bus.ts';
 import { Bridge, makeEvent } from './extensions/bridge.ts';
 import { DeviceManager } from './extensions/device-manager.ts';
+import { HotPlug, type PortLister } from './extensions/hot-plug.ts';
 import { Stats, type Extension, type Services } from './extensions/extension.ts';
 import { ResultPublisher } from './extensions/result-publisher.ts';
 import { MqttConnection } from './mqtt/connection.ts';
@@ -22,6 +23,8 @@ export interface ControllerOptions {
   onFatal?: (error: Error) => void;
   /** Transport overrides for tests, e.g. an injected HID opener (no HID device exists in CI). */
   transportExtras?: { hid?: HidTransportExtras };
+  /** Replaces the USB device listing that hot-plug polls (tests plug and unplug devices with it). */
+  portLister?: PortLister;
 }
 
 /**
@@ -51,6 +54,10 @@ export class Controller {
 
   get deviceManager(): DeviceManager | undefined {
     return this.extensions.find((e): e is DeviceManager => e instanceof DeviceManager);
+  }
+
+  get hotPlug(): HotPlug | undefined {
+    return this.extensions.find((e): e is HotPlug => e instanceof HotPlug);
   }
 
   async start(): Promise<void> {
@@ -137,7 +144,13 @@ export class Controller {
       this.bus.emit('bridgeEvent', makeEvent('mqtt_error', null, `MQTT: ${error.message}`, now()));
     });
 
-    this.extensions = [new Bridge(services), new ResultPublisher(services), new DeviceManager(services)];
+    const deviceManager = new DeviceManager(services);
+    this.extensions = [
+      new Bridge(services),
+      new ResultPublisher(services),
+      deviceManager,
+      new HotPlug(services, deviceManager, options.portLister),
+    ];
     mqtt.start();
     for (const extension of this.extensions) {
       await extension.start();

@@ -80,6 +80,7 @@ export const DEFAULT_CONFIG: Readonly<PoctdConfig> = deepFreeze<PoctdConfig>({
   log: { level: 'info' },
   health_interval_s: 60,
   devices: [],
+  auto_detect: { interval_s: 2, allow: [] },
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -434,11 +435,23 @@ function semanticProblems(cfg: Record<string, unknown>, ctx: ParseContext): { to
     out.push({ tokens: ['mqtt', 'embedded', 'ws_port'], message: `must differ from port (${embedded.port})` });
   }
 
+  const known = ctx.knownDrivers ? [...ctx.knownDrivers].sort() : undefined;
+  const unknownDriver = (driver: string): string =>
+    `unknown driver ${JSON.stringify(driver)} (known: ${known && known.length > 0 ? known.join(', ') : 'none'})`;
+  const autoDetect = isPlainObject(cfg.auto_detect) ? cfg.auto_detect : {};
+  checkZone(autoDetect.timezone, ['auto_detect', 'timezone'], out);
+  if (Array.isArray(autoDetect.allow)) {
+    autoDetect.allow.forEach((rule: unknown, i: number) => {
+      if (isPlainObject(rule) && known && typeof rule.driver === 'string' && rule.driver !== '' && !known.includes(rule.driver)) {
+        out.push({ tokens: ['auto_detect', 'allow', i, 'driver'], message: unknownDriver(rule.driver) });
+      }
+    });
+  }
+
   if (!Array.isArray(cfg.devices)) return out;
   const ids = new Map<string, number>();
   const serialPaths = new Map<string, number>();
   const listeners: { index: number; port: number; bind: string }[] = [];
-  const known = ctx.knownDrivers ? [...ctx.knownDrivers].sort() : undefined;
 
   cfg.devices.forEach((dev: unknown, i: number) => {
     if (!isPlainObject(dev)) return;
@@ -449,10 +462,7 @@ function semanticProblems(cfg: Record<string, unknown>, ctx: ParseContext): { to
       else ids.set(dev.id, i);
     }
     if (known && typeof dev.driver === 'string' && dev.driver !== '' && !known.includes(dev.driver)) {
-      out.push({
-        tokens: at('driver'),
-        message: `unknown driver ${JSON.stringify(dev.driver)} (known: ${known.length > 0 ? known.join(', ') : 'none'})`,
-      });
+      out.push({ tokens: at('driver'), message: unknownDriver(dev.driver) });
     }
     checkZone(dev.timezone, at('timezone'), out);
 
@@ -609,6 +619,7 @@ export function parseConfig(yamlText: string, opts: ParseConfigOptions = {}): Po
     const v = config.mqtt[k];
     if (typeof v === 'string') config.mqtt[k] = resolveFile(v, baseDir);
   }
+  for (const rule of config.auto_detect.allow) if (rule.usb !== undefined) rule.usb = rule.usb.toLowerCase();
   for (const dev of config.devices as DeviceConfig[]) {
     const t = dev.transport;
     if (t.type === 'hid') {

@@ -41,6 +41,21 @@ export interface MqttConfig {
 
 export type PatientIdPolicy = 'publish' | 'hash' | 'omit';
 
+/** Every field given must match; see `auto_detect.allow` in the config schema. */
+export interface AutoDetectRule {
+  driver?: string;
+  /** `vvvv:pppp`, lowercase hex after loading. */
+  usb?: string;
+  serial?: string;
+}
+
+export interface AutoDetectConfig {
+  interval_s: number;
+  timezone?: string;
+  poll_interval?: number;
+  allow: AutoDetectRule[];
+}
+
 export interface PoctdConfig {
   site: string;
   /** Default zone for devices that keep naive local time. */
@@ -51,4 +66,5 @@ export interface PoctdConfig {
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
   health_interval_s: number;
   devices: DeviceConfig[];
+  auto_detect: AutoDetectConfig;
 }

@@ -4,6 +4,7 @@ import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost } fr
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
 import { DEVICE_STATE_SCHEMA, type Availability, type DeviceState } from '../records/types.ts';
 import { CommitQueue } from '../store/commit-queue.ts';
+import { normalizeUsbId } from '../transports/discovery.ts';
 import { createTransport } from '../transports/index.ts';
 import { memoryPair } from '../transports/memory.ts';
 import type { ByteTransport } from '../transports/transport.ts';
@@ -30,6 +31,27 @@ interface ManagedDevice {
   availability: Availability;
   lastTransportError: string | null;
   statePublishQueued: boolean;
+  /** Unplugged (hot-plug): no session, kept so `bridge/devices` shows it offline. */
+  removed: boolean;
+}
+
+/** The reason a driver gives for a USB id it recognises but cannot read, if this transport names one. */
+function unsupportedReason(driver: DriverDefinition, transport: DeviceConfig['transport']): string | null {
+  if (transport.type !== 'hid' || !transport.vendor_id || !transport.product_id) return null;
+  const vid = normalizeUsbId(transport.vendor_id);
+  const pid = normalizeUsbId(transport.product_id);
+  return driver.usb.find((m) => normalizeUsbId(m.vendorId) === vid && normalizeUsbId(m.productId) === pid)?.unsupported ?? null;
+}
+
+/** The session of a device that cannot be read: every command says why. */
+function refusingSession(reason: string): DriverSession {
+  return {
+    start: async () => undefined,
+    stop: async () => undefined,
+    command: async () => {
+      throw new Error(reason);
+    },
+  };
 }
 
 /**
@@ -64,6 +86,7 @@ export class DeviceManager implements Extension {
   async stop(): Promise<void> {
     this.unsubscribe.forEach((u) => u());
     for (const device of this.devices.values()) {
+      if (device.removed) continue;
       await device.session.stop().catch(() => undefined);
       device.simulator?.detach();
       await device.transport.close().catch(() => undefined);
@@ -87,7 +110,16 @@ export class DeviceManager implements Extension {
     }));
   }
 
-  private async addDevice(config: DeviceConfig): Promise<void> {
+  /**
+   * Starts a session for a device: the configured ones at start, and hot-plugged ones (which may
+   * come back under the id they had before they were unplugged).
+   */
+  async addDevice(config: DeviceConfig): Promise<void> {
+    const previous = this.devices.get(config.id);
+    if (previous && !previous.removed) {
+      this.event('config_error', config.id, `a device with id "${config.id}" is already running; not started twice`);
+      return;
+    }
     const driver = this.s.drivers.find((d) => d.id === config.driver);
     if (!driver) {
       this.event('config_error', config.id, `unknown driver "${config.driver}"; device not started`);
@@ -103,9 +135,13 @@ export class DeviceManager implements Extension {
     }
     const log = this.s.log.child({ component: `device:${config.id}`, driver: driver.id });
     const timezone = config.timezone ?? this.s.config.timezone;
+    const unsupported = unsupportedReason(driver, config.transport);
     let transport: ByteTransport;
     let simulator: DeviceSimulator | undefined;
-    if (config.transport.type === 'simulated') {
+    if (unsupported) {
+      // Recognised but unreadable: say so on the device state; never open it or start a session.
+      transport = memoryPair(`unsupported:${config.id}`).host;
+    } else if (config.transport.type === 'simulated') {
       const pair = memoryPair(`sim:${config.id}`);
       try {
         // A simulated meter keeps the device's configured local time unless told otherwise.
@@ -129,8 +165,8 @@ export class DeviceManager implements Extension {
       model: stored?.driver === driver.id ? stored.model : (driver.models[0] ?? null),
       serial: stored?.driver === driver.id ? stored.serial : null,
       firmware: stored?.driver === driver.id ? stored.firmware : null,
-      status: 'idle',
-      status_detail: null,
+      status: unsupported ? 'unsupported' : 'idle',
+      status_detail: unsupported,
       last_seen: stored?.last_seen ?? null,
       last_download: stored?.last_download ?? null,
       clock_skew_s: null,
@@ -149,7 +185,16 @@ export class DeviceManager implements Extension {
       availability: 'offline',
       lastTransportError: null,
       statePublishQueued: false,
+      removed: false,
     } as Omit<ManagedDevice, 'session'> as ManagedDevice;
+    if (unsupported) {
+      device.session = refusingSession(`${driver.id}: ${unsupported}`);
+      this.devices.set(config.id, device);
+      log.warn({ reason: unsupported }, 'device recognised but not supported');
+      this.event('device_error', config.id, `${driver.id}: this device cannot be read: ${unsupported}`, { reason: 'unsupported' });
+      this.updateState(device, {});
+      return;
+    }
     device.session = driver.createSession(this.sessionHost(device, log));
     this.devices.set(config.id, device);
 
@@ -184,6 +229,19 @@ export class DeviceManager implements Extension {
       this.event('port_missing', config.id, error.message);
       this.updateState(device, { status: 'port-missing', status_detail: error.message });
     });
+  }
+
+  /** Hot-plug: the device was unplugged. Its session ends; it stays listed, offline, until it returns. */
+  async removeDevice(id: string, reason: string): Promise<void> {
+    const device = this.devices.get(id);
+    if (!device || device.removed) return;
+    device.removed = true;
+    await device.session.stop().catch(() => undefined);
+    device.simulator?.detach();
+    await device.transport.close().catch(() => undefined);
+    device.transportOpen = false;
+    this.event('device_removed', id, `${device.driver.id} ${reason}`, { reason });
+    this.updateState(device, { status: reason, status_detail: null });
   }
 
   private sessionHost(device: ManagedDevice, log: Services['log']): SessionHost {
@@ -275,7 +333,7 @@ export class DeviceManager implements Extension {
   }
 
   private refreshAvailability(device: ManagedDevice): void {
-    const online = device.transportOpen && AVAILABLE_STATUSES.has(device.state.status);
+    const online = !device.removed && device.transportOpen && AVAILABLE_STATUSES.has(device.state.status);
     this.setAvailability(device, online ? 'online' : 'offline');
   }
 
@@ -333,6 +391,7 @@ export class DeviceManager implements Extension {
       const { transaction: _t, ...rest } = request;
       params = rest;
       if (!device) throw new Error(`unknown device "${deviceId}"`);
+      if (device.removed) throw new Error(`device "${deviceId}" is unplugged`);
       if (!(verb in device.driver.commands)) {
         throw new Error(`${device.driver.id} has no command "${verb}" (known: ${Object.keys(device.driver.commands).join(', ')})`);
       }

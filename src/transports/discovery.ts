@@ -23,6 +23,8 @@ export interface SerialPortListing {
   byIdPath: string | null;
   /** Ids of the drivers whose USB list has this vendor:product. */
   drivers: string[];
+  /** Set when a driver recognises the device but cannot read it (the reason). */
+  unsupported?: string | null;
 }
 
 export interface HidDeviceListing {
@@ -33,6 +35,7 @@ export interface HidDeviceListing {
   product: string | null;
   serialNumber: string | null;
   drivers: string[];
+  unsupported?: string | null;
 }
 
 export interface PortListing {
@@ -89,6 +92,21 @@ export function matchDrivers(
     if (hit && !ids.includes(driver.id)) ids.push(driver.id);
   }
   return ids;
+}
+
+/** The reason a matching driver gives for not reading this USB id, if any. */
+export function unsupportedReason(
+  vendorId: string | number | null | undefined,
+  productId: string | number | null | undefined,
+  driverList: readonly DriverDefinition[] = registeredDrivers,
+): string | null {
+  const vid = normalizeUsbId(vendorId);
+  const pid = normalizeUsbId(productId);
+  for (const driver of driverList) {
+    const m = driver.usb.find((u) => normalizeUsbId(u.vendorId) === vid && normalizeUsbId(u.productId) === pid && u.unsupported);
+    if (m?.unsupported) return `${driver.id}: ${m.unsupported}`;
+  }
+  return null;
 }
 
 function errorText(err: unknown): string {
@@ -157,6 +175,7 @@ export async function listPorts(options: ListPortsOptions = {}): Promise<PortLis
       pnpId: info.pnpId ?? null,
       byIdPath: byId.get(resolved) ?? null,
       drivers: matchDrivers(vendorId, productId, driverList),
+      unsupported: unsupportedReason(vendorId, productId, driverList),
     });
   }
 
@@ -182,6 +201,7 @@ export async function listPorts(options: ListPortsOptions = {}): Promise<PortLis
       product: info.product ?? null,
       serialNumber: info.serialNumber ?? null,
       drivers: matchDrivers(vendorId, productId, driverList),
+      unsupported: unsupportedReason(vendorId, productId, driverList),
     });
   }
 
@@ -202,7 +222,8 @@ function table(header: string[], rows: string[][]): string[] {
 
 const dash = (v: string | null): string => (v === null || v === '' ? '-' : v);
 const usbId = (vid: string | null, pid: string | null): string => (vid && pid ? `${vid}:${pid}` : '-');
-const driverCell = (ids: string[]): string => (ids.length ? ids.join(', ') : '-');
+const driverCell = (ids: string[], unsupported?: string | null): string =>
+  ids.length ? ids.join(', ') + (unsupported ? ' (not supported)' : '') : '-';
 
 /** A human table for `poctd ports`; always says something, even when nothing is present. */
 export function formatPortListing(listing: PortListing): string {
@@ -216,7 +237,7 @@ export function formatPortListing(listing: PortListing): string {
       usbId(p.vendorId, p.productId),
       dash(p.manufacturer),
       dash(p.serialNumber),
-      driverCell(p.drivers),
+      driverCell(p.drivers, p.unsupported),
     ]);
     out.push(...table(['PATH', 'USB ID', 'MANUFACTURER', 'SERIAL', 'DRIVERS'], rows).map((l) => `  ${l}`));
     const stable = listing.serial.filter((p) => p.byIdPath);
@@ -236,9 +257,15 @@ export function formatPortListing(listing: PortListing): string {
       dash(d.manufacturer),
       dash(d.product),
       dash(d.serialNumber),
-      driverCell(d.drivers),
+      driverCell(d.drivers, d.unsupported),
     ]);
     out.push(...table(['PATH', 'USB ID', 'MANUFACTURER', 'PRODUCT', 'SERIAL', 'DRIVERS'], rows).map((l) => `  ${l}`));
+  }
+  const unsupported = [...listing.serial, ...listing.hid].filter((d) => d.unsupported);
+  if (unsupported.length) {
+    out.push('');
+    out.push('Recognised but cannot be read:');
+    for (const d of unsupported) out.push(`  ${d.path ?? '-'} ${usbId(d.vendorId, d.productId)}: ${d.unsupported}`);
   }
   const matched = listing.serial.some((p) => p.drivers.length) || listing.hid.some((d) => d.drivers.length);
   const anyUsb = listing.serial.some((p) => p.vendorId !== null) || listing.hid.length > 0;

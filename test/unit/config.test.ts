@@ -307,6 +307,18 @@ describe('error messages', () => {
     expect(parseConfig(text, { env: {} }).devices).toHaveLength(2);
   });
 
+  it('auto_detect: rules name a known driver, a vendor:product id or a serial; ids are lowercased', () => {
+    const text = 'auto_detect:\n  allow:\n    - { usb: "1A61:3460" }\n    - { driver: nope }\n';
+    expect(problemsOf(text, { knownDrivers: ['a'] }).message).toBe('auto_detect.allow[1].driver: unknown driver "nope" (known: a)');
+    expect(parseConfig('auto_detect: { allow: [ { usb: "1A61:3460" } ] }\n', { env: {} }).auto_detect).toEqual({
+      interval_s: 2,
+      allow: [{ usb: '1a61:3460' }],
+    });
+    expect(problemsOf('auto_detect: { allow: [ { usb: "1a61-3460" } ] }\n').message).toMatch(/^auto_detect\.allow\[0\]\.usb: /);
+    expect(problemsOf('auto_detect: { allow: [ {} ] }\n').message).toMatch(/^auto_detect\.allow\[0\]: /);
+    expect(parseConfig('', { env: {} }).auto_detect).toEqual({ interval_s: 2, allow: [] });
+  });
+
   it('TLS cert and key come together; embedded broker credentials too', () => {
     expect(problemsOf('mqtt: { url: "mqtts://b", cert: c.pem }\n').message).toBe('mqtt.key: required when cert is set');
     expect(problemsOf('mqtt: { embedded: { username: dash } }\n').message).toBe(

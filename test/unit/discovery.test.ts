@@ -9,13 +9,16 @@ import {
 } from '../../src/transports/discovery.ts';
 import { HidUnavailableError, type NodeHidModule } from '../../src/transports/hid.ts';
 
-function fakeDriver(id: string, usb: Array<Pick<UsbMatch, 'vendorId' | 'productId'>>): DriverDefinition {
+function fakeDriver(id: string, usb: Array<Pick<UsbMatch, 'vendorId' | 'productId' | 'unsupported'>>): DriverDefinition {
   return { id, usb: usb.map((u) => ({ ...u, description: 'test' })) } as unknown as DriverDefinition;
 }
 
 const fakeDrivers = [
   fakeDriver('onetouch-ultra2', [{ vendorId: '067b', productId: '2303' }]),
-  fakeDriver('freestyle-libre', [{ vendorId: '1a61', productId: '3650' }]),
+  fakeDriver('freestyle-libre', [
+    { vendorId: '1a61', productId: '3650' },
+    { vendorId: '1a61', productId: '3950', unsupported: 'encrypted' },
+  ]),
   fakeDriver('clinitek-status', [
     { vendorId: '0403', productId: '6001' },
     { vendorId: '067B', productId: '2303' },
@@ -98,6 +101,16 @@ describe('formatPortListing', () => {
           serialNumber: 'JCMV1234',
           drivers: ['freestyle-libre'],
         },
+        {
+          path: '/dev/hidraw1',
+          vendorId: '1a61',
+          productId: '3950',
+          manufacturer: 'Abbott',
+          product: 'FreeStyle Libre 2',
+          serialNumber: null,
+          drivers: ['freestyle-libre'],
+          unsupported: 'freestyle-libre: the Libre 2 protocol is encrypted',
+        },
       ],
       problems: ['udev is not running'],
     };
@@ -117,6 +130,8 @@ describe('formatPortListing', () => {
     expect(hidLine).toContain('1a61:3650');
     expect(hidLine).toContain('FreeStyle Libre');
     expect(hidLine).toContain('freestyle-libre');
+    expect(lines.find((l) => l.startsWith('  /dev/hidraw1'))).toMatch(/freestyle-libre \(not supported\)$/);
+    expect(text).toContain('Recognised but cannot be read:\n  /dev/hidraw1 1a61:3950: freestyle-libre: the Libre 2 protocol is encrypted');
     expect(text).toContain('Problems:\n  - udev is not running');
     expect(text).not.toContain('No device matches');
   });
@@ -174,6 +189,7 @@ describe('listPorts', () => {
     const hid = {
       devices: () => [
         { vendorId: 0x1a61, productId: 0x3650, path: '/dev/hidraw1', manufacturer: 'Abbott', product: 'Libre', serialNumber: 'X1', release: 0, interface: 0 },
+        { vendorId: 0x1a61, productId: 0x3950, path: '/dev/hidraw2', manufacturer: 'Abbott', product: 'Libre 2', release: 0, interface: 0 },
       ],
     } as unknown as NodeHidModule;
     const listing = await listPorts({ drivers: fakeDrivers, listSerial: async () => [], loadHid: async () => hid });
@@ -186,6 +202,17 @@ describe('listPorts', () => {
         product: 'Libre',
         serialNumber: 'X1',
         drivers: ['freestyle-libre'],
+        unsupported: null,
+      },
+      {
+        path: '/dev/hidraw2',
+        vendorId: '1a61',
+        productId: '3950',
+        manufacturer: 'Abbott',
+        product: 'Libre 2',
+        serialNumber: null,
+        drivers: ['freestyle-libre'],
+        unsupported: 'freestyle-libre: encrypted',
       },
     ]);
     expect(listing.problems).toEqual([]);

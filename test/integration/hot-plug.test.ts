@@ -1,0 +1,157 @@
+import { describe, expect, it } from 'vitest';
+import { drivers } from '../../drivers/index.ts';
+import { onetouchUltra2 } from '../../drivers/glucose/onetouch-ultra2.ts';
+import type { DriverDefinition } from '../../src/driver-sdk/index.ts';
+import { schemaProblems } from '../../src/records/schemas.ts';
+import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
+import type { PortListing } from '../../src/transports/discovery.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
+import { startDaemon, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
+import { Mosquitto } from '../helpers/mosquitto.ts';
+import { simulateMeter } from '../helpers/serial-meter.ts';
+import { startPtyPair } from '../helpers/socat.ts';
+import { eventually, Subscriber } from '../helpers/subscriber.ts';
+
+const cleanups = useCleanups();
+
+/** The USB bus as the test wants it: `plug`/`unplug` change what the next listing shows. */
+class FakeUsb {
+  private listing: PortListing = { serial: [], hid: [], problems: [] };
+  readonly lister = async (): Promise<PortListing> => structuredClone(this.listing);
+
+  plugSerial(path: string, usb: string, serialNumber: string): void {
+    const [vendorId, productId] = usb.split(':') as [string, string];
+    this.listing.serial.push({ path, vendorId, productId, manufacturer: 'Prolific', serialNumber, pnpId: null, byIdPath: null, drivers: [] });
+  }
+
+  plugHid(path: string, usb: string): void {
+    const [vendorId, productId] = usb.split(':') as [string, string];
+    this.listing.hid.push({ path, vendorId, productId, manufacturer: 'Abbott', product: 'meter', serialNumber: null, drivers: [] });
+  }
+
+  unplug(path: string): void {
+    this.listing.serial = this.listing.serial.filter((p) => p.path !== path);
+    this.listing.hid = this.listing.hid.filter((d) => d.path !== path);
+  }
+}
+
+async function brokerWithSubscriber(): Promise<{ broker: Mosquitto; sub: Subscriber }> {
+  const broker = await Mosquitto.start();
+  cleanups.push(() => broker.stop());
+  const sub = await Subscriber.connect(broker.url);
+  cleanups.push(() => sub.close());
+  return { broker, sub };
+}
+
+const events = (sub: Subscriber): BridgeEvent[] => sub.payloads<BridgeEvent>('poct/bridge/event');
+
+describe('hot-plug over a socat pty pair, Mosquitto as broker', () => {
+  it('a meter plugged in gets a session and publishes; unplugged it goes offline; plugged again it resumes without duplicates', async () => {
+    const { broker, sub } = await brokerWithSubscriber();
+    const pty = await startPtyPair();
+    cleanups.push(() => pty.stop());
+    simulateMeter(pty.a, { serial: 'GMF600DCY', memory: ULTRA2_MEMORY }, cleanups);
+    await new Promise((r) => setTimeout(r, 1500)); // the simulator process opens its end
+
+    const usb = new FakeUsb();
+    const config = testConfig(`
+site: clinic-a
+mqtt: { url: ${broker.url} }
+auto_detect:
+  interval_s: 0.2
+  timezone: Europe/Copenhagen
+  allow:
+    - { usb: "067b:2303", driver: onetouch-ultra2 }
+`);
+    const { controller } = await startDaemon(config, { portLister: usb.lister });
+    cleanups.push(() => controller.stop());
+    await eventually('bridge online', () => sub.last<{ state: string }>('poct/bridge/state')?.state === 'online');
+    expect(controller.deviceManager!.list()).toEqual([]);
+
+    usb.plugSerial(pty.b, '067b:2303', 'CABLE-1');
+    const id = 'onetouch-ultra2-CABLE-1';
+    await sub.waitFor('3 results from the plugged-in meter', () => sub.on(`poct/device/${id}/result`).length >= 3, 20_000);
+    for (const r of sub.payloads<ResultRecord>(`poct/device/${id}/result`)) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+    expect(events(sub).find((e) => e.type === 'device_added')).toMatchObject({ device: id, data: { driver: 'onetouch-ultra2', usb: '067b:2303' } });
+    await sub.waitFor('online', () => sub.last<{ state: string }>(`poct/device/${id}/availability`)?.state === 'online');
+    expect(sub.last<DeviceState>(`poct/device/${id}`)?.serial).toBe('GMF600DCY');
+
+    usb.unplug(pty.b);
+    await sub.waitFor('offline after unplug', () => sub.last<{ state: string }>(`poct/device/${id}/availability`)?.state === 'offline');
+    expect(events(sub).find((e) => e.type === 'device_removed')).toMatchObject({ device: id, data: { reason: 'unplugged' } });
+    expect(sub.last<DeviceState>(`poct/device/${id}`)?.status).toBe('unplugged');
+    const listed = sub.last<Array<{ id: string; availability: string }>>('poct/bridge/devices');
+    expect(listed).toEqual([expect.objectContaining({ id, availability: 'offline' })]);
+    const refused = await sub.request(`poct/device/${id}/request/download`, `poct/device/${id}/response/download`, {});
+    expect(refused).toMatchObject({ status: 'error', error: expect.stringMatching(/unplugged/) });
+
+    usb.plugSerial(pty.b, '067b:2303', 'CABLE-1');
+    await sub.waitFor('online again', () => sub.last<{ state: string }>(`poct/device/${id}/availability`)?.state === 'online', 20_000);
+    await eventually('a second download finished', () => events(sub).filter((e) => e.type === 'download_finished' && e.device === id).length >= 2, 20_000);
+    expect(sub.on(`poct/device/${id}/result`)).toHaveLength(3); // same memory: nothing new
+    expect(controller.runtime!.store.recordCount()).toBe(3);
+  });
+
+  it('a recognised device that cannot be read is reported on its state and never opened', async () => {
+    const { broker, sub } = await brokerWithSubscriber();
+    // A stand-in for an encrypted meter (FreeStyle Libre 2 is the real case): the driver knows its
+    // USB id and says why it cannot read it.
+    const encrypted: DriverDefinition = {
+      ...onetouchUltra2,
+      id: 'encrypted-meter',
+      transports: ['hid'],
+      usb: [{ vendorId: '1a61', productId: '3950', description: 'an encrypted meter', unsupported: 'its protocol is encrypted' }],
+    };
+    let opened = 0;
+    const usb = new FakeUsb();
+    const { controller } = await startDaemon(
+      testConfig(`
+mqtt: { url: ${broker.url} }
+auto_detect: { interval_s: 0.2, allow: [ { usb: "1a61:3950" } ] }
+`),
+      {
+        portLister: usb.lister,
+        drivers: [...drivers, encrypted],
+        transportExtras: {
+          hid: {
+            hidOpener: async () => {
+              opened++;
+              throw new Error('must not be opened');
+            },
+          },
+        },
+      },
+    );
+    cleanups.push(() => controller.stop());
+    usb.plugHid('/dev/hidraw7', '1a61:3950');
+    await eventually('a device state for it', () => controller.deviceManager!.list().length === 1);
+    const id = controller.deviceManager!.list()[0]!.id;
+    await sub.waitFor('unsupported status', () => sub.last<DeviceState>(`poct/device/${id}`)?.status === 'unsupported');
+    expect(sub.last<DeviceState>(`poct/device/${id}`)?.status_detail).toBe('its protocol is encrypted');
+    expect(events(sub).find((e) => e.type === 'device_error')?.message).toMatch(/cannot be read: its protocol is encrypted/);
+    const answer = await sub.request(`poct/device/${id}/request/download`, `poct/device/${id}/response/download`, {});
+    expect(answer).toMatchObject({ status: 'error', error: expect.stringMatching(/encrypted/) });
+    expect(opened).toBe(0);
+  });
+
+  it('a USB id that fits several drivers is reported once and not taken', async () => {
+    const { broker, sub } = await brokerWithSubscriber();
+    const twin: DriverDefinition = { ...onetouchUltra2, id: 'ultra2-twin' };
+    const usb = new FakeUsb();
+    const { controller } = await startDaemon(
+      testConfig(`
+mqtt: { url: ${broker.url} }
+auto_detect: { interval_s: 0.2, allow: [ { usb: "067b:2303" } ] }
+`),
+      { portLister: usb.lister, drivers: [...drivers, twin] },
+    );
+    cleanups.push(() => controller.stop());
+    usb.plugSerial('/dev/ttyUSB9', '067b:2303', 'X');
+    await sub.waitFor('config_error', () => events(sub).some((e) => e.type === 'config_error'));
+    await new Promise((r) => setTimeout(r, 600)); // three more scans
+    const errors = events(sub).filter((e) => e.type === 'config_error');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.message).toMatch(/fits 2 drivers \(onetouch-ultra2, ultra2-twin\)/);
+    expect(controller.deviceManager!.list()).toEqual([]);
+  });
+});
