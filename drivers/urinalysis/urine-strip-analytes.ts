@@ -501,3 +501,49 @@ export function ucumFor(analyte: UrineAnalyteCode, v: StripValue): string | null
   if ((v.value !== null || v.comparator !== null) && UNITLESS_KIND[analyte]) return URINE_ANALYTES[analyte].ucum;
   return null;
 }
+
+/** An observation as the result records carry it (same shape as `Observation` in src/records/types.ts). */
+export interface StripObservation {
+  code: string;
+  name: string;
+  loinc: string | null;
+  value: number | null;
+  unit: string | null;
+  ucum: string | null;
+  flags: string[];
+  text: string | null;
+  comparator: Comparator | null;
+}
+
+/**
+ * One strip result → one observation. `analyte` null means the reader's label is not in any
+ * table: the observation is still kept, with the label as its code, no LOINC and the flag
+ * `unknown-label`, never dropped. `abnormal` is the reader's own abnormal marker. A known analyte
+ * whose result fits no LOINC code (urobilinogen in µmol/L) gets the flag `loinc-unmapped`; an
+ * approximate number (`Apr 200`) gets `approximate`.
+ */
+export function stripObservation(
+  analyte: UrineAnalyteCode | null,
+  label: string,
+  deviceText: string,
+  abnormal: boolean,
+  method: StripMethod = 'automated',
+): StripObservation {
+  const v = parseStripValue(deviceText);
+  const flags: string[] = [];
+  if (abnormal) flags.push('abnormal');
+  if (v.approximate) flags.push('approximate');
+  const text = v.text === '' ? null : v.text;
+  if (analyte === null) {
+    flags.push('unknown-label');
+    return { code: label.trim(), name: label.trim(), loinc: null, value: v.value, unit: v.unit, ucum: v.ucum, flags, text, comparator: v.comparator };
+  }
+  const a = URINE_ANALYTES[analyte];
+  if (a.freeText) {
+    return { code: a.code, name: a.name, loinc: a.strip.ordinal?.code ?? null, value: null, unit: null, ucum: null, flags, text, comparator: null };
+  }
+  const loinc = text === null ? null : loincFor(analyte, v, method);
+  if (loinc === null && text !== null) flags.push('loinc-unmapped');
+  const unit = v.unit ?? (analyte === 'PH' && v.value !== null ? 'pH' : null);
+  return { code: a.code, name: a.name, loinc: loinc?.code ?? null, value: v.value, unit, ucum: ucumFor(analyte, v), flags, text, comparator: v.comparator };
+}
