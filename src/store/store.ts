@@ -101,10 +101,15 @@ export class Store {
   private readonly db: Database.Database;
   private readonly stmts;
 
-  constructor(path: string) {
+  /**
+   * `checkpointElsewhere`: this connection never copies the WAL into the database file itself,
+   * because another thread does (see writer.ts).
+   */
+  constructor(path: string, options: { checkpointElsewhere?: boolean } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
+    if (options.checkpointElsewhere) this.db.pragma('wal_autocheckpoint = 0');
     // FULL: a record the device was told "received" survives a power cut, not only a crash.
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
@@ -153,6 +158,11 @@ export class Store {
     this.db.prepare(`INSERT OR IGNORE INTO settings (key, value) VALUES ('patient_hash_key', ?)`).run(key);
     const kept = this.db.prepare(`SELECT value FROM settings WHERE key = 'patient_hash_key'`).get() as { value: Buffer };
     return (this.hashKey = kept.value);
+  }
+
+  /** Back to SQLite's own checkpoints (every 1000 pages), when the checkpoint thread is gone. */
+  checkpointInline(): void {
+    this.db.pragma('wal_autocheckpoint = 1000');
   }
 
   private migrate(): void {

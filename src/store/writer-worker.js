@@ -6,7 +6,7 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { Store } = await import('./store.ts');
-const store = new Store(workerData.path);
+const store = new Store(workerData.path, { checkpointElsewhere: true });
 
 /** Structured clone turns Buffers into Uint8Arrays; the store wants Buffers back. */
 function toBuffer(bytes) {
@@ -20,6 +20,7 @@ const methods = {
   saveDeviceStates: (states, at) => store.saveDeviceStates(states, at),
   audit: (entry, at) => store.audit(entry, at),
   quarantine: (deviceId, bytes, reason, at) => store.quarantine(deviceId, toBuffer(bytes), reason, at),
+  checkpointInline: () => store.checkpointInline(),
 };
 
 parentPort.on('message', ({ id, method, args }) => {

@@ -2,6 +2,19 @@ import { Worker } from 'node:worker_threads';
 import type { DeviceState } from '../records/types.ts';
 import type { AuditEntry, CommitInput, CommitOutcome } from './store.ts';
 
+function ready(worker: Worker, isReady: (message: unknown) => boolean): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onMessage = (m: unknown): void => {
+      if (!isReady(m)) return;
+      worker.off('error', reject);
+      worker.off('message', onMessage);
+      resolve();
+    };
+    worker.on('message', onMessage);
+    worker.once('error', reject);
+  });
+}
+
 type Pending = { resolve: (value: unknown) => void; reject: (error: Error) => void };
 
 /**
@@ -16,10 +29,20 @@ export class StoreWriter {
   private failure: Error | undefined;
 
   private closing = false;
+  private checkpointerGone = false;
   /** Called once if the thread dies while the daemon still needs it. */
   onFailure: ((error: Error) => void) | undefined;
 
-  private constructor(private readonly worker: Worker) {
+  private constructor(
+    private readonly worker: Worker,
+    private readonly checkpointer: Worker,
+  ) {
+    // Without the checkpoint thread the WAL would grow without end: hand the job back to SQLite.
+    checkpointer.on('error', () => undefined);
+    checkpointer.on('exit', () => {
+      this.checkpointerGone = true;
+      if (!this.closing && !this.failure) void this.call('checkpointInline').catch(() => undefined);
+    });
     worker.on('message', (message: { id?: number; result?: unknown; error?: string }) => {
       if (message.id === undefined) return;
       const waiter = this.pending.get(message.id);
@@ -40,19 +63,14 @@ export class StoreWriter {
   }
 
   /** Starts the writer on a database that the caller has already opened (and so migrated). */
-  static async open(path: string): Promise<StoreWriter> {
+  static async open(path: string, checkpointIntervalMs = 1000): Promise<StoreWriter> {
     const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { path } });
-    await new Promise<void>((resolve, reject) => {
-      const onMessage = (m: { ready?: boolean }): void => {
-        if (!m.ready) return;
-        worker.off('error', reject);
-        worker.off('message', onMessage);
-        resolve();
-      };
-      worker.on('message', onMessage);
-      worker.once('error', reject);
+    await ready(worker, (m) => (m as { ready?: boolean }).ready === true);
+    const checkpointer = new Worker(new URL('./checkpoint-worker.js', import.meta.url), {
+      workerData: { path, intervalMs: checkpointIntervalMs },
     });
-    return new StoreWriter(worker);
+    await ready(checkpointer, (m) => m === 'ready');
+    return new StoreWriter(worker, checkpointer);
   }
 
   private call<T>(method: string, ...args: unknown[]): Promise<T> {
@@ -89,6 +107,12 @@ export class StoreWriter {
   /** Waits for every write already asked for, then closes the connection and the thread. */
   async close(): Promise<void> {
     this.closing = true;
+    if (!this.checkpointerGone) {
+      await new Promise<void>((resolve) => {
+        this.checkpointer.once('exit', () => resolve());
+        this.checkpointer.postMessage('close');
+      });
+    }
     if (this.failure) return;
     await this.call('close');
     await new Promise<void>((resolve) => {
