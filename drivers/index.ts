@@ -2,9 +2,13 @@
  * Every driver the daemon knows, in one list. Adding a device is adding its file and one line here.
  */
 import type { DriverDefinition } from '../src/driver-sdk/index.ts';
+import { freestyleHid } from './glucose/freestyle-hid.ts';
 import { onetouchUltra2 } from './glucose/onetouch-ultra2.ts';
+import { onetouchUltraEasy } from './glucose/onetouch-ultraeasy.ts';
+import { onetouchVerioIq } from './glucose/onetouch-verio-iq.ts';
+import { clinitekStatus } from './urinalysis/clinitek-status.ts';
 
-export const drivers: readonly DriverDefinition[] = [onetouchUltra2];
+export const drivers: readonly DriverDefinition[] = [onetouchUltra2, onetouchUltraEasy, onetouchVerioIq, clinitekStatus, freestyleHid];
 
 export function findDriver(id: string): DriverDefinition | undefined {
   return drivers.find((d) => d.id === id);
