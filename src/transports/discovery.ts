@@ -4,7 +4,7 @@
  * `problems` saying what to install, and the rest is still listed.
  */
 import { existsSync } from 'node:fs';
-import { readdir, realpath } from 'node:fs/promises';
+import { readdir, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { SerialPort } from 'serialport';
 import { drivers as registeredDrivers } from '../../drivers/index.ts';
@@ -17,6 +17,8 @@ export interface SerialPortListing {
   vendorId: string | null;
   productId: string | null;
   manufacturer: string | null;
+  /** The USB product string (sysfs), e.g. "USB-Serial Controller" or a meter's model name. */
+  product?: string | null;
   serialNumber: string | null;
   pnpId: string | null;
   /** A stable name under /dev/serial/by-id pointing at this port, for the config (Linux). */
@@ -64,6 +66,8 @@ export interface ListPortsOptions {
   loadHid?: () => Promise<NodeHidModule>;
   /** Directory of stable serial names; default /dev/serial/by-id. */
   byIdDir?: string;
+  /** Where `class/tty/<name>` is looked up for the USB product string; default /sys. */
+  sysfsRoot?: string;
 }
 
 /** "1A61", "0x1a61", "403" or 0x0403 → "1a61" / "0403"; null when absent or not a USB id. */
@@ -111,6 +115,28 @@ export function unsupportedReason(
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The USB product string of a serial port's device, read from sysfs: the tty's device directory
+ * is the USB interface (or the tty below it), and the USB device holding `product` is a parent.
+ */
+async function usbProduct(portPath: string, sysfsRoot: string): Promise<string | null> {
+  let dir: string;
+  try {
+    dir = await realpath(path.join(sysfsRoot, 'class', 'tty', path.basename(portPath), 'device'));
+  } catch {
+    return null; // not Linux, or not a USB port
+  }
+  for (let up = 0; up < 4 && dir !== path.dirname(dir); up++, dir = path.dirname(dir)) {
+    try {
+      const text = (await readFile(path.join(dir, 'product'), 'utf8')).trim();
+      if (text) return text;
+    } catch {
+      // not at this level
+    }
+  }
+  return null;
 }
 
 async function stableSerialNames(dir: string): Promise<Map<string, string>> {
@@ -171,6 +197,7 @@ export async function listPorts(options: ListPortsOptions = {}): Promise<PortLis
       vendorId,
       productId,
       manufacturer: info.manufacturer ?? null,
+      product: await usbProduct(info.path, options.sysfsRoot ?? '/sys'),
       serialNumber: info.serialNumber ?? null,
       pnpId: info.pnpId ?? null,
       byIdPath: byId.get(resolved) ?? null,
@@ -236,10 +263,11 @@ export function formatPortListing(listing: PortListing): string {
       p.path,
       usbId(p.vendorId, p.productId),
       dash(p.manufacturer),
+      dash(p.product ?? null),
       dash(p.serialNumber),
       driverCell(p.drivers, p.unsupported),
     ]);
-    out.push(...table(['PATH', 'USB ID', 'MANUFACTURER', 'SERIAL', 'DRIVERS'], rows).map((l) => `  ${l}`));
+    out.push(...table(['PATH', 'USB ID', 'MANUFACTURER', 'PRODUCT', 'SERIAL', 'DRIVERS'], rows).map((l) => `  ${l}`));
     const stable = listing.serial.filter((p) => p.byIdPath);
     if (stable.length) {
       out.push('  stable names for the config:');

@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DriverDefinition, UsbMatch } from '../../src/driver-sdk/index.ts';
 import {
@@ -25,6 +28,21 @@ const fakeDrivers = [
   ]),
   fakeDriver('no-usb', []),
 ];
+
+/**
+ * A sysfs tree as Linux lays one out for an FTDI cable: class/tty/ttyUSB1/device points at the
+ * tty under the USB interface, and the USB device two levels up holds `product`.
+ */
+function fakeSysfs(): string {
+  const root = mkdtempSync(join(tmpdir(), 'poctd-sysfs-'));
+  const usbDevice = join(root, 'devices', 'pci0000:00', 'usb1', '1-1');
+  const tty = join(usbDevice, '1-1:1.0', 'ttyUSB1');
+  mkdirSync(tty, { recursive: true });
+  writeFileSync(join(usbDevice, 'product'), 'FT232R USB UART\n');
+  mkdirSync(join(root, 'class', 'tty', 'ttyUSB1'), { recursive: true });
+  symlinkSync(tty, join(root, 'class', 'tty', 'ttyUSB1', 'device'));
+  return root;
+}
 
 describe('normalizeUsbId', () => {
   it('makes lowercase 4-digit hex from strings and numbers', () => {
@@ -75,6 +93,7 @@ describe('formatPortListing', () => {
           vendorId: '067b',
           productId: '2303',
           manufacturer: 'Prolific',
+          product: 'USB-Serial Controller',
           serialNumber: null,
           pnpId: 'usb-Prolific_USB-Serial-if00-port0',
           byIdPath: '/dev/serial/by-id/usb-Prolific_USB-Serial-if00-port0',
@@ -124,7 +143,9 @@ describe('formatPortListing', () => {
     // columns line up with the header
     expect(usb0.indexOf('067b:2303')).toBe(header.indexOf('USB ID'));
     const s0 = lines.find((l) => l.startsWith('  /dev/ttyS0'))!;
-    expect(s0).toMatch(/\/dev\/ttyS0\s+-\s+-\s+-\s+-$/);
+    expect(s0).toMatch(/\/dev\/ttyS0\s+-\s+-\s+-\s+-\s+-$/);
+    expect(usb0).toContain('USB-Serial Controller');
+    expect(usb0.indexOf('USB-Serial Controller')).toBe(header.indexOf('PRODUCT'));
     expect(text).toContain('/dev/ttyUSB0 = /dev/serial/by-id/usb-Prolific_USB-Serial-if00-port0');
     const hidLine = lines.find((l) => l.startsWith('  /dev/hidraw0'))!;
     expect(hidLine).toContain('1a61:3650');
@@ -163,10 +184,19 @@ describe('listPorts', () => {
         );
       },
       byIdDir: '/nonexistent/poctd/by-id',
+      sysfsRoot: fakeSysfs(),
     });
     expect(listing.serial.map((p) => p.path)).toEqual(['/dev/ttyS0', '/dev/ttyUSB1']);
     const usb1 = listing.serial.find((p) => p.path === '/dev/ttyUSB1')!;
-    expect(usb1).toMatchObject({ vendorId: '0403', productId: '6001', manufacturer: 'FTDI', serialNumber: 'A123', drivers: ['clinitek-status'] });
+    expect(usb1).toMatchObject({
+      vendorId: '0403',
+      productId: '6001',
+      manufacturer: 'FTDI',
+      product: 'FT232R USB UART',
+      serialNumber: 'A123',
+      drivers: ['clinitek-status'],
+    });
+    expect(listing.serial.find((p) => p.path === '/dev/ttyS0')!.product).toBeNull();
     expect(listing.hid).toEqual([]);
     expect(listing.problems).toHaveLength(1);
     expect(listing.problems[0]).toContain('apt-get install libusb-1.0-0 udev');
