@@ -6,9 +6,10 @@ import { freestyleHid } from './glucose/freestyle-hid.ts';
 import { onetouchUltra2 } from './glucose/onetouch-ultra2.ts';
 import { onetouchUltraEasy } from './glucose/onetouch-ultraeasy.ts';
 import { onetouchVerioIq } from './glucose/onetouch-verio-iq.ts';
+import { clinitek50 } from './urinalysis/clinitek-50.ts';
 import { clinitekStatus } from './urinalysis/clinitek-status.ts';
 
-export const drivers: readonly DriverDefinition[] = [onetouchUltra2, onetouchUltraEasy, onetouchVerioIq, clinitekStatus, freestyleHid];
+export const drivers: readonly DriverDefinition[] = [onetouchUltra2, onetouchUltraEasy, onetouchVerioIq, clinitekStatus, clinitek50, freestyleHid];
 
 export function findDriver(id: string): DriverDefinition | undefined {
   return drivers.find((d) => d.id === id);

@@ -1,0 +1,1012 @@
+/**
+ * Bayer / Siemens CLINITEK 50 urine strip reader (legacy): RS-232 9600 8N1 with XON/XOFF, and DTR
+ * must be low (high puts the reader's controller into programming mode).
+ *
+ * Source: the research note `research/astm-urinalysis-poct1a.md` §3.1 and §3.3, which summarise the
+ * documentation in GNUmed `device-drivers/Clinitek50.py` (rev 1.5, 2004) and its Java port in
+ * freemed/freeshim. Only the facts are used here, none of their code.
+ *
+ *   host → reader  ENQ (0x05)              identify: the reader answers with an identity packet
+ *                  XON DC2 (0x11 0x12)     send the next record: a data packet, or a lone NAK
+ *                                          (0x15) when there is no more data
+ *                  ACK (0x06) / NAK (0x15) the packet was good / bad
+ *   reader → host  STX CR LF <lines, each CR LF> <2 hex digits> ETX
+ *                  checksum: the sum of the bytes after STX up to the last CR LF, & 0xFF, as two
+ *                  hex digits (compared case-insensitively). Verified on the documented identity
+ *                  packet (48).
+ *
+ *   identity packet                 data packet
+ *   6510  01.02 9706201349          6510  01.02 9703031111    product 6510, revision (2 chars),
+ *   DEUTSCH - CONV.                 008 HELL GELB               software 01.02, YYMMDDHHMM
+ *   MULTISTIX 8 SG                  GLU  NEGATIV                record 008, colour "light yellow"
+ *                                   OBL* Ca 10 Ery/uL           label, `*` = abnormal, result
+ *
+ * Labels follow the reader's language (German `OBL` = blood). The date part of the timestamp
+ * follows the reader's date setting (YYMMDD by default, option `date_order`); the time is HHMM.
+ *
+ * Not in the documentation, so assumed and done the safe way: after the host NAKs a bad packet it
+ * asks again (XON DC2) and the reader sends the same record again; a record is only ACKed after it
+ * is committed, and the reader moves to the next record on ACK.
+ *
+ * Sections: codec · records and decode() · session · simulator · definition.
+ */
+import type {
+  Capture,
+  DecodeContext,
+  DecodeIssue,
+  DecodeResult,
+  DeviceSimulator,
+  DriverDefinition,
+  DriverSession,
+  Exchange,
+  SessionHost,
+} from '../../src/driver-sdk/index.ts';
+import { deviceBytes } from '../../src/driver-sdk/capture.ts';
+import type { DeviceConfig } from '../../src/config/types.ts';
+import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
+import type { ByteTransport } from '../../src/transports/transport.ts';
+import { seededRandom } from '../../src/util/random.ts';
+import { clockSkewSeconds, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { stripObservation, type OrdinalGrade, type UrineAnalyteCode } from './urine-strip-analytes.ts';
+
+export const CLINITEK_50_DRIVER_ID = 'clinitek-50';
+const MANUFACTURER = 'Siemens Healthineers (Bayer Diagnostics)';
+const MODEL = 'CLINITEK 50';
+const PRODUCT_ID = '6510';
+
+export const STX = 0x02;
+export const ETX = 0x03;
+export const ENQ = 0x05;
+export const ACK = 0x06;
+export const XON = 0x11;
+export const DC2 = 0x12;
+export const XOFF = 0x13;
+export const NAK = 0x15;
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Locale tables (data): the reader's labels and words per language.
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export interface Clinitek50Locale {
+  /** Identity packet language name (`DEUTSCH`). */
+  name: string;
+  labels: Partial<Record<UrineAnalyteCode, string>>;
+  words: Partial<Record<OrdinalGrade, string>>;
+}
+
+export const CLINITEK_50_LOCALES: Readonly<Record<string, Clinitek50Locale>> = {
+  // German: the GNUmed documentation's data packet.
+  de: {
+    name: 'DEUTSCH',
+    labels: { GLU: 'GLU', BIL: 'BIL', KET: 'KET', SG: 'SG', PH: 'pH', PRO: 'PRO', UBG: 'UBG', NIT: 'NIT', BLD: 'OBL', LEU: 'LEU' },
+    words: { negative: 'NEGATIV', trace: 'SPUR', positive: 'POSITIV', normal: 'NORMAL' },
+  },
+  // English: the CLINITEK Status English labels (no English CLINITEK 50 packet is public).
+  en: {
+    name: 'ENGLISH',
+    labels: { GLU: 'GLU', BIL: 'BIL', KET: 'KET', SG: 'SG', PH: 'pH', PRO: 'PRO', UBG: 'UBG', NIT: 'NIT', BLD: 'BLD', LEU: 'LEU' },
+    words: { negative: 'NEGATIVE', trace: 'TRACE', small: 'SMALL', moderate: 'MODERATE', large: 'LARGE', positive: 'POSITIVE', normal: 'NORMAL' },
+  },
+};
+
+const LABEL_LOOKUP: ReadonlyMap<string, UrineAnalyteCode> = new Map(
+  Object.values(CLINITEK_50_LOCALES).flatMap((l) => Object.entries(l.labels).map(([c, label]) => [label.toUpperCase(), c as UrineAnalyteCode] as const)),
+);
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Codec. Pure; errors are values, never thrown.
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export type Clinitek50ErrorCode =
+  /** The packet does not start STX CR LF or has too few lines. */
+  | 'bad-header'
+  /** No two hex digits before ETX. */
+  | 'missing-checksum'
+  | 'bad-checksum'
+  /** The checksum is good but the lines are not an identity or data packet of a CLINITEK 50. */
+  | 'invalid-packet'
+  | 'invalid-date'
+  | 'packet-too-long'
+  /** STX again, or the link closed, before ETX. */
+  | 'truncated-packet'
+  /** Bytes between packets. */
+  | 'garbage';
+
+export interface Clinitek50Error {
+  code: Clinitek50ErrorCode;
+  /** Built from the layout only; never quotes the packet. */
+  detail: string;
+}
+
+export type FramedItem =
+  | { kind: 'packet'; bytes: Buffer }
+  | { kind: 'nak' }
+  | { kind: 'garbage'; bytes: Buffer }
+  | { kind: 'overflow'; bytes: Buffer }
+  | { kind: 'truncated'; bytes: Buffer };
+
+/**
+ * Cuts the reader's byte stream into packets (STX … ETX), lone NAKs and garbage. XON/XOFF are flow
+ * control and dropped wherever they are. The output does not depend on how the stream was chunked.
+ */
+export class PacketFramer {
+  /** GNUmed reads at most 1024 bytes for a packet. */
+  static readonly MAX_PACKET = 1024;
+  private packet: number[] | null = null;
+  private garbage: number[] = [];
+
+  push(chunk: Uint8Array): FramedItem[] {
+    const out: FramedItem[] = [];
+    for (const b of chunk) {
+      if (b === XON || b === XOFF) continue;
+      if (this.packet) {
+        if (b === STX) {
+          out.push({ kind: 'truncated', bytes: Buffer.from(this.packet) });
+          this.packet = [b];
+          continue;
+        }
+        this.packet.push(b);
+        if (b === ETX) {
+          out.push({ kind: 'packet', bytes: Buffer.from(this.packet) });
+          this.packet = null;
+        } else if (this.packet.length > PacketFramer.MAX_PACKET) {
+          out.push({ kind: 'overflow', bytes: Buffer.from(this.packet) });
+          this.packet = null;
+        }
+        continue;
+      }
+      if (b === STX || b === NAK) {
+        this.flushGarbage(out);
+        if (b === STX) this.packet = [b];
+        else out.push({ kind: 'nak' });
+        continue;
+      }
+      this.garbage.push(b);
+    }
+    return out;
+  }
+
+  private flushGarbage(out: FramedItem[]): void {
+    if (this.garbage.length > 0) out.push({ kind: 'garbage', bytes: Buffer.from(this.garbage) });
+    this.garbage = [];
+  }
+
+  /** What is left: an unfinished packet or trailing garbage. */
+  finish(): FramedItem[] {
+    const out: FramedItem[] = [];
+    this.flushGarbage(out);
+    if (this.packet) out.push({ kind: 'truncated', bytes: Buffer.from(this.packet) });
+    this.packet = null;
+    return out;
+  }
+
+  reset(): void {
+    this.packet = null;
+    this.garbage = [];
+  }
+}
+
+export function clinitek50Checksum(body: Uint8Array): number {
+  let sum = 0;
+  for (const b of body) sum = (sum + b) & 0xff;
+  return sum;
+}
+
+const fail = (code: Clinitek50ErrorCode, detail: string): { ok: false; error: Clinitek50Error } => ({ ok: false, error: { code, detail } });
+
+/** Checks STX CR LF, the checksum and ETX; returns the text lines between the first and last CR LF. */
+export function verifyPacket(packet: Uint8Array): { ok: true; lines: string[] } | { ok: false; error: Clinitek50Error } {
+  const p = Buffer.from(packet);
+  if (p.length < 6 || p[0] !== STX || p[1] !== 0x0d || p[2] !== 0x0a || p[p.length - 1] !== ETX) {
+    return fail('bad-header', 'the packet does not start with STX CR LF or does not end with ETX');
+  }
+  const hex = p.subarray(p.length - 3, p.length - 1).toString('latin1');
+  if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return fail('missing-checksum', 'no two hex digits before ETX');
+  const body = p.subarray(1, p.length - 3);
+  const actual = clinitek50Checksum(body);
+  const given = parseInt(hex, 16);
+  if (given !== actual) {
+    return fail('bad-checksum', `the packet carries checksum ${hex.toUpperCase()}, its bytes sum to ${actual.toString(16).toUpperCase().padStart(2, '0')}`);
+  }
+  const text = body.toString('latin1');
+  if (!text.endsWith('\r\n')) return fail('bad-header', 'the last line before the checksum has no CR LF');
+  const lines = text.slice(2, -2).split('\r\n');
+  if (lines.length < 2) return fail('bad-header', `${lines.length} line(s); a packet has at least 2`);
+  return { ok: true, lines };
+}
+
+export type DateOrder = 'YMD' | 'DMY' | 'MDY';
+
+export interface Clinitek50Identity {
+  type: 'identity';
+  revision: string;
+  software: string;
+  /** The reader's clock, naive. */
+  clock: string;
+  language: string;
+  units: string;
+  strip: string;
+}
+
+export interface Clinitek50Result {
+  label: string;
+  analyte: UrineAnalyteCode | null;
+  text: string;
+  abnormal: boolean;
+}
+
+export interface Clinitek50Record {
+  type: 'record';
+  revision: string;
+  software: string;
+  seq: number;
+  /** Test time, naive. */
+  time: string;
+  colour: string | null;
+  results: Clinitek50Result[];
+}
+
+export type Clinitek50Message = Clinitek50Identity | Clinitek50Record;
+
+const HEADER_RE = /^(\d{4})(.{2})(\d{2}\.\d{2}) (\d{10})\s*$/;
+const SEQ_RE = /^(\d{3})(?: +(.*?))?\s*$/;
+const RESULT_RE = /^([A-Za-z]{2,4})(\*)?\s+(\S.*?)\s*$/;
+
+function pad2(n: number): string {
+  return String(n).padStart(2, '0');
+}
+
+/** `9703031111` → `1997-03-03T11:11:00` (YY < 70 → 20YY). */
+function naiveFromStamp(stamp: string, order: DateOrder): string | null {
+  const [a, b, c, hh, mi] = [0, 2, 4, 6, 8].map((i) => Number(stamp.slice(i, i + 2))) as [number, number, number, number, number];
+  const [yy, mo, d] = order === 'YMD' ? [a, b, c] : order === 'DMY' ? [c, b, a] : [c, a, b];
+  const year = yy < 70 ? 2000 + yy : 1900 + yy;
+  if (mo < 1 || mo > 12) return null;
+  const days = new Date(Date.UTC(year, mo, 0)).getUTCDate();
+  if (d < 1 || d > days || hh > 23 || mi > 59) return null;
+  return `${year}-${pad2(mo)}-${pad2(d)}T${pad2(hh)}:${pad2(mi)}:00`;
+}
+
+/** The verified lines of a packet → an identity or a record. */
+export function parsePacketLines(lines: string[], order: DateOrder = 'YMD'): { ok: true; message: Clinitek50Message } | { ok: false; error: Clinitek50Error } {
+  const h = HEADER_RE.exec(lines[0]!);
+  if (!h) return fail('invalid-packet', 'the first line is not "product revision software YYMMDDHHMM"');
+  if (h[1] !== PRODUCT_ID) return fail('invalid-packet', `product ${h[1]} is not a CLINITEK 50 (${PRODUCT_ID})`);
+  const time = naiveFromStamp(h[4]!, order);
+  if (!time) return fail('invalid-date', 'the timestamp is not a real time');
+  const second = lines[1]!;
+  const ident = /^(.+?) - (.+?)\s*$/.exec(second);
+  if (ident && lines.length === 3) {
+    return {
+      ok: true,
+      message: { type: 'identity', revision: h[2]!, software: h[3]!, clock: time, language: ident[1]!.trim(), units: ident[2]!, strip: lines[2]!.trim() },
+    };
+  }
+  const s = SEQ_RE.exec(second);
+  if (!s) return fail('invalid-packet', 'the second line is neither "LANGUAGE - UNITS" nor a record number');
+  const results: Clinitek50Result[] = [];
+  for (const [i, line] of lines.slice(2).entries()) {
+    const m = RESULT_RE.exec(line);
+    if (!m) return fail('invalid-packet', `result line ${i + 1} is not "LABEL[*] result"`);
+    results.push({ label: m[1]!, analyte: LABEL_LOOKUP.get(m[1]!.toUpperCase()) ?? null, text: m[3]!, abnormal: m[2] === '*' });
+  }
+  if (results.length === 0) return fail('invalid-packet', 'a data packet with no result lines');
+  const colour = (s[2] ?? '').trim();
+  return { ok: true, message: { type: 'record', revision: h[2]!, software: h[3]!, seq: Number(s[1]), time, colour: colour === '' ? null : colour, results } };
+}
+
+export function decodePacket(packet: Uint8Array, order: DateOrder = 'YMD'): { ok: true; message: Clinitek50Message } | { ok: false; error: Clinitek50Error } {
+  const v = verifyPacket(packet);
+  return v.ok ? parsePacketLines(v.lines, order) : v;
+}
+
+/** Lines → a packet on the wire. `checksum` overrides the computed one (simulator: a corrupted packet). */
+export function encodePacket(lines: string[], checksum?: number): Buffer {
+  const body = Buffer.from(`\r\n${lines.join('\r\n')}\r\n`, 'latin1');
+  const sum = (checksum ?? clinitek50Checksum(body)) & 0xff;
+  return Buffer.concat([Buffer.from([STX]), body, Buffer.from(sum.toString(16).toUpperCase().padStart(2, '0'), 'latin1'), Buffer.from([ETX])]);
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Records → drafts, and decode()
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export function recordKey(r: Clinitek50Record): string {
+  return `${r.seq}|${r.time}`;
+}
+
+export function clinitek50Identity(deviceId: string, firmware: string | null): DeviceIdentity {
+  return { id: deviceId, driver: CLINITEK_50_DRIVER_ID, manufacturer: MANUFACTURER, model: MODEL, serial: null, firmware };
+}
+
+/** One strip → one result, one observation per analyte (and colour when the reader sent one). */
+export function recordToDraft(r: Clinitek50Record, device: DeviceIdentity, timezone: string): ResultDraft {
+  const observations = [];
+  if (r.colour !== null) observations.push(stripObservation('COLOR', 'Colour', r.colour, false));
+  for (const s of r.results) observations.push(stripObservation(s.analyte, s.label, s.text, s.abnormal));
+  return {
+    key: recordKey(r),
+    device: { ...device },
+    category: 'patient',
+    specimen: { id: null, type: 'urine' },
+    patient: null,
+    operator: null,
+    observed_at: naiveToZoned(r.time, timezone),
+    device_time: r.time,
+    observations,
+    flags: [],
+  };
+}
+
+function itemIssue(item: FramedItem): DecodeIssue | null {
+  switch (item.kind) {
+    case 'garbage':
+      return { reason: 'garbage', bytes: item.bytes };
+    case 'overflow':
+      return { reason: 'packet-too-long', bytes: item.bytes };
+    case 'truncated':
+      return { reason: 'truncated-packet', bytes: item.bytes };
+    default:
+      return null;
+  }
+}
+
+/**
+ * Decodes what the reader sent (a session transcript's `D` bytes, or raw bytes). Packets with a bad
+ * checksum are issues, never records; a record resent after a NAK is one draft.
+ */
+export function decodeClinitek50(capture: Capture, ctx: DecodeContext, order: DateOrder = 'YMD'): DecodeResult {
+  const framer = new PacketFramer();
+  const items = [...framer.push(deviceBytes(capture)), ...framer.finish()];
+  const issues: DecodeIssue[] = [];
+  const records: Clinitek50Record[] = [];
+  const device: Partial<DeviceState> = {};
+  let firmware: string | null = null;
+  for (const item of items) {
+    const issue = itemIssue(item);
+    if (issue) issues.push(issue);
+    if (item.kind !== 'packet') continue;
+    const r = decodePacket(item.bytes, order);
+    if (!r.ok) {
+      issues.push({ reason: r.error.code, bytes: item.bytes });
+      continue;
+    }
+    if (r.message.type === 'identity') {
+      firmware = r.message.software;
+      device.model = MODEL;
+      device.firmware = firmware;
+      device.display_unit = r.message.units;
+    } else {
+      firmware ??= r.message.software;
+      records.push(r.message);
+    }
+  }
+  const seen = new Set<string>();
+  const drafts: ResultDraft[] = [];
+  for (const rec of records) {
+    const key = recordKey(rec);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    drafts.push(recordToDraft(rec, clinitek50Identity(ctx.deviceId, rec.software), ctx.timezone));
+  }
+  return { drafts, issues, device };
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Session: identify (ENQ), then ask for records (XON DC2) until the reader answers NAK; each record
+// is committed, then ACKed.
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export interface Clinitek50SessionOptions {
+  reply_timeout_ms: number;
+  /** Bad packets in a row before the download is given up. */
+  retries: number;
+  clock_skew_limit_s: number;
+  date_order: DateOrder;
+}
+
+const DEFAULT_SESSION_OPTIONS: Clinitek50SessionOptions = { reply_timeout_ms: 3000, retries: 3, clock_skew_limit_s: 900, date_order: 'YMD' };
+
+export function clinitek50SessionOptions(device: DeviceConfig): Clinitek50SessionOptions {
+  const o = device.options ?? {};
+  const out = { ...DEFAULT_SESSION_OPTIONS };
+  for (const name of Object.keys(o)) {
+    if (!(name in DEFAULT_SESSION_OPTIONS)) throw new Error(`device ${device.id}: unknown option ${name} for clinitek-50`);
+  }
+  if (o.date_order !== undefined) {
+    if (o.date_order !== 'YMD' && o.date_order !== 'DMY' && o.date_order !== 'MDY') throw new Error(`device ${device.id}: options.date_order must be YMD, DMY or MDY`);
+    out.date_order = o.date_order;
+  }
+  for (const name of ['reply_timeout_ms', 'retries', 'clock_skew_limit_s'] as const) {
+    const v = o[name];
+    if (v === undefined) continue;
+    const min = name === 'retries' ? 0 : 1;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new Error(`device ${device.id}: options.${name} must be a number >= ${min}`);
+    out[name] = v;
+  }
+  return out;
+}
+
+class NoAnswerError extends Error {}
+class ProtocolError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+class AbortedError extends Error {}
+
+export interface DownloadResult {
+  records: number;
+  inserted: number;
+  duplicates: number;
+}
+
+/** The most records one download reads (the reader's memory is far smaller): a guard against a loop. */
+const MAX_RECORDS = 10_000;
+
+class Clinitek50Session implements DriverSession {
+  private readonly opts: Clinitek50SessionOptions;
+  private readonly transport: ByteTransport;
+  private readonly framer = new PacketFramer();
+  private inbox: FramedItem[] = [];
+  private wake: (() => void) | null = null;
+  private abortError: Error | null = null;
+  private exchanges: Exchange[] = [];
+  private chain: Promise<unknown> = Promise.resolve();
+  private autoQueued = false;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private started = false;
+  private stopped = false;
+  private state: Partial<DeviceState> = {};
+
+  constructor(private readonly host: SessionHost) {
+    this.opts = clinitek50SessionOptions(host.device);
+    this.transport = host.transport;
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.exchanges.push({ dir: 'D', bytes: Buffer.from(chunk) });
+    const items = this.framer.push(chunk);
+    if (items.length > 0) {
+      this.inbox.push(...items);
+      this.wake?.();
+    }
+  };
+  private readonly onOpen = (): void => this.autoDownload('connected');
+  private readonly onClose = (): void => this.abort(new AbortedError('the link closed during the conversation'));
+  private readonly onError = (err: Error): void => this.host.log.warn({ err: err.message }, 'clinitek-50: transport error');
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    this.transport.on('data', this.onData);
+    this.transport.on('open', this.onOpen);
+    this.transport.on('close', this.onClose);
+    this.transport.on('error', this.onError);
+    const every = this.host.device.poll_interval;
+    if (every && every > 0) this.pollTimer = setInterval(() => this.autoDownload('poll'), every * 1000);
+    if (this.transport.isOpen) this.autoDownload('connected');
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollTimer = null;
+    this.transport.off('data', this.onData);
+    this.transport.off('open', this.onOpen);
+    this.transport.off('close', this.onClose);
+    this.transport.off('error', this.onError);
+    this.abort(new AbortedError('the session stopped'));
+    await this.chain.catch(() => undefined);
+  }
+
+  async command(verb: string): Promise<unknown> {
+    if (this.stopped) throw new Error('clinitek-50: the session is stopped');
+    if (verb === 'download') return this.enqueue(() => this.download('request'));
+    if (verb === 'status') return { ...this.state };
+    throw new Error(`clinitek-50: unknown command "${verb}" (known: download, status)`);
+  }
+
+  private enqueue<T>(job: () => Promise<T>): Promise<T> {
+    const guarded = (): Promise<T> => (this.stopped ? Promise.reject(new AbortedError('the session stopped')) : job());
+    const run = this.chain.then(guarded, guarded);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private autoDownload(trigger: string): void {
+    if (this.stopped || this.autoQueued || !this.transport.isOpen) return;
+    this.autoQueued = true;
+    this.enqueue(() => {
+      this.autoQueued = false;
+      if (this.stopped || !this.transport.isOpen) return Promise.resolve(null);
+      return this.download(trigger);
+    }).catch(() => undefined);
+  }
+
+  // ── host calls that must never throw into the session ──
+
+  private emit(type: Parameters<SessionHost['event']>[0], message: string, data?: Record<string, unknown>): void {
+    try {
+      this.host.event(type, message, data);
+    } catch (err) {
+      this.host.log.error({ err: String(err) }, 'clinitek-50: event handler threw');
+    }
+  }
+
+  private patch(p: Partial<DeviceState>): void {
+    Object.assign(this.state, p);
+    try {
+      this.host.updateState(p);
+    } catch (err) {
+      this.host.log.error({ err: String(err) }, 'clinitek-50: updateState threw');
+    }
+  }
+
+  private bad(bytes: Buffer | undefined, reason: string, detail: string): void {
+    if (bytes) {
+      try {
+        this.host.quarantine(bytes, reason);
+      } catch (err) {
+        this.host.log.error({ err: String(err) }, 'clinitek-50: quarantine threw');
+      }
+    }
+    this.host.log.warn({ reason, detail }, 'clinitek-50: bad packet from the reader');
+    this.emit('bad_frame', `bad packet from the reader: ${reason}`, { reason, detail });
+  }
+
+  // ── wire I/O ──
+
+  private abort(err: Error): void {
+    this.abortError = err;
+    this.wake?.();
+  }
+
+  private async send(bytes: number[]): Promise<void> {
+    if (this.abortError) throw this.abortError;
+    const b = Buffer.from(bytes);
+    this.exchanges.push({ dir: 'H', bytes: b });
+    await this.transport.write(b);
+  }
+
+  /** The next packet or NAK; garbage and broken packets on the way are reported and skipped. */
+  private async next(): Promise<FramedItem | null> {
+    const deadline = Date.now() + this.opts.reply_timeout_ms;
+    for (;;) {
+      if (this.abortError) throw this.abortError;
+      const item = this.inbox.shift();
+      if (item) {
+        const issue = itemIssue(item);
+        if (issue) {
+          this.bad(issue.bytes, issue.reason, 'bytes outside a complete packet');
+          if (item.kind === 'garbage') continue;
+        }
+        return item;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.wake = null;
+          resolve();
+        }, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          this.wake = null;
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** Sets DTR low as the reader requires. A port without modem lines (a pty) only logs it. */
+  private async dtrLow(): Promise<void> {
+    if (!this.transport.setSignals) return;
+    try {
+      await this.transport.setSignals({ dtr: false });
+    } catch (err) {
+      this.host.log.info({ err: (err as Error).message }, 'clinitek-50: could not set DTR low');
+    }
+  }
+
+  private async identify(): Promise<Clinitek50Identity> {
+    let last = 'timeout';
+    for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
+      this.inbox = [];
+      this.framer.reset();
+      await this.send([ENQ]);
+      const item = await this.next();
+      if (!item) continue;
+      if (item.kind !== 'packet') {
+        last = item.kind;
+        continue;
+      }
+      const r = decodePacket(item.bytes, this.opts.date_order);
+      if (!r.ok) {
+        this.bad(item.bytes, r.error.code, r.error.detail);
+        last = r.error.code;
+        continue;
+      }
+      if (r.message.type === 'identity') return r.message;
+      last = 'unexpected-record';
+    }
+    if (last === 'timeout') throw new NoAnswerError('no answer to ENQ: the reader is off, busy, or not on this port');
+    throw new ProtocolError(last, `no valid identity packet after ${this.opts.retries + 1} tries (${last})`);
+  }
+
+  private async download(trigger: string): Promise<DownloadResult> {
+    if (!this.transport.isOpen) throw new Error('clinitek-50: the transport is not open');
+    this.abortError = null;
+    let started = false;
+    try {
+      await this.dtrLow();
+      const id = await this.identify();
+      started = true;
+      const skew = clockSkewSeconds(id.clock, this.host.timezone, this.host.now());
+      const flagged = Math.abs(skew) > this.opts.clock_skew_limit_s;
+      const wasFlagged = this.state.clock_skew_flagged === true;
+      this.patch({
+        model: MODEL,
+        firmware: id.software,
+        display_unit: id.units,
+        clock_skew_s: skew,
+        clock_skew_flagged: flagged,
+        status: 'downloading',
+        status_detail: null,
+        last_seen: this.host.now().toISOString(),
+      });
+      if (flagged && !wasFlagged) {
+        this.emit('clock_skew', `the reader clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, { clock_skew_s: skew, limit_s: this.opts.clock_skew_limit_s });
+      }
+      this.emit('download_started', `download started (${trigger})`, { trigger });
+      const identity = clinitek50Identity(this.host.device.id, id.software);
+      const total = { records: 0, inserted: 0, duplicates: 0 };
+      let faults = 0;
+      for (let n = 0; n < MAX_RECORDS; n++) {
+        this.exchanges = [];
+        await this.send([XON, DC2]);
+        const item = await this.next();
+        if (!item) throw new NoAnswerError('no answer to a record request: the reader stopped answering');
+        if (item.kind === 'nak') break; // no more data
+        let reason: string | null = null;
+        let record: Clinitek50Record | null = null;
+        if (item.kind !== 'packet') reason = item.kind === 'overflow' ? 'packet-too-long' : 'truncated-packet';
+        else {
+          const r = decodePacket(item.bytes, this.opts.date_order);
+          if (!r.ok) {
+            this.bad(item.bytes, r.error.code, r.error.detail);
+            reason = r.error.code;
+          } else if (r.message.type !== 'record') reason = 'unexpected-identity';
+          else record = r.message;
+        }
+        if (!record) {
+          await this.send([NAK]);
+          if (++faults > this.opts.retries) throw new ProtocolError(reason ?? 'invalid-packet', `${faults} bad packets in a row (${reason}); the records not yet ACKed stay on the reader`);
+          continue;
+        }
+        faults = 0;
+        const capture: Capture = { kind: 'transcript', exchanges: this.exchanges };
+        this.exchanges = [];
+        let stored: { inserted: number; duplicates: number };
+        try {
+          stored = await this.host.commit([recordToDraft(record, identity, this.host.timezone)], capture);
+        } catch (err) {
+          await this.send([NAK]).catch(() => undefined);
+          throw new ProtocolError('commit-failed', `the store did not commit record ${record.seq}: ${(err as Error).message}; it was not ACKed`);
+        }
+        await this.send([ACK]);
+        total.records++;
+        total.inserted += stored.inserted;
+        total.duplicates += stored.duplicates;
+      }
+      const at = this.host.now().toISOString();
+      this.patch({ status: 'ok', status_detail: null, record_count: total.records, last_download: at, last_seen: at });
+      this.emit('download_finished', `downloaded ${total.records} records: ${total.inserted} new, ${total.duplicates} already stored`, total);
+      return total;
+    } catch (err) {
+      throw this.failed(err, started);
+    } finally {
+      this.exchanges = [];
+    }
+  }
+
+  private failed(err: unknown, started: boolean): Error {
+    if (this.stopped) return err instanceof Error ? err : new Error(String(err));
+    if (err instanceof NoAnswerError) {
+      if (this.state.status !== 'no-answer') this.emit('no_answer', err.message);
+      this.patch({ status: 'no-answer', status_detail: err.message });
+      return err;
+    }
+    const e = err instanceof Error ? err : new Error(String(err));
+    const reason = e instanceof ProtocolError ? e.code : e instanceof AbortedError ? 'link-closed' : 'error';
+    this.host.log.warn({ reason, err: e.message }, 'clinitek-50: download failed');
+    this.emit(started ? 'download_failed' : 'device_error', e.message, { reason });
+    this.patch({ status: 'error', status_detail: e.message });
+    return e;
+  }
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Simulator: the reader's side.
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export interface SimulatedC50Result {
+  /** Analyte code (printed with the locale's label) or any label. */
+  code: string;
+  /** An ordinal grade (printed in the locale's word) or literal text. */
+  value: string;
+  abnormal?: boolean;
+}
+
+export interface SimulatedC50Record {
+  seq: number;
+  /** Naive `YYYY-MM-DDTHH:MM:SS` (seconds are not sent). */
+  time: string;
+  colour?: string;
+  results: SimulatedC50Result[];
+}
+
+const res = (code: string, value: string, abnormal = false): SimulatedC50Result => ({ code, value, abnormal });
+
+/** The GNUmed documentation's record (record 008), then two made-up ones. */
+export const SAMPLE_RECORDS: readonly SimulatedC50Record[] = [
+  {
+    seq: 8,
+    time: '1997-03-03T11:11:00',
+    colour: 'HELL GELB',
+    results: [res('GLU', 'negative'), res('BIL', 'negative'), res('KET', 'negative'), res('SG', '>=1.030'), res('PH', '5.0'), res('PRO', 'negative'), res('UBG', '0.2 mg/dL'), res('NIT', 'negative'), res('BLD', 'Ca 10 Ery/uL', true), res('LEU', '0 Leu/uL')],
+  },
+  {
+    seq: 9,
+    time: '1997-03-03T11:20:00',
+    colour: 'GELB',
+    results: [res('GLU', '100 mg/dL', true), res('BIL', 'negative'), res('KET', '15 mg/dL', true), res('SG', '1.015'), res('PH', '6.5'), res('PRO', '30 mg/dL', true), res('UBG', '0.2 mg/dL'), res('NIT', 'positive', true), res('BLD', 'negative'), res('LEU', 'Ca 75 Leu/uL', true)],
+  },
+  {
+    seq: 10,
+    time: '1997-03-03T11:31:00',
+    colour: 'GELB',
+    results: [res('GLU', 'negative'), res('BIL', 'negative'), res('KET', 'negative'), res('SG', '1.020'), res('PH', '6.0'), res('PRO', 'negative'), res('UBG', '0.2 mg/dL'), res('NIT', 'negative'), res('BLD', 'negative'), res('LEU', '0 Leu/uL')],
+  },
+];
+
+/** `1997-03-03T11:11:00` → `9703031111` (YYMMDD). */
+function wireStamp(naive: string): string {
+  const m = /^\d{2}(\d{2})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(naive);
+  if (!m) throw new RangeError(`not a naive time: ${naive}`);
+  return `${m[1]}${m[2]}${m[3]}${m[4]}${m[5]}`;
+}
+
+export interface Clinitek50ReaderInfo {
+  software: string;
+  language: string;
+  units: string;
+  strip: string;
+}
+
+export function identityLines(info: Clinitek50ReaderInfo, clock: string): string[] {
+  const locale = CLINITEK_50_LOCALES[info.language]!;
+  return [`${PRODUCT_ID}  ${info.software} ${wireStamp(clock)}`, `${locale.name} - ${info.units}`, info.strip];
+}
+
+export function recordLines(rec: SimulatedC50Record, software: string, language: string): string[] {
+  const locale = CLINITEK_50_LOCALES[language];
+  if (!locale) throw new RangeError(`no CLINITEK 50 locale "${language}"`);
+  const lines = [`${PRODUCT_ID}  ${software} ${wireStamp(rec.time)}`, `${String(rec.seq).padStart(3, '0')} ${(rec.colour ?? '').padEnd(14)}`];
+  for (const s of rec.results) {
+    const label = locale.labels[s.code as UrineAnalyteCode] ?? s.code;
+    const value = locale.words[s.value as OrdinalGrade] ?? s.value;
+    lines.push(`${(label + (s.abnormal ? '*' : '')).padEnd(4)} ${value.padEnd(15)}`);
+  }
+  return lines;
+}
+
+export interface Clinitek50SimulatorOptions {
+  language?: string;
+  units?: string;
+  strip?: string;
+  software?: string;
+  memory?: SimulatedC50Record[];
+  /** Send the next N data packets with a wrong checksum. */
+  corrupt_next?: number;
+  /** Noise bytes before every data packet. */
+  garbage?: boolean;
+  /** true: never answers. */
+  off?: boolean;
+  max_chunk?: number;
+  seed?: number;
+  timezone?: string;
+}
+
+const SIMULATOR_OPTION_HELP: Record<string, string> = {
+  language: `labels and words: ${Object.keys(CLINITEK_50_LOCALES).join(' or ')} (default de)`,
+  units: 'unit system in the identity packet (default CONV.)',
+  strip: 'strip type in the identity packet (default MULTISTIX 10 SG)',
+  software: 'software version NN.NN (default 01.02)',
+  memory: 'records: [{seq, time: "YYYY-MM-DDTHH:MM:SS", colour?, results: [{code, value, abnormal?}]}]',
+  corrupt_next: 'send the next N data packets with a wrong checksum',
+  garbage: 'true: noise bytes before every data packet',
+  off: 'true: never answer',
+  max_chunk: 'largest write in bytes; chunk sizes are random from 1 to this (default 16)',
+  seed: 'random seed for reproducible runs',
+  timezone: "IANA zone of the reader's clock (default: the host's)",
+};
+
+function optionError(name: string, want: string): Error {
+  return new Error(`clinitek-50 simulator: option ${name} must be ${want}`);
+}
+
+export function parseSimulatorOptions(o: Record<string, unknown>): Clinitek50SimulatorOptions {
+  for (const name of Object.keys(o)) if (!(name in SIMULATOR_OPTION_HELP)) throw new Error(`clinitek-50 simulator: unknown option ${name}`);
+  const out: Clinitek50SimulatorOptions = {};
+  if (o.language !== undefined) {
+    if (typeof o.language !== 'string' || !(o.language in CLINITEK_50_LOCALES)) throw optionError('language', Object.keys(CLINITEK_50_LOCALES).join(' or '));
+    out.language = o.language;
+  }
+  for (const k of ['units', 'strip', 'timezone'] as const) {
+    if (o[k] === undefined) continue;
+    if (typeof o[k] !== 'string' || !/^[\x20-\x7e]*$/.test(o[k])) throw optionError(k, 'one line of printable ASCII');
+    out[k] = o[k];
+  }
+  if (o.software !== undefined) {
+    if (typeof o.software !== 'string' || !/^\d{2}\.\d{2}$/.test(o.software)) throw optionError('software', 'NN.NN');
+    out.software = o.software;
+  }
+  if (o.memory !== undefined) {
+    if (!Array.isArray(o.memory)) throw optionError('memory', 'a list of records');
+    out.memory = o.memory.map((x, i) => {
+      const rec = x as Record<string, unknown>;
+      if (typeof rec?.seq !== 'number' || !Number.isInteger(rec.seq) || rec.seq < 0 || rec.seq > 999) throw optionError(`memory[${i}].seq`, 'a whole number 0-999');
+      if (typeof rec.time !== 'string' || !/^(19[7-9]\d|20[0-6]\d)-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/.test(rec.time)) throw optionError(`memory[${i}].time`, 'YYYY-MM-DDTHH:MM:SS in 1970-2069');
+      if (!Array.isArray(rec.results) || rec.results.length === 0) throw optionError(`memory[${i}].results`, 'a non-empty list');
+      const results = rec.results.map((s: Record<string, unknown>, j: number) => {
+        if (typeof s?.code !== 'string' || !/^[A-Za-z]{2,4}$/.test(s.code) || typeof s.value !== 'string' || /[\r\n]/.test(s.value)) {
+          throw optionError(`memory[${i}].results[${j}]`, '{code: 2-4 letters, value: text}');
+        }
+        return { code: s.code, value: s.value, abnormal: s.abnormal === true };
+      });
+      const r: SimulatedC50Record = { seq: rec.seq, time: rec.time, results };
+      if (typeof rec.colour === 'string') r.colour = rec.colour;
+      return r;
+    });
+  }
+  for (const k of ['garbage', 'off'] as const) {
+    if (o[k] === undefined) continue;
+    if (typeof o[k] !== 'boolean') throw optionError(k, 'true or false');
+    out[k] = o[k];
+  }
+  for (const [k, min] of [['corrupt_next', 0], ['max_chunk', 1], ['seed', 0]] as const) {
+    const v = o[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw optionError(k, `a number >= ${min}`);
+    out[k] = v;
+  }
+  return out;
+}
+
+export class Clinitek50Simulator implements DeviceSimulator {
+  memory: SimulatedC50Record[];
+  /** Index of the record the next DC2 sends; moves on ACK only. */
+  next = 0;
+  corruptNext: number;
+  off: boolean;
+  readonly received: number[] = [];
+  private readonly info: Clinitek50ReaderInfo;
+  private readonly garbage: boolean;
+  private readonly maxChunk: number;
+  private readonly random: () => number;
+  private readonly timezone: string;
+  private transport: ByteTransport | null = null;
+  private outstanding = false;
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(options: Clinitek50SimulatorOptions = {}) {
+    this.info = {
+      software: options.software ?? '01.02',
+      language: options.language ?? 'de',
+      units: options.units ?? 'CONV.',
+      strip: options.strip ?? 'MULTISTIX 10 SG',
+    };
+    this.memory = options.memory ?? SAMPLE_RECORDS.map((x) => structuredClone(x));
+    this.corruptNext = options.corrupt_next ?? 0;
+    this.garbage = options.garbage ?? false;
+    this.off = options.off ?? false;
+    this.maxChunk = Math.max(1, Math.floor(options.max_chunk ?? 16));
+    this.random = seededRandom(options.seed ?? Date.now());
+    this.timezone = options.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+  }
+
+  attach(transport: ByteTransport): void {
+    this.detach();
+    this.transport = transport;
+    transport.on('data', this.onData);
+  }
+
+  detach(): void {
+    if (this.transport) this.transport.off('data', this.onData);
+    this.transport = null;
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    for (const b of chunk) this.handle(b);
+  };
+
+  private handle(b: number): void {
+    this.received.push(b);
+    if (this.off) return;
+    switch (b) {
+      case ENQ:
+        this.write(encodePacket(identityLines(this.info, nowInZone(this.timezone))));
+        return;
+      case DC2: {
+        const rec = this.memory[this.next];
+        if (!rec) {
+          this.write(Buffer.from([NAK]));
+          return;
+        }
+        this.outstanding = true;
+        const lines = recordLines(rec, this.info.software, this.info.language);
+        let packet = encodePacket(lines);
+        if (this.corruptNext > 0) {
+          this.corruptNext--;
+          packet = encodePacket(lines, clinitek50Checksum(packet.subarray(1, packet.length - 3)) + 1);
+        }
+        this.write(this.garbage ? Buffer.concat([Buffer.from('~\x00noise\xff', 'latin1'), packet]) : packet);
+        return;
+      }
+      case ACK:
+        if (this.outstanding) this.next++;
+        this.outstanding = false;
+        return;
+      case NAK:
+        this.outstanding = false; // the same record goes again on the next DC2
+        return;
+      default:
+        return; // XON, XOFF and anything else: nothing to answer
+    }
+  }
+
+  private write(bytes: Buffer): void {
+    const transport = this.transport;
+    if (!transport) return;
+    this.writing = this.writing
+      .then(async () => {
+        for (let i = 0; i < bytes.length; ) {
+          if (this.transport !== transport || !transport.isOpen) return;
+          const n = 1 + Math.floor(this.random() * this.maxChunk);
+          await transport.write(bytes.subarray(i, i + n));
+          i += n;
+        }
+      })
+      .catch(() => undefined);
+  }
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Definition
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export const clinitek50: DriverDefinition = {
+  id: CLINITEK_50_DRIVER_ID,
+  kind: 'urinalysis-reader',
+  vendor: MANUFACTURER,
+  models: [MODEL],
+  usb: [],
+  transports: ['serial', 'tcp', 'simulated'],
+  serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
+  commands: {
+    download: { description: 'identify the reader (ENQ), read every record (XON DC2) and store it before ACKing it; returns {records, inserted, duplicates}' },
+    status: { description: 'the current device state: software version, unit system, clock skew, last download' },
+  },
+  decode: (capture, ctx) => decodeClinitek50(capture, ctx),
+  createSession: (host) => new Clinitek50Session(host),
+  simulator: {
+    description: 'a CLINITEK 50 reader: answers ENQ with its identity packet and XON DC2 with checksummed record packets (NAK when empty)',
+    options: SIMULATOR_OPTION_HELP,
+    create: (options) => new Clinitek50Simulator(parseSimulatorOptions(options)),
+  },
+};
