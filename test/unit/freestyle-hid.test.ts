@@ -1,0 +1,480 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import pino from 'pino';
+import type { Capture, DriverSession, Exchange, SessionHost } from '../../src/driver-sdk/index.ts';
+import { captureFromBytes, parseTranscript } from '../../src/driver-sdk/capture.ts';
+import type { DeviceConfig } from '../../src/config/types.ts';
+import type { BridgeEventType, DeviceState, ResultDraft } from '../../src/records/types.ts';
+import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
+import { clockSkewSeconds } from '../../src/util/time.ts';
+import {
+  decodeReport,
+  encodeReport,
+  MSG,
+  multiRecordMessage,
+  parseArresultRecord,
+  parseHistoryRecord,
+  parseMultiRecord,
+  parseResultRecord,
+  parseTextReply,
+  ReportStream,
+  setClockCommands,
+  TextReplyAssembler,
+  textChecksum,
+  textReply,
+} from '../../drivers/glucose/freestyle-hid-protocol.ts';
+import {
+  decodeFreeStyle,
+  freestyleHid,
+  FreeStyleSimulator,
+  LIBRE2_UNSUPPORTED,
+  parseSimulatorOptions,
+  type FreeStyleSimulatorOptions,
+} from '../../drivers/glucose/freestyle-hid.ts';
+
+const REAL = readFileSync(new URL('../fixtures/freestyle-hid/insulinx-session/capture.txt', import.meta.url));
+const REAL_EXCHANGES = parseTranscript(REAL.toString('latin1'));
+const CTX = { deviceId: 'bench1-insulinx', timezone: 'Europe/Paris' };
+
+/** The payload text of the D reports that answer the H report holding `command`. */
+function replyText(command: string): Buffer {
+  const i = REAL_EXCHANGES.findIndex((e) => e.dir === 'H' && e.bytes[0] === MSG.TEXT && e.bytes.subarray(2).toString('latin1') === `${command}\r\n`);
+  const parts: Buffer[] = [];
+  for (const e of REAL_EXCHANGES.slice(i + 1)) {
+    if (e.dir === 'H') break;
+    if (e.bytes[0] === MSG.TEXT) parts.push(e.bytes.subarray(2, 2 + e.bytes[1]!));
+  }
+  return Buffer.concat(parts);
+}
+
+describe('FreeStyle HID codec', () => {
+  it('CKSM: the real InsuLinx replies verify, and the sums are the plain 32-bit byte sums', () => {
+    expect(textChecksum('JAGT241-U6242\r\n')).toBe(0x324);
+    expect(textChecksum('1.40\r\n0\r\n')).toBe(0x121);
+    expect(textChecksum('8,27,14\r\n')).toBe(0x175);
+    expect(textChecksum('13,22\r\n')).toBe(0x10b);
+    expect(textChecksum('')).toBe(0);
+    for (const [command, first] of [
+      ['$serlnum?', 'JAGT241-U6242'],
+      ['$swver?', '1.40'],
+      ['$date?', '8,27,14'],
+      ['$time?', '13,22'],
+    ] as const) {
+      const r = parseTextReply(replyText(command));
+      expect(r.ok && r.message.toString('latin1').split('\r\n')[0]).toBe(first);
+    }
+  });
+
+  it('CKSM: Tidepool vectors, and CMD Fail!, a wrong or a short checksum fail', () => {
+    const ok = parseTextReply(Buffer.from('DB Record Number = 226988\r\nCKSM:00000765\r\nCMD OK\r\n'));
+    expect(ok.ok && ok.message.toString()).toBe('DB Record Number = 226988\r\n');
+    expect(parseTextReply(Buffer.from('2.1.2\r\nCKSM:00000108\r\nCMD OK\r\n')).ok).toBe(true);
+    const code = (s: string): string | null => {
+      const r = parseTextReply(Buffer.from(s));
+      return r.ok ? null : r.error.code;
+    };
+    expect(code('2.1.2\r\nCKSM:00000108\r\nCMD Fail!\r\n')).toBe('command-failed');
+    expect(code('2.1.2\r\nCKSM:00000109\r\nCMD OK\r\n')).toBe('bad-checksum');
+    expect(code('2.1.2\r\nCKSM:0108\r\nCMD OK\r\n')).toBe('missing-checksum');
+    expect(code('2.1.2\r\nCKSM:00000108\r\n')).toBe('truncated-reply');
+    // The error detail never quotes the message (it may be patient data).
+    const bad = parseTextReply(Buffer.from('Xavier,Claessens,g\r\nCKSM:000006E7\r\nCMD OK\r\n'));
+    expect(!bad.ok && bad.error.detail).not.toMatch(/Xavier|Claessens/);
+  });
+
+  it('$result?: the real record list verifies (237 records, record checksum 0006FEC2, CKSM 00070167)', () => {
+    const reply = replyText('$result?');
+    expect(reply.toString('latin1')).toContain('237,0006FEC2\r\nCKSM:00070167\r\nCMD OK\r\n');
+    const text = parseTextReply(reply);
+    expect(text.ok).toBe(true);
+    const list = parseMultiRecord(text.ok ? text.message : Buffer.alloc(0));
+    expect(list.ok && list.records.length).toBe(237);
+    expect(list.ok && list.records[0]).toBe('0,20476,8,27,14,12,47,1,0,0,0,3,0,68,0,0');
+    expect(parseMultiRecord(Buffer.from('Log Empty\r\n'))).toEqual({ ok: true, records: [], count: 0 });
+    const tampered = Buffer.from(text.ok ? text.message : Buffer.alloc(0));
+    tampered[tampered.indexOf('68,0,0')] = '9'.charCodeAt(0); // 68 → 98 mg/dL
+    expect(parseMultiRecord(tampered)).toMatchObject({ ok: false, error: { code: 'bad-record-checksum' } });
+  });
+
+  it('reports: [type][len][payload] padded to 64; a length beyond the report is refused', () => {
+    const r = encodeReport(MSG.TEXT, Buffer.from('$serlnum?\r\n'));
+    expect(r.length).toBe(64);
+    expect(r.subarray(0, 13).toString('hex')).toBe('600b247365726c6e756d3f0d0a');
+    expect(decodeReport(r)).toMatchObject({ ok: true, report: { type: 0x60 } });
+    expect(decodeReport(Buffer.from([0x60, 63]))).toMatchObject({ ok: false, error: { code: 'bad-report' } });
+    expect(decodeReport(Buffer.from([0x60, 5, 0x41]))).toMatchObject({ ok: false, error: { code: 'bad-report' } });
+    expect(() => encodeReport(0x60, Buffer.alloc(63))).toThrow(RangeError);
+  });
+
+  it('a report stream cut anywhere gives back the same 64-byte reports', () => {
+    const reports = REAL_EXCHANGES.filter((e) => e.dir === 'D')
+      .slice(0, 300)
+      .map((e) => encodeReport(e.bytes[0]!, e.bytes.subarray(2, 2 + e.bytes[1]!)));
+    const all = Buffer.concat(reports);
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 200 }), { maxLength: 60 }), (sizes) => {
+        const s = new ReportStream();
+        const out: Buffer[] = [];
+        let i = 0;
+        for (const n of sizes) {
+          out.push(...s.push(all.subarray(i, i + n)));
+          i += n;
+        }
+        out.push(...s.push(all.subarray(i)));
+        expect(out.length).toBe(reports.length);
+        expect(out.every((r, k) => r.equals(reports[k]!))).toBe(true);
+        expect(s.pending()).toBe(0);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('set-clock commands have no leading zeros', () => {
+    expect(setClockCommands('2014-08-27T13:40:12')).toEqual({ date: '$date,8,27,14', time: '$time,13,40' });
+    expect(setClockCommands('2026-01-05T07:03:00')).toEqual({ date: '$date,1,5,26', time: '$time,7,3' });
+  });
+
+  it('record layouts: Neo control flag, ketone ÷ 18, HI/LO literals, Libre kinds and error bit', () => {
+    expect(parseResultRecord('7,12,3,11,25,7,55,0,121,0,0,0,0,0,0,0,0,0,0')).toMatchObject({
+      ok: true,
+      record: { kind: 'reading', reading: { analyte: 'glucose', raw: 121, control: true } },
+    });
+    expect(parseResultRecord('7,13,3,11,25,7,56,0,HI,0,1,0,0,0,0,0,0,0,0')).toMatchObject({ ok: true, record: { reading: { raw: 'HI', control: false } } });
+    expect(parseResultRecord('9,14,3,11,25,8,0,0,22,1')).toMatchObject({ ok: true, record: { reading: { analyte: 'ketone', raw: 22, control: false } } });
+    expect(parseResultRecord('9,14,3,11,25,8,0,0,LO,1')).toMatchObject({ ok: false, error: { code: 'invalid-record' } });
+    expect(parseResultRecord('6,20305,8,6,14,11,11,1,8,6,14,17,10')).toMatchObject({
+      ok: true,
+      record: { kind: 'time-change', time: '2014-08-06T11:11:00', previous: '2014-08-06T17:10:00' },
+    });
+    // An InsuLinx record whose undocumented fields differ from the real capture is not guessed at.
+    expect(parseResultRecord('0,1,8,27,14,12,47,1,0,0,0,3,1,68,0,0')).toMatchObject({ ok: false, error: { code: 'unverified-record' } });
+    expect(parseResultRecord('0,1,2,30,14,12,47,1,0,0,0,3,0,68,0,0')).toMatchObject({ ok: false, error: { code: 'invalid-date' } });
+    expect(parseResultRecord('42,1,8,27,14,12,47')).toMatchObject({ ok: false, error: { code: 'unknown-record-type' } });
+    expect(parseHistoryRecord('1004,12,3,11,25,8,45,10,1,0,0,0,0,139,900,0')).toMatchObject({
+      ok: true,
+      record: { reading: { method: 'sensor-history', raw: 139, time: '2025-03-11T08:45:10' } },
+    });
+    expect(parseHistoryRecord('1003,12,3,11,25,8,30,10,1,0,0,0,0,0,900,32768')).toMatchObject({ ok: true, record: { kind: 'invalid-reading' } });
+    const scan = `1005,2,3,11,25,8,52,41,1,2,0,0,141,1,3,${Array(13).fill(0).join(',')},0,"","","","","",""`;
+    expect(parseArresultRecord(scan)).toMatchObject({ ok: true, record: { reading: { method: 'sensor-scan', raw: 141, trend: 3 } } });
+    expect(parseArresultRecord(scan.replace(/^1005,2,/, '1005,9,'))).toMatchObject({ ok: false, error: { code: 'unknown-record-type' } });
+  });
+});
+
+/** A transcript with every text reply re-cut into reports of the given sizes, keep-alives in between. */
+function recut(exchanges: Exchange[], sizes: number[], keepalives: boolean[]): Exchange[] {
+  const out: Exchange[] = [];
+  let pending: Buffer[] = [];
+  let k = 0;
+  let s = 0;
+  const flush = (): void => {
+    const text = Buffer.concat(pending);
+    pending = [];
+    for (let i = 0; i < text.length; ) {
+      const n = Math.min(62, Math.max(1, sizes.length ? sizes[s++ % sizes.length]! : 62));
+      out.push({ dir: 'D', bytes: Buffer.concat([Buffer.of(MSG.TEXT, Math.min(n, text.length - i)), text.subarray(i, i + n)]) });
+      if (keepalives.length && keepalives[k++ % keepalives.length]) out.push({ dir: 'D', bytes: Buffer.of(MSG.KEEPALIVE, 1, 3) });
+      i += n;
+    }
+  };
+  for (const e of exchanges) {
+    if (e.dir === 'D' && e.bytes[0] === MSG.TEXT) pending.push(e.bytes.subarray(2, 2 + e.bytes[1]!));
+    else if (e.dir === 'D' && e.bytes[0] === MSG.KEEPALIVE) continue;
+    else {
+      flush();
+      out.push(e);
+    }
+  }
+  flush();
+  return out;
+}
+
+describe('FreeStyle HID decode()', () => {
+  const expected = decodeFreeStyle({ kind: 'transcript', exchanges: REAL_EXCHANGES }, CTX);
+
+  it('the real InsuLinx session: 227 glucose results of 237 records, serial JAGT241-U6242, all mg/dL, no issue', () => {
+    expect(expected.issues).toEqual([]);
+    expect(expected.drafts).toHaveLength(227);
+    expect(expected.device).toMatchObject({ serial: 'JAGT241-U6242', firmware: '1.40', record_count: 237, display_unit: 'mg/dL', model: 'FreeStyle InsuLinx' });
+    expect(new Set(expected.drafts.map((d) => d.observations[0]!.unit))).toEqual(new Set(['mg/dL']));
+    const newest = expected.drafts.at(-1)!;
+    expect([newest.device_time, newest.observations[0]!.value, newest.observed_at]).toEqual(['2014-08-27T12:47:00', 68, '2014-08-27T12:47:00+02:00']);
+    // The patient name and id the meter holds appear nowhere in what the decoder produced.
+    expect(JSON.stringify(expected)).not.toMatch(/Xavier|Claessens|iddupatient/);
+  });
+
+  it('replies re-cut into any report sizes, with keep-alives anywhere, decode the same', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 62 }), { minLength: 1, maxLength: 30 }), fc.array(fc.boolean(), { maxLength: 10 }), (sizes, kas) => {
+        const r = decodeFreeStyle({ kind: 'transcript', exchanges: recut(REAL_EXCHANGES, sizes, kas) }, CTX);
+        expect(r.issues).toEqual([]);
+        expect(r.drafts).toEqual(expected.drafts);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('a corrupted CKSM is an issue with the bytes, and the damaged reply gives no records', () => {
+    const ex = REAL_EXCHANGES.map((e) => ({ ...e, bytes: Buffer.from(e.bytes) }));
+    const last = ex.findIndex((e) => e.dir === 'D' && e.bytes.includes(Buffer.from('CKSM:00070167')));
+    ex[last]!.bytes.write('CKSM:00070168', ex[last]!.bytes.indexOf('CKSM:'), 'latin1');
+    const r = decodeFreeStyle({ kind: 'transcript', exchanges: ex }, CTX);
+    expect(r.drafts).toEqual([]);
+    expect(r.issues.map((i) => i.reason)).toContain('bad-checksum');
+    expect(r.issues.find((i) => i.reason === 'bad-checksum')!.bytes!.length).toBeGreaterThan(9000);
+  });
+
+  it('a capture cut inside the multi-report $result? reply: truncated-reply, no records, serial still known', () => {
+    const at = REAL_EXCHANGES.findIndex((e) => e.dir === 'D' && e.bytes.includes(Buffer.from('0,20300,8,6,14')));
+    const r = decodeFreeStyle({ kind: 'transcript', exchanges: REAL_EXCHANGES.slice(0, at) }, CTX);
+    expect(r.drafts).toEqual([]);
+    expect(r.issues.map((i) => i.reason)).toEqual(['truncated-reply']);
+    expect(r.device.serial).toBe('JAGT241-U6242');
+  });
+
+  it('an unknown record type is an issue, not a crash; the other records still decode', () => {
+    const records = ['0,2,8,27,14,12,47,1,0,0,0,3,0,68,0,0', '42,3,8,27,14,12,48,1,2,3', '0,1,8,27,14,9,39,1,0,0,0,3,0,93,0,0'];
+    const exchanges: Exchange[] = [
+      { dir: 'H', bytes: Buffer.from('600a24726573756c743f0d0a', 'hex') },
+      ...chunkReply(textReply(multiRecordMessage(records))),
+    ];
+    const r = decodeFreeStyle({ kind: 'transcript', exchanges }, CTX);
+    expect(r.drafts.map((d) => d.observations[0]!.value)).toEqual([93, 68]);
+    expect(r.issues.map((i) => i.reason)).toEqual(['unknown-record-type']);
+    expect(r.issues[0]!.bytes!.toString()).toBe(records[1]);
+  });
+
+  it('garbage and raw captures give no records and never throw', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.boolean(), fc.uint8Array({ maxLength: 64 })), { maxLength: 40 }), (items) => {
+        const exchanges = items.map(([h, b]) => ({ dir: h ? ('H' as const) : ('D' as const), bytes: Buffer.from(b) }));
+        const r = decodeFreeStyle({ kind: 'transcript', exchanges }, CTX);
+        expect(r.drafts.every((d) => d.observations[0]!.unit !== null)).toBe(true);
+      }),
+      { numRuns: 200 },
+    );
+    expect(decodeFreeStyle(captureFromBytes(Buffer.from([0x60, 3, 0x41, 0x42, 0x43])), CTX)).toMatchObject({ drafts: [], issues: [{ reason: 'not-a-transcript' }] });
+  });
+});
+
+function chunkReply(reply: Buffer, size = 62): Exchange[] {
+  const out: Exchange[] = [];
+  for (let i = 0; i < reply.length; i += size) out.push({ dir: 'D', bytes: Buffer.concat([Buffer.of(MSG.TEXT, Math.min(size, reply.length - i)), reply.subarray(i, i + size)]) });
+  return out;
+}
+
+describe('TextReplyAssembler', () => {
+  it('finds CMD OK split across reports, and counts record lines', () => {
+    const a = new TextReplyAssembler();
+    expect(a.push(Buffer.from('1,2\r\n3,4\r\nCKSM:0000000\r\nCM'))).toEqual([]);
+    expect(a.lines).toBe(3);
+    const out = a.push(Buffer.from('D OK\r\n'));
+    expect(out).toHaveLength(1);
+    expect(out[0]!.bytes.toString()).toBe('1,2\r\n3,4\r\nCKSM:0000000\r\nCMD OK\r\n');
+  });
+});
+
+// ── session ──
+
+interface Harness {
+  session: DriverSession;
+  sim: FreeStyleSimulator;
+  host: MemoryTransport;
+  device: MemoryTransport;
+  commits: Array<{ drafts: ResultDraft[]; capture: Capture }>;
+  events: Array<{ type: BridgeEventType; message: string; data?: Record<string, unknown> }>;
+  state: Partial<DeviceState>;
+  quarantined: Array<{ bytes: Buffer; reason: string }>;
+  logs: string[];
+}
+
+const ZONE = 'Europe/Berlin';
+
+async function harness(
+  simOptions: FreeStyleSimulatorOptions = {},
+  device: Partial<DeviceConfig> = {},
+  opts: { connect?: boolean } = {},
+): Promise<Harness> {
+  const pair = memoryPair('fs');
+  pair.device.chunkSize = 19; // a stream link: the session must reassemble 64-byte reports
+  const sim = new FreeStyleSimulator({ timezone: ZONE, seed: 7, ...simOptions });
+  sim.attach(pair.device);
+  await pair.device.open();
+  const h = { sim, host: pair.host, device: pair.device, commits: [], events: [], state: {}, quarantined: [], logs: [] } as unknown as Harness;
+  const logStream = { write: (s: string) => h.logs.push(s) };
+  const hostApi: SessionHost = {
+    device: {
+      id: 'bench-fs',
+      driver: 'freestyle-hid',
+      transport: { type: 'simulated', simulator: { model: simOptions.model ?? 'insulinx' } },
+      options: { reply_timeout_ms: 150 },
+      ...device,
+    },
+    timezone: ZONE,
+    transport: pair.host,
+    log: pino({ level: 'debug' }, logStream),
+    now: () => new Date(),
+    commit: async (drafts, capture) => {
+      h.commits.push({ drafts, capture });
+      return { inserted: drafts.length, duplicates: 0 };
+    },
+    quarantine: (bytes, reason) => h.quarantined.push({ bytes, reason }),
+    event: (type, message, data) => h.events.push({ type, message, ...(data ? { data } : {}) }),
+    updateState: (p) => Object.assign(h.state, p),
+  };
+  h.session = freestyleHid.createSession(hostApi);
+  await h.session.start();
+  if (opts.connect !== false) await pair.host.open();
+  return h;
+}
+
+async function stop(h: Harness): Promise<void> {
+  await h.session.stop();
+  h.sim.detach();
+}
+
+const types = (h: Harness): BridgeEventType[] => h.events.map((e) => e.type);
+
+async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('FreeStyle HID session on an in-memory link', () => {
+  it('downloads on connect: init, identity, clock, records; commits, then reports; never asks for patient data', async () => {
+    const memory = Array.from({ length: 60 }, (_, i) => ({ time: `2026-01-0${1 + (i % 5)}T${String(7 + (i % 12)).padStart(2, '0')}:${String(i).padStart(2, '0')}:00`, value: 80 + i }));
+    const h = await harness({ memory, patient_name: 'Patient,Secret', patient_id: 'PID-SECRET-1' });
+    await until('download_finished', () => types(h).includes('download_finished'));
+    await stop(h);
+    expect(h.commits).toHaveLength(1);
+    expect(h.commits[0]!.drafts).toHaveLength(60);
+    expect(h.commits[0]!.drafts.every((d) => d.category === 'patient' && d.observations[0]!.unit === 'mg/dL')).toBe(true);
+    expect(h.sim.received.slice(0, 4)).toEqual(['#04', '#05', '#15', '#01']);
+    expect(h.sim.received).toEqual(expect.arrayContaining(['$serlnum?', '$swver?', '$date?', '$time?', '$result?']));
+    expect(h.sim.received.some((c) => c.startsWith('$pt'))).toBe(false);
+    expect(types(h)).toEqual(['download_started', 'download_progress', 'download_progress', 'download_progress', 'download_finished']);
+    expect(h.events.at(-2)!.data).toEqual({ received: 60, total: 60 });
+    expect(h.state).toMatchObject({ status: 'ok', serial: 'JAGT241-U6242', firmware: '1.40', model: 'FreeStyle InsuLinx', record_count: 60, display_unit: 'mg/dL' });
+    expect(Math.abs(h.state.clock_skew_s!)).toBeLessThan(61);
+    expect(JSON.stringify([h.events, h.state, h.logs])).not.toMatch(/Secret|SECRET/);
+    // The committed transcript decodes to the same drafts (rule 4: replay).
+    const replay = decodeFreeStyle(h.commits[0]!.capture, { deviceId: 'bench-fs', timezone: ZONE });
+    expect(replay.drafts).toEqual(h.commits[0]!.drafts);
+  });
+
+  it('a Neo control run is category control; ketone in mmol/L; HI/LO flags with the limits', async () => {
+    const h = await harness({
+      model: 'neo',
+      memory: [
+        { time: '2026-01-02T08:00:00', kind: 'glucose', value: 118, control: true },
+        { time: '2026-01-02T09:00:00', kind: 'ketone', value: 1.5 },
+        { time: '2026-01-02T10:00:00', kind: 'glucose', value: 'HI' },
+      ],
+    });
+    await until('download_finished', () => types(h).includes('download_finished'));
+    await stop(h);
+    const [control, ketone, hi] = h.commits[0]!.drafts;
+    expect([control!.category, control!.specimen.type]).toEqual(['control', 'control solution']);
+    expect(ketone!.observations[0]).toMatchObject({ code: 'BHB', loinc: '66441-7', value: 1.5, unit: 'mmol/L', ucum: 'mmol/L' });
+    expect(hi!.observations[0]).toMatchObject({ value: null, flags: ['HI'], comparator: '>', limit: 500, unit: 'mg/dL' });
+  });
+
+  it('a bad CKSM is retried once and the download goes on', async () => {
+    const h = await harness({ memory: [{ time: '2026-01-02T08:00:00', value: 99 }] });
+    h.sim.corruptReplyTo('$result?', 1);
+    await until('download_finished', () => types(h).includes('download_finished'));
+    await stop(h);
+    expect(h.sim.received.filter((c) => c === '$result?')).toHaveLength(2);
+    expect(h.quarantined.map((q) => q.reason)).toEqual(['bad-checksum']);
+    expect(types(h)).toContain('bad_frame');
+    expect(h.commits[0]!.drafts.map((d) => d.observations[0]!.value)).toEqual([99]);
+  });
+
+  it('a bad CKSM twice: download_failed, nothing committed, the session goes on', async () => {
+    const h = await harness({ memory: [{ time: '2026-01-02T08:00:00', value: 99 }] });
+    h.sim.corruptReplyTo('$result?', 2);
+    await until('download_failed', () => types(h).includes('download_failed'));
+    expect(h.commits).toEqual([]);
+    expect(h.events.find((e) => e.type === 'download_failed')!.data).toEqual({ reason: 'bad-checksum' });
+    expect(h.state.status).toBe('error');
+    // The next download works.
+    await expect(h.session.command('download', {})).resolves.toEqual({ inserted: 1, duplicates: 0, records: 1 });
+    await stop(h);
+  });
+
+  it('a meter that answers nothing: no_answer and status no-answer', async () => {
+    const h = await harness({ off: true });
+    await until('no_answer', () => types(h).includes('no_answer'));
+    await stop(h);
+    expect(h.state.status).toBe('no-answer');
+    expect(h.commits).toEqual([]);
+  });
+
+  it('unplugged in the middle of the dump: download_failed, nothing partial committed', async () => {
+    const memory = Array.from({ length: 120 }, (_, i) => ({ time: `2026-01-02T${String(i % 24).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}:00`, value: 70 + i }));
+    const h = await harness({ memory, report_delay_ms: 3, max_payload: 30 });
+    await until('a few records', () => types(h).includes('download_progress'));
+    await h.host.close();
+    await until('download_failed', () => types(h).includes('download_failed'));
+    await stop(h);
+    expect(h.commits).toEqual([]);
+    expect(h.events.find((e) => e.type === 'download_failed')!.data).toEqual({ reason: 'link-closed' });
+  });
+
+  it('clock skew beyond 15 min is flagged; clock/sync sets it with $date, and $time,', async () => {
+    const h = await harness({ clock_offset_s: 3600, memory: [] });
+    await until('download_finished', () => types(h).includes('download_finished'));
+    expect(h.state.clock_skew_flagged).toBe(true);
+    expect(types(h)).toContain('clock_skew');
+    const r = (await h.session.command('clock/sync', {})) as { clock: string; clock_skew_s: number };
+    expect(Math.abs(r.clock_skew_s)).toBeLessThan(61);
+    expect(Math.abs(clockSkewSeconds(h.sim.clock(), ZONE))).toBeLessThan(61);
+    expect(h.sim.received.some((c) => /^\$date,\d{1,2},\d{1,2},\d{2}$/.test(c))).toBe(true);
+    expect(h.sim.received.some((c) => /^\$time,\d{1,2},\d{1,2}$/.test(c))).toBe(true);
+    expect(h.state.clock_skew_flagged).toBe(false);
+    expect(types(h)).toContain('clock_set');
+    await stop(h);
+  });
+
+  it('Libre: $sn?, $history? and $arresult?; sensor results flagged by source; invalid records are not results', async () => {
+    const h = await harness({ model: 'libre' });
+    await until('download_finished', () => types(h).includes('download_finished'));
+    await stop(h);
+    expect(h.sim.received).toEqual(expect.arrayContaining(['$sn?', '$history?', '$arresult?']));
+    expect(h.sim.received).not.toContain('$serlnum?');
+    const drafts = h.commits[0]!.drafts;
+    expect(drafts).toHaveLength(11); // 8 history + scan + strip glucose + ketone; the invalid one is left out
+    expect(new Set(drafts.map((d) => d.flags[0]))).toEqual(new Set(['source:sensor-history', 'source:sensor-scan', 'source:strip']));
+    expect(drafts.filter((d) => d.specimen.type === 'interstitial fluid').every((d) => d.observations[0]!.loinc === '99504-3')).toBe(true);
+    expect(h.events.find((e) => e.type === 'download_finished')!.data).toMatchObject({ invalid: 1, records: 11 });
+  });
+
+  it('an unknown model is probed: $serlnum? refused → $sn? → the Libre commands', async () => {
+    const h = await harness({ model: 'libre' }, { transport: { type: 'tcp', host: '127.0.0.1', port: 1 } });
+    await until('download_finished', () => types(h).includes('download_finished'));
+    await stop(h);
+    expect(h.sim.received.filter((c) => c.startsWith('$')).slice(0, 2)).toEqual(['$serlnum?', '$sn?']);
+    expect(h.state.model).toBe('FreeStyle Libre');
+  });
+
+  it('Libre 2: status unsupported and an event, never a byte sent, download refused', async () => {
+    const h = await harness({ model: 'libre2' }, { transport: { type: 'hid', vendor_id: '1a61', product_id: '3950' } });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(h.state).toMatchObject({ status: 'unsupported', status_detail: LIBRE2_UNSUPPORTED, model: 'FreeStyle Libre 2' });
+    expect(types(h)).toEqual(['device_error']);
+    await expect(h.session.command('download', {})).rejects.toThrow(/encrypts/);
+    expect(h.sim.received).toEqual([]);
+    await stop(h);
+  });
+
+  it('simulator options are checked', () => {
+    expect(() => parseSimulatorOptions({ model: 'libre9' })).toThrow(/model/);
+    expect(() => parseSimulatorOptions({ memory: [{ time: '2026-01-01T00:00:00', value: 90, control: true }] })).toThrow(/control/);
+    expect(() => parseSimulatorOptions({ bogus: 1 })).toThrow(/unknown option/);
+    expect(parseSimulatorOptions({ model: 'neo', memory: [{ time: '2026-01-01T00:00:00', kind: 'ketone', value: 'HI' }] }).memory).toHaveLength(1);
+  });
+});
