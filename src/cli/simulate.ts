@@ -72,6 +72,12 @@ export async function runSimulator(args: string[]): Promise<number> {
   if ([values.tcp !== undefined, values.serial !== undefined, values.stdio === true].filter(Boolean).length > 1) {
     throw new SimulateError('choose one of --tcp, --serial and --stdio');
   }
+  if (values.serial !== undefined && !driver.transports.includes('serial')) {
+    throw new SimulateError(
+      `${driver.id} is not a serial device (it speaks over: ${driver.transports.join(', ')}), so its simulator cannot sit on a pty; ` +
+        'use --tcp PORT or --stdio (HID reports travel there as back-to-back 64-byte blocks)',
+    );
+  }
   const options = Object.fromEntries((values.option ?? []).map(parseOption));
   let simulator: ReturnType<typeof driver.simulator.create>;
   try {
