@@ -536,7 +536,19 @@ export function stripObservation(
   const text = v.text === '' ? null : v.text;
   if (analyte === null) {
     flags.push('unknown-label');
-    return { code: label.trim(), name: label.trim(), loinc: null, value: v.value, unit: v.unit, ucum: v.ucum, flags, text, comparator: v.comparator };
+    // A number is published only with its unit (the result schema requires one): else text only.
+    const numeric = v.unit !== null;
+    return {
+      code: label.trim(),
+      name: label.trim(),
+      loinc: null,
+      value: numeric ? v.value : null,
+      unit: v.unit,
+      ucum: v.ucum,
+      flags,
+      text,
+      comparator: numeric ? v.comparator : null,
+    };
   }
   const a = URINE_ANALYTES[analyte];
   if (a.freeText) {
@@ -544,6 +556,19 @@ export function stripObservation(
   }
   const loinc = text === null ? null : loincFor(analyte, v, method);
   if (loinc === null && text !== null) flags.push('loinc-unmapped');
-  const unit = v.unit ?? (analyte === 'PH' && v.value !== null ? 'pH' : null);
-  return { code: a.code, name: a.name, loinc: loinc?.code ?? null, value: v.value, unit, ucum: ucumFor(analyte, v), flags, text, comparator: v.comparator };
+  // Unitless numbers: specific gravity is a ratio (UCUM `1`), pH has its own scale.
+  const unit = v.unit ?? (v.value !== null && analyte === 'PH' ? 'pH' : v.value !== null && analyte === 'SG' ? '1' : null);
+  // A number is published only with its unit (the result schema requires one): else text only.
+  const numeric = unit !== null;
+  return {
+    code: a.code,
+    name: a.name,
+    loinc: loinc?.code ?? null,
+    value: numeric ? v.value : null,
+    unit,
+    ucum: ucumFor(analyte, v),
+    flags,
+    text,
+    comparator: numeric ? v.comparator : null,
+  };
 }

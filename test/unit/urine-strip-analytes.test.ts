@@ -145,6 +145,12 @@ describe('stripObservation', () => {
     expect(stripObservation('UBG', 'UBG', '3.2 umol/L', false)).toMatchObject({ loinc: null, value: 3.2, flags: ['loinc-unmapped'] });
   });
 
+  it('publishes a number only with a unit: SG gets UCUM 1, a bare number elsewhere stays text', () => {
+    expect(stripObservation('SG', 'SG', '1.020', false)).toMatchObject({ value: 1.02, unit: '1', ucum: '1' });
+    expect(stripObservation('GLU', 'GLU', '100', false)).toMatchObject({ value: null, unit: null, text: '100', loinc: null });
+    expect(stripObservation(null, 'ABC', '>5', false)).toMatchObject({ value: null, comparator: null, text: '>5' });
+  });
+
   it('keeps colour as text with the colour code', () => {
     expect(stripObservation('COLOR', 'Colour', 'Amarillo', false)).toMatchObject({ code: 'COLOR', loinc: '5778-6', value: null, text: 'Amarillo' });
   });
