@@ -2,6 +2,7 @@
  * Every driver the daemon knows, in one list. Adding a device is adding its file and one line here.
  */
 import type { DriverDefinition } from '../src/driver-sdk/index.ts';
+import { astmDriver } from './astm/astm.ts';
 import { freestyleHid } from './glucose/freestyle-hid.ts';
 import { onetouchUltra2 } from './glucose/onetouch-ultra2.ts';
 import { onetouchUltraEasy } from './glucose/onetouch-ultraeasy.ts';
@@ -9,7 +10,7 @@ import { onetouchVerioIq } from './glucose/onetouch-verio-iq.ts';
 import { clinitek50 } from './urinalysis/clinitek-50.ts';
 import { clinitekStatus } from './urinalysis/clinitek-status.ts';
 
-export const drivers: readonly DriverDefinition[] = [onetouchUltra2, onetouchUltraEasy, onetouchVerioIq, clinitekStatus, clinitek50, freestyleHid];
+export const drivers: readonly DriverDefinition[] = [onetouchUltra2, onetouchUltraEasy, onetouchVerioIq, clinitekStatus, clinitek50, freestyleHid, astmDriver];
 
 export function findDriver(id: string): DriverDefinition | undefined {
   return drivers.find((d) => d.id === id);

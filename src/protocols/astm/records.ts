@@ -186,6 +186,8 @@ export interface AstmOrder {
   priority: string;
   requestedAt: string;
   collectedAt: string;
+  /** O-15: date/time the specimen was received. */
+  receivedAt: string;
   /** O-12: N new, A add, C cancel, Q quality control, … */
   actionCode: string;
   /** O-16 components (specimen type ^ source). */
@@ -279,7 +281,7 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
   const ensureOrder = (): AstmOrder => {
     if (!order) {
       order = {
-        seq: '', specimen: [], instrumentSpecimen: [], testIds: [], priority: '', requestedAt: '', collectedAt: '', actionCode: '',
+        seq: '', specimen: [], instrumentSpecimen: [], testIds: [], priority: '', requestedAt: '', collectedAt: '', receivedAt: '', actionCode: '',
         specimenDescriptor: [], reportType: '', comments: [], results: [], implicit: true, record: null,
       };
       ensurePatient().orders.push(order);
@@ -329,6 +331,7 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
           priority: r.text(6),
           requestedAt: r.text(7),
           collectedAt: r.text(8),
+          receivedAt: r.text(15),
           actionCode: r.text(12),
           specimenDescriptor: r.components(16),
           reportType: r.text(26),

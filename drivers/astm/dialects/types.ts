@@ -1,0 +1,79 @@
+/**
+ * What an ASTM device dialect says about a device family: how to recognise it from the H record's
+ * sender field (H-5), which test-id component carries its code, the code → name / LOINC / UCUM
+ * table (data, with the source of each code), the text encoding it uses, how it marks QC runs, and
+ * what its simulator sends. The generic `astm` driver picks a dialect per message.
+ */
+import type { UrineAnalyteCode } from '../../urinalysis/urine-strip-analytes.ts';
+import type { TextEncoding } from '../../../src/protocols/astm/records.ts';
+import type { AstmMessage, AstmOrder } from '../../../src/protocols/astm/records.ts';
+import type { ResultCategory } from '../../../src/records/types.ts';
+
+export interface TestMapping {
+  name: string;
+  /** LOINC code, or null when no source gives one. */
+  loinc: string | null;
+  /** The UCUM unit the LOINC code is for; a result in another unit keeps its unit but loses the code. */
+  ucum?: string | null;
+  /** Urine strip analyte: value, unit and LOINC then come from the shared strip table. */
+  strip?: UrineAnalyteCode;
+  /** Where the code and its meaning come from. */
+  source: string;
+}
+
+export interface SampleTest {
+  /** R-3 as sent (escaped text), e.g. `^^^550`. */
+  testId: string;
+  unit: string;
+  /** A number in [min, max] with `decimals` digits, or one of `choices`. */
+  min?: number;
+  max?: number;
+  decimals?: number;
+  choices?: string[];
+}
+
+/** What the simulator sends for this dialect: a plausible message, never a real patient's. */
+export interface DialectSample {
+  /** H-5 sender field as sent. */
+  sender: string;
+  /** H-13 version. */
+  version: string;
+  specimenPrefix: string;
+  operator: string;
+  instrument?: string;
+  tests: SampleTest[];
+}
+
+export interface DeviceFacts {
+  model: string;
+  serial: string | null;
+  firmware: string | null;
+}
+
+export interface AstmDialect {
+  id: string;
+  manufacturer: string;
+  /** Default model name (the sender field may name a more exact one). */
+  model: string;
+  description: string;
+  /** Recognises the family from H-5's components. */
+  matches(sender: string[]): boolean;
+  /** Model, serial and firmware from H-5. */
+  identify(sender: string[]): DeviceFacts;
+  /** Text encoding of the device (per message; `options.encoding` overrides it). */
+  encoding: TextEncoding;
+  /** Which R-3 component (1-based) holds the device's code. */
+  codeComponent: number;
+  /** Which R-3 component holds a LOINC code the device sends itself, if any. */
+  loincComponent?: number;
+  tests: Readonly<Record<string, TestMapping>>;
+  specimenType: string | null;
+  /** A device-specific QC/control marking, beyond the generic H-12 / O-12 `Q` rules. */
+  category?(order: AstmOrder, message: AstmMessage): ResultCategory | null;
+  sample: DialectSample;
+}
+
+/** H-5 components with empty ones dropped, lower-cased, for matching. */
+export function senderWords(sender: string[]): string[] {
+  return sender.map((s) => s.trim().toLowerCase()).filter((s) => s !== '');
+}

@@ -1,0 +1,664 @@
+/**
+ * ASTM E1381 / CLSI LIS01-A2 link layer over any `ByteTransport` (serial, TCP client, TCP server,
+ * memory): the receiver and the sender state machines, and the same message assembly as a pure
+ * function for captures (`collectMessages`).
+ *
+ * Receiver: ENQ → ACK; each frame is checked (checksum, frame number 1…7,0,1…) and answered ACK,
+ * or NAK when it is bad; a repeat of the previous frame number (our ACK was lost) is ACKed and
+ * dropped; ETB frames are joined; EOT returns to neutral. A message ends at the ETX frame whose text
+ * ends with the L record. Rule 1 of the design (acknowledge only what is stored): intermediate
+ * frames are ACKed at once, but the ACK of that last frame is held until `onMessage` resolved,
+ * i.e. the message is committed. A rejected commit NAKs the frame, so the device sends it again.
+ * The device waits 15 s for that ACK (its sender timer), so a commit must finish within it; if it
+ * does not, the device gives up with EOT and sends the message again later, and the record ids
+ * (rule 3) make the resend a duplicate, not a second record. A message without its L record at EOT,
+ * a receiver timeout (30 s without a frame) or a lost link discards the partial message: it was
+ * never acknowledged as a whole, and the device sends it again.
+ *
+ * Sender (orders, query answers; the simulator plays an instrument with it): ENQ and wait 15 s for
+ * the reply; NAK (busy) → wait 10 s and bid again; ENQ back (contention) → the instrument wins: a
+ * host goes neutral and waits 20 s before bidding again, an instrument waits 1 s and repeats its
+ * ENQ; frames of at most 240 text bytes; a NAKed frame is sent again, and after 6 NAKs the sender
+ * ends with EOT; EOT in place of ACK (receiver interrupt) counts as ACK.
+ *
+ * Timer and retry values: research note `research/astm-urinalysis-poct1a.md` §1.4 (corroborated
+ * by UniversaLIS, not checked word for word against LIS01-A2). All are options.
+ */
+import type { Exchange } from '../../driver-sdk/index.ts';
+import type { ByteTransport } from '../../transports/transport.ts';
+import {
+  ACK,
+  AstmFrameReader,
+  type AstmFrameEvent,
+  CR,
+  DEFAULT_FRAME_TEXT_SIZE,
+  DEFAULT_MAX_FRAME_BYTES,
+  encodeFrame,
+  ENQ,
+  EOT,
+  frameMessage,
+  type FramePart,
+  LF,
+  NAK,
+  nextFrameNumber,
+} from './frame.ts';
+
+export interface AstmLinkOptions {
+  /** `host` (the daemon; yields on contention) or `instrument` (the simulator; wins contention). */
+  role?: 'host' | 'instrument';
+  /** Receiver: no frame or EOT for this long → the partial message is discarded (default 30 000). */
+  receiveTimeoutMs?: number;
+  /** Sender: wait this long for the reply to ENQ or a frame (default 15 000). */
+  replyTimeoutMs?: number;
+  /** Sender: NAKs of one frame (or busy answers to ENQ) before it gives up (default 6). */
+  maxRetries?: number;
+  /** Receiver: longest frame accepted (default 64 000 bytes including framing). */
+  maxFrameBytes?: number;
+  /** Receiver: longest message accepted (default 4 MiB), so memory stays bounded. */
+  maxMessageBytes?: number;
+  /** Sender: text bytes per frame (default 240). */
+  frameTextSize?: number;
+  /** Sender: wait after contention (default 20 000 for a host, 1 000 for an instrument). */
+  contentionBackoffMs?: number;
+  /** Sender: wait after a busy NAK to ENQ (default 10 000). */
+  busyBackoffMs?: number;
+  /** Sender: write checksums in lowercase hex (simulator). */
+  lowercaseChecksum?: boolean;
+  /** Writes bytes (default: `transport.write`); the simulator cuts them into random chunks. */
+  write?: (bytes: Buffer) => Promise<void>;
+}
+
+export interface AstmLinkMessage {
+  /** The message text: every frame's text joined, H … L, records ending in CR. */
+  text: Buffer;
+  /** The message as it crossed the wire (D frames and controls, H replies), for the capture. */
+  exchanges: Exchange[];
+}
+
+export type AstmLinkIssueKind =
+  | 'bad-frame'
+  | 'garbage'
+  | 'frame-number'
+  | 'receive-timeout'
+  | 'incomplete-message'
+  | 'link-closed'
+  | 'unexpected'
+  | 'commit-failed'
+  | 'message-too-long';
+
+export interface AstmLinkIssue {
+  kind: AstmLinkIssueKind;
+  /** A short code (the bad-frame reason, …). */
+  reason: string;
+  /** What happened, from the protocol only; never the bytes as text. */
+  detail: string;
+  /** The bytes concerned, for quarantine. */
+  bytes?: Buffer;
+  /** What the link answered. */
+  answer?: 'ACK' | 'NAK' | null;
+}
+
+export interface AstmLinkHandlers {
+  /** A complete message. Resolve once it is stored: only then is its last frame ACKed. */
+  onMessage(message: AstmLinkMessage): Promise<void>;
+  onIssue(issue: AstmLinkIssue): void;
+  /** A transmission began (ENQ accepted) or ended (EOT, timeout, link loss). */
+  onTransmission?(phase: 'start' | 'end'): void;
+}
+
+export interface SendOptions {
+  /** Frames to send as they are (the simulator's framing styles); default: the message split at `frameTextSize`. */
+  frames?: FramePart[];
+  /** Leave out the final EOT (simulator: a device that never sends it). */
+  skipEot?: boolean;
+  /** Stop after this many frames, silently (simulator: a device that stalls mid-message). */
+  stallAfterFrames?: number;
+  /** Replaces a frame's bytes before they are written (simulator: corruption). */
+  mangle?: (frame: Buffer, info: { index: number; attempt: number }) => Buffer;
+  /** Lowercase checksums for this message. */
+  lowercaseChecksum?: boolean;
+}
+
+export class AstmSendError extends Error {
+  constructor(
+    readonly code: 'timeout' | 'busy' | 'nak-limit' | 'link-closed' | 'stopped',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Does the joined text end with an L record (after its CR)? `field` is the H record's field delimiter. */
+export function endsWithTerminator(text: Buffer): boolean {
+  let end = text.length;
+  while (end > 0 && (text[end - 1] === CR || text[end - 1] === LF)) end--;
+  if (end === 0) return false;
+  let start = end - 1;
+  while (start > 0 && text[start - 1] !== CR && text[start - 1] !== LF) start--;
+  const first = text[start];
+  if (first !== 0x4c && first !== 0x6c) return false; // L
+  if (end - start === 1) return true;
+  // The H record names the field delimiter: byte 1 of the message.
+  const field = text[0] === 0x48 || text[0] === 0x68 ? text[1] : 0x7c;
+  return text[start + 1] === field;
+}
+
+/**
+ * Joins accepted frames into messages, with the frame-number rules. Shared by the live receiver
+ * and `collectMessages`, so a stored capture decodes as the session saw it.
+ */
+export class MessageAssembler {
+  private expected: number | null = null;
+  private parts: Buffer[] = [];
+  private size = 0;
+  private acceptedAny = false;
+
+  /** ENQ: a new transmission starts with frame 1. */
+  begin(): void {
+    this.expected = 1;
+    this.parts = [];
+    this.size = 0;
+    this.acceptedAny = false;
+  }
+
+  get pendingBytes(): number {
+    return this.size;
+  }
+
+  pending(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+
+  /**
+   * Classifies a good frame. `accept` with `complete` set: the message is whole once this frame is
+   * taken; the caller then calls `take()` (stored) or leaves it (rejected; the frame comes again).
+   */
+  classify(number: number): 'accept' | 'duplicate' | 'wrong-number' {
+    // A capture that starts mid-transmission (no ENQ) starts at whatever number it holds.
+    if (this.expected === null) this.expected = number;
+    if (number === this.expected) return 'accept';
+    if (this.acceptedAny && nextFrameNumber(number) === this.expected) return 'duplicate';
+    return 'wrong-number';
+  }
+
+  /** The text the message would have with this frame, and whether that completes it. */
+  preview(text: Buffer, final: boolean): { complete: boolean; message: Buffer } {
+    const message = Buffer.concat([...this.parts, text]);
+    return { complete: final && endsWithTerminator(message), message };
+  }
+
+  /** Takes the frame. Returns the finished message when it completed one (the parts are then cleared). */
+  take(text: Buffer, final: boolean): Buffer | null {
+    this.expected = nextFrameNumber(this.expected ?? 0);
+    this.acceptedAny = true;
+    const { complete, message } = this.preview(text, final);
+    if (complete) {
+      this.parts = [];
+      this.size = 0;
+      return message;
+    }
+    this.parts.push(text);
+    this.size += text.length;
+    return null;
+  }
+
+  /** EOT, timeout or link loss: returns what was pending and forgets it. */
+  end(): Buffer {
+    const rest = this.pending();
+    this.parts = [];
+    this.size = 0;
+    this.expected = null;
+    this.acceptedAny = false;
+    return rest;
+  }
+}
+
+export interface CollectedMessages {
+  messages: Buffer[];
+  issues: AstmLinkIssue[];
+}
+
+/**
+ * The receiver's view of a capture, without a link: device bytes → complete messages. Bad frames,
+ * wrong frame numbers, garbage and partial messages become issues; duplicates are dropped, as the
+ * live receiver does. Lenient about a lost CR or LF after the checksum (files often lose it).
+ */
+export function collectMessages(bytes: Buffer, options: { maxFrameBytes?: number } = {}): CollectedMessages {
+  const reader = new AstmFrameReader({ maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, lenientLineEnd: true });
+  const asm = new MessageAssembler();
+  const messages: Buffer[] = [];
+  const issues: AstmLinkIssue[] = [];
+  const partial = (why: string): void => {
+    const rest = asm.end();
+    if (rest.length > 0) issues.push({ kind: 'incomplete-message', reason: 'incomplete-message', detail: why, bytes: rest });
+  };
+  for (const ev of [...reader.push(bytes), ...reader.finish()]) {
+    switch (ev.type) {
+      case 'control':
+        if (ev.byte === ENQ) {
+          partial('a new ENQ before the message ended');
+          asm.begin();
+        } else if (ev.byte === EOT) partial('EOT before the L record');
+        break;
+      case 'frame': {
+        const kind = asm.classify(ev.number);
+        if (kind === 'accept') {
+          const done = asm.take(ev.text, ev.final);
+          if (done) messages.push(done);
+        } else if (kind === 'wrong-number') {
+          issues.push({ kind: 'frame-number', reason: 'frame-number', detail: `frame number ${ev.number} out of sequence`, bytes: ev.raw });
+        }
+        break;
+      }
+      case 'bad-frame':
+        issues.push({ kind: 'bad-frame', reason: ev.reason, detail: ev.detail, bytes: ev.raw });
+        break;
+      case 'garbage':
+        issues.push({ kind: 'garbage', reason: 'garbage', detail: `${ev.bytes.length} bytes outside any frame`, bytes: ev.bytes });
+        break;
+    }
+  }
+  partial('the capture ended before the L record');
+  return { messages, issues };
+}
+
+type Reply = 'ACK' | 'NAK' | 'EOT' | 'ENQ' | 'timeout';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** One E1381 link end on a transport. */
+export class AstmLink {
+  readonly role: 'host' | 'instrument';
+  private readonly o: Required<Omit<AstmLinkOptions, 'write' | 'role'>>;
+  private readonly reader: AstmFrameReader;
+  private readonly asm = new MessageAssembler();
+  private state: 'neutral' | 'receiving' | 'sending' = 'neutral';
+  private chain: Promise<void> = Promise.resolve();
+  private exchanges: Exchange[] = [];
+  private receiveTimer: NodeJS.Timeout | null = null;
+  private replyWaiter: ((r: Reply) => void) | null = null;
+  private neutralWaiters: Array<() => void> = [];
+  private sendQueue: Promise<unknown> = Promise.resolve();
+  private started = false;
+  private stopped = false;
+  /** Bumped on every transmission reset, so a late event of an old one is ignored. */
+  private epoch = 0;
+
+  constructor(
+    private readonly transport: ByteTransport,
+    private readonly handlers: AstmLinkHandlers,
+    options: AstmLinkOptions = {},
+  ) {
+    this.role = options.role ?? 'host';
+    this.o = {
+      receiveTimeoutMs: options.receiveTimeoutMs ?? 30_000,
+      replyTimeoutMs: options.replyTimeoutMs ?? 15_000,
+      maxRetries: options.maxRetries ?? 6,
+      maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      maxMessageBytes: options.maxMessageBytes ?? 4 * 1024 * 1024,
+      frameTextSize: options.frameTextSize ?? DEFAULT_FRAME_TEXT_SIZE,
+      contentionBackoffMs: options.contentionBackoffMs ?? (this.role === 'host' ? 20_000 : 1_000),
+      busyBackoffMs: options.busyBackoffMs ?? 10_000,
+      lowercaseChecksum: options.lowercaseChecksum ?? false,
+    };
+    this.writeBytes = options.write ?? ((b) => this.transport.write(b));
+    this.reader = new AstmFrameReader({ maxFrameBytes: this.o.maxFrameBytes });
+  }
+
+  private readonly writeBytes: (b: Buffer) => Promise<void>;
+
+  get linkState(): 'neutral' | 'receiving' | 'sending' {
+    return this.state;
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.transport.on('data', this.onData);
+    this.transport.on('close', this.onClose);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.transport.off('data', this.onData);
+    this.transport.off('close', this.onClose);
+    this.clearReceiveTimer();
+    this.replyWaiter?.('timeout');
+    this.toNeutral();
+    await this.chain.catch(() => undefined);
+  }
+
+  // ── input ──
+
+  private readonly onData = (chunk: Buffer): void => {
+    const events = this.reader.push(chunk);
+    for (const ev of events) this.chain = this.chain.then(() => this.handle(ev)).catch(() => undefined);
+  };
+
+  private readonly onClose = (): void => {
+    this.chain = this.chain
+      .then(() => {
+        const midFrame = this.reader.midFrame;
+        this.reader.reset();
+        if (this.state === 'receiving' || midFrame) {
+          const rest = this.asm.end();
+          this.issue({
+            kind: 'link-closed',
+            reason: 'link-closed',
+            detail: 'the link closed in the middle of a transmission; the partial message is discarded',
+            bytes: rest.length ? rest : undefined,
+          });
+          this.endTransmission();
+        }
+        this.replyWaiter?.('timeout');
+      })
+      .catch(() => undefined);
+  };
+
+  private async handle(ev: AstmFrameEvent): Promise<void> {
+    if (this.stopped) return;
+    if (this.state === 'sending') {
+      if (ev.type === 'control') {
+        this.deliverReply(ev.name);
+        return;
+      }
+      this.report(ev, null);
+      return;
+    }
+    if (this.state === 'neutral') {
+      if (ev.type === 'control' && ev.byte === ENQ) {
+        this.state = 'receiving';
+        this.asm.begin();
+        this.exchanges = [{ dir: 'D', bytes: Buffer.from([ENQ]) }];
+        await this.reply(ACK);
+        this.armReceiveTimer();
+        this.safe(() => this.handlers.onTransmission?.('start'));
+        return;
+      }
+      if (ev.type === 'control') {
+        // A stray ACK/NAK (a late answer), or EOT with no transmission: nothing to do.
+        if (ev.byte !== EOT) this.issue({ kind: 'unexpected', reason: `${ev.name.toLowerCase()}-in-neutral`, detail: `${ev.name} with no transmission going on`, answer: null });
+        return;
+      }
+      if (ev.type === 'frame') {
+        this.issue({ kind: 'unexpected', reason: 'frame-without-enq', detail: 'a frame arrived with no ENQ before it; ignored', bytes: ev.raw, answer: null });
+        return;
+      }
+      this.report(ev, null);
+      return;
+    }
+    // Receiving.
+    this.armReceiveTimer();
+    switch (ev.type) {
+      case 'control':
+        if (ev.byte === EOT) {
+          this.exchanges.push({ dir: 'D', bytes: Buffer.from([EOT]) });
+          const rest = this.asm.end();
+          if (rest.length > 0) {
+            this.issue({
+              kind: 'incomplete-message',
+              reason: 'incomplete-message',
+              detail: 'EOT arrived before the message\'s L record; the partial message is discarded',
+              bytes: rest,
+            });
+          }
+          this.endTransmission();
+          return;
+        }
+        this.issue({ kind: 'unexpected', reason: `${ev.name.toLowerCase()}-while-receiving`, detail: `${ev.name} in the middle of a transmission; ignored`, answer: null });
+        return;
+      case 'garbage':
+        this.exchanges.push({ dir: 'D', bytes: ev.bytes });
+        this.report(ev, null);
+        return;
+      case 'bad-frame': {
+        this.exchanges.push({ dir: 'D', bytes: ev.raw });
+        // A frame cut short by a new STX gets no answer: the sender is still sending, and the new
+        // frame gets the one answer the sender waits for.
+        const answer = ev.reason === 'interrupted' ? null : 'NAK';
+        this.report(ev, answer);
+        if (answer) await this.reply(NAK);
+        return;
+      }
+      case 'frame':
+        await this.onFrame(ev);
+    }
+  }
+
+  private async onFrame(ev: Extract<AstmFrameEvent, { type: 'frame' }>): Promise<void> {
+    this.exchanges.push({ dir: 'D', bytes: ev.raw });
+    const kind = this.asm.classify(ev.number);
+    if (kind === 'duplicate') {
+      await this.reply(ACK);
+      return;
+    }
+    if (kind === 'wrong-number') {
+      this.issue({ kind: 'frame-number', reason: 'frame-number', detail: `frame number ${ev.number} is out of sequence`, bytes: ev.raw, answer: 'NAK' });
+      await this.reply(NAK);
+      return;
+    }
+    if (this.asm.pendingBytes + ev.text.length > this.o.maxMessageBytes) {
+      const rest = this.asm.end();
+      this.asm.begin();
+      this.issue({
+        kind: 'message-too-long',
+        reason: 'message-too-long',
+        detail: `the message grew past ${this.o.maxMessageBytes} bytes; discarded`,
+        bytes: rest.subarray(0, 65536),
+        answer: 'NAK',
+      });
+      await this.reply(NAK);
+      return;
+    }
+    const { complete, message } = this.asm.preview(ev.text, ev.final);
+    if (!complete) {
+      this.asm.take(ev.text, ev.final);
+      await this.reply(ACK);
+      return;
+    }
+    // The last frame of a message: store it, then ACK (rule 1). The receiver timer does not run
+    // while we wait: the wait is ours, not the device's.
+    this.clearReceiveTimer();
+    const epoch = this.epoch;
+    const exchanges = this.exchanges;
+    let stored = false;
+    try {
+      await this.handlers.onMessage({ text: message, exchanges });
+      stored = true;
+    } catch (err) {
+      this.issue({ kind: 'commit-failed', reason: 'commit-failed', detail: `the message was not stored: ${(err as Error).message}`, answer: 'NAK' });
+    }
+    if (this.stopped || epoch !== this.epoch || this.state !== 'receiving') return;
+    if (stored) {
+      this.asm.take(ev.text, ev.final);
+      this.exchanges = [];
+      await this.reply(ACK);
+    } else {
+      await this.reply(NAK);
+    }
+    this.armReceiveTimer();
+  }
+
+  private report(ev: AstmFrameEvent, answer: 'NAK' | null): void {
+    if (ev.type === 'bad-frame') {
+      this.issue({ kind: 'bad-frame', reason: ev.reason, detail: ev.detail, bytes: ev.raw, answer });
+    } else if (ev.type === 'garbage') {
+      this.issue({ kind: 'garbage', reason: 'garbage', detail: `${ev.bytes.length} bytes outside any frame`, bytes: ev.bytes, answer: null });
+    } else if (ev.type === 'frame') {
+      this.issue({ kind: 'unexpected', reason: 'frame-while-sending', detail: 'a frame arrived while this end was sending', bytes: ev.raw, answer: null });
+    }
+  }
+
+  private async reply(byte: number): Promise<void> {
+    if (this.state === 'receiving') this.exchanges.push({ dir: 'H', bytes: Buffer.from([byte]) });
+    try {
+      await this.writeBytes(Buffer.from([byte]));
+    } catch (err) {
+      this.issue({ kind: 'link-closed', reason: 'write-failed', detail: `could not answer the device: ${(err as Error).message}` });
+    }
+  }
+
+  private armReceiveTimer(): void {
+    this.clearReceiveTimer();
+    const epoch = this.epoch;
+    this.receiveTimer = setTimeout(() => {
+      this.chain = this.chain
+        .then(() => {
+          if (epoch !== this.epoch || this.state !== 'receiving') return;
+          const rest = this.asm.end();
+          this.reader.reset();
+          this.issue({
+            kind: 'receive-timeout',
+            reason: 'receive-timeout',
+            detail: `no frame or EOT for ${this.o.receiveTimeoutMs} ms; ${rest.length ? 'the partial message is discarded' : 'back to neutral'}`,
+            bytes: rest.length ? rest : undefined,
+          });
+          this.endTransmission();
+        })
+        .catch(() => undefined);
+    }, this.o.receiveTimeoutMs);
+  }
+
+  private clearReceiveTimer(): void {
+    if (this.receiveTimer) clearTimeout(this.receiveTimer);
+    this.receiveTimer = null;
+  }
+
+  private endTransmission(): void {
+    const was = this.state;
+    this.toNeutral();
+    if (was === 'receiving') this.safe(() => this.handlers.onTransmission?.('end'));
+  }
+
+  private toNeutral(): void {
+    this.clearReceiveTimer();
+    this.epoch++;
+    this.state = 'neutral';
+    this.exchanges = [];
+    const waiters = this.neutralWaiters.splice(0);
+    for (const w of waiters) w();
+  }
+
+  private issue(i: AstmLinkIssue): void {
+    this.safe(() => this.handlers.onIssue(i));
+  }
+
+  private safe(f: () => void): void {
+    try {
+      f();
+    } catch {
+      // A handler that throws must not break the link.
+    }
+  }
+
+  // ── sending ──
+
+  private deliverReply(r: Reply): void {
+    const w = this.replyWaiter;
+    this.replyWaiter = null;
+    w?.(r);
+  }
+
+  private waitReply(): Promise<Reply> {
+    return new Promise<Reply>((resolve) => {
+      const timer = setTimeout(() => {
+        this.replyWaiter = null;
+        resolve('timeout');
+      }, this.o.replyTimeoutMs);
+      this.replyWaiter = (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      };
+    });
+  }
+
+  private async whenNeutral(): Promise<void> {
+    while (this.state !== 'neutral') {
+      await new Promise<void>((r) => this.neutralWaiters.push(r));
+    }
+  }
+
+  /**
+   * Sends one message (CR-terminated records) as this end of the link. Messages queue behind each
+   * other and behind a transmission being received. Rejects with `AstmSendError` when it fails.
+   */
+  send(message: Buffer, options: SendOptions = {}): Promise<void> {
+    const run = this.sendQueue.then(() => this.sendNow(message, options));
+    this.sendQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async sendNow(message: Buffer, options: SendOptions): Promise<void> {
+    const frames = options.frames ?? frameMessage(message, 'split', this.o.frameTextSize);
+    const lower = options.lowercaseChecksum ?? this.o.lowercaseChecksum;
+    let busy = 0;
+    for (;;) {
+      if (this.stopped) throw new AstmSendError('stopped', 'the link is stopped');
+      await this.whenNeutral();
+      if (!this.transport.isOpen) throw new AstmSendError('link-closed', 'the link is not open');
+      this.state = 'sending';
+      const wait = this.waitReply();
+      await this.writeOrFail(Buffer.from([ENQ]));
+      const r = await wait;
+      if (r === 'ACK') break;
+      if (r === 'NAK') {
+        this.toNeutral();
+        if (++busy >= this.o.maxRetries) throw new AstmSendError('busy', `the receiver answered ENQ with NAK (busy) ${busy} times`);
+        await sleep(this.o.busyBackoffMs);
+        continue;
+      }
+      if (r === 'ENQ') {
+        // Contention: the instrument wins. A host yields (the instrument repeats its ENQ within a
+        // second and is then received) and bids again later; an instrument repeats its ENQ.
+        this.toNeutral();
+        await sleep(this.o.contentionBackoffMs);
+        continue;
+      }
+      await this.abort();
+      throw new AstmSendError('timeout', r === 'timeout' ? `no answer to ENQ within ${this.o.replyTimeoutMs} ms` : `EOT in answer to ENQ`);
+    }
+    let fn = 1;
+    for (let i = 0; i < frames.length; i++) {
+      if (options.stallAfterFrames !== undefined && i >= options.stallAfterFrames) {
+        this.toNeutral();
+        return;
+      }
+      const part = frames[i]!;
+      const bytes = encodeFrame(fn, part.text, part.final, { lowercaseChecksum: lower });
+      let naks = 0;
+      for (let attempt = 0; ; attempt++) {
+        const wait = this.waitReply();
+        await this.writeOrFail(options.mangle ? options.mangle(bytes, { index: i, attempt }) : bytes);
+        const r = await wait;
+        if (r === 'ACK' || r === 'EOT') break; // EOT: receiver interrupt, taken as ACK
+        if (r === 'NAK' || r === 'ENQ') {
+          if (++naks >= this.o.maxRetries) {
+            await this.abort();
+            throw new AstmSendError('nak-limit', `frame ${i + 1} was refused ${naks} times`);
+          }
+          continue;
+        }
+        await this.abort();
+        throw new AstmSendError('timeout', `no answer to frame ${i + 1} within ${this.o.replyTimeoutMs} ms`);
+      }
+      fn = nextFrameNumber(fn);
+    }
+    if (!options.skipEot) await this.writeOrFail(Buffer.from([EOT]));
+    this.toNeutral();
+  }
+
+  private async writeOrFail(bytes: Buffer): Promise<void> {
+    try {
+      await this.writeBytes(bytes);
+    } catch (err) {
+      this.toNeutral();
+      throw new AstmSendError('link-closed', `write failed: ${(err as Error).message}`);
+    }
+  }
+
+  private async abort(): Promise<void> {
+    await this.writeBytes(Buffer.from([EOT])).catch(() => undefined);
+    this.toNeutral();
+  }
+}
