@@ -1,6 +1,6 @@
 import type { DeviceConfig } from '../config/types.ts';
 import { captureToBytes } from '../driver-sdk/capture.ts';
-import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost } from '../driver-sdk/index.ts';
+import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost, UsbMatch } from '../driver-sdk/index.ts';
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
 import { DEVICE_STATE_SCHEMA, type Availability, type DeviceState } from '../records/types.ts';
 import { CommitQueue } from '../store/commit-queue.ts';
@@ -35,12 +35,13 @@ interface ManagedDevice {
   removed: boolean;
 }
 
-/** The reason a driver gives for a USB id it recognises but cannot read, if this transport names one. */
-function unsupportedReason(driver: DriverDefinition, transport: DeviceConfig['transport']): string | null {
+/** The driver's entry for a USB id it recognises but cannot read, if this transport names one. */
+function unsupportedMatch(driver: DriverDefinition, transport: DeviceConfig['transport']): UsbMatch | null {
   if (transport.type !== 'hid' || !transport.vendor_id || !transport.product_id) return null;
   const vid = normalizeUsbId(transport.vendor_id);
   const pid = normalizeUsbId(transport.product_id);
-  return driver.usb.find((m) => normalizeUsbId(m.vendorId) === vid && normalizeUsbId(m.productId) === pid)?.unsupported ?? null;
+  const match = driver.usb.find((m) => normalizeUsbId(m.vendorId) === vid && normalizeUsbId(m.productId) === pid);
+  return match?.unsupported ? match : null;
 }
 
 /** The session of a device that cannot be read: every command says why. */
@@ -135,7 +136,8 @@ export class DeviceManager implements Extension {
     }
     const log = this.s.log.child({ component: `device:${config.id}`, driver: driver.id });
     const timezone = config.timezone ?? this.s.config.timezone;
-    const unsupported = unsupportedReason(driver, config.transport);
+    const unsupportedUsb = unsupportedMatch(driver, config.transport);
+    const unsupported = unsupportedUsb?.unsupported ?? null;
     let transport: ByteTransport;
     let simulator: DeviceSimulator | undefined;
     if (unsupported) {
@@ -162,7 +164,8 @@ export class DeviceManager implements Extension {
       id: config.id,
       driver: driver.id,
       manufacturer: driver.vendor,
-      model: stored?.driver === driver.id ? stored.model : (driver.models[0] ?? null),
+      // An unreadable device is named by its USB entry: the driver's first model would be wrong.
+      model: unsupportedUsb ? unsupportedUsb.description : stored?.driver === driver.id ? stored.model : (driver.models[0] ?? null),
       serial: stored?.driver === driver.id ? stored.serial : null,
       firmware: stored?.driver === driver.id ? stored.firmware : null,
       status: unsupported ? 'unsupported' : 'idle',
@@ -193,10 +196,14 @@ export class DeviceManager implements Extension {
       log.warn({ reason: unsupported }, 'device recognised but not supported');
       this.event('device_error', config.id, `${driver.id}: this device cannot be read: ${unsupported}`, { reason: 'unsupported' });
       this.updateState(device, {});
+      void this.publishAvailability(device);
+      void this.publishDeviceList();
       return;
     }
     device.session = driver.createSession(this.sessionHost(device, log));
     this.devices.set(config.id, device);
+    // Retained from the start, so a dashboard sees a device that never comes online as offline.
+    void this.publishAvailability(device);
 
     transport.on('open', () => {
       device.transportOpen = true;
