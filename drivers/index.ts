@@ -3,6 +3,7 @@
  */
 import type { DriverDefinition } from '../src/driver-sdk/index.ts';
 import { astmDriver } from './astm/astm.ts';
+import { contourNext } from './glucose/contour-next.ts';
 import { freestyleHid } from './glucose/freestyle-hid.ts';
 import { onetouchUltra2 } from './glucose/onetouch-ultra2.ts';
 import { onetouchUltraEasy } from './glucose/onetouch-ultraeasy.ts';
@@ -10,7 +11,7 @@ import { onetouchVerioIq } from './glucose/onetouch-verio-iq.ts';
 import { clinitek50 } from './urinalysis/clinitek-50.ts';
 import { clinitekStatus } from './urinalysis/clinitek-status.ts';
 
-export const drivers: readonly DriverDefinition[] = [onetouchUltra2, onetouchUltraEasy, onetouchVerioIq, clinitekStatus, clinitek50, freestyleHid, astmDriver];
+export const drivers: readonly DriverDefinition[] = [onetouchUltra2, onetouchUltraEasy, onetouchVerioIq, clinitekStatus, clinitek50, freestyleHid, astmDriver, contourNext];
 
 export function findDriver(id: string): DriverDefinition | undefined {
   return drivers.find((d) => d.id === id);
