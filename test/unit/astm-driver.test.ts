@@ -1,0 +1,216 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { astmDriver, decodeAstm, decodeAstmMessage, parseAstmOptions, parseSimulatorOptions, AstmSimulator } from '../../drivers/astm/astm.ts';
+import { DIALECTS } from '../../drivers/astm/dialects/index.ts';
+import type { Capture, DriverSession, SessionHost } from '../../src/driver-sdk/index.ts';
+import type { DeviceConfig } from '../../src/config/types.ts';
+import { encodeFrame, ENQ, EOT } from '../../src/protocols/astm/frame.ts';
+import { schemaProblems } from '../../src/records/schemas.ts';
+import type { BridgeEventType, DeviceState, ResultDraft } from '../../src/records/types.ts';
+import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
+
+class FakeHost implements SessionHost {
+  readonly log = pino({ level: 'silent' });
+  readonly timezone = 'Europe/Copenhagen';
+  readonly events: { type: BridgeEventType; message: string; data?: Record<string, unknown> }[] = [];
+  readonly state: Partial<DeviceState> = {};
+  readonly quarantined: { bytes: Buffer; reason: string }[] = [];
+  readonly commits: { drafts: ResultDraft[]; capture: Capture }[] = [];
+  constructor(
+    readonly device: DeviceConfig,
+    readonly transport: MemoryTransport,
+  ) {}
+  now(): Date {
+    return new Date();
+  }
+  async commit(drafts: ResultDraft[], capture: Capture): Promise<{ inserted: number; duplicates: number }> {
+    this.commits.push({ drafts, capture });
+    return { inserted: drafts.length, duplicates: 0 };
+  }
+  quarantine(bytes: Buffer, reason: string): void {
+    this.quarantined.push({ bytes, reason });
+  }
+  event(type: BridgeEventType, message: string, data?: Record<string, unknown>): void {
+    this.events.push({ type, message, data });
+  }
+  updateState(patch: Partial<DeviceState>): void {
+    Object.assign(this.state, patch);
+  }
+  async until(what: string, pred: () => boolean, ms = 4000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!pred()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; events: ${this.events.map((e) => e.type).join(', ')}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+}
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setup(options: Record<string, unknown> = {}, sim: Record<string, unknown> = {}): Promise<{ host: FakeHost; session: DriverSession; simulator: AstmSimulator; device: MemoryTransport }> {
+  const { host: hostT, device } = memoryPair('astm');
+  const host = new FakeHost({ id: 'lab-1', driver: 'astm', transport: { type: 'simulated' }, options: { receive_timeout_ms: 300, ...options } } as DeviceConfig, hostT);
+  const session = astmDriver.createSession(host);
+  await session.start();
+  await hostT.open();
+  const simulator = new AstmSimulator(parseSimulatorOptions({ seed: 1, reply_timeout_ms: 500, count: 0, ...sim }));
+  simulator.attach(device);
+  await device.open();
+  cleanups.push(async () => {
+    simulator.detach();
+    await session.stop();
+  });
+  return { host, session, simulator, device };
+}
+
+const ctx = { deviceId: 'lab-1', timezone: 'Europe/Copenhagen' };
+
+describe('astm session with the simulator', () => {
+  it.each(DIALECTS.map((d) => d.id))('stores a %s message; its capture decodes to the same records, valid against the schema', async (dialect) => {
+    const { host, simulator } = await setup({}, { dialect, count: 1 });
+    await host.until('commit', () => host.commits.length === 1);
+    await host.until('delivered', () => simulator.delivered === 1);
+    const { drafts, capture } = host.commits[0]!;
+    expect(drafts).toHaveLength(1);
+    expect(decodeAstm(capture, ctx).drafts).toEqual(drafts);
+    const d = drafts[0]!;
+    expect(d.device.driver).toBe('astm');
+    expect(d.category).toBe('patient');
+    for (const o of d.observations) if (o.value !== null) expect(o.unit).not.toBeNull();
+    const record = { ...d, schema: 'poct.result/1', id: 'a'.repeat(32), seq: 1, site: 's', received_at: new Date().toISOString(), raw: { capture: 'b'.repeat(64), sha256: 'b'.repeat(64) } };
+    delete (record as { key?: string }).key;
+    expect(schemaProblems('poct.result/1', record)).toEqual([]);
+    await host.until('download_finished', () => host.events.some((e) => e.type === 'download_finished'));
+  });
+
+  it('a corrupted frame is NAKed, sent again and the message stored once, across random chunking and lowercase checksums', async () => {
+    const { host, simulator } = await setup({}, { dialect: '77elektronika', count: 2, corrupt_frame: 3, max_chunk: 3, lowercase_checksum: true });
+    await host.until('two commits', () => host.commits.length === 2);
+    await host.until('delivered', () => simulator.delivered === 2);
+    expect(host.events.filter((e) => e.type === 'bad_frame').map((e) => e.data?.reason)).toEqual(['checksum']);
+    expect(host.quarantined.map((q) => q.reason)).toEqual(['checksum']);
+    expect(host.commits.map((c) => c.drafts.length)).toEqual([1, 1]);
+  });
+
+  it('QC runs are category qc with no patient', async () => {
+    const { host } = await setup({}, { dialect: 'roche-cobas-c111', count: 1, control: true });
+    await host.until('commit', () => host.commits.length === 1);
+    expect(host.commits[0]!.drafts[0]).toMatchObject({ category: 'qc', patient: null });
+  });
+
+  it('a device that stalls mid-message commits nothing; the partial is quarantined after the timer, and the next message is stored', async () => {
+    const { host, simulator } = await setup({}, { dialect: 'siemens-dca-vantage', stall_after_frames: 3, framing: 'record-etb' });
+    simulator.sendNext();
+    await host.until('download_failed', () => host.events.some((e) => e.type === 'download_failed'));
+    expect(host.commits).toHaveLength(0);
+    expect(host.quarantined.map((q) => q.reason)).toEqual(['receive-timeout']);
+    simulator.sendNext();
+    await host.until('commit', () => host.commits.length === 1);
+  });
+
+  it('a device that never sends EOT: the complete message is stored, and the link is free again after the timer', async () => {
+    const { host, simulator } = await setup({}, { dialect: 'abbott-afinion2', never_eot: true });
+    simulator.sendNext();
+    await host.until('commit', () => host.commits.length === 1);
+    await new Promise((r) => setTimeout(r, 400)); // receive_timeout_ms 300
+    simulator.sendNext();
+    await host.until('second commit', () => host.commits.length === 2);
+    expect(host.quarantined).toEqual([]);
+  });
+
+  it('a query message is ACKed, quarantined and reported; the session goes on', async () => {
+    const { host, simulator } = await setup();
+    simulator.send('H|\\^&|||C111^Roche^c111^4.2.2.1730^1^10001\rQ|1|^S0001||ALL||||||||O\rL|1|N');
+    await host.until('device_error', () => host.events.some((e) => e.type === 'device_error'));
+    await host.until('delivered', () => simulator.delivered === 1);
+    expect(host.quarantined.map((q) => q.reason)).toEqual(['query-unsupported']);
+    expect(host.commits).toHaveLength(0);
+  });
+
+  it('strange delimiters (H!@#$) and invalid UTF-8 from a UTF-8 device: decoded, flagged, stored; the session continues', async () => {
+    const { host, simulator, device } = await setup();
+    simulator.send('H!@#$!!!LUP2#LUP2#1.0.11#1#UA1!!!!!!!P!LIS2-A2!20250101120000\rP!1\rO!1!S$F$7!!!!!!!!!!!!20250101115900\rR!1!###Glu!norm!mg/dl!!N\rL!1!N');
+    await host.until('first commit', () => host.commits.length === 1);
+    const d = host.commits[0]!.drafts[0]!;
+    expect(d.specimen.id).toBe('S!7');
+    expect(d.device.serial).toBe('UA1');
+    expect(d.observations[0]).toMatchObject({ code: 'Glu', loinc: '50555-2', text: 'norm' });
+    // Invalid UTF-8 (0xC3 0x28) in the colour text, written straight onto the link.
+    await host.until('delivered', () => simulator.delivered === 1);
+    simulator.detach();
+    const msg = Buffer.concat([
+      Buffer.from('H|\\^&|||LUP2^LUP2^1.0.11^1^UA1|||||||P|LIS2-A2|20250101120500\rP|1\rO|1|S8||||||||||||20250101120400\rR|1|^^^Col|', 'latin1'),
+      Buffer.from([0xc3, 0x28]),
+      Buffer.from('|||N\rL|1|N\r', 'latin1'),
+    ]);
+    await device.write(Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, msg, true), Buffer.from([EOT])]));
+    await host.until('second commit', () => host.commits.length === 2);
+    const bad = host.commits[1]!.drafts[0]!;
+    expect(bad.flags).toContain('encoding-error');
+    expect(bad.observations[0]!.text).toBe('\ufffd(');
+  });
+});
+
+describe('astm options and decoding', () => {
+  it('validates options and names the bad field', () => {
+    expect(() => parseAstmOptions({ dialect: 'nope' })).toThrow(/options\.dialect: must be one of/);
+    expect(() => parseAstmOptions({ encoding: 'ebcdic' })).toThrow(/options\.encoding/);
+    expect(() => parseAstmOptions({ mappings: { '550': { loinc: '1920-8' } } })).toThrow(/options\.mappings\["550"\]\.name: required/);
+    expect(() => parseAstmOptions({ mappings: { '550': { name: 'AST', loinc: 'AST' } } })).toThrow(/options\.mappings\["550"\]\.loinc: must be a LOINC code/);
+    expect(() => parseAstmOptions({ mappings: { '550': { name: 'AST', colour: 1 } } })).toThrow(/mappings\["550"\]\.colour: unknown field/);
+    expect(() => parseAstmOptions({ receive_timeout_ms: -1 })).toThrow(/receive_timeout_ms/);
+    expect(() => parseAstmOptions({ bogus: 1 })).toThrow(/options\.bogus: unknown option/);
+    const { host: t } = memoryPair();
+    expect(() => astmDriver.createSession(new FakeHost({ id: 'x', driver: 'astm', transport: { type: 'simulated' }, options: { dialect: 'x' } } as DeviceConfig, t))).toThrow(/device x: options\.dialect/);
+  });
+
+  it('options.mappings adds a code; a unit the mapping does not expect drops the LOINC', () => {
+    const msg = Buffer.from('H|\\^&|||C111^Roche^c111^4.2.2.1730^1^13147\rP|1\rO|1||S1\rR|1|^^^550|95.2|U/L||N||F||||20230727162028\rR|2|^^^551|5|mmol/L||N||F||||20230727162028\rL|1|N\r', 'latin1');
+    const opts = parseAstmOptions({ mappings: { '550': { name: 'Site test 550', loinc: '1920-8', ucum: 'U/L' }, '551': { name: 'Site test 551', loinc: '2345-7', ucum: 'mg/dL' } } });
+    const r = decodeAstmMessage(msg, ctx, opts);
+    expect(r.drafts[0]!.observations.map((o) => [o.code, o.name, o.loinc, o.flags])).toEqual([
+      ['550', 'Site test 550', '1920-8', []],
+      ['551', 'Site test 551', null, ['unit-mismatch']],
+    ]);
+    // Without the mapping: kept, flagged, never dropped.
+    expect(decodeAstmMessage(msg, ctx).drafts[0]!.observations.map((o) => [o.code, o.loinc, o.flags])).toEqual([
+      ['550', null, ['unmapped-code']],
+      ['551', null, ['unmapped-code']],
+    ]);
+  });
+
+  it('options.dialect and options.encoding override what the H record says', () => {
+    const msg = Buffer.from('H|\\^&|||LUP2^LUP2^1^1^UA9|||||||P|LIS2-A2|20250101120000\rP|1\rO|1|S1\rR|1|^^^Ery|300|Ery/µl||A||F\rL|1|N\r', 'utf8');
+    expect(decodeAstmMessage(msg, ctx).drafts[0]!.observations[0]!.unit).toBe('Ery/µl');
+    // Read as Latin-1, the unit is the mojibake the research note saw, and no longer a known unit.
+    expect(decodeAstmMessage(msg, ctx, { encoding: 'latin1' }).drafts[0]!.observations[0]).toMatchObject({ unit: null, value: null, text: '300 Ery/Âµl' });
+    const generic = decodeAstmMessage(msg, ctx, { dialect: 'generic' });
+    expect(generic.dialect!.id).toBe('generic');
+    expect(generic.drafts[0]!.observations[0]!.flags).toContain('unmapped-code');
+  });
+
+  it('the same message sent again gives the same keys (rule 3), even with a new header time', () => {
+    const a = Buffer.from('H|\\^&|||Afinion 2 Analyzer^^AF1|||||||P|1|20250101120000\rP|1\rO|1||5|^^^HbA1c\rR|1|^^^HbA1c|5.9|%||||F||1||20250101115500\rL|1|N\r', 'latin1');
+    const b = Buffer.from(a.toString('latin1').replace('20250101120000', '20250101130000'), 'latin1');
+    expect(decodeAstmMessage(a, ctx).drafts.map((d) => d.key)).toEqual(decodeAstmMessage(b, ctx).drafts.map((d) => d.key));
+  });
+
+  it('HI/LO results carry the device limit, never a number in value', () => {
+    const msg = Buffer.from('H|\\^&|||GEN\rP|1\rO|1|S1\rR|1|^^^GLU|>600|mg/dL||H||F||||20250101120000\rR|2|^^^GLU2|LO|mg/dL||||F||||20250101120000\rL|1|N\r', 'latin1');
+    const obs = decodeAstmMessage(msg, ctx).drafts[0]!.observations;
+    expect(obs.map((o) => [o.value, o.comparator, o.limit, o.flags.filter((f) => f === 'HI' || f === 'LO')])).toEqual([
+      [null, '>', 600, ['HI']],
+      [null, '<', null, ['LO']],
+    ]);
+  });
+
+  it('simulator options are checked', () => {
+    expect(() => parseSimulatorOptions({ framing: 'zigzag' })).toThrow(/framing/);
+    expect(() => parseSimulatorOptions({ dialect: 'nope' })).toThrow(/dialect/);
+    expect(() => parseSimulatorOptions({ wat: 1 })).toThrow(/unknown option wat/);
+    expect(() => parseSimulatorOptions({ messages: ['P|1'] })).toThrow(/messages/);
+  });
+});
