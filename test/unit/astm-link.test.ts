@@ -98,7 +98,7 @@ describe('E1381 receiver', () => {
     const { host, device, fromHost } = await pair();
     const good = encodeFrame(1, 'H|\\^&\r', false, { lowercaseChecksum: true });
     const bad = Buffer.from(good);
-    bad[3] ^= 1;
+    bad[3] = bad[3]! ^ 1;
     await device.write(Buffer.concat([Buffer.from([ENQ]), bad, encodeFrame(3, 'X\r', false), good, encodeFrame(2, 'L|1|N\r', true), Buffer.from([EOT])]));
     await waitFor('replies', () => fromHost.length === 5);
     expect(fromHost).toEqual([ACK, NAK, NAK, ACK, ACK]);
@@ -197,7 +197,7 @@ describe('E1381 sender', () => {
         if (!first) return f;
         first = false;
         const b = Buffer.from(f);
-        b[4] ^= 2;
+        b[4] = b[4]! ^ 2;
         return b;
       },
     });
