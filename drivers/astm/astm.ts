@@ -657,6 +657,7 @@ export class AstmSimulator implements DeviceSimulator {
   private framesSent = 0;
   private corruptDone = false;
   private stallDone = false;
+  private readonly retries = new Set<NodeJS.Timeout>();
   /** Every byte the simulator received from the host (tests read it). */
   readonly received: number[] = [];
   /** Messages the host acknowledged in full. */
@@ -692,6 +693,8 @@ export class AstmSimulator implements DeviceSimulator {
   detach(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    for (const r of this.retries) clearTimeout(r);
+    this.retries.clear();
     if (this.transport) {
       this.transport.off('data', this.onData);
       this.transport.off('open', this.onOpen);
@@ -723,7 +726,8 @@ export class AstmSimulator implements DeviceSimulator {
     this.sendBytes(this.link, body);
   }
 
-  private sendBytes(link: AstmLink, body: Buffer): void {
+  /** A message the host did not take (no answer, NAK limit) is sent again a second later, up to 5 times, as instruments do. */
+  private sendBytes(link: AstmLink, body: Buffer, attempt = 0): void {
     const o = this.options;
     const frames = frameMessage(body, o.framing, o.split_at);
     const stall = o.stall_after_frames !== undefined && !this.stallDone;
@@ -748,7 +752,16 @@ export class AstmSimulator implements DeviceSimulator {
       .then(() => {
         if (!stall) this.delivered++;
       })
-      .catch((err: Error) => this.failures.push(err.message));
+      .catch((err: Error) => {
+        this.failures.push(err.message);
+        if (attempt < 5 && this.link === link) {
+          const retry = setTimeout(() => {
+            this.retries.delete(retry);
+            if (this.link === link) this.sendBytes(link, body, attempt + 1);
+          }, 1000);
+          this.retries.add(retry);
+        }
+      });
   }
 
   private async write(transport: ByteTransport, bytes: Buffer): Promise<void> {
