@@ -37,10 +37,15 @@ import type {
   DecodeResult,
   DeviceSimulator,
   DriverDefinition,
-  DriverSession,
-  Exchange,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
+import {
+  MeterSession,
+  NoAnswerError,
+  numberOptions,
+  ProtocolError,
+  type SessionCommand,
+} from '../../src/driver-sdk/meter-session.ts';
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
@@ -486,33 +491,8 @@ const DEFAULT_SESSION_OPTIONS: Ultra2SessionOptions = { reply_timeout_ms: 2000, 
 
 /** Reads `device.options`. Throws an Error that names the bad option. */
 export function ultra2SessionOptions(device: DeviceConfig): Ultra2SessionOptions {
-  const o = device.options ?? {};
-  const out = { ...DEFAULT_SESSION_OPTIONS };
-  for (const name of Object.keys(DEFAULT_SESSION_OPTIONS) as (keyof Ultra2SessionOptions)[]) {
-    const v = o[name];
-    if (v === undefined) continue;
-    const min = name === 'retries' ? 0 : 1;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
-      throw new Error(`device ${device.id}: options.${name} must be a number >= ${min}`);
-    }
-    out[name] = v;
-  }
-  return out;
+  return numberOptions(device, DEFAULT_SESSION_OPTIONS, ['retries']);
 }
-
-/** Nothing came back: the meter is off, switched on when it should be off, or not in the cable. */
-class NoAnswerError extends Error {}
-/** The meter answered, but not correctly, even after the retries. */
-class ProtocolError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-/** The link closed or the session stopped in the middle of a conversation. */
-class AbortedError extends Error {}
 
 type Reply = { ok: true; message: Ultra2Message } | { ok: false; timeout: boolean; code: string };
 
@@ -538,227 +518,42 @@ export interface ClockSyncResult {
   previous_skew_s: number | null;
 }
 
-/** Commands that may wait behind the one talking to the meter; more are refused as busy. */
-const MAX_WAITING_COMMANDS = 8;
-
-class Ultra2Session implements DriverSession {
+class Ultra2Session extends MeterSession<FramedItem> {
   private readonly opts: Ultra2SessionOptions;
-  private readonly transport: ByteTransport;
   private readonly framer = new LineFramer();
-  private inbox: FramedItem[] = [];
-  private wake: (() => void) | null = null;
-  private abortError: Error | null = null;
-  private lastDataAt = 0;
-  /** The exchanges of the download in progress. It becomes the capture committed with its records. */
-  private transcript: Exchange[] | null = null;
-  private chain: Promise<unknown> = Promise.resolve();
-  private pendingDownload: Promise<DownloadResult | null> | null = null;
-  private waiting = 0;
-  private pollTimer: NodeJS.Timeout | null = null;
-  private started = false;
-  private stopped = false;
-  private state: Partial<DeviceState> = {};
 
-  constructor(private readonly host: SessionHost) {
+  constructor(host: SessionHost) {
+    super(host, ULTRA2_DRIVER_ID);
     this.opts = ultra2SessionOptions(host.device);
-    this.transport = host.transport;
   }
 
-  // Bound listeners, so stop() can remove exactly these.
-  private readonly onData = (chunk: Buffer): void => {
-    this.lastDataAt = Date.now();
-    this.transcript?.push({ dir: 'D', bytes: Buffer.from(chunk) });
-    const items = this.framer.push(chunk);
-    if (items.length > 0) {
-      this.inbox.push(...items);
-      this.wake?.();
-    }
-  };
-  private readonly onOpen = (): void => this.autoDownload('connected');
-  private readonly onClose = (): void => this.abort(new AbortedError('the link closed during the conversation'));
-  private readonly onError = (err: Error): void => this.host.log.warn({ err: err.message }, 'onetouch-ultra2: transport error');
-
-  async start(): Promise<void> {
-    if (this.started) return;
-    this.started = true;
-    this.transport.on('data', this.onData);
-    this.transport.on('open', this.onOpen);
-    this.transport.on('close', this.onClose);
-    this.transport.on('error', this.onError);
-    const every = this.host.device.poll_interval;
-    if (every && every > 0) {
-      // Meters configured alike would otherwise all be polled in the same instant, forever: each
-      // session starts its period at a random phase, which spreads the load over the interval.
-      this.pollTimer = setTimeout(() => {
-        this.pollTimer = setInterval(() => this.autoDownload('poll'), every * 1000);
-        this.autoDownload('poll');
-      }, Math.random() * every * 1000);
-    }
-    if (this.transport.isOpen) this.autoDownload('connected');
+  protected frame(chunk: Buffer): FramedItem[] {
+    return this.framer.push(chunk);
   }
 
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    if (this.pollTimer) clearInterval(this.pollTimer);
-    this.pollTimer = null;
-    this.transport.off('data', this.onData);
-    this.transport.off('open', this.onOpen);
-    this.transport.off('close', this.onClose);
-    this.transport.off('error', this.onError);
-    this.abort(new AbortedError('the session stopped'));
-    await this.chain.catch(() => undefined);
-  }
-
-  async command(verb: string, _params: Record<string, unknown>): Promise<unknown> {
-    if (this.stopped) throw new Error('onetouch-ultra2: the session is stopped');
-    switch (verb) {
-      case 'download':
-        return this.queueDownload('request');
-      case 'clock/sync':
-        return this.enqueue(() => this.syncClock());
-      case 'status':
-        return { ...this.state };
-      default:
-        throw new Error(`onetouch-ultra2: unknown command "${verb}" (known: download, clock/sync, status)`);
-    }
-  }
-
-  // ── scheduling ──
-
-  /**
-   * One conversation at a time: every command waits for the one before it. The line is short: a
-   * dashboard that repeats a request while the meter is slow gets "busy", not a growing queue.
-   */
-  private enqueue<T>(job: () => Promise<T>): Promise<T> {
-    if (this.waiting >= MAX_WAITING_COMMANDS) {
-      return Promise.reject(new Error(`onetouch-ultra2: the meter is busy (${this.waiting} commands already waiting)`));
-    }
-    this.waiting++;
-    // A command still waiting when the session stops must not talk to the meter afterwards.
-    const guarded = (): Promise<T> => {
-      this.waiting--;
-      return this.stopped ? Promise.reject(new AbortedError('the session stopped')) : job();
-    };
-    const run = this.chain.then(guarded, guarded);
-    this.chain = run.catch(() => undefined);
-    return run;
-  }
-
-  /**
-   * A download that is already waiting to start serves every later request too: the meter's whole
-   * memory is read each time, so a second one in the queue would only repeat it.
-   */
-  private queueDownload(trigger: string): Promise<DownloadResult | null> {
-    if (this.pendingDownload) return this.pendingDownload;
-    const pending = this.enqueue(() => {
-      this.pendingDownload = null;
-      if (this.stopped || !this.transport.isOpen) {
-        return trigger === 'request' ? Promise.reject(new Error('onetouch-ultra2: the transport is not open')) : Promise.resolve(null);
-      }
-      return this.download(trigger);
-    });
-    this.pendingDownload = pending;
-    // Enqueue may refuse synchronously-in-a-promise (busy): then nothing is waiting.
-    pending.catch(() => {
-      if (this.pendingDownload === pending) this.pendingDownload = null;
-    });
-    return pending;
-  }
-
-  /** Connect and poll triggers: failures are reported as events only. */
-  private autoDownload(trigger: string): void {
-    if (this.stopped || !this.transport.isOpen) return;
-    this.queueDownload(trigger).catch(() => undefined);
-  }
-
-  // ── host calls that must never throw into the session ──
-
-  private emit(type: Parameters<SessionHost['event']>[0], message: string, data?: Record<string, unknown>): void {
-    try {
-      this.host.event(type, message, data);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'onetouch-ultra2: event handler threw');
-    }
-  }
-
-  private patch(p: Partial<DeviceState>): void {
-    Object.assign(this.state, p);
-    try {
-      this.host.updateState(p);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'onetouch-ultra2: updateState threw');
-    }
-  }
-
-  private badLine(bytes: Buffer, code: string, detail: string): void {
-    try {
-      this.host.quarantine(bytes, code);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'onetouch-ultra2: quarantine threw');
-    }
-    this.host.log.warn({ reason: code, detail }, 'onetouch-ultra2: bad line from the meter');
-    this.emit('bad_frame', `bad line from the meter: ${code}`, { reason: code, detail });
-  }
-
-  // ── wire I/O ──
-
-  private abort(err: Error): void {
-    this.abortError = err;
-    this.wake?.();
-  }
-
-  private clearInbox(): void {
-    this.inbox = [];
+  protected resetFramer(): void {
     this.framer.reset();
   }
 
-  private async send(command: string): Promise<void> {
-    if (this.abortError) throw this.abortError;
-    const bytes = encodeCommand(command);
-    this.transcript?.push({ dir: 'H', bytes });
-    await this.transport.write(bytes);
+  protected override commands(): Record<string, SessionCommand> {
+    return { 'clock/sync': () => this.syncClock() };
   }
 
-  /** The next framed item, or null once `timeoutMs` passes with none. */
-  private async nextItem(timeoutMs: number): Promise<FramedItem | null> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (this.abortError) throw this.abortError;
-      const item = this.inbox.shift();
-      if (item) return item;
-      const left = deadline - Date.now();
-      if (left <= 0) return null;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          this.wake = null;
-          resolve();
-        }, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          this.wake = null;
-          resolve();
-        };
-      });
-    }
+  private get state(): Partial<DeviceState> {
+    return this.report.state;
   }
 
-  /** Waits until the meter has been quiet for a while, then drops what it sent. Used before a retry. */
-  private async drain(): Promise<void> {
-    const quiet = Math.min(250, this.opts.reply_timeout_ms);
-    const giveUp = Date.now() + 4 * this.opts.reply_timeout_ms;
-    for (;;) {
-      if (this.abortError) throw this.abortError;
-      const since = Date.now() - this.lastDataAt;
-      if (since >= quiet || Date.now() >= giveUp) break;
-      await new Promise((r) => setTimeout(r, quiet - since));
-    }
-    this.clearInbox();
+  private badLine(bytes: Buffer, code: string, detail: string): void {
+    this.report.badData(bytes, code, detail, 'line');
+  }
+
+  private async sendCommand(command: string): Promise<void> {
+    await this.send(encodeCommand(command));
   }
 
   /** Reads one reply line and checks that it is of the expected type. Bad lines are reported. */
   private async readReply(expected: Ultra2Message['type']): Promise<Reply> {
-    const item = await this.nextItem(this.opts.reply_timeout_ms);
+    const item = await this.inbox.next(this.opts.reply_timeout_ms);
     if (!item) return { ok: false, timeout: true, code: 'timeout' };
     if (item.kind === 'overflow') {
       this.badLine(item.bytes, 'line-too-long', `no line end within ${LineFramer.MAX_LINE} bytes`);
@@ -782,9 +577,9 @@ class Ultra2Session implements DriverSession {
     const name = command.startsWith('DMT') ? 'DMT' : command;
     let last: Reply | null = null;
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      if (attempt > 0) await this.drain();
+      if (attempt > 0) await this.drain(Math.min(250, this.opts.reply_timeout_ms), 4 * this.opts.reply_timeout_ms);
       this.clearInbox();
-      await this.send(command);
+      await this.sendCommand(command);
       const reply = await this.readReply(expected);
       if (reply.ok) return reply.message as Extract<Ultra2Message, { type: T }>;
       last = reply;
@@ -810,9 +605,9 @@ class Ultra2Session implements DriverSession {
   }> {
     let lastCode = 'invalid-response';
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      if (attempt > 0) await this.drain();
+      if (attempt > 0) await this.drain(Math.min(250, this.opts.reply_timeout_ms), 4 * this.opts.reply_timeout_ms);
       this.clearInbox();
-      await this.send('DMP');
+      await this.sendCommand('DMP');
       const head = await this.readReply('dump-header');
       if (!head.ok) {
         lastCode = head.code;
@@ -826,7 +621,7 @@ class Ultra2Session implements DriverSession {
       let unreadable = 0;
       let fault: string | null = null;
       for (let i = 0; i < total; i++) {
-        const item = await this.nextItem(this.opts.reply_timeout_ms);
+        const item = await this.inbox.next(this.opts.reply_timeout_ms);
         if (!item) {
           fault = 'truncated-dump';
           this.host.log.warn({ received: i, total }, 'onetouch-ultra2: the dump stopped short');
@@ -858,7 +653,7 @@ class Ultra2Session implements DriverSession {
         readings.push(r.message.reading);
         const n = i + 1;
         if (n === total || n % step === 0) {
-          this.emit('download_progress', `${n} of ${total} readings`, { received: n, total });
+          this.report.emit('download_progress', `${n} of ${total} readings`, { received: n, total });
         }
       }
       if (!fault) return { header, readings, unreadable };
@@ -870,23 +665,22 @@ class Ultra2Session implements DriverSession {
 
   // ── conversations ──
 
-  private async download(trigger: string): Promise<DownloadResult> {
+  protected async download(trigger: string): Promise<DownloadResult> {
     if (!this.transport.isOpen) throw new Error('onetouch-ultra2: the transport is not open');
-    this.abortError = null;
-    this.transcript = [];
+    this.begin();
     let started = false;
     try {
       const fw = await this.ask('DM?', 'firmware');
       started = true;
-      this.patch({ status: 'downloading', status_detail: null });
-      this.emit('download_started', `download started (${trigger})`, { trigger });
+      this.report.patch({ status: 'downloading', status_detail: null });
+      this.report.emit('download_started', `download started (${trigger})`, { trigger });
       const sn = await this.ask('DM@', 'serial');
       const clock = await this.ask('DMF', 'clock');
       const unit = await this.ask('DMSU?', 'unit');
       const skew = clockSkewSeconds(clock.time, this.host.timezone, this.host.now());
       const flagged = Math.abs(skew) > this.opts.clock_skew_limit_s;
       const wasFlagged = this.state.clock_skew_flagged === true;
-      this.patch({
+      this.report.patch({
         model: MODEL,
         serial: sn.serial,
         firmware: fw.firmware,
@@ -896,7 +690,7 @@ class Ultra2Session implements DriverSession {
         last_seen: this.host.now().toISOString(),
       });
       if (flagged && !wasFlagged) {
-        this.emit('clock_skew', `the meter clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, {
+        this.report.emit('clock_skew', `the meter clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, {
           clock_skew_s: skew,
           limit_s: this.opts.clock_skew_limit_s,
         });
@@ -905,8 +699,7 @@ class Ultra2Session implements DriverSession {
       const dump = await this.readDump();
       const identity = ultra2Identity(this.host.device.id, dump.header.serial, fw.firmware);
       const drafts = readingsToDrafts(dump.readings, identity, this.host.timezone);
-      const capture: Capture = { kind: 'transcript', exchanges: this.transcript };
-      this.transcript = null;
+      const capture = this.takeCapture();
       let stored: { inserted: number; duplicates: number };
       try {
         stored = await this.host.commit(drafts, capture);
@@ -914,23 +707,22 @@ class Ultra2Session implements DriverSession {
         throw new ProtocolError('commit-failed', `the store did not commit the download: ${(err as Error).message}`);
       }
       const at = this.host.now().toISOString();
-      this.patch({ status: 'ok', status_detail: null, record_count: dump.header.count, last_download: at, last_seen: at });
+      this.report.patch({ status: 'ok', status_detail: null, record_count: dump.header.count, last_download: at, last_seen: at });
       const skipped = dump.unreadable ? `; ${dump.unreadable} unreadable lines kept in quarantine` : '';
-      this.emit(
+      this.report.emit(
         'download_finished',
         `downloaded ${drafts.length} readings: ${stored.inserted} new, ${stored.duplicates} already stored${skipped}`,
         { records: drafts.length, inserted: stored.inserted, duplicates: stored.duplicates, unreadable: dump.unreadable },
       );
       return { inserted: stored.inserted, duplicates: stored.duplicates, records: drafts.length, unreadable: dump.unreadable };
     } catch (err) {
-      this.transcript = null;
       throw this.failed(err, started ? 'download_failed' : null);
     }
   }
 
   private async syncClock(): Promise<ClockSyncResult> {
     if (!this.transport.isOpen) throw new Error('onetouch-ultra2: the transport is not open');
-    this.abortError = null;
+    this.inbox.resume();
     try {
       const target = nowInZone(this.host.timezone, this.host.now());
       const reply = await this.ask(setClockCommand(target), 'clock-set');
@@ -940,41 +732,18 @@ class Ultra2Session implements DriverSession {
       }
       const previous = this.state.clock_skew_s ?? null;
       const skew = clockSkewSeconds(reply.time, this.host.timezone, this.host.now());
-      this.patch({
+      this.report.patch({
         clock_skew_s: skew,
         clock_skew_flagged: Math.abs(skew) > this.opts.clock_skew_limit_s,
         last_seen: this.host.now().toISOString(),
       });
-      this.emit('clock_set', 'the meter clock was set to the host time', { previous_skew_s: previous, clock_skew_s: skew });
+      this.report.emit('clock_set', 'the meter clock was set to the host time', { previous_skew_s: previous, clock_skew_s: skew });
       return { clock: reply.time, clock_skew_s: skew, previous_skew_s: previous };
     } catch (err) {
       throw this.failed(err, 'device_error');
     }
   }
 
-  /** Reports a failed conversation as state and events, then returns the Error for the caller. */
-  private failed(err: unknown, eventType: 'download_failed' | 'device_error' | null): Error {
-    // Once stopped, a conversation cut short is the stop itself, not news about the meter.
-    if (this.stopped) return err instanceof Error ? err : new Error(String(err));
-    if (err instanceof NoAnswerError) {
-      if (this.state.status !== 'no-answer') this.emit('no_answer', err.message);
-      this.patch({ status: 'no-answer', status_detail: err.message });
-      return err;
-    }
-    if (err instanceof AbortedError) {
-      if (!this.stopped) {
-        if (eventType) this.emit(eventType, err.message, { reason: 'link-closed' });
-        this.patch({ status: 'error', status_detail: err.message });
-      }
-      return err;
-    }
-    const e = err instanceof Error ? err : new Error(String(err));
-    const reason = e instanceof ProtocolError ? e.code : 'error';
-    this.host.log.warn({ reason, err: e.message }, 'onetouch-ultra2: conversation failed');
-    this.emit(eventType ?? 'download_failed', e.message, { reason });
-    this.patch({ status: 'error', status_detail: e.message });
-    return e;
-  }
 }
 
 // ────────────────────────────────────────────────────────────────────────────────────────────────
