@@ -1,12 +1,12 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import pino from 'pino';
-import type { Capture, DriverSession, SessionHost } from '../../src/driver-sdk/index.ts';
+import type { Capture, DriverSession } from '../../src/driver-sdk/index.ts';
 import { captureFromBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
-import type { BridgeEventType, DeviceState, ResultDraft } from '../../src/records/types.ts';
+import type { ResultDraft } from '../../src/records/types.ts';
 import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
+import { FakeHost } from '../helpers/fake-host.ts';
 import { clockSkewSeconds, nowInZone } from '../../src/util/time.ts';
 import {
   LineFramer,
@@ -400,79 +400,6 @@ describe('simulator options', () => {
 
 // ── session ─────────────────────────────────────────────────────────────────────────────────────
 
-interface SeenEvent {
-  type: BridgeEventType;
-  message: string;
-  data?: Record<string, unknown>;
-}
-
-class FakeHost implements SessionHost {
-  readonly log = pino({ level: 'silent' });
-  readonly timezone = 'Europe/Copenhagen';
-  readonly events: SeenEvent[] = [];
-  readonly state: Partial<DeviceState> = {};
-  readonly quarantined: { bytes: Buffer; reason: string }[] = [];
-  readonly commits: { drafts: ResultDraft[]; capture: Capture }[] = [];
-  /** Everything that happened, in order: event types and commit start/end. */
-  readonly order: string[] = [];
-  commitDelayMs = 0;
-  private waiters: (() => void)[] = [];
-
-  constructor(
-    readonly device: DeviceConfig,
-    readonly transport: MemoryTransport,
-  ) {}
-
-  now(): Date {
-    return new Date();
-  }
-
-  async commit(drafts: ResultDraft[], capture: Capture): Promise<{ inserted: number; duplicates: number }> {
-    this.order.push('commit:start');
-    await sleep(this.commitDelayMs);
-    this.commits.push({ drafts, capture });
-    this.order.push('commit:end');
-    return { inserted: drafts.length, duplicates: 0 };
-  }
-
-  quarantine(bytes: Buffer, reason: string): void {
-    this.quarantined.push({ bytes, reason });
-  }
-
-  event(type: BridgeEventType, message: string, data?: Record<string, unknown>): void {
-    this.events.push({ type, message, data });
-    this.order.push(type);
-    this.notify();
-  }
-
-  updateState(patch: Partial<DeviceState>): void {
-    Object.assign(this.state, patch);
-    this.notify();
-  }
-
-  types(): BridgeEventType[] {
-    return this.events.map((e) => e.type);
-  }
-
-  /** Resolves once `pred` holds, or fails the test after `ms`. */
-  async until(pred: () => boolean, ms = 5000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!pred()) {
-      if (Date.now() > deadline) throw new Error(`timed out; events so far: ${this.types().join(', ')}`);
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 20);
-      });
-    }
-  }
-
-  private notify(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const r of w) r();
-  }
-}
-
 interface Rig {
   host: FakeHost;
   sim: Ultra2Simulator;
@@ -544,7 +471,8 @@ describe('session', () => {
     await r.session.start();
     await r.host.until(() => r.host.commits.length === 1);
     const result = await r.session.command('download', {});
-    expect(result).toEqual({ inserted: 3, duplicates: 0, records: 3, unreadable: 0 });
+    // The same memory again: every reading is already stored.
+    expect(result).toEqual({ inserted: 0, duplicates: 3, records: 3, unreadable: 0 });
     expect(r.host.commits).toHaveLength(2);
     expect(r.host.state.display_unit).toBe('mmol/L');
     expect(r.host.commits[1]!.drafts[0]!.observations[0]!.unit).toBe('mg/dL');
