@@ -4,9 +4,9 @@ import type { DriverDefinition } from '../../src/driver-sdk/index.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
 import type { PortListing } from '../../src/transports/discovery.ts';
+import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { startDaemon, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
-import { Mosquitto } from '../helpers/mosquitto.ts';
 import { simulateMeter } from '../helpers/serial-meter.ts';
 import { startPtyPair } from '../helpers/socat.ts';
 import { eventually, Subscriber } from '../helpers/subscriber.ts';
@@ -34,19 +34,11 @@ class FakeUsb {
   }
 }
 
-async function brokerWithSubscriber(): Promise<{ broker: Mosquitto; sub: Subscriber }> {
-  const broker = await Mosquitto.start();
-  cleanups.push(() => broker.stop());
-  const sub = await Subscriber.connect(broker.url);
-  cleanups.push(() => sub.close());
-  return { broker, sub };
-}
-
 const events = (sub: Subscriber): BridgeEvent[] => sub.payloads<BridgeEvent>('poct/bridge/event');
 
 describe('hot-plug over a socat pty pair, Mosquitto as broker', () => {
   it('a meter plugged in gets a session and publishes; unplugged it goes offline; plugged again it resumes without duplicates', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
     simulateMeter(pty.a, { serial: 'GMF600DCY', memory: ULTRA2_MEMORY }, cleanups);
@@ -92,7 +84,7 @@ auto_detect:
   });
 
   it('a FreeStyle Libre 2 (encrypted) is recognised, reported on its state and never opened', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     let opened = 0;
     const usb = new FakeUsb();
     const { controller } = await startDaemon(
@@ -129,7 +121,7 @@ auto_detect: { interval_s: 0.2, allow: [ { driver: freestyle-hid } ] }
   });
 
   it('a USB id that fits several drivers is reported once and not taken', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const twin: DriverDefinition = { ...onetouchUltra2, id: 'ultra2-twin' };
     const usb = new FakeUsb();
     const { controller } = await startDaemon(

@@ -3,26 +3,16 @@ import { describe, expect, it } from 'vitest';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
 import { tempDir, ULTRA2_MEMORY } from '../helpers/daemon.ts';
-import { Mosquitto } from '../helpers/mosquitto.ts';
 import { daemonOnSerial, simulateMeter } from '../helpers/serial-meter.ts';
 import { startPtyPair } from '../helpers/socat.ts';
-import { Subscriber } from '../helpers/subscriber.ts';
+import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 
 const cleanups = useCleanups();
 
-/** A Mosquitto for this test and a dashboard-like subscriber on it, both torn down after it. */
-async function brokerWithSubscriber(): Promise<{ broker: Mosquitto; sub: Subscriber }> {
-  const broker = await Mosquitto.start();
-  cleanups.push(() => broker.stop());
-  const sub = await Subscriber.connect(broker.url);
-  cleanups.push(() => sub.close());
-  return { broker, sub };
-}
-
 describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
   it('downloads the meter on the real serial stack and publishes its readings', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
 
@@ -44,7 +34,7 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
   });
 
   it('a meter that answers nothing is reported, not crashed on', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
 
@@ -58,7 +48,7 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
   });
 
   it('a missing serial port is an event and a status, and the session starts when the port appears', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const dir = tempDir();
     const links = { a: join(dir, 'meter'), b: join(dir, 'host') };
     const pty = await startPtyPair(links);

@@ -1,0 +1,12 @@
+import type { Cleanups } from './cleanups.ts';
+import { Mosquitto } from './mosquitto.ts';
+import { Subscriber } from './subscriber.ts';
+
+/** A Mosquitto for one test and a dashboard-like subscriber on `poct/#`, both torn down after it. */
+export async function brokerWithSubscriber(cleanups: Cleanups): Promise<{ broker: Mosquitto; sub: Subscriber }> {
+  const broker = await Mosquitto.start();
+  cleanups.push(() => broker.stop());
+  const sub = await Subscriber.connect(broker.url);
+  cleanups.push(() => sub.close());
+  return { broker, sub };
+}
