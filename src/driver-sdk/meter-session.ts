@@ -76,16 +76,21 @@ export class SessionReporter {
     }
   }
 
-  /**
-   * Bytes the codec refused: quarantined, logged and announced by reason only, never by content
-   * (it may be patient data). `what` names them in the message ("line", "frame", "packet").
-   */
-  badData(bytes: Buffer, code: string, detail: string, what = 'data'): void {
+  /** Keeps bytes in quarantine under `code`, with no event (the caller reports them its own way). */
+  quarantine(bytes: Buffer, code: string): void {
     try {
       this.host.quarantine(bytes, code);
     } catch (err) {
       this.host.log.error({ err: String(err) }, `${this.tag}: quarantine threw`);
     }
+  }
+
+  /**
+   * Bytes the codec refused: quarantined, logged and announced by reason only, never by content
+   * (it may be patient data). `what` names them in the message ("line", "frame", "packet").
+   */
+  badData(bytes: Buffer, code: string, detail: string, what = 'data'): void {
+    this.quarantine(bytes, code);
     this.host.log.warn({ reason: code, detail }, `${this.tag}: bad ${what} from the device`);
     this.emit('bad_frame', `bad ${what} from the device: ${code}`, { reason: code, detail });
   }
