@@ -13,9 +13,10 @@
  * outage) against the same number of raw publishes.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdtempSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { drivers } from '../drivers/index.ts';
@@ -44,6 +45,8 @@ interface PhaseResult {
   /** The steady window [start + WARMUP_S, end] in performance.now() ms. */
   window: { from: number; to: number };
   peakRssMb: number;
+  /** p99 event-loop delay of this process during the phase. */
+  loopP99Ms: number;
 }
 
 function steady(r: PhaseResult): { perSecond: number; latencies: number[] } {
@@ -59,13 +62,17 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-function rssSampler(): { stop(): number } {
+/** Peak RSS, and the 99th percentile of the event loop's delay (how long a ready callback waited). */
+function sampler(): { stop(): { peakRssMb: number; loopP99Ms: number } } {
   let peak = process.memoryUsage().rss;
   const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   return {
     stop() {
       clearInterval(timer);
-      return Math.max(peak, process.memoryUsage().rss) / 1048576;
+      loop.disable();
+      return { peakRssMb: Math.max(peak, process.memoryUsage().rss) / 1048576, loopP99Ms: loop.percentile(99) / 1e6 };
     },
   };
 }
@@ -92,15 +99,15 @@ function sampleRecord(device: number, n: number): ResultRecord {
 }
 
 /** Runs the daemon for SECONDS; the window after warm-up and the peak RSS. */
-async function runDaemon(controller: Controller): Promise<Pick<PhaseResult, 'window' | 'peakRssMb'>> {
-  const rss = rssSampler();
+async function runDaemon(controller: Controller): Promise<Pick<PhaseResult, 'window' | 'peakRssMb' | 'loopP99Ms'>> {
+  const rss = sampler();
   const start = performance.now();
   await controller.start();
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
   const window = { from: start + WARMUP_S * 1000, to: performance.now() };
   await controller.stop();
   await new Promise((r) => setTimeout(r, 500)); // results still on their way to the subscriber
-  return { window, peakRssMb: rss.stop() };
+  return { window, ...rss.stop() };
 }
 
 /** Raw mqtt.js: each device publishes one result a second, paced like the pipeline phase. */
@@ -112,7 +119,7 @@ async function baselinePaced(url: string): Promise<PhaseResult> {
     if (t !== undefined) arrivals.push({ at, latencyMs: at - t });
   });
   const pub = await mqtt.connectAsync(url, { clientId: `bench-pub-${process.pid}` });
-  const rss = rssSampler();
+  const rss = sampler();
   const start = performance.now();
   const timers: NodeJS.Timeout[] = [];
   for (let d = 0; d < DEVICES; d++) {
@@ -134,10 +141,10 @@ async function baselinePaced(url: string): Promise<PhaseResult> {
   const window = { from: start + WARMUP_S * 1000, to: performance.now() };
   timers.forEach((t) => clearInterval(t));
   await new Promise((r) => setTimeout(r, 500));
-  const peakRssMb = rss.stop();
+  const sampled = rss.stop();
   await pub.endAsync();
   await sub.endAsync();
-  return { name: 'baseline: raw mqtt.js', arrivals, window, peakRssMb };
+  return { name: 'baseline: raw mqtt.js', arrivals, window, ...sampled };
 }
 
 /**
@@ -182,10 +189,10 @@ async function pipelinePaced(url: string): Promise<PhaseResult> {
     const t = lastDeviceByte.get(`sim:${deviceId}:device`);
     if (t !== undefined) for (const r of records) lastByteOfRecord.set(r.id, t);
   });
-  const { window, peakRssMb } = await runDaemon(controller);
+  const sampled = await runDaemon(controller);
   await sub.endAsync();
   MemoryTransport.prototype.write = write;
-  return { name: 'poctd, meters in-process', arrivals, window, peakRssMb };
+  return { name: 'poctd, meters in-process', arrivals, ...sampled };
 }
 
 /**
@@ -227,7 +234,7 @@ async function pipelineOverTcp(url: string): Promise<PhaseResult> {
     const at = now();
     for (const r of records) stored.set(r.id, { device: Number(deviceId.slice('bench-'.length)), at });
   });
-  const { window, peakRssMb } = await runDaemon(controller);
+  const { window, peakRssMb, loopP99Ms } = await runDaemon(controller);
   await sub.endAsync();
   meters.kill();
   // The last byte of the reply a record came in: the meter's latest reply end before the commit.
@@ -238,7 +245,7 @@ async function pipelineOverTcp(url: string): Promise<PhaseResult> {
     const lastByte = ends?.filter((t) => t <= s!.at).at(-1);
     if (lastByte !== undefined) arrivals.push({ at: at - performance.timeOrigin, latencyMs: at - lastByte });
   }
-  return { name: 'poctd, meters over TCP', arrivals, window, peakRssMb };
+  return { name: 'poctd, meters over TCP', arrivals, window, peakRssMb, loopP99Ms };
 }
 
 /** A backlog of BURST stored results drains to the broker, against BURST raw publishes. */
@@ -301,7 +308,26 @@ function row(r: PhaseResult): string {
     percentile(sorted, 50).toFixed(2).padStart(9),
     percentile(sorted, 99).toFixed(2).padStart(9),
     r.peakRssMb.toFixed(0).padStart(9),
+    r.loopP99Ms.toFixed(2).padStart(14),
   ].join(' ');
+}
+
+/** The floor under every commit: how long the database's disk takes to sync 4 KiB, in this run. */
+function diskSync(): { p50: number; p99: number } {
+  const path = join(mkdtempSync(join(DB_DIR, 'poctd-bench-')), 'fsync-probe');
+  const fd = openSync(path, 'w');
+  const block = Buffer.alloc(4096, 7);
+  const times: number[] = [];
+  for (let i = 0; i < 500; i++) {
+    const t = performance.now();
+    writeSync(fd, block);
+    fsyncSync(fd);
+    times.push(performance.now() - t);
+  }
+  closeSync(fd);
+  unlinkSync(path);
+  times.sort((a, b) => a - b);
+  return { p50: percentile(times, 50), p99: percentile(times, 99) };
 }
 
 async function main(): Promise<void> {
@@ -315,10 +341,12 @@ async function main(): Promise<void> {
       `poctd bench: ${DEVICES} devices x 1 result/s for ${SECONDS} s (first ${WARMUP_S} s not counted), ` +
         `Mosquitto on ${broker.url}, databases in ${DB_DIR}\n`,
     );
+    const disk = diskSync();
+    console.log(`disk under the databases: write + fsync of 4 KiB p50 ${disk.p50.toFixed(2)} ms, p99 ${disk.p99.toFixed(2)} ms\n`);
     const baseline = await baselinePaced(broker.url);
     const pipeline = await pipelinePaced(broker.url);
     const overTcp = await pipelineOverTcp(broker.url);
-    console.log(`${'phase'.padEnd(24)} ${'results/s'.padStart(10)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'RSS MB'.padStart(9)}`);
+    console.log(`${'phase'.padEnd(24)} ${'results/s'.padStart(10)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'RSS MB'.padStart(9)} ${'loop p99 ms'.padStart(14)}`);
     console.log(row(baseline));
     console.log(row(pipeline));
     console.log(row(overTcp));
