@@ -28,6 +28,7 @@ import type {
   DriverSession,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
+import { SessionReporter } from '../../src/driver-sdk/meter-session.ts';
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceIdentity, DeviceState, Observation, ResultCategory, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
@@ -383,12 +384,13 @@ export function decodeAstm(capture: Capture, ctx: DecodeContext): DecodeResult {
 class AstmSession implements DriverSession {
   private readonly opts: AstmOptions;
   private readonly link: AstmLink;
-  private state: Partial<DeviceState> = {};
+  private readonly report: SessionReporter;
   private stopped = false;
   private totals = { messages: 0, records: 0, inserted: 0, duplicates: 0 };
 
   constructor(private readonly host: SessionHost) {
     this.opts = parseAstmOptions(host.device.options ?? {}, `device ${host.device.id}: options`);
+    this.report = new SessionReporter(host, ASTM_DRIVER_ID);
     this.link = new AstmLink(
       host.transport,
       {
@@ -420,7 +422,7 @@ class AstmSession implements DriverSession {
     if (this.stopped) throw new Error('astm: the session is stopped');
     switch (verb) {
       case 'status':
-        return { ...this.state };
+        return { ...this.report.state };
       case 'send': {
         // Host → device (orders, query answers): records as text, one per line or CR-separated.
         const text = params.message;
@@ -434,49 +436,28 @@ class AstmSession implements DriverSession {
     }
   }
 
-  private emit(type: Parameters<SessionHost['event']>[0], message: string, data?: Record<string, unknown>): void {
-    try {
-      this.host.event(type, message, data);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'astm: event handler threw');
-    }
-  }
-
-  private patch(p: Partial<DeviceState>): void {
-    Object.assign(this.state, p);
-    try {
-      this.host.updateState(p);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'astm: updateState threw');
-    }
-  }
-
+  /** Bytes kept for a person to look at; an empty or missing piece is not worth a quarantine entry. */
   private quarantine(bytes: Buffer | undefined, reason: string): void {
-    if (!bytes || bytes.length === 0) return;
-    try {
-      this.host.quarantine(bytes, reason);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'astm: quarantine threw');
-    }
+    if (bytes && bytes.length > 0) this.report.quarantine(bytes, reason);
   }
 
   private onTransmission(phase: 'start' | 'end'): void {
     if (this.stopped) return;
     if (phase === 'start') {
       this.totals = { messages: 0, records: 0, inserted: 0, duplicates: 0 };
-      this.patch({ status: 'downloading', status_detail: null, last_seen: this.host.now().toISOString() });
-      this.emit('download_started', 'the device started a transmission', { trigger: 'device' });
+      this.report.patch({ status: 'downloading', status_detail: null, last_seen: this.host.now().toISOString() });
+      this.report.emit('download_started', 'the device started a transmission', { trigger: 'device' });
       return;
     }
     const t = this.totals;
     if (t.messages > 0) {
-      this.emit('download_finished', `received ${t.records} results in ${t.messages} messages: ${t.inserted} new, ${t.duplicates} already stored`, {
+      this.report.emit('download_finished', `received ${t.records} results in ${t.messages} messages: ${t.inserted} new, ${t.duplicates} already stored`, {
         records: t.records,
         inserted: t.inserted,
         duplicates: t.duplicates,
       });
     }
-    if (this.state.status === 'downloading') this.patch({ status: 'ok', status_detail: null });
+    if (this.report.state.status === 'downloading') this.report.patch({ status: 'ok', status_detail: null });
   }
 
   private onIssue(i: AstmLinkIssue): void {
@@ -484,11 +465,11 @@ class AstmSession implements DriverSession {
     this.quarantine(i.bytes, i.reason);
     this.host.log.warn({ reason: i.reason, kind: i.kind, answer: i.answer ?? null }, 'astm: link issue');
     if (i.kind === 'receive-timeout' || i.kind === 'incomplete-message' || i.kind === 'link-closed') {
-      if (i.bytes) this.emit('download_failed', `${i.detail}`, { reason: i.reason });
-      if (this.state.status === 'downloading') this.patch({ status: 'ok', status_detail: null });
+      if (i.bytes) this.report.emit('download_failed', `${i.detail}`, { reason: i.reason });
+      if (this.report.state.status === 'downloading') this.report.patch({ status: 'ok', status_detail: null });
       return;
     }
-    this.emit('bad_frame', `${i.kind}: ${i.detail}`, { reason: i.reason, answer: i.answer ?? null });
+    this.report.emit('bad_frame', `${i.kind}: ${i.detail}`, { reason: i.reason, answer: i.answer ?? null });
   }
 
   private async onMessage(m: AstmLinkMessage): Promise<void> {
@@ -496,14 +477,14 @@ class AstmSession implements DriverSession {
     const r = decodeAstmMessage(m.text, ctx, this.opts);
     const capture: Capture = { kind: 'transcript', exchanges: m.exchanges };
     for (const issue of r.issues) this.host.log.warn({ reason: issue.reason }, 'astm: message problem');
-    this.patch({ ...r.device, last_seen: this.host.now().toISOString() });
+    this.report.patch({ ...r.device, last_seen: this.host.now().toISOString() });
     if (r.drafts.length === 0) {
       // Nothing to store, but the message itself arrived intact: it is ACKed as E1381 requires
       // (a NAK would only make the device send the same message again, forever). The bytes are
       // kept in quarantine and the reason is an event.
       const reason = r.kind === 'query' ? 'query-unsupported' : 'no-results';
       this.quarantine(m.text, reason);
-      this.emit(
+      this.report.emit(
         r.kind === 'query' ? 'device_error' : 'bad_frame',
         r.kind === 'query' ? 'the device sent a query (Q); this daemon holds no orders to answer it' : 'a message with no results in it',
         { reason },
@@ -517,9 +498,9 @@ class AstmSession implements DriverSession {
     t.inserted += stored.inserted;
     t.duplicates += stored.duplicates;
     const at = this.host.now().toISOString();
-    this.patch({ last_download: at, last_seen: at });
+    this.report.patch({ last_download: at, last_seen: at });
     if (r.issues.length > 0) {
-      this.emit('bad_frame', `a message was stored with ${r.issues.length} problem(s)`, { reason: 'message-problems', problems: r.issues.map((i) => i.reason) });
+      this.report.emit('bad_frame', `a message was stored with ${r.issues.length} problem(s)`, { reason: 'message-problems', problems: r.issues.map((i) => i.reason) });
     }
   }
 }

@@ -37,10 +37,9 @@ import type {
   DecodeResult,
   DeviceSimulator,
   DriverDefinition,
-  DriverSession,
-  Exchange,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
+import { MeterSession, NoAnswerError, numberOptions, ProtocolError } from '../../src/driver-sdk/meter-session.ts';
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
@@ -405,38 +404,21 @@ export interface Clinitek50SessionOptions {
   date_order: DateOrder;
 }
 
-const DEFAULT_SESSION_OPTIONS: Clinitek50SessionOptions = { reply_timeout_ms: 3000, retries: 3, clock_skew_limit_s: 900, date_order: 'YMD' };
+const DEFAULT_NUMBER_OPTIONS = { reply_timeout_ms: 3000, retries: 3, clock_skew_limit_s: 900 };
+const DEFAULT_SESSION_OPTIONS: Clinitek50SessionOptions = { ...DEFAULT_NUMBER_OPTIONS, date_order: 'YMD' };
 
 export function clinitek50SessionOptions(device: DeviceConfig): Clinitek50SessionOptions {
   const o = device.options ?? {};
-  const out = { ...DEFAULT_SESSION_OPTIONS };
   for (const name of Object.keys(o)) {
     if (!(name in DEFAULT_SESSION_OPTIONS)) throw new Error(`device ${device.id}: unknown option ${name} for clinitek-50`);
   }
+  let dateOrder = DEFAULT_SESSION_OPTIONS.date_order;
   if (o.date_order !== undefined) {
     if (o.date_order !== 'YMD' && o.date_order !== 'DMY' && o.date_order !== 'MDY') throw new Error(`device ${device.id}: options.date_order must be YMD, DMY or MDY`);
-    out.date_order = o.date_order;
+    dateOrder = o.date_order;
   }
-  for (const name of ['reply_timeout_ms', 'retries', 'clock_skew_limit_s'] as const) {
-    const v = o[name];
-    if (v === undefined) continue;
-    const min = name === 'retries' ? 0 : 1;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new Error(`device ${device.id}: options.${name} must be a number >= ${min}`);
-    out[name] = v;
-  }
-  return out;
+  return { ...numberOptions(device, DEFAULT_NUMBER_OPTIONS, ['retries']), date_order: dateOrder };
 }
-
-class NoAnswerError extends Error {}
-class ProtocolError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-class AbortedError extends Error {}
 
 export interface DownloadResult {
   records: number;
@@ -447,159 +429,39 @@ export interface DownloadResult {
 /** The most records one download reads (the reader's memory is far smaller): a guard against a loop. */
 const MAX_RECORDS = 10_000;
 
-class Clinitek50Session implements DriverSession {
+class Clinitek50Session extends MeterSession<FramedItem> {
   private readonly opts: Clinitek50SessionOptions;
-  private readonly transport: ByteTransport;
   private readonly framer = new PacketFramer();
-  private inbox: FramedItem[] = [];
-  private wake: (() => void) | null = null;
-  private abortError: Error | null = null;
-  private exchanges: Exchange[] = [];
-  private chain: Promise<unknown> = Promise.resolve();
-  private autoQueued = false;
-  private pollTimer: NodeJS.Timeout | null = null;
-  private started = false;
-  private stopped = false;
-  private state: Partial<DeviceState> = {};
 
-  constructor(private readonly host: SessionHost) {
+  constructor(host: SessionHost) {
+    super(host, CLINITEK_50_DRIVER_ID);
     this.opts = clinitek50SessionOptions(host.device);
-    this.transport = host.transport;
   }
 
-  private readonly onData = (chunk: Buffer): void => {
-    this.exchanges.push({ dir: 'D', bytes: Buffer.from(chunk) });
-    const items = this.framer.push(chunk);
-    if (items.length > 0) {
-      this.inbox.push(...items);
-      this.wake?.();
-    }
-  };
-  private readonly onOpen = (): void => this.autoDownload('connected');
-  private readonly onClose = (): void => this.abort(new AbortedError('the link closed during the conversation'));
-  private readonly onError = (err: Error): void => this.host.log.warn({ err: err.message }, 'clinitek-50: transport error');
-
-  async start(): Promise<void> {
-    if (this.started) return;
-    this.started = true;
-    this.transport.on('data', this.onData);
-    this.transport.on('open', this.onOpen);
-    this.transport.on('close', this.onClose);
-    this.transport.on('error', this.onError);
-    const every = this.host.device.poll_interval;
-    if (every && every > 0) this.pollTimer = setInterval(() => this.autoDownload('poll'), every * 1000);
-    if (this.transport.isOpen) this.autoDownload('connected');
+  protected frame(chunk: Buffer): FramedItem[] {
+    return this.framer.push(chunk);
   }
 
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    if (this.pollTimer) clearInterval(this.pollTimer);
-    this.pollTimer = null;
-    this.transport.off('data', this.onData);
-    this.transport.off('open', this.onOpen);
-    this.transport.off('close', this.onClose);
-    this.transport.off('error', this.onError);
-    this.abort(new AbortedError('the session stopped'));
-    await this.chain.catch(() => undefined);
+  protected resetFramer(): void {
+    this.framer.reset();
   }
 
-  async command(verb: string): Promise<unknown> {
-    if (this.stopped) throw new Error('clinitek-50: the session is stopped');
-    if (verb === 'download') return this.enqueue(() => this.download('request'));
-    if (verb === 'status') return { ...this.state };
-    throw new Error(`clinitek-50: unknown command "${verb}" (known: download, status)`);
-  }
-
-  private enqueue<T>(job: () => Promise<T>): Promise<T> {
-    const guarded = (): Promise<T> => (this.stopped ? Promise.reject(new AbortedError('the session stopped')) : job());
-    const run = this.chain.then(guarded, guarded);
-    this.chain = run.catch(() => undefined);
-    return run;
-  }
-
-  private autoDownload(trigger: string): void {
-    if (this.stopped || this.autoQueued || !this.transport.isOpen) return;
-    this.autoQueued = true;
-    this.enqueue(() => {
-      this.autoQueued = false;
-      if (this.stopped || !this.transport.isOpen) return Promise.resolve(null);
-      return this.download(trigger);
-    }).catch(() => undefined);
-  }
-
-  // ── host calls that must never throw into the session ──
-
-  private emit(type: Parameters<SessionHost['event']>[0], message: string, data?: Record<string, unknown>): void {
-    try {
-      this.host.event(type, message, data);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'clinitek-50: event handler threw');
-    }
-  }
-
-  private patch(p: Partial<DeviceState>): void {
-    Object.assign(this.state, p);
-    try {
-      this.host.updateState(p);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'clinitek-50: updateState threw');
-    }
-  }
-
-  private bad(bytes: Buffer | undefined, reason: string, detail: string): void {
-    if (bytes) {
-      try {
-        this.host.quarantine(bytes, reason);
-      } catch (err) {
-        this.host.log.error({ err: String(err) }, 'clinitek-50: quarantine threw');
-      }
-    }
-    this.host.log.warn({ reason, detail }, 'clinitek-50: bad packet from the reader');
-    this.emit('bad_frame', `bad packet from the reader: ${reason}`, { reason, detail });
-  }
-
-  // ── wire I/O ──
-
-  private abort(err: Error): void {
-    this.abortError = err;
-    this.wake?.();
-  }
-
-  private async send(bytes: number[]): Promise<void> {
-    if (this.abortError) throw this.abortError;
-    const b = Buffer.from(bytes);
-    this.exchanges.push({ dir: 'H', bytes: b });
-    await this.transport.write(b);
+  private async sendBytes(...bytes: number[]): Promise<void> {
+    await this.send(Buffer.from(bytes));
   }
 
   /** The next packet or NAK; garbage and broken packets on the way are reported and skipped. */
   private async next(): Promise<FramedItem | null> {
     const deadline = Date.now() + this.opts.reply_timeout_ms;
     for (;;) {
-      if (this.abortError) throw this.abortError;
-      const item = this.inbox.shift();
-      if (item) {
-        const issue = itemIssue(item);
-        if (issue) {
-          this.bad(issue.bytes, issue.reason, 'bytes outside a complete packet');
-          if (item.kind === 'garbage') continue;
-        }
-        return item;
+      const item = await this.inbox.next(Math.max(0, deadline - Date.now()));
+      if (!item) return null;
+      const issue = itemIssue(item);
+      if (issue?.bytes) {
+        this.report.badData(issue.bytes, issue.reason, 'bytes outside a complete packet', 'packet');
+        if (item.kind === 'garbage') continue;
       }
-      const left = deadline - Date.now();
-      if (left <= 0) return null;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          this.wake = null;
-          resolve();
-        }, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          this.wake = null;
-          resolve();
-        };
-      });
+      return item;
     }
   }
 
@@ -616,9 +478,8 @@ class Clinitek50Session implements DriverSession {
   private async identify(): Promise<Clinitek50Identity> {
     let last = 'timeout';
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      this.inbox = [];
-      this.framer.reset();
-      await this.send([ENQ]);
+      this.clearInbox();
+      await this.sendBytes(ENQ);
       const item = await this.next();
       if (!item) continue;
       if (item.kind !== 'packet') {
@@ -627,7 +488,7 @@ class Clinitek50Session implements DriverSession {
       }
       const r = decodePacket(item.bytes, this.opts.date_order);
       if (!r.ok) {
-        this.bad(item.bytes, r.error.code, r.error.detail);
+        this.report.badData(item.bytes, r.error.code, r.error.detail, 'packet');
         last = r.error.code;
         continue;
       }
@@ -638,9 +499,9 @@ class Clinitek50Session implements DriverSession {
     throw new ProtocolError(last, `no valid identity packet after ${this.opts.retries + 1} tries (${last})`);
   }
 
-  private async download(trigger: string): Promise<DownloadResult> {
+  protected async download(trigger: string): Promise<DownloadResult> {
     if (!this.transport.isOpen) throw new Error('clinitek-50: the transport is not open');
-    this.abortError = null;
+    this.begin();
     let started = false;
     try {
       await this.dtrLow();
@@ -648,8 +509,8 @@ class Clinitek50Session implements DriverSession {
       started = true;
       const skew = clockSkewSeconds(id.clock, this.host.timezone, this.host.now());
       const flagged = Math.abs(skew) > this.opts.clock_skew_limit_s;
-      const wasFlagged = this.state.clock_skew_flagged === true;
-      this.patch({
+      const wasFlagged = this.report.state.clock_skew_flagged === true;
+      this.report.patch({
         model: MODEL,
         firmware: id.software,
         display_unit: id.units,
@@ -660,15 +521,16 @@ class Clinitek50Session implements DriverSession {
         last_seen: this.host.now().toISOString(),
       });
       if (flagged && !wasFlagged) {
-        this.emit('clock_skew', `the reader clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, { clock_skew_s: skew, limit_s: this.opts.clock_skew_limit_s });
+        this.report.emit('clock_skew', `the reader clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, { clock_skew_s: skew, limit_s: this.opts.clock_skew_limit_s });
       }
-      this.emit('download_started', `download started (${trigger})`, { trigger });
+      this.report.emit('download_started', `download started (${trigger})`, { trigger });
       const identity = clinitek50Identity(this.host.device.id, id.software);
       const total = { records: 0, inserted: 0, duplicates: 0 };
       let faults = 0;
       for (let n = 0; n < MAX_RECORDS; n++) {
-        this.exchanges = [];
-        await this.send([XON, DC2]);
+        // Each record's capture is its own request and answer (and any NAKed tries before it).
+        this.transcript = [];
+        await this.sendBytes(XON, DC2);
         const item = await this.next();
         if (!item) throw new NoAnswerError('no answer to a record request: the reader stopped answering');
         if (item.kind === 'nak') break; // no more data
@@ -678,55 +540,38 @@ class Clinitek50Session implements DriverSession {
         else {
           const r = decodePacket(item.bytes, this.opts.date_order);
           if (!r.ok) {
-            this.bad(item.bytes, r.error.code, r.error.detail);
+            this.report.badData(item.bytes, r.error.code, r.error.detail, 'packet');
             reason = r.error.code;
           } else if (r.message.type !== 'record') reason = 'unexpected-identity';
           else record = r.message;
         }
         if (!record) {
-          await this.send([NAK]);
+          await this.sendBytes(NAK);
           if (++faults > this.opts.retries) throw new ProtocolError(reason ?? 'invalid-packet', `${faults} bad packets in a row (${reason}); the records not yet ACKed stay on the reader`);
           continue;
         }
         faults = 0;
-        const capture: Capture = { kind: 'transcript', exchanges: this.exchanges };
-        this.exchanges = [];
+        const capture = this.takeCapture();
         let stored: { inserted: number; duplicates: number };
         try {
           stored = await this.host.commit([recordToDraft(record, identity, this.host.timezone)], capture);
         } catch (err) {
-          await this.send([NAK]).catch(() => undefined);
+          await this.sendBytes(NAK).catch(() => undefined);
           throw new ProtocolError('commit-failed', `the store did not commit record ${record.seq}: ${(err as Error).message}; it was not ACKed`);
         }
-        await this.send([ACK]);
+        await this.sendBytes(ACK);
         total.records++;
         total.inserted += stored.inserted;
         total.duplicates += stored.duplicates;
       }
+      this.transcript = null;
       const at = this.host.now().toISOString();
-      this.patch({ status: 'ok', status_detail: null, record_count: total.records, last_download: at, last_seen: at });
-      this.emit('download_finished', `downloaded ${total.records} records: ${total.inserted} new, ${total.duplicates} already stored`, total);
+      this.report.patch({ status: 'ok', status_detail: null, record_count: total.records, last_download: at, last_seen: at });
+      this.report.emit('download_finished', `downloaded ${total.records} records: ${total.inserted} new, ${total.duplicates} already stored`, total);
       return total;
     } catch (err) {
-      throw this.failed(err, started);
-    } finally {
-      this.exchanges = [];
+      throw this.failed(err, started ? 'download_failed' : 'device_error');
     }
-  }
-
-  private failed(err: unknown, started: boolean): Error {
-    if (this.stopped) return err instanceof Error ? err : new Error(String(err));
-    if (err instanceof NoAnswerError) {
-      if (this.state.status !== 'no-answer') this.emit('no_answer', err.message);
-      this.patch({ status: 'no-answer', status_detail: err.message });
-      return err;
-    }
-    const e = err instanceof Error ? err : new Error(String(err));
-    const reason = e instanceof ProtocolError ? e.code : e instanceof AbortedError ? 'link-closed' : 'error';
-    this.host.log.warn({ reason, err: e.message }, 'clinitek-50: download failed');
-    this.emit(started ? 'download_failed' : 'device_error', e.message, { reason });
-    this.patch({ status: 'error', status_detail: e.message });
-    return e;
   }
 }
 

@@ -31,6 +31,7 @@ import type {
   DriverSession,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
+import { numberOptions, SessionReporter } from '../../src/driver-sdk/meter-session.ts';
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
@@ -376,27 +377,22 @@ export interface ClinitekStatusSessionOptions {
   commit_retry_ms: number;
 }
 
-const DEFAULT_SESSION_OPTIONS: ClinitekStatusSessionOptions = { date_order: 'DMY', burst_idle_ms: 2000, commit_retry_ms: 1000 };
+const DEFAULT_NUMBER_OPTIONS = { burst_idle_ms: 2000, commit_retry_ms: 1000 };
+const DEFAULT_SESSION_OPTIONS: ClinitekStatusSessionOptions = { date_order: 'DMY', ...DEFAULT_NUMBER_OPTIONS };
 
 export function clinitekStatusSessionOptions(device: DeviceConfig): ClinitekStatusSessionOptions {
   const o = device.options ?? {};
-  const out = { ...DEFAULT_SESSION_OPTIONS };
   for (const name of Object.keys(o)) {
     if (!(name in DEFAULT_SESSION_OPTIONS)) throw new Error(`device ${device.id}: unknown option ${name} for clinitek-status`);
   }
+  let dateOrder = DEFAULT_SESSION_OPTIONS.date_order;
   if (o.date_order !== undefined) {
     if (o.date_order !== 'DMY' && o.date_order !== 'MDY' && o.date_order !== 'YMD') {
       throw new Error(`device ${device.id}: options.date_order must be DMY, MDY or YMD`);
     }
-    out.date_order = o.date_order;
+    dateOrder = o.date_order;
   }
-  for (const name of ['burst_idle_ms', 'commit_retry_ms'] as const) {
-    const v = o[name];
-    if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 1) throw new Error(`device ${device.id}: options.${name} must be a number >= 1`);
-    out[name] = v;
-  }
-  return out;
+  return { date_order: dateOrder, ...numberOptions(device, DEFAULT_NUMBER_OPTIONS) };
 }
 
 interface PendingRecord {
@@ -409,6 +405,7 @@ class ClinitekStatusSession implements DriverSession {
   private readonly transport: ByteTransport;
   private readonly framer = new RecordLineFramer();
   private readonly identity: DeviceIdentity;
+  private readonly report: SessionReporter;
   private pending: PendingRecord[] = [];
   private committing: Promise<void> | null = null;
   private burst: { records: number; inserted: number; duplicates: number } | null = null;
@@ -416,12 +413,12 @@ class ClinitekStatusSession implements DriverSession {
   private retryTimer: NodeJS.Timeout | null = null;
   private started = false;
   private stopped = false;
-  private state: Partial<DeviceState> = {};
 
   constructor(private readonly host: SessionHost) {
     this.opts = clinitekStatusSessionOptions(host.device);
     this.transport = host.transport;
     this.identity = clinitekStatusIdentity(host.device.id);
+    this.report = new SessionReporter(host, CLINITEK_STATUS_DRIVER_ID);
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -437,7 +434,7 @@ class ClinitekStatusSession implements DriverSession {
     this.transport.on('data', this.onData);
     this.transport.on('close', this.onClose);
     this.transport.on('error', this.onError);
-    this.patch({ model: MODEL, status: 'idle', status_detail: 'waiting for "Send all data" on the reader' });
+    this.report.patch({ model: MODEL, status: 'idle', status_detail: 'waiting for "Send all data" on the reader' });
   }
 
   async stop(): Promise<void> {
@@ -452,73 +449,40 @@ class ClinitekStatusSession implements DriverSession {
     await this.committing?.catch(() => undefined);
     // One last try for records a failed commit left behind; what still fails is kept in quarantine.
     if (this.pending.length > 0) await this.flushOnce().catch(() => undefined);
-    for (const p of this.pending.splice(0)) this.keep(p.bytes, 'not-committed');
+    for (const p of this.pending.splice(0)) this.report.quarantine(p.bytes, 'not-committed');
     this.dropPartial('the session stopped in the middle of a record');
   }
 
   async command(verb: string): Promise<unknown> {
-    if (verb === 'status') return { ...this.state };
+    if (verb === 'status') return { ...this.report.state };
     if (verb === 'download') {
       throw new Error('clinitek-status: the reader cannot be asked for data; press "Send all data" on the reader');
     }
     throw new Error(`clinitek-status: unknown command "${verb}" (known: status)`);
   }
 
-  // ── host calls that must never throw into the session ──
-
-  private emit(type: Parameters<SessionHost['event']>[0], message: string, data?: Record<string, unknown>): void {
-    try {
-      this.host.event(type, message, data);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'clinitek-status: event handler threw');
-    }
-  }
-
-  private patch(p: Partial<DeviceState>): void {
-    Object.assign(this.state, p);
-    try {
-      this.host.updateState(p);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'clinitek-status: updateState threw');
-    }
-  }
-
-  private keep(bytes: Buffer, reason: string): void {
-    try {
-      this.host.quarantine(bytes, reason);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'clinitek-status: quarantine threw');
-    }
-  }
-
-  private bad(bytes: Buffer, reason: string, detail: string): void {
-    this.keep(bytes, reason);
-    this.host.log.warn({ reason, detail }, 'clinitek-status: bad line from the reader');
-    this.emit('bad_frame', `bad line from the reader: ${reason}`, { reason, detail });
-  }
-
   // ── records ──
 
   private take(item: FramedLine): void {
     const d = classifyLine(item, this.opts.date_order);
-    if (d.garbage) this.bad(d.garbage, 'garbage', 'noise before a record');
+    if (d.garbage) this.report.badData(d.garbage, 'garbage', 'noise before a record', 'line');
     if (d.kind === 'bad') {
       const detail = item.kind === 'overflow' ? `no line end within ${RecordLineFramer.MAX_LINE} bytes` : (parseDetail(item.bytes, this.opts.date_order) ?? '');
-      this.bad(d.issue!.bytes!, d.issue!.reason, detail);
+      this.report.badData(d.issue!.bytes!, d.issue!.reason, detail, 'line');
       return;
     }
     const record = d.record!;
-    this.patch({ last_seen: this.host.now().toISOString() });
+    this.report.patch({ last_seen: this.host.now().toISOString() });
     if (d.kind === 'device-error') {
       // The code and the record number only: the record also holds ids, which stay out of events.
-      this.keep(item.bytes, `device-error:${record.error}`);
-      this.emit('device_error', `the reader reported error ${record.error} for record ${record.seq}`, { code: record.error, record: record.seq });
+      this.report.quarantine(item.bytes, `device-error:${record.error}`);
+      this.report.emit('device_error', `the reader reported error ${record.error} for record ${record.seq}`, { code: record.error, record: record.seq });
       return;
     }
     if (!this.burst) {
       this.burst = { records: 0, inserted: 0, duplicates: 0 };
-      this.patch({ status: 'downloading', status_detail: null });
-      this.emit('download_started', 'the reader is sending records', { trigger: 'device' });
+      this.report.patch({ status: 'downloading', status_detail: null });
+      this.report.emit('download_started', 'the reader is sending records', { trigger: 'device' });
     }
     this.burst.records++;
     this.pending.push({ draft: recordToDraft(record, this.identity, this.host.timezone), bytes: item.bytes });
@@ -532,8 +496,8 @@ class ClinitekStatusSession implements DriverSession {
         () => undefined,
         (err: Error) => {
           this.host.log.error({ err: err.message }, 'clinitek-status: commit failed; will retry');
-          this.emit('download_failed', `the store did not commit ${this.pending.length} record(s); retrying`, { reason: 'commit-failed' });
-          this.patch({ status: 'error', status_detail: 'commit failed; retrying' });
+          this.report.emit('download_failed', `the store did not commit ${this.pending.length} record(s); retrying`, { reason: 'commit-failed' });
+          this.report.patch({ status: 'error', status_detail: 'commit failed; retrying' });
           if (!this.stopped) {
             this.retryTimer = setTimeout(() => {
               this.retryTimer = null;
@@ -563,7 +527,7 @@ class ClinitekStatusSession implements DriverSession {
       this.burst.inserted += stored.inserted;
       this.burst.duplicates += stored.duplicates;
     }
-    this.patch({ status: 'ok', status_detail: null, last_download: this.host.now().toISOString() });
+    this.report.patch({ status: 'ok', status_detail: null, last_download: this.host.now().toISOString() });
     this.armIdle();
   }
 
@@ -577,14 +541,14 @@ class ClinitekStatusSession implements DriverSession {
       if (!this.burst || this.pending.length > 0 || this.committing) return;
       const b = this.burst;
       this.burst = null;
-      this.emit('download_finished', `received ${b.records} records: ${b.inserted} new, ${b.duplicates} already stored`, b);
+      this.report.emit('download_finished', `received ${b.records} records: ${b.inserted} new, ${b.duplicates} already stored`, b);
     }, this.opts.burst_idle_ms);
   }
 
   private dropPartial(detail: string): void {
     const partial = this.framer.pending();
     this.framer.reset();
-    if (partial.length > 0) this.bad(partial, 'truncated-line', detail);
+    if (partial.length > 0) this.report.badData(partial, 'truncated-line', detail, 'line');
   }
 }
 

@@ -1,49 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import pino from 'pino';
 import { astmDriver, decodeAstm, decodeAstmMessage, parseAstmOptions, parseSimulatorOptions, AstmSimulator } from '../../drivers/astm/astm.ts';
 import { DIALECTS } from '../../drivers/astm/dialects/index.ts';
-import type { Capture, DriverSession, SessionHost } from '../../src/driver-sdk/index.ts';
+import type { DriverSession } from '../../src/driver-sdk/index.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import { encodeFrame, ENQ, EOT } from '../../src/protocols/astm/frame.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
-import type { BridgeEventType, DeviceState, ResultDraft } from '../../src/records/types.ts';
 import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
-
-class FakeHost implements SessionHost {
-  readonly log = pino({ level: 'silent' });
-  readonly timezone = 'Europe/Copenhagen';
-  readonly events: { type: BridgeEventType; message: string; data?: Record<string, unknown> }[] = [];
-  readonly state: Partial<DeviceState> = {};
-  readonly quarantined: { bytes: Buffer; reason: string }[] = [];
-  readonly commits: { drafts: ResultDraft[]; capture: Capture }[] = [];
-  constructor(
-    readonly device: DeviceConfig,
-    readonly transport: MemoryTransport,
-  ) {}
-  now(): Date {
-    return new Date();
-  }
-  async commit(drafts: ResultDraft[], capture: Capture): Promise<{ inserted: number; duplicates: number }> {
-    this.commits.push({ drafts, capture });
-    return { inserted: drafts.length, duplicates: 0 };
-  }
-  quarantine(bytes: Buffer, reason: string): void {
-    this.quarantined.push({ bytes, reason });
-  }
-  event(type: BridgeEventType, message: string, data?: Record<string, unknown>): void {
-    this.events.push({ type, message, data });
-  }
-  updateState(patch: Partial<DeviceState>): void {
-    Object.assign(this.state, patch);
-  }
-  async until(what: string, pred: () => boolean, ms = 4000): Promise<void> {
-    const end = Date.now() + ms;
-    while (!pred()) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; events: ${this.events.map((e) => e.type).join(', ')}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-}
+import { FakeHost } from '../helpers/fake-host.ts';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -71,8 +34,8 @@ const ctx = { deviceId: 'lab-1', timezone: 'Europe/Copenhagen' };
 describe('astm session with the simulator', () => {
   it.each(DIALECTS.map((d) => d.id))('stores a %s message; its capture decodes to the same records, valid against the schema', async (dialect) => {
     const { host, simulator } = await setup({}, { dialect, count: 1 });
-    await host.until('commit', () => host.commits.length === 1);
-    await host.until('delivered', () => simulator.delivered === 1);
+    await host.until(() => host.commits.length === 1);
+    await host.until(() => simulator.delivered === 1);
     const { drafts, capture } = host.commits[0]!;
     expect(drafts).toHaveLength(1);
     expect(decodeAstm(capture, ctx).drafts).toEqual(drafts);
@@ -83,13 +46,13 @@ describe('astm session with the simulator', () => {
     const record = { ...d, schema: 'poct.result/1', id: 'a'.repeat(32), seq: 1, site: 's', received_at: new Date().toISOString(), raw: { capture: 'b'.repeat(64), sha256: 'b'.repeat(64) } };
     delete (record as { key?: string }).key;
     expect(schemaProblems('poct.result/1', record)).toEqual([]);
-    await host.until('download_finished', () => host.events.some((e) => e.type === 'download_finished'));
+    await host.until(() => host.events.some((e) => e.type === 'download_finished'));
   });
 
   it('a corrupted frame is NAKed, sent again and the message stored once, across random chunking and lowercase checksums', async () => {
     const { host, simulator } = await setup({}, { dialect: '77elektronika', count: 2, corrupt_frame: 3, max_chunk: 3, lowercase_checksum: true });
-    await host.until('two commits', () => host.commits.length === 2);
-    await host.until('delivered', () => simulator.delivered === 2);
+    await host.until(() => host.commits.length === 2);
+    await host.until(() => simulator.delivered === 2);
     expect(host.events.filter((e) => e.type === 'bad_frame').map((e) => e.data?.reason)).toEqual(['checksum']);
     expect(host.quarantined.map((q) => q.reason)).toEqual(['checksum']);
     expect(host.commits.map((c) => c.drafts.length)).toEqual([1, 1]);
@@ -97,35 +60,35 @@ describe('astm session with the simulator', () => {
 
   it('QC runs are category qc with no patient', async () => {
     const { host } = await setup({}, { dialect: 'roche-cobas-c111', count: 1, control: true });
-    await host.until('commit', () => host.commits.length === 1);
+    await host.until(() => host.commits.length === 1);
     expect(host.commits[0]!.drafts[0]).toMatchObject({ category: 'qc', patient: null });
   });
 
   it('a device that stalls mid-message commits nothing; the partial is quarantined after the timer, and the next message is stored', async () => {
     const { host, simulator } = await setup({}, { dialect: 'siemens-dca-vantage', stall_after_frames: 3, framing: 'record-etb' });
     simulator.sendNext();
-    await host.until('download_failed', () => host.events.some((e) => e.type === 'download_failed'));
+    await host.until(() => host.events.some((e) => e.type === 'download_failed'));
     expect(host.commits).toHaveLength(0);
     expect(host.quarantined.map((q) => q.reason)).toEqual(['receive-timeout']);
     simulator.sendNext();
-    await host.until('commit', () => host.commits.length === 1);
+    await host.until(() => host.commits.length === 1);
   });
 
   it('a device that never sends EOT: the complete message is stored, and the link is free again after the timer', async () => {
     const { host, simulator } = await setup({}, { dialect: 'abbott-afinion2', never_eot: true });
     simulator.sendNext();
-    await host.until('commit', () => host.commits.length === 1);
+    await host.until(() => host.commits.length === 1);
     await new Promise((r) => setTimeout(r, 400)); // receive_timeout_ms 300
     simulator.sendNext();
-    await host.until('second commit', () => host.commits.length === 2);
+    await host.until(() => host.commits.length === 2);
     expect(host.quarantined).toEqual([]);
   });
 
   it('a query message is ACKed, quarantined and reported; the session goes on', async () => {
     const { host, simulator } = await setup();
     simulator.send('H|\\^&|||C111^Roche^c111^4.2.2.1730^1^10001\rQ|1|^S0001||ALL||||||||O\rL|1|N');
-    await host.until('device_error', () => host.events.some((e) => e.type === 'device_error'));
-    await host.until('delivered', () => simulator.delivered === 1);
+    await host.until(() => host.events.some((e) => e.type === 'device_error'));
+    await host.until(() => simulator.delivered === 1);
     expect(host.quarantined.map((q) => q.reason)).toEqual(['query-unsupported']);
     expect(host.commits).toHaveLength(0);
   });
@@ -133,13 +96,13 @@ describe('astm session with the simulator', () => {
   it('strange delimiters (H!@#$) and invalid UTF-8 from a UTF-8 device: decoded, flagged, stored; the session continues', async () => {
     const { host, simulator, device } = await setup();
     simulator.send('H!@#$!!!LUP2#LUP2#1.0.11#1#UA1!!!!!!!P!LIS2-A2!20250101120000\rP!1\rO!1!S$F$7!!!!!!!!!!!!20250101115900\rR!1!###Glu!norm!mg/dl!!N\rL!1!N');
-    await host.until('first commit', () => host.commits.length === 1);
+    await host.until(() => host.commits.length === 1);
     const d = host.commits[0]!.drafts[0]!;
     expect(d.specimen.id).toBe('S!7');
     expect(d.device.serial).toBe('UA1');
     expect(d.observations[0]).toMatchObject({ code: 'Glu', loinc: '50555-2', text: 'norm' });
     // Invalid UTF-8 (0xC3 0x28) in the colour text, written straight onto the link.
-    await host.until('delivered', () => simulator.delivered === 1);
+    await host.until(() => simulator.delivered === 1);
     simulator.detach();
     const msg = Buffer.concat([
       Buffer.from('H|\\^&|||LUP2^LUP2^1.0.11^1^UA1|||||||P|LIS2-A2|20250101120500\rP|1\rO|1|S8||||||||||||20250101120400\rR|1|^^^Col|', 'latin1'),
@@ -147,7 +110,7 @@ describe('astm session with the simulator', () => {
       Buffer.from('|||N\rL|1|N\r', 'latin1'),
     ]);
     await device.write(Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, msg, true), Buffer.from([EOT])]));
-    await host.until('second commit', () => host.commits.length === 2);
+    await host.until(() => host.commits.length === 2);
     const bad = host.commits[1]!.drafts[0]!;
     expect(bad.flags).toContain('encoding-error');
     expect(bad.observations[0]!.text).toBe('\ufffd(');
