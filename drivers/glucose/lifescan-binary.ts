@@ -35,10 +35,9 @@ import type {
   DecodeIssue,
   DecodeResult,
   DeviceSimulator,
-  DriverSession,
-  Exchange,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
+import { MeterSession, NoAnswerError, ProtocolError, numberOptions, type SessionCommand } from '../../src/driver-sdk/meter-session.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
@@ -557,49 +556,26 @@ export function decodeLifeScan(d: LifeScanDialect, capture: Capture, ctx: Decode
 }
 
 // ────────────────────────────────────────────────────────────────────────────────────────────────
-// Session: the live conversation with one meter.
+// Session: the link layer and the conversations with one meter; the rest is `MeterSession`.
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-export interface LifeScanSessionOptions {
+/** The session's `device.options` and their defaults. */
+const SESSION_DEFAULTS = {
   /** How long to wait for each frame of a reply. */
-  reply_timeout_ms: number;
+  reply_timeout_ms: 1000,
   /** How many times a failed command is sent again (after a link reset on the UltraEasy). */
-  retries: number;
+  retries: 2,
   /** A meter clock further than this from the host clock is flagged. */
-  clock_skew_limit_s: number;
-}
+  clock_skew_limit_s: 900,
+};
 
-const DEFAULT_SESSION_OPTIONS: LifeScanSessionOptions = { reply_timeout_ms: 1000, retries: 2, clock_skew_limit_s: 900 };
+export type LifeScanSessionOptions = typeof SESSION_DEFAULTS;
 
-/** Reads `device.options`. Throws an Error that names the bad option. */
+/** Reads `device.options` (`retries` may be 0). Throws an Error that names the bad option. */
 export function sessionOptions(device: DeviceConfig): LifeScanSessionOptions {
-  const o = device.options ?? {};
-  const out = { ...DEFAULT_SESSION_OPTIONS };
-  for (const name of Object.keys(DEFAULT_SESSION_OPTIONS) as (keyof LifeScanSessionOptions)[]) {
-    const v = o[name];
-    if (v === undefined) continue;
-    const min = name === 'retries' ? 0 : 1;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
-      throw new Error(`device ${device.id}: options.${name} must be a number >= ${min}`);
-    }
-    out[name] = v;
-  }
-  return out;
+  return numberOptions(device, SESSION_DEFAULTS, ['retries']);
 }
 
-/** Nothing came back: the meter is off, asleep, or not in the cable. */
-class NoAnswerError extends Error {}
-/** The meter answered, but not correctly, even after the retries. */
-class ProtocolError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-/** The link closed or the session stopped in the middle of a conversation. */
-class AbortedError extends Error {}
 /** One failed try of one exchange; the caller decides whether to try again. */
 class LinkFault extends Error {
   constructor(readonly code: string) {
@@ -630,175 +606,45 @@ const REQUEST_NAMES: Record<LifeScanRequest['type'], string> = {
   record: 'read record',
 };
 
-export class LifeScanSession implements DriverSession {
+/**
+ * The live conversation with one meter: the dialect's link layer (the UltraEasy handshake or the
+ * plain Verio IQ exchange), the download and the clock set.
+ */
+export class LifeScanSession extends MeterSession<FrameItem> {
   private readonly opts: LifeScanSessionOptions;
-  private readonly transport: ByteTransport;
   private readonly reader = new FrameReader();
-  private readonly tag: string;
-  private inbox: FrameItem[] = [];
-  private wake: (() => void) | null = null;
-  private abortError: Error | null = null;
-  private lastDataAt = 0;
-  private transcript: Exchange[] | null = null;
-  private chain: Promise<unknown> = Promise.resolve();
-  private autoQueued = false;
-  private pollTimer: NodeJS.Timeout | null = null;
-  private started = false;
-  private stopped = false;
-  private state: Partial<DeviceState> = {};
   /** UltraEasy sequence bits: S of the host's next data frame, E = the S expected from the meter. */
   private seqS = 0;
   private seqE = 0;
 
   constructor(
     private readonly dialect: LifeScanDialect,
-    private readonly host: SessionHost,
+    host: SessionHost,
   ) {
+    super(host, dialect.driverId);
     this.opts = sessionOptions(host.device);
-    this.transport = host.transport;
-    this.tag = dialect.driverId;
   }
 
-  private readonly onData = (chunk: Buffer): void => {
-    this.lastDataAt = Date.now();
-    this.transcript?.push({ dir: 'D', bytes: Buffer.from(chunk) });
-    const items = this.reader.push(chunk);
-    if (items.length > 0) {
-      this.inbox.push(...items);
-      this.wake?.();
-    }
-  };
-  private readonly onOpen = (): void => this.autoDownload('connected');
-  private readonly onClose = (): void => this.abort(new AbortedError('the link closed during the conversation'));
-  private readonly onError = (err: Error): void => this.host.log.warn({ err: err.message }, `${this.tag}: transport error`);
-
-  async start(): Promise<void> {
-    if (this.started) return;
-    this.started = true;
-    this.transport.on('data', this.onData);
-    this.transport.on('open', this.onOpen);
-    this.transport.on('close', this.onClose);
-    this.transport.on('error', this.onError);
-    const every = this.host.device.poll_interval;
-    if (every && every > 0) {
-      // A random phase, so meters configured alike are not all polled in the same instant.
-      this.pollTimer = setTimeout(() => {
-        this.pollTimer = setInterval(() => this.autoDownload('poll'), every * 1000);
-        this.autoDownload('poll');
-      }, Math.random() * every * 1000);
-    }
-    if (this.transport.isOpen) this.autoDownload('connected');
+  protected frame(chunk: Buffer): FrameItem[] {
+    return this.reader.push(chunk);
   }
 
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    if (this.pollTimer) clearInterval(this.pollTimer);
-    this.pollTimer = null;
-    this.transport.off('data', this.onData);
-    this.transport.off('open', this.onOpen);
-    this.transport.off('close', this.onClose);
-    this.transport.off('error', this.onError);
-    this.abort(new AbortedError('the session stopped'));
-    await this.chain.catch(() => undefined);
+  protected resetFramer(): void {
+    this.reader.reset();
   }
 
-  async command(verb: string, _params: Record<string, unknown>): Promise<unknown> {
-    if (this.stopped) throw new Error(`${this.tag}: the session is stopped`);
-    switch (verb) {
-      case 'download':
-        return this.enqueue(() => this.download('request'));
-      case 'clock/sync':
-        return this.enqueue(() => this.syncClock());
-      case 'status':
-        return { ...this.state };
-      default:
-        throw new Error(`${this.tag}: unknown command "${verb}" (known: download, clock/sync, status)`);
-    }
-  }
-
-  // ── scheduling ──
-
-  private enqueue<T>(job: () => Promise<T>): Promise<T> {
-    const guarded = (): Promise<T> => (this.stopped ? Promise.reject(new AbortedError('the session stopped')) : job());
-    const run = this.chain.then(guarded, guarded);
-    this.chain = run.catch(() => undefined);
-    return run;
-  }
-
-  private autoDownload(trigger: string): void {
-    if (this.stopped || this.autoQueued || !this.transport.isOpen) return;
-    this.autoQueued = true;
-    this.enqueue(() => {
-      this.autoQueued = false;
-      if (this.stopped || !this.transport.isOpen) return Promise.resolve(null);
-      return this.download(trigger);
-    }).catch(() => undefined);
-  }
-
-  // ── host calls that must never throw into the session ──
-
-  private emit(type: Parameters<SessionHost['event']>[0], message: string, data?: Record<string, unknown>): void {
-    try {
-      this.host.event(type, message, data);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, `${this.tag}: event handler threw`);
-    }
-  }
-
-  private patch(p: Partial<DeviceState>): void {
-    Object.assign(this.state, p);
-    try {
-      this.host.updateState(p);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, `${this.tag}: updateState threw`);
-    }
+  protected override commands(): Record<string, SessionCommand> {
+    return { 'clock/sync': () => this.syncClock() };
   }
 
   private badFrame(bytes: Buffer, code: string, detail: string): void {
-    try {
-      this.host.quarantine(bytes, code);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, `${this.tag}: quarantine threw`);
-    }
-    this.host.log.warn({ reason: code, detail }, `${this.tag}: bad frame from the meter`);
-    this.emit('bad_frame', `bad frame from the meter: ${code}`, { reason: code, detail });
+    this.report.badData(bytes, code, detail, 'frame');
   }
 
   // ── wire I/O ──
 
-  private abort(err: Error): void {
-    this.abortError = err;
-    this.wake?.();
-  }
-
   private async sendFrame(message: Uint8Array, linkControl: number): Promise<void> {
-    if (this.abortError) throw this.abortError;
-    const bytes = encodeFrame(message, linkControl);
-    this.transcript?.push({ dir: 'H', bytes });
-    await this.transport.write(bytes);
-  }
-
-  private async nextItem(timeoutMs: number): Promise<FrameItem | null> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (this.abortError) throw this.abortError;
-      const item = this.inbox.shift();
-      if (item) return item;
-      const left = deadline - Date.now();
-      if (left <= 0) return null;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          this.wake = null;
-          resolve();
-        }, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          this.wake = null;
-          resolve();
-        };
-      });
-    }
+    await this.send(encodeFrame(message, linkControl));
   }
 
   /**
@@ -809,7 +655,7 @@ export class LifeScanSession implements DriverSession {
   private async nextFrame(): Promise<Frame> {
     const deadline = Date.now() + this.opts.reply_timeout_ms;
     for (;;) {
-      const item = await this.nextItem(Math.max(0, deadline - Date.now()));
+      const item = await this.inbox.next(Math.max(0, deadline - Date.now()));
       if (!item) {
         const rest = this.reader.flush();
         for (const r of rest) if (r.kind === 'error') this.badFrame(r.bytes, r.code, r.detail);
@@ -822,17 +668,8 @@ export class LifeScanSession implements DriverSession {
   }
 
   /** Waits until the meter has been quiet for a while, then drops what it sent. Used before a retry. */
-  private async drain(): Promise<void> {
-    const quiet = Math.min(200, this.opts.reply_timeout_ms);
-    const giveUp = Date.now() + 4 * this.opts.reply_timeout_ms;
-    for (;;) {
-      if (this.abortError) throw this.abortError;
-      const since = Date.now() - this.lastDataAt;
-      if (since >= quiet || Date.now() >= giveUp) break;
-      await new Promise((r) => setTimeout(r, quiet - since));
-    }
-    this.inbox = [];
-    this.reader.reset();
+  private async settle(): Promise<void> {
+    await this.drain(Math.min(200, this.opts.reply_timeout_ms), 4 * this.opts.reply_timeout_ms);
   }
 
   /** UltraEasy: DISC → DISC|ACK; both sides' sequence bits start again at 0. */
@@ -883,15 +720,13 @@ export class LifeScanSession implements DriverSession {
     return data.message;
   }
 
-  /** Starts a conversation: the UltraEasy link reset (with retries); nothing on the Verio IQ. */
-  private async begin(): Promise<void> {
-    this.abortError = null;
-    this.inbox = [];
-    this.reader.reset();
+  /** Opens the link for a conversation: the UltraEasy link reset (with retries); nothing on the Verio IQ. */
+  private async openLink(): Promise<void> {
+    this.clearInbox();
     if (this.dialect.linkMode === 'plain') return;
     let last = 'timeout';
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      if (attempt > 0) await this.drain();
+      if (attempt > 0) await this.settle();
       try {
         await this.linkReset();
         return;
@@ -912,7 +747,7 @@ export class LifeScanSession implements DriverSession {
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
       try {
         if (attempt > 0) {
-          await this.drain();
+          await this.settle();
           if (this.dialect.linkMode === 'ack') await this.linkReset();
         }
         const message = this.dialect.request(req.type === 'write-clock' ? { type: 'write-clock', seconds: this.hostClockSeconds() } : req);
@@ -950,10 +785,10 @@ export class LifeScanSession implements DriverSession {
   private checkSkew(clock: string): number {
     const skew = clockSkewSeconds(clock, this.host.timezone, this.host.now());
     const flagged = Math.abs(skew) > this.opts.clock_skew_limit_s;
-    const wasFlagged = this.state.clock_skew_flagged === true;
-    this.patch({ clock_skew_s: skew, clock_skew_flagged: flagged });
+    const wasFlagged = this.report.state.clock_skew_flagged === true;
+    this.report.patch({ clock_skew_s: skew, clock_skew_flagged: flagged });
     if (flagged && !wasFlagged) {
-      this.emit('clock_skew', `the meter clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, {
+      this.report.emit('clock_skew', `the meter clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, {
         clock_skew_s: skew,
         limit_s: this.opts.clock_skew_limit_s,
       });
@@ -963,20 +798,20 @@ export class LifeScanSession implements DriverSession {
 
   // ── conversations ──
 
-  private async download(trigger: string): Promise<DownloadResult> {
+  protected async download(trigger: string): Promise<DownloadResult> {
     if (!this.transport.isOpen) throw new Error(`${this.tag}: the transport is not open`);
-    this.transcript = [];
+    this.begin();
     let started = false;
     try {
-      await this.begin();
+      await this.openLink();
       const version = await this.ask({ type: 'version' }, ['version']);
       started = true;
-      this.patch({ status: 'downloading', status_detail: null });
-      this.emit('download_started', `download started (${trigger})`, { trigger });
+      this.report.patch({ status: 'downloading', status_detail: null });
+      this.report.emit('download_started', `download started (${trigger})`, { trigger });
       const sn = await this.ask({ type: 'serial' }, ['serial']);
       const clock = await this.ask({ type: 'read-clock' }, ['clock']);
       const unit = await this.ask({ type: 'unit' }, ['unit']);
-      this.patch({
+      this.report.patch({
         model: this.dialect.model,
         serial: sn.serial,
         firmware: version.firmware,
@@ -995,73 +830,46 @@ export class LifeScanSession implements DriverSession {
         // reported; the meter sends it the same way every time, so asking again cannot help.
         else this.badFrame(Buffer.concat([u16(i), u32(record.seconds), u32(record.glucose)]), r.code, `record ${i} cannot be read (${r.code})`);
         const n = i + 1;
-        if (n === count || n % step === 0) this.emit('download_progress', `${n} of ${count} records`, { received: n, total: count });
+        if (n === count || n % step === 0) this.report.emit('download_progress', `${n} of ${count} records`, { received: n, total: count });
       }
       const id = identity(this.dialect, this.host.device.id, sn.serial, version.firmware);
       const seen = new Set<string>();
       const drafts = byDeviceTime(
         readings.map((r) => readingToDraft(r, id, this.host.timezone)).filter((d) => (seen.has(d.key) ? false : (seen.add(d.key), true))),
       );
-      const capture: Capture = { kind: 'transcript', exchanges: this.transcript };
-      this.transcript = null;
-      let stored: { inserted: number; duplicates: number };
-      try {
-        stored = await this.host.commit(drafts, capture);
-      } catch (err) {
-        throw new ProtocolError('commit-failed', `the store did not commit the download: ${(err as Error).message}`);
-      }
+      const stored = await this.commitDownload(drafts);
       const at = this.host.now().toISOString();
-      this.patch({ status: 'ok', status_detail: null, record_count: count, last_download: at, last_seen: at });
-      this.emit('download_finished', `downloaded ${drafts.length} records: ${stored.inserted} new, ${stored.duplicates} already stored`, {
+      this.report.patch({ status: 'ok', status_detail: null, record_count: count, last_download: at, last_seen: at });
+      this.report.emit('download_finished', `downloaded ${drafts.length} records: ${stored.inserted} new, ${stored.duplicates} already stored`, {
         records: drafts.length,
         inserted: stored.inserted,
         duplicates: stored.duplicates,
       });
       return { inserted: stored.inserted, duplicates: stored.duplicates, records: drafts.length };
     } catch (err) {
-      this.transcript = null;
       throw this.failed(err, started ? 'download_failed' : null);
     }
   }
 
   private async syncClock(): Promise<ClockSyncResult> {
     if (!this.transport.isOpen) throw new Error(`${this.tag}: the transport is not open`);
+    // No transcript: a clock set stores no records.
+    this.inbox.resume();
     try {
-      await this.begin();
-      const previous = this.state.clock_skew_s ?? null;
+      await this.openLink();
+      const previous = this.report.state.clock_skew_s ?? null;
       await this.ask({ type: 'write-clock', seconds: 0 }, ['clock-set']);
       const back = await this.ask({ type: 'read-clock' }, ['clock']);
       const clock = this.clockNaive(back.seconds);
       const skew = clockSkewSeconds(clock, this.host.timezone, this.host.now());
       if (Math.abs(skew) > 5) throw new ProtocolError('clock-not-set', `the meter clock reads ${skew} s off the host time after the set`);
       this.checkSkew(clock);
-      this.patch({ last_seen: this.host.now().toISOString() });
-      this.emit('clock_set', 'the meter clock was set to the host time', { previous_skew_s: previous, clock_skew_s: skew });
+      this.report.patch({ last_seen: this.host.now().toISOString() });
+      this.report.emit('clock_set', 'the meter clock was set to the host time', { previous_skew_s: previous, clock_skew_s: skew });
       return { clock, clock_skew_s: skew, previous_skew_s: previous };
     } catch (err) {
       throw this.failed(err, 'device_error');
     }
-  }
-
-  private failed(err: unknown, eventType: 'download_failed' | 'device_error' | null): Error {
-    if (this.stopped) return err instanceof Error ? err : new Error(String(err));
-    if (err instanceof NoAnswerError) {
-      if (eventType === 'download_failed') this.emit('download_failed', err.message, { reason: 'no-answer' });
-      if (this.state.status !== 'no-answer') this.emit('no_answer', err.message);
-      this.patch({ status: 'no-answer', status_detail: err.message });
-      return err;
-    }
-    if (err instanceof AbortedError) {
-      if (eventType) this.emit(eventType, err.message, { reason: 'link-closed' });
-      this.patch({ status: 'error', status_detail: err.message });
-      return err;
-    }
-    const e = err instanceof Error ? err : new Error(String(err));
-    const reason = e instanceof ProtocolError ? e.code : 'error';
-    this.host.log.warn({ reason, err: e.message }, `${this.tag}: conversation failed`);
-    this.emit(eventType ?? 'download_failed', e.message, { reason });
-    this.patch({ status: 'error', status_detail: e.message });
-    return e;
   }
 }
 

@@ -6,7 +6,7 @@
  * (the host asks, the meter answers); passive receivers use `SessionReporter` alone.
  */
 import type { DeviceConfig } from '../config/types.ts';
-import type { BridgeEventType, DeviceState } from '../records/types.ts';
+import type { BridgeEventType, DeviceState, ResultDraft } from '../records/types.ts';
 import type { ByteTransport } from '../transports/transport.ts';
 import type { Capture, DriverSession, Exchange, SessionHost } from './index.ts';
 
@@ -351,6 +351,19 @@ export abstract class MeterSession<Item> implements DriverSession {
     const capture: Capture = { kind: 'transcript', exchanges: this.transcript ?? [] };
     this.transcript = null;
     return capture;
+  }
+
+  /**
+   * Commits a download's records with the conversation's transcript (`takeCapture`) as their
+   * capture. A store that does not commit fails the download with `commit-failed`.
+   */
+  protected async commitDownload(drafts: ResultDraft[]): Promise<{ inserted: number; duplicates: number }> {
+    const capture = this.takeCapture();
+    try {
+      return await this.host.commit(drafts, capture);
+    } catch (err) {
+      throw new ProtocolError('commit-failed', `the store did not commit the download: ${(err as Error).message}`);
+    }
   }
 
   /** Drops what was received and the codec's partial frame. */
