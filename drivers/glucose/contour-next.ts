@@ -38,10 +38,15 @@ import type {
   DecodeResult,
   DeviceSimulator,
   DriverDefinition,
-  DriverSession,
-  Exchange,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
+import {
+  MeterSession,
+  NoAnswerError,
+  numberOptions,
+  ProtocolError,
+  type SessionCommand,
+} from '../../src/driver-sdk/meter-session.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
@@ -548,28 +553,8 @@ const DEFAULT_SESSION_OPTIONS: ContourSessionOptions = { reply_timeout_ms: 5000,
 
 /** Reads `device.options`. Throws an Error that names the bad option. */
 export function contourSessionOptions(device: DeviceConfig): ContourSessionOptions {
-  const o = device.options ?? {};
-  const out = { ...DEFAULT_SESSION_OPTIONS };
-  for (const name of Object.keys(DEFAULT_SESSION_OPTIONS) as (keyof ContourSessionOptions)[]) {
-    const v = o[name];
-    if (v === undefined) continue;
-    const min = name === 'retries' ? 0 : 1;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new Error(`device ${device.id}: options.${name} must be a number >= ${min}`);
-    out[name] = v;
-  }
-  return out;
+  return numberOptions(device, DEFAULT_SESSION_OPTIONS, ['retries']);
 }
-
-class NoAnswerError extends Error {}
-class ProtocolError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-class AbortedError extends Error {}
 
 export interface ContourDownloadResult {
   inserted: number;
@@ -586,217 +571,73 @@ export interface ContourClockSyncResult {
   previous_skew_s: number | null;
 }
 
-const MAX_WAITING_COMMANDS = 8;
-const TAG = 'contour-next';
+const TAG = CONTOUR_DRIVER_ID;
 
-class ContourSession implements DriverSession {
+class ContourSession extends MeterSession<AstmFrameEvent> {
   private readonly opts: ContourSessionOptions;
-  private readonly transport: ByteTransport;
   private readonly reader = new AstmFrameReader({ maxFrameBytes: MAX_FRAME_BYTES });
-  private inbox: AstmFrameEvent[] = [];
-  private wake: (() => void) | null = null;
-  private abortError: Error | null = null;
-  private transcript: Exchange[] | null = null;
-  private chain: Promise<unknown> = Promise.resolve();
-  private pendingDownload: Promise<ContourDownloadResult | null> | null = null;
-  private waiting = 0;
-  private pollTimer: NodeJS.Timeout | null = null;
-  private started = false;
-  private stopped = false;
   /** A transfer ran to its end since the link opened (the meter then accepts command mode). */
   private transferDone = false;
   private header: ContourHeader | null = null;
-  private state: Partial<DeviceState> = {};
 
-  constructor(private readonly host: SessionHost) {
+  constructor(host: SessionHost) {
+    super(host, TAG);
     this.opts = contourSessionOptions(host.device);
-    this.transport = host.transport;
+    this.linkClosedMessage = 'the meter was unplugged (the link closed) during the transfer';
   }
 
-  private readonly onData = (report: Buffer): void => {
-    this.transcript?.push({ dir: 'D', bytes: trimReport(report) });
+  /** One HID report per `data` event → the ASTM frames and control bytes it completes. */
+  protected frame(report: Buffer): AstmFrameEvent[] {
     const r = decodeReport(report);
     if (!r.ok) {
       // Its payload is lost: the frame it belonged to fails its check and is NAKed.
       this.badInput(Buffer.from(report), r.code, r.detail);
-      return;
+      return [];
     }
-    const events = this.reader.push(r.payload);
-    if (events.length > 0) {
-      this.inbox.push(...events);
-      this.wake?.();
-    }
-  };
-  private readonly onOpen = (): void => {
+    return this.reader.push(r.payload);
+  }
+
+  protected resetFramer(): void {
+    this.reader.reset();
+  }
+
+  /** A capture keeps each report without its zero padding. */
+  protected override transcribeReceived(report: Buffer): Buffer[] {
+    return [trimReport(report)];
+  }
+
+  protected override linkOpened(): void {
     this.transferDone = false;
-    this.autoDownload('connected');
-  };
-  private readonly onClose = (): void => {
+  }
+
+  protected override linkClosed(): void {
     this.transferDone = false;
-    this.abort(new AbortedError('the meter was unplugged (the link closed) during the transfer'));
-  };
-  private readonly onError = (err: Error): void => this.host.log.warn({ err: err.message }, `${TAG}: transport error`);
-
-  async start(): Promise<void> {
-    if (this.started) return;
-    this.started = true;
-    this.transport.on('data', this.onData);
-    this.transport.on('open', this.onOpen);
-    this.transport.on('close', this.onClose);
-    this.transport.on('error', this.onError);
-    const every = this.host.device.poll_interval;
-    if (every && every > 0) {
-      this.pollTimer = setTimeout(() => {
-        this.pollTimer = setInterval(() => this.autoDownload('poll'), every * 1000);
-        this.autoDownload('poll');
-      }, Math.random() * every * 1000);
-    }
-    if (this.transport.isOpen) this.autoDownload('connected');
   }
 
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    if (this.pollTimer) clearInterval(this.pollTimer);
-    this.pollTimer = null;
-    this.transport.off('data', this.onData);
-    this.transport.off('open', this.onOpen);
-    this.transport.off('close', this.onClose);
-    this.transport.off('error', this.onError);
-    this.abort(new AbortedError('the session stopped'));
-    await this.chain.catch(() => undefined);
-  }
-
-  async command(verb: string, _params: Record<string, unknown>): Promise<unknown> {
-    if (this.stopped) throw new Error(`${TAG}: the session is stopped`);
-    switch (verb) {
-      case 'download':
-        return this.queueDownload('request');
-      case 'clock/sync':
-        return this.enqueue(() => this.syncClock());
-      case 'status':
-        return { ...this.state };
-      default:
-        throw new Error(`${TAG}: unknown command "${verb}" (known: download, clock/sync, status)`);
-    }
-  }
-
-  // ── scheduling (one conversation at a time) ──
-
-  private enqueue<T>(job: () => Promise<T>): Promise<T> {
-    if (this.waiting >= MAX_WAITING_COMMANDS) {
-      return Promise.reject(new Error(`${TAG}: the meter is busy (${this.waiting} commands already waiting)`));
-    }
-    this.waiting++;
-    const guarded = (): Promise<T> => {
-      this.waiting--;
-      return this.stopped ? Promise.reject(new AbortedError('the session stopped')) : job();
-    };
-    const run = this.chain.then(guarded, guarded);
-    this.chain = run.catch(() => undefined);
-    return run;
-  }
-
-  private queueDownload(trigger: string): Promise<ContourDownloadResult | null> {
-    if (this.pendingDownload) return this.pendingDownload;
-    const pending = this.enqueue(() => {
-      this.pendingDownload = null;
-      if (this.stopped || !this.transport.isOpen) {
-        return trigger === 'request' ? Promise.reject(new Error(`${TAG}: the meter is not plugged in`)) : Promise.resolve(null);
-      }
-      return this.download(trigger);
-    });
-    this.pendingDownload = pending;
-    pending.catch(() => {
-      if (this.pendingDownload === pending) this.pendingDownload = null;
-    });
-    return pending;
-  }
-
-  private autoDownload(trigger: string): void {
-    if (this.stopped || !this.transport.isOpen) return;
-    this.queueDownload(trigger).catch(() => undefined);
-  }
-
-  // ── host calls that must never throw into the session ──
-
-  private emit(type: Parameters<SessionHost['event']>[0], message: string, data?: Record<string, unknown>): void {
-    try {
-      this.host.event(type, message, data);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, `${TAG}: event handler threw`);
-    }
-  }
-
-  private patch(p: Partial<DeviceState>): void {
-    Object.assign(this.state, p);
-    try {
-      this.host.updateState(p);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, `${TAG}: updateState threw`);
-    }
+  protected override commands(): Record<string, SessionCommand> {
+    return { 'clock/sync': () => this.syncClock() };
   }
 
   private badInput(bytes: Buffer, code: string, detail: string): void {
-    try {
-      this.host.quarantine(bytes, code);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, `${TAG}: quarantine threw`);
-    }
-    this.host.log.warn({ reason: code, detail }, `${TAG}: bad input from the meter`);
-    this.emit('bad_frame', `bad input from the meter: ${code}`, { reason: code, detail });
+    this.report.badData(bytes, code, detail, 'input');
   }
 
   // ── wire I/O ──
 
-  private abort(err: Error): void {
-    this.abortError = err;
-    this.wake?.();
-  }
-
-  private async send(payload: Buffer): Promise<void> {
-    if (this.abortError) throw this.abortError;
-    const report = encodeReport(payload);
-    this.transcript?.push({ dir: 'H', bytes: report });
-    await this.transport.write(report);
+  /** Sends `payload` as one report (recorded as sent, without padding). */
+  protected override send(payload: Buffer): Promise<void> {
+    return super.send(encodeReport(payload));
   }
 
   private sendControl(byte: number): Promise<void> {
     return this.send(Buffer.from([byte]));
   }
 
-  private clearInbox(): void {
-    this.inbox = [];
-    this.reader.reset();
-  }
-
-  private async nextEvent(timeoutMs: number): Promise<AstmFrameEvent | null> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (this.abortError) throw this.abortError;
-      const e = this.inbox.shift();
-      if (e) return e;
-      const left = deadline - Date.now();
-      if (left <= 0) return null;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          this.wake = null;
-          resolve();
-        }, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          this.wake = null;
-          resolve();
-        };
-      });
-    }
-  }
-
   /** Waits for one of `wanted` control bytes; other events are reported or dropped. */
   private async expectControl(wanted: number[], timeoutMs: number): Promise<number | null> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const e = await this.nextEvent(Math.max(0, deadline - Date.now()));
+      const e = await this.inbox.next(Math.max(0, deadline - Date.now()));
       if (!e) return null;
       if (e.type === 'control' && wanted.includes(e.byte)) return e.byte;
       if (e.type === 'garbage') this.badInput(e.bytes, 'garbage', 'bytes outside a frame');
@@ -836,7 +677,7 @@ class ContourSession implements DriverSession {
     };
     await this.sendControl(ACK);
     for (;;) {
-      const e = await this.nextEvent(this.opts.reply_timeout_ms);
+      const e = await this.inbox.next(this.opts.reply_timeout_ms);
       if (!e) {
         throw new ProtocolError('timeout', `the meter stopped sending after ${results} results, before the L record; nothing was stored`);
       }
@@ -889,7 +730,7 @@ class ContourSession implements DriverSession {
       } else if (e.text[0] === 0x52 /* R */) {
         results++;
         if (total !== null && total > 0 && (results % step === 0 || results === total)) {
-          this.emit('download_progress', `${results} of ${total} records`, { received: results, total });
+          this.report.emit('download_progress', `${results} of ${total} records`, { received: results, total });
         }
       }
       if (!e.final) {
@@ -910,25 +751,24 @@ class ContourSession implements DriverSession {
     if (h.clock) {
       const skew = clockSkewSeconds(h.clock, this.host.timezone, this.host.now());
       const flagged = Math.abs(skew) > this.opts.clock_skew_limit_s;
-      const wasFlagged = this.state.clock_skew_flagged === true;
+      const wasFlagged = this.report.state.clock_skew_flagged === true;
       patch.clock_skew_s = skew;
       patch.clock_skew_flagged = flagged;
       if (flagged && !wasFlagged) {
-        this.emit('clock_skew', `the meter clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, {
+        this.report.emit('clock_skew', `the meter clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, {
           clock_skew_s: skew,
           limit_s: this.opts.clock_skew_limit_s,
         });
       }
     }
-    this.patch(patch);
+    this.report.patch(patch);
   }
 
   // ── conversations ──
 
-  private async download(trigger: string): Promise<ContourDownloadResult> {
+  protected async download(trigger: string): Promise<ContourDownloadResult> {
     if (!this.transport.isOpen) throw new Error(`${TAG}: the meter is not plugged in`);
-    this.abortError = null;
-    this.transcript = [];
+    this.begin();
     let started = false;
     try {
       if (!(await this.poke())) {
@@ -937,14 +777,14 @@ class ContourSession implements DriverSession {
         );
       }
       started = true;
-      this.patch({ status: 'downloading', status_detail: null });
-      this.emit('download_started', `download started (${trigger})`, { trigger });
+      this.report.patch({ status: 'downloading', status_detail: null });
+      this.report.emit('download_started', `download started (${trigger})`, { trigger });
       let result: ContourDownloadResult | null = null;
       await this.receiveTransfer(async (text) => {
         const t = transferToDrafts(text, this.host.device.id, this.host.timezone);
         if (t.fatal) throw new ProtocolError(t.fatal.code, `${t.fatal.detail}; nothing was stored`);
         for (const p of t.problems) this.badInput(p.bytes, p.code, p.detail);
-        const capture: Capture = { kind: 'transcript', exchanges: this.transcript ?? [] };
+        const capture = this.takeCapture();
         let stored: { inserted: number; duplicates: number };
         try {
           stored = await this.host.commit(t.drafts, capture);
@@ -958,9 +798,9 @@ class ContourSession implements DriverSession {
       const r = result as ContourDownloadResult | null;
       if (!r) throw new ProtocolError('no-commit', 'the transfer ended without a commit');
       const at = this.host.now().toISOString();
-      this.patch({ status: 'ok', status_detail: null, last_download: at, last_seen: at });
+      this.report.patch({ status: 'ok', status_detail: null, last_download: at, last_seen: at });
       const skipped = r.unreadable ? `; ${r.unreadable} unreadable records kept in quarantine` : '';
-      this.emit('download_finished', `downloaded ${r.records} readings: ${r.inserted} new, ${r.duplicates} already stored${skipped}`, {
+      this.report.emit('download_finished', `downloaded ${r.records} readings: ${r.inserted} new, ${r.duplicates} already stored${skipped}`, {
         records: r.records,
         inserted: r.inserted,
         duplicates: r.duplicates,
@@ -968,7 +808,6 @@ class ContourSession implements DriverSession {
       });
       return r;
     } catch (err) {
-      this.transcript = null;
       throw this.failed(err, started ? 'download_failed' : null);
     }
   }
@@ -980,7 +819,7 @@ class ContourSession implements DriverSession {
   private async syncClock(): Promise<ContourClockSyncResult> {
     if (!this.transport.isOpen) throw new Error(`${TAG}: the meter is not plugged in`);
     if (!this.transferDone) await this.download('clock-sync');
-    this.abortError = null;
+    this.inbox.resume();
     try {
       const target = nowInZone(this.host.timezone, this.host.now()).slice(0, 16) + ':00';
       const m = /^\d{2}(\d{2})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(target)!;
@@ -1017,10 +856,10 @@ class ContourSession implements DriverSession {
       await step('T|', 'time command');
       await step(`${m[4]}${m[5]}|\r`, 'time');
       await this.sendControl(EOT);
-      const previous = this.state.clock_skew_s ?? null;
+      const previous = this.report.state.clock_skew_s ?? null;
       const skew = clockSkewSeconds(target, this.host.timezone, this.host.now());
-      this.patch({ clock_skew_s: skew, clock_skew_flagged: Math.abs(skew) > this.opts.clock_skew_limit_s, last_seen: this.host.now().toISOString() });
-      this.emit('clock_set', 'the meter clock was set to the host time (minutes; the next download reads it back)', {
+      this.report.patch({ clock_skew_s: skew, clock_skew_flagged: Math.abs(skew) > this.opts.clock_skew_limit_s, last_seen: this.host.now().toISOString() });
+      this.report.emit('clock_set', 'the meter clock was set to the host time (minutes; the next download reads it back)', {
         previous_skew_s: previous,
         clock_skew_s: skew,
       });
@@ -1028,26 +867,6 @@ class ContourSession implements DriverSession {
     } catch (err) {
       throw this.failed(err, 'device_error');
     }
-  }
-
-  private failed(err: unknown, eventType: 'download_failed' | 'device_error' | null): Error {
-    if (this.stopped) return err instanceof Error ? err : new Error(String(err));
-    if (err instanceof NoAnswerError) {
-      if (this.state.status !== 'no-answer') this.emit('no_answer', err.message);
-      this.patch({ status: 'no-answer', status_detail: err.message });
-      return err;
-    }
-    if (err instanceof AbortedError) {
-      if (eventType) this.emit(eventType, `${err.message}; nothing from this transfer was stored`, { reason: 'link-closed' });
-      this.patch({ status: 'error', status_detail: err.message });
-      return err;
-    }
-    const e = err instanceof Error ? err : new Error(String(err));
-    const reason = e instanceof ProtocolError ? e.code : 'error';
-    this.host.log.warn({ reason, err: e.message }, `${TAG}: conversation failed`);
-    this.emit(eventType ?? 'download_failed', e.message, { reason });
-    this.patch({ status: 'error', status_detail: e.message });
-    return e;
   }
 }
 

@@ -33,10 +33,16 @@ import type {
   DecodeResult,
   DeviceSimulator,
   DriverDefinition,
-  DriverSession,
-  Exchange,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
+import {
+  AbortedError,
+  MeterSession,
+  NoAnswerError,
+  numberOptions,
+  ProtocolError,
+  type SessionCommand,
+} from '../../src/driver-sdk/meter-session.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
@@ -416,28 +422,8 @@ const DEFAULT_SESSION_OPTIONS: FreeStyleSessionOptions = { reply_timeout_ms: 200
 
 /** Reads `device.options`; throws an Error that names the bad option. */
 export function freestyleSessionOptions(device: DeviceConfig): FreeStyleSessionOptions {
-  const o = device.options ?? {};
-  const out = { ...DEFAULT_SESSION_OPTIONS };
-  for (const name of Object.keys(DEFAULT_SESSION_OPTIONS) as (keyof FreeStyleSessionOptions)[]) {
-    const v = o[name];
-    if (v === undefined) continue;
-    const min = name === 'retries' ? 0 : 1;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new Error(`device ${device.id}: options.${name} must be a number >= ${min}`);
-    out[name] = v;
-  }
-  return out;
+  return numberOptions(device, DEFAULT_SESSION_OPTIONS, ['retries']);
 }
-
-class NoAnswerError extends Error {}
-class ProtocolError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-class AbortedError extends Error {}
 
 type TextOutcome = { ok: true; message: Buffer } | { ok: false; code: string; timeout: boolean };
 
@@ -456,218 +442,108 @@ export interface ClockSyncResult {
 /** Progress events: at most every 25 records. */
 const PROGRESS_EVERY = 25;
 
-class FreeStyleSession implements DriverSession {
+/** The session's items are 64-byte reports. */
+class FreeStyleSession extends MeterSession<Buffer> {
   private readonly opts: FreeStyleSessionOptions;
-  private readonly transport: ByteTransport;
   /** HID delivers one report per `data` event; a stream (TCP, in-memory) is cut into 64-byte reports. */
   private readonly stream: ReportStream | null;
   private model: FreeStyleModel | null;
   private readonly unsupported: string | null;
-  private inbox: Buffer[] = [];
-  private wake: (() => void) | null = null;
-  private abortError: Error | null = null;
-  private lastDataAt = 0;
-  private transcript: Exchange[] | null = null;
-  private chain: Promise<unknown> = Promise.resolve();
-  private autoQueued = false;
-  private pollTimer: NodeJS.Timeout | null = null;
-  private started = false;
-  private stopped = false;
-  private state: Partial<DeviceState> = {};
   private readonly assembler = new TextReplyAssembler();
+  private unsupportedStarted = false;
 
-  constructor(private readonly host: SessionHost) {
+  constructor(host: SessionHost) {
+    super(host, FREESTYLE_DRIVER_ID);
     this.opts = freestyleSessionOptions(host.device);
-    this.transport = host.transport;
     this.stream = host.device.transport.type === 'hid' ? null : new ReportStream();
     this.model = configuredModel(host.device);
     this.unsupported = this.model ? (MODELS[this.model].unsupported ?? null) : null;
+    this.linkClosedMessage = 'the meter was unplugged (the link closed) during the conversation';
   }
 
-  private readonly onData = (chunk: Buffer): void => {
-    this.lastDataAt = Date.now();
-    const reports = this.stream ? this.stream.push(chunk) : [Buffer.from(chunk)];
-    if (reports.length === 0) return;
-    for (const r of reports) this.transcript?.push({ dir: 'D', bytes: trimReport(r) });
-    this.inbox.push(...reports);
-    this.wake?.();
-  };
-  private readonly onOpen = (): void => {
-    if (this.unsupported) this.markUnsupported();
-    else this.autoDownload('connected');
-  };
-  private readonly onClose = (): void => {
+  protected frame(chunk: Buffer): Buffer[] {
+    return this.stream ? this.stream.push(chunk) : [Buffer.from(chunk)];
+  }
+
+  /** The text reply in progress; the report stream is reset per conversation (`begin`). */
+  protected resetFramer(): void {
+    this.assembler.reset();
+  }
+
+  /** A capture keeps whole reports without their padding, as `decodeFreeStyle` reads them. */
+  protected override transcribeReceived(_chunk: Buffer, reports: readonly Buffer[]): Buffer[] {
+    return reports.map(trimReport);
+  }
+
+  protected override linkClosed(): void {
     this.stream?.reset();
-    this.abort(new AbortedError('the meter was unplugged (the link closed) during the conversation'));
-  };
-  private readonly onError = (err: Error): void => this.host.log.warn({ err: err.message }, 'freestyle-hid: transport error');
-
-  async start(): Promise<void> {
-    if (this.started) return;
-    this.started = true;
-    this.transport.on('open', this.onOpen);
-    if (this.unsupported) {
-      // Never talk to it: nothing it says could be read, and a guess would be worse than nothing.
-      this.markUnsupported();
-      return;
-    }
-    this.transport.on('data', this.onData);
-    this.transport.on('close', this.onClose);
-    this.transport.on('error', this.onError);
-    const every = this.host.device.poll_interval;
-    if (every && every > 0) {
-      this.pollTimer = setTimeout(() => {
-        this.pollTimer = setInterval(() => this.autoDownload('poll'), every * 1000);
-        this.autoDownload('poll');
-      }, Math.random() * every * 1000);
-    }
-    if (this.transport.isOpen) this.autoDownload('connected');
   }
 
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    if (this.pollTimer) clearInterval(this.pollTimer);
-    this.pollTimer = null;
-    this.transport.off('data', this.onData);
-    this.transport.off('open', this.onOpen);
-    this.transport.off('close', this.onClose);
-    this.transport.off('error', this.onError);
-    this.abort(new AbortedError('the session stopped'));
-    await this.chain.catch(() => undefined);
+  protected override commands(): Record<string, SessionCommand> {
+    return { 'clock/sync': () => this.syncClock() };
   }
 
-  async command(verb: string, _params: Record<string, unknown>): Promise<unknown> {
-    if (this.stopped) throw new Error('freestyle-hid: the session is stopped');
-    if (verb === 'status') return { ...this.state };
-    if (verb !== 'download' && verb !== 'clock/sync') {
-      throw new Error(`freestyle-hid: unknown command "${verb}" (known: download, clock/sync, status)`);
-    }
-    if (this.unsupported) throw new Error(`freestyle-hid: ${this.unsupported}`);
-    return verb === 'download' ? this.enqueue(() => this.download('request')) : this.enqueue(() => this.syncClock());
+  override async start(): Promise<void> {
+    if (!this.unsupported) return super.start();
+    if (this.unsupportedStarted) return;
+    this.unsupportedStarted = true;
+    // Never talk to it: nothing it says could be read, and a guess would be worse than nothing.
+    this.transport.on('open', this.onOpenUnsupported);
+    this.markUnsupported();
   }
+
+  override async stop(): Promise<void> {
+    this.transport.off('open', this.onOpenUnsupported);
+    await super.stop();
+  }
+
+  override async command(verb: string, params: Record<string, unknown>): Promise<unknown> {
+    if (this.unsupported && !this.stopped && (verb === 'download' || verb === 'clock/sync')) {
+      throw new Error(`${FREESTYLE_DRIVER_ID}: ${this.unsupported}`);
+    }
+    return super.command(verb, params);
+  }
+
+  private readonly onOpenUnsupported = (): void => this.markUnsupported();
 
   private markUnsupported(): void {
-    const already = this.state.status === 'unsupported';
-    this.patch({ model: this.model ? MODELS[this.model].name : null, status: 'unsupported', status_detail: this.unsupported });
-    if (!already) this.emit('device_error', this.unsupported!, { reason: 'unsupported-model' });
-  }
-
-  // ── scheduling ──
-
-  private enqueue<T>(job: () => Promise<T>): Promise<T> {
-    const guarded = (): Promise<T> => (this.stopped ? Promise.reject(new AbortedError('the session stopped')) : job());
-    const run = this.chain.then(guarded, guarded);
-    this.chain = run.catch(() => undefined);
-    return run;
-  }
-
-  private autoDownload(trigger: string): void {
-    if (this.stopped || this.autoQueued || !this.transport.isOpen) return;
-    this.autoQueued = true;
-    this.enqueue(() => {
-      this.autoQueued = false;
-      if (this.stopped || !this.transport.isOpen) return Promise.resolve(null);
-      return this.download(trigger);
-    }).catch(() => undefined);
-  }
-
-  // ── host calls that must never throw into the session ──
-
-  private emit(type: Parameters<SessionHost['event']>[0], message: string, data?: Record<string, unknown>): void {
-    try {
-      this.host.event(type, message, data);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'freestyle-hid: event handler threw');
-    }
-  }
-
-  private patch(p: Partial<DeviceState>): void {
-    Object.assign(this.state, p);
-    try {
-      this.host.updateState(p);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'freestyle-hid: updateState threw');
-    }
+    const already = this.report.state.status === 'unsupported';
+    this.report.patch({ model: this.model ? MODELS[this.model].name : null, status: 'unsupported', status_detail: this.unsupported });
+    if (!already) this.report.emit('device_error', this.unsupported!, { reason: 'unsupported-model' });
   }
 
   /** Bad bytes: quarantined, logged and announced by reason only (the text may be patient data). */
   private badFrame(bytes: Buffer, code: string, detail: string): void {
-    try {
-      this.host.quarantine(bytes, code);
-    } catch (err) {
-      this.host.log.error({ err: String(err) }, 'freestyle-hid: quarantine threw');
-    }
-    this.host.log.warn({ reason: code, detail }, 'freestyle-hid: bad data from the meter');
-    this.emit('bad_frame', `bad data from the meter: ${code}`, { reason: code, detail });
+    this.report.badData(bytes, code, detail);
   }
 
   // ── wire I/O ──
 
-  private abort(err: Error): void {
-    this.abortError = err;
-    this.wake?.();
-  }
-
-  private clearInbox(): void {
-    this.inbox = [];
-    this.assembler.reset();
-  }
-
-  private async send(report: Buffer): Promise<void> {
-    if (this.abortError) throw this.abortError;
+  /** Records the report without its padding; a failed write ends the conversation as a closed link. */
+  protected override async send(report: Buffer): Promise<void> {
+    this.inbox.check();
     this.transcript?.push({ dir: 'H', bytes: trimReport(report) });
     try {
       await this.transport.write(report);
     } catch (err) {
-      if (this.abortError) throw this.abortError;
+      this.inbox.check();
       throw new AbortedError(`the meter could not be written to: ${(err as Error).message}`);
     }
   }
 
-  private async nextReport(timeoutMs: number): Promise<Buffer | null> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (this.abortError) throw this.abortError;
-      const r = this.inbox.shift();
-      if (r) return r;
-      const left = deadline - Date.now();
-      if (left <= 0) return null;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          this.wake = null;
-          resolve();
-        }, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          this.wake = null;
-          resolve();
-        };
-      });
-    }
-  }
-
   /** Waits until the meter has been quiet a moment, then drops what it sent. Used before a retry. */
-  private async drain(): Promise<void> {
-    const quiet = Math.min(250, this.opts.reply_timeout_ms);
-    const giveUp = Date.now() + 4 * this.opts.reply_timeout_ms;
-    for (;;) {
-      if (this.abortError) throw this.abortError;
-      const since = Date.now() - this.lastDataAt;
-      if (since >= quiet || Date.now() >= giveUp) break;
-      await new Promise((r) => setTimeout(r, quiet - since));
-    }
-    this.clearInbox();
+  private drainBeforeRetry(): Promise<void> {
+    return this.drain(Math.min(250, this.opts.reply_timeout_ms), 4 * this.opts.reply_timeout_ms);
   }
 
   /** A binary init step: sends `type`, waits for `replyType`; keep-alives are skipped. */
   private async binary(type: number, replyType: number): Promise<Buffer> {
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      if (attempt > 0) await this.drain();
+      if (attempt > 0) await this.drainBeforeRetry();
       this.clearInbox();
       await this.send(encodeReport(type));
       for (;;) {
-        const report = await this.nextReport(this.opts.reply_timeout_ms);
+        const report = await this.inbox.next(this.opts.reply_timeout_ms);
         if (!report) break;
         const r = decodeReport(report);
         if (!r.ok) {
@@ -691,7 +567,7 @@ class FreeStyleSession implements DriverSession {
     this.clearInbox();
     await this.send(textCommandReport(command));
     for (;;) {
-      const report = await this.nextReport(this.opts.reply_timeout_ms);
+      const report = await this.inbox.next(this.opts.reply_timeout_ms);
       if (!report) {
         const partial = this.assembler.pending();
         if (partial.length > 0) {
@@ -739,7 +615,7 @@ class FreeStyleSession implements DriverSession {
   ): Promise<Buffer | null> {
     let last: TextOutcome | null = null;
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      if (attempt > 0) await this.drain();
+      if (attempt > 0) await this.drainBeforeRetry();
       const outcome = await this.exchangeText(command, opts.progress);
       if (outcome.ok) {
         const problem = opts.check?.(outcome.message) ?? null;
@@ -777,17 +653,16 @@ class FreeStyleSession implements DriverSession {
 
   // ── conversations ──
 
-  private async download(trigger: string): Promise<DownloadResult> {
+  protected async download(trigger: string): Promise<DownloadResult> {
     if (!this.transport.isOpen) throw new Error('freestyle-hid: the transport is not open');
-    this.abortError = null;
+    this.begin();
     this.stream?.reset();
-    this.transcript = [];
     let started = false;
     try {
       const boot = await this.init();
       started = true;
-      this.patch({ status: 'downloading', status_detail: null });
-      this.emit('download_started', `download started (${trigger})`, { trigger });
+      this.report.patch({ status: 'downloading', status_detail: null });
+      this.report.emit('download_started', `download started (${trigger})`, { trigger });
 
       const snapshot: MeterSnapshot = { serial: null, firmware: null, clock: null, displayUnit: null, records: {} };
       // The serial: `$serlnum?` (InsuLinx, Neo) or `$sn?` (Libre). An unknown model is probed.
@@ -808,8 +683,8 @@ class FreeStyleSession implements DriverSession {
       const unit = await this.askText(unitCommand, { mayFail: true });
       snapshot.displayUnit = unit ? DISPLAY_UNIT_COMMANDS[unitCommand]!(messageLines(unit)[0] ?? '') : null;
       this.checkClock(snapshot.clock);
-      this.patch({
-        model: this.model ? MODELS[this.model].name : (this.state.model ?? null),
+      this.report.patch({
+        model: this.model ? MODELS[this.model].name : (this.report.state.model ?? null),
         serial: snapshot.serial,
         firmware: snapshot.firmware,
         display_unit: snapshot.displayUnit,
@@ -829,7 +704,7 @@ class FreeStyleSession implements DriverSession {
             received = before + lines;
             if (received - lastProgress >= PROGRESS_EVERY) {
               lastProgress = received;
-              this.emit('download_progress', `${received} records received`, { received, total: null });
+              this.report.emit('download_progress', `${received} records received`, { received, total: null });
             }
           },
         });
@@ -839,16 +714,15 @@ class FreeStyleSession implements DriverSession {
       }
 
       const out = snapshotToDrafts(snapshot, { deviceId: this.host.device.id, timezone: this.host.timezone }, this.model);
-      if (!this.model && out.model) this.patch({ model: MODELS[out.model].name });
-      this.emit('download_progress', `${out.summary.records} of ${out.summary.records} records`, {
+      if (!this.model && out.model) this.report.patch({ model: MODELS[out.model].name });
+      this.report.emit('download_progress', `${out.summary.records} of ${out.summary.records} records`, {
         received: out.summary.records,
         total: out.summary.records,
       });
       for (const issue of out.issues) {
         this.badFrame(issue.bytes ?? Buffer.alloc(0), issue.reason, 'a record that cannot be used as a result; it is kept in quarantine');
       }
-      const capture: Capture = { kind: 'transcript', exchanges: this.transcript };
-      this.transcript = null;
+      const capture = this.takeCapture();
       let stored: { inserted: number; duplicates: number };
       try {
         stored = await this.host.commit(out.drafts, capture);
@@ -856,8 +730,8 @@ class FreeStyleSession implements DriverSession {
         throw new ProtocolError('commit-failed', `the store did not commit the download: ${(err as Error).message}`);
       }
       const at = this.host.now().toISOString();
-      this.patch({ status: 'ok', status_detail: null, record_count: out.summary.records, last_download: at, last_seen: at });
-      this.emit(
+      this.report.patch({ status: 'ok', status_detail: null, record_count: out.summary.records, last_download: at, last_seen: at });
+      this.report.emit(
         'download_finished',
         `downloaded ${out.drafts.length} results (${out.summary.records} records): ${stored.inserted} new, ${stored.duplicates} already stored`,
         {
@@ -873,23 +747,22 @@ class FreeStyleSession implements DriverSession {
       );
       return { inserted: stored.inserted, duplicates: stored.duplicates, records: out.drafts.length };
     } catch (err) {
-      this.transcript = null;
       throw this.failed(err, started ? 'download_failed' : null);
     }
   }
 
   private checkClock(clock: string | null): void {
     if (clock === null) {
-      this.patch({ clock_skew_s: null, clock_skew_flagged: true });
-      this.emit('clock_skew', 'the meter clock is not set (it reports 255: its clock lost power)', { clock_skew_s: null, limit_s: this.opts.clock_skew_limit_s });
+      this.report.patch({ clock_skew_s: null, clock_skew_flagged: true });
+      this.report.emit('clock_skew', 'the meter clock is not set (it reports 255: its clock lost power)', { clock_skew_s: null, limit_s: this.opts.clock_skew_limit_s });
       return;
     }
     const skew = clockSkewSeconds(clock, this.host.timezone, this.host.now());
     const flagged = Math.abs(skew) > this.opts.clock_skew_limit_s;
-    const wasFlagged = this.state.clock_skew_flagged === true;
-    this.patch({ clock_skew_s: skew, clock_skew_flagged: flagged });
+    const wasFlagged = this.report.state.clock_skew_flagged === true;
+    this.report.patch({ clock_skew_s: skew, clock_skew_flagged: flagged });
     if (flagged && !wasFlagged) {
-      this.emit('clock_skew', `the meter clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, {
+      this.report.emit('clock_skew', `the meter clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, {
         clock_skew_s: skew,
         limit_s: this.opts.clock_skew_limit_s,
       });
@@ -898,7 +771,7 @@ class FreeStyleSession implements DriverSession {
 
   private async syncClock(): Promise<ClockSyncResult> {
     if (!this.transport.isOpen) throw new Error('freestyle-hid: the transport is not open');
-    this.abortError = null;
+    this.inbox.resume();
     this.stream?.reset();
     try {
       await this.init();
@@ -912,39 +785,18 @@ class FreeStyleSession implements DriverSession {
       if (clock === null || off > 120) {
         throw new ProtocolError('clock-not-set', `the meter reports a clock ${clock === null ? 'that is not set' : `${Math.round(off)} s away from the time sent`}`);
       }
-      const previous = this.state.clock_skew_s ?? null;
+      const previous = this.report.state.clock_skew_s ?? null;
       const skew = clockSkewSeconds(clock, this.host.timezone, this.host.now());
-      this.patch({
+      this.report.patch({
         clock_skew_s: skew,
         clock_skew_flagged: Math.abs(skew) > this.opts.clock_skew_limit_s,
         last_seen: this.host.now().toISOString(),
       });
-      this.emit('clock_set', 'the meter clock was set to the host time', { previous_skew_s: previous, clock_skew_s: skew });
+      this.report.emit('clock_set', 'the meter clock was set to the host time', { previous_skew_s: previous, clock_skew_s: skew });
       return { clock, clock_skew_s: skew, previous_skew_s: previous };
     } catch (err) {
       throw this.failed(err, 'device_error');
     }
-  }
-
-  private failed(err: unknown, eventType: 'download_failed' | 'device_error' | null): Error {
-    if (this.stopped) return err instanceof Error ? err : new Error(String(err));
-    if (err instanceof NoAnswerError) {
-      if (this.state.status !== 'no-answer') this.emit('no_answer', err.message);
-      if (eventType === 'download_failed') this.emit('download_failed', err.message, { reason: 'no-answer' });
-      this.patch({ status: 'no-answer', status_detail: err.message });
-      return err;
-    }
-    if (err instanceof AbortedError) {
-      this.emit(eventType ?? 'download_failed', `${err.message}; nothing from this download was stored`, { reason: 'link-closed' });
-      this.patch({ status: 'error', status_detail: err.message });
-      return err;
-    }
-    const e = err instanceof Error ? err : new Error(String(err));
-    const reason = e instanceof ProtocolError ? e.code : 'error';
-    this.host.log.warn({ reason, err: e.message }, 'freestyle-hid: conversation failed');
-    this.emit(eventType ?? 'download_failed', e.message, { reason });
-    this.patch({ status: 'error', status_detail: e.message });
-    return e;
   }
 }
 

@@ -273,14 +273,33 @@ export abstract class MeterSession<Item> implements DriverSession {
     return {};
   }
 
+  /**
+   * What the transcript keeps of received bytes: by default each chunk as it came. `items` are
+   * what `frame` made of it (a driver that records whole reports returns those).
+   */
+  protected transcribeReceived(chunk: Buffer, _items: readonly Item[]): Buffer[] {
+    return [Buffer.from(chunk)];
+  }
+  /** Called when the link opens, before the automatic download. */
+  protected linkOpened(): void {}
+  /** Called when the link closes, before the conversation in progress is aborted. */
+  protected linkClosed(): void {}
+
   // Bound listeners, so stop() can remove exactly these.
   private readonly onData = (chunk: Buffer): void => {
     this.lastDataAt = Date.now();
-    this.transcript?.push({ dir: 'D', bytes: Buffer.from(chunk) });
-    this.inbox.push(...this.frame(chunk));
+    const items = this.frame(chunk);
+    if (this.transcript) for (const bytes of this.transcribeReceived(chunk, items)) this.transcript.push({ dir: 'D', bytes });
+    this.inbox.push(...items);
   };
-  private readonly onOpen = (): void => this.autoDownload('connected');
-  private readonly onClose = (): void => this.inbox.abort(new AbortedError(this.linkClosedMessage));
+  private readonly onOpen = (): void => {
+    this.linkOpened();
+    this.autoDownload('connected');
+  };
+  private readonly onClose = (): void => {
+    this.linkClosed();
+    this.inbox.abort(new AbortedError(this.linkClosedMessage));
+  };
   private readonly onError = (err: Error): void => this.host.log.warn({ err: err.message }, `${this.tag}: transport error`);
 
   async start(): Promise<void> {
