@@ -784,13 +784,7 @@ class ContourSession extends MeterSession<AstmFrameEvent> {
         const t = transferToDrafts(text, this.host.device.id, this.host.timezone);
         if (t.fatal) throw new ProtocolError(t.fatal.code, `${t.fatal.detail}; nothing was stored`);
         for (const p of t.problems) this.badInput(p.bytes, p.code, p.detail);
-        const capture = this.takeCapture();
-        let stored: { inserted: number; duplicates: number };
-        try {
-          stored = await this.host.commit(t.drafts, capture);
-        } catch (err) {
-          throw new ProtocolError('commit-failed', `the store did not commit the download: ${(err as Error).message}`);
-        }
+        const stored = await this.commitDownload(t.drafts);
         result = { inserted: stored.inserted, duplicates: stored.duplicates, records: t.drafts.length, unreadable: t.problems.length };
       });
       this.transcript = null;

@@ -722,13 +722,7 @@ class FreeStyleSession extends MeterSession<Buffer> {
       for (const issue of out.issues) {
         this.badFrame(issue.bytes ?? Buffer.alloc(0), issue.reason, 'a record that cannot be used as a result; it is kept in quarantine');
       }
-      const capture = this.takeCapture();
-      let stored: { inserted: number; duplicates: number };
-      try {
-        stored = await this.host.commit(out.drafts, capture);
-      } catch (err) {
-        throw new ProtocolError('commit-failed', `the store did not commit the download: ${(err as Error).message}`);
-      }
+      const stored = await this.commitDownload(out.drafts);
       const at = this.host.now().toISOString();
       this.report.patch({ status: 'ok', status_detail: null, record_count: out.summary.records, last_download: at, last_seen: at });
       this.report.emit(
