@@ -699,13 +699,7 @@ class Ultra2Session extends MeterSession<FramedItem> {
       const dump = await this.readDump();
       const identity = ultra2Identity(this.host.device.id, dump.header.serial, fw.firmware);
       const drafts = readingsToDrafts(dump.readings, identity, this.host.timezone);
-      const capture = this.takeCapture();
-      let stored: { inserted: number; duplicates: number };
-      try {
-        stored = await this.host.commit(drafts, capture);
-      } catch (err) {
-        throw new ProtocolError('commit-failed', `the store did not commit the download: ${(err as Error).message}`);
-      }
+      const stored = await this.commitDownload(drafts);
       const at = this.host.now().toISOString();
       this.report.patch({ status: 'ok', status_detail: null, record_count: dump.header.count, last_download: at, last_seen: at });
       const skipped = dump.unreadable ? `; ${dump.unreadable} unreadable lines kept in quarantine` : '';
