@@ -12,10 +12,15 @@ import { makeEvent, parseRequestPayload } from './bridge.ts';
 import type { Extension, Services } from './extension.ts';
 
 /**
- * Device state is kept in SQLite only so a restart remembers serials and last downloads; changed
- * states are written together at most this often (records never wait: they commit on their own).
+ * Device state is kept in SQLite only so a restart remembers serials and last downloads (MQTT
+ * gets every change at once). Changed states are written together: within a second when the
+ * device's identity or readings changed, within half a minute when only the routine fields did
+ * (a meter polled every second touches those every second, and each write holds up the store's
+ * writer thread, which records wait for).
  */
-const STATE_SAVE_INTERVAL_MS = 1000;
+const STATE_SAVE_SOON_MS = 1000;
+const STATE_SAVE_LATER_MS = 30_000;
+const ROUTINE_STATE_FIELDS: ReadonlySet<string> = new Set(['status', 'status_detail', 'last_seen', 'last_download', 'clock_skew_s']);
 
 /** Device statuses in which the device is reachable and answering. */
 const AVAILABLE_STATUSES = new Set(['idle', 'ok', 'downloading']);
@@ -67,6 +72,7 @@ export class DeviceManager implements Extension {
   private readonly commits: CommitQueue;
   private readonly dirtyStates = new Set<ManagedDevice>();
   private stateSaveTimer: NodeJS.Timeout | undefined;
+  private stateSaveDue = 0;
 
   constructor(private readonly s: Services) {
     this.commits = new CommitQueue(s.writer);
@@ -315,7 +321,10 @@ export class DeviceManager implements Extension {
     const before = device.state;
     device.state = { ...before, ...patch, schema: DEVICE_STATE_SCHEMA, id: before.id, driver: before.driver };
     this.dirtyStates.add(device);
-    this.stateSaveTimer ??= setTimeout(() => void this.saveDirtyStates(), STATE_SAVE_INTERVAL_MS);
+    const routine = Object.entries(patch).every(
+      ([k, v]) => ROUTINE_STATE_FIELDS.has(k) || before[k as keyof DeviceState] === v,
+    );
+    this.scheduleStateSave(routine ? STATE_SAVE_LATER_MS : STATE_SAVE_SOON_MS);
     // Several patches in one tick become one retained message.
     if (!device.statePublishQueued) {
       device.statePublishQueued = true;
@@ -326,6 +335,14 @@ export class DeviceManager implements Extension {
     }
     if (before.serial !== device.state.serial || before.model !== device.state.model) void this.publishDeviceList();
     this.refreshAvailability(device);
+  }
+
+  private scheduleStateSave(delayMs: number): void {
+    const due = Date.now() + delayMs;
+    if (this.stateSaveTimer && this.stateSaveDue <= due) return;
+    clearTimeout(this.stateSaveTimer);
+    this.stateSaveDue = due;
+    this.stateSaveTimer = setTimeout(() => void this.saveDirtyStates(), delayMs);
   }
 
   private async saveDirtyStates(): Promise<void> {

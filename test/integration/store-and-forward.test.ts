@@ -119,3 +119,34 @@ devices:
     expect(new Set(results.map((r) => r.id)).size).toBe(3);
   });
 });
+
+describe('device state in the store', () => {
+  it('a restart remembers serial and last download; identity changes are saved within a second, routine ones later', async () => {
+    const broker = await Mosquitto.start();
+    cleanups.push(() => broker.stop());
+    const config = testConfig(`
+mqtt: { url: ${broker.url} }
+devices:
+  - { id: bench1, driver: onetouch-ultra2, poll_interval: 0.2,
+      transport: { type: simulated, simulator: { serial: GMF600DCY, memory: ${JSON.stringify(ULTRA2_MEMORY)} } } }
+`);
+    const { controller } = await startDaemon(config);
+    cleanups.push(() => controller.stop());
+    const reader = new Store(config.store.path);
+    cleanups.push(async () => reader.close());
+    // The serial is new: saved within about a second of the first download.
+    await eventually('the serial saved', () => reader.deviceState('bench1')?.serial === 'GMF600DCY', 3000);
+    const firstSaved = reader.deviceState('bench1')!.last_seen;
+    // Polled five times a second, the meter touches only routine fields (last_seen, status, clock skew): those wait.
+    await new Promise((r) => setTimeout(r, 2500));
+    const live = controller.deviceManager!.list();
+    expect(live[0]!.serial).toBe('GMF600DCY');
+    expect(reader.deviceState('bench1')!.last_seen).toBe(firstSaved);
+    // A stop writes everything still waiting.
+    await controller.stop();
+    const saved = reader.deviceState('bench1')!;
+    expect(saved.last_seen).not.toBe(firstSaved);
+    expect(saved).toMatchObject({ serial: 'GMF600DCY', record_count: 3, display_unit: 'mg/dL' });
+    expect(saved.last_download).not.toBeNull();
+  });
+});

@@ -122,6 +122,18 @@ describe('Store', () => {
     expect(() => hashPatientId('1234', 'short')).toThrow(/16 bytes/);
   });
 
+  it('writes publish marks and device states without a disk sync, and goes back to FULL for records', () => {
+    const { store } = tempStore();
+    const out = commit(store);
+    const sync = (): unknown => (store as unknown as { db: { pragma(p: string, o: object): unknown } }).db.pragma('synchronous', { simple: true });
+    expect(sync()).toBe(2); // FULL
+    store.markPublishedMany(out.inserted.map((r) => r.seq));
+    store.saveDeviceStates([]);
+    expect(sync()).toBe(2);
+    expect(store.outboxDepth()).toBe(0);
+    store.close();
+  });
+
   it('keeps quarantined bytes and audit rows', () => {
     const { store } = tempStore();
     store.quarantine('bench1', Buffer.from('P bad line'), 'bad-checksum');
