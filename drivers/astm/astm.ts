@@ -33,7 +33,7 @@ import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceIdentity, DeviceState, Observation, ResultCategory, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { naiveToZoned } from '../../src/util/time.ts';
+import { assertTimeZone, hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { ACK, ENQ, EOT, frameMessage, NAK, type FramingStyle } from '../../src/protocols/astm/frame.ts';
 import { AstmLink, collectMessages, type AstmLinkIssue, type AstmLinkMessage } from '../../src/protocols/astm/link.ts';
 import {
@@ -527,6 +527,7 @@ const SIMULATOR_OPTION_HELP: Record<string, string> = {
   reply_timeout_ms: 'how long to wait for ACK/NAK (default 15000)',
   seed: 'random seed for reproducible runs',
   encoding: 'utf-8 | latin1: how text is written (default utf-8)',
+  timezone: "IANA zone of the instrument's clock, for generated messages (default: the host's)",
 };
 
 export interface AstmSimulatorOptions {
@@ -545,6 +546,7 @@ export interface AstmSimulatorOptions {
   reply_timeout_ms: number;
   seed: number;
   encoding: 'utf-8' | 'latin1';
+  timezone: string;
 }
 
 function simError(name: string, want: string): Error {
@@ -591,7 +593,17 @@ export function parseSimulatorOptions(o: Record<string, unknown>): AstmSimulator
     reply_timeout_ms: num('reply_timeout_ms', 10) ?? 15_000,
     seed: num('seed', 0) ?? Date.now(),
     encoding: (o.encoding as AstmSimulatorOptions['encoding'] | undefined) ?? 'utf-8',
+    timezone: hostTimeZone(),
   };
+  if (o.timezone !== undefined) {
+    if (typeof o.timezone !== 'string') throw simError('timezone', 'an IANA zone name');
+    try {
+      assertTimeZone(o.timezone);
+    } catch {
+      throw simError('timezone', 'an IANA zone name');
+    }
+    out.timezone = o.timezone;
+  }
   if (messages) out.messages = messages;
   const every = num('every_s', 0.01);
   if (every !== undefined) out.every_s = every;
@@ -604,15 +616,22 @@ export function parseSimulatorOptions(o: Record<string, unknown>): AstmSimulator
   return out;
 }
 
-function stamp(d: Date): string {
-  const p = (n: number): string => String(n).padStart(2, '0');
-  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+/** YYYYMMDDHHMMSS on the instrument's clock, which keeps naive local time in `timezone`. */
+function stamp(d: Date, timezone: string): string {
+  return nowInZone(timezone, d).replace(/\D/g, '');
 }
 
 /** A plausible message from the dialect's sample description (generated values, no real patient). */
-export function generateMessage(dialect: AstmDialect, random: () => number, now: Date, n: number, control = false): string {
+export function generateMessage(
+  dialect: AstmDialect,
+  random: () => number,
+  now: Date,
+  n: number,
+  control = false,
+  timezone = hostTimeZone(),
+): string {
   const s = dialect.sample;
-  const ts = stamp(now);
+  const ts = stamp(now, timezone);
   const specimen = `${s.specimenPrefix}${String(100000 + n).slice(1)}`;
   const records = [
     `H|\\^&|||${s.sender}|||||||${control ? 'Q' : 'P'}|${s.version}|${ts}`,
@@ -697,7 +716,7 @@ export class AstmSimulator implements DeviceSimulator {
 
   /** Sends one more generated message. */
   sendNext(): void {
-    this.send(generateMessage(this.options.dialect, this.random, new Date(), ++this.generated, this.options.control));
+    this.send(generateMessage(this.options.dialect, this.random, new Date(), ++this.generated, this.options.control, this.options.timezone));
   }
 
   /** Sends one message text (records separated by CR or LF). */

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
-import { assertTimeZone } from '../util/time.ts';
+import { assertTimeZone, hostTimeZone } from '../util/time.ts';
 import type { DeviceConfig, PoctdConfig } from './types.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -44,14 +44,6 @@ export class ConfigError extends Error {
 
 // ---------------------------------------------------------------------------------------------
 // Defaults
-
-function hostTimeZone(): string {
-  try {
-    return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
-  } catch {
-    return 'UTC';
-  }
-}
 
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object') {

@@ -370,6 +370,8 @@ export class DeviceManager implements Extension {
   }
 
   private event(type: Parameters<SessionHost['event']>[0], deviceId: string, message: string, data?: Record<string, unknown>): void {
+    // A device that is not started must be plain in the log too, not only on the event topic.
+    if (type === 'config_error') this.s.log.warn({ device: deviceId }, message);
     this.s.bus.emit('bridgeEvent', makeEvent(type, deviceId, message, this.s.now(), data));
   }
 

@@ -24,6 +24,15 @@ function zoneFormatter(timeZone: string): Intl.DateTimeFormat {
 }
 
 /** Throws RangeError for an unknown zone name. */
+/** The host's IANA zone, or UTC when the runtime cannot tell. */
+export function hostTimeZone(): string {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  } catch {
+    return 'UTC';
+  }
+}
+
 export function assertTimeZone(timeZone: string): void {
   zoneFormatter(timeZone);
 }
