@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { drivers } from '../../drivers/index.ts';
 import {
   ConfigError,
   DEFAULT_CONFIG,
@@ -96,22 +97,28 @@ describe('defaults', () => {
 });
 
 describe('shipped configs', () => {
-  it('config/demo.yaml validates: embedded broker, two simulated Ultra 2 meters', () => {
-    const cfg = loadConfigFile(join(repo, 'config/demo.yaml'), { env: {}, knownDrivers: DRIVERS });
+  it('config/demo.yaml validates: embedded broker, two simulated Ultra 2 meters, an ASTM analyzer, a urine reader', () => {
+    const cfg = loadConfigFile(join(repo, 'config/demo.yaml'), { env: {}, knownDrivers: drivers.map((d) => d.id) });
     expect(cfg.site).toBe('demo-clinic');
     expect(cfg.mqtt.url).toBeUndefined();
     expect(cfg.store.path).toBe(join(repo, 'data/poctd-demo.db'));
-    expect(cfg.devices).toHaveLength(2);
+    expect(cfg.devices.map((d) => d.driver)).toEqual(['onetouch-ultra2', 'onetouch-ultra2', 'astm', 'clinitek-status']);
     for (const d of cfg.devices) {
-      expect(d.driver).toBe('onetouch-ultra2');
       expect(d.transport.type).toBe('simulated');
       expect(d.timezone).toBe('Europe/Copenhagen');
-      expect(d.poll_interval).toBe(5);
     }
-    const sims = cfg.devices.map((d) => (d.transport.type === 'simulated' ? d.transport.simulator : undefined));
+    const meters = cfg.devices.filter((d) => d.driver === 'onetouch-ultra2');
+    for (const d of meters) expect(d.poll_interval).toBe(5);
+    const sims = meters.map((d) => (d.transport.type === 'simulated' ? d.transport.simulator : undefined));
     expect(sims.map((s) => s?.serial)).toEqual(['GMF600DCY', 'GMF601ABY']);
     expect(sims.map((s) => s?.unit)).toEqual(['mg/dL', 'mmol/L']);
     for (const s of sims) expect((s?.memory as { control?: boolean }[]).some((r) => r.control === true)).toBe(true);
+    // Every simulator accepts its options as the daemon passes them (with the device's timezone).
+    for (const d of cfg.devices) {
+      const driver = drivers.find((x) => x.id === d.driver)!;
+      const options = d.transport.type === 'simulated' ? d.transport.simulator : {};
+      expect(() => driver.simulator.create({ timezone: d.timezone, ...options })).not.toThrow();
+    }
   });
 
   it('config/example.yaml validates with POCTD_MQTT_PASSWORD set', () => {
