@@ -344,17 +344,27 @@ export function readingKey(r: Ultra2Reading): string {
   return `${r.time}|${r.value}|${r.control ? 'C' : 'P'}`;
 }
 
+/** The Ultra 2's measuring range in mg/dL; the meter shows LO below it and HI above it. */
+export const ULTRA2_LO_LIMIT = 20;
+export const ULTRA2_HI_LIMIT = 600;
+
 /**
  * One reading → one result. HI/LO: no public source shows how an Ultra 2 encodes readings outside
- * its 20–600 mg/dL range. Tidepool only infers them from thresholds and stores the substitutes 19
- * and 601. Here the numeric value the meter sent is kept as it is, with no HI/LO flag added: a
- * flag the meter did not send would be made up, and so would a substitute number (rule 5).
+ * its 20–600 mg/dL range (research note §2.1, §3: inferred from thresholds only). A number outside
+ * the range cannot be a measurement the meter stands behind, so it is published as the flag HI or
+ * LO with the limit and comparator, never as an exact value; the number as sent stays in `text`
+ * and the raw capture (rule 5). Tidepool's substitute values (19, 601) are not used either.
  */
 export function readingToDraft(r: Ultra2Reading, device: DeviceIdentity, timezone: string): ResultDraft {
   const flags: string[] = [];
   if (r.meal === 'B') flags.push('meal:before');
   if (r.meal === 'A') flags.push('meal:after');
   if (r.comment > 0) flags.push(`comment:${COMMENT_SLUGS[r.comment] ?? 'unknown'}`);
+  const observationFlags = r.parity ? ['parity-error'] : [];
+  const hi = r.value > ULTRA2_HI_LIMIT;
+  const lo = r.value < ULTRA2_LO_LIMIT;
+  if (hi) observationFlags.push('HI');
+  if (lo) observationFlags.push('LO');
   return {
     key: readingKey(r),
     device: { ...device },
@@ -369,12 +379,13 @@ export function readingToDraft(r: Ultra2Reading, device: DeviceIdentity, timezon
         code: 'GLU',
         name: 'Glucose',
         loinc: '41653-7',
-        value: r.value,
+        value: hi || lo ? null : r.value,
         unit: 'mg/dL',
         ucum: 'mg/dL',
-        flags: r.parity ? ['parity-error'] : [],
-        text: null,
-        comparator: null,
+        flags: observationFlags,
+        text: hi || lo ? String(r.value) : null,
+        comparator: hi ? '>' : lo ? '<' : null,
+        ...(hi || lo ? { limit: hi ? ULTRA2_HI_LIMIT : ULTRA2_LO_LIMIT } : {}),
       },
     ],
     flags,

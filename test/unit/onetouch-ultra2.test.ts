@@ -215,6 +215,21 @@ describe('decode', () => {
     expect(patient.observed_at).toBe('2024-05-01T09:00:00+02:00');
   });
 
+  it('a value outside the meter range (20-600 mg/dL) is a HI or LO flag with the limit, never an exact number', () => {
+    const memory: SimulatedReading[] = [
+      { time: '2024-05-01T08:00:00', value: 10 },
+      { time: '2024-05-01T09:00:00', value: 20 },
+      { time: '2024-05-01T10:00:00', value: 600 },
+      { time: '2024-05-01T11:00:00', value: 700 },
+    ];
+    const obs = decodeUltra2(raw(dumpBytes(memory)), CTX).drafts.map((d) => d.observations[0]!);
+    expect(obs[0]).toMatchObject({ value: null, unit: 'mg/dL', flags: ['LO'], comparator: '<', limit: 20, text: '10' });
+    expect(obs[1]).toMatchObject({ value: 20, flags: [], comparator: null, text: null });
+    expect(obs[2]).toMatchObject({ value: 600, flags: [], comparator: null, text: null });
+    expect(obs[3]).toMatchObject({ value: null, unit: 'mg/dL', flags: ['HI'], comparator: '>', limit: 600, text: '700' });
+    expect(obs[1]).not.toHaveProperty('limit');
+  });
+
   it('keeps values in mg/dL on a meter that displays mmol/L', () => {
     const memory = [{ time: '2024-05-01T08:00:00', value: 144 }];
     const bytes = Buffer.concat([ultra2Reply('DMSU?', meterOf(memory, 'mmol/L'))!, ultra2Reply('DMP', meterOf(memory, 'mmol/L'))!]);
