@@ -8,7 +8,7 @@ import { Controller } from '../controller.ts';
 import { captureFromBytes } from '../driver-sdk/capture.ts';
 import type { Capture } from '../driver-sdk/index.ts';
 import { createLogger } from '../logger.ts';
-import { buildResultRecord } from '../records/build.ts';
+import { buildResultRecord, flagAmbiguousDeviceTimes } from '../records/build.ts';
 import { sha256Hex } from '../records/ids.ts';
 import { formatPortListing, listPorts } from '../transports/discovery.ts';
 import { assertTimeZone } from '../util/time.ts';
@@ -199,7 +199,7 @@ async function replay(args: string[]): Promise<number> {
   const result = driver.decode(capture, { deviceId: values['device-id'] ?? driver.id, timezone });
   const receivedAt = new Date().toISOString();
   const captureSha256 = sha256Hex(bytes);
-  result.drafts.forEach((draft, i) => {
+  flagAmbiguousDeviceTimes(result.drafts, timezone).forEach((draft, i) => {
     const record = buildResultRecord(draft, { seq: i + 1, site: values.site ?? 'replay', receivedAt, captureSha256 });
     process.stdout.write(JSON.stringify(record) + '\n');
   });

@@ -2,6 +2,7 @@ import type { DeviceConfig } from '../config/types.ts';
 import { captureToBytes } from '../driver-sdk/capture.ts';
 import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost, UsbMatch } from '../driver-sdk/index.ts';
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
+import { flagAmbiguousDeviceTimes } from '../records/build.ts';
 import { DEVICE_STATE_SCHEMA, type Availability, type DeviceState } from '../records/types.ts';
 import { CommitQueue } from '../store/commit-queue.ts';
 import { normalizeUsbId } from '../transports/discovery.ts';
@@ -273,7 +274,7 @@ export class DeviceManager implements Extension {
           driver: device.driver.id,
           captureKind: capture.kind,
           captureBytes: captureToBytes(capture),
-          drafts,
+          drafts: flagAmbiguousDeviceTimes(drafts, timezone),
           receivedAt: s.now(),
           patientIdPolicy: s.config.privacy.patient_id,
           ...(s.config.privacy.hash_key ? { patientHashKey: s.config.privacy.hash_key } : {}),

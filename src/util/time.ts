@@ -95,6 +95,27 @@ export function naiveToZoned(naive: string, timeZone: string): string {
   return `${naive}${formatOffset(offset)}`;
 }
 
+/**
+ * Whether a naive local time names no single instant in `timeZone`: `repeated` in the hour a DST
+ * change runs twice (the meter cannot say which), `skipped` in the hour it jumps over (the clock
+ * was wrong). Null for an ordinary time.
+ */
+export function localTimeAmbiguity(naive: string, timeZone: string): 'repeated' | 'skipped' | null {
+  const m = NAIVE_RE.exec(naive);
+  if (!m) return null;
+  const [, y, mo, d, h, mi, s] = m.map(Number) as [number, number, number, number, number, number, number];
+  const wallAsUtc = Date.UTC(y, mo - 1, d, h, mi, s);
+  const candidates = new Set([
+    zoneOffsetMinutes(timeZone, wallAsUtc - 12 * 3600000),
+    zoneOffsetMinutes(timeZone, wallAsUtc),
+    zoneOffsetMinutes(timeZone, wallAsUtc + 12 * 3600000),
+  ]);
+  const consistent = [...candidates].filter((off) => zoneOffsetMinutes(timeZone, wallAsUtc - off * 60000) === off);
+  if (consistent.length > 1) return 'repeated';
+  if (consistent.length === 0) return 'skipped';
+  return null;
+}
+
 /** The host's current wall-clock time in `timeZone` as a naive ISO string. */
 export function nowInZone(timeZone: string, now: Date = new Date()): string {
   const off = zoneOffsetMinutes(timeZone, now.getTime());

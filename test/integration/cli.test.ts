@@ -137,6 +137,21 @@ describe('poctd replay', () => {
     expect(new Set(records.map((x) => x.id)).size).toBe(3);
   });
 
+  it('flags a reading made in the repeated hour of a DST change', async () => {
+    const r = await poctd([
+      'replay',
+      '--driver',
+      'onetouch-ultra2',
+      '--timezone',
+      'Europe/Copenhagen',
+      'test/fixtures/onetouch-ultra2/simulator-session-mmol-control/capture.txt',
+    ]);
+    expect(r.code).toBe(0);
+    const records = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as ResultRecord);
+    const flagged = records.filter((x) => x.flags.includes('device-time:repeated-hour'));
+    expect(flagged.map((x) => x.device_time)).toEqual(['2025-10-26T02:30:00']);
+  });
+
   it('reads standard input with -', async () => {
     const r = await poctd([...REPLAY, '-'], { input: readFileSync(join(repo, FIXTURE)) });
     expect(r.code).toBe(0);

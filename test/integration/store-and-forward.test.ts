@@ -150,3 +150,28 @@ devices:
     expect(saved.last_download).not.toBeNull();
   });
 });
+
+describe('what the daemon adds to a driver draft', () => {
+  it('a reading in the repeated hour of a DST change is stored and published with device-time:repeated-hour', async () => {
+    const broker = await Mosquitto.start();
+    cleanups.push(() => broker.stop());
+    const sub = await Subscriber.connect(broker.url, ['poct/device/+/result']);
+    cleanups.push(() => sub.close());
+    const memory = [
+      { time: '2025-10-26T01:30:00', value: 99 },
+      { time: '2025-10-26T02:30:00', value: 101 },
+    ];
+    const config = testConfig(`
+mqtt: { url: ${broker.url} }
+devices:
+  - { id: bench1, driver: onetouch-ultra2, timezone: Europe/Copenhagen,
+      transport: { type: simulated, simulator: { serial: GMF600DCY, memory: ${JSON.stringify(memory)} } } }
+`);
+    const { controller } = await startDaemon(config);
+    cleanups.push(() => controller.stop());
+    await sub.waitFor('2 results', () => sub.on('poct/device/bench1/result').length === 2);
+    const byTime = new Map(sub.payloads<ResultRecord>('poct/device/bench1/result').map((r) => [r.device_time, r]));
+    expect(byTime.get('2025-10-26T02:30:00')!.flags).toContain('device-time:repeated-hour');
+    expect(byTime.get('2025-10-26T01:30:00')!.flags).not.toContain('device-time:repeated-hour');
+  });
+});
