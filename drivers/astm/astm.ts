@@ -169,9 +169,29 @@ function commentFlags(comments: AstmComment[]): string[] {
 
 const NUMERIC = /^(<=|>=|<|>)?\s*([-+]?\d+(?:\.\d+)?)$/;
 
-/** One analyzer (non-strip) R record → observation. */
-function analyzerObservation(r: AstmResult, code: string, mapping: TestMapping | undefined, loincSent: string | null): Observation {
-  const raw = r.value.filter((v) => v.trim() !== '').join(' ').trim();
+/** R-4 as one string (components joined), as the device sent it. */
+function rawValue(r: AstmResult): string {
+  return r.value.filter((v) => v.trim() !== '').join(' ').trim();
+}
+
+/**
+ * A result that must not be read as a measured value (R-9 cannot be done, a cancelled or
+ * cannot-be-done order): value, comparator and limit go, the device's text stays.
+ */
+function withholdValue(obs: Observation, raw: string): void {
+  if (obs.value === null && obs.comparator === null && obs.limit === undefined) return;
+  obs.text = obs.text ?? (raw === '' ? null : raw);
+  obs.value = null;
+  obs.comparator = null;
+  delete obs.limit;
+}
+
+/**
+ * One analyzer (non-strip) R record → observation. `unitUnknown`: the dialect says the unit sent
+ * has no known meaning, so a number is published as text only.
+ */
+function analyzerObservation(r: AstmResult, code: string, mapping: TestMapping | undefined, loincSent: string | null, unitUnknown = false): Observation {
+  const raw = rawValue(r);
   const flags: string[] = [];
   let value: number | null = null;
   let comparator: Observation['comparator'] = null;
@@ -200,6 +220,12 @@ function analyzerObservation(r: AstmResult, code: string, mapping: TestMapping |
     else if (n !== null) flags.push(n);
   }
   const unitSent = r.units.trim();
+  if (unitUnknown) {
+    // The schema requires a unit with every number: a number (or limit) in an unknown unit is text only.
+    if (!mapping && !loincSent) flags.push('unmapped-code');
+    flags.push('unit-unknown');
+    return { code, name: mapping?.name ?? code, loinc: loincSent ?? mapping?.loinc ?? null, value: null, unit: null, ucum: null, flags, text: raw === '' ? null : raw, comparator: null };
+  }
   const ucumSent = unitSent === '' ? null : ucumOf(unitSent);
   let loinc = loincSent ?? mapping?.loinc ?? null;
   if (!mapping && !loincSent) flags.push('unmapped-code');
@@ -231,8 +257,8 @@ function observationFor(r: AstmResult, dialect: AstmDialect, mappings: Record<st
   const loincSent = LOINC_RE.test(sent) ? sent : null;
   const mapping = mappings?.[code] ?? dialect.tests[code];
   let obs: Observation;
+  const raw = rawValue(r);
   if (mapping?.strip && !mappings?.[code]) {
-    const raw = r.value.filter((v) => v.trim() !== '').join(' ').trim();
     const unit = r.units.trim();
     // `5` + `mg/dl` is `5 mg/dl`; a word (`neg`, `norm`) stands alone whatever unit the pad has.
     const deviceText = unit !== '' && NUMERIC.test(raw) ? `${raw} ${unit}` : raw;
@@ -243,8 +269,19 @@ function observationFor(r: AstmResult, dialect: AstmDialect, mappings: Record<st
       const n = ABNORMAL_FLAGS[f];
       if (n && n !== 'abnormal' && !obs.flags.includes(n)) obs.flags.push(n);
     }
+    // R-7 `>` / `<`: off the pad's range. The number is the limit, never the value (as for analyzers).
+    const rangeFlag = r.abnormalFlags.find((f) => f === '<' || f === '>');
+    if (rangeFlag) {
+      obs.flags.push(rangeFlag === '>' ? 'HI' : 'LO');
+      if (obs.value !== null) {
+        obs.comparator = rangeFlag;
+        obs.limit = obs.value;
+        obs.value = null;
+        obs.text = obs.text ?? raw;
+      }
+    }
   } else {
-    obs = analyzerObservation(r, code, mapping, loincSent);
+    obs = analyzerObservation(r, code, mapping, loincSent, dialect.unknownUnits?.includes(r.units.trim()) ?? false);
   }
   if (obs.value !== null && obs.unit === null) {
     // A number is published only with its unit: without one it stays text.
@@ -254,13 +291,38 @@ function observationFor(r: AstmResult, dialect: AstmDialect, mappings: Record<st
   }
   const status = r.status.trim().toUpperCase();
   if (status !== '' && status !== 'F') obs.flags.push(STATUS_FLAGS[status] ?? `status:${status}`);
+  // R-9 X: the device could not do the test; a number it sent anyway is not a result.
+  if (status === 'X') withholdValue(obs, raw);
   if (r.referenceRange.trim() !== '') obs.flags.push(`reference:${r.referenceRange.trim()}`);
   obs.flags.push(...commentFlags(r.comments));
   return obs;
 }
 
+/** H-12 processing ids that are never a patient's result: training and debugging runs. */
+const NON_PATIENT_PROCESSING: Readonly<Record<string, string>> = { T: 'processing:training', D: 'processing:debugging' };
+
+/** O-12 action C (cancel) and O-26 report type X (cannot be done): the values are not results. */
+function orderWithheldFlags(order: AstmOrder): string[] {
+  const flags: string[] = [];
+  if (order.actionCode.trim().toUpperCase() === 'C') flags.push('order:cancelled');
+  if (order.reportType.trim().toUpperCase() === 'X') flags.push('order:cannot-be-done');
+  return flags;
+}
+
+/**
+ * The specimen type of one order from its codes: each code's own specimen (dialect table), else
+ * the dialect's; codes of different specimen kinds give null and `mixed`.
+ */
+function specimenTypeOf(codes: string[], dialect: AstmDialect): { type: string | null; mixed: boolean } {
+  const kinds = new Set(codes.map((c) => dialect.tests[c]?.specimen ?? dialect.specimenType));
+  if (kinds.size === 1) return { type: [...kinds][0]!, mixed: false };
+  const named = [...kinds].filter((k) => k !== null);
+  return { type: null, mixed: named.length > 1 };
+}
+
 function categoryOf(order: AstmOrder, msg: AstmMessage, dialect: AstmDialect): ResultCategory {
-  if (msg.header?.processingId.trim().toUpperCase() === 'Q') return 'qc';
+  const processing = msg.header?.processingId.trim().toUpperCase() ?? '';
+  if (processing === 'Q' || Object.hasOwn(NON_PATIENT_PROCESSING, processing)) return 'qc';
   if (order.actionCode.trim().toUpperCase() === 'Q') return 'qc';
   if (order.specimenDescriptor.some((c) => /^(control|qc)$/i.test(c.trim()))) return 'control';
   return dialect.category?.(order, msg) ?? 'patient';
@@ -329,20 +391,26 @@ export function decodeAstmMessage(bytes: Buffer, ctx: DecodeContext, options: Pa
         continue;
       }
       const observations = order.results.map((r) => observationFor(r, dialect, options.mappings));
+      const withheld = orderWithheldFlags(order);
+      if (withheld.length > 0) order.results.forEach((r, i) => withholdValue(observations[i]!, rawValue(r)));
       const category = categoryOf(order, msg, dialect);
       const specimenId = (order.specimen[0] ?? '').trim() || (order.instrumentSpecimen[0] ?? '').trim() || null;
       const time = when.time;
-      const flags = [...headerFlags, ...commentFlags(patient.comments), ...commentFlags(order.comments)];
+      const flags = [...headerFlags, ...commentFlags(patient.comments), ...commentFlags(order.comments), ...withheld];
+      const processing = msg.header.processingId.trim().toUpperCase();
+      if (Object.hasOwn(NON_PATIENT_PROCESSING, processing)) flags.push(NON_PATIENT_PROCESSING[processing]!);
       // No test time in the results: say which time the record carries.
       if (when.source !== 'result') flags.push(`time:${when.source}`);
       if (decoded.invalid) flags.push('encoding-error');
       const codes = [...new Set(observations.map((o) => o.code))].sort();
+      const specimen = specimenTypeOf(codes, dialect);
+      if (specimen.mixed) flags.push('specimen:mixed');
       const operator = order.results.map((r) => (r.operator[0] ?? '').trim()).find((o) => o !== '') ?? null;
       out.drafts.push({
         key: [senderKey, specimenId ?? '', time, codes.join(',')].join('|'),
         device: { ...identity },
         category,
-        specimen: { id: specimenId, type: dialect.specimenType ?? (order.specimenDescriptor[0]?.trim() || null) },
+        specimen: { id: specimenId, type: specimen.mixed ? null : (specimen.type ?? (order.specimenDescriptor[0]?.trim() || null)) },
         patient: category === 'patient' ? { id: patientId(patient) } : null,
         operator: operator ? { id: operator } : null,
         observed_at: naiveToZoned(time, ctx.timezone),

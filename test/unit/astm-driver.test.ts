@@ -177,3 +177,73 @@ describe('astm options and decoding', () => {
     expect(() => parseSimulatorOptions({ messages: ['P|1'] })).toThrow(/messages/);
   });
 });
+
+describe('astm: results that must not be published as plain patient values', () => {
+  const decode = (text: string) => decodeAstmMessage(Buffer.from(text, 'latin1'), ctx).drafts;
+
+  it.each([
+    ['T', 'processing:training'],
+    ['D', 'processing:debugging'],
+  ])('H-12 processing id %s: category qc, no patient, flag %s', (pid, flag) => {
+    const [d] = decode(`H|\\^&|||Afinion 2 Analyzer^^AF1|||||||${pid}|1|20250101120000\rP|1|PAT1\rO|1||5|^^^HbA1c\rR|1|^^^HbA1c|5.9|%||||F||1||20250101115500\rL|1|N\r`);
+    expect(d).toMatchObject({ category: 'qc', patient: null });
+    expect(d!.flags).toContain(flag);
+    // Production (P) stays a patient result with no processing flag.
+    const [p] = decode('H|\\^&|||Afinion 2 Analyzer^^AF1|||||||P|1|20250101120000\rP|1|PAT1\rO|1||5|^^^HbA1c\rR|1|^^^HbA1c|5.9|%||||F||1||20250101115500\rL|1|N\r');
+    expect(p!.category).toBe('patient');
+    expect(p!.flags.filter((f) => f.startsWith('processing:'))).toEqual([]);
+  });
+
+  it.each([
+    ['O-12 action code C', 'O|1|S1||^^^GLU|R||||||C||||||||||||||F', 'order:cancelled'],
+    ['O-26 report type X', 'O|1|S1||^^^GLU|R||||||N||||||||||||||X', 'order:cannot-be-done'],
+  ])('%s: the record is kept and flagged, every observation value null with the raw text', (_what, order, flag) => {
+    const [d] = decode(`H|\\^&|||GEN|||||||P|1|20250101120000\rP|1\r${order}\rR|1|^^^GLU|95|mg/dL||N||F||||20250101120000\rR|2|^^^CRP|>200|mg/L||>||F||||20250101120000\rL|1|N\r`);
+    expect(d!.flags).toContain(flag);
+    expect(d!.observations.map((o) => [o.code, o.value, o.comparator, o.limit, o.text])).toEqual([
+      ['GLU', null, null, undefined, '95'],
+      ['CRP', null, null, undefined, '>200'],
+    ]);
+  });
+
+  it('R-9 X (cannot be done) with a number in R-4: value and comparator null, raw in text, flag cannot-be-done', () => {
+    const [d] = decode('H|\\^&|||GEN\rP|1\rO|1|S1\rR|1|^^^GLU|95|mg/dL||N||X||||20250101120000\rR|2|^^^CRP|>200|mg/L||>||X||||20250101120000\rL|1|N\r');
+    expect(d!.observations.map((o) => [o.value, o.comparator, o.limit, o.text, o.flags.includes('cannot-be-done')])).toEqual([
+      [null, null, undefined, '95', true],
+      [null, null, undefined, '>200', true],
+    ]);
+  });
+
+  it('a strip result with R-7 > or < is off the range: value null, HI/LO, comparator, limit the number', () => {
+    const [d] = decode('H|\\^&|||LUP2^LUP2^1.0.11^1^UA1|||||||P|LIS2-A2|20250101120000\rP|1\rO|1|S1\rR|1|^^^Glu|1000|mg/dl||>||F\rR|2|^^^Pro|10|mg/dl||<||F\rR|3|^^^Ket|5|mg/dl||A||F\rL|1|N\r');
+    expect(d!.observations.map((o) => [o.code, o.value, o.comparator, o.limit, o.flags.filter((f) => f === 'HI' || f === 'LO')])).toEqual([
+      ['Glu', null, '>', 1000, ['HI']],
+      ['Pro', null, '<', 10, ['LO']],
+      ['Ket', 5, null, undefined, []],
+    ]);
+  });
+
+  it('the DCA Vantage specimen type follows the analytes: urine for albumin/creatinine, whole blood for HbA1c, null and a flag when mixed', () => {
+    const dca = (rs: string) => decode(`H|\\^&|||DCA VANTAGE^04.04.00.00^S1|||||||P||20250101120000\rP|1\rO|1||660^0090\r${rs}L|1|N\r`)[0]!;
+    const urine = dca('R|1|^^^Alb|63.7|mg/L||||F|||20250101120000\rR|2|^^^Crt|230.8|mg/dL||||F|||20250101120000\rR|3|^^^Ratio|27.6|mg/g||||F|||20250101120000\r');
+    expect(urine.specimen.type).toBe('urine');
+    const blood = dca('R|1|^^^HbA1c|6.1|%||||F|||20250101120000\r');
+    expect(blood.specimen.type).toBe('whole blood');
+    expect(blood.flags).not.toContain('specimen:mixed');
+    const mixed = dca('R|1|^^^HbA1c|6.1|%||||F|||20250101120000\rR|2|^^^Alb|63.7|mg/L||||F|||20250101120000\r');
+    expect(mixed.specimen.type).toBeNull();
+    expect(mixed.flags).toContain('specimen:mixed');
+  });
+
+  it('the Afinion 2 specimen type: whole blood for HbA1c; no type for a code it does not map', () => {
+    const af = (r: string) => decode(`H|\\^&|||Afinion 2 Analyzer^^AF1|||||||P|1|20250101120000\rP|1\rO|1||5\r${r}L|1|N\r`)[0]!;
+    expect(af('R|1|^^^HbA1c|5.9|%||||F||1||20250101115500\r').specimen.type).toBe('whole blood');
+    expect(af('R|1|^^^ACR|12|mg/g||||F||1||20250101115500\r').specimen.type).toBeNull();
+  });
+
+  it('Horiba Pentra unit code 1 (meaning unknown): value, unit and ucum null, the number in text, flag unit-unknown', () => {
+    const [d] = decode('H|\\^&|||ABX|||||||P|E1394-97|20220727121551\rP|1\rO|1|S1234^00^00||^^^DIF\rR|1|^^^WBC^804-5^1|8.5|1||||F||NNE NNEMT||20220727121550\rL|1|N\r');
+    expect(d!.observations[0]).toMatchObject({ code: 'WBC', loinc: '804-5', value: null, unit: null, ucum: null, text: '8.5', comparator: null });
+    expect(d!.observations[0]!.flags).toContain('unit-unknown');
+  });
+});

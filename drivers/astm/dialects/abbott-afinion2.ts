@@ -6,6 +6,10 @@
  * LOINC 4548-4 "Hemoglobin A1c/Hemoglobin.total in Blood" from public code lists in the code
  * index. The Afinion also reports HbA1c in mmol/mol (IFCC) where configured: that unit does not
  * fit 4548-4, so such a result keeps its unit and gets no LOINC (flag `unit-mismatch`).
+ *
+ * Specimen: per code. Only `HbA1c` is mapped (the only code seen in a capture): whole blood (the
+ * message does not say capillary or venous). The Afinion's other tests (ACR in urine, lipids,
+ * CRP) have no known code names here, so their results get no specimen type (null).
  */
 import { senderWords, type AstmDialect } from './types.ts';
 
@@ -19,9 +23,9 @@ export const abbottAfinion2: AstmDialect = {
   encoding: 'auto',
   codeComponent: 4,
   tests: {
-    HbA1c: { name: 'Hemoglobin A1c', loinc: '4548-4', ucum: '%', source: 'public LOINC code lists in the code index (FHIR value sets)' },
+    HbA1c: { name: 'Hemoglobin A1c', loinc: '4548-4', ucum: '%', specimen: 'whole blood', source: 'public LOINC code lists in the code index (FHIR value sets)' },
   },
-  specimenType: 'capillary blood',
+  specimenType: null,
   sample: {
     sender: 'Afinion 2 Analyzer^^AF20000001',
     version: '1',

@@ -3,8 +3,11 @@
  * each ending ETX, frame numbers wrapping 7→0; H-5 just `ABX` (no model, serial or version); R-3
  * `^^^<code>^<LOINC>^1`, i.e. the device's code in component 4 and a LOINC code it sends itself
  * in component 5; R-5 is `1` for every result, a unit code whose meaning no public source in the
- * research explains, so it is kept as sent with no UCUM (flag `unit-unknown`); values `-----` with
- * status X where the instrument could not measure.
+ * research explains (the note only says "a unit code!", §2.3), and the LOINC codes name the
+ * quantity, not the unit it is reported in (WBC may be 10*3/uL or 10*9/L). A number with an unknown
+ * unit is not a result a consumer can read, so each is published as text only: value, unit and
+ * UCUM null, the number in `text`, flag `unit-unknown`. Values `-----` with status X where the
+ * instrument could not measure.
  *
  * Names below are the analyte names of the LOINC codes the device itself sends (component 5).
  */
@@ -50,6 +53,7 @@ export const horibaPentra: AstmDialect = {
     RDWSD: t('Erythrocyte distribution width (SD)', '2100-5'),
   },
   specimenType: 'whole blood',
+  unknownUnits: ['1'],
   sample: {
     sender: 'ABX',
     version: 'E1394-97',

@@ -9,6 +9,9 @@
  * 2161-8 "Creatinine [Mass/volume] in Urine", 9318-7 "Albumin/Creatinine [Mass Ratio] in Urine",
  * 4548-4 "Hemoglobin A1c/Hemoglobin.total in Blood" (several FHIR value-set files agree). The
  * `HbA1c` code name on the DCA is assumed from the Afinion's (not seen in a DCA capture).
+ *
+ * Specimen: per code (the LOINC system of each code: urine for Alb/Crt/Ratio, blood for HbA1c),
+ * not per device; a code not in the table has no known specimen (null).
  */
 import { senderWords, type AstmDialect } from './types.ts';
 
@@ -24,12 +27,12 @@ export const siemensDcaVantage: AstmDialect = {
   encoding: 'auto',
   codeComponent: 4,
   tests: {
-    Alb: { name: 'Albumin', loinc: '14957-5', ucum: 'mg/L', source: LISTS },
-    Crt: { name: 'Creatinine', loinc: '2161-8', ucum: 'mg/dL', source: LISTS },
-    Ratio: { name: 'Albumin/Creatinine ratio', loinc: '9318-7', ucum: 'mg/g', source: LISTS },
-    HbA1c: { name: 'Hemoglobin A1c', loinc: '4548-4', ucum: '%', source: `${LISTS}; code name assumed` },
+    Alb: { name: 'Albumin', loinc: '14957-5', ucum: 'mg/L', specimen: 'urine', source: LISTS },
+    Crt: { name: 'Creatinine', loinc: '2161-8', ucum: 'mg/dL', specimen: 'urine', source: LISTS },
+    Ratio: { name: 'Albumin/Creatinine ratio', loinc: '9318-7', ucum: 'mg/g', specimen: 'urine', source: LISTS },
+    HbA1c: { name: 'Hemoglobin A1c', loinc: '4548-4', ucum: '%', specimen: 'whole blood', source: `${LISTS}; code name assumed` },
   },
-  specimenType: 'urine',
+  specimenType: null,
   sample: {
     sender: 'DCA VANTAGE^04.04.00.00^S000001',
     version: '',

@@ -19,6 +19,11 @@ export interface TestMapping {
   strip?: UrineAnalyteCode;
   /** Where the code and its meaning come from. */
   source: string;
+  /**
+   * The specimen this code is measured in, for a device that measures several kinds (the DCA
+   * Vantage: HbA1c in blood, albumin in urine). Without it the dialect's `specimenType` holds.
+   */
+  specimen?: string;
 }
 
 export interface SampleTest {
@@ -67,7 +72,13 @@ export interface AstmDialect {
   /** Which R-3 component holds a LOINC code the device sends itself, if any. */
   loincComponent?: number;
   tests: Readonly<Record<string, TestMapping>>;
+  /** The specimen of every code that names none in `tests` (null: not known). */
   specimenType: string | null;
+  /**
+   * R-5 unit spellings this device sends whose meaning no source gives (Pentra `1`): a number
+   * with one is published as text only (value, unit and UCUM null, flag `unit-unknown`).
+   */
+  unknownUnits?: readonly string[];
   /** A device-specific QC/control marking, beyond the generic H-12 / O-12 `Q` rules. */
   category?(order: AstmOrder, message: AstmMessage): ResultCategory | null;
   sample: DialectSample;
