@@ -363,12 +363,21 @@ export interface FreeStyleReading {
 
 export type FreeStyleRecord =
   | { kind: 'reading'; reading: FreeStyleReading }
-  /** A time change the meter logged: the new clock and the one before. */
+  /** A time change the meter logged: the new clock and the one before (null: not a real time). */
   | { kind: 'time-change'; id: number; time: string | null; previous: string | null }
   /** A record the meter itself marks invalid (error bit 0x8000): not a reading. */
   | { kind: 'invalid-reading'; id: number; time: string | null; source: FreeStyleReading['source'] }
   /** A known record type that is not a measurement (insulin, InsuLinx type 4). */
   | { kind: 'other'; recordType: number; id: number; what: string };
+
+/**
+ * How far a time change moved the meter clock: new minus old in seconds (negative: set back), or
+ * null when either side is not a real time (a clock that had lost power reads 255).
+ */
+export function clockChangeSeconds(change: { time: string | null; previous: string | null }): number | null {
+  if (change.time === null || change.previous === null) return null;
+  return (Date.parse(`${change.time}Z`) - Date.parse(`${change.previous}Z`)) / 1000;
+}
 
 const isNum = (s: string | undefined): s is string => s !== undefined && /^\d{1,10}$/.test(s);
 
@@ -413,7 +422,10 @@ const INSULINX_FIXED_FIELDS: ReadonlyArray<[number, string]> = [
  * One `$result?` record (InsuLinx and Precision/Optium Neo). Record types:
  *   0  InsuLinx glucose: type,id,M,D,YY,h,m,?,?,?,?,?,?,value,?,? (16 fields; value mg/dL, HI, LO)
  *   4  InsuLinx, not a measurement (in the capture: weekly at 11:26, carrying the 70/160 target range)
- *   6  time change: type,id,M,D,YY,h,m,valid,oldM,oldD,oldYY,oldh,oldm
+ *   6  time change: type,id,M,D,YY,h,m,valid,oldM,oldD,oldYY,oldh,oldm — the new clock first, then the
+ *      old one (Neo per the research note §2.6; InsuLinx confirmed by the real capture: record
+ *      `6,20305,8,6,14,11,11,1,8,6,14,17,10` lies between 20303 at 15:59 and 20307 at 13:00, so the
+ *      clock went from 17:10 back to 11:11, not the other way)
  *   7  Neo glucose: type,id,M,D,YY,h,m,?,value|HI|LO,?,flag,…  flag 0 = control solution
  *   9  Neo β-ketone: type,id,M,D,YY,h,m,?,value|HI,flag,…  value ÷ 18 = mmol/L; flag 0 = control
  *   10 Neo insulin, 11 Neo basal titration: not measurements

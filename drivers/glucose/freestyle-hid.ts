@@ -22,6 +22,12 @@
  *     interstitial-fluid glucose (LOINC 99504-3), never labelled capillary blood. Records the meter
  *     marks invalid (error bit 0x8000) are not readings and are counted, not published.
  *   - Time changes, insulin entries and InsuLinx type-4 records are not measurements.
+ * Meter clock changes (`$result?` type 6, Libre `$arresult?` type 5): every reading the meter took
+ * before a change, on the old clock, gets the record flags `device-clock-changed` and
+ * `device-clock-changed:<±seconds>s` (new clock minus old; `:unknown` when either side is not a
+ * real time). Its `device_time` and `observed_at` stay as the meter recorded them: the change's size
+ * says how far the clock moved at that moment, not where the reading really belongs (the clock
+ * may have been wrong before, or drifted), so nothing is moved on a guess. See `clockChangeFlags`.
  * Values are mg/dL on the wire whatever the display unit; β-ketone is the wire value ÷ 18 in
  * mmol/L, rounded to the meter's 0.1. HI/LO are flags with the meter's limit and no value.
  * The meter's patient name and id (`$ptname?`, `$ptid?`) are never asked for.
@@ -49,6 +55,7 @@ import type { ByteTransport } from '../../src/transports/transport.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { clockSkewSeconds, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import {
+  clockChangeSeconds,
   decodeReport,
   encodeReport,
   type FreeStyleReading,
@@ -210,6 +217,8 @@ export interface RecordSummary {
   invalid: number;
   /** Time changes, insulin entries and other records that are not measurements. */
   other: number;
+  /** Of those, the meter's clock-change records (also those that moved the clock by 0 s). */
+  clockChanges: number;
   /** Records that could not be used (each also an issue). */
   rejected: number;
 }
@@ -220,6 +229,37 @@ function modelFromRecords(snapshot: MeterSnapshot): FreeStyleModel | null {
   if (types.has('0') || types.has('4')) return 'insulinx';
   if (types.has('7') || types.has('9') || types.has('10') || types.has('11')) return 'neo';
   return null;
+}
+
+/** One clock change the meter logged: its record number, and how far it moved the clock (null: unknown). */
+interface ClockChange {
+  id: number;
+  seconds: number | null;
+}
+
+/**
+ * The flags of a reading with record number `id`: every change in the same list with a higher
+ * record number came after it, so the reading was taken on a clock that was moved since.
+ *
+ * The meter numbers its records in the order it writes them, so the record number (not the time,
+ * which is what a change makes unreliable) says which readings came before a change. Only changes
+ * of the same list count: a Libre numbers `$history?` and `$arresult?` records on separate
+ * counters (the only public example, Libre 3 lines in research note §2.6: history ids 233–243
+ * beside arresult id 7415),
+ * so an `$arresult?` change cannot be placed among `$history?` readings and flags none of them.
+ *
+ * Several changes: one size flag per change, oldest change first, not their sum. A sum is the
+ * reading's offset to today's clock only when every size is known and the clock ran true between
+ * changes; it hides changes that cancel (set forward then back: sum 0, yet the readings between
+ * were on a clock an hour off) and cannot be formed when one size is unknown. The single sizes
+ * keep all the meter said; whoever corrects can add them up. A change of 0 s (the clock
+ * confirmed, to the minute the meter keeps) moved nothing and flags nothing.
+ */
+export function clockChangeFlags(id: number, changes: readonly ClockChange[]): string[] {
+  const after = changes.filter((c) => c.id > id && c.seconds !== 0).sort((a, b) => a.id - b.id);
+  if (after.length === 0) return [];
+  const size = (s: number | null): string => (s === null ? 'unknown' : `${s > 0 ? '+' : ''}${s}s`);
+  return ['device-clock-changed', ...after.map((c) => `device-clock-changed:${size(c.seconds)}`)];
 }
 
 /** Record lines → drafts (oldest first), with an issue for every record that could not be used. */
@@ -233,9 +273,11 @@ export function snapshotToDrafts(
   const identity = freestyleIdentity(ctx.deviceId, model?.name ?? 'FreeStyle (HID)', snapshot.serial, snapshot.firmware);
   const drafts: ResultDraft[] = [];
   const issues: DecodeIssue[] = [];
-  const summary: RecordSummary = { records: 0, readings: 0, controls: 0, invalid: 0, other: 0, rejected: 0 };
+  const summary: RecordSummary = { records: 0, readings: 0, controls: 0, invalid: 0, other: 0, clockChanges: 0, rejected: 0 };
   const seen = new Set<string>();
   for (const command of ['$result?', '$history?', '$arresult?'] as const) {
+    const changes: ClockChange[] = [];
+    const readings: Array<{ id: number; draft: ResultDraft }> = [];
     for (const line of snapshot.records[command] ?? []) {
       summary.records++;
       const parsed = parseRecord(command, line);
@@ -246,16 +288,23 @@ export function snapshotToDrafts(
       }
       const rec = parsed.record;
       if (rec.kind === 'invalid-reading') summary.invalid++;
-      else if (rec.kind !== 'reading') summary.other++;
-      else {
+      else if (rec.kind !== 'reading') {
+        summary.other++;
+        if (rec.kind === 'time-change') {
+          summary.clockChanges++;
+          changes.push({ id: rec.id, seconds: clockChangeSeconds(rec) });
+        }
+      } else {
         const draft = readingToDraft(rec.reading, identity, ctx.timezone, model);
         if (seen.has(draft.key)) continue;
         seen.add(draft.key);
         summary.readings++;
         if (rec.reading.control) summary.controls++;
         drafts.push(draft);
+        readings.push({ id: rec.reading.id, draft });
       }
     }
+    for (const r of readings) r.draft.flags.push(...clockChangeFlags(r.id, changes));
   }
   drafts.sort((a, b) => (a.device_time! < b.device_time! ? -1 : a.device_time! > b.device_time! ? 1 : a.key < b.key ? -1 : 1));
   return { drafts, issues, summary, model: modelId };
@@ -735,6 +784,7 @@ class FreeStyleSession extends MeterSession<Buffer> {
           meter_records: out.summary.records,
           controls: out.summary.controls,
           not_results: out.summary.other,
+          clock_changes: out.summary.clockChanges,
           invalid: out.summary.invalid,
           rejected: out.summary.rejected,
         },

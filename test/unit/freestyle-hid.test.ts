@@ -478,3 +478,93 @@ describe('FreeStyle HID session on an in-memory link', () => {
     expect(parseSimulatorOptions({ model: 'neo', memory: [{ time: '2026-01-01T00:00:00', kind: 'ketone', value: 'HI' }] }).memory).toHaveLength(1);
   });
 });
+
+/** A transcript of text commands, each followed by its (multi-record) reply. */
+function recordTranscript(lists: Array<[string, string[]]>): Exchange[] {
+  return lists.flatMap(([command, records]) => [
+    { dir: 'H' as const, bytes: Buffer.concat([Buffer.of(MSG.TEXT, command.length + 2), Buffer.from(`${command}\r\n`, 'latin1')]) },
+    ...chunkReply(textReply(multiRecordMessage(records))),
+  ]);
+}
+
+const recordId = (d: ResultDraft): number => Number(d.key.split('|')[1]);
+const clockFlags = (d: ResultDraft): string[] => d.flags.filter((f) => f.startsWith('device-clock-changed'));
+
+describe('FreeStyle HID meter clock changes', () => {
+  it('the real InsuLinx capture: the 122 readings before the 2014-08-06 change 17:10 → 11:11 carry it, times untouched', () => {
+    const r = decodeFreeStyle({ kind: 'transcript', exchanges: REAL_EXCHANGES }, CTX);
+    expect(r.issues).toEqual([]);
+    const flagged = r.drafts.filter((d) => clockFlags(d).length > 0);
+    // Type-6 record 20305 is `6,20305,8,6,14,11,11,1,8,6,14,17,10`: new clock 11:11, old 17:10.
+    // Its neighbours confirm the order: 20303 (before it) reads 15:59, 20307 (after it) 13:00.
+    expect(flagged).toHaveLength(122);
+    expect(flagged.map(recordId).every((id) => id >= 20175 && id <= 20303)).toBe(true);
+    expect(r.drafts.filter((d) => recordId(d) <= 20303)).toHaveLength(122);
+    for (const d of flagged) expect(clockFlags(d)).toEqual(['device-clock-changed', 'device-clock-changed:-21540s']);
+    for (const d of r.drafts.filter((x) => recordId(x) > 20305)) expect(clockFlags(d)).toEqual([]);
+    // No silent correction: the meter's own time stays.
+    const d20303 = r.drafts.find((d) => recordId(d) === 20303)!;
+    expect([d20303.device_time, d20303.observed_at, d20303.observations[0]!.flags]).toEqual(['2014-08-06T15:59:00', '2014-08-06T15:59:00+02:00', []]);
+  });
+
+  it('two changes and more: a reading carries every change after it, in the order they happened; 0 s moves nothing', () => {
+    const records = [
+      '0,9,8,2,14,8,0,1,0,0,0,3,0,101,0,0',
+      '6,8,8,2,14,7,0,1,8,2,14,7,0', // 0 s: the clock was confirmed, not moved
+      '0,7,8,1,14,22,0,1,0,0,0,3,0,102,0,0',
+      '6,6,8,1,14,9,0,1,8,1,14,11,0', // set back 2 h
+      '0,5,8,1,14,10,30,1,0,0,0,3,0,103,0,0',
+      '6,4,8,1,14,10,0,1,8,1,14,9,0', // set forward 1 h
+      '0,3,8,1,14,8,0,1,0,0,0,3,0,104,0,0',
+      '6,2,8,1,14,7,0,1,255,255,255,255,255', // the clock had lost power: size unknown
+      '0,1,1,1,14,0,5,1,0,0,0,3,0,105,0,0',
+    ];
+    const r = decodeFreeStyle({ kind: 'transcript', exchanges: recordTranscript([['$result?', records]]) }, CTX);
+    expect(r.issues).toEqual([]);
+    const byId = new Map(r.drafts.map((d) => [recordId(d), d]));
+    expect(clockFlags(byId.get(9)!)).toEqual([]);
+    expect(clockFlags(byId.get(7)!)).toEqual([]);
+    expect(clockFlags(byId.get(5)!)).toEqual(['device-clock-changed', 'device-clock-changed:-7200s']);
+    expect(clockFlags(byId.get(3)!)).toEqual(['device-clock-changed', 'device-clock-changed:+3600s', 'device-clock-changed:-7200s']);
+    expect(clockFlags(byId.get(1)!)).toEqual([
+      'device-clock-changed',
+      'device-clock-changed:unknown',
+      'device-clock-changed:+3600s',
+      'device-clock-changed:-7200s',
+    ]);
+    expect(byId.get(1)!.flags[0]).toBe('source:strip');
+    expect(byId.get(3)!.device_time).toBe('2014-08-01T08:00:00');
+  });
+
+  it('Libre: an $arresult? time change flags the $arresult? readings numbered before it', () => {
+    const tail = `${Array(13).fill(0).join(',')},0,"","","","","",""`;
+    const arresult = [
+      `31,2,3,11,25,9,30,0,1,0,0,0,96,0,0,${tail}`,
+      '30,5,3,11,25,9,0,0,1,3,11,25,8,0,0', // new 09:00:00, old 08:00:00
+      `29,2,3,11,25,7,45,0,1,1,0,0,22,0,0,${tail}`,
+    ];
+    const history = ['1001,12,3,11,25,7,30,10,1,0,0,0,0,139,900,0'];
+    const r = decodeFreeStyle({ kind: 'transcript', exchanges: recordTranscript([['$history?', history], ['$arresult?', arresult]]) }, CTX);
+    expect(r.issues).toEqual([]);
+    const flags = new Map(r.drafts.map((d) => [d.key.split('|').slice(0, 2).join('|'), clockFlags(d)]));
+    expect(flags.get('$arresult?|29')).toEqual(['device-clock-changed', 'device-clock-changed:+3600s']);
+    expect(flags.get('$arresult?|31')).toEqual([]);
+    // $history? numbers its records on its own: an $arresult? number says nothing about them.
+    expect(flags.get('$history?|1001')).toEqual([]);
+  });
+
+  it('the session: flagged results, clock_changes in download_finished, nothing in the device state', async () => {
+    const h = await harness({}, {}, { connect: false });
+    const lines = ['0,4,8,1,14,10,30,1,0,0,0,3,0,103,0,0', '6,3,8,1,14,10,0,1,8,1,14,9,0', '0,2,8,1,14,8,0,1,0,0,0,3,0,104,0,0', '6,1,8,1,14,7,0,1,8,1,14,7,0'];
+    h.sim.recordLists = () => ({ '$result?': lines });
+    await h.host.open();
+    await until('download_finished', () => types(h).includes('download_finished'));
+    await stop(h);
+    const finished = h.events.find((e) => e.type === 'download_finished')!;
+    expect(finished.data).toMatchObject({ records: 2, meter_records: 4, clock_changes: 2 });
+    const [before, after] = h.commits[0]!.drafts;
+    expect([before!.device_time, clockFlags(before!)]).toEqual(['2014-08-01T08:00:00', ['device-clock-changed', 'device-clock-changed:+3600s']]);
+    expect(clockFlags(after!)).toEqual([]);
+    expect(JSON.stringify(h.state)).not.toMatch(/clock_change|clock-change/);
+  });
+});
