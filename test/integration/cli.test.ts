@@ -236,7 +236,7 @@ describe('poctd check-config', () => {
     const r = await poctd(['check-config', 'config/demo.yaml']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/config\/demo\.yaml: ok \(2 devices\)/);
+    expect(r.stdout).toMatch(/config\/demo\.yaml: ok \(4 devices\)/);
   });
 
   const BROKEN = [
