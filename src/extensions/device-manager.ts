@@ -5,7 +5,7 @@ import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
 import { flagAmbiguousDeviceTimes } from '../records/build.ts';
 import { DEVICE_STATE_SCHEMA, type Availability, type DeviceState } from '../records/types.ts';
 import { CommitQueue } from '../store/commit-queue.ts';
-import { normalizeUsbId } from '../transports/discovery.ts';
+import { usbEntry } from '../transports/discovery.ts';
 import { createTransport } from '../transports/index.ts';
 import { memoryPair } from '../transports/memory.ts';
 import type { ByteTransport } from '../transports/transport.ts';
@@ -43,10 +43,8 @@ interface ManagedDevice {
 
 /** The driver's entry for a USB id it recognises but cannot read, if this transport names one. */
 function unsupportedMatch(driver: DriverDefinition, transport: DeviceConfig['transport']): UsbMatch | null {
-  if (transport.type !== 'hid' || !transport.vendor_id || !transport.product_id) return null;
-  const vid = normalizeUsbId(transport.vendor_id);
-  const pid = normalizeUsbId(transport.product_id);
-  const match = driver.usb.find((m) => normalizeUsbId(m.vendorId) === vid && normalizeUsbId(m.productId) === pid);
+  if (transport.type !== 'hid') return null;
+  const match = usbEntry(driver, transport.vendor_id, transport.product_id);
   return match?.unsupported ? match : null;
 }
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import type { AutoDetectRule, DeviceConfig } from '../config/types.ts';
 import type { DriverDefinition } from '../driver-sdk/index.ts';
-import { listPorts, normalizeUsbId, type PortListing } from '../transports/discovery.ts';
+import { listPorts, normalizeUsbId, usbEntry, type PortListing } from '../transports/discovery.ts';
 import { makeEvent } from './bridge.ts';
 import type { Extension, Services } from './extension.ts';
 
@@ -55,8 +55,11 @@ export function presentDevices(listing: PortListing): PresentDevice[] {
   ];
 }
 
-const usbIdsOf = (driver: DriverDefinition): string[] =>
-  driver.usb.map((m) => `${normalizeUsbId(m.vendorId) ?? ''}:${normalizeUsbId(m.productId) ?? ''}`);
+/** Does the driver list this device's `vvvv:pppp` among its USB ids? */
+const claims = (driver: DriverDefinition, usb: string | null): boolean => {
+  const [vendorId, productId] = usb ? usb.split(':') : [];
+  return usbEntry(driver, vendorId, productId) !== undefined;
+};
 
 function resolved(path: string): string {
   try {
@@ -101,7 +104,7 @@ function ruleMatches(rule: AutoDetectRule, present: PresentDevice, drivers: read
   if (rule.driver !== undefined && rule.usb === undefined && rule.serial === undefined) {
     // A rule with only a driver takes what that driver's USB ids say is its device.
     const driver = drivers.find((d) => d.id === rule.driver);
-    return !!driver && present.usb !== null && usbIdsOf(driver).includes(present.usb);
+    return !!driver && claims(driver, present.usb);
   }
   return true;
 }
@@ -124,7 +127,7 @@ export function decide(
   if (rule.driver !== undefined) {
     driver = drivers.find((d) => d.id === rule.driver);
   } else {
-    const candidates = drivers.filter((d) => present.usb !== null && usbIdsOf(d).includes(present.usb));
+    const candidates = drivers.filter((d) => claims(d, present.usb));
     if (candidates.length !== 1) {
       const names = candidates.map((d) => d.id).join(', ') || 'none';
       return {

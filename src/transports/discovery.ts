@@ -8,7 +8,7 @@ import { readdir, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { SerialPort } from 'serialport';
 import { drivers as registeredDrivers } from '../../drivers/index.ts';
-import type { DriverDefinition } from '../driver-sdk/index.ts';
+import type { DriverDefinition, UsbMatch } from '../driver-sdk/index.ts';
 import { HID_APT_HINT, listHidDevices, loadNodeHid, type HidDeviceInfo, type NodeHidModule } from './hid.ts';
 
 export interface SerialPortListing {
@@ -81,21 +81,25 @@ export function normalizeUsbId(id: string | number | null | undefined): string |
   return text.padStart(4, '0');
 }
 
+/** The driver's entry for vendorId:productId (hex, any case, any padding), if it lists one. */
+export function usbEntry(
+  driver: DriverDefinition,
+  vendorId: string | number | null | undefined,
+  productId: string | number | null | undefined,
+): UsbMatch | undefined {
+  const vid = normalizeUsbId(vendorId);
+  const pid = normalizeUsbId(productId);
+  if (vid === null || pid === null) return undefined;
+  return driver.usb.find((m) => normalizeUsbId(m.vendorId) === vid && normalizeUsbId(m.productId) === pid);
+}
+
 /** Ids of the drivers whose `usb` list contains vendorId:productId (hex, any case, any padding). */
 export function matchDrivers(
   vendorId: string | number | null | undefined,
   productId: string | number | null | undefined,
   driverList: readonly DriverDefinition[] = registeredDrivers,
 ): string[] {
-  const vid = normalizeUsbId(vendorId);
-  const pid = normalizeUsbId(productId);
-  if (vid === null || pid === null) return [];
-  const ids: string[] = [];
-  for (const driver of driverList) {
-    const hit = (driver.usb ?? []).some((m) => normalizeUsbId(m.vendorId) === vid && normalizeUsbId(m.productId) === pid);
-    if (hit && !ids.includes(driver.id)) ids.push(driver.id);
-  }
-  return ids;
+  return driverList.filter((d) => usbEntry(d, vendorId, productId)).map((d) => d.id);
 }
 
 /** The reason a matching driver gives for not reading this USB id, if any. */
@@ -104,11 +108,9 @@ export function unsupportedReason(
   productId: string | number | null | undefined,
   driverList: readonly DriverDefinition[] = registeredDrivers,
 ): string | null {
-  const vid = normalizeUsbId(vendorId);
-  const pid = normalizeUsbId(productId);
   for (const driver of driverList) {
-    const m = driver.usb.find((u) => normalizeUsbId(u.vendorId) === vid && normalizeUsbId(u.productId) === pid && u.unsupported);
-    if (m?.unsupported) return `${driver.id}: ${m.unsupported}`;
+    const reason = usbEntry(driver, vendorId, productId)?.unsupported;
+    if (reason) return `${driver.id}: ${reason}`;
   }
   return null;
 }
