@@ -41,7 +41,9 @@ import type {
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
 import {
+  CLOCK_SKEW_LIMIT_S,
   MeterSession,
+  type MeterSessionOptions,
   NoAnswerError,
   numberOptions,
   ProtocolError,
@@ -62,7 +64,7 @@ import {
 } from '../../src/protocols/astm/frame.ts';
 import { type AstmRecord, parseAstmDate, parseMessage, splitRecords } from '../../src/protocols/astm/records.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { clockSkewSeconds, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const CONTOUR_DRIVER_ID = 'contour-next';
 const MANUFACTURER = 'Ascensia';
@@ -538,18 +540,16 @@ const MAX_FRAME_BYTES = 1024;
 /** A full meter memory (about 2000 readings) is ~150 kB: more than this is not a Contour. */
 const MAX_TRANSFER_BYTES = 1 << 20;
 
-export interface ContourSessionOptions {
-  /** How long to wait for the meter's ENQ after the poke, and for each frame of a transfer. */
-  reply_timeout_ms: number;
+/**
+ * `reply_timeout_ms`: for the meter's ENQ after the poke, and for each frame of a transfer;
+ * `retries`: pokes sent before the meter counts as not answering.
+ */
+export interface ContourSessionOptions extends MeterSessionOptions {
   /** NAKs for one frame before the transfer is given up (E1381: 6). */
   max_naks: number;
-  /** Pokes sent before the meter counts as not answering. */
-  retries: number;
-  /** A meter clock further than this from the host clock is flagged. */
-  clock_skew_limit_s: number;
 }
 
-const DEFAULT_SESSION_OPTIONS: ContourSessionOptions = { reply_timeout_ms: 5000, max_naks: 6, retries: 1, clock_skew_limit_s: 900 };
+const DEFAULT_SESSION_OPTIONS: ContourSessionOptions = { reply_timeout_ms: 5000, max_naks: 6, retries: 1, clock_skew_limit_s: CLOCK_SKEW_LIMIT_S };
 
 /** Reads `device.options`. Throws an Error that names the bad option. */
 export function contourSessionOptions(device: DeviceConfig): ContourSessionOptions {
@@ -747,21 +747,8 @@ class ContourSession extends MeterSession<AstmFrameEvent> {
 
   private onHeader(h: ContourHeader): void {
     this.header = h;
-    const patch: Partial<DeviceState> = { ...headerState(h), last_seen: this.host.now().toISOString() };
-    if (h.clock) {
-      const skew = clockSkewSeconds(h.clock, this.host.timezone, this.host.now());
-      const flagged = Math.abs(skew) > this.opts.clock_skew_limit_s;
-      const wasFlagged = this.report.state.clock_skew_flagged === true;
-      patch.clock_skew_s = skew;
-      patch.clock_skew_flagged = flagged;
-      if (flagged && !wasFlagged) {
-        this.report.emit('clock_skew', `the meter clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, {
-          clock_skew_s: skew,
-          limit_s: this.opts.clock_skew_limit_s,
-        });
-      }
-    }
-    this.report.patch(patch);
+    this.report.patch({ ...headerState(h), last_seen: this.host.now().toISOString() });
+    if (h.clock) this.report.clockRead(h.clock, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
   }
 
   // ── conversations ──
@@ -850,14 +837,14 @@ class ContourSession extends MeterSession<AstmFrameEvent> {
       await step('T|', 'time command');
       await step(`${m[4]}${m[5]}|\r`, 'time');
       await this.sendControl(EOT);
-      const previous = this.report.state.clock_skew_s ?? null;
-      const skew = clockSkewSeconds(target, this.host.timezone, this.host.now());
-      this.report.patch({ clock_skew_s: skew, clock_skew_flagged: Math.abs(skew) > this.opts.clock_skew_limit_s, last_seen: this.host.now().toISOString() });
-      this.report.emit('clock_set', 'the meter clock was set to the host time (minutes; the next download reads it back)', {
-        previous_skew_s: previous,
-        clock_skew_s: skew,
-      });
-      return { clock: target, clock_skew_s: skew, previous_skew_s: previous };
+      const set = this.report.clockSet(
+        target,
+        this.host.timezone,
+        this.host.now(),
+        this.opts.clock_skew_limit_s,
+        'the meter clock was set to the host time (minutes; the next download reads it back)',
+      );
+      return { clock: target, ...set };
     } catch (err) {
       throw this.failed(err, 'device_error');
     }

@@ -43,7 +43,9 @@ import type {
 } from '../../src/driver-sdk/index.ts';
 import {
   AbortedError,
+  CLOCK_SKEW_LIMIT_S,
   MeterSession,
+  type MeterSessionOptions,
   NoAnswerError,
   numberOptions,
   ProtocolError,
@@ -53,7 +55,7 @@ import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { clockSkewSeconds, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import {
   clockChangeSeconds,
   decodeReport,
@@ -458,16 +460,13 @@ export function decodeFreeStyle(capture: Capture, ctx: DecodeContext): DecodeRes
 // Session: the live conversation with one meter.
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-export interface FreeStyleSessionOptions {
-  /** How long to wait for the next report; during a memory dump it restarts with every report. */
-  reply_timeout_ms: number;
-  /** How many times a command with a bad reply (checksum, truncation, no answer) is sent again. */
-  retries: number;
-  /** A meter clock further than this from the host clock is flagged. */
-  clock_skew_limit_s: number;
-}
+/**
+ * `reply_timeout_ms` is per report (during a memory dump it restarts with every report);
+ * `retries` covers a bad reply: checksum, truncation, no answer.
+ */
+export type FreeStyleSessionOptions = MeterSessionOptions;
 
-const DEFAULT_SESSION_OPTIONS: FreeStyleSessionOptions = { reply_timeout_ms: 2000, retries: 1, clock_skew_limit_s: 900 };
+const DEFAULT_SESSION_OPTIONS: FreeStyleSessionOptions = { reply_timeout_ms: 2000, retries: 1, clock_skew_limit_s: CLOCK_SKEW_LIMIT_S };
 
 /** Reads `device.options`; throws an Error that names the bad option. */
 export function freestyleSessionOptions(device: DeviceConfig): FreeStyleSessionOptions {
@@ -801,16 +800,7 @@ class FreeStyleSession extends MeterSession<Buffer> {
       this.report.emit('clock_skew', 'the meter clock is not set (it reports 255: its clock lost power)', { clock_skew_s: null, limit_s: this.opts.clock_skew_limit_s });
       return;
     }
-    const skew = clockSkewSeconds(clock, this.host.timezone, this.host.now());
-    const flagged = Math.abs(skew) > this.opts.clock_skew_limit_s;
-    const wasFlagged = this.report.state.clock_skew_flagged === true;
-    this.report.patch({ clock_skew_s: skew, clock_skew_flagged: flagged });
-    if (flagged && !wasFlagged) {
-      this.report.emit('clock_skew', `the meter clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, {
-        clock_skew_s: skew,
-        limit_s: this.opts.clock_skew_limit_s,
-      });
-    }
+    this.report.clockRead(clock, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
   }
 
   private async syncClock(): Promise<ClockSyncResult> {
@@ -829,15 +819,8 @@ class FreeStyleSession extends MeterSession<Buffer> {
       if (clock === null || off > 120) {
         throw new ProtocolError('clock-not-set', `the meter reports a clock ${clock === null ? 'that is not set' : `${Math.round(off)} s away from the time sent`}`);
       }
-      const previous = this.report.state.clock_skew_s ?? null;
-      const skew = clockSkewSeconds(clock, this.host.timezone, this.host.now());
-      this.report.patch({
-        clock_skew_s: skew,
-        clock_skew_flagged: Math.abs(skew) > this.opts.clock_skew_limit_s,
-        last_seen: this.host.now().toISOString(),
-      });
-      this.report.emit('clock_set', 'the meter clock was set to the host time', { previous_skew_s: previous, clock_skew_s: skew });
-      return { clock, clock_skew_s: skew, previous_skew_s: previous };
+      const set = this.report.clockSet(clock, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
+      return { clock, ...set };
     } catch (err) {
       throw this.failed(err, 'device_error');
     }

@@ -37,7 +37,15 @@ import type {
   DeviceSimulator,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
-import { MeterSession, NoAnswerError, ProtocolError, numberOptions, type SessionCommand } from '../../src/driver-sdk/meter-session.ts';
+import {
+  CLOCK_SKEW_LIMIT_S,
+  MeterSession,
+  type MeterSessionOptions,
+  NoAnswerError,
+  numberOptions,
+  ProtocolError,
+  type SessionCommand,
+} from '../../src/driver-sdk/meter-session.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
@@ -559,17 +567,10 @@ export function decodeLifeScan(d: LifeScanDialect, capture: Capture, ctx: Decode
 // Session: the link layer and the conversations with one meter; the rest is `MeterSession`.
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-/** The session's `device.options` and their defaults. */
-const SESSION_DEFAULTS = {
-  /** How long to wait for each frame of a reply. */
-  reply_timeout_ms: 1000,
-  /** How many times a failed command is sent again (after a link reset on the UltraEasy). */
-  retries: 2,
-  /** A meter clock further than this from the host clock is flagged. */
-  clock_skew_limit_s: 900,
-};
+/** `reply_timeout_ms` is per frame; on the UltraEasy each retry follows a link reset. */
+export type LifeScanSessionOptions = MeterSessionOptions;
 
-export type LifeScanSessionOptions = typeof SESSION_DEFAULTS;
+const SESSION_DEFAULTS: LifeScanSessionOptions = { reply_timeout_ms: 1000, retries: 2, clock_skew_limit_s: CLOCK_SKEW_LIMIT_S };
 
 /** Reads `device.options` (`retries` may be 0). Throws an Error that names the bad option. */
 export function sessionOptions(device: DeviceConfig): LifeScanSessionOptions {
@@ -783,17 +784,7 @@ export class LifeScanSession extends MeterSession<FrameItem> {
   }
 
   private checkSkew(clock: string): number {
-    const skew = clockSkewSeconds(clock, this.host.timezone, this.host.now());
-    const flagged = Math.abs(skew) > this.opts.clock_skew_limit_s;
-    const wasFlagged = this.report.state.clock_skew_flagged === true;
-    this.report.patch({ clock_skew_s: skew, clock_skew_flagged: flagged });
-    if (flagged && !wasFlagged) {
-      this.report.emit('clock_skew', `the meter clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, {
-        clock_skew_s: skew,
-        limit_s: this.opts.clock_skew_limit_s,
-      });
-    }
-    return skew;
+    return this.report.clockRead(clock, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
   }
 
   // ── conversations ──
@@ -857,16 +848,13 @@ export class LifeScanSession extends MeterSession<FrameItem> {
     this.inbox.resume();
     try {
       await this.openLink();
-      const previous = this.report.state.clock_skew_s ?? null;
       await this.ask({ type: 'write-clock', seconds: 0 }, ['clock-set']);
       const back = await this.ask({ type: 'read-clock' }, ['clock']);
       const clock = this.clockNaive(back.seconds);
       const skew = clockSkewSeconds(clock, this.host.timezone, this.host.now());
       if (Math.abs(skew) > 5) throw new ProtocolError('clock-not-set', `the meter clock reads ${skew} s off the host time after the set`);
-      this.checkSkew(clock);
-      this.report.patch({ last_seen: this.host.now().toISOString() });
-      this.report.emit('clock_set', 'the meter clock was set to the host time', { previous_skew_s: previous, clock_skew_s: skew });
-      return { clock, clock_skew_s: skew, previous_skew_s: previous };
+      const set = this.report.clockSet(clock, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
+      return { clock, ...set };
     } catch (err) {
       throw this.failed(err, 'device_error');
     }

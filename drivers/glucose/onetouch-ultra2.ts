@@ -40,7 +40,9 @@ import type {
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
 import {
+  CLOCK_SKEW_LIMIT_S,
   MeterSession,
+  type MeterSessionOptions,
   NoAnswerError,
   numberOptions,
   ProtocolError,
@@ -51,7 +53,7 @@ import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { clockSkewSeconds, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const ULTRA2_DRIVER_ID = 'onetouch-ultra2';
 const MANUFACTURER = 'LifeScan';
@@ -489,16 +491,10 @@ export function decodeUltra2(capture: Capture, ctx: DecodeContext): DecodeResult
 // Session: the live conversation with one meter.
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-export interface Ultra2SessionOptions {
-  /** How long to wait for each reply line; during DMP the timer restarts with every line. */
-  reply_timeout_ms: number;
-  /** How many times a failed command (or the whole DMP) is sent again. */
-  retries: number;
-  /** A meter clock further than this from the host clock is flagged. */
-  clock_skew_limit_s: number;
-}
+/** `reply_timeout_ms` is per line (during DMP it restarts with every line); `retries` also covers the whole DMP. */
+export type Ultra2SessionOptions = MeterSessionOptions;
 
-const DEFAULT_SESSION_OPTIONS: Ultra2SessionOptions = { reply_timeout_ms: 2000, retries: 1, clock_skew_limit_s: 900 };
+const DEFAULT_SESSION_OPTIONS: Ultra2SessionOptions = { reply_timeout_ms: 2000, retries: 1, clock_skew_limit_s: CLOCK_SKEW_LIMIT_S };
 
 /** Reads `device.options`. Throws an Error that names the bad option. */
 export function ultra2SessionOptions(device: DeviceConfig): Ultra2SessionOptions {
@@ -688,24 +684,14 @@ class Ultra2Session extends MeterSession<FramedItem> {
       const sn = await this.ask('DM@', 'serial');
       const clock = await this.ask('DMF', 'clock');
       const unit = await this.ask('DMSU?', 'unit');
-      const skew = clockSkewSeconds(clock.time, this.host.timezone, this.host.now());
-      const flagged = Math.abs(skew) > this.opts.clock_skew_limit_s;
-      const wasFlagged = this.state.clock_skew_flagged === true;
       this.report.patch({
         model: MODEL,
         serial: sn.serial,
         firmware: fw.firmware,
         display_unit: unit.unit,
-        clock_skew_s: skew,
-        clock_skew_flagged: flagged,
         last_seen: this.host.now().toISOString(),
       });
-      if (flagged && !wasFlagged) {
-        this.report.emit('clock_skew', `the meter clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, {
-          clock_skew_s: skew,
-          limit_s: this.opts.clock_skew_limit_s,
-        });
-      }
+      this.report.clockRead(clock.time, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
 
       const dump = await this.readDump();
       const identity = ultra2Identity(this.host.device.id, dump.header.serial, fw.firmware);
@@ -735,15 +721,8 @@ class Ultra2Session extends MeterSession<FramedItem> {
       if (off > 2) {
         throw new ProtocolError('clock-not-set', `the meter reports a clock ${Math.round(off)} s away from the time sent`);
       }
-      const previous = this.state.clock_skew_s ?? null;
-      const skew = clockSkewSeconds(reply.time, this.host.timezone, this.host.now());
-      this.report.patch({
-        clock_skew_s: skew,
-        clock_skew_flagged: Math.abs(skew) > this.opts.clock_skew_limit_s,
-        last_seen: this.host.now().toISOString(),
-      });
-      this.report.emit('clock_set', 'the meter clock was set to the host time', { previous_skew_s: previous, clock_skew_s: skew });
-      return { clock: reply.time, clock_skew_s: skew, previous_skew_s: previous };
+      const set = this.report.clockSet(reply.time, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
+      return { clock: reply.time, ...set };
     } catch (err) {
       throw this.failed(err, 'device_error');
     }

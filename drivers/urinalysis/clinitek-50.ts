@@ -39,13 +39,20 @@ import type {
   DriverDefinition,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
-import { MeterSession, NoAnswerError, numberOptions, ProtocolError } from '../../src/driver-sdk/meter-session.ts';
+import {
+  CLOCK_SKEW_LIMIT_S,
+  MeterSession,
+  type MeterSessionOptions,
+  NoAnswerError,
+  numberOptions,
+  ProtocolError,
+} from '../../src/driver-sdk/meter-session.ts';
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { clockSkewSeconds, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { stripObservation, type OrdinalGrade, type UrineAnalyteCode } from './urine-strip-analytes.ts';
 
 export const CLINITEK_50_DRIVER_ID = 'clinitek-50';
@@ -396,15 +403,12 @@ export function decodeClinitek50(capture: Capture, ctx: DecodeContext, order: Da
 // is committed, then ACKed.
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-export interface Clinitek50SessionOptions {
-  reply_timeout_ms: number;
-  /** Bad packets in a row before the download is given up. */
-  retries: number;
-  clock_skew_limit_s: number;
+/** `retries`: bad packets in a row before the download is given up. */
+export interface Clinitek50SessionOptions extends MeterSessionOptions {
   date_order: DateOrder;
 }
 
-const DEFAULT_NUMBER_OPTIONS = { reply_timeout_ms: 3000, retries: 3, clock_skew_limit_s: 900 };
+const DEFAULT_NUMBER_OPTIONS: MeterSessionOptions = { reply_timeout_ms: 3000, retries: 3, clock_skew_limit_s: CLOCK_SKEW_LIMIT_S };
 const DEFAULT_SESSION_OPTIONS: Clinitek50SessionOptions = { ...DEFAULT_NUMBER_OPTIONS, date_order: 'YMD' };
 
 export function clinitek50SessionOptions(device: DeviceConfig): Clinitek50SessionOptions {
@@ -507,22 +511,15 @@ class Clinitek50Session extends MeterSession<FramedItem> {
       await this.dtrLow();
       const id = await this.identify();
       started = true;
-      const skew = clockSkewSeconds(id.clock, this.host.timezone, this.host.now());
-      const flagged = Math.abs(skew) > this.opts.clock_skew_limit_s;
-      const wasFlagged = this.report.state.clock_skew_flagged === true;
       this.report.patch({
         model: MODEL,
         firmware: id.software,
         display_unit: id.units,
-        clock_skew_s: skew,
-        clock_skew_flagged: flagged,
         status: 'downloading',
         status_detail: null,
         last_seen: this.host.now().toISOString(),
       });
-      if (flagged && !wasFlagged) {
-        this.report.emit('clock_skew', `the reader clock is ${skew} s off the host clock (limit ${this.opts.clock_skew_limit_s} s)`, { clock_skew_s: skew, limit_s: this.opts.clock_skew_limit_s });
-      }
+      this.report.clockRead(id.clock, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s, 'reader');
       this.report.emit('download_started', `download started (${trigger})`, { trigger });
       const identity = clinitek50Identity(this.host.device.id, id.software);
       const total = { records: 0, inserted: 0, duplicates: 0 };

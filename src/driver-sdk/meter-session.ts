@@ -8,6 +8,7 @@
 import type { DeviceConfig } from '../config/types.ts';
 import type { BridgeEventType, DeviceState, ResultDraft } from '../records/types.ts';
 import type { ByteTransport } from '../transports/transport.ts';
+import { clockSkewSeconds } from '../util/time.ts';
 import type { Capture, DriverSession, Exchange, SessionHost } from './index.ts';
 
 /** Nothing came back: the device is off, asleep, or not in the cable. */
@@ -25,6 +26,19 @@ export class ProtocolError extends Error {
 
 /** The link closed or the session stopped in the middle of a conversation. */
 export class AbortedError extends Error {}
+
+/** The options every host-driven session takes (`device.options`); drivers add their own. */
+export interface MeterSessionOptions {
+  /** How long to wait for each reply from the device. */
+  reply_timeout_ms: number;
+  /** How many times a failed command is sent again. */
+  retries: number;
+  /** A device clock further than this from the host clock is flagged. */
+  clock_skew_limit_s: number;
+}
+
+/** 15 minutes: the clock skew beyond which a device's clock is flagged (the design's rule). */
+export const CLOCK_SKEW_LIMIT_S = 900;
 
 /**
  * Reads numeric `device.options` over their defaults. Throws an Error that names the bad option.
@@ -93,6 +107,37 @@ export class SessionReporter {
     this.quarantine(bytes, code);
     this.host.log.warn({ reason: code, detail }, `${this.tag}: bad ${what} from the device`);
     this.emit('bad_frame', `bad ${what} from the device: ${code}`, { reason: code, detail });
+  }
+
+  /**
+   * A clock read from the device (naive local time in `timezone`): the skew goes on the device
+   * state, flagged beyond `limitS`, with one `clock_skew` event when it becomes flagged. `who`
+   * names the device in the event ("meter", "reader"). Returns the skew in seconds.
+   */
+  clockRead(deviceNaive: string, timezone: string, now: Date, limitS: number, who = 'meter'): number {
+    const skew = clockSkewSeconds(deviceNaive, timezone, now);
+    const flagged = Math.abs(skew) > limitS;
+    const wasFlagged = this.state.clock_skew_flagged === true;
+    this.patch({ clock_skew_s: skew, clock_skew_flagged: flagged });
+    if (flagged && !wasFlagged) {
+      this.emit('clock_skew', `the ${who} clock is ${skew} s off the host clock (limit ${limitS} s)`, { clock_skew_s: skew, limit_s: limitS });
+    }
+    return skew;
+  }
+
+  /** The device clock was just set and reads `deviceNaive`: the new skew and a `clock_set` event. */
+  clockSet(
+    deviceNaive: string,
+    timezone: string,
+    now: Date,
+    limitS: number,
+    message = 'the meter clock was set to the host time',
+  ): { clock_skew_s: number; previous_skew_s: number | null } {
+    const previous = this.state.clock_skew_s ?? null;
+    const skew = clockSkewSeconds(deviceNaive, timezone, now);
+    this.patch({ clock_skew_s: skew, clock_skew_flagged: Math.abs(skew) > limitS, last_seen: now.toISOString() });
+    this.emit('clock_set', message, { previous_skew_s: previous, clock_skew_s: skew });
+    return { clock_skew_s: skew, previous_skew_s: previous };
   }
 
   /**
