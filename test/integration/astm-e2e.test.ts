@@ -9,23 +9,16 @@ import { AstmSimulator, parseSimulatorOptions } from '../../drivers/astm/astm.ts
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
 import { TcpClientTransport } from '../../src/transports/tcp.ts';
+import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { startDaemon, testConfig } from '../helpers/daemon.ts';
-import { freePort, Mosquitto } from '../helpers/mosquitto.ts';
+import { freePort } from '../helpers/mosquitto.ts';
 import { daemonOnSerial, simulateSerialDevice } from '../helpers/serial-meter.ts';
 import { startPtyPair } from '../helpers/socat.ts';
 import { Subscriber } from '../helpers/subscriber.ts';
 
 const cleanups = useCleanups();
 const RESULT = 'poct/device/bench1/result';
-
-async function brokerWithSubscriber(): Promise<{ broker: Mosquitto; sub: Subscriber }> {
-  const broker = await Mosquitto.start();
-  cleanups.push(() => broker.stop());
-  const sub = await Subscriber.connect(broker.url);
-  cleanups.push(() => sub.close());
-  return { broker, sub };
-}
 
 function events(sub: Subscriber): BridgeEvent[] {
   return sub.payloads<BridgeEvent>('poct/bridge/event');
@@ -36,7 +29,7 @@ const DCA_MESSAGE =
 
 describe('astm over a socat pty pair, Mosquitto as broker', () => {
   it('receives messages from the simulator process (ETB splits, random chunks, a corrupted frame) and publishes schema-valid results', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
     await daemonOnSerial(broker.url, pty.b, cleanups, 'options: { receive_timeout_ms: 1000 }', 'astm');
@@ -54,7 +47,7 @@ describe('astm over a socat pty pair, Mosquitto as broker', () => {
   });
 
   it('a device that stops mid-message without EOT: nothing published, partial discarded after the timer, the next message published once', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
     const controller = await daemonOnSerial(broker.url, pty.b, cleanups, 'options: { receive_timeout_ms: 500 }', 'astm');
@@ -71,7 +64,7 @@ describe('astm over a socat pty pair, Mosquitto as broker', () => {
 
 describe('astm over TCP, Mosquitto as broker', () => {
   it('device connects to the daemon (tcp-server): a peer that disconnects mid-message publishes nothing; the resent message is published exactly once', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const port = await freePort();
     const { controller } = await startDaemon(
       testConfig(`
@@ -126,7 +119,7 @@ devices:
   });
 
   it('daemon as TCP client to a listening simulator process (poctd simulate astm --tcp)', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const port = await freePort();
     const child = spawn(
       process.execPath,

@@ -12,9 +12,9 @@ import { schemaProblems } from '../../src/records/schemas.ts';
 import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
 import type { HidDeviceHandle, HidOpener } from '../../src/transports/hid.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
+import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { startDaemon, testConfig, type LogCapture } from '../helpers/daemon.ts';
-import { Mosquitto } from '../helpers/mosquitto.ts';
 import { Subscriber } from '../helpers/subscriber.ts';
 
 const cleanups = useCleanups();
@@ -86,14 +86,6 @@ function hidMeter(options: FreeStyleSimulatorOptions): { sim: FreeStyleSimulator
   return { sim, opener, devices, plugged };
 }
 
-async function brokerWithSubscriber(): Promise<{ broker: Mosquitto; sub: Subscriber }> {
-  const broker = await Mosquitto.start();
-  cleanups.push(() => broker.stop());
-  const sub = await Subscriber.connect(broker.url);
-  cleanups.push(() => sub.close());
-  return { broker, sub };
-}
-
 async function daemonWithHidMeter(brokerUrl: string, opener: HidOpener, productId = '3460', extra = ''): Promise<{ controller: Controller; logs: LogCapture }> {
   const config = testConfig(`
 site: clinic-a
@@ -120,7 +112,7 @@ const MEMORY = Array.from({ length: 40 }, (_, i) => ({
 
 describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto)', () => {
   it('downloads an InsuLinx on plug-in, publishes schema-valid results once, and a second download adds none', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const { sim, opener, devices } = hidMeter({ memory: MEMORY, patient_name: 'Sensitive,Name', patient_id: 'PATIENT-77' });
     const { controller, logs } = await daemonWithHidMeter(broker.url, opener);
 
@@ -154,7 +146,7 @@ describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto
   });
 
   it('unplugged mid-download: an event, nothing partial stored; plugged back in, the whole memory arrives', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const memory = Array.from({ length: 150 }, (_, i) => ({ time: `2026-11-${String(1 + (i % 20)).padStart(2, '0')}T${String(i % 24).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}:00`, value: 60 + i }));
     const { opener, devices, plugged, sim } = hidMeter({ memory, report_delay_ms: 4, max_payload: 24 });
     const { controller } = await daemonWithHidMeter(broker.url, opener);
@@ -176,7 +168,7 @@ describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto
   });
 
   it('a Libre 2 is recognised and refused: status unsupported with the reason, an event, nothing sent, no crash', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const { opener, sim, devices } = hidMeter({ model: 'libre2' });
     const { controller } = await daemonWithHidMeter(broker.url, opener, '3950');
 

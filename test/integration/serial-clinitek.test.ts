@@ -1,25 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { BridgeEvent, ResultRecord } from '../../src/records/types.ts';
-import { Mosquitto } from '../helpers/mosquitto.ts';
 import { daemonOnSerial, simulateSerialDevice } from '../helpers/serial-meter.ts';
 import { startPtyPair } from '../helpers/socat.ts';
-import { Subscriber } from '../helpers/subscriber.ts';
+import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 
 const cleanups = useCleanups();
 
-async function brokerWithSubscriber(): Promise<{ broker: Mosquitto; sub: Subscriber }> {
-  const broker = await Mosquitto.start();
-  cleanups.push(() => broker.stop());
-  const sub = await Subscriber.connect(broker.url);
-  cleanups.push(() => sub.close());
-  return { broker, sub };
-}
-
 describe('CLINITEK urine strip readers over a socat pty pair, Mosquitto as broker', () => {
   it('clinitek-status: a Spanish "Send all data" is published as coded results; the E58 record is an event; a resend adds nothing', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
 
@@ -49,7 +40,7 @@ describe('CLINITEK urine strip readers over a socat pty pair, Mosquitto as broke
   });
 
   it('clinitek-50: identifies the reader, reads every record with ACKs, and NAKs a corrupted packet', async () => {
-    const { broker, sub } = await brokerWithSubscriber();
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
 
