@@ -3,7 +3,8 @@
  * `capture.bin` is decoded by its driver and compared with `expected.jsonl`, one ResultDraft per
  * line. The same bytes are also fed to every other registered driver, which must find no records.
  * The test also fails when a registered driver has no golden case, or a driver folder has no
- * README.md that says where the bytes came from.
+ * README.md that says where the bytes came from. The files in `foreign-captures/` (devices no
+ * driver speaks yet) go through every driver too, and must give nothing.
  *
  * `UPDATE_GOLDEN=1 npx vitest run test/unit/golden-captures.test.ts` rewrites the expected files.
  * Read the diff before committing it.
@@ -75,6 +76,21 @@ describe('golden captures', () => {
     for (const c of cases) {
       expect(findDriver(c.driverId), `${c.name}: no registered driver "${c.driverId}"`).toBeDefined();
       expect(existsSync(join(FIXTURES, c.folder, 'README.md')), `${c.folder}/README.md is missing`).toBe(true);
+    }
+  });
+
+  // Captures of devices that no driver speaks: every driver must find nothing in them.
+  const foreignDir = join(FIXTURES, 'foreign-captures');
+  const foreign = existsSync(foreignDir) ? readdirSync(foreignDir).filter((f) => f !== 'README.md').sort() : [];
+  it('the foreign-captures folder is there', () => {
+    expect(foreign.length).toBeGreaterThan(0);
+  });
+  describe.each(foreign)('foreign-captures/%s', (file) => {
+    const bytes = readFileSync(join(foreignDir, file));
+    for (const driver of drivers) {
+      it(`gives no records when replayed through ${driver.id}`, () => {
+        expect(driver.decode(captureFromBytes(bytes), { deviceId: 'foreign', timezone: DEFAULT_TIMEZONE }).drafts).toEqual([]);
+      });
     }
   });
 
