@@ -52,6 +52,7 @@ import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
+import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
@@ -228,8 +229,10 @@ const READING_RE = new RegExp(`^P "([A-Z]{3})","${DATE_RE}","${TIME_RE}","([C ])
 /** The first byte of every reply body, used to find a line behind noise. */
 const LINE_STARTS = new Set([...'?@FTSPZ'].map((c) => c.charCodeAt(0)));
 
+const ULTRA2_SERIAL_RE = /^[0-9A-Z]{8}Y$/;
+
 export function isUltra2Serial(serial: string): boolean {
-  return /^[0-9A-Z]{8}Y$/.test(serial);
+  return ULTRA2_SERIAL_RE.test(serial);
 }
 
 function pad2(n: number): string {
@@ -862,62 +865,31 @@ const SIMULATOR_OPTION_HELP: Record<string, string> = {
   seed: 'random seed for reproducible runs',
 };
 
-function optionError(name: string, want: string): Error {
-  return new Error(`onetouch-ultra2 simulator: option ${name} must be ${want}`);
-}
+const SIMULATOR = 'onetouch-ultra2 simulator';
 
 /** Checks untyped options (from YAML or the command line) and returns them typed. */
 export function parseSimulatorOptions(o: Record<string, unknown>): Ultra2SimulatorOptions {
-  const out: Ultra2SimulatorOptions = {};
-  const num = (name: string, min: number): number | undefined => {
-    const v = o[name];
-    if (v === undefined) return undefined;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw optionError(name, `a number >= ${min}`);
-    return v;
-  };
-  for (const name of Object.keys(o)) {
-    if (!(name in SIMULATOR_OPTION_HELP) && name !== 'now') throw new Error(`onetouch-ultra2 simulator: unknown option ${name}`);
-  }
-  if (o.serial !== undefined) {
-    if (typeof o.serial !== 'string' || !isUltra2Serial(o.serial)) throw optionError('serial', '9 characters A-Z/0-9 ending in Y');
-    out.serial = o.serial;
-  }
-  if (o.firmware !== undefined) {
-    if (typeof o.firmware !== 'string' || !/^\S+( \S.*)?$/.test(o.firmware)) throw optionError('firmware', 'a string like "P02.00.00 30/08/06"');
-    out.firmware = o.firmware;
-  }
-  if (o.unit !== undefined) {
-    if (o.unit !== 'mg/dL' && o.unit !== 'mmol/L') throw optionError('unit', 'mg/dL or mmol/L');
-    out.unit = o.unit;
-  }
-  if (o.clock_offset_s !== undefined) {
-    if (typeof o.clock_offset_s !== 'number' || !Number.isFinite(o.clock_offset_s)) throw optionError('clock_offset_s', 'a number');
-    out.clock_offset_s = o.clock_offset_s;
-  }
-  if (o.memory !== undefined) {
-    if (!Array.isArray(o.memory)) throw optionError('memory', 'a list of readings');
-    out.memory = o.memory.map((r, i) => parseSimulatedReading(r, `memory[${i}]`));
-  }
-  out.new_reading_every_s = num('new_reading_every_s', 0.001);
-  out.capacity = num('capacity', 1);
-  if (o.off !== undefined) {
-    if (o.off !== true && o.off !== false && o.off !== 'nul') throw optionError('off', 'true, false or "nul"');
-    out.off = o.off;
-  }
-  out.corrupt_next = num('corrupt_next', 0);
-  if (o.timezone !== undefined) {
-    if (typeof o.timezone !== 'string') throw optionError('timezone', 'an IANA zone name');
-    out.timezone = o.timezone;
-  }
-  out.max_chunk = num('max_chunk', 1);
-  out.line_delay_ms = num('line_delay_ms', 0);
-  out.seed = num('seed', 0);
-  if (o.now !== undefined) {
-    if (typeof o.now !== 'function') throw optionError('now', 'a function returning a Date');
-    out.now = o.now as () => Date;
-  }
-  for (const k of Object.keys(out) as (keyof Ultra2SimulatorOptions)[]) if (out[k] === undefined) delete out[k];
-  return out;
+  const read = new SimulatorOptionReader(o, SIMULATOR, Object.keys(SIMULATOR_OPTION_HELP));
+  return definedOnly<Ultra2SimulatorOptions>({
+    serial: read.string('serial', ULTRA2_SERIAL_RE, '9 characters A-Z/0-9 ending in Y'),
+    firmware: read.string('firmware', /^\S+( \S.*)?$/, 'a string like "P02.00.00 30/08/06"'),
+    unit: read.oneOf('unit', ['mg/dL', 'mmol/L'] as const, 'mg/dL or mmol/L'),
+    clock_offset_s: read.number('clock_offset_s'),
+    memory: read.list('memory', parseSimulatedReading, 'a list of readings'),
+    new_reading_every_s: read.number('new_reading_every_s', 0.001),
+    capacity: read.number('capacity', 1),
+    off: read.oneOf('off', [true, false, 'nul'] as const, 'true, false or "nul"'),
+    corrupt_next: read.number('corrupt_next', 0),
+    timezone: read.timezone(),
+    max_chunk: read.number('max_chunk', 1),
+    line_delay_ms: read.number('line_delay_ms', 0),
+    seed: read.number('seed', 0),
+    now: read.now(),
+  });
+}
+
+function optionError(name: string, want: string): Error {
+  return new Error(`${SIMULATOR}: option ${name} must be ${want}`);
 }
 
 function parseSimulatedReading(r: unknown, where: string): SimulatedReading {
