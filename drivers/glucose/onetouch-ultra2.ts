@@ -549,10 +549,6 @@ class Ultra2Session extends MeterSession<FramedItem> {
     return { 'clock/sync': () => this.syncClock() };
   }
 
-  private get state(): Partial<DeviceState> {
-    return this.report.state;
-  }
-
   private badLine(bytes: Buffer, code: string, detail: string): void {
     this.report.badData(bytes, code, detail, 'line');
   }
