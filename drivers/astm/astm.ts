@@ -32,8 +32,9 @@ import { SessionReporter } from '../../src/driver-sdk/meter-session.ts';
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceIdentity, DeviceState, Observation, ResultCategory, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
+import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { assertTimeZone, hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { ACK, ENQ, EOT, frameMessage, NAK, type FramingStyle } from '../../src/protocols/astm/frame.ts';
 import { AstmLink, collectMessages, type AstmLinkIssue, type AstmLinkMessage } from '../../src/protocols/astm/link.ts';
 import {
@@ -617,71 +618,35 @@ export interface AstmSimulatorOptions {
   timezone: string;
 }
 
-function simError(name: string, want: string): Error {
-  return new Error(`astm simulator: option ${name} must be ${want}`);
-}
+const SIMULATOR = 'astm simulator';
 
+/** Checks untyped options (from YAML or the command line) and returns them typed, with defaults. */
 export function parseSimulatorOptions(o: Record<string, unknown>): AstmSimulatorOptions {
-  for (const k of Object.keys(o)) if (!(k in SIMULATOR_OPTION_HELP)) throw new Error(`astm simulator: unknown option ${k}`);
-  const num = (name: string, min: number): number | undefined => {
-    const v = o[name];
-    if (v === undefined) return undefined;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw simError(name, `a number >= ${min}`);
-    return v;
+  const read = new SimulatorOptionReader(o, SIMULATOR, Object.keys(SIMULATOR_OPTION_HELP));
+  const dialects = DIALECTS.map((d) => d.id);
+  const whole = (v: number | undefined): number | undefined => (v === undefined ? undefined : Math.floor(v));
+  const message = (m: unknown, where: string): string => {
+    if (typeof m !== 'string' || !/^H/.test(m)) throw read.error(where, 'a string starting with an H record');
+    return m;
   };
-  const bool = (name: string): boolean => {
-    const v = o[name];
-    if (v === undefined) return false;
-    if (typeof v !== 'boolean') throw simError(name, 'true or false');
-    return v;
-  };
-  let dialect = findDialect('roche-cobas-c111')!;
-  if (o.dialect !== undefined) {
-    const d = typeof o.dialect === 'string' ? findDialect(o.dialect) : undefined;
-    if (!d) throw simError('dialect', `one of ${DIALECTS.map((x) => x.id).join(', ')}`);
-    dialect = d;
-  }
-  let messages: string[] | undefined;
-  if (o.messages !== undefined) {
-    if (!Array.isArray(o.messages) || o.messages.some((m) => typeof m !== 'string' || !/^H/.test(m))) {
-      throw simError('messages', 'a list of strings, each starting with an H record');
-    }
-    messages = o.messages as string[];
-  }
-  if (o.framing !== undefined && !FRAMINGS.includes(o.framing as FramingStyle)) throw simError('framing', FRAMINGS.join(' | '));
-  if (o.encoding !== undefined && o.encoding !== 'utf-8' && o.encoding !== 'latin1') throw simError('encoding', 'utf-8 or latin1');
-  const out: AstmSimulatorOptions = {
-    dialect,
-    count: num('count', 0) ?? 1,
-    control: bool('control'),
-    framing: (o.framing as FramingStyle | undefined) ?? 'record-etb',
-    split_at: num('split_at', 1) ?? 240,
-    lowercase_checksum: bool('lowercase_checksum'),
-    never_eot: bool('never_eot'),
-    reply_timeout_ms: num('reply_timeout_ms', 10) ?? 15_000,
-    seed: num('seed', 0) ?? Date.now(),
-    encoding: (o.encoding as AstmSimulatorOptions['encoding'] | undefined) ?? 'utf-8',
-    timezone: hostTimeZone(),
-  };
-  if (o.timezone !== undefined) {
-    if (typeof o.timezone !== 'string') throw simError('timezone', 'an IANA zone name');
-    try {
-      assertTimeZone(o.timezone);
-    } catch {
-      throw simError('timezone', 'an IANA zone name');
-    }
-    out.timezone = o.timezone;
-  }
-  if (messages) out.messages = messages;
-  const every = num('every_s', 0.01);
-  if (every !== undefined) out.every_s = every;
-  const corrupt = num('corrupt_frame', 1);
-  if (corrupt !== undefined) out.corrupt_frame = Math.floor(corrupt);
-  const chunk = num('max_chunk', 1);
-  if (chunk !== undefined) out.max_chunk = Math.floor(chunk);
-  const stall = num('stall_after_frames', 0);
-  if (stall !== undefined) out.stall_after_frames = Math.floor(stall);
-  return out;
+  return definedOnly<AstmSimulatorOptions>({
+    dialect: findDialect(read.oneOf('dialect', dialects, `one of ${dialects.join(', ')}`) ?? 'roche-cobas-c111')!,
+    messages: read.list('messages', message, 'a list of strings, each starting with an H record'),
+    count: read.number('count', 0) ?? 1,
+    every_s: read.number('every_s', 0.01),
+    control: read.boolean('control') ?? false,
+    framing: read.oneOf('framing', FRAMINGS, FRAMINGS.join(' | ')) ?? 'record-etb',
+    split_at: read.number('split_at', 1) ?? 240,
+    lowercase_checksum: read.boolean('lowercase_checksum') ?? false,
+    corrupt_frame: whole(read.number('corrupt_frame', 1)),
+    max_chunk: whole(read.number('max_chunk', 1)),
+    never_eot: read.boolean('never_eot') ?? false,
+    stall_after_frames: whole(read.number('stall_after_frames', 0)),
+    reply_timeout_ms: read.number('reply_timeout_ms', 10) ?? 15_000,
+    seed: read.number('seed', 0) ?? Date.now(),
+    encoding: read.oneOf('encoding', ['utf-8', 'latin1'] as const, 'utf-8 or latin1') ?? 'utf-8',
+    timezone: read.timezone() ?? hostTimeZone(),
+  });
 }
 
 /** YYYYMMDDHHMMSS on the instrument's clock, which keeps naive local time in `timezone`. */

@@ -51,6 +51,7 @@ import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
+import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { stripObservation, type OrdinalGrade, type UrineAnalyteCode } from './urine-strip-analytes.ts';
@@ -678,56 +679,42 @@ const SIMULATOR_OPTION_HELP: Record<string, string> = {
   timezone: "IANA zone of the reader's clock (default: the host's)",
 };
 
-function optionError(name: string, want: string): Error {
-  return new Error(`clinitek-50 simulator: option ${name} must be ${want}`);
+const SIMULATOR = 'clinitek-50 simulator';
+
+/** Checks untyped options (from YAML or the command line) and returns them typed. */
+export function parseSimulatorOptions(o: Record<string, unknown>): Clinitek50SimulatorOptions {
+  const read = new SimulatorOptionReader(o, SIMULATOR, Object.keys(SIMULATOR_OPTION_HELP));
+  const languages = Object.keys(CLINITEK_50_LOCALES);
+  const printable = /^[\x20-\x7e]*$/;
+  return definedOnly<Clinitek50SimulatorOptions>({
+    language: read.oneOf('language', languages, languages.join(' or ')),
+    units: read.string('units', printable, 'one line of printable ASCII'),
+    strip: read.string('strip', printable, 'one line of printable ASCII'),
+    software: read.string('software', /^\d{2}\.\d{2}$/, 'NN.NN'),
+    memory: read.list('memory', (v, where) => parseSimulatedRecord(read, v, where), 'a list of records'),
+    corrupt_next: read.number('corrupt_next', 0),
+    garbage: read.boolean('garbage'),
+    off: read.boolean('off'),
+    max_chunk: read.number('max_chunk', 1),
+    seed: read.number('seed', 0),
+    timezone: read.timezone(),
+  });
 }
 
-export function parseSimulatorOptions(o: Record<string, unknown>): Clinitek50SimulatorOptions {
-  for (const name of Object.keys(o)) if (!(name in SIMULATOR_OPTION_HELP)) throw new Error(`clinitek-50 simulator: unknown option ${name}`);
-  const out: Clinitek50SimulatorOptions = {};
-  if (o.language !== undefined) {
-    if (typeof o.language !== 'string' || !(o.language in CLINITEK_50_LOCALES)) throw optionError('language', Object.keys(CLINITEK_50_LOCALES).join(' or '));
-    out.language = o.language;
-  }
-  for (const k of ['units', 'strip', 'timezone'] as const) {
-    if (o[k] === undefined) continue;
-    if (typeof o[k] !== 'string' || !/^[\x20-\x7e]*$/.test(o[k])) throw optionError(k, 'one line of printable ASCII');
-    out[k] = o[k];
-  }
-  if (o.software !== undefined) {
-    if (typeof o.software !== 'string' || !/^\d{2}\.\d{2}$/.test(o.software)) throw optionError('software', 'NN.NN');
-    out.software = o.software;
-  }
-  if (o.memory !== undefined) {
-    if (!Array.isArray(o.memory)) throw optionError('memory', 'a list of records');
-    out.memory = o.memory.map((x, i) => {
-      const rec = x as Record<string, unknown>;
-      if (typeof rec?.seq !== 'number' || !Number.isInteger(rec.seq) || rec.seq < 0 || rec.seq > 999) throw optionError(`memory[${i}].seq`, 'a whole number 0-999');
-      if (typeof rec.time !== 'string' || !/^(19[7-9]\d|20[0-6]\d)-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/.test(rec.time)) throw optionError(`memory[${i}].time`, 'YYYY-MM-DDTHH:MM:SS in 1970-2069');
-      if (!Array.isArray(rec.results) || rec.results.length === 0) throw optionError(`memory[${i}].results`, 'a non-empty list');
-      const results = rec.results.map((s: Record<string, unknown>, j: number) => {
-        if (typeof s?.code !== 'string' || !/^[A-Za-z]{2,4}$/.test(s.code) || typeof s.value !== 'string' || /[\r\n]/.test(s.value)) {
-          throw optionError(`memory[${i}].results[${j}]`, '{code: 2-4 letters, value: text}');
-        }
-        return { code: s.code, value: s.value, abnormal: s.abnormal === true };
-      });
-      const r: SimulatedC50Record = { seq: rec.seq, time: rec.time, results };
-      if (typeof rec.colour === 'string') r.colour = rec.colour;
-      return r;
-    });
-  }
-  for (const k of ['garbage', 'off'] as const) {
-    if (o[k] === undefined) continue;
-    if (typeof o[k] !== 'boolean') throw optionError(k, 'true or false');
-    out[k] = o[k];
-  }
-  for (const [k, min] of [['corrupt_next', 0], ['max_chunk', 1], ['seed', 0]] as const) {
-    const v = o[k];
-    if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw optionError(k, `a number >= ${min}`);
-    out[k] = v;
-  }
-  return out;
+function parseSimulatedRecord(read: SimulatorOptionReader, v: unknown, where: string): SimulatedC50Record {
+  const rec = v as Record<string, unknown>;
+  if (typeof rec?.seq !== 'number' || !Number.isInteger(rec.seq) || rec.seq < 0 || rec.seq > 999) throw read.error(`${where}.seq`, 'a whole number 0-999');
+  if (typeof rec.time !== 'string' || !/^(19[7-9]\d|20[0-6]\d)-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/.test(rec.time)) throw read.error(`${where}.time`, 'YYYY-MM-DDTHH:MM:SS in 1970-2069');
+  if (!Array.isArray(rec.results) || rec.results.length === 0) throw read.error(`${where}.results`, 'a non-empty list');
+  const results = rec.results.map((s: Record<string, unknown>, j: number) => {
+    if (typeof s?.code !== 'string' || !/^[A-Za-z]{2,4}$/.test(s.code) || typeof s.value !== 'string' || /[\r\n]/.test(s.value)) {
+      throw read.error(`${where}.results[${j}]`, '{code: 2-4 letters, value: text}');
+    }
+    return { code: s.code, value: s.value, abnormal: s.abnormal === true };
+  });
+  const r: SimulatedC50Record = { seq: rec.seq, time: rec.time, results };
+  if (typeof rec.colour === 'string') r.colour = rec.colour;
+  return r;
 }
 
 export class Clinitek50Simulator implements DeviceSimulator {

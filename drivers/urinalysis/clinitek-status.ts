@@ -36,6 +36,7 @@ import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
+import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { stripObservation, type OrdinalGrade, type UrineAnalyteCode } from './urine-strip-analytes.ts';
@@ -681,72 +682,50 @@ const SIMULATOR_OPTION_HELP: Record<string, string> = {
   timezone: "IANA zone of the reader's clock, for new records (default: the host's)",
 };
 
-function optionError(name: string, want: string): Error {
-  return new Error(`clinitek-status simulator: option ${name} must be ${want}`);
-}
+const SIMULATOR = 'clinitek-status simulator';
 
+/** Checks untyped options (from YAML or the command line) and returns them typed. */
 export function parseSimulatorOptions(o: Record<string, unknown>): ClinitekStatusSimulatorOptions {
-  for (const name of Object.keys(o)) {
-    if (!(name in SIMULATOR_OPTION_HELP)) throw new Error(`clinitek-status simulator: unknown option ${name}`);
-  }
-  const out: ClinitekStatusSimulatorOptions = {};
-  if (o.locale !== undefined) {
-    if (typeof o.locale !== 'string' || !(o.locale in CLINITEK_STATUS_LOCALES)) throw optionError('locale', Object.keys(CLINITEK_STATUS_LOCALES).join(' or '));
-    out.locale = o.locale;
-  }
-  if (o.memory !== undefined) {
-    if (!Array.isArray(o.memory)) throw optionError('memory', 'a list of records');
-    out.memory = o.memory.map((rec, i) => parseSimulatedRecord(rec, `memory[${i}]`));
-  }
-  for (const name of ['no_error_record', 'garbage', 'truncate_last'] as const) {
-    if (o[name] === undefined) continue;
-    if (typeof o[name] !== 'boolean') throw optionError(name, 'true or false');
-    out[name] = o[name];
-  }
-  if (o.line_end !== undefined) {
-    if (o.line_end !== 'cr' && o.line_end !== 'crlf' && o.line_end !== 'lf') throw optionError('line_end', 'cr, crlf or lf');
-    out.line_end = o.line_end;
-  }
-  const num = (name: 'send_delay_ms' | 'send_all_every_s' | 'new_record_every_s' | 'max_chunk' | 'seed', min: number): void => {
-    const v = o[name];
-    if (v === undefined) return;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw optionError(name, `a number >= ${min}`);
-    out[name] = v;
-  };
-  num('send_delay_ms', -1);
-  num('send_all_every_s', 0.01);
-  num('new_record_every_s', 0.01);
-  num('max_chunk', 1);
-  num('seed', 0);
-  if (o.timezone !== undefined) {
-    if (typeof o.timezone !== 'string') throw optionError('timezone', 'an IANA zone name');
-    out.timezone = o.timezone;
-  }
-  return out;
+  const read = new SimulatorOptionReader(o, SIMULATOR, Object.keys(SIMULATOR_OPTION_HELP));
+  const locales = Object.keys(CLINITEK_STATUS_LOCALES);
+  return definedOnly<ClinitekStatusSimulatorOptions>({
+    locale: read.oneOf('locale', locales, locales.join(' or ')),
+    memory: read.list('memory', (v, where) => parseSimulatedRecord(read, v, where), 'a list of records'),
+    no_error_record: read.boolean('no_error_record'),
+    line_end: read.oneOf('line_end', ['cr', 'crlf', 'lf'] as const, 'cr, crlf or lf'),
+    send_delay_ms: read.number('send_delay_ms', -1),
+    send_all_every_s: read.number('send_all_every_s', 0.01),
+    new_record_every_s: read.number('new_record_every_s', 0.01),
+    garbage: read.boolean('garbage'),
+    truncate_last: read.boolean('truncate_last'),
+    max_chunk: read.number('max_chunk', 1),
+    seed: read.number('seed', 0),
+    timezone: read.timezone(),
+  });
 }
 
-function parseSimulatedRecord(v: unknown, where: string): SimulatedRecord {
-  if (typeof v !== 'object' || v === null) throw optionError(where, 'an object');
+function parseSimulatedRecord(read: SimulatorOptionReader, v: unknown, where: string): SimulatedRecord {
+  if (typeof v !== 'object' || v === null) throw read.error(where, 'an object');
   const o = v as Record<string, unknown>;
-  if (typeof o.seq !== 'number' || !Number.isInteger(o.seq) || o.seq < 0) throw optionError(`${where}.seq`, 'a whole number');
-  if (typeof o.time !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/.test(o.time)) throw optionError(`${where}.time`, 'YYYY-MM-DDTHH:MM:SS');
+  if (typeof o.seq !== 'number' || !Number.isInteger(o.seq) || o.seq < 0) throw read.error(`${where}.seq`, 'a whole number');
+  if (typeof o.time !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/.test(o.time)) throw read.error(`${where}.time`, 'YYYY-MM-DDTHH:MM:SS');
   const out: SimulatedRecord = { seq: o.seq, time: o.time };
   for (const k of ['operator', 'patient', 'strip', 'colour', 'clarity', 'error'] as const) {
     if (o[k] === undefined) continue;
-    if (typeof o[k] !== 'string' || /[,\r\n]/.test(o[k])) throw optionError(`${where}.${k}`, 'text without commas or line ends');
+    if (typeof o[k] !== 'string' || /[,\r\n]/.test(o[k])) throw read.error(`${where}.${k}`, 'text without commas or line ends');
     out[k] = o[k];
   }
   if (o.results !== undefined) {
-    if (!Array.isArray(o.results)) throw optionError(`${where}.results`, 'a list');
+    if (!Array.isArray(o.results)) throw read.error(`${where}.results`, 'a list');
     out.results = o.results.map((x, i) => {
       const s = x as Record<string, unknown>;
       if (typeof s?.code !== 'string' || typeof s.value !== 'string' || /[,\r\n]/.test(s.code + s.value)) {
-        throw optionError(`${where}.results[${i}]`, '{code, value} without commas');
+        throw read.error(`${where}.results[${i}]`, '{code, value} without commas');
       }
       return { code: s.code, value: s.value, abnormal: s.abnormal === true };
     });
   }
-  if (!out.error && (!out.results || out.results.length === 0)) throw optionError(where, 'a record with results or an error');
+  if (!out.error && (!out.results || out.results.length === 0)) throw read.error(where, 'a record with results or an error');
   return out;
 }
 
