@@ -63,6 +63,7 @@ import {
   nextFrameNumber,
 } from '../../src/protocols/astm/frame.ts';
 import { type AstmRecord, parseAstmDate, parseMessage, splitRecords } from '../../src/protocols/astm/records.ts';
+import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
@@ -909,80 +910,47 @@ const SIMULATOR_OPTION_HELP: Record<string, string> = {
   seed: 'random seed for reproducible runs',
 };
 
-function simOptionError(name: string, want: string): Error {
-  return new Error(`${TAG} simulator: option ${name} must be ${want}`);
-}
-
 /** Checks untyped options (YAML, command line) and returns them typed. */
 export function parseContourSimulatorOptions(o: Record<string, unknown>): ContourSimulatorOptions {
-  for (const name of Object.keys(o)) {
-    if (!(name in SIMULATOR_OPTION_HELP) && name !== 'now') throw new Error(`${TAG} simulator: unknown option ${name}`);
-  }
-  const out: ContourSimulatorOptions = {};
-  const str = (name: 'serial' | 'model_code' | 'firmware' | 'timezone', re: RegExp, want: string): void => {
-    const v = o[name];
-    if (v === undefined) return;
-    if (typeof v !== 'string' || !re.test(v)) throw simOptionError(name, want);
-    out[name] = v;
-  };
-  const num = (name: 'clock_offset_s' | 'corrupt_next' | 'stop_after_frames' | 'seed', min: number): void => {
-    const v = o[name];
-    if (v === undefined) return;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw simOptionError(name, `a number >= ${min}`);
-    out[name] = v;
-  };
-  const bool = (name: 'off' | 'once_per_plug' | 'random_cuts'): void => {
-    const v = o[name];
-    if (v === undefined) return;
-    if (typeof v !== 'boolean') throw simOptionError(name, 'true or false');
-    out[name] = v;
-  };
-  str('serial', /^[0-9A-Za-z-]{4,20}$/, '4-20 characters 0-9 A-Z and -');
-  str('model_code', /^\d{4}$/, 'four digits');
-  str('firmware', /^[0-9A-Za-z.]+(\/[0-9A-Za-z.]+)*$/, 'versions separated by /');
-  str('timezone', /^.+$/, 'an IANA zone name');
-  num('clock_offset_s', -1e10);
-  num('corrupt_next', 0);
-  num('stop_after_frames', 1);
-  num('seed', 0);
-  bool('off');
-  bool('once_per_plug');
-  bool('random_cuts');
-  if (o.unit !== undefined) {
-    if (o.unit !== 'mg/dL' && o.unit !== 'mmol/L') throw simOptionError('unit', 'mg/dL or mmol/L');
-    out.unit = o.unit;
-  }
-  if (o.memory !== undefined) {
-    if (!Array.isArray(o.memory)) throw simOptionError('memory', 'a list of readings');
-    out.memory = o.memory.map((r, i) => parseSimulatedContourReading(r, `memory[${i}]`));
-  }
-  if (o.extra_records !== undefined) {
-    if (!Array.isArray(o.extra_records) || o.extra_records.some((r) => typeof r !== 'string' || [...r].some((c) => c.charCodeAt(0) < 0x20))) {
-      throw simOptionError('extra_records', 'a list of one-line strings');
-    }
-    out.extra_records = o.extra_records as string[];
-  }
-  if (o.now !== undefined) {
-    if (typeof o.now !== 'function') throw simOptionError('now', 'a function returning a Date');
-    out.now = o.now as () => Date;
-  }
-  return out;
+  const read = new SimulatorOptionReader(o, `${TAG} simulator`, Object.keys(SIMULATOR_OPTION_HELP));
+  return definedOnly<ContourSimulatorOptions>({
+    serial: read.string('serial', /^[0-9A-Za-z-]{4,20}$/, '4-20 characters 0-9 A-Z and -'),
+    model_code: read.string('model_code', /^\d{4}$/, 'four digits'),
+    firmware: read.string('firmware', /^[0-9A-Za-z.]+(\/[0-9A-Za-z.]+)*$/, 'versions separated by /'),
+    timezone: read.timezone(),
+    clock_offset_s: read.number('clock_offset_s', -1e10),
+    corrupt_next: read.number('corrupt_next', 0),
+    stop_after_frames: read.number('stop_after_frames', 1),
+    seed: read.number('seed', 0),
+    off: read.boolean('off'),
+    once_per_plug: read.boolean('once_per_plug'),
+    random_cuts: read.boolean('random_cuts'),
+    unit: read.oneOf('unit', ['mg/dL', 'mmol/L'] as const, 'mg/dL or mmol/L'),
+    memory: read.list('memory', (r, where) => parseSimulatedContourReading(read, r, where), 'a list of readings'),
+    extra_records: read.list('extra_records', (r, where) => oneLineString(read, r, where), 'a list of one-line strings'),
+    now: read.now(),
+  });
 }
 
-function parseSimulatedContourReading(r: unknown, where: string): SimulatedContourReading {
-  if (typeof r !== 'object' || r === null) throw simOptionError(where, 'an object');
+function oneLineString(read: SimulatorOptionReader, r: unknown, where: string): string {
+  if (typeof r !== 'string' || [...r].some((c) => c.charCodeAt(0) < 0x20)) throw read.error(where, 'a one-line string');
+  return r;
+}
+
+function parseSimulatedContourReading(read: SimulatorOptionReader, r: unknown, where: string): SimulatedContourReading {
+  if (typeof r !== 'object' || r === null) throw read.error(where, 'an object');
   const o = r as Record<string, unknown>;
-  if (typeof o.time !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/.test(o.time)) throw simOptionError(`${where}.time`, 'YYYY-MM-DDTHH:MM');
-  if (typeof o.value !== 'number' || !Number.isFinite(o.value) || o.value < 0 || o.value > 9999) throw simOptionError(`${where}.value`, 'a number 0-9999');
+  if (typeof o.time !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/.test(o.time)) throw read.error(`${where}.time`, 'YYYY-MM-DDTHH:MM');
+  if (typeof o.value !== 'number' || !Number.isFinite(o.value) || o.value < 0 || o.value > 9999) throw read.error(`${where}.value`, 'a number 0-9999');
   const out: SimulatedContourReading = { time: o.time, value: o.value };
   for (const k of ['control', 'lo', 'hi'] as const) {
     if (o[k] === undefined) continue;
-    if (typeof o[k] !== 'boolean') throw simOptionError(`${where}.${k}`, 'true or false');
+    if (typeof o[k] !== 'boolean') throw read.error(`${where}.${k}`, 'true or false');
     out[k] = o[k];
   }
   if (o.markers !== undefined) {
     if (!Array.isArray(o.markers) || o.markers.some((m) => typeof m !== 'string' || !/^[0-9A-Z]{1,3}$/.test(m))) {
-      throw simOptionError(`${where}.markers`, 'a list like ["B", "Z4"]');
+      throw read.error(`${where}.markers`, 'a list like ["B", "Z4"]');
     }
     out.markers = o.markers as string[];
   }

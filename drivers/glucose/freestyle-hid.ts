@@ -54,6 +54,7 @@ import {
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
+import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import {
@@ -894,81 +895,50 @@ const DEFAULT_SERIALS: Record<FreeStyleModel, string> = {
   libre2: 'MAGV104-Z0099',
 };
 
-function optionError(name: string, want: string): Error {
-  return new Error(`freestyle-hid simulator: option ${name} must be ${want}`);
-}
+const SIMULATOR = 'freestyle-hid simulator';
 
 const NAIVE_RE = /^20\d{2}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/;
 
+/** Checks untyped options (from YAML or the command line) and returns them typed. */
 export function parseSimulatorOptions(o: Record<string, unknown>): FreeStyleSimulatorOptions {
-  for (const name of Object.keys(o)) {
-    if (!(name in SIMULATOR_OPTION_HELP) && name !== 'now') throw new Error(`freestyle-hid simulator: unknown option ${name}`);
-  }
-  const out: FreeStyleSimulatorOptions = {};
-  const num = (name: string, min: number, max = Infinity): number | undefined => {
-    const v = o[name];
-    if (v === undefined) return undefined;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw optionError(name, `a number from ${min}${max < Infinity ? ` to ${max}` : ''}`);
-    return v;
-  };
-  const str = (name: string): string | undefined => {
-    const v = o[name];
-    if (v === undefined) return undefined;
-    if (typeof v !== 'string') throw optionError(name, 'a string');
-    return v;
-  };
-  if (o.model !== undefined) {
-    if (!isModel(o.model)) throw optionError('model', Object.keys(MODELS).join(', '));
-    out.model = o.model;
-  }
-  const model = out.model ?? 'insulinx';
-  out.serial = str('serial');
-  if (out.serial !== undefined && !/^[\x21-\x7e]{1,30}$/.test(out.serial)) throw optionError('serial', '1-30 printable characters');
-  out.firmware = str('firmware');
-  if (o.clock_offset_s !== undefined) {
-    if (typeof o.clock_offset_s !== 'number' || !Number.isFinite(o.clock_offset_s)) throw optionError('clock_offset_s', 'a number');
-    out.clock_offset_s = o.clock_offset_s;
-  }
-  if (o.memory !== undefined) {
-    if (!Array.isArray(o.memory)) throw optionError('memory', 'a list of records');
-    out.memory = o.memory.map((r, i) => parseSimulatedRecord(r, `memory[${i}]`, model));
-  }
-  out.corrupt_next = num('corrupt_next', 0);
-  out.keepalive_every = num('keepalive_every', 0);
-  out.max_payload = num('max_payload', 1, MAX_PAYLOAD);
-  if (o.off !== undefined) {
-    if (typeof o.off !== 'boolean') throw optionError('off', 'true or false');
-    out.off = o.off;
-  }
-  out.report_delay_ms = num('report_delay_ms', 0);
-  out.patient_name = str('patient_name');
-  out.patient_id = str('patient_id');
-  out.timezone = str('timezone');
-  out.seed = num('seed', 0);
-  if (o.now !== undefined) {
-    if (typeof o.now !== 'function') throw optionError('now', 'a function returning a Date');
-    out.now = o.now as () => Date;
-  }
-  for (const k of Object.keys(out) as (keyof FreeStyleSimulatorOptions)[]) if (out[k] === undefined) delete out[k];
-  return out;
+  const read = new SimulatorOptionReader(o, SIMULATOR, Object.keys(SIMULATOR_OPTION_HELP));
+  const modelOption = read.oneOf('model', Object.keys(MODELS) as FreeStyleModel[], Object.keys(MODELS).join(', '));
+  const model = modelOption ?? 'insulinx';
+  return definedOnly<FreeStyleSimulatorOptions>({
+    model: modelOption,
+    serial: read.string('serial', /^[\x21-\x7e]{1,30}$/, '1-30 printable characters'),
+    firmware: read.string('firmware'),
+    clock_offset_s: read.number('clock_offset_s'),
+    memory: read.list('memory', (r, where) => parseSimulatedRecord(read, r, where, model), 'a list of records'),
+    corrupt_next: read.number('corrupt_next', 0),
+    keepalive_every: read.number('keepalive_every', 0),
+    max_payload: read.number('max_payload', 1, MAX_PAYLOAD),
+    off: read.boolean('off'),
+    report_delay_ms: read.number('report_delay_ms', 0),
+    patient_name: read.string('patient_name'),
+    patient_id: read.string('patient_id'),
+    timezone: read.timezone(),
+    seed: read.number('seed', 0),
+    now: read.now(),
+  });
 }
 
-function parseSimulatedRecord(r: unknown, where: string, model: FreeStyleModel): SimulatedRecord {
-  if (typeof r !== 'object' || r === null) throw optionError(where, 'an object');
+function parseSimulatedRecord(read: SimulatorOptionReader, r: unknown, where: string, model: FreeStyleModel): SimulatedRecord {
+  if (typeof r !== 'object' || r === null) throw read.error(where, 'an object');
   const o = r as Record<string, unknown>;
-  if (typeof o.time !== 'string' || !NAIVE_RE.test(o.time)) throw optionError(`${where}.time`, 'YYYY-MM-DDTHH:MM:SS in 2000–2099');
+  if (typeof o.time !== 'string' || !NAIVE_RE.test(o.time)) throw read.error(`${where}.time`, 'YYYY-MM-DDTHH:MM:SS in 2000–2099');
   const libre = MODELS[model].family === 'libre';
   const kinds: SimulatedKind[] = libre ? ['glucose', 'ketone', 'scan', 'history'] : model === 'neo' ? ['glucose', 'ketone'] : ['glucose'];
   const kind = (o.kind ?? (libre ? 'history' : 'glucose')) as SimulatedKind;
-  if (!kinds.includes(kind)) throw optionError(`${where}.kind`, `one of ${kinds.join(', ')} for model ${model}`);
+  if (!kinds.includes(kind)) throw read.error(`${where}.kind`, `one of ${kinds.join(', ')} for model ${model}`);
   const hiLo = !libre && (o.value === 'HI' || (o.value === 'LO' && kind === 'glucose'));
   if (!hiLo && (typeof o.value !== 'number' || !Number.isFinite(o.value) || o.value < 0 || o.value > (kind === 'ketone' ? 30 : 999))) {
-    throw optionError(`${where}.value`, kind === 'ketone' ? 'mmol/L 0–30 or "HI"' : `mg/dL 0–999${libre ? '' : ' or "HI"/"LO"'}`);
+    throw read.error(`${where}.value`, kind === 'ketone' ? 'mmol/L 0–30 or "HI"' : `mg/dL 0–999${libre ? '' : ' or "HI"/"LO"'}`);
   }
   if (o.control !== undefined && (typeof o.control !== 'boolean' || (o.control && model !== 'neo'))) {
-    throw optionError(`${where}.control`, 'true or false, and true only for model neo (the only documented control marker)');
+    throw read.error(`${where}.control`, 'true or false, and true only for model neo (the only documented control marker)');
   }
-  if (o.error !== undefined && (typeof o.error !== 'boolean' || (o.error && !libre))) throw optionError(`${where}.error`, 'true or false, true only for Libre models');
+  if (o.error !== undefined && (typeof o.error !== 'boolean' || (o.error && !libre))) throw read.error(`${where}.error`, 'true or false, true only for Libre models');
   const out: SimulatedRecord = { time: o.time, kind, value: o.value as SimulatedRecord['value'] };
   if (o.control) out.control = true;
   if (o.error) out.error = true;

@@ -49,6 +49,7 @@ import {
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
+import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { clockSkewSeconds, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
@@ -915,76 +916,49 @@ export interface SimulatorRules {
   defaultMemory(clock: string): SimulatedReading[];
 }
 
+/** Checks untyped options (from YAML or the command line) and returns them typed. */
 export function parseSimulatorOptions(rules: SimulatorRules, o: Record<string, unknown>): SimulatorOptions {
-  const fail = (name: string, want: string): Error => new Error(`${rules.driverId} simulator: option ${name} must be ${want}`);
-  const out: SimulatorOptions = {};
-  for (const name of Object.keys(o)) {
-    if (!(name in SIMULATOR_OPTION_HELP) && name !== 'now') throw new Error(`${rules.driverId} simulator: unknown option ${name}`);
+  const read = new SimulatorOptionReader(o, `${rules.driverId} simulator`, Object.keys(SIMULATOR_OPTION_HELP));
+  return definedOnly<SimulatorOptions>({
+    serial: checkedString(read, 'serial', (s) => rules.isSerial(s), 'a serial number this meter can have'),
+    firmware: checkedString(read, 'firmware', (s) => isPlainAscii(s) && s.length >= 1 && s.length <= 24, 'printable ASCII, 1–24 characters'),
+    unit: read.oneOf('unit', ['mg/dL', 'mmol/L'] as const, 'mg/dL or mmol/L'),
+    clock_offset_s: read.number('clock_offset_s'),
+    memory: read.list('memory', (r, where) => parseSimulatedReading(read, rules, r, where), 'a list of readings'),
+    off: read.boolean('off'),
+    corrupt_next: read.number('corrupt_next', 0),
+    timezone: read.timezone(),
+    max_chunk: read.number('max_chunk', 1),
+    frame_delay_ms: read.number('frame_delay_ms', 0),
+    seed: read.number('seed', 0),
+    now: read.now(),
+  });
+}
+
+/** A string option that `ok` accepts (a check the reader's pattern cannot express). */
+function checkedString(read: SimulatorOptionReader, name: string, ok: (s: string) => boolean, want: string): string | undefined {
+  const v = read.string(name, undefined, want);
+  if (v !== undefined && !ok(v)) throw read.error(name, want);
+  return v;
+}
+
+function parseSimulatedReading(read: SimulatorOptionReader, rules: SimulatorRules, r: unknown, where: string): SimulatedReading {
+  if (typeof r !== 'object' || r === null) throw read.error(where, 'an object');
+  const x = r as Record<string, unknown>;
+  if (typeof x.time !== 'string' || !/^20\d{2}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/.test(x.time) || Number.isNaN(Date.parse(`${x.time}Z`))) {
+    throw read.error(`${where}.time`, 'YYYY-MM-DDTHH:MM:SS in 2000–2099');
   }
-  const num = (name: string, min: number): number | undefined => {
-    const v = o[name];
-    if (v === undefined) return undefined;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw fail(name, `a number >= ${min}`);
-    return v;
-  };
-  if (o.serial !== undefined) {
-    if (typeof o.serial !== 'string' || !rules.isSerial(o.serial)) throw fail('serial', 'a serial number this meter can have');
-    out.serial = o.serial;
+  if (!(x.value === 'HI' || x.value === 'LO' || (typeof x.value === 'number' && Number.isInteger(x.value) && x.value >= 0))) {
+    throw read.error(`${where}.value`, 'an integer mg/dL, "HI" or "LO"');
   }
-  if (o.firmware !== undefined) {
-    if (typeof o.firmware !== 'string' || !isPlainAscii(o.firmware) || o.firmware.length === 0 || o.firmware.length > 24) {
-      throw fail('firmware', 'printable ASCII, 1–24 characters');
-    }
-    out.firmware = o.firmware;
-  }
-  if (o.unit !== undefined) {
-    if (o.unit !== 'mg/dL' && o.unit !== 'mmol/L') throw fail('unit', 'mg/dL or mmol/L');
-    out.unit = o.unit;
-  }
-  if (o.clock_offset_s !== undefined) {
-    if (typeof o.clock_offset_s !== 'number' || !Number.isFinite(o.clock_offset_s)) throw fail('clock_offset_s', 'a number');
-    out.clock_offset_s = o.clock_offset_s;
-  }
-  if (o.memory !== undefined) {
-    if (!Array.isArray(o.memory)) throw fail('memory', 'a list of readings');
-    out.memory = o.memory.map((r, i) => {
-      const where = `memory[${i}]`;
-      if (typeof r !== 'object' || r === null) throw fail(where, 'an object');
-      const x = r as Record<string, unknown>;
-      if (typeof x.time !== 'string' || !/^20\d{2}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/.test(x.time) || Number.isNaN(Date.parse(`${x.time}Z`))) {
-        throw fail(`${where}.time`, 'YYYY-MM-DDTHH:MM:SS in 2000–2099');
-      }
-      if (!(x.value === 'HI' || x.value === 'LO' || (typeof x.value === 'number' && Number.isInteger(x.value) && x.value >= 0))) {
-        throw fail(`${where}.value`, 'an integer mg/dL, "HI" or "LO"');
-      }
-      if (x.control !== undefined && typeof x.control !== 'boolean') throw fail(`${where}.control`, 'true or false');
-      if (x.meal !== undefined && x.meal !== 'none' && x.meal !== 'before' && x.meal !== 'after') throw fail(`${where}.meal`, 'none, before or after');
-      const reading: SimulatedReading = { time: x.time, value: x.value as number | 'HI' | 'LO' };
-      if (x.control !== undefined) reading.control = x.control as boolean;
-      if (x.meal !== undefined) reading.meal = x.meal as Meal;
-      const problem = rules.readingProblem(reading);
-      if (problem) throw fail(where, problem);
-      return reading;
-    });
-  }
-  if (o.off !== undefined) {
-    if (typeof o.off !== 'boolean') throw fail('off', 'true or false');
-    out.off = o.off;
-  }
-  out.corrupt_next = num('corrupt_next', 0);
-  if (o.timezone !== undefined) {
-    if (typeof o.timezone !== 'string') throw fail('timezone', 'an IANA zone name');
-    out.timezone = o.timezone;
-  }
-  out.max_chunk = num('max_chunk', 1);
-  out.frame_delay_ms = num('frame_delay_ms', 0);
-  out.seed = num('seed', 0);
-  if (o.now !== undefined) {
-    if (typeof o.now !== 'function') throw fail('now', 'a function returning a Date');
-    out.now = o.now as () => Date;
-  }
-  for (const k of Object.keys(out) as (keyof SimulatorOptions)[]) if (out[k] === undefined) delete out[k];
-  return out;
+  if (x.control !== undefined && typeof x.control !== 'boolean') throw read.error(`${where}.control`, 'true or false');
+  if (x.meal !== undefined && x.meal !== 'none' && x.meal !== 'before' && x.meal !== 'after') throw read.error(`${where}.meal`, 'none, before or after');
+  const reading: SimulatedReading = { time: x.time, value: x.value as number | 'HI' | 'LO' };
+  if (x.control !== undefined) reading.control = x.control as boolean;
+  if (x.meal !== undefined) reading.meal = x.meal as Meal;
+  const problem = rules.readingProblem(reading);
+  if (problem) throw read.error(where, problem);
+  return reading;
 }
 
 /** A LifeScan meter on a byte transport: the frames, the UltraEasy handshake, and the dialect's replies. */

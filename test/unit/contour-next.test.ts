@@ -498,5 +498,6 @@ describe('Contour simulator options', () => {
     expect(() => parseContourSimulatorOptions({ unit: 'g/L' })).toThrow(/unit/);
     expect(() => parseContourSimulatorOptions({ bogus: 1 })).toThrow(/unknown option bogus/);
     expect(() => parseContourSimulatorOptions({ memory: [{ time: 'yesterday', value: 1 }] })).toThrow(/memory\[0\]\.time/);
+    expect(() => parseContourSimulatorOptions({ extra_records: ['Q|1', 'a\nb'] })).toThrow('contour-next simulator: option extra_records[1] must be a one-line string');
   });
 });

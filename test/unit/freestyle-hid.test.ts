@@ -475,6 +475,8 @@ describe('FreeStyle HID session on an in-memory link', () => {
     expect(() => parseSimulatorOptions({ model: 'libre9' })).toThrow(/model/);
     expect(() => parseSimulatorOptions({ memory: [{ time: '2026-01-01T00:00:00', value: 90, control: true }] })).toThrow(/control/);
     expect(() => parseSimulatorOptions({ bogus: 1 })).toThrow(/unknown option/);
+    expect(() => parseSimulatorOptions({ max_payload: 63 })).toThrow('freestyle-hid simulator: option max_payload must be a number from 1 to 62');
+    expect(() => parseSimulatorOptions({ timezone: 'Mars/Olympus' })).toThrow('freestyle-hid simulator: option timezone must be an IANA zone name');
     expect(parseSimulatorOptions({ model: 'neo', memory: [{ time: '2026-01-01T00:00:00', kind: 'ketone', value: 'HI' }] }).memory).toHaveLength(1);
   });
 });
