@@ -42,6 +42,7 @@ import type {
 } from '../../src/driver-sdk/index.ts';
 import {
   CLOCK_SKEW_LIMIT_S,
+  type ClockSyncResult,
   MeterSession,
   type MeterSessionOptions,
   NoAnswerError,
@@ -565,13 +566,6 @@ export interface ContourDownloadResult {
   unreadable: number;
 }
 
-export interface ContourClockSyncResult {
-  /** The time sent to the meter (it keeps minutes only), naive local time. */
-  clock: string;
-  clock_skew_s: number;
-  previous_skew_s: number | null;
-}
-
 const TAG = CONTOUR_DRIVER_ID;
 
 class ContourSession extends MeterSession<AstmFrameEvent> {
@@ -798,7 +792,7 @@ class ContourSession extends MeterSession<AstmFrameEvent> {
    * Command mode, as the note documents it from Tidepool: only after a transfer in this plug-in
    * (the meter must have sent its memory first), so a download runs first when none has.
    */
-  private async syncClock(): Promise<ContourClockSyncResult> {
+  private async syncClock(): Promise<ClockSyncResult> {
     if (!this.transport.isOpen) throw new Error(`${TAG}: the meter is not plugged in`);
     if (!this.transferDone) await this.download('clock-sync');
     this.inbox.resume();
@@ -838,14 +832,14 @@ class ContourSession extends MeterSession<AstmFrameEvent> {
       await step('T|', 'time command');
       await step(`${m[4]}${m[5]}|\r`, 'time');
       await this.sendControl(EOT);
-      const set = this.report.clockSet(
+      // The Contour cannot read its clock back: the time sent stands for it until the next download.
+      return this.report.clockSet(
         target,
         this.host.timezone,
         this.host.now(),
         this.opts.clock_skew_limit_s,
         'the meter clock was set to the host time (minutes; the next download reads it back)',
       );
-      return { clock: target, ...set };
     } catch (err) {
       throw this.failed(err, 'device_error');
     }

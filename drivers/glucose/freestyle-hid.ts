@@ -44,6 +44,7 @@ import type {
 import {
   AbortedError,
   CLOCK_SKEW_LIMIT_S,
+  type ClockSyncResult,
   MeterSession,
   type MeterSessionOptions,
   NoAnswerError,
@@ -482,12 +483,6 @@ export interface DownloadResult {
   records: number;
 }
 
-export interface ClockSyncResult {
-  clock: string;
-  clock_skew_s: number;
-  previous_skew_s: number | null;
-}
-
 /** Progress events: at most every 25 records. */
 const PROGRESS_EVERY = 25;
 
@@ -820,8 +815,7 @@ class FreeStyleSession extends MeterSession<Buffer> {
       if (clock === null || off > 120) {
         throw new ProtocolError('clock-not-set', `the meter reports a clock ${clock === null ? 'that is not set' : `${Math.round(off)} s away from the time sent`}`);
       }
-      const set = this.report.clockSet(clock, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
-      return { clock, ...set };
+      return this.report.clockSet(clock, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
     } catch (err) {
       throw this.failed(err, 'device_error');
     }

@@ -39,6 +39,7 @@ import type {
 } from '../../src/driver-sdk/index.ts';
 import {
   CLOCK_SKEW_LIMIT_S,
+  type ClockSyncResult,
   MeterSession,
   type MeterSessionOptions,
   NoAnswerError,
@@ -591,13 +592,6 @@ export interface DownloadResult {
   records: number;
 }
 
-export interface ClockSyncResult {
-  /** The meter's clock after the set, naive local time. */
-  clock: string;
-  clock_skew_s: number;
-  previous_skew_s: number | null;
-}
-
 const REQUEST_NAMES: Record<LifeScanRequest['type'], string> = {
   version: 'read version',
   serial: 'read serial',
@@ -854,8 +848,7 @@ export class LifeScanSession extends MeterSession<FrameItem> {
       const clock = this.clockNaive(back.seconds);
       const skew = clockSkewSeconds(clock, this.host.timezone, this.host.now());
       if (Math.abs(skew) > 5) throw new ProtocolError('clock-not-set', `the meter clock reads ${skew} s off the host time after the set`);
-      const set = this.report.clockSet(clock, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
-      return { clock, ...set };
+      return this.report.clockSet(clock, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
     } catch (err) {
       throw this.failed(err, 'device_error');
     }

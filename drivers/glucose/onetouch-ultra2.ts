@@ -41,6 +41,7 @@ import type {
 } from '../../src/driver-sdk/index.ts';
 import {
   CLOCK_SKEW_LIMIT_S,
+  type ClockSyncResult,
   MeterSession,
   type MeterSessionOptions,
   NoAnswerError,
@@ -521,13 +522,6 @@ export interface DownloadResult {
   unreadable: number;
 }
 
-export interface ClockSyncResult {
-  /** The meter's clock after the set, naive local time. */
-  clock: string;
-  clock_skew_s: number;
-  previous_skew_s: number | null;
-}
-
 class Ultra2Session extends MeterSession<FramedItem> {
   private readonly opts: Ultra2SessionOptions;
   private readonly framer = new LineFramer();
@@ -720,8 +714,7 @@ class Ultra2Session extends MeterSession<FramedItem> {
       if (off > 2) {
         throw new ProtocolError('clock-not-set', `the meter reports a clock ${Math.round(off)} s away from the time sent`);
       }
-      const set = this.report.clockSet(reply.time, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
-      return { clock: reply.time, ...set };
+      return this.report.clockSet(reply.time, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
     } catch (err) {
       throw this.failed(err, 'device_error');
     }

@@ -37,6 +37,14 @@ export interface MeterSessionOptions {
   clock_skew_limit_s: number;
 }
 
+/** What `clock/sync` answers. */
+export interface ClockSyncResult {
+  /** The device's clock after the set, naive local time. */
+  clock: string;
+  clock_skew_s: number;
+  previous_skew_s: number | null;
+}
+
 /** 15 minutes: the clock skew beyond which a device's clock is flagged (the design's rule). */
 export const CLOCK_SKEW_LIMIT_S = 900;
 
@@ -125,19 +133,22 @@ export class SessionReporter {
     return skew;
   }
 
-  /** The device clock was just set and reads `deviceNaive`: the new skew and a `clock_set` event. */
+  /**
+   * The device clock was just set and reads `deviceNaive` (or, for a device that cannot read it
+   * back, the time sent): the new skew on the state and a `clock_set` event; the `clock/sync` answer.
+   */
   clockSet(
     deviceNaive: string,
     timezone: string,
     now: Date,
     limitS: number,
     message = 'the meter clock was set to the host time',
-  ): { clock_skew_s: number; previous_skew_s: number | null } {
+  ): ClockSyncResult {
     const previous = this.state.clock_skew_s ?? null;
     const skew = clockSkewSeconds(deviceNaive, timezone, now);
     this.patch({ clock_skew_s: skew, clock_skew_flagged: Math.abs(skew) > limitS, last_seen: now.toISOString() });
     this.emit('clock_set', message, { previous_skew_s: previous, clock_skew_s: skew });
-    return { clock_skew_s: skew, previous_skew_s: previous };
+    return { clock: deviceNaive, clock_skew_s: skew, previous_skew_s: previous };
   }
 
   /**
