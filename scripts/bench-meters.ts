@@ -1,7 +1,8 @@
 /**
  * `npm run bench` helper: N simulated OneTouch Ultra 2 meters in their own process, each behind a
  * TCP port on loopback (like meters on a serial-to-Ethernet terminal server). Tells the parent
- * the ports, then, for each meter, the absolute time of the last byte of each reply.
+ * the ports; when asked, tells it for each meter the absolute time of the last byte of each
+ * reply (not as they happen: the parent is the daemon being measured).
  */
 import { onetouchUltra2 } from '../drivers/glucose/onetouch-ultra2.ts';
 import { TcpServerTransport } from '../src/transports/tcp.ts';
@@ -14,16 +15,19 @@ const send = (message: unknown): void => {
 const QUIET_MS = 5;
 
 const ports: number[] = [];
+const lastBytes: number[][] = [];
 for (let d = 0; d < count; d++) {
   const transport = new TcpServerTransport({ type: 'tcp-server', port: 0, bind: '127.0.0.1' });
   await transport.open();
+  const ends: number[] = [];
+  lastBytes.push(ends);
   let last = 0;
   let timer: NodeJS.Timeout | undefined;
   const write = transport.write.bind(transport);
   transport.write = (data: Buffer) => {
     last = performance.timeOrigin + performance.now();
     clearTimeout(timer);
-    timer = setTimeout(() => send({ device: d, lastByteAt: last }), QUIET_MS);
+    timer = setTimeout(() => ends.push(last), QUIET_MS);
     return write(data);
   };
   const simulator = onetouchUltra2.simulator.create({
@@ -38,4 +42,7 @@ for (let d = 0; d < count; d++) {
   ports.push(transport.address()!.port);
 }
 send({ ports });
+process.on('message', (m) => {
+  if (m === 'report') send({ lastBytes });
+});
 process.on('disconnect', () => process.exit(0));

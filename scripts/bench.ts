@@ -4,6 +4,7 @@
  * payloads to the same broker, measured in the same run.
  *
  *   BENCH_DEVICES (200)  BENCH_SECONDS (20)  BENCH_BURST (10000)  BENCH_DB_DIR (the OS temp dir)
+ *   BENCH_PHASES (in-process,tcp,backlog: which phases run besides the baseline)
  *
  * Paced phases: every device makes one reading a second; prints delivered results/s, the ratio
  * to the baseline, p50/p99 latency from the device's last byte to the subscriber, peak RSS. The
@@ -12,7 +13,7 @@
  * Burst phase: a backlog of BENCH_BURST stored results drains to the broker (the case after an
  * outage) against the same number of raw publishes.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +26,9 @@ import { Controller } from '../src/controller.ts';
 import { createLogger } from '../src/logger.ts';
 import type { ResultRecord } from '../src/records/types.ts';
 import { MemoryTransport } from '../src/transports/memory.ts';
+import { MqttConnection } from '../src/mqtt/connection.ts';
 import { Store } from '../src/store/store.ts';
+import { StoreWriter } from '../src/store/writer.ts';
 import { Mosquitto } from '../test/helpers/mosquitto.ts';
 import { glucoseDraft } from '../test/helpers/records.ts';
 
@@ -34,6 +37,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const BURST = Number(process.env.BENCH_BURST ?? 10_000);
 /** Where the databases go; the disk's sync latency is most of a result's latency (try /dev/shm). */
 const DB_DIR = process.env.BENCH_DB_DIR ?? tmpdir();
+const PHASES = new Set((process.env.BENCH_PHASES ?? 'in-process,tcp,backlog').split(',').map((p) => p.trim()));
 
 /** Results that arrive in the first seconds (start-up, first downloads) are not counted. */
 const WARMUP_S = 2;
@@ -41,7 +45,7 @@ const WARMUP_S = 2;
 interface PhaseResult {
   name: string;
   /** Arrival time at the subscriber and latency of each result, in arrival order. */
-  arrivals: Array<{ at: number; latencyMs: number }>;
+  arrivals: Array<{ at: number; latencyMs: number; stages?: number[] }>;
   /** The steady window [start + WARMUP_S, end] in performance.now() ms. */
   window: { from: number; to: number };
   peakRssMb: number;
@@ -84,6 +88,36 @@ async function subscriber(url: string, onResult: (record: ResultRecord, at: numb
   return client;
 }
 
+/** A helper process of this directory, started with `args`; resolves once it sent `{ready}` or `{ports}`. */
+async function helper<T>(script: string, args: string[]): Promise<{ child: ChildProcess; first: T }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL(script, import.meta.url)), ...args], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const first = await new Promise<T>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`${script} exited (${code})`)));
+    child.once('message', (m) => resolve(m as T));
+  });
+  child.removeAllListeners('exit');
+  return { child, first };
+}
+
+/** Asks a helper for its report and waits for it. */
+function report<T>(child: ChildProcess): Promise<T> {
+  return new Promise((resolve) => {
+    child.once('message', (m) => resolve(m as T));
+    child.send('report');
+  });
+}
+
+/** The paced phases' subscriber, in its own process (`bench-subscriber.ts`). */
+async function remoteSubscriber(url: string): Promise<{ arrivals(): Promise<Array<[id: string, at: number]>>; stop(): void }> {
+  const { child } = await helper<{ ready: true }>('./bench-subscriber.ts', [url]);
+  return {
+    arrivals: async () => (await report<{ arrivals: Array<[string, number]> }>(child)).arrivals,
+    stop: () => child.kill(),
+  };
+}
+
 function sampleRecord(device: number, n: number): ResultRecord {
   const draft = glucoseDraft(n, { device: { ...glucoseDraft(0).device, id: `bench-${device}`, serial: `B${String(device).padStart(7, '0')}Y` } });
   const { key: _key, ...body } = draft;
@@ -96,6 +130,65 @@ function sampleRecord(device: number, n: number): ResultRecord {
     received_at: new Date().toISOString(),
     raw: { capture: 'x'.repeat(64), sha256: 'x'.repeat(64) },
   };
+}
+
+const now = (): number => performance.timeOrigin + performance.now();
+
+/** The stages a result passes between the device's last byte and the subscriber. */
+const STAGES = [
+  'last byte → commit asked (decode, session)',
+  'commit asked → stored (writer thread, disk sync)',
+  'stored → handed to MQTT (outbox read)',
+  'handed to MQTT → subscriber (client, broker)',
+] as const;
+
+/**
+ * Timestamps (absolute ms) of each result passing each stage, taken by wrapping the commit
+ * queue and the MQTT connection for the length of a phase.
+ */
+class StageClock {
+  private readonly askedByDevice = new Map<string, number>();
+  private readonly byId = new Map<string, { asked: number; stored: number; handed?: number }>();
+  private readonly restore: Array<() => void> = [];
+
+  install(controller: Controller): void {
+    const commit = StoreWriter.prototype.commit;
+    const asked = this.askedByDevice;
+    StoreWriter.prototype.commit = function (this: StoreWriter, input) {
+      asked.set(input.deviceId, now());
+      return commit.call(this, input);
+    };
+    const publish = MqttConnection.prototype.publish;
+    const byId = this.byId;
+    MqttConnection.prototype.publish = function (this: MqttConnection, topic, payload, options) {
+      if (typeof payload === 'string' && topic.endsWith('/result')) {
+        const at = payload.indexOf('"id":"');
+        const entry = at >= 0 ? byId.get(payload.slice(at + 6, payload.indexOf('"', at + 6))) : undefined;
+        if (entry) entry.handed = now();
+      }
+      return publish.call(this, topic, payload, options);
+    };
+    this.restore.push(
+      () => (StoreWriter.prototype.commit = commit),
+      () => (MqttConnection.prototype.publish = publish),
+      controller.bus.on('resultsStored', ({ deviceId, records }) => {
+        const stored = now();
+        const commitAsked = asked.get(deviceId) ?? stored;
+        for (const r of records) byId.set(r.id, { asked: commitAsked, stored });
+      }),
+    );
+  }
+
+  uninstall(): void {
+    this.restore.splice(0).forEach((r) => r());
+  }
+
+  /** The time spent in each of STAGES by the result `id` that arrived at `arrived`. */
+  stages(id: string, lastByte: number, arrived: number): number[] | undefined {
+    const t = this.byId.get(id);
+    if (t?.handed === undefined) return undefined;
+    return [t.asked - lastByte, t.stored - t.asked, t.handed - t.stored, arrived - t.handed];
+  }
 }
 
 /** Runs the daemon for SECONDS; the window after warm-up and the peak RSS. */
@@ -113,11 +206,7 @@ async function runDaemon(controller: Controller): Promise<Pick<PhaseResult, 'win
 /** Raw mqtt.js: each device publishes one result a second, paced like the pipeline phase. */
 async function baselinePaced(url: string): Promise<PhaseResult> {
   const sentAt = new Map<string, number>();
-  const arrivals: PhaseResult['arrivals'] = [];
-  const sub = await subscriber(url, (r, at) => {
-    const t = sentAt.get(r.id);
-    if (t !== undefined) arrivals.push({ at, latencyMs: at - t });
-  });
+  const sub = await remoteSubscriber(url);
   const pub = await mqtt.connectAsync(url, { clientId: `bench-pub-${process.pid}` });
   const rss = sampler();
   const start = performance.now();
@@ -129,7 +218,7 @@ async function baselinePaced(url: string): Promise<PhaseResult> {
       setTimeout(() => {
         const tick = (): void => {
           const record = sampleRecord(d, ++n);
-          sentAt.set(record.id, performance.now());
+          sentAt.set(record.id, now());
           void pub.publishAsync(`poct/device/${record.device.id}/result`, JSON.stringify(record), { qos: 1 });
         };
         tick();
@@ -143,7 +232,12 @@ async function baselinePaced(url: string): Promise<PhaseResult> {
   await new Promise((r) => setTimeout(r, 500));
   const sampled = rss.stop();
   await pub.endAsync();
-  await sub.endAsync();
+  const arrivals: PhaseResult['arrivals'] = [];
+  for (const [id, at] of await sub.arrivals()) {
+    const t = sentAt.get(id);
+    if (t !== undefined) arrivals.push({ at: at - performance.timeOrigin, latencyMs: at - t });
+  }
+  sub.stop();
   return { name: 'baseline: raw mqtt.js', arrivals, window, ...sampled };
 }
 
@@ -175,23 +269,29 @@ async function pipelinePaced(url: string): Promise<PhaseResult> {
   const lastDeviceByte = new Map<string, number>();
   const write = MemoryTransport.prototype.write;
   MemoryTransport.prototype.write = function (this: MemoryTransport, data: Buffer) {
-    if (this.description.endsWith(':device')) lastDeviceByte.set(this.description, performance.now());
+    if (this.description.endsWith(':device')) lastDeviceByte.set(this.description, now());
     return write.call(this, data);
   };
   const lastByteOfRecord = new Map<string, number>();
-  const arrivals: PhaseResult['arrivals'] = [];
-  const sub = await subscriber(url, (r, at) => {
-    const t = lastByteOfRecord.get(r.id);
-    if (t !== undefined) arrivals.push({ at, latencyMs: at - t });
-  });
+  const sub = await remoteSubscriber(url);
   const controller = new Controller(config, { log: createLogger('warn'), drivers });
   controller.bus.on('resultsStored', ({ deviceId, records }) => {
     const t = lastDeviceByte.get(`sim:${deviceId}:device`);
     if (t !== undefined) for (const r of records) lastByteOfRecord.set(r.id, t);
   });
+  const clock = new StageClock();
+  clock.install(controller);
   const sampled = await runDaemon(controller);
-  await sub.endAsync();
+  clock.uninstall();
   MemoryTransport.prototype.write = write;
+  const arrivals: PhaseResult['arrivals'] = [];
+  for (const [id, at] of await sub.arrivals()) {
+    const lastByte = lastByteOfRecord.get(id);
+    if (lastByte !== undefined) {
+      arrivals.push({ at: at - performance.timeOrigin, latencyMs: at - lastByte, stages: clock.stages(id, lastByte, at) });
+    }
+  }
+  sub.stop();
   return { name: 'poctd, meters in-process', arrivals, ...sampled };
 }
 
@@ -200,19 +300,8 @@ async function pipelinePaced(url: string): Promise<PhaseResult> {
  * (`bench-meters.ts`), so the daemon's thread does only the daemon's work.
  */
 async function pipelineOverTcp(url: string): Promise<PhaseResult> {
-  const meters = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./bench-meters.ts', import.meta.url)), String(DEVICES)], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  const lastBytes = new Map<number, number[]>();
-  const ports = await new Promise<number[]>((resolve, reject) => {
-    meters.once('exit', (code) => reject(new Error(`bench-meters exited (${code})`)));
-    meters.on('message', (m: { ports?: number[]; device?: number; lastByteAt?: number }) => {
-      if (m.ports) resolve(m.ports);
-      else if (m.device !== undefined && m.lastByteAt !== undefined) {
-        lastBytes.set(m.device, [...(lastBytes.get(m.device) ?? []), m.lastByteAt]);
-      }
-    });
-  });
+  const { child: meters, first } = await helper<{ ports: number[] }>('./bench-meters.ts', [String(DEVICES)]);
+  const ports = first.ports;
   const dir = mkdtempSync(join(DB_DIR, 'poctd-bench-'));
   const devices = ports.map((port, d) => ({
     id: `bench-${d}`,
@@ -225,25 +314,30 @@ async function pipelineOverTcp(url: string): Promise<PhaseResult> {
     JSON.stringify({ site: 'bench', mqtt: { url }, store: { path: join(dir, 'bench.db') }, log: { level: 'warn' }, devices }),
     { knownDrivers: drivers.map((d) => d.id), env: {} },
   );
-  const now = (): number => performance.timeOrigin + performance.now();
   const stored = new Map<string, { device: number; at: number }>();
-  const received: Array<{ id: string; at: number }> = [];
-  const sub = await subscriber(url, (r) => received.push({ id: r.id, at: now() }));
+  const sub = await remoteSubscriber(url);
   const controller = new Controller(config, { log: createLogger('warn'), drivers });
   controller.bus.on('resultsStored', ({ deviceId, records }) => {
     const at = now();
     for (const r of records) stored.set(r.id, { device: Number(deviceId.slice('bench-'.length)), at });
   });
+  const clock = new StageClock();
+  clock.install(controller);
   const { window, peakRssMb, loopP99Ms } = await runDaemon(controller);
-  await sub.endAsync();
+  clock.uninstall();
+  const received = await sub.arrivals();
+  sub.stop();
+  const { lastBytes } = await report<{ lastBytes: number[][] }>(meters);
   meters.kill();
   // The last byte of the reply a record came in: the meter's latest reply end before the commit.
   const arrivals: PhaseResult['arrivals'] = [];
-  for (const { id, at } of received) {
+  for (const [id, at] of received) {
     const s = stored.get(id);
-    const ends = s ? lastBytes.get(s.device) : undefined;
+    const ends = s ? lastBytes[s.device] : undefined;
     const lastByte = ends?.filter((t) => t <= s!.at).at(-1);
-    if (lastByte !== undefined) arrivals.push({ at: at - performance.timeOrigin, latencyMs: at - lastByte });
+    if (lastByte !== undefined) {
+      arrivals.push({ at: at - performance.timeOrigin, latencyMs: at - lastByte, stages: clock.stages(id, lastByte, at) });
+    }
   }
   return { name: 'poctd, meters over TCP', arrivals, window, peakRssMb, loopP99Ms };
 }
@@ -312,6 +406,21 @@ function row(r: PhaseResult): string {
   ].join(' ');
 }
 
+/**
+ * Where a phase's time went: p50 and p99 of each stage over all results, and the mean of each
+ * stage over the slowest 1 % (what makes the p99).
+ */
+function breakdown(r: PhaseResult): string {
+  const inWindow = r.arrivals.filter((a) => a.at >= r.window.from && a.at <= r.window.to && a.stages);
+  const slowest = [...inWindow].sort((a, b) => b.latencyMs - a.latencyMs).slice(0, Math.max(1, Math.ceil(inWindow.length / 100)));
+  const lines = STAGES.map((name, i) => {
+    const sorted = inWindow.map((a) => a.stages![i]!).sort((x, y) => x - y);
+    const tail = slowest.reduce((sum, a) => sum + a.stages![i]!, 0) / slowest.length;
+    return `  ${name.padEnd(52)} ${percentile(sorted, 50).toFixed(2).padStart(8)} ${percentile(sorted, 99).toFixed(2).padStart(8)} ${tail.toFixed(2).padStart(14)}`;
+  });
+  return [`${r.name}: where the time goes (ms)${' '.repeat(Math.max(1, 29 - r.name.length))}     p50      p99  slowest 1 %`, ...lines].join('\n');
+}
+
 /** The floor under every commit: how long the database's disk takes to sync 4 KiB, in this run. */
 function diskSync(): { p50: number; p99: number } {
   const path = join(mkdtempSync(join(DB_DIR, 'poctd-bench-')), 'fsync-probe');
@@ -344,17 +453,18 @@ async function main(): Promise<void> {
     const disk = diskSync();
     console.log(`disk under the databases: write + fsync of 4 KiB p50 ${disk.p50.toFixed(2)} ms, p99 ${disk.p99.toFixed(2)} ms\n`);
     const baseline = await baselinePaced(broker.url);
-    const pipeline = await pipelinePaced(broker.url);
-    const overTcp = await pipelineOverTcp(broker.url);
+    const phases: PhaseResult[] = [];
+    if (PHASES.has('in-process')) phases.push(await pipelinePaced(broker.url));
+    if (PHASES.has('tcp')) phases.push(await pipelineOverTcp(broker.url));
     console.log(`${'phase'.padEnd(24)} ${'results/s'.padStart(10)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'RSS MB'.padStart(9)} ${'loop p99 ms'.padStart(14)}`);
-    console.log(row(baseline));
-    console.log(row(pipeline));
-    console.log(row(overTcp));
-    for (const p of [pipeline, overTcp]) {
+    for (const p of [baseline, ...phases]) console.log(row(p));
+    console.log(`\n${phases.map(breakdown).join('\n')}\n`);
+    for (const p of phases) {
       const ratio = steady(p).perSecond / steady(baseline).perSecond;
       const p99 = percentile(steady(p).latencies, 99);
       console.log(`${p.name}: ratio to baseline ${ratio.toFixed(3)} (target >= 0.7), p99 ${p99.toFixed(2)} ms (target < 10)`);
     }
+    if (!PHASES.has('backlog')) return;
     const b = await burst(broker.url);
     console.log(
       `\nbacklog drain of ${BURST}: baseline ${b.baselinePerS.toFixed(0)} results/s, pipeline ${b.pipelinePerS.toFixed(0)} results/s, ` +
@@ -362,8 +472,8 @@ async function main(): Promise<void> {
     );
   } finally {
     await broker.stop();
+    process.exit(0);
   }
-  process.exit(0);
 }
 
 void main();

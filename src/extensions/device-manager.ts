@@ -4,7 +4,6 @@ import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost, Usb
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
 import { flagAmbiguousDeviceTimes } from '../records/build.ts';
 import { DEVICE_STATE_SCHEMA, type Availability, type DeviceState } from '../records/types.ts';
-import { CommitQueue } from '../store/commit-queue.ts';
 import { usbEntry } from '../transports/discovery.ts';
 import { createTransport } from '../transports/index.ts';
 import { memoryPair } from '../transports/memory.ts';
@@ -68,14 +67,11 @@ export class DeviceManager implements Extension {
   readonly name = 'device-manager';
   private readonly devices = new Map<string, ManagedDevice>();
   private readonly unsubscribe: Array<() => void> = [];
-  private readonly commits: CommitQueue;
   private readonly dirtyStates = new Set<ManagedDevice>();
   private stateSaveTimer: NodeJS.Timeout | undefined;
   private stateSaveDue = 0;
 
-  constructor(private readonly s: Services) {
-    this.commits = new CommitQueue(s.writer);
-  }
+  constructor(private readonly s: Services) {}
 
   async start(): Promise<void> {
     const { bus } = this.s;
@@ -98,7 +94,7 @@ export class DeviceManager implements Extension {
       await device.transport.close().catch(() => undefined);
       this.setAvailability(device, 'offline');
     }
-    await this.commits.drained();
+    await this.s.writer.drained();
     await this.saveDirtyStates();
     this.devices.clear();
   }
@@ -266,7 +262,7 @@ export class DeviceManager implements Extension {
       log,
       now: s.now,
       commit: async (drafts, capture) => {
-        const outcome = await this.commits.commit({
+        const outcome = await s.writer.commit({
           site: s.config.site,
           deviceId: device.config.id,
           driver: device.driver.id,

@@ -1,6 +1,13 @@
 // The store's writing connection, on its own thread: a commit waits for the disk to sync
 // (synchronous=FULL), and that wait must not stall every other device's session. The parent
 // sends {id, method, args}; each is run on one Store and answered {id, result} or {id, error}.
+//
+// Group commit: every commit that arrived while the previous transaction was being written goes
+// to disk in the next single transaction, so many meters downloading at once share disk syncs
+// instead of queueing one each. Each caller is answered only once its transaction is committed.
+// Commits go first: a device is waiting for its "received" on each of them. Bookkeeping
+// (publish marks, device states, audit, quarantine) waits until no commit is queued, and a big
+// batch of it is written in slices, so a commit arriving meanwhile waits for one slice at most.
 import { parentPort, workerData } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
 
@@ -8,32 +15,100 @@ register();
 const { Store } = await import('./store.ts');
 const store = new Store(workerData.path, { checkpointElsewhere: true });
 
+/** Rows per bookkeeping transaction; each slice is well under a millisecond. */
+const SLICE = 50;
+
 /** Structured clone turns Buffers into Uint8Arrays; the store wants Buffers back. */
 function toBuffer(bytes) {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-const methods = {
-  commitMany: (inputs) => store.commitMany(inputs.map((i) => ({ ...i, captureBytes: toBuffer(i.captureBytes) })))
-    .map((outcome) => (outcome instanceof Error ? { error: outcome.message } : outcome)),
-  markPublishedMany: (seqs, at) => store.markPublishedMany(seqs, at),
-  saveDeviceStates: (states, at) => store.saveDeviceStates(states, at),
-  audit: (entry, at) => store.audit(entry, at),
-  quarantine: (deviceId, bytes, reason, at) => store.quarantine(deviceId, toBuffer(bytes), reason, at),
-  checkpointInline: () => store.checkpointInline(),
+function slices(items) {
+  const out = [];
+  for (let i = 0; i < items.length; i += SLICE) out.push(items.slice(i, i + SLICE));
+  return out.length > 0 ? out : [items];
+}
+
+/** Each bookkeeping method: the steps to run, one per turn of the queue; the last step's value is the answer. */
+const bookkeepingMethods = {
+  markPublishedMany: (seqs, at) => slices(seqs).map((slice) => () => store.markPublishedMany(slice, at)),
+  saveDeviceStates: (states, at) => slices(states).map((slice) => () => store.saveDeviceStates(slice, at)),
+  audit: (entry, at) => [() => store.audit(entry, at)],
+  quarantine: (deviceId, bytes, reason, at) => [() => store.quarantine(deviceId, toBuffer(bytes), reason, at)],
+  checkpointInline: () => [() => store.checkpointInline()],
 };
+
+/** {id, inputs} of each commitMany not yet written. */
+const commits = [];
+const bookkeeping = [];
+let scheduled = false;
+let closing;
+
+function schedule() {
+  if (scheduled) return;
+  scheduled = true;
+  // setImmediate, not a loop: messages that arrived meanwhile are queued before the next step.
+  setImmediate(runNext);
+}
+
+/** All waiting commits in one transaction; each input that failed is rolled back alone. */
+function commitWaiting() {
+  const jobs = commits.splice(0);
+  let outcomes;
+  try {
+    outcomes = store.commitMany(jobs.flatMap((job) => job.inputs.map((i) => ({ ...i, captureBytes: toBuffer(i.captureBytes) }))));
+  } catch (error) {
+    for (const job of jobs) parentPort.postMessage({ id: job.id, error: error instanceof Error ? error.message : String(error) });
+    return;
+  }
+  let from = 0;
+  for (const job of jobs) {
+    const mine = outcomes.slice(from, (from += job.inputs.length));
+    parentPort.postMessage({ id: job.id, result: mine.map((o) => (o instanceof Error ? { error: o.message } : o)) });
+  }
+}
+
+/** One bookkeeping step; the job is answered after its last. */
+function bookkeepingStep() {
+  const job = bookkeeping[0];
+  try {
+    const result = job.steps.shift()();
+    if (job.steps.length > 0) return;
+    bookkeeping.shift();
+    parentPort.postMessage({ id: job.id, result: result ?? null });
+  } catch (error) {
+    bookkeeping.shift();
+    parentPort.postMessage({ id: job.id, error: error instanceof Error ? error.message : String(error) });
+  }
+}
+
+function runNext() {
+  scheduled = false;
+  if (commits.length > 0) commitWaiting();
+  else if (bookkeeping.length > 0) bookkeepingStep();
+  if (commits.length > 0 || bookkeeping.length > 0) schedule();
+  else if (closing !== undefined) close(closing);
+}
+
+function close(id) {
+  store.close();
+  parentPort.postMessage({ id, result: null });
+  parentPort.close();
+}
 
 parentPort.on('message', ({ id, method, args }) => {
   if (method === 'close') {
-    store.close();
-    parentPort.postMessage({ id, result: null });
-    parentPort.close();
+    // Everything asked for before the close is written first.
+    closing = id;
+    if (commits.length === 0 && bookkeeping.length === 0 && !scheduled) close(id);
     return;
   }
-  try {
-    parentPort.postMessage({ id, result: methods[method](...args) });
-  } catch (error) {
-    parentPort.postMessage({ id, error: error instanceof Error ? error.message : String(error) });
+  if (method === 'commitMany') commits.push({ id, inputs: args[0] });
+  else if (bookkeepingMethods[method]) bookkeeping.push({ id, steps: bookkeepingMethods[method](...args) });
+  else {
+    parentPort.postMessage({ id, error: `unknown store method ${method}` });
+    return;
   }
+  schedule();
 });
 parentPort.postMessage({ ready: true });

@@ -25,6 +25,7 @@ type Pending = { resolve: (value: unknown) => void; reject: (error: Error) => vo
  */
 export class StoreWriter {
   private readonly pending = new Map<number, Pending>();
+  private readonly unanswered = new Set<Promise<unknown>>();
   private nextId = 1;
   private failure: Error | undefined;
 
@@ -76,10 +77,29 @@ export class StoreWriter {
   private call<T>(method: string, ...args: unknown[]): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
+    const answered = new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.worker.postMessage({ id, method, args });
     });
+    this.unanswered.add(answered);
+    const settled = (): void => void this.unanswered.delete(answered);
+    answered.then(settled, settled);
+    return answered;
+  }
+
+  /** Resolves once every write asked for so far has been answered (committed or failed). */
+  async drained(): Promise<void> {
+    await Promise.allSettled([...this.unanswered]);
+  }
+
+  /**
+   * Stores a session's download; settles once it is committed (so only then may the device hear
+   * "received"). Commits asked for while the thread is writing share its next transaction.
+   */
+  async commit(input: CommitInput): Promise<CommitOutcome> {
+    const [outcome] = await this.commitMany([input]);
+    if (outcome instanceof Error) throw outcome;
+    return outcome!;
   }
 
   /** One transaction for all inputs; an input that failed comes back as its Error. */

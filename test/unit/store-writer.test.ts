@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { DeviceState } from '../../src/records/types.ts';
 import { Store } from '../../src/store/store.ts';
 import { StoreWriter } from '../../src/store/writer.ts';
 import { glucoseDraft } from '../helpers/records.ts';
@@ -66,6 +67,63 @@ describe('StoreWriter', () => {
       maxWal = Math.max(maxWal, statSync(`${path}-wal`).size);
     });
     expect(maxWal).toBeLessThan(6 * 1024 * 1024);
+  });
+
+  it('commits asked for together share a transaction, and one that fails is rolled back alone', async () => {
+    const { writer, reader } = await setup(1000);
+    const input = (n: number, driver: unknown = 'onetouch-ultra2') => ({
+      site: 's',
+      deviceId: `m${n}`,
+      driver: driver as string,
+      captureKind: 'raw' as const,
+      captureBytes: randomBytes(64),
+      drafts: [glucoseDraft(n)],
+      receivedAt: new Date(),
+    });
+    const outcomes = await Promise.allSettled([writer.commit(input(1)), writer.commit(input(2, null)), writer.commit(input(3))]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((outcomes[1] as PromiseRejectedResult).reason.message).toMatch(/constraint failed/);
+    // The two that were kept got consecutive seqs: the failed one left no gap.
+    const seqs = outcomes.flatMap((o) => (o.status === 'fulfilled' ? o.value.inserted.map((r) => r.seq) : []));
+    expect(seqs).toEqual([1, 2]);
+    expect(reader.recordCount()).toBe(2);
+  });
+
+  it('answers a commit before bookkeeping that was asked for earlier', async () => {
+    const { writer, reader } = await setup(1000);
+    const states = Array.from({ length: 2000 }, (_, i) => ({ id: `meter-${i}`, driver: 'onetouch-ultra2' }) as DeviceState);
+    const order: string[] = [];
+    const saved = writer.saveDeviceStates(states, new Date()).then(() => order.push('states'));
+    const marked = writer.markPublishedMany(Array.from({ length: 2000 }, (_, i) => i + 1), new Date()).then(() => order.push('marks'));
+    const committed = writer
+      .commitMany([{ site: 's', deviceId: 'm', driver: 'onetouch-ultra2', captureKind: 'raw', captureBytes: randomBytes(64), drafts: [glucoseDraft(1)], receivedAt: new Date() }])
+      .then(() => order.push('commit'));
+    await Promise.all([saved, marked, committed]);
+    // The commit overtook both; the bookkeeping kept its own order.
+    expect(order).toEqual(['commit', 'states', 'marks']);
+    expect(reader.deviceState('meter-1999')?.id).toBe('meter-1999');
+  });
+
+  it('a failed bookkeeping write is answered with its error and the queue goes on', async () => {
+    const { writer, reader } = await setup(1000);
+    const broken = [{ id: 'meter-1' } as DeviceState]; // no driver: the devices table refuses it
+    await expect(writer.saveDeviceStates(broken, new Date())).rejects.toThrow(/NOT NULL/);
+    await writeRounds(writer, 1, 0, () => undefined);
+    expect(reader.recordCount()).toBe(50);
+  });
+
+  it('close writes everything asked for before it', async () => {
+    const { writer, reader } = await setup(1000);
+    open.pop();
+    const states = Array.from({ length: 300 }, (_, i) => ({ id: `meter-${i}`, driver: 'onetouch-ultra2' }) as DeviceState);
+    void writer.saveDeviceStates(states, new Date());
+    void writer.commitMany([
+      { site: 's', deviceId: 'm', driver: 'onetouch-ultra2', captureKind: 'raw', captureBytes: randomBytes(64), drafts: [glucoseDraft(7)], receivedAt: new Date() },
+    ]);
+    await writer.close();
+    expect(reader.recordCount()).toBe(1);
+    expect(reader.deviceState('meter-299')?.id).toBe('meter-299');
+    reader.close();
   });
 
   it('close stops both threads and leaves no WAL behind', async () => {
