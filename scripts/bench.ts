@@ -9,7 +9,9 @@
  * Paced phases: every device makes one reading a second; prints delivered results/s, the ratio
  * to the baseline, p50/p99 latency from the device's last byte to the subscriber, peak RSS. The
  * meters run once in the daemon's process (in-memory cables) and once in a process of their own
- * behind TCP ports, as meters on a terminal server would be.
+ * behind TCP ports, as meters on a terminal server would be. The targets (ratio >= 0.7, p99 < 10 ms)
+ * are the daemon's, so they are judged on the second: the first adds the simulators' own work to
+ * the daemon's thread. For each, a breakdown shows which stage the time went to.
  * Burst phase: a backlog of BENCH_BURST stored results drains to the broker (the case after an
  * outage) against the same number of raw publishes.
  */
@@ -295,6 +297,8 @@ async function pipelinePaced(url: string): Promise<PhaseResult> {
   return { name: 'poctd, meters in-process', arrivals, ...sampled };
 }
 
+const OVER_TCP = 'poctd, meters over TCP';
+
 /**
  * The same load with the meters where real ones are: in another process, reached over TCP
  * (`bench-meters.ts`), so the daemon's thread does only the daemon's work.
@@ -339,7 +343,7 @@ async function pipelineOverTcp(url: string): Promise<PhaseResult> {
       arrivals.push({ at: at - performance.timeOrigin, latencyMs: at - lastByte, stages: clock.stages(id, lastByte, at) });
     }
   }
-  return { name: 'poctd, meters over TCP', arrivals, window, peakRssMb, loopP99Ms };
+  return { name: OVER_TCP, arrivals, window, peakRssMb, loopP99Ms };
 }
 
 /** A backlog of BURST stored results drains to the broker, against BURST raw publishes. */
@@ -462,7 +466,14 @@ async function main(): Promise<void> {
     for (const p of phases) {
       const ratio = steady(p).perSecond / steady(baseline).perSecond;
       const p99 = percentile(steady(p).latencies, 99);
-      console.log(`${p.name}: ratio to baseline ${ratio.toFixed(3)} (target >= 0.7), p99 ${p99.toFixed(2)} ms (target < 10)`);
+      const verdict = (met: boolean): string => (met ? 'met' : 'NOT met');
+      console.log(
+        p.name === OVER_TCP
+          ? `${p.name}: ratio to baseline ${ratio.toFixed(3)} (target >= 0.7: ${verdict(ratio >= 0.7)}), ` +
+              `p99 ${p99.toFixed(2)} ms (target < 10: ${verdict(p99 < 10)})`
+          : `${p.name}: ratio to baseline ${ratio.toFixed(3)}, p99 ${p99.toFixed(2)} ms ` +
+              `(no target: ${DEVICES} simulators share the daemon's thread, as in the demo)`,
+      );
     }
     if (!PHASES.has('backlog')) return;
     const b = await burst(broker.url);
