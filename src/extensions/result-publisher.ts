@@ -22,6 +22,11 @@ export class ResultPublisher implements Extension {
   private queuedUpTo = 0;
   private inFlight = 0;
   private draining = false;
+  /**
+   * The outbox may hold rows that no commit or reconnect will announce again: the last drain
+   * stopped at MAX_IN_FLIGHT, or a publish failed. Then each settled publish drains once more.
+   */
+  private moreToSend = false;
   private stopped = false;
   private acked: number[] = [];
   private flushScheduled = false;
@@ -80,14 +85,16 @@ export class ResultPublisher implements Extension {
               // The client gave the packet up (stopped or errored): send it again on the next drain.
               this.s.log.warn({ seq: record.seq, err: error.message }, 'result publish failed; will retry');
               this.queuedUpTo = Math.min(this.queuedUpTo, record.seq - 1);
+              this.moreToSend = true;
             },
           )
           .finally(() => {
             this.inFlight--;
-            if (!this.stopped) setImmediate(() => this.drain());
+            if (this.moreToSend && !this.stopped) setImmediate(() => this.drain());
           });
       }
     }
+    this.moreToSend = this.inFlight >= MAX_IN_FLIGHT;
   }
 
   private scheduleFlush(): void {

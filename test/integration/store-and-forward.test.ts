@@ -9,6 +9,7 @@ import { startDaemon, tempDir, testConfig, ULTRA2_MEMORY } from '../helpers/daem
 import { freePort, Mosquitto } from '../helpers/mosquitto.ts';
 import { eventually, Subscriber } from '../helpers/subscriber.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
+import { glucoseDraft } from '../helpers/records.ts';
 
 const cleanups = useCleanups();
 
@@ -63,6 +64,33 @@ devices:
     await sub.waitFor('every acknowledged record', () => received().filter((r) => ackedIds.has(r.id)).length === ackedIds.size, 15_000);
     await new Promise((r) => setTimeout(r, 300));
     assertExactlyOnceInOrder(received(), stored.map((r) => r.id));
+  });
+
+  it('a backlog larger than the publish window (1000 in flight) drains completely, in seq order', async () => {
+    const broker = await Mosquitto.start();
+    cleanups.push(() => broker.stop());
+    const sub = await Subscriber.connect(broker.url, ['poct/device/+/result']);
+    cleanups.push(() => sub.close());
+    const config = testConfig(`mqtt: { url: ${broker.url} }`);
+    const store = new Store(config.store.path);
+    for (let i = 0; i < 2500; i += 500) {
+      store.commitResults({
+        site: 'poctd',
+        deviceId: 'bench1',
+        driver: 'onetouch-ultra2',
+        captureKind: 'raw',
+        captureBytes: Buffer.from(`capture ${i}`),
+        drafts: Array.from({ length: 500 }, (_, k) => glucoseDraft(i + k)),
+        receivedAt: new Date(),
+      });
+    }
+    store.close();
+    const { controller } = await startDaemon(config);
+    cleanups.push(() => controller.stop());
+    await sub.waitFor('2500 results', () => sub.messages.length >= 2500, 30_000);
+    const seqs = sub.payloads<ResultRecord>('poct/device/bench1/result').map((r) => r.seq);
+    expect(seqs).toEqual(Array.from({ length: 2500 }, (_, i) => i + 1));
+    await eventually('every row marked published', () => controller.runtime!.store.outboxDepth() === 0, 5000);
   });
 
   it('a reading committed before SIGKILL is published after restart', async () => {
