@@ -67,7 +67,9 @@ devices:
   });
 
   it('a backlog larger than the publish window (1000 in flight) drains completely, in seq order', async () => {
-    const broker = await Mosquitto.start();
+    // Mosquitto's default drops QoS 1 messages past 1000 queued for one subscriber; a test
+    // subscriber can fall that far behind a drain, so the broker queues without limit here.
+    const broker = await Mosquitto.start({ extraConfig: 'allow_anonymous true\nmax_queued_messages 0\n' });
     cleanups.push(() => broker.stop());
     const sub = await Subscriber.connect(broker.url, ['poct/device/+/result']);
     cleanups.push(() => sub.close());
