@@ -83,9 +83,10 @@ function sampler(): { stop(): { peakRssMb: number; loopP99Ms: number } } {
   };
 }
 
-async function subscriber(url: string, onResult: (record: ResultRecord, at: number) => void): Promise<mqtt.MqttClient> {
+/** The backlog phase's subscriber: counts arrivals only (no parsing on the daemon's thread). */
+async function subscriber(url: string, onArrival: (at: number) => void): Promise<mqtt.MqttClient> {
   const client = await mqtt.connectAsync(url, { clientId: `bench-sub-${process.pid}` });
-  client.on('message', (_topic, payload) => onResult(JSON.parse(payload.toString()) as ResultRecord, performance.now()));
+  client.on('message', () => onArrival(performance.now()));
   await client.subscribeAsync('poct/device/+/result', { qos: 1 });
   return client;
 }
@@ -145,8 +146,8 @@ const STAGES = [
 ] as const;
 
 /**
- * Timestamps (absolute ms) of each result passing each stage, taken by wrapping the commit
- * queue and the MQTT connection for the length of a phase.
+ * Timestamps (absolute ms) of each result passing each stage, taken by wrapping
+ * `StoreWriter.commit` and `MqttConnection.publish` for the length of a phase.
  */
 class StageClock {
   private readonly askedByDevice = new Map<string, number>();
@@ -351,7 +352,7 @@ async function burst(url: string): Promise<{ baselinePerS: number; pipelinePerS:
   let received = 0;
   let first = 0;
   let last = 0;
-  const sub = await subscriber(url, (_r, at) => {
+  const sub = await subscriber(url, (at) => {
     if (received++ === 0) first = at;
     last = at;
   });

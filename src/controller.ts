@@ -56,10 +56,6 @@ export class Controller {
     return this.extensions.find((e): e is DeviceManager => e instanceof DeviceManager);
   }
 
-  get hotPlug(): HotPlug | undefined {
-    return this.extensions.find((e): e is HotPlug => e instanceof HotPlug);
-  }
-
   async start(): Promise<void> {
     const { config, options } = this;
     const log = options.log;

@@ -66,7 +66,7 @@ import {
 import { type AstmRecord, parseAstmDate, parseMessage, splitRecords } from '../../src/protocols/astm/records.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const CONTOUR_DRIVER_ID = 'contour-next';
 const MANUFACTURER = 'Ascensia';
@@ -118,11 +118,6 @@ export function decodeReport(report: Uint8Array): ReportResult {
 export function trimReport(report: Uint8Array): Buffer {
   const r = decodeReport(report);
   return Buffer.from(r.ok ? report.subarray(0, REPORT_OVERHEAD + r.payload.length) : report);
-}
-
-/** A host control byte (ACK, NAK, EOT, ENQ) as one report. */
-export function controlReport(byte: number): Buffer {
-  return encodeReport(Buffer.from([byte]));
 }
 
 // ────────────────────────────────────────────────────────────────────────────────────────────────
@@ -749,7 +744,6 @@ class ContourSession extends MeterSession<AstmFrameEvent> {
   // ── conversations ──
 
   protected async download(trigger: string): Promise<ContourDownloadResult> {
-    if (!this.transport.isOpen) throw new Error(`${TAG}: the meter is not plugged in`);
     this.begin();
     let started = false;
     try {
@@ -1029,7 +1023,7 @@ export class ContourSimulator implements DeviceSimulator {
     this.extraRecords = options.extra_records ?? [];
     this.oncePerPlug = options.once_per_plug ?? false;
     this.randomCuts = options.random_cuts ?? false;
-    this.timezone = options.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+    this.timezone = options.timezone ?? hostTimeZone();
     this.now = options.now ?? (() => new Date());
     this.random = seededRandom(options.seed ?? Date.now());
     this.memory = options.memory ? options.memory.map((r) => ({ ...r })) : this.defaultMemory();

@@ -57,7 +57,7 @@ import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../.
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import {
   clockChangeSeconds,
   decodeReport,
@@ -698,7 +698,6 @@ class FreeStyleSession extends MeterSession<Buffer> {
   // ── conversations ──
 
   protected async download(trigger: string): Promise<DownloadResult> {
-    if (!this.transport.isOpen) throw new Error('freestyle-hid: the transport is not open');
     this.begin();
     this.stream?.reset();
     let started = false;
@@ -1002,7 +1001,7 @@ export class FreeStyleSimulator implements DeviceSimulator {
     this.reportDelayMs = options.report_delay_ms ?? 0;
     this.patientName = options.patient_name ?? 'Doe,Jane';
     this.patientId = options.patient_id ?? 'PID-000042';
-    this.timezone = options.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+    this.timezone = options.timezone ?? hostTimeZone();
     this.now = options.now ?? (() => new Date());
     this.random = seededRandom(options.seed ?? Date.now());
     this.memory = options.memory ? options.memory.map((r) => ({ ...r })) : this.defaultMemory();

@@ -52,7 +52,7 @@ import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../.
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { clockSkewSeconds, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { clockSkewSeconds, hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const MANUFACTURER = 'LifeScan';
 
@@ -785,7 +785,6 @@ export class LifeScanSession extends MeterSession<FrameItem> {
   // ── conversations ──
 
   protected async download(trigger: string): Promise<DownloadResult> {
-    if (!this.transport.isOpen) throw new Error(`${this.tag}: the transport is not open`);
     this.begin();
     let started = false;
     try {
@@ -996,7 +995,7 @@ export class LifeScanSimulator implements DeviceSimulator {
     this.clockOffsetS = options.clock_offset_s ?? 0;
     this.off = options.off ?? false;
     this.corruptNext(options.corrupt_next ?? 0);
-    this.timezone = options.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+    this.timezone = options.timezone ?? hostTimeZone();
     this.maxChunk = Math.max(1, Math.floor(options.max_chunk ?? 16));
     this.frameDelayMs = options.frame_delay_ms ?? 0;
     this.now = options.now ?? (() => new Date());

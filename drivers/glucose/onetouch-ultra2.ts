@@ -55,7 +55,7 @@ import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const ULTRA2_DRIVER_ID = 'onetouch-ultra2';
 const MANUFACTURER = 'LifeScan';
@@ -666,7 +666,6 @@ class Ultra2Session extends MeterSession<FramedItem> {
   // ── conversations ──
 
   protected async download(trigger: string): Promise<DownloadResult> {
-    if (!this.transport.isOpen) throw new Error('onetouch-ultra2: the transport is not open');
     this.begin();
     let started = false;
     try {
@@ -940,7 +939,7 @@ export class Ultra2Simulator implements DeviceSimulator {
     this.clockOffsetS = options.clock_offset_s ?? 0;
     this.off = options.off ?? false;
     this.corruptNext(options.corrupt_next ?? 0);
-    this.timezone = options.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+    this.timezone = options.timezone ?? hostTimeZone();
     this.maxChunk = Math.max(1, Math.floor(options.max_chunk ?? 16));
     this.lineDelayMs = options.line_delay_ms ?? 0;
     this.now = options.now ?? (() => new Date());

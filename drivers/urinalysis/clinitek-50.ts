@@ -48,12 +48,13 @@ import {
   ProtocolError,
 } from '../../src/driver-sdk/meter-session.ts';
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
+import { ACK, ENQ, ETX, NAK, STX, astmChecksum, formatChecksum } from '../../src/protocols/astm/frame.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { stripObservation, type OrdinalGrade, type UrineAnalyteCode } from './urine-strip-analytes.ts';
 
 export const CLINITEK_50_DRIVER_ID = 'clinitek-50';
@@ -61,14 +62,10 @@ const MANUFACTURER = 'Siemens Healthineers (Bayer Diagnostics)';
 const MODEL = 'CLINITEK 50';
 const PRODUCT_ID = '6510';
 
-export const STX = 0x02;
-export const ETX = 0x03;
-export const ENQ = 0x05;
-export const ACK = 0x06;
+export { ACK, ENQ, NAK } from '../../src/protocols/astm/frame.ts';
 export const XON = 0x11;
 export const DC2 = 0x12;
 export const XOFF = 0x13;
-export const NAK = 0x15;
 
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 // Locale tables (data): the reader's labels and words per language.
@@ -193,11 +190,8 @@ export class PacketFramer {
   }
 }
 
-export function clinitek50Checksum(body: Uint8Array): number {
-  let sum = 0;
-  for (const b of body) sum = (sum + b) & 0xff;
-  return sum;
-}
+/** The packet checksum: the bytes from CR LF to the last CR LF, summed mod 256 (as ASTM's). */
+export const clinitek50Checksum = astmChecksum;
 
 const fail = (code: Clinitek50ErrorCode, detail: string): { ok: false; error: Clinitek50Error } => ({ ok: false, error: { code, detail } });
 
@@ -213,7 +207,7 @@ export function verifyPacket(packet: Uint8Array): { ok: true; lines: string[] } 
   const actual = clinitek50Checksum(body);
   const given = parseInt(hex, 16);
   if (given !== actual) {
-    return fail('bad-checksum', `the packet carries checksum ${hex.toUpperCase()}, its bytes sum to ${actual.toString(16).toUpperCase().padStart(2, '0')}`);
+    return fail('bad-checksum', `the packet carries checksum ${hex.toUpperCase()}, its bytes sum to ${formatChecksum(actual)}`);
   }
   const text = body.toString('latin1');
   if (!text.endsWith('\r\n')) return fail('bad-header', 'the last line before the checksum has no CR LF');
@@ -311,7 +305,7 @@ export function decodePacket(packet: Uint8Array, order: DateOrder = 'YMD'): { ok
 export function encodePacket(lines: string[], checksum?: number): Buffer {
   const body = Buffer.from(`\r\n${lines.join('\r\n')}\r\n`, 'latin1');
   const sum = (checksum ?? clinitek50Checksum(body)) & 0xff;
-  return Buffer.concat([Buffer.from([STX]), body, Buffer.from(sum.toString(16).toUpperCase().padStart(2, '0'), 'latin1'), Buffer.from([ETX])]);
+  return Buffer.concat([Buffer.from([STX]), body, Buffer.from(formatChecksum(sum), 'latin1'), Buffer.from([ETX])]);
 }
 
 // ────────────────────────────────────────────────────────────────────────────────────────────────
@@ -368,7 +362,6 @@ export function decodeClinitek50(capture: Capture, ctx: DecodeContext, order: Da
   const issues: DecodeIssue[] = [];
   const records: Clinitek50Record[] = [];
   const device: Partial<DeviceState> = {};
-  let firmware: string | null = null;
   for (const item of items) {
     const issue = itemIssue(item);
     if (issue) issues.push(issue);
@@ -379,12 +372,10 @@ export function decodeClinitek50(capture: Capture, ctx: DecodeContext, order: Da
       continue;
     }
     if (r.message.type === 'identity') {
-      firmware = r.message.software;
       device.model = MODEL;
-      device.firmware = firmware;
+      device.firmware = r.message.software;
       device.display_unit = r.message.units;
     } else {
-      firmware ??= r.message.software;
       records.push(r.message);
     }
   }
@@ -505,7 +496,6 @@ class Clinitek50Session extends MeterSession<FramedItem> {
   }
 
   protected async download(trigger: string): Promise<DownloadResult> {
-    if (!this.transport.isOpen) throw new Error('clinitek-50: the transport is not open');
     this.begin();
     let started = false;
     try {
@@ -746,7 +736,7 @@ export class Clinitek50Simulator implements DeviceSimulator {
     this.off = options.off ?? false;
     this.maxChunk = Math.max(1, Math.floor(options.max_chunk ?? 16));
     this.random = seededRandom(options.seed ?? Date.now());
-    this.timezone = options.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+    this.timezone = options.timezone ?? hostTimeZone();
   }
 
   attach(transport: ByteTransport): void {

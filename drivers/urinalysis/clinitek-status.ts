@@ -38,7 +38,7 @@ import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { stripObservation, type OrdinalGrade, type UrineAnalyteCode } from './urine-strip-analytes.ts';
 
 export const CLINITEK_STATUS_DRIVER_ID = 'clinitek-status';
@@ -322,14 +322,18 @@ export interface DecodedLine {
   kind: 'record' | 'device-error' | 'bad';
   record?: ClinitekStatusRecord;
   issue?: DecodeIssue;
+  /** Why a bad line is bad, for the event. */
+  detail?: string;
   garbage?: Buffer;
 }
 
 /** One framed line → what it is. Shared by decode() and the session. */
 export function classifyLine(item: FramedLine, order: DateOrder): DecodedLine {
-  if (item.kind === 'overflow') return { kind: 'bad', issue: { reason: 'line-too-long', bytes: item.bytes } };
+  if (item.kind === 'overflow') {
+    return { kind: 'bad', issue: { reason: 'line-too-long', bytes: item.bytes }, detail: `no line end within ${RecordLineFramer.MAX_LINE} bytes` };
+  }
   const r = parseRecordLine(item.bytes, order);
-  if (!r.ok) return { kind: 'bad', issue: { reason: r.error.code, bytes: item.bytes } };
+  if (!r.ok) return { kind: 'bad', issue: { reason: r.error.code, bytes: item.bytes }, detail: r.error.detail };
   const out: DecodedLine = { kind: r.record.error ? 'device-error' : 'record', record: r.record };
   if (r.garbage) out.garbage = r.garbage;
   return out;
@@ -468,8 +472,7 @@ class ClinitekStatusSession implements DriverSession {
     const d = classifyLine(item, this.opts.date_order);
     if (d.garbage) this.report.badData(d.garbage, 'garbage', 'noise before a record', 'line');
     if (d.kind === 'bad') {
-      const detail = item.kind === 'overflow' ? `no line end within ${RecordLineFramer.MAX_LINE} bytes` : (parseDetail(item.bytes, this.opts.date_order) ?? '');
-      this.report.badData(d.issue!.bytes!, d.issue!.reason, detail, 'line');
+      this.report.badData(d.issue!.bytes!, d.issue!.reason, d.detail!, 'line');
       return;
     }
     const record = d.record!;
@@ -551,12 +554,6 @@ class ClinitekStatusSession implements DriverSession {
     this.framer.reset();
     if (partial.length > 0) this.report.badData(partial, 'truncated-line', detail, 'line');
   }
-}
-
-/** The error detail for a line, from the layout only. */
-function parseDetail(bytes: Buffer, order: DateOrder): string | null {
-  const r = parseRecordLine(bytes, order);
-  return r.ok ? null : r.error.detail;
 }
 
 // ────────────────────────────────────────────────────────────────────────────────────────────────
@@ -749,7 +746,7 @@ export class ClinitekStatusSimulator implements DeviceSimulator {
     this.sendDelayMs = options.send_delay_ms ?? 300;
     this.maxChunk = Math.max(1, Math.floor(options.max_chunk ?? 16));
     this.random = seededRandom(options.seed ?? Date.now());
-    this.timezone = options.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+    this.timezone = options.timezone ?? hostTimeZone();
     const base = options.memory ?? SAMPLE_RECORDS.map((x) => structuredClone(x));
     this.memory = options.no_error_record ? base.filter((x) => !x.error) : base;
   }

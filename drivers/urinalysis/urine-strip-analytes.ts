@@ -287,10 +287,6 @@ export const URINE_ANALYTES: Readonly<Record<UrineAnalyteCode, UrineAnalyte>> = 
   },
 };
 
-export function urineAnalyte(code: UrineAnalyteCode): UrineAnalyte {
-  return URINE_ANALYTES[code];
-}
-
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 // Ordinal vocabulary: words readers print, per language, → one canonical grade. Data only; a new
 // language is a new block. Matched case-insensitively on the whole result text.
@@ -489,9 +485,8 @@ export function loincFor(analyte: UrineAnalyteCode, v: StripValue, method: Strip
       if (m.quantitative && m.quantitative.kind === kind) return m.quantitative;
     } else if (m.ordinal) return m.ordinal;
   }
-  // A quantity of another kind than any code's (µmol/L urobilinogen): no code rather than a wrong one.
-  if (quantity) return null;
-  // An ordinal result of an analyte with no presence code (SG, pH): none.
+  // A quantity of another kind than any code's (µmol/L urobilinogen): no code rather than a wrong
+  // one. An ordinal result of an analyte with no presence code (SG, pH): none.
   return null;
 }
 

@@ -11,7 +11,7 @@ import { createLogger } from '../logger.ts';
 import { buildResultRecord, flagAmbiguousDeviceTimes } from '../records/build.ts';
 import { sha256Hex } from '../records/ids.ts';
 import { formatPortListing, listPorts } from '../transports/discovery.ts';
-import { assertTimeZone } from '../util/time.ts';
+import { assertTimeZone, hostTimeZone } from '../util/time.ts';
 import { runSimulator, SimulateError } from './simulate.ts';
 
 const USAGE = `usage: poctd <command> [options]
@@ -181,7 +181,7 @@ async function replay(args: string[]): Promise<number> {
     process.stderr.write(`poctd replay: cannot read ${file}: ${(error as Error).message}\n`);
     return 1;
   }
-  const timezone = values.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const timezone = values.timezone ?? hostTimeZone();
   try {
     assertTimeZone(timezone);
   } catch {

@@ -322,7 +322,10 @@ export abstract class MeterSession<Item> implements DriverSession {
   protected abstract frame(chunk: Buffer): Item[];
   /** Drops the codec's partial frame, before a retry. */
   protected abstract resetFramer(): void;
-  /** Reads the device's memory and commits it; `trigger` says why (connected, poll, request). */
+  /**
+   * Reads the device's memory and commits it; `trigger` says why (connected, poll, request).
+   * The queue calls it only while the transport is open.
+   */
   protected abstract download(trigger: string): Promise<unknown>;
   /** Extra commands (e.g. `clock/sync`), each run in the queue. */
   protected commands(): Record<string, SessionCommand> {

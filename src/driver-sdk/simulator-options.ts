@@ -24,10 +24,6 @@ export class SimulatorOptionReader {
     return new Error(`${this.owner}: option ${name} must be ${want}`);
   }
 
-  has(name: string): boolean {
-    return this.options[name] !== undefined;
-  }
-
   /** A finite number in [min, max]. */
   number(name: string, min = -Infinity, max = Infinity): number | undefined {
     const v = this.options[name];

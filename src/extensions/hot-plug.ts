@@ -200,8 +200,8 @@ export class HotPlug implements Extension {
     await this.scanning;
   }
 
-  /** One look at the devices present (also called by tests, which do not want to wait). */
-  scan(): Promise<void> {
+  /** One look at the devices present; a scan asked for while one runs joins it. */
+  private scan(): Promise<void> {
     this.scanning ??= this.scanOnce().finally(() => {
       this.scanning = undefined;
       if (!this.stopped) this.timer = setTimeout(() => void this.scan(), this.s.config.auto_detect.interval_s * 1000);

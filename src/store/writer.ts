@@ -25,7 +25,8 @@ type Pending = { resolve: (value: unknown) => void; reject: (error: Error) => vo
  */
 export class StoreWriter {
   private readonly pending = new Map<number, Pending>();
-  private readonly unanswered = new Set<Promise<unknown>>();
+  /** Resolved when no call is left unanswered (see `drained`). */
+  private idleWaiters: Array<() => void> = [];
   private nextId = 1;
   private failure: Error | undefined;
 
@@ -51,6 +52,7 @@ export class StoreWriter {
       this.pending.delete(message.id);
       if (message.error !== undefined) waiter.reject(new Error(message.error));
       else waiter.resolve(message.result);
+      this.wakeIfIdle();
     });
     const fail = (error: Error): void => {
       if (this.failure) return;
@@ -58,6 +60,7 @@ export class StoreWriter {
       if (!this.closing) this.onFailure?.(error);
       for (const waiter of this.pending.values()) waiter.reject(error);
       this.pending.clear();
+      this.wakeIfIdle();
     };
     worker.on('error', (error) => fail(new Error(`store writer failed: ${error.message}`)));
     worker.on('exit', (code) => fail(new Error(`store writer stopped (exit ${code})`)));
@@ -77,19 +80,20 @@ export class StoreWriter {
   private call<T>(method: string, ...args: unknown[]): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
-    const answered = new Promise<T>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.worker.postMessage({ id, method, args });
     });
-    this.unanswered.add(answered);
-    const settled = (): void => void this.unanswered.delete(answered);
-    answered.then(settled, settled);
-    return answered;
   }
 
-  /** Resolves once every write asked for so far has been answered (committed or failed). */
-  async drained(): Promise<void> {
-    await Promise.allSettled([...this.unanswered]);
+  /** Resolves once every write asked for has been answered (committed or failed). */
+  drained(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private wakeIfIdle(): void {
+    if (this.pending.size === 0) this.idleWaiters.splice(0).forEach((wake) => wake());
   }
 
   /**

@@ -23,7 +23,6 @@ function zoneFormatter(timeZone: string): Intl.DateTimeFormat {
   return f;
 }
 
-/** Throws RangeError for an unknown zone name. */
 /** The host's IANA zone, or UTC when the runtime cannot tell. */
 export function hostTimeZone(): string {
   try {
@@ -33,6 +32,7 @@ export function hostTimeZone(): string {
   }
 }
 
+/** Throws RangeError for an unknown zone name. */
 export function assertTimeZone(timeZone: string): void {
   zoneFormatter(timeZone);
 }

@@ -181,21 +181,27 @@ export class MessageAssembler {
     return 'wrong-number';
   }
 
-  /** The text the message would have with this frame, and whether that completes it. */
-  preview(text: Buffer, final: boolean): { complete: boolean; message: Buffer } {
+  /**
+   * The finished message if this frame completes one, else null. Only a final (ETX) frame can,
+   * so intermediate frames are never joined: a long message costs one join, not one per frame.
+   */
+  preview(text: Buffer, final: boolean): Buffer | null {
+    if (!final) return null;
     const message = Buffer.concat([...this.parts, text]);
-    return { complete: final && endsWithTerminator(message), message };
+    return endsWithTerminator(message) ? message : null;
   }
 
-  /** Takes the frame. Returns the finished message when it completed one (the parts are then cleared). */
-  take(text: Buffer, final: boolean): Buffer | null {
+  /**
+   * Takes the frame. Returns the finished message when it completed one (the parts are then
+   * cleared); `completed` is what `preview` said of this frame, when the caller already asked.
+   */
+  take(text: Buffer, final: boolean, completed: Buffer | null = this.preview(text, final)): Buffer | null {
     this.expected = nextFrameNumber(this.expected ?? 0);
     this.acceptedAny = true;
-    const { complete, message } = this.preview(text, final);
-    if (complete) {
+    if (completed) {
       this.parts = [];
       this.size = 0;
-      return message;
+      return completed;
     }
     this.parts.push(text);
     this.size += text.length;
@@ -451,9 +457,9 @@ export class AstmLink {
       await this.reply(NAK);
       return;
     }
-    const { complete, message } = this.asm.preview(ev.text, ev.final);
-    if (!complete) {
-      this.asm.take(ev.text, ev.final);
+    const message = this.asm.preview(ev.text, ev.final);
+    if (!message) {
+      this.asm.take(ev.text, ev.final, null);
       await this.reply(ACK);
       return;
     }
@@ -471,7 +477,7 @@ export class AstmLink {
     }
     if (this.stopped || epoch !== this.epoch || this.state !== 'receiving') return;
     if (stored) {
-      this.asm.take(ev.text, ev.final);
+      this.asm.take(ev.text, ev.final, message);
       this.exchanges = [];
       await this.reply(ACK);
     } else {
