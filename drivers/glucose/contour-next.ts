@@ -51,6 +51,7 @@ import {
   type SessionCommand,
 } from '../../src/driver-sdk/meter-session.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
+import { byDeviceTime } from '../../src/records/build.ts';
 import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import {
@@ -524,7 +525,7 @@ export function decodeContour(capture: Capture, ctx: DecodeContext): DecodeResul
       if (parsed?.ok) device = headerState(parsed.header);
     }
   }
-  const sorted = [...drafts.values()].sort((a, b) => (a.device_time! < b.device_time! ? -1 : a.device_time! > b.device_time! ? 1 : 0));
+  const sorted = byDeviceTime([...drafts.values()]);
   return { drafts: sorted, issues, device };
 }
 

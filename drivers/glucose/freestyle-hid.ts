@@ -76,6 +76,9 @@ import {
   setClockCommands,
   TextReplyAssembler,
   textCommandReport,
+  REPORT_SIZE,
+  naiveTime,
+  textChecksum,
   textReply,
   trimReport,
 } from './freestyle-hid-protocol.ts';
@@ -1090,7 +1093,7 @@ export class FreeStyleSimulator implements DeviceSimulator {
     if (this.off) return;
     if (this.model === 'libre2' && type !== MSG.SERIAL) {
       // Encrypted from here on: 62 bytes of noise behind the type byte, the length byte unreadable.
-      const noise = Buffer.alloc(REPORT_BYTES);
+      const noise = Buffer.alloc(REPORT_SIZE);
       for (let i = 0; i < noise.length; i++) noise[i] = Math.floor(this.random() * 256);
       noise[0] = MSG.TEXT;
       this.enqueue([noise]);
@@ -1121,10 +1124,7 @@ export class FreeStyleSimulator implements DeviceSimulator {
       if (this.corrupt > 0 || forCommand > 0) {
         if (forCommand > 0) this.corruptFor.set(command, forCommand - 1);
         else this.corrupt--;
-        const m = typeof message === 'string' ? Buffer.from(message, 'latin1') : message;
-        let sum = 0;
-        for (const b of m) sum = (sum + b) >>> 0;
-        return textReply(m, true, sum + 1);
+        return textReply(message, true, textChecksum(message) + 1);
       }
       return textReply(message);
     };
@@ -1160,13 +1160,14 @@ export class FreeStyleSimulator implements DeviceSimulator {
     if (set) {
       const now = civil(this.clock());
       const [a, b, c] = [Number(set[2]), Number(set[3]), set[4] === undefined ? null : Number(set[4])];
+      // naiveTime refuses a day the month does not have (Date.parse would roll 02-30 into March).
       const next =
         set[1] === 'date' && c !== null
-          ? `20${String(c).padStart(2, '0')}-${String(a).padStart(2, '0')}-${String(b).padStart(2, '0')}T${pad(now[3])}:${pad(now[4])}:${pad(now[5])}`
+          ? naiveTime(a, b, c, now[3], now[4], now[5])
           : set[1] === 'time' && c === null
-            ? `20${pad(now[2])}-${pad(now[0])}-${pad(now[1])}T${pad(a)}:${pad(b)}:00`
+            ? naiveTime(now[0], now[1], now[2], a, b, 0)
             : null;
-      if (!next || Number.isNaN(Date.parse(`${next}Z`))) return refuse();
+      if (!next) return refuse();
       this.clockOffsetS = (Date.parse(naiveToZoned(next, this.timezone)) - this.now().getTime()) / 1000;
       return ok('');
     }
@@ -1200,9 +1201,6 @@ export class FreeStyleSimulator implements DeviceSimulator {
       .catch(() => undefined);
   }
 }
-
-const REPORT_BYTES = 64;
-const pad = (n: number): string => String(n).padStart(2, '0');
 
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 // Definition

@@ -48,6 +48,7 @@ import {
   type SessionCommand,
 } from '../../src/driver-sdk/meter-session.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
+import { byDeviceTime } from '../../src/records/build.ts';
 import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
@@ -473,10 +474,6 @@ export function identity(d: LifeScanDialect, deviceId: string, serial: string | 
   return { id: deviceId, driver: d.driverId, manufacturer: MANUFACTURER, model: d.model, serial, firmware };
 }
 
-/** Oldest first by device time; stable. */
-export function byDeviceTime(drafts: ResultDraft[]): ResultDraft[] {
-  return drafts.sort((a, b) => (a.device_time! < b.device_time! ? -1 : a.device_time! > b.device_time! ? 1 : 0));
-}
 
 /**
  * Decodes a session transcript. A reply can only be read together with the request it answers

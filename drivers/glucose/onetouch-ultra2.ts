@@ -51,6 +51,7 @@ import {
 } from '../../src/driver-sdk/meter-session.ts';
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
+import { byDeviceTime } from '../../src/records/build.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
@@ -402,10 +403,6 @@ export function ultra2Identity(deviceId: string, serial: string | null, firmware
   return { id: deviceId, driver: ULTRA2_DRIVER_ID, manufacturer: MANUFACTURER, model: MODEL, serial, firmware };
 }
 
-/** Oldest first by device time; stable, so readings with the same time keep their order. */
-function byDeviceTime(drafts: ResultDraft[]): ResultDraft[] {
-  return drafts.sort((a, b) => (a.device_time! < b.device_time! ? -1 : a.device_time! > b.device_time! ? 1 : 0));
-}
 
 /** Wire order (newest first) → drafts, oldest first. */
 export function readingsToDrafts(readings: Ultra2Reading[], device: DeviceIdentity, timezone: string): ResultDraft[] {
@@ -863,7 +860,7 @@ export function parseSimulatorOptions(o: Record<string, unknown>): Ultra2Simulat
     firmware: read.string('firmware', /^\S+( \S.*)?$/, 'a string like "P02.00.00 30/08/06"'),
     unit: read.oneOf('unit', ['mg/dL', 'mmol/L'] as const, 'mg/dL or mmol/L'),
     clock_offset_s: read.number('clock_offset_s'),
-    memory: read.list('memory', parseSimulatedReading, 'a list of readings'),
+    memory: read.list('memory', (r, where) => parseSimulatedReading(read, r, where), 'a list of readings'),
     new_reading_every_s: read.number('new_reading_every_s', 0.001),
     capacity: read.number('capacity', 1),
     off: read.oneOf('off', [true, false, 'nul'] as const, 'true, false or "nul"'),
@@ -876,25 +873,21 @@ export function parseSimulatorOptions(o: Record<string, unknown>): Ultra2Simulat
   });
 }
 
-function optionError(name: string, want: string): Error {
-  return new Error(`${SIMULATOR}: option ${name} must be ${want}`);
-}
-
-function parseSimulatedReading(r: unknown, where: string): SimulatedReading {
-  if (typeof r !== 'object' || r === null) throw optionError(where, 'an object');
+function parseSimulatedReading(read: SimulatorOptionReader, r: unknown, where: string): SimulatedReading {
+  if (typeof r !== 'object' || r === null) throw read.error(where, 'an object');
   const o = r as Record<string, unknown>;
   if (typeof o.time !== 'string' || !/^20\d{2}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/.test(o.time)) {
-    throw optionError(`${where}.time`, 'YYYY-MM-DDTHH:MM:SS in 2000–2099');
+    throw read.error(`${where}.time`, 'YYYY-MM-DDTHH:MM:SS in 2000–2099');
   }
   if (typeof o.value !== 'number' || !Number.isInteger(o.value) || o.value < 0 || o.value > 999) {
-    throw optionError(`${where}.value`, 'an integer 0–999 (mg/dL)');
+    throw read.error(`${where}.value`, 'an integer 0–999 (mg/dL)');
   }
-  if (o.meal !== undefined && o.meal !== 'N' && o.meal !== 'B' && o.meal !== 'A') throw optionError(`${where}.meal`, 'N, B or A');
+  if (o.meal !== undefined && o.meal !== 'N' && o.meal !== 'B' && o.meal !== 'A') throw read.error(`${where}.meal`, 'N, B or A');
   if (o.comment !== undefined && (typeof o.comment !== 'number' || !Number.isInteger(o.comment) || o.comment < 0 || o.comment > 11)) {
-    throw optionError(`${where}.comment`, 'an integer 0–11');
+    throw read.error(`${where}.comment`, 'an integer 0–11');
   }
-  if (o.control !== undefined && typeof o.control !== 'boolean') throw optionError(`${where}.control`, 'true or false');
-  if (o.parity !== undefined && typeof o.parity !== 'boolean') throw optionError(`${where}.parity`, 'true or false');
+  if (o.control !== undefined && typeof o.control !== 'boolean') throw read.error(`${where}.control`, 'true or false');
+  if (o.parity !== undefined && typeof o.parity !== 'boolean') throw read.error(`${where}.parity`, 'true or false');
   const out: SimulatedReading = { time: o.time, value: o.value };
   if (o.control !== undefined) out.control = o.control as boolean;
   if (o.meal !== undefined) out.meal = o.meal as Meal;

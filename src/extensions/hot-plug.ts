@@ -185,7 +185,7 @@ export class HotPlug implements Extension {
   constructor(
     private readonly s: Services,
     private readonly devices: DeviceHost,
-    private readonly lister: PortLister = () => listPorts({ drivers: s.drivers }),
+    private readonly lister: PortLister = () => listPorts({ drivers: s.drivers, productNames: false }),
   ) {}
 
   async start(): Promise<void> {

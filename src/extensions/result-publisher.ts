@@ -2,6 +2,8 @@ import type { Extension, Services } from './extension.ts';
 
 /** How many results may wait for PUBACK at once; bounds memory when a backlog drains. */
 const MAX_IN_FLIGHT = 1000;
+/** A backlog is read again once this many are left in flight, so each read fetches hundreds of rows. */
+const REFILL_AT = MAX_IN_FLIGHT / 2;
 /**
  * PUBACKs are written to the outbox together at most this often. Losing the marks (a crash in
  * between) only means those results are sent once more, which the record id makes harmless, so
@@ -24,9 +26,11 @@ export class ResultPublisher implements Extension {
   private draining = false;
   /**
    * The outbox may hold rows that no commit or reconnect will announce again: the last drain
-   * stopped at MAX_IN_FLIGHT, or a publish failed. Then each settled publish drains once more.
+   * stopped at MAX_IN_FLIGHT, or a publish failed. Then the outbox is read again once no more
+   * than REFILL_AT are in flight.
    */
   private moreToSend = false;
+  private refillScheduled = false;
   private stopped = false;
   private acked: number[] = [];
   private flushScheduled = false;
@@ -90,7 +94,13 @@ export class ResultPublisher implements Extension {
           )
           .finally(() => {
             this.inFlight--;
-            if (this.moreToSend && !this.stopped) setImmediate(() => this.drain());
+            if (this.moreToSend && !this.stopped && this.inFlight <= REFILL_AT && !this.refillScheduled) {
+              this.refillScheduled = true;
+              setImmediate(() => {
+                this.refillScheduled = false;
+                this.drain();
+              });
+            }
           });
       }
     }

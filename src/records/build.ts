@@ -33,3 +33,8 @@ export function flagAmbiguousDeviceTimes(drafts: ResultDraft[], timeZone: string
     return draft.flags.includes(flag) ? draft : { ...draft, flags: [...draft.flags, flag] };
   });
 }
+
+/** Sorts drafts oldest device time first, in place (stable: equal times keep their order). */
+export function byDeviceTime(drafts: ResultDraft[]): ResultDraft[] {
+  return drafts.sort((a, b) => (a.device_time! < b.device_time! ? -1 : a.device_time! > b.device_time! ? 1 : 0));
+}

@@ -68,6 +68,11 @@ export interface ListPortsOptions {
   byIdDir?: string;
   /** Where `class/tty/<name>` is looked up for the USB product string; default /sys. */
   sysfsRoot?: string;
+  /**
+   * Read each serial port's USB product string from sysfs (default true, for `poctd ports`).
+   * Hot-plug scans every few seconds and never shows it, so it skips those reads.
+   */
+  productNames?: boolean;
 }
 
 /** "1A61", "0x1a61", "403" or 0x0403 → "1a61" / "0403"; null when absent or not a USB id. */
@@ -199,7 +204,7 @@ export async function listPorts(options: ListPortsOptions = {}): Promise<PortLis
       vendorId,
       productId,
       manufacturer: info.manufacturer ?? null,
-      product: await usbProduct(info.path, options.sysfsRoot ?? '/sys'),
+      product: options.productNames === false ? null : await usbProduct(info.path, options.sysfsRoot ?? '/sys'),
       serialNumber: info.serialNumber ?? null,
       pnpId: info.pnpId ?? null,
       byIdPath: byId.get(resolved) ?? null,

@@ -203,6 +203,18 @@ describe('listPorts', () => {
     expect(formatPortListing(listing)).toContain('apt-get install libusb-1.0-0 udev');
   });
 
+  it('skips the sysfs product lookup when asked (hot-plug scans), matching drivers all the same', async () => {
+    const listing = await listPorts({
+      drivers: fakeDrivers,
+      listSerial: async () => [{ path: '/dev/ttyUSB1', vendorId: '0403', productId: '6001', serialNumber: 'A123' }],
+      loadHid: async () => ({ devices: () => [] }) as unknown as NodeHidModule,
+      byIdDir: '/nonexistent/poctd/by-id',
+      sysfsRoot: fakeSysfs(),
+      productNames: false,
+    });
+    expect(listing.serial[0]).toMatchObject({ product: null, drivers: ['clinitek-status'] });
+  });
+
   it('turns a failing native call in node-hid into a problem line naming the packages', async () => {
     const brokenHid = {
       devices: () => {
