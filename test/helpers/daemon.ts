@@ -46,7 +46,7 @@ export class LogCapture extends Writable {
 
 export async function startDaemon(
   config: PoctdConfig,
-  extra: Partial<Pick<ControllerOptions, 'transportExtras' | 'portLister' | 'drivers'>> = {},
+  extra: Partial<Pick<ControllerOptions, 'transportExtras' | 'portLister' | 'drivers' | 'onFatal'>> = {},
 ): Promise<{ controller: Controller; logs: LogCapture }> {
   const logs = new LogCapture();
   const controller = new Controller(config, { log: createLogger('debug', logs), drivers, ...extra });

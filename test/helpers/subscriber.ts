@@ -1,5 +1,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 
+export { eventually } from './eventually.ts';
+
 export interface Received {
   topic: string;
   payload: unknown;
@@ -85,14 +87,5 @@ export class Subscriber {
 
   async close(): Promise<void> {
     await this.client.endAsync(true);
-  }
-}
-
-/** Polls `predicate` every 25 ms until it holds or `timeoutMs` passes. */
-export async function eventually(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
   }
 }

@@ -3,7 +3,6 @@
  * process on a socat pty pair (real serialport library on both ends) or behind a TCP port, the
  * daemon with its store, Mosquitto as the broker and a subscriber reading the result topic.
  */
-import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { AstmSimulator, parseSimulatorOptions } from '../../drivers/astm/astm.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
@@ -13,7 +12,7 @@ import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { startDaemon, testConfig } from '../helpers/daemon.ts';
 import { freePort } from '../helpers/mosquitto.ts';
-import { daemonOnSerial, simulateSerialDevice } from '../helpers/serial-meter.ts';
+import { daemonOnSerial, simulateDevice, simulateSerialDevice } from '../helpers/serial-meter.ts';
 import { startPtyPair } from '../helpers/socat.ts';
 import { Subscriber } from '../helpers/subscriber.ts';
 
@@ -121,25 +120,7 @@ devices:
   it('daemon as TCP client to a listening simulator process (poctd simulate astm --tcp)', async () => {
     const { broker, sub } = await brokerWithSubscriber(cleanups);
     const port = await freePort();
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', 'simulate', 'astm', '--tcp', String(port), '--option', 'dialect=horiba-pentra', '--option', 'count=2', '--option', 'framing=record-etx', '--option', 'lowercase_checksum=true'],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    const exited = new Promise((r) => child.once('exit', r));
-    cleanups.push(async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
-    });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('simulator did not start')), 15_000);
-      child.stderr!.on('data', (b: Buffer) => {
-        if (b.toString().includes('Ctrl-C')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-    });
+    await simulateDevice('astm', { tcp: port }, { dialect: 'horiba-pentra', count: 2, framing: 'record-etx', lowercase_checksum: true }, cleanups).ready;
     const { controller } = await startDaemon(
       testConfig(`
 site: clinic-a

@@ -10,10 +10,9 @@ import { schemaProblems } from '../../src/records/schemas.ts';
 import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
 import type { HidDeviceHandle, HidOpener } from '../../src/transports/hid.ts';
 import { memoryPair } from '../../src/transports/memory.ts';
+import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { startDaemon, testConfig } from '../helpers/daemon.ts';
-import { Mosquitto } from '../helpers/mosquitto.ts';
-import { Subscriber } from '../helpers/subscriber.ts';
 
 const cleanups = useCleanups();
 
@@ -69,10 +68,7 @@ class FakeHidPort {
 
 describe('Contour Next over an injected HID device, through the daemon and Mosquitto', () => {
   it('publishes schema-valid results on plug-in, and nothing twice on re-plug or on request', async () => {
-    const broker = await Mosquitto.start();
-    cleanups.push(() => broker.stop());
-    const sub = await Subscriber.connect(broker.url);
-    cleanups.push(() => sub.close());
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const sim = new ContourSimulator({ serial: '7410-5550001', memory: MEMORY, random_cuts: true, timezone: 'Europe/Copenhagen', seed: 11 });
     const port = new FakeHidPort(sim);
     const config = testConfig(`

@@ -3,9 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { drivers } from '../../drivers/index.ts';
 import { Controller } from '../../src/controller.ts';
 import { createLogger } from '../../src/logger.ts';
-import { LogCapture, startDaemon, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
+import { brokerWithSubscriber } from '../helpers/broker.ts';
+import { startDaemon, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
-import { eventually, Subscriber } from '../helpers/subscriber.ts';
+import { eventually } from '../helpers/subscriber.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 
 const cleanups = useCleanups();
@@ -20,10 +21,7 @@ devices:
 
 describe('daemon faults', () => {
   it('a retained request is not run (it would run again at every reconnect)', async () => {
-    const broker = await Mosquitto.start();
-    cleanups.push(() => broker.stop());
-    const publisher = await Subscriber.connect(broker.url, ['poct/device/+/response/#']);
-    cleanups.push(() => publisher.close());
+    const { broker, sub: publisher } = await brokerWithSubscriber(cleanups, ['poct/device/+/response/#']);
     await publisher.client.publishAsync('poct/device/bench1/request/clock/sync', '{"transaction":"old"}', { qos: 1, retain: true });
     cleanups.push(() => publisher.client.publishAsync('poct/device/bench1/request/clock/sync', '', { qos: 1, retain: true }));
 
@@ -49,14 +47,8 @@ describe('daemon faults', () => {
   it('stops and reports a fatal error when the store writer dies', async () => {
     const broker = await Mosquitto.start();
     cleanups.push(() => broker.stop());
-    const logs = new LogCapture();
     let fatal: Error | undefined;
-    const controller = new Controller(testConfig(meterYaml(broker.url)), {
-      log: createLogger('info', logs),
-      drivers,
-      onFatal: (error) => (fatal = error),
-    });
-    await controller.start();
+    const { controller, logs } = await startDaemon(testConfig(meterYaml(broker.url)), { onFatal: (error) => (fatal = error) });
     cleanups.push(() => controller.stop());
     await eventually('3 records stored', () => controller.runtime!.store.recordCount() === 3);
     const worker = (controller.runtime!.writer as unknown as { worker: Worker }).worker;

@@ -178,7 +178,7 @@ describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto
     expect(schemaProblems('poct.device-state/1', state)).toEqual([]);
     // The event is not retained: after a (re)connect it may arrive just after the retained state.
     const refused = (): boolean => events(sub).some((e) => e.type === 'device_error' && e.message.includes(LIBRE2_UNSUPPORTED));
-    await sub.waitFor('device_error event', refused, 5_000).catch(() => undefined);
+    await sub.waitFor('device_error event', refused, 5_000);
     expect(refused()).toBe(true);
     const answer = await sub.request<{ status: string; error: string }>('poct/device/fs1/request/download', 'poct/device/fs1/response/download', {});
     expect(answer.status).toBe('error');

@@ -41,8 +41,7 @@ describe('hot-plug over a socat pty pair, Mosquitto as broker', () => {
     const { broker, sub } = await brokerWithSubscriber(cleanups);
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
-    simulateMeter(pty.a, { serial: 'GMF600DCY', memory: ULTRA2_MEMORY }, cleanups);
-    await new Promise((r) => setTimeout(r, 1500)); // the simulator process opens its end
+    await simulateMeter(pty.a, { serial: 'GMF600DCY', memory: ULTRA2_MEMORY }, cleanups).ready;
 
     const usb = new FakeUsb();
     const config = testConfig(`

@@ -16,8 +16,7 @@ describe('CLINITEK urine strip readers over a socat pty pair, Mosquitto as broke
 
     // The reader presses "Send all data" every second, so the first send cannot be missed while
     // the daemon opens its end; every resend after the first is a duplicate.
-    simulateSerialDevice('clinitek-status', pty.a, { locale: 'es', send_all_every_s: 1, max_chunk: 9, seed: 4 }, cleanups);
-    await new Promise((r) => setTimeout(r, 1500));
+    await simulateSerialDevice('clinitek-status', pty.a, { locale: 'es', send_all_every_s: 1, max_chunk: 9, seed: 4 }, cleanups).ready;
     const controller = await daemonOnSerial(broker.url, pty.b, cleanups, '', 'clinitek-status');
 
     await sub.waitFor('6 results', () => sub.on('poct/device/bench1/result').length >= 6, 20_000);
@@ -44,8 +43,7 @@ describe('CLINITEK urine strip readers over a socat pty pair, Mosquitto as broke
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
 
-    simulateSerialDevice('clinitek-50', pty.a, { corrupt_next: 1, max_chunk: 7, seed: 2, timezone: 'Europe/Copenhagen' }, cleanups);
-    await new Promise((r) => setTimeout(r, 1500));
+    await simulateSerialDevice('clinitek-50', pty.a, { corrupt_next: 1, max_chunk: 7, seed: 2, timezone: 'Europe/Copenhagen' }, cleanups).ready;
     await daemonOnSerial(broker.url, pty.b, cleanups, 'poll_interval: 2', 'clinitek-50');
 
     await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3, 20_000);

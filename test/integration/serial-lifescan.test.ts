@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { DeviceState, ResultRecord } from '../../src/records/types.ts';
-import { Mosquitto } from '../helpers/mosquitto.ts';
+import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { daemonOnSerial, simulateSerialDevice } from '../helpers/serial-meter.ts';
 import { startPtyPair } from '../helpers/socat.ts';
-import { Subscriber } from '../helpers/subscriber.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 
 const cleanups = useCleanups();
@@ -50,15 +49,11 @@ const CASES: Case[] = [
 
 describe.each(CASES)('$driver over a socat pty pair, simulator in its own process, Mosquitto', (c) => {
   it('publishes the readings, never twice, and clock/sync over MQTT sets the meter clock', async () => {
-    const broker = await Mosquitto.start();
-    cleanups.push(() => broker.stop());
-    const sub = await Subscriber.connect(broker.url);
-    cleanups.push(() => sub.close());
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
 
-    simulateSerialDevice(c.driver, pty.a, { serial: c.serial, unit: 'mmol/L', memory: c.memory, clock_offset_s: 3600, timezone: 'Europe/Copenhagen', max_chunk: 5 }, cleanups);
-    await new Promise((r) => setTimeout(r, 1500)); // the simulator process opens its end
+    await simulateSerialDevice(c.driver, pty.a, { serial: c.serial, unit: 'mmol/L', memory: c.memory, clock_offset_s: 3600, timezone: 'Europe/Copenhagen', max_chunk: 5 }, cleanups).ready;
     await daemonOnSerial(broker.url, pty.b, cleanups, 'poll_interval: 1', c.driver);
 
     await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3, 20_000);

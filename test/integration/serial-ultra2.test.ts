@@ -16,8 +16,7 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
 
-    simulateMeter(pty.a, { serial: 'GMF600DCY', unit: 'mg/dL', memory: ULTRA2_MEMORY }, cleanups);
-    await new Promise((r) => setTimeout(r, 1500)); // the simulator process opens its end
+    await simulateMeter(pty.a, { serial: 'GMF600DCY', unit: 'mg/dL', memory: ULTRA2_MEMORY }, cleanups).ready;
     await daemonOnSerial(broker.url, pty.b, cleanups, 'poll_interval: 1');
 
     await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3, 20_000);
@@ -38,8 +37,7 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
     const pty = await startPtyPair();
     cleanups.push(() => pty.stop());
 
-    simulateMeter(pty.a, { off: true }, cleanups);
-    await new Promise((r) => setTimeout(r, 1500));
+    await simulateMeter(pty.a, { off: true }, cleanups).ready;
     const controller = await daemonOnSerial(broker.url, pty.b, cleanups, 'options: { reply_timeout_ms: 300 }');
     await sub.waitFor('no_answer event', () => sub.payloads<BridgeEvent>('poct/bridge/event').some((e) => e.type === 'no_answer'), 20_000);
     await sub.waitFor('status no-answer', () => sub.last<DeviceState>('poct/device/bench1')?.status === 'no-answer');

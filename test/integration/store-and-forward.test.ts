@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import type { ResultRecord } from '../../src/records/types.ts';
 import { Store } from '../../src/store/store.ts';
+import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { startDaemon, tempDir, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { freePort, Mosquitto } from '../helpers/mosquitto.ts';
 import { eventually, Subscriber } from '../helpers/subscriber.ts';
@@ -183,10 +184,7 @@ devices:
 
 describe('what the daemon adds to a driver draft', () => {
   it('a reading in the repeated hour of a DST change is stored and published with device-time:repeated-hour', async () => {
-    const broker = await Mosquitto.start();
-    cleanups.push(() => broker.stop());
-    const sub = await Subscriber.connect(broker.url, ['poct/device/+/result']);
-    cleanups.push(() => sub.close());
+    const { broker, sub } = await brokerWithSubscriber(cleanups, ['poct/device/+/result']);
     const memory = [
       { time: '2025-10-26T01:30:00', value: 99 },
       { time: '2025-10-26T02:30:00', value: 101 },

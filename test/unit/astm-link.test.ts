@@ -1,25 +1,16 @@
 import { readFileSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ACK, encodeFrame, ENQ, EOT, frameMessage, NAK, type FramingStyle } from '../../src/protocols/astm/frame.ts';
 import { AstmLink, AstmSendError, type AstmLinkIssue, type AstmLinkMessage, type AstmLinkOptions } from '../../src/protocols/astm/link.ts';
 import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 const c111 = readFileSync('../shared/fixtures/astm/roche-cobas-c111.bin');
 const pentra = readFileSync('../shared/fixtures/astm/horiba-pentra-xlr.bin');
 const MESSAGE = Buffer.from('H|\\^&|||SIM\rP|1\rO|1|S1\rR|1|^^^GLU|5.5|mmol/L||N||F||||20250101120000\rL|1|N\r', 'latin1');
 
-const stops: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const s of stops.splice(0).reverse()) await s();
-});
-
-async function waitFor(what: string, cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const stops = useCleanups();
 
 interface HostSide {
   link: AstmLink;
@@ -70,7 +61,7 @@ describe('E1381 receiver', () => {
     const { host, device } = await pair();
     const { link } = instrument(device);
     await link.send(MESSAGE, { frames: frameMessage(MESSAGE, style, 17) });
-    await waitFor('message', () => host.messages.length === 1);
+    await eventually('message', () => host.messages.length === 1);
     expect(host.messages[0]!.text.equals(MESSAGE)).toBe(true);
     expect(host.issues).toEqual([]);
   });
@@ -78,8 +69,8 @@ describe('E1381 receiver', () => {
   it('reads the real Pentra stream (frame numbers wrap 7 → 0) and answers every frame with ACK', async () => {
     const { host, device, fromHost } = await pair();
     await device.write(pentra);
-    await waitFor('message', () => host.messages.length === 1);
-    await waitFor('replies', () => fromHost.length === 29);
+    await eventually('message', () => host.messages.length === 1);
+    await eventually('replies', () => fromHost.length === 29);
     expect(fromHost.every((b) => b === ACK)).toBe(true);
     expect(host.messages[0]!.text.toString('latin1')).toMatch(/^H\|\\\^&\|\|\|ABX.*\rL\|1\|N\r$/s);
     expect(host.link.linkState).toBe('neutral');
@@ -89,7 +80,7 @@ describe('E1381 receiver', () => {
     const { host, device, fromHost } = await pair();
     const f1 = encodeFrame(1, 'H|\\^&|||X\r', false);
     await device.write(Buffer.concat([Buffer.from([ENQ]), f1, f1, encodeFrame(2, 'L|1|N\r', true), Buffer.from([EOT])]));
-    await waitFor('replies', () => fromHost.length === 4);
+    await eventually('replies', () => fromHost.length === 4);
     expect(fromHost).toEqual([ACK, ACK, ACK, ACK]);
     expect(host.messages.map((m) => m.text.toString('latin1'))).toEqual(['H|\\^&|||X\rL|1|N\r']);
   });
@@ -100,7 +91,7 @@ describe('E1381 receiver', () => {
     const bad = Buffer.from(good);
     bad[3] = bad[3]! ^ 1;
     await device.write(Buffer.concat([Buffer.from([ENQ]), bad, encodeFrame(3, 'X\r', false), good, encodeFrame(2, 'L|1|N\r', true), Buffer.from([EOT])]));
-    await waitFor('replies', () => fromHost.length === 5);
+    await eventually('replies', () => fromHost.length === 5);
     expect(fromHost).toEqual([ACK, NAK, NAK, ACK, ACK]);
     expect(host.issues.map((i) => [i.kind, i.reason, i.answer])).toEqual([
       ['bad-frame', 'checksum', 'NAK'],
@@ -114,12 +105,12 @@ describe('E1381 receiver', () => {
     let release!: () => void;
     host.commit = () => new Promise<void>((r) => (release = r));
     await device.write(c111.subarray(0, c111.length - 1)); // without EOT
-    await waitFor('intermediate ACKs', () => fromHost.length === 7);
+    await eventually('intermediate ACKs', () => fromHost.length === 7);
     await new Promise((r) => setTimeout(r, 100));
     expect(fromHost).toHaveLength(7); // ENQ + 6 ETB frames; the L frame waits
     expect(host.messages).toHaveLength(0);
     release();
-    await waitFor('final ACK', () => fromHost.length === 8);
+    await eventually('final ACK', () => fromHost.length === 8);
     expect(fromHost.at(-1)).toBe(ACK);
     expect(host.messages).toHaveLength(1);
     // The capture holds the message as it crossed the wire, up to the last frame.
@@ -146,7 +137,7 @@ describe('E1381 receiver', () => {
   it('the receiver timer discards a partial message', async () => {
     const { host, device } = await pair({ receiveTimeoutMs: 150 });
     await device.write(Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, 'H|\\^&\r', false), encodeFrame(2, 'P|1\r', false)]));
-    await waitFor('timeout issue', () => host.issues.some((i) => i.kind === 'receive-timeout'));
+    await eventually('timeout issue', () => host.issues.some((i) => i.kind === 'receive-timeout'));
     expect(host.messages).toHaveLength(0);
     expect(host.issues.find((i) => i.kind === 'receive-timeout')!.bytes!.toString('latin1')).toBe('H|\\^&\rP|1\r');
     expect(host.link.linkState).toBe('neutral');
@@ -159,11 +150,11 @@ describe('E1381 receiver', () => {
   it('EOT before the L record, or the link closing, discards the partial message', async () => {
     const { host, device, hostT } = await pair();
     await device.write(Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, 'H|\\^&\r', false), Buffer.from([EOT])]));
-    await waitFor('incomplete', () => host.issues.some((i) => i.kind === 'incomplete-message'));
+    await eventually('incomplete', () => host.issues.some((i) => i.kind === 'incomplete-message'));
     await device.write(Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, 'H|\\^&\r', false)]));
     await new Promise((r) => setTimeout(r, 30));
     hostT.emit('close');
-    await waitFor('link-closed', () => host.issues.some((i) => i.kind === 'link-closed'));
+    await eventually('link-closed', () => host.issues.some((i) => i.kind === 'link-closed'));
     expect(host.messages).toHaveLength(0);
   });
 
@@ -171,7 +162,7 @@ describe('E1381 receiver', () => {
     const { host, device, fromHost } = await pair({ maxFrameBytes: 200 });
     const huge = encodeFrame(1, `H|\\^&|||${'x'.repeat(1000)}\r`, false);
     await device.write(Buffer.concat([Buffer.from([ENQ]), huge, encodeFrame(1, 'H|\\^&\r', false), encodeFrame(2, 'L|1|N\r', true), Buffer.from([EOT])]));
-    await waitFor('replies', () => fromHost.length === 4);
+    await eventually('replies', () => fromHost.length === 4);
     expect(fromHost).toEqual([ACK, NAK, ACK, ACK]);
     expect(host.issues.map((i) => i.reason)).toEqual(['frame-too-long']);
     expect(host.issues[0]!.bytes!.length).toBeLessThanOrEqual(200);
@@ -181,7 +172,7 @@ describe('E1381 receiver', () => {
   it('garbage between frames is reported, not answered', async () => {
     const { host, device, fromHost } = await pair();
     await device.write(Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, 'H|\\^&\r', false), Buffer.from('zz'), encodeFrame(2, 'L|1|N\r', true), Buffer.from([EOT])]));
-    await waitFor('message', () => host.messages.length === 1);
+    await eventually('message', () => host.messages.length === 1);
     expect(fromHost).toEqual([ACK, ACK, ACK]);
     expect(host.issues.map((i) => [i.kind, i.answer])).toEqual([['garbage', null]]);
   });
@@ -221,7 +212,7 @@ describe('E1381 sender', () => {
     const err = await sender.send(MESSAGE).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AstmSendError);
     expect((err as AstmSendError).code).toBe('nak-limit');
-    await waitFor('EOT', () => seen.some((b) => b[0] === EOT));
+    await eventually('EOT', () => seen.some((b) => b[0] === EOT));
     expect(seen.filter((b) => b[0] === 0x02)).toHaveLength(6);
   });
 
@@ -235,7 +226,7 @@ describe('E1381 sender', () => {
     sender.start();
     stops.push(() => sender.stop());
     await expect(sender.send(MESSAGE)).rejects.toMatchObject({ code: 'timeout' });
-    await waitFor('EOT', () => seen.length === 2);
+    await eventually('EOT', () => seen.length === 2);
     expect(seen).toEqual([ENQ, EOT]);
   });
 
@@ -245,7 +236,7 @@ describe('E1381 sender', () => {
     const hostMsg = Buffer.from('H|\\^&|||LIS\rO|1|S9||^^^GLU\rL|1|N\r', 'latin1');
     await Promise.all([host.link.send(hostMsg), inst.link.send(MESSAGE)]);
     expect(host.messages.map((m) => m.text.equals(MESSAGE))).toEqual([true]);
-    await waitFor('order at the instrument', () => inst.received.length === 1);
+    await eventually('order at the instrument', () => inst.received.length === 1);
     expect(inst.received[0]!.text.equals(hostMsg)).toBe(true);
   });
 

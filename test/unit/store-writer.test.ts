@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DeviceState } from '../../src/records/types.ts';
 import { Store } from '../../src/store/store.ts';
 import { StoreWriter } from '../../src/store/writer.ts';
+import { tempDir } from '../helpers/daemon.ts';
 import { glucoseDraft } from '../helpers/records.ts';
 
 const open: Array<{ writer: StoreWriter; reader: Store }> = [];
@@ -18,7 +18,7 @@ afterEach(async () => {
 });
 
 async function setup(checkpointIntervalMs: number): Promise<{ path: string; writer: StoreWriter; reader: Store }> {
-  const path = join(mkdtempSync(join(tmpdir(), 'poctd-writer-')), 'poctd.db');
+  const path = join(tempDir('poctd-writer-'), 'poctd.db');
   const reader = new Store(path); // the daemon's main-thread connection, which also migrates
   const writer = await StoreWriter.open(path, checkpointIntervalMs);
   open.push({ writer, reader });

@@ -1,17 +1,14 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyPatientPolicy, hashPatientId } from '../../src/records/privacy.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import { Store } from '../../src/store/store.ts';
+import { tempDir } from '../helpers/daemon.ts';
 import { glucoseDraft } from '../helpers/records.ts';
 
-const tempDir = (): string => mkdtempSync(join(tmpdir(), 'poctd-store-'));
-
 function tempStore(): { store: Store; path: string } {
-  const path = join(mkdtempSync(join(tmpdir(), 'poctd-store-')), 'poctd.db');
+  const path = join(tempDir('poctd-store-'), 'poctd.db');
   return { store: new Store(path), path };
 }
 
@@ -91,7 +88,7 @@ describe('Store', () => {
   });
 
   it('hashes patient ids with a key: stable per store, different between stores, the configured key wins', () => {
-    const dir = tempDir();
+    const dir = tempDir('poctd-store-');
     const commit = (store: Store, n: number, key?: string): string | null | undefined =>
       store.commitResults({
         site: 'clinic-a',
