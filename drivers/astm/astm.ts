@@ -364,8 +364,7 @@ export function dialectOf(text: Buffer, forced?: string): AstmDialect {
 export function decodeAstmMessage(bytes: Buffer, ctx: DecodeContext, options: Partial<AstmOptions> = {}): MessageDecode {
   const dialect = dialectOf(bytes, options.dialect);
   const encoding = options.encoding ?? dialect.encoding;
-  const fallback = dialect.id === '77elektronika' ? 'windows-1250' : 'latin1';
-  const decoded = decodeText(bytes, encoding, fallback);
+  const decoded = decodeText(bytes, encoding, dialect.fallbackEncoding);
   const msg = parseMessage(decoded.text, decoded.encoding);
   const issues: DecodeIssue[] = msg.issues.map((reason) => ({ reason, bytes }));
   if (decoded.invalid) issues.push({ reason: 'invalid UTF-8 in the message; decoded with replacement characters', bytes });

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { astmDriver, decodeAstm, decodeAstmMessage, parseAstmOptions, parseSimulatorOptions, AstmSimulator } from '../../drivers/astm/astm.ts';
 import { DIALECTS } from '../../drivers/astm/dialects/index.ts';
 import type { DriverSession } from '../../src/driver-sdk/index.ts';
@@ -6,12 +6,10 @@ import type { DeviceConfig } from '../../src/config/types.ts';
 import { encodeFrame, ENQ, EOT } from '../../src/protocols/astm/frame.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
 
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = useCleanups();
 
 async function setup(options: Record<string, unknown> = {}, sim: Record<string, unknown> = {}): Promise<{ host: FakeHost; session: DriverSession; simulator: AstmSimulator; device: MemoryTransport }> {
   const { host: hostT, device } = memoryPair('astm');
@@ -153,6 +151,17 @@ describe('astm options and decoding', () => {
     const generic = decodeAstmMessage(msg, ctx, { dialect: 'generic' });
     expect(generic.dialect!.id).toBe('generic');
     expect(generic.drafts[0]!.observations[0]!.flags).toContain('unmapped-code');
+  });
+
+  it('encoding auto: 77 Elektronika text that is not UTF-8 is read as windows-1250, another dialect as Latin-1', () => {
+    // "mętny" (cloudy) in windows-1250: ę is 0xEA, which is not valid UTF-8 here.
+    const cloudy = (sender: string): Buffer =>
+      Buffer.concat([Buffer.from(`H|\\^&|||${sender}|||||||P|LIS2-A2|20250101120000\rP|1\rO|1|S1\rR|1|^^^Cla|m`, 'latin1'), Buffer.from([0xea]), Buffer.from('tny|||N\rL|1|N\r', 'latin1')]);
+    const lup = decodeAstmMessage(cloudy('LUP2^LUP2^1^1^UA9'), ctx, { encoding: 'auto' }).drafts[0]!;
+    expect(lup.observations[0]!.text).toBe('mętny');
+    expect(lup.flags).not.toContain('encoding-error');
+    const other = decodeAstmMessage(cloudy('C111^Roche^c111^4.2.2.1730^1^13147'), ctx, { encoding: 'auto' }).drafts[0]!;
+    expect(other.observations[0]!.text).toBe('mêtny');
   });
 
   it('the same message sent again gives the same keys (rule 3), even with a new header time', () => {

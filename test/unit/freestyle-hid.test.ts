@@ -20,6 +20,7 @@ import {
   parseTextReply,
   ReportStream,
   setClockCommands,
+  textCommandReport,
   TextReplyAssembler,
   textChecksum,
   textReply,
@@ -32,6 +33,7 @@ import {
   parseSimulatorOptions,
   type FreeStyleSimulatorOptions,
 } from '../../drivers/glucose/freestyle-hid.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 const REAL = readFileSync(new URL('../fixtures/freestyle-hid/insulinx-session/capture.txt', import.meta.url));
 const REAL_EXCHANGES = parseTranscript(REAL.toString('latin1'));
@@ -275,6 +277,37 @@ describe('TextReplyAssembler', () => {
   });
 });
 
+describe('FreeStyle HID simulator', () => {
+  it('set-clock: a day the month does not have is refused (CMD Fail!) and moves nothing; a real one is set', async () => {
+    const pair = memoryPair('fs-sim');
+    const now = new Date('2026-03-10T12:00:00Z');
+    const sim = new FreeStyleSimulator({ timezone: 'UTC', seed: 7, memory: [], now: () => now });
+    sim.attach(pair.device);
+    await pair.device.open();
+    await pair.host.open();
+    const reports = new ReportStream();
+    const text = new TextReplyAssembler();
+    const replies: string[] = [];
+    pair.host.on('data', (chunk: Buffer) => {
+      for (const bytes of reports.push(chunk)) {
+        const r = decodeReport(bytes);
+        if (r.ok && r.report.type === MSG.TEXT) for (const m of text.push(r.report.payload)) replies.push(m.bytes.toString('latin1'));
+      }
+    });
+    const ask = async (command: string): Promise<string> => {
+      const before = replies.length;
+      await pair.host.write(textCommandReport(command));
+      await eventually(`the reply to ${command}`, () => replies.length > before);
+      return replies.at(-1)!;
+    };
+    expect(await ask('$date,2,30,26')).toMatch(/CMD Fail!/);
+    expect(sim.clock()).toBe('2026-03-10T12:00:00');
+    expect(await ask('$date,2,28,26')).toMatch(/CMD OK/);
+    expect(sim.clock()).toBe('2026-02-28T12:00:00');
+    sim.detach();
+  });
+});
+
 // ── session ──
 
 interface Harness {
@@ -336,19 +369,11 @@ async function stop(h: Harness): Promise<void> {
 
 const types = (h: Harness): BridgeEventType[] => h.events.map((e) => e.type);
 
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe('FreeStyle HID session on an in-memory link', () => {
   it('downloads on connect: init, identity, clock, records; commits, then reports; never asks for patient data', async () => {
     const memory = Array.from({ length: 60 }, (_, i) => ({ time: `2026-01-0${1 + (i % 5)}T${String(7 + (i % 12)).padStart(2, '0')}:${String(i).padStart(2, '0')}:00`, value: 80 + i }));
     const h = await harness({ memory, patient_name: 'Patient,Secret', patient_id: 'PID-SECRET-1' });
-    await until('download_finished', () => types(h).includes('download_finished'));
+    await eventually('download_finished', () => types(h).includes('download_finished'));
     await stop(h);
     expect(h.commits).toHaveLength(1);
     expect(h.commits[0]!.drafts).toHaveLength(60);
@@ -375,7 +400,7 @@ describe('FreeStyle HID session on an in-memory link', () => {
         { time: '2026-01-02T10:00:00', kind: 'glucose', value: 'HI' },
       ],
     });
-    await until('download_finished', () => types(h).includes('download_finished'));
+    await eventually('download_finished', () => types(h).includes('download_finished'));
     await stop(h);
     const [control, ketone, hi] = h.commits[0]!.drafts;
     expect([control!.category, control!.specimen.type]).toEqual(['control', 'control solution']);
@@ -386,7 +411,7 @@ describe('FreeStyle HID session on an in-memory link', () => {
   it('a bad CKSM is retried once and the download goes on', async () => {
     const h = await harness({ memory: [{ time: '2026-01-02T08:00:00', value: 99 }] });
     h.sim.corruptReplyTo('$result?', 1);
-    await until('download_finished', () => types(h).includes('download_finished'));
+    await eventually('download_finished', () => types(h).includes('download_finished'));
     await stop(h);
     expect(h.sim.received.filter((c) => c === '$result?')).toHaveLength(2);
     expect(h.quarantined.map((q) => q.reason)).toEqual(['bad-checksum']);
@@ -397,7 +422,7 @@ describe('FreeStyle HID session on an in-memory link', () => {
   it('a bad CKSM twice: download_failed, nothing committed, the session goes on', async () => {
     const h = await harness({ memory: [{ time: '2026-01-02T08:00:00', value: 99 }] });
     h.sim.corruptReplyTo('$result?', 2);
-    await until('download_failed', () => types(h).includes('download_failed'));
+    await eventually('download_failed', () => types(h).includes('download_failed'));
     expect(h.commits).toEqual([]);
     expect(h.events.find((e) => e.type === 'download_failed')!.data).toEqual({ reason: 'bad-checksum' });
     expect(h.state.status).toBe('error');
@@ -408,7 +433,7 @@ describe('FreeStyle HID session on an in-memory link', () => {
 
   it('a meter that answers nothing: no_answer and status no-answer', async () => {
     const h = await harness({ off: true });
-    await until('no_answer', () => types(h).includes('no_answer'));
+    await eventually('no_answer', () => types(h).includes('no_answer'));
     await stop(h);
     expect(h.state.status).toBe('no-answer');
     expect(h.commits).toEqual([]);
@@ -417,9 +442,9 @@ describe('FreeStyle HID session on an in-memory link', () => {
   it('unplugged in the middle of the dump: download_failed, nothing partial committed', async () => {
     const memory = Array.from({ length: 120 }, (_, i) => ({ time: `2026-01-02T${String(i % 24).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}:00`, value: 70 + i }));
     const h = await harness({ memory, report_delay_ms: 3, max_payload: 30 });
-    await until('a few records', () => types(h).includes('download_progress'));
+    await eventually('a few records', () => types(h).includes('download_progress'));
     await h.host.close();
-    await until('download_failed', () => types(h).includes('download_failed'));
+    await eventually('download_failed', () => types(h).includes('download_failed'));
     await stop(h);
     expect(h.commits).toEqual([]);
     expect(h.events.find((e) => e.type === 'download_failed')!.data).toEqual({ reason: 'link-closed' });
@@ -427,7 +452,7 @@ describe('FreeStyle HID session on an in-memory link', () => {
 
   it('clock skew beyond 15 min is flagged; clock/sync sets it with $date, and $time,', async () => {
     const h = await harness({ clock_offset_s: 3600, memory: [] });
-    await until('download_finished', () => types(h).includes('download_finished'));
+    await eventually('download_finished', () => types(h).includes('download_finished'));
     expect(h.state.clock_skew_flagged).toBe(true);
     expect(types(h)).toContain('clock_skew');
     const r = (await h.session.command('clock/sync', {})) as { clock: string; clock_skew_s: number };
@@ -442,7 +467,7 @@ describe('FreeStyle HID session on an in-memory link', () => {
 
   it('Libre: $sn?, $history? and $arresult?; sensor results flagged by source; invalid records are not results', async () => {
     const h = await harness({ model: 'libre' });
-    await until('download_finished', () => types(h).includes('download_finished'));
+    await eventually('download_finished', () => types(h).includes('download_finished'));
     await stop(h);
     expect(h.sim.received).toEqual(expect.arrayContaining(['$sn?', '$history?', '$arresult?']));
     expect(h.sim.received).not.toContain('$serlnum?');
@@ -455,7 +480,7 @@ describe('FreeStyle HID session on an in-memory link', () => {
 
   it('an unknown model is probed: $serlnum? refused → $sn? → the Libre commands', async () => {
     const h = await harness({ model: 'libre' }, { transport: { type: 'tcp', host: '127.0.0.1', port: 1 } });
-    await until('download_finished', () => types(h).includes('download_finished'));
+    await eventually('download_finished', () => types(h).includes('download_finished'));
     await stop(h);
     expect(h.sim.received.filter((c) => c.startsWith('$')).slice(0, 2)).toEqual(['$serlnum?', '$sn?']);
     expect(h.state.model).toBe('FreeStyle Libre');
@@ -560,7 +585,7 @@ describe('FreeStyle HID meter clock changes', () => {
     const lines = ['0,4,8,1,14,10,30,1,0,0,0,3,0,103,0,0', '6,3,8,1,14,10,0,1,8,1,14,9,0', '0,2,8,1,14,8,0,1,0,0,0,3,0,104,0,0', '6,1,8,1,14,7,0,1,8,1,14,7,0'];
     h.sim.recordLists = () => ({ '$result?': lines });
     await h.host.open();
-    await until('download_finished', () => types(h).includes('download_finished'));
+    await eventually('download_finished', () => types(h).includes('download_finished'));
     await stop(h);
     const finished = h.events.find((e) => e.type === 'download_finished')!;
     expect(finished.data).toMatchObject({ records: 2, meter_records: 4, clock_changes: 2 });

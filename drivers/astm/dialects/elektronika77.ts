@@ -38,6 +38,7 @@ export const elektronika77: AstmDialect = {
     return { model, firmware: sender[2] || null, serial: sender[4] || null };
   },
   encoding: 'utf-8',
+  fallbackEncoding: 'windows-1250',
   codeComponent: 4,
   loincComponent: 1,
   tests: {

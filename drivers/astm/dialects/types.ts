@@ -67,6 +67,8 @@ export interface AstmDialect {
   identify(sender: string[]): DeviceFacts;
   /** Text encoding of the device (per message; `options.encoding` overrides it). */
   encoding: TextEncoding;
+  /** With `encoding: auto`, the 8-bit code page of text that is not UTF-8 (default latin1). */
+  fallbackEncoding?: Exclude<TextEncoding, 'auto' | 'utf-8'>;
   /** Which R-3 component (1-based) holds the device's code. */
   codeComponent: number;
   /** Which R-3 component holds a LOINC code the device sends itself, if any. */
