@@ -432,10 +432,11 @@ export function decodeAstmMessage(bytes: Buffer, ctx: DecodeContext, options: Pa
 export function decodeAstm(capture: Capture, ctx: DecodeContext): DecodeResult {
   const { messages, issues: linkIssues } = collectMessages(deviceBytes(capture));
   const issues: DecodeIssue[] = linkIssues.map((i) => ({ reason: i.reason, bytes: i.bytes }));
+  const options = parseAstmOptions(ctx.options ?? {}, `device ${ctx.deviceId}: options`);
   const drafts: ResultDraft[] = [];
   let device: Partial<DeviceState> = {};
   for (const m of messages) {
-    const r = decodeAstmMessage(m, ctx);
+    const r = decodeAstmMessage(m, ctx, options);
     drafts.push(...r.drafts);
     issues.push(...r.issues);
     if (r.kind === 'query') issues.push({ reason: 'a query (Q) message: no results in it', bytes: m });

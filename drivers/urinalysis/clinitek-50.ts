@@ -403,7 +403,7 @@ export interface Clinitek50SessionOptions extends MeterSessionOptions {
 const DEFAULT_NUMBER_OPTIONS: MeterSessionOptions = { reply_timeout_ms: 3000, retries: 3, clock_skew_limit_s: CLOCK_SKEW_LIMIT_S };
 const DEFAULT_SESSION_OPTIONS: Clinitek50SessionOptions = { ...DEFAULT_NUMBER_OPTIONS, date_order: 'YMD' };
 
-export function clinitek50SessionOptions(device: DeviceConfig): Clinitek50SessionOptions {
+export function clinitek50SessionOptions(device: Pick<DeviceConfig, 'id' | 'options'>): Clinitek50SessionOptions {
   const o = device.options ?? {};
   for (const name of Object.keys(o)) {
     if (!(name in DEFAULT_SESSION_OPTIONS)) throw new Error(`device ${device.id}: unknown option ${name} for clinitek-50`);
@@ -821,7 +821,7 @@ export const clinitek50: DriverDefinition = {
     download: { description: 'identify the reader (ENQ), read every record (XON DC2) and store it before ACKing it; returns {records, inserted, duplicates}' },
     status: { description: 'the current device state: software version, unit system, clock skew, last download' },
   },
-  decode: (capture, ctx) => decodeClinitek50(capture, ctx),
+  decode: (capture, ctx) => decodeClinitek50(capture, ctx, clinitek50SessionOptions({ id: ctx.deviceId, options: ctx.options }).date_order),
   createSession: (host) => new Clinitek50Session(host),
   simulator: {
     description: 'a CLINITEK 50 reader: answers ENQ with its identity packet and XON DC2 with checksummed record packets (NAK when empty)',

@@ -385,7 +385,7 @@ export interface ClinitekStatusSessionOptions {
 const DEFAULT_NUMBER_OPTIONS = { burst_idle_ms: 2000, commit_retry_ms: 1000 };
 const DEFAULT_SESSION_OPTIONS: ClinitekStatusSessionOptions = { date_order: 'DMY', ...DEFAULT_NUMBER_OPTIONS };
 
-export function clinitekStatusSessionOptions(device: DeviceConfig): ClinitekStatusSessionOptions {
+export function clinitekStatusSessionOptions(device: Pick<DeviceConfig, 'id' | 'options'>): ClinitekStatusSessionOptions {
   const o = device.options ?? {};
   for (const name of Object.keys(o)) {
     if (!(name in DEFAULT_SESSION_OPTIONS)) throw new Error(`device ${device.id}: unknown option ${name} for clinitek-status`);
@@ -842,7 +842,8 @@ export const clinitekStatus: DriverDefinition = {
   commands: {
     status: { description: 'the current device state (the reader cannot be asked for data: press "Send all data" on it)' },
   },
-  decode: (capture, ctx) => decodeClinitekStatus(capture, ctx),
+  decode: (capture, ctx) =>
+    decodeClinitekStatus(capture, ctx, clinitekStatusSessionOptions({ id: ctx.deviceId, options: ctx.options }).date_order),
   createSession: (host) => new ClinitekStatusSession(host),
   simulator: {
     description: 'a CLINITEK Status reader: sends its stored strips as comma records, as on "Send all data", in English or Spanish',

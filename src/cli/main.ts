@@ -6,19 +6,19 @@ import { ConfigError, formatProblem, loadConfigFile, parseConfig } from '../conf
 import type { PoctdConfig } from '../config/types.ts';
 import { Controller } from '../controller.ts';
 import { captureFromBytes } from '../driver-sdk/capture.ts';
-import type { Capture } from '../driver-sdk/index.ts';
+import type { Capture, DecodeResult } from '../driver-sdk/index.ts';
 import { createLogger } from '../logger.ts';
 import { buildResultRecord, flagAmbiguousDeviceTimes } from '../records/build.ts';
 import { sha256Hex } from '../records/ids.ts';
 import { formatPortListing, listPorts } from '../transports/discovery.ts';
 import { assertTimeZone, hostTimeZone } from '../util/time.ts';
-import { runSimulator, SimulateError } from './simulate.ts';
+import { parseOption, runSimulator, SimulateError } from './simulate.ts';
 
 const USAGE = `usage: poctd <command> [options]
 
 commands:
   run [--config FILE]                     run the daemon (embedded defaults without --config)
-  replay --driver ID [--timezone TZ] [--device-id ID] [--site S] FILE|-
+  replay --driver ID [--timezone TZ] [--device-id ID] [--site S] [--option key=value ...] FILE|-
                                           decode a capture or transcript; records as JSON lines
   check-config FILE                       validate a config file and list every problem
   ports                                   list serial and HID devices and the drivers that match
@@ -167,9 +167,19 @@ async function replay(args: string[]): Promise<number> {
       timezone: { type: 'string' },
       'device-id': { type: 'string' },
       site: { type: 'string' },
+      option: { type: 'string', multiple: true },
     },
   });
   if (!values.driver) throw new UsageError('replay needs --driver ID');
+  const options: Record<string, unknown> = {};
+  for (const pair of values.option ?? []) {
+    try {
+      const [key, value] = parseOption(pair);
+      options[key] = value;
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  }
   const driver = findDriver(values.driver);
   if (!driver) throw new UsageError(`unknown driver "${values.driver}" (known: ${knownDrivers().join(', ')})`);
   const file = positionals[0];
@@ -196,7 +206,13 @@ async function replay(args: string[]): Promise<number> {
     process.stderr.write(`poctd replay: ${source}: not a valid transcript: ${(error as Error).message}\n`);
     return 2;
   }
-  const result = driver.decode(capture, { deviceId: values['device-id'] ?? driver.id, timezone });
+  let result: DecodeResult;
+  try {
+    // The device's options as its config has them (e.g. date_order), so the capture decodes as it did live.
+    result = driver.decode(capture, { deviceId: values['device-id'] ?? driver.id, timezone, options });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
   const receivedAt = new Date().toISOString();
   const captureSha256 = sha256Hex(bytes);
   flagAmbiguousDeviceTimes(result.drafts, timezone).forEach((draft, i) => {

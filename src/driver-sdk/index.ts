@@ -43,6 +43,12 @@ export interface DecodeContext {
   deviceId: string;
   /** IANA zone of the device's naive clock. */
   timezone: string;
+  /**
+   * The device's `options` from its config, for drivers whose decoding depends on them (a strip
+   * reader's `date_order`, an ASTM device's dialect, encoding and mappings), so a replay decodes
+   * as the live session did. A driver throws an Error naming a bad option.
+   */
+  options?: Readonly<Record<string, unknown>>;
 }
 
 export interface DecodeResult {

@@ -52,7 +52,7 @@ export const CLOCK_SKEW_LIMIT_S = 900;
  * Reads numeric `device.options` over their defaults. Throws an Error that names the bad option.
  * `minimums` default to 1 (0 for names in `zeroAllowed`).
  */
-export function numberOptions<T extends { [K in keyof T]: number }>(device: DeviceConfig, defaults: T, zeroAllowed: readonly (keyof T)[] = []): T {
+export function numberOptions<T extends { [K in keyof T]: number }>(device: Pick<DeviceConfig, 'id' | 'options'>, defaults: T, zeroAllowed: readonly (keyof T)[] = []): T {
   const given = device.options ?? {};
   const out = { ...defaults };
   for (const name of Object.keys(defaults) as (keyof T & string)[]) {

@@ -229,6 +229,27 @@ describe('poctd replay', () => {
     expect(zone.stderr).toMatch(/unknown time zone "Mars\/Olympus"/);
     for (const r of [unknown, noFile, noDriver, missing, directory, zone]) expectNoStack(r.stderr);
   });
+
+  it('--option gives the device options its config has: a CLINITEK Status set to MDY replays as it decoded live', async () => {
+    const file = join(tempDir(), 'clinitek.txt');
+    // One record dated 05-06-2021: 5 June in the reader's default DMY, 6 May when it is set to MDY.
+    writeFileSync(
+      file,
+      '1822,05-06-2021, 5:33PM,,2756,,,,,Multistix 10 SG,Not Entered,Not Entered,GLU,Negative,,BIL,Negative,,KET,Negative,,SG ,1.020,,BLD,Negative,,pH ,7.0,,PRO,Negative,,UBG,0.2 E.U./dL,,NIT,Negative,,LEU,Negative,\r\n',
+    );
+    const base = ['replay', '--driver', 'clinitek-status', '--timezone', 'UTC'];
+    const dmy = await poctd([...base, file]);
+    const mdy = await poctd([...base, '--option', 'date_order=MDY', file]);
+    expect((jsonLines(dmy.stdout) as ResultRecord[])[0]!.device_time).toBe('2021-06-05T17:33:00');
+    expect((jsonLines(mdy.stdout) as ResultRecord[])[0]!.device_time).toBe('2021-05-06T17:33:00');
+    const bad = await poctd([...base, '--option', 'date_order=DDMM', file]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/options\.date_order must be DMY, MDY or YMD/);
+    const malformed = await poctd([...base, '--option', 'date_order', file]);
+    expect(malformed.code).toBe(1);
+    expect(malformed.stderr).toMatch(/--option expects key=value/);
+    for (const r of [bad, malformed]) expectNoStack(r.stderr);
+  });
 });
 
 describe('poctd check-config', () => {

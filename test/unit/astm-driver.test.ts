@@ -136,6 +136,11 @@ describe('astm options and decoding', () => {
       ['550', 'Site test 550', '1920-8', []],
       ['551', 'Site test 551', null, ['unit-mismatch']],
     ]);
+    // decode() of a capture takes the same options from its context, as a replay passes them.
+    const capture = { kind: 'raw' as const, bytes: Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, msg, true), Buffer.from([EOT])]) };
+    const replayed = decodeAstm(capture, { ...ctx, options: { mappings: { '550': { name: 'Site test 550', loinc: '1920-8', ucum: 'U/L' } } } });
+    expect(replayed.drafts[0]!.observations[0]).toMatchObject({ code: '550', loinc: '1920-8' });
+    expect(() => decodeAstm(capture, { ...ctx, options: { bogus: 1 } })).toThrow(/options\.bogus: unknown option/);
     // Without the mapping: kept, flagged, never dropped.
     expect(decodeAstmMessage(msg, ctx).drafts[0]!.observations.map((o) => [o.code, o.loinc, o.flags])).toEqual([
       ['550', null, ['unmapped-code']],

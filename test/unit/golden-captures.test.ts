@@ -45,7 +45,12 @@ function discover(): GoldenCase[] {
       const capture = ['capture.txt', 'capture.bin'].map((f) => join(dir, f)).find((p) => existsSync(p));
       if (!capture) continue; // not a golden case (other fixtures may live beside them)
       const meta = existsSync(join(dir, 'case.json'))
-        ? (JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8')) as { driver?: string; timezone?: string; device_id?: string })
+        ? (JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8')) as {
+            driver?: string;
+            timezone?: string;
+            device_id?: string;
+            options?: Record<string, unknown>;
+          })
         : {};
       const driverId = meta.driver ?? folder;
       cases.push({
@@ -54,7 +59,11 @@ function discover(): GoldenCase[] {
         dir,
         driverId,
         capturePath: capture,
-        ctx: { deviceId: meta.device_id ?? `${driverId}-golden`, timezone: meta.timezone ?? DEFAULT_TIMEZONE },
+        ctx: {
+          deviceId: meta.device_id ?? `${driverId}-golden`,
+          timezone: meta.timezone ?? DEFAULT_TIMEZONE,
+          ...(meta.options ? { options: meta.options } : {}),
+        },
       });
     }
   }
@@ -120,7 +129,8 @@ describe('golden captures', () => {
 
     for (const other of drivers.filter((d) => d.id !== c.driverId)) {
       it(`gives no records when replayed through ${other.id}`, () => {
-        const result = other.decode(captureFromBytes(bytes), c.ctx);
+        // The case's device options are its own driver's, not the other's.
+        const result = other.decode(captureFromBytes(bytes), { deviceId: c.ctx.deviceId, timezone: c.ctx.timezone });
         expect(result.drafts).toEqual([]);
       });
     }
