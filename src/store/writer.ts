@@ -138,9 +138,10 @@ export class StoreWriter {
       });
     }
     if (this.failure) return;
+    // Listen before asking: Node may deliver the answer and emit 'exit' in one turn, before a
+    // listener added after the answer could exist (then the stop would wait for ever).
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
     await this.call('close');
-    await new Promise<void>((resolve) => {
-      this.worker.once('exit', () => resolve());
-    });
+    await exited;
   }
 }

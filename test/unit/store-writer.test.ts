@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
@@ -124,6 +125,26 @@ describe('StoreWriter', () => {
     expect(reader.recordCount()).toBe(1);
     expect(reader.deviceState('meter-299')?.id).toBe('meter-299');
     reader.close();
+  });
+
+  it('close finishes when the thread exits in the same turn as its answer', async () => {
+    // Node, handling a worker's exit, first delivers the messages still queued and then emits
+    // 'exit', synchronously; a busy main thread can read the close answer that way. This fake
+    // worker does the same on 'close'.
+    const worker = Object.assign(new EventEmitter(), {
+      postMessage(message: { id: number; method: string }) {
+        if (message.method !== 'close') return;
+        worker.emit('message', { id: message.id, result: null });
+        worker.emit('exit', 0);
+      },
+    });
+    const checkpointer = Object.assign(new EventEmitter(), { postMessage: () => checkpointer.emit('exit', 0) });
+    const writer = new (StoreWriter as unknown as new (w: unknown, c: unknown) => StoreWriter)(worker, checkpointer);
+    const outcome = await Promise.race([
+      writer.close().then(() => 'closed'),
+      new Promise((r) => setTimeout(r, 2000)).then(() => 'still waiting after 2 s'),
+    ]);
+    expect(outcome).toBe('closed');
   });
 
   it('close stops both threads and leaves no WAL behind', async () => {
