@@ -100,7 +100,8 @@ devices:
     await sub.waitFor('download_finished', () => finished().length === 1);
     expect(finished()[0]!.data).toMatchObject({ records: 4, inserted: 4, duplicates: 0 });
     expect(events().some((e) => e.type === 'download_progress' && e.message === '4 of 4 records')).toBe(true);
-    await sub.waitFor('device state', () => sub.last<DeviceState>('poct/device/contour1')?.serial === '7410-5550001');
+    // The state carries the serial from the identify step on; 'ok' comes after the download.
+    await sub.waitFor('device state ok', () => sub.last<DeviceState>('poct/device/contour1')?.status === 'ok');
     expect(sub.last<DeviceState>('poct/device/contour1')).toMatchObject({ model: 'Contour Next USB', display_unit: 'mg/dL', record_count: 4, status: 'ok' });
 
     // Unplugged: offline. Plugged in again: the whole memory comes again, nothing new is published.
