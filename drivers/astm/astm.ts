@@ -34,6 +34,7 @@ import type { DeviceIdentity, DeviceState, Observation, ResultCategory, ResultDr
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
+import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
 import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { ACK, ENQ, EOT, frameMessage, NAK, type FramingStyle } from '../../src/protocols/astm/frame.ts';
 import { AstmLink, collectMessages, type AstmLinkIssue, type AstmLinkMessage } from '../../src/protocols/astm/link.ts';
@@ -685,6 +686,7 @@ export class AstmSimulator implements DeviceSimulator {
   private transport: ByteTransport | null = null;
   private link: AstmLink | null = null;
   private readonly random: () => number;
+  private readonly wire: ChunkedWriter;
   private timer: NodeJS.Timeout | null = null;
   private generated = 0;
   private framesSent = 0;
@@ -700,6 +702,7 @@ export class AstmSimulator implements DeviceSimulator {
 
   constructor(readonly options: AstmSimulatorOptions) {
     this.random = seededRandom(options.seed);
+    this.wire = new ChunkedWriter(this.random, options.max_chunk ?? 0, (t) => t === this.transport);
   }
 
   attach(transport: ByteTransport): void {
@@ -713,7 +716,7 @@ export class AstmSimulator implements DeviceSimulator {
         role: 'instrument',
         replyTimeoutMs: o.reply_timeout_ms,
         frameTextSize: o.split_at,
-        write: (b) => this.write(transport, b),
+        write: (b) => this.wire.write(transport, [b]),
       },
     );
     this.link.start();
@@ -797,15 +800,6 @@ export class AstmSimulator implements DeviceSimulator {
       });
   }
 
-  private async write(transport: ByteTransport, bytes: Buffer): Promise<void> {
-    const max = this.options.max_chunk;
-    if (!max) return transport.write(bytes);
-    for (let i = 0; i < bytes.length; ) {
-      const n = 1 + Math.floor(this.random() * max);
-      await transport.write(bytes.subarray(i, i + n));
-      i += n;
-    }
-  }
 }
 
 // ────────────────────────────────────────────────────────────────────────────────────────────────

@@ -53,6 +53,7 @@ import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../.
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
+import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
 import { clockSkewSeconds, hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const MANUFACTURER = 'LifeScan';
@@ -966,13 +967,12 @@ export class LifeScanSimulator implements DeviceSimulator {
   private readonly corruptAt = new Set<number>();
   private framesSent = 0;
   private readonly timezone: string;
-  private readonly maxChunk: number;
+  private readonly wire: ChunkedWriter;
   private readonly frameDelayMs: number;
   private readonly now: () => Date;
   private readonly random: () => number;
   private readonly reader = new FrameReader();
   private transport: ByteTransport | null = null;
-  private writing: Promise<void> = Promise.resolve();
   // UltraEasy link state: the meter's S, the host S it expects next, and its last reply (resent on a duplicate).
   private meterS = 0;
   private expectS = 0;
@@ -993,10 +993,10 @@ export class LifeScanSimulator implements DeviceSimulator {
     this.off = options.off ?? false;
     this.corruptNext(options.corrupt_next ?? 0);
     this.timezone = options.timezone ?? hostTimeZone();
-    this.maxChunk = Math.max(1, Math.floor(options.max_chunk ?? 16));
     this.frameDelayMs = options.frame_delay_ms ?? 0;
     this.now = options.now ?? (() => new Date());
     this.random = seededRandom(options.seed ?? Date.now());
+    this.wire = new ChunkedWriter(this.random, Math.max(1, Math.floor(options.max_chunk ?? 16)), (t) => t === this.transport);
     this.memory = options.memory ? options.memory.map((r) => ({ ...r })) : rules.defaultMemory(this.clock());
   }
 
@@ -1104,16 +1104,6 @@ export class LifeScanSimulator implements DeviceSimulator {
     if (!transport) return;
     const frame = encodeFrame(message, linkControl);
     if (this.corruptAt.delete(this.framesSent++)) frame[frame.length - 1] = frame[frame.length - 1]! ^ 0x5a;
-    this.writing = this.writing
-      .then(async () => {
-        if (this.frameDelayMs > 0) await new Promise((r) => setTimeout(r, this.frameDelayMs));
-        for (let i = 0; i < frame.length; ) {
-          const n = 1 + Math.floor(this.random() * this.maxChunk);
-          if (this.transport !== transport || !transport.isOpen) return;
-          await transport.write(frame.subarray(i, i + n));
-          i += n;
-        }
-      })
-      .catch(() => undefined);
+    void this.wire.write(transport, [frame], this.frameDelayMs);
   }
 }

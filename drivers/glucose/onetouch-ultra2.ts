@@ -56,6 +56,7 @@ import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
+import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
 import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const ULTRA2_DRIVER_ID = 'onetouch-ultra2';
@@ -846,7 +847,7 @@ const SIMULATOR_OPTION_HELP: Record<string, string> = {
   corrupt_next: 'send the next N lines with a wrong checksum',
   timezone: "IANA zone of the meter's naive clock (default: the host's)",
   max_chunk: 'largest write in bytes; chunk sizes are random from 1 to this (default 16)',
-  line_delay_ms: 'pause between lines in ms (default 0)',
+  line_delay_ms: 'pause before each line in ms (default 0)',
   seed: 'random seed for reproducible runs',
 };
 
@@ -913,7 +914,6 @@ export class Ultra2Simulator implements DeviceSimulator {
   /** Every command received, in order (tests read it). */
   readonly received: string[] = [];
   private readonly timezone: string;
-  private readonly maxChunk: number;
   private readonly lineDelayMs: number;
   private readonly now: () => Date;
   private readonly random: () => number;
@@ -923,7 +923,7 @@ export class Ultra2Simulator implements DeviceSimulator {
   private flushTimer: NodeJS.Timeout | null = null;
   private readingTimer: NodeJS.Timeout | null = null;
   private readonly capacity: number;
-  private replying: Promise<void> = Promise.resolve();
+  private readonly wire: ChunkedWriter;
 
   constructor(options: Ultra2SimulatorOptions = {}) {
     this.serial = options.serial ?? 'GMF600DCY';
@@ -933,10 +933,10 @@ export class Ultra2Simulator implements DeviceSimulator {
     this.off = options.off ?? false;
     this.corruptNext(options.corrupt_next ?? 0);
     this.timezone = options.timezone ?? hostTimeZone();
-    this.maxChunk = Math.max(1, Math.floor(options.max_chunk ?? 16));
     this.lineDelayMs = options.line_delay_ms ?? 0;
     this.now = options.now ?? (() => new Date());
     this.random = seededRandom(options.seed ?? Date.now());
+    this.wire = new ChunkedWriter(this.random, Math.max(1, Math.floor(options.max_chunk ?? 16)), (t) => t === this.transport);
     this.newReadingEveryS = options.new_reading_every_s;
     this.capacity = Math.floor(options.capacity ?? MEMORY_SIZE);
     this.memory = options.memory ? options.memory.map((r) => ({ ...r })) : this.defaultMemory();
@@ -1065,21 +1065,8 @@ export class Ultra2Simulator implements DeviceSimulator {
     );
   }
 
-  /** Writes lines in order, each cut into random chunks as a USB-serial adapter delivers them. */
   private enqueueWrites(lines: Buffer[]): void {
-    const transport = this.transport;
-    if (!transport) return;
-    this.replying = this.replying.then(async () => {
-      for (const line of lines) {
-        for (let i = 0; i < line.length; ) {
-          const n = 1 + Math.floor(this.random() * this.maxChunk);
-          if (this.transport !== transport || !transport.isOpen) return;
-          await transport.write(line.subarray(i, i + n));
-          i += n;
-        }
-        if (this.lineDelayMs > 0) await new Promise((r) => setTimeout(r, this.lineDelayMs));
-      }
-    }).catch(() => undefined);
+    if (this.transport) void this.wire.write(this.transport, lines, this.lineDelayMs);
   }
 }
 

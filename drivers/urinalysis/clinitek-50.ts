@@ -54,6 +54,7 @@ import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
+import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
 import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { stripObservation, type OrdinalGrade, type UrineAnalyteCode } from './urine-strip-analytes.ts';
 
@@ -716,12 +717,11 @@ export class Clinitek50Simulator implements DeviceSimulator {
   readonly received: number[] = [];
   private readonly info: Clinitek50ReaderInfo;
   private readonly garbage: boolean;
-  private readonly maxChunk: number;
+  private readonly wire: ChunkedWriter;
   private readonly random: () => number;
   private readonly timezone: string;
   private transport: ByteTransport | null = null;
   private outstanding = false;
-  private writing: Promise<void> = Promise.resolve();
 
   constructor(options: Clinitek50SimulatorOptions = {}) {
     this.info = {
@@ -734,8 +734,8 @@ export class Clinitek50Simulator implements DeviceSimulator {
     this.corruptNext = options.corrupt_next ?? 0;
     this.garbage = options.garbage ?? false;
     this.off = options.off ?? false;
-    this.maxChunk = Math.max(1, Math.floor(options.max_chunk ?? 16));
     this.random = seededRandom(options.seed ?? Date.now());
+    this.wire = new ChunkedWriter(this.random, Math.max(1, Math.floor(options.max_chunk ?? 16)), (t) => t === this.transport);
     this.timezone = options.timezone ?? hostTimeZone();
   }
 
@@ -790,18 +790,7 @@ export class Clinitek50Simulator implements DeviceSimulator {
   }
 
   private write(bytes: Buffer): void {
-    const transport = this.transport;
-    if (!transport) return;
-    this.writing = this.writing
-      .then(async () => {
-        for (let i = 0; i < bytes.length; ) {
-          if (this.transport !== transport || !transport.isOpen) return;
-          const n = 1 + Math.floor(this.random() * this.maxChunk);
-          await transport.write(bytes.subarray(i, i + n));
-          i += n;
-        }
-      })
-      .catch(() => undefined);
+    if (this.transport) void this.wire.write(this.transport, [bytes]);
   }
 }
 

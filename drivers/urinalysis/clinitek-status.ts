@@ -38,6 +38,7 @@ import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
+import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
 import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { stripObservation, type OrdinalGrade, type UrineAnalyteCode } from './urine-strip-analytes.ts';
 
@@ -731,21 +732,20 @@ export class ClinitekStatusSimulator implements DeviceSimulator {
   locale: string;
   private readonly lineEnd: string;
   private readonly sendDelayMs: number;
-  private readonly maxChunk: number;
+  private readonly wire: ChunkedWriter;
   private readonly random: () => number;
   private readonly timezone: string;
   private readonly opts: ClinitekStatusSimulatorOptions;
   private transport: ByteTransport | null = null;
   private timers: NodeJS.Timeout[] = [];
-  private sending: Promise<void> = Promise.resolve();
 
   constructor(options: ClinitekStatusSimulatorOptions = {}) {
     this.opts = options;
     this.locale = options.locale ?? 'en';
     this.lineEnd = LINE_ENDS[options.line_end ?? 'crlf'];
     this.sendDelayMs = options.send_delay_ms ?? 300;
-    this.maxChunk = Math.max(1, Math.floor(options.max_chunk ?? 16));
     this.random = seededRandom(options.seed ?? Date.now());
+    this.wire = new ChunkedWriter(this.random, Math.max(1, Math.floor(options.max_chunk ?? 16)), (t) => t === this.transport);
     this.timezone = options.timezone ?? hostTimeZone();
     const base = options.memory ?? SAMPLE_RECORDS.map((x) => structuredClone(x));
     this.memory = options.no_error_record ? base.filter((x) => !x.error) : base;
@@ -808,20 +808,8 @@ export class ClinitekStatusSimulator implements DeviceSimulator {
 
   /** Writes one "Send all data" in random chunks, as a USB-serial adapter delivers it. */
   sendAll(): Promise<void> {
-    const transport = this.transport;
-    if (!transport) return Promise.resolve();
-    const bytes = this.sendAllBytes();
-    this.sending = this.sending
-      .then(async () => {
-        for (let i = 0; i < bytes.length; ) {
-          if (this.transport !== transport || !transport.isOpen) return;
-          const n = 1 + Math.floor(this.random() * this.maxChunk);
-          await transport.write(bytes.subarray(i, i + n));
-          i += n;
-        }
-      })
-      .catch(() => undefined);
-    return this.sending;
+    if (!this.transport) return Promise.resolve();
+    return this.wire.write(this.transport, [this.sendAllBytes()]);
   }
 }
 
