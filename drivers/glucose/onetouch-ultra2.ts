@@ -52,6 +52,7 @@ import {
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import { byDeviceTime } from '../../src/records/build.ts';
+import { glucoseObservation, rangeGlucose } from './lifescan-binary.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
@@ -352,27 +353,21 @@ export function readingKey(r: Ultra2Reading): string {
   return `${r.time}|${r.value}|${r.control ? 'C' : 'P'}`;
 }
 
-/** The Ultra 2's measuring range in mg/dL; the meter shows LO below it and HI above it. */
-export const ULTRA2_LO_LIMIT = 20;
-export const ULTRA2_HI_LIMIT = 600;
-
 /**
  * One reading → one result. HI/LO: no public source shows how an Ultra 2 encodes readings outside
- * its 20–600 mg/dL range (research note §2.1, §3: inferred from thresholds only). A number outside
- * the range cannot be a measurement the meter stands behind, so it is published as the flag HI or
- * LO with the limit and comparator, never as an exact value; the number as sent stays in `text`
- * and the raw capture (rule 5). Tidepool's substitute values (19, 601) are not used either.
+ * its 20–600 mg/dL range (research note §2.1, §3: inferred from thresholds only), the range of the
+ * other LifeScan meters. A number outside the range cannot be a measurement the meter stands
+ * behind, so it is published as the flag HI or LO with the limit and comparator, never as an exact
+ * value; the number as sent stays in `text` and the raw capture (rule 5). Tidepool's substitute
+ * values (19, 601) are not used either.
  */
 export function readingToDraft(r: Ultra2Reading, device: DeviceIdentity, timezone: string): ResultDraft {
   const flags: string[] = [];
   if (r.meal === 'B') flags.push('meal:before');
   if (r.meal === 'A') flags.push('meal:after');
   if (r.comment > 0) flags.push(`comment:${COMMENT_SLUGS[r.comment] ?? 'unknown'}`);
-  const observationFlags = r.parity ? ['parity-error'] : [];
-  const hi = r.value > ULTRA2_HI_LIMIT;
-  const lo = r.value < ULTRA2_LO_LIMIT;
-  if (hi) observationFlags.push('HI');
-  if (lo) observationFlags.push('LO');
+  const glucose = rangeGlucose(r.value);
+  const observation = glucoseObservation(glucose);
   return {
     key: readingKey(r),
     device: { ...device },
@@ -384,16 +379,9 @@ export function readingToDraft(r: Ultra2Reading, device: DeviceIdentity, timezon
     device_time: r.time,
     observations: [
       {
-        code: 'GLU',
-        name: 'Glucose',
-        loinc: '41653-7',
-        value: hi || lo ? null : r.value,
-        unit: 'mg/dL',
-        ucum: 'mg/dL',
-        flags: observationFlags,
-        text: hi || lo ? String(r.value) : null,
-        comparator: hi ? '>' : lo ? '<' : null,
-        ...(hi || lo ? { limit: hi ? ULTRA2_HI_LIMIT : ULTRA2_LO_LIMIT } : {}),
+        ...observation,
+        flags: [...(r.parity ? ['parity-error'] : []), ...observation.flags],
+        text: glucose.kind === 'value' ? null : String(r.value),
       },
     ],
     flags,
