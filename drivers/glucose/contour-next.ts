@@ -67,7 +67,7 @@ import {
 import { type AstmRecord, parseAstmDate, parseMessage, splitRecords } from '../../src/protocols/astm/records.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { hostTimeZone, meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const CONTOUR_DRIVER_ID = 'contour-next';
 const MANUFACTURER = 'Ascensia';
@@ -1158,16 +1158,16 @@ export class ContourSimulator implements DeviceSimulator {
   }
 
   private applySet(text: string): boolean {
-    const clock = this.clock();
+    const [yy, mo, d, h, mi, s] = this.clock().slice(2).split(/[-T:]/).map(Number) as [number, number, number, number, number, number];
     let target: string | null = null;
     if (this.pendingCommand === 'date') {
       const m = /^(\d{2})(\d{2})(\d{2})\|$/.exec(text);
-      if (m) target = `20${m[1]}-${m[2]}-${m[3]}T${clock.slice(11)}`;
+      if (m) target = meterNaiveTime(Number(m[1]), Number(m[2]), Number(m[3]), h, mi, s);
     } else if (this.pendingCommand === 'time') {
       const m = /^(\d{2})(\d{2})\|$/.exec(text);
-      if (m && Number(m[1]) < 24 && Number(m[2]) < 60) target = `${clock.slice(0, 11)}${m[1]}:${m[2]}:00`;
+      if (m) target = meterNaiveTime(yy, mo, d, Number(m[1]), Number(m[2]), 0);
     }
-    if (!target || !parseAstmDate(target.replace(/[-T:]/g, ''))) return false;
+    if (!target) return false;
     this.clockOffsetS = (Date.parse(naiveToZoned(target, this.timezone)) - this.now().getTime()) / 1000;
     return true;
   }

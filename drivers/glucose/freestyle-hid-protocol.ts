@@ -23,6 +23,7 @@
  *
  * Everything here is pure: bytes in, values out. Decoding never throws; errors are values.
  */
+import { meterNaiveTime } from '../../src/util/time.ts';
 
 export const REPORT_SIZE = 64;
 export const MAX_PAYLOAD = REPORT_SIZE - 2;
@@ -307,26 +308,12 @@ export function multiRecordMessage(records: string[]): Buffer {
 
 // ── dates ──
 
-function pad2(n: number): string {
-  return String(n).padStart(2, '0');
-}
-
-/** Civil fields (2-digit year + 2000) → naive `YYYY-MM-DDTHH:MM:SS`, or null when not a real time (255 = clock lost). */
-export function naiveTime(month: number, day: number, yy: number, hour: number, minute: number, second = 0): string | null {
-  if (![month, day, yy, hour, minute, second].every((n) => Number.isInteger(n) && n >= 0)) return null;
-  if (yy > 99 || month < 1 || month > 12) return null;
-  const year = 2000 + yy;
-  const days = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  if (day < 1 || day > days || hour > 23 || minute > 59 || second > 59) return null;
-  return `${year}-${pad2(month)}-${pad2(day)}T${pad2(hour)}:${pad2(minute)}:${pad2(second)}`;
-}
-
 /** `$date?` → `M,D,YY` and `$time?` → `H,M` into one naive time (seconds 0). */
 export function parseClock(dateLine: string, timeLine: string): Result<{ time: string }> {
   const d = /^(\d{1,3}),(\d{1,3}),(\d{1,3})$/.exec(dateLine);
   const t = /^(\d{1,3}),(\d{1,3})$/.exec(timeLine);
   if (!d || !t) return fail('invalid-date', 'the $date?/$time? replies are not M,D,YY and H,M');
-  const time = naiveTime(Number(d[1]), Number(d[2]), Number(d[3]), Number(t[1]), Number(t[2]));
+  const time = meterNaiveTime(Number(d[3]), Number(d[1]), Number(d[2]), Number(t[1]), Number(t[2]));
   if (!time) return fail('invalid-date', 'the meter clock reads a date or time that does not exist (255 means its clock lost power)');
   return { ok: true, time };
 }
@@ -400,7 +387,7 @@ function wireValue(field: string | undefined, allowHiLo: boolean): number | 'HI'
 function timeAt(fields: string[], at: number, seconds: boolean): string | null | undefined {
   const n = ints(fields, seconds ? [at, at + 1, at + 2, at + 3, at + 4, at + 5] : [at, at + 1, at + 2, at + 3, at + 4]);
   if (!n) return undefined;
-  return naiveTime(n[0]!, n[1]!, n[2]!, n[3]!, n[4]!, n[5] ?? 0);
+  return meterNaiveTime(n[2]!, n[0]!, n[1]!, n[3]!, n[4]!, n[5] ?? 0);
 }
 
 /**

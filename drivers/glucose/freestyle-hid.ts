@@ -57,7 +57,7 @@ import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../.
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { hostTimeZone, meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import {
   clockChangeSeconds,
   decodeReport,
@@ -77,7 +77,6 @@ import {
   TextReplyAssembler,
   textCommandReport,
   REPORT_SIZE,
-  naiveTime,
   textChecksum,
   textReply,
   trimReport,
@@ -1160,12 +1159,12 @@ export class FreeStyleSimulator implements DeviceSimulator {
     if (set) {
       const now = civil(this.clock());
       const [a, b, c] = [Number(set[2]), Number(set[3]), set[4] === undefined ? null : Number(set[4])];
-      // naiveTime refuses a day the month does not have (Date.parse would roll 02-30 into March).
+      // meterNaiveTime refuses a day the month does not have (Date.parse would roll 02-30 into March).
       const next =
         set[1] === 'date' && c !== null
-          ? naiveTime(a, b, c, now[3], now[4], now[5])
+          ? meterNaiveTime(c, a, b, now[3], now[4], now[5])
           : set[1] === 'time' && c === null
-            ? naiveTime(now[0], now[1], now[2], a, b, 0)
+            ? meterNaiveTime(now[2], now[0], now[1], a, b, 0)
             : null;
       if (!next) return refuse();
       this.clockOffsetS = (Date.parse(naiveToZoned(next, this.timezone)) - this.now().getTime()) / 1000;

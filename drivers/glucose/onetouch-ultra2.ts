@@ -58,7 +58,7 @@ import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
-import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { hostTimeZone, meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const ULTRA2_DRIVER_ID = 'onetouch-ultra2';
 const MANUFACTURER = 'LifeScan';
@@ -243,14 +243,10 @@ function pad2(n: number): string {
   return String(n).padStart(2, '0');
 }
 
-/** `MM/DD/YY` + `HH:MM:SS` (2-digit year + 2000) → naive ISO time, or null if it is not a real time. */
-function naiveFromFields(mm: string, dd: string, yy: string, hh: string, mi: string, ss: string): string | null {
-  const [mo, d, y, h, m, s] = [mm, dd, yy, hh, mi, ss].map(Number) as [number, number, number, number, number, number];
-  const year = 2000 + y;
-  if (mo < 1 || mo > 12) return null;
-  const daysInMonth = new Date(Date.UTC(year, mo, 0)).getUTCDate();
-  if (d < 1 || d > daysInMonth || h > 23 || m > 59 || s > 59) return null;
-  return `${year}-${pad2(mo)}-${pad2(d)}T${pad2(h)}:${pad2(m)}:${pad2(s)}`;
+/** The wire's `MM/DD/YY` and `HH:MM:SS` digits, in that order → naive time, or null if it is not a real time. */
+function naiveFromWire(fields: string[]): string | null {
+  const [mo, d, yy, h, mi, s] = fields.map(Number) as [number, number, number, number, number, number];
+  return meterNaiveTime(yy, mo, d, h, mi, s);
 }
 
 function displayUnit(wire: string): DisplayUnit {
@@ -260,8 +256,8 @@ function displayUnit(wire: string): DisplayUnit {
 function parseBody(body: string): Ultra2LineResult {
   let m: RegExpExecArray | null;
   if ((m = READING_RE.exec(body))) {
-    const [, , mo, d, y, h, mi, s, c, value, parity, meal, comment] = m as unknown as string[];
-    const time = naiveFromFields(mo!, d!, y!, h!, mi!, s!);
+    const [c, value, parity, meal, comment] = m.slice(8) as string[];
+    const time = naiveFromWire(m.slice(2, 8));
     if (!time) return fail('invalid-date', 'a reading carries a date or time that does not exist');
     const code = Number(comment);
     if (code > 11) return fail('invalid-response', `comment code ${code} is outside 00–11`);
@@ -283,7 +279,7 @@ function parseBody(body: string): Ultra2LineResult {
     return { ok: true, message: { type: 'serial', serial: m[1]! } };
   }
   if ((m = CLOCK_RE.exec(body))) {
-    const time = naiveFromFields(m[3]!, m[4]!, m[5]!, m[6]!, m[7]!, m[8]!);
+    const time = naiveFromWire(m.slice(3, 9));
     if (!time) return fail('invalid-date', 'the meter clock reads a date or time that does not exist');
     return { ok: true, message: { type: m[1] === 'F' ? 'clock' : 'clock-set', time } };
   }
@@ -792,7 +788,7 @@ export function ultra2Reply(command: string, meter: Ultra2MeterState): Buffer | 
 /** `DMT03/21/15 16:45:24` → `2015-03-21T16:45:24`, or null. */
 function parseSetClock(command: string): string | null {
   const m = /^DMT(\d{2})\/(\d{2})\/(\d{2}) (\d{2}):(\d{2}):(\d{2})$/.exec(command);
-  return m ? naiveFromFields(m[1]!, m[2]!, m[3]!, m[4]!, m[5]!, m[6]!) : null;
+  return m ? naiveFromWire(m.slice(1, 7)) : null;
 }
 
 export interface Ultra2SimulatorOptions {

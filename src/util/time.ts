@@ -116,6 +116,20 @@ export function localTimeAmbiguity(naive: string, timeZone: string): 'repeated' 
   return null;
 }
 
+/**
+ * Date and time fields as a meter keeps them, with a 2-digit year (0–99 = 2000–2099), → naive
+ * local time `YYYY-MM-DDTHH:MM:SS`; null when they name no real time: 30 February, hour 24, a
+ * year past 99, a negative or fractional field (a meter whose clock lost power reads 255).
+ */
+export function meterNaiveTime(yy: number, month: number, day: number, hour: number, minute: number, second = 0): string | null {
+  if (![yy, month, day, hour, minute, second].every((n) => Number.isInteger(n) && n >= 0)) return null;
+  if (yy > 99 || month < 1 || month > 12) return null;
+  const year = 2000 + yy;
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) return null;
+  return `${year}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:${pad(second)}`;
+}
+
 /** The host's current wall-clock time in `timeZone` as a naive ISO string. */
 export function nowInZone(timeZone: string, now: Date = new Date()): string {
   const off = zoneOffsetMinutes(timeZone, now.getTime());

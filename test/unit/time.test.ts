@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { flagAmbiguousDeviceTimes } from '../../src/records/build.ts';
-import { clockSkewSeconds, localTimeAmbiguity, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { clockSkewSeconds, localTimeAmbiguity, meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { glucoseDraft } from '../helpers/records.ts';
 
 describe('device local time', () => {
@@ -40,5 +40,28 @@ describe('device local time', () => {
     const now = new Date('2025-06-01T10:00:00Z');
     expect(nowInZone('Europe/Copenhagen', now)).toBe('2025-06-01T12:00:00');
     expect(clockSkewSeconds('2025-06-01T12:21:00', 'Europe/Copenhagen', now)).toBe(1260);
+  });
+
+  it('reads a meter\'s date fields (2-digit year) as naive local time, and refuses a time that does not exist', () => {
+    expect(meterNaiveTime(15, 3, 21, 16, 45, 24)).toBe('2015-03-21T16:45:24');
+    expect(meterNaiveTime(0, 1, 1, 0, 0)).toBe('2000-01-01T00:00:00');
+    expect(meterNaiveTime(99, 12, 31, 23, 59, 59)).toBe('2099-12-31T23:59:59');
+    expect(meterNaiveTime(24, 2, 29, 12, 0)).toBe('2024-02-29T12:00:00');
+    const refused: [number, number, number, number, number, number][] = [
+      [26, 2, 30, 12, 0, 0], // 30 February
+      [25, 2, 29, 12, 0, 0], // 29 February of a common year
+      [26, 4, 31, 12, 0, 0],
+      [26, 3, 10, 24, 0, 0], // hour 24
+      [26, 3, 10, 12, 60, 0],
+      [26, 3, 10, 12, 0, 60],
+      [26, 0, 10, 12, 0, 0],
+      [26, 13, 10, 12, 0, 0],
+      [26, 3, 0, 12, 0, 0],
+      [100, 3, 10, 12, 0, 0], // not a 2-digit year
+      [255, 255, 255, 255, 255, 0], // a clock that lost power
+      [26, 3, 10, -1, 0, 0],
+      [26, 3, 10.5, 12, 0, 0],
+    ];
+    for (const f of refused) expect(meterNaiveTime(...f), f.join(',')).toBeNull();
   });
 });
