@@ -56,7 +56,21 @@ import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulat
 import { seededRandom } from '../../src/util/random.ts';
 import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
 import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
-import { stripObservation, type OrdinalGrade, type UrineAnalyteCode } from './urine-strip-analytes.ts';
+import {
+  dateOrderOption,
+  labelLookup,
+  naiveDateTime,
+  printedPad,
+  simulatedPad as pad,
+  stripObservations,
+  stripRecordKey,
+  yearMonthDay,
+  type DateOrder,
+  type ReaderWording,
+  type SimulatedStripResult,
+  type StripRecord,
+  type StripResult,
+} from './urine-strip-analytes.ts';
 
 export const CLINITEK_50_DRIVER_ID = 'clinitek-50';
 const MANUFACTURER = 'Siemens Healthineers (Bayer Diagnostics)';
@@ -72,11 +86,9 @@ export const XOFF = 0x13;
 // Locale tables (data): the reader's labels and words per language.
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-export interface Clinitek50Locale {
+export interface Clinitek50Locale extends ReaderWording {
   /** Identity packet language name (`DEUTSCH`). */
   name: string;
-  labels: Partial<Record<UrineAnalyteCode, string>>;
-  words: Partial<Record<OrdinalGrade, string>>;
 }
 
 export const CLINITEK_50_LOCALES: Readonly<Record<string, Clinitek50Locale>> = {
@@ -94,9 +106,7 @@ export const CLINITEK_50_LOCALES: Readonly<Record<string, Clinitek50Locale>> = {
   },
 };
 
-const LABEL_LOOKUP: ReadonlyMap<string, UrineAnalyteCode> = new Map(
-  Object.values(CLINITEK_50_LOCALES).flatMap((l) => Object.entries(l.labels).map(([c, label]) => [label.toUpperCase(), c as UrineAnalyteCode] as const)),
-);
+const analyteForLabel = labelLookup(Object.values(CLINITEK_50_LOCALES).map((l) => l.labels));
 
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 // Codec. Pure; errors are values, never thrown.
@@ -217,8 +227,6 @@ export function verifyPacket(packet: Uint8Array): { ok: true; lines: string[] } 
   return { ok: true, lines };
 }
 
-export type DateOrder = 'YMD' | 'DMY' | 'MDY';
-
 export interface Clinitek50Identity {
   type: 'identity';
   revision: string;
@@ -230,22 +238,11 @@ export interface Clinitek50Identity {
   strip: string;
 }
 
-export interface Clinitek50Result {
-  label: string;
-  analyte: UrineAnalyteCode | null;
-  text: string;
-  abnormal: boolean;
-}
-
-export interface Clinitek50Record {
+/** The reader has no clarity entry: `clarity` is never set. */
+export interface Clinitek50Record extends StripRecord {
   type: 'record';
   revision: string;
   software: string;
-  seq: number;
-  /** Test time, naive. */
-  time: string;
-  colour: string | null;
-  results: Clinitek50Result[];
 }
 
 export type Clinitek50Message = Clinitek50Identity | Clinitek50Record;
@@ -254,19 +251,11 @@ const HEADER_RE = /^(\d{4})(.{2})(\d{2}\.\d{2}) (\d{10})\s*$/;
 const SEQ_RE = /^(\d{3})(?: +(.*?))?\s*$/;
 const RESULT_RE = /^([A-Za-z]{2,4})(\*)?\s+(\S.*?)\s*$/;
 
-function pad2(n: number): string {
-  return String(n).padStart(2, '0');
-}
-
 /** `9703031111` → `1997-03-03T11:11:00` (YY < 70 → 20YY). */
 function naiveFromStamp(stamp: string, order: DateOrder): string | null {
   const [a, b, c, hh, mi] = [0, 2, 4, 6, 8].map((i) => Number(stamp.slice(i, i + 2))) as [number, number, number, number, number];
-  const [yy, mo, d] = order === 'YMD' ? [a, b, c] : order === 'DMY' ? [c, b, a] : [c, a, b];
-  const year = yy < 70 ? 2000 + yy : 1900 + yy;
-  if (mo < 1 || mo > 12) return null;
-  const days = new Date(Date.UTC(year, mo, 0)).getUTCDate();
-  if (d < 1 || d > days || hh > 23 || mi > 59) return null;
-  return `${year}-${pad2(mo)}-${pad2(d)}T${pad2(hh)}:${pad2(mi)}:00`;
+  const [yy, mo, d] = yearMonthDay([a, b, c], order);
+  return naiveDateTime(yy < 70 ? 2000 + yy : 1900 + yy, mo, d, hh, mi, 0);
 }
 
 /** The verified lines of a packet → an identity or a record. */
@@ -286,11 +275,11 @@ export function parsePacketLines(lines: string[], order: DateOrder = 'YMD'): { o
   }
   const s = SEQ_RE.exec(second);
   if (!s) return fail('invalid-packet', 'the second line is neither "LANGUAGE - UNITS" nor a record number');
-  const results: Clinitek50Result[] = [];
+  const results: StripResult[] = [];
   for (const [i, line] of lines.slice(2).entries()) {
     const m = RESULT_RE.exec(line);
     if (!m) return fail('invalid-packet', `result line ${i + 1} is not "LABEL[*] result"`);
-    results.push({ label: m[1]!, analyte: LABEL_LOOKUP.get(m[1]!.toUpperCase()) ?? null, text: m[3]!, abnormal: m[2] === '*' });
+    results.push({ label: m[1]!, analyte: analyteForLabel(m[1]!), text: m[3]!, abnormal: m[2] === '*' });
   }
   if (results.length === 0) return fail('invalid-packet', 'a data packet with no result lines');
   const colour = (s[2] ?? '').trim();
@@ -313,21 +302,14 @@ export function encodePacket(lines: string[], checksum?: number): Buffer {
 // Records → drafts, and decode()
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-export function recordKey(r: Clinitek50Record): string {
-  return `${r.seq}|${r.time}`;
-}
-
 export function clinitek50Identity(deviceId: string, firmware: string | null): DeviceIdentity {
   return { id: deviceId, driver: CLINITEK_50_DRIVER_ID, manufacturer: MANUFACTURER, model: MODEL, serial: null, firmware };
 }
 
 /** One strip → one result, one observation per analyte (and colour when the reader sent one). */
 export function recordToDraft(r: Clinitek50Record, device: DeviceIdentity, timezone: string): ResultDraft {
-  const observations = [];
-  if (r.colour !== null) observations.push(stripObservation('COLOR', 'Colour', r.colour, false));
-  for (const s of r.results) observations.push(stripObservation(s.analyte, s.label, s.text, s.abnormal));
   return {
-    key: recordKey(r),
+    key: stripRecordKey(r),
     device: { ...device },
     category: 'patient',
     specimen: { id: null, type: 'urine' },
@@ -335,7 +317,7 @@ export function recordToDraft(r: Clinitek50Record, device: DeviceIdentity, timez
     operator: null,
     observed_at: naiveToZoned(r.time, timezone),
     device_time: r.time,
-    observations,
+    observations: stripObservations(r),
     flags: [],
   };
 }
@@ -383,7 +365,7 @@ export function decodeClinitek50(capture: Capture, ctx: DecodeContext, order: Da
   const seen = new Set<string>();
   const drafts: ResultDraft[] = [];
   for (const rec of records) {
-    const key = recordKey(rec);
+    const key = stripRecordKey(rec);
     if (seen.has(key)) continue;
     seen.add(key);
     drafts.push(recordToDraft(rec, clinitek50Identity(ctx.deviceId, rec.software), ctx.timezone));
@@ -409,11 +391,7 @@ export function clinitek50SessionOptions(device: Pick<DeviceConfig, 'id' | 'opti
   for (const name of Object.keys(o)) {
     if (!(name in DEFAULT_SESSION_OPTIONS)) throw new Error(`device ${device.id}: unknown option ${name} for clinitek-50`);
   }
-  let dateOrder = DEFAULT_SESSION_OPTIONS.date_order;
-  if (o.date_order !== undefined) {
-    if (o.date_order !== 'YMD' && o.date_order !== 'DMY' && o.date_order !== 'MDY') throw new Error(`device ${device.id}: options.date_order must be YMD, DMY or MDY`);
-    dateOrder = o.date_order;
-  }
+  const dateOrder = dateOrderOption(device, DEFAULT_SESSION_OPTIONS.date_order);
   return { ...numberOptions(device, DEFAULT_NUMBER_OPTIONS, ['retries']), date_order: dateOrder };
 }
 
@@ -568,23 +546,13 @@ class Clinitek50Session extends MeterSession<FramedItem> {
 // Simulator: the reader's side.
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-export interface SimulatedC50Result {
-  /** Analyte code (printed with the locale's label) or any label. */
-  code: string;
-  /** An ordinal grade (printed in the locale's word) or literal text. */
-  value: string;
-  abnormal?: boolean;
-}
-
 export interface SimulatedC50Record {
   seq: number;
   /** Naive `YYYY-MM-DDTHH:MM:SS` (seconds are not sent). */
   time: string;
   colour?: string;
-  results: SimulatedC50Result[];
+  results: SimulatedStripResult[];
 }
-
-const res = (code: string, value: string, abnormal = false): SimulatedC50Result => ({ code, value, abnormal });
 
 /** The GNUmed documentation's record (record 008), then two made-up ones. */
 export const SAMPLE_RECORDS: readonly SimulatedC50Record[] = [
@@ -592,19 +560,19 @@ export const SAMPLE_RECORDS: readonly SimulatedC50Record[] = [
     seq: 8,
     time: '1997-03-03T11:11:00',
     colour: 'HELL GELB',
-    results: [res('GLU', 'negative'), res('BIL', 'negative'), res('KET', 'negative'), res('SG', '>=1.030'), res('PH', '5.0'), res('PRO', 'negative'), res('UBG', '0.2 mg/dL'), res('NIT', 'negative'), res('BLD', 'Ca 10 Ery/uL', true), res('LEU', '0 Leu/uL')],
+    results: [pad('GLU', 'negative'), pad('BIL', 'negative'), pad('KET', 'negative'), pad('SG', '>=1.030'), pad('PH', '5.0'), pad('PRO', 'negative'), pad('UBG', '0.2 mg/dL'), pad('NIT', 'negative'), pad('BLD', 'Ca 10 Ery/uL', true), pad('LEU', '0 Leu/uL')],
   },
   {
     seq: 9,
     time: '1997-03-03T11:20:00',
     colour: 'GELB',
-    results: [res('GLU', '100 mg/dL', true), res('BIL', 'negative'), res('KET', '15 mg/dL', true), res('SG', '1.015'), res('PH', '6.5'), res('PRO', '30 mg/dL', true), res('UBG', '0.2 mg/dL'), res('NIT', 'positive', true), res('BLD', 'negative'), res('LEU', 'Ca 75 Leu/uL', true)],
+    results: [pad('GLU', '100 mg/dL', true), pad('BIL', 'negative'), pad('KET', '15 mg/dL', true), pad('SG', '1.015'), pad('PH', '6.5'), pad('PRO', '30 mg/dL', true), pad('UBG', '0.2 mg/dL'), pad('NIT', 'positive', true), pad('BLD', 'negative'), pad('LEU', 'Ca 75 Leu/uL', true)],
   },
   {
     seq: 10,
     time: '1997-03-03T11:31:00',
     colour: 'GELB',
-    results: [res('GLU', 'negative'), res('BIL', 'negative'), res('KET', 'negative'), res('SG', '1.020'), res('PH', '6.0'), res('PRO', 'negative'), res('UBG', '0.2 mg/dL'), res('NIT', 'negative'), res('BLD', 'negative'), res('LEU', '0 Leu/uL')],
+    results: [pad('GLU', 'negative'), pad('BIL', 'negative'), pad('KET', 'negative'), pad('SG', '1.020'), pad('PH', '6.0'), pad('PRO', 'negative'), pad('UBG', '0.2 mg/dL'), pad('NIT', 'negative'), pad('BLD', 'negative'), pad('LEU', '0 Leu/uL')],
   },
 ];
 
@@ -632,8 +600,7 @@ export function recordLines(rec: SimulatedC50Record, software: string, language:
   if (!locale) throw new RangeError(`no CLINITEK 50 locale "${language}"`);
   const lines = [`${PRODUCT_ID}  ${software} ${wireStamp(rec.time)}`, `${String(rec.seq).padStart(3, '0')} ${(rec.colour ?? '').padEnd(14)}`];
   for (const s of rec.results) {
-    const label = locale.labels[s.code as UrineAnalyteCode] ?? s.code;
-    const value = locale.words[s.value as OrdinalGrade] ?? s.value;
+    const { label, value } = printedPad(locale, s);
     lines.push(`${(label + (s.abnormal ? '*' : '')).padEnd(4)} ${value.padEnd(15)}`);
   }
   return lines;

@@ -40,7 +40,20 @@ import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulat
 import { seededRandom } from '../../src/util/random.ts';
 import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
 import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
-import { stripObservation, type OrdinalGrade, type UrineAnalyteCode } from './urine-strip-analytes.ts';
+import {
+  dateOrderOption,
+  labelLookup,
+  naiveDateTime,
+  printedPad,
+  simulatedPad as pad,
+  stripObservations,
+  stripRecordKey,
+  yearMonthDay,
+  type DateOrder,
+  type ReaderWording,
+  type SimulatedStripResult,
+  type StripRecord,
+} from './urine-strip-analytes.ts';
 
 export const CLINITEK_STATUS_DRIVER_ID = 'clinitek-status';
 const MANUFACTURER = 'Siemens Healthineers';
@@ -50,13 +63,9 @@ const MODEL = 'CLINITEK Status';
 // Locale tables (data). Adding a language is adding one entry here.
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-export interface ClinitekStatusLocale {
-  /** Wire label (as sent, padding included) for each analyte; parsing matches it trimmed, any case. */
-  labels: Partial<Record<UrineAnalyteCode, string>>;
+export interface ClinitekStatusLocale extends ReaderWording {
   /** What the reader prints for a colour/clarity/id the user did not enter. */
   notEntered: string;
-  /** The reader's words for ordinal grades (used by the simulator; parsing uses the shared vocabulary). */
-  words: Partial<Record<OrdinalGrade, string>>;
   /** Colour and clarity words the simulator prints, by a neutral key. */
   colours: Record<string, string>;
   clarities: Record<string, string>;
@@ -85,17 +94,9 @@ export const CLINITEK_STATUS_LOCALES: Readonly<Record<string, ClinitekStatusLoca
   },
 };
 
-/** Trimmed, upper-cased label → analyte, over every locale (the labels of different languages never clash). */
-const LABEL_LOOKUP: ReadonlyMap<string, UrineAnalyteCode> = new Map(
-  Object.values(CLINITEK_STATUS_LOCALES).flatMap((l) =>
-    Object.entries(l.labels).map(([code, label]) => [label.trim().toUpperCase(), code as UrineAnalyteCode] as const),
-  ),
-);
+/** Over every locale: the labels of different languages never clash. */
+const analyteForLabel = labelLookup(Object.values(CLINITEK_STATUS_LOCALES).map((l) => l.labels));
 const NOT_ENTERED: ReadonlySet<string> = new Set(Object.values(CLINITEK_STATUS_LOCALES).map((l) => l.notEntered.toLowerCase()));
-
-export function analyteForLabel(label: string): UrineAnalyteCode | null {
-  return LABEL_LOOKUP.get(label.trim().toUpperCase()) ?? null;
-}
 
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 // Codec: line framing and record parsing. Pure; errors are values, never thrown.
@@ -122,31 +123,14 @@ export interface ClinitekStatusError {
   detail: string;
 }
 
-export interface StripResult {
-  /** The label as sent, padding removed. */
-  label: string;
-  analyte: UrineAnalyteCode | null;
-  /** The result text as sent. */
-  text: string;
-  abnormal: boolean;
-}
-
-export interface ClinitekStatusRecord {
-  seq: number;
-  /** Naive local time `YYYY-MM-DDTHH:MM:SS`. */
-  time: string;
+export interface ClinitekStatusRecord extends StripRecord {
   operator: string | null;
   patient: string | null;
   strip: string | null;
-  /** null when not entered. */
-  colour: string | null;
   clarity: string | null;
-  results: StripResult[];
   /** `E58` etc.: the reader reported an error in place of results. */
   error: string | null;
 }
-
-export type DateOrder = 'DMY' | 'MDY' | 'YMD';
 
 export type RecordResult =
   | { ok: true; record: ClinitekStatusRecord; garbage?: Buffer }
@@ -208,13 +192,8 @@ const ERROR_CODE = /^E\d{1,3}$/;
 /** Fields before the first analyte label. */
 const HEADER_FIELDS = 12;
 
-function pad2(n: number): string {
-  return String(n).padStart(2, '0');
-}
-
 function naiveTime(a: string, b: string, c: string, order: DateOrder, time: string): string | null {
-  const [p, q, r] = [a, b, c].map(Number) as [number, number, number];
-  const [y, mo, d] = order === 'DMY' ? [r, q, p] : order === 'MDY' ? [r, p, q] : [p, q, r];
+  const [y, mo, d] = yearMonthDay([Number(a), Number(b), Number(c)], order);
   const year = y < 100 ? 2000 + y : y;
   const t = TIME_RE.exec(time);
   if (!t) return null;
@@ -226,10 +205,8 @@ function naiveTime(a: string, b: string, c: string, order: DateOrder, time: stri
     const pm = t[4].toUpperCase() === 'PM';
     h = (h % 12) + (pm ? 12 : 0);
   }
-  if (mo < 1 || mo > 12 || year < 1990 || year > 2099) return null;
-  const days = new Date(Date.UTC(year, mo, 0)).getUTCDate();
-  if (d < 1 || d > days || h > 23 || mi > 59 || s > 59) return null;
-  return `${year}-${pad2(mo)}-${pad2(d)}T${pad2(h)}:${pad2(mi)}:${pad2(s)}`;
+  if (year < 1990 || year > 2099) return null;
+  return naiveDateTime(year, mo, d, h, mi, s);
 }
 
 const entered = (field: string | undefined): string | null => {
@@ -287,10 +264,6 @@ export function parseRecordLine(line: Uint8Array, order: DateOrder = 'DMY'): Rec
 /** An id the user entered for a control run (research note §3.2 shows `CONTROL-1`). */
 const CONTROL_ID = /^(?:CONTROL|CTRL|QC)(?:\b|[-_ ]|\d)/i;
 
-export function recordKey(r: ClinitekStatusRecord): string {
-  return `${r.seq}|${r.time}`;
-}
-
 export function clinitekStatusIdentity(deviceId: string): DeviceIdentity {
   return { id: deviceId, driver: CLINITEK_STATUS_DRIVER_ID, manufacturer: MANUFACTURER, model: MODEL, serial: null, firmware: null };
 }
@@ -298,15 +271,11 @@ export function clinitekStatusIdentity(deviceId: string): DeviceIdentity {
 /** One strip → one result with one observation per analyte (colour and clarity when entered). */
 export function recordToDraft(r: ClinitekStatusRecord, device: DeviceIdentity, timezone: string): ResultDraft {
   const control = r.patient !== null && CONTROL_ID.test(r.patient);
-  const observations = [];
-  if (r.colour !== null) observations.push(stripObservation('COLOR', 'Colour', r.colour, false));
-  if (r.clarity !== null) observations.push(stripObservation('CLARITY', 'Clarity', r.clarity, false));
-  for (const s of r.results) observations.push(stripObservation(s.analyte, s.label, s.text, s.abnormal));
   const flags: string[] = [];
   if (r.strip !== null) flags.push(`strip:${r.strip}`);
   if (control) flags.push('control:by-id');
   return {
-    key: recordKey(r),
+    key: stripRecordKey(r),
     device: { ...device },
     category: control ? 'control' : 'patient',
     specimen: { id: control ? r.patient : null, type: control ? 'control solution' : 'urine' },
@@ -314,7 +283,7 @@ export function recordToDraft(r: ClinitekStatusRecord, device: DeviceIdentity, t
     operator: r.operator === null ? null : { id: r.operator },
     observed_at: naiveToZoned(r.time, timezone),
     device_time: r.time,
-    observations,
+    observations: stripObservations(r),
     flags,
   };
 }
@@ -359,7 +328,7 @@ export function decodeClinitekStatus(capture: Capture, ctx: DecodeContext, order
     if (d.kind === 'bad') issues.push(d.issue!);
     else if (d.kind === 'device-error') issues.push({ reason: `device-error:${d.record!.error}`, bytes: item.bytes });
     else {
-      const key = recordKey(d.record!);
+      const key = stripRecordKey(d.record!);
       if (seen.has(key)) continue;
       seen.add(key);
       drafts.push(recordToDraft(d.record!, identity, ctx.timezone));
@@ -391,14 +360,7 @@ export function clinitekStatusSessionOptions(device: Pick<DeviceConfig, 'id' | '
   for (const name of Object.keys(o)) {
     if (!(name in DEFAULT_SESSION_OPTIONS)) throw new Error(`device ${device.id}: unknown option ${name} for clinitek-status`);
   }
-  let dateOrder = DEFAULT_SESSION_OPTIONS.date_order;
-  if (o.date_order !== undefined) {
-    if (o.date_order !== 'DMY' && o.date_order !== 'MDY' && o.date_order !== 'YMD') {
-      throw new Error(`device ${device.id}: options.date_order must be DMY, MDY or YMD`);
-    }
-    dateOrder = o.date_order;
-  }
-  return { date_order: dateOrder, ...numberOptions(device, DEFAULT_NUMBER_OPTIONS) };
+  return { date_order: dateOrderOption(device, DEFAULT_SESSION_OPTIONS.date_order), ...numberOptions(device, DEFAULT_NUMBER_OPTIONS) };
 }
 
 interface PendingRecord {
@@ -562,14 +524,6 @@ class ClinitekStatusSession implements DriverSession {
 // "Send all data" was pressed when the host connects (and again every `send_all_every_s`).
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-export interface SimulatedStripResult {
-  /** An analyte code (printed with the locale's label) or any other label, sent as is. */
-  code: string;
-  /** An ordinal grade (`negative`, `trace-intact`, …: printed in the locale's words) or literal text (`500 mg/dL`). */
-  value: string;
-  abnormal?: boolean;
-}
-
 export interface SimulatedRecord {
   seq: number;
   /** Naive `YYYY-MM-DDTHH:MM:SS`. */
@@ -585,26 +539,24 @@ export interface SimulatedRecord {
   error?: string;
 }
 
-const r = (code: string, value: string, abnormal = false): SimulatedStripResult => ({ code, value, abnormal });
-
 /**
  * The stored samples: the records of the research note's sample lines (§3.2) as data, with made-up
  * ids in place of the ids in the public lines, plus a control run.
  */
 export const SAMPLE_RECORDS: readonly SimulatedRecord[] = [
   { seq: 1565, time: '2018-06-17T09:43:00', operator: 'OP01', patient: 'P-0001', strip: 'Multistix 10 SG', colour: 'yellow', clarity: 'clear',
-    results: [r('GLU', 'negative'), r('BIL', 'negative'), r('KET', 'trace', true), r('SG', '1.020'), r('BLD', 'negative'), r('PH', '6.0'), r('PRO', '100 mg/dL', true), r('UBG', '0.2 E.U./dL'), r('NIT', 'negative'), r('LEU', 'negative')] },
+    results: [pad('GLU', 'negative'), pad('BIL', 'negative'), pad('KET', 'trace', true), pad('SG', '1.020'), pad('BLD', 'negative'), pad('PH', '6.0'), pad('PRO', '100 mg/dL', true), pad('UBG', '0.2 E.U./dL'), pad('NIT', 'negative'), pad('LEU', 'negative')] },
   { seq: 1568, time: '2018-06-17T10:45:00', operator: 'OP01', patient: 'P-0002', strip: 'Multistix 10 SG', error: 'E58' },
   { seq: 1577, time: '2018-06-18T10:42:00', operator: 'OP01', patient: 'P-0003', strip: 'Multistix 10 SG', colour: 'yellow', clarity: 'slightly-cloudy',
-    results: [r('GLU', '>=1000 mg/dL', true), r('BIL', 'negative'), r('KET', 'negative'), r('SG', '1.015'), r('BLD', 'negative'), r('PH', '5.5'), r('PRO', 'negative'), r('UBG', '0.2 E.U./dL'), r('NIT', 'negative'), r('LEU', 'negative')] },
+    results: [pad('GLU', '>=1000 mg/dL', true), pad('BIL', 'negative'), pad('KET', 'negative'), pad('SG', '1.015'), pad('BLD', 'negative'), pad('PH', '5.5'), pad('PRO', 'negative'), pad('UBG', '0.2 E.U./dL'), pad('NIT', 'negative'), pad('LEU', 'negative')] },
   { seq: 1583, time: '2018-06-18T11:12:00', operator: 'OP01', patient: 'P-0004', strip: 'Multistix 10 SG', colour: 'yellow', clarity: 'clear',
-    results: [r('GLU', 'negative'), r('BIL', 'negative'), r('KET', 'negative'), r('SG', '1.015'), r('BLD', 'trace-intact', true), r('PH', '5.5'), r('PRO', 'negative'), r('UBG', '0.2 E.U./dL'), r('NIT', 'negative'), r('LEU', 'Apr 15 Leu/uL', true)] },
+    results: [pad('GLU', 'negative'), pad('BIL', 'negative'), pad('KET', 'negative'), pad('SG', '1.015'), pad('BLD', 'trace-intact', true), pad('PH', '5.5'), pad('PRO', 'negative'), pad('UBG', '0.2 E.U./dL'), pad('NIT', 'negative'), pad('LEU', 'Apr 15 Leu/uL', true)] },
   { seq: 1590, time: '2018-06-18T12:00:00', operator: 'OP01', patient: 'CONTROL-1', strip: 'Multistix 10 SG', colour: 'yellow', clarity: 'clear',
-    results: [r('GLU', '100 mg/dL', true), r('BIL', 'small', true), r('KET', '15 mg/dL', true), r('SG', '1.020'), r('BLD', 'Apr 25 Hem/uL', true), r('PH', '6.5'), r('PRO', '30 mg/dL', true), r('UBG', '2.0 E.U./dL', true), r('NIT', 'positive', true), r('LEU', 'Apr 70 Leu/uL', true)] },
+    results: [pad('GLU', '100 mg/dL', true), pad('BIL', 'small', true), pad('KET', '15 mg/dL', true), pad('SG', '1.020'), pad('BLD', 'Apr 25 Hem/uL', true), pad('PH', '6.5'), pad('PRO', '30 mg/dL', true), pad('UBG', '2.0 E.U./dL', true), pad('NIT', 'positive', true), pad('LEU', 'Apr 70 Leu/uL', true)] },
   { seq: 1596, time: '2018-06-18T15:25:00', operator: 'OP01', strip: 'Multistix 10 SG', colour: 'yellow', clarity: 'clear',
-    results: [r('GLU', '500 mg/dL', true), r('BIL', 'large', true), r('KET', '15 mg/dL', true), r('SG', '1.020'), r('BLD', 'Apr 200 Hem/uL', true), r('PH', '7.0'), r('PRO', '>=300 mg/dL', true), r('UBG', '4.0 E.U./dL', true), r('NIT', 'positive', true), r('LEU', 'Apr 500 Leu/uL', true)] },
+    results: [pad('GLU', '500 mg/dL', true), pad('BIL', 'large', true), pad('KET', '15 mg/dL', true), pad('SG', '1.020'), pad('BLD', 'Apr 200 Hem/uL', true), pad('PH', '7.0'), pad('PRO', '>=300 mg/dL', true), pad('UBG', '4.0 E.U./dL', true), pad('NIT', 'positive', true), pad('LEU', 'Apr 500 Leu/uL', true)] },
   { seq: 1822, time: '2021-12-24T17:33:00', patient: 'P-0005', strip: 'Multistix 10 SG',
-    results: [r('GLU', 'negative'), r('BIL', 'negative'), r('KET', 'negative'), r('SG', '1.020'), r('BLD', 'trace-intact'), r('PH', '7.0'), r('PRO', 'negative'), r('UBG', '3.2 umol/L'), r('NIT', 'negative'), r('LEU', 'negative')] },
+    results: [pad('GLU', 'negative'), pad('BIL', 'negative'), pad('KET', 'negative'), pad('SG', '1.020'), pad('BLD', 'trace-intact'), pad('PH', '7.0'), pad('PRO', 'negative'), pad('UBG', '3.2 umol/L'), pad('NIT', 'negative'), pad('LEU', 'negative')] },
 ];
 
 /** `2018-06-18T15:25:00` → [`18-06-2018`, `15:25` or ` 3:25PM`]. */
@@ -623,7 +575,6 @@ export function formatRecordLine(rec: SimulatedRecord, localeName: string): stri
   const locale = CLINITEK_STATUS_LOCALES[localeName];
   if (!locale) throw new RangeError(`no CLINITEK Status locale "${localeName}"`);
   const [date, time] = wireDateTime(rec.time, locale.clock);
-  const word = (v: string): string => locale.words[v as OrdinalGrade] ?? v;
   const head = [
     String(rec.seq),
     date,
@@ -639,7 +590,10 @@ export function formatRecordLine(rec: SimulatedRecord, localeName: string): stri
     rec.clarity === undefined ? locale.notEntered : (locale.clarities[rec.clarity] ?? rec.clarity),
   ];
   if (rec.error) return [...head, rec.error].join(',');
-  const triplets = (rec.results ?? []).flatMap((s) => [locale.labels[s.code as UrineAnalyteCode] ?? s.code, word(s.value), s.abnormal ? '*' : '']);
+  const triplets = (rec.results ?? []).flatMap((s) => {
+    const { label, value } = printedPad(locale, s);
+    return [label, value, s.abnormal ? '*' : ''];
+  });
   return [...head, ...triplets].join(',');
 }
 
@@ -775,16 +729,16 @@ export class ClinitekStatusSimulator implements DeviceSimulator {
       colour: pick(['yellow', 'straw', 'amber']),
       clarity: pick(['clear', 'clear', 'slightly-cloudy']),
       results: [
-        r('GLU', glu, glu !== 'negative'),
-        r('BIL', 'negative'),
-        r('KET', pick(['negative', 'negative', 'trace'])),
-        r('SG', pick(['1.005', '1.010', '1.015', '1.020', '1.025'])),
-        r('BLD', pick(['negative', 'negative', 'trace-intact'])),
-        r('PH', pick(['5.5', '6.0', '6.5', '7.0'])),
-        r('PRO', pick(['negative', 'negative', '30 mg/dL'])),
-        r('UBG', '0.2 E.U./dL'),
-        r('NIT', 'negative'),
-        r('LEU', pick(['negative', 'negative', 'Apr 15 Leu/uL'])),
+        pad('GLU', glu, glu !== 'negative'),
+        pad('BIL', 'negative'),
+        pad('KET', pick(['negative', 'negative', 'trace'])),
+        pad('SG', pick(['1.005', '1.010', '1.015', '1.020', '1.025'])),
+        pad('BLD', pick(['negative', 'negative', 'trace-intact'])),
+        pad('PH', pick(['5.5', '6.0', '6.5', '7.0'])),
+        pad('PRO', pick(['negative', 'negative', '30 mg/dL'])),
+        pad('UBG', '0.2 E.U./dL'),
+        pad('NIT', 'negative'),
+        pad('LEU', pick(['negative', 'negative', 'Apr 15 Leu/uL'])),
       ],
     };
     for (const x of rec.results!) if (x.value !== 'negative' && !/^[\d.]+$/.test(x.value) && x.value !== '0.2 E.U./dL') x.abnormal = true;

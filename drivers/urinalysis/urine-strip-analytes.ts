@@ -26,8 +26,10 @@
  * presence code. A quantity in a unit no known code fits (urobilinogen in µmol/L: the codes here
  * are mass/volume) gets no LOINC at all rather than a wrong one.
  *
- * Sections: types · analyte table · ordinal vocabulary · value parsing · coding.
+ * Sections: types · analyte table · ordinal vocabulary · value parsing · coding · reader records.
  */
+import type { DeviceConfig } from '../../src/config/types.ts';
+import type { Observation } from '../../src/records/types.ts';
 
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 // Types
@@ -362,7 +364,7 @@ export function ordinalGrade(text: string): OrdinalGrade | null {
 // Value parsing
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-export type Comparator = '<' | '<=' | '>' | '>=';
+export type Comparator = NonNullable<Observation['comparator']>;
 
 export interface StripValue {
   /** The exact number the text states, or null (ordinal, approximate, free text). */
@@ -497,18 +499,8 @@ export function ucumFor(analyte: UrineAnalyteCode, v: StripValue): string | null
   return null;
 }
 
-/** An observation as the result records carry it (same shape as `Observation` in src/records/types.ts). */
-export interface StripObservation {
-  code: string;
-  name: string;
-  loinc: string | null;
-  value: number | null;
-  unit: string | null;
-  ucum: string | null;
-  flags: string[];
-  text: string | null;
-  comparator: Comparator | null;
-}
+/** A strip pad has no measuring limit, so its observation never carries `limit`. */
+export type StripObservation = Omit<Observation, 'limit'>;
 
 /**
  * One strip result → one observation. `analyte` null means the reader's label is not in any
@@ -566,4 +558,112 @@ export function stripObservation(
     text,
     comparator: numeric ? v.comparator : null,
   };
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Reader records: what the CLINITEK readers have in common once a record is parsed.
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** One pad of a strip as the reader reported it. */
+export interface StripResult {
+  /** The label as sent, padding removed. */
+  label: string;
+  /** null: the label is in no locale table (kept, see `stripObservation`). */
+  analyte: UrineAnalyteCode | null;
+  /** The result text as sent. */
+  text: string;
+  abnormal: boolean;
+}
+
+/** One strip as a reader stores it: its number, the reader's naive time, the typed-in colour and clarity, the pads. */
+export interface StripRecord {
+  seq: number;
+  /** Naive local time `YYYY-MM-DDTHH:MM:SS`. */
+  time: string;
+  /** null when not entered. */
+  colour: string | null;
+  /** null when not entered; absent on readers that have no clarity entry. */
+  clarity?: string | null;
+  results: StripResult[];
+}
+
+/** The reader numbers its records and keeps their time, and both stay the same on every resend. */
+export function stripRecordKey(r: Pick<StripRecord, 'seq' | 'time'>): string {
+  return `${r.seq}|${r.time}`;
+}
+
+/** Colour and clarity (when entered), then one observation per pad, in the reader's order. */
+export function stripObservations(r: StripRecord): StripObservation[] {
+  const observations: StripObservation[] = [];
+  if (r.colour !== null) observations.push(stripObservation('COLOR', 'Colour', r.colour, false));
+  if (r.clarity !== undefined && r.clarity !== null) observations.push(stripObservation('CLARITY', 'Clarity', r.clarity, false));
+  for (const s of r.results) observations.push(stripObservation(s.analyte, s.label, s.text, s.abnormal));
+  return observations;
+}
+
+/** How one reader language prints a strip: its label per analyte and its word per ordinal grade. */
+export interface ReaderWording {
+  /** Wire label (padding included, as sent); parsing matches it trimmed, any case. */
+  labels: Partial<Record<UrineAnalyteCode, string>>;
+  /** The simulators print these; parsing reads every language through the shared vocabulary. */
+  words: Partial<Record<OrdinalGrade, string>>;
+}
+
+/** One pad a simulated reader holds. */
+export interface SimulatedStripResult {
+  /** An analyte code (printed with the locale's label) or any other label, sent as is. */
+  code: string;
+  /** An ordinal grade (`negative`, `trace-intact`, …: printed in the locale's word) or literal text (`500 mg/dL`). */
+  value: string;
+  abnormal?: boolean;
+}
+
+export const simulatedPad = (code: string, value: string, abnormal = false): SimulatedStripResult => ({ code, value, abnormal });
+
+/** A simulated pad as a reader in `wording`'s language prints it: codes and grades it has words for are translated, the rest is sent as is. */
+export function printedPad(wording: ReaderWording, pad: SimulatedStripResult): { label: string; value: string } {
+  return { label: wording.labels[pad.code as UrineAnalyteCode] ?? pad.code, value: wording.words[pad.value as OrdinalGrade] ?? pad.value };
+}
+
+/** Trimmed, upper-cased label → analyte over the label tables of every locale of one reader. */
+export function labelLookup(tables: Iterable<Partial<Record<UrineAnalyteCode, string>>>): (label: string) => UrineAnalyteCode | null {
+  const byLabel = new Map<string, UrineAnalyteCode>();
+  for (const labels of tables) {
+    for (const [code, label] of Object.entries(labels)) byLabel.set(label.trim().toUpperCase(), code as UrineAnalyteCode);
+  }
+  return (label) => byLabel.get(label.trim().toUpperCase()) ?? null;
+}
+
+/** The order a reader prints the day, month and year of a date in: it follows the reader's date setting. */
+export type DateOrder = 'DMY' | 'MDY' | 'YMD';
+const DATE_ORDERS: readonly DateOrder[] = ['DMY', 'MDY', 'YMD'];
+
+/** The three date fields as printed → [year, month, day]. The year is as printed (two digits stay two). */
+export function yearMonthDay(fields: readonly [number, number, number], order: DateOrder): [number, number, number] {
+  const [p, q, r] = fields;
+  return order === 'DMY' ? [r, q, p] : order === 'MDY' ? [r, p, q] : [p, q, r];
+}
+
+/**
+ * The device's `date_order` option, or `fallback` when it is not set. Anything else throws naming
+ * the device; the message lists the reader's default first.
+ */
+export function dateOrderOption(device: Pick<DeviceConfig, 'id' | 'options'>, fallback: DateOrder): DateOrder {
+  const given = device.options?.date_order;
+  if (given === undefined) return fallback;
+  if (!DATE_ORDERS.includes(given as DateOrder)) {
+    const others = DATE_ORDERS.filter((o) => o !== fallback);
+    throw new Error(`device ${device.id}: options.date_order must be ${fallback}, ${others.join(' or ')}`);
+  }
+  return given as DateOrder;
+}
+
+const pad2 = (n: number): string => String(n).padStart(2, '0');
+
+/** A calendar date and a time of day → naive `YYYY-MM-DDTHH:MM:SS`, or null when no such time exists. */
+export function naiveDateTime(year: number, month: number, day: number, hour: number, minute: number, second: number): string | null {
+  if (month < 1 || month > 12) return null;
+  const days = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (day < 1 || day > days || hour > 23 || minute > 59 || second > 59) return null;
+  return `${year}-${pad2(month)}-${pad2(day)}T${pad2(hour)}:${pad2(minute)}:${pad2(second)}`;
 }

@@ -1,13 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
+  dateOrderOption,
+  labelLookup,
   loincFor,
+  naiveDateTime,
   ordinalGrade,
   parseStripValue,
+  printedPad,
+  simulatedPad,
   stripObservation,
+  stripObservations,
+  stripRecordKey,
   ucumFor,
   unitInfo,
   URINE_ANALYTES,
+  yearMonthDay,
   type UrineAnalyteCode,
 } from '../../drivers/urinalysis/urine-strip-analytes.ts';
 
@@ -158,5 +166,69 @@ describe('stripObservation', () => {
   it('maps ordinal grades in every language to the same code', () => {
     expect(ordinalGrade('negativo')).toBe(ordinalGrade('NEGATIVE'));
     expect(stripObservation('KET', 'CET', 'Indicios', true).loinc).toBe(stripObservation('KET', 'KET', 'Trace', true).loinc);
+  });
+});
+
+describe('reader records', () => {
+  it('keys a record by its number and time, so a resend is the same record', () => {
+    expect(stripRecordKey({ seq: 8, time: '1997-03-03T11:11:00' })).toBe('8|1997-03-03T11:11:00');
+    expect(stripRecordKey({ seq: 8, time: '1997-03-03T11:12:00' })).not.toBe(stripRecordKey({ seq: 8, time: '1997-03-03T11:11:00' }));
+  });
+
+  it('turns colour, clarity and every pad into observations in the reader order, skipping what was not entered', () => {
+    const results = [
+      { label: 'GLU', analyte: 'GLU' as const, text: '100 mg/dL', abnormal: true },
+      { label: 'XYZ', analyte: null, text: 'Negative', abnormal: false },
+    ];
+    const all = stripObservations({ seq: 1, time: '2018-06-18T15:25:00', colour: 'Amarillo', clarity: 'Claro', results });
+    expect(all.map((o) => o.code)).toEqual(['COLOR', 'CLARITY', 'GLU', 'XYZ']);
+    expect(all[2]).toEqual(stripObservation('GLU', 'GLU', '100 mg/dL', true));
+    expect(all[3]!.flags).toEqual(['unknown-label']);
+    const bare = stripObservations({ seq: 1, time: '2018-06-18T15:25:00', colour: null, clarity: null, results });
+    expect(bare.map((o) => o.code)).toEqual(['GLU', 'XYZ']);
+    // A reader with no clarity entry leaves the field out.
+    expect(stripObservations({ seq: 1, time: '2018-06-18T15:25:00', colour: 'GELB', results }).map((o) => o.code)).toEqual(['COLOR', 'GLU', 'XYZ']);
+  });
+
+  it('finds an analyte by its label in any locale, trimmed and in any case', () => {
+    const analyteFor = labelLookup([{ SG: 'SG ', BLD: 'BLD' }, { SG: 'DEN', BLD: 'OBL' }]);
+    expect(analyteFor('sg')).toBe('SG');
+    expect(analyteFor(' den ')).toBe('SG');
+    expect(analyteFor('OBL')).toBe('BLD');
+    expect(analyteFor('XYZ')).toBeNull();
+  });
+
+  it('prints a simulated pad in a language, passing through what it has no word for', () => {
+    const wording = { labels: { BLD: 'OBL' }, words: { negative: 'NEGATIV' } } as const;
+    expect(printedPad(wording, simulatedPad('BLD', 'negative'))).toEqual({ label: 'OBL', value: 'NEGATIV' });
+    expect(printedPad(wording, simulatedPad('XYZ', '500 mg/dL', true))).toEqual({ label: 'XYZ', value: '500 mg/dL' });
+  });
+});
+
+describe('reader dates', () => {
+  it('reads the date fields in the order the reader prints them', () => {
+    expect(yearMonthDay([18, 6, 2018], 'DMY')).toEqual([2018, 6, 18]);
+    expect(yearMonthDay([6, 18, 2018], 'MDY')).toEqual([2018, 6, 18]);
+    expect(yearMonthDay([97, 3, 4], 'YMD')).toEqual([97, 3, 4]);
+  });
+
+  it('takes date_order from the options, the reader default when unset, and names the device on anything else', () => {
+    expect(dateOrderOption({ id: 'r1' }, 'DMY')).toBe('DMY');
+    expect(dateOrderOption({ id: 'r1', options: { date_order: 'MDY' } }, 'YMD')).toBe('MDY');
+    expect(() => dateOrderOption({ id: 'r1', options: { date_order: 'DDMM' } }, 'DMY')).toThrow('device r1: options.date_order must be DMY, MDY or YMD');
+    expect(() => dateOrderOption({ id: 'r2', options: { date_order: 5 } }, 'YMD')).toThrow('device r2: options.date_order must be YMD, DMY or MDY');
+  });
+
+  it('formats only real calendar times', () => {
+    expect(naiveDateTime(2024, 2, 29, 23, 59, 59)).toBe('2024-02-29T23:59:59');
+    expect(naiveDateTime(1997, 3, 3, 7, 5, 0)).toBe('1997-03-03T07:05:00');
+    expect(naiveDateTime(2023, 2, 29, 12, 0, 0)).toBeNull();
+    expect(naiveDateTime(2023, 13, 1, 12, 0, 0)).toBeNull();
+    expect(naiveDateTime(2023, 0, 1, 12, 0, 0)).toBeNull();
+    expect(naiveDateTime(2023, 4, 31, 12, 0, 0)).toBeNull();
+    expect(naiveDateTime(2023, 4, 0, 12, 0, 0)).toBeNull();
+    expect(naiveDateTime(2023, 4, 30, 24, 0, 0)).toBeNull();
+    expect(naiveDateTime(2023, 4, 30, 12, 60, 0)).toBeNull();
+    expect(naiveDateTime(2023, 4, 30, 12, 0, 60)).toBeNull();
   });
 });
