@@ -62,8 +62,6 @@ export interface AstmLinkOptions {
   contentionBackoffMs?: number;
   /** Sender: wait after a busy NAK to ENQ (default 10 000). */
   busyBackoffMs?: number;
-  /** Sender: write checksums in lowercase hex (simulator). */
-  lowercaseChecksum?: boolean;
   /** Writes bytes (default: `transport.write`); the simulator cuts them into random chunks. */
   write?: (bytes: Buffer) => Promise<void>;
 }
@@ -229,8 +227,8 @@ export interface CollectedMessages {
  * wrong frame numbers, garbage and partial messages become issues; duplicates are dropped, as the
  * live receiver does. Lenient about a lost CR or LF after the checksum (files often lose it).
  */
-export function collectMessages(bytes: Buffer, options: { maxFrameBytes?: number } = {}): CollectedMessages {
-  const reader = new AstmFrameReader({ maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, lenientLineEnd: true });
+export function collectMessages(bytes: Buffer): CollectedMessages {
+  const reader = new AstmFrameReader({ lenientLineEnd: true });
   const asm = new MessageAssembler();
   const messages: Buffer[] = [];
   const issues: AstmLinkIssue[] = [];
@@ -305,7 +303,6 @@ export class AstmLink {
       frameTextSize: options.frameTextSize ?? DEFAULT_FRAME_TEXT_SIZE,
       contentionBackoffMs: options.contentionBackoffMs ?? (this.role === 'host' ? 20_000 : 1_000),
       busyBackoffMs: options.busyBackoffMs ?? 10_000,
-      lowercaseChecksum: options.lowercaseChecksum ?? false,
     };
     this.writeBytes = options.write ?? ((b) => this.transport.write(b));
     this.reader = new AstmFrameReader({ maxFrameBytes: this.o.maxFrameBytes });
@@ -597,7 +594,6 @@ export class AstmLink {
 
   private async sendNow(message: Buffer, options: SendOptions): Promise<void> {
     const frames = options.frames ?? frameMessage(message, 'split', this.o.frameTextSize);
-    const lower = options.lowercaseChecksum ?? this.o.lowercaseChecksum;
     let busy = 0;
     for (;;) {
       if (this.stopped) throw new AstmSendError('stopped', 'the link is stopped');
@@ -631,7 +627,7 @@ export class AstmLink {
         return;
       }
       const part = frames[i]!;
-      const bytes = encodeFrame(fn, part.text, part.final, { lowercaseChecksum: lower });
+      const bytes = encodeFrame(fn, part.text, part.final, { lowercaseChecksum: options.lowercaseChecksum });
       let naks = 0;
       for (let attempt = 0; ; attempt++) {
         const wait = this.waitReply();
