@@ -76,22 +76,37 @@ function formatOffset(minutes: number): string {
 }
 
 /**
+ * The zone offsets (minutes) to try for the wall-clock time `naive`: those in force at the
+ * `probes` instants (given as ms from the wall clock read as UTC), without repeats, in probe
+ * order; `fitting` are those under which the wall clock names an instant that has that very
+ * offset (one for an ordinary time, two in a repeated hour, none in a skipped one). Null when
+ * `naive` is not `YYYY-MM-DDTHH:MM:SS`.
+ */
+function offsetSearch(
+  naive: string,
+  timeZone: string,
+  probes: (wallAsUtc: number) => number[],
+): { tried: number[]; fitting: number[] } | null {
+  const m = NAIVE_RE.exec(naive);
+  if (!m) return null;
+  const [, y, mo, d, h, mi, s] = m.map(Number) as [number, number, number, number, number, number, number];
+  const wallAsUtc = Date.UTC(y, mo - 1, d, h, mi, s);
+  const tried = [...new Set(probes(wallAsUtc).map((at) => zoneOffsetMinutes(timeZone, at)))];
+  const fitting = tried.filter((off) => zoneOffsetMinutes(timeZone, wallAsUtc - off * 60000) === off);
+  return { tried, fitting };
+}
+
+/**
  * `2015-03-21T16:45:24` in `Europe/Copenhagen` → `2015-03-21T16:45:24+01:00`.
  * In the repeated hour of a DST change the earlier (summer) offset is chosen; a time inside the
  * skipped hour gets the offset in force just before it. Either way the wall-clock text is kept.
  */
 export function naiveToZoned(naive: string, timeZone: string): string {
-  const m = NAIVE_RE.exec(naive);
-  if (!m) throw new RangeError(`not a naive local time: ${naive}`);
-  const [, y, mo, d, h, mi, s] = m.map(Number) as [number, number, number, number, number, number, number];
-  const wallAsUtc = Date.UTC(y, mo - 1, d, h, mi, s);
-  // Two passes settle the offset except in the DST gap/overlap, handled by preferring the first.
-  const first = zoneOffsetMinutes(timeZone, wallAsUtc - zoneOffsetMinutes(timeZone, wallAsUtc) * 60000);
-  const candidateEarly = zoneOffsetMinutes(timeZone, wallAsUtc - 3 * 3600000);
-  const offsets = [candidateEarly, first].filter(
-    (off) => zoneOffsetMinutes(timeZone, wallAsUtc - off * 60000) === off,
-  );
-  const offset = offsets.length > 0 ? Math.max(...offsets) : candidateEarly;
+  // The offset three hours back is the one in force before a DST change the wall clock may sit
+  // in; two passes from the wall clock settle it everywhere else.
+  const search = offsetSearch(naive, timeZone, (wall) => [wall - 3 * 3600000, wall - zoneOffsetMinutes(timeZone, wall) * 60000]);
+  if (!search) throw new RangeError(`not a naive local time: ${naive}`);
+  const offset = search.fitting.length > 0 ? Math.max(...search.fitting) : search.tried[0]!;
   return `${naive}${formatOffset(offset)}`;
 }
 
@@ -101,18 +116,10 @@ export function naiveToZoned(naive: string, timeZone: string): string {
  * was wrong). Null for an ordinary time.
  */
 export function localTimeAmbiguity(naive: string, timeZone: string): 'repeated' | 'skipped' | null {
-  const m = NAIVE_RE.exec(naive);
-  if (!m) return null;
-  const [, y, mo, d, h, mi, s] = m.map(Number) as [number, number, number, number, number, number, number];
-  const wallAsUtc = Date.UTC(y, mo - 1, d, h, mi, s);
-  const candidates = new Set([
-    zoneOffsetMinutes(timeZone, wallAsUtc - 12 * 3600000),
-    zoneOffsetMinutes(timeZone, wallAsUtc),
-    zoneOffsetMinutes(timeZone, wallAsUtc + 12 * 3600000),
-  ]);
-  const consistent = [...candidates].filter((off) => zoneOffsetMinutes(timeZone, wallAsUtc - off * 60000) === off);
-  if (consistent.length > 1) return 'repeated';
-  if (consistent.length === 0) return 'skipped';
+  const search = offsetSearch(naive, timeZone, (wall) => [wall - 12 * 3600000, wall, wall + 12 * 3600000]);
+  if (!search) return null;
+  if (search.fitting.length > 1) return 'repeated';
+  if (search.fitting.length === 0) return 'skipped';
   return null;
 }
 
