@@ -37,7 +37,7 @@ import { seededRandom } from '../../src/util/random.ts';
 import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
 import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { ACK, ENQ, EOT, frameMessage, NAK, type FramingStyle } from '../../src/protocols/astm/frame.ts';
-import { AstmLink, collectMessages, type AstmLinkIssue, type AstmLinkMessage } from '../../src/protocols/astm/link.ts';
+import { ASTM_LINK_DEFAULTS, AstmLink, collectMessages, type AstmLinkIssue, type AstmLinkMessage } from '../../src/protocols/astm/link.ts';
 import {
   decodeText,
   parseAstmDate,
@@ -71,7 +71,12 @@ export interface AstmOptions {
   frame_text_size: number;
 }
 
-const DEFAULT_OPTIONS: AstmOptions = { receive_timeout_ms: 30_000, reply_timeout_ms: 15_000, max_frame_bytes: 64_000, frame_text_size: 240 };
+const DEFAULT_OPTIONS: AstmOptions = {
+  receive_timeout_ms: ASTM_LINK_DEFAULTS.receiveTimeoutMs,
+  reply_timeout_ms: ASTM_LINK_DEFAULTS.replyTimeoutMs,
+  max_frame_bytes: ASTM_LINK_DEFAULTS.maxFrameBytes,
+  frame_text_size: ASTM_LINK_DEFAULTS.frameTextSize,
+};
 const KNOWN_OPTIONS = new Set(['dialect', 'encoding', 'mappings', 'receive_timeout_ms', 'reply_timeout_ms', 'max_frame_bytes', 'frame_text_size']);
 const LOINC_RE = /^\d{1,7}-\d$/;
 
@@ -637,13 +642,13 @@ export function parseSimulatorOptions(o: Record<string, unknown>): AstmSimulator
     every_s: read.number('every_s', 0.01),
     control: read.boolean('control') ?? false,
     framing: read.oneOf('framing', FRAMINGS, FRAMINGS.join(' | ')) ?? 'record-etb',
-    split_at: read.number('split_at', 1) ?? 240,
+    split_at: read.number('split_at', 1) ?? ASTM_LINK_DEFAULTS.frameTextSize,
     lowercase_checksum: read.boolean('lowercase_checksum') ?? false,
     corrupt_frame: whole(read.number('corrupt_frame', 1)),
     max_chunk: whole(read.number('max_chunk', 1)),
     never_eot: read.boolean('never_eot') ?? false,
     stall_after_frames: whole(read.number('stall_after_frames', 0)),
-    reply_timeout_ms: read.number('reply_timeout_ms', 10) ?? 15_000,
+    reply_timeout_ms: read.number('reply_timeout_ms', 10) ?? ASTM_LINK_DEFAULTS.replyTimeoutMs,
     seed: read.number('seed', 0) ?? Date.now(),
     encoding: read.oneOf('encoding', ['utf-8', 'latin1'] as const, 'utf-8 or latin1') ?? 'utf-8',
     timezone: read.timezone() ?? hostTimeZone(),

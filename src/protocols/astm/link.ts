@@ -66,6 +66,17 @@ export interface AstmLinkOptions {
   write?: (bytes: Buffer) => Promise<void>;
 }
 
+/** The link's timers and sizes when the options leave them out; the ASTM driver's device options start from these. */
+export const ASTM_LINK_DEFAULTS = {
+  receiveTimeoutMs: 30_000,
+  replyTimeoutMs: 15_000,
+  maxRetries: 6,
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  maxMessageBytes: 4 * 1024 * 1024,
+  frameTextSize: DEFAULT_FRAME_TEXT_SIZE,
+  busyBackoffMs: 10_000,
+} as const;
+
 export interface AstmLinkMessage {
   /** The message text: every frame's text joined, H … L, records ending in CR. */
   text: Buffer;
@@ -295,14 +306,14 @@ export class AstmLink {
   ) {
     this.role = options.role ?? 'host';
     this.o = {
-      receiveTimeoutMs: options.receiveTimeoutMs ?? 30_000,
-      replyTimeoutMs: options.replyTimeoutMs ?? 15_000,
-      maxRetries: options.maxRetries ?? 6,
-      maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
-      maxMessageBytes: options.maxMessageBytes ?? 4 * 1024 * 1024,
-      frameTextSize: options.frameTextSize ?? DEFAULT_FRAME_TEXT_SIZE,
+      receiveTimeoutMs: options.receiveTimeoutMs ?? ASTM_LINK_DEFAULTS.receiveTimeoutMs,
+      replyTimeoutMs: options.replyTimeoutMs ?? ASTM_LINK_DEFAULTS.replyTimeoutMs,
+      maxRetries: options.maxRetries ?? ASTM_LINK_DEFAULTS.maxRetries,
+      maxFrameBytes: options.maxFrameBytes ?? ASTM_LINK_DEFAULTS.maxFrameBytes,
+      maxMessageBytes: options.maxMessageBytes ?? ASTM_LINK_DEFAULTS.maxMessageBytes,
+      frameTextSize: options.frameTextSize ?? ASTM_LINK_DEFAULTS.frameTextSize,
       contentionBackoffMs: options.contentionBackoffMs ?? (this.role === 'host' ? 20_000 : 1_000),
-      busyBackoffMs: options.busyBackoffMs ?? 10_000,
+      busyBackoffMs: options.busyBackoffMs ?? ASTM_LINK_DEFAULTS.busyBackoffMs,
     };
     this.writeBytes = options.write ?? ((b) => this.transport.write(b));
     this.reader = new AstmFrameReader({ maxFrameBytes: this.o.maxFrameBytes });
