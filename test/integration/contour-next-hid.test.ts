@@ -99,7 +99,10 @@ devices:
     expect(results().every((r) => r.device.serial === '7410-5550001' && r.observations[0]!.unit === 'mg/dL')).toBe(true);
     await sub.waitFor('download_finished', () => finished().length === 1);
     expect(finished()[0]!.data).toMatchObject({ records: 4, inserted: 4, duplicates: 0 });
-    expect(events().some((e) => e.type === 'download_progress' && e.message === '4 of 4 records')).toBe(true);
+    // An event raised before the broker connection is sent once it is up, possibly after later ones.
+    const lastProgress = (): boolean => events().some((e) => e.type === 'download_progress' && e.message === '4 of 4 records');
+    await sub.waitFor('download_progress 4 of 4', lastProgress);
+    expect(lastProgress()).toBe(true);
     // The state carries the serial from the identify step on; 'ok' comes after the download.
     await sub.waitFor('device state ok', () => sub.last<DeviceState>('poct/device/contour1')?.status === 'ok');
     expect(sub.last<DeviceState>('poct/device/contour1')).toMatchObject({ model: 'Contour Next USB', display_unit: 'mg/dL', record_count: 4, status: 'ok' });

@@ -56,8 +56,12 @@ devices:
     await sub.waitFor('device online', () => sub.last<{ state: string }>('poct/device/bench1/availability')?.state === 'online');
     const late = await Subscriber.connect(broker.url);
     try {
-      await late.waitFor('retained bridge/devices', () => late.on('poct/bridge/devices').length > 0);
-      await late.waitFor('retained device state', () => late.on('poct/device/bench1').length > 0);
+      // Retained messages of different topics need not arrive together; each asserted one is awaited.
+      for (const topic of ['poct/bridge/state', 'poct/bridge/info', 'poct/bridge/devices', 'poct/bridge/health']) {
+        await late.waitFor(`retained ${topic}`, () => late.on(topic).length > 0);
+      }
+      // The state carries the serial from the identify step on; the record count only after the commit.
+      await late.waitFor('device state after the download', () => late.last<DeviceState>('poct/device/bench1')?.record_count === 3);
       expect(late.last('poct/bridge/state')).toEqual({ state: 'online' });
       const info = late.last<BridgeInfo>('poct/bridge/info')!;
       expect(info.drivers.map((d) => d.id)).toContain('onetouch-ultra2');
@@ -133,6 +137,10 @@ devices:
   });
 
   it('publishes download events without patient data, and logs none', async () => {
+    // Events raised before the broker connection wait for it, and may then come after later ones.
+    const has = (type: string) => (): boolean => sub.payloads<BridgeEvent>('poct/bridge/event').some((e) => e.type === type);
+    await sub.waitFor('download_started', has('download_started'));
+    await sub.waitFor('download_finished', has('download_finished'));
     const events = sub.payloads<BridgeEvent>('poct/bridge/event');
     const types = events.map((e) => e.type);
     expect(types).toContain('download_started');

@@ -127,7 +127,11 @@ describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto
     expect(state).toMatchObject({ model: 'FreeStyle InsuLinx', serial: 'JAGT241-U6242', firmware: '1.40', record_count: 40 });
     // Reports crossed the real HidTransport: report id 0 in front, 64 report bytes behind it.
     expect(devices[0]!.written.every((w) => w.length === 65 && w[0] === 0)).toBe(true);
-    expect(events(sub).map((e) => e.type)).toEqual(expect.arrayContaining(['download_started', 'download_progress', 'download_finished']));
+    // Events go out at once, the state a moment later, and events raised before the broker
+    // connection after it: each awaited, not assumed from the order.
+    const downloadEvents = ['download_started', 'download_progress', 'download_finished'];
+    await sub.waitFor('download events', () => downloadEvents.every((type) => events(sub).some((e) => e.type === type)));
+    expect(events(sub).map((e) => e.type)).toEqual(expect.arrayContaining(downloadEvents));
 
     const again = await sub.request<{ status: string; data: { inserted: number; duplicates: number } }>(
       'poct/device/fs1/request/download',

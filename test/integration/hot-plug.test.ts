@@ -16,7 +16,12 @@ const cleanups = useCleanups();
 /** The USB bus as the test wants it: `plug`/`unplug` change what the next listing shows. */
 class FakeUsb {
   private listing: PortListing = { serial: [], hid: [], problems: [] };
-  readonly lister = async (): Promise<PortListing> => structuredClone(this.listing);
+  /** How many times the daemon has looked. */
+  scans = 0;
+  readonly lister = async (): Promise<PortListing> => {
+    this.scans++;
+    return structuredClone(this.listing);
+  };
 
   plugSerial(path: string, usb: string, serialNumber: string): void {
     const [vendorId, productId] = usb.split(':') as [string, string];
@@ -62,14 +67,23 @@ auto_detect:
     const id = 'onetouch-ultra2-CABLE-1';
     await sub.waitFor('3 results from the plugged-in meter', () => sub.on(`poct/device/${id}/result`).length >= 3, 20_000);
     for (const r of sub.payloads<ResultRecord>(`poct/device/${id}/result`)) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+    // Results, events, state and availability are different topics: each is awaited, not assumed from the order.
+    await sub.waitFor('device_added', () => events(sub).some((e) => e.type === 'device_added'));
     expect(events(sub).find((e) => e.type === 'device_added')).toMatchObject({ device: id, data: { driver: 'onetouch-ultra2', usb: '067b:2303' } });
     await sub.waitFor('online', () => sub.last<{ state: string }>(`poct/device/${id}/availability`)?.state === 'online');
+    await sub.waitFor('state with the serial', () => sub.last<DeviceState>(`poct/device/${id}`)?.serial === 'GMF600DCY');
     expect(sub.last<DeviceState>(`poct/device/${id}`)?.serial).toBe('GMF600DCY');
 
     usb.unplug(pty.b);
     await sub.waitFor('offline after unplug', () => sub.last<{ state: string }>(`poct/device/${id}/availability`)?.state === 'offline');
+    // Offline goes out when the port closes; the event and the state only once the session has ended.
+    await sub.waitFor('device_removed', () => events(sub).some((e) => e.type === 'device_removed'));
     expect(events(sub).find((e) => e.type === 'device_removed')).toMatchObject({ device: id, data: { reason: 'unplugged' } });
+    await sub.waitFor('status unplugged', () => sub.last<DeviceState>(`poct/device/${id}`)?.status === 'unplugged');
     expect(sub.last<DeviceState>(`poct/device/${id}`)?.status).toBe('unplugged');
+    await sub.waitFor('device list showing it offline', () =>
+      sub.last<Array<{ availability: string }>>('poct/bridge/devices')?.some((d) => d.availability === 'offline') === true,
+    );
     const listed = sub.last<Array<{ id: string; availability: string }>>('poct/bridge/devices');
     expect(listed).toEqual([expect.objectContaining({ id, availability: 'offline' })]);
     const refused = await sub.request(`poct/device/${id}/request/download`, `poct/device/${id}/response/download`, {});
@@ -112,9 +126,11 @@ auto_detect: { interval_s: 0.2, allow: [ { driver: freestyle-hid } ] }
     const state = sub.last<DeviceState>(`poct/device/${id}`)!;
     expect(state.model).toBe('FreeStyle Libre 2 reader');
     expect(state.status_detail).toMatch(/encrypt/i);
+    await sub.waitFor('device_error', () => events(sub).some((e) => e.type === 'device_error'));
     expect(events(sub).find((e) => e.type === 'device_error')?.message).toMatch(/cannot be read: .*encrypt/i);
     const answer = await sub.request(`poct/device/${id}/request/download`, `poct/device/${id}/response/download`, {});
     expect(answer).toMatchObject({ status: 'error', error: expect.stringMatching(/encrypt/i) });
+    await sub.waitFor('availability', () => sub.on(`poct/device/${id}/availability`).length > 0);
     expect(sub.last<{ state: string }>(`poct/device/${id}/availability`)).toEqual({ state: 'offline' });
     expect(opened).toBe(0);
   });
@@ -134,7 +150,8 @@ auto_detect: { interval_s: 0.2, allow: [ { usb: "067b:2303" } ] }
     cleanups.push(() => controller.stop());
     usb.plugSerial('/dev/ttyUSB9', '067b:2303', 'X');
     await sub.waitFor('config_error', () => events(sub).some((e) => e.type === 'config_error'));
-    await new Promise((r) => setTimeout(r, 600)); // three more scans
+    const scansSoFar = usb.scans;
+    await eventually('three more scans', () => usb.scans >= scansSoFar + 3);
     const errors = events(sub).filter((e) => e.type === 'config_error');
     expect(errors).toHaveLength(1);
     expect(errors[0]!.message).toMatch(/fits 2 drivers \(onetouch-ultra2, ultra2-twin\)/);

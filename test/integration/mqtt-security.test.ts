@@ -223,6 +223,7 @@ describe('TLS to Mosquitto', () => {
     cleanups.push(() => sub.close());
     const { controller, logs } = await daemon(daemonYaml('tls-ok', `url: ${mqtts(tls)}\nca: ${ca()}`));
     await sub.waitFor('3 results over TLS', () => sub.on('poct/device/tls-ok/result').length >= MEMORY_SIZE);
+    await sub.waitFor('bridge/state', () => sub.on('poct/bridge/state').length > 0);
     expect(sub.last('poct/bridge/state')).toEqual({ state: 'online' });
     expect(controller.runtime!.mqtt.connected).toBe(true);
     expect(warnings(logs, 'MQTT error')).toEqual([]);

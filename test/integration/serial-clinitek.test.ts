@@ -55,8 +55,10 @@ describe('CLINITEK urine strip readers over a socat pty pair, Mosquitto as broke
       flags: ['abnormal', 'approximate'],
       value: null,
     });
-    const events = sub.payloads<BridgeEvent>('poct/bridge/event');
-    expect(events.some((e) => e.type === 'bad_frame' && e.data?.reason === 'bad-checksum')).toBe(true);
+    // The event and the results are different topics: the event is awaited, not assumed from the order.
+    const badChecksumReported = (): boolean => sub.payloads<BridgeEvent>('poct/bridge/event').some((e) => e.type === 'bad_frame' && e.data?.reason === 'bad-checksum');
+    await sub.waitFor('bad_frame for the corrupted packet', badChecksumReported);
+    expect(badChecksumReported()).toBe(true);
     await sub.waitFor('download finished', () => sub.payloads<BridgeEvent>('poct/bridge/event').some((e) => e.type === 'download_finished'));
     // The next poll finds the reader empty: nothing more is published.
     await new Promise((r) => setTimeout(r, 2500));

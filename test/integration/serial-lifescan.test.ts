@@ -68,8 +68,13 @@ describe.each(CASES)('$driver over a socat pty pair, simulator in its own proces
     const hiLo = results.find((r) => r.observations[0]!.value === null)!;
     expect(hiLo.observations[0]!.limit).toBe(hiLo.observations[0]!.flags[0] === 'HI' ? 600 : 20);
 
-    // The meter clock runs an hour fast: flagged on the retained device state.
-    await sub.waitFor('clock skew flagged', () => sub.last<DeviceState>('poct/device/bench1')?.clock_skew_flagged === true, 10_000);
+    // The meter clock runs an hour fast: flagged on the retained device state. The flag is set
+    // when the clock is read, before the records; the record count comes with the state after the commit.
+    await sub.waitFor(
+      'clock skew flagged, after the download',
+      () => sub.last<DeviceState>('poct/device/bench1')?.clock_skew_flagged === true && sub.last<DeviceState>('poct/device/bench1')?.record_count === 3,
+      10_000,
+    );
     const state = sub.last<DeviceState>('poct/device/bench1')!;
     expect(schemaProblems('poct.device-state/1', state)).toEqual([]);
     expect(state).toMatchObject({ serial: c.serial, display_unit: 'mmol/L', record_count: 3 });
@@ -83,6 +88,7 @@ describe.each(CASES)('$driver over a socat pty pair, simulator in its own proces
     expect(response.status).toBe('ok');
     expect(Math.abs(response.data.clock_skew_s)).toBeLessThanOrEqual(3);
     // The next poll reads the meter's clock again: the flag stays clear, so the meter really kept the time.
+    const askedAt = new Date().toISOString();
     const download = await sub.request<{ status: string; data: { inserted: number; duplicates: number } }>(
       'poct/device/bench1/request/download',
       'poct/device/bench1/response/download',
@@ -90,6 +96,8 @@ describe.each(CASES)('$driver over a socat pty pair, simulator in its own proces
       20_000,
     );
     expect(download).toMatchObject({ status: 'ok', data: { inserted: 0, duplicates: 3 } });
+    // The response and the state are different topics: wait for the state of a download that ended after the request.
+    await sub.waitFor('the state after that download', () => (sub.last<DeviceState>('poct/device/bench1')?.last_download ?? '') >= askedAt);
     const after = sub.last<DeviceState>('poct/device/bench1')!;
     expect(after.clock_skew_flagged).toBe(false);
     expect(Math.abs(after.clock_skew_s!)).toBeLessThanOrEqual(3);

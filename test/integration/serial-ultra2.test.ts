@@ -26,6 +26,8 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
       [[105, 'patient'], [176, 'patient'], [81, 'control']].sort(),
     );
     await sub.waitFor('device state with serial', () => sub.last<DeviceState>('poct/device/bench1')?.serial === 'GMF600DCY');
+    // Availability is its own topic: awaited, not assumed from the order of the others.
+    await sub.waitFor('device online', () => sub.last<{ state: string }>('poct/device/bench1/availability')?.state === 'online');
     expect(sub.last<{ state: string }>('poct/device/bench1/availability')).toEqual({ state: 'online' });
     // Polling again downloads the same memory: nothing new is published.
     await new Promise((r) => setTimeout(r, 2500));
@@ -41,6 +43,7 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
     const controller = await daemonOnSerial(broker.url, pty.b, cleanups, 'options: { reply_timeout_ms: 300 }');
     await sub.waitFor('no_answer event', () => sub.payloads<BridgeEvent>('poct/bridge/event').some((e) => e.type === 'no_answer'), 20_000);
     await sub.waitFor('status no-answer', () => sub.last<DeviceState>('poct/device/bench1')?.status === 'no-answer');
+    await sub.waitFor('device offline', () => sub.last<{ state: string }>('poct/device/bench1/availability')?.state === 'offline');
     expect(sub.last<{ state: string }>('poct/device/bench1/availability')).toEqual({ state: 'offline' });
     expect(controller.runtime!.store.recordCount()).toBe(0);
   });
@@ -62,6 +65,8 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
     await sub.waitFor('3 results after plug-in', () => sub.on('poct/device/bench1/result').length >= 3, 20_000);
     // The link is back: the device is available again and its status no longer says port-missing.
     await sub.waitFor('device online', () => sub.last<{ state: string }>('poct/device/bench1/availability')?.state === 'online');
+    // Availability goes out at once, the state a moment later.
+    await sub.waitFor('status past port-missing', () => sub.last<DeviceState>('poct/device/bench1')?.status !== 'port-missing');
     expect(sub.last<DeviceState>('poct/device/bench1')?.status).not.toBe('port-missing');
   });
 });

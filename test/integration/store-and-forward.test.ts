@@ -47,7 +47,15 @@ devices:
     const store = controller.runtime!.store;
     await eventually('readings stored while offline', () => store.recordCount() >= 10, 15_000);
     expect(controller.runtime!.mqtt.connected).toBe(false);
-    expect(store.outboxDepth()).toBe(store.recordCount());
+    // The writer thread commits between any two reads: compare the counts of a moment with no commit in it.
+    let counts: { outbox: number; records: number } | undefined;
+    await eventually('both counts read with no commit between', () => {
+      const records = store.recordCount();
+      const outbox = store.outboxDepth();
+      counts = store.recordCount() === records ? { outbox, records } : undefined;
+      return counts !== undefined;
+    });
+    expect(counts!.outbox).toBe(counts!.records);
 
     await broker.restart();
     await eventually('outbox drained', () => store.outboxDepth() === 0 && controller.runtime!.mqtt.connected, 15_000);
@@ -165,8 +173,12 @@ devices:
     cleanups.push(() => controller.stop());
     const reader = new Store(config.store.path);
     cleanups.push(async () => reader.close());
-    // The serial is new: saved within about a second of the first download.
-    await eventually('the serial saved', () => reader.deviceState('bench1')?.serial === 'GMF600DCY', 3000);
+    // The serial is new, and the record count too: saved within about a second of the first download
+    // (in one save or two, when the download takes longer than the second).
+    await eventually('the serial and the record count saved', () => {
+      const saved = reader.deviceState('bench1');
+      return saved?.serial === 'GMF600DCY' && saved.record_count === 3;
+    }, 3000);
     const firstSaved = reader.deviceState('bench1')!.last_seen;
     // Polled five times a second, the meter touches only routine fields (last_seen, status, clock skew): those wait.
     await new Promise((r) => setTimeout(r, 2500));
