@@ -3,7 +3,7 @@ import { astmDriver, decodeAstm, decodeAstmMessage, parseAstmOptions, parseSimul
 import { DIALECTS } from '../../drivers/astm/dialects/index.ts';
 import type { DriverSession } from '../../src/driver-sdk/index.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
-import { encodeFrame, ENQ, EOT } from '../../src/protocols/astm/frame.ts';
+import { encodeTransmission } from '../../src/protocols/astm/frame.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
@@ -107,7 +107,7 @@ describe('astm session with the simulator', () => {
       Buffer.from([0xc3, 0x28]),
       Buffer.from('|||N\rL|1|N\r', 'latin1'),
     ]);
-    await device.write(Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, msg, true), Buffer.from([EOT])]));
+    await device.write(encodeTransmission(msg, 'single'));
     await host.until(() => host.commits.length === 2);
     const bad = host.commits[1]!.drafts[0]!;
     expect(bad.flags).toContain('encoding-error');
@@ -137,7 +137,7 @@ describe('astm options and decoding', () => {
       ['551', 'Site test 551', null, ['unit-mismatch']],
     ]);
     // decode() of a capture takes the same options from its context, as a replay passes them.
-    const capture = { kind: 'raw' as const, bytes: Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, msg, true), Buffer.from([EOT])]) };
+    const capture = { kind: 'raw' as const, bytes: encodeTransmission(msg, 'single') };
     const replayed = decodeAstm(capture, { ...ctx, options: { mappings: { '550': { name: 'Site test 550', loinc: '1920-8', ucum: 'U/L' } } } });
     expect(replayed.drafts[0]!.observations[0]).toMatchObject({ code: '550', loinc: '1920-8' });
     expect(() => decodeAstm(capture, { ...ctx, options: { bogus: 1 } })).toThrow(/options\.bogus: unknown option/);

@@ -5,6 +5,8 @@ import {
   astmChecksum,
   AstmFrameReader,
   encodeFrame,
+  encodeFrames,
+  encodeTransmission,
   ENQ,
   EOT,
   ETB,
@@ -69,6 +71,24 @@ describe('checksum and encoder', () => {
   });
 });
 
+describe('a whole transmission', () => {
+  it('numbers frames 1…7, 0, 1… and passes the checksum case on', () => {
+    const parts = Array.from({ length: 10 }, (_, i) => ({ text: Buffer.from(`R|${i}\r`), final: i === 9 }));
+    const frames = encodeFrames(parts, { lowercaseChecksum: true });
+    expect(frames.map((f) => f[1]! - 0x30)).toEqual([1, 2, 3, 4, 5, 6, 7, 0, 1, 2]);
+    expect(frames[9]).toEqual(encodeFrame(2, 'R|9\r', true, { lowercaseChecksum: true }));
+    expect(frames[0]).toEqual(encodeFrame(1, 'R|0\r', false, { lowercaseChecksum: true }));
+  });
+
+  it('is ENQ, the frames of the chosen style and EOT, and reads back as the message', () => {
+    const msg = Buffer.from('H|\\^&\rP|1\rR|1|^^^GLU|5.5|mmol/L\rL|1|N\r', 'latin1');
+    const bytes = encodeTransmission(msg, 'record-etb');
+    expect(summary(readAll(bytes))).toEqual(['ENQ', 'F1b:H|\\^&\r', 'F2b:P|1\r', 'F3b:R|1|^^^GLU|5.5|mmol/L\r', 'F4x:L|1|N\r', 'EOT']);
+    expect(encodeTransmission(msg, 'split', 10)).toEqual(Buffer.concat([Buffer.from([ENQ]), ...encodeFrames(frameMessage(msg, 'split', 10)), Buffer.from([EOT])]));
+    expect(collectMessages(encodeTransmission(msg)).messages).toEqual([msg]);
+  });
+});
+
 describe('AstmFrameReader', () => {
   it('reads the real cobas c111 and Pentra XLR streams (frame numbers wrap 7 → 0)', () => {
     expect(summary(readAll(c111)).map((s) => s.slice(0, 3))).toEqual(['ENQ', 'F1b', 'F2b', 'F3b', 'F4b', 'F5b', 'F6b', 'F7x', 'EOT']);
@@ -83,17 +103,7 @@ describe('AstmFrameReader', () => {
     const style = fc.constantFrom<FramingStyle>('record-etx', 'record-etb', 'single', 'split');
     fc.assert(
       fc.property(fc.array(fc.tuple(message, style, fc.integer({ min: 3, max: 50 })), { minLength: 1, maxLength: 3 }), fc.array(fc.integer({ min: 1, max: 40 }), { maxLength: 80 }), (msgs, cuts) => {
-        const parts: Buffer[] = [];
-        for (const [m, s, size] of msgs) {
-          parts.push(Buffer.from([ENQ]));
-          let fn = 1;
-          for (const p of frameMessage(m, s, size)) {
-            parts.push(encodeFrame(fn, p.text, p.final));
-            fn = (fn + 1) % 8;
-          }
-          parts.push(Buffer.from([EOT]));
-        }
-        const stream = Buffer.concat(parts);
+        const stream = Buffer.concat(msgs.map(([m, s, size]) => encodeTransmission(m, s, size)));
         const whole = summary(readAll(stream));
         expect(summary(readAll(stream, cuts))).toEqual(whole);
         expect(whole.some((s) => s.startsWith('bad') || s.startsWith('garbage'))).toBe(false);

@@ -131,6 +131,24 @@ export function frameMessage(message: Uint8Array, style: FramingStyle = 'split',
   return out;
 }
 
+/** Frame texts → their frames, numbered 1…7, 0, 1… as one transmission numbers them. */
+export function encodeFrames(parts: readonly FramePart[], options: EncodeFrameOptions = {}): Buffer[] {
+  let frameNumber = 1;
+  return parts.map((p) => {
+    const frame = encodeFrame(frameNumber, p.text, p.final, options);
+    frameNumber = nextFrameNumber(frameNumber);
+    return frame;
+  });
+}
+
+/**
+ * One message as a receiver reads a whole transmission of it, with no replies: ENQ, the frames of
+ * `frameMessage(message, style, textSize)`, EOT. For captures written without a device.
+ */
+export function encodeTransmission(message: Uint8Array, style: FramingStyle = 'split', textSize = DEFAULT_FRAME_TEXT_SIZE): Buffer {
+  return Buffer.concat([Buffer.from([ENQ]), ...encodeFrames(frameMessage(message, style, textSize)), Buffer.from([EOT])]);
+}
+
 export type AstmFrameErrorReason =
   /** The checksum does not match the frame's bytes. */
   | 'checksum'

@@ -33,7 +33,7 @@ import {
   CR,
   DEFAULT_FRAME_TEXT_SIZE,
   DEFAULT_MAX_FRAME_BYTES,
-  encodeFrame,
+  encodeFrames,
   ENQ,
   EOT,
   frameMessage,
@@ -631,14 +631,13 @@ export class AstmLink {
       await this.abort();
       throw new AstmSendError('timeout', r === 'timeout' ? `no answer to ENQ within ${this.o.replyTimeoutMs} ms` : `EOT in answer to ENQ`);
     }
-    let fn = 1;
+    const encoded = encodeFrames(frames, { lowercaseChecksum: options.lowercaseChecksum });
     for (let i = 0; i < frames.length; i++) {
       if (options.stallAfterFrames !== undefined && i >= options.stallAfterFrames) {
         this.toNeutral();
         return;
       }
-      const part = frames[i]!;
-      const bytes = encodeFrame(fn, part.text, part.final, { lowercaseChecksum: options.lowercaseChecksum });
+      const bytes = encoded[i]!;
       let naks = 0;
       for (let attempt = 0; ; attempt++) {
         const wait = this.waitReply();
@@ -655,7 +654,6 @@ export class AstmLink {
         await this.abort();
         throw new AstmSendError('timeout', `no answer to frame ${i + 1} within ${this.o.replyTimeoutMs} ms`);
       }
-      fn = nextFrameNumber(fn);
     }
     if (!options.skipEot) await this.writeOrFail(Buffer.from([EOT]));
     this.toNeutral();
