@@ -744,43 +744,37 @@ class ContourSession extends MeterSession<AstmFrameEvent> {
 
   // ── conversations ──
 
-  protected async download(trigger: string): Promise<ContourDownloadResult> {
-    this.begin();
-    let started = false;
-    try {
-      if (!(await this.poke())) {
-        throw new NoAnswerError(
-          'the meter sent no ENQ: it is not in data-transfer mode (unplug it and plug it in again; a Contour sends its memory once per plug-in)',
-        );
-      }
-      started = true;
-      this.report.patch({ status: 'downloading', status_detail: null });
-      this.report.emit('download_started', `download started (${trigger})`, { trigger });
-      let result: ContourDownloadResult | null = null;
-      await this.receiveTransfer(async (text) => {
-        const t = transferToDrafts(text, this.host.device.id, this.host.timezone);
-        if (t.fatal) throw new ProtocolError(t.fatal.code, `${t.fatal.detail}; nothing was stored`);
-        for (const p of t.problems) this.badInput(p.bytes, p.code, p.detail);
-        const stored = await this.commitDownload(t.drafts);
-        result = { inserted: stored.inserted, duplicates: stored.duplicates, records: t.drafts.length, unreadable: t.problems.length };
-      });
-      this.transcript = null;
-      this.transferDone = true;
-      const r = result as ContourDownloadResult | null;
-      if (!r) throw new ProtocolError('no-commit', 'the transfer ended without a commit');
-      const at = this.host.now().toISOString();
-      this.report.patch({ status: 'ok', status_detail: null, last_download: at, last_seen: at });
-      const skipped = r.unreadable ? `; ${r.unreadable} unreadable records kept in quarantine` : '';
-      this.report.emit('download_finished', `downloaded ${r.records} readings: ${r.inserted} new, ${r.duplicates} already stored${skipped}`, {
-        records: r.records,
-        inserted: r.inserted,
-        duplicates: r.duplicates,
-        unreadable: r.unreadable,
-      });
-      return r;
-    } catch (err) {
-      throw this.failed(err, started ? 'download_failed' : null);
-    }
+  protected download(trigger: string): Promise<ContourDownloadResult> {
+    return this.downloadConversation(
+      trigger,
+      async () => {
+        if (!(await this.poke())) {
+          throw new NoAnswerError(
+            'the meter sent no ENQ: it is not in data-transfer mode (unplug it and plug it in again; a Contour sends its memory once per plug-in)',
+          );
+        }
+      },
+      async () => {
+        let result: ContourDownloadResult | null = null;
+        await this.receiveTransfer(async (text) => {
+          const t = transferToDrafts(text, this.host.device.id, this.host.timezone);
+          if (t.fatal) throw new ProtocolError(t.fatal.code, `${t.fatal.detail}; nothing was stored`);
+          for (const p of t.problems) this.badInput(p.bytes, p.code, p.detail);
+          const stored = await this.commitDownload(t.drafts);
+          result = { inserted: stored.inserted, duplicates: stored.duplicates, records: t.drafts.length, unreadable: t.problems.length };
+        });
+        this.transcript = null;
+        this.transferDone = true;
+        const r = result as ContourDownloadResult | null;
+        if (!r) throw new ProtocolError('no-commit', 'the transfer ended without a commit');
+        const skipped = r.unreadable ? `; ${r.unreadable} unreadable records kept in quarantine` : '';
+        return {
+          result: r,
+          message: `downloaded ${r.records} readings: ${r.inserted} new, ${r.duplicates} already stored${skipped}`,
+          data: { records: r.records, inserted: r.inserted, duplicates: r.duplicates, unreadable: r.unreadable },
+        };
+      },
+    );
   }
 
   /**

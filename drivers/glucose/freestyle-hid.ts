@@ -43,6 +43,7 @@ import type {
 } from '../../src/driver-sdk/index.ts';
 import {
   AbortedError,
+  type Attempt,
   CLOCK_SKEW_LIMIT_S,
   type ClockSyncResult,
   MeterSession,
@@ -50,6 +51,8 @@ import {
   NoAnswerError,
   numberOptions,
   ProtocolError,
+  type RetryPolicy,
+  retryPolicy,
   type SessionCommand,
 } from '../../src/driver-sdk/meter-session.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
@@ -491,6 +494,7 @@ const PROGRESS_EVERY = 25;
 /** The session's items are 64-byte reports. */
 class FreeStyleSession extends MeterSession<Buffer> {
   private readonly opts: FreeStyleSessionOptions;
+  private readonly tries: RetryPolicy;
   /** HID delivers one report per `data` event; a stream (TCP, in-memory) is cut into 64-byte reports. */
   private readonly stream: ReportStream | null;
   private model: FreeStyleModel | null;
@@ -501,6 +505,7 @@ class FreeStyleSession extends MeterSession<Buffer> {
   constructor(host: SessionHost) {
     super(host, FREESTYLE_DRIVER_ID);
     this.opts = freestyleSessionOptions(host.device);
+    this.tries = retryPolicy(this.opts, 250);
     this.stream = host.device.transport.type === 'hid' ? null : new ReportStream();
     this.model = configuredModel(host.device);
     this.unsupported = this.model ? (MODELS[this.model].unsupported ?? null) : null;
@@ -577,34 +582,28 @@ class FreeStyleSession extends MeterSession<Buffer> {
     }
   }
 
-  /** Waits until the meter has been quiet a moment, then drops what it sent. Used before a retry. */
-  private drainBeforeRetry(): Promise<void> {
-    return this.drain(Math.min(250, this.opts.reply_timeout_ms), 4 * this.opts.reply_timeout_ms);
-  }
-
   /** A binary init step: sends `type`, waits for `replyType`; keep-alives are skipped. */
   private async binary(type: number, replyType: number): Promise<Buffer> {
-    for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      if (attempt > 0) await this.drainBeforeRetry();
-      this.clearInbox();
-      await this.send(encodeReport(type));
-      for (;;) {
-        const report = await this.inbox.next(this.opts.reply_timeout_ms);
-        if (!report) break;
-        const r = decodeReport(report);
-        if (!r.ok) {
-          this.badFrame(report, r.error.code, r.error.detail);
-          continue;
+    const name = `0x${type.toString(16).padStart(2, '0')}`;
+    return this.retry(
+      this.tries,
+      async (): Promise<Attempt<Buffer, 'timeout'>> => {
+        this.clearInbox();
+        await this.send(encodeReport(type));
+        for (;;) {
+          const report = await this.inbox.next(this.opts.reply_timeout_ms);
+          if (!report) return { ok: false, failure: 'timeout' };
+          const r = decodeReport(report);
+          if (!r.ok) {
+            this.badFrame(report, r.error.code, r.error.detail);
+            continue;
+          }
+          if (r.report.type === replyType) return { ok: true, value: r.report.payload };
+          if (r.report.type === MSG.UNKNOWN_COMMAND) throw new ProtocolError('unknown-command', `the meter does not know init message ${name}`);
+          // Keep-alives and stray reports are not the reply: wait on.
         }
-        if (r.report.type === replyType) return r.report.payload;
-        if (r.report.type === MSG.UNKNOWN_COMMAND) {
-          throw new ProtocolError('unknown-command', `the meter does not know init message 0x${type.toString(16).padStart(2, '0')}`);
-        }
-        // Keep-alives and stray reports are not the reply: wait on.
-      }
-    }
-    throw new NoAnswerError(
-      `no answer to init message 0x${type.toString(16).padStart(2, '0')}: the meter is off, asleep or not a FreeStyle HID meter`,
+      },
+      () => new NoAnswerError(`no answer to init message ${name}: the meter is off, asleep or not a FreeStyle HID meter`),
     );
   }
 
@@ -659,26 +658,28 @@ class FreeStyleSession extends MeterSession<Buffer> {
     command: string,
     opts: { mayFail?: boolean; check?: (m: Buffer) => string | null; progress?: (lines: number) => void } = {},
   ): Promise<Buffer | null> {
-    let last: TextOutcome | null = null;
-    for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      if (attempt > 0) await this.drainBeforeRetry();
-      const outcome = await this.exchangeText(command, opts.progress);
-      if (outcome.ok) {
-        const problem = opts.check?.(outcome.message) ?? null;
-        if (!problem) return outcome.message;
-        this.badFrame(outcome.message, problem, `the reply to ${command} failed its record check`);
-        last = { ok: false, code: problem, timeout: false };
-        continue;
-      }
-      if (outcome.code === 'command-failed' || outcome.code === 'unknown-command') {
-        if (opts.mayFail) return null;
-        throw new ProtocolError(outcome.code, `the meter refused ${command} (${outcome.code})`);
-      }
-      last = outcome;
-    }
-    if (last && !last.ok && last.timeout) throw new NoAnswerError(`no answer to ${command}: the meter stopped answering`);
-    const code = last && !last.ok ? last.code : 'invalid-response';
-    throw new ProtocolError(code, `no valid reply to ${command} after ${this.opts.retries + 1} tries (${code})`);
+    return this.retry(
+      this.tries,
+      async (): Promise<Attempt<Buffer | null, Extract<TextOutcome, { ok: false }>>> => {
+        const outcome = await this.exchangeText(command, opts.progress);
+        if (outcome.ok) {
+          const problem = opts.check?.(outcome.message) ?? null;
+          if (!problem) return { ok: true, value: outcome.message };
+          this.badFrame(outcome.message, problem, `the reply to ${command} failed its record check`);
+          return { ok: false, failure: { ok: false, code: problem, timeout: false } };
+        }
+        if (outcome.code === 'command-failed' || outcome.code === 'unknown-command') {
+          if (opts.mayFail) return { ok: true, value: null };
+          throw new ProtocolError(outcome.code, `the meter refused ${command} (${outcome.code})`);
+        }
+        return { ok: false, failure: outcome };
+      },
+      (failures) => {
+        const last = failures.at(-1)!;
+        if (last.timeout) return new NoAnswerError(`no answer to ${command}: the meter stopped answering`);
+        return new ProtocolError(last.code, `no valid reply to ${command} after ${this.opts.retries + 1} tries (${last.code})`);
+      },
+    );
   }
 
   private async readClock(): Promise<string | null> {
@@ -699,96 +700,91 @@ class FreeStyleSession extends MeterSession<Buffer> {
 
   // ── conversations ──
 
-  protected async download(trigger: string): Promise<DownloadResult> {
-    this.begin();
-    this.stream?.reset();
-    let started = false;
-    try {
-      const boot = await this.init();
-      started = true;
-      this.report.patch({ status: 'downloading', status_detail: null });
-      this.report.emit('download_started', `download started (${trigger})`, { trigger });
-
-      const snapshot: MeterSnapshot = { serial: null, firmware: null, clock: null, displayUnit: null, records: {} };
-      // The serial: `$serlnum?` (InsuLinx, Neo) or `$sn?` (Libre). An unknown model is probed.
-      let family = this.model ? MODELS[this.model].family : null;
-      let serialReply: Buffer | null;
-      if (family === 'libre') serialReply = await this.askText('$sn?');
-      else {
-        serialReply = await this.askText('$serlnum?', { mayFail: family === null });
-        if (serialReply === null) {
-          serialReply = await this.askText('$sn?');
-          family = 'libre';
-        } else family ??= 'result';
-      }
-      snapshot.serial = messageLines(serialReply!)[0] || boot.serial;
-      snapshot.firmware = messageLines((await this.askText('$swver?'))!)[0] || boot.firmware;
-      snapshot.clock = await this.readClock();
-      const unitCommand = family === 'libre' ? '$uom?' : '$gunits?';
-      const unit = await this.askText(unitCommand, { mayFail: true });
-      snapshot.displayUnit = unit ? DISPLAY_UNIT_COMMANDS[unitCommand]!(messageLines(unit)[0] ?? '') : null;
-      this.checkClock(snapshot.clock);
-      this.report.patch({
-        model: this.model ? MODELS[this.model].name : (this.report.state.model ?? null),
-        serial: snapshot.serial,
-        firmware: snapshot.firmware,
-        display_unit: snapshot.displayUnit,
-        last_seen: this.host.now().toISOString(),
-      });
-
-      let received = 0;
-      let lastProgress = 0;
-      for (const command of RECORD_COMMANDS[family]) {
-        const before = received;
-        const message = await this.askText(command, {
-          check: (m) => {
-            const list = parseMultiRecord(m);
-            return list.ok ? null : list.error.code;
-          },
-          progress: (lines) => {
-            received = before + lines;
-            if (received - lastProgress >= PROGRESS_EVERY) {
-              lastProgress = received;
-              this.report.emit('download_progress', `${received} records received`, { received, total: null });
-            }
-          },
+  protected download(trigger: string): Promise<DownloadResult> {
+    return this.downloadConversation(
+      trigger,
+      () => {
+        this.stream?.reset();
+        return this.init();
+      },
+      async (boot) => {
+        const snapshot: MeterSnapshot = { serial: null, firmware: null, clock: null, displayUnit: null, records: {} };
+        // The serial: `$serlnum?` (InsuLinx, Neo) or `$sn?` (Libre). An unknown model is probed.
+        let family = this.model ? MODELS[this.model].family : null;
+        let serialReply: Buffer | null;
+        if (family === 'libre') serialReply = await this.askText('$sn?');
+        else {
+          serialReply = await this.askText('$serlnum?', { mayFail: family === null });
+          if (serialReply === null) {
+            serialReply = await this.askText('$sn?');
+            family = 'libre';
+          } else family ??= 'result';
+        }
+        snapshot.serial = messageLines(serialReply!)[0] || boot.serial;
+        snapshot.firmware = messageLines((await this.askText('$swver?'))!)[0] || boot.firmware;
+        snapshot.clock = await this.readClock();
+        const unitCommand = family === 'libre' ? '$uom?' : '$gunits?';
+        const unit = await this.askText(unitCommand, { mayFail: true });
+        snapshot.displayUnit = unit ? DISPLAY_UNIT_COMMANDS[unitCommand]!(messageLines(unit)[0] ?? '') : null;
+        this.checkClock(snapshot.clock);
+        this.report.patch({
+          model: this.model ? MODELS[this.model].name : (this.report.state.model ?? null),
+          serial: snapshot.serial,
+          firmware: snapshot.firmware,
+          display_unit: snapshot.displayUnit,
+          last_seen: this.host.now().toISOString(),
         });
-        const list = parseMultiRecord(message!);
-        if (list.ok) snapshot.records[command] = list.records;
-        received = before + (list.ok ? list.records.length : 0);
-      }
 
-      const out = snapshotToDrafts(snapshot, { deviceId: this.host.device.id, timezone: this.host.timezone }, this.model);
-      if (!this.model && out.model) this.report.patch({ model: MODELS[out.model].name });
-      this.report.emit('download_progress', `${out.summary.records} of ${out.summary.records} records`, {
-        received: out.summary.records,
-        total: out.summary.records,
-      });
-      for (const issue of out.issues) {
-        this.badFrame(issue.bytes ?? Buffer.alloc(0), issue.reason, 'a record that cannot be used as a result; it is kept in quarantine');
-      }
-      const stored = await this.commitDownload(out.drafts);
-      const at = this.host.now().toISOString();
-      this.report.patch({ status: 'ok', status_detail: null, record_count: out.summary.records, last_download: at, last_seen: at });
-      this.report.emit(
-        'download_finished',
-        `downloaded ${out.drafts.length} results (${out.summary.records} records): ${stored.inserted} new, ${stored.duplicates} already stored`,
-        {
-          records: out.drafts.length,
-          inserted: stored.inserted,
-          duplicates: stored.duplicates,
-          meter_records: out.summary.records,
-          controls: out.summary.controls,
-          not_results: out.summary.other,
-          clock_changes: out.summary.clockChanges,
-          invalid: out.summary.invalid,
-          rejected: out.summary.rejected,
-        },
-      );
-      return { inserted: stored.inserted, duplicates: stored.duplicates, records: out.drafts.length };
-    } catch (err) {
-      throw this.failed(err, started ? 'download_failed' : null);
-    }
+        let received = 0;
+        let lastProgress = 0;
+        for (const command of RECORD_COMMANDS[family]) {
+          const before = received;
+          const message = await this.askText(command, {
+            check: (m) => {
+              const list = parseMultiRecord(m);
+              return list.ok ? null : list.error.code;
+            },
+            progress: (lines) => {
+              received = before + lines;
+              if (received - lastProgress >= PROGRESS_EVERY) {
+                lastProgress = received;
+                this.report.emit('download_progress', `${received} records received`, { received, total: null });
+              }
+            },
+          });
+          const list = parseMultiRecord(message!);
+          if (list.ok) snapshot.records[command] = list.records;
+          received = before + (list.ok ? list.records.length : 0);
+        }
+
+        const out = snapshotToDrafts(snapshot, { deviceId: this.host.device.id, timezone: this.host.timezone }, this.model);
+        if (!this.model && out.model) this.report.patch({ model: MODELS[out.model].name });
+        this.report.emit('download_progress', `${out.summary.records} of ${out.summary.records} records`, {
+          received: out.summary.records,
+          total: out.summary.records,
+        });
+        for (const issue of out.issues) {
+          this.badFrame(issue.bytes ?? Buffer.alloc(0), issue.reason, 'a record that cannot be used as a result; it is kept in quarantine');
+        }
+        const stored = await this.commitDownload(out.drafts);
+        return {
+          result: { inserted: stored.inserted, duplicates: stored.duplicates, records: out.drafts.length },
+          message: `downloaded ${out.drafts.length} results (${out.summary.records} records): ${stored.inserted} new, ${stored.duplicates} already stored`,
+          data: {
+            records: out.drafts.length,
+            inserted: stored.inserted,
+            duplicates: stored.duplicates,
+            meter_records: out.summary.records,
+            controls: out.summary.controls,
+            not_results: out.summary.other,
+            clock_changes: out.summary.clockChanges,
+            invalid: out.summary.invalid,
+            rejected: out.summary.rejected,
+          },
+          state: { record_count: out.summary.records },
+        };
+      },
+    );
   }
 
   private checkClock(clock: string | null): void {

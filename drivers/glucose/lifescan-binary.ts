@@ -38,6 +38,7 @@ import type {
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
 import {
+  type Attempt,
   CLOCK_SKEW_LIMIT_S,
   type ClockSyncResult,
   MeterSession,
@@ -45,6 +46,8 @@ import {
   NoAnswerError,
   numberOptions,
   ProtocolError,
+  type RetryPolicy,
+  retryPolicy,
   type SessionCommand,
 } from '../../src/driver-sdk/meter-session.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
@@ -606,6 +609,7 @@ const REQUEST_NAMES: Record<LifeScanRequest['type'], string> = {
  */
 export class LifeScanSession extends MeterSession<FrameItem> {
   private readonly opts: LifeScanSessionOptions;
+  private readonly tries: RetryPolicy;
   private readonly reader = new FrameReader();
   /** UltraEasy sequence bits: S of the host's next data frame, E = the S expected from the meter. */
   private seqS = 0;
@@ -617,6 +621,7 @@ export class LifeScanSession extends MeterSession<FrameItem> {
   ) {
     super(host, dialect.driverId);
     this.opts = sessionOptions(host.device);
+    this.tries = retryPolicy(this.opts, 200);
   }
 
   protected frame(chunk: Buffer): FrameItem[] {
@@ -659,11 +664,6 @@ export class LifeScanSession extends MeterSession<FrameItem> {
       this.badFrame(item.bytes, item.code, item.detail);
       if (item.code === 'bad-crc' || item.code === 'truncated') throw new LinkFault(item.code);
     }
-  }
-
-  /** Waits until the meter has been quiet for a while, then drops what it sent. Used before a retry. */
-  private async settle(): Promise<void> {
-    await this.drain(Math.min(200, this.opts.reply_timeout_ms), 4 * this.opts.reply_timeout_ms);
   }
 
   /** UltraEasy: DISC → DISC|ACK; both sides' sequence bits start again at 0. */
@@ -718,52 +718,54 @@ export class LifeScanSession extends MeterSession<FrameItem> {
   private async openLink(): Promise<void> {
     this.clearInbox();
     if (this.dialect.linkMode === 'plain') return;
-    let last = 'timeout';
-    for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      if (attempt > 0) await this.settle();
-      try {
-        await this.linkReset();
-        return;
-      } catch (err) {
-        if (!(err instanceof LinkFault)) throw err;
-        last = err.code;
-      }
-    }
-    if (last === 'timeout') throw new NoAnswerError('no answer to a link reset: the meter is off, asleep or not in the cable');
-    throw new ProtocolError(last, `the meter did not accept a link reset after ${this.opts.retries + 1} tries (${last})`);
+    await this.retry(
+      this.tries,
+      () => this.linkFaultAsFailure(() => this.linkReset()),
+      (codes) => {
+        const last = codes.at(-1)!;
+        if (last === 'timeout') return new NoAnswerError('no answer to a link reset: the meter is off, asleep or not in the cable');
+        return new ProtocolError(last, `the meter did not accept a link reset after ${this.opts.retries + 1} tries (${last})`);
+      },
+    );
   }
 
   /** Sends a request and returns its verified reply. On a fault: reset the link (UltraEasy) and ask again. */
   private async ask<T extends LifeScanReply['type']>(req: LifeScanRequest, expected: T[]): Promise<Extract<LifeScanReply, { type: T }>> {
     const name = REQUEST_NAMES[req.type];
-    let last = 'timeout';
-    let silent = true;
-    for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      try {
-        if (attempt > 0) {
-          await this.settle();
-          if (this.dialect.linkMode === 'ack') await this.linkReset();
-        }
-        const message = this.dialect.request(req.type === 'write-clock' ? { type: 'write-clock', seconds: this.hostClockSeconds() } : req);
-        const reply = await this.exchange(message);
-        const parsed = this.dialect.parseReply(req, reply);
-        if (!parsed.ok) {
-          this.badFrame(reply, parsed.code, parsed.detail);
-          throw new LinkFault(parsed.code);
-        }
-        if (!(expected as string[]).includes(parsed.reply.type)) {
-          this.badFrame(reply, 'unexpected-reply', `a ${parsed.reply.type} reply to ${name}`);
-          throw new LinkFault('unexpected-reply');
-        }
-        return parsed.reply as Extract<LifeScanReply, { type: T }>;
-      } catch (err) {
-        if (!(err instanceof LinkFault)) throw err;
-        last = err.code;
-        if (err.code !== 'timeout') silent = false;
-      }
+    return this.retry(
+      this.tries,
+      (attempt) =>
+        this.linkFaultAsFailure(async () => {
+          if (attempt > 0 && this.dialect.linkMode === 'ack') await this.linkReset();
+          const message = this.dialect.request(req.type === 'write-clock' ? { type: 'write-clock', seconds: this.hostClockSeconds() } : req);
+          const reply = await this.exchange(message);
+          const parsed = this.dialect.parseReply(req, reply);
+          if (!parsed.ok) {
+            this.badFrame(reply, parsed.code, parsed.detail);
+            throw new LinkFault(parsed.code);
+          }
+          if (!(expected as string[]).includes(parsed.reply.type)) {
+            this.badFrame(reply, 'unexpected-reply', `a ${parsed.reply.type} reply to ${name}`);
+            throw new LinkFault('unexpected-reply');
+          }
+          return parsed.reply as Extract<LifeScanReply, { type: T }>;
+        }),
+      (codes) => {
+        if (codes.every((c) => c === 'timeout')) return new NoAnswerError(`no answer to ${name}: the meter stopped answering`);
+        const last = codes.at(-1)!;
+        return new ProtocolError(last, `no valid reply to ${name} after ${this.opts.retries + 1} tries (${last})`);
+      },
+    );
+  }
+
+  /** One try of `exchange`: a LinkFault becomes its failure code, any other error ends the tries. */
+  private async linkFaultAsFailure<T>(exchange: () => Promise<T>): Promise<Attempt<T, string>> {
+    try {
+      return { ok: true, value: await exchange() };
+    } catch (err) {
+      if (!(err instanceof LinkFault)) throw err;
+      return { ok: false, failure: err.code };
     }
-    if (silent) throw new NoAnswerError(`no answer to ${name}: the meter stopped answering`);
-    throw new ProtocolError(last, `no valid reply to ${name} after ${this.opts.retries + 1} tries (${last})`);
   }
 
   private hostClockSeconds(): number {
@@ -782,56 +784,52 @@ export class LifeScanSession extends MeterSession<FrameItem> {
 
   // ── conversations ──
 
-  protected async download(trigger: string): Promise<DownloadResult> {
-    this.begin();
-    let started = false;
-    try {
-      await this.openLink();
-      const version = await this.ask({ type: 'version' }, ['version']);
-      started = true;
-      this.report.patch({ status: 'downloading', status_detail: null });
-      this.report.emit('download_started', `download started (${trigger})`, { trigger });
-      const sn = await this.ask({ type: 'serial' }, ['serial']);
-      const clock = await this.ask({ type: 'read-clock' }, ['clock']);
-      const unit = await this.ask({ type: 'unit' }, ['unit']);
-      this.report.patch({
-        model: this.dialect.model,
-        serial: sn.serial,
-        firmware: version.firmware,
-        display_unit: unit.unit,
-        last_seen: this.host.now().toISOString(),
-      });
-      this.checkSkew(this.clockNaive(clock.seconds));
-      const { count } = await this.ask({ type: 'count' }, ['count']);
-      const step = Math.max(25, Math.ceil(count / 10));
-      const readings: Reading[] = [];
-      for (let i = 0; i < count; i++) {
-        const { record } = await this.ask({ type: 'record', index: i }, ['record']);
-        const r = readRecord(this.dialect, record);
-        if (r.ok) readings.push(r.reading);
-        // A record that verified (CRC) but holds no real time or value is kept in quarantine and
-        // reported; the meter sends it the same way every time, so asking again cannot help.
-        else this.badFrame(Buffer.concat([u16(i), u32(record.seconds), u32(record.glucose)]), r.code, `record ${i} cannot be read (${r.code})`);
-        const n = i + 1;
-        if (n === count || n % step === 0) this.report.emit('download_progress', `${n} of ${count} records`, { received: n, total: count });
-      }
-      const id = identity(this.dialect, this.host.device.id, sn.serial, version.firmware);
-      const seen = new Set<string>();
-      const drafts = byDeviceTime(
-        readings.map((r) => readingToDraft(r, id, this.host.timezone)).filter((d) => (seen.has(d.key) ? false : (seen.add(d.key), true))),
-      );
-      const stored = await this.commitDownload(drafts);
-      const at = this.host.now().toISOString();
-      this.report.patch({ status: 'ok', status_detail: null, record_count: count, last_download: at, last_seen: at });
-      this.report.emit('download_finished', `downloaded ${drafts.length} records: ${stored.inserted} new, ${stored.duplicates} already stored`, {
-        records: drafts.length,
-        inserted: stored.inserted,
-        duplicates: stored.duplicates,
-      });
-      return { inserted: stored.inserted, duplicates: stored.duplicates, records: drafts.length };
-    } catch (err) {
-      throw this.failed(err, started ? 'download_failed' : null);
-    }
+  protected download(trigger: string): Promise<DownloadResult> {
+    return this.downloadConversation(
+      trigger,
+      async () => {
+        await this.openLink();
+        return this.ask({ type: 'version' }, ['version']);
+      },
+      async (version) => {
+        const sn = await this.ask({ type: 'serial' }, ['serial']);
+        const clock = await this.ask({ type: 'read-clock' }, ['clock']);
+        const unit = await this.ask({ type: 'unit' }, ['unit']);
+        this.report.patch({
+          model: this.dialect.model,
+          serial: sn.serial,
+          firmware: version.firmware,
+          display_unit: unit.unit,
+          last_seen: this.host.now().toISOString(),
+        });
+        this.checkSkew(this.clockNaive(clock.seconds));
+        const { count } = await this.ask({ type: 'count' }, ['count']);
+        const step = Math.max(25, Math.ceil(count / 10));
+        const readings: Reading[] = [];
+        for (let i = 0; i < count; i++) {
+          const { record } = await this.ask({ type: 'record', index: i }, ['record']);
+          const r = readRecord(this.dialect, record);
+          if (r.ok) readings.push(r.reading);
+          // A record that verified (CRC) but holds no real time or value is kept in quarantine and
+          // reported; the meter sends it the same way every time, so asking again cannot help.
+          else this.badFrame(Buffer.concat([u16(i), u32(record.seconds), u32(record.glucose)]), r.code, `record ${i} cannot be read (${r.code})`);
+          const n = i + 1;
+          if (n === count || n % step === 0) this.report.emit('download_progress', `${n} of ${count} records`, { received: n, total: count });
+        }
+        const id = identity(this.dialect, this.host.device.id, sn.serial, version.firmware);
+        const seen = new Set<string>();
+        const drafts = byDeviceTime(
+          readings.map((r) => readingToDraft(r, id, this.host.timezone)).filter((d) => (seen.has(d.key) ? false : (seen.add(d.key), true))),
+        );
+        const stored = await this.commitDownload(drafts);
+        return {
+          result: { inserted: stored.inserted, duplicates: stored.duplicates, records: drafts.length },
+          message: `downloaded ${drafts.length} records: ${stored.inserted} new, ${stored.duplicates} already stored`,
+          data: { records: drafts.length, inserted: stored.inserted, duplicates: stored.duplicates },
+          state: { record_count: count },
+        };
+      },
+    );
   }
 
   private async syncClock(): Promise<ClockSyncResult> {

@@ -40,6 +40,7 @@ import type {
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
 import {
+  type Attempt,
   CLOCK_SKEW_LIMIT_S,
   type ClockSyncResult,
   MeterSession,
@@ -47,6 +48,8 @@ import {
   NoAnswerError,
   numberOptions,
   ProtocolError,
+  type RetryPolicy,
+  retryPolicy,
   type SessionCommand,
 } from '../../src/driver-sdk/meter-session.ts';
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
@@ -504,13 +507,22 @@ export interface DownloadResult {
   unreadable: number;
 }
 
+interface Dump {
+  header: Extract<Ultra2Message, { type: 'dump-header' }>;
+  readings: Ultra2Reading[];
+  /** Lines with a good checksum that are no valid reading: quarantined, not stored. */
+  unreadable: number;
+}
+
 class Ultra2Session extends MeterSession<FramedItem> {
   private readonly opts: Ultra2SessionOptions;
+  private readonly tries: RetryPolicy;
   private readonly framer = new LineFramer();
 
   constructor(host: SessionHost) {
     super(host, ULTRA2_DRIVER_ID);
     this.opts = ultra2SessionOptions(host.device);
+    this.tries = retryPolicy(this.opts, 250);
   }
 
   protected frame(chunk: Buffer): FramedItem[] {
@@ -557,132 +569,126 @@ class Ultra2Session extends MeterSession<FramedItem> {
   /** Sends a one-line command and returns its verified reply. Sent once more on failure. */
   private async ask<T extends Ultra2Message['type']>(command: string, expected: T): Promise<Extract<Ultra2Message, { type: T }>> {
     const name = command.startsWith('DMT') ? 'DMT' : command;
-    let last: Reply | null = null;
-    for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      if (attempt > 0) await this.drain(Math.min(250, this.opts.reply_timeout_ms), 4 * this.opts.reply_timeout_ms);
-      this.clearInbox();
-      await this.sendCommand(command);
-      const reply = await this.readReply(expected);
-      if (reply.ok) return reply.message as Extract<Ultra2Message, { type: T }>;
-      last = reply;
-    }
-    if (last && !last.ok && last.timeout) {
-      const nul = this.framer.nulBytes > 0;
-      throw new NoAnswerError(
-        nul
-          ? `the meter answered ${name} with a 0x00 byte only: switch it off, then seat it in the cable`
-          : `no answer to ${name}: the meter is off, on when it should be off, or not in the cable`,
-      );
-    }
-    const code = last && !last.ok ? last.code : 'invalid-response';
-    throw new ProtocolError(code, `no valid reply to ${name} after ${this.opts.retries + 1} tries (${code})`);
+    return this.retry(
+      this.tries,
+      async (): Promise<Attempt<Extract<Ultra2Message, { type: T }>, Extract<Reply, { ok: false }>>> => {
+        this.clearInbox();
+        await this.sendCommand(command);
+        const reply = await this.readReply(expected);
+        return reply.ok ? { ok: true, value: reply.message as Extract<Ultra2Message, { type: T }> } : { ok: false, failure: reply };
+      },
+      (failures) => {
+        const last = failures.at(-1)!;
+        if (last.timeout) {
+          const nul = this.framer.nulBytes > 0;
+          return new NoAnswerError(
+            nul
+              ? `the meter answered ${name} with a 0x00 byte only: switch it off, then seat it in the cable`
+              : `no answer to ${name}: the meter is off, on when it should be off, or not in the cable`,
+          );
+        }
+        return new ProtocolError(last.code, `no valid reply to ${name} after ${this.opts.retries + 1} tries (${last.code})`);
+      },
+    );
   }
 
   /** DMP: the header, then exactly `count` readings. The whole dump is asked again on any fault. */
-  private async readDump(): Promise<{
-    header: Extract<Ultra2Message, { type: 'dump-header' }>;
-    readings: Ultra2Reading[];
-    /** Lines with a good checksum that are no valid reading: quarantined, not stored. */
-    unreadable: number;
-  }> {
-    let lastCode = 'invalid-response';
-    for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      if (attempt > 0) await this.drain(Math.min(250, this.opts.reply_timeout_ms), 4 * this.opts.reply_timeout_ms);
-      this.clearInbox();
-      await this.sendCommand('DMP');
-      const head = await this.readReply('dump-header');
-      if (!head.ok) {
-        lastCode = head.code;
+  private async readDump(): Promise<Dump> {
+    return this.retry(
+      this.tries,
+      () => this.readDumpOnce(),
+      (codes) => {
+        const last = codes.at(-1)!;
+        if (last === 'timeout') return new NoAnswerError('no answer to DMP: the meter stopped answering');
+        return new ProtocolError(last, `no complete DMP dump after ${this.opts.retries + 1} tries (${last}); nothing was stored`);
+      },
+    );
+  }
+
+  /** One DMP: the dump, or the code of the first fault that spoils it. */
+  private async readDumpOnce(): Promise<Attempt<Dump, string>> {
+    this.clearInbox();
+    await this.sendCommand('DMP');
+    const head = await this.readReply('dump-header');
+    if (!head.ok) return { ok: false, failure: head.code };
+    const header = head.message as Extract<Ultra2Message, { type: 'dump-header' }>;
+    const total = header.count;
+    // At most ~10 progress events per download, none for a few new readings.
+    const step = Math.max(50, Math.ceil(total / 10));
+    const readings: Ultra2Reading[] = [];
+    let unreadable = 0;
+    let fault: string | null = null;
+    for (let i = 0; i < total; i++) {
+      const item = await this.inbox.next(this.opts.reply_timeout_ms);
+      if (!item) {
+        fault = 'truncated-dump';
+        this.host.log.warn({ received: i, total }, 'onetouch-ultra2: the dump stopped short');
+        break;
+      }
+      if (item.kind === 'overflow') {
+        this.badLine(item.bytes, 'line-too-long', `no line end within ${LineFramer.MAX_LINE} bytes`);
+        fault = 'line-too-long';
         continue;
       }
-      const header = head.message as Extract<Ultra2Message, { type: 'dump-header' }>;
-      const total = header.count;
-      // At most ~10 progress events per download, none for a few new readings.
-      const step = Math.max(50, Math.ceil(total / 10));
-      const readings: Ultra2Reading[] = [];
-      let unreadable = 0;
-      let fault: string | null = null;
-      for (let i = 0; i < total; i++) {
-        const item = await this.inbox.next(this.opts.reply_timeout_ms);
-        if (!item) {
-          fault = 'truncated-dump';
-          this.host.log.warn({ received: i, total }, 'onetouch-ultra2: the dump stopped short');
-          break;
-        }
-        if (item.kind === 'overflow') {
-          this.badLine(item.bytes, 'line-too-long', `no line end within ${LineFramer.MAX_LINE} bytes`);
-          fault = 'line-too-long';
+      const r = decodeLine(item.bytes);
+      if (!r.ok) {
+        this.badLine(item.bytes, r.error.code, r.error.detail);
+        if (isContentError(r.error.code)) {
+          // The checksum holds, so this is what the meter has in memory: asking again brings
+          // the same line back. It stays in quarantine; the readings around it are stored.
+          unreadable++;
           continue;
         }
-        const r = decodeLine(item.bytes);
-        if (!r.ok) {
-          this.badLine(item.bytes, r.error.code, r.error.detail);
-          if (isContentError(r.error.code)) {
-            // The checksum holds, so this is what the meter has in memory: asking again brings
-            // the same line back. It stays in quarantine; the readings around it are stored.
-            unreadable++;
-            continue;
-          }
-          fault = r.error.code;
-          continue;
-        }
-        if (r.garbage) this.badLine(r.garbage, 'garbage', 'noise before a valid line');
-        if (r.message.type !== 'reading') {
-          this.badLine(item.bytes, 'unexpected-reply', `expected a reading line, got a ${r.message.type} line`);
-          fault = 'unexpected-reply';
-          continue;
-        }
-        readings.push(r.message.reading);
-        const n = i + 1;
-        if (n === total || n % step === 0) {
-          this.report.emit('download_progress', `${n} of ${total} readings`, { received: n, total });
-        }
+        fault = r.error.code;
+        continue;
       }
-      if (!fault) return { header, readings, unreadable };
-      lastCode = fault;
+      if (r.garbage) this.badLine(r.garbage, 'garbage', 'noise before a valid line');
+      if (r.message.type !== 'reading') {
+        this.badLine(item.bytes, 'unexpected-reply', `expected a reading line, got a ${r.message.type} line`);
+        fault = 'unexpected-reply';
+        continue;
+      }
+      readings.push(r.message.reading);
+      const n = i + 1;
+      if (n === total || n % step === 0) {
+        this.report.emit('download_progress', `${n} of ${total} readings`, { received: n, total });
+      }
     }
-    if (lastCode === 'timeout') throw new NoAnswerError('no answer to DMP: the meter stopped answering');
-    throw new ProtocolError(lastCode, `no complete DMP dump after ${this.opts.retries + 1} tries (${lastCode}); nothing was stored`);
+    return fault ? { ok: false, failure: fault } : { ok: true, value: { header, readings, unreadable } };
   }
 
   // ── conversations ──
 
-  protected async download(trigger: string): Promise<DownloadResult> {
-    this.begin();
-    let started = false;
-    try {
-      const fw = await this.ask('DM?', 'firmware');
-      started = true;
-      this.report.patch({ status: 'downloading', status_detail: null });
-      this.report.emit('download_started', `download started (${trigger})`, { trigger });
-      const sn = await this.ask('DM@', 'serial');
-      const clock = await this.ask('DMF', 'clock');
-      const unit = await this.ask('DMSU?', 'unit');
-      this.report.patch({
-        model: MODEL,
-        serial: sn.serial,
-        firmware: fw.firmware,
-        display_unit: unit.unit,
-        last_seen: this.host.now().toISOString(),
-      });
-      this.report.clockRead(clock.time, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
+  protected download(trigger: string): Promise<DownloadResult> {
+    return this.downloadConversation(
+      trigger,
+      () => this.ask('DM?', 'firmware'),
+      async (fw) => {
+        const sn = await this.ask('DM@', 'serial');
+        const clock = await this.ask('DMF', 'clock');
+        const unit = await this.ask('DMSU?', 'unit');
+        this.report.patch({
+          model: MODEL,
+          serial: sn.serial,
+          firmware: fw.firmware,
+          display_unit: unit.unit,
+          last_seen: this.host.now().toISOString(),
+        });
+        this.report.clockRead(clock.time, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
 
-      const dump = await this.readDump();
-      const identity = ultra2Identity(this.host.device.id, dump.header.serial, fw.firmware);
-      const drafts = readingsToDrafts(dump.readings, identity, this.host.timezone);
-      const stored = await this.commitDownload(drafts);
-      const at = this.host.now().toISOString();
-      this.report.patch({ status: 'ok', status_detail: null, record_count: dump.header.count, last_download: at, last_seen: at });
-      const skipped = dump.unreadable ? `; ${dump.unreadable} unreadable lines kept in quarantine` : '';
-      this.report.emit(
-        'download_finished',
-        `downloaded ${drafts.length} readings: ${stored.inserted} new, ${stored.duplicates} already stored${skipped}`,
-        { records: drafts.length, inserted: stored.inserted, duplicates: stored.duplicates, unreadable: dump.unreadable },
-      );
-      return { inserted: stored.inserted, duplicates: stored.duplicates, records: drafts.length, unreadable: dump.unreadable };
-    } catch (err) {
-      throw this.failed(err, started ? 'download_failed' : null);
-    }
+        const dump = await this.readDump();
+        const identity = ultra2Identity(this.host.device.id, dump.header.serial, fw.firmware);
+        const drafts = readingsToDrafts(dump.readings, identity, this.host.timezone);
+        const stored = await this.commitDownload(drafts);
+        const skipped = dump.unreadable ? `; ${dump.unreadable} unreadable lines kept in quarantine` : '';
+        return {
+          result: { inserted: stored.inserted, duplicates: stored.duplicates, records: drafts.length, unreadable: dump.unreadable },
+          message: `downloaded ${drafts.length} readings: ${stored.inserted} new, ${stored.duplicates} already stored${skipped}`,
+          data: { records: drafts.length, inserted: stored.inserted, duplicates: stored.duplicates, unreadable: dump.unreadable },
+          state: { record_count: dump.header.count },
+        };
+      },
+    );
   }
 
   private async syncClock(): Promise<ClockSyncResult> {

@@ -45,6 +45,33 @@ export interface ClockSyncResult {
   previous_skew_s: number | null;
 }
 
+/** How a failed exchange is tried again. */
+export interface RetryPolicy {
+  /** Tries after the first. */
+  retries: number;
+  /** Before a retry, the device must have been quiet this long (ms)… */
+  quietMs: number;
+  /** …unless this long has passed (ms): a device that keeps talking is not waited for. */
+  giveUpMs: number;
+}
+
+/** `retries` from the options; before a retry, `quietMs` of silence (at most one reply timeout), waited for at most four reply timeouts. */
+export function retryPolicy(opts: MeterSessionOptions, quietMs: number): RetryPolicy {
+  return { retries: opts.retries, quietMs: Math.min(quietMs, opts.reply_timeout_ms), giveUpMs: 4 * opts.reply_timeout_ms };
+}
+
+/** One try: its value, or what went wrong (kept for the error once the tries run out). */
+export type Attempt<T, F> = { ok: true; value: T } | { ok: false; failure: F };
+
+/** How a download ended: the command's answer, the `download_finished` event, and state set beside `ok`. */
+export interface FinishedDownload<R> {
+  result: R;
+  message: string;
+  data: Record<string, unknown>;
+  /** Set with status `ok` and the download time, e.g. `record_count`. */
+  state?: Partial<DeviceState>;
+}
+
 /** 15 minutes: the clock skew beyond which a device's clock is flagged (the design's rule). */
 export const CLOCK_SKEW_LIMIT_S = 900;
 
@@ -467,6 +494,47 @@ export abstract class MeterSession<Item> implements DriverSession {
       await new Promise((r) => setTimeout(r, quietMs - since));
     }
     this.clearInbox();
+  }
+
+  /**
+   * Runs `once` (given the try's index, 0 first) until it succeeds, at most `1 + policy.retries`
+   * times; before each retry, waits for the device to go quiet and drops what it sent. When the
+   * tries run out, throws what `giveUp` makes of their failures, in order. An exception from
+   * `once` ends the tries at once.
+   */
+  protected async retry<T, F>(policy: RetryPolicy, once: (attempt: number) => Promise<Attempt<T, F>>, giveUp: (failures: F[]) => Error): Promise<T> {
+    const failures: F[] = [];
+    for (let attempt = 0; attempt <= policy.retries; attempt++) {
+      if (attempt > 0) await this.drain(policy.quietMs, policy.giveUpMs);
+      const outcome = await once(attempt);
+      if (outcome.ok) return outcome.value;
+      failures.push(outcome.failure);
+    }
+    throw giveUp(failures);
+  }
+
+  /**
+   * The events around a download. The transcript begins and `greet` opens the conversation: a
+   * failure there is reported without a download event, as nothing started. Then the state
+   * `downloading` and `download_started`; `run`; the state `ok` and `download_finished`. A
+   * failure after the start is a `download_failed`.
+   */
+  protected async downloadConversation<G, R>(trigger: string, greet: () => Promise<G>, run: (greeting: G) => Promise<FinishedDownload<R>>): Promise<R> {
+    this.begin();
+    let started = false;
+    try {
+      const greeting = await greet();
+      started = true;
+      this.report.patch({ status: 'downloading', status_detail: null });
+      this.report.emit('download_started', `download started (${trigger})`, { trigger });
+      const done = await run(greeting);
+      const at = this.host.now().toISOString();
+      this.report.patch({ status: 'ok', status_detail: null, ...done.state, last_download: at, last_seen: at });
+      this.report.emit('download_finished', done.message, done.data);
+      return done.result;
+    } catch (err) {
+      throw this.failed(err, started ? 'download_failed' : null);
+    }
   }
 
   /** Reports a failed conversation (see SessionReporter.failed). */
