@@ -1,4 +1,5 @@
 import mqtt, { type MqttClient } from 'mqtt';
+import type { BridgeEvent } from '../../src/records/types.ts';
 
 export { eventually } from './eventually.ts';
 
@@ -46,6 +47,12 @@ export class Subscriber {
 
   last<T>(topic: string): T | undefined {
     return this.on(topic).at(-1)?.payload as T | undefined;
+  }
+
+  /** The daemon's events (`bridge/event`) so far; only those about `device` when it is given. */
+  events(device?: string): BridgeEvent[] {
+    const all = this.payloads<BridgeEvent>('poct/bridge/event');
+    return device === undefined ? all : all.filter((e) => e.device === device);
   }
 
   /** Resolves when `predicate` holds, rejects after `timeoutMs` with `what` in the message. */

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { AstmSimulator, parseSimulatorOptions } from '../../drivers/astm/astm.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
-import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
+import type { DeviceState, ResultRecord } from '../../src/records/types.ts';
 import { TcpClientTransport } from '../../src/transports/tcp.ts';
 import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
@@ -14,14 +14,9 @@ import { startDaemon, testConfig } from '../helpers/daemon.ts';
 import { freePort } from '../helpers/mosquitto.ts';
 import { daemonOnSerial, simulateDevice, simulateSerialDevice } from '../helpers/serial-meter.ts';
 import { startPtyPair } from '../helpers/socat.ts';
-import { Subscriber } from '../helpers/subscriber.ts';
 
 const cleanups = useCleanups();
 const RESULT = 'poct/device/bench1/result';
-
-function events(sub: Subscriber): BridgeEvent[] {
-  return sub.payloads<BridgeEvent>('poct/bridge/event');
-}
 
 const DCA_MESSAGE =
   'H|\\^&|||DCA VANTAGE^04.04.00.00^S000042|||||||P||20250314151746\rP|1|PAT1\rO|1||660^0090\rR|1|^^^Alb|63.7|mg/L||||F|||20250314151030\rR|2|^^^Crt|230.8|mg/dL||||F|||20250314151030\rR|3|^^^Ratio|27.6|mg/g||||F|||20250314151030\rL|1|N';
@@ -41,7 +36,7 @@ describe('astm over a socat pty pair, Mosquitto as broker', () => {
       Array(3).fill(['astm', '77 Elektronika', 'patient', 'urine']),
     );
     expect(new Set(results.map((r) => r.id)).size).toBe(3);
-    await sub.waitFor('bad_frame for the corrupted frame', () => events(sub).some((e) => e.type === 'bad_frame' && e.data?.reason === 'checksum'));
+    await sub.waitFor('bad_frame for the corrupted frame', () => sub.events().some((e) => e.type === 'bad_frame' && e.data?.reason === 'checksum'));
     await sub.waitFor('device state', () => sub.last<DeviceState>('poct/device/bench1')?.serial === 'UA300000001');
   });
 
@@ -52,7 +47,7 @@ describe('astm over a socat pty pair, Mosquitto as broker', () => {
     const controller = await daemonOnSerial(broker.url, pty.b, cleanups, 'options: { receive_timeout_ms: 500 }', 'astm');
     simulateSerialDevice('astm', pty.a, { dialect: 'siemens-dca-vantage', count: 2, stall_after_frames: 3, reply_timeout_ms: 1000, seed: 5 }, cleanups);
 
-    await sub.waitFor('download_failed', () => events(sub).some((e) => e.type === 'download_failed'), 15_000);
+    await sub.waitFor('download_failed', () => sub.events().some((e) => e.type === 'download_failed'), 15_000);
     expect(sub.on(RESULT)).toHaveLength(0);
     await sub.waitFor('the second message', () => sub.on(RESULT).length === 1, 15_000);
     await new Promise((r) => setTimeout(r, 1000));
@@ -94,10 +89,10 @@ devices:
 
     // First connection: 3 frames of 6, then the cable is pulled (the socket closes).
     const first = await connect({ stall_after_frames: 3, framing: 'record-etb' });
-    await sub.waitFor('connected', () => events(sub).some((e) => e.type === 'download_started'), 10_000);
+    await sub.waitFor('connected', () => sub.events().some((e) => e.type === 'download_started'), 10_000);
     await new Promise((r) => setTimeout(r, 300));
     await first.close();
-    await sub.waitFor('download_failed (link closed)', () => events(sub).some((e) => e.type === 'download_failed' && e.data?.reason === 'link-closed'), 10_000);
+    await sub.waitFor('download_failed (link closed)', () => sub.events().some((e) => e.type === 'download_failed' && e.data?.reason === 'link-closed'), 10_000);
     expect(sub.on(RESULT)).toHaveLength(0);
 
     // The device comes back and sends the whole message; then once more (its last ACK was lost).

@@ -85,8 +85,7 @@ devices:
     cleanups.push(() => controller.stop());
 
     const results = (): ResultRecord[] => sub.payloads<ResultRecord>('poct/device/contour1/result');
-    const events = (): BridgeEvent[] => sub.payloads<BridgeEvent>('poct/bridge/event').filter((e) => e.device === 'contour1');
-    const finished = (): BridgeEvent[] => events().filter((e) => e.type === 'download_finished');
+    const finished = (): BridgeEvent[] => sub.events('contour1').filter((e) => e.type === 'download_finished');
 
     await sub.waitFor('4 results', () => results().length >= 4, 20_000);
     for (const r of results()) expect(schemaProblems('poct.result/1', r)).toEqual([]);
@@ -100,7 +99,7 @@ devices:
     await sub.waitFor('download_finished', () => finished().length === 1);
     expect(finished()[0]!.data).toMatchObject({ records: 4, inserted: 4, duplicates: 0 });
     // An event raised before the broker connection is sent once it is up, possibly after later ones.
-    const lastProgress = (): boolean => events().some((e) => e.type === 'download_progress' && e.message === '4 of 4 records');
+    const lastProgress = (): boolean => sub.events('contour1').some((e) => e.type === 'download_progress' && e.message === '4 of 4 records');
     await sub.waitFor('download_progress 4 of 4', lastProgress);
     expect(lastProgress()).toBe(true);
     // The state carries the serial from the identify step on; 'ok' comes after the download.

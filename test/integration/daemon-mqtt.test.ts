@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Controller } from '../../src/controller.ts';
 import type { BridgeDeviceEntry, BridgeInfo } from '../../src/mqtt/topics.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
-import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
+import type { DeviceState, ResultRecord } from '../../src/records/types.ts';
 import { LogCapture, startDaemon, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
 import { Subscriber } from '../helpers/subscriber.ts';
@@ -138,10 +138,10 @@ devices:
 
   it('publishes download events without patient data, and logs none', async () => {
     // Events raised before the broker connection wait for it, and may then come after later ones.
-    const has = (type: string) => (): boolean => sub.payloads<BridgeEvent>('poct/bridge/event').some((e) => e.type === type);
+    const has = (type: string) => (): boolean => sub.events().some((e) => e.type === type);
     await sub.waitFor('download_started', has('download_started'));
     await sub.waitFor('download_finished', has('download_finished'));
-    const events = sub.payloads<BridgeEvent>('poct/bridge/event');
+    const events = sub.events();
     const types = events.map((e) => e.type);
     expect(types).toContain('download_started');
     expect(types).toContain('download_finished');

@@ -9,13 +9,12 @@ import { describe, expect, it } from 'vitest';
 import { FreeStyleSimulator, LIBRE2_UNSUPPORTED, type FreeStyleSimulatorOptions } from '../../drivers/glucose/freestyle-hid.ts';
 import type { Controller } from '../../src/controller.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
-import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
+import type { DeviceState, ResultRecord } from '../../src/records/types.ts';
 import type { HidDeviceHandle, HidOpener } from '../../src/transports/hid.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { startDaemon, testConfig, type LogCapture } from '../helpers/daemon.ts';
-import { Subscriber } from '../helpers/subscriber.ts';
 
 const cleanups = useCleanups();
 
@@ -103,8 +102,6 @@ devices:
   return daemon;
 }
 
-const events = (sub: Subscriber): BridgeEvent[] => sub.payloads<BridgeEvent>('poct/bridge/event').filter((e) => e.device === 'fs1');
-
 const MEMORY = Array.from({ length: 40 }, (_, i) => ({
   time: `2026-11-${String(10 + (i % 9)).padStart(2, '0')}T${String(7 + (i % 14)).padStart(2, '0')}:${String((i * 7) % 60).padStart(2, '0')}:00`,
   value: 72 + 3 * i,
@@ -130,8 +127,8 @@ describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto
     // Events go out at once, the state a moment later, and events raised before the broker
     // connection after it: each awaited, not assumed from the order.
     const downloadEvents = ['download_started', 'download_progress', 'download_finished'];
-    await sub.waitFor('download events', () => downloadEvents.every((type) => events(sub).some((e) => e.type === type)));
-    expect(events(sub).map((e) => e.type)).toEqual(expect.arrayContaining(downloadEvents));
+    await sub.waitFor('download events', () => downloadEvents.every((type) => sub.events('fs1').some((e) => e.type === type)));
+    expect(sub.events('fs1').map((e) => e.type)).toEqual(expect.arrayContaining(downloadEvents));
 
     const again = await sub.request<{ status: string; data: { inserted: number; duplicates: number } }>(
       'poct/device/fs1/request/download',
@@ -155,11 +152,11 @@ describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto
     const { opener, devices, plugged, sim } = hidMeter({ memory, report_delay_ms: 4, max_payload: 24 });
     const { controller } = await daemonWithHidMeter(broker.url, opener);
 
-    await sub.waitFor('progress', () => events(sub).some((e) => e.type === 'download_progress'), 15_000);
+    await sub.waitFor('progress', () => sub.events('fs1').some((e) => e.type === 'download_progress'), 15_000);
     plugged.on = false;
     devices[0]!.unplug();
-    await sub.waitFor('download_failed', () => events(sub).some((e) => e.type === 'download_failed'), 10_000);
-    expect(events(sub).find((e) => e.type === 'download_failed')!.data).toEqual({ reason: 'link-closed' });
+    await sub.waitFor('download_failed', () => sub.events('fs1').some((e) => e.type === 'download_failed'), 10_000);
+    expect(sub.events('fs1').find((e) => e.type === 'download_failed')!.data).toEqual({ reason: 'link-closed' });
     await new Promise((r) => setTimeout(r, 300));
     expect(controller.runtime!.store.recordCount()).toBe(0);
     expect(sub.on('poct/device/fs1/result')).toHaveLength(0);
@@ -181,7 +178,7 @@ describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto
     expect(state.status_detail).toBe(LIBRE2_UNSUPPORTED);
     expect(schemaProblems('poct.device-state/1', state)).toEqual([]);
     // The event is not retained: after a (re)connect it may arrive just after the retained state.
-    const refused = (): boolean => events(sub).some((e) => e.type === 'device_error' && e.message.includes(LIBRE2_UNSUPPORTED));
+    const refused = (): boolean => sub.events('fs1').some((e) => e.type === 'device_error' && e.message.includes(LIBRE2_UNSUPPORTED));
     await sub.waitFor('device_error event', refused, 5_000);
     expect(refused()).toBe(true);
     const answer = await sub.request<{ status: string; error: string }>('poct/device/fs1/request/download', 'poct/device/fs1/response/download', {});

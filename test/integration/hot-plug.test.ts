@@ -2,14 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { onetouchUltra2 } from '../../drivers/glucose/onetouch-ultra2.ts';
 import type { DriverDefinition } from '../../src/driver-sdk/index.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
-import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
+import type { DeviceState, ResultRecord } from '../../src/records/types.ts';
 import type { PortListing } from '../../src/transports/discovery.ts';
 import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { startDaemon, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { simulateMeter } from '../helpers/serial-meter.ts';
 import { startPtyPair } from '../helpers/socat.ts';
-import { eventually, Subscriber } from '../helpers/subscriber.ts';
+import { eventually } from '../helpers/subscriber.ts';
 
 const cleanups = useCleanups();
 
@@ -39,8 +39,6 @@ class FakeUsb {
   }
 }
 
-const events = (sub: Subscriber): BridgeEvent[] => sub.payloads<BridgeEvent>('poct/bridge/event');
-
 describe('hot-plug over a socat pty pair, Mosquitto as broker', () => {
   it('a meter plugged in gets a session and publishes; unplugged it goes offline; plugged again it resumes without duplicates', async () => {
     const { broker, sub } = await brokerWithSubscriber(cleanups);
@@ -68,8 +66,8 @@ auto_detect:
     await sub.waitFor('3 results from the plugged-in meter', () => sub.on(`poct/device/${id}/result`).length >= 3, 20_000);
     for (const r of sub.payloads<ResultRecord>(`poct/device/${id}/result`)) expect(schemaProblems('poct.result/1', r)).toEqual([]);
     // Results, events, state and availability are different topics: each is awaited, not assumed from the order.
-    await sub.waitFor('device_added', () => events(sub).some((e) => e.type === 'device_added'));
-    expect(events(sub).find((e) => e.type === 'device_added')).toMatchObject({ device: id, data: { driver: 'onetouch-ultra2', usb: '067b:2303' } });
+    await sub.waitFor('device_added', () => sub.events().some((e) => e.type === 'device_added'));
+    expect(sub.events().find((e) => e.type === 'device_added')).toMatchObject({ device: id, data: { driver: 'onetouch-ultra2', usb: '067b:2303' } });
     await sub.waitFor('online', () => sub.last<{ state: string }>(`poct/device/${id}/availability`)?.state === 'online');
     await sub.waitFor('state with the serial', () => sub.last<DeviceState>(`poct/device/${id}`)?.serial === 'GMF600DCY');
     expect(sub.last<DeviceState>(`poct/device/${id}`)?.serial).toBe('GMF600DCY');
@@ -77,8 +75,8 @@ auto_detect:
     usb.unplug(pty.b);
     await sub.waitFor('offline after unplug', () => sub.last<{ state: string }>(`poct/device/${id}/availability`)?.state === 'offline');
     // Offline goes out when the port closes; the event and the state only once the session has ended.
-    await sub.waitFor('device_removed', () => events(sub).some((e) => e.type === 'device_removed'));
-    expect(events(sub).find((e) => e.type === 'device_removed')).toMatchObject({ device: id, data: { reason: 'unplugged' } });
+    await sub.waitFor('device_removed', () => sub.events().some((e) => e.type === 'device_removed'));
+    expect(sub.events().find((e) => e.type === 'device_removed')).toMatchObject({ device: id, data: { reason: 'unplugged' } });
     await sub.waitFor('status unplugged', () => sub.last<DeviceState>(`poct/device/${id}`)?.status === 'unplugged');
     expect(sub.last<DeviceState>(`poct/device/${id}`)?.status).toBe('unplugged');
     await sub.waitFor('device list showing it offline', () =>
@@ -91,7 +89,7 @@ auto_detect:
 
     usb.plugSerial(pty.b, '067b:2303', 'CABLE-1');
     await sub.waitFor('online again', () => sub.last<{ state: string }>(`poct/device/${id}/availability`)?.state === 'online', 20_000);
-    await eventually('a second download finished', () => events(sub).filter((e) => e.type === 'download_finished' && e.device === id).length >= 2, 20_000);
+    await eventually('a second download finished', () => sub.events(id).filter((e) => e.type === 'download_finished').length >= 2, 20_000);
     expect(sub.on(`poct/device/${id}/result`)).toHaveLength(3); // same memory: nothing new
     expect(controller.runtime!.store.recordCount()).toBe(3);
   });
@@ -126,8 +124,8 @@ auto_detect: { interval_s: 0.2, allow: [ { driver: freestyle-hid } ] }
     const state = sub.last<DeviceState>(`poct/device/${id}`)!;
     expect(state.model).toBe('FreeStyle Libre 2 reader');
     expect(state.status_detail).toMatch(/encrypt/i);
-    await sub.waitFor('device_error', () => events(sub).some((e) => e.type === 'device_error'));
-    expect(events(sub).find((e) => e.type === 'device_error')?.message).toMatch(/cannot be read: .*encrypt/i);
+    await sub.waitFor('device_error', () => sub.events().some((e) => e.type === 'device_error'));
+    expect(sub.events().find((e) => e.type === 'device_error')?.message).toMatch(/cannot be read: .*encrypt/i);
     const answer = await sub.request(`poct/device/${id}/request/download`, `poct/device/${id}/response/download`, {});
     expect(answer).toMatchObject({ status: 'error', error: expect.stringMatching(/encrypt/i) });
     await sub.waitFor('availability', () => sub.on(`poct/device/${id}/availability`).length > 0);
@@ -149,10 +147,10 @@ auto_detect: { interval_s: 0.2, allow: [ { usb: "067b:2303" } ] }
     );
     cleanups.push(() => controller.stop());
     usb.plugSerial('/dev/ttyUSB9', '067b:2303', 'X');
-    await sub.waitFor('config_error', () => events(sub).some((e) => e.type === 'config_error'));
+    await sub.waitFor('config_error', () => sub.events().some((e) => e.type === 'config_error'));
     const scansSoFar = usb.scans;
     await eventually('three more scans', () => usb.scans >= scansSoFar + 3);
-    const errors = events(sub).filter((e) => e.type === 'config_error');
+    const errors = sub.events().filter((e) => e.type === 'config_error');
     expect(errors).toHaveLength(1);
     expect(errors[0]!.message).toMatch(/fits 2 drivers \(onetouch-ultra2, ultra2-twin\)/);
     expect(controller.deviceManager!.list()).toEqual([]);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { schemaProblems } from '../../src/records/schemas.ts';
-import type { BridgeEvent, ResultRecord } from '../../src/records/types.ts';
+import type { ResultRecord } from '../../src/records/types.ts';
 import { daemonOnSerial, simulateSerialDevice } from '../helpers/serial-meter.ts';
 import { startPtyPair } from '../helpers/socat.ts';
 import { brokerWithSubscriber } from '../helpers/broker.ts';
@@ -29,7 +29,7 @@ describe('CLINITEK urine strip readers over a socat pty pair, Mosquitto as broke
     expect(big.observations.find((o) => o.code === 'KET')).toMatchObject({ text: '15 mg/dL', value: 15 }); // sent as CET
     expect(big.observed_at).toBe('2018-06-18T15:25:00+02:00');
 
-    await sub.waitFor('E58 event', () => sub.payloads<BridgeEvent>('poct/bridge/event').some((e) => e.type === 'device_error' && e.data?.code === 'E58'));
+    await sub.waitFor('E58 event', () => sub.events().some((e) => e.type === 'device_error' && e.data?.code === 'E58'));
     await new Promise((r) => setTimeout(r, 2500)); // two more sends
     expect(sub.on('poct/device/bench1/result')).toHaveLength(6);
     expect(controller.runtime!.store.recordCount()).toBe(6);
@@ -56,10 +56,10 @@ describe('CLINITEK urine strip readers over a socat pty pair, Mosquitto as broke
       value: null,
     });
     // The event and the results are different topics: the event is awaited, not assumed from the order.
-    const badChecksumReported = (): boolean => sub.payloads<BridgeEvent>('poct/bridge/event').some((e) => e.type === 'bad_frame' && e.data?.reason === 'bad-checksum');
+    const badChecksumReported = (): boolean => sub.events().some((e) => e.type === 'bad_frame' && e.data?.reason === 'bad-checksum');
     await sub.waitFor('bad_frame for the corrupted packet', badChecksumReported);
     expect(badChecksumReported()).toBe(true);
-    await sub.waitFor('download finished', () => sub.payloads<BridgeEvent>('poct/bridge/event').some((e) => e.type === 'download_finished'));
+    await sub.waitFor('download finished', () => sub.events().some((e) => e.type === 'download_finished'));
     // The next poll finds the reader empty: nothing more is published.
     await new Promise((r) => setTimeout(r, 2500));
     expect(sub.on('poct/device/bench1/result')).toHaveLength(3);

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { schemaProblems } from '../../src/records/schemas.ts';
-import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
+import type { DeviceState, ResultRecord } from '../../src/records/types.ts';
 import { tempDir, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { daemonOnSerial, simulateMeter } from '../helpers/serial-meter.ts';
 import { startPtyPair } from '../helpers/socat.ts';
@@ -41,7 +41,7 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
 
     await simulateMeter(pty.a, { off: true }, cleanups).ready;
     const controller = await daemonOnSerial(broker.url, pty.b, cleanups, 'options: { reply_timeout_ms: 300 }');
-    await sub.waitFor('no_answer event', () => sub.payloads<BridgeEvent>('poct/bridge/event').some((e) => e.type === 'no_answer'), 20_000);
+    await sub.waitFor('no_answer event', () => sub.events().some((e) => e.type === 'no_answer'), 20_000);
     await sub.waitFor('status no-answer', () => sub.last<DeviceState>('poct/device/bench1')?.status === 'no-answer');
     await sub.waitFor('device offline', () => sub.last<{ state: string }>('poct/device/bench1/availability')?.state === 'offline');
     expect(sub.last<{ state: string }>('poct/device/bench1/availability')).toEqual({ state: 'offline' });
@@ -56,7 +56,7 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
     await pty.stop(); // the cable is unplugged: the path does not exist
 
     await daemonOnSerial(broker.url, links.b, cleanups, 'poll_interval: 1');
-    await sub.waitFor('port_missing event', () => sub.payloads<BridgeEvent>('poct/bridge/event').some((e) => e.type === 'port_missing'), 10_000);
+    await sub.waitFor('port_missing event', () => sub.events().some((e) => e.type === 'port_missing'), 10_000);
     await sub.waitFor('status port-missing', () => sub.last<DeviceState>('poct/device/bench1')?.status === 'port-missing');
 
     const back = await startPtyPair(links);

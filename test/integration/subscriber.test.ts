@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { makeEvent } from '../../src/extensions/bridge.ts';
+import { brokerWithSubscriber } from '../helpers/broker.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
+
+const cleanups = useCleanups();
+
+describe('the test subscriber', () => {
+  it("events() are the bridge events in arrival order; events(device) only that device's", async () => {
+    const { sub } = await brokerWithSubscriber(cleanups);
+    const at = new Date('2026-11-20T10:00:00Z');
+    const published = [
+      makeEvent('download_started', 'meter-a', 'download started (poll)', at, { trigger: 'poll' }),
+      makeEvent('mqtt_error', null, 'MQTT: refused', at),
+      makeEvent('no_answer', 'meter-b', 'no answer', at),
+      makeEvent('download_finished', 'meter-a', 'downloaded', at, { records: 1, inserted: 1, duplicates: 0 }),
+    ];
+    for (const event of published) await sub.client.publishAsync('poct/bridge/event', JSON.stringify(event), { qos: 1 });
+    // Same payload shape on another topic: not an event.
+    await sub.client.publishAsync('poct/device/meter-a', JSON.stringify(published[0]), { qos: 1 });
+
+    await sub.waitFor('everything published', () => sub.messages.length === published.length + 1);
+    expect(sub.events()).toEqual(published);
+    expect(sub.events('meter-a').map((e) => e.type)).toEqual(['download_started', 'download_finished']);
+    expect(sub.events('meter-b').map((e) => e.type)).toEqual(['no_answer']);
+    expect(sub.events('meter-c')).toEqual([]);
+  });
+});
