@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import type { AutoDetectRule, DeviceConfig } from '../config/types.ts';
 import type { DriverDefinition } from '../driver-sdk/index.ts';
-import { listPorts, normalizeUsbId, usbEntry, type PortListing } from '../transports/discovery.ts';
+import { listPorts, normalizeUsbId, type PortListing } from '../transports/discovery.ts';
 import { makeEvent } from './bridge.ts';
 import type { Extension, Services } from './extension.ts';
 
@@ -21,6 +21,8 @@ export interface PresentDevice {
   stablePath: string | null;
   usb: string | null;
   serialNumber: string | null;
+  /** Ids of the drivers whose USB ids match, as the listing found them. */
+  drivers: string[];
 }
 
 export type PortLister = () => Promise<PortListing>;
@@ -41,6 +43,7 @@ export function presentDevices(listing: PortListing): PresentDevice[] {
       stablePath: p.byIdPath,
       usb: usb(p.vendorId, p.productId),
       serialNumber: p.serialNumber,
+      drivers: p.drivers,
     })),
     ...listing.hid
       .filter((d): d is typeof d & { path: string } => d.path !== null)
@@ -51,15 +54,10 @@ export function presentDevices(listing: PortListing): PresentDevice[] {
         stablePath: null,
         usb: usb(d.vendorId, d.productId),
         serialNumber: d.serialNumber,
+        drivers: d.drivers,
       })),
   ];
 }
-
-/** Does the driver list this device's `vvvv:pppp` among its USB ids? */
-const claims = (driver: DriverDefinition, usb: string | null): boolean => {
-  const [vendorId, productId] = usb ? usb.split(':') : [];
-  return usbEntry(driver, vendorId, productId) !== undefined;
-};
 
 function resolved(path: string): string {
   try {
@@ -103,8 +101,7 @@ function ruleMatches(rule: AutoDetectRule, present: PresentDevice, drivers: read
   if (rule.serial !== undefined && rule.serial !== present.serialNumber) return false;
   if (rule.driver !== undefined && rule.usb === undefined && rule.serial === undefined) {
     // A rule with only a driver takes what that driver's USB ids say is its device.
-    const driver = drivers.find((d) => d.id === rule.driver);
-    return !!driver && claims(driver, present.usb);
+    return present.drivers.includes(rule.driver) && drivers.some((d) => d.id === rule.driver);
   }
   return true;
 }
@@ -127,7 +124,7 @@ export function decide(
   if (rule.driver !== undefined) {
     driver = drivers.find((d) => d.id === rule.driver);
   } else {
-    const candidates = drivers.filter((d) => claims(d, present.usb));
+    const candidates = drivers.filter((d) => present.drivers.includes(d.id));
     if (candidates.length !== 1) {
       const names = candidates.map((d) => d.id).join(', ') || 'none';
       return {

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { onetouchUltra2 } from '../../drivers/glucose/onetouch-ultra2.ts';
+import { drivers } from '../../drivers/index.ts';
 import type { DriverDefinition } from '../../src/driver-sdk/index.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { DeviceState, ResultRecord } from '../../src/records/types.ts';
-import type { PortListing } from '../../src/transports/discovery.ts';
+import { matchDrivers, type PortListing } from '../../src/transports/discovery.ts';
 import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { startDaemon, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
@@ -13,7 +14,10 @@ import { eventually } from '../helpers/subscriber.ts';
 
 const cleanups = useCleanups();
 
-/** The USB bus as the test wants it: `plug`/`unplug` change what the next listing shows. */
+/**
+ * The USB bus as the test wants it: `plug`/`unplug` change what the next listing shows, with the
+ * drivers of `driverList` that match each USB id, as the real listing gives them.
+ */
 class FakeUsb {
   private listing: PortListing = { serial: [], hid: [], problems: [] };
   /** How many times the daemon has looked. */
@@ -23,14 +27,18 @@ class FakeUsb {
     return structuredClone(this.listing);
   };
 
+  constructor(private readonly driverList: readonly DriverDefinition[] = drivers) {}
+
   plugSerial(path: string, usb: string, serialNumber: string): void {
     const [vendorId, productId] = usb.split(':') as [string, string];
-    this.listing.serial.push({ path, vendorId, productId, manufacturer: 'Prolific', serialNumber, pnpId: null, byIdPath: null, drivers: [] });
+    const matching = matchDrivers(vendorId, productId, this.driverList);
+    this.listing.serial.push({ path, vendorId, productId, manufacturer: 'Prolific', serialNumber, pnpId: null, byIdPath: null, drivers: matching });
   }
 
   plugHid(path: string, usb: string): void {
     const [vendorId, productId] = usb.split(':') as [string, string];
-    this.listing.hid.push({ path, vendorId, productId, manufacturer: 'Abbott', product: 'meter', serialNumber: null, drivers: [] });
+    const matching = matchDrivers(vendorId, productId, this.driverList);
+    this.listing.hid.push({ path, vendorId, productId, manufacturer: 'Abbott', product: 'meter', serialNumber: null, drivers: matching });
   }
 
   unplug(path: string): void {
@@ -136,7 +144,7 @@ auto_detect: { interval_s: 0.2, allow: [ { driver: freestyle-hid } ] }
   it('a USB id that fits several drivers is reported once and not taken', async () => {
     const { broker, sub } = await brokerWithSubscriber(cleanups);
     const twin: DriverDefinition = { ...onetouchUltra2, id: 'ultra2-twin' };
-    const usb = new FakeUsb();
+    const usb = new FakeUsb([onetouchUltra2, twin]);
     const { controller } = await startDaemon(
       testConfig(`
 mqtt: { url: ${broker.url} }

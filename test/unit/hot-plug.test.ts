@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DriverDefinition } from '../../src/driver-sdk/index.ts';
 import { decide, detectedDeviceId, presentDevices, type PresentDevice } from '../../src/extensions/hot-plug.ts';
-import type { PortListing } from '../../src/transports/discovery.ts';
+import { matchDrivers, type PortListing } from '../../src/transports/discovery.ts';
 import { onetouchUltra2 } from '../../drivers/glucose/onetouch-ultra2.ts';
 
 /** Drivers that differ only in the USB ids they claim, for deterministic rule tests. */
@@ -18,15 +18,21 @@ const DRIVERS = [
   fake('hid-meter', [['1a61', '3460'], ['1a61', '3950', 'encrypted']], ['hid']),
 ];
 
-const serialPort = (over: Partial<PresentDevice> = {}): PresentDevice => ({
-  key: 'serial:/dev/ttyUSB0',
-  kind: 'serial',
-  path: '/dev/ttyUSB0',
-  stablePath: '/dev/serial/by-id/usb-Prolific-if00-port0',
-  usb: '067b:2303',
-  serialNumber: 'CAB123',
-  ...over,
-});
+/** A present device with the drivers the listing would give its USB id, unless `over` names them. */
+const serialPort = (over: Partial<PresentDevice> = {}): PresentDevice => {
+  const usb = over.usb === undefined ? '067b:2303' : over.usb;
+  const [vendorId, productId] = usb?.split(':') ?? [];
+  return {
+    key: 'serial:/dev/ttyUSB0',
+    kind: 'serial',
+    path: '/dev/ttyUSB0',
+    stablePath: '/dev/serial/by-id/usb-Prolific-if00-port0',
+    usb,
+    serialNumber: 'CAB123',
+    drivers: matchDrivers(vendorId, productId, DRIVERS),
+    ...over,
+  };
+};
 const NONE: DeviceConfig[] = [];
 
 describe('hot-plug rules', () => {
@@ -89,6 +95,17 @@ describe('hot-plug rules', () => {
     expect(decide(hid, [{ usb: '1a61:3950', driver: 'meter-a' }], DRIVERS, NONE, {})).toMatchObject({ take: false, reason: 'wrong-transport' });
   });
 
+  it("goes by the drivers the listing found for the USB id, not the id's own reading", () => {
+    // The listing was made with one of the two drivers that claim 067b:2303.
+    const listedForB = serialPort({ drivers: ['meter-b'] });
+    expect(decide(listedForB, [{ usb: '067b:2303' }], DRIVERS, NONE, {})).toMatchObject({ take: true, device: { driver: 'meter-b' } });
+    expect(decide(listedForB, [{ driver: 'meter-a' }], DRIVERS, NONE, {})).toEqual({ take: false, reason: 'not-allowed' });
+    // A driver the listing names but this daemon does not run is never taken.
+    const unknown = serialPort({ usb: '0403:6001', drivers: ['elsewhere'] });
+    expect(decide(unknown, [{ driver: 'elsewhere' }], DRIVERS, NONE, {})).toEqual({ take: false, reason: 'not-allowed' });
+    expect(decide(unknown, [{ usb: '0403:6001' }], DRIVERS, NONE, {})).toMatchObject({ take: false, reason: 'ambiguous' });
+  });
+
   it('ids are safe topic segments whatever the USB serial holds', () => {
     expect(detectedDeviceId('meter-a', serialPort({ serialNumber: 'a/b#c+d e' }))).toBe('meter-a-a-b-c-d-e');
   });
@@ -96,17 +113,17 @@ describe('hot-plug rules', () => {
   it('lists serial ports and HID devices with a path as present devices', () => {
     const listing: PortListing = {
       serial: [
-        { path: '/dev/ttyUSB0', vendorId: '067b', productId: '2303', manufacturer: null, serialNumber: 'X', pnpId: null, byIdPath: null, drivers: [] },
+        { path: '/dev/ttyUSB0', vendorId: '067b', productId: '2303', manufacturer: null, serialNumber: 'X', pnpId: null, byIdPath: null, drivers: ['meter-a', 'meter-b'] },
       ],
       hid: [
-        { path: '/dev/hidraw0', vendorId: '1a61', productId: '3460', manufacturer: null, product: null, serialNumber: null, drivers: [] },
+        { path: '/dev/hidraw0', vendorId: '1a61', productId: '3460', manufacturer: null, product: null, serialNumber: null, drivers: ['hid-meter'] },
         { path: null, vendorId: '1a61', productId: '3460', manufacturer: null, product: null, serialNumber: null, drivers: [] },
       ],
       problems: [],
     };
-    expect(presentDevices(listing).map((p) => [p.key, p.usb])).toEqual([
-      ['serial:/dev/ttyUSB0', '067b:2303'],
-      ['hid:/dev/hidraw0', '1a61:3460'],
+    expect(presentDevices(listing).map((p) => [p.key, p.usb, p.drivers])).toEqual([
+      ['serial:/dev/ttyUSB0', '067b:2303', ['meter-a', 'meter-b']],
+      ['hid:/dev/hidraw0', '1a61:3460', ['hid-meter']],
     ]);
   });
 });
