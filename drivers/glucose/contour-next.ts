@@ -67,7 +67,8 @@ import {
 import { type AstmRecord, parseAstmDate, parseMessage, splitRecords } from '../../src/protocols/astm/records.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { hostTimeZone, meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { SimulatedClock, type SimulatedClockOptions } from '../../src/driver-sdk/simulated-clock.ts';
+import { meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const CONTOUR_DRIVER_ID = 'contour-next';
 const MANUFACTURER = 'Ascensia';
@@ -851,13 +852,12 @@ export interface SimulatedContourReading {
   markers?: string[];
 }
 
-export interface ContourSimulatorOptions {
+export interface ContourSimulatorOptions extends SimulatedClockOptions {
   serial?: string;
   /** Model code as in the H record (default 7410, Contour Next USB). */
   model_code?: string;
   firmware?: string;
   unit?: GlucoseUnit;
-  clock_offset_s?: number;
   memory?: SimulatedContourReading[];
   /** Never answers. */
   off?: boolean;
@@ -871,9 +871,7 @@ export interface ContourSimulatorOptions {
   extra_records?: string[];
   /** true: each report carries a random 1…60 bytes; false (default): reports are filled to 60. */
   random_cuts?: boolean;
-  timezone?: string;
   seed?: number;
-  now?: () => Date;
 }
 
 const SIMULATOR_OPTION_HELP: Record<string, string> = {
@@ -981,7 +979,7 @@ export class ContourSimulator implements DeviceSimulator {
   modelCode: string;
   firmware: string;
   unit: GlucoseUnit;
-  clockOffsetS: number;
+  readonly deviceClock: SimulatedClock;
   memory: SimulatedContourReading[];
   off: boolean;
   stopAfterFrames: number | null;
@@ -992,8 +990,6 @@ export class ContourSimulator implements DeviceSimulator {
   transfers = 0;
   private readonly oncePerPlug: boolean;
   private readonly randomCuts: boolean;
-  private readonly timezone: string;
-  private readonly now: () => Date;
   private readonly random: () => number;
   private corruptFrames: number;
   private transport: ByteTransport | null = null;
@@ -1011,15 +1007,13 @@ export class ContourSimulator implements DeviceSimulator {
     this.modelCode = options.model_code ?? '7410';
     this.firmware = options.firmware ?? '01.14/01.03/04.18';
     this.unit = options.unit ?? 'mg/dL';
-    this.clockOffsetS = options.clock_offset_s ?? 0;
+    this.deviceClock = new SimulatedClock(options);
     this.off = options.off ?? false;
     this.corruptFrames = Math.floor(options.corrupt_next ?? 0);
     this.stopAfterFrames = options.stop_after_frames ?? null;
     this.extraRecords = options.extra_records ?? [];
     this.oncePerPlug = options.once_per_plug ?? false;
     this.randomCuts = options.random_cuts ?? false;
-    this.timezone = options.timezone ?? hostTimeZone();
-    this.now = options.now ?? (() => new Date());
     this.random = seededRandom(options.seed ?? Date.now());
     this.memory = options.memory ? options.memory.map((r) => ({ ...r })) : this.defaultMemory();
   }
@@ -1031,7 +1025,7 @@ export class ContourSimulator implements DeviceSimulator {
 
   /** The meter's naive clock now. */
   clock(): string {
-    return nowInZone(this.timezone, new Date(this.now().getTime() + this.clockOffsetS * 1000));
+    return this.deviceClock.read();
   }
 
   attach(transport: ByteTransport): void {
@@ -1162,7 +1156,7 @@ export class ContourSimulator implements DeviceSimulator {
       if (m) target = meterNaiveTime(yy, mo, d, Number(m[1]), Number(m[2]), 0);
     }
     if (!target) return false;
-    this.clockOffsetS = (Date.parse(naiveToZoned(target, this.timezone)) - this.now().getTime()) / 1000;
+    this.deviceClock.set(target);
     return true;
   }
 

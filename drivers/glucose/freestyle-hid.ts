@@ -60,7 +60,8 @@ import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../.
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
-import { hostTimeZone, meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { SimulatedClock, type SimulatedClockOptions } from '../../src/driver-sdk/simulated-clock.ts';
+import { meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import {
   clockChangeSeconds,
   decodeReport,
@@ -838,11 +839,10 @@ export interface SimulatedRecord {
   error?: boolean;
 }
 
-export interface FreeStyleSimulatorOptions {
+export interface FreeStyleSimulatorOptions extends SimulatedClockOptions {
   model?: FreeStyleModel;
   serial?: string;
   firmware?: string;
-  clock_offset_s?: number;
   memory?: SimulatedRecord[];
   /** Replies sent from now on with a wrong CKSM: the next N. */
   corrupt_next?: number;
@@ -856,9 +856,7 @@ export interface FreeStyleSimulatorOptions {
   /** What the meter holds as patient name and id (patient data: the driver never asks). */
   patient_name?: string;
   patient_id?: string;
-  timezone?: string;
   seed?: number;
-  now?: () => Date;
 }
 
 const SIMULATOR_OPTION_HELP: Record<string, string> = {
@@ -967,7 +965,7 @@ export class FreeStyleSimulator implements DeviceSimulator {
   readonly model: FreeStyleModel;
   serial: string;
   firmware: string;
-  clockOffsetS: number;
+  readonly deviceClock: SimulatedClock;
   memory: SimulatedRecord[];
   off: boolean;
   /** Every text command received, in order (tests read it). */
@@ -979,8 +977,6 @@ export class FreeStyleSimulator implements DeviceSimulator {
   private readonly reportDelayMs: number;
   private readonly patientName: string;
   private readonly patientId: string;
-  private readonly timezone: string;
-  private readonly now: () => Date;
   private readonly random: () => number;
   private transport: ByteTransport | null = null;
   private readonly stream = new ReportStream();
@@ -991,7 +987,7 @@ export class FreeStyleSimulator implements DeviceSimulator {
     this.model = options.model ?? 'insulinx';
     this.serial = options.serial ?? DEFAULT_SERIALS[this.model];
     this.firmware = options.firmware ?? '1.40';
-    this.clockOffsetS = options.clock_offset_s ?? 0;
+    this.deviceClock = new SimulatedClock(options);
     this.off = options.off ?? false;
     this.corrupt = options.corrupt_next ?? 0;
     this.keepaliveEvery = Math.floor(options.keepalive_every ?? 3);
@@ -999,8 +995,6 @@ export class FreeStyleSimulator implements DeviceSimulator {
     this.reportDelayMs = options.report_delay_ms ?? 0;
     this.patientName = options.patient_name ?? 'Doe,Jane';
     this.patientId = options.patient_id ?? 'PID-000042';
-    this.timezone = options.timezone ?? hostTimeZone();
-    this.now = options.now ?? (() => new Date());
     this.random = seededRandom(options.seed ?? Date.now());
     this.memory = options.memory ? options.memory.map((r) => ({ ...r })) : this.defaultMemory();
   }
@@ -1017,7 +1011,7 @@ export class FreeStyleSimulator implements DeviceSimulator {
 
   /** The meter's naive clock now. */
   clock(): string {
-    return nowInZone(this.timezone, new Date(this.now().getTime() + this.clockOffsetS * 1000));
+    return this.deviceClock.read();
   }
 
   attach(transport: ByteTransport): void {
@@ -1163,7 +1157,7 @@ export class FreeStyleSimulator implements DeviceSimulator {
             ? meterNaiveTime(now[2], now[0], now[1], a, b, 0)
             : null;
       if (!next) return refuse();
-      this.clockOffsetS = (Date.parse(naiveToZoned(next, this.timezone)) - this.now().getTime()) / 1000;
+      this.deviceClock.set(next);
       return ok('');
     }
     return refuse();

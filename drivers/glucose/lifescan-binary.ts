@@ -57,7 +57,8 @@ import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
-import { clockSkewSeconds, hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { SimulatedClock, type SimulatedClockOptions } from '../../src/driver-sdk/simulated-clock.ts';
+import { clockSkewSeconds, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const MANUFACTURER = 'LifeScan';
 
@@ -863,19 +864,16 @@ export interface SimulatedReading {
   meal?: Meal;
 }
 
-export interface SimulatorOptions {
+export interface SimulatorOptions extends SimulatedClockOptions {
   serial?: string;
   firmware?: string;
   unit?: DisplayUnit;
-  clock_offset_s?: number;
   memory?: SimulatedReading[];
   off?: boolean;
   corrupt_next?: number;
-  timezone?: string;
   max_chunk?: number;
   frame_delay_ms?: number;
   seed?: number;
-  now?: () => Date;
 }
 
 export const SIMULATOR_OPTION_HELP: Record<string, string> = {
@@ -955,7 +953,7 @@ export class LifeScanSimulator implements DeviceSimulator {
   firmware: string;
   build: string;
   unit: DisplayUnit;
-  clockOffsetS: number;
+  readonly deviceClock: SimulatedClock;
   memory: SimulatedReading[];
   off: boolean;
   /** Every request received, in order (tests read it). */
@@ -964,10 +962,8 @@ export class LifeScanSimulator implements DeviceSimulator {
   resets = 0;
   private readonly corruptAt = new Set<number>();
   private framesSent = 0;
-  private readonly timezone: string;
   private readonly wire: ChunkedWriter;
   private readonly frameDelayMs: number;
-  private readonly now: () => Date;
   private readonly random: () => number;
   private readonly reader = new FrameReader();
   private transport: ByteTransport | null = null;
@@ -987,12 +983,10 @@ export class LifeScanSimulator implements DeviceSimulator {
     this.firmware = v.firmware;
     this.build = v.build ?? '';
     this.unit = options.unit ?? 'mg/dL';
-    this.clockOffsetS = options.clock_offset_s ?? 0;
+    this.deviceClock = new SimulatedClock(options);
     this.off = options.off ?? false;
     this.corruptNext(options.corrupt_next ?? 0);
-    this.timezone = options.timezone ?? hostTimeZone();
     this.frameDelayMs = options.frame_delay_ms ?? 0;
-    this.now = options.now ?? (() => new Date());
     this.random = seededRandom(options.seed ?? Date.now());
     this.wire = new ChunkedWriter(this.random, Math.max(1, Math.floor(options.max_chunk ?? 16)), (t) => t === this.transport);
     this.memory = options.memory ? options.memory.map((r) => ({ ...r })) : rules.defaultMemory(this.clock());
@@ -1010,7 +1004,7 @@ export class LifeScanSimulator implements DeviceSimulator {
 
   /** The meter's naive clock now. */
   clock(): string {
-    return nowInZone(this.timezone, new Date(this.now().getTime() + this.clockOffsetS * 1000));
+    return this.deviceClock.read();
   }
 
   view(): MeterView {
@@ -1092,7 +1086,7 @@ export class LifeScanSimulator implements DeviceSimulator {
     this.received.push(req.type);
     if (req.type === 'write-clock') {
       const target = naiveFromSeconds(req.seconds, this.dialect.epochOffsetS);
-      if (target) this.clockOffsetS = (Date.parse(naiveToZoned(target, this.timezone)) - this.now().getTime()) / 1000;
+      if (target) this.deviceClock.set(target);
     }
     return this.dialect.reply(req, this.view());
   }

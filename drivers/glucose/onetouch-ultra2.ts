@@ -61,7 +61,8 @@ import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
-import { hostTimeZone, meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { SimulatedClock, type SimulatedClockOptions } from '../../src/driver-sdk/simulated-clock.ts';
+import { meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const ULTRA2_DRIVER_ID = 'onetouch-ultra2';
 const MANUFACTURER = 'LifeScan';
@@ -797,12 +798,10 @@ function parseSetClock(command: string): string | null {
   return m ? naiveFromWire(m.slice(1, 7)) : null;
 }
 
-export interface Ultra2SimulatorOptions {
+export interface Ultra2SimulatorOptions extends SimulatedClockOptions {
   serial?: string;
   firmware?: string;
   unit?: DisplayUnit;
-  /** The meter clock minus the true time, in seconds. */
-  clock_offset_s?: number;
   /** What the meter remembers. When absent, a few plausible readings from the last two days. */
   memory?: SimulatedReading[];
   /** Adds a new reading every so many seconds (about 1 in 10 a control run). */
@@ -813,16 +812,12 @@ export interface Ultra2SimulatorOptions {
   off?: boolean | 'nul';
   /** Sends the next N lines with a wrong checksum. */
   corrupt_next?: number;
-  /** The zone of the meter's naive clock (default: the host's zone). */
-  timezone?: string;
   /** The largest chunk written at once (default 16); chunk sizes are random from 1 up to it. */
   max_chunk?: number;
   /** Pause between lines, in ms (default 0). */
   line_delay_ms?: number;
   /** Seed of the simulator's random numbers, for reproducible runs. */
   seed?: number;
-  /** The true time (tests). */
-  now?: () => Date;
 }
 
 const SIMULATOR_OPTION_HELP: Record<string, string> = {
@@ -894,7 +889,7 @@ export class Ultra2Simulator implements DeviceSimulator {
   serial: string;
   firmware: string;
   unit: DisplayUnit;
-  clockOffsetS: number;
+  readonly deviceClock: SimulatedClock;
   memory: SimulatedReading[];
   off: boolean | 'nul';
   /** Lines sent from now on with a wrong checksum: 0 is the next line. */
@@ -903,9 +898,7 @@ export class Ultra2Simulator implements DeviceSimulator {
   private linesSent = 0;
   /** Every command received, in order (tests read it). */
   readonly received: string[] = [];
-  private readonly timezone: string;
   private readonly lineDelayMs: number;
-  private readonly now: () => Date;
   private readonly random: () => number;
   private readonly newReadingEveryS: number | undefined;
   private transport: ByteTransport | null = null;
@@ -919,12 +912,10 @@ export class Ultra2Simulator implements DeviceSimulator {
     this.serial = options.serial ?? 'GMF600DCY';
     this.firmware = options.firmware ?? 'P02.00.00 30/08/06';
     this.unit = options.unit ?? 'mg/dL';
-    this.clockOffsetS = options.clock_offset_s ?? 0;
+    this.deviceClock = new SimulatedClock(options);
     this.off = options.off ?? false;
     this.corruptNext(options.corrupt_next ?? 0);
-    this.timezone = options.timezone ?? hostTimeZone();
     this.lineDelayMs = options.line_delay_ms ?? 0;
-    this.now = options.now ?? (() => new Date());
     this.random = seededRandom(options.seed ?? Date.now());
     this.wire = new ChunkedWriter(this.random, Math.max(1, Math.floor(options.max_chunk ?? 16)), (t) => t === this.transport);
     this.newReadingEveryS = options.new_reading_every_s;
@@ -952,7 +943,7 @@ export class Ultra2Simulator implements DeviceSimulator {
 
   /** The meter's naive clock now. */
   clock(): string {
-    return nowInZone(this.timezone, new Date(this.now().getTime() + this.clockOffsetS * 1000));
+    return this.deviceClock.read();
   }
 
   meterState(): Ultra2MeterState {
@@ -1043,7 +1034,7 @@ export class Ultra2Simulator implements DeviceSimulator {
     const bodies = ultra2ReplyBodies(command, this.meterState());
     if (!bodies) return; // the meter ignores what it does not know
     const set = parseSetClock(command);
-    if (set) this.clockOffsetS = (Date.parse(naiveToZoned(set, this.timezone)) - this.now().getTime()) / 1000;
+    if (set) this.deviceClock.set(set);
     if (command === 'DMZ') this.memory = [];
     this.enqueueWrites(
       bodies.map((body) => {

@@ -477,7 +477,7 @@ describe('Contour session', () => {
     const res = (await r.session.command('clock/sync', {})) as { clock_skew_s: number; previous_skew_s: number };
     expect(Math.abs(res.previous_skew_s + 7200)).toBeLessThanOrEqual(60);
     expect(Math.abs(res.clock_skew_s)).toBeLessThanOrEqual(60);
-    expect(Math.abs(r.sim.clockOffsetS)).toBeLessThanOrEqual(60);
+    expect(Math.abs(r.sim.deviceClock.offsetS)).toBeLessThanOrEqual(60);
     expect(r.sim.received).toEqual(expect.arrayContaining(['W|', 'D|', 'T|']));
     expect(r.host.types()).toContain('clock_set');
     await r.session.stop();
