@@ -137,16 +137,17 @@ export function parseAstmOptions(o: Record<string, unknown>, where = 'options'):
 // Message → drafts
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-/** Device unit spellings → UCUM, for analyzer results (strip results use the strip table). */
+/** Device unit spellings (lower-cased, `µ` as `u`) → UCUM, for analyzer results (strip results use the strip table). */
 const UCUM_UNITS: Readonly<Record<string, string>> = {
   'mg/dl': 'mg/dL', 'mg/l': 'mg/L', 'g/l': 'g/L', 'g/dl': 'g/dL', 'u/l': 'U/L', 'iu/l': '[IU]/L', '%': '%', 'mg/g': 'mg/g',
-  'mg/mmol': 'mg/mmol', 'mmol/l': 'mmol/L', 'umol/l': 'umol/L', 'µmol/l': 'umol/L', 'mmol/mol': 'mmol/mol', 'fl': 'fL', 'pg': 'pg',
+  'mg/mmol': 'mg/mmol', 'mmol/l': 'mmol/L', 'umol/l': 'umol/L', 'mmol/mol': 'mmol/mol', 'fl': 'fL', 'pg': 'pg',
   '10e3/ul': '10*3/uL', '10e6/ul': '10*6/uL', '10^3/ul': '10*3/uL', '10^6/ul': '10*6/uL', '/ul': '/uL', 'p/ul': '/uL', 'p/hpf': '/[HPF]',
   'p/lpf': '/[LPF]', 'ng/ml': 'ng/mL', 'mu/l': 'mU/L',
 };
 
 export function ucumOf(unit: string): string | null {
-  return UCUM_UNITS[unit.trim().toLowerCase()] ?? null;
+  // Instruments write micro as the micro sign (U+00B5), the Greek mu (U+03BC) or a plain u.
+  return UCUM_UNITS[unit.trim().toLowerCase().replace(/µ|μ/g, 'u')] ?? null;
 }
 
 const STATUS_FLAGS: Readonly<Record<string, string>> = {
@@ -436,9 +437,9 @@ export function decodeAstmMessage(bytes: Buffer, ctx: DecodeContext, options: Pa
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
 export function decodeAstm(capture: Capture, ctx: DecodeContext): DecodeResult {
-  const { messages, issues: linkIssues } = collectMessages(deviceBytes(capture));
-  const issues: DecodeIssue[] = linkIssues.map((i) => ({ reason: i.reason, bytes: i.bytes }));
   const options = parseAstmOptions(ctx.options ?? {}, `device ${ctx.deviceId}: options`);
+  const { messages, issues: linkIssues } = collectMessages(deviceBytes(capture), options.max_frame_bytes);
+  const issues: DecodeIssue[] = linkIssues.map((i) => ({ reason: i.reason, bytes: i.bytes }));
   const drafts: ResultDraft[] = [];
   let device: Partial<DeviceState> = {};
   for (const m of messages) {

@@ -382,6 +382,11 @@ export interface StripValue {
   ordinal: OrdinalGrade | null;
   /** The device marked the number as approximate (`Apr 200`, `Ca 10`): `value` stays null. */
   approximate: boolean;
+  /**
+   * The words after a number when no unit table knows them (`12 U/L`): the result is a quantity
+   * of an unknown kind, so it gets neither a number nor a presence code, only its text.
+   */
+  unknownUnit: string | null;
 }
 
 /** Device unit (lower-cased, `µ` as `u`) → UCUM and kind. Data; add a row for a new spelling. */
@@ -427,7 +432,7 @@ const NUMBER_WITH_UNIT = /^(>=|<=|=>|=<|≥|≤|>|<)?\s*(\d+(?:\.\d+)?)(?:\s*(\S
  */
 export function parseStripValue(raw: string): StripValue {
   const text = raw.trim();
-  const out: StripValue = { value: null, comparator: null, unit: null, ucum: null, kind: null, text, ordinal: ordinalGrade(text), approximate: false };
+  const out: StripValue = { value: null, comparator: null, unit: null, ucum: null, kind: null, text, ordinal: ordinalGrade(text), approximate: false, unknownUnit: null };
   if (out.ordinal !== null || text === '') return out;
   let rest = text;
   const approx = APPROX.exec(rest);
@@ -448,7 +453,10 @@ export function parseStripValue(raw: string): StripValue {
   if (!m) return out;
   const unit = m[3] ?? null;
   const info = unit !== null ? unitInfo(unit) : null;
-  if (unit !== null && info === null) return out; // a word we do not understand after the number: text only
+  if (unit !== null && info === null) {
+    out.unknownUnit = unit;
+    return out;
+  }
   if (!out.approximate) {
     out.value = Number(m[2]);
     out.comparator = m[1] !== undefined ? COMPARATORS[m[1]]! : null;
@@ -477,6 +485,7 @@ export function loincFor(analyte: UrineAnalyteCode, v: StripValue, method: Strip
   const a = URINE_ANALYTES[analyte];
   const methods = method === 'automated' ? [a.automated, a.strip] : [a.strip];
   if (a.freeText) return a.strip.ordinal;
+  if (v.unknownUnit !== null) return null;
   const numeric = v.value !== null || v.comparator !== null || v.approximate;
   const kind = v.kind ?? (numeric && v.unit === null ? (UNITLESS_KIND[analyte] ?? null) : null);
   // A number with no unit for an analyte that needs one (`GLU 100`): which code is unknown.
@@ -543,6 +552,7 @@ export function stripObservation(
   }
   const loinc = text === null ? null : loincFor(analyte, v, method);
   if (loinc === null && text !== null) flags.push('loinc-unmapped');
+  if (v.unknownUnit !== null) flags.push('unit-unknown');
   // Unitless numbers: specific gravity is a ratio (UCUM `1`), pH has its own scale.
   const unit = v.unit ?? (v.value !== null && analyte === 'PH' ? 'pH' : v.value !== null && analyte === 'SG' ? '1' : null);
   // A number is published only with its unit (the result schema requires one): else text only.

@@ -141,10 +141,25 @@ describe('astm options and decoding', () => {
     const replayed = decodeAstm(capture, { ...ctx, options: { mappings: { '550': { name: 'Site test 550', loinc: '1920-8', ucum: 'U/L' } } } });
     expect(replayed.drafts[0]!.observations[0]).toMatchObject({ code: '550', loinc: '1920-8' });
     expect(() => decodeAstm(capture, { ...ctx, options: { bogus: 1 } })).toThrow(/options\.bogus: unknown option/);
+    // The device's frame limit applies to a replay as it did to the live session.
+    expect(decodeAstm(capture, { ...ctx, options: { max_frame_bytes: 64 } })).toMatchObject({ drafts: [], issues: [{ reason: 'frame-too-long' }] });
     // Without the mapping: kept, flagged, never dropped.
     expect(decodeAstmMessage(msg, ctx).drafts[0]!.observations.map((o) => [o.code, o.loinc, o.flags])).toEqual([
       ['550', null, ['unmapped-code']],
       ['551', null, ['unmapped-code']],
+    ]);
+  });
+
+  it('reads micro as the micro sign, the Greek mu or a plain u', () => {
+    const units = ['µmol/L', 'μmol/L', 'umol/L'].map((unit) => {
+      const msg = Buffer.from(`H|\\^&|||C111^Roche^c111^4.2.2.1730^1^13147\rP|1\rO|1||S1\rR|1|^^^550|95.2|${unit}||N||F||||20230727162028\rL|1|N\r`, 'utf8');
+      const o = decodeAstmMessage(msg, ctx, parseAstmOptions({ mappings: { '550': { name: 'Site test 550', ucum: 'umol/L' } } })).drafts[0]!.observations[0]!;
+      return [o.unit, o.ucum, o.flags];
+    });
+    expect(units).toEqual([
+      ['µmol/L', 'umol/L', []],
+      ['μmol/L', 'umol/L', []],
+      ['umol/L', 'umol/L', []],
     ]);
   });
 

@@ -94,6 +94,8 @@ describe('parseStripValue', () => {
       expect(parseStripValue(t), t).toMatchObject({ value: null, comparator: null, text: t });
     }
     expect(unitInfo('furlongs')).toBeNull();
+    expect(parseStripValue('100 widgets')).toMatchObject({ unknownUnit: 'widgets' });
+    expect(parseStripValue('Non-hemolyzed 10')).toMatchObject({ unknownUnit: null });
   });
 
   it('never throws and always returns the trimmed text', () => {
@@ -125,6 +127,10 @@ describe('loincFor', () => {
     expect(loincFor('GLU', parseStripValue('100'))).toBeNull(); // a number without a unit
     expect(loincFor('GLU', parseStripValue('5 mmol/L'))).toBeNull();
     expect(loincFor('PCR', parseStripValue('Negative'))).toBeNull();
+    // A quantity in a unit no table knows is not a presence result (LEU 60026-2 would claim one).
+    expect(loincFor('LEU', parseStripValue('12 U/L'))).toBeNull();
+    expect(loincFor('GLU', parseStripValue('5 mmol/mol'))).toBeNull();
+    expect(loincFor('BLD', parseStripValue('Non-hemolyzed 10'))?.code).toBe('57751-0');
   });
 
   it('ucumFor gives unitless SG and pH their UCUM', () => {
@@ -150,6 +156,7 @@ describe('stripObservation', () => {
   });
 
   it('flags a known analyte whose result fits no code', () => {
+    expect(stripObservation('LEU', 'LEU', '12 U/L', false)).toMatchObject({ loinc: null, value: null, unit: null, text: '12 U/L', flags: ['loinc-unmapped', 'unit-unknown'] });
     expect(stripObservation('UBG', 'UBG', '3.2 umol/L', false)).toMatchObject({ loinc: null, value: 3.2, flags: ['loinc-unmapped'] });
   });
 

@@ -237,9 +237,10 @@ export interface CollectedMessages {
  * The receiver's view of a capture, without a link: device bytes → complete messages. Bad frames,
  * wrong frame numbers, garbage and partial messages become issues; duplicates are dropped, as the
  * live receiver does. Lenient about a lost CR or LF after the checksum (files often lose it).
+ * `maxFrameBytes` is the device's own limit, so a replay refuses exactly the frames the session did.
  */
-export function collectMessages(bytes: Buffer): CollectedMessages {
-  const reader = new AstmFrameReader({ lenientLineEnd: true });
+export function collectMessages(bytes: Buffer, maxFrameBytes: number = ASTM_LINK_DEFAULTS.maxFrameBytes): CollectedMessages {
+  const reader = new AstmFrameReader({ lenientLineEnd: true, maxFrameBytes });
   const asm = new MessageAssembler();
   const messages: Buffer[] = [];
   const issues: AstmLinkIssue[] = [];
