@@ -465,6 +465,18 @@ describe('FreeStyle HID session on an in-memory link', () => {
     await stop(h);
   });
 
+  it('clock/sync fails with clock-not-set when the clock read back after the set is still off', async () => {
+    const h = await harness({ clock_offset_s: 3600, memory: [] });
+    await eventually('download_finished', () => types(h).includes('download_finished'));
+    h.sim.deviceClock.set = () => undefined; // a meter that answers CMD OK to the set and keeps its clock
+    await expect(h.session.command('clock/sync', {})).rejects.toThrow(/the meter reports a clock \d+ s away from the time sent/);
+    expect(h.sim.received.filter((c) => /^\$(date|time),/.test(c))).toHaveLength(2);
+    expect(h.events.at(-1)).toMatchObject({ type: 'device_error', data: { reason: 'clock-not-set' } });
+    expect(types(h)).not.toContain('clock_set');
+    expect(h.state.clock_skew_flagged).toBe(true);
+    await stop(h);
+  });
+
   it('Libre: $sn?, $history? and $arresult?; sensor results flagged by source; invalid records are not results', async () => {
     const h = await harness({ model: 'libre' });
     await eventually('download_finished', () => types(h).includes('download_finished'));

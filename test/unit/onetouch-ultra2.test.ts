@@ -665,6 +665,33 @@ describe('session', () => {
     await teardown(r);
   });
 
+  it('clock/sync fails with clock-not-set when the meter answers a clock away from the time sent', async () => {
+    const r = await rig({ clock_offset_s: -7200 });
+    await r.session.start();
+    await r.host.until(() => r.host.types().includes('download_finished'));
+    // A meter that takes DMT but keeps its old clock: its T reply carries a time 2 hours back.
+    r.sim.detach();
+    const commands: string[] = [];
+    let received = '';
+    r.deviceEnd.on('data', (chunk: Buffer) => {
+      received += chunk.toString('latin1');
+      const lines = received.split('\r');
+      received = lines.pop()!;
+      for (const command of lines.filter((c) => c.startsWith('DMT'))) {
+        commands.push(command);
+        const kept = nowInZone('Europe/Copenhagen', new Date(Date.now() - 7200_000));
+        const [, yy, mm, dd, time] = /^20(\d{2})-(\d{2})-(\d{2})T(.+)$/.exec(kept)!;
+        void r.deviceEnd.write(ultra2Line(`T "MON","${mm}/${dd}/${yy}","${time}   "`));
+      }
+    });
+    await expect(r.session.command('clock/sync', {})).rejects.toThrow(/clock \d+ s away from the time sent/);
+    expect(commands).toHaveLength(1);
+    expect(r.host.events.at(-1)).toMatchObject({ type: 'device_error', data: { reason: 'clock-not-set' } });
+    expect(r.host.types()).not.toContain('clock_set');
+    expect(r.host.state.clock_skew_flagged).toBe(true);
+    await teardown(r);
+  });
+
   it('awaits the commit before download_finished', async () => {
     const r = await rig({}, {}, { open: false });
     r.host.commitDelayMs = 150;

@@ -310,6 +310,19 @@ describe('session', () => {
     await teardown(r);
   });
 
+  it('clock/sync fails with clock-not-set when the clock read back after the set is still off', async () => {
+    const r = await rig({ clock_offset_s: -7200 });
+    await r.session.start();
+    await r.host.until(() => r.host.types().includes('download_finished'));
+    r.sim.deviceClock.set = () => undefined; // a meter that acknowledges the set and keeps its clock
+    await expect(r.session.command('clock/sync', {})).rejects.toThrow(/the meter clock reads -7\d{3} s off the host time after the set/);
+    expect(r.sim.received.slice(-2)).toEqual(['write-clock', 'read-clock']);
+    expect(r.host.events.at(-1)).toMatchObject({ type: 'device_error', data: { reason: 'clock-not-set' } });
+    expect(r.host.types()).not.toContain('clock_set');
+    expect(r.host.state.clock_skew_flagged).toBe(true);
+    await teardown(r);
+  });
+
   it('awaits the commit before download_finished; a failing commit is a failed download', async () => {
     const r = await rig({}, {}, { open: false });
     r.host.commitDelayMs = 100;
