@@ -244,76 +244,77 @@ async function baselinePaced(url: string): Promise<PhaseResult> {
   return { name: 'baseline: raw mqtt.js', arrivals, window, ...sampled };
 }
 
+/** Where a paced phase's meters run: how the daemon reaches each, and when each sent its last bytes. */
+interface Meters {
+  name: string;
+  /** The `transport` of meter `d` in the daemon's config. */
+  transport(d: number): Record<string, unknown>;
+  /** For each meter, the absolute times (ascending) it finished writing; asked once the daemon stopped. */
+  lastBytes(): Promise<number[][]>;
+  stop(): void;
+}
+
 /**
- * The daemon with DEVICES simulated meters, each making a reading a second and polled every second.
  * A real Ultra 2 sends its whole memory at 9600 baud and is polled every few minutes; here each
- * meter keeps its last 5 readings (so every poll carries 1 new and 4 already stored) and writes
- * 1–64 bytes at a time, as a USB-serial adapter delivers them. The simulators run on the daemon's
- * own thread, so their work counts against the pipeline's latency.
+ * meter makes a reading a second, keeps its last 5 (so every poll carries 1 new and 4 already
+ * stored) and writes 1–64 bytes at a time, as a USB-serial adapter delivers them.
  */
-async function pipelinePaced(url: string): Promise<PhaseResult> {
+const METER = { memory: [], new_reading_every_s: 1, capacity: 5, max_chunk: 64 };
+const meterSerial = (d: number): string => `B${String(d).padStart(7, '0')}Y`;
+
+/**
+ * The meters on in-memory cables in the daemon's process: their work counts against the
+ * pipeline's latency. Their writes are timed by wrapping MemoryTransport.write until `stop`.
+ */
+function metersInProcess(): Meters {
+  const writes = new Map<string, number[]>();
+  const write = MemoryTransport.prototype.write;
+  MemoryTransport.prototype.write = function (this: MemoryTransport, data: Buffer) {
+    if (this.description.endsWith(':device')) {
+      let times = writes.get(this.description);
+      if (!times) writes.set(this.description, (times = []));
+      times.push(now());
+    }
+    return write.call(this, data);
+  };
+  return {
+    name: 'poctd, meters in-process',
+    transport: (d) => ({ type: 'simulated', simulator: { serial: meterSerial(d), ...METER } }),
+    lastBytes: async () => Array.from({ length: DEVICES }, (_, d) => writes.get(`sim:bench-${d}:device`) ?? []),
+    stop: () => {
+      MemoryTransport.prototype.write = write;
+    },
+  };
+}
+
+const OVER_TCP = 'poctd, meters over TCP';
+
+/**
+ * The meters where real ones are: in another process, reached over TCP (`bench-meters.ts`), so
+ * the daemon's thread does only the daemon's work.
+ */
+async function metersOverTcp(): Promise<Meters> {
+  const { child, first } = await helper<{ ports: number[] }>('./bench-meters.ts', [String(DEVICES)]);
+  return {
+    name: OVER_TCP,
+    transport: (d) => ({ type: 'tcp', host: '127.0.0.1', port: first.ports[d] }),
+    lastBytes: async () => (await report<{ lastBytes: number[][] }>(child)).lastBytes,
+    stop: () => child.kill(),
+  };
+}
+
+/**
+ * The daemon with DEVICES Ultra 2 meters, each polled every second, for SECONDS. A result's
+ * latency runs from the last byte its meter wrote before the commit to its arrival.
+ */
+async function pipelinePaced(url: string, meters: Meters): Promise<PhaseResult> {
   const dir = mkdtempSync(join(DB_DIR, 'poctd-bench-'));
   const devices = Array.from({ length: DEVICES }, (_, d) => ({
     id: `bench-${d}`,
     driver: 'onetouch-ultra2',
     timezone: 'UTC',
     poll_interval: 1,
-    transport: {
-      type: 'simulated',
-      simulator: { serial: `B${String(d).padStart(7, '0')}Y`, memory: [], new_reading_every_s: 1, capacity: 5, max_chunk: 64 },
-    },
-  }));
-  const config = parseConfig(
-    JSON.stringify({ site: 'bench', mqtt: { url }, store: { path: join(dir, 'bench.db') }, log: { level: 'warn' }, devices }),
-    { knownDrivers: drivers.map((d) => d.id), env: {} },
-  );
-
-  // The device's last byte: when the simulator end of each in-memory cable last wrote.
-  const lastDeviceByte = new Map<string, number>();
-  const write = MemoryTransport.prototype.write;
-  MemoryTransport.prototype.write = function (this: MemoryTransport, data: Buffer) {
-    if (this.description.endsWith(':device')) lastDeviceByte.set(this.description, now());
-    return write.call(this, data);
-  };
-  const lastByteOfRecord = new Map<string, number>();
-  const sub = await remoteSubscriber(url);
-  const controller = new Controller(config, { log: createLogger('warn'), drivers });
-  controller.bus.on('resultsStored', ({ deviceId, records }) => {
-    const t = lastDeviceByte.get(`sim:${deviceId}:device`);
-    if (t !== undefined) for (const r of records) lastByteOfRecord.set(r.id, t);
-  });
-  const clock = new StageClock();
-  clock.install(controller);
-  const sampled = await runDaemon(controller);
-  clock.uninstall();
-  MemoryTransport.prototype.write = write;
-  const arrivals: PhaseResult['arrivals'] = [];
-  for (const [id, at] of await sub.arrivals()) {
-    const lastByte = lastByteOfRecord.get(id);
-    if (lastByte !== undefined) {
-      arrivals.push({ at: at - performance.timeOrigin, latencyMs: at - lastByte, stages: clock.stages(id, lastByte, at) });
-    }
-  }
-  sub.stop();
-  return { name: 'poctd, meters in-process', arrivals, ...sampled };
-}
-
-const OVER_TCP = 'poctd, meters over TCP';
-
-/**
- * The same load with the meters where real ones are: in another process, reached over TCP
- * (`bench-meters.ts`), so the daemon's thread does only the daemon's work.
- */
-async function pipelineOverTcp(url: string): Promise<PhaseResult> {
-  const { child: meters, first } = await helper<{ ports: number[] }>('./bench-meters.ts', [String(DEVICES)]);
-  const ports = first.ports;
-  const dir = mkdtempSync(join(DB_DIR, 'poctd-bench-'));
-  const devices = ports.map((port, d) => ({
-    id: `bench-${d}`,
-    driver: 'onetouch-ultra2',
-    timezone: 'UTC',
-    poll_interval: 1,
-    transport: { type: 'tcp', host: '127.0.0.1', port },
+    transport: meters.transport(d),
   }));
   const config = parseConfig(
     JSON.stringify({ site: 'bench', mqtt: { url }, store: { path: join(dir, 'bench.db') }, log: { level: 'warn' }, devices }),
@@ -328,23 +329,21 @@ async function pipelineOverTcp(url: string): Promise<PhaseResult> {
   });
   const clock = new StageClock();
   clock.install(controller);
-  const { window, peakRssMb, loopP99Ms } = await runDaemon(controller);
+  const sampled = await runDaemon(controller);
   clock.uninstall();
   const received = await sub.arrivals();
   sub.stop();
-  const { lastBytes } = await report<{ lastBytes: number[][] }>(meters);
-  meters.kill();
-  // The last byte of the reply a record came in: the meter's latest reply end before the commit.
+  const lastBytes = await meters.lastBytes();
+  meters.stop();
   const arrivals: PhaseResult['arrivals'] = [];
   for (const [id, at] of received) {
     const s = stored.get(id);
-    const ends = s ? lastBytes[s.device] : undefined;
-    const lastByte = ends?.filter((t) => t <= s!.at).at(-1);
+    const lastByte = s ? lastBytes[s.device]?.filter((t) => t <= s.at).at(-1) : undefined;
     if (lastByte !== undefined) {
       arrivals.push({ at: at - performance.timeOrigin, latencyMs: at - lastByte, stages: clock.stages(id, lastByte, at) });
     }
   }
-  return { name: OVER_TCP, arrivals, window, peakRssMb, loopP99Ms };
+  return { name: meters.name, arrivals, ...sampled };
 }
 
 /** A backlog of BURST stored results drains to the broker, against BURST raw publishes. */
@@ -459,8 +458,8 @@ async function main(): Promise<void> {
     console.log(`disk under the databases: write + fsync of 4 KiB p50 ${disk.p50.toFixed(2)} ms, p99 ${disk.p99.toFixed(2)} ms\n`);
     const baseline = await baselinePaced(broker.url);
     const phases: PhaseResult[] = [];
-    if (PHASES.has('in-process')) phases.push(await pipelinePaced(broker.url));
-    if (PHASES.has('tcp')) phases.push(await pipelineOverTcp(broker.url));
+    if (PHASES.has('in-process')) phases.push(await pipelinePaced(broker.url, metersInProcess()));
+    if (PHASES.has('tcp')) phases.push(await pipelinePaced(broker.url, await metersOverTcp()));
     console.log(`${'phase'.padEnd(24)} ${'results/s'.padStart(10)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'RSS MB'.padStart(9)} ${'loop p99 ms'.padStart(14)}`);
     for (const p of [baseline, ...phases]) console.log(row(p));
     console.log(`\n${phases.map(breakdown).join('\n')}\n`);
