@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import pino from 'pino';
-import type { Capture, DriverSession, Exchange, SessionHost } from '../../src/driver-sdk/index.ts';
+import type { Capture, DriverSession, Exchange } from '../../src/driver-sdk/index.ts';
 import { captureFromBytes, parseTranscript } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { BridgeEventType, DeviceState, ResultDraft } from '../../src/records/types.ts';
@@ -34,6 +34,7 @@ import {
   type FreeStyleSimulatorOptions,
 } from '../../drivers/glucose/freestyle-hid.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { FakeHost } from '../helpers/fake-host.ts';
 
 const REAL = readFileSync(new URL('../fixtures/freestyle-hid/insulinx-session/capture.txt', import.meta.url));
 const REAL_EXCHANGES = parseTranscript(REAL.toString('latin1'));
@@ -324,6 +325,16 @@ interface Harness {
 
 const ZONE = 'Europe/Berlin';
 
+/** FakeHost logs nothing; these tests read what the session logs (patient data must never reach it). */
+class LoggingHost extends FakeHost {
+  override readonly log;
+
+  constructor(device: DeviceConfig, transport: MemoryTransport, lines: string[]) {
+    super(device, transport);
+    this.log = pino({ level: 'debug' }, { write: (s: string) => lines.push(s) });
+  }
+}
+
 async function harness(
   simOptions: FreeStyleSimulatorOptions = {},
   device: Partial<DeviceConfig> = {},
@@ -334,29 +345,21 @@ async function harness(
   const sim = new FreeStyleSimulator({ timezone: ZONE, seed: 7, ...simOptions });
   sim.attach(pair.device);
   await pair.device.open();
-  const h = { sim, host: pair.host, device: pair.device, commits: [], events: [], state: {}, quarantined: [], logs: [] } as unknown as Harness;
-  const logStream = { write: (s: string) => h.logs.push(s) };
-  const hostApi: SessionHost = {
-    device: {
+  const logs: string[] = [];
+  const host = new LoggingHost(
+    {
       id: 'bench-fs',
       driver: 'freestyle-hid',
       transport: { type: 'simulated', simulator: { model: simOptions.model ?? 'insulinx' } },
       options: { reply_timeout_ms: 150 },
       ...device,
     },
-    timezone: ZONE,
-    transport: pair.host,
-    log: pino({ level: 'debug' }, logStream),
-    now: () => new Date(),
-    commit: async (drafts, capture) => {
-      h.commits.push({ drafts, capture });
-      return { inserted: drafts.length, duplicates: 0 };
-    },
-    quarantine: (bytes, reason) => h.quarantined.push({ bytes, reason }),
-    event: (type, message, data) => h.events.push({ type, message, ...(data ? { data } : {}) }),
-    updateState: (p) => Object.assign(h.state, p),
-  };
-  h.session = freestyleHid.createSession(hostApi);
+    pair.host,
+    logs,
+  );
+  host.timezone = ZONE;
+  const session = freestyleHid.createSession(host);
+  const h: Harness = { session, sim, host: pair.host, device: pair.device, commits: host.commits, events: host.events, state: host.state, quarantined: host.quarantined, logs };
   await h.session.start();
   if (opts.connect !== false) await pair.host.open();
   return h;
