@@ -98,18 +98,27 @@ export class Bridge implements Extension {
   }
 
   private async publishEvent(event: BridgeEvent): Promise<void> {
-    if (!this.s.mqtt.connected) {
+    // While held events wait for the flush after a reconnect, a new one queues behind them: a
+    // dashboard must not see a download finish before it started.
+    if (!this.s.mqtt.connected || this.pendingEvents.length > 0) {
       if (this.pendingEvents.length >= PENDING_EVENT_LIMIT) this.pendingEvents.shift();
       this.pendingEvents.push(event);
       return;
     }
-    await this.s.mqtt.publish(this.s.topics.bridge('event'), event, { qos: 0, retain: false }).catch(() => undefined);
+    await this.sendEvent(event);
   }
 
+  private sendEvent(event: BridgeEvent): Promise<void> {
+    return this.s.mqtt.publish(this.s.topics.bridge('event'), event, { qos: 0, retain: false }).catch(() => undefined);
+  }
+
+  /** Sends held events in order; stops if the broker goes away again (the next connect resumes). */
   private async flushPendingEvents(): Promise<void> {
-    const events = this.pendingEvents;
-    this.pendingEvents = [];
-    for (const event of events) await this.publishEvent(event);
+    while (this.pendingEvents.length > 0 && this.s.mqtt.connected) {
+      // publish() hands the packet to the client before it returns, so one shifted off here is on
+      // the wire ahead of any event raised while this one is awaited.
+      await this.sendEvent(this.pendingEvents.shift()!);
+    }
   }
 
   private async onMessage(topic: string, payload: Buffer): Promise<void> {

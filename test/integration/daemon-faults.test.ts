@@ -5,8 +5,9 @@ import { Controller } from '../../src/controller.ts';
 import { createLogger } from '../../src/logger.ts';
 import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { startDaemon, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
+import { makeEvent } from '../../src/extensions/bridge.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
-import { eventually } from '../helpers/subscriber.ts';
+import { eventually, Subscriber } from '../helpers/subscriber.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 
 const cleanups = useCleanups();
@@ -56,5 +57,24 @@ describe('daemon faults', () => {
     await eventually('onFatal called', () => fatal !== undefined);
     expect(fatal!.message).toMatch(/store writer stopped/);
     expect(logs.lines.some((l) => l.level === 60 && String(l.msg).includes('store writer died'))).toBe(true);
+  });
+
+  it('events held while the broker was away go out before any raised after it is back, in the order they were raised', async () => {
+    // QoS 0 events are queued for an offline persistent subscriber only with queue_qos0_messages.
+    const broker = await Mosquitto.start({ extraConfig: 'allow_anonymous true\nqueue_qos0_messages true\n' });
+    cleanups.push(() => broker.stop());
+    const sub = await Subscriber.connect(broker.url, ['poct/bridge/event'], { clientId: 'held-events', clean: false });
+    cleanups.push(() => sub.close());
+    await broker.stop();
+
+    const { controller } = await startDaemon(testConfig(`mqtt: { url: ${broker.url}, reconnect_ms: 200 }\n`));
+    cleanups.push(() => controller.stop());
+    const raise = (n: string): void => controller.bus.emit('bridgeEvent', makeEvent('device_error', null, `event ${n}`, new Date()));
+    for (const n of ['1', '2', '3']) raise(n);
+    // Raised in the same turn as the reconnect, while the bridge is still sending its retained state.
+    controller.bus.on('mqttConnected', () => raise('4'));
+    await broker.restart();
+    await sub.waitFor('4 events', () => sub.events().filter((e) => /^event \d$/.test(e.message)).length === 4, 15_000);
+    expect(sub.events().map((e) => e.message).filter((m) => /^event \d$/.test(m))).toEqual(['event 1', 'event 2', 'event 3', 'event 4']);
   });
 });
