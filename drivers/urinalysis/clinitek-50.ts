@@ -55,11 +55,10 @@ import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
-import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { hostTimeZone, naiveFromFields, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import {
   dateOrderOption,
   labelLookup,
-  naiveDateTime,
   printedPad,
   simulatedPad as pad,
   stripObservations,
@@ -255,7 +254,7 @@ const RESULT_RE = /^([A-Za-z]{2,4})(\*)?\s+(\S.*?)\s*$/;
 function naiveFromStamp(stamp: string, order: DateOrder): string | null {
   const [a, b, c, hh, mi] = [0, 2, 4, 6, 8].map((i) => Number(stamp.slice(i, i + 2))) as [number, number, number, number, number];
   const [yy, mo, d] = yearMonthDay([a, b, c], order);
-  return naiveDateTime(yy < 70 ? 2000 + yy : 1900 + yy, mo, d, hh, mi, 0);
+  return naiveFromFields(yy < 70 ? 2000 + yy : 1900 + yy, mo, d, hh, mi, 0);
 }
 
 /** The verified lines of a packet → an identity or a record. */

@@ -39,11 +39,10 @@ import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
-import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { hostTimeZone, naiveFromFields, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import {
   dateOrderOption,
   labelLookup,
-  naiveDateTime,
   printedPad,
   simulatedPad as pad,
   stripObservations,
@@ -206,7 +205,7 @@ function naiveTime(a: string, b: string, c: string, order: DateOrder, time: stri
     h = (h % 12) + (pm ? 12 : 0);
   }
   if (year < 1990 || year > 2099) return null;
-  return naiveDateTime(year, mo, d, h, mi, s);
+  return naiveFromFields(year, mo, d, h, mi, s);
 }
 
 const entered = (field: string | undefined): string | null => {

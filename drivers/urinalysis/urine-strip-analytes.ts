@@ -668,12 +668,3 @@ export function dateOrderOption(device: Pick<DeviceConfig, 'id' | 'options'>, fa
   return given as DateOrder;
 }
 
-const pad2 = (n: number): string => String(n).padStart(2, '0');
-
-/** A calendar date and a time of day → naive `YYYY-MM-DDTHH:MM:SS`, or null when no such time exists. */
-export function naiveDateTime(year: number, month: number, day: number, hour: number, minute: number, second: number): string | null {
-  if (month < 1 || month > 12) return null;
-  const days = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  if (day < 1 || day > days || hour > 23 || minute > 59 || second > 59) return null;
-  return `${year}-${pad2(month)}-${pad2(day)}T${pad2(hour)}:${pad2(minute)}:${pad2(second)}`;
-}

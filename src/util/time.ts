@@ -123,18 +123,42 @@ export function localTimeAmbiguity(naive: string, timeZone: string): 'repeated' 
   return null;
 }
 
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+function daysInMonth(year: number, month: number): number {
+  // The Gregorian leap rule for every year: Date.UTC would read years 0–99 as 1900–1999.
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1]!;
+}
+
+/**
+ * Calendar date and time fields, with the full year (0–9999), → naive local time
+ * `YYYY-MM-DDTHH:MM:SS`; null when they name no real time: 30 February, hour 24, minute 60, a
+ * negative or fractional field. Each device's reader applies its own year rules first.
+ */
+export function naiveFromFields(year: number, month: number, day: number, hour: number, minute: number, second: number): string | null {
+  if (![year, month, day, hour, minute, second].every((n) => Number.isInteger(n) && n >= 0)) return null;
+  if (year > 9999 || month < 1 || month > 12) return null;
+  if (day < 1 || day > daysInMonth(year, month) || hour > 23 || minute > 59 || second > 59) return null;
+  return `${pad(year, 4)}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:${pad(second)}`;
+}
+
+/** Whether `text` is `YYYY-MM-DDTHH:MM:SS` naming a real time (not 30 February, not hour 24). */
+export function isNaiveTime(text: string): boolean {
+  const m = NAIVE_RE.exec(text);
+  if (!m) return false;
+  const [, y, mo, d, h, mi, s] = m.map(Number) as [number, number, number, number, number, number, number];
+  return naiveFromFields(y, mo, d, h, mi, s) !== null;
+}
+
 /**
  * Date and time fields as a meter keeps them, with a 2-digit year (0–99 = 2000–2099), → naive
- * local time `YYYY-MM-DDTHH:MM:SS`; null when they name no real time: 30 February, hour 24, a
- * year past 99, a negative or fractional field (a meter whose clock lost power reads 255).
+ * local time `YYYY-MM-DDTHH:MM:SS`; null when they name no real time (see `naiveFromFields`), or
+ * the year is past 99 (a meter whose clock lost power reads 255).
  */
 export function meterNaiveTime(yy: number, month: number, day: number, hour: number, minute: number, second = 0): string | null {
-  if (![yy, month, day, hour, minute, second].every((n) => Number.isInteger(n) && n >= 0)) return null;
-  if (yy > 99 || month < 1 || month > 12) return null;
-  const year = 2000 + yy;
-  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  if (day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) return null;
-  return `${year}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:${pad(second)}`;
+  if (!Number.isInteger(yy) || yy < 0 || yy > 99) return null;
+  return naiveFromFields(2000 + yy, month, day, hour, minute, second);
 }
 
 /** The host's current wall-clock time in `timeZone` as a naive ISO string. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { flagAmbiguousDeviceTimes } from '../../src/records/build.ts';
-import { clockSkewSeconds, localTimeAmbiguity, meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { clockSkewSeconds, isNaiveTime, localTimeAmbiguity, meterNaiveTime, naiveFromFields, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { glucoseDraft } from '../helpers/records.ts';
 
 describe('device local time', () => {
@@ -63,5 +63,37 @@ describe('device local time', () => {
       [26, 3, 10.5, 12, 0, 0],
     ];
     for (const f of refused) expect(meterNaiveTime(...f), f.join(',')).toBeNull();
+  });
+  it('reads full-year date fields as naive local time, and refuses a time that does not exist', () => {
+    expect(naiveFromFields(2024, 2, 29, 23, 59, 59)).toBe('2024-02-29T23:59:59');
+    expect(naiveFromFields(1997, 3, 3, 7, 5, 0)).toBe('1997-03-03T07:05:00');
+    expect(naiveFromFields(2000, 2, 29, 0, 0, 0)).toBe('2000-02-29T00:00:00');
+    // Years below 1000 keep four digits and the Gregorian leap rule (year 0 is a leap year, 1900 is not).
+    expect(naiveFromFields(42, 12, 31, 1, 2, 3)).toBe('0042-12-31T01:02:03');
+    expect(naiveFromFields(0, 2, 29, 0, 0, 0)).toBe('0000-02-29T00:00:00');
+    const refused: [number, number, number, number, number, number][] = [
+      [2023, 2, 29, 12, 0, 0],
+      [1900, 2, 29, 12, 0, 0],
+      [2023, 13, 1, 12, 0, 0],
+      [2023, 0, 1, 12, 0, 0],
+      [2023, 4, 31, 12, 0, 0],
+      [2023, 4, 0, 12, 0, 0],
+      [2023, 4, 30, 24, 0, 0],
+      [2023, 4, 30, 12, 60, 0],
+      [2023, 4, 30, 12, 0, 60],
+      [10000, 1, 1, 0, 0, 0],
+      [-1, 1, 1, 0, 0, 0],
+      [2023, 4, 30, 12, 0, 0.5],
+      [2023, 4, 30, Number.NaN, 0, 0],
+    ];
+    for (const f of refused) expect(naiveFromFields(...f), f.join(',')).toBeNull();
+  });
+
+  it('tells a naive time text that names a real time from one that only has its shape', () => {
+    expect(isNaiveTime('2024-02-29T10:00:00')).toBe(true);
+    expect(isNaiveTime('2024-12-31T23:59:59')).toBe(true);
+    for (const t of ['2024-02-30T10:00:00', '2023-02-29T10:00:00', '2024-04-31T10:00:00', '2024-03-01T24:00:00', '2024-13-01T10:00:00', '2024-03-01T10:00', '2024-03-01 10:00:00', '']) {
+      expect(isNaiveTime(t), t).toBe(false);
+    }
   });
 });

@@ -4,7 +4,6 @@ import {
   dateOrderOption,
   labelLookup,
   loincFor,
-  naiveDateTime,
   ordinalGrade,
   parseStripValue,
   printedPad,
@@ -224,18 +223,5 @@ describe('reader dates', () => {
     expect(dateOrderOption({ id: 'r1', options: { date_order: 'MDY' } }, 'YMD')).toBe('MDY');
     expect(() => dateOrderOption({ id: 'r1', options: { date_order: 'DDMM' } }, 'DMY')).toThrow('device r1: options.date_order must be DMY, MDY or YMD');
     expect(() => dateOrderOption({ id: 'r2', options: { date_order: 5 } }, 'YMD')).toThrow('device r2: options.date_order must be YMD, DMY or MDY');
-  });
-
-  it('formats only real calendar times', () => {
-    expect(naiveDateTime(2024, 2, 29, 23, 59, 59)).toBe('2024-02-29T23:59:59');
-    expect(naiveDateTime(1997, 3, 3, 7, 5, 0)).toBe('1997-03-03T07:05:00');
-    expect(naiveDateTime(2023, 2, 29, 12, 0, 0)).toBeNull();
-    expect(naiveDateTime(2023, 13, 1, 12, 0, 0)).toBeNull();
-    expect(naiveDateTime(2023, 0, 1, 12, 0, 0)).toBeNull();
-    expect(naiveDateTime(2023, 4, 31, 12, 0, 0)).toBeNull();
-    expect(naiveDateTime(2023, 4, 0, 12, 0, 0)).toBeNull();
-    expect(naiveDateTime(2023, 4, 30, 24, 0, 0)).toBeNull();
-    expect(naiveDateTime(2023, 4, 30, 12, 60, 0)).toBeNull();
-    expect(naiveDateTime(2023, 4, 30, 12, 0, 60)).toBeNull();
   });
 });

@@ -11,6 +11,7 @@
  * Pure: text in, a tree of records out (patients → orders → results, comments attached to the
  * record they follow), with problems as a list of issues. Nothing here throws on bad input.
  */
+import { naiveFromFields } from '../../util/time.ts';
 
 export interface AstmDelimiters {
   field: string;
@@ -397,9 +398,7 @@ export function parseAstmDate(s: string): string | null {
   const m = /^(\d{4})(\d{2})(\d{2})(?:(\d{2})(?:(\d{2})(\d{2})?)?)?$/.exec(s.trim());
   if (!m) return null;
   const [y, mo, d, h, mi, se] = [m[1], m[2], m[3], m[4] ?? '00', m[5] ?? '00', m[6] ?? '00'].map(Number) as [number, number, number, number, number, number];
-  if (mo < 1 || mo > 12 || d < 1 || d > new Date(Date.UTC(y, mo, 0)).getUTCDate() || h > 23 || mi > 59 || se > 59) return null;
-  const p = (n: number): string => String(n).padStart(2, '0');
-  return `${String(y).padStart(4, '0')}-${p(mo)}-${p(d)}T${p(h)}:${p(mi)}:${p(se)}`;
+  return naiveFromFields(y, mo, d, h, mi, se);
 }
 
 /** Escapes text for a field of a message built here (the simulator and the sender). */
