@@ -27,6 +27,11 @@ const MEMORY: SimulatedContourReading[] = [
 class FakeHidPort {
   plugged = true;
   opens = 0;
+  /**
+   * Every output report that broke the HID framing. A check that threw inside `write` would
+   * reject the transport's write, far from the test; the test asserts this list is empty instead.
+   */
+  readonly violations: string[] = [];
   private current: EventEmitter | null = null;
 
   constructor(readonly sim: ContourSimulator) {}
@@ -45,9 +50,9 @@ class FakeHidPort {
       on(event: 'data' | 'error', listener: ((report: Buffer) => void) | ((err: Error) => void)) {
         return emitter.on(event, listener);
       },
-      async write(report: number[] | Buffer) {
+      write: async (report: number[] | Buffer) => {
         const bytes = Buffer.from(report);
-        expect(bytes.length).toBe(65); // report id 0 + 64 bytes
+        if (bytes.length !== 65) this.violations.push(`an output report of ${bytes.length} bytes, not 65 (report id 0 + 64 bytes)`);
         await host.write(bytes.subarray(1));
         return bytes.length;
       },
@@ -127,5 +132,6 @@ devices:
     expect(controller.runtime!.store.recordCount()).toBe(4);
     // The serial is device identity, not patient data; no reading value shows up in the logs.
     expect(logs.text).not.toMatch(/\^\^\^Glucose/);
+    expect(port.violations).toEqual([]);
   });
 });

@@ -18,17 +18,25 @@ import { startDaemon, testConfig, type LogCapture } from '../helpers/daemon.ts';
 
 const cleanups = useCleanups();
 
-/** The meter's end of one plugged-in session: what the simulator reads and writes. */
+/**
+ * The meter's end of one plugged-in session: what the simulator reads and writes. A check that
+ * fails here would throw inside the simulator's write, far from any test, so the fake writes down
+ * what went wrong and the test asserts on that list.
+ */
 class MeterEnd extends EventEmitter implements ByteTransport {
   readonly description = 'fake-hid:meter';
   isOpen = true;
-  constructor(private readonly handle: FakeHidDevice) {
+  constructor(
+    private readonly handle: FakeHidDevice,
+    private readonly violations: string[],
+  ) {
     super();
   }
   async open(): Promise<void> {}
   async write(report: Buffer): Promise<void> {
     if (!this.isOpen) return;
-    expect(report.length).toBe(64); // one whole report per write, as the meter sends them
+    // One whole report per write, as the meter sends them.
+    if (report.length !== 64) this.violations.push(`the meter wrote a ${report.length}-byte report, not 64`);
     setImmediate(() => this.handle.deliver(report));
   }
   async close(): Promise<void> {
@@ -38,10 +46,15 @@ class MeterEnd extends EventEmitter implements ByteTransport {
 
 /** What node-hid's HIDAsync would be: input reports as `data`, output reports via `write`. */
 class FakeHidDevice extends EventEmitter implements HidDeviceHandle {
-  readonly meter = new MeterEnd(this);
+  readonly meter: MeterEnd;
   closed = false;
   /** Every output report as the transport wrote it (report id byte first). */
   readonly written: Buffer[] = [];
+
+  constructor(violations: string[]) {
+    super();
+    this.meter = new MeterEnd(this, violations);
+  }
 
   deliver(report: Buffer): void {
     if (!this.closed) this.emit('data', Buffer.from(report));
@@ -68,21 +81,31 @@ class FakeHidDevice extends EventEmitter implements HidDeviceHandle {
   }
 }
 
+interface HidMeter {
+  sim: FreeStyleSimulator;
+  opener: HidOpener;
+  devices: FakeHidDevice[];
+  plugged: { on: boolean };
+  /** Every way the daemon or the simulator broke the fake's contract; a test expects none. */
+  violations: string[];
+}
+
 /** An opener with a simulated meter behind it, which can be unplugged and plugged in again. */
-function hidMeter(options: FreeStyleSimulatorOptions): { sim: FreeStyleSimulator; opener: HidOpener; devices: FakeHidDevice[]; plugged: { on: boolean } } {
+function hidMeter(options: FreeStyleSimulatorOptions): HidMeter {
   const sim = new FreeStyleSimulator({ timezone: 'Europe/Copenhagen', seed: 3, ...options });
   const devices: FakeHidDevice[] = [];
   const plugged = { on: true };
+  const violations: string[] = [];
   const opener: HidOpener = async (o) => {
-    expect(o).toMatchObject({ type: 'hid', vendor_id: '1a61' });
+    if (o.type !== 'hid' || o.vendor_id !== '1a61') violations.push(`opened ${JSON.stringify(o)}, not a hid device of vendor 1a61`);
     if (!plugged.on) throw new Error(`HID device ${o.vendor_id}:${o.product_id} is missing`);
-    const device = new FakeHidDevice();
+    const device = new FakeHidDevice(violations);
     devices.push(device);
     sim.attach(device.meter);
     return device;
   };
   cleanups.push(async () => sim.detach());
-  return { sim, opener, devices, plugged };
+  return { sim, opener, devices, plugged, violations };
 }
 
 async function daemonWithHidMeter(brokerUrl: string, opener: HidOpener, productId = '3460', extra = ''): Promise<{ controller: Controller; logs: LogCapture }> {
@@ -110,7 +133,7 @@ const MEMORY = Array.from({ length: 40 }, (_, i) => ({
 describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto)', () => {
   it('downloads an InsuLinx on plug-in, publishes schema-valid results once, and a second download adds none', async () => {
     const { broker, sub } = await brokerWithSubscriber(cleanups);
-    const { sim, opener, devices } = hidMeter({ memory: MEMORY, patient_name: 'Sensitive,Name', patient_id: 'PATIENT-77' });
+    const { sim, opener, devices, violations } = hidMeter({ memory: MEMORY, patient_name: 'Sensitive,Name', patient_id: 'PATIENT-77' });
     const { controller, logs } = await daemonWithHidMeter(broker.url, opener);
 
     await sub.waitFor('40 results', () => sub.on('poct/device/fs1/result').length >= 40, 20_000);
@@ -144,12 +167,13 @@ describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto
     expect(sim.received.some((c) => c.startsWith('$pt'))).toBe(false);
     const everything = JSON.stringify(sub.on('poct/#').map((m) => [m.topic, m.payload])) + logs.text;
     expect(everything).not.toMatch(/Sensitive|PATIENT-77/);
+    expect(violations).toEqual([]);
   });
 
   it('unplugged mid-download: an event, nothing partial stored; plugged back in, the whole memory arrives', async () => {
     const { broker, sub } = await brokerWithSubscriber(cleanups);
     const memory = Array.from({ length: 150 }, (_, i) => ({ time: `2026-11-${String(1 + (i % 20)).padStart(2, '0')}T${String(i % 24).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}:00`, value: 60 + i }));
-    const { opener, devices, plugged, sim } = hidMeter({ memory, report_delay_ms: 4, max_payload: 24 });
+    const { opener, devices, plugged, sim, violations } = hidMeter({ memory, report_delay_ms: 4, max_payload: 24 });
     const { controller } = await daemonWithHidMeter(broker.url, opener);
 
     await sub.waitFor('progress', () => sub.events('fs1').some((e) => e.type === 'download_progress'), 15_000);
@@ -166,11 +190,12 @@ describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto
     await sub.waitFor('150 results after re-plug', () => sub.on('poct/device/fs1/result').length >= 150, 30_000);
     expect(controller.runtime!.store.recordCount()).toBe(150);
     await sub.waitFor('online', () => sub.last<{ state: string }>('poct/device/fs1/availability')?.state === 'online');
+    expect(violations).toEqual([]);
   });
 
   it('a Libre 2 is recognised and refused: status unsupported with the reason, an event, nothing sent, no crash', async () => {
     const { broker, sub } = await brokerWithSubscriber(cleanups);
-    const { opener, sim, devices } = hidMeter({ model: 'libre2' });
+    const { opener, sim, devices, violations } = hidMeter({ model: 'libre2' });
     const { controller } = await daemonWithHidMeter(broker.url, opener, '3950');
 
     await sub.waitFor('unsupported state', () => sub.last<DeviceState>('poct/device/fs1')?.status === 'unsupported', 10_000);
@@ -188,5 +213,6 @@ describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto
     expect(sim.received).toEqual([]);
     expect(devices).toEqual([]); // never even opened
     expect(controller.runtime!.store.recordCount()).toBe(0);
+    expect(violations).toEqual([]);
   });
 });
