@@ -3,8 +3,10 @@ import fc from 'fast-check';
 import type { Capture, DriverSession } from '../../src/driver-sdk/index.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { ResultDraft } from '../../src/records/types.ts';
-import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
+import { memoryPair } from '../../src/transports/memory.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
+import { sessionRig, type SessionRig } from '../helpers/session-rig.ts';
 import { clockSkewSeconds, nowInZone } from '../../src/util/time.ts';
 import {
   LineFramer,
@@ -401,13 +403,9 @@ describe('simulator options', () => {
 
 // ── session ─────────────────────────────────────────────────────────────────────────────────────
 
-interface Rig {
-  host: FakeHost;
-  sim: Ultra2Simulator;
-  session: DriverSession;
-  hostEnd: MemoryTransport;
-  deviceEnd: MemoryTransport;
-}
+const cleanups = useCleanups();
+
+type Rig = SessionRig<Ultra2Simulator, DriverSession>;
 
 const MEMORY: SimulatedReading[] = [
   { time: '2024-05-01T07:30:00', value: 96, meal: 'B' },
@@ -415,32 +413,16 @@ const MEMORY: SimulatedReading[] = [
   { time: '2024-05-01T13:00:00', value: 154, meal: 'A', comment: 3 },
 ];
 
-async function rig(
-  simOptions: Record<string, unknown> = {},
-  deviceOptions: Partial<DeviceConfig> = {},
-  opts: { open?: boolean; chunk?: number } = {},
-): Promise<Rig> {
-  const { host: hostEnd, device: deviceEnd } = memoryPair('ultra2');
-  hostEnd.chunkSize = opts.chunk ?? 7;
-  const sim = onetouchUltra2.simulator.create({ memory: MEMORY, timezone: 'Europe/Copenhagen', seed: 1, ...simOptions }) as Ultra2Simulator;
-  sim.attach(deviceEnd);
-  await deviceEnd.open();
-  const config: DeviceConfig = {
-    id: 'bench1-ultra2',
-    driver: 'onetouch-ultra2',
-    transport: { type: 'simulated' },
-    options: { reply_timeout_ms: 150 },
-    ...deviceOptions,
-  };
-  const host = new FakeHost(config, hostEnd);
-  const session = onetouchUltra2.createSession(host);
-  if (opts.open !== false) await hostEnd.open();
-  return { host, sim, session, hostEnd, deviceEnd };
-}
-
-async function teardown(r: Rig): Promise<void> {
-  await r.session.stop();
-  r.sim.detach();
+function rig(simOptions: Record<string, unknown> = {}, deviceOptions: Partial<DeviceConfig> = {}, opts: { open?: boolean } = {}): Promise<Rig> {
+  return sessionRig({
+    cable: 'ultra2',
+    device: { id: 'bench1-ultra2', driver: 'onetouch-ultra2', transport: { type: 'simulated' }, options: { reply_timeout_ms: 150 }, ...deviceOptions },
+    simulator: onetouchUltra2.simulator.create({ memory: MEMORY, timezone: 'Europe/Copenhagen', seed: 1, ...simOptions }) as Ultra2Simulator,
+    createSession: (host) => onetouchUltra2.createSession(host),
+    chunkSize: 7,
+    open: opts.open,
+    cleanups,
+  });
 }
 
 describe('session', () => {
@@ -464,7 +446,6 @@ describe('session', () => {
     expect(Math.abs(r.host.state.clock_skew_s!)).toBeLessThanOrEqual(2);
     expect(r.host.types()).toEqual(['download_started', 'download_progress', 'download_finished']);
     expect(r.host.events.at(-1)!.data).toEqual({ records: 3, inserted: 3, duplicates: 0, unreadable: 0 });
-    await teardown(r);
   });
 
   it('downloads at once when started on an open transport, and on the download command', async () => {
@@ -477,14 +458,13 @@ describe('session', () => {
     expect(r.host.commits).toHaveLength(2);
     expect(r.host.state.display_unit).toBe('mmol/L');
     expect(r.host.commits[1]!.drafts[0]!.observations[0]!.unit).toBe('mg/dL');
-    await teardown(r);
   });
 
   it('polls every poll_interval seconds', async () => {
     const r = await rig({}, { poll_interval: 0.15 });
     await r.session.start();
     await r.host.until(() => r.host.commits.length >= 3);
-    await teardown(r);
+    await r.teardown();
     const n = r.host.commits.length;
     await sleep(300);
     expect(r.host.commits.length).toBe(n);
@@ -498,7 +478,6 @@ describe('session', () => {
     // The download on start, then one more: the second request joined the first while it waited.
     const cycle = ['DM?', 'DM@', 'DMF', 'DMSU?', 'DMP'];
     expect(r.sim.received).toEqual([...cycle, ...cycle]);
-    await teardown(r);
   });
 
   it('requests that pile up while the meter is busy join the waiting download, and past 8 waiting commands are refused', async () => {
@@ -516,7 +495,6 @@ describe('session', () => {
     expect(outcomes.filter((o) => o === 'ok')).toHaveLength(7);
     expect(outcomes.filter((o) => /busy \(8 commands already waiting\)/.test(o))).toHaveLength(3);
     expect(r.sim.received.filter((c) => c === 'DMP')).toHaveLength(2);
-    await teardown(r);
   });
 
   it('a reading line with a good checksum but no valid reading is quarantined, and the readings around it are stored', async () => {
@@ -536,7 +514,6 @@ describe('session', () => {
     // The next download reads the same line again: the same two records, nothing new, no loop.
     await r.session.command('download', {});
     expect(r.host.commits).toHaveLength(2);
-    await teardown(r);
   });
 
   it('commands still queued when the session stops never reach the meter', async () => {
@@ -554,7 +531,6 @@ describe('session', () => {
     expect(r.sim.received.length).toBe(sent);
     expect(r.sim.received.filter((c) => c.startsWith('DMT'))).toEqual([]);
     expect(r.host.types()).not.toContain('no_answer');
-    await teardown(r);
   });
 
   it('a meter that does not answer: no_answer and status no-answer, nothing committed', async () => {
@@ -568,7 +544,6 @@ describe('session', () => {
     await expect(r.session.command('download', {})).rejects.toThrow(/no answer/);
     expect(r.host.types()).toEqual(['no_answer']); // said once, not on every poll
     expect(r.host.commits).toHaveLength(0);
-    await teardown(r);
   });
 
   it('a single 0x00 reply is reported as a meter that is on or not in the cable', async () => {
@@ -576,7 +551,6 @@ describe('session', () => {
     await r.session.start();
     await r.host.until(() => r.host.state.status === 'no-answer', 2000);
     expect(r.host.events[0]!.message).toMatch(/0x00/);
-    await teardown(r);
   });
 
   it('a bad checksum is quarantined, reported without the line text, retried and then committed', async () => {
@@ -591,7 +565,6 @@ describe('session', () => {
     expect(JSON.stringify(bad)).not.toMatch(/P02/);
     expect(r.host.commits).toHaveLength(1);
     expect(r.host.commits[0]!.drafts).toHaveLength(3);
-    await teardown(r);
   });
 
   it('a bad reading line makes the whole dump be asked again before anything is committed', async () => {
@@ -604,7 +577,6 @@ describe('session', () => {
     expect(r.host.commits).toHaveLength(1);
     expect(r.host.commits[0]!.drafts).toHaveLength(3);
     expect(r.host.quarantined).toHaveLength(1);
-    await teardown(r);
   });
 
   it('never commits a dump shorter than its header', async () => {
@@ -646,7 +618,6 @@ describe('session', () => {
     expect(r.host.state.clock_skew_s).toBeLessThanOrEqual(3602);
     await r.session.command('download', {});
     expect(r.host.types().filter((t) => t === 'clock_skew')).toHaveLength(1);
-    await teardown(r);
   });
 
   it('clock/sync sets the meter clock to host time in the device zone', async () => {
@@ -662,7 +633,6 @@ describe('session', () => {
     expect(Math.abs(result.clock_skew_s)).toBeLessThanOrEqual(2);
     expect(r.host.types()).toContain('clock_skew');
     expect(r.host.types().at(-1)).toBe('clock_set');
-    await teardown(r);
   });
 
   it('clock/sync fails with clock-not-set when the meter answers a clock away from the time sent', async () => {
@@ -689,7 +659,6 @@ describe('session', () => {
     expect(r.host.events.at(-1)).toMatchObject({ type: 'device_error', data: { reason: 'clock-not-set' } });
     expect(r.host.types()).not.toContain('clock_set');
     expect(r.host.state.clock_skew_flagged).toBe(true);
-    await teardown(r);
   });
 
   it('awaits the commit before download_finished', async () => {
@@ -700,7 +669,6 @@ describe('session', () => {
     await r.host.until(() => r.host.types().includes('download_finished'));
     const tail = r.host.order.slice(r.host.order.indexOf('commit:start'));
     expect(tail).toEqual(['commit:start', 'commit:end', 'download_finished']);
-    await teardown(r);
   });
 
   it('a failing commit is a failed download, never a finished one', async () => {
@@ -714,7 +682,6 @@ describe('session', () => {
     expect(r.host.types()).not.toContain('download_finished');
     expect(r.host.events.at(-1)!.data).toEqual({ reason: 'commit-failed' });
     expect(r.host.state.status).toBe('error');
-    await teardown(r);
   });
 
   it('status returns the state; unknown verbs reject; event handlers that throw do not break it', async () => {
@@ -726,7 +693,7 @@ describe('session', () => {
     await r.session.command('download', {});
     expect(await r.session.command('status', {})).toMatchObject({ status: 'ok', serial: 'GMF600DCY', record_count: 3 });
     await expect(r.session.command('erase', {})).rejects.toThrow(/unknown command/);
-    await teardown(r);
+    await r.teardown();
     await expect(r.session.command('download', {})).rejects.toThrow(/stopped/);
   });
 
@@ -744,6 +711,5 @@ describe('session', () => {
     await r.hostEnd.close();
     await r.host.until(() => r.host.types().includes('download_failed'));
     expect(r.host.commits).toHaveLength(0);
-    await teardown(r);
   });
 });

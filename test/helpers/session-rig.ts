@@ -1,0 +1,67 @@
+import type { DeviceConfig } from '../../src/config/types.ts';
+import type { DeviceSimulator, DriverSession, SessionHost } from '../../src/driver-sdk/index.ts';
+import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
+import type { Cleanups } from './cleanups.ts';
+import { FakeHost } from './fake-host.ts';
+
+/** A driver session on a FakeHost, wired over an in-memory cable to a simulated device. */
+export interface SessionRig<Sim extends DeviceSimulator, Session extends DriverSession> {
+  host: FakeHost;
+  sim: Sim;
+  session: Session;
+  hostEnd: MemoryTransport;
+  deviceEnd: MemoryTransport;
+  /** Stops the session, detaches the simulator and closes both ends; later calls wait for the first. */
+  teardown(): Promise<void>;
+}
+
+export interface SessionRigSetup<Sim extends DeviceSimulator, Session extends DriverSession> {
+  /** Names the cable in transport error messages. */
+  cable: string;
+  device: DeviceConfig;
+  simulator: Sim;
+  createSession(host: SessionHost): Session;
+  /** The host's zone; FakeHost's default when left out. */
+  timezone?: string;
+  /** Host→device writes arrive in pieces of this many bytes, to exercise the simulator's framing. */
+  chunkSize?: number;
+  /** Start the session in the rig, before the host end opens. Default false: the test starts it. */
+  start?: boolean;
+  /**
+   * Open the host end in the rig (the device is plugged in). Default true; false lets a test act
+   * between start and plug-in, then open `hostEnd` itself.
+   */
+  open?: boolean;
+  /** The teardown is registered here, so it runs after the test even when the test fails. */
+  cleanups: Cleanups;
+}
+
+/**
+ * The device end is open and the simulator listening before the session exists, as a meter that
+ * sits in its cable waiting to be asked. An instrument that talks first on open needs the host end
+ * listening before its own end opens, which this order does not give.
+ */
+export async function sessionRig<Sim extends DeviceSimulator, Session extends DriverSession>(
+  setup: SessionRigSetup<Sim, Session>,
+): Promise<SessionRig<Sim, Session>> {
+  const { host: hostEnd, device: deviceEnd } = memoryPair(setup.cable);
+  if (setup.chunkSize !== undefined) hostEnd.chunkSize = setup.chunkSize;
+  const sim = setup.simulator;
+  sim.attach(deviceEnd);
+  await deviceEnd.open();
+  const host = new FakeHost(setup.device, hostEnd);
+  if (setup.timezone !== undefined) host.timezone = setup.timezone;
+  const session = setup.createSession(host);
+  let stopped: Promise<void> | undefined;
+  const teardown = (): Promise<void> =>
+    (stopped ??= (async () => {
+      await session.stop();
+      sim.detach();
+      await hostEnd.close();
+      await deviceEnd.close();
+    })());
+  setup.cleanups.push(teardown);
+  if (setup.start === true) await session.start();
+  if (setup.open !== false) await hostEnd.open();
+  return { host, sim, session, hostEnd, deviceEnd, teardown };
+}

@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import type { DeviceSimulator, DriverSession, SessionHost } from '../../src/driver-sdk/index.ts';
+import type { ByteTransport } from '../../src/transports/transport.ts';
+import type { Cleanups } from '../helpers/cleanups.ts';
+import { sessionRig } from '../helpers/session-rig.ts';
+
+/** Answers every piece it receives with the same bytes upper-cased. */
+class ShoutingDevice implements DeviceSimulator {
+  readonly pieces: string[] = [];
+  detaches = 0;
+  private transport: ByteTransport | null = null;
+
+  attach(transport: ByteTransport): void {
+    this.transport = transport;
+    transport.on('data', this.onData);
+  }
+
+  detach(): void {
+    this.detaches++;
+    this.transport?.off('data', this.onData);
+    this.transport = null;
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.pieces.push(chunk.toString());
+    void this.transport?.write(Buffer.from(chunk.toString().toUpperCase()));
+  };
+}
+
+/** Notes what the rig does to it, and whether the cable was open when it started. */
+class NotingSession implements DriverSession {
+  heard = '';
+  openAtStart: boolean | null = null;
+  stops = 0;
+
+  constructor(readonly host: SessionHost) {}
+
+  async start(): Promise<void> {
+    this.openAtStart = this.host.transport.isOpen;
+    this.host.transport.on('data', (b: Buffer) => (this.heard += b.toString()));
+  }
+
+  async stop(): Promise<void> {
+    this.stops++;
+  }
+
+  async command(): Promise<unknown> {
+    return null;
+  }
+}
+
+const DEVICE = { id: 'rig-1', driver: 'none', transport: { type: 'simulated' as const }, options: { a: 1 } };
+
+function rig(setup: { chunkSize?: number; start?: boolean; open?: boolean; timezone?: string }, cleanups: Cleanups) {
+  return sessionRig({ cable: 'rig', device: DEVICE, simulator: new ShoutingDevice(), createSession: (h) => new NotingSession(h), cleanups, ...setup });
+}
+
+describe('sessionRig', () => {
+  it('opens the host end and leaves the start to the test by default; bytes cross both ways, host→device in chunkSize pieces', async () => {
+    const cleanups: Cleanups = [];
+    const r = await rig({ chunkSize: 3, timezone: 'Asia/Tokyo' }, cleanups);
+    expect(r.hostEnd.isOpen).toBe(true);
+    expect(r.deviceEnd.isOpen).toBe(true);
+    expect(r.session.openAtStart).toBeNull();
+    expect(r.host.device).toBe(DEVICE);
+    expect(r.host.timezone).toBe('Asia/Tokyo');
+    expect(r.session.host).toBe(r.host);
+    await r.session.start();
+    await r.hostEnd.write(Buffer.from('hello'));
+    await r.host.until(() => r.session.heard === 'HELLO');
+    expect(r.sim.pieces).toEqual(['hel', 'lo']);
+    await r.teardown();
+  });
+
+  it('starts the session before it opens the host end, or leaves the end closed for the test to plug in', async () => {
+    const cleanups: Cleanups = [];
+    const started = await rig({ start: true }, cleanups);
+    expect(started.session.openAtStart).toBe(false);
+    expect(started.hostEnd.isOpen).toBe(true);
+    const unplugged = await rig({ start: true, open: false }, cleanups);
+    expect(unplugged.session.openAtStart).toBe(false);
+    expect(unplugged.hostEnd.isOpen).toBe(false);
+    expect(unplugged.deviceEnd.isOpen).toBe(true);
+    for (const c of cleanups) await c();
+  });
+
+  it('registers one teardown that stops the session, detaches the simulator and closes both ends, once however often it is called', async () => {
+    const cleanups: Cleanups = [];
+    const r = await rig({}, cleanups);
+    expect(cleanups).toHaveLength(1);
+    await Promise.all([r.teardown(), cleanups[0]!()]);
+    await r.teardown();
+    expect(r.session.stops).toBe(1);
+    expect(r.sim.detaches).toBe(1);
+    expect(r.hostEnd.isOpen).toBe(false);
+    expect(r.deviceEnd.isOpen).toBe(false);
+  });
+});
