@@ -499,9 +499,7 @@ class FreeStyleSession extends MeterSession<Buffer> {
   /** HID delivers one report per `data` event; a stream (TCP, in-memory) is cut into 64-byte reports. */
   private readonly stream: ReportStream | null;
   private model: FreeStyleModel | null;
-  private readonly unsupported: string | null;
   private readonly assembler = new TextReplyAssembler();
-  private unsupportedStarted = false;
 
   constructor(host: SessionHost) {
     super(host, FREESTYLE_DRIVER_ID);
@@ -509,7 +507,6 @@ class FreeStyleSession extends MeterSession<Buffer> {
     this.tries = retryPolicy(this.opts, 250);
     this.stream = host.device.transport.type === 'hid' ? null : new ReportStream();
     this.model = configuredModel(host.device);
-    this.unsupported = this.model ? (MODELS[this.model].unsupported ?? null) : null;
     this.linkClosedMessage = 'the meter was unplugged (the link closed) during the conversation';
   }
 
@@ -533,35 +530,6 @@ class FreeStyleSession extends MeterSession<Buffer> {
 
   protected override commands(): Record<string, SessionCommand> {
     return { 'clock/sync': () => this.syncClock() };
-  }
-
-  override async start(): Promise<void> {
-    if (!this.unsupported) return super.start();
-    if (this.unsupportedStarted) return;
-    this.unsupportedStarted = true;
-    // Never talk to it: nothing it says could be read, and a guess would be worse than nothing.
-    this.transport.on('open', this.onOpenUnsupported);
-    this.markUnsupported();
-  }
-
-  override async stop(): Promise<void> {
-    this.transport.off('open', this.onOpenUnsupported);
-    await super.stop();
-  }
-
-  override async command(verb: string, params: Record<string, unknown>): Promise<unknown> {
-    if (this.unsupported && !this.stopped && (verb === 'download' || verb === 'clock/sync')) {
-      throw new Error(`${FREESTYLE_DRIVER_ID}: ${this.unsupported}`);
-    }
-    return super.command(verb, params);
-  }
-
-  private readonly onOpenUnsupported = (): void => this.markUnsupported();
-
-  private markUnsupported(): void {
-    const already = this.report.state.status === 'unsupported';
-    this.report.patch({ model: this.model ? MODELS[this.model].name : null, status: 'unsupported', status_detail: this.unsupported });
-    if (!already) this.report.emit('device_error', this.unsupported!, { reason: 'unsupported-model' });
   }
 
   /** Bad bytes: quarantined, logged and announced by reason only (the text may be patient data). */
@@ -1214,6 +1182,18 @@ export const freestyleHid: DriverDefinition = {
     status: { description: 'the current device state: model, serial, software version, clock skew, last download' },
   },
   decode: decodeFreeStyle,
+  // Never talk to a Libre 2 named by its model option: nothing it says could be read, and a guess
+  // would be worse than nothing. Named by its USB id, the usb entry above refuses it.
+  refuses: (device) => {
+    let model: FreeStyleModel | null;
+    try {
+      model = configuredModel(device);
+    } catch {
+      return null; // a bad model option is the session's config error to report
+    }
+    const reason = model ? MODELS[model].unsupported : undefined;
+    return model && reason ? { model: MODELS[model].name, reason } : null;
+  },
   createSession: (host) => new FreeStyleSession(host),
   simulator: {
     description:

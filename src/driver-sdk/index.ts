@@ -110,6 +110,12 @@ export interface DriverDefinition {
   serialDefaults?: Omit<SerialTransportOptions, 'type' | 'path'>;
   commands: Record<string, CommandSpec>;
   decode(capture: Capture, ctx: DecodeContext): DecodeResult;
+  /**
+   * A configured device this driver recognises but cannot read, known from the config alone (a
+   * model option, a simulated model): the model to show and why. The device manager then never
+   * opens it nor starts a session, as for a USB entry marked `unsupported`.
+   */
+  refuses?(device: DeviceConfig): { model: string; reason: string } | null;
   createSession(host: SessionHost): DriverSession;
   simulator: SimulatorDefinition;
 }

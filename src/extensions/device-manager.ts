@@ -1,6 +1,6 @@
 import type { DeviceConfig } from '../config/types.ts';
 import { captureToBytes } from '../driver-sdk/capture.ts';
-import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost, UsbMatch } from '../driver-sdk/index.ts';
+import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost } from '../driver-sdk/index.ts';
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
 import { flagAmbiguousDeviceTimes } from '../records/build.ts';
 import { DEVICE_STATE_SCHEMA, type Availability, type DeviceState } from '../records/types.ts';
@@ -40,11 +40,15 @@ interface ManagedDevice {
   removed: boolean;
 }
 
-/** The driver's entry for a USB id it recognises but cannot read, if this transport names one. */
-function unsupportedMatch(driver: DriverDefinition, transport: DeviceConfig['transport']): UsbMatch | null {
-  if (transport.type !== 'hid') return null;
-  const match = usbEntry(driver, transport.vendor_id, transport.product_id);
-  return match?.unsupported ? match : null;
+/**
+ * Why a configured device cannot be read, and the model to show for it: a USB id its driver marks
+ * unsupported, or what the driver tells from the config (a Libre 2 named by its model option).
+ */
+function refusal(driver: DriverDefinition, config: DeviceConfig): { model: string; reason: string } | null {
+  const t = config.transport;
+  const usb = t.type === 'hid' ? usbEntry(driver, t.vendor_id, t.product_id) : undefined;
+  if (usb?.unsupported) return { model: usb.description, reason: usb.unsupported };
+  return driver.refuses?.(config) ?? null;
 }
 
 /** The session of a device that cannot be read: every command says why. */
@@ -137,8 +141,8 @@ export class DeviceManager implements Extension {
     }
     const log = this.s.log.child({ component: `device:${config.id}`, driver: driver.id });
     const timezone = config.timezone ?? this.s.config.timezone;
-    const unsupportedUsb = unsupportedMatch(driver, config.transport);
-    const unsupported = unsupportedUsb?.unsupported ?? null;
+    const refused = refusal(driver, config);
+    const unsupported = refused?.reason ?? null;
     let transport: ByteTransport;
     let simulator: DeviceSimulator | undefined;
     if (unsupported) {
@@ -165,8 +169,8 @@ export class DeviceManager implements Extension {
       id: config.id,
       driver: driver.id,
       manufacturer: driver.vendor,
-      // An unreadable device is named by its USB entry: the driver's first model would be wrong.
-      model: unsupportedUsb ? unsupportedUsb.description : stored?.driver === driver.id ? stored.model : (driver.models[0] ?? null),
+      // An unreadable device is named by what was recognised: the driver's first model would be wrong.
+      model: refused ? refused.model : stored?.driver === driver.id ? stored.model : (driver.models[0] ?? null),
       serial: stored?.driver === driver.id ? stored.serial : null,
       firmware: stored?.driver === driver.id ? stored.firmware : null,
       status: unsupported ? 'unsupported' : 'idle',

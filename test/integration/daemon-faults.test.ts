@@ -6,6 +6,7 @@ import { createLogger } from '../../src/logger.ts';
 import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { startDaemon, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { makeEvent } from '../../src/extensions/bridge.ts';
+import type { DeviceState } from '../../src/records/types.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
 import { eventually, Subscriber } from '../helpers/subscriber.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
@@ -76,5 +77,22 @@ describe('daemon faults', () => {
     await broker.restart();
     await sub.waitFor('4 events', () => sub.events().filter((e) => /^event \d$/.test(e.message)).length === 4, 15_000);
     expect(sub.events().map((e) => e.message).filter((m) => /^event \d$/.test(m))).toEqual(['event 1', 'event 2', 'event 3', 'event 4']);
+  });
+
+  it('a device its driver refuses from the config alone (a simulated Libre 2) is reported, never started, and refuses requests', async () => {
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
+    const { controller } = await startDaemon(testConfig(`
+mqtt: { url: ${broker.url} }
+devices:
+  - { id: fs2, driver: freestyle-hid, transport: { type: simulated, simulator: { model: libre2 } } }
+`));
+    cleanups.push(() => controller.stop());
+    await sub.waitFor('unsupported state', () => sub.last<DeviceState>('poct/device/fs2')?.status === 'unsupported');
+    expect(sub.last<DeviceState>('poct/device/fs2')).toMatchObject({ model: 'FreeStyle Libre 2', status_detail: expect.stringMatching(/encrypts/) });
+    await sub.waitFor('device_error', () => sub.events('fs2').some((e) => e.type === 'device_error' && e.data?.reason === 'unsupported'));
+    const response = await sub.request<{ status: string; error: string }>('poct/device/fs2/request/download', 'poct/device/fs2/response/download', {});
+    expect(response).toMatchObject({ status: 'error', error: expect.stringMatching(/encrypts/) });
+    expect(sub.last<{ state: string }>('poct/device/fs2/availability')).toEqual({ state: 'offline' });
+    expect(sub.events('fs2').map((e) => e.type)).not.toContain('download_started');
   });
 });

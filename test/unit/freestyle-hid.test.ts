@@ -501,14 +501,15 @@ describe('FreeStyle HID session on an in-memory link', () => {
     expect(h.state.model).toBe('FreeStyle Libre');
   });
 
-  it('Libre 2: status unsupported and an event, never a byte sent, download refused', async () => {
-    const h = await harness({ model: 'libre2' }, { transport: { type: 'hid', vendor_id: '1a61', product_id: '3950' } });
-    await new Promise((r) => setTimeout(r, 100));
-    expect(h.state).toMatchObject({ status: 'unsupported', status_detail: LIBRE2_UNSUPPORTED, model: 'FreeStyle Libre 2' });
-    expect(types(h)).toEqual(['device_error']);
-    await expect(h.session.command('download', {})).rejects.toThrow(/encrypts/);
-    expect(h.sim.received).toEqual([]);
-    await stop(h);
+  it('the driver refuses a Libre 2 named by its model option or simulated model, before any session', () => {
+    const device = (over: Partial<DeviceConfig>): DeviceConfig => ({ id: 'fs', driver: 'freestyle-hid', transport: { type: 'tcp', host: '127.0.0.1', port: 1 }, ...over }) as DeviceConfig;
+    const refusal = { model: 'FreeStyle Libre 2', reason: LIBRE2_UNSUPPORTED };
+    expect(freestyleHid.refuses!(device({ options: { model: 'libre2' } }))).toEqual(refusal);
+    expect(freestyleHid.refuses!(device({ transport: { type: 'simulated', simulator: { model: 'libre2' } } }))).toEqual(refusal);
+    expect(freestyleHid.refuses!(device({ options: { model: 'libre' } }))).toBeNull();
+    expect(freestyleHid.refuses!(device({ transport: { type: 'hid', vendor_id: '1a61', product_id: '3650' } }))).toBeNull();
+    // A bad model option is the session's config error, not a refusal.
+    expect(freestyleHid.refuses!(device({ options: { model: 'libre9' } }))).toBeNull();
   });
 
   it('simulator options are checked', () => {
