@@ -4,11 +4,13 @@ import type { Capture, DriverSession } from '../../src/driver-sdk/index.ts';
 import { captureFromBytes, parseTranscript } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import { resultId } from '../../src/records/ids.ts';
-import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
+import { memoryPair } from '../../src/transports/memory.ts';
 import { clockSkewSeconds } from '../../src/util/time.ts';
 import { encodeFrame, type LifeScanSimulator, type SimulatedReading } from '../../drivers/glucose/lifescan-binary.ts';
 import { decodeUltraEasy, onetouchUltraEasy, ultraEasyDialect } from '../../drivers/glucose/onetouch-ultraeasy.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
+import { sessionRig, type SessionRig } from '../helpers/session-rig.ts';
 
 const ZONE = 'Europe/Copenhagen';
 const CTX = { deviceId: 'bench1-ultraeasy', timezone: 'Europe/London' };
@@ -101,13 +103,9 @@ function u32(n: number): Buffer {
 
 // ── session ─────────────────────────────────────────────────────────────────────────────────────
 
-interface Rig {
-  host: FakeHost;
-  sim: LifeScanSimulator;
-  session: DriverSession;
-  hostEnd: MemoryTransport;
-  deviceEnd: MemoryTransport;
-}
+const cleanups = useCleanups();
+
+type Rig = SessionRig<LifeScanSimulator, DriverSession>;
 
 const MEMORY: SimulatedReading[] = [
   { time: '2024-05-01T07:30:00', value: 96 },
@@ -116,29 +114,17 @@ const MEMORY: SimulatedReading[] = [
   { time: '2024-05-01T22:05:00', value: 'LO' },
 ];
 
-async function rig(simOptions: Record<string, unknown> = {}, deviceOptions: Partial<DeviceConfig> = {}, opts: { open?: boolean } = {}): Promise<Rig> {
-  const { host: hostEnd, device: deviceEnd } = memoryPair('ultraeasy');
-  hostEnd.chunkSize = 5;
-  const sim = onetouchUltraEasy.simulator.create({ memory: MEMORY, timezone: ZONE, seed: 1, max_chunk: 7, ...simOptions }) as LifeScanSimulator;
-  sim.attach(deviceEnd);
-  await deviceEnd.open();
-  const config: DeviceConfig = {
-    id: 'bench1-ultraeasy',
-    driver: 'onetouch-ultraeasy',
-    transport: { type: 'simulated' },
-    options: { reply_timeout_ms: 150 },
-    ...deviceOptions,
-  };
-  const host = new FakeHost(config, hostEnd);
-  host.timezone = ZONE;
-  const session = onetouchUltraEasy.createSession(host);
-  if (opts.open !== false) await hostEnd.open();
-  return { host, sim, session, hostEnd, deviceEnd };
-}
-
-async function teardown(r: Rig): Promise<void> {
-  await r.session.stop();
-  r.sim.detach();
+function rig(simOptions: Record<string, unknown> = {}, deviceOptions: Partial<DeviceConfig> = {}, opts: { open?: boolean } = {}): Promise<Rig> {
+  return sessionRig({
+    cable: 'ultraeasy',
+    device: { id: 'bench1-ultraeasy', driver: 'onetouch-ultraeasy', transport: { type: 'simulated' }, options: { reply_timeout_ms: 150 }, ...deviceOptions },
+    simulator: onetouchUltraEasy.simulator.create({ memory: MEMORY, timezone: ZONE, seed: 1, max_chunk: 7, ...simOptions }) as LifeScanSimulator,
+    createSession: (host) => onetouchUltraEasy.createSession(host),
+    timezone: ZONE,
+    chunkSize: 5,
+    open: opts.open,
+    cleanups,
+  });
 }
 
 const CYCLE = ['version', 'serial', 'read-clock', 'unit', 'count', 'record', 'record', 'record', 'record'];
@@ -170,7 +156,6 @@ describe('session', () => {
     expect(r.host.events.at(-1)!.data).toEqual({ records: 4, inserted: 4, duplicates: 0 });
     // The stored transcript decodes to exactly what was committed.
     expect(decodeUltraEasy(capture, { deviceId: 'bench1-ultraeasy', timezone: ZONE }).drafts).toEqual(drafts);
-    await teardown(r);
   });
 
   it('speaks the link layer byte for byte like the real capture (reset, version, serial)', async () => {
@@ -186,7 +171,6 @@ describe('session', () => {
     const meterBytes = Buffer.concat(sent.exchanges.filter((e) => e.dir === 'D').map((e) => e.bytes)).toString('hex');
     const realMeter = REAL.filter((e) => e.dir === 'D').slice(0, 5).map((e) => e.bytes.toString('hex')).join('');
     expect(meterBytes.startsWith(realMeter)).toBe(true);
-    await teardown(r);
   });
 
   it('repeated downloads give the same ids and store nothing twice', async () => {
@@ -200,7 +184,6 @@ describe('session', () => {
     expect(ids[1]).toEqual(ids[0]);
     expect(ids[2]!.slice(0, 4)).toEqual(ids[0]);
     expect(r.host.stored.size).toBe(5);
-    await teardown(r);
   });
 
   it('a bad CRC is quarantined and reported without its bytes, the link is reset and the command asked again', async () => {
@@ -222,7 +205,6 @@ describe('session', () => {
     const d = decodeUltraEasy(r.host.commits[0]!.capture, { deviceId: 'bench1-ultraeasy', timezone: ZONE });
     expect(d.drafts).toEqual(r.host.commits[0]!.drafts);
     expect(d.issues.map((i) => i.reason)).toEqual(['bad-crc']);
-    await teardown(r);
   });
 
   it('a meter that keeps sending bad frames fails the download after the retries, nothing committed', async () => {
@@ -237,7 +219,6 @@ describe('session', () => {
     expect(r.host.commits).toHaveLength(0);
     // The next download starts clean and succeeds.
     expect(await r.session.command('download', {})).toEqual({ inserted: 4, duplicates: 0, records: 4 });
-    await teardown(r);
   });
 
   it('a meter that is off: no_answer once, status no-answer, nothing committed', async () => {
@@ -248,7 +229,6 @@ describe('session', () => {
     await expect(r.session.command('download', {})).rejects.toThrow(/no answer/);
     expect(r.host.types()).toEqual(['no_answer']);
     expect(r.host.commits).toHaveLength(0);
-    await teardown(r);
   });
 
   it('a meter that stops answering mid-download: download_failed + no_answer, nothing committed; the next download resumes cleanly', async () => {
@@ -272,7 +252,6 @@ describe('session', () => {
     r.sim.received.push = original;
     expect(await r.session.command('download', {})).toEqual({ inserted: 4, duplicates: 0, records: 4 });
     expect(r.host.state.status).toBe('ok');
-    await teardown(r);
   });
 
   it('unplugged during the download: download_failed (link-closed), nothing committed; re-plug downloads again', async () => {
@@ -288,7 +267,6 @@ describe('session', () => {
     await r.hostEnd.open();
     await r.host.until(() => r.host.commits.length === 1, 5000);
     expect(r.host.commits[0]!.drafts).toHaveLength(4);
-    await teardown(r);
   });
 
   it('flags a meter clock more than 15 minutes off, once; clock/sync sets it and the flag clears', async () => {
@@ -307,7 +285,6 @@ describe('session', () => {
     expect(r.sim.received.slice(-2)).toEqual(['write-clock', 'read-clock']);
     expect(r.host.state.clock_skew_flagged).toBe(false);
     expect(r.host.types().at(-1)).toBe('clock_set');
-    await teardown(r);
   });
 
   it('clock/sync fails with clock-not-set when the clock read back after the set is still off', async () => {
@@ -320,7 +297,6 @@ describe('session', () => {
     expect(r.host.events.at(-1)).toMatchObject({ type: 'device_error', data: { reason: 'clock-not-set' } });
     expect(r.host.types()).not.toContain('clock_set');
     expect(r.host.state.clock_skew_flagged).toBe(true);
-    await teardown(r);
   });
 
   it('awaits the commit before download_finished; a failing commit is a failed download', async () => {
@@ -335,7 +311,6 @@ describe('session', () => {
     };
     await expect(r.session.command('download', {})).rejects.toThrow(/did not commit/);
     expect(r.host.events.at(-1)).toMatchObject({ type: 'download_failed', data: { reason: 'commit-failed' } });
-    await teardown(r);
   });
 
   it('polls every poll_interval seconds; one conversation at a time; status; unknown verbs; stop', async () => {
@@ -346,7 +321,7 @@ describe('session', () => {
     expect(a).toEqual(b);
     expect(await r.session.command('status', {})).toMatchObject({ status: 'ok', record_count: 4 });
     await expect(r.session.command('erase', {})).rejects.toThrow(/unknown command/);
-    await teardown(r);
+    await r.teardown();
     const n = r.host.commits.length;
     await sleep(400);
     expect(r.host.commits.length).toBe(n);

@@ -3,11 +3,11 @@ import fc from 'fast-check';
 import type { Capture, DriverSession } from '../../src/driver-sdk/index.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import { resultId } from '../../src/records/ids.ts';
-import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
 import { clockSkewSeconds } from '../../src/util/time.ts';
 import { FrameReader, encodeFrame, type LifeScanSimulator, type SimulatedReading } from '../../drivers/glucose/lifescan-binary.ts';
 import { VERIO_EPOCH_S, decodeVerioIq, onetouchVerioIq, verioIqDialect } from '../../drivers/glucose/onetouch-verio-iq.ts';
-import { FakeHost } from '../helpers/fake-host.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
+import { sessionRig, type SessionRig } from '../helpers/session-rig.ts';
 
 const ZONE = 'Europe/Copenhagen';
 const CTX = { deviceId: 'bench1-verio', timezone: ZONE };
@@ -51,12 +51,9 @@ describe('Verio IQ dialect', () => {
 
 // ── session ─────────────────────────────────────────────────────────────────────────────────────
 
-interface Rig {
-  host: FakeHost;
-  sim: LifeScanSimulator;
-  session: DriverSession;
-  hostEnd: MemoryTransport;
-}
+const cleanups = useCleanups();
+
+type Rig = SessionRig<LifeScanSimulator, DriverSession>;
 
 const MEMORY: SimulatedReading[] = [
   { time: '2024-05-01T07:30:00', value: 96, meal: 'before' },
@@ -65,25 +62,17 @@ const MEMORY: SimulatedReading[] = [
   { time: '2024-05-01T22:05:00', value: 15 },
 ];
 
-async function rig(simOptions: Record<string, unknown> = {}, deviceOptions: Partial<DeviceConfig> = {}, opts: { open?: boolean } = {}): Promise<Rig> {
-  const { host: hostEnd, device: deviceEnd } = memoryPair('verio');
-  hostEnd.chunkSize = 3;
-  const sim = onetouchVerioIq.simulator.create({ memory: MEMORY, timezone: ZONE, seed: 4, max_chunk: 5, ...simOptions }) as LifeScanSimulator;
-  sim.attach(deviceEnd);
-  await deviceEnd.open();
-  const host = new FakeHost(
-    { id: 'bench1-verio', driver: 'onetouch-verio-iq', transport: { type: 'simulated' }, options: { reply_timeout_ms: 150 }, ...deviceOptions },
-    hostEnd,
-  );
-  host.timezone = ZONE;
-  const session = onetouchVerioIq.createSession(host);
-  if (opts.open !== false) await hostEnd.open();
-  return { host, sim, session, hostEnd };
-}
-
-async function teardown(r: Rig): Promise<void> {
-  await r.session.stop();
-  r.sim.detach();
+function rig(simOptions: Record<string, unknown> = {}, deviceOptions: Partial<DeviceConfig> = {}, opts: { open?: boolean } = {}): Promise<Rig> {
+  return sessionRig({
+    cable: 'verio',
+    device: { id: 'bench1-verio', driver: 'onetouch-verio-iq', transport: { type: 'simulated' }, options: { reply_timeout_ms: 150 }, ...deviceOptions },
+    simulator: onetouchVerioIq.simulator.create({ memory: MEMORY, timezone: ZONE, seed: 4, max_chunk: 5, ...simOptions }) as LifeScanSimulator,
+    createSession: (host) => onetouchVerioIq.createSession(host),
+    timezone: ZONE,
+    chunkSize: 3,
+    open: opts.open,
+    cleanups,
+  });
 }
 
 describe('session', () => {
@@ -112,7 +101,6 @@ describe('session', () => {
       const items = capture.exchanges.filter((e) => e.dir === dir).flatMap((e) => reader.push(e.bytes));
       expect(items.every((i) => i.kind === 'frame' && i.frame.linkControl === 0)).toBe(true);
     }
-    await teardown(r);
   });
 
   it('the clock counts from 2000-01-01: the simulator clock is read without skew', async () => {
@@ -122,7 +110,6 @@ describe('session', () => {
     expect(Math.abs(r.host.state.clock_skew_s!)).toBeLessThanOrEqual(2);
     const secs = r.sim.view().clockSeconds;
     expect(Math.abs(secs + VERIO_EPOCH_S - Date.parse(`${r.sim.clock()}Z`) / 1000)).toBe(0);
-    await teardown(r);
   });
 
   it('repeated downloads: same ids, nothing stored twice', async () => {
@@ -131,7 +118,6 @@ describe('session', () => {
     await r.host.until(() => r.host.commits.length === 1);
     expect(await r.session.command('download', {})).toEqual({ inserted: 0, duplicates: 4, records: 4 });
     expect(r.host.commits[1]!.drafts.map(resultId)).toEqual(r.host.commits[0]!.drafts.map(resultId));
-    await teardown(r);
   });
 
   it('a bad CRC: quarantined, bad_frame, the request sent again (no link reset on this meter)', async () => {
@@ -144,7 +130,6 @@ describe('session', () => {
     expect(r.host.quarantined.map((q) => q.reason)).toEqual(['bad-crc']);
     expect(r.host.types().filter((t) => t === 'bad_frame')).toHaveLength(1);
     expect(r.host.commits[0]!.drafts).toHaveLength(4);
-    await teardown(r);
   });
 
   it('garbage on the line before a reply is reported and the reply still read', async () => {
@@ -164,7 +149,6 @@ describe('session', () => {
     await r.host.until(() => r.host.types().includes('download_finished'));
     expect(r.host.quarantined.map((q) => q.reason)).toEqual(['garbage']);
     expect(r.sim.received.filter((x) => x === 'serial')).toHaveLength(1);
-    await teardown(r);
   });
 
   it('stops answering mid-download: failed + no_answer, nothing committed; the next download works', async () => {
@@ -184,7 +168,6 @@ describe('session', () => {
     r.sim.off = false;
     r.sim.received.push = push;
     expect(await r.session.command('download', {})).toEqual({ inserted: 4, duplicates: 0, records: 4 });
-    await teardown(r);
   });
 
   it('unplug during the download: link-closed, nothing committed', async () => {
@@ -196,7 +179,6 @@ describe('session', () => {
     await r.host.until(() => r.host.types().includes('download_failed'));
     expect(r.host.events.find((e) => e.type === 'download_failed')!.data).toEqual({ reason: 'link-closed' });
     expect(r.host.commits).toHaveLength(0);
-    await teardown(r);
   });
 
   it('clock skew is flagged; clock/sync sets the meter clock and clears it', async () => {
@@ -209,7 +191,6 @@ describe('session', () => {
     expect(Math.abs(res.clock_skew_s)).toBeLessThanOrEqual(2);
     expect(Math.abs(clockSkewSeconds(r.sim.clock(), ZONE))).toBeLessThanOrEqual(2);
     expect(r.host.state.clock_skew_flagged).toBe(false);
-    await teardown(r);
   });
 
   it('a meter that is off: no_answer, status no-answer', async () => {
@@ -217,7 +198,6 @@ describe('session', () => {
     await r.session.start();
     await r.host.until(() => r.host.state.status === 'no-answer', 3000);
     expect(r.host.types()).toEqual(['no_answer']);
-    await teardown(r);
   });
 });
 
@@ -226,7 +206,7 @@ describe('decode', () => {
     const r = await rig();
     await r.session.start();
     await r.host.until(() => r.host.commits.length === 1);
-    await teardown(r);
+    await r.teardown();
     const capture = r.host.commits[0]!.capture;
     if (capture.kind !== 'transcript') throw new Error('no transcript');
     const expected = decodeVerioIq(capture, CTX).drafts;
