@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { Capture, Exchange } from '../../src/driver-sdk/index.ts';
-import type { DeviceConfig } from '../../src/config/types.ts';
+import type { Capture, DriverSession, Exchange } from '../../src/driver-sdk/index.ts';
 import type { ResultDraft } from '../../src/records/types.ts';
 import { resultId } from '../../src/records/ids.ts';
 import { AstmFrameReader, astmChecksum, encodeFrame, type AstmFrameEvent } from '../../src/protocols/astm/frame.ts';
 import { parseMessage } from '../../src/protocols/astm/records.ts';
-import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
+import { sessionRig, type SessionRig } from '../helpers/session-rig.ts';
 import {
   ContourSimulator,
   contourNext,
@@ -297,25 +297,22 @@ describe('Contour HID reports', () => {
 
 // ── session ─────────────────────────────────────────────────────────────────────────────────────
 
-interface Rig {
-  host: FakeHost;
-  sim: ContourSimulator;
-  hostEnd: MemoryTransport;
-  deviceEnd: MemoryTransport;
-  session: ReturnType<typeof contourNext.createSession>;
-}
+const cleanups = useCleanups();
 
-async function rig(sim: ContourSimulatorOptions = {}, options: Record<string, unknown> = {}, open = true): Promise<Rig> {
-  const { host: hostEnd, device: deviceEnd } = memoryPair('contour');
-  const device: DeviceConfig = { id: 'bench2-contour', driver: 'contour-next', transport: { type: 'simulated' }, options: { reply_timeout_ms: 300, ...options } };
-  const host = new FakeHost(device, hostEnd);
-  const simulator = new ContourSimulator({ timezone: host.timezone, seed: 7, memory: MEMORY_MG, ...sim });
-  simulator.attach(deviceEnd);
-  await deviceEnd.open();
-  const session = contourNext.createSession(host);
-  await session.start();
-  if (open) await hostEnd.open();
-  return { host, sim: simulator, hostEnd, deviceEnd, session };
+type Rig = SessionRig<ContourSimulator, DriverSession>;
+
+/** Started, and plugged in unless `open` is false. */
+function rig(sim: ContourSimulatorOptions = {}, options: Record<string, unknown> = {}, open = true): Promise<Rig> {
+  return sessionRig({
+    cable: 'contour',
+    device: { id: 'bench2-contour', driver: 'contour-next', transport: { type: 'simulated' }, options: { reply_timeout_ms: 300, ...options } },
+    simulator: new ContourSimulator({ timezone: CTX.timezone, seed: 7, memory: MEMORY_MG, ...sim }),
+    createSession: (host) => contourNext.createSession(host),
+    timezone: CTX.timezone,
+    start: true,
+    open,
+    cleanups,
+  });
 }
 
 const allDrafts = (host: FakeHost): ResultDraft[] => host.commits.flatMap((c) => c.drafts);
@@ -349,7 +346,6 @@ describe('Contour session', () => {
     expect(r.host.state).toMatchObject({ status: 'ok', serial: '7410-1234567', model: 'Contour Next USB', display_unit: 'mg/dL', record_count: 5 });
     // The committed capture decodes to the same drafts (rule 4: re-decodable).
     expect(decodeContour(r.host.commits[0]!.capture, { deviceId: 'bench2-contour', timezone: r.host.timezone }).drafts).toEqual(drafts);
-    await r.session.stop();
   });
 
   it('NAKs a frame with a bad checksum, takes the resent one and stores everything once', async () => {
@@ -359,7 +355,6 @@ describe('Contour session', () => {
     expect(r.host.quarantined.map((q) => q.reason)).toEqual(['bad-frame:checksum', 'bad-frame:checksum']);
     expect(r.host.events.filter((e) => e.type === 'bad_frame').map((e) => e.data?.reason)).toEqual(['bad-frame:checksum', 'bad-frame:checksum']);
     expect(allDrafts(r.host)).toHaveLength(5);
-    await r.session.stop();
   });
 
   it('gives up after too many bad frames in a row, storing nothing', async () => {
@@ -367,7 +362,6 @@ describe('Contour session', () => {
     await r.host.until(() => r.host.types().includes('download_failed'));
     expect(r.host.commits).toEqual([]);
     expect(r.host.events.at(-1)!.data).toEqual({ reason: 'too-many-naks' });
-    await r.session.stop();
   });
 
   it('garbage between frames is quarantined and the transfer still completes', async () => {
@@ -380,7 +374,6 @@ describe('Contour session', () => {
     await r.host.until(() => r.host.types().includes('download_finished'));
     expect(r.host.quarantined.length).toBeGreaterThan(0);
     expect(allDrafts(r.host)).toHaveLength(5);
-    await r.session.stop();
   });
 
   it('a meter that stops before the L record: download_failed, nothing committed', async () => {
@@ -389,7 +382,6 @@ describe('Contour session', () => {
     expect(r.host.commits).toEqual([]);
     expect(r.host.events.at(-1)!.data).toEqual({ reason: 'timeout' });
     expect(r.host.state.status).toBe('error');
-    await r.session.stop();
   });
 
   it('unplugged mid-transfer: download_failed, nothing committed; the next plug-in downloads everything', async () => {
@@ -406,7 +398,6 @@ describe('Contour session', () => {
     await r.hostEnd.open();
     await r.host.until(() => r.host.types().includes('download_finished'));
     expect(allDrafts(r.host)).toHaveLength(5);
-    await r.session.stop();
   });
 
   it('an unknown record type is quarantined with a bad_frame event; the readings are stored', async () => {
@@ -416,7 +407,6 @@ describe('Contour session', () => {
     expect(r.host.events.find((e) => e.type === 'download_finished')!.data).toMatchObject({ records: 5, unreadable: 1 });
     // The event says why, never the record text.
     expect(JSON.stringify(r.host.events)).not.toContain('vendor');
-    await r.session.stop();
   });
 
   it('mmol/L meter: values, units and LOINC in mmol/L', async () => {
@@ -433,7 +423,6 @@ describe('Contour session', () => {
       { code: 'GLU', name: 'Glucose', loinc: '14743-9', value: null, unit: 'mmol/L', ucum: 'mmol/L', flags: ['LO'], text: null, comparator: '<', limit: 0.6 },
     ]);
     expect(r.host.state.display_unit).toBe('mmol/L');
-    await r.session.stop();
   });
 
   it('repeated downloads give the same ids and store nothing twice', async () => {
@@ -443,7 +432,6 @@ describe('Contour session', () => {
     expect(second).toMatchObject({ inserted: 0, duplicates: 5 });
     expect(r.host.commits[1]!.drafts.map(resultId)).toEqual(r.host.commits[0]!.drafts.map(resultId));
     expect(r.host.stored.size).toBe(5);
-    await r.session.stop();
   });
 
   it('a meter not in data-transfer mode: no-answer status and event, nothing committed', async () => {
@@ -451,7 +439,6 @@ describe('Contour session', () => {
     await r.host.until(() => r.host.types().includes('no_answer'));
     expect(r.host.state.status).toBe('no-answer');
     expect(r.host.commits).toEqual([]);
-    await r.session.stop();
   });
 
   it('one transfer per plug-in: a second download gets no ENQ and says to re-plug', async () => {
@@ -459,7 +446,6 @@ describe('Contour session', () => {
     await r.host.until(() => r.host.commits.length === 1);
     await expect(r.session.command('download', {})).rejects.toThrow(/not in data-transfer mode/);
     expect(r.host.state.status).toBe('no-answer');
-    await r.session.stop();
   });
 
   it('flags a meter clock more than 15 minutes off', async () => {
@@ -468,7 +454,6 @@ describe('Contour session', () => {
     expect(r.host.types()).toContain('clock_skew');
     expect(r.host.state.clock_skew_flagged).toBe(true);
     expect(Math.abs(r.host.state.clock_skew_s! - 3600)).toBeLessThanOrEqual(60);
-    await r.session.stop();
   });
 
   it('clock/sync sets the meter clock in command mode after a transfer', async () => {
@@ -480,13 +465,11 @@ describe('Contour session', () => {
     expect(Math.abs(r.sim.deviceClock.offsetS)).toBeLessThanOrEqual(60);
     expect(r.sim.received).toEqual(expect.arrayContaining(['W|', 'D|', 'T|']));
     expect(r.host.types()).toContain('clock_set');
-    await r.session.stop();
   });
 
   it('rejects unknown commands with a clear error', async () => {
     const r = await rig({ off: true });
     await expect(r.session.command('print', {})).rejects.toThrow(/unknown command "print"/);
-    await r.session.stop();
   });
 });
 
