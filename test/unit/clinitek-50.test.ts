@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { Capture } from '../../src/driver-sdk/index.ts';
+import type { Capture, DriverSession } from '../../src/driver-sdk/index.ts';
 import { captureFromBytes } from '../../src/driver-sdk/capture.ts';
-import { memoryPair } from '../../src/transports/memory.ts';
-import { FakeHost } from '../helpers/fake-host.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
+import { sessionRig, type SessionRig } from '../helpers/session-rig.ts';
 import {
   ACK,
   Clinitek50Simulator,
@@ -126,26 +126,25 @@ describe('CLINITEK 50 packets', () => {
 });
 
 describe('CLINITEK 50 session', () => {
-  async function rig(simOptions: Record<string, unknown> = {}, options: Record<string, unknown> = {}): Promise<{
-    host: FakeHost;
-    sim: Clinitek50Simulator;
-    session: ReturnType<typeof clinitek50.createSession>;
-    hostEnd: ReturnType<typeof memoryPair>['host'];
-  }> {
-    const { host: hostEnd, device } = memoryPair('c50');
-    const sim = new Clinitek50Simulator(parseSimulatorOptions({ seed: 9, max_chunk: 5, timezone: 'Europe/Berlin', ...simOptions }));
-    await device.open();
-    sim.attach(device);
-    const host = new FakeHost({ id: 'urine-c50', driver: 'clinitek-50', transport: { type: 'simulated' }, options: { reply_timeout_ms: 300, ...options } }, hostEnd);
-    host.timezone = 'Europe/Berlin';
-    // Record the order of commits and the bytes the session sends.
-    const write = hostEnd.write.bind(hostEnd);
-    hostEnd.write = async (b: Buffer) => {
-      host.order.push(`write:${b.toString('hex')}`);
+  const cleanups = useCleanups();
+
+  /** Not started, not plugged in; the host's writes are noted in `host.order` next to the commits. */
+  async function rig(simOptions: Record<string, unknown> = {}, options: Record<string, unknown> = {}): Promise<SessionRig<Clinitek50Simulator, DriverSession>> {
+    const r = await sessionRig({
+      cable: 'c50',
+      device: { id: 'urine-c50', driver: 'clinitek-50', transport: { type: 'simulated' }, options: { reply_timeout_ms: 300, ...options } },
+      simulator: new Clinitek50Simulator(parseSimulatorOptions({ seed: 9, max_chunk: 5, timezone: 'Europe/Berlin', ...simOptions })),
+      createSession: (host) => clinitek50.createSession(host),
+      timezone: 'Europe/Berlin',
+      open: false,
+      cleanups,
+    });
+    const write = r.hostEnd.write.bind(r.hostEnd);
+    r.hostEnd.write = async (b: Buffer) => {
+      r.host.order.push(`write:${b.toString('hex')}`);
       return write(b);
     };
-    const session = clinitek50.createSession(host);
-    return { host, sim, session, hostEnd };
+    return r;
   }
 
   it('downloads on connect: ENQ, then XON DC2 per record, each committed before its ACK', async () => {
@@ -163,8 +162,6 @@ describe('CLINITEK 50 session', () => {
     // A second download reads the records the reader has left: none.
     await r.session.command('download', {});
     expect(r.host.commits).toHaveLength(3);
-    await r.session.stop();
-    r.sim.detach();
   });
 
   it('NAKs a packet with a bad checksum, asks again and stores it once; the session goes on', async () => {
@@ -176,8 +173,6 @@ describe('CLINITEK 50 session', () => {
     expect(r.sim.received.filter((b) => b === NAK)).toHaveLength(2);
     expect(r.host.quarantined.map((q) => q.reason).filter((x) => x === 'bad-checksum')).toHaveLength(2);
     expect(r.host.types().filter((t) => t === 'bad_frame').length).toBeGreaterThanOrEqual(2);
-    await r.session.stop();
-    r.sim.detach();
   });
 
   it('gives up after too many bad packets without ACKing anything unstored', async () => {
@@ -189,8 +184,6 @@ describe('CLINITEK 50 session', () => {
     expect(r.sim.received).not.toContain(ACK);
     expect(r.host.events.find((e) => e.type === 'download_failed')!.data).toEqual({ reason: 'bad-checksum' });
     expect(r.sim.next).toBe(0);
-    await r.session.stop();
-    r.sim.detach();
   });
 
   it('does not ACK a record the store did not commit', async () => {
@@ -203,8 +196,6 @@ describe('CLINITEK 50 session', () => {
     await r.host.until(() => r.host.types().includes('download_failed'));
     expect(r.sim.received).not.toContain(ACK);
     expect(r.sim.next).toBe(0);
-    await r.session.stop();
-    r.sim.detach();
   });
 
   it('reports a reader that does not answer', async () => {
@@ -213,7 +204,5 @@ describe('CLINITEK 50 session', () => {
     await r.hostEnd.open();
     await r.host.until(() => r.host.types().includes('no_answer'));
     expect(r.host.state.status).toBe('no-answer');
-    await r.session.stop();
-    r.sim.detach();
   });
 });

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { Capture } from '../../src/driver-sdk/index.ts';
-import { memoryPair } from '../../src/transports/memory.ts';
+import type { Capture, DriverSession } from '../../src/driver-sdk/index.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
+import { sessionRig, type SessionRig } from '../helpers/session-rig.ts';
 import {
   ClinitekStatusSimulator,
   RecordLineFramer,
@@ -145,17 +146,18 @@ describe('CLINITEK Status framing', () => {
 });
 
 describe('CLINITEK Status session', () => {
-  async function rig(simOptions: Record<string, unknown> = {}): Promise<{ host: FakeHost; sim: ClinitekStatusSimulator; session: ReturnType<typeof clinitekStatus.createSession>; hostEnd: ReturnType<typeof memoryPair>['host'] }> {
-    const { host: hostEnd, device } = memoryPair('clinitek');
-    const sim = new ClinitekStatusSimulator(parseSimulatorOptions({ seed: 5, send_delay_ms: -1, ...simOptions }));
-    await device.open();
-    sim.attach(device);
-    const host = new FakeHost({ id: 'urine-1', driver: 'clinitek-status', transport: { type: 'simulated' }, options: { burst_idle_ms: 100 } }, hostEnd);
-    host.timezone = 'Europe/Madrid';
-    const session = clinitekStatus.createSession(host);
-    await hostEnd.open();
-    await session.start();
-    return { host, sim, session, hostEnd };
+  const cleanups = useCleanups();
+
+  function rig(simOptions: Record<string, unknown> = {}): Promise<SessionRig<ClinitekStatusSimulator, DriverSession>> {
+    return sessionRig({
+      cable: 'clinitek',
+      device: { id: 'urine-1', driver: 'clinitek-status', transport: { type: 'simulated' }, options: { burst_idle_ms: 100 } },
+      simulator: new ClinitekStatusSimulator(parseSimulatorOptions({ seed: 5, send_delay_ms: -1, ...simOptions })),
+      createSession: (host) => clinitekStatus.createSession(host),
+      timezone: 'Europe/Madrid',
+      start: true,
+      cleanups,
+    });
   }
 
   it('commits every record of a "Send all data", reports the E58 record as a device_error, and a resend adds nothing', async () => {
@@ -176,8 +178,6 @@ describe('CLINITEK Status session', () => {
     await r.host.until(() => r.host.types().filter((t) => t === 'download_finished').length === 2);
     expect(r.host.events.filter((e) => e.type === 'download_finished')[1]!.data).toEqual({ records: 6, inserted: 0, duplicates: 6 });
     expect(r.host.stored.size).toBe(6);
-    await r.session.stop();
-    r.sim.detach();
   });
 
   it('English and Spanish sends of the same strips give the same records', async () => {
@@ -191,10 +191,6 @@ describe('CLINITEK Status session', () => {
       host.commits.flatMap((c) => c.drafts).map((d) => ({ ...d, observations: d.observations.map((o) => ({ ...o, text: null })) }));
     // Only the device's words differ (Negative / Negativo, Yellow / Amarillo).
     expect(strip(es.host)).toEqual(strip(en.host));
-    for (const r of [en, es]) {
-      await r.session.stop();
-      r.sim.detach();
-    }
   });
 
   it('quarantines garbage lines and a record cut off when the link closes, and keeps the rest', async () => {
@@ -207,8 +203,6 @@ describe('CLINITEK Status session', () => {
     expect(r.host.quarantined.filter((q) => q.reason === 'not-a-record')).toHaveLength(5);
     expect(r.host.types().filter((t) => t === 'bad_frame')).toHaveLength(6);
     for (const e of r.host.events.filter((x) => x.type === 'bad_frame')) expect(Object.keys(e.data!)).toEqual(['reason', 'detail']);
-    await r.session.stop();
-    r.sim.detach();
   });
 
   it('a failed commit is retried; the records are not lost', async () => {
@@ -222,15 +216,11 @@ describe('CLINITEK Status session', () => {
     await r.sim.sendAll();
     await r.host.until(() => r.host.stored.size === 6, 8000);
     expect(r.host.types()).toContain('download_failed');
-    await r.session.stop();
-    r.sim.detach();
   });
 
   it('refuses a download request with a clear error', async () => {
     const r = await rig();
     await expect(r.session.command('download', {})).rejects.toThrow(/Send all data/);
-    await r.session.stop();
-    r.sim.detach();
   });
 });
 
