@@ -871,6 +871,8 @@ export interface ContourSimulatorOptions extends SimulatedClockOptions {
   extra_records?: string[];
   /** true: each report carries a random 1…60 bytes; false (default): reports are filled to 60. */
   random_cuts?: boolean;
+  /** NAKs the date and time writes in command mode and keeps its clock. */
+  refuse_clock_set?: boolean;
   seed?: number;
 }
 
@@ -887,6 +889,7 @@ const SIMULATOR_OPTION_HELP: Record<string, string> = {
   once_per_plug: 'true: one transfer per plug-in, as the real meter; later pokes get no ENQ',
   extra_records: 'records (text) inserted before the L record, e.g. ["Q|1|x"]',
   random_cuts: 'true: reports carry a random 1-60 bytes, cutting frames anywhere',
+  refuse_clock_set: 'true: NAK the date and time writes and keep the clock, as a Contour Next Link paired with a pump refuses the date',
   timezone: "IANA zone of the meter's naive clock (default: the host's)",
   seed: 'random seed for reproducible runs',
 };
@@ -906,6 +909,7 @@ export function parseContourSimulatorOptions(o: Record<string, unknown>): Contou
     off: read.boolean('off'),
     once_per_plug: read.boolean('once_per_plug'),
     random_cuts: read.boolean('random_cuts'),
+    refuse_clock_set: read.boolean('refuse_clock_set'),
     unit: read.oneOf('unit', ['mg/dL', 'mmol/L'] as const, 'mg/dL or mmol/L'),
     memory: read.list('memory', (r, where) => parseSimulatedContourReading(read, r, where), 'a list of readings'),
     extra_records: read.list('extra_records', (r, where) => oneLineString(read, r, where), 'a list of one-line strings'),
@@ -990,6 +994,7 @@ export class ContourSimulator implements DeviceSimulator {
   transfers = 0;
   private readonly oncePerPlug: boolean;
   private readonly randomCuts: boolean;
+  private readonly refuseClockSet: boolean;
   private readonly random: () => number;
   private corruptFrames: number;
   private transport: ByteTransport | null = null;
@@ -1014,6 +1019,7 @@ export class ContourSimulator implements DeviceSimulator {
     this.extraRecords = options.extra_records ?? [];
     this.oncePerPlug = options.once_per_plug ?? false;
     this.randomCuts = options.random_cuts ?? false;
+    this.refuseClockSet = options.refuse_clock_set ?? false;
     this.random = seededRandom(options.seed ?? Date.now());
     this.memory = options.memory ? options.memory.map((r) => ({ ...r })) : this.defaultMemory();
   }
@@ -1135,7 +1141,7 @@ export class ContourSimulator implements DeviceSimulator {
       this.send(Buffer.from([ACK]));
     } else if (t.endsWith('\r')) {
       this.commandText = '';
-      const ok = this.applySet(t.slice(0, -1));
+      const ok = !this.refuseClockSet && this.applySet(t.slice(0, -1));
       this.writeArmed = false;
       this.pendingCommand = null;
       this.send(Buffer.from([ok ? ACK : NAK]));

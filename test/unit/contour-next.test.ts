@@ -467,6 +467,26 @@ describe('Contour session', () => {
     expect(r.host.types()).toContain('clock_set');
   });
 
+  it('clock/sync fails with clock-not-set when the meter NAKs the date write; the clock is not reported as set', async () => {
+    const r = await rig({ clock_offset_s: -7200, once_per_plug: true, refuse_clock_set: true });
+    await r.host.until(() => r.host.commits.length === 1);
+    await expect(r.session.command('clock/sync', {})).rejects.toThrow(/the meter did not accept the date \(NAK\)/);
+    expect(r.sim.received).toEqual(expect.arrayContaining(['W|', 'D|']));
+    expect(r.sim.received).not.toContain('T|');
+    expect(r.host.events.at(-1)).toMatchObject({ type: 'device_error', data: { reason: 'clock-not-set' } });
+    expect(r.host.types()).not.toContain('clock_set');
+    expect(r.host.state.clock_skew_flagged).toBe(true);
+    expect(Math.abs(r.sim.deviceClock.offsetS + 7200)).toBeLessThanOrEqual(1);
+  });
+
+  it('a Contour Next Link that NAKs the date write is reported as taking its clock from the pump', async () => {
+    const r = await rig({ model_code: '6200', once_per_plug: true, refuse_clock_set: true });
+    await r.host.until(() => r.host.commits.length === 1);
+    await expect(r.session.command('clock/sync', {})).rejects.toThrow(/takes its clock from the pump/);
+    expect(r.host.events.at(-1)).toMatchObject({ type: 'device_error', data: { reason: 'clock-set-by-pump' } });
+    expect(r.host.types()).not.toContain('clock_set');
+  });
+
   it('rejects unknown commands with a clear error', async () => {
     const r = await rig({ off: true });
     await expect(r.session.command('print', {})).rejects.toThrow(/unknown command "print"/);
@@ -474,6 +494,11 @@ describe('Contour session', () => {
 });
 
 describe('Contour simulator options', () => {
+  it('refuse_clock_set takes true or false only', () => {
+    expect(parseContourSimulatorOptions({ refuse_clock_set: true })).toEqual({ refuse_clock_set: true });
+    expect(() => parseContourSimulatorOptions({ refuse_clock_set: 'yes' })).toThrow(/refuse_clock_set/);
+  });
+
   it('checks untyped options', () => {
     expect(parseContourSimulatorOptions({ unit: 'mmol/L', serial: '7410-1', memory: [{ time: '2025-01-01T10:00', value: 5.5, markers: ['B'] }] })).toMatchObject({
       unit: 'mmol/L',
