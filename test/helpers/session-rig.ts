@@ -1,5 +1,5 @@
 import type { DeviceConfig } from '../../src/config/types.ts';
-import type { DeviceSimulator, DriverSession, SessionHost } from '../../src/driver-sdk/index.ts';
+import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost } from '../../src/driver-sdk/index.ts';
 import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
 import type { Cleanups } from './cleanups.ts';
 import { FakeHost } from './fake-host.ts';
@@ -64,4 +64,34 @@ export async function sessionRig<Sim extends DeviceSimulator, Session extends Dr
   if (setup.start === true) await session.start();
   if (setup.open !== false) await hostEnd.open();
   return { host, sim, session, hostEnd, deviceEnd, teardown };
+}
+
+/** What every rig of one driver's tests shares; each test overrides the simulator and device options. */
+export interface DriverRigDefaults {
+  cable: string;
+  deviceId: string;
+  /** Driver options; a test's `deviceOptions.options` replaces them whole. */
+  options: Record<string, unknown>;
+  simulator: Record<string, unknown>;
+  timezone?: string;
+  chunkSize?: number;
+}
+
+/** Rigs a driver's own simulator (`driver.simulator.create`) to its session; not started, plugged in unless `open` is false. */
+export function driverRig<Sim extends DeviceSimulator>(driver: DriverDefinition, defaults: DriverRigDefaults, cleanups: Cleanups) {
+  return (
+    simOptions: Record<string, unknown> = {},
+    deviceOptions: Partial<DeviceConfig> = {},
+    opts: { open?: boolean } = {},
+  ): Promise<SessionRig<Sim, DriverSession>> =>
+    sessionRig({
+      cable: defaults.cable,
+      device: { id: defaults.deviceId, driver: driver.id, transport: { type: 'simulated' }, options: { ...defaults.options }, ...deviceOptions },
+      simulator: driver.simulator.create({ ...defaults.simulator, ...simOptions }) as Sim,
+      createSession: (host) => driver.createSession(host),
+      timezone: defaults.timezone,
+      chunkSize: defaults.chunkSize,
+      open: opts.open,
+      cleanups,
+    });
 }

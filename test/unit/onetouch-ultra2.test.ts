@@ -1,12 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { Capture, DriverSession } from '../../src/driver-sdk/index.ts';
-import type { DeviceConfig } from '../../src/config/types.ts';
+import type { Capture } from '../../src/driver-sdk/index.ts';
 import type { ResultDraft } from '../../src/records/types.ts';
 import { memoryPair } from '../../src/transports/memory.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
-import { sessionRig, type SessionRig } from '../helpers/session-rig.ts';
+import { driverRig } from '../helpers/session-rig.ts';
 import { clockSkewSeconds, nowInZone } from '../../src/util/time.ts';
 import {
   LineFramer,
@@ -405,25 +404,17 @@ describe('simulator options', () => {
 
 const cleanups = useCleanups();
 
-type Rig = SessionRig<Ultra2Simulator, DriverSession>;
-
 const MEMORY: SimulatedReading[] = [
   { time: '2024-05-01T07:30:00', value: 96, meal: 'B' },
   { time: '2024-05-01T08:10:00', value: 118, control: true },
   { time: '2024-05-01T13:00:00', value: 154, meal: 'A', comment: 3 },
 ];
 
-function rig(simOptions: Record<string, unknown> = {}, deviceOptions: Partial<DeviceConfig> = {}, opts: { open?: boolean } = {}): Promise<Rig> {
-  return sessionRig({
-    cable: 'ultra2',
-    device: { id: 'bench1-ultra2', driver: 'onetouch-ultra2', transport: { type: 'simulated' }, options: { reply_timeout_ms: 150 }, ...deviceOptions },
-    simulator: onetouchUltra2.simulator.create({ memory: MEMORY, timezone: 'Europe/Copenhagen', seed: 1, ...simOptions }) as Ultra2Simulator,
-    createSession: (host) => onetouchUltra2.createSession(host),
-    chunkSize: 7,
-    open: opts.open,
-    cleanups,
-  });
-}
+const rig = driverRig<Ultra2Simulator>(
+  onetouchUltra2,
+  { cable: 'ultra2', deviceId: 'bench1-ultra2', options: { reply_timeout_ms: 150 }, simulator: { memory: MEMORY, timezone: 'Europe/Copenhagen', seed: 1 }, chunkSize: 7 },
+  cleanups,
+);
 
 describe('session', () => {
   it('downloads when the transport opens and commits all readings once, oldest first', async () => {

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { Capture, DriverSession } from '../../src/driver-sdk/index.ts';
+import type { Capture } from '../../src/driver-sdk/index.ts';
 import { captureFromBytes, parseTranscript } from '../../src/driver-sdk/capture.ts';
-import type { DeviceConfig } from '../../src/config/types.ts';
 import { resultId } from '../../src/records/ids.ts';
 import { memoryPair } from '../../src/transports/memory.ts';
 import { clockSkewSeconds } from '../../src/util/time.ts';
@@ -10,7 +9,7 @@ import { encodeFrame, type LifeScanSimulator, type SimulatedReading } from '../.
 import { decodeUltraEasy, onetouchUltraEasy, ultraEasyDialect } from '../../drivers/glucose/onetouch-ultraeasy.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
-import { sessionRig, type SessionRig } from '../helpers/session-rig.ts';
+import { driverRig } from '../helpers/session-rig.ts';
 
 const ZONE = 'Europe/Copenhagen';
 const CTX = { deviceId: 'bench1-ultraeasy', timezone: 'Europe/London' };
@@ -105,8 +104,6 @@ function u32(n: number): Buffer {
 
 const cleanups = useCleanups();
 
-type Rig = SessionRig<LifeScanSimulator, DriverSession>;
-
 const MEMORY: SimulatedReading[] = [
   { time: '2024-05-01T07:30:00', value: 96 },
   { time: '2024-05-01T08:10:00', value: 'HI' },
@@ -114,18 +111,11 @@ const MEMORY: SimulatedReading[] = [
   { time: '2024-05-01T22:05:00', value: 'LO' },
 ];
 
-function rig(simOptions: Record<string, unknown> = {}, deviceOptions: Partial<DeviceConfig> = {}, opts: { open?: boolean } = {}): Promise<Rig> {
-  return sessionRig({
-    cable: 'ultraeasy',
-    device: { id: 'bench1-ultraeasy', driver: 'onetouch-ultraeasy', transport: { type: 'simulated' }, options: { reply_timeout_ms: 150 }, ...deviceOptions },
-    simulator: onetouchUltraEasy.simulator.create({ memory: MEMORY, timezone: ZONE, seed: 1, max_chunk: 7, ...simOptions }) as LifeScanSimulator,
-    createSession: (host) => onetouchUltraEasy.createSession(host),
-    timezone: ZONE,
-    chunkSize: 5,
-    open: opts.open,
-    cleanups,
-  });
-}
+const rig = driverRig<LifeScanSimulator>(
+  onetouchUltraEasy,
+  { cable: 'ultraeasy', deviceId: 'bench1-ultraeasy', options: { reply_timeout_ms: 150 }, simulator: { memory: MEMORY, timezone: ZONE, seed: 1, max_chunk: 7 }, timezone: ZONE, chunkSize: 5 },
+  cleanups,
+);
 
 const CYCLE = ['version', 'serial', 'read-clock', 'unit', 'count', 'record', 'record', 'record', 'record'];
 

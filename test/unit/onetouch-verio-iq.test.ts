@@ -1,13 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { Capture, DriverSession } from '../../src/driver-sdk/index.ts';
-import type { DeviceConfig } from '../../src/config/types.ts';
+import type { Capture } from '../../src/driver-sdk/index.ts';
 import { resultId } from '../../src/records/ids.ts';
 import { clockSkewSeconds } from '../../src/util/time.ts';
 import { FrameReader, encodeFrame, type LifeScanSimulator, type SimulatedReading } from '../../drivers/glucose/lifescan-binary.ts';
 import { VERIO_EPOCH_S, decodeVerioIq, onetouchVerioIq, verioIqDialect } from '../../drivers/glucose/onetouch-verio-iq.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
-import { sessionRig, type SessionRig } from '../helpers/session-rig.ts';
+import { driverRig } from '../helpers/session-rig.ts';
 
 const ZONE = 'Europe/Copenhagen';
 const CTX = { deviceId: 'bench1-verio', timezone: ZONE };
@@ -53,8 +52,6 @@ describe('Verio IQ dialect', () => {
 
 const cleanups = useCleanups();
 
-type Rig = SessionRig<LifeScanSimulator, DriverSession>;
-
 const MEMORY: SimulatedReading[] = [
   { time: '2024-05-01T07:30:00', value: 96, meal: 'before' },
   { time: '2024-05-01T08:10:00', value: 118, control: true },
@@ -62,18 +59,11 @@ const MEMORY: SimulatedReading[] = [
   { time: '2024-05-01T22:05:00', value: 15 },
 ];
 
-function rig(simOptions: Record<string, unknown> = {}, deviceOptions: Partial<DeviceConfig> = {}, opts: { open?: boolean } = {}): Promise<Rig> {
-  return sessionRig({
-    cable: 'verio',
-    device: { id: 'bench1-verio', driver: 'onetouch-verio-iq', transport: { type: 'simulated' }, options: { reply_timeout_ms: 150 }, ...deviceOptions },
-    simulator: onetouchVerioIq.simulator.create({ memory: MEMORY, timezone: ZONE, seed: 4, max_chunk: 5, ...simOptions }) as LifeScanSimulator,
-    createSession: (host) => onetouchVerioIq.createSession(host),
-    timezone: ZONE,
-    chunkSize: 3,
-    open: opts.open,
-    cleanups,
-  });
-}
+const rig = driverRig<LifeScanSimulator>(
+  onetouchVerioIq,
+  { cable: 'verio', deviceId: 'bench1-verio', options: { reply_timeout_ms: 150 }, simulator: { memory: MEMORY, timezone: ZONE, seed: 4, max_chunk: 5 }, timezone: ZONE, chunkSize: 3 },
+  cleanups,
+);
 
 describe('session', () => {
   it('downloads on connect: control is category control, HI/LO flags, mg/dL with the display unit separate', async () => {

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { DeviceSimulator, DriverSession, SessionHost } from '../../src/driver-sdk/index.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import type { Cleanups } from '../helpers/cleanups.ts';
-import { sessionRig } from '../helpers/session-rig.ts';
+import { onetouchUltra2, type Ultra2Simulator } from '../../drivers/glucose/onetouch-ultra2.ts';
+import { driverRig, sessionRig } from '../helpers/session-rig.ts';
 
 /** Answers every piece it receives with the same bytes upper-cased. */
 class ShoutingDevice implements DeviceSimulator {
@@ -94,5 +95,32 @@ describe('sessionRig', () => {
     expect(r.sim.detaches).toBe(1);
     expect(r.hostEnd.isOpen).toBe(false);
     expect(r.deviceEnd.isOpen).toBe(false);
+  });
+});
+
+describe('driverRig', () => {
+  const MEMORY = [{ time: '2024-05-01T07:30:00', value: 96 }];
+  const DEFAULTS = { cable: 'u2', deviceId: 'rig-u2', options: { reply_timeout_ms: 150 }, simulator: { memory: MEMORY, seed: 1 }, timezone: 'Europe/Paris', chunkSize: 2 };
+
+  it("rigs the driver's own simulator to its session on the defaults; a test's options override them", async () => {
+    const cleanups: Cleanups = [];
+    const rig = driverRig<Ultra2Simulator>(onetouchUltra2, DEFAULTS, cleanups);
+    const plain = await rig();
+    expect(plain.host.device).toEqual({ id: 'rig-u2', driver: 'onetouch-ultra2', transport: { type: 'simulated' }, options: { reply_timeout_ms: 150 } });
+    expect(plain.host.timezone).toBe('Europe/Paris');
+    expect(plain.hostEnd.chunkSize).toBe(2);
+    expect(plain.hostEnd.isOpen).toBe(true);
+    await plain.session.start();
+    await plain.host.until(() => plain.host.types().includes('download_finished'));
+    expect(plain.host.commits[0]!.drafts.map((d) => d.key)).toEqual(['2024-05-01T07:30:00|96|P']);
+
+    const varied = await rig({ memory: [] }, { options: { reply_timeout_ms: 90 }, poll_interval: 5 }, { open: false });
+    expect(varied.sim.memory).toEqual([]);
+    expect(varied.host.device).toMatchObject({ options: { reply_timeout_ms: 90 }, poll_interval: 5 });
+    expect(varied.hostEnd.isOpen).toBe(false);
+    expect(DEFAULTS.options).toEqual({ reply_timeout_ms: 150 });
+    expect(plain.host.device.options).not.toBe(DEFAULTS.options);
+    expect(cleanups).toHaveLength(2);
+    for (const c of cleanups) await c();
   });
 });
