@@ -15,7 +15,7 @@ export interface SessionRig<Sim extends DeviceSimulator, Session extends DriverS
   teardown(): Promise<void>;
 }
 
-export interface SessionRigSetup<Sim extends DeviceSimulator, Session extends DriverSession> {
+interface SessionRigSetup<Sim extends DeviceSimulator, Session extends DriverSession> {
   /** Names the cable in transport error messages. */
   cable: string;
   device: DeviceConfig;
@@ -55,10 +55,13 @@ export async function sessionRig<Sim extends DeviceSimulator, Session extends Dr
   let stopped: Promise<void> | undefined;
   const teardown = (): Promise<void> =>
     (stopped ??= (async () => {
-      await session.stop();
-      sim.detach();
-      await hostEnd.close();
-      await deviceEnd.close();
+      try {
+        await session.stop();
+      } finally {
+        sim.detach();
+        await hostEnd.close();
+        await deviceEnd.close();
+      }
     })());
   setup.cleanups.push(teardown);
   if (setup.start === true) await session.start();
@@ -67,7 +70,7 @@ export async function sessionRig<Sim extends DeviceSimulator, Session extends Dr
 }
 
 /** What every rig of one driver's tests shares; each test overrides the simulator and device options. */
-export interface DriverRigDefaults {
+interface DriverRigDefaults {
   cable: string;
   deviceId: string;
   /** Driver options; a test's `deviceOptions.options` replaces them whole. */

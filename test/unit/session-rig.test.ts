@@ -41,8 +41,11 @@ class NotingSession implements DriverSession {
     this.host.transport.on('data', (b: Buffer) => (this.heard += b.toString()));
   }
 
+  failStop = false;
+
   async stop(): Promise<void> {
     this.stops++;
+    if (this.failStop) throw new Error('stop failed');
   }
 
   async command(): Promise<unknown> {
@@ -92,6 +95,15 @@ describe('sessionRig', () => {
     await Promise.all([r.teardown(), cleanups[0]!()]);
     await r.teardown();
     expect(r.session.stops).toBe(1);
+    expect(r.sim.detaches).toBe(1);
+    expect(r.hostEnd.isOpen).toBe(false);
+    expect(r.deviceEnd.isOpen).toBe(false);
+  });
+
+  it('a session whose stop fails still has its simulator detached and both ends closed', async () => {
+    const r = await rig({}, []);
+    r.session.failStop = true;
+    await expect(r.teardown()).rejects.toThrow(/stop failed/);
     expect(r.sim.detaches).toBe(1);
     expect(r.hostEnd.isOpen).toBe(false);
     expect(r.deviceEnd.isOpen).toBe(false);
