@@ -58,7 +58,7 @@ import {
   ACK,
   AstmFrameReader,
   type AstmFrameEvent,
-  encodeFrame,
+  encodeFrames,
   ENQ,
   EOT,
   NAK,
@@ -1176,7 +1176,7 @@ export class ContourSimulator implements DeviceSimulator {
       memory: this.memory,
       extraRecords: this.extraRecords,
     });
-    return records.map((r, i) => encodeFrame((i + 1) % 8, `${r}\r`, i === records.length - 1));
+    return encodeFrames(records.map((r, i) => ({ text: Buffer.from(`${r}\r`, 'latin1'), final: i === records.length - 1 })));
   }
 
   private sendFrame(): void {
