@@ -14,6 +14,12 @@ type Signals = { dtr: boolean; rts: boolean };
  * While absent it is retried with exponential backoff between `reconnect_min_ms` (500) and
  * `reconnect_max_ms` (30000), with jitter. `close()` stops retrying.
  *
+ * A port can hang up without the library noticing: a read that reaches the tty after the hang-up
+ * gets 0 bytes, which serialport retries for ever instead of reporting, so the port would look
+ * open on a dead file descriptor and never be reopened (a pty whose socat exits, a USB cable pulled
+ * mid-transfer). While the port is up it is therefore probed every `reconnect_min_ms` with a
+ * modem-status query, which a hung-up tty answers with EIO.
+ *
  * Line settings default to 9600 8N1.
  */
 export class SerialTransport extends ReconnectingTransport {
@@ -22,6 +28,7 @@ export class SerialTransport extends ReconnectingTransport {
   private port: SerialPort | undefined;
   /** Line signals the driver asked for; re-applied after every reconnect. */
   private signals: Signals | undefined;
+  private hangupProbe: NodeJS.Timeout | undefined;
 
   constructor(options: SerialTransportOptions) {
     super(options.reconnect_min_ms ?? DEFAULT_RECONNECT_MIN_MS, options.reconnect_max_ms ?? DEFAULT_RECONNECT_MAX_MS);
@@ -68,12 +75,15 @@ export class SerialTransport extends ReconnectingTransport {
           reject(openError(path, err));
           return;
         }
+        this.probeForHangup(port);
         resolve();
       });
     }).then(() => this.reapplySignals());
   }
 
   protected async disconnect(): Promise<void> {
+    clearInterval(this.hangupProbe);
+    this.hangupProbe = undefined;
     const port = this.port;
     this.port = undefined;
     if (!port) return;
@@ -112,6 +122,25 @@ export class SerialTransport extends ReconnectingTransport {
       throw new Error(`${this.description}: cannot set line signals while the port is not open`);
     }
     await applySignals(port, next, this.path);
+  }
+
+  /** See the class comment: the one way to learn that the port hung up while a read was on its way. */
+  private probeForHangup(port: SerialPort): void {
+    clearInterval(this.hangupProbe);
+    let inFlight = false;
+    this.hangupProbe = setInterval(() => {
+      if (inFlight || this.port !== port) return;
+      inFlight = true;
+      port.get((err) => {
+        inFlight = false;
+        // A live pty has no modem lines and answers ENOTTY; only EIO means the tty hung up.
+        if (err && this.port === port && /Input\/output error|EIO/.test(err.message)) {
+          this.linkLost(missingError(this.path, err));
+        }
+      });
+    }, Math.max(20, this.reconnectMinMs));
+    // Like the reconnect timer: a port must not keep the process alive by itself.
+    this.hangupProbe.unref();
   }
 
   private async reapplySignals(): Promise<void> {

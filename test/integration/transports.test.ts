@@ -1,5 +1,6 @@
+import { pbkdf2, pbkdf2Sync } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, constants as fsConstants, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -112,6 +113,24 @@ async function writeChunked(t: ByteTransport, payload: Buffer, random: () => num
 
 const FAST = { reconnect_min_ms: 30, reconnect_max_ms: 200 } as const;
 
+/** Keeps every libuv threadpool thread busy for about `ms`, so that file reads queued now wait. */
+function occupyThreadpool(ms: number): Promise<void> {
+  const sample = 5000;
+  let msPerIteration = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const start = performance.now();
+    pbkdf2Sync('poctd', 'salt', sample, 32, 'sha256');
+    msPerIteration = Math.min(msPerIteration, (performance.now() - start) / sample);
+  }
+  const iterations = Math.ceil(ms / msPerIteration);
+  const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  const jobs = Array.from(
+    { length: threads },
+    () => new Promise<void>((resolve, reject) => pbkdf2('poctd', 'salt', iterations, 32, 'sha256', (err) => (err ? reject(err) : resolve()))),
+  );
+  return Promise.all(jobs).then(() => undefined);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 describe('backoff', () => {
@@ -212,6 +231,39 @@ describe('SerialTransport over a socat pty pair', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(lateOpen).not.toHaveBeenCalled();
     expect(closes).toHaveLength(2);
+  });
+
+  it('notices a port that hung up under a read already on its way, and reopens it', async () => {
+    const dir = tempDir();
+    const links = { a: path.join(dir, 'ttyA'), b: path.join(dir, 'ttyB') };
+    const first = await startPtyPair(links);
+    let firstStopped = false;
+    onCleanup(async () => {
+      if (!firstStopped) await first.stop();
+    });
+    const device = track(new SerialTransport({ type: 'serial', path: links.b, ...FAST }));
+    await device.open();
+    expect(device.isOpen).toBe(true);
+
+    // Bytes arrive while every threadpool thread is busy: the read they wake waits in the queue
+    // until after the pty has hung up, and a hung-up tty gives that read 0 bytes, not an error.
+    const otherEnd = openSync(links.a, fsConstants.O_RDWR | fsConstants.O_NOCTTY | fsConstants.O_NONBLOCK);
+    onCleanup(() => closeSync(otherEnd));
+    const threadpoolFree = occupyThreadpool(500);
+    writeSync(otherEnd, Buffer.from('x'));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const closed = once(device, 'close', 10_000);
+    await first.stop();
+    firstStopped = true;
+    await threadpoolFree;
+    await closed;
+    expect(device.isOpen).toBe(false);
+    expect(device.lastError?.message).toBe(`serial port ${links.b} is missing`);
+
+    const reopened = once(device, 'open');
+    await ptyPair(links);
+    await reopened;
+    expect(device.isOpen).toBe(true);
   });
 
   it('open() resolves when the port is absent and opens once it appears', async () => {
