@@ -37,6 +37,22 @@ async function ptyPair(options?: { a: string; b: string }): Promise<PtyPair> {
   return pair;
 }
 
+/** A pty pair on paths that outlive it, so that the port can vanish and come back on the same path. */
+async function vanishingPtyPair(): Promise<{ links: { a: string; b: string }; vanish: () => Promise<void> }> {
+  const dir = tempDir();
+  const links = { a: path.join(dir, 'ttyA'), b: path.join(dir, 'ttyB') };
+  const pair = await startPtyPair(links);
+  let vanished = false;
+  onCleanup(async () => {
+    if (!vanished) await pair.stop();
+  });
+  const vanish = async (): Promise<void> => {
+    await pair.stop();
+    vanished = true;
+  };
+  return { links, vanish };
+}
+
 function tempDir(): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'poctd-transports-'));
   onCleanup(() => rmSync(dir, { recursive: true, force: true }));
@@ -176,13 +192,7 @@ describe('SerialTransport over a socat pty pair', () => {
   });
 
   it('reports a vanished port, then reopens by itself when it comes back on the same path', async () => {
-    const dir = tempDir();
-    const links = { a: path.join(dir, 'ttyA'), b: path.join(dir, 'ttyB') };
-    const first = await startPtyPair(links);
-    let firstStopped = false;
-    onCleanup(async () => {
-      if (!firstStopped) await first.stop();
-    });
+    const { links, vanish } = await vanishingPtyPair();
 
     const host = track(new SerialTransport({ type: 'serial', path: links.a, ...FAST }));
     const device = track(new SerialTransport({ type: 'serial', path: links.b, ...FAST }));
@@ -197,8 +207,7 @@ describe('SerialTransport over a socat pty pair', () => {
 
     const closed = once(host, 'close');
     const errored = once<Error>(host, 'error');
-    await first.stop();
-    firstStopped = true;
+    await vanish();
     await closed;
     const err = await errored;
     expect(err.message).toBe(`serial port ${links.a} is missing`);
@@ -234,13 +243,7 @@ describe('SerialTransport over a socat pty pair', () => {
   });
 
   it('notices a port that hung up under a read already on its way, and reopens it', async () => {
-    const dir = tempDir();
-    const links = { a: path.join(dir, 'ttyA'), b: path.join(dir, 'ttyB') };
-    const first = await startPtyPair(links);
-    let firstStopped = false;
-    onCleanup(async () => {
-      if (!firstStopped) await first.stop();
-    });
+    const { links, vanish } = await vanishingPtyPair();
     const device = track(new SerialTransport({ type: 'serial', path: links.b, ...FAST }));
     await device.open();
     expect(device.isOpen).toBe(true);
@@ -253,8 +256,7 @@ describe('SerialTransport over a socat pty pair', () => {
     writeSync(otherEnd, Buffer.from('x'));
     await new Promise((resolve) => setTimeout(resolve, 200));
     const closed = once(device, 'close', 10_000);
-    await first.stop();
-    firstStopped = true;
+    await vanish();
     await threadpoolFree;
     await closed;
     expect(device.isOpen).toBe(false);
