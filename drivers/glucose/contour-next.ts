@@ -68,7 +68,7 @@ import { type AstmRecord, parseAstmDate, parseMessage, splitRecords } from '../.
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { SimulatedClock, type SimulatedClockOptions } from '../../src/driver-sdk/simulated-clock.ts';
-import { meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const CONTOUR_DRIVER_ID = 'contour-next';
 const MANUFACTURER = 'Ascensia';
@@ -1152,18 +1152,15 @@ export class ContourSimulator implements DeviceSimulator {
   }
 
   private applySet(text: string): boolean {
-    const [yy, mo, d, h, mi, s] = this.clock().slice(2).split(/[-T:]/).map(Number) as [number, number, number, number, number, number];
-    let target: string | null = null;
     if (this.pendingCommand === 'date') {
       const m = /^(\d{2})(\d{2})(\d{2})\|$/.exec(text);
-      if (m) target = meterNaiveTime(Number(m[1]), Number(m[2]), Number(m[3]), h, mi, s);
-    } else if (this.pendingCommand === 'time') {
-      const m = /^(\d{2})(\d{2})\|$/.exec(text);
-      if (m) target = meterNaiveTime(yy, mo, d, Number(m[1]), Number(m[2]), 0);
+      return m !== null && this.deviceClock.setDate(Number(m[1]), Number(m[2]), Number(m[3]));
     }
-    if (!target) return false;
-    this.deviceClock.set(target);
-    return true;
+    if (this.pendingCommand === 'time') {
+      const m = /^(\d{2})(\d{2})\|$/.exec(text);
+      return m !== null && this.deviceClock.setTime(Number(m[1]), Number(m[2]));
+    }
+    return false;
   }
 
   private buildFrames(): Buffer[] {

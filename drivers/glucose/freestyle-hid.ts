@@ -61,7 +61,7 @@ import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
 import { SimulatedClock, type SimulatedClockOptions } from '../../src/driver-sdk/simulated-clock.ts';
-import { meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import {
   clockChangeSeconds,
   decodeReport,
@@ -1115,18 +1115,9 @@ export class FreeStyleSimulator implements DeviceSimulator {
     }
     const set = /^\$(date|time),(\d{1,2}),(\d{1,2})(?:,(\d{1,2}))?$/.exec(command);
     if (set) {
-      const now = civil(this.clock());
       const [a, b, c] = [Number(set[2]), Number(set[3]), set[4] === undefined ? null : Number(set[4])];
-      // meterNaiveTime refuses a day the month does not have (Date.parse would roll 02-30 into March).
-      const next =
-        set[1] === 'date' && c !== null
-          ? meterNaiveTime(c, a, b, now[3], now[4], now[5])
-          : set[1] === 'time' && c === null
-            ? meterNaiveTime(now[2], now[0], now[1], a, b, 0)
-            : null;
-      if (!next) return refuse();
-      this.deviceClock.set(next);
-      return ok('');
+      const accepted = set[1] === 'date' ? c !== null && this.deviceClock.setDate(c, a, b) : c === null && this.deviceClock.setTime(a, b);
+      return accepted ? ok('') : refuse();
     }
     return refuse();
   }

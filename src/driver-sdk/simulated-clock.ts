@@ -3,7 +3,7 @@
  * may fix it with `now`) plus an offset, read in the meter's zone; a set-clock command from the
  * host moves the offset, as setting a real meter's clock would.
  */
-import { hostTimeZone, naiveToZoned, nowInZone } from '../util/time.ts';
+import { hostTimeZone, meterNaiveTime, naiveFromFields, naiveToZoned, nowInZone } from '../util/time.ts';
 
 /** The simulator options the clock reads (the same names in every simulator). */
 export interface SimulatedClockOptions {
@@ -35,5 +35,34 @@ export class SimulatedClock {
   /** Sets the meter's clock to the naive local time `naive`. */
   set(naive: string): void {
     this.offsetS = (Date.parse(naiveToZoned(naive, this.timezone)) - this.now().getTime()) / 1000;
+  }
+
+  /**
+   * A set-date command: the meter's 2-digit year (2000–2099), month and day, keeping the time of
+   * day to the second. False, and the clock untouched, when the date does not exist.
+   */
+  setDate(yy: number, month: number, day: number): boolean {
+    const [, , , hour, minute, second] = this.fields();
+    return this.setIfReal(meterNaiveTime(yy, month, day, hour, minute, second));
+  }
+
+  /**
+   * A set-time command: hour and minute, seconds to 0, keeping the date with its full year (a
+   * clock outside 2000–2099 stays in its century). False, and the clock untouched, when the time
+   * does not exist.
+   */
+  setTime(hour: number, minute: number): boolean {
+    const [year, month, day] = this.fields();
+    return this.setIfReal(naiveFromFields(year, month, day, hour, minute, 0));
+  }
+
+  private fields(): [number, number, number, number, number, number] {
+    return this.read().split(/[-T:]/).map(Number) as [number, number, number, number, number, number];
+  }
+
+  private setIfReal(naive: string | null): boolean {
+    if (naive === null) return false;
+    this.set(naive);
+    return true;
   }
 }
