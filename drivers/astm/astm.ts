@@ -708,7 +708,8 @@ export class AstmSimulator implements DeviceSimulator {
 
   constructor(readonly options: AstmSimulatorOptions) {
     this.random = seededRandom(options.seed);
-    this.wire = new ChunkedWriter(this.random, options.max_chunk ?? 0, (t) => t === this.transport);
+    // The link hears of a failed write, fails the send and the message is sent again later.
+    this.wire = new ChunkedWriter(this.random, options.max_chunk ?? 0, (t) => t === this.transport, 'report');
   }
 
   attach(transport: ByteTransport): void {

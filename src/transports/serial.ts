@@ -17,11 +17,14 @@ type Signals = { dtr: boolean; rts: boolean };
  * A port can hang up without the library noticing: a read that reaches the tty after the hang-up
  * gets 0 bytes, which serialport retries for ever instead of reporting, so the port would look
  * open on a dead file descriptor and never be reopened (a pty whose socat exits, a USB cable pulled
- * mid-transfer). While the port is up it is therefore probed every `reconnect_min_ms` with a
- * modem-status query, which a hung-up tty answers with EIO.
+ * mid-transfer). While the port is up it is therefore probed every `reconnect_min_ms` (at most
+ * every second) with a modem-status query, which a hung-up tty answers with EIO.
  *
  * Line settings default to 9600 8N1.
  */
+/** The probe follows `reconnect_min_ms`, but a site that slows its retries still learns of a hang-up this soon. */
+const HANGUP_PROBE_MAX_MS = 1000;
+
 export class SerialTransport extends ReconnectingTransport {
   readonly description: string;
   readonly options: Readonly<SerialTransportOptions>;
@@ -138,7 +141,7 @@ export class SerialTransport extends ReconnectingTransport {
           this.linkLost(missingError(this.path, err));
         }
       });
-    }, Math.max(20, this.reconnectMinMs));
+    }, Math.max(20, Math.min(this.reconnectMinMs, HANGUP_PROBE_MAX_MS)));
     // Like the reconnect timer: a port must not keep the process alive by itself.
     this.hangupProbe.unref();
   }

@@ -78,7 +78,6 @@ auto_detect:
     expect(sub.events().find((e) => e.type === 'device_added')).toMatchObject({ device: id, data: { driver: 'onetouch-ultra2', usb: '067b:2303' } });
     await sub.waitFor('online', () => sub.last<{ state: string }>(`poct/device/${id}/availability`)?.state === 'online');
     await sub.waitFor('state with the serial', () => sub.last<DeviceState>(`poct/device/${id}`)?.serial === 'GMF600DCY');
-    expect(sub.last<DeviceState>(`poct/device/${id}`)?.serial).toBe('GMF600DCY');
 
     usb.unplug(pty.b);
     await sub.waitFor('offline after unplug', () => sub.last<{ state: string }>(`poct/device/${id}/availability`)?.state === 'offline');

@@ -7,6 +7,7 @@ import { encodeTransmission } from '../../src/protocols/astm/frame.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
 
 const cleanups = useCleanups();
@@ -30,6 +31,22 @@ async function setup(options: Record<string, unknown> = {}, sim: Record<string, 
 const ctx = { deviceId: 'lab-1', timezone: 'Europe/Copenhagen' };
 
 describe('astm session with the simulator', () => {
+  it('a simulator whose cable is down hears of the failed write at once and sends the message again', async () => {
+    const { device } = memoryPair('astm-down');
+    // reply_timeout_ms is long: the failure must come from the write, not from waiting for an answer.
+    const simulator = new AstmSimulator(parseSimulatorOptions({ seed: 1, reply_timeout_ms: 10_000, count: 0 }));
+    await device.open();
+    device.write = async () => {
+      throw new Error('EIO');
+    };
+    simulator.attach(device);
+    cleanups.push(async () => simulator.detach());
+    simulator.sendNext();
+    await eventually('the failed write reported', () => simulator.failures.length === 1, 2000);
+    expect(simulator.failures[0]).toMatch(/write failed: EIO/);
+    await eventually('sent again a second later', () => simulator.failures.length === 2, 3000);
+  });
+
   it.each(DIALECTS.map((d) => d.id))('stores a %s message; its capture decodes to the same records, valid against the schema', async (dialect) => {
     const { host, simulator } = await setup({}, { dialect, count: 1 });
     await host.until(() => host.commits.length === 1);

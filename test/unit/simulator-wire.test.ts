@@ -49,15 +49,21 @@ describe('ChunkedWriter', () => {
   });
 
   it('drops the rest of a reply once the transport closes or is no longer current, and goes on for the new one', async () => {
-    const old = new RecordingTransport();
+    // The simulator moves to another transport after the old one took three chunks of the reply.
+    const next = new RecordingTransport();
+    class Unplugged extends RecordingTransport {
+      override async write(data: Buffer): Promise<void> {
+        await super.write(data);
+        if (this.writes.length === 3) current = next;
+      }
+    }
+    const old = new Unplugged();
     let current: ByteTransport = old;
     const wire = new ChunkedWriter(seededRandom(1), 1, (t) => t === current);
-    const dropped = wire.write(old, pieces);
-    current = new RecordingTransport();
-    await dropped;
-    expect(Buffer.concat(old.writes).length).toBeLessThan(pieces[0]!.length);
-    await wire.write(current, [Buffer.from('ok')]);
-    expect(Buffer.concat((current as RecordingTransport).writes).toString()).toBe('ok');
+    await wire.write(old, pieces);
+    expect(Buffer.concat(old.writes).toString()).toBe('fir');
+    await wire.write(next, [Buffer.from('ok')]);
+    expect(Buffer.concat(next.writes).toString()).toBe('ok');
 
     const closed = new RecordingTransport();
     closed.isOpen = false;
@@ -73,6 +79,18 @@ describe('ChunkedWriter', () => {
     expect(t.writes).toHaveLength(1);
     await wire.write(t, [Buffer.from('next')]);
     expect(Buffer.concat(t.writes.slice(1)).toString()).toBe('next');
+  });
+
+  it("in 'report' mode a failed write rejects the call with the transport's error, and the queue goes on", async () => {
+    const t = new RecordingTransport();
+    t.failAt = 1;
+    const wire = new ChunkedWriter(seededRandom(5), 2, () => false, 'report');
+    await expect(wire.write(t, pieces)).rejects.toThrow('EIO');
+    await wire.write(t, [Buffer.from('next')]); // not current and yet written: the caller decides
+    expect(Buffer.concat(t.writes.slice(1)).toString()).toBe('next');
+    t.isOpen = false;
+    t.failAt = t.writes.length;
+    await expect(wire.write(t, [Buffer.from('x')])).rejects.toThrow('EIO');
   });
 
   it('pauses before each piece', async () => {
