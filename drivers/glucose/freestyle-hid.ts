@@ -646,7 +646,7 @@ class FreeStyleSession extends MeterSession<Buffer> {
       (failures) => {
         const last = failures.at(-1)!;
         if (last.timeout) return new NoAnswerError(`no answer to ${command}: the meter stopped answering`);
-        return new ProtocolError(last.code, `no valid reply to ${command} after ${this.opts.retries + 1} tries (${last.code})`);
+        return new ProtocolError(last.code, `no valid reply to ${command} after ${failures.length} tries (${last.code})`);
       },
     );
   }

@@ -725,7 +725,7 @@ export class LifeScanSession extends MeterSession<FrameItem> {
       (codes) => {
         const last = codes.at(-1)!;
         if (last === 'timeout') return new NoAnswerError('no answer to a link reset: the meter is off, asleep or not in the cable');
-        return new ProtocolError(last, `the meter did not accept a link reset after ${this.opts.retries + 1} tries (${last})`);
+        return new ProtocolError(last, `the meter did not accept a link reset after ${codes.length} tries (${last})`);
       },
     );
   }
@@ -754,7 +754,7 @@ export class LifeScanSession extends MeterSession<FrameItem> {
       (codes) => {
         if (codes.every((c) => c === 'timeout')) return new NoAnswerError(`no answer to ${name}: the meter stopped answering`);
         const last = codes.at(-1)!;
-        return new ProtocolError(last, `no valid reply to ${name} after ${this.opts.retries + 1} tries (${last})`);
+        return new ProtocolError(last, `no valid reply to ${name} after ${codes.length} tries (${last})`);
       },
     );
   }

@@ -588,7 +588,7 @@ class Ultra2Session extends MeterSession<FramedItem> {
               : `no answer to ${name}: the meter is off, on when it should be off, or not in the cable`,
           );
         }
-        return new ProtocolError(last.code, `no valid reply to ${name} after ${this.opts.retries + 1} tries (${last.code})`);
+        return new ProtocolError(last.code, `no valid reply to ${name} after ${failures.length} tries (${last.code})`);
       },
     );
   }
@@ -601,7 +601,7 @@ class Ultra2Session extends MeterSession<FramedItem> {
       (codes) => {
         const last = codes.at(-1)!;
         if (last === 'timeout') return new NoAnswerError('no answer to DMP: the meter stopped answering');
-        return new ProtocolError(last, `no complete DMP dump after ${this.opts.retries + 1} tries (${last}); nothing was stored`);
+        return new ProtocolError(last, `no complete DMP dump after ${codes.length} tries (${last}); nothing was stored`);
       },
     );
   }
