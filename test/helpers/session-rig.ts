@@ -1,7 +1,7 @@
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost } from '../../src/driver-sdk/index.ts';
 import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
-import type { Cleanups } from './cleanups.ts';
+import { pushStrict, type Cleanups } from './cleanups.ts';
 import { FakeHost } from './fake-host.ts';
 
 /** A driver session on a FakeHost, wired over an in-memory cable to a simulated device. */
@@ -32,7 +32,7 @@ interface SessionRigSetup<Sim extends DeviceSimulator, Session extends DriverSes
    * between start and plug-in, then open `hostEnd` itself.
    */
   open?: boolean;
-  /** The teardown is registered here, so it runs after the test even when the test fails. */
+  /** The teardown is registered here as strict: it runs after the test even when the test fails, and a failing stop fails the test. */
   cleanups: Cleanups;
 }
 
@@ -63,7 +63,7 @@ export async function sessionRig<Sim extends DeviceSimulator, Session extends Dr
         await deviceEnd.close();
       }
     })());
-  setup.cleanups.push(teardown);
+  pushStrict(setup.cleanups, teardown);
   if (setup.start === true) await session.start();
   if (setup.open !== false) await hostEnd.open();
   return { host, sim, session, hostEnd, deviceEnd, teardown };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { DeviceSimulator, DriverSession, SessionHost } from '../../src/driver-sdk/index.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
-import type { Cleanups } from '../helpers/cleanups.ts';
+import { runCleanups, type Cleanups } from '../helpers/cleanups.ts';
 import { onetouchUltra2, type Ultra2Simulator } from '../../drivers/glucose/onetouch-ultra2.ts';
 import { driverRig, sessionRig } from '../helpers/session-rig.ts';
 
@@ -85,7 +85,7 @@ describe('sessionRig', () => {
     expect(unplugged.session.openAtStart).toBe(false);
     expect(unplugged.hostEnd.isOpen).toBe(false);
     expect(unplugged.deviceEnd.isOpen).toBe(true);
-    for (const c of cleanups) await c();
+    await runCleanups(cleanups);
   });
 
   it('registers one teardown that stops the session, detaches the simulator and closes both ends, once however often it is called', async () => {
@@ -107,6 +107,17 @@ describe('sessionRig', () => {
     expect(r.sim.detaches).toBe(1);
     expect(r.hostEnd.isOpen).toBe(false);
     expect(r.deviceEnd.isOpen).toBe(false);
+  });
+
+  it("registers its teardown as strict: a failing stop fails the test's cleanup, and the steps registered before it still run", async () => {
+    const cleanups: Cleanups = [];
+    let brokerStopped = false;
+    cleanups.push(async () => (brokerStopped = true));
+    const r = await rig({}, cleanups);
+    r.session.failStop = true;
+    await expect(runCleanups(cleanups)).rejects.toThrow(/stop failed/);
+    expect(brokerStopped).toBe(true);
+    expect(r.hostEnd.isOpen).toBe(false);
   });
 });
 
@@ -133,6 +144,6 @@ describe('driverRig', () => {
     expect(DEFAULTS.options).toEqual({ reply_timeout_ms: 150 });
     expect(plain.host.device.options).not.toBe(DEFAULTS.options);
     expect(cleanups).toHaveLength(2);
-    for (const c of cleanups) await c();
+    await runCleanups(cleanups);
   });
 });
