@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type Attempt,
   type FinishedDownload,
@@ -9,6 +9,7 @@ import {
   retryPolicy,
 } from '../../src/driver-sdk/meter-session.ts';
 import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
+import { pushStrict, useCleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
 
 /** A session whose download and tries are given by the test. */
@@ -42,7 +43,7 @@ interface Rig {
   deviceEnd: MemoryTransport;
 }
 
-const rigs: Rig[] = [];
+const cleanups = useCleanups();
 
 /** A started session on an open in-memory link, its connect download already over. */
 async function rig(): Promise<Rig> {
@@ -51,17 +52,12 @@ async function rig(): Promise<Rig> {
   await hostEnd.open();
   const host = new FakeHost({ id: 'probe', driver: 'probe', transport: { type: 'simulated' }, options: {} }, hostEnd);
   const session = new ProbeSession(host, 'probe');
+  pushStrict(cleanups, () => session.stop());
   await session.start();
   await host.until(() => host.types().includes('download_finished'));
   host.events.length = 0;
-  const r = { host, session, deviceEnd };
-  rigs.push(r);
-  return r;
+  return { host, session, deviceEnd };
 }
-
-afterEach(async () => {
-  for (const r of rigs.splice(0)) await r.session.stop();
-});
 
 const POLICY: RetryPolicy = { retries: 2, quietMs: 20, giveUpMs: 500 };
 
