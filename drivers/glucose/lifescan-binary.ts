@@ -58,7 +58,7 @@ import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulat
 import { seededRandom } from '../../src/util/random.ts';
 import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
 import { SimulatedClock, type SimulatedClockOptions } from '../../src/driver-sdk/simulated-clock.ts';
-import { clockSkewSeconds, isNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { clockSkewSeconds, isMeterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const MANUFACTURER = 'LifeScan';
 
@@ -931,7 +931,7 @@ function checkedString(read: SimulatorOptionReader, name: string, ok: (s: string
 function parseSimulatedReading(read: SimulatorOptionReader, rules: SimulatorRules, r: unknown, where: string): SimulatedReading {
   if (typeof r !== 'object' || r === null) throw read.error(where, 'an object');
   const x = r as Record<string, unknown>;
-  if (typeof x.time !== 'string' || !x.time.startsWith('20') || !isNaiveTime(x.time)) {
+  if (typeof x.time !== 'string' || !isMeterNaiveTime(x.time)) {
     throw read.error(`${where}.time`, 'YYYY-MM-DDTHH:MM:SS in 2000–2099');
   }
   if (!(x.value === 'HI' || x.value === 'LO' || (typeof x.value === 'number' && Number.isInteger(x.value) && x.value >= 0))) {

@@ -62,7 +62,7 @@ import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulat
 import { seededRandom } from '../../src/util/random.ts';
 import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
 import { SimulatedClock, type SimulatedClockOptions } from '../../src/driver-sdk/simulated-clock.ts';
-import { isNaiveTime, meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { isMeterNaiveTime, meterNaiveTime, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 
 export const ULTRA2_DRIVER_ID = 'onetouch-ultra2';
 const MANUFACTURER = 'LifeScan';
@@ -862,7 +862,7 @@ export function parseSimulatorOptions(o: Record<string, unknown>): Ultra2Simulat
 function parseSimulatedReading(read: SimulatorOptionReader, r: unknown, where: string): SimulatedReading {
   if (typeof r !== 'object' || r === null) throw read.error(where, 'an object');
   const o = r as Record<string, unknown>;
-  if (typeof o.time !== 'string' || !o.time.startsWith('20') || !isNaiveTime(o.time)) {
+  if (typeof o.time !== 'string' || !isMeterNaiveTime(o.time)) {
     throw read.error(`${where}.time`, 'YYYY-MM-DDTHH:MM:SS in 2000–2099');
   }
   if (typeof o.value !== 'number' || !Number.isInteger(o.value) || o.value < 0 || o.value > 999) {

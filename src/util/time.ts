@@ -152,6 +152,14 @@ export function isNaiveTime(text: string): boolean {
 }
 
 /**
+ * Whether `text` is a naive time a meter with a 2-digit year can hold: `YYYY-MM-DDTHH:MM:SS`
+ * naming a real time within 2000–2099, the range `meterNaiveTime` reads.
+ */
+export function isMeterNaiveTime(text: string): boolean {
+  return text.startsWith('20') && isNaiveTime(text);
+}
+
+/**
  * Date and time fields as a meter keeps them, with a 2-digit year (0–99 = 2000–2099), → naive
  * local time `YYYY-MM-DDTHH:MM:SS`; null when they name no real time (see `naiveFromFields`), or
  * the year is past 99 (a meter whose clock lost power reads 255).

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { flagAmbiguousDeviceTimes } from '../../src/records/build.ts';
-import { clockSkewSeconds, isNaiveTime, localTimeAmbiguity, meterNaiveTime, naiveFromFields, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+import { clockSkewSeconds, isMeterNaiveTime, isNaiveTime, localTimeAmbiguity, meterNaiveTime, naiveFromFields, naiveToZoned, nowInZone } from '../../src/util/time.ts';
 import { glucoseDraft } from '../helpers/records.ts';
 
 describe('device local time', () => {
@@ -94,6 +94,13 @@ describe('device local time', () => {
     expect(isNaiveTime('2024-12-31T23:59:59')).toBe(true);
     for (const t of ['2024-02-30T10:00:00', '2023-02-29T10:00:00', '2024-04-31T10:00:00', '2024-03-01T24:00:00', '2024-13-01T10:00:00', '2024-03-01T10:00', '2024-03-01 10:00:00', '']) {
       expect(isNaiveTime(t), t).toBe(false);
+    }
+  });
+
+  it('tells a naive time a meter with a 2-digit year can hold: real, and within 2000–2099', () => {
+    for (const t of ['2000-01-01T00:00:00', '2024-02-29T10:00:00', '2099-12-31T23:59:59']) expect(isMeterNaiveTime(t), t).toBe(true);
+    for (const t of ['1999-12-31T23:59:59', '2100-01-01T00:00:00', '0020-01-01T00:00:00', '2024-02-30T10:00:00', '2024-03-01T24:00:00', '2024-03-01 10:00:00', '20', '']) {
+      expect(isMeterNaiveTime(t), t).toBe(false);
     }
   });
 });
