@@ -52,7 +52,7 @@ import {
   type AstmResult,
   type TextEncoding,
 } from '../../src/protocols/astm/records.ts';
-import { stripObservation } from '../urinalysis/urine-strip-analytes.ts';
+import { stripObservation, unitKey } from '../urinalysis/urine-strip-analytes.ts';
 import { DIALECTS, detectDialect, findDialect, type AstmDialect, type TestMapping } from './dialects/index.ts';
 
 export const ASTM_DRIVER_ID = 'astm';
@@ -147,7 +147,7 @@ const UCUM_UNITS: Readonly<Record<string, string>> = {
 
 export function ucumOf(unit: string): string | null {
   // Instruments write micro as the micro sign (U+00B5), the Greek mu (U+03BC) or a plain u.
-  return UCUM_UNITS[unit.trim().toLowerCase().replace(/µ|μ/g, 'u')] ?? null;
+  return UCUM_UNITS[unitKey(unit)] ?? null;
 }
 
 const STATUS_FLAGS: Readonly<Record<string, string>> = {

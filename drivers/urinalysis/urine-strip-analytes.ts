@@ -413,9 +413,17 @@ const UNIT_TABLE: Readonly<Record<string, { ucum: string | null; kind: QuantityK
   ph: { ucum: '[pH]', kind: 'ph' },
 };
 
+/**
+ * A device's unit spelling as unit tables key it: trimmed, lower-case, micro as `u`. Devices
+ * write micro as the micro sign (U+00B5), the Greek mu (U+03BC) or a plain u.
+ */
+export function unitKey(unit: string): string {
+  return unit.trim().toLowerCase().replace(/µ|μ/g, 'u');
+}
+
 /** `mg/dL` → its UCUM code and kind, or null when the spelling is not known. */
 export function unitInfo(unit: string): { ucum: string | null; kind: QuantityKind } | null {
-  return UNIT_TABLE[unit.trim().toLowerCase().replace(/µ|μ/g, 'u')] ?? null;
+  return UNIT_TABLE[unitKey(unit)] ?? null;
 }
 
 const COMPARATORS: Readonly<Record<string, Comparator>> = { '>=': '>=', '≥': '>=', '=>': '>=', '<=': '<=', '≤': '<=', '=<': '<=', '>': '>', '<': '<' };

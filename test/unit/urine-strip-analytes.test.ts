@@ -13,6 +13,7 @@ import {
   stripRecordKey,
   ucumFor,
   unitInfo,
+  unitKey,
   URINE_ANALYTES,
   yearMonthDay,
   type UrineAnalyteCode,
@@ -95,6 +96,15 @@ describe('parseStripValue', () => {
     expect(unitInfo('furlongs')).toBeNull();
     expect(parseStripValue('100 widgets')).toMatchObject({ unknownUnit: 'widgets' });
     expect(parseStripValue('Non-hemolyzed 10')).toMatchObject({ unknownUnit: null });
+  });
+
+  it('keys a unit spelling trimmed, lower-case, with the micro sign and the Greek mu as u', () => {
+    expect(unitKey(' Leu/\u00B5L ')).toBe('leu/ul');
+    expect(unitKey('\u03BCmol/L')).toBe('umol/l');
+    expect(unitKey('umol/L')).toBe('umol/l');
+    expect(unitKey('\u00B5\u03BCg')).toBe('uug');
+    expect(unitKey('mg/dL')).toBe('mg/dl');
+    expect(unitInfo('Ery/\u03BCL')).toEqual({ ucum: '/uL', kind: 'count-concentration' });
   });
 
   it('never throws and always returns the trimmed text', () => {
