@@ -146,7 +146,6 @@ const UCUM_UNITS: Readonly<Record<string, string>> = {
 };
 
 export function ucumOf(unit: string): string | null {
-  // Instruments write micro as the micro sign (U+00B5), the Greek mu (U+03BC) or a plain u.
   return UCUM_UNITS[unitKey(unit)] ?? null;
 }
 
