@@ -21,10 +21,14 @@ interface SessionRigSetup<Sim extends DeviceSimulator, Session extends DriverSes
   device: DeviceConfig;
   simulator: Sim;
   createSession(host: SessionHost): Session;
+  /** A FakeHost subclass for tests that need more of the host (such as what the session logs); a plain FakeHost when left out. */
+  host?: (device: DeviceConfig, transport: MemoryTransport) => FakeHost;
   /** The host's zone; FakeHost's default when left out. */
   timezone?: string;
   /** Host→device writes arrive in pieces of this many bytes, to exercise the simulator's framing. */
   chunkSize?: number;
+  /** Device→host writes arrive in pieces of this many bytes, to exercise the session's framing. */
+  deviceChunkSize?: number;
   /** Start the session in the rig, before the host end opens. Default false: the test starts it. */
   start?: boolean;
   /**
@@ -46,10 +50,11 @@ export async function sessionRig<Sim extends DeviceSimulator, Session extends Dr
 ): Promise<SessionRig<Sim, Session>> {
   const { host: hostEnd, device: deviceEnd } = memoryPair(setup.cable);
   if (setup.chunkSize !== undefined) hostEnd.chunkSize = setup.chunkSize;
+  if (setup.deviceChunkSize !== undefined) deviceEnd.chunkSize = setup.deviceChunkSize;
   const sim = setup.simulator;
   sim.attach(deviceEnd);
   await deviceEnd.open();
-  const host = new FakeHost(setup.device, hostEnd);
+  const host = setup.host ? setup.host(setup.device, hostEnd) : new FakeHost(setup.device, hostEnd);
   if (setup.timezone !== undefined) host.timezone = setup.timezone;
   const session = setup.createSession(host);
   let stopped: Promise<void> | undefined;

@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import pino from 'pino';
-import type { Capture, DriverSession, Exchange } from '../../src/driver-sdk/index.ts';
+import type { Exchange } from '../../src/driver-sdk/index.ts';
 import { captureFromBytes, parseTranscript } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
-import type { BridgeEventType, DeviceState, ResultDraft } from '../../src/records/types.ts';
+import type { ResultDraft } from '../../src/records/types.ts';
 import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
 import { clockSkewSeconds } from '../../src/util/time.ts';
 import {
@@ -33,8 +33,10 @@ import {
   parseSimulatorOptions,
   type FreeStyleSimulatorOptions,
 } from '../../drivers/glucose/freestyle-hid.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
+import { sessionRig } from '../helpers/session-rig.ts';
 
 const REAL = readFileSync(new URL('../fixtures/freestyle-hid/insulinx-session/capture.txt', import.meta.url));
 const REAL_EXCHANGES = parseTranscript(REAL.toString('latin1'));
@@ -311,18 +313,6 @@ describe('FreeStyle HID simulator', () => {
 
 // ── session ──
 
-interface Harness {
-  session: DriverSession;
-  sim: FreeStyleSimulator;
-  host: MemoryTransport;
-  device: MemoryTransport;
-  commits: Array<{ drafts: ResultDraft[]; capture: Capture }>;
-  events: Array<{ type: BridgeEventType; message: string; data?: Record<string, unknown> }>;
-  state: Partial<DeviceState>;
-  quarantined: Array<{ bytes: Buffer; reason: string }>;
-  logs: string[];
-}
-
 const ZONE = 'Europe/Berlin';
 
 /** FakeHost logs nothing; these tests read what the session logs (patient data must never reach it). */
@@ -335,63 +325,52 @@ class LoggingHost extends FakeHost {
   }
 }
 
-async function harness(
-  simOptions: FreeStyleSimulatorOptions = {},
-  device: Partial<DeviceConfig> = {},
-  opts: { connect?: boolean } = {},
-): Promise<Harness> {
-  const pair = memoryPair('fs');
-  pair.device.chunkSize = 19; // a stream link: the session must reassemble 64-byte reports
-  const sim = new FreeStyleSimulator({ timezone: ZONE, seed: 7, ...simOptions });
-  sim.attach(pair.device);
-  await pair.device.open();
+const cleanups = useCleanups();
+
+/** A started session; the host end opens (the meter is plugged in) unless `connect` is false. */
+async function harness(simOptions: FreeStyleSimulatorOptions = {}, device: Partial<DeviceConfig> = {}, opts: { connect?: boolean } = {}) {
   const logs: string[] = [];
-  const host = new LoggingHost(
-    {
+  const r = await sessionRig({
+    cable: 'fs',
+    device: {
       id: 'bench-fs',
       driver: 'freestyle-hid',
       transport: { type: 'simulated', simulator: { model: simOptions.model ?? 'insulinx' } },
       options: { reply_timeout_ms: 150 },
       ...device,
     },
-    pair.host,
-    logs,
-  );
-  host.timezone = ZONE;
-  const session = freestyleHid.createSession(host);
-  const h: Harness = { session, sim, host: pair.host, device: pair.device, commits: host.commits, events: host.events, state: host.state, quarantined: host.quarantined, logs };
-  await h.session.start();
-  if (opts.connect !== false) await pair.host.open();
-  return h;
+    simulator: new FreeStyleSimulator({ timezone: ZONE, seed: 7, ...simOptions }),
+    createSession: (host) => freestyleHid.createSession(host),
+    host: (d, transport) => new LoggingHost(d, transport, logs),
+    timezone: ZONE,
+    deviceChunkSize: 19, // a stream link: the session must reassemble 64-byte reports
+    start: true,
+    open: opts.connect !== false,
+    cleanups,
+  });
+  return Object.assign(r, { logs });
 }
-
-async function stop(h: Harness): Promise<void> {
-  await h.session.stop();
-  h.sim.detach();
-}
-
-const types = (h: Harness): BridgeEventType[] => h.events.map((e) => e.type);
 
 describe('FreeStyle HID session on an in-memory link', () => {
   it('downloads on connect: init, identity, clock, records; commits, then reports; never asks for patient data', async () => {
     const memory = Array.from({ length: 60 }, (_, i) => ({ time: `2026-01-0${1 + (i % 5)}T${String(7 + (i % 12)).padStart(2, '0')}:${String(i).padStart(2, '0')}:00`, value: 80 + i }));
     const h = await harness({ memory, patient_name: 'Patient,Secret', patient_id: 'PID-SECRET-1' });
-    await eventually('download_finished', () => types(h).includes('download_finished'));
-    await stop(h);
-    expect(h.commits).toHaveLength(1);
-    expect(h.commits[0]!.drafts).toHaveLength(60);
-    expect(h.commits[0]!.drafts.every((d) => d.category === 'patient' && d.observations[0]!.unit === 'mg/dL')).toBe(true);
+    await eventually('download_finished', () => h.host.types().includes('download_finished'));
+    await h.teardown();
+    expect(h.host.commits).toHaveLength(1);
+    expect(h.host.commits[0]!.drafts).toHaveLength(60);
+    expect(h.host.commits[0]!.drafts.every((d) => d.category === 'patient' && d.observations[0]!.unit === 'mg/dL')).toBe(true);
     expect(h.sim.received.slice(0, 4)).toEqual(['#04', '#05', '#15', '#01']);
     expect(h.sim.received).toEqual(expect.arrayContaining(['$serlnum?', '$swver?', '$date?', '$time?', '$result?']));
     expect(h.sim.received.some((c) => c.startsWith('$pt'))).toBe(false);
-    expect(types(h)).toEqual(['download_started', 'download_progress', 'download_progress', 'download_progress', 'download_finished']);
-    expect(h.events.at(-2)!.data).toEqual({ received: 60, total: 60 });
-    expect(h.state).toMatchObject({ status: 'ok', serial: 'JAGT241-U6242', firmware: '1.40', model: 'FreeStyle InsuLinx', record_count: 60, display_unit: 'mg/dL' });
-    expect(Math.abs(h.state.clock_skew_s!)).toBeLessThan(61);
-    expect(JSON.stringify([h.events, h.state, h.logs])).not.toMatch(/Secret|SECRET/);
+    expect(h.host.types()).toEqual(['download_started', 'download_progress', 'download_progress', 'download_progress', 'download_finished']);
+    expect(h.host.events.at(-2)!.data).toEqual({ received: 60, total: 60 });
+    expect(h.host.state).toMatchObject({ status: 'ok', serial: 'JAGT241-U6242', firmware: '1.40', model: 'FreeStyle InsuLinx', record_count: 60, display_unit: 'mg/dL' });
+    expect(Math.abs(h.host.state.clock_skew_s!)).toBeLessThan(61);
+    expect(JSON.stringify([h.host.events, h.host.state, h.logs])).not.toMatch(/Secret|SECRET/);
     // The committed transcript decodes to the same drafts (rule 4: replay).
-    const replay = decodeFreeStyle(h.commits[0]!.capture, { deviceId: 'bench-fs', timezone: ZONE });
-    expect(replay.drafts).toEqual(h.commits[0]!.drafts);
+    const replay = decodeFreeStyle(h.host.commits[0]!.capture, { deviceId: 'bench-fs', timezone: ZONE });
+    expect(replay.drafts).toEqual(h.host.commits[0]!.drafts);
   });
 
   it('a Neo control run is category control; ketone in mmol/L; HI/LO flags with the limits', async () => {
@@ -403,9 +382,9 @@ describe('FreeStyle HID session on an in-memory link', () => {
         { time: '2026-01-02T10:00:00', kind: 'glucose', value: 'HI' },
       ],
     });
-    await eventually('download_finished', () => types(h).includes('download_finished'));
-    await stop(h);
-    const [control, ketone, hi] = h.commits[0]!.drafts;
+    await eventually('download_finished', () => h.host.types().includes('download_finished'));
+    await h.teardown();
+    const [control, ketone, hi] = h.host.commits[0]!.drafts;
     expect([control!.category, control!.specimen.type]).toEqual(['control', 'control solution']);
     expect(ketone!.observations[0]).toMatchObject({ code: 'BHB', loinc: '66441-7', value: 1.5, unit: 'mmol/L', ucum: 'mmol/L' });
     expect(hi!.observations[0]).toMatchObject({ value: null, flags: ['HI'], comparator: '>', limit: 500, unit: 'mg/dL' });
@@ -414,91 +393,88 @@ describe('FreeStyle HID session on an in-memory link', () => {
   it('a bad CKSM is retried once and the download goes on', async () => {
     const h = await harness({ memory: [{ time: '2026-01-02T08:00:00', value: 99 }] });
     h.sim.corruptReplyTo('$result?', 1);
-    await eventually('download_finished', () => types(h).includes('download_finished'));
-    await stop(h);
+    await eventually('download_finished', () => h.host.types().includes('download_finished'));
+    await h.teardown();
     expect(h.sim.received.filter((c) => c === '$result?')).toHaveLength(2);
-    expect(h.quarantined.map((q) => q.reason)).toEqual(['bad-checksum']);
-    expect(types(h)).toContain('bad_frame');
-    expect(h.commits[0]!.drafts.map((d) => d.observations[0]!.value)).toEqual([99]);
+    expect(h.host.quarantined.map((q) => q.reason)).toEqual(['bad-checksum']);
+    expect(h.host.types()).toContain('bad_frame');
+    expect(h.host.commits[0]!.drafts.map((d) => d.observations[0]!.value)).toEqual([99]);
   });
 
   it('a bad CKSM twice: download_failed, nothing committed, the session goes on', async () => {
     const h = await harness({ memory: [{ time: '2026-01-02T08:00:00', value: 99 }] });
     h.sim.corruptReplyTo('$result?', 2);
-    await eventually('download_failed', () => types(h).includes('download_failed'));
-    expect(h.commits).toEqual([]);
-    expect(h.events.find((e) => e.type === 'download_failed')!.data).toEqual({ reason: 'bad-checksum' });
-    expect(h.state.status).toBe('error');
+    await eventually('download_failed', () => h.host.types().includes('download_failed'));
+    expect(h.host.commits).toEqual([]);
+    expect(h.host.events.find((e) => e.type === 'download_failed')!.data).toEqual({ reason: 'bad-checksum' });
+    expect(h.host.state.status).toBe('error');
     // The next download works.
     await expect(h.session.command('download', {})).resolves.toEqual({ inserted: 1, duplicates: 0, records: 1 });
-    await stop(h);
   });
 
   it('a meter that answers nothing: no_answer and status no-answer', async () => {
     const h = await harness({ off: true });
-    await eventually('no_answer', () => types(h).includes('no_answer'));
-    await stop(h);
-    expect(h.state.status).toBe('no-answer');
-    expect(h.commits).toEqual([]);
+    await eventually('no_answer', () => h.host.types().includes('no_answer'));
+    await h.teardown();
+    expect(h.host.state.status).toBe('no-answer');
+    expect(h.host.commits).toEqual([]);
   });
 
   it('unplugged in the middle of the dump: download_failed, nothing partial committed', async () => {
     const memory = Array.from({ length: 120 }, (_, i) => ({ time: `2026-01-02T${String(i % 24).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}:00`, value: 70 + i }));
     const h = await harness({ memory, report_delay_ms: 3, max_payload: 30 });
-    await eventually('a few records', () => types(h).includes('download_progress'));
-    await h.host.close();
-    await eventually('download_failed', () => types(h).includes('download_failed'));
-    await stop(h);
-    expect(h.commits).toEqual([]);
-    expect(h.events.find((e) => e.type === 'download_failed')!.data).toEqual({ reason: 'link-closed' });
+    await eventually('a few records', () => h.host.types().includes('download_progress'));
+    await h.hostEnd.close();
+    await eventually('download_failed', () => h.host.types().includes('download_failed'));
+    await h.teardown();
+    expect(h.host.commits).toEqual([]);
+    expect(h.host.events.find((e) => e.type === 'download_failed')!.data).toEqual({ reason: 'link-closed' });
   });
 
   it('clock skew beyond 15 min is flagged; clock/sync sets it with $date, and $time,', async () => {
     const h = await harness({ clock_offset_s: 3600, memory: [] });
-    await eventually('download_finished', () => types(h).includes('download_finished'));
-    expect(h.state.clock_skew_flagged).toBe(true);
-    expect(types(h)).toContain('clock_skew');
+    await eventually('download_finished', () => h.host.types().includes('download_finished'));
+    expect(h.host.state.clock_skew_flagged).toBe(true);
+    expect(h.host.types()).toContain('clock_skew');
     const r = (await h.session.command('clock/sync', {})) as { clock: string; clock_skew_s: number };
     expect(Math.abs(r.clock_skew_s)).toBeLessThan(61);
     expect(Math.abs(clockSkewSeconds(h.sim.clock(), ZONE))).toBeLessThan(61);
     expect(h.sim.received.some((c) => /^\$date,\d{1,2},\d{1,2},\d{2}$/.test(c))).toBe(true);
     expect(h.sim.received.some((c) => /^\$time,\d{1,2},\d{1,2}$/.test(c))).toBe(true);
-    expect(h.state.clock_skew_flagged).toBe(false);
-    expect(types(h)).toContain('clock_set');
-    await stop(h);
+    expect(h.host.state.clock_skew_flagged).toBe(false);
+    expect(h.host.types()).toContain('clock_set');
   });
 
   it('clock/sync fails with clock-not-set when the clock read back after the set is still off', async () => {
     const h = await harness({ clock_offset_s: 3600, memory: [] });
-    await eventually('download_finished', () => types(h).includes('download_finished'));
+    await eventually('download_finished', () => h.host.types().includes('download_finished'));
     h.sim.deviceClock.set = () => undefined; // a meter that answers CMD OK to the set and keeps its clock
     await expect(h.session.command('clock/sync', {})).rejects.toThrow(/the meter reports a clock \d+ s away from the time sent/);
     expect(h.sim.received.filter((c) => /^\$(date|time),/.test(c))).toHaveLength(2);
-    expect(h.events.at(-1)).toMatchObject({ type: 'device_error', data: { reason: 'clock-not-set' } });
-    expect(types(h)).not.toContain('clock_set');
-    expect(h.state.clock_skew_flagged).toBe(true);
-    await stop(h);
+    expect(h.host.events.at(-1)).toMatchObject({ type: 'device_error', data: { reason: 'clock-not-set' } });
+    expect(h.host.types()).not.toContain('clock_set');
+    expect(h.host.state.clock_skew_flagged).toBe(true);
   });
 
   it('Libre: $sn?, $history? and $arresult?; sensor results flagged by source; invalid records are not results', async () => {
     const h = await harness({ model: 'libre' });
-    await eventually('download_finished', () => types(h).includes('download_finished'));
-    await stop(h);
+    await eventually('download_finished', () => h.host.types().includes('download_finished'));
+    await h.teardown();
     expect(h.sim.received).toEqual(expect.arrayContaining(['$sn?', '$history?', '$arresult?']));
     expect(h.sim.received).not.toContain('$serlnum?');
-    const drafts = h.commits[0]!.drafts;
+    const drafts = h.host.commits[0]!.drafts;
     expect(drafts).toHaveLength(11); // 8 history + scan + strip glucose + ketone; the invalid one is left out
     expect(new Set(drafts.map((d) => d.flags[0]))).toEqual(new Set(['source:sensor-history', 'source:sensor-scan', 'source:strip']));
     expect(drafts.filter((d) => d.specimen.type === 'interstitial fluid').every((d) => d.observations[0]!.loinc === '99504-3')).toBe(true);
-    expect(h.events.find((e) => e.type === 'download_finished')!.data).toMatchObject({ invalid: 1, records: 11 });
+    expect(h.host.events.find((e) => e.type === 'download_finished')!.data).toMatchObject({ invalid: 1, records: 11 });
   });
 
   it('an unknown model is probed: $serlnum? refused → $sn? → the Libre commands', async () => {
     const h = await harness({ model: 'libre' }, { transport: { type: 'tcp', host: '127.0.0.1', port: 1 } });
-    await eventually('download_finished', () => types(h).includes('download_finished'));
-    await stop(h);
+    await eventually('download_finished', () => h.host.types().includes('download_finished'));
+    await h.teardown();
     expect(h.sim.received.filter((c) => c.startsWith('$')).slice(0, 2)).toEqual(['$serlnum?', '$sn?']);
-    expect(h.state.model).toBe('FreeStyle Libre');
+    expect(h.host.state.model).toBe('FreeStyle Libre');
   });
 
   it('the driver refuses a Libre 2 named by its model option or simulated model, before any session', () => {
@@ -600,14 +576,14 @@ describe('FreeStyle HID meter clock changes', () => {
     const h = await harness({}, {}, { connect: false });
     const lines = ['0,4,8,1,14,10,30,1,0,0,0,3,0,103,0,0', '6,3,8,1,14,10,0,1,8,1,14,9,0', '0,2,8,1,14,8,0,1,0,0,0,3,0,104,0,0', '6,1,8,1,14,7,0,1,8,1,14,7,0'];
     h.sim.recordLists = () => ({ '$result?': lines });
-    await h.host.open();
-    await eventually('download_finished', () => types(h).includes('download_finished'));
-    await stop(h);
-    const finished = h.events.find((e) => e.type === 'download_finished')!;
+    await h.hostEnd.open();
+    await eventually('download_finished', () => h.host.types().includes('download_finished'));
+    await h.teardown();
+    const finished = h.host.events.find((e) => e.type === 'download_finished')!;
     expect(finished.data).toMatchObject({ records: 2, meter_records: 4, clock_changes: 2 });
-    const [before, after] = h.commits[0]!.drafts;
+    const [before, after] = h.host.commits[0]!.drafts;
     expect([before!.device_time, clockFlags(before!)]).toEqual(['2014-08-01T08:00:00', ['device-clock-changed', 'device-clock-changed:+3600s']]);
     expect(clockFlags(after!)).toEqual([]);
-    expect(JSON.stringify(h.state)).not.toMatch(/clock_change|clock-change/);
+    expect(JSON.stringify(h.host.state)).not.toMatch(/clock_change|clock-change/);
   });
 });

@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DeviceSimulator, DriverSession, SessionHost } from '../../src/driver-sdk/index.ts';
+import type { MemoryTransport } from '../../src/transports/memory.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { runCleanups, type Cleanups } from '../helpers/cleanups.ts';
+import { FakeHost } from '../helpers/fake-host.ts';
 import { onetouchUltra2, type Ultra2Simulator } from '../../drivers/glucose/onetouch-ultra2.ts';
 import { driverRig, sessionRig } from '../helpers/session-rig.ts';
 
@@ -31,6 +34,7 @@ class ShoutingDevice implements DeviceSimulator {
 /** Notes what the rig does to it, and whether the cable was open when it started. */
 class NotingSession implements DriverSession {
   heard = '';
+  readonly heardPieces: string[] = [];
   openAtStart: boolean | null = null;
   stops = 0;
 
@@ -38,7 +42,10 @@ class NotingSession implements DriverSession {
 
   async start(): Promise<void> {
     this.openAtStart = this.host.transport.isOpen;
-    this.host.transport.on('data', (b: Buffer) => (this.heard += b.toString()));
+    this.host.transport.on('data', (b: Buffer) => {
+      this.heard += b.toString();
+      this.heardPieces.push(b.toString());
+    });
   }
 
   failStop = false;
@@ -55,7 +62,15 @@ class NotingSession implements DriverSession {
 
 const DEVICE = { id: 'rig-1', driver: 'none', transport: { type: 'simulated' as const }, options: { a: 1 } };
 
-function rig(setup: { chunkSize?: number; start?: boolean; open?: boolean; timezone?: string }, cleanups: Cleanups) {
+/** A host a test extends, as one that keeps what the session logs. */
+class TaggedHost extends FakeHost {
+  readonly tag = 'tagged';
+}
+
+function rig(
+  setup: { chunkSize?: number; deviceChunkSize?: number; start?: boolean; open?: boolean; timezone?: string; host?: (d: DeviceConfig, t: MemoryTransport) => FakeHost },
+  cleanups: Cleanups,
+) {
   return sessionRig({ cable: 'rig', device: DEVICE, simulator: new ShoutingDevice(), createSession: (h) => new NotingSession(h), cleanups, ...setup });
 }
 
@@ -74,6 +89,22 @@ describe('sessionRig', () => {
     await r.host.until(() => r.session.heard === 'HELLO');
     expect(r.sim.pieces).toEqual(['hel', 'lo']);
     await r.teardown();
+  });
+
+  it("puts the session on the test's own host when given one, with the timezone set on it; device→host bytes arrive in deviceChunkSize pieces", async () => {
+    const cleanups: Cleanups = [];
+    const r = await rig({ host: (d, t) => new TaggedHost(d, t), deviceChunkSize: 2, timezone: 'Asia/Tokyo' }, cleanups);
+    expect(r.host).toBeInstanceOf(TaggedHost);
+    expect(r.host.device).toBe(DEVICE);
+    expect(r.host.transport).toBe(r.hostEnd);
+    expect(r.host.timezone).toBe('Asia/Tokyo');
+    expect(r.session.host).toBe(r.host);
+    await r.session.start();
+    await r.hostEnd.write(Buffer.from('hello'));
+    await r.host.until(() => r.session.heard === 'HELLO');
+    expect(r.sim.pieces).toEqual(['hello']);
+    expect(r.session.heardPieces).toEqual(['HE', 'LL', 'O']);
+    await runCleanups(cleanups);
   });
 
   it('starts the session before it opens the host end, or leaves the end closed for the test to plug in', async () => {
