@@ -14,22 +14,24 @@ import type { ByteTransport } from '../../src/transports/transport.ts';
 import { runningPtyPairs, startPtyPair, type PtyPair } from '../helpers/socat.ts';
 import { requireTool } from '../helpers/tools.ts';
 import { seededRandom } from '../../src/util/random.ts';
+import { pushStrict, useCleanups } from '../helpers/cleanups.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Test plumbing: everything a test starts is registered here and torn down after it, pass or fail.
 
-const cleanups: Array<() => Promise<void> | void> = [];
-function onCleanup(fn: () => Promise<void> | void): void {
-  cleanups.push(fn);
-}
-afterEach(async () => {
-  while (cleanups.length) {
-    const fn = cleanups.pop()!;
-    await fn();
-  }
+// Registered before useCleanups: after-hooks run in reverse, so this checks once everything is torn down.
+afterEach(() => {
   vi.restoreAllMocks();
   expect(runningPtyPairs()).toBe(0);
 });
+const cleanups = useCleanups();
+/** Strict: a transport that cannot be closed fails its test. */
+function onCleanup(fn: () => Promise<void> | void): void {
+  pushStrict(cleanups, async () => {
+    await fn();
+  });
+}
 
 async function ptyPair(options?: { a: string; b: string }): Promise<PtyPair> {
   const pair = await startPtyPair(options);
@@ -78,14 +80,6 @@ function once<T = unknown>(emitter: EventEmitter, event: string, timeoutMs = 500
     };
     emitter.once(event, handler);
   });
-}
-
-async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /** Collects `data` until `length` bytes have arrived. */
@@ -393,7 +387,7 @@ describe('TCP transports on loopback', () => {
     await clientClosed;
     expect((await clientError).message).toMatch(new RegExp(`tcp 127\\.0\\.0\\.1:${port}: `));
     expect(client.isOpen).toBe(false);
-    await until(() => /connection refused/.test(client.lastError?.message ?? '')); // a reconnect attempt was refused
+    await eventually('a refused reconnect attempt', () => /connection refused/.test(client.lastError?.message ?? ''), 5000);
 
     const restarted = track(new TcpServerTransport({ type: 'tcp-server', port }));
     const serverOpenAgain = once(restarted, 'open');
