@@ -1,44 +1,14 @@
 /**
- * LifeScan OneTouch UltraEasy and UltraMini: LifeScan binary frames (`lifescan-binary.ts`) over
- * the meter's 3.5 mm TRS serial cable, 9600 baud 8N1, with the link-control handshake (DISC reset,
- * ACK frames, S/E sequence bits).
- *
- * Source: the shared research note `research/glucose-meters.md` §2.2 and §3, and the real session
- * captured by daniel-thompson/ultraeasy (`test/fixtures/onetouch-ultraeasy/`). Only facts are used.
- *
- *   request (message)                 reply (message)
- *   05 0D 02                          05 06 <len> <version text>   e.g. "P02.00.00" "25/05/07"
- *   05 0B 02 + nine 00                05 06 <serial, 9 ASCII>
- *   05 20 02 00 00 00 00              05 06 <u32le seconds since 1970, meter-local wall time>
- *   05 20 01 <u32le>                  05 06 <u32le>               (sets the clock)
- *   05 09 02 09 00 00 00 00           05 06 <unit: 0 mg/dL, 1 mmol/L> 00 00 00
- *   05 1F <u16le n>  (n = 0 newest)   05 06 <u32le time> <u32le glucose mg/dL>
- *   05 1F 00 02  (an index past the   05 0F <u16le record count>
- *     memory: 512, as the capture)
- *
- * Glucose is mg/dL on the wire whatever the display unit; 0xFFFF is HI (> 600 mg/dL) and 0xFFFE is
- * LO (< 20 mg/dL), as Tidepool's UltraMini driver reads them. Any other value outside 20–600 is
- * also published as HI/LO against the same limits, never as a number. Records carry no record
- * number, control flag, meal marker or comment. Erase (05 1A) exists; the session never sends it.
- *
- * Sections: dialect · decode · simulator · definition.
+ * The OneTouch UltraEasy / UltraMini dialect of the LifeScan binary protocol (`../lifescan-binary/`):
+ * its requests and replies in both directions, and how its glucose field reads (0xFFFF HI,
+ * 0xFFFE LO). The command table and its sources are in this folder's README.
  */
-import type { DriverDefinition } from '../../src/driver-sdk/index.ts';
+import { GLUCOSE_HI_LIMIT, GLUCOSE_LO_LIMIT, rangeGlucose } from '../../analytes/glucose.ts';
 import {
-  GLUCOSE_HI_LIMIT,
-  GLUCOSE_LO_LIMIT,
-  LifeScanSession,
-  LifeScanSimulator,
-  MANUFACTURER,
-  SIMULATOR_OPTION_HELP,
   badReply,
-  decodeLifeScan,
   isPlainAscii,
   okReply,
-  parseSimulatorOptions,
   pascalString,
-  rangeGlucose,
-  secondsFromNaive,
   splitVersion,
   u16,
   u32,
@@ -47,9 +17,7 @@ import {
   type LifeScanRequest,
   type MeterView,
   type ParsedReply,
-  type SimulatedReading,
-  type SimulatorRules,
-} from './lifescan-binary.ts';
+} from '../lifescan-binary/codec.ts';
 
 export const ULTRAEASY_DRIVER_ID = 'onetouch-ultraeasy';
 const MODEL = 'OneTouch UltraEasy';
@@ -178,76 +146,4 @@ export const ultraEasyDialect: LifeScanDialect = {
   parseReply,
   glucose,
   reply,
-};
-
-export const decodeUltraEasy: DriverDefinition['decode'] = (capture, ctx) => decodeLifeScan(ultraEasyDialect, capture, ctx);
-
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-// Simulator
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-
-export const ultraEasySimulatorRules: SimulatorRules = {
-  driverId: ULTRAEASY_DRIVER_ID,
-  defaultSerial: 'UESIM0001',
-  defaultFirmware: 'P02.00.0025/05/07',
-  isSerial: (s) => /^[0-9A-Z]{9}$/.test(s),
-  readingProblem: (r) => {
-    if (r.control) return 'a reading without control: the UltraEasy records no control flag';
-    if (r.meal && r.meal !== 'none') return 'a reading without meal: the UltraEasy records no meal marker';
-    if (typeof r.value === 'number' && r.value >= LO_CODE) return 'a value below 65534 (0xFFFE/0xFFFF are the LO/HI codes)';
-    return null;
-  },
-  toWire: (r, epoch) => ({
-    seconds: secondsFromNaive(r.time, epoch),
-    glucose: r.value === 'HI' ? HI_CODE : r.value === 'LO' ? LO_CODE : r.value,
-    control: false,
-    meal: null,
-  }),
-  defaultMemory: (clock) => {
-    const start = Date.parse(`${clock}Z`) - 2 * 86400_000;
-    const plan: [number, number | 'HI' | 'LO'][] = [
-      [7.5, 104],
-      [13, 151],
-      [19, 127],
-      [24 + 8, 92],
-      [24 + 14, 183],
-    ];
-    return plan.map(([h, value]) => ({ time: new Date(start + h * 3600_000).toISOString().slice(0, 19), value }));
-  },
-};
-
-export function createUltraEasySimulator(options: Record<string, unknown> = {}): LifeScanSimulator {
-  return new LifeScanSimulator(ultraEasyDialect, ultraEasySimulatorRules, parseSimulatorOptions(ultraEasySimulatorRules, options));
-}
-
-export type { SimulatedReading };
-
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-// Definition
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-
-export const onetouchUltraEasy: DriverDefinition = {
-  id: ULTRAEASY_DRIVER_ID,
-  kind: 'glucose-meter',
-  vendor: MANUFACTURER,
-  models: ['OneTouch UltraEasy', 'OneTouch UltraMini'],
-  usb: [
-    { vendorId: '067b', productId: '2303', description: 'Prolific PL2303 USB-serial cable (the LifeScan cable); a cable chip id, only suggests this driver' },
-    { vendorId: '0403', productId: '6001', description: 'FTDI FT232 USB-serial cable; a cable chip id, only suggests this driver' },
-    { vendorId: '1a86', productId: '7523', description: 'WCH CH340 USB-serial cable; a cable chip id, only suggests this driver' },
-  ],
-  transports: ['serial', 'tcp', 'simulated'],
-  serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
-  commands: {
-    download: { description: 'read version, serial, clock, display unit, record count and every record; store new readings; returns {inserted, duplicates, records}' },
-    'clock/sync': { description: "set the meter clock to the host time in the device's zone (05 20 01), then read it back; returns the new clock" },
-    status: { description: 'the current device state: serial, firmware, display unit, clock skew, record count, last download' },
-  },
-  decode: decodeUltraEasy,
-  createSession: (host) => new LifeScanSession(ultraEasyDialect, host),
-  simulator: {
-    description: 'a OneTouch UltraEasy/UltraMini meter: LifeScan binary frames with the DISC/ACK/sequence-bit handshake',
-    options: { ...SIMULATOR_OPTION_HELP, serial: 'serial number, 9 characters A-Z/0-9 (default UESIM0001)', memory: 'readings: [{time: "YYYY-MM-DDTHH:MM:SS", value: mg/dL | "HI" | "LO"}] (no control or meal on this meter)' },
-    create: (options) => createUltraEasySimulator(options),
-  },
 };

@@ -1,43 +1,14 @@
 /**
- * LifeScan OneTouch Verio IQ: LifeScan binary frames (`lifescan-binary.ts`) with link-control 0x00,
- * one reply per request and no ACK frames, over the meter's built-in CP210x USB-serial bridge at
- * 38400 baud 8N1.
- *
- * Source: the shared research note `research/glucose-meters.md` §2.3 and §3 (facts from
- * glucometerutils `otverioiq.py`, Tidepool `oneTouchVerioIQ.js` and the glucometer-protocols
- * write-up). No real Verio IQ capture exists in the sources; the golden cases are synthetic.
- *
- *   request (message)        reply (message)
- *   03 0D 01                 03 06 <len> <version text> 00
- *   03 0B 01 02              03 06 <serial, ASCII, NUL-terminated>     (Tidepool sends 04 0B 00 02)
- *   03 20 02                 03 06 <u32le seconds since 2000-01-01, meter-local wall time>
- *   03 20 01 <u32le>         03 06                                     (sets the clock)
- *   03 09 02 02              03 06 <unit: 0 mg/dL, 1 mmol/L> 00 00 00
- *   03 27 00                 03 06 <u16le record count>
- *   03 21 <u16le n>          03 06 <u32le time> <u16le glucose mg/dL> <u8 control> <u8 meal> 00 00
- *
- * Glucose is mg/dL on the wire whatever the display unit. The control byte is 1 for a
- * control-solution run (published as category `control`); meal is 0 none, 1 before, 2 after.
- * How the meter encodes HI/LO is not documented: Tidepool marks values above 600 mg/dL high and
- * below 20 mg/dL low, so such values are published as HI/LO flags with those limits, never as a
- * number [unverified on a real meter]. A control or meal byte with another value is reported and
- * the record kept out of the results. Requests are sent with prefix 0x03; replies with 0x03 or
- * 0x04 are read (the protocol write-up says the meter takes both).
+ * The OneTouch Verio IQ dialect of the LifeScan binary protocol (`../lifescan-binary/`): its
+ * requests and replies in both directions, its clock epoch (2000-01-01) and how its glucose field
+ * reads. The command table and its sources are in this folder's README.
  */
-import type { DriverDefinition } from '../../src/driver-sdk/index.ts';
+import { rangeGlucose } from '../../analytes/glucose.ts';
 import {
-  LifeScanSession,
-  LifeScanSimulator,
-  MANUFACTURER,
-  SIMULATOR_OPTION_HELP,
   badReply,
-  decodeLifeScan,
   isPlainAscii,
   okReply,
-  parseSimulatorOptions,
   pascalString,
-  rangeGlucose,
-  secondsFromNaive,
   splitVersion,
   u16,
   u32,
@@ -47,11 +18,10 @@ import {
   type Meal,
   type MeterView,
   type ParsedReply,
-  type SimulatorRules,
-} from './lifescan-binary.ts';
+} from '../lifescan-binary/codec.ts';
 
 export const VERIO_IQ_DRIVER_ID = 'onetouch-verio-iq';
-const MODEL = 'OneTouch Verio IQ';
+export const VERIO_IQ_MODEL = 'OneTouch Verio IQ';
 const PREFIX = 0x03;
 const OK = 0x06;
 /** Seconds from 1970-01-01 to 2000-01-01: the Verio clock's epoch. */
@@ -170,7 +140,7 @@ function reply(r: LifeScanRequest, meter: MeterView): Buffer | null {
 
 export const verioIqDialect: LifeScanDialect = {
   driverId: VERIO_IQ_DRIVER_ID,
-  model: MODEL,
+  model: VERIO_IQ_MODEL,
   linkMode: 'plain',
   epochOffsetS: VERIO_EPOCH_S,
   request,
@@ -178,79 +148,4 @@ export const verioIqDialect: LifeScanDialect = {
   parseReply,
   glucose,
   reply,
-};
-
-export const decodeVerioIq: DriverDefinition['decode'] = (capture, ctx) => decodeLifeScan(verioIqDialect, capture, ctx);
-
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-// Simulator
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-
-export const verioIqSimulatorRules: SimulatorRules = {
-  driverId: VERIO_IQ_DRIVER_ID,
-  defaultSerial: 'VIQSIM0001',
-  defaultFirmware: 'SIM01.00.00',
-  isSerial: (s) => /^[0-9A-Z]{6,16}$/.test(s),
-  readingProblem: (r) => {
-    if (typeof r.value !== 'number') return 'a number: the Verio IQ has no documented HI/LO code (use > 600 or < 20 mg/dL)';
-    if (r.value > 0xffff) return 'a value up to 65535';
-    return null;
-  },
-  toWire: (r, epoch) => ({
-    seconds: secondsFromNaive(r.time, epoch),
-    glucose: r.value as number,
-    control: r.control ?? false,
-    meal: r.meal ?? 'none',
-  }),
-  defaultMemory: (clock) => {
-    const start = Date.parse(`${clock}Z`) - 2 * 86400_000;
-    const plan: [number, number, Meal, boolean][] = [
-      [7.5, 98, 'before', false],
-      [8, 121, 'none', true],
-      [13, 162, 'after', false],
-      [24 + 8, 87, 'before', false],
-      [24 + 14, 171, 'after', false],
-    ];
-    return plan.map(([h, value, meal, control]) => ({ time: new Date(start + h * 3600_000).toISOString().slice(0, 19), value, meal, control }));
-  },
-};
-
-export function createVerioIqSimulator(options: Record<string, unknown> = {}): LifeScanSimulator {
-  return new LifeScanSimulator(verioIqDialect, verioIqSimulatorRules, parseSimulatorOptions(verioIqSimulatorRules, options));
-}
-
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-// Definition
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-
-export const onetouchVerioIq: DriverDefinition = {
-  id: VERIO_IQ_DRIVER_ID,
-  kind: 'glucose-meter',
-  vendor: MANUFACTURER,
-  models: [MODEL],
-  usb: [
-    {
-      vendorId: '10c4',
-      productId: '85a7',
-      description: "Silicon Labs CP210x id used by the Verio IQ's built-in USB-serial bridge; a cable chip id that other devices may share, so it only suggests this driver",
-    },
-  ],
-  transports: ['serial', 'tcp', 'simulated'],
-  serialDefaults: { baud_rate: 38400, data_bits: 8, parity: 'none', stop_bits: 1 },
-  commands: {
-    download: { description: 'read version, serial, clock, display unit, record count and every record; store new readings; returns {inserted, duplicates, records}' },
-    'clock/sync': { description: "set the meter clock to the host time in the device's zone (03 20 01), then read it back; returns the new clock" },
-    status: { description: 'the current device state: serial, firmware, display unit, clock skew, record count, last download' },
-  },
-  decode: decodeVerioIq,
-  createSession: (host) => new LifeScanSession(verioIqDialect, host),
-  simulator: {
-    description: 'a OneTouch Verio IQ meter: LifeScan binary frames with link-control 0, clock counted from 2000-01-01',
-    options: {
-      ...SIMULATOR_OPTION_HELP,
-      serial: 'serial number, 6-16 characters A-Z/0-9 (default VIQSIM0001)',
-      memory: 'readings: [{time: "YYYY-MM-DDTHH:MM:SS", value: mg/dL (> 600 shows HI, < 20 LO), control?, meal?: none|before|after}]',
-    },
-    create: (options) => createVerioIqSimulator(options),
-  },
 };
