@@ -17,9 +17,10 @@
  * No moles/volume code for interstitial fluid is listed: no sensor this project reads reports
  * mmol/L on the wire, and a code is not added without a source.
  *
- * Sections: codes · measuring range · observations.
+ * Sections: codes · measuring range · observations · results.
  */
-import type { Observation } from '../../src/records/types.ts';
+import type { DeviceIdentity, Observation, ResultDraft } from '../../src/records/types.ts';
+import { naiveToZoned } from '../../src/util/time.ts';
 
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 // Codes
@@ -150,4 +151,43 @@ export function codedGlucoseObservation(coding: GlucoseCoding, level: GlucoseLev
 /** A capillary-blood reading in mg/dL (what the LifeScan meters send) → its observation. */
 export function glucoseObservation(g: GlucoseMgdl): Observation {
   return codedGlucoseObservation(CAPILLARY_GLUCOSE_MG_DL, g.kind === 'value' ? { kind: 'value', value: g.mgdl } : g);
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Results
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** One reading of a glucose meter, as every meter family's records build it. */
+export interface GlucoseMeterReading {
+  key: string;
+  device: DeviceIdentity;
+  /** A control-solution run: category `control` and specimen `control solution`, never a patient result. */
+  control: boolean;
+  /** The specimen of a patient reading (default capillary blood, a strip). */
+  specimen?: GlucoseSpecimen;
+  /** The meter's naive local time `YYYY-MM-DDTHH:MM:SS`. */
+  time: string;
+  /** The device's configured zone, which turns `time` into `observed_at`. */
+  timezone: string;
+  observation: Observation;
+  flags: string[];
+}
+
+/**
+ * A reading → its result. A meter reading names no patient and no operator: the meters this
+ * project reads either keep none or are never asked for them.
+ */
+export function glucoseMeterDraft(r: GlucoseMeterReading): ResultDraft {
+  return {
+    key: r.key,
+    device: { ...r.device },
+    category: r.control ? 'control' : 'patient',
+    specimen: { id: null, type: r.control ? 'control solution' : (r.specimen ?? 'capillary blood') },
+    patient: null,
+    operator: null,
+    observed_at: naiveToZoned(r.time, r.timezone),
+    device_time: r.time,
+    observations: [r.observation],
+    flags: r.flags,
+  };
 }

@@ -6,8 +6,7 @@
 import type { Capture, DecodeContext, DecodeIssue, DecodeResult } from '../../../src/driver-sdk/index.ts';
 import { byDeviceTime } from '../../../src/records/build.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../../src/records/types.ts';
-import { naiveToZoned } from '../../../src/util/time.ts';
-import { glucoseObservation, type GlucoseMgdl } from '../../analytes/glucose.ts';
+import { glucoseMeterDraft, glucoseObservation, type GlucoseMgdl } from '../../analytes/glucose.ts';
 import {
   FrameReader,
   isData,
@@ -49,18 +48,7 @@ export function readingToDraft(r: Reading, device: DeviceIdentity, timezone: str
   const flags: string[] = [];
   if (r.meal === 'before') flags.push('meal:before');
   if (r.meal === 'after') flags.push('meal:after');
-  return {
-    key: readingKey(r),
-    device: { ...device },
-    category: r.control ? 'control' : 'patient',
-    specimen: { id: null, type: r.control ? 'control solution' : 'capillary blood' },
-    patient: null,
-    operator: null,
-    observed_at: naiveToZoned(r.time, timezone),
-    device_time: r.time,
-    observations: [glucoseObservation(r.glucose)],
-    flags,
-  };
+  return glucoseMeterDraft({ key: readingKey(r), device, control: r.control, time: r.time, timezone, observation: glucoseObservation(r.glucose), flags });
 }
 
 export function identity(d: LifeScanDialect, deviceId: string, serial: string | null, firmware: string | null): DeviceIdentity {

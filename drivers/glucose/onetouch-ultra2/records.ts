@@ -6,8 +6,7 @@ import type { Capture, DecodeContext, DecodeIssue, DecodeResult } from '../../..
 import { deviceBytes } from '../../../src/driver-sdk/capture.ts';
 import { byDeviceTime } from '../../../src/records/build.ts';
 import type { DeviceIdentity, DeviceState, ResultDraft } from '../../../src/records/types.ts';
-import { naiveToZoned } from '../../../src/util/time.ts';
-import { glucoseObservation, rangeGlucose } from '../../analytes/glucose.ts';
+import { glucoseMeterDraft, glucoseObservation, rangeGlucose } from '../../analytes/glucose.ts';
 import { LineFramer, decodeLine, type DisplayUnit, type Ultra2Reading } from './codec.ts';
 
 export const ULTRA2_DRIVER_ID = 'onetouch-ultra2';
@@ -50,24 +49,19 @@ export function readingToDraft(r: Ultra2Reading, device: DeviceIdentity, timezon
   if (r.comment > 0) flags.push(`comment:${COMMENT_SLUGS[r.comment] ?? 'unknown'}`);
   const glucose = rangeGlucose(r.value);
   const observation = glucoseObservation(glucose);
-  return {
+  return glucoseMeterDraft({
     key: readingKey(r),
-    device: { ...device },
-    category: r.control ? 'control' : 'patient',
-    specimen: { id: null, type: r.control ? 'control solution' : 'capillary blood' },
-    patient: null,
-    operator: null,
-    observed_at: naiveToZoned(r.time, timezone),
-    device_time: r.time,
-    observations: [
-      {
-        ...observation,
-        flags: [...(r.parity ? ['parity-error'] : []), ...observation.flags],
-        text: glucose.kind === 'value' ? null : String(r.value),
-      },
-    ],
+    device,
+    control: r.control,
+    time: r.time,
+    timezone,
+    observation: {
+      ...observation,
+      flags: [...(r.parity ? ['parity-error'] : []), ...observation.flags],
+      text: glucose.kind === 'value' ? null : String(r.value),
+    },
     flags,
-  };
+  });
 }
 
 export function ultra2Identity(deviceId: string, serial: string | null, firmware: string | null): DeviceIdentity {
