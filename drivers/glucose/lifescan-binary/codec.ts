@@ -311,6 +311,24 @@ export interface LifeScanDialect {
 export const okReply = (reply: LifeScanReply): ParsedReply => ({ ok: true, reply });
 export const badReply = (code: string, detail: string): ParsedReply => ({ ok: false, code, detail });
 
+/** A serial number as both meters send it, once its padding is cut off: 6–16 characters A–Z/0–9. */
+export function serialReply(serial: string): ParsedReply {
+  if (!/^[0-9A-Z]{6,16}$/.test(serial)) return badReply('invalid-serial', 'the serial number is not 6–16 characters A–Z/0–9');
+  return okReply({ type: 'serial', serial });
+}
+
+/** The clock reply body: u32le seconds since the dialect's epoch. */
+export function clockReply(body: Buffer): ParsedReply {
+  if (body.length !== 4) return badReply('invalid-reply', 'a clock reply is not 4 bytes');
+  return okReply({ type: 'clock', seconds: body.readUInt32LE(0) });
+}
+
+/** The display-unit reply body: 0 mg/dL or 1 mmol/L, then three 00. */
+export function unitReply(body: Buffer): ParsedReply {
+  if (body.length !== 4 || body[0]! > 1) return badReply('invalid-reply', 'the display unit is not 0 (mg/dL) or 1 (mmol/L)');
+  return okReply({ type: 'unit', unit: body[0] === 1 ? 'mmol/L' : 'mg/dL' });
+}
+
 /** Printable ASCII, no quotes or backslashes: what a serial number or firmware string may hold. */
 export function isPlainAscii(s: string): boolean {
   return /^[\x20-\x7e]*$/.test(s) && !/["\\]/.test(s);

@@ -6,12 +6,15 @@
 import { GLUCOSE_HI_LIMIT, GLUCOSE_LO_LIMIT, rangeGlucose } from '../../analytes/glucose.ts';
 import {
   badReply,
+  clockReply,
   isPlainAscii,
   okReply,
   pascalString,
+  serialReply,
   splitVersion,
   u16,
   u32,
+  unitReply,
   type Glucose,
   type LifeScanDialect,
   type LifeScanRequest,
@@ -84,20 +87,15 @@ function parseReply(r: LifeScanRequest, m: Buffer): ParsedReply {
       if (!isPlainAscii(text) || text.length === 0) return badReply('invalid-reply', 'the version text is not printable ASCII');
       return okReply({ type: 'version', ...splitVersion(text) });
     }
-    case 'serial': {
-      const serial = body.toString('latin1').replace(/\0+$/, '');
-      if (!/^[0-9A-Z]{6,16}$/.test(serial)) return badReply('invalid-serial', 'the serial number is not 6–16 characters A–Z/0–9');
-      return okReply({ type: 'serial', serial });
-    }
+    case 'serial':
+      return serialReply(body.toString('latin1').replace(/\0+$/, ''));
     case 'read-clock':
-      if (body.length !== 4) return badReply('invalid-reply', 'a clock reply is not 4 bytes');
-      return okReply({ type: 'clock', seconds: body.readUInt32LE(0) });
+      return clockReply(body);
     case 'write-clock':
       if (body.length !== 4) return badReply('invalid-reply', 'a set-clock reply is not 4 bytes');
       return okReply({ type: 'clock-set' });
     case 'unit':
-      if (body.length !== 4 || body[0]! > 1) return badReply('invalid-reply', 'the display unit is not 0 (mg/dL) or 1 (mmol/L)');
-      return okReply({ type: 'unit', unit: body[0] === 1 ? 'mmol/L' : 'mg/dL' });
+      return unitReply(body);
     case 'count':
       return badReply('invalid-reply', 'a record-count request answered with status 0x06');
     case 'record':

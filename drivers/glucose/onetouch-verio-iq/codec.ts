@@ -6,12 +6,15 @@
 import { rangeGlucose } from '../../analytes/glucose.ts';
 import {
   badReply,
+  clockReply,
   isPlainAscii,
   okReply,
   pascalString,
+  serialReply,
   splitVersion,
   u16,
   u32,
+  unitReply,
   type Glucose,
   type LifeScanDialect,
   type LifeScanRequest,
@@ -76,19 +79,15 @@ function parseReply(r: LifeScanRequest, m: Buffer): ParsedReply {
     }
     case 'serial': {
       const nul = body.indexOf(0);
-      const serial = body.subarray(0, nul < 0 ? body.length : nul).toString('latin1');
-      if (!/^[0-9A-Z]{6,16}$/.test(serial)) return badReply('invalid-serial', 'the serial number is not 6–16 characters A–Z/0–9');
-      return okReply({ type: 'serial', serial });
+      return serialReply(body.subarray(0, nul < 0 ? body.length : nul).toString('latin1'));
     }
     case 'read-clock':
-      if (body.length !== 4) return badReply('invalid-reply', 'a clock reply is not 4 bytes');
-      return okReply({ type: 'clock', seconds: body.readUInt32LE(0) });
+      return clockReply(body);
     case 'write-clock':
       if (body.length !== 0) return badReply('invalid-reply', 'a set-clock reply carries data');
       return okReply({ type: 'clock-set' });
     case 'unit':
-      if (body.length !== 4 || body[0]! > 1) return badReply('invalid-reply', 'the display unit is not 0 (mg/dL) or 1 (mmol/L)');
-      return okReply({ type: 'unit', unit: body[0] === 1 ? 'mmol/L' : 'mg/dL' });
+      return unitReply(body);
     case 'count':
       if (body.length !== 2) return badReply('invalid-reply', 'a record-count reply is not 2 bytes');
       return okReply({ type: 'count', count: body.readUInt16LE(0) });
