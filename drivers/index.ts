@@ -5,9 +5,9 @@ import type { DriverDefinition } from '../src/driver-sdk/index.ts';
 import { astmDriver } from './astm/astm.ts';
 import { contourNext } from './glucose/contour-next.ts';
 import { freestyleHid } from './glucose/freestyle-hid.ts';
-import { onetouchUltra2 } from './glucose/onetouch-ultra2.ts';
-import { onetouchUltraEasy } from './glucose/onetouch-ultraeasy.ts';
-import { onetouchVerioIq } from './glucose/onetouch-verio-iq.ts';
+import { onetouchUltra2 } from './glucose/onetouch-ultra2/definition.ts';
+import { onetouchUltraEasy } from './glucose/onetouch-ultraeasy/definition.ts';
+import { onetouchVerioIq } from './glucose/onetouch-verio-iq/definition.ts';
 import { clinitek50 } from './urinalysis/clinitek-50.ts';
 import { clinitekStatus } from './urinalysis/clinitek-status.ts';
 

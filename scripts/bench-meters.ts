@@ -4,7 +4,7 @@
  * the ports; when asked, tells it for each meter the absolute time of the last byte of each
  * reply (not as they happen: the parent is the daemon being measured).
  */
-import { onetouchUltra2 } from '../drivers/glucose/onetouch-ultra2.ts';
+import { onetouchUltra2 } from '../drivers/glucose/onetouch-ultra2/definition.ts';
 import { TcpServerTransport } from '../src/transports/tcp.ts';
 
 const count = Number(process.argv[2] ?? 200);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { onetouchUltra2 } from '../../drivers/glucose/onetouch-ultra2.ts';
+import { onetouchUltra2 } from '../../drivers/glucose/onetouch-ultra2/definition.ts';
 import { drivers } from '../../drivers/index.ts';
 import type { DriverDefinition } from '../../src/driver-sdk/index.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';

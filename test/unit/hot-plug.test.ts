@@ -3,7 +3,7 @@ import type { DeviceConfig } from '../../src/config/types.ts';
 import type { DriverDefinition } from '../../src/driver-sdk/index.ts';
 import { decide, detectedDeviceId, presentDevices, type PresentDevice } from '../../src/extensions/hot-plug.ts';
 import { matchDrivers, type PortListing } from '../../src/transports/discovery.ts';
-import { onetouchUltra2 } from '../../drivers/glucose/onetouch-ultra2.ts';
+import { onetouchUltra2 } from '../../drivers/glucose/onetouch-ultra2/definition.ts';
 
 /** Drivers that differ only in the USB ids they claim, for deterministic rule tests. */
 const fake = (id: string, usb: Array<[string, string, string?]>, transports: DriverDefinition['transports'] = ['serial']): DriverDefinition => ({

@@ -11,7 +11,7 @@ import {
   secondsFromNaive,
   splitVersion,
   type FrameItem,
-} from '../../drivers/glucose/lifescan-binary.ts';
+} from '../../drivers/glucose/lifescan-binary/codec.ts';
 
 const REAL = parseTranscript(readFileSync(new URL('../fixtures/onetouch-ultraeasy/real-otdms-session/capture.txt', import.meta.url), 'latin1'));
 const REAL_DEVICE = REAL.filter((e) => e.dir === 'D').map((e) => e.bytes);

@@ -7,22 +7,17 @@ import { useCleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
 import { driverRig } from '../helpers/session-rig.ts';
 import { clockSkewSeconds, nowInZone } from '../../src/util/time.ts';
+import { LineFramer, decodeLine, encodeCommand, setClockCommand, ultra2Checksum, ultra2Line } from '../../drivers/glucose/onetouch-ultra2/codec.ts';
+import { onetouchUltra2 } from '../../drivers/glucose/onetouch-ultra2/definition.ts';
+import { decodeUltra2 } from '../../drivers/glucose/onetouch-ultra2/records.ts';
 import {
-  LineFramer,
   Ultra2Simulator,
-  decodeLine,
-  decodeUltra2,
-  encodeCommand,
-  onetouchUltra2,
   parseSimulatorOptions,
   readingBody,
-  setClockCommand,
-  ultra2Checksum,
-  ultra2Line,
   ultra2Reply,
   type SimulatedReading,
   type Ultra2MeterState,
-} from '../../drivers/glucose/onetouch-ultra2.ts';
+} from '../../drivers/glucose/onetouch-ultra2/simulator.ts';
 
 const CTX = { deviceId: 'bench1-ultra2', timezone: 'Europe/Copenhagen' };
 const FIXTURE_LINES = [

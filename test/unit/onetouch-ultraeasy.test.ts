@@ -5,8 +5,11 @@ import { captureFromBytes, parseTranscript } from '../../src/driver-sdk/capture.
 import { resultId } from '../../src/records/ids.ts';
 import { memoryPair } from '../../src/transports/memory.ts';
 import { clockSkewSeconds } from '../../src/util/time.ts';
-import { encodeFrame, type LifeScanSimulator, type SimulatedReading } from '../../drivers/glucose/lifescan-binary.ts';
-import { decodeUltraEasy, onetouchUltraEasy, ultraEasyDialect } from '../../drivers/glucose/onetouch-ultraeasy.ts';
+import { encodeFrame } from '../../drivers/glucose/lifescan-binary/codec.ts';
+import type { LifeScanSimulator, SimulatedReading } from '../../drivers/glucose/lifescan-binary/simulator.ts';
+import { ultraEasyDialect } from '../../drivers/glucose/onetouch-ultraeasy/codec.ts';
+import { onetouchUltraEasy } from '../../drivers/glucose/onetouch-ultraeasy/definition.ts';
+import { decodeUltraEasy } from '../../drivers/glucose/onetouch-ultraeasy/records.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
 import { driverRig } from '../helpers/session-rig.ts';

@@ -3,8 +3,11 @@ import fc from 'fast-check';
 import type { Capture } from '../../src/driver-sdk/index.ts';
 import { resultId } from '../../src/records/ids.ts';
 import { clockSkewSeconds } from '../../src/util/time.ts';
-import { FrameReader, encodeFrame, type LifeScanSimulator, type SimulatedReading } from '../../drivers/glucose/lifescan-binary.ts';
-import { VERIO_EPOCH_S, decodeVerioIq, onetouchVerioIq, verioIqDialect } from '../../drivers/glucose/onetouch-verio-iq.ts';
+import { FrameReader, encodeFrame } from '../../drivers/glucose/lifescan-binary/codec.ts';
+import type { LifeScanSimulator, SimulatedReading } from '../../drivers/glucose/lifescan-binary/simulator.ts';
+import { VERIO_EPOCH_S, verioIqDialect } from '../../drivers/glucose/onetouch-verio-iq/codec.ts';
+import { onetouchVerioIq } from '../../drivers/glucose/onetouch-verio-iq/definition.ts';
+import { decodeVerioIq } from '../../drivers/glucose/onetouch-verio-iq/records.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { driverRig } from '../helpers/session-rig.ts';
 

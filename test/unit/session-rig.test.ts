@@ -5,7 +5,8 @@ import type { MemoryTransport } from '../../src/transports/memory.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { runCleanups, type Cleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
-import { onetouchUltra2, type Ultra2Simulator } from '../../drivers/glucose/onetouch-ultra2.ts';
+import { onetouchUltra2 } from '../../drivers/glucose/onetouch-ultra2/definition.ts';
+import type { Ultra2Simulator } from '../../drivers/glucose/onetouch-ultra2/simulator.ts';
 import { driverRig, sessionRig } from '../helpers/session-rig.ts';
 
 /** Answers every piece it receives with the same bytes upper-cased. */

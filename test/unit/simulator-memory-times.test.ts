@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { parseSimulatorOptions as parseUltra2Options } from '../../drivers/glucose/onetouch-ultra2.ts';
-import { parseSimulatorOptions as parseLifeScanOptions } from '../../drivers/glucose/lifescan-binary.ts';
-import { ultraEasySimulatorRules } from '../../drivers/glucose/onetouch-ultraeasy.ts';
-import { verioIqSimulatorRules } from '../../drivers/glucose/onetouch-verio-iq.ts';
+import { parseSimulatorOptions as parseUltra2Options } from '../../drivers/glucose/onetouch-ultra2/simulator.ts';
+import { parseSimulatorOptions as parseLifeScanOptions } from '../../drivers/glucose/lifescan-binary/simulator.ts';
+import { ultraEasySimulatorRules } from '../../drivers/glucose/onetouch-ultraeasy/simulator.ts';
+import { verioIqSimulatorRules } from '../../drivers/glucose/onetouch-verio-iq/simulator.ts';
 
 // Times of the right shape that name no real time (Date would roll them into the next day or month).
 const NOT_REAL = ['2024-02-30T10:00:00', '2023-02-29T10:00:00', '2024-04-31T08:00:00', '2024-03-01T24:00:00'];
