@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { astmDriver, decodeAstm, decodeAstmMessage, parseAstmOptions, parseSimulatorOptions, AstmSimulator } from '../../drivers/astm/astm.ts';
-import { DIALECTS } from '../../drivers/astm/dialects/index.ts';
+import { astmDriver, decodeAstm, decodeAstmMessage, parseAstmOptions, parseSimulatorOptions, AstmSimulator } from '../../drivers/analyzers/astm/records.ts';
+import { DIALECTS } from '../../drivers/analyzers/astm/dialects/index.ts';
 import type { DriverSession } from '../../src/driver-sdk/index.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import { encodeTransmission } from '../../src/protocols/astm/frame.ts';

@@ -22,7 +22,7 @@ import {
   parseSimulatorOptions,
   recordLines,
   verifyPacket,
-} from '../../drivers/urinalysis/clinitek-50.ts';
+} from '../../drivers/urinalysis/clinitek-50/simulator.ts';
 
 const CTX = { deviceId: 'urine-c50', timezone: 'Europe/Berlin' };
 const DOCUMENTED = readFileSync(new URL('../fixtures/clinitek-50/gnumed-documented-packets/capture.bin', import.meta.url));

@@ -14,7 +14,7 @@ import {
   parseRecordLine,
   parseSimulatorOptions,
   SAMPLE_RECORDS,
-} from '../../drivers/urinalysis/clinitek-status.ts';
+} from '../../drivers/urinalysis/clinitek-status/simulator.ts';
 
 const CTX = { deviceId: 'urine-1', timezone: 'Europe/Madrid' };
 const SHARED = readFileSync(new URL('../fixtures/clinitek-status/shared-samples/capture.txt', import.meta.url));

@@ -30,16 +30,16 @@ import type {
   DriverDefinition,
   DriverSession,
   SessionHost,
-} from '../../src/driver-sdk/index.ts';
-import { numberOptions, SessionReporter } from '../../src/driver-sdk/meter-session.ts';
-import { deviceBytes } from '../../src/driver-sdk/capture.ts';
-import type { DeviceConfig } from '../../src/config/types.ts';
-import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
-import type { ByteTransport } from '../../src/transports/transport.ts';
-import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
-import { seededRandom } from '../../src/util/random.ts';
-import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
-import { hostTimeZone, naiveFromFields, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+} from '../../../src/driver-sdk/index.ts';
+import { numberOptions, SessionReporter } from '../../../src/driver-sdk/meter-session.ts';
+import { deviceBytes } from '../../../src/driver-sdk/capture.ts';
+import type { DeviceConfig } from '../../../src/config/types.ts';
+import type { DeviceIdentity, DeviceState, ResultDraft } from '../../../src/records/types.ts';
+import type { ByteTransport } from '../../../src/transports/transport.ts';
+import { definedOnly, SimulatorOptionReader } from '../../../src/driver-sdk/simulator-options.ts';
+import { seededRandom } from '../../../src/util/random.ts';
+import { ChunkedWriter } from '../../../src/driver-sdk/simulator-wire.ts';
+import { hostTimeZone, naiveFromFields, naiveToZoned, nowInZone } from '../../../src/util/time.ts';
 import {
   dateOrderOption,
   labelLookup,
@@ -52,7 +52,7 @@ import {
   type ReaderWording,
   type SimulatedStripResult,
   type StripRecord,
-} from './urine-strip-analytes.ts';
+} from '../../analytes/urine-strip.ts';
 
 export const CLINITEK_STATUS_DRIVER_ID = 'clinitek-status';
 const MANUFACTURER = 'Siemens Healthineers';

@@ -27,17 +27,17 @@ import type {
   DriverDefinition,
   DriverSession,
   SessionHost,
-} from '../../src/driver-sdk/index.ts';
-import { SessionReporter } from '../../src/driver-sdk/meter-session.ts';
-import { deviceBytes } from '../../src/driver-sdk/capture.ts';
-import type { DeviceIdentity, DeviceState, Observation, ResultCategory, ResultDraft } from '../../src/records/types.ts';
-import type { ByteTransport } from '../../src/transports/transport.ts';
-import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
-import { seededRandom } from '../../src/util/random.ts';
-import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
-import { hostTimeZone, naiveToZoned, nowInZone } from '../../src/util/time.ts';
-import { ACK, ENQ, EOT, frameMessage, NAK, type FramingStyle } from '../../src/protocols/astm/frame.ts';
-import { ASTM_LINK_DEFAULTS, AstmLink, collectMessages, type AstmLinkIssue, type AstmLinkMessage } from '../../src/protocols/astm/link.ts';
+} from '../../../src/driver-sdk/index.ts';
+import { SessionReporter } from '../../../src/driver-sdk/meter-session.ts';
+import { deviceBytes } from '../../../src/driver-sdk/capture.ts';
+import type { DeviceIdentity, DeviceState, Observation, ResultCategory, ResultDraft } from '../../../src/records/types.ts';
+import type { ByteTransport } from '../../../src/transports/transport.ts';
+import { definedOnly, SimulatorOptionReader } from '../../../src/driver-sdk/simulator-options.ts';
+import { seededRandom } from '../../../src/util/random.ts';
+import { ChunkedWriter } from '../../../src/driver-sdk/simulator-wire.ts';
+import { hostTimeZone, naiveToZoned, nowInZone } from '../../../src/util/time.ts';
+import { ACK, ENQ, EOT, frameMessage, NAK, type FramingStyle } from '../../../src/protocols/astm/frame.ts';
+import { ASTM_LINK_DEFAULTS, AstmLink, collectMessages, type AstmLinkIssue, type AstmLinkMessage } from '../../../src/protocols/astm/link.ts';
 import {
   decodeText,
   parseAstmDate,
@@ -51,8 +51,8 @@ import {
   type AstmPatient,
   type AstmResult,
   type TextEncoding,
-} from '../../src/protocols/astm/records.ts';
-import { stripObservation, unitKey } from '../urinalysis/urine-strip-analytes.ts';
+} from '../../../src/protocols/astm/records.ts';
+import { stripObservation, unitKey } from '../../analytes/urine-strip.ts';
 import { DIALECTS, detectDialect, findDialect, type AstmDialect, type TestMapping } from './dialects/index.ts';
 
 export const ASTM_DRIVER_ID = 'astm';

@@ -38,7 +38,7 @@ import type {
   DeviceSimulator,
   DriverDefinition,
   SessionHost,
-} from '../../src/driver-sdk/index.ts';
+} from '../../../src/driver-sdk/index.ts';
 import {
   CLOCK_SKEW_LIMIT_S,
   MeterSession,
@@ -46,16 +46,16 @@ import {
   NoAnswerError,
   numberOptions,
   ProtocolError,
-} from '../../src/driver-sdk/meter-session.ts';
-import { deviceBytes } from '../../src/driver-sdk/capture.ts';
-import { ACK, ENQ, ETX, NAK, STX, astmChecksum, formatChecksum } from '../../src/protocols/astm/frame.ts';
-import type { DeviceConfig } from '../../src/config/types.ts';
-import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
-import type { ByteTransport } from '../../src/transports/transport.ts';
-import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
-import { seededRandom } from '../../src/util/random.ts';
-import { ChunkedWriter } from '../../src/driver-sdk/simulator-wire.ts';
-import { hostTimeZone, naiveFromFields, naiveToZoned, nowInZone } from '../../src/util/time.ts';
+} from '../../../src/driver-sdk/meter-session.ts';
+import { deviceBytes } from '../../../src/driver-sdk/capture.ts';
+import { ACK, ENQ, ETX, NAK, STX, astmChecksum, formatChecksum } from '../../../src/protocols/astm/frame.ts';
+import type { DeviceConfig } from '../../../src/config/types.ts';
+import type { DeviceIdentity, DeviceState, ResultDraft } from '../../../src/records/types.ts';
+import type { ByteTransport } from '../../../src/transports/transport.ts';
+import { definedOnly, SimulatorOptionReader } from '../../../src/driver-sdk/simulator-options.ts';
+import { seededRandom } from '../../../src/util/random.ts';
+import { ChunkedWriter } from '../../../src/driver-sdk/simulator-wire.ts';
+import { hostTimeZone, naiveFromFields, naiveToZoned, nowInZone } from '../../../src/util/time.ts';
 import {
   dateOrderOption,
   labelLookup,
@@ -69,14 +69,14 @@ import {
   type SimulatedStripResult,
   type StripRecord,
   type StripResult,
-} from './urine-strip-analytes.ts';
+} from '../../analytes/urine-strip.ts';
 
 export const CLINITEK_50_DRIVER_ID = 'clinitek-50';
 const MANUFACTURER = 'Siemens Healthineers (Bayer Diagnostics)';
 const MODEL = 'CLINITEK 50';
 const PRODUCT_ID = '6510';
 
-export { ACK, ENQ, NAK } from '../../src/protocols/astm/frame.ts';
+export { ACK, ENQ, NAK } from '../../../src/protocols/astm/frame.ts';
 export const XON = 0x11;
 export const DC2 = 0x12;
 export const XOFF = 0x13;
