@@ -2,7 +2,7 @@
  * Every driver the daemon knows, in one list. Adding a device is adding its file and one line here.
  */
 import type { DriverDefinition } from '../src/driver-sdk/index.ts';
-import { astmDriver } from './analyzers/astm/records.ts';
+import { astmDriver } from './analyzers/astm/definition.ts';
 import { contourNext } from './glucose/contour-next.ts';
 import { freestyleHid } from './glucose/freestyle-hid.ts';
 import { onetouchUltra2 } from './glucose/onetouch-ultra2.ts';

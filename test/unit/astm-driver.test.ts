@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { astmDriver, decodeAstm, decodeAstmMessage, parseAstmOptions, parseSimulatorOptions, AstmSimulator } from '../../drivers/analyzers/astm/records.ts';
+import { astmDriver } from '../../drivers/analyzers/astm/definition.ts';
+import { parseAstmOptions } from '../../drivers/analyzers/astm/options.ts';
+import { decodeAstm, decodeAstmMessage } from '../../drivers/analyzers/astm/records.ts';
+import { parseSimulatorOptions, AstmSimulator } from '../../drivers/analyzers/astm/simulator.ts';
 import { DIALECTS } from '../../drivers/analyzers/astm/dialects/index.ts';
 import type { DriverSession } from '../../src/driver-sdk/index.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
