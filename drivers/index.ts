@@ -8,7 +8,7 @@ import { freestyleHid } from './glucose/freestyle-hid.ts';
 import { onetouchUltra2 } from './glucose/onetouch-ultra2.ts';
 import { onetouchUltraEasy } from './glucose/onetouch-ultraeasy.ts';
 import { onetouchVerioIq } from './glucose/onetouch-verio-iq.ts';
-import { clinitek50 } from './urinalysis/clinitek-50/simulator.ts';
+import { clinitek50 } from './urinalysis/clinitek-50/definition.ts';
 import { clinitekStatus } from './urinalysis/clinitek-status/definition.ts';
 
 export const drivers: readonly DriverDefinition[] = [onetouchUltra2, onetouchUltraEasy, onetouchVerioIq, clinitekStatus, clinitek50, freestyleHid, astmDriver, contourNext];
