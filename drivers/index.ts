@@ -2,14 +2,14 @@
  * Every driver the daemon knows, in one list. Adding a device is adding its file and one line here.
  */
 import type { DriverDefinition } from '../src/driver-sdk/index.ts';
-import { astmDriver } from './astm/astm.ts';
+import { astmDriver } from './analyzers/astm/definition.ts';
 import { contourNext } from './glucose/contour-next.ts';
 import { freestyleHid } from './glucose/freestyle-hid.ts';
 import { onetouchUltra2 } from './glucose/onetouch-ultra2/definition.ts';
 import { onetouchUltraEasy } from './glucose/onetouch-ultraeasy/definition.ts';
 import { onetouchVerioIq } from './glucose/onetouch-verio-iq/definition.ts';
-import { clinitek50 } from './urinalysis/clinitek-50.ts';
-import { clinitekStatus } from './urinalysis/clinitek-status.ts';
+import { clinitek50 } from './urinalysis/clinitek-50/definition.ts';
+import { clinitekStatus } from './urinalysis/clinitek-status/definition.ts';
 
 export const drivers: readonly DriverDefinition[] = [onetouchUltra2, onetouchUltraEasy, onetouchVerioIq, clinitekStatus, clinitek50, freestyleHid, astmDriver, contourNext];
 

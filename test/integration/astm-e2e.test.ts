@@ -4,7 +4,7 @@
  * daemon with its store, Mosquitto as the broker and a subscriber reading the result topic.
  */
 import { describe, expect, it } from 'vitest';
-import { AstmSimulator, parseSimulatorOptions } from '../../drivers/astm/astm.ts';
+import { AstmSimulator, parseSimulatorOptions } from '../../drivers/analyzers/astm/simulator.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { DeviceState, ResultRecord } from '../../src/records/types.ts';
 import { TcpClientTransport } from '../../src/transports/tcp.ts';

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { astmDriver, decodeAstm, decodeAstmMessage, parseAstmOptions, parseSimulatorOptions, AstmSimulator } from '../../drivers/astm/astm.ts';
-import { DIALECTS } from '../../drivers/astm/dialects/index.ts';
+import { astmDriver } from '../../drivers/analyzers/astm/definition.ts';
+import { parseAstmOptions } from '../../drivers/analyzers/astm/options.ts';
+import { decodeAstm, decodeAstmMessage } from '../../drivers/analyzers/astm/records.ts';
+import { parseSimulatorOptions, AstmSimulator } from '../../drivers/analyzers/astm/simulator.ts';
+import { DIALECTS } from '../../drivers/analyzers/astm/dialects/index.ts';
 import type { DriverSession } from '../../src/driver-sdk/index.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import { encodeTransmission } from '../../src/protocols/astm/frame.ts';

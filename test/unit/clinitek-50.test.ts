@@ -7,22 +7,19 @@ import { useCleanups } from '../helpers/cleanups.ts';
 import { sessionRig, type SessionRig } from '../helpers/session-rig.ts';
 import {
   ACK,
-  Clinitek50Simulator,
   DC2,
   ENQ,
   NAK,
   PacketFramer,
-  SAMPLE_RECORDS,
   XON,
-  clinitek50,
   clinitek50Checksum,
-  decodeClinitek50,
   decodePacket,
   encodePacket,
-  parseSimulatorOptions,
-  recordLines,
   verifyPacket,
-} from '../../drivers/urinalysis/clinitek-50.ts';
+} from '../../drivers/urinalysis/clinitek-50/codec.ts';
+import { clinitek50 } from '../../drivers/urinalysis/clinitek-50/definition.ts';
+import { decodeClinitek50 } from '../../drivers/urinalysis/clinitek-50/records.ts';
+import { Clinitek50Simulator, SAMPLE_RECORDS, parseSimulatorOptions, recordLines } from '../../drivers/urinalysis/clinitek-50/simulator.ts';
 
 const CTX = { deviceId: 'urine-c50', timezone: 'Europe/Berlin' };
 const DOCUMENTED = readFileSync(new URL('../fixtures/clinitek-50/gnumed-documented-packets/capture.bin', import.meta.url));

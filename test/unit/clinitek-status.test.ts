@@ -5,16 +5,10 @@ import type { Capture, DriverSession } from '../../src/driver-sdk/index.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
 import { sessionRig, type SessionRig } from '../helpers/session-rig.ts';
-import {
-  ClinitekStatusSimulator,
-  RecordLineFramer,
-  clinitekStatus,
-  decodeClinitekStatus,
-  formatRecordLine,
-  parseRecordLine,
-  parseSimulatorOptions,
-  SAMPLE_RECORDS,
-} from '../../drivers/urinalysis/clinitek-status.ts';
+import { RecordLineFramer, parseRecordLine } from '../../drivers/urinalysis/clinitek-status/codec.ts';
+import { clinitekStatus } from '../../drivers/urinalysis/clinitek-status/definition.ts';
+import { decodeClinitekStatus } from '../../drivers/urinalysis/clinitek-status/records.ts';
+import { ClinitekStatusSimulator, formatRecordLine, parseSimulatorOptions, SAMPLE_RECORDS } from '../../drivers/urinalysis/clinitek-status/simulator.ts';
 
 const CTX = { deviceId: 'urine-1', timezone: 'Europe/Madrid' };
 const SHARED = readFileSync(new URL('../fixtures/clinitek-status/shared-samples/capture.txt', import.meta.url));

@@ -17,7 +17,7 @@ import {
   URINE_ANALYTES,
   yearMonthDay,
   type UrineAnalyteCode,
-} from '../../drivers/urinalysis/urine-strip-analytes.ts';
+} from '../../drivers/analytes/urine-strip.ts';
 
 describe('urine analyte table', () => {
   it('has every analyte the readers report, each with an English name and at least one sourced code', () => {

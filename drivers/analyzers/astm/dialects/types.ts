@@ -4,10 +4,10 @@
  * table (data, with the source of each code), the text encoding it uses, how it marks QC runs, and
  * what its simulator sends. The generic `astm` driver picks a dialect per message.
  */
-import type { UrineAnalyteCode } from '../../urinalysis/urine-strip-analytes.ts';
-import type { TextEncoding } from '../../../src/protocols/astm/records.ts';
-import type { AstmMessage, AstmOrder } from '../../../src/protocols/astm/records.ts';
-import type { ResultCategory } from '../../../src/records/types.ts';
+import type { UrineAnalyteCode } from '../../../analytes/urine-strip.ts';
+import type { TextEncoding } from '../../../../src/protocols/astm/records.ts';
+import type { AstmMessage, AstmOrder } from '../../../../src/protocols/astm/records.ts';
+import type { ResultCategory } from '../../../../src/records/types.ts';
 
 export interface TestMapping {
   name: string;

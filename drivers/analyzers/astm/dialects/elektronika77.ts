@@ -17,7 +17,7 @@
  * control run. This is inferred, not documented.
  */
 import { senderWords, type AstmDialect, type TestMapping } from './types.ts';
-import type { UrineAnalyteCode } from '../../urinalysis/urine-strip-analytes.ts';
+import type { UrineAnalyteCode } from '../../../analytes/urine-strip.ts';
 
 const SEEN = 'code seen in the LUP2 sample (research note §2.7-E); analyte from the shared strip table';
 const strip = (name: string, analyte: UrineAnalyteCode): TestMapping => ({ name, loinc: null, strip: analyte, source: SEEN });

@@ -12,7 +12,7 @@
  * is synthetic.
  */
 import { senderWords, type AstmDialect, type TestMapping } from './types.ts';
-import type { UrineAnalyteCode } from '../../urinalysis/urine-strip-analytes.ts';
+import type { UrineAnalyteCode } from '../../../analytes/urine-strip.ts';
 
 const ASSUMED = 'assumed pad abbreviation (layout unverified, research note §9); analyte from the shared strip table';
 const strip = (name: string, analyte: UrineAnalyteCode): TestMapping => ({ name, loinc: null, strip: analyte, source: ASSUMED });

@@ -1,0 +1,30 @@
+/**
+ * The `astm` driver: the generic CLSI LIS2-A2 (ASTM E1394 records over E1381 framing) analyzer
+ * driver. Protocol notes, options and what is verified: README.md in this folder.
+ */
+import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
+import { DIALECTS } from './dialects/index.ts';
+import { ASTM_DRIVER_ID, decodeAstm } from './records.ts';
+import { AstmSession } from './session.ts';
+import { AstmSimulator, parseSimulatorOptions, SIMULATOR_OPTION_HELP } from './simulator.ts';
+
+export const astmDriver: DriverDefinition = {
+  id: ASTM_DRIVER_ID,
+  kind: 'analyzer',
+  vendor: 'various (CLSI LIS2-A2 / ASTM E1394)',
+  models: DIALECTS.filter((d) => d.id !== 'generic').map((d) => d.description),
+  usb: [],
+  transports: ['serial', 'tcp', 'tcp-server', 'simulated'],
+  serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
+  commands: {
+    status: { description: 'the device state: model, serial and firmware from the last H record, last message time' },
+    send: { description: 'send a message to the device (host → device, e.g. orders): {"message": "H|\\\\^&|…\\rL|1|N"}' },
+  },
+  decode: decodeAstm,
+  createSession: (host) => new AstmSession(host),
+  simulator: {
+    description: 'an ASTM E1381/E1394 instrument that sends result messages (ENQ, frames, EOT) in a chosen dialect and framing',
+    options: SIMULATOR_OPTION_HELP,
+    create: (options) => new AstmSimulator(parseSimulatorOptions(options)),
+  },
+};

@@ -1,0 +1,80 @@
+/**
+ * The `astm` driver's device options (`devices[].options`), checked once for the session and for
+ * `decode` alike. What each option means is in this folder's README.
+ */
+import { ASTM_LINK_DEFAULTS } from '../../../src/protocols/astm/link.ts';
+import { TEXT_ENCODINGS, type TextEncoding } from '../../../src/protocols/astm/records.ts';
+import { DIALECTS, findDialect, type TestMapping } from './dialects/index.ts';
+
+export interface AstmOptions {
+  dialect?: string;
+  encoding?: TextEncoding;
+  mappings?: Record<string, TestMapping>;
+  receive_timeout_ms: number;
+  reply_timeout_ms: number;
+  max_frame_bytes: number;
+  frame_text_size: number;
+}
+
+const DEFAULT_OPTIONS: AstmOptions = {
+  receive_timeout_ms: ASTM_LINK_DEFAULTS.receiveTimeoutMs,
+  reply_timeout_ms: ASTM_LINK_DEFAULTS.replyTimeoutMs,
+  max_frame_bytes: ASTM_LINK_DEFAULTS.maxFrameBytes,
+  frame_text_size: ASTM_LINK_DEFAULTS.frameTextSize,
+};
+const KNOWN_OPTIONS = new Set(['dialect', 'encoding', 'mappings', 'receive_timeout_ms', 'reply_timeout_ms', 'max_frame_bytes', 'frame_text_size']);
+/** The shape of a LOINC code: up to seven digits, a dash, the check digit. */
+export const LOINC_RE = /^\d{1,7}-\d$/;
+
+/** Reads `options` (from the device config). Throws an Error that names the bad field. */
+export function parseAstmOptions(o: Record<string, unknown>, where = 'options'): AstmOptions {
+  const out: AstmOptions = { ...DEFAULT_OPTIONS };
+  for (const k of Object.keys(o)) if (!KNOWN_OPTIONS.has(k)) throw new Error(`${where}.${k}: unknown option (known: ${[...KNOWN_OPTIONS].join(', ')})`);
+  if (o.dialect !== undefined) {
+    if (typeof o.dialect !== 'string' || !findDialect(o.dialect)) {
+      throw new Error(`${where}.dialect: must be one of ${DIALECTS.map((d) => d.id).join(', ')}`);
+    }
+    out.dialect = o.dialect;
+  }
+  if (o.encoding !== undefined) {
+    if (typeof o.encoding !== 'string' || !TEXT_ENCODINGS.includes(o.encoding as TextEncoding)) {
+      throw new Error(`${where}.encoding: must be one of ${TEXT_ENCODINGS.join(', ')}`);
+    }
+    out.encoding = o.encoding as TextEncoding;
+  }
+  if (o.mappings !== undefined) {
+    if (typeof o.mappings !== 'object' || o.mappings === null || Array.isArray(o.mappings)) {
+      throw new Error(`${where}.mappings: must be a map of code → {name, loinc, ucum}`);
+    }
+    const maps: Record<string, TestMapping> = {};
+    for (const [code, v] of Object.entries(o.mappings as Record<string, unknown>)) {
+      const at = `${where}.mappings["${code}"]`;
+      if (code.trim() === '') throw new Error(`${where}.mappings: a code must not be empty`);
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${at}: must be an object {name, loinc, ucum}`);
+      const m = v as Record<string, unknown>;
+      for (const k of Object.keys(m)) if (!['name', 'loinc', 'ucum', 'source'].includes(k)) throw new Error(`${at}.${k}: unknown field (known: name, loinc, ucum, source)`);
+      if (typeof m.name !== 'string' || m.name.trim() === '') throw new Error(`${at}.name: required, a non-empty string`);
+      if (m.loinc !== undefined && m.loinc !== null && (typeof m.loinc !== 'string' || !LOINC_RE.test(m.loinc))) {
+        throw new Error(`${at}.loinc: must be a LOINC code like 2345-7, or null`);
+      }
+      if (m.ucum !== undefined && m.ucum !== null && (typeof m.ucum !== 'string' || m.ucum.trim() === '')) {
+        throw new Error(`${at}.ucum: must be a UCUM unit string like mg/dL, or null`);
+      }
+      if (m.source !== undefined && typeof m.source !== 'string') throw new Error(`${at}.source: must be a string`);
+      maps[code] = {
+        name: m.name,
+        loinc: (m.loinc as string | null | undefined) ?? null,
+        ...(m.ucum !== undefined ? { ucum: m.ucum as string | null } : {}),
+        source: (m.source as string | undefined) ?? 'site configuration (options.mappings)',
+      };
+    }
+    out.mappings = maps;
+  }
+  for (const [name, min] of [['receive_timeout_ms', 10], ['reply_timeout_ms', 10], ['max_frame_bytes', 64], ['frame_text_size', 16]] as const) {
+    const v = o[name];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new Error(`${where}.${name}: must be a number >= ${min}`);
+    out[name] = v;
+  }
+  return out;
+}

@@ -1,0 +1,358 @@
+/**
+ * `astm` records: one complete ASTM E1394 message (H … L) → result drafts, with the dialect its H
+ * record names (`dialects/`), and `decode()` for a stored capture. One result per order (O record):
+ * the sample, with one observation per R record under it.
+ *
+ * Record identity (rule 3): sender name/serial (H-5) + specimen id + test time + the set of codes,
+ * all fields the device resends unchanged, so a resent message gives the same ids.
+ */
+import type { Capture, DecodeContext, DecodeIssue, DecodeResult } from '../../../src/driver-sdk/index.ts';
+import { deviceBytes } from '../../../src/driver-sdk/capture.ts';
+import type { DeviceIdentity, DeviceState, Observation, ResultCategory, ResultDraft } from '../../../src/records/types.ts';
+import { naiveToZoned } from '../../../src/util/time.ts';
+import { collectMessages } from '../../../src/protocols/astm/link.ts';
+import {
+  decodeText,
+  parseAstmDate,
+  parseMessage,
+  splitRecords,
+  parseDelimiters,
+  type AstmComment,
+  type AstmMessage,
+  type AstmOrder,
+  type AstmPatient,
+  type AstmResult,
+} from '../../../src/protocols/astm/records.ts';
+import { stripObservation, unitKey } from '../../analytes/urine-strip.ts';
+import { detectDialect, findDialect, type AstmDialect, type TestMapping } from './dialects/index.ts';
+import { LOINC_RE, parseAstmOptions, type AstmOptions } from './options.ts';
+
+export const ASTM_DRIVER_ID = 'astm';
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// Message → drafts
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** Device unit spellings (lower-cased, `µ` as `u`) → UCUM, for analyzer results (strip results use the strip table). */
+const UCUM_UNITS: Readonly<Record<string, string>> = {
+  'mg/dl': 'mg/dL', 'mg/l': 'mg/L', 'g/l': 'g/L', 'g/dl': 'g/dL', 'u/l': 'U/L', 'iu/l': '[IU]/L', '%': '%', 'mg/g': 'mg/g',
+  'mg/mmol': 'mg/mmol', 'mmol/l': 'mmol/L', 'umol/l': 'umol/L', 'mmol/mol': 'mmol/mol', 'fl': 'fL', 'pg': 'pg',
+  '10e3/ul': '10*3/uL', '10e6/ul': '10*6/uL', '10^3/ul': '10*3/uL', '10^6/ul': '10*6/uL', '/ul': '/uL', 'p/ul': '/uL', 'p/hpf': '/[HPF]',
+  'p/lpf': '/[LPF]', 'ng/ml': 'ng/mL', 'mu/l': 'mU/L',
+};
+
+export function ucumOf(unit: string): string | null {
+  return UCUM_UNITS[unitKey(unit)] ?? null;
+}
+
+const STATUS_FLAGS: Readonly<Record<string, string>> = {
+  P: 'preliminary', C: 'corrected', X: 'cannot-be-done', I: 'pending', S: 'partial', R: 'previously-transmitted',
+  W: 'warning', V: 'verified', Q: 'response-to-query', M: 'mic', N: 'new',
+};
+const ABNORMAL_FLAGS: Readonly<Record<string, string | null>> = {
+  N: null, L: 'L', H: 'H', LL: 'LL', HH: 'HH', A: 'abnormal', AA: 'abnormal', U: 'up', D: 'down', B: 'better', W: 'worse',
+};
+
+export interface MessageDecode {
+  drafts: ResultDraft[];
+  issues: DecodeIssue[];
+  device: Partial<DeviceState>;
+  dialect: AstmDialect | null;
+  /** What the message was: results, a query (Q records), or nothing usable. */
+  kind: 'results' | 'query' | 'empty';
+}
+
+function commentText(c: AstmComment): string {
+  return c.text.join('^').trim();
+}
+
+function commentFlags(comments: AstmComment[]): string[] {
+  return comments.map(commentText).filter((t) => t !== '').map((t) => `comment:${t.slice(0, 200)}`);
+}
+
+const NUMERIC = /^(<=|>=|<|>)?\s*([-+]?\d+(?:\.\d+)?)$/;
+
+/** R-4 as one string (components joined), as the device sent it. */
+function rawValue(r: AstmResult): string {
+  return r.value.filter((v) => v.trim() !== '').join(' ').trim();
+}
+
+/**
+ * A result that must not be read as a measured value (R-9 cannot be done, a cancelled or
+ * cannot-be-done order): value, comparator and limit go, the device's text stays.
+ */
+function withholdValue(obs: Observation, raw: string): void {
+  if (obs.value === null && obs.comparator === null && obs.limit === undefined) return;
+  obs.text = obs.text ?? (raw === '' ? null : raw);
+  obs.value = null;
+  obs.comparator = null;
+  delete obs.limit;
+}
+
+/**
+ * One analyzer (non-strip) R record → observation. `unitUnknown`: the dialect says the unit sent
+ * has no known meaning, so a number is published as text only.
+ */
+function analyzerObservation(r: AstmResult, code: string, mapping: TestMapping | undefined, loincSent: string | null, unitUnknown = false): Observation {
+  const raw = rawValue(r);
+  const flags: string[] = [];
+  let value: number | null = null;
+  let comparator: Observation['comparator'] = null;
+  let limit: number | null | undefined;
+  let text: string | null = raw === '' ? null : raw;
+  const m = NUMERIC.exec(raw);
+  const rangeFlag = r.abnormalFlags.find((f) => f === '<' || f === '>');
+  if (m && !m[1] && !rangeFlag) {
+    value = Number(m[2]);
+    text = null;
+  } else if (m) {
+    // Off the measuring range: the number is the device's limit, never the value (rule 5).
+    comparator = (m[1] ?? rangeFlag) as Observation['comparator'];
+    limit = Number(m[2]);
+    flags.push(comparator!.startsWith('>') ? 'HI' : 'LO');
+  } else if (/^(hi|high)$/i.test(raw) || /^(lo|low)$/i.test(raw)) {
+    const hi = /^h/i.test(raw);
+    flags.push(hi ? 'HI' : 'LO');
+    comparator = hi ? '>' : '<';
+    limit = null;
+  } else if (raw !== '' && /^-+$/.test(raw)) flags.push('no-value');
+  for (const f of r.abnormalFlags) {
+    if (f === '<' || f === '>') continue;
+    const n = ABNORMAL_FLAGS[f];
+    if (n === undefined) flags.push(`flag:${f}`);
+    else if (n !== null) flags.push(n);
+  }
+  const unitSent = r.units.trim();
+  if (unitUnknown) {
+    // The schema requires a unit with every number: a number (or limit) in an unknown unit is text only.
+    if (!mapping && !loincSent) flags.push('unmapped-code');
+    flags.push('unit-unknown');
+    return { code, name: mapping?.name ?? code, loinc: loincSent ?? mapping?.loinc ?? null, value: null, unit: null, ucum: null, flags, text: raw === '' ? null : raw, comparator: null };
+  }
+  const ucumSent = unitSent === '' ? null : ucumOf(unitSent);
+  let loinc = loincSent ?? mapping?.loinc ?? null;
+  if (!mapping && !loincSent) flags.push('unmapped-code');
+  if (unitSent !== '' && ucumSent === null) flags.push('unit-unknown');
+  // A LOINC code is for one kind of quantity: a result in another unit keeps its unit, loses the code.
+  if (mapping?.ucum && ucumSent !== null && ucumSent !== mapping.ucum && !loincSent) {
+    loinc = null;
+    flags.push('unit-mismatch');
+  }
+  const obs: Observation = {
+    code,
+    name: mapping?.name ?? code,
+    loinc,
+    value,
+    unit: unitSent === '' ? (mapping?.ucum ?? null) : unitSent,
+    ucum: unitSent === '' ? (mapping?.ucum ?? null) : ucumSent,
+    flags,
+    text,
+    comparator,
+  };
+  if (limit !== undefined) obs.limit = limit;
+  return obs;
+}
+
+function observationFor(r: AstmResult, dialect: AstmDialect, mappings: Record<string, TestMapping> | undefined): Observation {
+  const comps = r.testId;
+  const code = (comps[dialect.codeComponent - 1] ?? '').trim() || comps.find((c) => c.trim() !== '')?.trim() || '?';
+  const sent = dialect.loincComponent ? (comps[dialect.loincComponent - 1] ?? '').trim() : '';
+  const loincSent = LOINC_RE.test(sent) ? sent : null;
+  const mapping = mappings?.[code] ?? dialect.tests[code];
+  let obs: Observation;
+  const raw = rawValue(r);
+  if (mapping?.strip && !mappings?.[code]) {
+    const unit = r.units.trim();
+    // `5` + `mg/dl` is `5 mg/dl`; a word (`neg`, `norm`) stands alone whatever unit the pad has.
+    const deviceText = unit !== '' && NUMERIC.test(raw) ? `${raw} ${unit}` : raw;
+    const abnormal = r.abnormalFlags.some((f) => f !== 'N');
+    const s = stripObservation(mapping.strip, code, deviceText, abnormal);
+    obs = { ...s, code, name: mapping.name };
+    for (const f of r.abnormalFlags) {
+      const n = ABNORMAL_FLAGS[f];
+      if (n && n !== 'abnormal' && !obs.flags.includes(n)) obs.flags.push(n);
+    }
+    // R-7 `>` / `<`: off the pad's range. The number is the limit, never the value (as for analyzers).
+    const rangeFlag = r.abnormalFlags.find((f) => f === '<' || f === '>');
+    if (rangeFlag) {
+      obs.flags.push(rangeFlag === '>' ? 'HI' : 'LO');
+      if (obs.value !== null) {
+        obs.comparator = rangeFlag;
+        obs.limit = obs.value;
+        obs.value = null;
+        obs.text = obs.text ?? raw;
+      }
+    }
+  } else {
+    obs = analyzerObservation(r, code, mapping, loincSent, dialect.unknownUnits?.includes(r.units.trim()) ?? false);
+  }
+  if (obs.value !== null && obs.unit === null) {
+    // A number is published only with its unit: without one it stays text.
+    obs.text = obs.text ?? String(obs.value);
+    obs.value = null;
+    obs.flags.push('no-unit');
+  }
+  const status = r.status.trim().toUpperCase();
+  if (status !== '' && status !== 'F') obs.flags.push(STATUS_FLAGS[status] ?? `status:${status}`);
+  // R-9 X: the device could not do the test; a number it sent anyway is not a result.
+  if (status === 'X') withholdValue(obs, raw);
+  if (r.referenceRange.trim() !== '') obs.flags.push(`reference:${r.referenceRange.trim()}`);
+  obs.flags.push(...commentFlags(r.comments));
+  return obs;
+}
+
+/** H-12 processing ids that are never a patient's result: training and debugging runs. */
+const NON_PATIENT_PROCESSING: Readonly<Record<string, string>> = { T: 'processing:training', D: 'processing:debugging' };
+
+/** O-12 action C (cancel) and O-26 report type X (cannot be done): the values are not results. */
+function orderWithheldFlags(order: AstmOrder): string[] {
+  const flags: string[] = [];
+  if (order.actionCode.trim().toUpperCase() === 'C') flags.push('order:cancelled');
+  if (order.reportType.trim().toUpperCase() === 'X') flags.push('order:cannot-be-done');
+  return flags;
+}
+
+/**
+ * The specimen type of one order from its codes: each code's own specimen (dialect table), else
+ * the dialect's; codes of different specimen kinds give null and `mixed`.
+ */
+function specimenTypeOf(codes: string[], dialect: AstmDialect): { type: string | null; mixed: boolean } {
+  const kinds = new Set(codes.map((c) => dialect.tests[c]?.specimen ?? dialect.specimenType));
+  if (kinds.size === 1) return { type: [...kinds][0]!, mixed: false };
+  const named = [...kinds].filter((k) => k !== null);
+  return { type: null, mixed: named.length > 1 };
+}
+
+function categoryOf(order: AstmOrder, msg: AstmMessage, dialect: AstmDialect): ResultCategory {
+  const processing = msg.header?.processingId.trim().toUpperCase() ?? '';
+  if (processing === 'Q' || Object.hasOwn(NON_PATIENT_PROCESSING, processing)) return 'qc';
+  if (order.actionCode.trim().toUpperCase() === 'Q') return 'qc';
+  if (order.specimenDescriptor.some((c) => /^(control|qc)$/i.test(c.trim()))) return 'control';
+  return dialect.category?.(order, msg) ?? 'patient';
+}
+
+/**
+ * The naive time of a sample and where it came from: the latest R-13 (test completed), else R-12,
+ * O-8 (collected), O-7 (requested), O-15 (specimen received), and last H-14 (the message's own
+ * time, which changes when the device sends the message again, so it is a last resort).
+ */
+function sampleTime(order: AstmOrder, msg: AstmMessage): { time: string; source: string } | null {
+  const times = order.results.map((r) => parseAstmDate(r.completedAt) ?? parseAstmDate(r.startedAt)).filter((t): t is string => t !== null);
+  if (times.length) return { time: times.sort().at(-1)!, source: 'result' };
+  for (const [v, source] of [[order.collectedAt, 'collected'], [order.requestedAt, 'requested'], [order.receivedAt, 'specimen-received'], [msg.header?.timestamp ?? '', 'message']] as const) {
+    const t = parseAstmDate(v);
+    if (t) return { time: t, source };
+  }
+  return null;
+}
+
+function patientId(p: AstmPatient): string | null {
+  for (const id of [p.practiceId, p.laboratoryId, p.patientId3]) {
+    const v = id.split('^')[0]!.trim();
+    if (v !== '' && v !== '-') return v;
+  }
+  return null;
+}
+
+/**
+ * H-5 (sender name or id, by component) of a message's H record, read as Latin-1 (sender fields
+ * are ASCII); empty when there is no readable H record. Exported because the sender names the
+ * device, for whoever must tell devices apart before decoding (a listener that serves several).
+ */
+export function headerSender(text: Buffer): string[] {
+  const first = splitRecords(text.toString('latin1')).find((r) => r[0] === 'H' || r[0] === 'h');
+  if (!first || !parseDelimiters(first)) return [];
+  return parseMessage(first).header?.sender ?? [];
+}
+
+/** The dialect of a message: the forced one, else the one its H-5 sender matches. */
+export function dialectOf(text: Buffer, forced?: string): AstmDialect {
+  if (forced) return findDialect(forced)!;
+  return detectDialect(headerSender(text));
+}
+
+/** One complete message (H … L bytes) → drafts, as the session and `decode` both use it. */
+export function decodeAstmMessage(bytes: Buffer, ctx: DecodeContext, options: Partial<AstmOptions> = {}): MessageDecode {
+  const dialect = dialectOf(bytes, options.dialect);
+  const encoding = options.encoding ?? dialect.encoding;
+  const decoded = decodeText(bytes, encoding, dialect.fallbackEncoding);
+  const msg = parseMessage(decoded.text, decoded.encoding);
+  const issues: DecodeIssue[] = msg.issues.map((reason) => ({ reason, bytes }));
+  if (decoded.invalid) issues.push({ reason: 'invalid UTF-8 in the message; decoded with replacement characters', bytes });
+  const out: MessageDecode = { drafts: [], issues, device: {}, dialect, kind: 'empty' };
+  if (!msg.header) return out;
+  const facts = dialect.identify(msg.header.sender);
+  const identity: DeviceIdentity = {
+    id: ctx.deviceId,
+    driver: ASTM_DRIVER_ID,
+    manufacturer: dialect.manufacturer,
+    model: facts.model,
+    serial: facts.serial,
+    firmware: facts.firmware,
+  };
+  out.device = { model: facts.model, serial: facts.serial, firmware: facts.firmware, manufacturer: dialect.manufacturer };
+  const senderKey = facts.serial ?? msg.header.sender.join('^');
+  const headerFlags = commentFlags(msg.header.comments);
+  for (const patient of msg.patients) {
+    for (const order of patient.orders) {
+      if (order.results.length === 0) continue;
+      const when = sampleTime(order, msg);
+      if (!when) {
+        issues.push({ reason: 'a sample with results has no valid date/time (R-13, O-8, H-14); not stored', bytes });
+        continue;
+      }
+      const observations = order.results.map((r) => observationFor(r, dialect, options.mappings));
+      const withheld = orderWithheldFlags(order);
+      if (withheld.length > 0) order.results.forEach((r, i) => withholdValue(observations[i]!, rawValue(r)));
+      const category = categoryOf(order, msg, dialect);
+      const specimenId = (order.specimen[0] ?? '').trim() || (order.instrumentSpecimen[0] ?? '').trim() || null;
+      const time = when.time;
+      const flags = [...headerFlags, ...commentFlags(patient.comments), ...commentFlags(order.comments), ...withheld];
+      const processing = msg.header.processingId.trim().toUpperCase();
+      if (Object.hasOwn(NON_PATIENT_PROCESSING, processing)) flags.push(NON_PATIENT_PROCESSING[processing]!);
+      // No test time in the results: say which time the record carries.
+      if (when.source !== 'result') flags.push(`time:${when.source}`);
+      if (decoded.invalid) flags.push('encoding-error');
+      const codes = [...new Set(observations.map((o) => o.code))].sort();
+      const specimen = specimenTypeOf(codes, dialect);
+      if (specimen.mixed) flags.push('specimen:mixed');
+      const operator = order.results.map((r) => (r.operator[0] ?? '').trim()).find((o) => o !== '') ?? null;
+      out.drafts.push({
+        key: [senderKey, specimenId ?? '', time, codes.join(',')].join('|'),
+        device: { ...identity },
+        category,
+        specimen: { id: specimenId, type: specimen.mixed ? null : (specimen.type ?? (order.specimenDescriptor[0]?.trim() || null)) },
+        patient: category === 'patient' ? { id: patientId(patient) } : null,
+        operator: operator ? { id: operator } : null,
+        observed_at: naiveToZoned(time, ctx.timezone),
+        device_time: time,
+        observations,
+        flags,
+      });
+    }
+  }
+  if (out.drafts.length > 0) out.kind = 'results';
+  else if (msg.queries.length > 0) out.kind = 'query';
+  return out;
+}
+
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+// decode(): a capture (raw device bytes, or a session transcript) → drafts
+// ────────────────────────────────────────────────────────────────────────────────────────────────
+
+export function decodeAstm(capture: Capture, ctx: DecodeContext): DecodeResult {
+  const options = parseAstmOptions(ctx.options ?? {}, `device ${ctx.deviceId}: options`);
+  const { messages, issues: linkIssues } = collectMessages(deviceBytes(capture), options.max_frame_bytes);
+  const issues: DecodeIssue[] = linkIssues.map((i) => ({ reason: i.reason, bytes: i.bytes }));
+  const drafts: ResultDraft[] = [];
+  let device: Partial<DeviceState> = {};
+  for (const m of messages) {
+    const r = decodeAstmMessage(m, ctx, options);
+    drafts.push(...r.drafts);
+    issues.push(...r.issues);
+    if (r.kind === 'query') issues.push({ reason: 'a query (Q) message: no results in it', bytes: m });
+    if (r.kind === 'empty') issues.push({ reason: 'a message with no results', bytes: m });
+    device = { ...device, ...r.device };
+  }
+  return { drafts, issues, device };
+}

@@ -1,0 +1,238 @@
+/**
+ * The `astm` simulator: an instrument that sends stored or generated messages in a dialect, with
+ * the nasty variants (framing styles, corrupt frames, no EOT, a stall, random write sizes).
+ */
+import type { DeviceSimulator } from '../../../src/driver-sdk/index.ts';
+import type { ByteTransport } from '../../../src/transports/transport.ts';
+import { definedOnly, SimulatorOptionReader } from '../../../src/driver-sdk/simulator-options.ts';
+import { seededRandom } from '../../../src/util/random.ts';
+import { ChunkedWriter } from '../../../src/driver-sdk/simulator-wire.ts';
+import { hostTimeZone, nowInZone } from '../../../src/util/time.ts';
+import { ACK, ENQ, EOT, frameMessage, NAK, type FramingStyle } from '../../../src/protocols/astm/frame.ts';
+import { ASTM_LINK_DEFAULTS, AstmLink } from '../../../src/protocols/astm/link.ts';
+import { splitRecords } from '../../../src/protocols/astm/records.ts';
+import { DIALECTS, findDialect, type AstmDialect } from './dialects/index.ts';
+
+const FRAMINGS: readonly FramingStyle[] = ['record-etx', 'record-etb', 'single', 'split'];
+
+export const SIMULATOR_OPTION_HELP: Record<string, string> = {
+  dialect: `whose messages to send: ${DIALECTS.map((d) => d.id).join(', ')} (default roche-cobas-c111)`,
+  messages: 'messages to send instead: a list of strings, records separated by \\r or \\n (H … L)',
+  count: 'generated messages sent when the link opens (default 1)',
+  every_s: 'send another generated message every N seconds',
+  control: 'true: generated messages are QC runs (O-12 = Q)',
+  framing: 'record-etx | record-etb | single | split (default record-etb)',
+  split_at: 'text bytes per frame for split and for long records (default 240)',
+  lowercase_checksum: 'true: checksums in lowercase hex',
+  corrupt_frame: 'N: corrupt frame N (1-based, counted over the session) once; the host must NAK it',
+  max_chunk: 'largest write in bytes; chunk sizes are random from 1 to this (default: whole frames)',
+  never_eot: 'true: never send EOT after a message',
+  stall_after_frames: 'N: stop in silence after N frames of the first message (no EOT)',
+  reply_timeout_ms: 'how long to wait for ACK/NAK (default 15000)',
+  seed: 'random seed for reproducible runs',
+  encoding: 'utf-8 | latin1: how text is written (default utf-8)',
+  timezone: "IANA zone of the instrument's clock, for generated messages (default: the host's)",
+};
+
+export interface AstmSimulatorOptions {
+  dialect: AstmDialect;
+  messages?: string[];
+  count: number;
+  every_s?: number;
+  control: boolean;
+  framing: FramingStyle;
+  split_at: number;
+  lowercase_checksum: boolean;
+  corrupt_frame?: number;
+  max_chunk?: number;
+  never_eot: boolean;
+  stall_after_frames?: number;
+  reply_timeout_ms: number;
+  seed: number;
+  encoding: 'utf-8' | 'latin1';
+  timezone: string;
+}
+
+const SIMULATOR = 'astm simulator';
+
+/** Checks untyped options (from YAML or the command line) and returns them typed, with defaults. */
+export function parseSimulatorOptions(o: Record<string, unknown>): AstmSimulatorOptions {
+  const read = new SimulatorOptionReader(o, SIMULATOR, Object.keys(SIMULATOR_OPTION_HELP));
+  const dialects = DIALECTS.map((d) => d.id);
+  const whole = (v: number | undefined): number | undefined => (v === undefined ? undefined : Math.floor(v));
+  const message = (m: unknown, where: string): string => {
+    if (typeof m !== 'string' || !/^H/.test(m)) throw read.error(where, 'a string starting with an H record');
+    return m;
+  };
+  return definedOnly<AstmSimulatorOptions>({
+    dialect: findDialect(read.oneOf('dialect', dialects, `one of ${dialects.join(', ')}`) ?? 'roche-cobas-c111')!,
+    messages: read.list('messages', message, 'a list of strings, each starting with an H record'),
+    count: read.number('count', 0) ?? 1,
+    every_s: read.number('every_s', 0.01),
+    control: read.boolean('control') ?? false,
+    framing: read.oneOf('framing', FRAMINGS, FRAMINGS.join(' | ')) ?? 'record-etb',
+    split_at: read.number('split_at', 1) ?? ASTM_LINK_DEFAULTS.frameTextSize,
+    lowercase_checksum: read.boolean('lowercase_checksum') ?? false,
+    corrupt_frame: whole(read.number('corrupt_frame', 1)),
+    max_chunk: whole(read.number('max_chunk', 1)),
+    never_eot: read.boolean('never_eot') ?? false,
+    stall_after_frames: whole(read.number('stall_after_frames', 0)),
+    reply_timeout_ms: read.number('reply_timeout_ms', 10) ?? ASTM_LINK_DEFAULTS.replyTimeoutMs,
+    seed: read.number('seed', 0) ?? Date.now(),
+    encoding: read.oneOf('encoding', ['utf-8', 'latin1'] as const, 'utf-8 or latin1') ?? 'utf-8',
+    timezone: read.timezone() ?? hostTimeZone(),
+  });
+}
+
+/** YYYYMMDDHHMMSS on the instrument's clock, which keeps naive local time in `timezone`. */
+function stamp(d: Date, timezone: string): string {
+  return nowInZone(timezone, d).replace(/\D/g, '');
+}
+
+/** A plausible message from the dialect's sample description (generated values, no real patient). */
+export function generateMessage(
+  dialect: AstmDialect,
+  random: () => number,
+  now: Date,
+  n: number,
+  control = false,
+  timezone = hostTimeZone(),
+): string {
+  const s = dialect.sample;
+  const ts = stamp(now, timezone);
+  const specimen = `${s.specimenPrefix}${String(100000 + n).slice(1)}`;
+  const records = [
+    `H|\\^&|||${s.sender}|||||||${control ? 'Q' : 'P'}|${s.version}|${ts}`,
+    'P|1',
+    `O|1|${specimen}||${s.tests.map((t) => t.testId).join('\\')}|R||||||${control ? 'Q' : 'N'}||||||||||||||F`,
+  ];
+  s.tests.forEach((t, i) => {
+    let value: string;
+    if (t.choices) value = t.choices[Math.floor(random() * t.choices.length)]!;
+    else value = ((t.min ?? 0) + random() * ((t.max ?? 1) - (t.min ?? 0))).toFixed(t.decimals ?? 1);
+    records.push(`R|${i + 1}|${t.testId}|${value}|${t.unit}||N||F||${s.operator}||${ts}|${s.instrument ?? ''}`);
+  });
+  records.push('L|1|N');
+  return records.join('\r') + '\r';
+}
+
+export class AstmSimulator implements DeviceSimulator {
+  private transport: ByteTransport | null = null;
+  private link: AstmLink | null = null;
+  private readonly random: () => number;
+  private readonly wire: ChunkedWriter;
+  private timer: NodeJS.Timeout | null = null;
+  private generated = 0;
+  private framesSent = 0;
+  private corruptDone = false;
+  private stallDone = false;
+  private readonly retries = new Set<NodeJS.Timeout>();
+  /** Every byte the simulator received from the host (tests read it). */
+  readonly received: number[] = [];
+  /** Messages the host acknowledged in full. */
+  delivered = 0;
+  /** Send failures (NAK limit, timeouts). */
+  readonly failures: string[] = [];
+
+  constructor(readonly options: AstmSimulatorOptions) {
+    this.random = seededRandom(options.seed);
+    // The link hears of a failed write, fails the send and the message is sent again later.
+    this.wire = new ChunkedWriter(this.random, options.max_chunk ?? 0, (t) => t === this.transport, 'report');
+  }
+
+  attach(transport: ByteTransport): void {
+    this.detach();
+    this.transport = transport;
+    const o = this.options;
+    this.link = new AstmLink(
+      transport,
+      { onMessage: async () => undefined, onIssue: () => undefined },
+      {
+        role: 'instrument',
+        replyTimeoutMs: o.reply_timeout_ms,
+        frameTextSize: o.split_at,
+        write: (b) => this.wire.write(transport, [b]),
+      },
+    );
+    this.link.start();
+    transport.on('data', this.onData);
+    transport.on('open', this.onOpen);
+    if (transport.isOpen) this.onOpen();
+    if (o.every_s) this.timer = setInterval(() => this.sendNext(), o.every_s * 1000);
+  }
+
+  detach(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    for (const r of this.retries) clearTimeout(r);
+    this.retries.clear();
+    if (this.transport) {
+      this.transport.off('data', this.onData);
+      this.transport.off('open', this.onOpen);
+    }
+    void this.link?.stop();
+    this.link = null;
+    this.transport = null;
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    for (const b of chunk) if (b === ACK || b === NAK || b === ENQ || b === EOT) this.received.push(b);
+  };
+
+  private readonly onOpen = (): void => {
+    const o = this.options;
+    if (o.messages) for (const m of o.messages) this.send(m);
+    else for (let i = 0; i < o.count; i++) this.sendNext();
+  };
+
+  /** Sends one more generated message. */
+  sendNext(): void {
+    this.send(generateMessage(this.options.dialect, this.random, new Date(), ++this.generated, this.options.control, this.options.timezone));
+  }
+
+  /** Sends one message text (records separated by CR or LF). */
+  send(text: string): void {
+    if (!this.link) return;
+    const body = Buffer.from(splitRecords(text).map((r) => `${r}\r`).join(''), this.options.encoding === 'latin1' ? 'latin1' : 'utf8');
+    this.sendBytes(this.link, body);
+  }
+
+  /** A message the host did not take (no answer, NAK limit) is sent again a second later, up to 5 times, as instruments do. */
+  private sendBytes(link: AstmLink, body: Buffer, attempt = 0): void {
+    const o = this.options;
+    const frames = frameMessage(body, o.framing, o.split_at);
+    const stall = o.stall_after_frames !== undefined && !this.stallDone;
+    if (stall) this.stallDone = true;
+    link
+      .send(body, {
+        frames,
+        skipEot: o.never_eot,
+        lowercaseChecksum: o.lowercase_checksum,
+        ...(stall ? { stallAfterFrames: o.stall_after_frames } : {}),
+        mangle: (frame) => {
+          this.framesSent++;
+          if (o.corrupt_frame !== undefined && !this.corruptDone && this.framesSent === o.corrupt_frame) {
+            this.corruptDone = true;
+            const bad = Buffer.from(frame);
+            bad[2] = bad[2]! ^ 0x20; // a flipped bit in the text: the checksum no longer matches
+            return bad;
+          }
+          return frame;
+        },
+      })
+      .then(() => {
+        if (!stall) this.delivered++;
+      })
+      .catch((err: Error) => {
+        this.failures.push(err.message);
+        if (attempt < 5 && this.link === link) {
+          const retry = setTimeout(() => {
+            this.retries.delete(retry);
+            if (this.link === link) this.sendBytes(link, body, attempt + 1);
+          }, 1000);
+          this.retries.add(retry);
+        }
+      });
+  }
+
+}
