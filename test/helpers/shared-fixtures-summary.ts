@@ -6,7 +6,7 @@
  */
 import { relative } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { NEEDS_SHARED, REQUIRE_SHARED } from './shared-fixtures.ts';
+import { NEEDS_SHARED, REQUIRE_SHARED, sharedDirMissing } from './shared-fixtures.ts';
 
 export default function setup(project: TestProject): () => void {
   return () => {
@@ -22,12 +22,13 @@ export default function setup(project: TestProject): () => void {
       }
     }
     const lines: string[] = [];
+    const why = sharedDirMissing() ? '../shared is absent beside the repository' : 'files of ../shared are missing';
     if (notRun.length > 0) {
-      lines.push(`${notRun.length} tests not run, they ${NEEDS_SHARED} (set POCTD_REQUIRE_SHARED=1 to make that a failure):`);
+      lines.push(`${notRun.length} tests not run because ${why} (each reads a file from it; POCTD_REQUIRE_SHARED=1 makes this a failure):`);
       lines.push(...notRun.map((n) => `  not run: ${n}`));
     }
     if (failed.length > 0) {
-      lines.push(`${failed.length} tests failed, they ${NEEDS_SHARED}${REQUIRE_SHARED ? ' and POCTD_REQUIRE_SHARED=1 requires it' : ''}:`);
+      lines.push(`${failed.length} tests failed because ${why} (each reads a file from it${REQUIRE_SHARED ? '; POCTD_REQUIRE_SHARED=1 requires them to run' : ''}):`);
       lines.push(...failed.map((n) => `  failed: ${n}`));
     }
     if (lines.length > 0) process.stdout.write(`\n${lines.join('\n')}\n`);

@@ -20,6 +20,9 @@ export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)
 export const SHARED_DIR = resolve(REPO_ROOT, '..', 'shared');
 const SHARED_FIXTURES = join(SHARED_DIR, 'fixtures');
 
+/** True when there is no `../shared` beside the repository at all. */
+export const sharedDirMissing = (): boolean => !existsSync(SHARED_DIR);
+
 /** `POCTD_REQUIRE_SHARED=1`: a test that cannot read its shared file fails instead of being skipped. */
 export const REQUIRE_SHARED = process.env.POCTD_REQUIRE_SHARED === '1';
 
