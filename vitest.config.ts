@@ -7,5 +7,7 @@ export default defineConfig({
     hookTimeout: 30_000,
     // Integration tests start Mosquitto and socat on fixed loopback ports; run files one by one.
     fileParallelism: false,
+    // Lists the tests that could not read ../shared at the end of the run.
+    globalSetup: ['test/helpers/shared-fixtures-summary.ts'],
   },
 });

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,9 +12,15 @@ import { freePort, Mosquitto } from '../helpers/mosquitto.ts';
 import { eventually, Subscriber } from '../helpers/subscriber.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 
+import { itShared, sharedFixture } from '../helpers/shared-fixtures.ts';
+
 /** `poctd …` as a user runs it: a separate process on the real entry point. */
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const FIXTURE = 'test/fixtures/onetouch-ultra2/tidepool-dmp-reply/capture.txt';
+const ULTRA2_REPLY = sharedFixture('glucose/onetouch-ultra2-dmp-reply.txt');
+/** A real meter's reply, from ../shared: the path from the repository root, where poctd runs. */
+const FIXTURE = ULTRA2_REPLY.fromRepo;
+/** A capture this project made: where a test needs only some readable capture file. */
+const OWN_CAPTURE = 'test/fixtures/onetouch-ultra2/simulator-session-mmol-control/capture.txt';
 const REPLAY = ['replay', '--driver', 'onetouch-ultra2', '--timezone', 'Europe/Copenhagen'];
 
 const cleanups = useCleanups();
@@ -126,7 +132,7 @@ function garbageBytes(length: number): Buffer {
 }
 
 describe('poctd replay', () => {
-  it('decodes a capture file into poct.result/1 JSON lines', async () => {
+  itShared([ULTRA2_REPLY], 'decodes a capture file into poct.result/1 JSON lines', async () => {
     const r = await poctd([...REPLAY, FIXTURE]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -152,8 +158,8 @@ describe('poctd replay', () => {
     expect(flagged.map((x) => x.device_time)).toEqual(['2025-10-26T02:30:00']);
   });
 
-  it('reads standard input with -', async () => {
-    const r = await poctd([...REPLAY, '-'], { input: readFileSync(join(repo, FIXTURE)) });
+  itShared([ULTRA2_REPLY], 'reads standard input with -', async () => {
+    const r = await poctd([...REPLAY, '-'], { input: ULTRA2_REPLY.bytes() });
     expect(r.code).toBe(0);
     const records = expectGlucose(r.stdout, [81, 105, 176]);
     const fromFile = expectGlucose((await poctd([...REPLAY, FIXTURE])).stdout, [81, 105, 176]);
@@ -186,8 +192,8 @@ describe('poctd replay', () => {
     expectNoStack(r.stderr);
   });
 
-  it('exits 3 on a capture with one corrupted line: the good records out, the problem on stderr', async () => {
-    const text = readFileSync(join(repo, FIXTURE), 'latin1');
+  itShared([ULTRA2_REPLY], 'exits 3 on a capture with one corrupted line: the good records out, the problem on stderr', async () => {
+    const text = ULTRA2_REPLY.bytes().toString('latin1');
     // The 81 mg/dL line with its checksum off by one.
     const corrupted = text.replace(/(" {2}081 ".*) 09B6/, '$1 09B7');
     expect(corrupted).not.toBe(text);
@@ -203,7 +209,7 @@ describe('poctd replay', () => {
   });
 
   it('exits 1 on usage mistakes: unknown driver, missing FILE, unreadable path, bad time zone', async () => {
-    const unknown = await poctd(['replay', '--driver', 'glucotron-9000', FIXTURE]);
+    const unknown = await poctd(['replay', '--driver', 'glucotron-9000', OWN_CAPTURE]);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain(`unknown driver "glucotron-9000" (known: ${drivers.map((d) => d.id).join(', ')})`);
     expect(unknown.stdout).toBe('');
@@ -212,7 +218,7 @@ describe('poctd replay', () => {
     expect(noFile.code).toBe(1);
     expect(noFile.stderr).toMatch(/replay needs a FILE, or - for standard input/);
 
-    const noDriver = await poctd(['replay', FIXTURE]);
+    const noDriver = await poctd(['replay', OWN_CAPTURE]);
     expect(noDriver.code).toBe(1);
     expect(noDriver.stderr).toMatch(/replay needs --driver ID/);
 
@@ -224,7 +230,7 @@ describe('poctd replay', () => {
     expect(directory.code).toBe(1);
     expect(directory.stderr).toMatch(/cannot read .*: EISDIR/);
 
-    const zone = await poctd(['replay', '--driver', 'onetouch-ultra2', '--timezone', 'Mars/Olympus', FIXTURE]);
+    const zone = await poctd(['replay', '--driver', 'onetouch-ultra2', '--timezone', 'Mars/Olympus', OWN_CAPTURE]);
     expect(zone.code).toBe(1);
     expect(zone.stderr).toMatch(/unknown time zone "Mars\/Olympus"/);
     for (const r of [unknown, noFile, noDriver, missing, directory, zone]) expectNoStack(r.stderr);
@@ -358,7 +364,7 @@ describe('poctd drivers, simulate --help, ports, usage', () => {
     expect(r.stderr).toMatch(/usage: poctd <command>/);
     const option = await poctd(['drivers', '--frob']);
     expect(option.code).toBe(0); // `drivers` takes no options and ignores them
-    const badOption = await poctd(['replay', '--frob', FIXTURE]);
+    const badOption = await poctd(['replay', '--frob', OWN_CAPTURE]);
     expect(badOption.code).toBe(1);
     expect(badOption.stderr).toMatch(/--frob/);
     const help = await poctd(['--help']);

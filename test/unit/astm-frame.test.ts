@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -18,9 +17,13 @@ import {
 } from '../../src/protocols/astm/frame.ts';
 import { collectMessages } from '../../src/protocols/astm/link.ts';
 
-const FIXTURES = '../shared/fixtures/astm/';
-const c111 = readFileSync(`${FIXTURES}roche-cobas-c111.bin`);
-const pentra = readFileSync(`${FIXTURES}horiba-pentra-xlr.bin`);
+import { itShared, sharedFixture } from '../helpers/shared-fixtures.ts';
+
+const C111 = sharedFixture('astm/roche-cobas-c111.bin');
+const PENTRA = sharedFixture('astm/horiba-pentra-xlr.bin');
+const DCA = sharedFixture('astm/siemens-dca-vantage.bin');
+const c111 = C111.bytesOrEmpty();
+const pentra = PENTRA.bytesOrEmpty();
 
 const summary = (events: AstmFrameEvent[]): string[] =>
   events.map((e) =>
@@ -40,7 +43,7 @@ function readAll(bytes: Buffer, chunks?: number[], lenient = false): AstmFrameEv
 }
 
 describe('checksum and encoder', () => {
-  it('matches the real cobas c111 frames (research note §2.7-A: 2P|1||<CR><ETB> → 4B)', () => {
+  itShared([C111], 'matches the real cobas c111 frames (research note §2.7-A: 2P|1||<CR><ETB> → 4B)', () => {
     expect(astmChecksum(Buffer.from('2P|1||\r\x17', 'latin1'))).toBe(0x4b);
     const frame2 = encodeFrame(2, 'P|1||\r', false);
     expect(c111.includes(frame2)).toBe(true);
@@ -90,7 +93,7 @@ describe('a whole transmission', () => {
 });
 
 describe('AstmFrameReader', () => {
-  it('reads the real cobas c111 and Pentra XLR streams (frame numbers wrap 7 → 0)', () => {
+  itShared([C111, PENTRA], 'reads the real cobas c111 and Pentra XLR streams (frame numbers wrap 7 → 0)', () => {
     expect(summary(readAll(c111)).map((s) => s.slice(0, 3))).toEqual(['ENQ', 'F1b', 'F2b', 'F3b', 'F4b', 'F5b', 'F6b', 'F7x', 'EOT']);
     const numbers = readAll(pentra).flatMap((e) => (e.type === 'frame' ? [e.number] : []));
     expect(numbers).toHaveLength(28);
@@ -170,8 +173,8 @@ describe('AstmFrameReader', () => {
     expect(summary(readAll(withDc1))).toEqual(['bad:restricted-character']);
   });
 
-  it('the stored single-frame files (no LF at the end) are read in lenient mode at the end of input', () => {
-    const dca = readFileSync(`${FIXTURES}siemens-dca-vantage.bin`);
+  itShared([DCA], 'the stored single-frame files (no LF at the end) are read in lenient mode at the end of input', () => {
+    const dca = DCA.bytes();
     const r = new AstmFrameReader({ lenientLineEnd: true });
     const ev = [...r.push(dca), ...r.finish()];
     expect(ev.map((e) => e.type)).toEqual(['frame']);

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ACK, encodeFrame, ENQ, EOT, frameMessage, NAK, type FramingStyle } from '../../src/protocols/astm/frame.ts';
 import { AstmLink, AstmSendError, type AstmLinkIssue, type AstmLinkMessage, type AstmLinkOptions } from '../../src/protocols/astm/link.ts';
@@ -6,8 +5,12 @@ import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts
 import { useCleanups } from '../helpers/cleanups.ts';
 import { eventually } from '../helpers/eventually.ts';
 
-const c111 = readFileSync('../shared/fixtures/astm/roche-cobas-c111.bin');
-const pentra = readFileSync('../shared/fixtures/astm/horiba-pentra-xlr.bin');
+import { itShared, sharedFixture } from '../helpers/shared-fixtures.ts';
+
+const C111 = sharedFixture('astm/roche-cobas-c111.bin');
+const PENTRA = sharedFixture('astm/horiba-pentra-xlr.bin');
+const c111 = C111.bytesOrEmpty();
+const pentra = PENTRA.bytesOrEmpty();
 const MESSAGE = Buffer.from('H|\\^&|||SIM\rP|1\rO|1|S1\rR|1|^^^GLU|5.5|mmol/L||N||F||||20250101120000\rL|1|N\r', 'latin1');
 
 const stops = useCleanups();
@@ -66,7 +69,7 @@ describe('E1381 receiver', () => {
     expect(host.issues).toEqual([]);
   });
 
-  it('reads the real Pentra stream (frame numbers wrap 7 → 0) and answers every frame with ACK', async () => {
+  itShared([PENTRA], 'reads the real Pentra stream (frame numbers wrap 7 → 0) and answers every frame with ACK', async () => {
     const { host, device, fromHost } = await pair();
     await device.write(pentra);
     await eventually('message', () => host.messages.length === 1);
@@ -100,7 +103,7 @@ describe('E1381 receiver', () => {
     expect(host.messages).toHaveLength(1);
   });
 
-  it('holds the ACK of the message\'s last frame until the commit resolves', async () => {
+  itShared([C111], 'holds the ACK of the message\'s last frame until the commit resolves', async () => {
     const { host, device, fromHost } = await pair();
     let release!: () => void;
     host.commit = () => new Promise<void>((r) => (release = r));

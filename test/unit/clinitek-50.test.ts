@@ -21,8 +21,12 @@ import { clinitek50 } from '../../drivers/urinalysis/clinitek-50/definition.ts';
 import { decodeClinitek50 } from '../../drivers/urinalysis/clinitek-50/records.ts';
 import { Clinitek50Simulator, SAMPLE_RECORDS, parseSimulatorOptions, recordLines } from '../../drivers/urinalysis/clinitek-50/simulator.ts';
 
+import { itShared, sharedFixture } from '../helpers/shared-fixtures.ts';
+import { buildCapture as buildDocumentedCapture } from '../fixtures/clinitek-50/gnumed-documented-packets/capture-recipe.ts';
+
 const CTX = { deviceId: 'urine-c50', timezone: 'Europe/Berlin' };
-const DOCUMENTED = readFileSync(new URL('../fixtures/clinitek-50/gnumed-documented-packets/capture.bin', import.meta.url));
+const PACKETS = sharedFixture('urinalysis/clinitek50-packets.txt');
+const DOCUMENTED = buildDocumentedCapture([PACKETS.bytesOrEmpty()]);
 const SESSION = readFileSync(new URL('../fixtures/clinitek-50/simulator-session-nak-retry/capture.txt', import.meta.url));
 const raw = (bytes: Buffer): Capture => ({ kind: 'raw', bytes });
 
@@ -33,7 +37,7 @@ function packetsOf(bytes: Buffer): Buffer[] {
 describe('CLINITEK 50 packets', () => {
   const [identity, data] = packetsOf(DOCUMENTED) as [Buffer, Buffer];
 
-  it('verifies the documented identity packet checksum (0x48) and reads it', () => {
+  itShared([PACKETS], 'verifies the documented identity packet checksum (0x48) and reads it', () => {
     expect(clinitek50Checksum(identity.subarray(1, identity.length - 3))).toBe(0x48);
     const r = decodePacket(identity);
     expect(r.ok && r.message).toEqual({
@@ -47,7 +51,7 @@ describe('CLINITEK 50 packets', () => {
     });
   });
 
-  it('refuses the documented data packet: it says 4C, its bytes sum to 29', () => {
+  itShared([PACKETS], 'refuses the documented data packet: it says 4C, its bytes sum to 29', () => {
     const r = verifyPacket(data);
     expect(r.ok ? null : r.error.code).toBe('bad-checksum');
     // The same lines with their real checksum are the simulator's first record, byte for byte.

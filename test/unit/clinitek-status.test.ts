@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Capture, DriverSession } from '../../src/driver-sdk/index.ts';
@@ -10,8 +9,11 @@ import { clinitekStatus } from '../../drivers/urinalysis/clinitek-status/definit
 import { decodeClinitekStatus } from '../../drivers/urinalysis/clinitek-status/records.ts';
 import { ClinitekStatusSimulator, formatRecordLine, parseSimulatorOptions, SAMPLE_RECORDS } from '../../drivers/urinalysis/clinitek-status/simulator.ts';
 
+import { describeShared, itShared, sharedFixture } from '../helpers/shared-fixtures.ts';
+
 const CTX = { deviceId: 'urine-1', timezone: 'Europe/Madrid' };
-const SHARED = readFileSync(new URL('../fixtures/clinitek-status/shared-samples/capture.txt', import.meta.url));
+const SAMPLES = sharedFixture('urinalysis/clinitek-status-samples.txt');
+const SHARED = SAMPLES.bytesOrEmpty();
 const EN_LINE = SHARED.toString('latin1').split('\n').find((l) => l.startsWith('1822,'))!;
 const ES_LINE = SHARED.toString('latin1').split('\n').find((l) => l.startsWith('1596,'))!;
 const E58_LINE = SHARED.toString('latin1').split('\n').find((l) => l.startsWith('1568,'))!;
@@ -20,7 +22,7 @@ const line = (s: string): Buffer => Buffer.from(s, 'latin1');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('CLINITEK Status record parsing', () => {
-  it('finds analytes by label in an English record, including padded labels and a 12-hour time', () => {
+  itShared([SAMPLES], 'finds analytes by label in an English record, including padded labels and a 12-hour time', () => {
     const r = parseRecordLine(line(EN_LINE));
     expect(r.ok).toBe(true);
     if (!r.ok) return;
@@ -28,7 +30,7 @@ describe('CLINITEK Status record parsing', () => {
     expect(r.record.results.map((x) => x.analyte)).toEqual(['GLU', 'BIL', 'KET', 'SG', 'BLD', 'PH', 'PRO', 'UBG', 'NIT', 'LEU']);
   });
 
-  it('maps the Spanish labels to the same analytes and reads the abnormal markers', () => {
+  itShared([SAMPLES], 'maps the Spanish labels to the same analytes and reads the abnormal markers', () => {
     const r = parseRecordLine(line(ES_LINE));
     if (!r.ok) throw new Error(r.error.code);
     expect(r.record.results.map((x) => x.analyte)).toEqual(['GLU', 'BIL', 'KET', 'SG', 'BLD', 'PH', 'PRO', 'UBG', 'NIT', 'LEU']);
@@ -36,7 +38,7 @@ describe('CLINITEK Status record parsing', () => {
     expect(r.record).toMatchObject({ operator: '06178', patient: null, colour: 'Amarillo', clarity: 'Claro' });
   });
 
-  it('does not depend on the position of an analyte', () => {
+  itShared([SAMPLES], 'does not depend on the position of an analyte', () => {
     // The same record with the analytes in reverse order decodes to the same observations.
     const f = ES_LINE.split(',');
     const head = f.slice(0, 12);
@@ -49,7 +51,7 @@ describe('CLINITEK Status record parsing', () => {
     expect(byCode(b)).toEqual(byCode(a));
   });
 
-  it('reads an E58 record as a device error, not a result', () => {
+  itShared([SAMPLES], 'reads an E58 record as a device error, not a result', () => {
     const r = parseRecordLine(line(E58_LINE));
     expect(r.ok && r.record.error).toBe('E58');
     const d = decodeClinitekStatus(raw(line(`${E58_LINE}\r\n`)), CTX);
@@ -57,7 +59,7 @@ describe('CLINITEK Status record parsing', () => {
     expect(d.issues.map((i) => i.reason)).toEqual(['device-error:E58']);
   });
 
-  it('keeps an unknown label as an observation with its label as code, no LOINC and a flag', () => {
+  itShared([SAMPLES], 'keeps an unknown label as an observation with its label as code, no LOINC and a flag', () => {
     // The English line ends with the empty marker of LEU; one more triplet follows it.
     const withUnknown = `${EN_LINE},XYZ,12 mg/dL,*`;
     const d = decodeClinitekStatus(raw(line(`${withUnknown}\r`)), CTX).drafts[0]!;
@@ -75,7 +77,7 @@ describe('CLINITEK Status record parsing', () => {
     expect(d.observations).toHaveLength(11);
   });
 
-  it('refuses broken records with typed errors and never throws', () => {
+  itShared([SAMPLES], 'refuses broken records with typed errors and never throws', () => {
     const code = (s: string): string | null => {
       const r = parseRecordLine(line(s));
       return r.ok ? null : r.error.code;
@@ -98,7 +100,7 @@ describe('CLINITEK Status record parsing', () => {
   });
 });
 
-describe('CLINITEK Status framing', () => {
+describeShared([SAMPLES], 'CLINITEK Status framing', () => {
   const stream = Buffer.concat([SHARED, line('\r\n'), new ClinitekStatusSimulator({ locale: 'es', line_end: 'cr', seed: 3 }).sendAllBytes()]);
   const whole = decodeClinitekStatus(raw(stream), CTX);
 

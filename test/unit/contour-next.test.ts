@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Capture, DriverSession, Exchange } from '../../src/driver-sdk/index.ts';
@@ -27,9 +26,13 @@ import {
   type SimulatedContourReading,
 } from '../../drivers/glucose/contour-next.ts';
 
-const FIXTURES = '/work/shared/fixtures/glucose';
-const HEADER_FILE = readFileSync(new URL('../fixtures/contour-next/real-header-frame/capture.bin', import.meta.url));
-const RESULT_FILE = readFileSync(new URL('../fixtures/contour-next/real-header-result-constructed-l/capture.bin', import.meta.url)).subarray(196, 252);
+import { itShared, sharedFixture } from '../helpers/shared-fixtures.ts';
+import { buildCapture as buildConstructedCapture } from '../fixtures/contour-next/real-header-result-constructed-l/capture-recipe.ts';
+
+const HEADER = sharedFixture('glucose/contour-next-header-frame.bin');
+const RESULT = sharedFixture('glucose/contour-next-result-frame.bin');
+const HEADER_FILE = HEADER.bytesOrEmpty();
+const RESULT_FILE = RESULT.bytesOrEmpty();
 const CTX = { deviceId: 'bench2-contour', timezone: 'Europe/Copenhagen' };
 const raw = (bytes: Buffer): Capture => ({ kind: 'raw', bytes });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -56,12 +59,14 @@ const MEMORY_MG: SimulatedContourReading[] = [
 // ── codec ───────────────────────────────────────────────────────────────────────────────────────
 
 describe('Contour ASTM frames (real bytes)', () => {
-  it('the shared fixtures are copied byte for byte', () => {
-    expect(HEADER_FILE.equals(readFileSync(`${FIXTURES}/contour-next-header-frame.bin`))).toBe(true);
-    expect(RESULT_FILE.equals(readFileSync(`${FIXTURES}/contour-next-result-frame.bin`))).toBe(true);
+  itShared([HEADER, RESULT], 'the constructed golden capture is the two shared files byte for byte, then the constructed L frame', () => {
+    const built = buildConstructedCapture([HEADER_FILE, RESULT_FILE]);
+    expect(built.subarray(0, HEADER_FILE.length).equals(HEADER_FILE)).toBe(true);
+    expect(built.subarray(HEADER_FILE.length, HEADER_FILE.length + RESULT_FILE.length).equals(RESULT_FILE)).toBe(true);
+    expect(built.subarray(HEADER_FILE.length + RESULT_FILE.length).toString('latin1')).toBe('\x026L|1||N\r\x0385\r\n');
   });
 
-  it('the header frame sums to D7 and the result frame to 74', () => {
+  itShared([HEADER, RESULT], 'the header frame sums to D7 and the result frame to 74', () => {
     const h = HEADER_FILE.subarray(1, HEADER_FILE.length - 1); // without the EOT before and the ENQ after
     expect(astmChecksum(h.subarray(1, h.indexOf(0x17) + 1))).toBe(0xd7);
     expect(astmChecksum(RESULT_FILE.subarray(1, RESULT_FILE.indexOf(0x17) + 1))).toBe(0x74);
@@ -74,7 +79,7 @@ describe('Contour ASTM frames (real bytes)', () => {
     ]);
   });
 
-  it('reads serial, unit, LO/HI limits, record count and clock from the real H record', () => {
+  itShared([HEADER], 'reads serial, unit, LO/HI limits, record count and clock from the real H record', () => {
     const frame = new AstmFrameReader().push(HEADER_FILE).find((e) => e.type === 'frame') as Extract<AstmFrameEvent, { type: 'frame' }>;
     const msg = parseMessage(frame.text.toString('latin1'));
     const h = parseContourHeader(msg.header!.record);

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import pino from 'pino';
@@ -38,8 +37,10 @@ import { eventually } from '../helpers/eventually.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
 import { sessionRig } from '../helpers/session-rig.ts';
 
-const REAL = readFileSync(new URL('../fixtures/freestyle-hid/insulinx-session/capture.txt', import.meta.url));
-const REAL_EXCHANGES = parseTranscript(REAL.toString('latin1'));
+import { itShared, sharedFixture } from '../helpers/shared-fixtures.ts';
+
+const INSULINX = sharedFixture('glucose/freestyle-insulinx-session.txt');
+const REAL_EXCHANGES = parseTranscript(INSULINX.bytesOrEmpty().toString('latin1'));
 const CTX = { deviceId: 'bench1-insulinx', timezone: 'Europe/Paris' };
 
 /** The payload text of the D reports that answer the H report holding `command`. */
@@ -54,7 +55,7 @@ function replyText(command: string): Buffer {
 }
 
 describe('FreeStyle HID codec', () => {
-  it('CKSM: the real InsuLinx replies verify, and the sums are the plain 32-bit byte sums', () => {
+  itShared([INSULINX], 'CKSM: the real InsuLinx replies verify, and the sums are the plain 32-bit byte sums', () => {
     expect(textChecksum('JAGT241-U6242\r\n')).toBe(0x324);
     expect(textChecksum('1.40\r\n0\r\n')).toBe(0x121);
     expect(textChecksum('8,27,14\r\n')).toBe(0x175);
@@ -88,7 +89,7 @@ describe('FreeStyle HID codec', () => {
     expect(!bad.ok && bad.error.detail).not.toMatch(/Xavier|Claessens/);
   });
 
-  it('$result?: the real record list verifies (237 records, record checksum 0006FEC2, CKSM 00070167)', () => {
+  itShared([INSULINX], '$result?: the real record list verifies (237 records, record checksum 0006FEC2, CKSM 00070167)', () => {
     const reply = replyText('$result?');
     expect(reply.toString('latin1')).toContain('237,0006FEC2\r\nCKSM:00070167\r\nCMD OK\r\n');
     const text = parseTextReply(reply);
@@ -112,7 +113,7 @@ describe('FreeStyle HID codec', () => {
     expect(() => encodeReport(0x60, Buffer.alloc(63))).toThrow(RangeError);
   });
 
-  it('a report stream cut anywhere gives back the same 64-byte reports', () => {
+  itShared([INSULINX], 'a report stream cut anywhere gives back the same 64-byte reports', () => {
     const reports = REAL_EXCHANGES.filter((e) => e.dir === 'D')
       .slice(0, 300)
       .map((e) => encodeReport(e.bytes[0]!, e.bytes.subarray(2, 2 + e.bytes[1]!)));
@@ -198,7 +199,7 @@ function recut(exchanges: Exchange[], sizes: number[], keepalives: boolean[]): E
 describe('FreeStyle HID decode()', () => {
   const expected = decodeFreeStyle({ kind: 'transcript', exchanges: REAL_EXCHANGES }, CTX);
 
-  it('the real InsuLinx session: 227 glucose results of 237 records, serial JAGT241-U6242, all mg/dL, no issue', () => {
+  itShared([INSULINX], 'the real InsuLinx session: 227 glucose results of 237 records, serial JAGT241-U6242, all mg/dL, no issue', () => {
     expect(expected.issues).toEqual([]);
     expect(expected.drafts).toHaveLength(227);
     expect(expected.device).toMatchObject({ serial: 'JAGT241-U6242', firmware: '1.40', record_count: 237, display_unit: 'mg/dL', model: 'FreeStyle InsuLinx' });
@@ -209,7 +210,7 @@ describe('FreeStyle HID decode()', () => {
     expect(JSON.stringify(expected)).not.toMatch(/Xavier|Claessens|iddupatient/);
   });
 
-  it('replies re-cut into any report sizes, with keep-alives anywhere, decode the same', () => {
+  itShared([INSULINX], 'replies re-cut into any report sizes, with keep-alives anywhere, decode the same', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 1, max: 62 }), { minLength: 1, maxLength: 30 }), fc.array(fc.boolean(), { maxLength: 10 }), (sizes, kas) => {
         const r = decodeFreeStyle({ kind: 'transcript', exchanges: recut(REAL_EXCHANGES, sizes, kas) }, CTX);
@@ -220,7 +221,7 @@ describe('FreeStyle HID decode()', () => {
     );
   });
 
-  it('a corrupted CKSM is an issue with the bytes, and the damaged reply gives no records', () => {
+  itShared([INSULINX], 'a corrupted CKSM is an issue with the bytes, and the damaged reply gives no records', () => {
     const ex = REAL_EXCHANGES.map((e) => ({ ...e, bytes: Buffer.from(e.bytes) }));
     const last = ex.findIndex((e) => e.dir === 'D' && e.bytes.includes(Buffer.from('CKSM:00070167')));
     ex[last]!.bytes.write('CKSM:00070168', ex[last]!.bytes.indexOf('CKSM:'), 'latin1');
@@ -230,7 +231,7 @@ describe('FreeStyle HID decode()', () => {
     expect(r.issues.find((i) => i.reason === 'bad-checksum')!.bytes!.length).toBeGreaterThan(9000);
   });
 
-  it('a capture cut inside the multi-report $result? reply: truncated-reply, no records, serial still known', () => {
+  itShared([INSULINX], 'a capture cut inside the multi-report $result? reply: truncated-reply, no records, serial still known', () => {
     const at = REAL_EXCHANGES.findIndex((e) => e.dir === 'D' && e.bytes.includes(Buffer.from('0,20300,8,6,14')));
     const r = decodeFreeStyle({ kind: 'transcript', exchanges: REAL_EXCHANGES.slice(0, at) }, CTX);
     expect(r.drafts).toEqual([]);
@@ -510,7 +511,7 @@ const recordId = (d: ResultDraft): number => Number(d.key.split('|')[1]);
 const clockFlags = (d: ResultDraft): string[] => d.flags.filter((f) => f.startsWith('device-clock-changed'));
 
 describe('FreeStyle HID meter clock changes', () => {
-  it('the real InsuLinx capture: the 122 readings before the 2014-08-06 change 17:10 → 11:11 carry it, times untouched', () => {
+  itShared([INSULINX], 'the real InsuLinx capture: the 122 readings before the 2014-08-06 change 17:10 → 11:11 carry it, times untouched', () => {
     const r = decodeFreeStyle({ kind: 'transcript', exchanges: REAL_EXCHANGES }, CTX);
     expect(r.issues).toEqual([]);
     const flagged = r.drafts.filter((d) => clockFlags(d).length > 0);

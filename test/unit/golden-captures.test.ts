@@ -1,25 +1,52 @@
 /**
- * Golden captures. Every `test/fixtures/<driver>/<case>/` that holds a `capture.txt` or
- * `capture.bin` is decoded by its driver and compared with `expected.jsonl`, one ResultDraft per
- * line. The same bytes are also fed to every other registered driver, which must find no records.
- * The test also fails when a registered driver has no golden case, or a driver folder has no
- * README.md that says where the bytes came from. The files in `foreign-captures/` (devices no
- * driver speaks yet) go through every driver too, and must give nothing.
+ * Golden captures. Every `test/fixtures/<driver>/<case>/` that holds a capture is decoded by its
+ * driver and compared with `expected.jsonl`, one ResultDraft per line. The capture is the case's own
+ * `capture.txt` or `capture.bin` (bytes this project made), or it comes from `../shared/fixtures/`
+ * (other projects' bytes, never copied here): `case.json` names the shared file
+ * (`"shared_capture"`), or the shared files a `capture_recipe` module in the case folder builds it
+ * from (`"shared_inputs"`, with the sha256 of the result in `"capture_sha256"`). Shared files are
+ * read through `test/helpers/shared-fixtures.ts`, which checks their sha256; where `../shared` is
+ * absent those cases are skipped by name (or fail, under POCTD_REQUIRE_SHARED=1).
+ *
+ * The same bytes are also fed to every other registered driver, which must find no records. The
+ * test also fails when a registered driver has no golden case, or a driver folder has no README.md
+ * that says where the bytes came from. The shared captures that `foreign-captures/captures.json`
+ * lists (devices no driver speaks yet) go through every driver too, and must give nothing.
  *
  * `UPDATE_GOLDEN=1 npx vitest run test/unit/golden-captures.test.ts` rewrites the expected files.
  * Read the diff before committing it.
  */
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { drivers, findDriver } from '../../drivers/index.ts';
 import { captureFromBytes } from '../../src/driver-sdk/capture.ts';
 import type { DecodeContext } from '../../src/driver-sdk/index.ts';
+import { describeShared, sha256Hex, sharedFixture, type SharedFixture } from '../helpers/shared-fixtures.ts';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const DEFAULT_TIMEZONE = 'Europe/Copenhagen';
+
+interface CaseMeta {
+  driver?: string;
+  timezone?: string;
+  device_id?: string;
+  options?: Record<string, unknown>;
+  /** The capture is this file under `../shared/fixtures/`, byte for byte. */
+  shared_capture?: string;
+  /** The capture is built by this module in the case folder (`buildCapture`) from `shared_inputs`. */
+  capture_recipe?: string;
+  shared_inputs?: string[];
+  /** sha256 of the capture the recipe builds. */
+  capture_sha256?: string;
+}
+
+/** A recipe module: builds a capture from the bytes of its shared inputs, in the order case.json lists them. */
+interface CaptureRecipe {
+  buildCapture(inputs: Buffer[]): Buffer;
+}
 
 interface GoldenCase {
   /** `<driver folder>/<case>` */
@@ -27,13 +54,23 @@ interface GoldenCase {
   folder: string;
   dir: string;
   driverId: string;
-  capturePath: string;
+  /** The shared files the capture comes from (none for a capture stored here). */
+  shared: SharedFixture[];
+  /** The capture's bytes (read or built when first asked for, inside a test). */
+  bytes: () => Buffer;
+  /** For a recipe: the sha256 its capture must have. */
+  builtSha256: string | null;
   ctx: DecodeContext;
 }
 
 const isDir = (p: string): boolean => statSync(p).isDirectory();
 
-function discover(): GoldenCase[] {
+function once(read: () => Buffer): () => Buffer {
+  let bytes: Buffer | undefined;
+  return () => (bytes ??= read());
+}
+
+async function discover(): Promise<GoldenCase[]> {
   if (!existsSync(FIXTURES)) return [];
   const cases: GoldenCase[] = [];
   for (const folder of readdirSync(FIXTURES).sort()) {
@@ -42,23 +79,33 @@ function discover(): GoldenCase[] {
     for (const name of readdirSync(folderPath).sort()) {
       const dir = join(folderPath, name);
       if (!isDir(dir)) continue;
-      const capture = ['capture.txt', 'capture.bin'].map((f) => join(dir, f)).find((p) => existsSync(p));
-      if (!capture) continue; // not a golden case (other fixtures may live beside them)
-      const meta = existsSync(join(dir, 'case.json'))
-        ? (JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8')) as {
-            driver?: string;
-            timezone?: string;
-            device_id?: string;
-            options?: Record<string, unknown>;
-          })
-        : {};
+      const meta: CaseMeta = existsSync(join(dir, 'case.json')) ? (JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8')) as CaseMeta) : {};
+      const local = ['capture.txt', 'capture.bin'].map((f) => join(dir, f)).find((p) => existsSync(p));
+      let shared: SharedFixture[] = [];
+      let bytes: () => Buffer;
+      if (meta.capture_recipe) {
+        shared = (meta.shared_inputs ?? []).map(sharedFixture);
+        const recipe = (await import(pathToFileURL(join(dir, meta.capture_recipe)).href)) as CaptureRecipe;
+        const inputs = shared;
+        bytes = once(() => recipe.buildCapture(inputs.map((f) => f.bytes())));
+      } else if (meta.shared_capture) {
+        const file = sharedFixture(meta.shared_capture);
+        shared = [file];
+        bytes = () => file.bytes();
+      } else if (local) {
+        bytes = once(() => readFileSync(local));
+      } else {
+        continue; // not a golden case (other fixtures may live beside them)
+      }
       const driverId = meta.driver ?? folder;
       cases.push({
         name: `${folder}/${name}`,
         folder,
         dir,
         driverId,
-        capturePath: capture,
+        shared,
+        bytes,
+        builtSha256: meta.capture_recipe ? (meta.capture_sha256 ?? null) : null,
         ctx: {
           deviceId: meta.device_id ?? `${driverId}-golden`,
           timezone: meta.timezone ?? DEFAULT_TIMEZONE,
@@ -70,7 +117,7 @@ function discover(): GoldenCase[] {
   return cases;
 }
 
-const cases = discover();
+const cases = await discover();
 
 /** A draft as it would travel: plain JSON, with no undefined, Buffer or Date left in it. */
 const asJson = (v: unknown): unknown => JSON.parse(JSON.stringify(v));
@@ -88,51 +135,72 @@ describe('golden captures', () => {
     }
   });
 
-  // Captures of devices that no driver speaks: every driver must find nothing in them.
-  const foreignDir = join(FIXTURES, 'foreign-captures');
-  const foreign = existsSync(foreignDir) ? readdirSync(foreignDir).filter((f) => f !== 'README.md').sort() : [];
-  it('the foreign-captures folder is there', () => {
+  it('no case holds a copy of a shared capture, and every recipe case names its inputs and result hash', () => {
+    for (const c of cases) {
+      if (c.shared.length === 0) continue;
+      const copies = ['capture.txt', 'capture.bin'].filter((f) => existsSync(join(c.dir, f)));
+      expect(copies, `${c.name}: its capture comes from ../shared, the repository keeps no copy`).toEqual([]);
+    }
+    for (const c of cases.filter((x) => x.builtSha256 !== null || existsSync(join(x.dir, 'capture-recipe.ts')))) {
+      expect(c.shared.length, `${c.name}: a recipe needs its shared_inputs`).toBeGreaterThan(0);
+      expect(c.builtSha256, `${c.name}: a recipe case gives capture_sha256`).toMatch(/^[0-9a-f]{64}$/);
+    }
+  });
+
+  // Captures of devices that no driver speaks (from ../shared): every driver must find nothing in them.
+  const foreign = (JSON.parse(readFileSync(join(FIXTURES, 'foreign-captures', 'captures.json'), 'utf8')) as string[]).map(sharedFixture);
+  it('foreign-captures/captures.json lists the foreign captures', () => {
     expect(foreign.length).toBeGreaterThan(0);
   });
-  describe.each(foreign)('foreign-captures/%s', (file) => {
-    const bytes = readFileSync(join(foreignDir, file));
-    for (const driver of drivers) {
-      it(`gives no records when replayed through ${driver.id}`, () => {
-        expect(driver.decode(captureFromBytes(bytes), { deviceId: 'foreign', timezone: DEFAULT_TIMEZONE }).drafts).toEqual([]);
-      });
-    }
-  });
-
-  describe.each(cases.map((c) => [c.name, c] as const))('%s', (_name, c) => {
-    const bytes = readFileSync(c.capturePath);
-
-    it('decodes to expected.jsonl', () => {
-      const driver = findDriver(c.driverId)!;
-      const result = driver.decode(captureFromBytes(bytes), c.ctx);
-      const drafts = result.drafts.map(asJson);
-      const expectedPath = join(c.dir, 'expected.jsonl');
-      if (UPDATE) {
-        writeFileSync(expectedPath, drafts.map((d) => JSON.stringify(d)).join('\n') + (drafts.length ? '\n' : ''));
-        return;
-      }
-      expect(existsSync(expectedPath), `${c.name}: expected.jsonl is missing (run with UPDATE_GOLDEN=1)`).toBe(true);
-      const expected = readFileSync(expectedPath, 'utf8')
-        .split('\n')
-        .filter((l) => l.trim() !== '')
-        .map((l) => JSON.parse(l) as unknown);
-      // The JSON round trip must change nothing.
-      expect(drafts).toEqual(result.drafts);
-      for (let i = 0; i < Math.max(expected.length, drafts.length); i++) {
-        expect(drafts[i], `${c.name}: record ${i + 1}`).toEqual(expected[i]);
+  for (const file of foreign) {
+    describeShared([file], `foreign-captures: ${file.name}`, () => {
+      for (const driver of drivers) {
+        it(`gives no records when replayed through ${driver.id}`, () => {
+          expect(driver.decode(captureFromBytes(file.bytes()), { deviceId: 'foreign', timezone: DEFAULT_TIMEZONE }).drafts).toEqual([]);
+        });
       }
     });
+  }
 
-    for (const other of drivers.filter((d) => d.id !== c.driverId)) {
-      it(`gives no records when replayed through ${other.id}`, () => {
-        // The case's device options are its own driver's, not the other's.
-        const result = other.decode(captureFromBytes(bytes), { deviceId: c.ctx.deviceId, timezone: c.ctx.timezone });
-        expect(result.drafts).toEqual([]);
+  for (const c of cases) {
+    const body = (): void => {
+      if (c.builtSha256 !== null) {
+        const expectedSha = c.builtSha256;
+        it('its recipe builds the documented capture from the shared bytes', () => {
+          expect(sha256Hex(c.bytes())).toBe(expectedSha);
+        });
+      }
+
+      it('decodes to expected.jsonl', () => {
+        const driver = findDriver(c.driverId)!;
+        const result = driver.decode(captureFromBytes(c.bytes()), c.ctx);
+        const drafts = result.drafts.map(asJson);
+        const expectedPath = join(c.dir, 'expected.jsonl');
+        if (UPDATE) {
+          writeFileSync(expectedPath, drafts.map((d) => JSON.stringify(d)).join('\n') + (drafts.length ? '\n' : ''));
+          return;
+        }
+        expect(existsSync(expectedPath), `${c.name}: expected.jsonl is missing (run with UPDATE_GOLDEN=1)`).toBe(true);
+        const expected = readFileSync(expectedPath, 'utf8')
+          .split('\n')
+          .filter((l) => l.trim() !== '')
+          .map((l) => JSON.parse(l) as unknown);
+        // The JSON round trip must change nothing.
+        expect(drafts).toEqual(result.drafts);
+        for (let i = 0; i < Math.max(expected.length, drafts.length); i++) {
+          expect(drafts[i], `${c.name}: record ${i + 1}`).toEqual(expected[i]);
+        }
       });
-    }
-  });
+
+      for (const other of drivers.filter((d) => d.id !== c.driverId)) {
+        it(`gives no records when replayed through ${other.id}`, () => {
+          // The case's device options are its own driver's, not the other's.
+          const result = other.decode(captureFromBytes(c.bytes()), { deviceId: c.ctx.deviceId, timezone: c.ctx.timezone });
+          expect(result.drafts).toEqual([]);
+        });
+      }
+    };
+    if (c.shared.length > 0) describeShared(c.shared, c.name, body);
+    else describe(c.name, body);
+  }
 });

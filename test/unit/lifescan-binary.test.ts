@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parseTranscript } from '../../src/driver-sdk/capture.ts';
@@ -13,7 +12,10 @@ import {
   type FrameItem,
 } from '../../drivers/glucose/lifescan-binary/codec.ts';
 
-const REAL = parseTranscript(readFileSync(new URL('../fixtures/onetouch-ultraeasy/real-otdms-session/capture.txt', import.meta.url), 'latin1'));
+import { describeShared, itShared, sharedFixture } from '../helpers/shared-fixtures.ts';
+
+const OTDMS = sharedFixture('glucose/onetouch-ultraeasy-session.txt');
+const REAL = parseTranscript(OTDMS.bytesOrEmpty().toString('latin1'));
 const REAL_DEVICE = REAL.filter((e) => e.dir === 'D').map((e) => e.bytes);
 const REAL_HOST = REAL.filter((e) => e.dir === 'H').map((e) => e.bytes);
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -47,7 +49,7 @@ describe('CRC-16/CCITT-FALSE', () => {
     expect(crc16(Buffer.alloc(0))).toBe(0xffff);
   });
 
-  it('verifies every frame of the real UltraEasy session, both directions', () => {
+  itShared([OTDMS], 'verifies every frame of the real UltraEasy session, both directions', () => {
     const frames = [...REAL_DEVICE, ...REAL_HOST];
     expect(frames).toHaveLength(33);
     for (const f of frames) {
@@ -65,7 +67,7 @@ describe('encodeFrame', () => {
     expect(encodeFrame(hex('05 0d 02'), LINK.E | LINK.S).toString('hex')).toBe('020903050d0203089f');
   });
 
-  it('rebuilds every real frame from its link-control byte and message', () => {
+  itShared([OTDMS], 'rebuilds every real frame from its link-control byte and message', () => {
     for (const f of [...REAL_DEVICE, ...REAL_HOST]) {
       expect(encodeFrame(f.subarray(3, f.length - 3), f[2]!).equals(f)).toBe(true);
     }
@@ -84,7 +86,7 @@ describe('encodeFrame', () => {
   });
 });
 
-describe('FrameReader', () => {
+describeShared([OTDMS], 'FrameReader', () => {
   const whole = Buffer.concat(REAL_DEVICE);
 
   it('reads the real session: 17 frames from the meter, no errors', () => {

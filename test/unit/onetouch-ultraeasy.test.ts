@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Capture } from '../../src/driver-sdk/index.ts';
 import { captureFromBytes, parseTranscript } from '../../src/driver-sdk/capture.ts';
@@ -14,16 +13,19 @@ import { useCleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
 import { driverRig } from '../helpers/session-rig.ts';
 
+import { itShared, sharedFixture } from '../helpers/shared-fixtures.ts';
+
 const ZONE = 'Europe/Copenhagen';
 const CTX = { deviceId: 'bench1-ultraeasy', timezone: 'Europe/London' };
-const REAL_TEXT = readFileSync(new URL('../fixtures/onetouch-ultraeasy/real-otdms-session/capture.txt', import.meta.url));
+const OTDMS = sharedFixture('glucose/onetouch-ultraeasy-session.txt');
+const REAL_TEXT = OTDMS.bytesOrEmpty();
 const REAL = parseTranscript(REAL_TEXT.toString('latin1'));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ── decode ──────────────────────────────────────────────────────────────────────────────────────
 
 describe('decode', () => {
-  it('decodes the real session: serial CGWA1E5CR, mmol/L display, 3 readings in mg/dL, oldest first', () => {
+  itShared([OTDMS], 'decodes the real session: serial CGWA1E5CR, mmol/L display, 3 readings in mg/dL, oldest first', () => {
     const r = decodeUltraEasy(captureFromBytes(REAL_TEXT), CTX);
     expect(r.issues).toEqual([]);
     expect(r.device).toEqual({ serial: 'CGWA1E5CR', firmware: 'P02.00.00', display_unit: 'mmol/L', record_count: 3 });
@@ -44,14 +46,14 @@ describe('decode', () => {
     });
   });
 
-  it('a raw capture of device bytes alone is refused with a reason (replies need their requests)', () => {
+  itShared([OTDMS], 'a raw capture of device bytes alone is refused with a reason (replies need their requests)', () => {
     const device = Buffer.concat(REAL.filter((e) => e.dir === 'D').map((e) => e.bytes));
     const r = decodeUltraEasy({ kind: 'raw', bytes: device }, CTX);
     expect(r.drafts).toEqual([]);
     expect(r.issues.map((i) => i.reason)).toEqual(['needs-transcript']);
   });
 
-  it('reports a session that stopped before the last record, and returns the records it has', () => {
+  itShared([OTDMS], 'reports a session that stopped before the last record, and returns the records it has', () => {
     const cut: Capture = { kind: 'transcript', exchanges: REAL.slice(0, REAL.length - 1) };
     const r = decodeUltraEasy(cut, CTX);
     expect(r.drafts).toHaveLength(2);
@@ -151,7 +153,7 @@ describe('session', () => {
     expect(decodeUltraEasy(capture, { deviceId: 'bench1-ultraeasy', timezone: ZONE }).drafts).toEqual(drafts);
   });
 
-  it('speaks the link layer byte for byte like the real capture (reset, version, serial)', async () => {
+  itShared([OTDMS], 'speaks the link layer byte for byte like the real capture (reset, version, serial)', async () => {
     const r = await rig({ serial: 'CGWA1E5CR', firmware: 'P02.00.0025/05/07' });
     await r.session.start();
     await r.host.until(() => r.host.commits.length === 1);
