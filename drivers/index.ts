@@ -4,7 +4,7 @@
 import type { DriverDefinition } from '../src/driver-sdk/index.ts';
 import { astmDriver } from './astm/astm.ts';
 import { contourNext } from './glucose/contour-next.ts';
-import { freestyleHid } from './glucose/freestyle-hid.ts';
+import { freestyleHid } from './glucose/freestyle-hid/definition.ts';
 import { onetouchUltra2 } from './glucose/onetouch-ultra2.ts';
 import { onetouchUltraEasy } from './glucose/onetouch-ultraeasy.ts';
 import { onetouchVerioIq } from './glucose/onetouch-verio-iq.ts';
