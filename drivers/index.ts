@@ -3,7 +3,7 @@
  */
 import type { DriverDefinition } from '../src/driver-sdk/index.ts';
 import { astmDriver } from './astm/astm.ts';
-import { contourNext } from './glucose/contour-next.ts';
+import { contourNext } from './glucose/contour-next/definition.ts';
 import { freestyleHid } from './glucose/freestyle-hid/definition.ts';
 import { onetouchUltra2 } from './glucose/onetouch-ultra2.ts';
 import { onetouchUltraEasy } from './glucose/onetouch-ultraeasy.ts';

@@ -26,7 +26,6 @@
  * by UniversaLIS, not checked word for word against LIS01-A2). All are options.
  */
 import type { Exchange } from '../../driver-sdk/index.ts';
-import type { ByteTransport } from '../../transports/transport.ts';
 import {
   ACK,
   AstmFrameReader,
@@ -49,7 +48,14 @@ import {
  * link went away. Every `ByteTransport` is one; a driver whose device wraps the bytes in packets of
  * its own gives the link the unwrapped bytes through an object of this shape.
  */
-export type AstmCarrier = Pick<ByteTransport, 'isOpen' | 'write' | 'on' | 'off'>;
+export interface AstmCarrier {
+  readonly isOpen: boolean;
+  write(bytes: Buffer): Promise<void>;
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
+  off(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
+}
 
 export interface AstmLinkOptions {
   /** `host` (the daemon; yields on contention) or `instrument` (the simulator; wins contention). */
