@@ -1,10 +1,5 @@
 /** Contour Next HID codec: the 64-byte reports that carry the ASTM bytes, and the wire's size limits. Pure. */
 
-
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-// HID codec: 64-byte reports, 3 header bytes, a length byte, up to 60 payload bytes. Pure.
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-
 export const REPORT_SIZE = 64;
 export const REPORT_HEADER = Buffer.from('ABC', 'latin1');
 export const MAX_REPORT_PAYLOAD = 60;

@@ -4,10 +4,6 @@ import { CONTOUR_DRIVER_ID, decodeContour, MANUFACTURER } from './records.ts';
 import { ContourSession } from './session.ts';
 import { ContourSimulator, parseContourSimulatorOptions, SIMULATOR_OPTION_HELP } from './simulator.ts';
 
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-// Definition
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-
 const usb = (productId: string, description: string): DriverDefinition['usb'][number] => ({ vendorId: '1a79', productId, description });
 
 export const contourNext: DriverDefinition = {

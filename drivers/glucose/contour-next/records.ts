@@ -13,10 +13,6 @@ import { decodeReport, MAX_FRAME_BYTES } from './codec.ts';
 export const CONTOUR_DRIVER_ID = 'contour-next';
 export const MANUFACTURER = 'Ascensia';
 
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-// Records: H and R records → header, readings → ResultDraft; decode() for replay and golden tests.
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-
 export type GlucoseUnit = 'mg/dL' | 'mmol/L';
 
 /**

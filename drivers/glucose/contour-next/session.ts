@@ -79,24 +79,19 @@ interface Deferred {
 }
 
 /**
- * The ASTM link's carrier for a Contour: the payload bytes of the meter's HID reports come in as
- * `data`; what the link writes goes out as reports of at most 60 bytes, through the session (so it
- * is in the transcript).
+ * The ASTM link's carrier for a Contour: the session emits the payload bytes of the meter's HID
+ * reports as `data`; what the link writes goes out through the session, as reports.
  */
 class ReportCarrier extends EventEmitter {
   constructor(
     private readonly linkOpen: () => boolean,
-    private readonly sendReport: (report: Buffer) => Promise<void>,
+    readonly write: (bytes: Buffer) => Promise<void>,
   ) {
     super();
   }
 
   get isOpen(): boolean {
     return this.linkOpen();
-  }
-
-  async write(bytes: Buffer): Promise<void> {
-    for (const report of encodeReports(bytes)) await this.sendReport(report);
   }
 }
 
@@ -105,7 +100,7 @@ interface TransferLink {
   link: AstmLink;
   carrier: ReportCarrier;
   /** The message the link waits on, until the session settles it. */
-  unsettled: Deferred | null;
+  unsettled: { current: Deferred | null };
 }
 
 export class ContourSession extends MeterSession<Item> {
@@ -168,11 +163,12 @@ export class ContourSession extends MeterSession<Item> {
   // ── wire I/O ──
 
   private sendControl(byte: number): Promise<void> {
-    return this.carrierWrite(Buffer.from([byte]));
+    return this.sendBytes(Buffer.from([byte]));
   }
 
-  private carrierWrite(bytes: Buffer): Promise<void> {
-    return encodeReports(bytes).reduce((done, report) => done.then(() => this.send(report)), Promise.resolve());
+  /** Bytes to the meter as reports of at most 60 bytes, each recorded in the transcript. */
+  private async sendBytes(bytes: Buffer): Promise<void> {
+    for (const report of encodeReports(bytes)) await this.send(report);
   }
 
   /** Waits for one of `wanted` control bytes; other events are reported or dropped. */
@@ -187,7 +183,7 @@ export class ContourSession extends MeterSession<Item> {
     }
   }
 
-  /** Waits for a link event of `type`; other items are dropped. Null when `timeoutMs` passes first. */
+  /** Waits for a link event of `type`; other items are dropped. False when `timeoutMs` passes first. */
   private async expectLink(type: 'bid' | 'ended', timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -203,10 +199,10 @@ export class ContourSession extends MeterSession<Item> {
   private openTransferLink(): TransferLink {
     const carrier = new ReportCarrier(
       () => this.transport.isOpen,
-      (report) => this.send(report),
+      (bytes) => this.sendBytes(bytes),
     );
-    const t: TransferLink = { link: null as unknown as AstmLink, carrier, unsettled: null };
-    t.link = new AstmLink(
+    const unsettled: TransferLink['unsettled'] = { current: null };
+    const link = new AstmLink(
       carrier,
       {
         onTransmission: (phase) => this.inbox.push(phase === 'start' ? { type: 'bid' } : { type: 'ended' }),
@@ -216,33 +212,35 @@ export class ContourSession extends MeterSession<Item> {
           new Promise<void>((resolve, reject) => {
             const stored: Deferred = {
               resolve: () => {
-                t.unsettled = null;
+                unsettled.current = null;
                 resolve();
               },
               reject: (err) => {
-                t.unsettled = null;
+                unsettled.current = null;
                 reject(err);
               },
             };
-            t.unsettled = stored;
+            unsettled.current = stored;
             this.inbox.push({ type: 'message', text: m.text, stored });
           }),
       },
       { role: 'host', receiveTimeoutMs: this.opts.reply_timeout_ms, maxFrameBytes: MAX_FRAME_BYTES, maxMessageBytes: MAX_TRANSFER_BYTES },
     );
-    t.link.start();
-    this.transferLink = t;
-    return t;
+    link.start();
+    this.transferLink = { link, carrier, unsettled };
+    return this.transferLink;
   }
 
   /**
-   * Back to control bytes. The link stops first, so a message it still holds is neither ACKed
-   * nor NAKed: a transfer that failed is left to the meter's own timeout, as nothing was stored.
+   * Back to control bytes. The link stops first, so a message it still holds (the transfer failed
+   * elsewhere, or the session stopped) is neither ACKed nor NAKed, and the meter's own timeout
+   * ends its side; nothing of it was stored. A commit that failed was NAKed by the link already:
+   * its continuation runs as soon as the commit is rejected, before the failure reaches here.
    */
   private async closeTransferLink(t: TransferLink): Promise<void> {
     if (this.transferLink === t) this.transferLink = null;
     const stopped = t.link.stop();
-    t.unsettled?.reject(new AbortedError('the transfer was given up'));
+    t.unsettled.current?.reject(new AbortedError('the transfer was given up'));
     await stopped;
   }
 
@@ -414,7 +412,7 @@ export class ContourSession extends MeterSession<Item> {
       }
       if (!eot) throw new ProtocolError('no-command-mode', 'the meter did not leave data-transfer mode (no EOT after NAK)');
       const step = async (text: string, what: string): Promise<void> => {
-        await this.carrierWrite(Buffer.from(text, 'latin1'));
+        await this.sendBytes(Buffer.from(text, 'latin1'));
         const reply = await this.expectControl([ACK, NAK], this.opts.reply_timeout_ms);
         if (reply === ACK) return;
         if (reply === NAK && what === 'date' && /Link/.test(this.header?.model ?? '')) {

@@ -8,10 +8,6 @@ import { SimulatedClock, type SimulatedClockOptions } from '../../../src/driver-
 import { decodeReport, encodeReports, MAX_REPORT_PAYLOAD, REPORT_SIZE } from './codec.ts';
 import { CONTOUR_DRIVER_ID, type GlucoseUnit } from './records.ts';
 
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-// Simulator: a Contour meter in data-transfer mode, over the report stream.
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-
 export interface SimulatedContourReading {
   /** Naive meter time, `YYYY-MM-DDTHH:MM` or with `:SS` (the meter keeps minutes). */
   time: string;

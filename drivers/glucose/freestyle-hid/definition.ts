@@ -12,10 +12,6 @@ import {
 import { FreeStyleSession } from './session.ts';
 import { FreeStyleSimulator, parseSimulatorOptions, SIMULATOR_OPTION_HELP } from './simulator.ts';
 
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-// Definition
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-
 export const freestyleHid: DriverDefinition = {
   id: FREESTYLE_DRIVER_ID,
   kind: 'glucose-meter',

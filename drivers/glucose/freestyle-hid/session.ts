@@ -43,10 +43,6 @@ import {
   snapshotToDrafts,
 } from './records.ts';
 
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-// Session: the live conversation with one meter.
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-
 /**
  * `reply_timeout_ms` is per report (during a memory dump it restarts with every report);
  * `retries` covers a bad reply: checksum, truncation, no answer.

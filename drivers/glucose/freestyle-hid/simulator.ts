@@ -18,10 +18,6 @@ import {
 } from './codec.ts';
 import { type FreeStyleModel, MODELS } from './records.ts';
 
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-// Simulator: the meter's side, one 64-byte report per write.
-// ────────────────────────────────────────────────────────────────────────────────────────────────
-
 export type SimulatedKind = 'glucose' | 'ketone' | 'scan' | 'history';
 
 export interface SimulatedRecord {
