@@ -245,11 +245,13 @@ export class ContourSession extends MeterSession<Item> {
   }
 
   /** Poke → ENQ (answered ACK by the link). False when the meter never bids (not in data-transfer mode). */
-  private async poke(): Promise<boolean> {
+  private async poke(link: AstmLink): Promise<boolean> {
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
       this.clearInbox();
       await this.sendControl(EOT);
       if (await this.expectLink('bid', this.opts.reply_timeout_ms)) return true;
+      // An ENQ that came just after the wait was answered all the same: the transfer is on.
+      if (link.linkState === 'receiving') return true;
     }
     return false;
   }
@@ -364,7 +366,7 @@ export class ContourSession extends MeterSession<Item> {
       return await this.downloadConversation(
         trigger,
         async () => {
-          if (!(await this.poke())) {
+          if (!(await this.poke(t.link))) {
             throw new NoAnswerError(
               'the meter sent no ENQ: it is not in data-transfer mode (unplug it and plug it in again; a Contour sends its memory once per plug-in)',
             );
