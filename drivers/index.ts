@@ -3,8 +3,8 @@
  */
 import type { DriverDefinition } from '../src/driver-sdk/index.ts';
 import { astmDriver } from './analyzers/astm/definition.ts';
-import { contourNext } from './glucose/contour-next.ts';
-import { freestyleHid } from './glucose/freestyle-hid.ts';
+import { contourNext } from './glucose/contour-next/definition.ts';
+import { freestyleHid } from './glucose/freestyle-hid/definition.ts';
 import { onetouchUltra2 } from './glucose/onetouch-ultra2/definition.ts';
 import { onetouchUltraEasy } from './glucose/onetouch-ultraeasy/definition.ts';
 import { onetouchVerioIq } from './glucose/onetouch-verio-iq/definition.ts';

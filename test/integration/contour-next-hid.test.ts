@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { ContourSimulator, type SimulatedContourReading } from '../../drivers/glucose/contour-next.ts';
+import { ContourSimulator, type SimulatedContourReading } from '../../drivers/glucose/contour-next/simulator.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { BridgeEvent, DeviceState, ResultRecord } from '../../src/records/types.ts';
 import type { HidDeviceHandle, HidOpener } from '../../src/transports/hid.ts';

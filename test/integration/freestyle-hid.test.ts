@@ -6,7 +6,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { FreeStyleSimulator, LIBRE2_UNSUPPORTED, type FreeStyleSimulatorOptions } from '../../drivers/glucose/freestyle-hid.ts';
+import { LIBRE2_UNSUPPORTED } from '../../drivers/glucose/freestyle-hid/records.ts';
+import { FreeStyleSimulator, type FreeStyleSimulatorOptions } from '../../drivers/glucose/freestyle-hid/simulator.ts';
 import type { Controller } from '../../src/controller.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { DeviceState, ResultRecord } from '../../src/records/types.ts';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { Capture, DriverSession, Exchange } from '../../src/driver-sdk/index.ts';
+import type { Capture, DeviceSimulator, DriverSession, Exchange } from '../../src/driver-sdk/index.ts';
+import type { ByteTransport } from '../../src/transports/transport.ts';
 import type { ResultDraft } from '../../src/records/types.ts';
 import { resultId } from '../../src/records/ids.ts';
 import { AstmFrameReader, astmChecksum, encodeFrame, type AstmFrameEvent } from '../../src/protocols/astm/frame.ts';
@@ -8,23 +9,16 @@ import { parseMessage } from '../../src/protocols/astm/records.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
 import { sessionRig, type SessionRig } from '../helpers/session-rig.ts';
+import { decodeReport, encodeReport, encodeReports, MAX_REPORT_PAYLOAD, trimReport } from '../../drivers/glucose/contour-next/codec.ts';
+import { contourNext } from '../../drivers/glucose/contour-next/definition.ts';
+import { decodeContour, parseContourHeader, parseContourResult, transferToDrafts } from '../../drivers/glucose/contour-next/records.ts';
 import {
   ContourSimulator,
-  contourNext,
   contourTransferRecords,
-  decodeContour,
-  decodeReport,
-  encodeReport,
-  encodeReports,
-  MAX_REPORT_PAYLOAD,
-  parseContourHeader,
-  parseContourResult,
   parseContourSimulatorOptions,
-  transferToDrafts,
-  trimReport,
   type ContourSimulatorOptions,
   type SimulatedContourReading,
-} from '../../drivers/glucose/contour-next.ts';
+} from '../../drivers/glucose/contour-next/simulator.ts';
 
 import { itShared, sharedFixture } from '../helpers/shared-fixtures.ts';
 import { buildCapture as buildConstructedCapture } from '../fixtures/contour-next/real-header-result-constructed-l/capture-recipe.ts';
@@ -495,6 +489,107 @@ describe('Contour session', () => {
   it('rejects unknown commands with a clear error', async () => {
     const r = await rig({ off: true });
     await expect(r.session.command('print', {})).rejects.toThrow(/unknown command "print"/);
+  });
+});
+
+/**
+ * A meter that sends the given frames one after another, each after the host's answer to the one
+ * before (ACK or NAK alike), then EOT: it shows what the host answered to each frame.
+ */
+class ScriptedContour implements DeviceSimulator {
+  /** The host's answer to each frame, in order. */
+  readonly answers: ('ACK' | 'NAK')[] = [];
+  /** Every byte the meter sent, as one stream (a raw capture of the transfer). */
+  readonly sent: Buffer[] = [];
+  private transport: ByteTransport | null = null;
+  private nextFrame = 0;
+  private bid = false;
+  private writes: Promise<void> = Promise.resolve();
+
+  constructor(private readonly frames: Buffer[]) {}
+
+  attach(transport: ByteTransport): void {
+    this.transport = transport;
+    transport.on('data', this.onReport);
+  }
+
+  detach(): void {
+    this.transport?.off('data', this.onReport);
+    this.transport = null;
+  }
+
+  private readonly onReport = (report: Buffer): void => {
+    const r = decodeReport(report);
+    if (r.ok) for (const b of r.payload) this.onByte(b);
+  };
+
+  private onByte(b: number): void {
+    if (b === 0x04 && !this.bid && this.nextFrame === 0) {
+      this.bid = true;
+      this.send(Buffer.from([0x05]));
+      return;
+    }
+    if (b !== 0x06 && b !== 0x15) return;
+    if (this.nextFrame > 0) this.answers.push(b === 0x06 ? 'ACK' : 'NAK');
+    if (this.nextFrame < this.frames.length) this.send(this.frames[this.nextFrame++]!);
+    else if (this.nextFrame++ === this.frames.length) this.send(Buffer.from([0x04]));
+  }
+
+  private send(bytes: Buffer): void {
+    const transport = this.transport;
+    if (!transport) return;
+    this.sent.push(bytes);
+    const reports = encodeReports(bytes).map((r) => Buffer.concat([r, Buffer.alloc(64 - r.length)]));
+    this.writes = this.writes.then(async () => {
+      for (const report of reports) await transport.write(report);
+    });
+  }
+}
+
+describe('Contour session on the shared ASTM link: frame sequence', () => {
+  const records = [
+    headerRecord(),
+    'P|1',
+    'R|1|^^^Glucose|96|mg/dL^P||B||202501010730',
+    'R|2|^^^Glucose|118|mg/dL^P||||202501010802',
+    'R|3|^^^Glucose|101|mg/dL^P||F||202501020705',
+    'L|1||N',
+  ];
+  const frame = (n: number): Buffer => encodeFrame(n % 8, `${records[n - 1]}\r`, n === records.length);
+
+  async function scriptedRig(frames: Buffer[]): Promise<SessionRig<ScriptedContour, DriverSession>> {
+    return sessionRig({
+      cable: 'contour',
+      device: { id: 'bench2-contour', driver: 'contour-next', transport: { type: 'simulated' }, options: { reply_timeout_ms: 300 } },
+      simulator: new ScriptedContour(frames),
+      createSession: (host) => contourNext.createSession(host),
+      timezone: CTX.timezone,
+      start: true,
+      cleanups,
+    });
+  }
+
+  it('NAKs a frame after a gap in the numbers, and every later one; stores nothing of that transfer, and a replay says the same', async () => {
+    // Frame 4 never comes: frames 5 and 6 complete the transfer's records only with a hole in it.
+    const r = await scriptedRig([frame(1), frame(2), frame(3), frame(5), frame(6)]);
+    await r.host.until(() => r.host.types().includes('download_failed'));
+    expect(r.sim.answers).toEqual(['ACK', 'ACK', 'ACK', 'NAK', 'NAK']);
+    expect(r.host.commits).toEqual([]);
+    expect(r.host.quarantined.map((q) => q.reason)).toEqual(['frame-number', 'frame-number']);
+    expect(r.host.events.at(-1)).toMatchObject({ type: 'download_failed', data: { reason: 'incomplete-transfer' } });
+    // The replay of the bytes the meter sent: no record, and the same problems in the same order.
+    const replay = decodeContour(raw(Buffer.concat(r.sim.sent)), CTX);
+    expect(replay.drafts).toEqual([]);
+    expect(replay.issues.map((i) => i.reason)).toEqual(['frame-number', 'frame-number', 'incomplete-transfer']);
+  });
+
+  it('takes the transfer once the meter sends the missing frame after the NAK, and stores it whole', async () => {
+    const r = await scriptedRig([frame(1), frame(2), frame(4), frame(3), frame(4), frame(5), frame(6)]);
+    await r.host.until(() => r.host.types().includes('download_finished'));
+    expect(r.sim.answers).toEqual(['ACK', 'ACK', 'NAK', 'ACK', 'ACK', 'ACK', 'ACK']);
+    expect(allDrafts(r.host).map((d) => d.observations[0]!.value)).toEqual([96, 118, 101]);
+    expect(r.host.quarantined.map((q) => q.reason)).toEqual(['frame-number']);
+    expect(decodeContour(raw(Buffer.concat(r.sim.sent)), CTX).drafts).toEqual(allDrafts(r.host));
   });
 });
 

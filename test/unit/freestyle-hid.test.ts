@@ -23,15 +23,10 @@ import {
   TextReplyAssembler,
   textChecksum,
   textReply,
-} from '../../drivers/glucose/freestyle-hid-protocol.ts';
-import {
-  decodeFreeStyle,
-  freestyleHid,
-  FreeStyleSimulator,
-  LIBRE2_UNSUPPORTED,
-  parseSimulatorOptions,
-  type FreeStyleSimulatorOptions,
-} from '../../drivers/glucose/freestyle-hid.ts';
+} from '../../drivers/glucose/freestyle-hid/codec.ts';
+import { decodeFreeStyle, LIBRE2_UNSUPPORTED } from '../../drivers/glucose/freestyle-hid/records.ts';
+import { freestyleHid } from '../../drivers/glucose/freestyle-hid/definition.ts';
+import { FreeStyleSimulator, parseSimulatorOptions, type FreeStyleSimulatorOptions } from '../../drivers/glucose/freestyle-hid/simulator.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { FakeHost } from '../helpers/fake-host.ts';

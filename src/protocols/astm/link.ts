@@ -1,7 +1,8 @@
 /**
- * ASTM E1381 / CLSI LIS01-A2 link layer over any `ByteTransport` (serial, TCP client, TCP server,
- * memory): the receiver and the sender state machines, and the same message assembly as a pure
- * function for captures (`collectMessages`).
+ * ASTM E1381 / CLSI LIS01-A2 link layer over any byte carrier: a `ByteTransport` (serial, TCP
+ * client, TCP server, memory) or a device's own packets (the Contour's 64-byte HID reports, whose
+ * payloads the Contour session hands over): the receiver and the sender state machines, and the
+ * same message assembly as a pure function for captures (`collectMessages`).
  *
  * Receiver: ENQ → ACK; each frame is checked (checksum, frame number 1…7,0,1…) and answered ACK,
  * or NAK when it is bad; a repeat of the previous frame number (our ACK was lost) is ACKed and
@@ -25,7 +26,6 @@
  * by UniversaLIS, not checked word for word against LIS01-A2). All are options.
  */
 import type { Exchange } from '../../driver-sdk/index.ts';
-import type { ByteTransport } from '../../transports/transport.ts';
 import {
   ACK,
   AstmFrameReader,
@@ -42,6 +42,20 @@ import {
   NAK,
   nextFrameNumber,
 } from './frame.ts';
+
+/**
+ * What the link reads from and writes to: `data` events carry the device's bytes, `close` says the
+ * link went away. Every `ByteTransport` is one; a driver whose device wraps the bytes in packets of
+ * its own gives the link the unwrapped bytes through an object of this shape.
+ */
+export interface AstmCarrier {
+  readonly isOpen: boolean;
+  write(bytes: Buffer): Promise<void>;
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
+  off(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
+}
 
 export interface AstmLinkOptions {
   /** `host` (the daemon; yields on contention) or `instrument` (the simulator; wins contention). */
@@ -113,6 +127,12 @@ export interface AstmLinkHandlers {
   onIssue(issue: AstmLinkIssue): void;
   /** A transmission began (ENQ accepted) or ended (EOT, timeout, link loss). */
   onTransmission?(phase: 'start' | 'end'): void;
+  /**
+   * A good frame in sequence, as it is taken into the message (an intermediate frame just before
+   * its ACK; the final one just before `onMessage`). A final frame whose commit failed is reported
+   * again when the device sends it again. For progress and early checks, not for storing.
+   */
+  onFrame?(frame: { number: number; text: Buffer; final: boolean }): void;
 }
 
 export interface SendOptions {
@@ -301,7 +321,7 @@ export class AstmLink {
   private epoch = 0;
 
   constructor(
-    private readonly transport: ByteTransport,
+    private readonly transport: AstmCarrier,
     private readonly handlers: AstmLinkHandlers,
     options: AstmLinkOptions = {},
   ) {
@@ -466,6 +486,7 @@ export class AstmLink {
       await this.reply(NAK);
       return;
     }
+    this.safe(() => this.handlers.onFrame?.({ number: ev.number, text: ev.text, final: ev.final }));
     const message = this.asm.preview(ev.text, ev.final);
     if (!message) {
       this.asm.take(ev.text, ev.final, null);

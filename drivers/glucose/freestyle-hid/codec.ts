@@ -1,29 +1,11 @@
 /**
- * Abbott FreeStyle shared HID protocol: the pure codec used by `freestyle-hid.ts`.
- *
- * Source: the shared research note `research/glucose-meters.md` §2.6 (facts gathered from
- * glucometerutils/freestyle-hid, glucometer-protocols, the Tidepool uploader and the OpenGlucose
- * USB captures), and the real InsuLinx session `fixtures/glucose/freestyle-insulinx-session.txt`.
- * Only facts are used, none of their code.
- *
- *   report      64 bytes: [type][len 0..62][payload][padding]. Hosts write through hidraw/hidapi
- *               with a report id byte 0x00 in front (65 bytes); the transport adds it, not this
- *               codec. Padding is junk (0xCD from Abbott's software, 0x00 from the meter).
- *   init        0x04 → 0x34 <1 byte>; 0x05 → 0x06 "<serial>\0"; 0x15 → 0x35 "<version>\0";
- *               0x01 → 0x71 0x01 (the capture shows 71 01 01).
- *   text        host 0x60 (Libre software: 0x21) "$cmd?\r\n"; meter 0x60 reports whose payloads,
- *               concatenated, read `<message>CKSM:<8 hex>\r\nCMD OK\r\n` (or `CMD Fail!`). The
- *               checksum is the 32-bit sum of the message bytes, CR LF included. A reply crosses
- *               report boundaries anywhere, even inside `CMD OK`.
- *   multi       `$result?`, `$history?`, `$arresult?`: `<record>\r\n…<count>,<8 hex>\r\n`, the
- *               8 hex digits the sum of the record bytes (CR LF included, count line excluded);
- *               or `Log Empty\r\n`.
- *   keep-alive  0x22 0x01 <byte>, every few reports: ignored.
- *   unknown     0x30 0x01 0x85 answers a message type the meter does not know.
+ * Abbott FreeStyle shared HID protocol: the pure codec of the `freestyle-hid` driver. The wire
+ * protocol (reports, init, text replies, CKSM checksums, multi-record messages, keep-alives) is
+ * described in README.md beside this file, with its sources.
  *
  * Everything here is pure: bytes in, values out. Decoding never throws; errors are values.
  */
-import { meterNaiveTime } from '../../src/util/time.ts';
+import { meterNaiveTime } from '../../../src/util/time.ts';
 
 export const REPORT_SIZE = 64;
 export const MAX_PAYLOAD = REPORT_SIZE - 2;
@@ -304,6 +286,20 @@ export function multiRecordMessage(records: string[]): Buffer {
   if (records.length === 0) return Buffer.from('Log Empty\r\n', 'latin1');
   const body = Buffer.from(records.map((r) => `${r}\r\n`).join(''), 'latin1');
   return Buffer.concat([body, Buffer.from(`${records.length},${formatTextChecksum(textChecksum(body))}\r\n`, 'latin1')]);
+}
+
+// ── init replies ──
+
+/** Latin-1 text of an init reply (`serial\0`, `version\0`) without its NUL. */
+export function cString(payload: Buffer): string {
+  const nul = payload.indexOf(0);
+  return payload.subarray(0, nul < 0 ? payload.length : nul).toString('latin1');
+}
+
+/** The init serial when it is one (`00000000 (No SerialNum)` is not). */
+export function initSerial(payload: Buffer): string | null {
+  const s = cString(payload).trim();
+  return s && !/No SerialNum/i.test(s) ? s : null;
 }
 
 // ── dates ──

@@ -1,0 +1,38 @@
+/** Contour Next (`contour-next`): the driver definition. Protocol notes: README.md beside this file. */
+import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
+import { CONTOUR_DRIVER_ID, decodeContour, MANUFACTURER } from './records.ts';
+import { ContourSession } from './session.ts';
+import { ContourSimulator, parseContourSimulatorOptions, SIMULATOR_OPTION_HELP } from './simulator.ts';
+
+const usb = (productId: string, description: string): DriverDefinition['usb'][number] => ({ vendorId: '1a79', productId, description });
+
+export const contourNext: DriverDefinition = {
+  id: CONTOUR_DRIVER_ID,
+  kind: 'glucose-meter',
+  vendor: MANUFACTURER,
+  models: ['Contour Next USB', 'Contour Next', 'Contour USB', 'Contour Next Link', 'Contour Next Link 2.4', 'Contour Next One', 'Contour Plus One', 'Contour Plus Blue'],
+  usb: [
+    usb('7350', 'Ascensia/Bayer Contour Next (USB HID)'),
+    usb('7410', 'Ascensia/Bayer Contour Next USB (USB HID)'),
+    usb('6002', 'Bayer Contour USB (USB HID)'),
+    usb('6200', 'Bayer Contour Next Link, mg/dL (USB HID)'),
+    usb('6300', 'Bayer Contour Next Link, mmol/L (USB HID)'),
+    usb('6210', 'Ascensia Contour Next Link 2.4 (USB HID)'),
+    usb('7800', 'Ascensia Contour Next One / Contour Plus One (USB HID)'),
+    usb('7900', 'Ascensia Contour Next, newer model (USB HID)'),
+    usb('7950', 'Ascensia Contour Plus Blue (USB HID)'),
+  ],
+  transports: ['hid', 'simulated'],
+  commands: {
+    download: { description: 'poke the meter and read its whole memory (one transfer per plug-in); returns {inserted, duplicates, records, unreadable}' },
+    'clock/sync': { description: 'set the meter clock to the host time (minutes) in command mode after a transfer; unverified on hardware (one source)' },
+    status: { description: 'the current device state: model, serial, unit, record count, clock skew, last download' },
+  },
+  decode: decodeContour,
+  createSession: (host) => new ContourSession(host),
+  simulator: {
+    description: 'a Contour Next meter in data-transfer mode: ASTM frames in 64-byte HID reports, NAK → resend, command-mode clock set',
+    options: SIMULATOR_OPTION_HELP,
+    create: (options) => new ContourSimulator(parseContourSimulatorOptions(options)),
+  },
+};
