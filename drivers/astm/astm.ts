@@ -19,6 +19,7 @@
  * Sections: options · message → drafts · decode() · session · simulator · definition.
  */
 import type {
+  DeviceFacts,
   Capture,
   DecodeContext,
   DecodeIssue,
@@ -28,9 +29,10 @@ import type {
   DriverSession,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
+import { factsToPatch } from '../../src/driver-sdk/index.ts';
 import { SessionReporter } from '../../src/driver-sdk/meter-session.ts';
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
-import type { DeviceIdentity, DeviceState, Observation, ResultCategory, ResultDraft } from '../../src/records/types.ts';
+import type { DeviceIdentity, Observation, ResultCategory, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
@@ -160,7 +162,7 @@ const ABNORMAL_FLAGS: Readonly<Record<string, string | null>> = {
 export interface MessageDecode {
   drafts: ResultDraft[];
   issues: DecodeIssue[];
-  device: Partial<DeviceState>;
+  device: DeviceFacts;
   dialect: AstmDialect | null;
   /** What the message was: results, a query (Q records), or nothing usable. */
   kind: 'results' | 'query' | 'empty';
@@ -440,7 +442,7 @@ export function decodeAstm(capture: Capture, ctx: DecodeContext): DecodeResult {
   const { messages, issues: linkIssues } = collectMessages(deviceBytes(capture), options.max_frame_bytes);
   const issues: DecodeIssue[] = linkIssues.map((i) => ({ reason: i.reason, bytes: i.bytes }));
   const drafts: ResultDraft[] = [];
-  let device: Partial<DeviceState> = {};
+  let device: DeviceFacts = {};
   for (const m of messages) {
     const r = decodeAstmMessage(m, ctx, options);
     drafts.push(...r.drafts);
@@ -552,7 +554,7 @@ class AstmSession implements DriverSession {
     const r = decodeAstmMessage(m.text, ctx, this.opts);
     const capture: Capture = { kind: 'transcript', exchanges: m.exchanges };
     for (const issue of r.issues) this.host.log.warn({ reason: issue.reason }, 'astm: message problem');
-    this.report.patch({ ...r.device, last_seen: this.host.now().toISOString() });
+    this.report.patch({ ...factsToPatch(r.device), last_seen: this.host.now().toISOString() });
     if (r.drafts.length === 0) {
       // Nothing to store, but the message itself arrived intact: it is ACKed as E1381 requires
       // (a NAK would only make the device send the same message again, forever). The bytes are

@@ -32,6 +32,7 @@
  * Sections: HID codec · records and decode() · session · simulator · definition.
  */
 import type {
+  DeviceFacts,
   Capture,
   DecodeContext,
   DecodeIssue,
@@ -40,6 +41,7 @@ import type {
   DriverDefinition,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
+import { factsToPatch } from '../../src/driver-sdk/index.ts';
 import {
   CLOCK_SKEW_LIMIT_S,
   type ClockSyncResult,
@@ -52,7 +54,7 @@ import {
 } from '../../src/driver-sdk/meter-session.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import { byDeviceTime } from '../../src/records/build.ts';
-import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../src/records/types.ts';
+import type { DeviceIdentity, Observation, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import {
   ACK,
@@ -479,8 +481,8 @@ function astmStream(capture: Capture, issues: DecodeIssue[]): Buffer {
   return Buffer.concat(parts);
 }
 
-function headerState(h: ContourHeader): Partial<DeviceState> {
-  const s: Partial<DeviceState> = { model: h.model, serial: h.serial, firmware: h.firmware };
+function headerState(h: ContourHeader): DeviceFacts {
+  const s: DeviceFacts = { model: h.model, serial: h.serial, firmware: h.firmware };
   if (h.unit) s.display_unit = h.unit;
   if (h.recordCount !== null) s.record_count = h.recordCount;
   return s;
@@ -499,7 +501,7 @@ export function decodeContour(capture: Capture, ctx: DecodeContext): DecodeResul
   for (const e of [...reader.push(astmStream(capture, issues)), ...reader.finish()]) asm.event(e);
   asm.finish();
   issues.push(...asm.issues);
-  let device: Partial<DeviceState> = {};
+  let device: DeviceFacts = {};
   const drafts = new Map<string, ResultDraft>();
   for (const text of asm.messages) {
     const t = transferToDrafts(text, ctx.deviceId, ctx.timezone);
@@ -739,7 +741,7 @@ class ContourSession extends MeterSession<AstmFrameEvent> {
 
   private onHeader(h: ContourHeader): void {
     this.header = h;
-    this.report.patch({ ...headerState(h), last_seen: this.host.now().toISOString() });
+    this.report.patch({ ...factsToPatch(headerState(h)), last_seen: this.host.now().toISOString() });
     if (h.clock) this.report.clockRead(h.clock, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
   }
 

@@ -33,6 +33,7 @@
  * The meter's patient name and id (`$ptname?`, `$ptid?`) are never asked for.
  */
 import type {
+  DeviceFacts,
   Capture,
   DecodeContext,
   DecodeIssue,
@@ -56,7 +57,7 @@ import {
   type SessionCommand,
 } from '../../src/driver-sdk/meter-session.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
-import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../src/records/types.ts';
+import type { DeviceIdentity, Observation, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
@@ -455,7 +456,7 @@ export function decodeFreeStyle(capture: Capture, ctx: DecodeContext): DecodeRes
   if (!sawText && capture.exchanges.length > 0 && issues.length === 0) issues.push({ reason: 'no-text-replies' });
   const out = snapshotToDrafts(snapshot, ctx, null);
   issues.push(...out.issues);
-  const device: Partial<DeviceState> = {};
+  const device: DeviceFacts = {};
   if (out.model) device.model = MODELS[out.model].name;
   if (snapshot.serial !== null) device.serial = snapshot.serial;
   if (snapshot.firmware !== null) device.firmware = snapshot.firmware;
@@ -700,7 +701,7 @@ class FreeStyleSession extends MeterSession<Buffer> {
           model: this.model ? MODELS[this.model].name : (this.report.state.model ?? null),
           serial: snapshot.serial,
           firmware: snapshot.firmware,
-          display_unit: snapshot.displayUnit,
+          meter: { display_unit: snapshot.displayUnit },
           last_seen: this.host.now().toISOString(),
         });
 
@@ -750,7 +751,7 @@ class FreeStyleSession extends MeterSession<Buffer> {
             invalid: out.summary.invalid,
             rejected: out.summary.rejected,
           },
-          state: { record_count: out.summary.records },
+          state: { meter: { record_count: out.summary.records } },
         };
       },
     );

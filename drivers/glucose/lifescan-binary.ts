@@ -30,6 +30,7 @@
  * decode() · session · simulator.
  */
 import type {
+  DeviceFacts,
   Capture,
   DecodeContext,
   DecodeIssue,
@@ -52,7 +53,7 @@ import {
 } from '../../src/driver-sdk/meter-session.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import { byDeviceTime } from '../../src/records/build.ts';
-import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../src/records/types.ts';
+import type { DeviceIdentity, Observation, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
@@ -490,7 +491,7 @@ export function identity(d: LifeScanDialect, deviceId: string, serial: string | 
  */
 export function decodeLifeScan(d: LifeScanDialect, capture: Capture, ctx: DecodeContext): DecodeResult {
   const issues: DecodeIssue[] = [];
-  const device: Partial<DeviceState> = {};
+  const device: DeviceFacts = {};
   if (capture.kind === 'raw') {
     issues.push({ reason: 'needs-transcript', bytes: capture.bytes });
     return { drafts: [], issues, device };
@@ -800,7 +801,7 @@ export class LifeScanSession extends MeterSession<FrameItem> {
           model: this.dialect.model,
           serial: sn.serial,
           firmware: version.firmware,
-          display_unit: unit.unit,
+          meter: { display_unit: unit.unit },
           last_seen: this.host.now().toISOString(),
         });
         this.checkSkew(this.clockNaive(clock.seconds));
@@ -827,7 +828,7 @@ export class LifeScanSession extends MeterSession<FrameItem> {
           result: { inserted: stored.inserted, duplicates: stored.duplicates, records: drafts.length },
           message: `downloaded ${drafts.length} records: ${stored.inserted} new, ${stored.duplicates} already stored`,
           data: { records: drafts.length, inserted: stored.inserted, duplicates: stored.duplicates },
-          state: { record_count: count },
+          state: { meter: { record_count: count } },
         };
       },
     );

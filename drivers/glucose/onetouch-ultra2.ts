@@ -31,6 +31,7 @@
  * Sections: codec (pure) · records and decode() · session · simulator · definition.
  */
 import type {
+  DeviceFacts,
   Capture,
   DecodeContext,
   DecodeIssue,
@@ -56,7 +57,7 @@ import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import { byDeviceTime } from '../../src/records/build.ts';
 import { glucoseObservation, rangeGlucose } from './lifescan-binary.ts';
-import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
+import type { DeviceIdentity, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
@@ -469,7 +470,7 @@ export function decodeUltra2(capture: Capture, ctx: DecodeContext): DecodeResult
   }
   byDeviceTime(drafts);
 
-  const device: Partial<DeviceState> = {};
+  const device: DeviceFacts = {};
   if (serial !== null) device.serial = serial;
   if (firmware !== null) device.firmware = firmware;
   if (unit !== null) device.display_unit = unit;
@@ -672,7 +673,7 @@ class Ultra2Session extends MeterSession<FramedItem> {
           model: MODEL,
           serial: sn.serial,
           firmware: fw.firmware,
-          display_unit: unit.unit,
+          meter: { display_unit: unit.unit },
           last_seen: this.host.now().toISOString(),
         });
         this.report.clockRead(clock.time, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
@@ -686,7 +687,7 @@ class Ultra2Session extends MeterSession<FramedItem> {
           result: { inserted: stored.inserted, duplicates: stored.duplicates, records: drafts.length, unreadable: dump.unreadable },
           message: `downloaded ${drafts.length} readings: ${stored.inserted} new, ${stored.duplicates} already stored${skipped}`,
           data: { records: drafts.length, inserted: stored.inserted, duplicates: stored.duplicates, unreadable: dump.unreadable },
-          state: { record_count: dump.header.count },
+          state: { meter: { record_count: dump.header.count } },
         };
       },
     );

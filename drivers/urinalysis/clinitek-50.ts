@@ -31,6 +31,7 @@
  * Sections: codec · records and decode() · session · simulator · definition.
  */
 import type {
+  DeviceFacts,
   Capture,
   DecodeContext,
   DecodeIssue,
@@ -50,7 +51,7 @@ import {
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import { ACK, ENQ, ETX, NAK, STX, astmChecksum, formatChecksum } from '../../src/protocols/astm/frame.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
-import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
+import type { DeviceIdentity, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
@@ -343,7 +344,7 @@ export function decodeClinitek50(capture: Capture, ctx: DecodeContext, order: Da
   const items = [...framer.push(deviceBytes(capture)), ...framer.finish()];
   const issues: DecodeIssue[] = [];
   const records: Clinitek50Record[] = [];
-  const device: Partial<DeviceState> = {};
+  const device: DeviceFacts = {};
   for (const item of items) {
     const issue = itemIssue(item);
     if (issue) issues.push(issue);
@@ -483,7 +484,7 @@ class Clinitek50Session extends MeterSession<FramedItem> {
       this.report.patch({
         model: MODEL,
         firmware: id.software,
-        display_unit: id.units,
+        meter: { display_unit: id.units },
         status: 'downloading',
         status_detail: null,
         last_seen: this.host.now().toISOString(),
@@ -532,7 +533,7 @@ class Clinitek50Session extends MeterSession<FramedItem> {
       }
       this.transcript = null;
       const at = this.host.now().toISOString();
-      this.report.patch({ status: 'ok', status_detail: null, record_count: total.records, last_download: at, last_seen: at });
+      this.report.patch({ status: 'ok', status_detail: null, meter: { record_count: total.records }, last_download: at, last_seen: at });
       this.report.emit('download_finished', `downloaded ${total.records} records: ${total.inserted} new, ${total.duplicates} already stored`, total);
       return total;
     } catch (err) {

@@ -22,6 +22,7 @@
  * Sections: locale tables · codec · records and decode() · session · simulator · definition.
  */
 import type {
+  DeviceFacts,
   Capture,
   DecodeContext,
   DecodeIssue,
@@ -34,7 +35,7 @@ import type {
 import { numberOptions, SessionReporter } from '../../src/driver-sdk/meter-session.ts';
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
-import type { DeviceIdentity, DeviceState, ResultDraft } from '../../src/records/types.ts';
+import type { DeviceIdentity, ResultDraft } from '../../src/records/types.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { definedOnly, SimulatorOptionReader } from '../../src/driver-sdk/simulator-options.ts';
 import { seededRandom } from '../../src/util/random.ts';
@@ -334,7 +335,7 @@ export function decodeClinitekStatus(capture: Capture, ctx: DecodeContext, order
     }
   }
   if (tail.length > 0) issues.push({ reason: 'truncated-line', bytes: tail });
-  const device: Partial<DeviceState> = drafts.length > 0 ? { model: MODEL } : {};
+  const device: DeviceFacts = drafts.length > 0 ? { model: MODEL } : {};
   return { drafts, issues, device };
 }
 

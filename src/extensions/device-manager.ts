@@ -3,7 +3,15 @@ import { captureToBytes } from '../driver-sdk/capture.ts';
 import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost } from '../driver-sdk/index.ts';
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
 import { flagAmbiguousDeviceTimes } from '../records/build.ts';
-import { DEVICE_STATE_SCHEMA, type Availability, type DeviceState } from '../records/types.ts';
+import {
+  applyStatePatch,
+  AVAILABLE_STATUSES,
+  initialDeviceState,
+  rememberedState,
+  type DeviceState,
+  type DeviceStatePatch,
+} from '../records/device-state.ts';
+import type { Availability } from '../records/types.ts';
 import { usbEntry } from '../transports/discovery.ts';
 import { createTransport } from '../transports/index.ts';
 import { memoryPair } from '../transports/memory.ts';
@@ -22,8 +30,12 @@ const STATE_SAVE_SOON_MS = 1000;
 const STATE_SAVE_LATER_MS = 30_000;
 const ROUTINE_STATE_FIELDS: ReadonlySet<string> = new Set(['status', 'status_detail', 'last_seen', 'last_download', 'clock_skew_s']);
 
-/** Device statuses in which the device is reachable and answering. */
-const AVAILABLE_STATUSES = new Set(['idle', 'ok', 'downloading']);
+/** Whether patching `key` with `value` leaves `state` as it was (a block: each field given). */
+function unchanged(state: DeviceState, key: string, value: unknown): boolean {
+  const current = (state as unknown as Record<string, unknown>)[key];
+  if (typeof value !== 'object' || value === null || typeof current !== 'object' || current === null) return current === value;
+  return Object.entries(value).every(([f, v]) => v === undefined || (current as Record<string, unknown>)[f] === v);
+}
 
 interface ManagedDevice {
   config: DeviceConfig;
@@ -163,26 +175,18 @@ export class DeviceManager implements Extension {
     } else {
       transport = createTransport(config.transport, driver.serialDefaults, this.s.transportExtras);
     }
-    const stored = this.s.store.deviceState(config.id);
-    const state: DeviceState = {
-      schema: DEVICE_STATE_SCHEMA,
+    const fresh = initialDeviceState({
+      kind: driver.kind,
       id: config.id,
       driver: driver.id,
       manufacturer: driver.vendor,
-      // An unreadable device is named by what was recognised: the driver's first model would be wrong.
-      model: refused ? refused.model : stored?.driver === driver.id ? stored.model : (driver.models[0] ?? null),
-      serial: stored?.driver === driver.id ? stored.serial : null,
-      firmware: stored?.driver === driver.id ? stored.firmware : null,
-      status: unsupported ? 'unsupported' : 'idle',
-      status_detail: unsupported,
-      last_seen: stored?.last_seen ?? null,
-      last_download: stored?.last_download ?? null,
-      clock_skew_s: null,
-      clock_skew_flagged: false,
-      display_unit: stored?.display_unit ?? null,
-      record_count: stored?.record_count ?? null,
-      battery: null,
-    };
+      model: driver.models[0] ?? null,
+    });
+    const remembered = rememberedState(this.s.store.deviceState(config.id), driver.id, driver.kind);
+    // An unreadable device is named by what was recognised: the driver's first model would be wrong.
+    if (refused) remembered.model = refused.model;
+    if (unsupported) Object.assign(remembered, { status: 'unsupported', status_detail: unsupported });
+    const state = applyStatePatch(fresh, remembered).state;
     const device = {
       config,
       driver,
@@ -253,7 +257,7 @@ export class DeviceManager implements Extension {
     await device.transport.close().catch(() => undefined);
     device.transportOpen = false;
     this.event('device_removed', id, `${device.driver.id} ${reason}`, { reason });
-    this.updateState(device, { status: reason, status_detail: null });
+    this.updateState(device, { status: 'unplugged', status_detail: null });
   }
 
   private sessionHost(device: ManagedDevice, log: Services['log']): SessionHost {
@@ -316,13 +320,13 @@ export class DeviceManager implements Extension {
     await device.transport.open().catch((error: Error) => log.warn({ err: error.message }, 'reopen failed'));
   }
 
-  private updateState(device: ManagedDevice, patch: Partial<DeviceState>): void {
+  private updateState(device: ManagedDevice, patch: DeviceStatePatch): void {
     const before = device.state;
-    device.state = { ...before, ...patch, schema: DEVICE_STATE_SCHEMA, id: before.id, driver: before.driver };
+    const { state, refused } = applyStatePatch(before, patch);
+    if (refused.length > 0) this.s.log.warn({ device: device.config.id, refused }, 'state fields refused (not in poct.device-state/2 for this kind)');
+    device.state = state;
     this.dirtyStates.add(device);
-    const routine = Object.entries(patch).every(
-      ([k, v]) => ROUTINE_STATE_FIELDS.has(k) || before[k as keyof DeviceState] === v,
-    );
+    const routine = Object.entries(patch).every(([k, v]) => ROUTINE_STATE_FIELDS.has(k) || unchanged(before, k, v));
     this.scheduleStateSave(routine ? STATE_SAVE_LATER_MS : STATE_SAVE_SOON_MS);
     // Several patches in one tick become one retained message.
     if (!device.statePublishQueued) {
