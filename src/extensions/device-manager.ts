@@ -13,8 +13,8 @@ import {
 } from '../records/device-state.ts';
 import type { Availability } from '../records/types.ts';
 import { usbEntry } from '../transports/discovery.ts';
-import { createTransport } from '../transports/index.ts';
 import { memoryPair } from '../transports/memory.ts';
+import { buildTransport } from '../transports/registry.ts';
 import type { ByteTransport } from '../transports/transport.ts';
 import { makeEvent, parseRequestPayload } from './bridge.ts';
 import type { Extension, Services } from './extension.ts';
@@ -160,20 +160,21 @@ export class DeviceManager implements Extension {
     if (unsupported) {
       // Recognised but unreadable: say so on the device state; never open it or start a session.
       transport = memoryPair(`unsupported:${config.id}`).host;
-    } else if (config.transport.type === 'simulated') {
-      const pair = memoryPair(`sim:${config.id}`);
+    } else {
       try {
         // A simulated meter keeps the device's configured local time unless told otherwise.
-        simulator = driver.simulator.create({ timezone, ...config.transport.simulator });
+        const built = await buildTransport(config.transport, {
+          deviceId: config.id,
+          serialDefaults: driver.serialDefaults,
+          extras: this.s.transportExtras,
+          simulator: (options) => driver.simulator.create({ timezone, ...options }),
+        });
+        transport = built.transport;
+        simulator = built.simulator;
       } catch (error) {
         this.event('config_error', config.id, `${(error as Error).message}; device not started`);
         return;
       }
-      await pair.device.open();
-      simulator.attach(pair.device);
-      transport = pair.host;
-    } else {
-      transport = createTransport(config.transport, driver.serialDefaults, this.s.transportExtras);
     }
     const fresh = initialDeviceState({
       kind: driver.kind,
