@@ -29,7 +29,7 @@ import type {
   DriverSession,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
-import { factsToPatch } from '../../src/driver-sdk/index.ts';
+import { factsToPatch, NO_PARAMS } from '../../src/driver-sdk/index.ts';
 import { SessionReporter } from '../../src/driver-sdk/meter-session.ts';
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceIdentity, Observation, ResultCategory, ResultDraft } from '../../src/records/types.ts';
@@ -823,8 +823,17 @@ export const astmDriver: DriverDefinition = {
   transports: ['serial', 'tcp', 'tcp-server', 'simulated'],
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
-    status: { description: 'the device state: model, serial and firmware from the last H record, last message time' },
-    send: { description: 'send a message to the device (host → device, e.g. orders): {"message": "H|\\\\^&|…\\rL|1|N"}' },
+    status: { description: 'the device state: model, serial and firmware from the last H record, last message time', params: NO_PARAMS },
+    send: {
+      description: 'send a message to the device (host → device, e.g. orders): {"message": "H|\\\\^&|…\\rL|1|N"}',
+      // An order carries patient fields (P record): the audit never keeps the message.
+      params: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['message'],
+        properties: { message: { type: 'string', minLength: 1, 'x-patient': true, description: 'the ASTM message, records separated by CR' } },
+      },
+    },
   },
   decode: decodeAstm,
   createSession: (host) => new AstmSession(host),

@@ -41,7 +41,7 @@ import type {
   DriverDefinition,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
-import { factsToPatch } from '../../src/driver-sdk/index.ts';
+import { factsToPatch, NO_PARAMS } from '../../src/driver-sdk/index.ts';
 import {
   CLOCK_SKEW_LIMIT_S,
   type ClockSyncResult,
@@ -1233,9 +1233,9 @@ export const contourNext: DriverDefinition = {
   ],
   transports: ['hid', 'simulated'],
   commands: {
-    download: { description: 'poke the meter and read its whole memory (one transfer per plug-in); returns {inserted, duplicates, records, unreadable}' },
-    'clock/sync': { description: 'set the meter clock to the host time (minutes) in command mode after a transfer; unverified on hardware (one source)' },
-    status: { description: 'the current device state: model, serial, unit, record count, clock skew, last download' },
+    download: { description: 'poke the meter and read its whole memory (one transfer per plug-in); returns {inserted, duplicates, records, unreadable}', params: NO_PARAMS },
+    'clock/sync': { description: 'set the meter clock to the host time (minutes) in command mode after a transfer; unverified on hardware (one source)', params: NO_PARAMS },
+    status: { description: 'the current device state: model, serial, unit, record count, clock skew, last download', params: NO_PARAMS },
   },
   decode: decodeContour,
   createSession: (host) => new ContourSession(host),

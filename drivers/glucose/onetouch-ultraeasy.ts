@@ -24,6 +24,7 @@
  * Sections: dialect · decode · simulator · definition.
  */
 import type { DriverDefinition } from '../../src/driver-sdk/index.ts';
+import { NO_PARAMS } from '../../src/driver-sdk/index.ts';
 import {
   GLUCOSE_HI_LIMIT,
   GLUCOSE_LO_LIMIT,
@@ -239,9 +240,9 @@ export const onetouchUltraEasy: DriverDefinition = {
   transports: ['serial', 'tcp', 'simulated'],
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
-    download: { description: 'read version, serial, clock, display unit, record count and every record; store new readings; returns {inserted, duplicates, records}' },
-    'clock/sync': { description: "set the meter clock to the host time in the device's zone (05 20 01), then read it back; returns the new clock" },
-    status: { description: 'the current device state: serial, firmware, display unit, clock skew, record count, last download' },
+    download: { description: 'read version, serial, clock, display unit, record count and every record; store new readings; returns {inserted, duplicates, records}', params: NO_PARAMS },
+    'clock/sync': { description: "set the meter clock to the host time in the device's zone (05 20 01), then read it back; returns the new clock", params: NO_PARAMS },
+    status: { description: 'the current device state: serial, firmware, display unit, clock skew, record count, last download', params: NO_PARAMS },
   },
   decode: decodeUltraEasy,
   createSession: (host) => new LifeScanSession(ultraEasyDialect, host),

@@ -25,6 +25,7 @@
  * 0x04 are read (the protocol write-up says the meter takes both).
  */
 import type { DriverDefinition } from '../../src/driver-sdk/index.ts';
+import { NO_PARAMS } from '../../src/driver-sdk/index.ts';
 import {
   LifeScanSession,
   LifeScanSimulator,
@@ -238,9 +239,9 @@ export const onetouchVerioIq: DriverDefinition = {
   transports: ['serial', 'tcp', 'simulated'],
   serialDefaults: { baud_rate: 38400, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
-    download: { description: 'read version, serial, clock, display unit, record count and every record; store new readings; returns {inserted, duplicates, records}' },
-    'clock/sync': { description: "set the meter clock to the host time in the device's zone (03 20 01), then read it back; returns the new clock" },
-    status: { description: 'the current device state: serial, firmware, display unit, clock skew, record count, last download' },
+    download: { description: 'read version, serial, clock, display unit, record count and every record; store new readings; returns {inserted, duplicates, records}', params: NO_PARAMS },
+    'clock/sync': { description: "set the meter clock to the host time in the device's zone (03 20 01), then read it back; returns the new clock", params: NO_PARAMS },
+    status: { description: 'the current device state: serial, firmware, display unit, clock skew, record count, last download', params: NO_PARAMS },
   },
   decode: decodeVerioIq,
   createSession: (host) => new LifeScanSession(verioIqDialect, host),

@@ -32,6 +32,7 @@ import type {
   DriverSession,
   SessionHost,
 } from '../../src/driver-sdk/index.ts';
+import { NO_PARAMS } from '../../src/driver-sdk/index.ts';
 import { numberOptions, SessionReporter } from '../../src/driver-sdk/meter-session.ts';
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
@@ -782,7 +783,7 @@ export const clinitekStatus: DriverDefinition = {
   // bulletin's first page does not give it. A site can override it in the config.
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
-    status: { description: 'the current device state (the reader cannot be asked for data: press "Send all data" on it)' },
+    status: { description: 'the current device state (the reader cannot be asked for data: press "Send all data" on it)', params: NO_PARAMS },
   },
   decode: (capture, ctx) =>
     decodeClinitekStatus(capture, ctx, clinitekStatusSessionOptions({ id: ctx.deviceId, options: ctx.options }).date_order),

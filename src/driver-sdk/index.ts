@@ -9,6 +9,7 @@ import type { DeviceConfig } from '../config/types.ts';
 import type { DeviceKind, DeviceStatePatch } from '../records/device-state.ts';
 import type { BridgeEventType, ResultDraft } from '../records/types.ts';
 import type { ByteTransport, SerialTransportOptions, TransportKind } from '../transports/transport.ts';
+import type { ParamsSchema } from './commands.ts';
 
 export type { DeviceKind, DeviceStatePatch } from '../records/device-state.ts';
 
@@ -84,8 +85,17 @@ export interface DecodeResult {
   device: DeviceFacts;
 }
 
+export { NO_PARAMS, PATIENT_DATA_OMITTED, type ParamsSchema } from './commands.ts';
+
 export interface CommandSpec {
   description: string;
+  /**
+   * JSON Schema (draft 2020-12) of the request's parameters (the payload without `transaction`
+   * and `requested_by`); `NO_PARAMS` for a command that takes none. The device manager refuses a
+   * request that does not fit before the session sees it. Mark patient data with
+   * `"x-patient": true` on its property: the audit never keeps its value.
+   */
+  params: ParamsSchema;
 }
 
 export interface SessionHost {

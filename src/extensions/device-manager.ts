@@ -18,6 +18,8 @@ import { buildTransport } from '../transports/registry.ts';
 import type { ByteTransport } from '../transports/transport.ts';
 import { makeEvent, parseRequestPayload } from './bridge.ts';
 import type { Extension, Services } from './extension.ts';
+import { paramsProblems, PATIENT_DATA_OMITTED, redactPatientParams, REQUEST_ENVELOPE_KEYS } from '../driver-sdk/commands.ts';
+import type { RequestRecord, RequestResponse } from '../store/requests.ts';
 
 /**
  * Device state is kept in SQLite only so a restart remembers serials and last downloads (MQTT
@@ -86,6 +88,8 @@ export class DeviceManager implements Extension {
   private readonly dirtyStates = new Set<ManagedDevice>();
   private stateSaveTimer: NodeJS.Timeout | undefined;
   private stateSaveDue = 0;
+  /** Requests with a transaction still running, by device + verb + transaction. */
+  private readonly requestsRunning = new Map<string, Promise<RequestResponse>>();
 
   constructor(private readonly s: Services) {}
 
@@ -411,33 +415,98 @@ export class DeviceManager implements Extension {
     const parsed = this.s.topics.parseRequest(topic);
     if (!parsed || parsed.target !== 'device') return;
     const { device: deviceId, verb } = parsed;
-    const device = this.devices.get(deviceId);
-    let transaction: string | number | undefined;
-    let response: { status: 'ok' | 'error'; data: unknown; error: string | null; transaction?: string | number };
-    let params: Record<string, unknown> = {};
+    let request: ReturnType<typeof parseRequestPayload> | undefined;
+    let refusal: string | null = null;
     try {
-      const request = parseRequestPayload(payload);
-      transaction = request.transaction;
-      const { transaction: _t, ...rest } = request;
-      params = rest;
+      request = parseRequestPayload(payload);
+    } catch (error) {
+      refusal = (error as Error).message;
+    }
+    const transaction = validTransaction(request?.transaction);
+    let response: RequestResponse;
+    if (refusal !== null || !request) {
+      response = { status: 'error', data: null, error: refusal };
+    } else if (transaction === undefined && request.transaction !== undefined) {
+      response = { status: 'error', data: null, error: 'transaction: must be a string or a number' };
+    } else if (transaction === undefined || !this.devices.has(deviceId)) {
+      response = await this.runRequest(deviceId, verb, request, null);
+    } else {
+      // At least once: a repeat of a transaction waits for the first run, or reads its outcome.
+      const key = JSON.stringify([deviceId, verb, transaction]);
+      const running = this.requestsRunning.get(key);
+      const kept = running ? undefined : this.s.store.requestOutcome(deviceId, verb, transaction, this.s.now());
+      if (running) response = await running;
+      else if (kept) response = kept;
+      else {
+        const run = this.runRequest(deviceId, verb, request, transaction);
+        this.requestsRunning.set(key, run);
+        try {
+          response = await run;
+        } finally {
+          this.requestsRunning.delete(key);
+        }
+      }
+    }
+    const published: RequestResponse & { transaction?: string | number } = { ...response };
+    if (transaction !== undefined) published.transaction = transaction;
+    await this.s.mqtt
+      .publish(this.s.topics.deviceResponse(deviceId, verb), published, { qos: 1, retain: false })
+      .catch(() => undefined);
+  }
+
+  /**
+   * Runs one device request: params validated against the command's schema, then the session;
+   * the audit row (params without patient data) and, with a transaction, the outcome are stored
+   * before the answer goes out, so a repeat after a restart is answered from the store.
+   */
+  private async runRequest(
+    deviceId: string,
+    verb: string,
+    request: Record<string, unknown>,
+    transaction: string | number | null,
+  ): Promise<RequestResponse> {
+    const device = this.devices.get(deviceId);
+    const params = Object.fromEntries(Object.entries(request).filter(([k]) => !REQUEST_ENVELOPE_KEYS.has(k)));
+    const requestedBy = typeof request.requested_by === 'string' ? request.requested_by.slice(0, 200) : null;
+    const spec = device?.driver.commands[verb];
+    let response: RequestResponse;
+    try {
       if (!device) throw new Error(`unknown device "${deviceId}"`);
+      if (request.requested_by !== undefined && typeof request.requested_by !== 'string') {
+        throw new Error('requested_by: must be a string');
+      }
       if (device.removed) throw new Error(`device "${deviceId}" is unplugged`);
-      if (!(verb in device.driver.commands)) {
+      if (!spec) {
         throw new Error(`${device.driver.id} has no command "${verb}" (known: ${Object.keys(device.driver.commands).join(', ')})`);
       }
+      const problems = paramsProblems(spec.params, params);
+      if (problems.length > 0) throw new Error(`${verb}: ${problems.join('; ')}`);
       const data = await device.session.command(verb, params);
-      response = { status: 'ok', data, error: null };
+      response = { status: 'ok', data: data ?? null, error: null };
     } catch (error) {
       response = { status: 'error', data: null, error: (error as Error).message };
     }
     if (device) {
+      const entry: RequestRecord = {
+        device_id: deviceId,
+        verb,
+        // Without a schema (an unknown verb) nothing says which keys are patient data: keep none.
+        params: spec ? redactPatientParams(spec.params, params) : Object.fromEntries(Object.keys(params).map((k) => [k, PATIENT_DATA_OMITTED])),
+        requested_by: requestedBy,
+        transaction,
+        response,
+      };
       await this.s.writer
-        .audit({ device_id: deviceId, verb, params, status: response.status, detail: response.error ?? response.data }, this.s.now())
+        .recordRequest(entry, this.s.now())
         .catch((error: Error) => this.s.log.error({ err: error.message, verb }, 'could not write the audit row'));
     }
-    if (transaction !== undefined) response.transaction = transaction;
-    await this.s.mqtt
-      .publish(this.s.topics.deviceResponse(deviceId, verb), response, { qos: 1, retain: false })
-      .catch(() => undefined);
+    return response;
   }
+}
+
+/** A request's `transaction`, when it is one a response can repeat. */
+function validTransaction(value: unknown): string | number | undefined {
+  if (typeof value === 'string' && value.length <= 200) return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return value;
+  return undefined;
 }
