@@ -57,10 +57,10 @@ class LineReceiver extends PushedSession {
 async function rig(options: PushedSessionOptions = {}): Promise<{ r: DeviceManagerRig; device: LineDevice; session: () => LineReceiver }> {
   const device = new LineDevice();
   let session: LineReceiver | undefined;
-  let store: DeviceManagerRig['store'] | undefined;
-  const driver = lineDriver('analyzer', (host) => (session = new LineReceiver(host, { idleMs: 60_000, ...options }, () => store!.recordCount())), device);
+  const opened: { store?: DeviceManagerRig['store'] } = {};
+  const driver = lineDriver('analyzer', (host) => (session = new LineReceiver(host, { idleMs: 60_000, ...options }, () => opened.store!.recordCount())), device);
   const r = await deviceManagerRig({ drivers: [driver], cleanups, devices: [{ id: 'line1', driver: 'line-device', transport: { type: 'simulated' } }] });
-  store = r.store;
+  opened.store = r.store;
   return { r, device, session: () => session! };
 }
 
