@@ -48,7 +48,8 @@ export interface PushedSessionOptions {
   commitRetryMs?: number;
 }
 
-interface Totals {
+/** What one transmission brought: units answered, their records, and how many were new. */
+export interface TransmissionTotals {
   units: number;
   records: number;
   inserted: number;
@@ -68,7 +69,7 @@ export abstract class PushedSession implements DriverSession {
   private readonly queue: ConversationQueue;
   private readonly idleMs: number;
   private readonly commitRetryMs: number | undefined;
-  private burst: Totals | null = null;
+  private burst: TransmissionTotals | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   /** Units whose commit failed, kept for a retry (only with `commitRetryMs`). */
@@ -91,6 +92,11 @@ export abstract class PushedSession implements DriverSession {
   protected abstract attach(): void;
   /** Unwires it; awaited at stop, after the last answer. */
   protected abstract detach(): Promise<void>;
+  /** The `download_finished` message of a transmission (a driver may name its units its own way). */
+  protected describeTransmission(t: TransmissionTotals): string {
+    return `received ${t.records} results in ${t.units} messages: ${t.inserted} new, ${t.duplicates} already stored`;
+  }
+
   /** Commands beyond `status` (e.g. ASTM `send`), run one at a time. */
   protected commands(): Record<string, SessionCommand> {
     return {};
@@ -271,7 +277,7 @@ export abstract class PushedSession implements DriverSession {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
     if (b.units > 0) {
-      this.report.emit('download_finished', `received ${b.records} results in ${b.units} messages: ${b.inserted} new, ${b.duplicates} already stored`, {
+      this.report.emit('download_finished', this.describeTransmission(b), {
         records: b.records,
         inserted: b.inserted,
         duplicates: b.duplicates,

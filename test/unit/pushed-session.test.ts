@@ -116,7 +116,9 @@ describe('PushedSession over the real host adapter and store', () => {
     await eventually('download_finished', () => r.events.some((e) => e.type === 'download_finished'));
     expect(device.received).toEqual(['ACK 1', 'ACK -', 'ACK 1', 'ACK 2']);
     expect(r.events.filter((e) => e.type === 'download_started')).toHaveLength(1);
-    expect(r.events.find((e) => e.type === 'download_finished')?.data).toEqual({ records: 3, inserted: 2, duplicates: 1 });
+    const finished = r.events.find((e) => e.type === 'download_finished');
+    expect(finished?.data).toEqual({ records: 3, inserted: 2, duplicates: 1 });
+    expect(finished?.message).toBe('received 3 results in 3 messages: 2 new, 1 already stored');
     await eventually('status ok', () => r.states('line1').at(-1)?.status === 'ok');
     expect(r.states('line1').at(-1)).toMatchObject({ kind: 'analyzer', serial: 'LINE-1', analyzer: { dialect: 'line' } });
     expect(r.states('line1').at(-1)?.last_download).not.toBeNull();
