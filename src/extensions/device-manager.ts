@@ -30,13 +30,29 @@ import type { RequestRecord, RequestResponse } from '../store/requests.ts';
  */
 const STATE_SAVE_SOON_MS = 1000;
 const STATE_SAVE_LATER_MS = 30_000;
-const ROUTINE_STATE_FIELDS: ReadonlySet<string> = new Set(['status', 'status_detail', 'last_seen', 'last_download', 'clock_skew_s']);
+const ROUTINE_STATE_FIELDS: ReadonlySet<string> = new Set([
+  'status',
+  'status_detail',
+  'last_seen',
+  'last_download',
+  'clock_skew_s',
+  'analyzer.last_message_at',
+  'printer.status_read_at',
+  'printer.queued_jobs',
+  'imaging.associations_open',
+  'imaging.instances_received',
+  'imaging.last_association_at',
+  'imaging.last_instance_at',
+]);
 
-/** Whether patching `key` with `value` leaves `state` as it was (a block: each field given). */
-function unchanged(state: DeviceState, key: string, value: unknown): boolean {
+/** Whether patching `key` with `value` changes only routine fields of `state` (a block: field by field). */
+function routineChange(state: DeviceState, key: string, value: unknown): boolean {
+  if (ROUTINE_STATE_FIELDS.has(key)) return true;
   const current = (state as unknown as Record<string, unknown>)[key];
   if (typeof value !== 'object' || value === null || typeof current !== 'object' || current === null) return current === value;
-  return Object.entries(value).every(([f, v]) => v === undefined || (current as Record<string, unknown>)[f] === v);
+  return Object.entries(value).every(
+    ([f, v]) => v === undefined || ROUTINE_STATE_FIELDS.has(`${key}.${f}`) || (current as Record<string, unknown>)[f] === v,
+  );
 }
 
 interface ManagedDevice {
@@ -331,7 +347,7 @@ export class DeviceManager implements Extension {
     if (refused.length > 0) this.s.log.warn({ device: device.config.id, refused }, 'state fields refused (not in poct.device-state/2 for this kind)');
     device.state = state;
     this.dirtyStates.add(device);
-    const routine = Object.entries(patch).every(([k, v]) => ROUTINE_STATE_FIELDS.has(k) || unchanged(before, k, v));
+    const routine = Object.entries(patch).every(([k, v]) => routineChange(before, k, v));
     this.scheduleStateSave(routine ? STATE_SAVE_LATER_MS : STATE_SAVE_SOON_MS);
     // Several patches in one tick become one retained message.
     if (!device.statePublishQueued) {
