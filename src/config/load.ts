@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
+import { transportKind, transportKinds } from '../transports/registry.ts';
 import { assertTimeZone, hostTimeZone } from '../util/time.ts';
 import type { DeviceConfig, PoctdConfig } from './types.ts';
 
@@ -267,24 +268,37 @@ interface SchemaNode {
 
 let compiled: { validate: ValidateFunction; transportTypes: string[] } | undefined;
 
+/**
+ * The config schema with `$defs.transport` made from the transport registry: one discriminated
+ * branch per registered kind, its options' schema either a definition already in the file (the
+ * built-in kinds, documented there) or the kind's own. Compiled again when a kind was registered
+ * since.
+ */
 function schemaValidator(): { validate: ValidateFunction; transportTypes: string[] } {
-  if (compiled) return compiled;
-  const schema = JSON.parse(readFileSync(SCHEMA_URL, 'utf8')) as {
-    $defs: Record<string, { oneOf?: { $ref: string }[]; properties?: { type?: { const?: string } } }>;
-  };
+  const kinds = transportKinds();
+  if (compiled && compiled.transportTypes.length === kinds.length) return compiled;
+  const schema = JSON.parse(readFileSync(SCHEMA_URL, 'utf8')) as { $defs: Record<string, unknown> };
+  const branches = kinds.map((spec) => {
+    let name: string;
+    if ('$defsName' in spec.schema) {
+      name = spec.schema.$defsName;
+      if (!schema.$defs[name]) throw new Error(`transport kind "${spec.kind}": config.schema.json has no $defs.${name}`);
+    } else {
+      name = `transport:${spec.kind}`;
+      schema.$defs[name] = spec.schema.inline;
+    }
+    return { $ref: `#/$defs/${name}` };
+  });
+  (schema.$defs.transport as { oneOf: unknown[] }).oneOf = branches;
   const ajv = new Ajv2020({ allErrors: true, verbose: true, discriminator: true });
   // Annotation: a human message per failing keyword, for patterns whose regex says little.
   ajv.addKeyword({ keyword: 'x-messages', schemaType: 'object' });
   const validate = ajv.compile(schema);
-  const transportTypes = (schema.$defs.transport?.oneOf ?? []).map((branch) => {
-    const name = branch.$ref.replace('#/$defs/', '');
-    return String(schema.$defs[name]?.properties?.type?.const);
-  });
-  compiled = { validate, transportTypes };
+  compiled = { validate, transportTypes: kinds.map((k) => k.kind) };
   return compiled;
 }
 
-/** The transport kinds the schema accepts. */
+/** The transport kinds the config accepts (the registered ones). */
 export function transportTypes(): string[] {
   return [...schemaValidator().transportTypes];
 }
@@ -471,9 +485,8 @@ function semanticProblems(cfg: Record<string, unknown>, ctx: ParseContext): { to
       if (clash) out.push({ tokens: at('transport', 'port'), message: `port ${t.port} is already used by devices[${clash.index}]` });
       else listeners.push({ index: i, port: t.port, bind });
     }
-    if (typeof t.reconnect_min_ms === 'number' && typeof t.reconnect_max_ms === 'number' && t.reconnect_max_ms < t.reconnect_min_ms) {
-      out.push({ tokens: at('transport', 'reconnect_max_ms'), message: `must be >= reconnect_min_ms (${t.reconnect_min_ms})` });
-    }
+    const kind = typeof t.type === 'string' ? transportKind(t.type) : undefined;
+    for (const p of kind?.check?.(t) ?? []) out.push({ tokens: at('transport', p.field), message: p.message });
   });
   return out;
 }

@@ -6,10 +6,12 @@
  */
 import type { Logger } from 'pino';
 import type { DeviceConfig } from '../config/types.ts';
-import type { BridgeEventType, DeviceState, ResultDraft } from '../records/types.ts';
+import type { DeviceKind, DeviceStatePatch } from '../records/device-state.ts';
+import type { BridgeEventType, ResultDraft } from '../records/types.ts';
 import type { ByteTransport, SerialTransportOptions, TransportKind } from '../transports/transport.ts';
+import type { ParamsSchema } from './commands.ts';
 
-export type DeviceKind = 'glucose-meter' | 'urinalysis-reader' | 'analyzer' | 'label-printer' | 'ultrasound';
+export type { DeviceKind, DeviceStatePatch } from '../records/device-state.ts';
 
 export interface UsbMatch {
   /** Lowercase 4-digit hex, as `lsusb` prints it. */
@@ -51,15 +53,49 @@ export interface DecodeContext {
   options?: Readonly<Record<string, unknown>>;
 }
 
+/**
+ * What a capture says about the device, flat as a decoder finds it. A session turns it into a
+ * state patch with `factsToPatch` (the meter fields go into the `meter` block).
+ */
+export interface DeviceFacts {
+  manufacturer?: string;
+  model?: string | null;
+  serial?: string | null;
+  firmware?: string | null;
+  display_unit?: string | null;
+  record_count?: number | null;
+}
+
+/** A decoder's facts as a device-state patch: identity at the top, the meter fields in `meter`. */
+export function factsToPatch(facts: DeviceFacts): DeviceStatePatch {
+  const { display_unit, record_count, ...identity } = facts;
+  const patch: DeviceStatePatch = { ...identity };
+  if (display_unit !== undefined || record_count !== undefined) {
+    patch.meter = {};
+    if (display_unit !== undefined) patch.meter.display_unit = display_unit;
+    if (record_count !== undefined) patch.meter.record_count = record_count;
+  }
+  return patch;
+}
+
 export interface DecodeResult {
   drafts: ResultDraft[];
   issues: DecodeIssue[];
-  /** What the capture says about the device (serial, firmware, display unit, clock...). */
-  device: Partial<DeviceState>;
+  /** What the capture says about the device (serial, firmware, display unit...). */
+  device: DeviceFacts;
 }
+
+export { NO_PARAMS, PATIENT_DATA_OMITTED, type ParamsSchema } from './commands.ts';
 
 export interface CommandSpec {
   description: string;
+  /**
+   * JSON Schema (draft 2020-12) of the request's parameters (the payload without `transaction`
+   * and `requested_by`); `NO_PARAMS` for a command that takes none. The device manager refuses a
+   * request that does not fit before the session sees it. Mark patient data with
+   * `"x-patient": true` on its property: the audit never keeps its value.
+   */
+  params: ParamsSchema;
 }
 
 export interface SessionHost {
@@ -76,7 +112,11 @@ export interface SessionHost {
   /** Keeps bytes that could not be decoded, with the reason (rule 6). */
   quarantine(bytes: Buffer, reason: string): void;
   event(type: BridgeEventType, message: string, data?: Record<string, unknown>): void;
-  updateState(patch: Partial<DeviceState>): void;
+  /**
+   * Reports device state: common fields replace, the fields of the kind's block (`meter`,
+   * `analyzer`, `printer`, `imaging`) merge into it. Another kind's block is refused and logged.
+   */
+  updateState(patch: DeviceStatePatch): void;
 }
 
 export interface DriverSession {

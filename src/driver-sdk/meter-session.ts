@@ -6,7 +6,8 @@
  * (the host asks, the meter answers); passive receivers use `SessionReporter` alone.
  */
 import type { DeviceConfig } from '../config/types.ts';
-import type { BridgeEventType, DeviceState, ResultDraft } from '../records/types.ts';
+import type { DeviceStatePatch } from '../records/device-state.ts';
+import type { BridgeEventType, ResultDraft } from '../records/types.ts';
 import type { ByteTransport } from '../transports/transport.ts';
 import { clockSkewSeconds } from '../util/time.ts';
 import type { Capture, DriverSession, Exchange, SessionHost } from './index.ts';
@@ -69,7 +70,7 @@ export interface FinishedDownload<R> {
   message: string;
   data: Record<string, unknown>;
   /** Set with status `ok` and the download time, e.g. `record_count`. */
-  state?: Partial<DeviceState>;
+  state?: DeviceStatePatch;
 }
 
 /** 15 minutes: the clock skew beyond which a device's clock is flagged (the design's rule). */
@@ -94,13 +95,24 @@ export function numberOptions<T extends { [K in keyof T]: number }>(device: Pick
   return out;
 }
 
+const BLOCKS = new Set(['meter', 'analyzer', 'printer', 'imaging']);
+
+/** Folds `p` into `into` as the host folds it into the state: blocks merge field by field. */
+export function mergePatch(into: DeviceStatePatch, p: DeviceStatePatch): void {
+  const target = into as Record<string, unknown>;
+  for (const [k, v] of Object.entries(p)) {
+    if (v === undefined) continue;
+    target[k] = BLOCKS.has(k) ? { ...((target[k] as object | undefined) ?? {}), ...(v as object) } : v;
+  }
+}
+
 /**
  * The session's side of the host: events, state patches and quarantine. A listener that throws
  * is logged and never reaches the session, whose conversation must go on.
  */
 export class SessionReporter {
   /** The state this session has reported so far (what `status` answers). */
-  readonly state: Partial<DeviceState> = {};
+  readonly state: DeviceStatePatch = {};
 
   constructor(
     private readonly host: SessionHost,
@@ -116,8 +128,8 @@ export class SessionReporter {
     }
   }
 
-  patch(p: Partial<DeviceState>): void {
-    Object.assign(this.state, p);
+  patch(p: DeviceStatePatch): void {
+    mergePatch(this.state, p);
     try {
       this.host.updateState(p);
     } catch (err) {

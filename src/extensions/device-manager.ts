@@ -3,13 +3,23 @@ import { captureToBytes } from '../driver-sdk/capture.ts';
 import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost } from '../driver-sdk/index.ts';
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
 import { flagAmbiguousDeviceTimes } from '../records/build.ts';
-import { DEVICE_STATE_SCHEMA, type Availability, type DeviceState } from '../records/types.ts';
+import {
+  applyStatePatch,
+  AVAILABLE_STATUSES,
+  initialDeviceState,
+  rememberedState,
+  type DeviceState,
+  type DeviceStatePatch,
+} from '../records/device-state.ts';
+import type { Availability } from '../records/types.ts';
 import { usbEntry } from '../transports/discovery.ts';
-import { createTransport } from '../transports/index.ts';
 import { memoryPair } from '../transports/memory.ts';
+import { buildTransport } from '../transports/registry.ts';
 import type { ByteTransport } from '../transports/transport.ts';
 import { makeEvent, parseRequestPayload } from './bridge.ts';
 import type { Extension, Services } from './extension.ts';
+import { paramsProblems, PATIENT_DATA_OMITTED, redactPatientParams, REQUEST_ENVELOPE_KEYS } from '../driver-sdk/commands.ts';
+import type { RequestRecord, RequestResponse } from '../store/requests.ts';
 
 /**
  * Device state is kept in SQLite only so a restart remembers serials and last downloads (MQTT
@@ -20,10 +30,30 @@ import type { Extension, Services } from './extension.ts';
  */
 const STATE_SAVE_SOON_MS = 1000;
 const STATE_SAVE_LATER_MS = 30_000;
-const ROUTINE_STATE_FIELDS: ReadonlySet<string> = new Set(['status', 'status_detail', 'last_seen', 'last_download', 'clock_skew_s']);
+const ROUTINE_STATE_FIELDS: ReadonlySet<string> = new Set([
+  'status',
+  'status_detail',
+  'last_seen',
+  'last_download',
+  'clock_skew_s',
+  'analyzer.last_message_at',
+  'printer.status_read_at',
+  'printer.queued_jobs',
+  'imaging.associations_open',
+  'imaging.instances_received',
+  'imaging.last_association_at',
+  'imaging.last_instance_at',
+]);
 
-/** Device statuses in which the device is reachable and answering. */
-const AVAILABLE_STATUSES = new Set(['idle', 'ok', 'downloading']);
+/** Whether patching `key` with `value` changes only routine fields of `state` (a block: field by field). */
+function routineChange(state: DeviceState, key: string, value: unknown): boolean {
+  if (ROUTINE_STATE_FIELDS.has(key)) return true;
+  const current = (state as unknown as Record<string, unknown>)[key];
+  if (typeof value !== 'object' || value === null || typeof current !== 'object' || current === null) return current === value;
+  return Object.entries(value).every(
+    ([f, v]) => v === undefined || ROUTINE_STATE_FIELDS.has(`${key}.${f}`) || (current as Record<string, unknown>)[f] === v,
+  );
+}
 
 interface ManagedDevice {
   config: DeviceConfig;
@@ -74,6 +104,8 @@ export class DeviceManager implements Extension {
   private readonly dirtyStates = new Set<ManagedDevice>();
   private stateSaveTimer: NodeJS.Timeout | undefined;
   private stateSaveDue = 0;
+  /** Requests with a transaction still running, by device + verb + transaction. */
+  private readonly requestsRunning = new Map<string, Promise<RequestResponse>>();
 
   constructor(private readonly s: Services) {}
 
@@ -148,41 +180,34 @@ export class DeviceManager implements Extension {
     if (unsupported) {
       // Recognised but unreadable: say so on the device state; never open it or start a session.
       transport = memoryPair(`unsupported:${config.id}`).host;
-    } else if (config.transport.type === 'simulated') {
-      const pair = memoryPair(`sim:${config.id}`);
+    } else {
       try {
         // A simulated meter keeps the device's configured local time unless told otherwise.
-        simulator = driver.simulator.create({ timezone, ...config.transport.simulator });
+        const built = await buildTransport(config.transport, {
+          deviceId: config.id,
+          serialDefaults: driver.serialDefaults,
+          extras: this.s.transportExtras,
+          simulator: (options) => driver.simulator.create({ timezone, ...options }),
+        });
+        transport = built.transport;
+        simulator = built.simulator;
       } catch (error) {
         this.event('config_error', config.id, `${(error as Error).message}; device not started`);
         return;
       }
-      await pair.device.open();
-      simulator.attach(pair.device);
-      transport = pair.host;
-    } else {
-      transport = createTransport(config.transport, driver.serialDefaults, this.s.transportExtras);
     }
-    const stored = this.s.store.deviceState(config.id);
-    const state: DeviceState = {
-      schema: DEVICE_STATE_SCHEMA,
+    const fresh = initialDeviceState({
+      kind: driver.kind,
       id: config.id,
       driver: driver.id,
       manufacturer: driver.vendor,
-      // An unreadable device is named by what was recognised: the driver's first model would be wrong.
-      model: refused ? refused.model : stored?.driver === driver.id ? stored.model : (driver.models[0] ?? null),
-      serial: stored?.driver === driver.id ? stored.serial : null,
-      firmware: stored?.driver === driver.id ? stored.firmware : null,
-      status: unsupported ? 'unsupported' : 'idle',
-      status_detail: unsupported,
-      last_seen: stored?.last_seen ?? null,
-      last_download: stored?.last_download ?? null,
-      clock_skew_s: null,
-      clock_skew_flagged: false,
-      display_unit: stored?.display_unit ?? null,
-      record_count: stored?.record_count ?? null,
-      battery: null,
-    };
+      model: driver.models[0] ?? null,
+    });
+    const remembered = rememberedState(this.s.store.deviceState(config.id), driver.id, driver.kind);
+    // An unreadable device is named by what was recognised: the driver's first model would be wrong.
+    if (refused) remembered.model = refused.model;
+    if (unsupported) Object.assign(remembered, { status: 'unsupported', status_detail: unsupported });
+    const state = applyStatePatch(fresh, remembered).state;
     const device = {
       config,
       driver,
@@ -253,7 +278,7 @@ export class DeviceManager implements Extension {
     await device.transport.close().catch(() => undefined);
     device.transportOpen = false;
     this.event('device_removed', id, `${device.driver.id} ${reason}`, { reason });
-    this.updateState(device, { status: reason, status_detail: null });
+    this.updateState(device, { status: 'unplugged', status_detail: null });
   }
 
   private sessionHost(device: ManagedDevice, log: Services['log']): SessionHost {
@@ -316,13 +341,13 @@ export class DeviceManager implements Extension {
     await device.transport.open().catch((error: Error) => log.warn({ err: error.message }, 'reopen failed'));
   }
 
-  private updateState(device: ManagedDevice, patch: Partial<DeviceState>): void {
+  private updateState(device: ManagedDevice, patch: DeviceStatePatch): void {
     const before = device.state;
-    device.state = { ...before, ...patch, schema: DEVICE_STATE_SCHEMA, id: before.id, driver: before.driver };
+    const { state, refused } = applyStatePatch(before, patch);
+    if (refused.length > 0) this.s.log.warn({ device: device.config.id, refused }, 'state fields refused (not in poct.device-state/2 for this kind)');
+    device.state = state;
     this.dirtyStates.add(device);
-    const routine = Object.entries(patch).every(
-      ([k, v]) => ROUTINE_STATE_FIELDS.has(k) || before[k as keyof DeviceState] === v,
-    );
+    const routine = Object.entries(patch).every(([k, v]) => routineChange(before, k, v));
     this.scheduleStateSave(routine ? STATE_SAVE_LATER_MS : STATE_SAVE_SOON_MS);
     // Several patches in one tick become one retained message.
     if (!device.statePublishQueued) {
@@ -406,33 +431,98 @@ export class DeviceManager implements Extension {
     const parsed = this.s.topics.parseRequest(topic);
     if (!parsed || parsed.target !== 'device') return;
     const { device: deviceId, verb } = parsed;
-    const device = this.devices.get(deviceId);
-    let transaction: string | number | undefined;
-    let response: { status: 'ok' | 'error'; data: unknown; error: string | null; transaction?: string | number };
-    let params: Record<string, unknown> = {};
+    let request: ReturnType<typeof parseRequestPayload> | undefined;
+    let refusal: string | null = null;
     try {
-      const request = parseRequestPayload(payload);
-      transaction = request.transaction;
-      const { transaction: _t, ...rest } = request;
-      params = rest;
+      request = parseRequestPayload(payload);
+    } catch (error) {
+      refusal = (error as Error).message;
+    }
+    const transaction = validTransaction(request?.transaction);
+    let response: RequestResponse;
+    if (refusal !== null || !request) {
+      response = { status: 'error', data: null, error: refusal };
+    } else if (transaction === undefined && request.transaction !== undefined) {
+      response = { status: 'error', data: null, error: 'transaction: must be a string or a number' };
+    } else if (transaction === undefined || !this.devices.has(deviceId)) {
+      response = await this.runRequest(deviceId, verb, request, null);
+    } else {
+      // At least once: a repeat of a transaction waits for the first run, or reads its outcome.
+      const key = JSON.stringify([deviceId, verb, transaction]);
+      const running = this.requestsRunning.get(key);
+      const kept = running ? undefined : this.s.store.requestOutcome(deviceId, verb, transaction, this.s.now());
+      if (running) response = await running;
+      else if (kept) response = kept;
+      else {
+        const run = this.runRequest(deviceId, verb, request, transaction);
+        this.requestsRunning.set(key, run);
+        try {
+          response = await run;
+        } finally {
+          this.requestsRunning.delete(key);
+        }
+      }
+    }
+    const published: RequestResponse & { transaction?: string | number } = { ...response };
+    if (transaction !== undefined) published.transaction = transaction;
+    await this.s.mqtt
+      .publish(this.s.topics.deviceResponse(deviceId, verb), published, { qos: 1, retain: false })
+      .catch(() => undefined);
+  }
+
+  /**
+   * Runs one device request: params validated against the command's schema, then the session;
+   * the audit row (params without patient data) and, with a transaction, the outcome are stored
+   * before the answer goes out, so a repeat after a restart is answered from the store.
+   */
+  private async runRequest(
+    deviceId: string,
+    verb: string,
+    request: Record<string, unknown>,
+    transaction: string | number | null,
+  ): Promise<RequestResponse> {
+    const device = this.devices.get(deviceId);
+    const params = Object.fromEntries(Object.entries(request).filter(([k]) => !REQUEST_ENVELOPE_KEYS.has(k)));
+    const requestedBy = typeof request.requested_by === 'string' ? request.requested_by.slice(0, 200) : null;
+    const spec = device?.driver.commands[verb];
+    let response: RequestResponse;
+    try {
       if (!device) throw new Error(`unknown device "${deviceId}"`);
+      if (request.requested_by !== undefined && typeof request.requested_by !== 'string') {
+        throw new Error('requested_by: must be a string');
+      }
       if (device.removed) throw new Error(`device "${deviceId}" is unplugged`);
-      if (!(verb in device.driver.commands)) {
+      if (!spec) {
         throw new Error(`${device.driver.id} has no command "${verb}" (known: ${Object.keys(device.driver.commands).join(', ')})`);
       }
+      const problems = paramsProblems(spec.params, params);
+      if (problems.length > 0) throw new Error(`${verb}: ${problems.join('; ')}`);
       const data = await device.session.command(verb, params);
-      response = { status: 'ok', data, error: null };
+      response = { status: 'ok', data: data ?? null, error: null };
     } catch (error) {
       response = { status: 'error', data: null, error: (error as Error).message };
     }
     if (device) {
+      const entry: RequestRecord = {
+        device_id: deviceId,
+        verb,
+        // Without a schema (an unknown verb) nothing says which keys are patient data: keep none.
+        params: spec ? redactPatientParams(spec.params, params) : Object.fromEntries(Object.keys(params).map((k) => [k, PATIENT_DATA_OMITTED])),
+        requested_by: requestedBy,
+        transaction,
+        response,
+      };
       await this.s.writer
-        .audit({ device_id: deviceId, verb, params, status: response.status, detail: response.error ?? response.data }, this.s.now())
+        .recordRequest(entry, this.s.now())
         .catch((error: Error) => this.s.log.error({ err: error.message, verb }, 'could not write the audit row'));
     }
-    if (transaction !== undefined) response.transaction = transaction;
-    await this.s.mqtt
-      .publish(this.s.topics.deviceResponse(deviceId, verb), response, { qos: 1, retain: false })
-      .catch(() => undefined);
+    return response;
   }
+}
+
+/** A request's `transaction`, when it is one a response can repeat. */
+function validTransaction(value: unknown): string | number | undefined {
+  if (typeof value === 'string' && value.length <= 200) return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return value;
+  return undefined;
 }

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
-import { DEVICE_STATE_SCHEMA, EVENT_SCHEMA, RESULT_SCHEMA } from './types.ts';
+import { DEVICE_STATE_SCHEMA } from './device-state.ts';
+import { EVENT_SCHEMA, RESULT_SCHEMA } from './types.ts';
 
 /** The record schemas shipped in the package under `schemas/`, by id. */
 const FILES: Record<string, string> = {
   [RESULT_SCHEMA]: 'result-1.schema.json',
-  [DEVICE_STATE_SCHEMA]: 'device-state-1.schema.json',
+  [DEVICE_STATE_SCHEMA]: 'device-state-2.schema.json',
   [EVENT_SCHEMA]: 'event-1.schema.json',
 };
 

@@ -4,7 +4,6 @@
  */
 
 export const RESULT_SCHEMA = 'poct.result/1' as const;
-export const DEVICE_STATE_SCHEMA = 'poct.device-state/1' as const;
 export const EVENT_SCHEMA = 'poct.event/1' as const;
 
 export type ResultCategory = 'patient' | 'control' | 'qc' | 'calibration' | 'proficiency';
@@ -72,27 +71,14 @@ export interface ResultDraft extends ResultBody {
 
 export type Availability = 'online' | 'offline';
 
-/** Retained on `poct/device/<id>`: never patient data. */
-export interface DeviceState {
-  schema: typeof DEVICE_STATE_SCHEMA;
-  id: string;
-  driver: string;
-  manufacturer: string;
-  model: string | null;
-  serial: string | null;
-  firmware: string | null;
-  /** `ok`, `no-answer` (meter off / cable unplugged), `port-missing`, `error`, `idle`, `downloading`. */
-  status: string;
-  status_detail: string | null;
-  last_seen: string | null;
-  last_download: string | null;
-  /** Device clock minus host clock in seconds, from the last clock read. */
-  clock_skew_s: number | null;
-  clock_skew_flagged: boolean;
-  display_unit: string | null;
-  record_count: number | null;
-  battery: string | null;
-}
+export {
+  DEVICE_STATE_SCHEMA,
+  DEVICE_STATUSES,
+  type DeviceKind,
+  type DeviceState,
+  type DeviceStatePatch,
+  type DeviceStatus,
+} from './device-state.ts';
 
 export type BridgeEventType =
   | 'connected'

@@ -7,6 +7,7 @@ import type { PatientIdPolicy } from '../config/types.ts';
 import { buildResultRecord } from '../records/build.ts';
 import { applyPatientPolicy } from '../records/privacy.ts';
 import type { DeviceState, ResultDraft, ResultRecord } from '../records/types.ts';
+import { REQUESTS_MIGRATION, RequestLog, type AuditRow, type RequestRecord, type RequestResponse, type Transaction } from './requests.ts';
 
 /**
  * The source of truth. Records, the raw bytes they came from, the outbox that MQTT drains,
@@ -67,6 +68,9 @@ const MIGRATIONS: string[] = [
      key TEXT PRIMARY KEY,
      value BLOB NOT NULL
    );`,
+  // Device requests (issue 9): who asked and the transaction on each audit row, and the first
+  // outcome of each transaction so a repeated request is answered, not run again (requests.ts).
+  REQUESTS_MIGRATION,
 ];
 
 export interface CommitOutcome {
@@ -100,6 +104,7 @@ export interface AuditEntry {
 export class Store {
   private readonly db: Database.Database;
   private readonly stmts;
+  private readonly requests: RequestLog;
 
   /**
    * `checkpointElsewhere`: this connection never copies the WAL into the database file itself,
@@ -114,6 +119,7 @@ export class Store {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
     this.migrate();
+    this.requests = new RequestLog(this.db);
     this.stmts = {
       insertCapture: this.db.prepare(
         `INSERT OR IGNORE INTO captures (id, device_id, driver, kind, bytes, received_at) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -325,6 +331,21 @@ export class Store {
       params: JSON.parse(r.params_json),
       detail: r.detail_json ? JSON.parse(r.detail_json) : null,
     }));
+  }
+
+  /** A device request answered: its audit row, and its outcome for repeats of its transaction. */
+  recordRequest(entry: RequestRecord, at: Date = new Date()): void {
+    this.requests.record(entry, at);
+  }
+
+  /** The first outcome of a request with this transaction, when it is still kept. */
+  requestOutcome(deviceId: string, verb: string, transaction: Transaction, now: Date = new Date()): RequestResponse | undefined {
+    return this.requests.outcome(deviceId, verb, transaction, now);
+  }
+
+  /** Every audit row with who asked and the transaction, oldest first. */
+  auditRows(): AuditRow[] {
+    return this.requests.auditRows();
   }
 
   close(): void {

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { DeviceState } from '../records/types.ts';
+import type { RequestRecord } from './requests.ts';
 import type { AuditEntry, CommitInput, CommitOutcome } from './store.ts';
 
 function ready(worker: Worker, isReady: (message: unknown) => boolean): Promise<void> {
@@ -122,6 +123,11 @@ export class StoreWriter {
 
   audit(entry: AuditEntry, at: Date): Promise<void> {
     return this.call('audit', entry, at);
+  }
+
+  /** A device request answered: the audit row and, with a transaction, its outcome for repeats. */
+  recordRequest(entry: RequestRecord, at: Date): Promise<void> {
+    return this.call('recordRequest', entry, at);
   }
 
   quarantine(deviceId: string, bytes: Buffer, reason: string, at: Date): Promise<void> {

@@ -62,11 +62,19 @@ export interface SimulatedTransportOptions {
   simulator?: Record<string, unknown>;
 }
 
-export type TransportOptions =
-  | SerialTransportOptions
-  | TcpClientTransportOptions
-  | TcpServerTransportOptions
-  | HidTransportOptions
-  | SimulatedTransportOptions;
+/**
+ * Options by transport kind. Open for extension: a module that registers a kind
+ * (`registerTransportKind` in registry.ts) adds its options here by declaration merging:
+ * `declare module '…/transports/transport.ts' { interface TransportOptionsByKind { 'dicom-scp': DicomScpOptions } }`.
+ */
+export interface TransportOptionsByKind {
+  serial: SerialTransportOptions;
+  tcp: TcpClientTransportOptions;
+  'tcp-server': TcpServerTransportOptions;
+  hid: HidTransportOptions;
+  simulated: SimulatedTransportOptions;
+}
 
-export type TransportKind = TransportOptions['type'];
+export type TransportKind = keyof TransportOptionsByKind;
+
+export type TransportOptions = TransportOptionsByKind[TransportKind];

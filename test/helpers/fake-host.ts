@@ -1,7 +1,11 @@
 import pino from 'pino';
 import type { Capture, SessionHost } from '../../src/driver-sdk/index.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
-import type { BridgeEventType, DeviceState, ResultDraft } from '../../src/records/types.ts';
+import { findDriver } from '../../drivers/index.ts';
+import { mergePatch } from '../../src/driver-sdk/meter-session.ts';
+import { applyStatePatch, initialDeviceState, type DeviceKind, type DeviceState, type DeviceStatePatch } from '../../src/records/device-state.ts';
+import { schemaProblems } from '../../src/records/schemas.ts';
+import type { BridgeEventType, ResultDraft } from '../../src/records/types.ts';
 import { resultId } from '../../src/records/ids.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 
@@ -9,6 +13,20 @@ export interface SeenEvent {
   type: BridgeEventType;
   message: string;
   data?: Record<string, unknown>;
+}
+
+/** Every FakeHost made in the current test, for the after-each check of their states. */
+const liveHosts = new Set<FakeHost>();
+
+/**
+ * The problems of every state the FakeHosts made since the last call saw, and forgets those
+ * hosts. `test/helpers/setup.ts` calls it after every test, so a session that reports a state its
+ * schema refuses fails the test that made it.
+ */
+export function takeStateProblems(): string[] {
+  const out = [...liveHosts].flatMap((h) => h.stateProblems.map((p) => `${h.device.id}: ${p}`));
+  liveHosts.clear();
+  return out;
 }
 
 /**
@@ -19,7 +37,12 @@ export class FakeHost implements SessionHost {
   readonly log = pino({ level: 'silent' });
   timezone = 'Europe/Copenhagen';
   readonly events: SeenEvent[] = [];
-  readonly state: Partial<DeviceState> = {};
+  /** What the session reported, merged as the device manager merges it (blocks field by field). */
+  readonly state: DeviceStatePatch = {};
+  /** The whole state the device manager would publish after the last patch. */
+  published: DeviceState;
+  /** Why a published state was refused by `poct.device-state/2` or a patch field by the kind. */
+  readonly stateProblems: string[] = [];
   readonly quarantined: { bytes: Buffer; reason: string }[] = [];
   readonly commits: { drafts: ResultDraft[]; capture: Capture }[] = [];
   /** Stored drafts by record id. */
@@ -32,7 +55,17 @@ export class FakeHost implements SessionHost {
   constructor(
     readonly device: DeviceConfig,
     readonly transport: ByteTransport,
-  ) {}
+    /**
+     * The driver's kind; by default the registered driver's that `device.driver` names, and a
+     * glucose meter for the SDK tests' own probe drivers.
+     */
+    kind?: DeviceKind,
+  ) {
+    const driver = findDriver(device.driver);
+    const k = kind ?? driver?.kind ?? 'glucose-meter';
+    this.published = initialDeviceState({ kind: k, id: device.id, driver: device.driver, manufacturer: driver?.vendor ?? 'test', model: null });
+    liveHosts.add(this);
+  }
 
   now(): Date {
     return new Date();
@@ -63,8 +96,12 @@ export class FakeHost implements SessionHost {
     this.notify();
   }
 
-  updateState(patch: Partial<DeviceState>): void {
-    Object.assign(this.state, patch);
+  updateState(patch: DeviceStatePatch): void {
+    mergePatch(this.state, patch);
+    const { state, refused } = applyStatePatch(this.published, patch);
+    this.published = state;
+    this.stateProblems.push(...refused.map((r) => `refused ${r}`));
+    this.stateProblems.push(...schemaProblems(state.schema, state));
     this.notify();
   }
 

@@ -109,7 +109,7 @@ devices:
     expect(download.at(-2)!.message).toBe('4 of 4 records');
     // The state carries the serial from the identify step on; 'ok' comes after the download.
     await sub.waitFor('device state ok', () => sub.last<DeviceState>('poct/device/contour1')?.status === 'ok');
-    expect(sub.last<DeviceState>('poct/device/contour1')).toMatchObject({ model: 'Contour Next USB', serial: '7410-5550001', display_unit: 'mg/dL', record_count: 4, status: 'ok' });
+    expect(sub.last<DeviceState>('poct/device/contour1')).toMatchObject({ model: 'Contour Next USB', serial: '7410-5550001', meter: { display_unit: 'mg/dL', record_count: 4 }, status: 'ok' });
 
     // Unplugged: offline. Plugged in again: the whole memory comes again, nothing new is published.
     port.unplug();

@@ -61,7 +61,7 @@ devices:
         await late.waitFor(`retained ${topic}`, () => late.on(topic).length > 0);
       }
       // The state carries the serial from the identify step on; the record count only after the commit.
-      await late.waitFor('device state after the download', () => late.last<DeviceState>('poct/device/bench1')?.record_count === 3);
+      await late.waitFor('device state after the download', () => late.last<DeviceState>('poct/device/bench1')?.meter?.record_count === 3);
       expect(late.last('poct/bridge/state')).toEqual({ state: 'online' });
       const info = late.last<BridgeInfo>('poct/bridge/info')!;
       expect(info.drivers.map((d) => d.id)).toContain('onetouch-ultra2');
@@ -71,8 +71,8 @@ devices:
         expect.objectContaining({ id: 'bench1', driver: 'onetouch-ultra2', serial: 'GMF600DCY', transport: 'simulated', availability: 'online' }),
       ]);
       const state = late.last<DeviceState>('poct/device/bench1')!;
-      expect(schemaProblems('poct.device-state/1', state)).toEqual([]);
-      expect(state).toMatchObject({ serial: 'GMF600DCY', display_unit: 'mmol/L', record_count: 3 });
+      expect(schemaProblems('poct.device-state/2', state)).toEqual([]);
+      expect(state).toMatchObject({ serial: 'GMF600DCY', meter: { display_unit: 'mmol/L', record_count: 3 } });
       expect(late.on('poct/bridge/health')[0]?.retain).toBe(true);
       // Results are never retained.
       expect(late.on('poct/device/bench1/result')).toEqual([]);

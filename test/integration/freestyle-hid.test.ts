@@ -144,8 +144,8 @@ describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto
     expect(results.every((r) => r.category === 'patient' && r.observations[0]!.unit === 'mg/dL' && r.device.serial === 'JAGT241-U6242')).toBe(true);
     await sub.waitFor('device state', () => sub.last<DeviceState>('poct/device/fs1')?.status === 'ok');
     const state = sub.last<DeviceState>('poct/device/fs1')!;
-    expect(schemaProblems('poct.device-state/1', state)).toEqual([]);
-    expect(state).toMatchObject({ model: 'FreeStyle InsuLinx', serial: 'JAGT241-U6242', firmware: '1.40', record_count: 40 });
+    expect(schemaProblems('poct.device-state/2', state)).toEqual([]);
+    expect(state).toMatchObject({ model: 'FreeStyle InsuLinx', serial: 'JAGT241-U6242', firmware: '1.40', meter: { record_count: 40 } });
     // Reports crossed the real HidTransport: report id 0 in front, 64 report bytes behind it.
     expect(devices[0]!.written.every((w) => w.length === 65 && w[0] === 0)).toBe(true);
     // Events go out in the order raised (those raised before the broker connection are held and
@@ -203,7 +203,7 @@ describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto
     await sub.waitFor('unsupported state', () => sub.last<DeviceState>('poct/device/fs1')?.status === 'unsupported', 10_000);
     const state = sub.last<DeviceState>('poct/device/fs1')!;
     expect(state.status_detail).toBe(LIBRE2_UNSUPPORTED);
-    expect(schemaProblems('poct.device-state/1', state)).toEqual([]);
+    expect(schemaProblems('poct.device-state/2', state)).toEqual([]);
     // The event is not retained: after a (re)connect it may arrive just after the retained state.
     const refused = (): boolean => sub.events('fs1').some((e) => e.type === 'device_error' && e.message.includes(LIBRE2_UNSUPPORTED));
     await sub.waitFor('device_error event', refused, 5_000);

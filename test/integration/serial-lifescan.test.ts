@@ -72,12 +72,12 @@ describe.each(CASES)('$driver over a socat pty pair, simulator in its own proces
     // when the clock is read, before the records; the record count comes with the state after the commit.
     await sub.waitFor(
       'clock skew flagged, after the download',
-      () => sub.last<DeviceState>('poct/device/bench1')?.clock_skew_flagged === true && sub.last<DeviceState>('poct/device/bench1')?.record_count === 3,
+      () => sub.last<DeviceState>('poct/device/bench1')?.clock_skew_flagged === true && sub.last<DeviceState>('poct/device/bench1')?.meter?.record_count === 3,
       10_000,
     );
     const state = sub.last<DeviceState>('poct/device/bench1')!;
-    expect(schemaProblems('poct.device-state/1', state)).toEqual([]);
-    expect(state).toMatchObject({ serial: c.serial, display_unit: 'mmol/L', record_count: 3 });
+    expect(schemaProblems('poct.device-state/2', state)).toEqual([]);
+    expect(state).toMatchObject({ serial: c.serial, meter: { display_unit: 'mmol/L', record_count: 3 } });
 
     const response = await sub.request<{ status: string; data: { clock_skew_s: number } }>(
       'poct/device/bench1/request/clock/sync',

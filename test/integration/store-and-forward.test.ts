@@ -177,7 +177,7 @@ devices:
     // (in one save or two, when the download takes longer than the second).
     await eventually('the serial and the record count saved', () => {
       const saved = reader.deviceState('bench1');
-      return saved?.serial === 'GMF600DCY' && saved.record_count === 3;
+      return saved?.serial === 'GMF600DCY' && saved.meter?.record_count === 3;
     }, 3000);
     const firstSaved = reader.deviceState('bench1')!.last_seen;
     // Polled five times a second, the meter touches only routine fields (last_seen, status, clock skew): those wait.
@@ -189,7 +189,7 @@ devices:
     await controller.stop();
     const saved = reader.deviceState('bench1')!;
     expect(saved.last_seen).not.toBe(firstSaved);
-    expect(saved).toMatchObject({ serial: 'GMF600DCY', record_count: 3, display_unit: 'mg/dL' });
+    expect(saved).toMatchObject({ serial: 'GMF600DCY', meter: { record_count: 3, display_unit: 'mg/dL' } });
     expect(saved.last_download).not.toBeNull();
   });
 });

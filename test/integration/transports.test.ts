@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HidTransport, type HidDeviceHandle, type HidOpener } from '../../src/transports/hid.ts';
-import { createTransport, waitForOpen } from '../../src/transports/index.ts';
+import { buildTransport, waitForOpen } from '../../src/transports/index.ts';
 import { backoffDelay } from '../../src/transports/reconnecting.ts';
 import { SerialTransport } from '../../src/transports/serial.ts';
 import { TcpClientTransport, TcpServerTransport } from '../../src/transports/tcp.ts';
@@ -294,17 +294,18 @@ describe('SerialTransport over a socat pty pair', () => {
     expect(host.isOpen).toBe(true);
   });
 
-  it('createTransport puts the driver serial defaults under the user options', () => {
-    const t = createTransport(
+  it('buildTransport puts the driver serial defaults under the user options, and builds each registered kind', async () => {
+    const { transport: t } = await buildTransport(
       { type: 'serial', path: '/dev/ttyUSB9', baud_rate: 19200 },
-      { baud_rate: 9600, data_bits: 7, parity: 'even' },
+      { serialDefaults: { baud_rate: 9600, data_bits: 7, parity: 'even' } },
     );
     expect(t).toBeInstanceOf(SerialTransport);
     expect((t as SerialTransport).options).toMatchObject({ path: '/dev/ttyUSB9', baud_rate: 19200, data_bits: 7, parity: 'even' });
-    expect(() => createTransport({ type: 'simulated' })).toThrow(/memoryPair/);
-    expect(createTransport({ type: 'tcp', host: '127.0.0.1', port: 9100 })).toBeInstanceOf(TcpClientTransport);
-    expect(createTransport({ type: 'tcp-server', port: 0 })).toBeInstanceOf(TcpServerTransport);
-    expect(createTransport({ type: 'hid', vendor_id: '1a61', product_id: '3410' })).toBeInstanceOf(HidTransport);
+    await expect(buildTransport({ type: 'simulated' })).rejects.toThrow(/simulator/);
+    expect((await buildTransport({ type: 'tcp', host: '127.0.0.1', port: 9100 })).transport).toBeInstanceOf(TcpClientTransport);
+    expect((await buildTransport({ type: 'tcp-server', port: 0 })).transport).toBeInstanceOf(TcpServerTransport);
+    expect((await buildTransport({ type: 'hid', vendor_id: '1a61', product_id: '3410' })).transport).toBeInstanceOf(HidTransport);
+    await expect(buildTransport({ type: 'usb-printer' } as never)).rejects.toThrow(/unknown transport type "usb-printer" \(known: serial, tcp, tcp-server, hid, simulated\)/);
   });
 });
 

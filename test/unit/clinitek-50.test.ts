@@ -158,7 +158,7 @@ describe('CLINITEK 50 session', () => {
     expect(order).toEqual(Array(3).fill(['commit:start', 'commit:end', 'write:06']).flat());
     expect(r.sim.received.slice(0, 3)).toEqual([ENQ, XON, DC2]);
     expect(r.host.events.find((e) => e.type === 'download_finished')!.data).toEqual({ records: 3, inserted: 3, duplicates: 0 });
-    expect(r.host.state).toMatchObject({ status: 'ok', model: 'CLINITEK 50', firmware: '01.02', display_unit: 'CONV.' });
+    expect(r.host.state).toMatchObject({ status: 'ok', model: 'CLINITEK 50', firmware: '01.02', meter: { display_unit: 'CONV.' } });
     for (const c of r.host.commits) expect(decodeClinitek50(c.capture, CTX).drafts).toEqual(c.drafts);
     // A second download reads the records the reader has left: none.
     await r.session.command('download', {});

@@ -342,7 +342,7 @@ describe('Contour session', () => {
     ]);
     expect(drafts[0]!.flags).toContain('meal:before');
     expect(drafts[4]!.flags).toEqual(['meal:fasting', 'meal:minutes-after:165', 'reference:plasma']);
-    expect(r.host.state).toMatchObject({ status: 'ok', serial: '7410-1234567', model: 'Contour Next USB', display_unit: 'mg/dL', record_count: 5 });
+    expect(r.host.state).toMatchObject({ status: 'ok', serial: '7410-1234567', model: 'Contour Next USB', meter: { display_unit: 'mg/dL', record_count: 5 } });
     // The committed capture decodes to the same drafts (rule 4: re-decodable).
     expect(decodeContour(r.host.commits[0]!.capture, { deviceId: 'bench2-contour', timezone: r.host.timezone }).drafts).toEqual(drafts);
   });
@@ -421,7 +421,7 @@ describe('Contour session', () => {
       { code: 'GLU', name: 'Glucose', loinc: '14743-9', value: 5.4, unit: 'mmol/L', ucum: 'mmol/L', flags: [], text: null, comparator: null },
       { code: 'GLU', name: 'Glucose', loinc: '14743-9', value: null, unit: 'mmol/L', ucum: 'mmol/L', flags: ['LO'], text: null, comparator: '<', limit: 0.6 },
     ]);
-    expect(r.host.state.display_unit).toBe('mmol/L');
+    expect(r.host.state.meter?.display_unit).toBe('mmol/L');
   });
 
   it('repeated downloads give the same ids and store nothing twice', async () => {

@@ -361,7 +361,7 @@ describe('FreeStyle HID session on an in-memory link', () => {
     expect(h.sim.received.some((c) => c.startsWith('$pt'))).toBe(false);
     expect(h.host.types()).toEqual(['download_started', 'download_progress', 'download_progress', 'download_progress', 'download_finished']);
     expect(h.host.events.at(-2)!.data).toEqual({ received: 60, total: 60 });
-    expect(h.host.state).toMatchObject({ status: 'ok', serial: 'JAGT241-U6242', firmware: '1.40', model: 'FreeStyle InsuLinx', record_count: 60, display_unit: 'mg/dL' });
+    expect(h.host.state).toMatchObject({ status: 'ok', serial: 'JAGT241-U6242', firmware: '1.40', model: 'FreeStyle InsuLinx', meter: { record_count: 60, display_unit: 'mg/dL' } });
     expect(Math.abs(h.host.state.clock_skew_s!)).toBeLessThan(61);
     expect(JSON.stringify([h.host.events, h.host.state, h.logs])).not.toMatch(/Secret|SECRET/);
     // The committed transcript decodes to the same drafts (rule 4: replay).

@@ -128,7 +128,7 @@ describe('MeterSession.downloadConversation', () => {
     r.session.run = async (greeting) => {
       statuses.push(r.host.state.status);
       r.host.event('download_progress', 'midway', { greeting });
-      return { result: `${greeting}!`, message: 'downloaded 3 records', data: { records: 3, inserted: 2, duplicates: 1 }, state: { record_count: 7 } };
+      return { result: `${greeting}!`, message: 'downloaded 3 records', data: { records: 3, inserted: 2, duplicates: 1 }, state: { meter: { record_count: 7 } } };
     };
     await expect(r.session.command('download', {})).resolves.toBe('hello!');
     expect(statuses).toEqual(['downloading']);
@@ -137,7 +137,7 @@ describe('MeterSession.downloadConversation', () => {
       { type: 'download_progress', message: 'midway', data: { greeting: 'hello' } },
       { type: 'download_finished', message: 'downloaded 3 records', data: { records: 3, inserted: 2, duplicates: 1 } },
     ]);
-    expect(r.host.state).toMatchObject({ status: 'ok', status_detail: null, record_count: 7 });
+    expect(r.host.state).toMatchObject({ status: 'ok', status_detail: null, meter: { record_count: 7 } });
     expect(r.host.state.last_download).toBe(r.host.state.last_seen);
   });
 

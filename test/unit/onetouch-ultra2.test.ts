@@ -427,7 +427,7 @@ describe('session', () => {
     // The stored transcript decodes to exactly what was committed.
     expect(capture.kind).toBe('transcript');
     expect(decodeUltra2(capture, { deviceId: 'bench1-ultra2', timezone: 'Europe/Copenhagen' }).drafts).toEqual(drafts);
-    expect(r.host.state).toMatchObject({ status: 'ok', serial: 'GMF600DCY', firmware: 'P02.00.00', display_unit: 'mg/dL', record_count: 3 });
+    expect(r.host.state).toMatchObject({ status: 'ok', serial: 'GMF600DCY', firmware: 'P02.00.00', meter: { display_unit: 'mg/dL', record_count: 3 } });
     expect(r.host.state.clock_skew_flagged).toBe(false);
     expect(Math.abs(r.host.state.clock_skew_s!)).toBeLessThanOrEqual(2);
     expect(r.host.types()).toEqual(['download_started', 'download_progress', 'download_finished']);
@@ -442,7 +442,7 @@ describe('session', () => {
     // The same memory again: every reading is already stored.
     expect(result).toEqual({ inserted: 0, duplicates: 3, records: 3, unreadable: 0 });
     expect(r.host.commits).toHaveLength(2);
-    expect(r.host.state.display_unit).toBe('mmol/L');
+    expect(r.host.state.meter?.display_unit).toBe('mmol/L');
     expect(r.host.commits[1]!.drafts[0]!.observations[0]!.unit).toBe('mg/dL');
   });
 
@@ -677,7 +677,7 @@ describe('session', () => {
     };
     await r.session.start();
     await r.session.command('download', {});
-    expect(await r.session.command('status', {})).toMatchObject({ status: 'ok', serial: 'GMF600DCY', record_count: 3 });
+    expect(await r.session.command('status', {})).toMatchObject({ status: 'ok', serial: 'GMF600DCY', meter: { record_count: 3 } });
     await expect(r.session.command('erase', {})).rejects.toThrow(/unknown command/);
     await r.teardown();
     await expect(r.session.command('download', {})).rejects.toThrow(/stopped/);

@@ -144,7 +144,7 @@ describe('session', () => {
     expect(drafts[3]!.observations[0]).toMatchObject({ value: null, flags: ['LO'], comparator: '<', limit: 20, unit: 'mg/dL' });
     // Values stay mg/dL; the mmol/L display unit is on the device state only.
     expect(drafts[0]!.observations[0]).toMatchObject({ value: 96, unit: 'mg/dL', ucum: 'mg/dL' });
-    expect(r.host.state).toMatchObject({ status: 'ok', serial: 'CGWA1E5CR', firmware: 'P02.00.00', display_unit: 'mmol/L', record_count: 4, model: 'OneTouch UltraEasy' });
+    expect(r.host.state).toMatchObject({ status: 'ok', serial: 'CGWA1E5CR', firmware: 'P02.00.00', meter: { display_unit: 'mmol/L', record_count: 4 }, model: 'OneTouch UltraEasy' });
     expect(r.host.state.clock_skew_flagged).toBe(false);
     expect(r.host.types()).toEqual(['download_started', 'download_progress', 'download_finished']);
     expect(r.host.events[1]).toMatchObject({ message: '4 of 4 records', data: { received: 4, total: 4 } });
@@ -314,7 +314,7 @@ describe('session', () => {
     await r.host.until(() => r.host.commits.length >= 2, 5000);
     const [a, b] = await Promise.all([r.session.command('download', {}), r.session.command('download', {})]);
     expect(a).toEqual(b);
-    expect(await r.session.command('status', {})).toMatchObject({ status: 'ok', record_count: 4 });
+    expect(await r.session.command('status', {})).toMatchObject({ status: 'ok', meter: { record_count: 4 } });
     await expect(r.session.command('erase', {})).rejects.toThrow(/unknown command/);
     await r.teardown();
     const n = r.host.commits.length;

@@ -85,7 +85,7 @@ describe('session', () => {
     expect(drafts[2]!.observations[0]).toMatchObject({ value: null, unit: 'mg/dL', flags: ['HI'], comparator: '>', limit: 600 });
     expect(drafts[3]!.observations[0]).toMatchObject({ value: null, unit: 'mg/dL', flags: ['LO'], comparator: '<', limit: 20 });
     expect(drafts[0]!.observations[0]).toMatchObject({ value: 96, unit: 'mg/dL', ucum: 'mg/dL' });
-    expect(r.host.state).toMatchObject({ status: 'ok', serial: 'VIQSIM0001', display_unit: 'mmol/L', record_count: 4, model: 'OneTouch Verio IQ' });
+    expect(r.host.state).toMatchObject({ status: 'ok', serial: 'VIQSIM0001', meter: { display_unit: 'mmol/L', record_count: 4 }, model: 'OneTouch Verio IQ' });
     expect(decodeVerioIq(capture, CTX).drafts).toEqual(drafts);
     // Every frame either side sent has link-control 0.
     if (capture.kind !== 'transcript') throw new Error('no transcript');

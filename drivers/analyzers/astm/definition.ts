@@ -7,6 +7,7 @@ import { DIALECTS } from './dialects/index.ts';
 import { ASTM_DRIVER_ID, decodeAstm } from './records.ts';
 import { AstmSession } from './session.ts';
 import { AstmSimulator, parseSimulatorOptions, SIMULATOR_OPTION_HELP } from './simulator.ts';
+import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
 
 export const astmDriver: DriverDefinition = {
   id: ASTM_DRIVER_ID,
@@ -17,8 +18,17 @@ export const astmDriver: DriverDefinition = {
   transports: ['serial', 'tcp', 'tcp-server', 'simulated'],
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
-    status: { description: 'the device state: model, serial and firmware from the last H record, last message time' },
-    send: { description: 'send a message to the device (host → device, e.g. orders): {"message": "H|\\\\^&|…\\rL|1|N"}' },
+    status: { description: 'the device state: model, serial and firmware from the last H record, last message time', params: NO_PARAMS },
+    send: {
+      description: 'send a message to the device (host → device, e.g. orders): {"message": "H|\\\\^&|…\\rL|1|N"}',
+      // An order carries patient fields (P record): the audit never keeps the message.
+      params: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['message'],
+        properties: { message: { type: 'string', minLength: 1, 'x-patient': true, description: 'the ASTM message, records separated by CR' } },
+      },
+    },
   },
   decode: decodeAstm,
   createSession: (host) => new AstmSession(host),

@@ -8,7 +8,7 @@
  */
 import type { Capture, DecodeContext, DecodeIssue, DecodeResult } from '../../../src/driver-sdk/index.ts';
 import { deviceBytes } from '../../../src/driver-sdk/capture.ts';
-import type { DeviceIdentity, DeviceState, Observation, ResultCategory, ResultDraft } from '../../../src/records/types.ts';
+import type { DeviceIdentity, Observation, ResultCategory, ResultDraft } from '../../../src/records/types.ts';
 import { naiveToZoned } from '../../../src/util/time.ts';
 import { collectMessages } from '../../../src/protocols/astm/link.ts';
 import {
@@ -26,6 +26,7 @@ import {
 import { stripObservation, unitKey } from '../../analytes/urine-strip.ts';
 import { detectDialect, findDialect, type AstmDialect, type TestMapping } from './dialects/index.ts';
 import { LOINC_RE, parseAstmOptions, type AstmOptions } from './options.ts';
+import type { DeviceFacts } from '../../../src/driver-sdk/index.ts';
 
 export const ASTM_DRIVER_ID = 'astm';
 
@@ -56,7 +57,7 @@ const ABNORMAL_FLAGS: Readonly<Record<string, string | null>> = {
 export interface MessageDecode {
   drafts: ResultDraft[];
   issues: DecodeIssue[];
-  device: Partial<DeviceState>;
+  device: DeviceFacts;
   dialect: AstmDialect | null;
   /** What the message was: results, a query (Q records), or nothing usable. */
   kind: 'results' | 'query' | 'empty';
@@ -345,7 +346,7 @@ export function decodeAstm(capture: Capture, ctx: DecodeContext): DecodeResult {
   const { messages, issues: linkIssues } = collectMessages(deviceBytes(capture), options.max_frame_bytes);
   const issues: DecodeIssue[] = linkIssues.map((i) => ({ reason: i.reason, bytes: i.bytes }));
   const drafts: ResultDraft[] = [];
-  let device: Partial<DeviceState> = {};
+  let device: DeviceFacts = {};
   for (const m of messages) {
     const r = decodeAstmMessage(m, ctx, options);
     drafts.push(...r.drafts);

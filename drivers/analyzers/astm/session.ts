@@ -10,6 +10,7 @@ import { AstmLink, type AstmLinkIssue, type AstmLinkMessage } from '../../../src
 import { splitRecords } from '../../../src/protocols/astm/records.ts';
 import { parseAstmOptions, type AstmOptions } from './options.ts';
 import { ASTM_DRIVER_ID, decodeAstmMessage } from './records.ts';
+import { factsToPatch } from '../../../src/driver-sdk/index.ts';
 
 export class AstmSession implements DriverSession {
   private readonly opts: AstmOptions;
@@ -113,7 +114,7 @@ export class AstmSession implements DriverSession {
     const r = decodeAstmMessage(m.text, ctx, this.opts);
     const capture: Capture = { kind: 'transcript', exchanges: m.exchanges };
     for (const issue of r.issues) this.host.log.warn({ reason: issue.reason }, 'astm: message problem');
-    this.report.patch({ ...r.device, last_seen: this.host.now().toISOString() });
+    this.report.patch({ ...factsToPatch(r.device), last_seen: this.host.now().toISOString() });
     if (r.drafts.length === 0) {
       // Nothing to store, but the message itself arrived intact: it is ACKed as E1381 requires
       // (a NAK would only make the device send the same message again, forever). The bytes are

@@ -4,11 +4,12 @@
  */
 import type { Capture, DecodeContext, DecodeIssue, DecodeResult } from '../../../src/driver-sdk/index.ts';
 import { byDeviceTime } from '../../../src/records/build.ts';
-import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../../src/records/types.ts';
+import type { DeviceIdentity, Observation, ResultDraft } from '../../../src/records/types.ts';
 import { type AstmLinkIssue, collectMessages } from '../../../src/protocols/astm/link.ts';
 import { type AstmRecord, parseAstmDate, parseMessage, splitRecords } from '../../../src/protocols/astm/records.ts';
 import { naiveToZoned } from '../../../src/util/time.ts';
 import { decodeReport, MAX_FRAME_BYTES } from './codec.ts';
+import type { DeviceFacts } from '../../../src/driver-sdk/index.ts';
 
 export const CONTOUR_DRIVER_ID = 'contour-next';
 export const MANUFACTURER = 'Ascensia';
@@ -313,8 +314,8 @@ function astmStream(capture: Capture, issues: DecodeIssue[]): Buffer {
   return Buffer.concat(parts);
 }
 
-export function headerState(h: ContourHeader): Partial<DeviceState> {
-  const s: Partial<DeviceState> = { model: h.model, serial: h.serial, firmware: h.firmware };
+export function headerState(h: ContourHeader): DeviceFacts {
+  const s: DeviceFacts = { model: h.model, serial: h.serial, firmware: h.firmware };
   if (h.unit) s.display_unit = h.unit;
   if (h.recordCount !== null) s.record_count = h.recordCount;
   return s;
@@ -332,7 +333,7 @@ export function decodeContour(capture: Capture, ctx: DecodeContext): DecodeResul
   const issues: DecodeIssue[] = [];
   const collected = collectMessages(astmStream(capture, issues), MAX_FRAME_BYTES);
   for (const i of collected.issues) issues.push({ reason: linkIssueCode(i), ...(i.bytes ? { bytes: i.bytes } : {}) });
-  let device: Partial<DeviceState> = {};
+  let device: DeviceFacts = {};
   const drafts = new Map<string, ResultDraft>();
   for (const text of collected.messages) {
     const t = transferToDrafts(text, ctx.deviceId, ctx.timezone);

@@ -32,6 +32,7 @@ import {
   parseContourHeader,
   transferToDrafts,
 } from './records.ts';
+import { factsToPatch } from '../../../src/driver-sdk/index.ts';
 
 /**
  * `reply_timeout_ms`: for the meter's ENQ after the poke, and the link's receive timeout between
@@ -354,7 +355,7 @@ export class ContourSession extends MeterSession<Item> {
 
   private onHeader(h: ContourHeader): void {
     this.header = h;
-    this.report.patch({ ...headerState(h), last_seen: this.host.now().toISOString() });
+    this.report.patch({ ...factsToPatch(headerState(h)), last_seen: this.host.now().toISOString() });
     if (h.clock) this.report.clockRead(h.clock, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
   }
 

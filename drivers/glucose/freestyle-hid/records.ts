@@ -4,7 +4,7 @@
  */
 import type { Capture, DecodeContext, DecodeIssue, DecodeResult } from '../../../src/driver-sdk/index.ts';
 import type { DeviceConfig } from '../../../src/config/types.ts';
-import type { DeviceIdentity, DeviceState, Observation, ResultDraft } from '../../../src/records/types.ts';
+import type { DeviceIdentity, Observation, ResultDraft } from '../../../src/records/types.ts';
 import { naiveToZoned } from '../../../src/util/time.ts';
 import {
   clockChangeSeconds,
@@ -21,6 +21,7 @@ import {
   type RecordCommand,
   TextReplyAssembler,
 } from './codec.ts';
+import type { DeviceFacts } from '../../../src/driver-sdk/index.ts';
 
 export const FREESTYLE_DRIVER_ID = 'freestyle-hid';
 export const MANUFACTURER = 'Abbott';
@@ -379,7 +380,7 @@ export function decodeFreeStyle(capture: Capture, ctx: DecodeContext): DecodeRes
   if (!sawText && capture.exchanges.length > 0 && issues.length === 0) issues.push({ reason: 'no-text-replies' });
   const out = snapshotToDrafts(snapshot, ctx, null);
   issues.push(...out.issues);
-  const device: Partial<DeviceState> = {};
+  const device: DeviceFacts = {};
   if (out.model) device.model = MODELS[out.model].name;
   if (snapshot.serial !== null) device.serial = snapshot.serial;
   if (snapshot.firmware !== null) device.firmware = snapshot.firmware;

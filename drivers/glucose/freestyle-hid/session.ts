@@ -275,7 +275,7 @@ export class FreeStyleSession extends MeterSession<Buffer> {
           model: this.model ? MODELS[this.model].name : (this.report.state.model ?? null),
           serial: snapshot.serial,
           firmware: snapshot.firmware,
-          display_unit: snapshot.displayUnit,
+          meter: { display_unit: snapshot.displayUnit },
           last_seen: this.host.now().toISOString(),
         });
 
@@ -325,7 +325,7 @@ export class FreeStyleSession extends MeterSession<Buffer> {
             invalid: out.summary.invalid,
             rejected: out.summary.rejected,
           },
-          state: { record_count: out.summary.records },
+          state: { meter: { record_count: out.summary.records } },
         };
       },
     );

@@ -5,7 +5,7 @@
  */
 import type { Capture, DecodeContext, DecodeIssue, DecodeResult } from '../../../src/driver-sdk/index.ts';
 import { byDeviceTime } from '../../../src/records/build.ts';
-import type { DeviceIdentity, DeviceState, ResultDraft } from '../../../src/records/types.ts';
+import type { DeviceIdentity, ResultDraft } from '../../../src/records/types.ts';
 import { glucoseMeterDraft, glucoseObservation, type GlucoseMgdl } from '../../analytes/glucose.ts';
 import {
   FrameReader,
@@ -17,6 +17,7 @@ import {
   type Meal,
   type WireRecord,
 } from './codec.ts';
+import type { DeviceFacts } from '../../../src/driver-sdk/index.ts';
 
 export const MANUFACTURER = 'LifeScan';
 
@@ -66,7 +67,7 @@ export function identity(d: LifeScanDialect, deviceId: string, serial: string | 
  */
 export function decodeLifeScan(d: LifeScanDialect, capture: Capture, ctx: DecodeContext): DecodeResult {
   const issues: DecodeIssue[] = [];
-  const device: Partial<DeviceState> = {};
+  const device: DeviceFacts = {};
   if (capture.kind === 'raw') {
     issues.push({ reason: 'needs-transcript', bytes: capture.bytes });
     return { drafts: [], issues, device };

@@ -268,7 +268,7 @@ export class LifeScanSession extends MeterSession<FrameItem> {
           model: this.dialect.model,
           serial: sn.serial,
           firmware: version.firmware,
-          display_unit: unit.unit,
+          meter: { display_unit: unit.unit },
           last_seen: this.host.now().toISOString(),
         });
         this.checkSkew(this.clockNaive(clock.seconds));
@@ -295,7 +295,7 @@ export class LifeScanSession extends MeterSession<FrameItem> {
           result: { inserted: stored.inserted, duplicates: stored.duplicates, records: drafts.length },
           message: `downloaded ${drafts.length} records: ${stored.inserted} new, ${stored.duplicates} already stored`,
           data: { records: drafts.length, inserted: stored.inserted, duplicates: stored.duplicates },
-          state: { record_count: count },
+          state: { meter: { record_count: count } },
         };
       },
     );

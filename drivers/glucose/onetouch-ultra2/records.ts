@@ -5,9 +5,10 @@
 import type { Capture, DecodeContext, DecodeIssue, DecodeResult } from '../../../src/driver-sdk/index.ts';
 import { deviceBytes } from '../../../src/driver-sdk/capture.ts';
 import { byDeviceTime } from '../../../src/records/build.ts';
-import type { DeviceIdentity, DeviceState, ResultDraft } from '../../../src/records/types.ts';
+import type { DeviceIdentity, ResultDraft } from '../../../src/records/types.ts';
 import { glucoseMeterDraft, glucoseObservation, rangeGlucose } from '../../analytes/glucose.ts';
 import { LineFramer, decodeLine, type DisplayUnit, type Ultra2Reading } from './codec.ts';
+import type { DeviceFacts } from '../../../src/driver-sdk/index.ts';
 
 export const ULTRA2_DRIVER_ID = 'onetouch-ultra2';
 export const MANUFACTURER = 'LifeScan';
@@ -145,7 +146,7 @@ export function decodeUltra2(capture: Capture, ctx: DecodeContext): DecodeResult
   }
   byDeviceTime(drafts);
 
-  const device: Partial<DeviceState> = {};
+  const device: DeviceFacts = {};
   if (serial !== null) device.serial = serial;
   if (firmware !== null) device.firmware = firmware;
   if (unit !== null) device.display_unit = unit;

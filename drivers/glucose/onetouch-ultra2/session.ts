@@ -222,7 +222,7 @@ export class Ultra2Session extends MeterSession<FramedItem> {
           model: ULTRA2_MODEL,
           serial: sn.serial,
           firmware: fw.firmware,
-          display_unit: unit.unit,
+          meter: { display_unit: unit.unit },
           last_seen: this.host.now().toISOString(),
         });
         this.report.clockRead(clock.time, this.host.timezone, this.host.now(), this.opts.clock_skew_limit_s);
@@ -236,7 +236,7 @@ export class Ultra2Session extends MeterSession<FramedItem> {
           result: { inserted: stored.inserted, duplicates: stored.duplicates, records: drafts.length, unreadable: dump.unreadable },
           message: `downloaded ${drafts.length} readings: ${stored.inserted} new, ${stored.duplicates} already stored${skipped}`,
           data: { records: drafts.length, inserted: stored.inserted, duplicates: stored.duplicates, unreadable: dump.unreadable },
-          state: { record_count: dump.header.count },
+          state: { meter: { record_count: dump.header.count } },
         };
       },
     );

@@ -4,10 +4,11 @@
  */
 import type { Capture, DecodeContext, DecodeIssue, DecodeResult } from '../../../src/driver-sdk/index.ts';
 import { deviceBytes } from '../../../src/driver-sdk/capture.ts';
-import type { DeviceIdentity, DeviceState, ResultDraft } from '../../../src/records/types.ts';
+import type { DeviceIdentity, ResultDraft } from '../../../src/records/types.ts';
 import { naiveToZoned } from '../../../src/util/time.ts';
 import { stripObservations, stripRecordKey, type DateOrder } from '../../analytes/urine-strip.ts';
 import { decodePacket, PacketFramer, type Clinitek50Record, type FramedItem } from './codec.ts';
+import type { DeviceFacts } from '../../../src/driver-sdk/index.ts';
 
 export const CLINITEK_50_DRIVER_ID = 'clinitek-50';
 export const MANUFACTURER = 'Siemens Healthineers (Bayer Diagnostics)';
@@ -55,7 +56,7 @@ export function decodeClinitek50(capture: Capture, ctx: DecodeContext, order: Da
   const items = [...framer.push(deviceBytes(capture)), ...framer.finish()];
   const issues: DecodeIssue[] = [];
   const records: Clinitek50Record[] = [];
-  const device: Partial<DeviceState> = {};
+  const device: DeviceFacts = {};
   for (const item of items) {
     const issue = itemIssue(item);
     if (issue) issues.push(issue);

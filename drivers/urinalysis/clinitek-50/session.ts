@@ -122,7 +122,7 @@ export class Clinitek50Session extends MeterSession<FramedItem> {
       this.report.patch({
         model: MODEL,
         firmware: id.software,
-        display_unit: id.units,
+        meter: { display_unit: id.units },
         status: 'downloading',
         status_detail: null,
         last_seen: this.host.now().toISOString(),
@@ -171,7 +171,7 @@ export class Clinitek50Session extends MeterSession<FramedItem> {
       }
       this.transcript = null;
       const at = this.host.now().toISOString();
-      this.report.patch({ status: 'ok', status_detail: null, record_count: total.records, last_download: at, last_seen: at });
+      this.report.patch({ status: 'ok', status_detail: null, meter: { record_count: total.records }, last_download: at, last_seen: at });
       this.report.emit('download_finished', `downloaded ${total.records} records: ${total.inserted} new, ${total.duplicates} already stored`, total);
       return total;
     } catch (err) {

@@ -6,6 +6,7 @@ import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { CLINITEK_STATUS_DRIVER_ID, decodeClinitekStatus, MANUFACTURER } from './records.ts';
 import { ClinitekStatusSession, clinitekStatusSessionOptions } from './session.ts';
 import { ClinitekStatusSimulator, parseSimulatorOptions, SIMULATOR_OPTION_HELP } from './simulator.ts';
+import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
 
 
 export const clinitekStatus: DriverDefinition = {
@@ -19,7 +20,7 @@ export const clinitekStatus: DriverDefinition = {
   // bulletin's first page does not give it. A site can override it in the config.
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
-    status: { description: 'the current device state (the reader cannot be asked for data: press "Send all data" on it)' },
+    status: { description: 'the current device state (the reader cannot be asked for data: press "Send all data" on it)', params: NO_PARAMS },
   },
   decode: (capture, ctx) =>
     decodeClinitekStatus(capture, ctx, clinitekStatusSessionOptions({ id: ctx.deviceId, options: ctx.options }).date_order),

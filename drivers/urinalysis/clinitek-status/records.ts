@@ -4,10 +4,11 @@
  */
 import type { Capture, DecodeContext, DecodeIssue, DecodeResult } from '../../../src/driver-sdk/index.ts';
 import { deviceBytes } from '../../../src/driver-sdk/capture.ts';
-import type { DeviceIdentity, DeviceState, ResultDraft } from '../../../src/records/types.ts';
+import type { DeviceIdentity, ResultDraft } from '../../../src/records/types.ts';
 import { naiveToZoned } from '../../../src/util/time.ts';
 import { stripObservations, stripRecordKey, type DateOrder } from '../../analytes/urine-strip.ts';
 import { parseRecordLine, RecordLineFramer, type ClinitekStatusRecord, type FramedLine } from './codec.ts';
+import type { DeviceFacts } from '../../../src/driver-sdk/index.ts';
 
 export const CLINITEK_STATUS_DRIVER_ID = 'clinitek-status';
 export const MANUFACTURER = 'Siemens Healthineers';
@@ -88,6 +89,6 @@ export function decodeClinitekStatus(capture: Capture, ctx: DecodeContext, order
     }
   }
   if (tail.length > 0) issues.push({ reason: 'truncated-line', bytes: tail });
-  const device: Partial<DeviceState> = drafts.length > 0 ? { model: MODEL } : {};
+  const device: DeviceFacts = drafts.length > 0 ? { model: MODEL } : {};
   return { drafts, issues, device };
 }
