@@ -105,7 +105,7 @@ function expectNoStack(text: string): void {
 
 function expectGlucose(stdout: string, values: number[]): ResultRecord[] {
   const records = jsonLines(stdout) as ResultRecord[];
-  for (const r of records) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+  for (const r of records) expect(schemaProblems('poct.result/2', r)).toEqual([]);
   expect(records.map((r) => r.observations[0]!.value).sort((a, b) => Number(a) - Number(b))).toEqual(values);
   expect(records.every((r) => r.observations[0]!.unit === 'mg/dL')).toBe(true);
   return records;
@@ -126,7 +126,7 @@ function garbageBytes(length: number): Buffer {
 }
 
 describe('poctd replay', () => {
-  it('decodes a capture file into poct.result/1 JSON lines', async () => {
+  it('decodes a capture file into poct.result/2 JSON lines', async () => {
     const r = await poctd([...REPLAY, FIXTURE]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
