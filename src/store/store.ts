@@ -74,6 +74,9 @@ const MIGRATIONS: Migration[] = [
   moveCapturesToBlobStore,
 ];
 
+/** The schema version from which capture bytes live in the blob store. */
+const BLOB_STORE_VERSION = 3;
+
 /**
  * Version 3: the bytes of every capture move out of SQLite into the blob store (a 500 MB file has
  * no place in a row), `captures` keeps the reference (sha256 = id, size, kind), and the stored
@@ -83,7 +86,7 @@ const MIGRATIONS: Migration[] = [
  * start writes again (it is named by its content, so that changes nothing).
  */
 function moveCapturesToBlobStore(db: Database.Database, blobs: BlobStore): void {
-  const ids = (db.prepare(`SELECT id FROM captures`).pluck().all() as string[]);
+  const ids = db.prepare(`SELECT id FROM captures`).pluck().all() as string[];
   const bytesOf = db.prepare(`SELECT bytes FROM captures WHERE id = ?`).pluck();
   const sizes = new Map<string, number>();
   for (const id of ids) {
@@ -154,13 +157,13 @@ export class Store {
   private readonly db: Database.Database;
   private readonly stmts;
 
+  /** The raw bytes, by sha256, beside the database (`<dir>/blobs/`) unless `blobDir` says otherwise. */
+  readonly blobs: BlobStore;
+
   /**
    * `checkpointElsewhere`: this connection never copies the WAL into the database file itself,
    * because another thread does (see writer.ts).
    */
-  /** The raw bytes, by sha256, beside the database (`<dir>/blobs/`) unless `blobDir` says otherwise. */
-  readonly blobs: BlobStore;
-
   constructor(path: string, options: { checkpointElsewhere?: boolean; blobDir?: string } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     const blobDir = options.blobDir ?? (path === ':memory:' ? undefined : join(dirname(path), 'blobs'));
@@ -236,6 +239,8 @@ export class Store {
         this.db.pragma(`user_version = ${v + 1}`);
       })();
     }
+    // The bytes that moved to the blob store leave free pages behind; give them back to the disk once.
+    if (version > 0 && version < BLOB_STORE_VERSION && MIGRATIONS.length >= BLOB_STORE_VERSION) this.db.exec('VACUUM');
   }
 
   /**

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
-import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { PatientIdPolicy } from '../../src/config/types.ts';
@@ -245,11 +245,12 @@ describe('Store migration to the blob store', () => {
     const dir = tempDir('poctd-migrate-');
     const path = join(dir, 'poctd.db');
     const transcript = Buffer.from('H 444d40\nD 4030312022474d463630304443592220303030410d0a\n', 'latin1');
-    const raw = Buffer.from([0x02, 0x31, 0x00, 0xff, 0x03]);
+    const raw = Buffer.concat([Buffer.from([0x02, 0x31, 0x00, 0xff, 0x03]), randomBytes(256 * 1024)]);
     oldDatabase(path, [
       { bytes: transcript, kind: 'transcript', records: 2 },
       { bytes: raw, kind: 'raw', records: 1 },
     ]);
+    expect(statSync(path).size).toBeGreaterThan(raw.length);
     const store = new Store(path);
     const records = results(store.recordsSince(0, 10));
     expect(records.map((r) => r.schema)).toEqual(['poct.result/2', 'poct.result/2', 'poct.result/2']);
@@ -269,6 +270,8 @@ describe('Store migration to the blob store', () => {
     // New commits go on after the migrated seqs.
     expect(commit(store, [glucoseDraft(9)], Buffer.from('after')).inserted.map((r) => r.seq)).toEqual([4]);
     store.close();
+    // The bytes left the database file, not only its tables.
+    expect(statSync(path).size).toBeLessThan(64 * 1024);
     const db = new Database(path, { readonly: true });
     expect(db.pragma('user_version', { simple: true })).toBe(3);
     expect(JSON.stringify(db.prepare(`SELECT * FROM captures`).all())).not.toContain('bytes');
