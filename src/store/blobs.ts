@@ -66,6 +66,12 @@ export class BlobStore {
 
   /** Streams `source` into the store; resolves with its reference once it is durable. */
   async put(source: Buffer | Readable): Promise<BlobRef> {
+    // A meter's full-memory download that brought nothing new is the same capture again: known
+    // from its hash alone, it costs no write and no sync.
+    if (Buffer.isBuffer(source)) {
+      const sha256 = createHash('sha256').update(source).digest('hex');
+      if (await exists(this.pathOf(sha256))) return { sha256, size: source.length };
+    }
     const temp = this.tempName();
     const file = await open(temp, 'wx', 0o640);
     const hash = createHash('sha256');

@@ -307,7 +307,9 @@ describe('BlobStore', () => {
     expect(await store.blobs.verify(ref.sha256)).toBe(true);
     // Nothing is left in the temp directory; a second put of the same bytes is the same blob.
     expect(readdirSync(join(store.blobs.dir, 'tmp'))).toEqual([]);
+    const before = statSync(store.blobs.pathOf(ref.sha256)).mtimeMs;
     expect(await store.blobs.put(whole)).toEqual(ref);
+    expect(statSync(store.blobs.pathOf(ref.sha256)).mtimeMs).toBe(before); // the blob already there is never replaced
     expect(readdirSync(join(store.blobs.dir, 'tmp'))).toEqual([]);
     store.close();
   });
