@@ -26,7 +26,7 @@ import { drivers } from '../drivers/index.ts';
 import { parseConfig } from '../src/config/load.ts';
 import { Controller } from '../src/controller.ts';
 import { createLogger } from '../src/logger.ts';
-import type { ResultRecord } from '../src/records/types.ts';
+import { RESULT_SCHEMA, type ResultRecord } from '../src/records/types.ts';
 import { MemoryTransport } from '../src/transports/memory.ts';
 import { MqttConnection } from '../src/mqtt/connection.ts';
 import { Store } from '../src/store/store.ts';
@@ -125,13 +125,13 @@ function sampleRecord(device: number, n: number): ResultRecord {
   const draft = glucoseDraft(n, { device: { ...glucoseDraft(0).device, id: `bench-${device}`, serial: `B${String(device).padStart(7, '0')}Y` } });
   const { key: _key, ...body } = draft;
   return {
-    schema: 'poct.result/1',
+    schema: RESULT_SCHEMA,
     id: `${device}-${n}`.padEnd(32, '0'),
     seq: n,
     site: 'bench',
     ...body,
     received_at: new Date().toISOString(),
-    raw: { capture: 'x'.repeat(64), sha256: 'x'.repeat(64) },
+    raw: { sha256: 'x'.repeat(64), size: 64, kind: 'raw' },
   };
 }
 
@@ -375,14 +375,15 @@ async function burst(url: string): Promise<{ baselinePerS: number; pipelinePerS:
   const dbPath = join(dir, 'burst.db');
   const store = new Store(dbPath);
   for (let i = 0; i < BURST; i += 500) {
-    store.commitResults({
+    store.commit({
       site: 'bench',
       deviceId: 'bench-0',
       driver: 'onetouch-ultra2',
-      captureKind: 'raw',
-      captureBytes: Buffer.from(`capture ${i}`),
-      drafts: Array.from({ length: Math.min(500, BURST - i) }, (_, k) => glucoseDraft(i + k)),
+      capture: store.putCaptureSync('raw', Buffer.from(`capture ${i}`)),
+      drafts: { result: Array.from({ length: Math.min(500, BURST - i) }, (_, k) => glucoseDraft(i + k)) },
       receivedAt: new Date(),
+      timezone: 'UTC',
+      privacy: { patient_id: 'hash' },
     });
   }
   store.close();

@@ -7,7 +7,7 @@ import { Bridge, makeEvent } from './extensions/bridge.ts';
 import { DeviceManager } from './extensions/device-manager.ts';
 import { HotPlug, type PortLister } from './extensions/hot-plug.ts';
 import { Stats, type Extension, type Services } from './extensions/extension.ts';
-import { ResultPublisher } from './extensions/result-publisher.ts';
+import { RecordPublisher } from './extensions/record-publisher.ts';
 import { MqttConnection } from './mqtt/connection.ts';
 import { EmbeddedBroker } from './mqtt/embedded-broker.ts';
 import { Topics } from './mqtt/topics.ts';
@@ -143,7 +143,7 @@ export class Controller {
     const deviceManager = new DeviceManager(services);
     this.extensions = [
       new Bridge(services),
-      new ResultPublisher(services),
+      new RecordPublisher(services),
       deviceManager,
       new HotPlug(services, deviceManager, options.portLister),
     ];
@@ -166,7 +166,7 @@ export class Controller {
     }
     await this.mqtt?.stop();
     // PUBACKs that arrived while the connection closed are still worth writing down.
-    await this.extensions.find((e): e is ResultPublisher => e instanceof ResultPublisher)?.flushAcked();
+    await this.extensions.find((e): e is RecordPublisher => e instanceof RecordPublisher)?.flushAcked();
     await this.broker?.stop();
     await this.writer?.close().catch((error: Error) => log.error({ err: error.message }, 'store writer did not close cleanly'));
     this.store?.close();

@@ -8,8 +8,11 @@ import { Controller } from '../controller.ts';
 import { captureFromBytes } from '../driver-sdk/capture.ts';
 import type { Capture, DecodeResult } from '../driver-sdk/index.ts';
 import { createLogger } from '../logger.ts';
-import { buildResultRecord, flagAmbiguousDeviceTimes } from '../records/build.ts';
+import { captureToBytes } from '../driver-sdk/capture.ts';
+import { finalize } from '../records/finalize.ts';
 import { sha256Hex } from '../records/ids.ts';
+import { eachDraft } from '../records/kinds.ts';
+import { resolvePrivacy } from '../records/privacy.ts';
 import { formatPortListing, listPorts } from '../transports/discovery.ts';
 import { assertTimeZone, hostTimeZone } from '../util/time.ts';
 import { parseOption, runSimulator, SimulateError } from './simulate.ts';
@@ -18,8 +21,10 @@ const USAGE = `usage: poctd <command> [options]
 
 commands:
   run [--config FILE]                     run the daemon (embedded defaults without --config)
-  replay --driver ID [--timezone TZ] [--device-id ID] [--site S] [--option key=value ...] FILE|-
-                                          decode a capture or transcript; records as JSON lines
+  replay --driver ID [--config FILE] [--device-id ID] [--timezone TZ] [--site S] [--option key=value ...] FILE|-
+                                          decode a capture or transcript; records as JSON lines,
+                                          as the daemon would publish them (site, privacy and the
+                                          device's zone and options from --config)
   check-config FILE                       validate a config file and list every problem
   ports                                   list serial and HID devices and the drivers that match
   simulate ID [--tcp PORT | --serial PATH | --stdio] [--option key=value ...]
@@ -164,14 +169,19 @@ async function replay(args: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       driver: { type: 'string', short: 'd' },
+      config: { type: 'string', short: 'c' },
       timezone: { type: 'string' },
       'device-id': { type: 'string' },
       site: { type: 'string' },
       option: { type: 'string', multiple: true },
     },
   });
-  if (!values.driver) throw new UsageError('replay needs --driver ID');
-  const options: Record<string, unknown> = {};
+  const config = values.config ? loadConfigFile(values.config, { knownDrivers: knownDrivers() }) : undefined;
+  const configured = config?.devices.find((d) => d.id === values['device-id']);
+  const driverId = values.driver ?? configured?.driver;
+  if (!driverId) throw new UsageError('replay needs --driver ID (or --config and the --device-id of a configured device)');
+  // The configured device's options first, then what the command line says on top.
+  const options: Record<string, unknown> = { ...(configured?.options ?? {}) };
   for (const pair of values.option ?? []) {
     try {
       const [key, value] = parseOption(pair);
@@ -180,8 +190,8 @@ async function replay(args: string[]): Promise<number> {
       throw new UsageError((error as Error).message);
     }
   }
-  const driver = findDriver(values.driver);
-  if (!driver) throw new UsageError(`unknown driver "${values.driver}" (known: ${knownDrivers().join(', ')})`);
+  const driver = findDriver(driverId);
+  if (!driver) throw new UsageError(`unknown driver "${driverId}" (known: ${knownDrivers().join(', ')})`);
   const file = positionals[0];
   if (!file) throw new UsageError('replay needs a FILE, or - for standard input');
   let bytes: Buffer;
@@ -191,7 +201,7 @@ async function replay(args: string[]): Promise<number> {
     process.stderr.write(`poctd replay: cannot read ${file}: ${(error as Error).message}\n`);
     return 1;
   }
-  const timezone = values.timezone ?? hostTimeZone();
+  const timezone = values.timezone ?? configured?.timezone ?? config?.timezone ?? hostTimeZone();
   try {
     assertTimeZone(timezone);
   } catch {
@@ -213,10 +223,19 @@ async function replay(args: string[]): Promise<number> {
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+  // The daemon's own finalize, so the lines are what it would publish. Without a config (or with
+  // `hash` and no `privacy.hash_key`: the daemon's key is in its database) patient ids are omitted,
+  // never printed clear.
+  const privacy = resolvePrivacy(config?.privacy);
+  if (config && config.privacy.patient_id === 'hash' && privacy.policy === 'omit') {
+    process.stderr.write(`poctd replay: patient ids omitted: ${values.config} hashes them with its database's key (set privacy.hash_key to replay them alike)\n`);
+  }
+  const stored = captureToBytes(capture);
+  const raw = { sha256: sha256Hex(stored), size: stored.length, kind: capture.kind };
   const receivedAt = new Date().toISOString();
-  const captureSha256 = sha256Hex(bytes);
-  flagAmbiguousDeviceTimes(result.drafts, timezone).forEach((draft, i) => {
-    const record = buildResultRecord(draft, { seq: i + 1, site: values.site ?? 'replay', receivedAt, captureSha256 });
+  const site = values.site ?? config?.site ?? 'replay';
+  eachDraft({ result: result.drafts }).forEach(({ kind, draft }, i) => {
+    const record = finalize(kind, draft, { seq: i + 1, site, receivedAt, raw, timezone, privacy });
     process.stdout.write(JSON.stringify(record) + '\n');
   });
   // Reasons and sizes only: the refused bytes may hold patient data and stay out of the terminal.

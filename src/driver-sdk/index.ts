@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import type { DeviceConfig } from '../config/types.ts';
 import type { DeviceKind, DeviceStatePatch } from '../records/device-state.ts';
+import type { RecordDrafts } from '../records/kinds.ts';
 import type { BridgeEventType, ResultDraft } from '../records/types.ts';
 import type { ByteTransport, SerialTransportOptions, TransportKind } from '../transports/transport.ts';
 import type { ParamsSchema } from './commands.ts';
@@ -33,6 +34,9 @@ export interface Exchange {
 }
 
 export type Capture = { kind: 'transcript'; exchanges: Exchange[] } | { kind: 'raw'; bytes: Buffer };
+
+/** A session's drafts for one commit, keyed by record kind: `host.commit({ result: drafts }, capture)`. */
+export type { RecordDrafts };
 
 /** A frame or line the codec refused, with the reason; never thrown. */
 export interface DecodeIssue {
@@ -105,10 +109,12 @@ export interface SessionHost {
   readonly log: Logger;
   now(): Date;
   /**
-   * Stores drafts and the raw capture in one SQLite transaction and resolves only after it has
-   * committed. Call it before telling the device "received" (rule 1 of the design).
+   * Stores the drafts (keyed by record kind: `{ result: drafts }`) and the raw capture and resolves
+   * only once both are durable: the capture's bytes in the blob store, then the records in one
+   * SQLite transaction. Call it before telling the device "received" (rule 1 of the design); a
+   * rejection means nothing was stored. The counts are over every kind.
    */
-  commit(drafts: ResultDraft[], capture: Capture): Promise<{ inserted: number; duplicates: number }>;
+  commit(drafts: RecordDrafts, capture: Capture): Promise<{ inserted: number; duplicates: number }>;
   /** Keeps bytes that could not be decoded, with the reason (rule 6). */
   quarantine(bytes: Buffer, reason: string): void;
   event(type: BridgeEventType, message: string, data?: Record<string, unknown>): void;

@@ -477,7 +477,7 @@ export abstract class MeterSession<Item> implements DriverSession {
   protected async commitDownload(drafts: ResultDraft[]): Promise<{ inserted: number; duplicates: number }> {
     const capture = this.takeCapture();
     try {
-      return await this.host.commit(drafts, capture);
+      return await this.host.commit({ result: drafts }, capture);
     } catch (err) {
       throw new ProtocolError('commit-failed', `the store did not commit the download: ${(err as Error).message}`);
     }

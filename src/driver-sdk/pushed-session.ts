@@ -16,19 +16,25 @@
  * acknowledged once stored; what is still not stored at stop is kept in quarantine.
  */
 import type { DeviceStatePatch } from '../records/device-state.ts';
-import type { ResultDraft } from '../records/types.ts';
+import { eachDraft, type RecordDrafts } from '../records/kinds.ts';
 import { factsToPatch, type Capture, type DeviceFacts, type DriverSession, type SessionHost } from './index.ts';
 import { ConversationQueue, SessionReporter, type SessionCommand } from './meter-session.ts';
 
 /** One thing the device sent that is answered as a whole (a message, an instance). */
 export interface PushedUnit {
-  drafts: ResultDraft[];
+  /** Keyed by record kind, as `host.commit` takes them. */
+  drafts: RecordDrafts;
   /** Its raw bytes, committed with the drafts. */
   capture: Capture;
   /** What the unit says about the device (identity from an ASTM H record, a DICOM header). */
   facts?: DeviceFacts;
   /** A state patch beside the facts (e.g. `analyzer.dialect`). */
   state?: DeviceStatePatch;
+}
+
+/** How many records a unit holds, of every kind. */
+function draftCount(drafts: RecordDrafts): number {
+  return eachDraft(drafts).length;
 }
 
 export type UnitOutcome = { stored: true; inserted: number; duplicates: number } | { stored: false; reason: string };
@@ -177,7 +183,7 @@ export abstract class PushedSession implements DriverSession {
       this.kept.push(w);
       return;
     }
-    if (unit.drafts.length === 0) {
+    if (draftCount(unit.drafts) === 0) {
       await this.answer(() => w.answer.acknowledge({ inserted: 0, duplicates: 0 }));
       w.done({ stored: true, inserted: 0, duplicates: 0 });
       return;
@@ -186,7 +192,7 @@ export abstract class PushedSession implements DriverSession {
     try {
       stored = await this.host.commit(unit.drafts, unit.capture);
     } catch (err) {
-      const reason = `the store did not commit ${unit.drafts.length} record(s): ${(err as Error).message}`;
+      const reason = `the store did not commit ${draftCount(unit.drafts)} record(s): ${(err as Error).message}`;
       this.host.log.error({ err: (err as Error).message }, `${this.tag}: commit failed`);
       this.report.emit('download_failed', this.commitRetryMs ? `${reason}; retrying` : reason, { reason: 'commit-failed' });
       this.report.patch({ status: 'error', status_detail: this.commitRetryMs ? 'commit failed; retrying' : 'commit failed' });
@@ -212,7 +218,7 @@ export abstract class PushedSession implements DriverSession {
     this.report.patch({ status: 'downloading', status_detail: null, last_download: at, last_seen: at });
     if (this.burst) {
       this.burst.units++;
-      this.burst.records += unit.drafts.length;
+      this.burst.records += draftCount(unit.drafts);
       this.burst.inserted += stored.inserted;
       this.burst.duplicates += stored.duplicates;
     }
@@ -243,7 +249,7 @@ export abstract class PushedSession implements DriverSession {
       const w = this.kept[0]!;
       let stored = { inserted: 0, duplicates: 0 };
       try {
-        if (w.unit.drafts.length > 0) stored = await this.host.commit(w.unit.drafts, w.unit.capture);
+        if (draftCount(w.unit.drafts) > 0) stored = await this.host.commit(w.unit.drafts, w.unit.capture);
       } catch {
         this.scheduleRetry();
         return;

@@ -2,6 +2,7 @@ import { redactConfig } from '../config/load.ts';
 import type { BridgeEvent, BridgeEventType } from '../records/types.ts';
 import { EVENT_SCHEMA } from '../records/types.ts';
 import type { BridgeHealth, BridgeInfo, Request, Response } from '../mqtt/topics.ts';
+import { kindBySchema } from '../records/kinds.ts';
 import { SCHEMA_IDS } from '../records/schemas.ts';
 import { VERSION } from '../version.ts';
 import type { Extension, Services } from './extension.ts';
@@ -155,18 +156,27 @@ export class Bridge implements Extension {
     }
   }
 
-  /** Sends stored results again from `since_seq` on, in order, for a subscriber that missed them. */
+  /**
+   * Sends stored records again from `since_seq` on, in order, each to its kind's topic, for a
+   * subscriber that missed them. A row whose schema no kind has is skipped, never sent elsewhere.
+   */
   private async replayResults(request: Request): Promise<unknown> {
     const since = request.since_seq ?? 0;
     if (typeof since !== 'number' || !Number.isInteger(since) || since < 0) {
       throw new Error('since_seq: must be a non-negative integer');
     }
-    const records = this.s.store.recordsSince(since, REPLAY_LIMIT);
+    const rows = this.s.store.recordRowsSince(since, REPLAY_LIMIT);
+    let count = 0;
     await Promise.all(
-      records.map((r) => this.s.mqtt.publish(this.s.topics.result(r.device.id), r, { qos: 1, retain: false })),
+      rows.map((row) => {
+        const kind = kindBySchema(row.schema);
+        if (!kind) return undefined;
+        count++;
+        return this.s.mqtt.publish(this.s.topics.record(row.device_id, kind.topic), row.json, { qos: 1, retain: false });
+      }),
     );
-    const last = records.at(-1)?.seq ?? since;
-    return { count: records.length, since_seq: since, last_seq: last, more: records.length === REPLAY_LIMIT };
+    const last = rows.at(-1)?.seq ?? since;
+    return { count, since_seq: since, last_seq: last, more: rows.length === REPLAY_LIMIT };
   }
 }
 

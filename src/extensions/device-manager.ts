@@ -2,7 +2,6 @@ import type { DeviceConfig } from '../config/types.ts';
 import { captureToBytes } from '../driver-sdk/capture.ts';
 import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost } from '../driver-sdk/index.ts';
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
-import { flagAmbiguousDeviceTimes } from '../records/build.ts';
 import {
   applyStatePatch,
   AVAILABLE_STATUSES,
@@ -291,16 +290,17 @@ export class DeviceManager implements Extension {
       log,
       now: s.now,
       commit: async (drafts, capture) => {
+        // The bytes first, synced off the event loop: the rows that name them commit only after.
+        const blob = await s.store.blobs.put(captureToBytes(capture));
         const outcome = await s.writer.commit({
           site: s.config.site,
           deviceId: device.config.id,
           driver: device.driver.id,
-          captureKind: capture.kind,
-          captureBytes: captureToBytes(capture),
-          drafts: flagAmbiguousDeviceTimes(drafts, timezone),
+          capture: { ...blob, kind: capture.kind },
+          drafts,
+          timezone,
           receivedAt: s.now(),
-          patientIdPolicy: s.config.privacy.patient_id,
-          ...(s.config.privacy.hash_key ? { patientHashKey: s.config.privacy.hash_key } : {}),
+          privacy: s.config.privacy,
         });
         s.stats.stored += outcome.inserted.length;
         s.stats.duplicates += outcome.duplicates;

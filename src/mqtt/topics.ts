@@ -2,7 +2,15 @@
  * The MQTT API in one place: every topic the daemon publishes or listens to, with its payload type.
  * The daemon, the tests and any dashboard import this map instead of spelling topics by hand.
  */
-import type { Availability, BridgeEvent, DeviceState, ResultRecord } from '../records/types.ts';
+import { RECORD_KIND_NAMES, RECORD_KINDS } from '../records/kinds.ts';
+import {
+  AVAILABILITY_SCHEMA,
+  BRIDGE_DEVICES_SCHEMA,
+  BRIDGE_HEALTH_SCHEMA,
+  BRIDGE_INFO_SCHEMA,
+  RESPONSE_SCHEMA,
+} from '../records/schemas.ts';
+import { DEVICE_STATE_SCHEMA, EVENT_SCHEMA, type Availability, type BridgeEvent, type DeviceState, type ResultRecord } from '../records/types.ts';
 
 export interface BridgeInfo {
   version: string;
@@ -61,6 +69,58 @@ export interface TopicPayloads {
   'device/+/response/+': Response;
 }
 
+/** Record topics and their schemas, from the kind table: a new kind's topic is here without an edit. */
+const RECORD_TOPIC_SCHEMAS: Readonly<Record<string, string>> = Object.fromEntries(
+  RECORD_KIND_NAMES.map((name) => [`device/+/${RECORD_KINDS[name].topic}`, RECORD_KINDS[name].schema]),
+);
+
+/**
+ * The schema of each topic's payload (`schemas/`), by the same patterns as `TopicPayloads`; null
+ * for what the daemon only listens to.
+ */
+export const TOPIC_SCHEMAS: Readonly<Record<string, string | null>> = {
+  ...({
+    'bridge/state': AVAILABILITY_SCHEMA,
+    'bridge/info': BRIDGE_INFO_SCHEMA,
+    'bridge/devices': BRIDGE_DEVICES_SCHEMA,
+    'bridge/health': BRIDGE_HEALTH_SCHEMA,
+    'bridge/event': EVENT_SCHEMA,
+    'bridge/request/+': null,
+    'bridge/response/+': RESPONSE_SCHEMA,
+    'device/+': DEVICE_STATE_SCHEMA,
+    'device/+/availability': AVAILABILITY_SCHEMA,
+    'device/+/request/+': null,
+    'device/+/response/+': RESPONSE_SCHEMA,
+  } satisfies Record<Exclude<keyof TopicPayloads, RecordTopicPattern>, string | null>),
+  ...RECORD_TOPIC_SCHEMAS,
+};
+
+/** The record kinds' entries of `TopicPayloads` (their schemas come from the kind table). */
+type RecordTopicPattern = 'device/+/result';
+
+/** A pattern as a regular expression: `+` is one level, but a verb (after request/ or response/) may have several. */
+function patternRegExp(pattern: string): RegExp {
+  const levels = pattern.split('/');
+  const body = levels
+    .map((level, i) => {
+      if (level !== '+') return level.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      return levels[i - 1] === 'request' || levels[i - 1] === 'response' ? '.+' : '[^/]+';
+    })
+    .join('/');
+  return new RegExp(`^${body}$`);
+}
+
+const TOPIC_PATTERNS = Object.keys(TOPIC_SCHEMAS).map((pattern) => ({ pattern, re: patternRegExp(pattern) }));
+
+/**
+ * The pattern and schema of a topic relative to the base (`device/m1/result`); undefined for a
+ * topic that is not part of the API.
+ */
+export function topicSchema(relativeTopic: string): { pattern: string; schema: string | null } | undefined {
+  const hit = TOPIC_PATTERNS.find(({ re }) => re.test(relativeTopic));
+  return hit ? { pattern: hit.pattern, schema: TOPIC_SCHEMAS[hit.pattern] ?? null } : undefined;
+}
+
 /** Builds full topic names; the only place that knows the layout. */
 export class Topics {
   constructor(readonly base: string) {}
@@ -81,7 +141,11 @@ export class Topics {
     return `${this.base}/device/${id}/availability`;
   }
   result(id: string): string {
-    return `${this.base}/device/${id}/result`;
+    return this.record(id, RECORD_KINDS.result.topic);
+  }
+  /** Where a device's records of one kind go: `device/<id>/<kind's topic>`. */
+  record(id: string, kindTopic: string): string {
+    return `${this.base}/device/${id}/${kindTopic}`;
   }
   deviceRequest(id: string, verb: string): string {
     return `${this.base}/device/${id}/request/${verb}`;

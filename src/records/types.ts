@@ -3,8 +3,21 @@
  * version suffix; a change to a shape is a new schema version, never an edit in place.
  */
 
-export const RESULT_SCHEMA = 'poct.result/1' as const;
+export const RESULT_SCHEMA = 'poct.result/2' as const;
 export const EVENT_SCHEMA = 'poct.event/1' as const;
+
+/** What a capture's bytes are: device bytes as they came, or an `H`/`D` transcript of both directions. */
+export type CaptureKind = 'raw' | 'transcript';
+
+/**
+ * The raw bytes a record came from (rule 4), named once: the blob store holds them under `sha256`.
+ * `kind` says how to read them again (`poctd replay` decodes either).
+ */
+export interface RawRef {
+  sha256: string;
+  size: number;
+  kind: CaptureKind;
+}
 
 export type ResultCategory = 'patient' | 'control' | 'qc' | 'calibration' | 'proficiency';
 
@@ -57,7 +70,7 @@ export interface ResultRecord extends ResultBody {
   seq: number;
   site: string;
   received_at: string;
-  raw: { capture: string; sha256: string };
+  raw: RawRef;
 }
 
 /**

@@ -1,20 +1,24 @@
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { resultId, sha256Hex } from '../records/ids.ts';
-import type { PatientIdPolicy } from '../config/types.ts';
-import { buildResultRecord } from '../records/build.ts';
-import { applyPatientPolicy } from '../records/privacy.ts';
-import type { DeviceState, ResultDraft, ResultRecord } from '../records/types.ts';
+import { dirname, join } from 'node:path';
+import { sha256Hex } from '../records/ids.ts';
+import { finalize } from '../records/finalize.ts';
+import { eachDraft, type AnyRecord, type RecordDrafts } from '../records/kinds.ts';
+import { resolvePrivacy, type PrivacySettings } from '../records/privacy.ts';
+import { RESULT_SCHEMA, type CaptureKind, type DeviceState, type RawRef } from '../records/types.ts';
+import { BlobStore } from './blobs.ts';
 import { REQUESTS_MIGRATION, RequestLog, type AuditRow, type RequestRecord, type RequestResponse, type Transaction } from './requests.ts';
 
 /**
- * The source of truth. Records, the raw bytes they came from, the outbox that MQTT drains,
- * devices, and an audit of commands live in one SQLite file in WAL mode. MQTT is a view of it.
+ * The source of truth. Records, the references to the raw bytes they came from (the bytes are in
+ * the blob store beside the database), the outbox that MQTT drains, devices, and an audit of
+ * commands live in one SQLite file in WAL mode. MQTT is a view of it.
  */
 
-const MIGRATIONS: string[] = [
+type Migration = string | ((db: Database.Database, blobs: BlobStore) => void);
+
+const MIGRATIONS: Migration[] = [
   `CREATE TABLE captures (
      id TEXT PRIMARY KEY,                 -- sha256 of the bytes
      device_id TEXT NOT NULL,
@@ -68,13 +72,53 @@ const MIGRATIONS: string[] = [
      key TEXT PRIMARY KEY,
      value BLOB NOT NULL
    );`,
+  moveCapturesToBlobStore,
   // Device requests (issue 9): who asked and the transaction on each audit row, and the first
   // outcome of each transaction so a repeated request is answered, not run again (requests.ts).
   REQUESTS_MIGRATION,
 ];
 
+/** The schema version from which capture bytes live in the blob store. */
+const BLOB_STORE_VERSION = 3;
+
+/**
+ * Version 3: the bytes of every capture move out of SQLite into the blob store (a 500 MB file has
+ * no place in a row), `captures` keeps the reference (sha256 = id, size, kind), and the stored
+ * `poct.result/1` records become `poct.result/2`, whose `raw` names the blob once, so replays and
+ * republishes of old and new records look alike. Each blob is synced before the transaction that
+ * drops its bytes commits; a crash in between leaves the old schema and a blob that the next
+ * start writes again (it is named by its content, so that changes nothing).
+ */
+function moveCapturesToBlobStore(db: Database.Database, blobs: BlobStore): void {
+  const ids = db.prepare(`SELECT id FROM captures`).pluck().all() as string[];
+  const bytesOf = db.prepare(`SELECT bytes FROM captures WHERE id = ?`).pluck();
+  const sizes = new Map<string, number>();
+  for (const id of ids) {
+    const bytes = bytesOf.get(id) as Buffer;
+    const ref = blobs.putSync(bytes);
+    if (ref.sha256 !== id) throw new Error(`capture ${id}: its bytes hash to ${ref.sha256}; the database is damaged`);
+    sizes.set(id, ref.size);
+  }
+  db.exec(`ALTER TABLE captures ADD COLUMN size INTEGER NOT NULL DEFAULT 0`);
+  const setSize = db.prepare(`UPDATE captures SET size = ? WHERE id = ?`);
+  for (const [id, size] of sizes) setSize.run(size, id);
+  db.exec(`ALTER TABLE captures DROP COLUMN bytes`);
+  const oldRecords = db
+    .prepare(
+      `SELECT r.seq, r.json, c.id AS sha256, c.size, c.kind FROM records r JOIN captures c ON c.id = r.capture_id
+        WHERE r.schema = 'poct.result/1'`,
+    )
+    .all() as Array<{ seq: number; json: string; sha256: string; size: number; kind: CaptureKind }>;
+  const rewrite = db.prepare(`UPDATE records SET schema = ?, json = ? WHERE seq = ?`);
+  for (const row of oldRecords) {
+    const record = JSON.parse(row.json) as Record<string, unknown>;
+    const raw: RawRef = { sha256: row.sha256, size: row.size, kind: row.kind };
+    rewrite.run(RESULT_SCHEMA, JSON.stringify({ ...record, schema: RESULT_SCHEMA, raw }), row.seq);
+  }
+}
+
 export interface CommitOutcome {
-  inserted: ResultRecord[];
+  inserted: AnyRecord[];
   duplicates: number;
   captureId: string;
 }
@@ -83,14 +127,26 @@ export interface CommitInput {
   site: string;
   deviceId: string;
   driver: string;
-  captureKind: 'raw' | 'transcript';
-  captureBytes: Buffer;
-  drafts: ResultDraft[];
+  /** The capture, already durable in the blob store (`BlobStore.put`): the rows name it. */
+  capture: RawRef;
+  /** The session's drafts by record kind. */
+  drafts: RecordDrafts;
   receivedAt: Date;
-  /** The site's patient-id policy, applied before the record is written (default `publish`). */
-  patientIdPolicy?: PatientIdPolicy;
-  /** Key for the `hash` policy; default: the random key this store generated on first use. */
-  patientHashKey?: string;
+  /** IANA zone of the device's clock, for the DST flags. */
+  timezone: string;
+  /**
+   * The site's privacy settings, applied before anything is written. Required; if a caller still
+   * passes none, patient ids are hashed with this store's key (see `resolvePrivacy`).
+   */
+  privacy: PrivacySettings;
+}
+
+/** A stored record as its row holds it, with the schema that says which kind (and topic) it is. */
+export interface StoredRecordRow {
+  seq: number;
+  device_id: string;
+  schema: string;
+  json: string;
 }
 
 export interface AuditEntry {
@@ -106,12 +162,20 @@ export class Store {
   private readonly stmts;
   private readonly requests: RequestLog;
 
+  /** The raw bytes, by sha256, beside the database (`<dir>/blobs/`) unless `blobDir` says otherwise. */
+  readonly blobs: BlobStore;
+
   /**
    * `checkpointElsewhere`: this connection never copies the WAL into the database file itself,
    * because another thread does (see writer.ts).
    */
-  constructor(path: string, options: { checkpointElsewhere?: boolean } = {}) {
+  constructor(path: string, options: { checkpointElsewhere?: boolean; blobDir?: string } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    const blobDir = options.blobDir ?? (path === ':memory:' ? undefined : join(dirname(path), 'blobs'));
+    if (!blobDir) throw new Error('a store in memory needs a blobDir for its raw captures');
+    this.blobs = new BlobStore(blobDir);
+    // The writer thread's store is opened while the main thread's writes may be under way.
+    if (!options.checkpointElsewhere) this.blobs.sweepStaleTemp();
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     if (options.checkpointElsewhere) this.db.pragma('wal_autocheckpoint = 0');
@@ -122,7 +186,7 @@ export class Store {
     this.requests = new RequestLog(this.db);
     this.stmts = {
       insertCapture: this.db.prepare(
-        `INSERT OR IGNORE INTO captures (id, device_id, driver, kind, bytes, received_at) VALUES (?, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO captures (id, device_id, driver, kind, size, received_at) VALUES (?, ?, ?, ?, ?, ?)`,
       ),
       recordExists: this.db.prepare(`SELECT 1 FROM records WHERE id = ?`),
       nextSeq: this.db.prepare(`SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM records`),
@@ -131,14 +195,14 @@ export class Store {
       ),
       insertOutbox: this.db.prepare(`INSERT INTO outbox (seq, device_id) VALUES (?, ?)`),
       pending: this.db.prepare(
-        `SELECT r.seq, r.device_id, r.json FROM outbox o JOIN records r ON r.seq = o.seq
+        `SELECT r.seq, r.device_id, r.schema, r.json FROM outbox o JOIN records r ON r.seq = o.seq
           WHERE o.published_at IS NULL AND o.seq > ? ORDER BY o.seq LIMIT ?`,
       ),
       markPublished: this.db.prepare(`UPDATE outbox SET published_at = ? WHERE seq = ? AND published_at IS NULL`),
       outboxDepth: this.db.prepare(`SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL`),
-      since: this.db.prepare(`SELECT seq, device_id, json FROM records WHERE seq > ? ORDER BY seq LIMIT ?`),
+      since: this.db.prepare(`SELECT seq, device_id, schema, json FROM records WHERE seq > ? ORDER BY seq LIMIT ?`),
       recordCount: this.db.prepare(`SELECT COUNT(*) AS n FROM records`),
-      capture: this.db.prepare(`SELECT id, device_id, driver, kind, bytes FROM captures WHERE id = ?`),
+      capture: this.db.prepare(`SELECT id, device_id, driver, kind, size FROM captures WHERE id = ?`),
       quarantine: this.db.prepare(
         `INSERT INTO quarantine (device_id, reason, bytes, sha256, received_at) VALUES (?, ?, ?, ?, ?)`,
       ),
@@ -174,40 +238,57 @@ export class Store {
   private migrate(): void {
     const version = this.db.pragma('user_version', { simple: true }) as number;
     for (let v = version; v < MIGRATIONS.length; v++) {
+      const migration = MIGRATIONS[v]!;
       this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v]!);
+        if (typeof migration === 'string') this.db.exec(migration);
+        else migration(this.db, this.blobs);
         this.db.pragma(`user_version = ${v + 1}`);
       })();
     }
+    // The bytes that moved to the blob store leave free pages behind; give them back to the disk once.
+    if (version > 0 && version < BLOB_STORE_VERSION && MIGRATIONS.length >= BLOB_STORE_VERSION) this.db.exec('VACUUM');
   }
 
   /**
-   * Stores the capture and every draft not stored before, each with the next seq and an outbox row,
-   * in one transaction. When this returns, it is on disk: only then may a device hear "received".
+   * Puts a capture's bytes into the blob store on this thread and gives its reference, for callers
+   * already off the event loop (tools, tests); the daemon uses the asynchronous `blobs.put`.
    */
-  commitResults(input: CommitInput): CommitOutcome {
+  putCaptureSync(kind: CaptureKind, bytes: Buffer): RawRef {
+    return { ...this.blobs.putSync(bytes), kind };
+  }
+
+  /**
+   * Stores the capture's reference and every draft not stored before, each finalized (id, seq,
+   * site, DST flags, privacy) with the next seq and an outbox row, in one transaction. When this
+   * returns, it is on disk: only then may a device hear "received". The capture's bytes must be in
+   * the blob store already: a row never names a blob that is not there.
+   */
+  commit(input: CommitInput): CommitOutcome {
     const receivedAt = input.receivedAt.toISOString();
-    const captureId = sha256Hex(input.captureBytes);
+    const raw: RawRef = { sha256: input.capture.sha256, size: input.capture.size, kind: input.capture.kind };
+    const onDisk = this.blobs.sizeOf(raw.sha256);
+    if (onDisk !== raw.size) {
+      throw new Error(`capture ${raw.sha256} is not in the blob store (${onDisk === undefined ? 'missing' : `${onDisk} bytes, not ${raw.size}`}); it must be put before its records commit`);
+    }
+    const drafts = eachDraft(input.drafts);
     const run = this.db.transaction((): CommitOutcome => {
-      this.stmts.insertCapture.run(captureId, input.deviceId, input.driver, input.captureKind, input.captureBytes, receivedAt);
-      const inserted: ResultRecord[] = [];
+      this.stmts.insertCapture.run(raw.sha256, input.deviceId, input.driver, raw.kind, raw.size, receivedAt);
+      const privacy = resolvePrivacy(input.privacy, this.localHashKey());
+      const inserted: AnyRecord[] = [];
       let duplicates = 0;
-      for (const draft of input.drafts) {
-        const id = resultId(draft);
+      for (const { kind, draft } of drafts) {
+        const id = kind.id(draft);
         if (this.stmts.recordExists.get(id)) {
           duplicates++;
           continue;
         }
         const seq = (this.stmts.nextSeq.get() as { seq: number }).seq;
-        let record = buildResultRecord(draft, { seq, site: input.site, receivedAt, captureSha256: captureId });
-        if (input.patientIdPolicy) {
-          record = applyPatientPolicy(record, input.patientIdPolicy, input.patientHashKey ?? this.localHashKey());
-        }
-        this.stmts.insertRecord.run(seq, id, input.deviceId, record.schema, record.category, captureId, JSON.stringify(record), receivedAt);
+        const record = finalize(kind, draft, { seq, site: input.site, receivedAt, raw, timezone: input.timezone, privacy });
+        this.stmts.insertRecord.run(seq, id, input.deviceId, kind.schema, kind.category(draft), raw.sha256, JSON.stringify(record), receivedAt);
         this.stmts.insertOutbox.run(seq, input.deviceId);
         inserted.push(record);
       }
-      return { inserted, duplicates, captureId };
+      return { inserted, duplicates, captureId: raw.sha256 };
     });
     return run();
   }
@@ -220,7 +301,7 @@ export class Store {
     return this.db.transaction(() =>
       inputs.map((input) => {
         try {
-          return this.commitResults(input);
+          return this.commit(input);
         } catch (error) {
           return error instanceof Error ? error : new Error(String(error));
         }
@@ -229,13 +310,13 @@ export class Store {
   }
 
   /** Unpublished records after `afterSeq`, oldest first. */
-  pendingOutbox(afterSeq: number, limit: number): ResultRecord[] {
-    return this.pendingOutboxJson(afterSeq, limit).map((r) => JSON.parse(r.json) as ResultRecord);
+  pendingOutbox(afterSeq: number, limit: number): AnyRecord[] {
+    return this.pendingOutboxJson(afterSeq, limit).map((r) => JSON.parse(r.json) as AnyRecord);
   }
 
   /** The same rows as stored JSON text, for publishing without parsing and re-serialising. */
-  pendingOutboxJson(afterSeq: number, limit: number): Array<{ seq: number; device_id: string; json: string }> {
-    return this.stmts.pending.all(afterSeq, limit) as Array<{ seq: number; device_id: string; json: string }>;
+  pendingOutboxJson(afterSeq: number, limit: number): StoredRecordRow[] {
+    return this.stmts.pending.all(afterSeq, limit) as StoredRecordRow[];
   }
 
   markPublished(seq: number, at: Date = new Date()): void {
@@ -271,13 +352,19 @@ export class Store {
     return (this.stmts.recordCount.get() as { n: number }).n;
   }
 
-  recordsSince(sinceSeq: number, limit: number): ResultRecord[] {
-    const rows = this.stmts.since.all(sinceSeq, limit) as { json: string }[];
-    return rows.map((r) => JSON.parse(r.json) as ResultRecord);
+  recordsSince(sinceSeq: number, limit: number): AnyRecord[] {
+    return this.recordRowsSince(sinceSeq, limit).map((r) => JSON.parse(r.json) as AnyRecord);
   }
 
-  capture(id: string): { id: string; device_id: string; driver: string; kind: 'raw' | 'transcript'; bytes: Buffer } | undefined {
-    return this.stmts.capture.get(id) as ReturnType<Store['capture']>;
+  /** Stored records after `sinceSeq` as their rows hold them (JSON text and schema), oldest first. */
+  recordRowsSince(sinceSeq: number, limit: number): StoredRecordRow[] {
+    return this.stmts.since.all(sinceSeq, limit) as StoredRecordRow[];
+  }
+
+  /** A capture's reference and its bytes, read back from the blob store and checked against its sha256. */
+  capture(id: string): { id: string; device_id: string; driver: string; kind: CaptureKind; size: number; bytes: Buffer } | undefined {
+    const row = this.stmts.capture.get(id) as { id: string; device_id: string; driver: string; kind: CaptureKind; size: number } | undefined;
+    return row ? { ...row, bytes: this.blobs.read(row.id) } : undefined;
   }
 
   quarantine(deviceId: string, bytes: Buffer, reason: string, at: Date = new Date()): void {

@@ -57,7 +57,7 @@ function commitWaiting() {
   const jobs = commits.splice(0);
   let outcomes;
   try {
-    outcomes = store.commitMany(jobs.flatMap((job) => job.inputs.map((i) => ({ ...i, captureBytes: toBuffer(i.captureBytes) }))));
+    outcomes = store.commitMany(jobs.flatMap((job) => job.inputs));
   } catch (error) {
     for (const job of jobs) parentPort.postMessage({ id: job.id, error: error instanceof Error ? error.message : String(error) });
     return;

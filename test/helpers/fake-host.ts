@@ -6,7 +6,11 @@ import { mergePatch } from '../../src/driver-sdk/meter-session.ts';
 import { applyStatePatch, initialDeviceState, type DeviceKind, type DeviceState, type DeviceStatePatch } from '../../src/records/device-state.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { BridgeEventType, ResultDraft } from '../../src/records/types.ts';
-import { resultId } from '../../src/records/ids.ts';
+import { captureToBytes } from '../../src/driver-sdk/capture.ts';
+import { finalize } from '../../src/records/finalize.ts';
+import { sha256Hex } from '../../src/records/ids.ts';
+import { eachDraft, type AnyRecord, type DraftTypes, type RecordDrafts, type RecordKindName } from '../../src/records/kinds.ts';
+import { resolvePrivacy, type PrivacySettings } from '../../src/records/privacy.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 
 export interface SeenEvent {
@@ -31,7 +35,10 @@ export function takeStateProblems(): string[] {
 
 /**
  * A SessionHost for driver session unit tests: keeps events, state, quarantined bytes and commits,
- * and stores drafts by their record id like the real store (so duplicates are counted).
+ * and stores drafts by their record id like the real store (so duplicates are counted). Every new
+ * draft is finalized as the store would (the same `finalize`, its kind from the table) and checked
+ * against its kind's schema: a session whose drafts would make a record that breaks its schema
+ * fails its commit, as a test should.
  */
 export class FakeHost implements SessionHost {
   readonly log = pino({ level: 'silent' });
@@ -44,9 +51,13 @@ export class FakeHost implements SessionHost {
   /** Why a published state was refused by `poct.device-state/2` or a patch field by the kind. */
   readonly stateProblems: string[] = [];
   readonly quarantined: { bytes: Buffer; reason: string }[] = [];
-  readonly commits: { drafts: ResultDraft[]; capture: Capture }[] = [];
+  /** Each commit: its result drafts (`drafts`), every kind's (`records`), and the capture. */
+  readonly commits: { drafts: ResultDraft[]; records: RecordDrafts; capture: Capture }[] = [];
   /** Stored drafts by record id. */
-  readonly stored = new Map<string, ResultDraft>();
+  readonly stored = new Map<string, DraftTypes[RecordKindName]>();
+  /** The records the store would have written, in commit order. */
+  readonly finalized: AnyRecord[] = [];
+  privacy: PrivacySettings = { patient_id: 'hash', hash_key: 'fake-host-patient-key' };
   /** Event types and commit start/end, in order. */
   readonly order: string[] = [];
   commitDelayMs = 0;
@@ -71,19 +82,31 @@ export class FakeHost implements SessionHost {
     return new Date();
   }
 
-  async commit(drafts: ResultDraft[], capture: Capture): Promise<{ inserted: number; duplicates: number }> {
+  async commit(records: RecordDrafts, capture: Capture): Promise<{ inserted: number; duplicates: number }> {
     this.order.push('commit:start');
     if (this.commitDelayMs > 0) await new Promise((r) => setTimeout(r, this.commitDelayMs));
-    this.commits.push({ drafts, capture });
-    let inserted = 0;
-    for (const d of drafts) {
-      const id = resultId(d);
-      if (!this.stored.has(id)) inserted++;
-      this.stored.set(id, d);
+    const drafts = eachDraft(records);
+    const bytes = captureToBytes(capture);
+    const raw = { sha256: sha256Hex(bytes), size: bytes.length, kind: capture.kind };
+    const privacy = resolvePrivacy(this.privacy);
+    const fresh: Array<{ id: string; draft: DraftTypes[RecordKindName]; record: AnyRecord }> = [];
+    for (const { kind, draft } of drafts) {
+      const id = kind.id(draft);
+      if (this.stored.has(id) || fresh.some((f) => f.id === id)) continue;
+      const seq = this.finalized.length + fresh.length + 1;
+      const record = finalize(kind, draft, { seq, site: 'fake-host', receivedAt: this.now().toISOString(), raw, timezone: this.timezone, privacy });
+      const problems = schemaProblems(kind.schema, record);
+      if (problems.length > 0) throw new Error(`a ${kind.name} draft makes an invalid ${kind.schema} record: ${problems.join('; ')}`);
+      fresh.push({ id, draft, record });
+    }
+    this.commits.push({ drafts: [...(records.result ?? [])], records, capture });
+    for (const f of fresh) {
+      this.stored.set(f.id, f.draft);
+      this.finalized.push(f.record);
     }
     this.order.push('commit:end');
     this.notify();
-    return { inserted, duplicates: drafts.length - inserted };
+    return { inserted: fresh.length, duplicates: drafts.length - fresh.length };
   }
 
   quarantine(bytes: Buffer, reason: string): void {

@@ -1,4 +1,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
+import { onTestFinished } from 'vitest';
+import { topicSchema } from '../../src/mqtt/topics.ts';
+import { schemaProblems } from '../../src/records/schemas.ts';
 import type { BridgeEvent } from '../../src/records/types.ts';
 
 export { eventually } from './eventually.ts';
@@ -9,12 +12,22 @@ export interface Received {
   retain: boolean;
 }
 
+/** The base topic the tests' daemons publish under. */
+const BASE = 'poct/';
+
 /**
  * A dashboard-like subscriber on a real broker that keeps everything it hears, parsed as JSON,
  * and lets a test wait for a condition on it.
+ *
+ * Every message on a topic of the API (`TopicPayloads`) is checked against its topic's schema
+ * (`TOPIC_SCHEMAS`). A payload that breaks it is a failure of the test that received it: it is
+ * kept in `violations`, every wait fails at once naming it, the test that connected the
+ * subscriber fails when it ends, and `close()` throws it (for a subscriber a whole file shares).
  */
 export class Subscriber {
   readonly messages: Received[] = [];
+  /** Messages whose payload broke their topic's schema, with the problems. */
+  readonly violations: Array<{ topic: string; schema: string; problems: string[] }> = [];
   private waiters: Array<() => void> = [];
 
   private constructor(readonly client: MqttClient) {
@@ -25,14 +38,41 @@ export class Subscriber {
       } catch {
         parsed = payload.toString();
       }
+      this.check(topic, parsed);
       this.messages.push({ topic, payload: parsed, retain: packet.retain });
       this.waiters.forEach((w) => w());
     });
   }
 
+  private check(topic: string, payload: unknown): void {
+    if (!topic.startsWith(BASE)) return;
+    const schema = topicSchema(topic.slice(BASE.length))?.schema;
+    if (!schema) return;
+    // A payload that is empty (a retained message being cleared) is no message at all.
+    if (payload === '') return;
+    const problems = schemaProblems(schema, payload);
+    if (problems.length > 0) this.violations.push({ topic, schema, problems });
+  }
+
+  /** The schema violations so far as one message, or undefined when there is none. */
+  private violationReport(): string | undefined {
+    if (this.violations.length === 0) return undefined;
+    const lines = this.violations.slice(0, 5).map((v) => `${v.topic} breaks ${v.schema}: ${v.problems.join('; ')}`);
+    const more = this.violations.length > 5 ? `\n… and ${this.violations.length - 5} more` : '';
+    return `${this.violations.length} payload(s) broke their topic's schema:\n${lines.join('\n')}${more}`;
+  }
+
   static async connect(url: string, filters: string[] = ['poct/#'], options: mqtt.IClientOptions = {}): Promise<Subscriber> {
     const client = await mqtt.connectAsync(url, { reconnectPeriod: 200, ...options });
     const subscriber = new Subscriber(client);
+    try {
+      onTestFinished(() => {
+        const broken = subscriber.violationReport();
+        if (broken) throw new Error(broken);
+      });
+    } catch {
+      // Connected outside a test (beforeAll): the waits and close() report instead.
+    }
     await client.subscribeAsync(filters, { qos: 1 });
     return subscriber;
   }
@@ -57,9 +97,17 @@ export class Subscriber {
 
   /** Resolves when `predicate` holds, rejects after `timeoutMs` with `what` in the message. */
   waitFor(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
+    const broken = this.violationReport();
+    if (broken) return Promise.reject(new Error(`while waiting for ${what}: ${broken}`));
     if (predicate()) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const check = (): void => {
+        const report = this.violationReport();
+        if (report) {
+          cleanup();
+          reject(new Error(`while waiting for ${what}: ${report}`));
+          return;
+        }
         if (!predicate()) return;
         cleanup();
         resolve();
@@ -92,7 +140,10 @@ export class Subscriber {
     return match()!.payload as T;
   }
 
+  /** Disconnects; then throws if any payload broke its topic's schema. */
   async close(): Promise<void> {
     await this.client.endAsync(true);
+    const broken = this.violationReport();
+    if (broken) throw new Error(broken);
   }
 }

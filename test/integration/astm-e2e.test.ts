@@ -31,7 +31,7 @@ describe('astm over a socat pty pair, Mosquitto as broker', () => {
 
     await sub.waitFor('3 results', () => sub.on(RESULT).length >= 3, 20_000);
     const results = sub.payloads<ResultRecord>(RESULT);
-    for (const r of results) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+    for (const r of results) expect(schemaProblems('poct.result/2', r)).toEqual([]);
     expect(results.map((r) => [r.device.driver, r.device.manufacturer, r.category, r.specimen.type])).toEqual(
       Array(3).fill(['astm', '77 Elektronika', 'patient', 'urine']),
     );
@@ -103,7 +103,7 @@ devices:
     await new Promise((r) => setTimeout(r, 500));
     expect(sub.on(RESULT)).toHaveLength(1);
     const r = sub.payloads<ResultRecord>(RESULT)[0]!;
-    expect(schemaProblems('poct.result/1', r)).toEqual([]);
+    expect(schemaProblems('poct.result/2', r)).toEqual([]);
     expect(r.observations.map((o) => [o.code, o.value, o.unit, o.loinc])).toEqual([
       ['Alb', 63.7, 'mg/L', '14957-5'],
       ['Crt', 230.8, 'mg/dL', '2161-8'],
@@ -131,7 +131,7 @@ devices:
     await sub.waitFor('2 results', () => sub.on(RESULT).length >= 2, 20_000);
     const results = sub.payloads<ResultRecord>(RESULT);
     for (const r of results) {
-      expect(schemaProblems('poct.result/1', r)).toEqual([]);
+      expect(schemaProblems('poct.result/2', r)).toEqual([]);
       expect(r.device.model).toBe('Pentra XLR');
       expect(r.observations.map((o) => o.loinc)).toEqual(['804-5', '789-9', '717-9', '777-3']);
     }

@@ -1,11 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { drivers } from '../../drivers/index.ts';
+import { drivers, findDriver } from '../../drivers/index.ts';
+import { hashPatientId } from '../../src/records/privacy.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
+import { Store } from '../../src/store/store.ts';
 import type { ResultRecord } from '../../src/records/types.ts';
 import { tempDir, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { freePort, Mosquitto } from '../helpers/mosquitto.ts';
@@ -111,7 +113,7 @@ function expectNoStack(text: string): void {
 
 function expectGlucose(stdout: string, values: number[]): ResultRecord[] {
   const records = jsonLines(stdout) as ResultRecord[];
-  for (const r of records) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+  for (const r of records) expect(schemaProblems('poct.result/2', r)).toEqual([]);
   expect(records.map((r) => r.observations[0]!.value).sort((a, b) => Number(a) - Number(b))).toEqual(values);
   expect(records.every((r) => r.observations[0]!.unit === 'mg/dL')).toBe(true);
   return records;
@@ -132,7 +134,7 @@ function garbageBytes(length: number): Buffer {
 }
 
 describe('poctd replay', () => {
-  itShared([ULTRA2_REPLY], 'decodes a capture file into poct.result/1 JSON lines', async () => {
+  itShared([ULTRA2_REPLY], 'decodes a capture file into poct.result/2 JSON lines', async () => {
     const r = await poctd([...REPLAY, FIXTURE]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -255,6 +257,95 @@ describe('poctd replay', () => {
     expect(malformed.code).toBe(1);
     expect(malformed.stderr).toMatch(/--option expects key=value/);
     for (const r of [bad, malformed]) expectNoStack(r.stderr);
+  });
+});
+
+describe('poctd replay: privacy and --config', () => {
+  const URINE = 'test/fixtures/clinitek-status/simulator-send-all-en-crlf/capture.bin';
+  const URINE_BASE = ['replay', '--driver', 'clinitek-status', '--timezone', 'Europe/Madrid', '--device-id', 'urine-1'];
+  const patientIds = (stdout: string): Array<string | null> => (jsonLines(stdout) as ResultRecord[]).map((r) => r.patient?.id ?? null);
+
+  function urineConfig(privacy: string, extra: string[] = []): string {
+    const file = join(tempDir(), 'poctd.yaml');
+    writeFileSync(
+      file,
+      ['site: clinic-replay', 'timezone: UTC', `privacy: ${privacy}`, 'devices:', '  - id: urine-1', '    driver: clinitek-status',
+        '    timezone: Europe/Madrid', ...extra, '    transport: { type: serial, path: /dev/ttyUSB9 }', ''].join('\n'),
+    );
+    return file;
+  }
+
+  it('without --config prints no clear patient id: with no key to hash with, ids are omitted', async () => {
+    const r = await poctd([...URINE_BASE, URINE]);
+    expect(r.code).toBe(3); // the capture also holds the reader's E58 error record
+    expect(r.stdout).not.toMatch(/P-000\d/);
+    const records = jsonLines(r.stdout) as ResultRecord[];
+    expect(records.length).toBeGreaterThan(3);
+    expect(records.filter((x) => x.patient !== null).every((x) => x.patient!.id === null)).toBe(true);
+    expect(records.every((x) => x.site === 'replay')).toBe(true);
+  });
+
+  it('with --config prints what the daemon would publish: its site, and each privacy policy as configured', async () => {
+    const key = 'a-site-wide-secret-key';
+    const hashed = await poctd([...URINE_BASE, '--config', urineConfig(`{ patient_id: hash, hash_key: ${key} }`), URINE]);
+    expect(hashed.stderr).not.toMatch(/omitted|P-000/);
+    expect(hashed.code).toBe(3);
+    expect(hashed.stdout).not.toMatch(/P-000\d/);
+    const records = jsonLines(hashed.stdout) as ResultRecord[];
+    expect(records.every((x) => x.site === 'clinic-replay')).toBe(true);
+    const ids = records.map((x) => x.patient?.id).filter((id): id is string => typeof id === 'string');
+    expect(ids).toContain(hashPatientId('P-0001', key));
+    expect(ids.every((id) => /^hmac:[0-9a-f]{32}$/.test(id))).toBe(true);
+
+    const published = await poctd([...URINE_BASE, '--config', urineConfig('{ patient_id: publish }'), URINE]);
+    expect(patientIds(published.stdout)).toContain('P-0001');
+    const omitted = await poctd([...URINE_BASE, '--config', urineConfig('{ patient_id: omit }'), URINE]);
+    expect(omitted.stdout).not.toMatch(/P-000\d/);
+    // hash without a configured key: the daemon's key is in its database, so replay omits and says why.
+    const noKey = await poctd([...URINE_BASE, '--config', urineConfig('{ patient_id: hash }'), URINE]);
+    expect(noKey.code).toBe(3);
+    expect(noKey.stdout).not.toMatch(/P-000\d/);
+    expect(noKey.stderr).toMatch(/patient ids omitted: .*privacy\.hash_key/);
+  });
+
+  it("takes a configured device's driver, zone and options from --config when --device-id names it", async () => {
+    const file = join(tempDir(), 'clinitek.txt');
+    writeFileSync(
+      file,
+      '1822,05-06-2021, 5:33PM,,2756,,,,,Multistix 10 SG,Not Entered,Not Entered,GLU,Negative,,BIL,Negative,,KET,Negative,,SG ,1.020,,BLD,Negative,,pH ,7.0,,PRO,Negative,,UBG,0.2 E.U./dL,,NIT,Negative,,LEU,Negative,\r\n',
+    );
+    const config = urineConfig('{ patient_id: omit }', ['    options: { date_order: MDY }']);
+    const r = await poctd(['replay', '--config', config, '--device-id', 'urine-1', file]);
+    expect(r.stderr).toBe('');
+    const [record] = jsonLines(r.stdout) as ResultRecord[];
+    expect(record!.device_time).toBe('2021-05-06T17:33:00');
+    expect(record!.observed_at).toBe('2021-05-06T17:33:00+02:00'); // Europe/Madrid in May, not the top-level UTC
+    // The command line still wins over the config.
+    const dmy = await poctd(['replay', '--config', config, '--device-id', 'urine-1', '--option', 'date_order=DMY', '--timezone', 'UTC', file]);
+    expect((jsonLines(dmy.stdout) as ResultRecord[])[0]!.observed_at).toBe('2021-06-05T17:33:00+00:00');
+    const broken = join(tempDir(), 'broken.yaml');
+    writeFileSync(broken, 'privacy: { patient_id: sometimes }\n');
+    const bad = await poctd(['replay', '--config', broken, '--driver', 'clinitek-status', file]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('privacy.patient_id: must be one of publish, hash, omit');
+    expectNoStack(bad.stderr);
+  });
+
+  it('replays exactly what the store committed: same ids, raw reference and privacy', async () => {
+    const bytes = readFileSync(join(repo, URINE));
+    const store = new Store(join(tempDir(), 'poctd.db'));
+    const capture = store.putCaptureSync('raw', bytes);
+    const decoded = findDriver('clinitek-status')!.decode({ kind: 'raw', bytes }, { deviceId: 'urine-1', timezone: 'Europe/Madrid' });
+    const key = 'a-site-wide-secret-key';
+    const committed = store.commit({
+      site: 'clinic-replay', deviceId: 'urine-1', driver: 'clinitek-status', capture, drafts: { result: decoded.drafts },
+      receivedAt: new Date(), timezone: 'Europe/Madrid', privacy: { patient_id: 'hash', hash_key: key },
+    }).inserted as ResultRecord[];
+    store.close();
+    const r = await poctd([...URINE_BASE, '--config', urineConfig(`{ patient_id: hash, hash_key: ${key} }`), URINE]);
+    const replayed = jsonLines(r.stdout) as ResultRecord[];
+    const comparable = (x: ResultRecord): unknown => ({ ...x, received_at: null });
+    expect(replayed.map(comparable)).toEqual(committed.map(comparable));
   });
 });
 

@@ -93,7 +93,7 @@ devices:
     const finished = (): BridgeEvent[] => sub.events('contour1').filter((e) => e.type === 'download_finished');
 
     await sub.waitFor('4 results', () => results().length >= 4, 20_000);
-    for (const r of results()) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+    for (const r of results()) expect(schemaProblems('poct.result/2', r)).toEqual([]);
     expect(results().map((r) => [r.category, r.observations[0]!.value, r.observations[0]!.flags, r.observations[0]!.limit ?? null])).toEqual([
       ['patient', 96, [], null],
       ['control', 118, [], null],

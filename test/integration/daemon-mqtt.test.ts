@@ -38,10 +38,10 @@ devices:
     await broker?.stop();
   });
 
-  it('publishes every reading as a valid poct.result/1, control runs as control', async () => {
+  it('publishes every reading as a valid poct.result/2, control runs as control', async () => {
     await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3);
     const results = sub.payloads<ResultRecord>('poct/device/bench1/result');
-    for (const r of results) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+    for (const r of results) expect(schemaProblems('poct.result/2', r)).toEqual([]);
     const byValue = new Map(results.map((r) => [r.observations[0]!.value, r]));
     expect(byValue.get(81)!.category).toBe('control');
     expect(byValue.get(105)!.category).toBe('patient');
@@ -65,7 +65,7 @@ devices:
       expect(late.last('poct/bridge/state')).toEqual({ state: 'online' });
       const info = late.last<BridgeInfo>('poct/bridge/info')!;
       expect(info.drivers.map((d) => d.id)).toContain('onetouch-ultra2');
-      expect(info.schemas).toContain('poct.result/1');
+      expect(info.schemas).toContain('poct.result/2');
       const devices = late.last<BridgeDeviceEntry[]>('poct/bridge/devices')!;
       expect(devices).toEqual([
         expect.objectContaining({ id: 'bench1', driver: 'onetouch-ultra2', serial: 'GMF600DCY', transport: 'simulated', availability: 'online' }),

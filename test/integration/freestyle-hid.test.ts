@@ -139,7 +139,7 @@ describe('FreeStyle HID meter through the daemon (injected HID opener, Mosquitto
 
     await sub.waitFor('40 results', () => sub.on('poct/device/fs1/result').length >= 40, 20_000);
     const results = sub.payloads<ResultRecord>('poct/device/fs1/result');
-    for (const r of results) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+    for (const r of results) expect(schemaProblems('poct.result/2', r)).toEqual([]);
     expect(results.map((r) => r.observations[0]!.value).sort((a, b) => a! - b!)).toEqual(MEMORY.map((m) => m.value));
     expect(results.every((r) => r.category === 'patient' && r.observations[0]!.unit === 'mg/dL' && r.device.serial === 'JAGT241-U6242')).toBe(true);
     await sub.waitFor('device state', () => sub.last<DeviceState>('poct/device/fs1')?.status === 'ok');

@@ -72,7 +72,7 @@ auto_detect:
     usb.plugSerial(pty.b, '067b:2303', 'CABLE-1');
     const id = 'onetouch-ultra2-CABLE-1';
     await sub.waitFor('3 results from the plugged-in meter', () => sub.on(`poct/device/${id}/result`).length >= 3, 20_000);
-    for (const r of sub.payloads<ResultRecord>(`poct/device/${id}/result`)) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+    for (const r of sub.payloads<ResultRecord>(`poct/device/${id}/result`)) expect(schemaProblems('poct.result/2', r)).toEqual([]);
     // Results, events, state and availability are different topics: each is awaited, not assumed from the order.
     await sub.waitFor('device_added', () => sub.events().some((e) => e.type === 'device_added'));
     expect(sub.events().find((e) => e.type === 'device_added')).toMatchObject({ device: id, data: { driver: 'onetouch-ultra2', usb: '067b:2303' } });

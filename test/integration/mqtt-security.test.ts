@@ -146,7 +146,7 @@ describe('broker with a password file (allow_anonymous false)', () => {
       POCTD_MQTT_PASSWORD: DAEMON_PASSWORD,
     });
     await dashboard.waitFor('3 results', () => dashboard.on('poct/device/authorized/result').length >= MEMORY_SIZE);
-    for (const r of dashboard.payloads<ResultRecord>('poct/device/authorized/result')) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+    for (const r of dashboard.payloads<ResultRecord>('poct/device/authorized/result')) expect(schemaProblems('poct.result/2', r)).toEqual([]);
     await dashboard.waitFor('bridge/info', () =>
       dashboard.payloads<BridgeInfo>('poct/bridge/info').some((i) => JSON.stringify(i).includes('authorized')),
     );

@@ -21,7 +21,7 @@ describe('CLINITEK urine strip readers over a socat pty pair, Mosquitto as broke
 
     await sub.waitFor('6 results', () => sub.on('poct/device/bench1/result').length >= 6, 20_000);
     const results = sub.payloads<ResultRecord>('poct/device/bench1/result');
-    for (const r of results) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+    for (const r of results) expect(schemaProblems('poct.result/2', r)).toEqual([]);
     expect(results.map((r) => r.device.driver)).toEqual(Array(6).fill('clinitek-status'));
     expect(results.filter((r) => r.category === 'control')).toHaveLength(1);
     const big = results.find((r) => r.device_time === '2018-06-18T15:25:00')!;
@@ -48,7 +48,7 @@ describe('CLINITEK urine strip readers over a socat pty pair, Mosquitto as broke
 
     await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3, 20_000);
     const results = sub.payloads<ResultRecord>('poct/device/bench1/result');
-    for (const r of results) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+    for (const r of results) expect(schemaProblems('poct.result/2', r)).toEqual([]);
     expect(results.map((r) => r.device_time).sort()).toEqual(['1997-03-03T11:11:00', '1997-03-03T11:20:00', '1997-03-03T11:31:00']);
     expect(results.find((r) => r.device_time === '1997-03-03T11:11:00')!.observations.find((o) => o.code === 'BLD')).toMatchObject({
       text: 'Ca 10 Ery/uL',

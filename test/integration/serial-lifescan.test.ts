@@ -59,7 +59,7 @@ describe.each(CASES)('$driver over a socat pty pair, simulator in its own proces
     await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3, 20_000);
     const results = sub.payloads<ResultRecord>('poct/device/bench1/result');
     for (const r of results) {
-      expect(schemaProblems('poct.result/1', r)).toEqual([]);
+      expect(schemaProblems('poct.result/2', r)).toEqual([]);
       expect(r.device).toMatchObject({ driver: c.driver, serial: c.serial, manufacturer: 'LifeScan' });
       expect(r.observations[0]!.unit).toBe('mg/dL');
     }

@@ -21,7 +21,7 @@ describe('OneTouch Ultra 2 over a socat pty pair, Mosquitto as broker', () => {
 
     await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3, 20_000);
     const results = sub.payloads<ResultRecord>('poct/device/bench1/result');
-    for (const r of results) expect(schemaProblems('poct.result/1', r)).toEqual([]);
+    for (const r of results) expect(schemaProblems('poct.result/2', r)).toEqual([]);
     expect(results.map((r) => [r.observations[0]!.value, r.category]).sort()).toEqual(
       [[105, 'patient'], [176, 'patient'], [81, 'control']].sort(),
     );

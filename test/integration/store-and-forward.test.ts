@@ -85,14 +85,15 @@ devices:
     const config = testConfig(`mqtt: { url: ${broker.url} }`);
     const store = new Store(config.store.path);
     for (let i = 0; i < 2500; i += 500) {
-      store.commitResults({
+      store.commit({
         site: 'poctd',
         deviceId: 'bench1',
         driver: 'onetouch-ultra2',
-        captureKind: 'raw',
-        captureBytes: Buffer.from(`capture ${i}`),
-        drafts: Array.from({ length: 500 }, (_, k) => glucoseDraft(i + k)),
+        capture: store.putCaptureSync('raw', Buffer.from(`capture ${i}`)),
+        drafts: { result: Array.from({ length: 500 }, (_, k) => glucoseDraft(i + k)) },
         receivedAt: new Date(),
+        timezone: 'UTC',
+        privacy: config.privacy,
       });
     }
     store.close();

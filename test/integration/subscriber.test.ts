@@ -17,12 +17,28 @@ describe('the test subscriber', () => {
     ];
     for (const event of published) await sub.client.publishAsync('poct/bridge/event', JSON.stringify(event), { qos: 1 });
     // Same payload shape on another topic: not an event.
-    await sub.client.publishAsync('poct/device/meter-a', JSON.stringify(published[0]), { qos: 1 });
+    await sub.client.publishAsync('poct/elsewhere/meter-a', JSON.stringify(published[0]), { qos: 1 });
 
     await sub.waitFor('everything published', () => sub.messages.length === published.length + 1);
     expect(sub.events()).toEqual(published);
     expect(sub.events('meter-a').map((e) => e.type)).toEqual(['download_started', 'download_finished']);
     expect(sub.events('meter-b').map((e) => e.type)).toEqual(['no_answer']);
     expect(sub.events('meter-c')).toEqual([]);
+  });
+
+  it('checks every payload against its topic schema: one that breaks it fails the waits and is kept', async () => {
+    const { sub } = await brokerWithSubscriber(cleanups);
+    const availability = 'poct/device/meter-a/availability';
+    await sub.client.publishAsync(availability, JSON.stringify({ state: 'online' }), { qos: 1 });
+    await sub.client.publishAsync('poct/bridge/response/results/replay', JSON.stringify({ status: 'ok', data: {}, error: null }), { qos: 1 });
+    await sub.waitFor('the two valid payloads', () => sub.messages.length === 2);
+    expect(sub.violations).toEqual([]);
+    await sub.client.publishAsync(availability, JSON.stringify({ state: 'unplugged' }), { qos: 1 });
+    await expect(sub.waitFor('a message that will not come', () => sub.messages.length === 4)).rejects.toThrow(
+      /poct\/device\/meter-a\/availability breaks poct\.availability\/1/,
+    );
+    expect(sub.violations.map((v) => [v.topic, v.schema])).toEqual([[availability, 'poct.availability/1']]);
+    // What this test provoked on purpose must not fail it at its end.
+    sub.violations.splice(0);
   });
 });

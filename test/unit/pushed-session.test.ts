@@ -40,7 +40,7 @@ class LineReceiver extends PushedSession {
     const drafts = kind === 'R' ? [lineDraft(Number(n))] : [];
     const capture = { kind: 'raw' as const, bytes: Buffer.from(line) };
     void this.receive(
-      { drafts, capture, facts: { serial: 'LINE-1' }, state: { analyzer: { dialect: 'line' } } },
+      { drafts: { result: drafts }, capture, facts: { serial: 'LINE-1' }, state: { analyzer: { dialect: 'line' } } },
       {
         acknowledge: async () => {
           this.recordsAtAck.push(this.storedNow());

@@ -18,7 +18,7 @@ function entry(transaction: string | number | null, status: 'ok' | 'error' = 'ok
 
 describe('request outcomes (dedupe) and the audit', () => {
   it('keeps the first outcome of a transaction: a second record of it does not replace it', () => {
-    const store = new Store(':memory:');
+    const store = new Store(':memory:', { blobDir: join(tempDir('poctd-req-'), 'blobs') });
     const at = new Date('2026-12-01T10:00:00Z');
     store.recordRequest(entry('t1', 'error'), at);
     store.recordRequest(entry('t1', 'ok'), at);
@@ -57,10 +57,10 @@ describe('request outcomes (dedupe) and the audit', () => {
     const made = new Store(path);
     made.audit({ device_id: 'd1', verb: 'status', params: {}, status: 'ok', detail: { ok: true } }, new Date('2026-11-01T00:00:00Z'));
     made.close();
-    // Back to the schema before this migration (version 2), keeping the audit row.
+    // Back to the schema before this migration (version 3, the blob store's), keeping the audit row.
     const raw = new Database(path);
     raw.exec(`DROP TABLE request_outcomes; ALTER TABLE audit DROP COLUMN requested_by; ALTER TABLE audit DROP COLUMN transaction_json;`);
-    raw.pragma('user_version = 2');
+    raw.pragma('user_version = 3');
     raw.close();
     const store = new Store(path);
     store.recordRequest({ ...entry('x'), requested_by: 'lab-dashboard' }, new Date());

@@ -9,6 +9,25 @@ import { Store } from '../../src/store/store.ts';
 import { StoreWriter } from '../../src/store/writer.ts';
 import { tempDir } from '../helpers/daemon.ts';
 import { glucoseDraft } from '../helpers/records.ts';
+import type { CommitInput } from '../../src/store/store.ts';
+import type { ResultDraft } from '../../src/records/types.ts';
+
+/** The blob directory every store in `tempDir` shares (content-addressed, so sharing is harmless). */
+let blobsOf: Store | undefined;
+
+/** A commit of result drafts whose capture (`bytes`) is already in the blob store, as the device manager makes one. */
+function commitInput(fields: { deviceId: string; driver?: string | null; bytes: Buffer; drafts: ResultDraft[] }): CommitInput {
+  return {
+    site: 's',
+    deviceId: fields.deviceId,
+    driver: (fields.driver === undefined ? 'onetouch-ultra2' : fields.driver) as string,
+    capture: blobsOf!.putCaptureSync('raw', fields.bytes),
+    drafts: { result: fields.drafts },
+    receivedAt: new Date(),
+    timezone: 'UTC',
+    privacy: { patient_id: 'hash' },
+  };
+}
 
 const open: Array<{ writer: StoreWriter; reader: Store }> = [];
 afterEach(async () => {
@@ -21,6 +40,7 @@ afterEach(async () => {
 async function setup(checkpointIntervalMs: number): Promise<{ path: string; writer: StoreWriter; reader: Store }> {
   const path = join(tempDir('poctd-writer-'), 'poctd.db');
   const reader = new Store(path); // the daemon's main-thread connection, which also migrates
+  blobsOf = reader;
   const writer = await StoreWriter.open(path, checkpointIntervalMs);
   open.push({ writer, reader });
   return { path, writer, reader };
@@ -32,7 +52,7 @@ async function writeRounds(writer: StoreWriter, rounds: number, pauseMs: number,
   for (let round = 0; round < rounds; round++) {
     const drafts = Array.from({ length: 50 }, () => glucoseDraft(n++));
     const [outcome] = await writer.commitMany([
-      { site: 's', deviceId: 'bench1', driver: 'onetouch-ultra2', captureKind: 'raw', captureBytes: randomBytes(4096), drafts, receivedAt: new Date() },
+      commitInput({ deviceId: 'bench1', bytes: randomBytes(4096), drafts }),
     ]);
     expect(outcome).not.toBeInstanceOf(Error);
     walSizes();
@@ -72,15 +92,8 @@ describe('StoreWriter', () => {
 
   it('commits asked for together share a transaction, and one that fails is rolled back alone', async () => {
     const { writer, reader } = await setup(1000);
-    const input = (n: number, driver: unknown = 'onetouch-ultra2') => ({
-      site: 's',
-      deviceId: `m${n}`,
-      driver: driver as string,
-      captureKind: 'raw' as const,
-      captureBytes: randomBytes(64),
-      drafts: [glucoseDraft(n)],
-      receivedAt: new Date(),
-    });
+    const input = (n: number, driver: unknown = 'onetouch-ultra2') =>
+      commitInput({ deviceId: `m${n}`, driver: driver as string | null, bytes: randomBytes(64), drafts: [glucoseDraft(n)] });
     const outcomes = await Promise.allSettled([writer.commit(input(1)), writer.commit(input(2, null)), writer.commit(input(3))]);
     expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect((outcomes[1] as PromiseRejectedResult).reason.message).toMatch(/constraint failed/);
@@ -97,7 +110,7 @@ describe('StoreWriter', () => {
     const saved = writer.saveDeviceStates(states, new Date()).then(() => order.push('states'));
     const marked = writer.markPublishedMany(Array.from({ length: 2000 }, (_, i) => i + 1), new Date()).then(() => order.push('marks'));
     const committed = writer
-      .commitMany([{ site: 's', deviceId: 'm', driver: 'onetouch-ultra2', captureKind: 'raw', captureBytes: randomBytes(64), drafts: [glucoseDraft(1)], receivedAt: new Date() }])
+      .commitMany([commitInput({ deviceId: 'm', bytes: randomBytes(64), drafts: [glucoseDraft(1)] })])
       .then(() => order.push('commit'));
     await Promise.all([saved, marked, committed]);
     // The commit overtook both; the bookkeeping kept its own order.
@@ -119,7 +132,7 @@ describe('StoreWriter', () => {
     const states = Array.from({ length: 300 }, (_, i) => ({ id: `meter-${i}`, driver: 'onetouch-ultra2' }) as DeviceState);
     void writer.saveDeviceStates(states, new Date());
     void writer.commitMany([
-      { site: 's', deviceId: 'm', driver: 'onetouch-ultra2', captureKind: 'raw', captureBytes: randomBytes(64), drafts: [glucoseDraft(7)], receivedAt: new Date() },
+      commitInput({ deviceId: 'm', bytes: randomBytes(64), drafts: [glucoseDraft(7)] }),
     ]);
     await writer.close();
     expect(reader.recordCount()).toBe(1);

@@ -1,9 +1,13 @@
-import { createHash } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applyPatientPolicy, hashPatientId } from '../../src/records/privacy.ts';
+import type { PatientIdPolicy } from '../../src/config/types.ts';
+import { hashPatientId, type PrivacySettings } from '../../src/records/privacy.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
-import { Store } from '../../src/store/store.ts';
+import type { ResultDraft, ResultRecord } from '../../src/records/types.ts';
+import { Store, type CommitInput } from '../../src/store/store.ts';
 import { tempDir } from '../helpers/daemon.ts';
 import { glucoseDraft } from '../helpers/records.ts';
 
@@ -12,17 +16,24 @@ function tempStore(): { store: Store; path: string } {
   return { store: new Store(path), path };
 }
 
-function commit(store: Store, drafts = [glucoseDraft(1), glucoseDraft(2)], bytes = Buffer.from('capture-1')) {
-  return store.commitResults({
+function input(store: Store, drafts: ResultDraft[], bytes: Buffer, privacy: PrivacySettings = { patient_id: 'hash' }): CommitInput {
+  return {
     site: 'clinic-a',
     deviceId: 'bench1',
     driver: 'onetouch-ultra2',
-    captureKind: 'raw',
-    captureBytes: bytes,
-    drafts,
+    capture: store.putCaptureSync('raw', bytes),
+    drafts: { result: drafts },
     receivedAt: new Date('2026-11-22T09:00:00Z'),
-  });
+    timezone: 'Europe/Copenhagen',
+    privacy,
+  };
 }
+
+function commit(store: Store, drafts = [glucoseDraft(1), glucoseDraft(2)], bytes = Buffer.from('capture-1')) {
+  return store.commit(input(store, drafts, bytes));
+}
+
+const results = (records: unknown[]): ResultRecord[] => records as ResultRecord[];
 
 describe('Store', () => {
   it('commits records with gap-free seq, raw capture and outbox rows; records validate', () => {
@@ -30,11 +41,52 @@ describe('Store', () => {
     const out = commit(store);
     expect(out.inserted.map((r) => r.seq)).toEqual([1, 2]);
     expect(out.duplicates).toBe(0);
-    for (const record of out.inserted) expect(schemaProblems('poct.result/1', record)).toEqual([]);
+    for (const record of out.inserted) expect(schemaProblems('poct.result/2', record)).toEqual([]);
     expect(store.outboxDepth()).toBe(2);
     const capture = store.capture(out.captureId);
     expect(capture?.bytes.toString()).toBe('capture-1');
-    expect(out.inserted[0]!.raw.sha256).toBe(out.captureId);
+    const sha256 = createHash('sha256').update('capture-1').digest('hex');
+    expect(out.captureId).toBe(sha256);
+    expect(out.inserted[0]!.raw).toEqual({ sha256, size: 9, kind: 'raw' });
+    store.close();
+  });
+
+  it('keeps the capture in the blob store beside the database, and only its reference in SQLite', () => {
+    const { store, path } = tempStore();
+    const bytes = Buffer.from('a capture only the blob store holds');
+    const out = commit(store, [glucoseDraft(1)], bytes);
+    const blob = join(path, '..', 'blobs', out.captureId.slice(0, 2), out.captureId);
+    expect(readFileSync(blob)).toEqual(bytes);
+    store.close();
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare(`SELECT id, kind, size FROM captures`).all()).toEqual([{ id: out.captureId, kind: 'raw', size: bytes.length }]);
+    expect((db.prepare(`PRAGMA table_info(captures)`).all() as Array<{ name: string }>).map((c) => c.name)).not.toContain('bytes');
+    db.close();
+  });
+
+  it('refuses to commit rows that name a capture the blob store does not hold', () => {
+    const { store } = tempStore();
+    const missing = { sha256: 'ab'.repeat(32), size: 3, kind: 'raw' as const };
+    expect(() => store.commit({ ...input(store, [glucoseDraft(1)], Buffer.from('x')), capture: missing })).toThrow(/not in the blob store/);
+    const wrongSize = { ...store.putCaptureSync('raw', Buffer.from('four')), size: 5 };
+    expect(() => store.commit({ ...input(store, [glucoseDraft(1)], Buffer.from('x')), capture: wrongSize })).toThrow(/4 bytes, not 5/);
+    expect(store.recordCount()).toBe(0);
+    store.close();
+  });
+
+  it('finalizes in the commit: the DST flag on an ambiguous device time, in the device zone', () => {
+    const { store } = tempStore();
+    const repeated = glucoseDraft(1, { device_time: '2026-10-25T02:30:00', observed_at: '2026-10-25T02:30:00+02:00' });
+    const out = store.commit(input(store, [repeated, glucoseDraft(2)], Buffer.from('dst')));
+    expect(results(out.inserted).map((r) => r.flags)).toEqual([['device-time:repeated-hour'], []]);
+    store.close();
+  });
+
+  it('refuses a draft kind that no record kind has, storing nothing', () => {
+    const { store } = tempStore();
+    const bad = { ...input(store, [glucoseDraft(1)], Buffer.from('k')), drafts: { result: [glucoseDraft(1)], studdy: [] } as CommitInput['drafts'] };
+    expect(() => store.commit(bad)).toThrow(/unknown record kind "studdy"/);
+    expect(store.recordCount()).toBe(0);
     store.close();
   });
 
@@ -68,39 +120,54 @@ describe('Store', () => {
     store.close();
   });
 
-  it('applies the patient-id policy before anything is stored', () => {
-    const { store } = tempStore();
-    const draft = glucoseDraft(1, { patient: { id: 'MRN-12345' } });
-    const out = store.commitResults({
-      site: 'clinic-a',
-      deviceId: 'bench1',
-      driver: 'onetouch-ultra2',
-      captureKind: 'raw',
-      captureBytes: Buffer.from('x'),
-      drafts: [draft],
-      receivedAt: new Date(),
-      patientIdPolicy: 'hash',
-    });
-    expect(out.inserted[0]!.patient?.id).toMatch(/^hmac:[0-9a-f]{32}$/);
-    expect(JSON.stringify(store.recordsSince(0, 1))).not.toContain('MRN-12345');
-    expect(applyPatientPolicy(out.inserted[0]!, 'omit', 'x'.repeat(16)).patient).toEqual({ id: null });
+  const patientDraft = (n: number): ResultDraft => glucoseDraft(n, { patient: { id: 'MRN-12345' } });
+
+  /** The database file and its WAL, as bytes: what a clear id would leave on disk. */
+  const onDisk = (path: string): string =>
+    [path, `${path}-wal`].filter((f) => existsSync(f)).map((f) => readFileSync(f).toString('latin1')).join('');
+
+  it.each<[PatientIdPolicy, RegExp | null]>([
+    ['publish', /^MRN-12345$/],
+    ['hash', /^hmac:[0-9a-f]{32}$/],
+    ['omit', null],
+  ])('applies privacy.patient_id %s before anything is stored', (policy, expected) => {
+    const { store, path } = tempStore();
+    const out = store.commit(input(store, [patientDraft(1)], Buffer.from('p'), { patient_id: policy, hash_key: 'a-site-wide-secret-key' }));
+    const stored = results(store.recordsSince(0, 1))[0]!;
+    for (const record of [results(out.inserted)[0]!, stored]) {
+      if (expected) expect(record.patient?.id).toMatch(expected);
+      else expect(record.patient).toEqual({ id: null });
+    }
+    if (policy === 'hash') expect(stored.patient?.id).toBe(hashPatientId('MRN-12345', 'a-site-wide-secret-key'));
     store.close();
+    // Under hash and omit the clear id is nowhere in the database, its WAL included.
+    if (policy === 'publish') expect(onDisk(path)).toContain('MRN-12345');
+    else expect(onDisk(path)).not.toContain('MRN-12345');
+  });
+
+  it('fails closed when the privacy settings are forgotten or wrong: hashed with the store key, never published', () => {
+    const { store, path } = tempStore();
+    const forgotten = { ...input(store, [patientDraft(1)], Buffer.from('f')) } as Partial<CommitInput>;
+    delete forgotten.privacy;
+    const a = store.commit(forgotten as CommitInput);
+    const unknownPolicy = input(store, [patientDraft(2)], Buffer.from('g'), { patient_id: 'Publish' as PatientIdPolicy });
+    const b = store.commit(unknownPolicy);
+    const noPolicy = input(store, [patientDraft(3)], Buffer.from('h'), {} as PrivacySettings);
+    const c = store.commit(noPolicy);
+    const storeKeyHash = hashPatientId('MRN-12345', store.localHashKey());
+    for (const out of [a, b, c]) expect(results(out.inserted)[0]!.patient?.id).toBe(storeKeyHash);
+    store.close();
+    expect(onDisk(path)).not.toContain('MRN-12345');
   });
 
   it('hashes patient ids with a key: stable per store, different between stores, the configured key wins', () => {
     const dir = tempDir('poctd-store-');
     const commit = (store: Store, n: number, key?: string): string | null | undefined =>
-      store.commitResults({
-        site: 'clinic-a',
-        deviceId: 'bench1',
-        driver: 'onetouch-ultra2',
-        captureKind: 'raw',
-        captureBytes: Buffer.from(`x${n}`),
-        drafts: [glucoseDraft(n, { patient: { id: '1234' } })],
-        receivedAt: new Date(),
-        patientIdPolicy: 'hash',
-        ...(key ? { patientHashKey: key } : {}),
-      }).inserted[0]!.patient?.id;
+      results(
+        store.commit(
+          input(store, [glucoseDraft(n, { patient: { id: '1234' } })], Buffer.from(`x${n}`), { patient_id: 'hash', ...(key ? { hash_key: key } : {}) }),
+        ).inserted,
+      )[0]!.patient?.id;
     const a = new Store(join(dir, 'a.db'));
     const first = commit(a, 1);
     expect(commit(a, 2)).toBe(first);
@@ -139,6 +206,137 @@ describe('Store', () => {
     expect(store.auditEntries()).toEqual([
       { device_id: 'bench1', verb: 'clock/sync', status: 'ok', params: {}, detail: { clock: 'x' } },
     ]);
+    store.close();
+  });
+});
+
+/** The schema the store had before the blob store (versions 1 and 2), with one session's rows in it. */
+function oldDatabase(path: string, captures: Array<{ bytes: Buffer; kind: 'raw' | 'transcript'; records: number }>): void {
+  const db = new Database(path);
+  db.exec(`CREATE TABLE captures (id TEXT PRIMARY KEY, device_id TEXT NOT NULL, driver TEXT NOT NULL, kind TEXT NOT NULL, bytes BLOB NOT NULL, received_at TEXT NOT NULL);
+    CREATE TABLE records (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, device_id TEXT NOT NULL, schema TEXT NOT NULL, category TEXT NOT NULL,
+      capture_id TEXT NOT NULL REFERENCES captures(id), json TEXT NOT NULL, received_at TEXT NOT NULL);
+    CREATE INDEX records_device ON records(device_id, seq);
+    CREATE TABLE outbox (seq INTEGER PRIMARY KEY REFERENCES records(seq), device_id TEXT NOT NULL, published_at TEXT);
+    CREATE INDEX outbox_pending ON outbox(seq) WHERE published_at IS NULL;
+    CREATE TABLE quarantine (id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT NOT NULL, reason TEXT NOT NULL, bytes BLOB NOT NULL, sha256 TEXT NOT NULL, received_at TEXT NOT NULL);
+    CREATE TABLE devices (id TEXT PRIMARY KEY, driver TEXT NOT NULL, state_json TEXT NOT NULL, updated_at TEXT NOT NULL);
+    CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, device_id TEXT, verb TEXT NOT NULL, params_json TEXT NOT NULL, status TEXT NOT NULL, detail_json TEXT);
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    PRAGMA user_version = 2;`);
+  let seq = 0;
+  for (const capture of captures) {
+    const sha256 = createHash('sha256').update(capture.bytes).digest('hex');
+    db.prepare(`INSERT INTO captures VALUES (?, 'bench1', 'onetouch-ultra2', ?, ?, '2026-11-22T09:00:00.000Z')`).run(sha256, capture.kind, capture.bytes);
+    for (let i = 0; i < capture.records; i++) {
+      seq++;
+      const { key: _key, ...body } = glucoseDraft(seq);
+      const record = { schema: 'poct.result/1', id: `${seq}`.padStart(32, '0'), seq, site: 'clinic-a', ...body, received_at: '2026-11-22T09:00:00.000Z', raw: { capture: sha256, sha256 } };
+      expect(schemaProblems('poct.result/1', record)).toEqual([]);
+      db.prepare(`INSERT INTO records VALUES (?, ?, 'bench1', 'poct.result/1', 'patient', ?, ?, '2026-11-22T09:00:00.000Z')`).run(seq, record.id, sha256, JSON.stringify(record));
+      db.prepare(`INSERT INTO outbox VALUES (?, 'bench1', ?)`).run(seq, seq === 1 ? '2026-11-22T09:00:01.000Z' : null);
+    }
+  }
+  db.close();
+}
+
+describe('Store migration to the blob store', () => {
+  it('moves the bytes of an old database out to blobs, keeps the references, and rewrites records as poct.result/2', () => {
+    const dir = tempDir('poctd-migrate-');
+    const path = join(dir, 'poctd.db');
+    const transcript = Buffer.from('H 444d40\nD 4030312022474d463630304443592220303030410d0a\n', 'latin1');
+    const raw = Buffer.concat([Buffer.from([0x02, 0x31, 0x00, 0xff, 0x03]), randomBytes(256 * 1024)]);
+    oldDatabase(path, [
+      { bytes: transcript, kind: 'transcript', records: 2 },
+      { bytes: raw, kind: 'raw', records: 1 },
+    ]);
+    expect(statSync(path).size).toBeGreaterThan(raw.length);
+    const store = new Store(path);
+    const records = results(store.recordsSince(0, 10));
+    expect(records.map((r) => r.schema)).toEqual(['poct.result/2', 'poct.result/2', 'poct.result/2']);
+    for (const r of records) expect(schemaProblems('poct.result/2', r)).toEqual([]);
+    const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+    expect(records.map((r) => r.raw)).toEqual([
+      { sha256: sha(transcript), size: transcript.length, kind: 'transcript' },
+      { sha256: sha(transcript), size: transcript.length, kind: 'transcript' },
+      { sha256: sha(raw), size: raw.length, kind: 'raw' },
+    ]);
+    // Everything else about the records is as it was, the outbox too.
+    expect(records[0]!.observations).toEqual(glucoseDraft(1).observations);
+    expect(store.pendingOutbox(0, 10).map((r) => r.seq)).toEqual([2, 3]);
+    expect(store.capture(sha(transcript))?.bytes).toEqual(transcript);
+    expect(store.capture(sha(raw))?.bytes).toEqual(raw);
+    expect(readFileSync(join(dir, 'blobs', sha(raw).slice(0, 2), sha(raw)))).toEqual(raw);
+    // New commits go on after the migrated seqs.
+    expect(commit(store, [glucoseDraft(9)], Buffer.from('after')).inserted.map((r) => r.seq)).toEqual([4]);
+    store.close();
+    // The bytes left the database file, not only its tables.
+    expect(statSync(path).size).toBeLessThan(raw.length / 2);
+    const db = new Database(path, { readonly: true });
+    expect(db.pragma('user_version', { simple: true })).toBe(4); // the blob store's migration (3), then the requests' (4)
+    expect(JSON.stringify(db.prepare(`SELECT * FROM captures`).all())).not.toContain('bytes');
+    expect(db.prepare(`SELECT DISTINCT schema FROM records`).pluck().all()).toEqual(['poct.result/2']);
+    db.close();
+  });
+
+  it('refuses to migrate a capture whose bytes do not match its id, leaving the old database as it was', () => {
+    const dir = tempDir('poctd-migrate-');
+    const path = join(dir, 'poctd.db');
+    oldDatabase(path, [{ bytes: Buffer.from('good'), kind: 'raw', records: 1 }]);
+    const db = new Database(path);
+    db.prepare(`UPDATE captures SET bytes = ?`).run(Buffer.from('tampered'));
+    db.close();
+    expect(() => new Store(path)).toThrow(/hash to .*damaged/);
+    const after = new Database(path, { readonly: true });
+    expect(after.pragma('user_version', { simple: true })).toBe(2);
+    expect((after.prepare(`SELECT bytes FROM captures`).pluck().get() as Buffer).toString()).toBe('tampered');
+    after.close();
+  });
+});
+
+describe('BlobStore', () => {
+  it('streams a Readable into <dir>/<first two hex>/<sha256>, and reads it back verified', async () => {
+    const { store } = tempStore();
+    const chunks = Array.from({ length: 64 }, (_, i) => Buffer.alloc(16 * 1024, i));
+    const whole = Buffer.concat(chunks);
+    const { Readable } = await import('node:stream');
+    const ref = await store.blobs.put(Readable.from(chunks));
+    expect(ref).toEqual({ sha256: createHash('sha256').update(whole).digest('hex'), size: whole.length });
+    expect(store.blobs.pathOf(ref.sha256)).toBe(join(store.blobs.dir, ref.sha256.slice(0, 2), ref.sha256));
+    expect(store.blobs.read(ref.sha256)).toEqual(whole);
+    expect(await store.blobs.verify(ref.sha256)).toBe(true);
+    // Nothing is left in the temp directory; a second put of the same bytes is the same blob.
+    expect(readdirSync(join(store.blobs.dir, 'tmp'))).toEqual([]);
+    const before = statSync(store.blobs.pathOf(ref.sha256)).mtimeMs;
+    expect(await store.blobs.put(whole)).toEqual(ref);
+    expect(statSync(store.blobs.pathOf(ref.sha256)).mtimeMs).toBe(before); // the blob already there is never replaced
+    expect(readdirSync(join(store.blobs.dir, 'tmp'))).toEqual([]);
+    store.close();
+  });
+
+  it('says a blob whose bytes changed on disk is damaged, instead of returning them', async () => {
+    const { store } = tempStore();
+    const ref = await store.blobs.put(Buffer.from('original'));
+    writeFileSync(store.blobs.pathOf(ref.sha256), 'tampered');
+    expect(() => store.blobs.read(ref.sha256)).toThrow(/damaged/);
+    expect(await store.blobs.verify(ref.sha256)).toBe(false);
+    expect(await store.blobs.verify('0'.repeat(64))).toBe(false);
+    expect(() => store.blobs.pathOf('../../etc/passwd')).toThrow(/not a blob name/);
+    store.close();
+  });
+
+  it('a stream that fails mid-way leaves no blob and no temp file', async () => {
+    const { store } = tempStore();
+    const { Readable } = await import('node:stream');
+    const failing = new Readable({
+      read() {
+        this.push(Buffer.from('part of a file'));
+        this.destroy(new Error('connection reset'));
+      },
+    });
+    await expect(store.blobs.put(failing)).rejects.toThrow(/connection reset/);
+    expect(readdirSync(join(store.blobs.dir, 'tmp'))).toEqual([]);
+    expect(readdirSync(store.blobs.dir)).toEqual(['tmp']);
     store.close();
   });
 });

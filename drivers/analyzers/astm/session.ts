@@ -128,7 +128,7 @@ export class AstmSession implements DriverSession {
       );
       return;
     }
-    const stored = await this.host.commit(r.drafts, capture); // a rejection NAKs the last frame
+    const stored = await this.host.commit({ result: r.drafts }, capture); // a rejection NAKs the last frame
     const t = this.totals;
     t.messages++;
     t.records += r.drafts.length;

@@ -159,7 +159,7 @@ export class Clinitek50Session extends MeterSession<FramedItem> {
         const capture = this.takeCapture();
         let stored: { inserted: number; duplicates: number };
         try {
-          stored = await this.host.commit([recordToDraft(record, identity, this.host.timezone)], capture);
+          stored = await this.host.commit({ result: [recordToDraft(record, identity, this.host.timezone)] }, capture);
         } catch (err) {
           await this.sendBytes(NAK).catch(() => undefined);
           throw new ProtocolError('commit-failed', `the store did not commit record ${record.seq}: ${(err as Error).message}; it was not ACKed`);

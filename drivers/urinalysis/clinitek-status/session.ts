@@ -157,7 +157,7 @@ export class ClinitekStatusSession implements DriverSession {
     if (batch.length === 0) return;
     const capture: Capture = { kind: 'raw', bytes: Buffer.concat(batch.flatMap((p) => [p.bytes, Buffer.from('\r')])) };
     const stored = await this.host.commit(
-      batch.map((p) => p.draft),
+      { result: batch.map((p) => p.draft) },
       capture,
     );
     this.pending.splice(0, batch.length);

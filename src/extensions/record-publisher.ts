@@ -1,6 +1,7 @@
+import { kindBySchema } from '../records/kinds.ts';
 import type { Extension, Services } from './extension.ts';
 
-/** How many results may wait for PUBACK at once; bounds memory when a backlog drains. */
+/** How many records may wait for PUBACK at once; bounds memory when a backlog drains. */
 const MAX_IN_FLIGHT = 1000;
 /** A backlog is read again once this many are left in flight, so each read fetches hundreds of rows. */
 const REFILL_AT = MAX_IN_FLIGHT / 2;
@@ -14,13 +15,13 @@ const ACK_FLUSH_MS = 250;
 const STOP_GRACE_MS = 2000;
 
 /**
- * Drains the outbox to `device/<id>/result` with QoS 1, oldest first, so each device's results
- * arrive in order. A row is marked published only when the broker acknowledged it. After a
- * restart, every row not yet acknowledged is sent again (at-least-once; the record id makes a
- * repeat recognisable).
+ * Drains the outbox to each record's topic (`device/<id>/result`, and whatever topic the kind table
+ * gives the record's schema) with QoS 1, oldest first, so each device's records arrive in order. A
+ * row is marked published only when the broker acknowledged it. After a restart, every row not yet
+ * acknowledged is sent again (at-least-once; the record id makes a repeat recognisable).
  */
-export class ResultPublisher implements Extension {
-  readonly name = 'result-publisher';
+export class RecordPublisher implements Extension {
+  readonly name = 'record-publisher';
   private queuedUpTo = 0;
   private inFlight = 0;
   private draining = false;
@@ -76,9 +77,17 @@ export class ResultPublisher implements Extension {
       if (batch.length === 0) break;
       for (const record of batch) {
         this.queuedUpTo = record.seq;
+        const kind = kindBySchema(record.schema);
+        if (!kind) {
+          // Written by a newer daemon, or damaged: never guess a topic. It stays unpublished (and
+          // is read again at the next start) while the records after it go on.
+          this.s.stats.errors++;
+          this.s.log.error({ seq: record.seq, schema: record.schema }, 'stored record has a schema no record kind has; not published');
+          continue;
+        }
         this.inFlight++;
         this.s.mqtt
-          .publish(this.s.topics.result(record.device_id), record.json, { qos: 1, retain: false })
+          .publish(this.s.topics.record(record.device_id, kind.topic), record.json, { qos: 1, retain: false })
           .then(
             () => {
               this.acked.push(record.seq);
@@ -87,7 +96,7 @@ export class ResultPublisher implements Extension {
             },
             (error: Error) => {
               // The client gave the packet up (stopped or errored): send it again on the next drain.
-              this.s.log.warn({ seq: record.seq, err: error.message }, 'result publish failed; will retry');
+              this.s.log.warn({ seq: record.seq, err: error.message }, 'record publish failed; will retry');
               this.queuedUpTo = Math.min(this.queuedUpTo, record.seq - 1);
               this.moreToSend = true;
             },
@@ -122,7 +131,7 @@ export class ResultPublisher implements Extension {
     const seqs = this.acked;
     this.acked = [];
     return this.s.writer.markPublishedMany(seqs, this.s.now()).catch((error: Error) => {
-      this.s.log.warn({ err: error.message }, 'could not mark results published; they will be sent again');
+      this.s.log.warn({ err: error.message }, 'could not mark records published; they will be sent again');
     });
   }
 }

@@ -1,0 +1,117 @@
+/**
+ * The record kinds: one entry each, the one place a new kind is added. An entry says which schema
+ * a kind's records carry, which topic under `device/<id>/` they go to, how a record's id derives
+ * from the device identity and the draft's key (rule 3), which of its fields identify a patient,
+ * and how the record is assembled from the draft. The store, the publisher, `finalize` and
+ * `poctd replay` read this table and know no kind by name.
+ *
+ * Adding a kind (a study, a print job): its draft and record types in `types.ts`, a line in
+ * `DraftTypes` and `RecordTypes` below, its entry in `RECORD_KINDS`, and its schema file.
+ */
+import { resultId } from './ids.ts';
+import type { PrivateField } from './privacy.ts';
+import { RESULT_SCHEMA, type DeviceIdentity, type RawRef, type ResultDraft, type ResultRecord } from './types.ts';
+
+/** What every draft carries, whatever its kind: the device it came from and its own identity there. */
+export interface DraftBase {
+  key: string;
+  device: DeviceIdentity;
+}
+
+/** Draft type by kind name: what a driver hands to `SessionHost.commit`. */
+export interface DraftTypes {
+  result: ResultDraft;
+}
+
+/** Record type by kind name: what is stored and published. */
+export interface RecordTypes {
+  result: ResultRecord;
+}
+
+export type RecordKindName = keyof DraftTypes & keyof RecordTypes;
+
+/** A session's drafts for one commit, keyed by kind: `{ result: drafts }`. */
+export type RecordDrafts = { [K in RecordKindName]?: ReadonlyArray<DraftTypes[K]> };
+
+export type AnyRecord = RecordTypes[RecordKindName];
+
+/** The fields the daemon owns in every record, whatever its kind. */
+export interface OwnedFields {
+  id: string;
+  seq: number;
+  site: string;
+  received_at: string;
+  raw: RawRef;
+}
+
+export interface RecordKind<K extends RecordKindName> {
+  readonly name: K;
+  /** The schema id every record of this kind carries (and the `schema` column of `records`). */
+  readonly schema: RecordTypes[K]['schema'];
+  /** Its JSON Schema, under `schemas/`. */
+  readonly schemaFile: string;
+  /** The topic under `device/<id>/` its records are published on (QoS 1, not retained). */
+  readonly topic: string;
+  /** Rule 3: from the device identity and the draft's key, so a re-download is a duplicate. */
+  id(draft: DraftTypes[K]): string;
+  /** The device's own naive clock reading, checked against DST changes; null when it has none. */
+  deviceTime(draft: DraftTypes[K]): string | null;
+  /** The draft with one more record-level flag (a DST note); the draft itself is not changed. */
+  withFlag(draft: DraftTypes[K], flag: string): DraftTypes[K];
+  /** The fields that identify a patient; the privacy policy applies to each. */
+  readonly privateFields: readonly PrivateField[];
+  /** The `category` column of `records` (a kind without categories gives its name). */
+  category(draft: DraftTypes[K]): string;
+  /** The record, fields in the order its schema lists them. */
+  assemble(draft: DraftTypes[K], owned: OwnedFields): RecordTypes[K];
+}
+
+export const RECORD_KINDS: { readonly [K in RecordKindName]: RecordKind<K> } = {
+  result: {
+    name: 'result',
+    schema: RESULT_SCHEMA,
+    schemaFile: 'result-2.schema.json',
+    topic: 'result',
+    id: resultId,
+    deviceTime: (draft) => draft.device_time,
+    withFlag: (draft, flag) => (draft.flags.includes(flag) ? draft : { ...draft, flags: [...draft.flags, flag] }),
+    privateFields: [['patient', 'id']],
+    category: (draft) => draft.category,
+    assemble: (draft, owned) => {
+      const { key: _key, ...body } = draft;
+      return {
+        schema: RESULT_SCHEMA,
+        id: owned.id,
+        seq: owned.seq,
+        site: owned.site,
+        ...body,
+        received_at: owned.received_at,
+        raw: owned.raw,
+      };
+    },
+  },
+};
+
+/** Kind names in the order a commit stores them (and so the order of their seqs). */
+export const RECORD_KIND_NAMES = Object.keys(RECORD_KINDS) as RecordKindName[];
+
+/** The kind whose records carry `schema`, as the store's `schema` column tells. */
+export function kindBySchema(schema: string): RecordKind<RecordKindName> | undefined {
+  return RECORD_KIND_NAMES.map((name) => RECORD_KINDS[name] as RecordKind<RecordKindName>).find((k) => k.schema === schema);
+}
+
+/** The kind named `name`, or undefined for a key no kind has (a driver's typo, a kind not built yet). */
+export function kindByName(name: string): RecordKind<RecordKindName> | undefined {
+  return Object.hasOwn(RECORD_KINDS, name) ? (RECORD_KINDS[name as RecordKindName] as RecordKind<RecordKindName>) : undefined;
+}
+
+/** Every draft of a commit with its kind, kinds in table order, drafts in the order given. */
+export function eachDraft(drafts: RecordDrafts): Array<{ kind: RecordKind<RecordKindName>; draft: DraftTypes[RecordKindName] }> {
+  const unknown = Object.keys(drafts).filter((name) => !kindByName(name));
+  if (unknown.length > 0) {
+    throw new Error(`unknown record kind ${unknown.map((n) => `"${n}"`).join(', ')} (known: ${RECORD_KIND_NAMES.join(', ')})`);
+  }
+  return RECORD_KIND_NAMES.flatMap((name) =>
+    (drafts[name] ?? []).map((draft) => ({ kind: RECORD_KINDS[name] as RecordKind<RecordKindName>, draft })),
+  );
+}
