@@ -17,6 +17,9 @@
  * No moles/volume code for interstitial fluid is listed: no sensor this project reads reports
  * mmol/L on the wire, and a code is not added without a source.
  *
+ * The β-ketone a glucose meter also reads on its own strips is coded in `ketone.ts`, with the same
+ * levels and observation builder as glucose (this file).
+ *
  * Sections: codes · measuring range · observations · results.
  */
 import type { DeviceIdentity, Observation, ResultDraft } from '../../src/records/types.ts';
@@ -29,21 +32,26 @@ import { naiveToZoned } from '../../src/util/time.ts';
 export type GlucoseUnit = 'mg/dL' | 'mmol/L';
 export type GlucoseSpecimen = 'capillary blood' | 'interstitial fluid';
 
-/** How one kind of glucose reading is coded in an `Observation`. */
-export interface GlucoseCoding {
+/** How one analyte a meter reads is coded in an `Observation` (glucose here, β-ketone in `ketone.ts`). */
+export interface AnalyteCoding {
   /** `Observation.code`: the short code consumers already match on. */
   code: string;
   /** `Observation.name`. */
   name: string;
-  specimen: GlucoseSpecimen;
-  unit: GlucoseUnit;
+  unit: string;
   /** UCUM spelling of `unit`. */
   ucum: string;
   loinc: string;
   /** The LOINC long name, as the source gives it. */
   loincName: string;
-  /** Where the code was read (see the file header: POCT1, HDDT, CGM). */
+  /** Where the code was read (see the header of the file that holds it). */
   source: string;
+}
+
+/** How one kind of glucose reading is coded; `source` is POCT1, HDDT or CGM (see the file header). */
+export interface GlucoseCoding extends AnalyteCoding {
+  specimen: GlucoseSpecimen;
+  unit: GlucoseUnit;
 }
 
 export const GLUCOSE_CODINGS: readonly GlucoseCoding[] = [
@@ -97,6 +105,11 @@ export const CAPILLARY_GLUCOSE_MMOL_L = requiredCoding('capillary blood', 'mmol/
 /** A sensor reading in mg/dL (99504-3). */
 export const INTERSTITIAL_GLUCOSE_MG_DL = requiredCoding('interstitial fluid', 'mg/dL');
 
+/** A strip reading in the unit the meter sent: both units have a capillary-blood code. */
+export function capillaryGlucoseCoding(unit: GlucoseUnit): GlucoseCoding {
+  return unit === 'mmol/L' ? CAPILLARY_GLUCOSE_MMOL_L : CAPILLARY_GLUCOSE_MG_DL;
+}
+
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 // Measuring range
 // ────────────────────────────────────────────────────────────────────────────────────────────────
@@ -125,13 +138,37 @@ export function rangeGlucose(mgdl: number): GlucoseMgdl {
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
 /**
- * A glucose level in its coding's unit: a number, or HI/LO past the meter's limit (null when the
- * meter does not say which limit).
+ * A level in its coding's unit (glucose, or a meter's other analyte): a number, or HI/LO past the
+ * meter's limit (null when the meter does not say which limit).
  */
 export type GlucoseLevel = { kind: 'value'; value: number } | { kind: 'HI'; limit: number | null } | { kind: 'LO'; limit: number | null };
 
-/** One glucose observation. HI/LO carry no value: the flag, the comparator and the limit say it all. */
-export function codedGlucoseObservation(coding: GlucoseCoding, level: GlucoseLevel): Observation {
+/** The limits a meter reports HI/LO against, in the reading's unit; a side the meter does not give is null. */
+export interface MeterLimits {
+  lo: number | null;
+  hi: number | null;
+}
+
+/**
+ * A meter's reading as it sent it (a number, or its HI/LO marker) → its level, with the limit of
+ * the side it is past. Without limits (an unknown model, a header without them) the limit is null,
+ * never a guessed one.
+ */
+export function meterLevel(reading: number | 'HI' | 'LO', limits: MeterLimits | null): GlucoseLevel {
+  if (reading === 'HI') return { kind: 'HI', limit: limits?.hi ?? null };
+  if (reading === 'LO') return { kind: 'LO', limit: limits?.lo ?? null };
+  return { kind: 'value', value: reading };
+}
+
+/** The fields a level decides. HI/LO carry no value: the flag, the comparator and the limit say it all. */
+export function glucoseLevelFields(level: GlucoseLevel): Pick<Observation, 'value' | 'flags' | 'comparator' | 'limit'> {
+  if (level.kind === 'value') return { value: level.value, flags: [], comparator: null };
+  if (level.kind === 'HI') return { value: null, flags: ['HI'], comparator: '>', limit: level.limit };
+  return { value: null, flags: ['LO'], comparator: '<', limit: level.limit };
+}
+
+/** One observation of a meter analyte (`limit` only on HI/LO). */
+export function codedGlucoseObservation(coding: AnalyteCoding, level: GlucoseLevel): Observation {
   const base: Observation = {
     code: coding.code,
     name: coding.name,
@@ -143,9 +180,8 @@ export function codedGlucoseObservation(coding: GlucoseCoding, level: GlucoseLev
     text: null,
     comparator: null,
   };
-  if (level.kind === 'value') return { ...base, value: level.value };
-  if (level.kind === 'HI') return { ...base, flags: ['HI'], comparator: '>', limit: level.limit };
-  return { ...base, flags: ['LO'], comparator: '<', limit: level.limit };
+  // Spread over `base`, the level's fields keep base's key order (the published order), `limit` last.
+  return { ...base, ...glucoseLevelFields(level) };
 }
 
 /** A capillary-blood reading in mg/dL (what the LifeScan meters send) → its observation. */

@@ -6,12 +6,16 @@ import {
   GLUCOSE_HI_LIMIT,
   GLUCOSE_LO_LIMIT,
   INTERSTITIAL_GLUCOSE_MG_DL,
+  capillaryGlucoseCoding,
   codedGlucoseObservation,
   glucoseCoding,
+  glucoseLevelFields,
   glucoseMeterDraft,
   glucoseObservation,
+  meterLevel,
   rangeGlucose,
 } from '../../drivers/analytes/glucose.ts';
+import { BLOOD_KETONE_MMOL_L } from '../../drivers/analytes/ketone.ts';
 import type { DeviceIdentity } from '../../src/records/types.ts';
 
 const DEVICE: DeviceIdentity = { id: 'bench1', driver: 'test', manufacturer: 'Test', model: 'Meter', serial: 'S1', firmware: null };
@@ -37,6 +41,75 @@ describe('glucose codes', () => {
     expect(CAPILLARY_GLUCOSE_MG_DL).toMatchObject({ code: 'GLU', name: 'Glucose', loinc: '41653-7', unit: 'mg/dL' });
     expect(CAPILLARY_GLUCOSE_MMOL_L).toMatchObject({ code: 'GLU', name: 'Glucose', loinc: '14743-9', unit: 'mmol/L' });
     expect(INTERSTITIAL_GLUCOSE_MG_DL).toMatchObject({ code: 'GLU-ISF', loinc: '99504-3', specimen: 'interstitial fluid' });
+  });
+});
+
+describe('capillaryGlucoseCoding', () => {
+  it('codes a strip reading by the unit the meter sent', () => {
+    expect(capillaryGlucoseCoding('mg/dL')).toBe(CAPILLARY_GLUCOSE_MG_DL);
+    expect(capillaryGlucoseCoding('mmol/L')).toBe(CAPILLARY_GLUCOSE_MMOL_L);
+  });
+});
+
+describe('β-ketone code', () => {
+  it('is BHB in mmol/L with its LOINC code and source', () => {
+    expect(BLOOD_KETONE_MMOL_L).toMatchObject({ code: 'BHB', name: 'beta-Hydroxybutyrate', loinc: '66441-7', unit: 'mmol/L', ucum: 'mmol/L', source: 'FreeStyle' });
+    expect(BLOOD_KETONE_MMOL_L.loincName).not.toBe('');
+  });
+
+  it('builds an observation like glucose: a value, or HI with the limit and no value', () => {
+    expect(codedGlucoseObservation(BLOOD_KETONE_MMOL_L, { kind: 'value', value: 0.4 })).toEqual({
+      code: 'BHB',
+      name: 'beta-Hydroxybutyrate',
+      loinc: '66441-7',
+      value: 0.4,
+      unit: 'mmol/L',
+      ucum: 'mmol/L',
+      flags: [],
+      text: null,
+      comparator: null,
+    });
+    expect(codedGlucoseObservation(BLOOD_KETONE_MMOL_L, { kind: 'HI', limit: 8 })).toMatchObject({ value: null, flags: ['HI'], comparator: '>', limit: 8 });
+  });
+});
+
+describe('meterLevel (a reading against the limits the meter reports)', () => {
+  const limits = { lo: 20, hi: 500 };
+
+  it('a number is a value, whatever the limits (the meter already judged it in range)', () => {
+    expect(meterLevel(104, limits)).toEqual({ kind: 'value', value: 104 });
+    expect(meterLevel(5.6, null)).toEqual({ kind: 'value', value: 5.6 });
+  });
+
+  it('HI takes the hi limit and LO the lo limit', () => {
+    expect(meterLevel('HI', limits)).toEqual({ kind: 'HI', limit: 500 });
+    expect(meterLevel('LO', limits)).toEqual({ kind: 'LO', limit: 20 });
+  });
+
+  it('without limits, or without that side, the limit is null, never guessed', () => {
+    expect(meterLevel('HI', null)).toEqual({ kind: 'HI', limit: null });
+    expect(meterLevel('LO', null)).toEqual({ kind: 'LO', limit: null });
+    expect(meterLevel('LO', { lo: null, hi: 8 })).toEqual({ kind: 'LO', limit: null });
+    expect(meterLevel('HI', { lo: 1, hi: null })).toEqual({ kind: 'HI', limit: null });
+  });
+});
+
+describe('glucoseLevelFields', () => {
+  it('a value: the number, no flag, no comparator, and no limit key', () => {
+    const f = glucoseLevelFields({ kind: 'value', value: 81 });
+    expect(f).toEqual({ value: 81, flags: [], comparator: null });
+    expect('limit' in f).toBe(false);
+  });
+
+  it('HI: no value, flag HI, ">" and the limit; LO: no value, flag LO, "<" and the limit', () => {
+    expect(glucoseLevelFields({ kind: 'HI', limit: 500 })).toEqual({ value: null, flags: ['HI'], comparator: '>', limit: 500 });
+    expect(glucoseLevelFields({ kind: 'LO', limit: 0.6 })).toEqual({ value: null, flags: ['LO'], comparator: '<', limit: 0.6 });
+  });
+
+  it('gives each observation its own flags array', () => {
+    const a = glucoseLevelFields({ kind: 'value', value: 1 });
+    const b = glucoseLevelFields({ kind: 'value', value: 1 });
+    expect(a.flags).not.toBe(b.flags);
   });
 });
 
@@ -83,6 +156,21 @@ describe('glucose observations', () => {
       limit: null,
     });
     expect(codedGlucoseObservation(CAPILLARY_GLUCOSE_MMOL_L, { kind: 'HI', limit: 33.3 })).toMatchObject({ flags: ['HI'], comparator: '>', limit: 33.3 });
+  });
+
+  it('keeps the published key order, with limit last on HI/LO', () => {
+    expect(Object.keys(codedGlucoseObservation(CAPILLARY_GLUCOSE_MMOL_L, { kind: 'LO', limit: 0.6 }))).toEqual([
+      'code',
+      'name',
+      'loinc',
+      'value',
+      'unit',
+      'ucum',
+      'flags',
+      'text',
+      'comparator',
+      'limit',
+    ]);
   });
 });
 

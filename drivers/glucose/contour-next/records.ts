@@ -4,17 +4,17 @@
  */
 import type { Capture, DecodeContext, DecodeIssue, DecodeResult } from '../../../src/driver-sdk/index.ts';
 import { byDeviceTime } from '../../../src/records/build.ts';
-import type { DeviceIdentity, Observation, ResultDraft } from '../../../src/records/types.ts';
+import type { DeviceIdentity, ResultDraft } from '../../../src/records/types.ts';
 import { type AstmLinkIssue, collectMessages } from '../../../src/protocols/astm/link.ts';
 import { type AstmRecord, parseAstmDate, parseMessage, splitRecords } from '../../../src/protocols/astm/records.ts';
-import { naiveToZoned } from '../../../src/util/time.ts';
+import { capillaryGlucoseCoding, codedGlucoseObservation, glucoseMeterDraft, type GlucoseUnit, meterLevel } from '../../analytes/glucose.ts';
 import { decodeReport, MAX_FRAME_BYTES } from './codec.ts';
 import type { DeviceFacts } from '../../../src/driver-sdk/index.ts';
 
 export const CONTOUR_DRIVER_ID = 'contour-next';
 export const MANUFACTURER = 'Ascensia';
 
-export type GlucoseUnit = 'mg/dL' | 'mmol/L';
+export type { GlucoseUnit };
 
 /**
  * Model codes as the H record names them (`Bayer7390`, `Contour7800`). Source: Tidepool
@@ -37,9 +37,6 @@ export const CONTOUR_MODELS: Readonly<Record<string, string>> = {
 
 /** Models that do not take the EOT step before command mode (Tidepool `setDateTime`). */
 export const NO_EOT_BEFORE_COMMAND_MODE = new Set(['7800', '7900', '7950']);
-
-/** Glucose LOINC by unit: capillary blood by glucometer, mass and moles per volume. */
-const GLUCOSE_LOINC: Record<GlucoseUnit, string> = { 'mg/dL': '41653-7', 'mmol/L': '14743-9' };
 
 export interface ContourHeader {
   /** The sender name, e.g. `Bayer7390`. */
@@ -194,35 +191,26 @@ export function contourIdentity(deviceId: string, header: ContourHeader | null):
   };
 }
 
+/**
+ * A reading → its result. LO/HI carry the header's V= limit of that side, and only when the header
+ * is in the reading's unit (a limit in the other unit would be a wrong number).
+ */
 export function readingToDraft(r: ContourReading, header: ContourHeader, deviceId: string, timezone: string, occurrence: number): ResultDraft {
-  const limit = header.limits && header.unit === r.unit ? (r.lo ? header.limits.lo : r.hi ? header.limits.hi : null) : null;
-  const obs: Observation = {
-    code: 'GLU',
-    name: 'Glucose',
-    loinc: GLUCOSE_LOINC[r.unit],
-    value: r.value,
-    unit: r.unit,
-    ucum: r.unit,
-    flags: r.lo ? ['LO'] : r.hi ? ['HI'] : [],
-    text: null,
-    comparator: r.lo ? '<' : r.hi ? '>' : null,
-  };
-  if (r.lo || r.hi) obs.limit = limit;
+  const sent = r.lo ? 'LO' : r.hi ? 'HI' : r.value;
+  if (sent === null) throw new Error('a Contour reading has neither a value nor a LO/HI marker');
+  const limits = header.unit === r.unit ? header.limits : null;
   const flags = markerFlags(r.markers);
   const ref = REFERENCES[r.reference];
   if (ref) flags.push(ref);
-  return {
+  return glucoseMeterDraft({
     key: readingKey(r, occurrence),
     device: contourIdentity(deviceId, header),
-    category: r.control ? 'control' : 'patient',
-    specimen: { id: null, type: r.control ? 'control solution' : 'capillary blood' },
-    patient: null,
-    operator: null,
-    observed_at: naiveToZoned(r.time, timezone),
-    device_time: r.time,
-    observations: [obs],
+    control: r.control,
+    time: r.time,
+    timezone,
+    observation: codedGlucoseObservation(capillaryGlucoseCoding(r.unit), meterLevel(sent, limits)),
     flags,
-  };
+  });
 }
 
 /** A problem with one record of a complete transfer; the record's own bytes go to quarantine. */

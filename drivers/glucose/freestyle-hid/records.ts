@@ -5,7 +5,8 @@
 import type { Capture, DecodeContext, DecodeIssue, DecodeResult } from '../../../src/driver-sdk/index.ts';
 import type { DeviceConfig } from '../../../src/config/types.ts';
 import type { DeviceIdentity, Observation, ResultDraft } from '../../../src/records/types.ts';
-import { naiveToZoned } from '../../../src/util/time.ts';
+import { CAPILLARY_GLUCOSE_MG_DL, glucoseLevelFields, glucoseMeterDraft, INTERSTITIAL_GLUCOSE_MG_DL, type MeterLimits, meterLevel } from '../../analytes/glucose.ts';
+import { BLOOD_KETONE_MMOL_L } from '../../analytes/ketone.ts';
 import {
   clockChangeSeconds,
   cString,
@@ -92,16 +93,6 @@ export const RECORD_COMMANDS: Record<ModelInfo['family'], RecordCommand[]> = {
 // Records: readings → ResultDraft, shared by decode() and the session.
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-/** LOINC codes, with where they come from. */
-const CODES = {
-  /** Glucose [Mass/volume] in Capillary blood by Glucometer (as the Ultra 2 driver). */
-  capillary: { code: 'GLU', name: 'Glucose', loinc: '41653-7' },
-  /** Glucose [Mass/volume] in Interstitial fluid (LOINC 99504-3, the CGM term). */
-  sensor: { code: 'GLU-ISF', name: 'Glucose (interstitial fluid, sensor)', loinc: '99504-3' },
-  /** Beta hydroxybutyrate [Moles/volume] in Blood by Test strip (LOINC 66441-7; used for Abbott's Precision Pro strips). */
-  ketone: { code: 'BHB', name: 'beta-Hydroxybutyrate', loinc: '66441-7' },
-} as const;
-
 const TRENDS = ['none', 'falling-fast', 'falling', 'steady', 'rising', 'rising-fast'] as const;
 
 /** The meter's own record identity: the command, its record number and its time (rule 3). */
@@ -109,36 +100,33 @@ export function readingKey(r: FreeStyleReading): string {
   return `${r.source}|${r.id}|${r.time}`;
 }
 
+/**
+ * A reading → its observation: strip glucose, sensor glucose or strip β-ketone. Values are mg/dL
+ * on the wire; β-ketone is the wire number ÷ 18 in mmol/L, to one decimal. HI/LO carry the model's
+ * limit of that side (the meters give no β-ketone LO limit).
+ */
 function observation(r: FreeStyleReading, model: ModelInfo | null): Observation {
-  if (r.analyte === 'ketone') {
-    const hi = model?.ketoneHi ?? null;
-    const base = { ...CODES.ketone, unit: 'mmol/L', ucum: 'mmol/L', text: null };
-    if (r.raw === 'HI') return { ...base, value: null, flags: ['HI'], comparator: '>', limit: hi };
-    if (r.raw === 'LO') return { ...base, value: null, flags: ['LO'], comparator: '<', limit: null };
-    return { ...base, value: Math.round((r.raw / 18) * 10) / 10, flags: [], comparator: null };
-  }
-  const codes = r.method === 'strip' ? CODES.capillary : CODES.sensor;
-  const base = { ...codes, unit: 'mg/dL', ucum: 'mg/dL', text: null };
-  if (r.raw === 'HI') return { ...base, value: null, flags: ['HI'], comparator: '>', limit: model?.glucose?.hi ?? null };
-  if (r.raw === 'LO') return { ...base, value: null, flags: ['LO'], comparator: '<', limit: model?.glucose?.lo ?? null };
-  return { ...base, value: r.raw, flags: [], comparator: null };
+  const ketone = r.analyte === 'ketone';
+  const coding = ketone ? BLOOD_KETONE_MMOL_L : r.method === 'strip' ? CAPILLARY_GLUCOSE_MG_DL : INTERSTITIAL_GLUCOSE_MG_DL;
+  const limits: MeterLimits | null = ketone ? { lo: null, hi: model?.ketoneHi ?? null } : (model?.glucose ?? null);
+  const sent = ketone && typeof r.raw === 'number' ? Math.round((r.raw / 18) * 10) / 10 : r.raw;
+  // This key order (text before value) is the one FreeStyle records have always been published in.
+  return { code: coding.code, name: coding.name, loinc: coding.loinc, unit: coding.unit, ucum: coding.ucum, text: null, ...glucoseLevelFields(meterLevel(sent, limits)) };
 }
 
 export function readingToDraft(r: FreeStyleReading, device: DeviceIdentity, timezone: string, model: ModelInfo | null): ResultDraft {
   const flags = [`source:${r.method}`];
   if (r.trend !== undefined) flags.push(`trend:${TRENDS[r.trend]}`);
-  return {
+  return glucoseMeterDraft({
     key: readingKey(r),
-    device: { ...device },
-    category: r.control ? 'control' : 'patient',
-    specimen: { id: null, type: r.control ? 'control solution' : r.method === 'strip' ? 'capillary blood' : 'interstitial fluid' },
-    patient: null,
-    operator: null,
-    observed_at: naiveToZoned(r.time, timezone),
-    device_time: r.time,
-    observations: [observation(r, model)],
+    device,
+    control: r.control,
+    specimen: r.method === 'strip' ? 'capillary blood' : 'interstitial fluid',
+    time: r.time,
+    timezone,
+    observation: observation(r, model),
     flags,
-  };
+  });
 }
 
 export function freestyleIdentity(deviceId: string, model: string, serial: string | null, firmware: string | null): DeviceIdentity {
