@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
+import { packageFile } from '../util/package-files.ts';
 import { assertTimeZone, hostTimeZone } from '../util/time.ts';
 import type { DeviceConfig, PoctdConfig } from './types.ts';
 
@@ -257,7 +258,7 @@ function prepareTree(root: unknown, env: NodeJS.ProcessEnv, problems: ConfigProb
 // ---------------------------------------------------------------------------------------------
 // Schema validation
 
-const SCHEMA_URL = new URL('../../schemas/config.schema.json', import.meta.url);
+const SCHEMA_FILE = packageFile('schemas', 'config.schema.json');
 
 interface SchemaNode {
   properties?: Record<string, unknown>;
@@ -269,7 +270,7 @@ let compiled: { validate: ValidateFunction; transportTypes: string[] } | undefin
 
 function schemaValidator(): { validate: ValidateFunction; transportTypes: string[] } {
   if (compiled) return compiled;
-  const schema = JSON.parse(readFileSync(SCHEMA_URL, 'utf8')) as {
+  const schema = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as {
     $defs: Record<string, { oneOf?: { $ref: string }[]; properties?: { type?: { const?: string } } }>;
   };
   const ajv = new Ajv2020({ allErrors: true, verbose: true, discriminator: true });
