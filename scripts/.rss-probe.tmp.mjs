@@ -1,0 +1,16 @@
+const rss = () => (process.memoryUsage().rss / 1048576).toFixed(1);
+const step = async (name, fn) => { await fn(); globalThis.gc?.(); await new Promise(r => setTimeout(r, 300)); console.log(name.padEnd(30), rss()); };
+await step('bare', async () => {});
+await step('pino', () => import('pino'));
+await step('better-sqlite3', () => import('better-sqlite3'));
+await step('ajv', () => import('ajv/dist/2020.js'));
+await step('yaml', () => import('yaml'));
+await step('mqtt', () => import('mqtt'));
+await step('aedes', () => import('aedes'));
+await step('ws', () => import('ws'));
+await step('serialport', () => import('serialport'));
+await step('drivers', () => import('/work/wt/build/dist/drivers/index.js'));
+await step('controller', () => import('/work/wt/build/dist/src/controller.js'));
+const { Worker } = await import('node:worker_threads');
+await step('1 empty worker', () => new Promise(r => { const w = new Worker('setTimeout(()=>{}, 1e6); require("worker_threads").parentPort.postMessage(1)', { eval: true }); w.once('message', r); w.unref(); }));
+await step('2nd empty worker', () => new Promise(r => { const w = new Worker('setTimeout(()=>{}, 1e6); require("worker_threads").parentPort.postMessage(1)', { eval: true }); w.once('message', r); w.unref(); }));
