@@ -9,6 +9,7 @@ import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import { transportKind, transportKinds } from '../transports/registry.ts';
+import { packageFile } from '../util/package-files.ts';
 import { assertTimeZone, hostTimeZone } from '../util/time.ts';
 import type { DeviceConfig, PoctdConfig } from './types.ts';
 
@@ -258,7 +259,7 @@ function prepareTree(root: unknown, env: NodeJS.ProcessEnv, problems: ConfigProb
 // ---------------------------------------------------------------------------------------------
 // Schema validation
 
-const SCHEMA_URL = new URL('../../schemas/config.schema.json', import.meta.url);
+const SCHEMA_FILE = packageFile('schemas', 'config.schema.json');
 
 interface SchemaNode {
   properties?: Record<string, unknown>;
@@ -277,7 +278,7 @@ let compiled: { validate: ValidateFunction; transportTypes: string[] } | undefin
 function schemaValidator(): { validate: ValidateFunction; transportTypes: string[] } {
   const kinds = transportKinds();
   if (compiled && compiled.transportTypes.length === kinds.length) return compiled;
-  const schema = JSON.parse(readFileSync(SCHEMA_URL, 'utf8')) as { $defs: Record<string, unknown> };
+  const schema = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as { $defs: Record<string, unknown> };
   const branches = kinds.map((spec) => {
     let name: string;
     if ('$defsName' in spec.schema) {

@@ -62,6 +62,10 @@ export class MqttConnection extends EventEmitter {
       // unavailable) unless told otherwise. The broker's side is often what gets fixed (a password
       // file reloaded, an ACL added): keep trying, so stored records still reach it (design rule 2).
       reconnectOnConnackError: true,
+      // mqtt-packet (shared with the embedded broker) otherwise fills a table of 65 536 two-byte
+      // Buffers at the first packet it writes: 6 MB of heap held for ever, to save allocating
+      // two bytes per packet id.
+      writeCache: false,
       rejectUnauthorized: o.rejectUnauthorized,
       ca: o.ca ? readTlsFile('mqtt.ca', o.ca) : undefined,
       cert: o.cert ? readTlsFile('mqtt.cert', o.cert) : undefined,

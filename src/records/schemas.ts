@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import { packageFile } from '../util/package-files.ts';
 import { RECORD_KIND_NAMES, RECORD_KINDS } from './kinds.ts';
 import { DEVICE_STATE_SCHEMA, EVENT_SCHEMA } from './types.ts';
 
@@ -41,7 +42,7 @@ function validatorFor(schemaId: string): ValidateFunction {
   const file = FILES[schemaId];
   if (!file) throw new Error(`unknown record schema ${schemaId}`);
   ajv ??= new Ajv2020({ allErrors: true, strict: true, validateFormats: false });
-  const schema = JSON.parse(readFileSync(new URL(`../../schemas/${file}`, import.meta.url), 'utf8')) as object;
+  const schema = JSON.parse(readFileSync(packageFile('schemas', file), 'utf8')) as object;
   const compiled = ajv.compile(schema);
   validators.set(schemaId, compiled);
   return compiled;

@@ -8,11 +8,16 @@
 // Commits go first: a device is waiting for its "received" on each of them. Bookkeeping
 // (publish marks, device states, audit, quarantine) waits until no commit is queued, and a big
 // batch of it is written in slices, so a commit arriving meanwhile waits for one slice at most.
+import { existsSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { register } from 'tsx/esm/api';
 
-register();
-const { Store } = await import('./store.ts');
+// Compiled (dist/), store.js sits beside this file and plain Node loads it. From the source (tsx,
+// vitest) there is only store.ts, and this thread must register the TypeScript loader itself: a
+// worker does not inherit the loader hooks of the thread that started it.
+const compiledStore = new URL('./store.js', import.meta.url);
+const { Store } = existsSync(compiledStore)
+  ? await import(compiledStore.href)
+  : await import('tsx/esm/api').then(({ register }) => (register(), import('./store.ts')));
 const store = new Store(workerData.path, { checkpointElsewhere: true });
 
 /** Rows per bookkeeping transaction; each slice is well under a millisecond. */

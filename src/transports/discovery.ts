@@ -1,13 +1,13 @@
 /**
  * What `poctd ports` shows: serial ports and HID devices present on this machine, with the drivers
  * whose USB ids match. Works without node-hid or udev: what cannot be listed becomes a line in
- * `problems` saying what to install, and the rest is still listed.
+ * `problems` saying what to install, and the rest is still listed. The driver list is the caller's
+ * (the driver registry, which the core does not import).
  */
 import { existsSync } from 'node:fs';
 import { readdir, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { SerialPort } from 'serialport';
-import { drivers as registeredDrivers } from '../../drivers/index.ts';
 import type { DriverDefinition, UsbMatch } from '../driver-sdk/index.ts';
 import { HID_APT_HINT, listHidDevices, loadNodeHid, type HidDeviceInfo, type NodeHidModule } from './hid.ts';
 
@@ -59,7 +59,8 @@ export interface SerialPortInfo {
 }
 
 export interface ListPortsOptions {
-  drivers?: readonly DriverDefinition[];
+  /** The drivers whose USB ids are matched. */
+  drivers: readonly DriverDefinition[];
   /** Replaces SerialPort.list() (tests). */
   listSerial?: () => Promise<SerialPortInfo[]>;
   /** Replaces the lazy node-hid load (tests). */
@@ -102,7 +103,7 @@ export function usbEntry(
 export function matchDrivers(
   vendorId: string | number | null | undefined,
   productId: string | number | null | undefined,
-  driverList: readonly DriverDefinition[] = registeredDrivers,
+  driverList: readonly DriverDefinition[],
 ): string[] {
   return driverList.filter((d) => usbEntry(d, vendorId, productId)).map((d) => d.id);
 }
@@ -111,7 +112,7 @@ export function matchDrivers(
 export function unsupportedReason(
   vendorId: string | number | null | undefined,
   productId: string | number | null | undefined,
-  driverList: readonly DriverDefinition[] = registeredDrivers,
+  driverList: readonly DriverDefinition[],
 ): string | null {
   for (const driver of driverList) {
     const reason = usbEntry(driver, vendorId, productId)?.unsupported;
@@ -166,8 +167,8 @@ async function stableSerialNames(dir: string): Promise<Map<string, string>> {
   return byTarget;
 }
 
-export async function listPorts(options: ListPortsOptions = {}): Promise<PortListing> {
-  const driverList = options.drivers ?? registeredDrivers;
+export async function listPorts(options: ListPortsOptions): Promise<PortListing> {
+  const driverList = options.drivers;
   const problems: string[] = [];
   const serial: SerialPortListing[] = [];
   const hid: HidDeviceListing[] = [];

@@ -24,7 +24,7 @@ export function simulateDevice(
   cleanups: Cleanups,
 ): SimulatedDevice {
   const where = 'serial' in endpoint ? ['--serial', endpoint.serial] : ['--tcp', String(endpoint.tcp)];
-  const args = ['--import', 'tsx', 'src/cli/main.ts', 'simulate', driverId, ...where];
+  const args = ['--import', 'tsx', 'cli/main.ts', 'simulate', driverId, ...where];
   for (const [k, v] of Object.entries(options)) args.push('--option', `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise((r) => child.once('exit', r));

@@ -120,7 +120,7 @@ devices:
 `,
     );
     const runDaemon = (): ChildProcess => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', '--config', configPath], {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'run', '--config', configPath], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       cleanups.push(async () => child.exitCode === null && child.kill('SIGKILL'));

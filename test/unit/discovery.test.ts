@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { drivers } from '../../drivers/index.ts';
 import type { DriverDefinition, UsbMatch } from '../../src/driver-sdk/index.ts';
 import {
   formatPortListing,
@@ -160,7 +161,7 @@ describe('formatPortListing', () => {
 
 describe('listPorts', () => {
   it('runs on this machine and returns arrays', async () => {
-    const listing = await listPorts();
+    const listing = await listPorts({ drivers });
     expect(Array.isArray(listing.serial)).toBe(true);
     expect(Array.isArray(listing.hid)).toBe(true);
     expect(Array.isArray(listing.problems)).toBe(true);

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { parseArgs } from 'node:util';
-import { findDriver, drivers } from '../../drivers/index.ts';
-import { SerialTransport, TcpServerTransport } from '../transports/index.ts';
-import type { ByteTransport } from '../transports/transport.ts';
+import { findDriver, drivers } from '../drivers/index.ts';
+import { SerialTransport, TcpServerTransport } from '../src/transports/index.ts';
+import type { ByteTransport } from '../src/transports/transport.ts';
+import { parseOption, SimulateError } from './command-line.ts';
 
 /** The device end of a link over this process's stdin/stdout (e.g. under `socat EXEC:`). */
 class StdioTransport extends EventEmitter implements ByteTransport {
@@ -26,22 +27,6 @@ class StdioTransport extends EventEmitter implements ByteTransport {
   async close(): Promise<void> {
     this.opened = false;
     process.stdin.pause();
-  }
-}
-
-/** A mistake in the command line or the simulator's options: printed as one line, exit 1. */
-export class SimulateError extends Error {}
-
-/** `key=value`; the value is JSON when it parses as JSON (numbers, booleans, arrays), else text. */
-export function parseOption(pair: string): [string, unknown] {
-  const eq = pair.indexOf('=');
-  if (eq <= 0) throw new SimulateError(`--option expects key=value, got "${pair}"`);
-  const key = pair.slice(0, eq);
-  const raw = pair.slice(eq + 1);
-  try {
-    return [key, JSON.parse(raw)];
-  } catch {
-    return [key, raw];
   }
 }
 

@@ -1,0 +1,115 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { drivers, findDriver } from '../drivers/index.ts';
+import { captureFromBytes } from '../src/driver-sdk/capture.ts';
+import type { Capture, DecodeResult } from '../src/driver-sdk/index.ts';
+import { captureToBytes } from '../src/driver-sdk/capture.ts';
+import { loadConfigFile } from '../src/config/load.ts';
+import { finalize } from '../src/records/finalize.ts';
+import { sha256Hex } from '../src/records/ids.ts';
+import { eachDraft } from '../src/records/kinds.ts';
+import { resolvePrivacy } from '../src/records/privacy.ts';
+import { assertTimeZone, hostTimeZone } from '../src/util/time.ts';
+import { parseOption, UsageError } from './command-line.ts';
+
+const knownDrivers = (): string[] => drivers.map((d) => d.id);
+
+export async function replay(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      driver: { type: 'string', short: 'd' },
+      config: { type: 'string', short: 'c' },
+      timezone: { type: 'string' },
+      'device-id': { type: 'string' },
+      site: { type: 'string' },
+      option: { type: 'string', multiple: true },
+    },
+  });
+  const config = values.config ? loadConfigFile(values.config, { knownDrivers: knownDrivers() }) : undefined;
+  const configured = config?.devices.find((d) => d.id === values['device-id']);
+  const driverId = values.driver ?? configured?.driver;
+  if (!driverId) throw new UsageError('replay needs --driver ID (or --config and the --device-id of a configured device)');
+  // The configured device's options first, then what the command line says on top.
+  const options: Record<string, unknown> = { ...(configured?.options ?? {}) };
+  for (const pair of values.option ?? []) {
+    try {
+      const [key, value] = parseOption(pair);
+      options[key] = value;
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  }
+  const driver = findDriver(driverId);
+  if (!driver) throw new UsageError(`unknown driver "${driverId}" (known: ${knownDrivers().join(', ')})`);
+  const file = positionals[0];
+  if (!file) throw new UsageError('replay needs a FILE, or - for standard input');
+  let bytes: Buffer;
+  try {
+    bytes = file === '-' ? readFileSync(0) : readFileSync(file);
+  } catch (error) {
+    process.stderr.write(`poctd replay: cannot read ${file}: ${(error as Error).message}\n`);
+    return 1;
+  }
+  const timezone = values.timezone ?? configured?.timezone ?? config?.timezone ?? hostTimeZone();
+  try {
+    assertTimeZone(timezone);
+  } catch {
+    throw new UsageError(`unknown time zone "${timezone}" (an IANA name such as Europe/Copenhagen)`);
+  }
+  const source = file === '-' ? 'standard input' : file;
+  let capture: Capture;
+  try {
+    capture = captureFromBytes(bytes);
+  } catch (error) {
+    // It looked like a transcript (`H <hex>` / `D <hex>` lines) but is not a valid one.
+    process.stderr.write(`poctd replay: ${source}: not a valid transcript: ${(error as Error).message}\n`);
+    return 2;
+  }
+  let result: DecodeResult;
+  try {
+    // The device's options as its config has them (e.g. date_order), so the capture decodes as it did live.
+    result = driver.decode(capture, { deviceId: values['device-id'] ?? driver.id, timezone, options });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  // The daemon's own finalize, so the lines are what it would publish. Without a config (or with
+  // `hash` and no `privacy.hash_key`: the daemon's key is in its database) patient ids are omitted,
+  // never printed clear.
+  const privacy = resolvePrivacy(config?.privacy);
+  if (config && config.privacy.patient_id === 'hash' && privacy.policy === 'omit') {
+    process.stderr.write(`poctd replay: patient ids omitted: ${values.config} hashes them with its database's key (set privacy.hash_key to replay them alike)\n`);
+  }
+  const stored = captureToBytes(capture);
+  const raw = { sha256: sha256Hex(stored), size: stored.length, kind: capture.kind };
+  const receivedAt = new Date().toISOString();
+  const site = values.site ?? config?.site ?? 'replay';
+  eachDraft({ result: result.drafts }).forEach(({ kind, draft }, i) => {
+    const record = finalize(kind, draft, { seq: i + 1, site, receivedAt, raw, timezone, privacy });
+    process.stdout.write(JSON.stringify(record) + '\n');
+  });
+  // Reasons and sizes only: the refused bytes may hold patient data and stay out of the terminal.
+  for (const issue of result.issues) {
+    const size = issue.bytes ? ` (${issue.bytes.length} byte${issue.bytes.length === 1 ? '' : 's'})` : '';
+    process.stderr.write(`poctd replay: ${source}: ${driver.id}: ${issue.reason}${size}\n`);
+  }
+  if (result.drafts.length === 0) {
+    process.stderr.write(
+      `poctd replay: ${source} holds no ${driver.id} records` +
+        (result.issues.length ? ` (${result.issues.length} problem${result.issues.length === 1 ? '' : 's'} above)` : '') +
+        '\n',
+    );
+    return 2;
+  }
+  if (result.issues.length > 0) {
+    const n = result.issues.length;
+    process.stderr.write(
+      `poctd replay: ${source}: ${result.drafts.length} record${result.drafts.length === 1 ? '' : 's'} decoded, ` +
+        `${n} problem${n === 1 ? '' : 's'} above\n`,
+    );
+    return 3;
+  }
+  return 0;
+}
+
