@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { parseArgs } from 'node:util';
 import { findDriver, drivers } from '../drivers/index.ts';
+import { createSimulator, type DeviceSimulator } from '../src/driver-sdk/index.ts';
 import { SerialTransport, TcpServerTransport } from '../src/transports/index.ts';
 import type { ByteTransport } from '../src/transports/transport.ts';
 import { parseOption, SimulateError } from './command-line.ts';
@@ -64,9 +65,9 @@ export async function runSimulator(args: string[]): Promise<number> {
     );
   }
   const options = Object.fromEntries((values.option ?? []).map(parseOption));
-  let simulator: ReturnType<typeof driver.simulator.create>;
+  let simulator: DeviceSimulator;
   try {
-    simulator = driver.simulator.create(options);
+    simulator = await createSimulator(driver.simulator, options);
   } catch (error) {
     throw new SimulateError((error as Error).message);
   }

@@ -5,6 +5,7 @@
  * reply (not as they happen: the parent is the daemon being measured).
  */
 import { onetouchUltra2 } from '../drivers/glucose/onetouch-ultra2/definition.ts';
+import { createSimulator } from '../src/driver-sdk/index.ts';
 import { TcpServerTransport } from '../src/transports/tcp.ts';
 
 const count = Number(process.argv[2] ?? 200);
@@ -30,7 +31,7 @@ for (let d = 0; d < count; d++) {
     timer = setTimeout(() => ends.push(last), QUIET_MS);
     return write(data);
   };
-  const simulator = onetouchUltra2.simulator.create({
+  const simulator = await createSimulator(onetouchUltra2.simulator, {
     serial: `B${String(d).padStart(7, '0')}Y`,
     memory: [],
     new_reading_every_s: 1,

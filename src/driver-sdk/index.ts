@@ -138,11 +138,29 @@ export interface DeviceSimulator {
   detach(): void;
 }
 
+/** A driver's simulator code, loaded only when a simulator is used. */
+export interface SimulatorImplementation {
+  /** Makes a simulator; throws an Error naming a bad option. */
+  create(options: Record<string, unknown>): DeviceSimulator;
+}
+
+/**
+ * What a driver declares about its simulator. The description and options are here, for
+ * `poctd simulate --help`; the code is not: `load` imports it on first use (the module cache
+ * keeps it), so a daemon with no simulated device never loads simulator code.
+ */
 export interface SimulatorDefinition {
   description: string;
   /** Option names with a one-line description each, for `poctd simulate --help`. */
   options: Record<string, string>;
-  create(options: Record<string, unknown>): DeviceSimulator;
+  /** e.g. `() => import('./simulator.ts').then((m) => ({ create: (o) => new m.MySimulator(m.parseOptions(o)) }))` */
+  load(): Promise<SimulatorImplementation>;
+}
+
+/** Loads a driver's simulator and makes one; rejects with the simulator's Error for a bad option. */
+export async function createSimulator(simulator: SimulatorDefinition, options: Record<string, unknown>): Promise<DeviceSimulator> {
+  const implementation = await simulator.load();
+  return implementation.create(options);
 }
 
 export interface DriverDefinition {

@@ -1,6 +1,6 @@
 import type { DeviceConfig } from '../config/types.ts';
 import { captureToBytes } from '../driver-sdk/capture.ts';
-import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost } from '../driver-sdk/index.ts';
+import { createSimulator, type DeviceSimulator, type DriverDefinition, type DriverSession, type SessionHost } from '../driver-sdk/index.ts';
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
 import {
   applyStatePatch,
@@ -186,7 +186,7 @@ export class DeviceManager implements Extension {
           deviceId: config.id,
           serialDefaults: driver.serialDefaults,
           extras: this.s.transportExtras,
-          simulator: (options) => driver.simulator.create({ timezone, ...options }),
+          simulator: (options) => createSimulator(driver.simulator, { timezone, ...options }),
         });
         transport = built.transport;
         simulator = built.simulator;

@@ -22,10 +22,10 @@ export interface TransportBuildContext {
   /** Test overrides (an HID opener). */
   extras?: { hid?: HidTransportExtras } | undefined;
   /**
-   * For in-process kinds: makes the driver's simulator (with the device's simulator options).
-   * Throws an Error naming a bad option.
+   * For in-process kinds: loads and makes the driver's simulator (with the device's simulator
+   * options). Rejects with an Error naming a bad option.
    */
-  simulator?: ((options: Record<string, unknown>) => DeviceSimulator) | undefined;
+  simulator?: ((options: Record<string, unknown>) => Promise<DeviceSimulator>) | undefined;
 }
 
 /** A built transport, and the simulator playing the device end when the kind runs one in-process. */
@@ -150,7 +150,7 @@ registerTransportKind({
   description: 'the driver’s device simulator, in-process on an in-memory cable',
   build: async (options, ctx) => {
     if (!ctx.simulator) throw new Error('a simulated transport needs its driver’s simulator');
-    const simulator = ctx.simulator(options.simulator ?? {});
+    const simulator = await ctx.simulator(options.simulator ?? {});
     const { memoryPair } = await import('./memory.ts');
     const pair = memoryPair(`sim:${ctx.deviceId ?? 'device'}`);
     await pair.device.open();

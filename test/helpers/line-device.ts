@@ -68,6 +68,6 @@ export function lineDriver(kind: DeviceKind, createSession: (host: SessionHost) 
     commands: { status: { description: 'state', params: NO_PARAMS }, ...commands },
     decode: () => ({ drafts: [], issues: [], device: {} }),
     createSession,
-    simulator: { description: 'the line device', options: {}, create: () => device },
+    simulator: { description: 'the line device', options: {}, load: async () => ({ create: () => device }) },
   };
 }

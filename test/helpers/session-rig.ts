@@ -1,5 +1,5 @@
 import type { DeviceConfig } from '../../src/config/types.ts';
-import type { DeviceSimulator, DriverDefinition, DriverSession, SessionHost } from '../../src/driver-sdk/index.ts';
+import { createSimulator, type DeviceSimulator, type DriverDefinition, type DriverSession, type SessionHost } from '../../src/driver-sdk/index.ts';
 import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
 import { pushStrict, type Cleanups } from './cleanups.ts';
 import { FakeHost } from './fake-host.ts';
@@ -85,9 +85,9 @@ interface DriverRigDefaults {
   chunkSize?: number;
 }
 
-/** Rigs a driver's own simulator (`driver.simulator.create`) to its session; not started, plugged in unless `open` is false. */
+/** Rigs a driver's own simulator (loaded through `driver.simulator.load`) to its session; not started, plugged in unless `open` is false. */
 export function driverRig<Sim extends DeviceSimulator>(driver: DriverDefinition, defaults: DriverRigDefaults, cleanups: Cleanups) {
-  return (
+  return async (
     simOptions: Record<string, unknown> = {},
     deviceOptions: Partial<DeviceConfig> = {},
     opts: { open?: boolean } = {},
@@ -95,7 +95,7 @@ export function driverRig<Sim extends DeviceSimulator>(driver: DriverDefinition,
     sessionRig({
       cable: defaults.cable,
       device: { id: defaults.deviceId, driver: driver.id, transport: { type: 'simulated' }, options: { ...defaults.options }, ...deviceOptions },
-      simulator: driver.simulator.create({ ...defaults.simulator, ...simOptions }) as Sim,
+      simulator: (await createSimulator(driver.simulator, { ...defaults.simulator, ...simOptions })) as Sim,
       createSession: (host) => driver.createSession(host),
       timezone: defaults.timezone,
       chunkSize: defaults.chunkSize,

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { drivers } from '../../drivers/index.ts';
+import { createSimulator } from '../../src/driver-sdk/index.ts';
 import {
   ConfigError,
   DEFAULT_CONFIG,
@@ -97,7 +98,7 @@ describe('defaults', () => {
 });
 
 describe('shipped configs', () => {
-  it('config/demo.yaml validates: embedded broker, two simulated Ultra 2 meters, an ASTM analyzer, a urine reader', () => {
+  it('config/demo.yaml validates: embedded broker, two simulated Ultra 2 meters, an ASTM analyzer, a urine reader', async () => {
     const cfg = loadConfigFile(join(repo, 'config/demo.yaml'), { env: {}, knownDrivers: drivers.map((d) => d.id) });
     expect(cfg.site).toBe('demo-clinic');
     expect(cfg.mqtt.url).toBeUndefined();
@@ -117,7 +118,7 @@ describe('shipped configs', () => {
     for (const d of cfg.devices) {
       const driver = drivers.find((x) => x.id === d.driver)!;
       const options = d.transport.type === 'simulated' ? d.transport.simulator : {};
-      expect(() => driver.simulator.create({ timezone: d.timezone, ...options })).not.toThrow();
+      await expect(createSimulator(driver.simulator, { timezone: d.timezone, ...options })).resolves.toBeDefined();
     }
   });
 

@@ -58,7 +58,7 @@ function printerDriver() {
       host = h;
       return session;
     },
-    simulator: { description: 'nothing', options: {}, create: () => ({ attach: () => undefined, detach: () => undefined }) },
+    simulator: { description: 'nothing', options: {}, load: async () => ({ create: () => ({ attach: () => undefined, detach: () => undefined }) }) },
   };
   const releaseAll = (): void => gates.splice(0).forEach((g) => g());
   return { driver, runs, gates, releaseAll };

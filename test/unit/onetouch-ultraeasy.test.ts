@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Capture } from '../../src/driver-sdk/index.ts';
+import { createSimulator, type Capture } from '../../src/driver-sdk/index.ts';
 import { captureFromBytes, parseTranscript } from '../../src/driver-sdk/capture.ts';
 import { resultId } from '../../src/records/ids.ts';
 import { memoryPair } from '../../src/transports/memory.ts';
@@ -323,11 +323,11 @@ describe('session', () => {
     await expect(r.session.command('download', {})).rejects.toThrow(/stopped/);
   });
 
-  it('refuses bad driver options and bad simulator options', () => {
+  it('refuses bad driver options and bad simulator options', async () => {
     const { host: t } = memoryPair();
     expect(() => onetouchUltraEasy.createSession(new FakeHost({ id: 'x', driver: 'onetouch-ultraeasy', transport: { type: 'simulated' }, options: { retries: -1 } }, t))).toThrow(/retries/);
-    expect(() => onetouchUltraEasy.simulator.create({ memory: [{ time: '2024-01-01T10:00:00', value: 99, control: true }] })).toThrow(/control/);
-    expect(() => onetouchUltraEasy.simulator.create({ serial: 'short' })).toThrow(/serial/);
-    expect(() => onetouchUltraEasy.simulator.create({ colour: 'red' })).toThrow(/unknown option colour/);
+    await expect(createSimulator(onetouchUltraEasy.simulator, { memory: [{ time: '2024-01-01T10:00:00', value: 99, control: true }] })).rejects.toThrow(/control/);
+    await expect(createSimulator(onetouchUltraEasy.simulator, { serial: 'short' })).rejects.toThrow(/serial/);
+    await expect(createSimulator(onetouchUltraEasy.simulator, { colour: 'red' })).rejects.toThrow(/unknown option colour/);
   });
 });

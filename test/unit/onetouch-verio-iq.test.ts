@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { Capture } from '../../src/driver-sdk/index.ts';
+import { createSimulator, type Capture } from '../../src/driver-sdk/index.ts';
 import { resultId } from '../../src/records/ids.ts';
 import { clockSkewSeconds } from '../../src/util/time.ts';
 import { FrameReader, encodeFrame } from '../../drivers/glucose/lifescan-binary/codec.ts';
@@ -222,8 +222,8 @@ describe('decode', () => {
     );
   });
 
-  it('refuses options the meter cannot hold', () => {
-    expect(() => onetouchVerioIq.simulator.create({ memory: [{ time: '2024-01-01T10:00:00', value: 'HI' }] })).toThrow(/HI\/LO/);
-    expect(() => onetouchVerioIq.simulator.create({ memory: [{ time: '2024-01-01T10:00:00', value: 90, meal: 'lunch' }] })).toThrow(/meal/);
+  it('refuses options the meter cannot hold', async () => {
+    await expect(createSimulator(onetouchVerioIq.simulator, { memory: [{ time: '2024-01-01T10:00:00', value: 'HI' }] })).rejects.toThrow(/HI\/LO/);
+    await expect(createSimulator(onetouchVerioIq.simulator, { memory: [{ time: '2024-01-01T10:00:00', value: 90, meal: 'lunch' }] })).rejects.toThrow(/meal/);
   });
 });

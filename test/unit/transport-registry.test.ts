@@ -88,7 +88,7 @@ describe('transport registry', () => {
     const attached: unknown[] = [];
     const { transport, simulator } = await buildTransport(
       { type: 'simulated', simulator: { serial: 'S1' } },
-      { deviceId: 'demo', simulator: (options) => ({ attach: (t) => attached.push([options, t.description]), detach: () => undefined }) },
+      { deviceId: 'demo', simulator: async (options) => ({ attach: (t) => attached.push([options, t.description]), detach: () => undefined }) },
     );
     expect(transport.description).toBe('sim:demo:host');
     expect(simulator).toBeDefined();

@@ -6,7 +6,7 @@ import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { DIALECTS } from './dialects/index.ts';
 import { ASTM_DRIVER_ID, decodeAstm } from './records.ts';
 import { AstmSession } from './session.ts';
-import { AstmSimulator, parseSimulatorOptions, SIMULATOR_OPTION_HELP } from './simulator.ts';
+import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
 
 export const astmDriver: DriverDefinition = {
@@ -35,6 +35,6 @@ export const astmDriver: DriverDefinition = {
   simulator: {
     description: 'an ASTM E1381/E1394 instrument that sends result messages (ENQ, frames, EOT) in a chosen dialect and framing',
     options: SIMULATOR_OPTION_HELP,
-    create: (options) => new AstmSimulator(parseSimulatorOptions(options)),
+    load: () => import('./simulator.ts').then((m) => ({ create: (options) => new m.AstmSimulator(m.parseSimulatorOptions(options)) })),
   },
 };

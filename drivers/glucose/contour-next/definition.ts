@@ -2,7 +2,7 @@
 import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { CONTOUR_DRIVER_ID, decodeContour, MANUFACTURER } from './records.ts';
 import { ContourSession } from './session.ts';
-import { ContourSimulator, parseContourSimulatorOptions, SIMULATOR_OPTION_HELP } from './simulator.ts';
+import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
 
 const usb = (productId: string, description: string): DriverDefinition['usb'][number] => ({ vendorId: '1a79', productId, description });
@@ -34,6 +34,6 @@ export const contourNext: DriverDefinition = {
   simulator: {
     description: 'a Contour Next meter in data-transfer mode: ASTM frames in 64-byte HID reports, NAK → resend, command-mode clock set',
     options: SIMULATOR_OPTION_HELP,
-    create: (options) => new ContourSimulator(parseContourSimulatorOptions(options)),
+    load: () => import('./simulator.ts').then((m) => ({ create: (options) => new m.ContourSimulator(m.parseContourSimulatorOptions(options)) })),
   },
 };

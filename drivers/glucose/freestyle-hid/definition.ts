@@ -10,7 +10,7 @@ import {
   MODELS,
 } from './records.ts';
 import { FreeStyleSession } from './session.ts';
-import { FreeStyleSimulator, parseSimulatorOptions, SIMULATOR_OPTION_HELP } from './simulator.ts';
+import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
 
 export const freestyleHid: DriverDefinition = {
@@ -49,6 +49,6 @@ export const freestyleHid: DriverDefinition = {
     description:
       'an Abbott FreeStyle HID meter (InsuLinx, Neo, Libre, Libre Pro; Libre 2 answers noise): 64-byte reports [type][len][payload], init 04/05/15/01, text commands with CKSM checksums',
     options: SIMULATOR_OPTION_HELP,
-    create: (options) => new FreeStyleSimulator(parseSimulatorOptions(options)),
+    load: () => import('./simulator.ts').then((m) => ({ create: (options) => new m.FreeStyleSimulator(m.parseSimulatorOptions(options)) })),
   },
 };

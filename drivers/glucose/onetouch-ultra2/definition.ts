@@ -5,7 +5,7 @@
 import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { MANUFACTURER, ULTRA2_DRIVER_ID, ULTRA2_MODEL, decodeUltra2 } from './records.ts';
 import { Ultra2Session } from './session.ts';
-import { SIMULATOR_OPTION_HELP, Ultra2Simulator, parseSimulatorOptions } from './simulator.ts';
+import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
 
 export const onetouchUltra2: DriverDefinition = {
@@ -30,6 +30,6 @@ export const onetouchUltra2: DriverDefinition = {
   simulator: {
     description: 'a OneTouch Ultra 2 meter: answers DM?, DM@, DMF, DMSU?, DMP, DMT and DMZ with checksummed lines',
     options: SIMULATOR_OPTION_HELP,
-    create: (options) => new Ultra2Simulator(parseSimulatorOptions(options)),
+    load: () => import('./simulator.ts').then((m) => ({ create: (options) => new m.Ultra2Simulator(m.parseSimulatorOptions(options)) })),
   },
 };

@@ -5,10 +5,9 @@
 import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { MANUFACTURER } from '../lifescan-binary/records.ts';
 import { LifeScanSession } from '../lifescan-binary/session.ts';
-import { SIMULATOR_OPTION_HELP } from '../lifescan-binary/simulator.ts';
+import { SIMULATOR_OPTION_HELP } from '../lifescan-binary/simulator-help.ts';
 import { ULTRAEASY_DRIVER_ID, ultraEasyDialect } from './codec.ts';
 import { decodeUltraEasy } from './records.ts';
-import { createUltraEasySimulator } from './simulator.ts';
 import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
 
 export const onetouchUltraEasy: DriverDefinition = {
@@ -33,6 +32,6 @@ export const onetouchUltraEasy: DriverDefinition = {
   simulator: {
     description: 'a OneTouch UltraEasy/UltraMini meter: LifeScan binary frames with the DISC/ACK/sequence-bit handshake',
     options: { ...SIMULATOR_OPTION_HELP, serial: 'serial number, 9 characters A-Z/0-9 (default UESIM0001)', memory: 'readings: [{time: "YYYY-MM-DDTHH:MM:SS", value: mg/dL | "HI" | "LO"}] (no control or meal on this meter)' },
-    create: (options) => createUltraEasySimulator(options),
+    load: () => import('./simulator.ts').then((m) => ({ create: (options) => m.createUltraEasySimulator(options) })),
   },
 };

@@ -5,10 +5,9 @@
 import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { MANUFACTURER } from '../lifescan-binary/records.ts';
 import { LifeScanSession } from '../lifescan-binary/session.ts';
-import { SIMULATOR_OPTION_HELP } from '../lifescan-binary/simulator.ts';
+import { SIMULATOR_OPTION_HELP } from '../lifescan-binary/simulator-help.ts';
 import { VERIO_IQ_DRIVER_ID, VERIO_IQ_MODEL, verioIqDialect } from './codec.ts';
 import { decodeVerioIq } from './records.ts';
-import { createVerioIqSimulator } from './simulator.ts';
 import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
 
 export const onetouchVerioIq: DriverDefinition = {
@@ -39,6 +38,6 @@ export const onetouchVerioIq: DriverDefinition = {
       serial: 'serial number, 6-16 characters A-Z/0-9 (default VIQSIM0001)',
       memory: 'readings: [{time: "YYYY-MM-DDTHH:MM:SS", value: mg/dL (> 600 shows HI, < 20 LO), control?, meal?: none|before|after}]',
     },
-    create: (options) => createVerioIqSimulator(options),
+    load: () => import('./simulator.ts').then((m) => ({ create: (options) => m.createVerioIqSimulator(options) })),
   },
 };

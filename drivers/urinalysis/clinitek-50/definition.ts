@@ -5,7 +5,7 @@
 import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { CLINITEK_50_DRIVER_ID, decodeClinitek50, MANUFACTURER, MODEL } from './records.ts';
 import { Clinitek50Session, clinitek50SessionOptions } from './session.ts';
-import { Clinitek50Simulator, parseSimulatorOptions, SIMULATOR_OPTION_HELP } from './simulator.ts';
+import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
 
 export const clinitek50: DriverDefinition = {
@@ -25,6 +25,6 @@ export const clinitek50: DriverDefinition = {
   simulator: {
     description: 'a CLINITEK 50 reader: answers ENQ with its identity packet and XON DC2 with checksummed record packets (NAK when empty)',
     options: SIMULATOR_OPTION_HELP,
-    create: (options) => new Clinitek50Simulator(parseSimulatorOptions(options)),
+    load: () => import('./simulator.ts').then((m) => ({ create: (options) => new m.Clinitek50Simulator(m.parseSimulatorOptions(options)) })),
   },
 };

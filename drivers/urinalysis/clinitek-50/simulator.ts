@@ -11,6 +11,7 @@ import { hostTimeZone, nowInZone } from '../../../src/util/time.ts';
 import { printedPad, simulatedPad as pad, type SimulatedStripResult } from '../../analytes/urine-strip.ts';
 import { ACK, clinitek50Checksum, DC2, encodePacket, ENQ, NAK, PRODUCT_ID } from './codec.ts';
 import { CLINITEK_50_LOCALES } from './locales.ts';
+import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 
 export interface SimulatedC50Record {
   seq: number;
@@ -88,20 +89,6 @@ export interface Clinitek50SimulatorOptions {
   seed?: number;
   timezone?: string;
 }
-
-export const SIMULATOR_OPTION_HELP: Record<string, string> = {
-  language: `labels and words: ${Object.keys(CLINITEK_50_LOCALES).join(' or ')} (default de)`,
-  units: 'unit system in the identity packet (default CONV.)',
-  strip: 'strip type in the identity packet (default MULTISTIX 10 SG)',
-  software: 'software version NN.NN (default 01.02)',
-  memory: 'records: [{seq, time: "YYYY-MM-DDTHH:MM:SS", colour?, results: [{code, value, abnormal?}]}]',
-  corrupt_next: 'send the next N data packets with a wrong checksum',
-  garbage: 'true: noise bytes before every data packet',
-  off: 'true: never answer',
-  max_chunk: 'largest write in bytes; chunk sizes are random from 1 to this (default 16)',
-  seed: 'random seed for reproducible runs',
-  timezone: "IANA zone of the reader's clock (default: the host's)",
-};
 
 const SIMULATOR = 'clinitek-50 simulator';
 

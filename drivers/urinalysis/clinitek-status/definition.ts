@@ -5,7 +5,7 @@
 import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { CLINITEK_STATUS_DRIVER_ID, decodeClinitekStatus, MANUFACTURER } from './records.ts';
 import { ClinitekStatusSession, clinitekStatusSessionOptions } from './session.ts';
-import { ClinitekStatusSimulator, parseSimulatorOptions, SIMULATOR_OPTION_HELP } from './simulator.ts';
+import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
 
 
@@ -28,6 +28,6 @@ export const clinitekStatus: DriverDefinition = {
   simulator: {
     description: 'a CLINITEK Status reader: sends its stored strips as comma records, as on "Send all data", in English or Spanish',
     options: SIMULATOR_OPTION_HELP,
-    create: (options) => new ClinitekStatusSimulator(parseSimulatorOptions(options)),
+    load: () => import('./simulator.ts').then((m) => ({ create: (options) => new m.ClinitekStatusSimulator(m.parseSimulatorOptions(options)) })),
   },
 };
