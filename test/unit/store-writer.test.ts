@@ -107,11 +107,12 @@ describe('StoreWriter', () => {
     const { writer, reader } = await setup(1000);
     const states = Array.from({ length: 2000 }, (_, i) => ({ id: `meter-${i}`, driver: 'onetouch-ultra2' }) as DeviceState);
     const order: string[] = [];
+    // Its blob is written (and synced) first: done between the asks, that sync could outlast the
+    // whole bookkeeping on a loaded machine, and the commit would then arrive after it, not overtake it.
+    const input = commitInput({ deviceId: 'm', bytes: randomBytes(64), drafts: [glucoseDraft(1)] });
     const saved = writer.saveDeviceStates(states, new Date()).then(() => order.push('states'));
     const marked = writer.markPublishedMany(Array.from({ length: 2000 }, (_, i) => i + 1), new Date()).then(() => order.push('marks'));
-    const committed = writer
-      .commitMany([commitInput({ deviceId: 'm', bytes: randomBytes(64), drafts: [glucoseDraft(1)] })])
-      .then(() => order.push('commit'));
+    const committed = writer.commitMany([input]).then(() => order.push('commit'));
     await Promise.all([saved, marked, committed]);
     // The commit overtook both; the bookkeeping kept its own order.
     expect(order).toEqual(['commit', 'states', 'marks']);
