@@ -148,10 +148,9 @@ export class AstmSession extends PushedSession {
     );
     this.callers.add(caller);
     caller.link.start();
-    conn.once('close', () => {
-      // After the link has heard the close (it reports a partial message), it is let go.
-      void caller.link.stop().then(() => this.callers.delete(caller));
-    });
+    // The link hears the close itself (a partial message is reported, the transmission ends);
+    // stopping it here would go neutral first and hide that. A closed caller's link is inert.
+    conn.once('close', () => this.callers.delete(caller));
   }
 
   /**

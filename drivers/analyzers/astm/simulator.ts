@@ -17,6 +17,7 @@ const FRAMINGS: readonly FramingStyle[] = ['record-etx', 'record-etb', 'single',
 
 export const SIMULATOR_OPTION_HELP: Record<string, string> = {
   dialect: `whose messages to send: ${DIALECTS.map((d) => d.id).join(', ')} (default roche-cobas-c111)`,
+  sender: "the H-5 sender field of generated messages (components by ^; default: the dialect's), to play one of several analyzers on one port",
   messages: 'messages to send instead: a list of strings, records separated by \\r or \\n (H … L)',
   count: 'generated messages sent when the link opens (default 1)',
   every_s: 'send another generated message every N seconds',
@@ -36,6 +37,8 @@ export const SIMULATOR_OPTION_HELP: Record<string, string> = {
 
 export interface AstmSimulatorOptions {
   dialect: AstmDialect;
+  /** H-5 of generated messages; default the dialect's sample sender. */
+  sender?: string;
   messages?: string[];
   count: number;
   every_s?: number;
@@ -66,6 +69,7 @@ export function parseSimulatorOptions(o: Record<string, unknown>): AstmSimulator
   };
   return definedOnly<AstmSimulatorOptions>({
     dialect: findDialect(read.oneOf('dialect', dialects, `one of ${dialects.join(', ')}`) ?? 'roche-cobas-c111')!,
+    sender: senderField(read.string('sender'), read),
     messages: read.list('messages', message, 'a list of strings, each starting with an H record'),
     count: read.number('count', 0) ?? 1,
     every_s: read.number('every_s', 0.01),
@@ -84,6 +88,13 @@ export function parseSimulatorOptions(o: Record<string, unknown>): AstmSimulator
   });
 }
 
+/** A sender goes into one field: the field, repeat and escape delimiters and CR/LF cannot be in it. */
+function senderField(v: string | undefined, read: SimulatorOptionReader): string | undefined {
+  if (v === undefined) return undefined;
+  if (v.trim() === '' || /[|\\&\r\n]/.test(v)) throw read.error('sender', 'a non-empty H-5 value without | \\ & or line breaks (components separated by ^)');
+  return v;
+}
+
 /** YYYYMMDDHHMMSS on the instrument's clock, which keeps naive local time in `timezone`. */
 function stamp(d: Date, timezone: string): string {
   return nowInZone(timezone, d).replace(/\D/g, '');
@@ -97,12 +108,13 @@ export function generateMessage(
   n: number,
   control = false,
   timezone = hostTimeZone(),
+  sender = dialect.sample.sender,
 ): string {
   const s = dialect.sample;
   const ts = stamp(now, timezone);
   const specimen = `${s.specimenPrefix}${String(100000 + n).slice(1)}`;
   const records = [
-    `H|\\^&|||${s.sender}|||||||${control ? 'Q' : 'P'}|${s.version}|${ts}`,
+    `H|\\^&|||${sender}|||||||${control ? 'Q' : 'P'}|${s.version}|${ts}`,
     'P|1',
     `O|1|${specimen}||${s.tests.map((t) => t.testId).join('\\')}|R||||||${control ? 'Q' : 'N'}||||||||||||||F`,
   ];
@@ -187,7 +199,8 @@ export class AstmSimulator implements DeviceSimulator {
 
   /** Sends one more generated message. */
   sendNext(): void {
-    this.send(generateMessage(this.options.dialect, this.random, new Date(), ++this.generated, this.options.control, this.options.timezone));
+    const o = this.options;
+    this.send(generateMessage(o.dialect, this.random, new Date(), ++this.generated, o.control, o.timezone, o.sender ?? o.dialect.sample.sender));
   }
 
   /** Sends one message text (records separated by CR or LF). */
