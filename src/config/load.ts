@@ -485,7 +485,11 @@ function semanticProblems(cfg: Record<string, unknown>, ctx: ParseContext): { to
       out.push(...listenerProblems(listeners, { index: i, port: t.port, bind: typeof t.bind === 'string' ? t.bind : '127.0.0.1', dev, t }, ctx));
     }
     const kind = typeof t.type === 'string' ? transportKind(t.type) : undefined;
-    for (const p of kind?.check?.(t) ?? []) out.push({ tokens: at('transport', p.field), message: p.message });
+    for (const p of kind?.check?.(t) ?? []) {
+      // A list item is named as `key[index]`.
+      const item = /^(\w+)\[(\d+)\]$/.exec(p.field);
+      out.push({ tokens: item ? at('transport', item[1]!, Number(item[2])) : at('transport', p.field), message: p.message });
+    }
   });
   return out;
 }

@@ -40,7 +40,7 @@ export interface BuiltTransport {
 
 /** A problem a kind finds in one device's options that the schema cannot express. */
 export interface TransportOptionProblem {
-  /** The option's key under `transport` (e.g. `reconnect_max_ms`). */
+  /** The option's key under `transport` (e.g. `reconnect_max_ms`, or `peers[1]` for a list item). */
   field: string;
   message: string;
 }
