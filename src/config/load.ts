@@ -581,6 +581,11 @@ export interface ParseConfigOptions {
   listenerIdentities?: Readonly<Record<string, readonly string[]>>;
 }
 
+/** `ParseConfigOptions.listenerIdentities` from the registered drivers. */
+export function listenerIdentitiesOf(drivers: readonly { id: string; listenerIdentities?: readonly string[] }[]): Record<string, readonly string[]> {
+  return Object.fromEntries(drivers.map((d) => [d.id, d.listenerIdentities ?? []]));
+}
+
 function deepMerge(base: unknown, over: unknown): unknown {
   if (over === undefined) return structuredClone(base);
   if (isPlainObject(base) && isPlainObject(over)) {
