@@ -40,7 +40,7 @@ async function idlePeer(port: number): Promise<net.Socket> {
 }
 
 describe('astm: several analyzers on one tcp-server port', () => {
-  it('routes each message by its H-5 sender to its own device, with the callers connected at once and an idle peer holding a connection', async () => {
+  it('routes each message by its H-5 sender to its own device, with the callers connected at once while an idle peer and a stalled analyzer hold connections', async () => {
     const { broker, sub } = await brokerWithSubscriber(cleanups);
     const port = await freePort();
     const { controller } = await startDaemon(
@@ -69,6 +69,10 @@ devices:
     // The idle peer connects first: under the old one-connection transport it locked everyone out.
     const idle = await idlePeer(port);
     const idleClosed = new Promise<void>((resolve) => idle.once('close', () => resolve()));
+    // And an analyzer that bids, sends two frames and stalls mid-message: its transmission stays
+    // open on its own connection, and no other caller waits for it.
+    const stalled = await analyzer(port, { dialect: 'roche-cobas-c111', sender: 'C111-BENCH1^Roche^c111^4.2.2.1730^1^10001', count: 1, stall_after_frames: 2, framing: 'split', split_at: 20 });
+    await eventually('the stalled analyzer got its frames ACKed', () => stalled.received.filter((b) => b === ACK).length >= 3, 5000);
     const sims = await Promise.all([
       analyzer(port, { dialect: 'roche-cobas-c111', sender: 'C111-BENCH1^Roche^c111^4.2.2.1730^1^10001', count: 2, seed: 1 }),
       analyzer(port, { dialect: 'roche-cobas-c111', sender: 'c111-bench2^Roche^c111^4.2.2.1730^1^10002', count: 2, seed: 2 }),
