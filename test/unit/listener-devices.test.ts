@@ -70,5 +70,15 @@ describe('devices on a shared listener, through the device manager', () => {
     expect(schemaProblems('poct.event/1', refusal)).toEqual([]);
     expect(refusal.data).toMatchObject({ reason: 'unknown-sender', port, sender: 'ABX' });
     expect(r.states('dca').at(-1)).toMatchObject({ serial: 'S000001', analyzer: { dialect: 'siemens-dca-vantage' } });
+
+    // Host → device goes to the caller routed to that device (its link, whichever session runs it).
+    const enqs = (sim: AstmSimulator): number => sim.received.filter((b) => b === 0x05).length;
+    expect([enqs(afinion), enqs(dca)]).toEqual([0, 0]);
+    r.request('afinion', 'send', { message: 'H|\\^&|||poctd\rL|1|N', transaction: 't1' });
+    expect(await r.response('afinion', 'send')).toMatchObject({ status: 'ok', data: { sent: 2 }, transaction: 't1' });
+    expect([enqs(afinion), enqs(dca)]).toEqual([1, 0]);
+    r.request('dca', 'send', { message: 'H|\\^&|||poctd\rL|1|N', transaction: 't2' });
+    expect(await r.response('dca', 'send')).toMatchObject({ status: 'ok', data: { sent: 2 } });
+    expect([enqs(afinion), enqs(dca)]).toEqual([1, 1]);
   });
 });
