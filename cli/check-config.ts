@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { drivers } from '../drivers/index.ts';
-import { formatProblem, loadConfigFile, type ConfigError } from '../src/config/load.ts';
+import { formatProblem, listenerIdentitiesOf, loadConfigFile, type ConfigError } from '../src/config/load.ts';
 import { UsageError } from './command-line.ts';
 
 /**
@@ -26,7 +26,7 @@ export function checkConfig(args: string[]): number {
   const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
   const file = positionals[0];
   if (!file) throw new UsageError('check-config needs a FILE');
-  const config = loadConfigFile(file, { knownDrivers: drivers.map((d) => d.id) });
+  const config = loadConfigFile(file, { knownDrivers: drivers.map((d) => d.id), listenerIdentities: listenerIdentitiesOf(drivers) });
   process.stdout.write(`${file}: ok (${config.devices.length} device${config.devices.length === 1 ? '' : 's'})\n`);
   return 0;
 }

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { drivers } from '../drivers/index.ts';
-import { loadConfigFile, parseConfig } from '../src/config/load.ts';
+import { listenerIdentitiesOf, loadConfigFile, parseConfig } from '../src/config/load.ts';
 import type { PoctdConfig } from '../src/config/types.ts';
 import { Controller } from '../src/controller.ts';
 import { createLogger } from '../src/logger.ts';
@@ -13,7 +13,7 @@ const knownDrivers = (): string[] => drivers.map((d) => d.id);
 export async function run(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
   const config: PoctdConfig = values.config
-    ? loadConfigFile(values.config, { knownDrivers: knownDrivers() })
+    ? loadConfigFile(values.config, { knownDrivers: knownDrivers(), listenerIdentities: listenerIdentitiesOf(drivers) })
     : parseConfig('', { knownDrivers: knownDrivers() });
   const log = createLogger(config.log.level);
   let fatal: ((code: number) => void) | undefined;

@@ -402,6 +402,7 @@ function schemaProblems(errors: readonly ErrorObject[], data: unknown, transport
 
 interface ParseContext {
   knownDrivers?: readonly string[];
+  listenerIdentities?: Readonly<Record<string, readonly string[]>>;
 }
 
 function checkZone(zone: unknown, tokens: Token[], out: { tokens: Token[]; message: string }[]): void {
@@ -458,7 +459,7 @@ function semanticProblems(cfg: Record<string, unknown>, ctx: ParseContext): { to
   if (!Array.isArray(cfg.devices)) return out;
   const ids = new Map<string, number>();
   const serialPaths = new Map<string, number>();
-  const listeners: { index: number; port: number; bind: string }[] = [];
+  const listeners: ListenerEntry[] = [];
 
   cfg.devices.forEach((dev: unknown, i: number) => {
     if (!isPlainObject(dev)) return;
@@ -481,14 +482,85 @@ function semanticProblems(cfg: Record<string, unknown>, ctx: ParseContext): { to
       else serialPaths.set(t.path, i);
     }
     if (t.type === 'tcp-server' && typeof t.port === 'number') {
-      const bind = typeof t.bind === 'string' ? t.bind : '127.0.0.1';
-      const clash = listeners.find((l) => l.port === t.port && (l.bind === bind || ANY_ADDRESS.has(l.bind) || ANY_ADDRESS.has(bind)));
-      if (clash) out.push({ tokens: at('transport', 'port'), message: `port ${t.port} is already used by devices[${clash.index}]` });
-      else listeners.push({ index: i, port: t.port, bind });
+      out.push(...listenerProblems(listeners, { index: i, port: t.port, bind: typeof t.bind === 'string' ? t.bind : '127.0.0.1', dev, t }, ctx));
     }
     const kind = typeof t.type === 'string' ? transportKind(t.type) : undefined;
-    for (const p of kind?.check?.(t) ?? []) out.push({ tokens: at('transport', p.field), message: p.message });
+    for (const p of kind?.check?.(t) ?? []) {
+      // A list item is named as `key[index]`.
+      const item = /^(\w+)\[(\d+)\]$/.exec(p.field);
+      out.push({ tokens: item ? at('transport', item[1]!, Number(item[2])) : at('transport', p.field), message: p.message });
+    }
   });
+  return out;
+}
+
+interface ListenerEntry {
+  index: number;
+  port: number;
+  bind: string;
+  dev: Record<string, unknown>;
+  t: Record<string, unknown>;
+}
+
+function sendersOf(t: Record<string, unknown>): string[] {
+  const s = t.sender;
+  const list = typeof s === 'string' ? [s] : Array.isArray(s) ? s.filter((x): x is string => typeof x === 'string') : [];
+  return list.map((x) => x.trim().toLowerCase()).filter((x) => x !== '');
+}
+
+/**
+ * A tcp-server device beside the ones before it: devices on one port share one listener, so they
+ * must agree on how it listens (bind, idle timeout, connection limit) and on the protocol (one
+ * driver), and each must name callers no other device there names.
+ */
+function listenerProblems(before: ListenerEntry[], e: ListenerEntry, ctx: ParseContext): { tokens: Token[]; message: string }[] {
+  const out: { tokens: Token[]; message: string }[] = [];
+  const at = (...rest: Token[]): Token[] => ['devices', e.index, ...rest];
+  const routes = typeof e.dev.driver === 'string' ? ctx.listenerIdentities?.[e.dev.driver] : undefined;
+  if (ctx.listenerIdentities && e.t.sender !== undefined && !(routes ?? []).includes('sender')) {
+    const which = Object.entries(ctx.listenerIdentities).filter(([, keys]) => keys.includes('sender')).map(([d]) => d);
+    out.push({
+      tokens: at('transport', 'sender'),
+      message: `driver ${JSON.stringify(e.dev.driver)} does not route callers by sender (drivers that do: ${which.length > 0 ? which.join(', ') : 'none'})`,
+    });
+  }
+  const samePort = before.filter((l) => l.port === e.port);
+  before.push(e);
+  const sharing = samePort.filter((l) => l.bind === e.bind);
+  const otherBind = samePort.find((l) => l.bind !== e.bind && (ANY_ADDRESS.has(l.bind) || ANY_ADDRESS.has(e.bind)));
+  if (otherBind) {
+    out.push({
+      tokens: at('transport', 'bind'),
+      message: `port ${e.port} is listened on by devices[${otherBind.index}] with bind ${otherBind.bind}; devices that share a port must name the same bind`,
+    });
+    return out;
+  }
+  const first = sharing[0];
+  if (!first) return out;
+  if (first.dev.driver !== e.dev.driver) {
+    out.push({
+      tokens: at('driver'),
+      message: `port ${e.port} is shared with devices[${first.index}] (driver ${String(first.dev.driver)}); devices that share a port must use one driver`,
+    });
+  }
+  for (const key of ['idle_timeout_ms', 'max_connections'] as const) {
+    if (e.t[key] !== first.t[key]) {
+      out.push({ tokens: at('transport', key), message: `must equal devices[${first.index}]'s (${String(first.t[key] ?? 'default')}): they share port ${e.port}` });
+    }
+  }
+  const mine = sendersOf(e.t);
+  if (mine.length === 0) {
+    out.push({ tokens: at('transport', 'sender'), message: `required: port ${e.port} is shared with devices[${first.index}], so each device there names its sender` });
+  }
+  for (const l of sharing) {
+    if (sendersOf(l.t).length === 0 && l === first) {
+      // The first device's own missing sender is reported once, on the second device's entry.
+      if (mine.length > 0) out.push({ tokens: at('transport', 'sender'), message: `devices[${l.index}] on port ${e.port} names no sender, so every caller would be it; name a sender on each device of a shared port` });
+      continue;
+    }
+    const overlap = mine.find((s) => sendersOf(l.t).includes(s));
+    if (overlap) out.push({ tokens: at('transport', 'sender'), message: `sender ${JSON.stringify(overlap)} is already devices[${l.index}]'s on port ${e.port}` });
+  }
   return out;
 }
 
@@ -502,6 +574,16 @@ export interface ParseConfigOptions {
   baseDir?: string;
   /** Registered driver ids; when given, a device naming another driver is a problem. */
   knownDrivers?: readonly string[];
+  /**
+   * The listener identity keys each driver routes by (`{ astm: ['sender'] }`); when given, an
+   * identity key on a device whose driver does not route by it is a problem.
+   */
+  listenerIdentities?: Readonly<Record<string, readonly string[]>>;
+}
+
+/** `ParseConfigOptions.listenerIdentities` from the registered drivers. */
+export function listenerIdentitiesOf(drivers: readonly { id: string; listenerIdentities?: readonly string[] }[]): Record<string, readonly string[]> {
+  return Object.fromEntries(drivers.map((d) => [d.id, d.listenerIdentities ?? []]));
 }
 
 function deepMerge(base: unknown, over: unknown): unknown {
@@ -595,7 +677,7 @@ export function parseConfig(yamlText: string, opts: ParseConfigOptions = {}): Po
   if (!valid && wholeRefs.size > 0 && coerceRefs(validate.errors ?? [], data, wholeRefs)) valid = validate(data);
 
   const found = valid ? [] : schemaProblems(validate.errors ?? [], data, kinds);
-  if (isPlainObject(data)) found.push(...semanticProblems(data, { knownDrivers: opts.knownDrivers }));
+  if (isPlainObject(data)) found.push(...semanticProblems(data, { knownDrivers: opts.knownDrivers, listenerIdentities: opts.listenerIdentities }));
   const seen = new Set(problems.map(formatProblem));
   // A value whose variable is missing would only add a confusing second complaint.
   const envPaths = new Set(problems.map((p) => p.path));

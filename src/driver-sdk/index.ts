@@ -170,6 +170,11 @@ export interface DriverDefinition {
   models: string[];
   usb: UsbMatch[];
   transports: TransportKind[];
+  /**
+   * The listener identity keys the driver routes callers by (`['sender']` for ASTM: the H-5
+   * sender name), for devices that share a listening port. A device may set only these.
+   */
+  listenerIdentities?: readonly string[];
   /** Serial line settings the device uses; the config may override the path only. */
   serialDefaults?: Omit<SerialTransportOptions, 'type' | 'path'>;
   commands: Record<string, CommandSpec>;

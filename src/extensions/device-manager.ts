@@ -13,6 +13,7 @@ import {
 import type { Availability } from '../records/types.ts';
 import { usbEntry } from '../transports/discovery.ts';
 import { memoryPair } from '../transports/memory.ts';
+import type { ListenerRefusal } from '../transports/listener.ts';
 import { buildTransport } from '../transports/registry.ts';
 import type { ByteTransport } from '../transports/transport.ts';
 import { makeEvent, parseRequestPayload } from './bridge.ts';
@@ -78,6 +79,13 @@ function refusal(driver: DriverDefinition, config: DeviceConfig): { model: strin
   const usb = t.type === 'hid' ? usbEntry(driver, t.vendor_id, t.product_id) : undefined;
   if (usb?.unsupported) return { model: usb.description, reason: usb.unsupported };
   return driver.refuses?.(config) ?? null;
+}
+
+/** An identity key (`transport.sender`) on a device whose driver does not route callers by it. */
+function listenerIdentityProblem(driver: DriverDefinition, config: DeviceConfig): string | null {
+  if (config.transport.type !== 'tcp-server' || config.transport.sender === undefined) return null;
+  if (driver.listenerIdentities?.includes('sender')) return null;
+  return `transport.sender: ${driver.id} does not route callers by sender`;
 }
 
 /** The session of a device that cannot be read: every command says why. */
@@ -170,6 +178,11 @@ export class DeviceManager implements Extension {
       );
       return;
     }
+    const identityProblem = listenerIdentityProblem(driver, config);
+    if (identityProblem) {
+      this.event('config_error', config.id, `${identityProblem}; device not started`);
+      return;
+    }
     const log = this.s.log.child({ component: `device:${config.id}`, driver: driver.id });
     const timezone = config.timezone ?? this.s.config.timezone;
     const refused = refusal(driver, config);
@@ -187,6 +200,7 @@ export class DeviceManager implements Extension {
           serialDefaults: driver.serialDefaults,
           extras: this.s.transportExtras,
           simulator: (options) => createSimulator(driver.simulator, { timezone, ...options }),
+          listenerReport: (refusal) => this.listenerRefused(refusal),
         });
         transport = built.transport;
         simulator = built.simulator;
@@ -391,6 +405,15 @@ export class DeviceManager implements Extension {
     this.s.bus.emit('deviceAvailability', { deviceId: device.config.id, state });
     void this.publishAvailability(device);
     void this.publishDeviceList();
+  }
+
+  /** A caller a shared listener refused: an event each time, a log line once per distinct reason. */
+  private listenerRefused(r: ListenerRefusal): void {
+    if (r.first) this.s.log.warn({ port: r.port, bind: r.bind, peer: r.peer, sender: r.sender, reason: r.reason }, r.message);
+    this.s.bus.emit(
+      'bridgeEvent',
+      makeEvent('listener_refused', null, r.message, this.s.now(), { reason: r.reason, bind: r.bind, port: r.port, peer: r.peer, sender: r.sender }),
+    );
   }
 
   private event(type: Parameters<SessionHost['event']>[0], deviceId: string, message: string, data?: Record<string, unknown>): void {

@@ -109,7 +109,9 @@ export type BridgeEventType =
   | 'config_error'
   | 'device_error'
   | 'device_added'
-  | 'device_removed';
+  | 'device_removed'
+  /** A listener refused a caller (address not allowed, unknown sender): port, peer address, sender name. */
+  | 'listener_refused';
 
 /** Published on `poct/bridge/event`: a reason, never patient data. */
 export interface BridgeEvent {

@@ -7,8 +7,10 @@
  * its implementation only when a transport of it is built, so validating a config or printing
  * `--help` never loads the serial or HID native modules.
  */
+import { isIP } from 'node:net';
 import type { DeviceSimulator } from '../driver-sdk/index.ts';
 import type { HidTransportExtras } from './hid.ts';
+import type { ListenerReport } from './listener.ts';
 import type { ByteTransport, SerialTransportOptions, TransportKind, TransportOptions, TransportOptionsByKind } from './transport.ts';
 
 export type SerialDefaults = Omit<SerialTransportOptions, 'type' | 'path'>;
@@ -26,6 +28,8 @@ export interface TransportBuildContext {
    * options). Rejects with an Error naming a bad option.
    */
   simulator?: ((options: Record<string, unknown>) => Promise<DeviceSimulator>) | undefined;
+  /** For listening kinds: where refused callers are reported (the device manager's `bridge/event`). */
+  listenerReport?: ListenerReport | undefined;
 }
 
 /** A built transport, and the simulator playing the device end when the kind runs one in-process. */
@@ -36,7 +40,7 @@ export interface BuiltTransport {
 
 /** A problem a kind finds in one device's options that the schema cannot express. */
 export interface TransportOptionProblem {
-  /** The option's key under `transport` (e.g. `reconnect_max_ms`). */
+  /** The option's key under `transport` (e.g. `reconnect_max_ms`, or `peers[1]` for a list item). */
   field: string;
   message: string;
 }
@@ -101,6 +105,27 @@ function reconnectOrder(options: Record<string, unknown>): TransportOptionProble
   return [];
 }
 
+/** Peers are addresses (a name would be resolved once and go stale); a sender list names each once. */
+function listenerOptionProblems(options: Record<string, unknown>): TransportOptionProblem[] {
+  const out: TransportOptionProblem[] = [];
+  if (Array.isArray(options.peers)) {
+    options.peers.forEach((p, i) => {
+      if (typeof p === 'string' && !isIP(p.trim())) out.push({ field: `peers[${i}]`, message: `${JSON.stringify(p)} is not an IP address` });
+    });
+  }
+  if (Array.isArray(options.sender)) {
+    const seen = new Map<string, number>();
+    options.sender.forEach((s, i) => {
+      if (typeof s !== 'string') return;
+      const key = s.trim().toLowerCase();
+      const first = seen.get(key);
+      if (first !== undefined) out.push({ field: `sender[${i}]`, message: `duplicate of sender[${first}]` });
+      else seen.set(key, i);
+    });
+  }
+  return out;
+}
+
 registerTransportKind({
   kind: 'serial',
   schema: { $defsName: 'serialTransport' },
@@ -126,10 +151,11 @@ registerTransportKind({
 registerTransportKind({
   kind: 'tcp-server',
   schema: { $defsName: 'tcpServerTransport' },
-  description: 'poctd listens and the device connects (port, bind default 127.0.0.1)',
-  build: async (options) => {
-    const { TcpServerTransport } = await import('./tcp.ts');
-    return { transport: new TcpServerTransport(options) };
+  description: 'poctd listens and devices connect (port, bind default 127.0.0.1); devices may share a port, told apart by sender and peers',
+  check: listenerOptionProblems,
+  build: async (options, ctx) => {
+    const { ListenerTransport } = await import('./listener.ts');
+    return { transport: new ListenerTransport(options, ctx.deviceId ?? `port ${options.port}`, ctx.listenerReport) };
   },
 });
 

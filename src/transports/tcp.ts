@@ -127,7 +127,9 @@ export class TcpClientTransport extends ReconnectingTransport {
 }
 
 /**
- * Listens for a device that connects to us (an analyzer that pushes results to its "LIS host").
+ * Listens for one peer at a time: what a simulator playing a listening device (`poctd simulate
+ * --tcp`) or a benchmark needs. A configured `tcp-server` device does not use this: its handle is
+ * a `ListenerTransport` (listener.ts), on a listener that serves many callers and devices at once.
  *
  * Listens on `bind` (default 127.0.0.1 — opening a device port to the clinic network is a
  * deliberate config choice) and `port`. One device at a time: `open` is emitted when it connects,

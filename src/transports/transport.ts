@@ -42,6 +42,17 @@ export interface TcpServerTransportOptions {
   port: number;
   /** Default 127.0.0.1: a device listener is opened to the clinic network only on purpose. */
   bind?: string;
+  /**
+   * The callers that are this device, by the identity its protocol carries (ASTM: the H record's
+   * sender name, H-5.1), case-insensitive. Required on a port that several devices share.
+   */
+  sender?: string | string[];
+  /** The peer addresses this device accepts; a caller whose address no device on the port lists is refused. */
+  peers?: string[];
+  /** A caller that sends nothing for this long after connecting is disconnected (default 60000). */
+  idle_timeout_ms?: number;
+  /** Connections open at once on the port (default 64); one more is refused. */
+  max_connections?: number;
 }
 
 export interface HidTransportOptions {

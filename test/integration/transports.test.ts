@@ -9,6 +9,7 @@ import { HidTransport, type HidDeviceHandle, type HidOpener } from '../../src/tr
 import { buildTransport, waitForOpen } from '../../src/transports/index.ts';
 import { backoffDelay } from '../../src/transports/reconnecting.ts';
 import { SerialTransport } from '../../src/transports/serial.ts';
+import { ListenerTransport } from '../../src/transports/listener.ts';
 import { TcpClientTransport, TcpServerTransport } from '../../src/transports/tcp.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import { runningPtyPairs, startPtyPair, type PtyPair } from '../helpers/socat.ts';
@@ -303,7 +304,8 @@ describe('SerialTransport over a socat pty pair', () => {
     expect((t as SerialTransport).options).toMatchObject({ path: '/dev/ttyUSB9', baud_rate: 19200, data_bits: 7, parity: 'even' });
     await expect(buildTransport({ type: 'simulated' })).rejects.toThrow(/simulator/);
     expect((await buildTransport({ type: 'tcp', host: '127.0.0.1', port: 9100 })).transport).toBeInstanceOf(TcpClientTransport);
-    expect((await buildTransport({ type: 'tcp-server', port: 0 })).transport).toBeInstanceOf(TcpServerTransport);
+    // A device's tcp-server is its handle on a listener that devices naming the same port share.
+    expect((await buildTransport({ type: 'tcp-server', port: 0 })).transport).toBeInstanceOf(ListenerTransport);
     expect((await buildTransport({ type: 'hid', vendor_id: '1a61', product_id: '3410' })).transport).toBeInstanceOf(HidTransport);
     await expect(buildTransport({ type: 'usb-printer' } as never)).rejects.toThrow(/unknown transport type "usb-printer" \(known: serial, tcp, tcp-server, hid, simulated\)/);
   });

@@ -9,6 +9,7 @@ import {
   ConfigError,
   DEFAULT_CONFIG,
   formatProblem,
+  listenerIdentitiesOf,
   loadConfigFile,
   parseConfig,
   redactConfig,
@@ -288,8 +289,47 @@ describe('error messages', () => {
     );
     expect(lines(err)).toEqual([
       'devices[1].transport.path: /dev/ttyUSB0 is already used by devices[0]',
-      'devices[3].transport.port: port 5100 is already used by devices[2]',
+      'devices[3].transport.bind: port 5100 is listened on by devices[2] with bind 127.0.0.1; devices that share a port must name the same bind',
     ]);
+  });
+
+  it('devices sharing a listening port: one bind, one driver, the same listener settings, each its own senders', () => {
+    const err = problemsOf(
+      'devices:\n' +
+        '  - { id: a, driver: astm, transport: { type: tcp-server, port: 5100, sender: "cobas c111" } }\n' +
+        '  - { id: b, driver: astm, transport: { type: tcp-server, port: 5100, sender: [DCA Vantage, "COBAS C111 "] } }\n' +
+        '  - { id: c, driver: astm, transport: { type: tcp-server, port: 5100 } }\n' +
+        '  - { id: d, driver: other, transport: { type: tcp-server, port: 5100, sender: x, idle_timeout_ms: 5000 } }\n' +
+        '  - { id: e, driver: astm, transport: { type: tcp-server, port: 5100, bind: 0.0.0.0, sender: y } }\n' +
+        '  - { id: f, driver: astm, transport: { type: tcp-server, port: 5200, peers: [10.0.0.5, printer.local], sender: [a, A] } }\n' +
+        '  - { id: g, driver: astm, transport: { type: tcp-server, port: 5300 } }\n' +
+        '  - { id: h, driver: astm, transport: { type: tcp-server, port: 5300, sender: z } }\n' +
+        '  - { id: i, driver: astm, transport: { type: serial, path: /dev/ttyS0, sender: z } }\n',
+    );
+    expect(lines(err)).toEqual([
+      'devices[1].transport.sender: sender "cobas c111" is already devices[0]\'s on port 5100',
+      'devices[2].transport.sender: required: port 5100 is shared with devices[0], so each device there names its sender',
+      'devices[3].driver: port 5100 is shared with devices[0] (driver astm); devices that share a port must use one driver',
+      "devices[3].transport.idle_timeout_ms: must equal devices[0]'s (default): they share port 5100",
+      'devices[4].transport.bind: port 5100 is listened on by devices[0] with bind 127.0.0.1; devices that share a port must name the same bind',
+      'devices[5].transport.peers[1]: "printer.local" is not an IP address',
+      'devices[5].transport.sender[1]: duplicate of sender[0]',
+      'devices[7].transport.sender: devices[6] on port 5300 names no sender, so every caller would be it; name a sender on each device of a shared port',
+      // Identity keys only on the kinds that route by them: a serial line has one device.
+      'devices[8].transport.sender: unknown key',
+    ]);
+  });
+
+  it('a sender on a device whose driver does not route by sender, when the drivers say which do', () => {
+    const text = 'devices:\n  - { id: a, driver: onetouch-ultra2, transport: { type: tcp-server, port: 5100, sender: x } }\n';
+    expect(problemsOf(text, { listenerIdentities: listenerIdentitiesOf(drivers) }).message).toBe(
+      'devices[0].transport.sender: driver "onetouch-ultra2" does not route callers by sender (drivers that do: astm)',
+    );
+    const ok = parseConfig('devices:\n  - { id: a, driver: astm, transport: { type: tcp-server, port: 5100, sender: x, peers: ["::ffff:10.0.0.5"] } }\n', {
+      env: {},
+      listenerIdentities: { astm: ['sender'] },
+    });
+    expect(ok.devices[0]!.transport).toMatchObject({ sender: 'x', peers: ['::ffff:10.0.0.5'] });
   });
 
   it('reconnect_max_ms below reconnect_min_ms', () => {

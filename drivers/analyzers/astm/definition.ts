@@ -16,6 +16,8 @@ export const astmDriver: DriverDefinition = {
   models: DIALECTS.filter((d) => d.id !== 'generic').map((d) => d.description),
   usb: [],
   transports: ['serial', 'tcp', 'tcp-server', 'simulated'],
+  // Behind a shared tcp-server port, each message goes to the device whose `sender` its H-5 names.
+  listenerIdentities: ['sender'],
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
     status: { description: 'the device state: model, serial and firmware from the last H record, last message time', params: NO_PARAMS },

@@ -18,6 +18,8 @@ const FRAMINGS: readonly FramingStyle[] = ['record-etx', 'record-etb', 'single',
 
 export interface AstmSimulatorOptions {
   dialect: AstmDialect;
+  /** H-5 of generated messages; default the dialect's sample sender. */
+  sender?: string;
   messages?: string[];
   count: number;
   every_s?: number;
@@ -48,6 +50,7 @@ export function parseSimulatorOptions(o: Record<string, unknown>): AstmSimulator
   };
   return definedOnly<AstmSimulatorOptions>({
     dialect: findDialect(read.oneOf('dialect', dialects, `one of ${dialects.join(', ')}`) ?? 'roche-cobas-c111')!,
+    sender: senderField(read.string('sender'), read),
     messages: read.list('messages', message, 'a list of strings, each starting with an H record'),
     count: read.number('count', 0) ?? 1,
     every_s: read.number('every_s', 0.01),
@@ -66,6 +69,13 @@ export function parseSimulatorOptions(o: Record<string, unknown>): AstmSimulator
   });
 }
 
+/** A sender goes into one field: the field, repeat and escape delimiters and CR/LF cannot be in it. */
+function senderField(v: string | undefined, read: SimulatorOptionReader): string | undefined {
+  if (v === undefined) return undefined;
+  if (v.trim() === '' || /[|\\&\r\n]/.test(v)) throw read.error('sender', 'a non-empty H-5 value without | \\ & or line breaks (components separated by ^)');
+  return v;
+}
+
 /** YYYYMMDDHHMMSS on the instrument's clock, which keeps naive local time in `timezone`. */
 function stamp(d: Date, timezone: string): string {
   return nowInZone(timezone, d).replace(/\D/g, '');
@@ -79,12 +89,13 @@ export function generateMessage(
   n: number,
   control = false,
   timezone = hostTimeZone(),
+  sender = dialect.sample.sender,
 ): string {
   const s = dialect.sample;
   const ts = stamp(now, timezone);
   const specimen = `${s.specimenPrefix}${String(100000 + n).slice(1)}`;
   const records = [
-    `H|\\^&|||${s.sender}|||||||${control ? 'Q' : 'P'}|${s.version}|${ts}`,
+    `H|\\^&|||${sender}|||||||${control ? 'Q' : 'P'}|${s.version}|${ts}`,
     'P|1',
     `O|1|${specimen}||${s.tests.map((t) => t.testId).join('\\')}|R||||||${control ? 'Q' : 'N'}||||||||||||||F`,
   ];
@@ -169,7 +180,8 @@ export class AstmSimulator implements DeviceSimulator {
 
   /** Sends one more generated message. */
   sendNext(): void {
-    this.send(generateMessage(this.options.dialect, this.random, new Date(), ++this.generated, this.options.control, this.options.timezone));
+    const o = this.options;
+    this.send(generateMessage(o.dialect, this.random, new Date(), ++this.generated, o.control, o.timezone, o.sender ?? o.dialect.sample.sender));
   }
 
   /** Sends one message text (records separated by CR or LF). */
