@@ -57,7 +57,7 @@ export default {
   mutate: fromEnv() ?? SAFETY_MODULES,
   // The machine is shared: one test process, and a slow mutant is a timeout, not a stall.
   concurrency: 1,
-  timeoutMS: 20_000,
+  timeoutMS: 5_000,
   tempDirName,
   // Keep the folder (and the `shared` link in it); only the sandboxes inside are removed.
   cleanTempDir: true,
