@@ -120,7 +120,7 @@ describe('scrubForLog', () => {
 
   it('a censored Error stays an Error whose message and stack are own, non-enumerable, writable properties', () => {
     const error = Object.assign(new TypeError('commit failed'), { patient: 'MRN-7', code: 'E1' });
-    const out = (scrubForLog({ err: error }) as { err: TypeError & Record<string, unknown> }).err;
+    const out = (scrubForLog({ err: error }) as unknown as { err: TypeError & Record<string, unknown> }).err;
     expect(out).not.toBe(error);
     expect(out).toBeInstanceOf(TypeError);
     expect(out.patient).toBe('[redacted]');
