@@ -79,7 +79,7 @@ describe('parseStripValue: pH, bare numbers, units', () => {
     ['30 mg/g', 'mg/g'],
     ['3 mg/mmol', 'mg/mmol'],
   ])('%j → ucum %s', (text, ucum) => {
-    expect(parseStripValue(text)).toMatchObject({ value: 5 === Number(text.split(' ')[0]) ? 5 : Number(text.split(' ')[0]), ucum });
+    expect(parseStripValue(text)).toMatchObject({ value: Number(text.split(' ')[0]), ucum });
   });
 
   it('Ehrlich units have no UCUM code but a known kind', () => {
