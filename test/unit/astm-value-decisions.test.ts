@@ -79,13 +79,13 @@ describe('ASTM units', () => {
   });
 
   it('a number with no unit takes the mapping\'s unit', () => {
-    const o = obs('95', '', '', 'F', '', { mappings: { GLU: { name: 'Glucose', loinc: '2345-7', ucum: 'mg/dL' } } });
+    const o = obs('95', '', '', 'F', '', { mappings: { GLU: { name: 'Glucose', loinc: '2345-7', ucum: 'mg/dL', source: 'test mapping' } } });
     expect(o).toMatchObject({ value: 95, unit: 'mg/dL', ucum: 'mg/dL', loinc: '2345-7' });
     expect(o.flags).toEqual([]);
   });
 
   it('a unit the mapping contradicts keeps its unit and loses the code', () => {
-    const o = obs('5.3', 'mmol/L', '', 'F', '', { mappings: { GLU: { name: 'Glucose', loinc: '2345-7', ucum: 'mg/dL' } } });
+    const o = obs('5.3', 'mmol/L', '', 'F', '', { mappings: { GLU: { name: 'Glucose', loinc: '2345-7', ucum: 'mg/dL', source: 'test mapping' } } });
     expect(o).toMatchObject({ value: 5.3, unit: 'mmol/L', ucum: 'mmol/L', loinc: null });
     expect(o.flags).toContain('unit-mismatch');
   });
