@@ -198,6 +198,21 @@ describe('EmbeddedBroker: cannot listen', () => {
   });
 });
 
+describe('EmbeddedBroker: any other listen error', () => {
+  it('is passed on with the system\'s own message', async () => {
+    // A name that cannot resolve (RFC 6761 .invalid): the lookup fails, with no canned explanation.
+    const broker = new EmbeddedBroker({ host: 'no-such-host.invalid', port: 0, ws_port: 0, username: 'u', password: 'p' });
+    cleanups.push(() => broker.stop());
+    const error = await broker.start().then(
+      () => null,
+      (e: Error) => e,
+    );
+    const cause = error!.cause as NodeJS.ErrnoException;
+    expect(['EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL']).not.toContain(cause.code);
+    expect(error!.message).toBe(`embedded broker: cannot listen on no-such-host.invalid:0: ${cause.message}`);
+  });
+});
+
 describe('EmbeddedBroker: stop', () => {
   it('stop before start, and stop twice, resolve', async () => {
     const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, ws_port: 0 });
