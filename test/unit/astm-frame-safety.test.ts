@@ -256,6 +256,11 @@ describe('trailer defects', () => {
     expect(summary(events)).toEqual(['bad:malformed-trailer:1', 'garbage:7a', 'ENQ', 'bad:missing-stx:null']);
   });
 
+  it('two frame-like lines without STX in a row are two missing-STX frames (the first is nobody\'s tail)', () => {
+    const line = cat('2P|1\r', [ETX], '00\r\n');
+    expect(summary(read(cat(line, line)))).toEqual(['bad:missing-stx:null', 'bad:missing-stx:null']);
+  });
+
   it('after a missing-STX line, the garbage collected next holds only its own bytes', () => {
     const events = read(cat('2P|1\r', [ETX], '00\r\n', 'zz'), {}, true);
     expect(summary(events)).toEqual(['bad:missing-stx:null', 'garbage:7a7a']);
