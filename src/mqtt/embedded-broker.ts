@@ -70,6 +70,9 @@ export class EmbeddedBroker {
     if (this.config.ws_port > 0) {
       this.http = createHttpServer();
       this.wss = new WebSocketServer({ server: this.http });
+      // ws re-emits the HTTP server's errors here; unheard, a busy ws_port would be thrown as an
+      // uncaught exception before listen() could reject with what to change.
+      this.wss.on('error', () => undefined);
       this.wss.on('connection', (ws, req) => broker.handle(createWebSocketStream(ws), req));
       await listen(this.http, this.config.ws_port, host, 'mqtt.embedded.ws_port');
     }
