@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeAstmMessage, ucumOf } from '../../drivers/astm/astm.ts';
+import { decodeAstmMessage, ucumOf } from '../../drivers/analyzers/astm/records.ts';
 import type { Observation } from '../../src/records/types.ts';
 
 /**

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { decodeAstmMessage } from '../../drivers/astm/astm.ts';
-import { clinitekStatusIdentity, recordToDraft as clinitekStatusDraft, type ClinitekStatusRecord } from '../../drivers/urinalysis/clinitek-status.ts';
+import { decodeAstmMessage } from '../../drivers/analyzers/astm/records.ts';
+import { clinitekStatusIdentity, recordToDraft as clinitekStatusDraft } from '../../drivers/urinalysis/clinitek-status/records.ts';
+import { type ClinitekStatusRecord } from '../../drivers/urinalysis/clinitek-status/codec.ts';
 
 /**
  * Rule 5 of the design (control, QC and calibration runs are never published as patient results),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { markerFlags, parseContourHeader, parseContourResult, readingToDraft, type ContourHeader, type ContourReading } from '../../drivers/glucose/contour-next.ts';
+import { markerFlags, parseContourHeader, parseContourResult, readingToDraft, type ContourHeader, type ContourReading } from '../../drivers/glucose/contour-next/records.ts';
 import { parseMessage } from '../../src/protocols/astm/records.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { MODELS, readingToDraft } from '../../drivers/glucose/freestyle-hid.ts';
-import { parseArresultRecord, parseHistoryRecord, parseResultRecord, type FreeStyleReading } from '../../drivers/glucose/freestyle-hid-protocol.ts';
+import { MODELS, readingToDraft } from '../../drivers/glucose/freestyle-hid/records.ts';
+import { parseArresultRecord, parseHistoryRecord, parseResultRecord, type FreeStyleReading } from '../../drivers/glucose/freestyle-hid/codec.ts';
 import type { DeviceIdentity } from '../../src/records/types.ts';
 
 /**

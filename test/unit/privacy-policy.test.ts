@@ -1,7 +1,9 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { buildResultRecord } from '../../src/records/build.ts';
-import { applyPatientPolicy, hashPatientId } from '../../src/records/privacy.ts';
+import { finalize } from '../../src/records/finalize.ts';
+import { RECORD_KINDS } from '../../src/records/kinds.ts';
+import { hashPatientId, resolvePrivacy } from '../../src/records/privacy.ts';
+import type { PatientIdPolicy } from '../../src/config/types.ts';
 import type { ResultRecord } from '../../src/records/types.ts';
 import { glucoseDraft } from '../helpers/records.ts';
 
@@ -13,47 +15,49 @@ import { glucoseDraft } from '../helpers/records.ts';
 
 const KEY = 'k'.repeat(16);
 
-function record(patient: ResultRecord['patient']): ResultRecord {
-  return buildResultRecord(glucoseDraft(1, { patient }), { seq: 1, site: 'clinic-a', receivedAt: '2026-01-01T08:00:00.000Z', captureSha256: 'ab'.repeat(32) });
+/** The record as finalize makes it under a policy (`publish`: the record as the device gave it). */
+function finalized(patient: ResultRecord['patient'], policy: PatientIdPolicy = 'publish'): ResultRecord {
+  return finalize(RECORD_KINDS.result, glucoseDraft(1, { patient }), {
+    seq: 1,
+    site: 'clinic-a',
+    receivedAt: '2026-01-01T08:00:00.000Z',
+    raw: { sha256: 'ab'.repeat(32), size: 10, kind: 'raw' },
+    timezone: 'UTC',
+    privacy: resolvePrivacy({ patient_id: policy, hash_key: KEY }),
+  });
 }
 
-describe('applyPatientPolicy: every policy on a record with a patient id', () => {
+describe('finalize: every policy on a record with a patient id', () => {
   it('publish keeps the id as given, and the record itself', () => {
-    const r = record({ id: 'MRN-12345' });
-    const out = applyPatientPolicy(r, 'publish', KEY);
-    expect(out).toBe(r);
+    const out = finalized({ id: 'MRN-12345' }, 'publish');
     expect(out.patient).toEqual({ id: 'MRN-12345' });
   });
 
   it('hash replaces the id by the keyed HMAC and leaves the rest of the record as it was', () => {
-    const r = record({ id: 'MRN-12345' });
-    const out = applyPatientPolicy(r, 'hash', KEY);
+    const r = finalized({ id: 'MRN-12345' }, 'publish');
+    const out = finalized({ id: 'MRN-12345' }, 'hash');
     const expected = `hmac:${createHmac('sha256', KEY).update('MRN-12345', 'utf8').digest('hex').slice(0, 32)}`;
     expect(out.patient).toEqual({ id: expected });
     expect({ ...out, patient: r.patient }).toEqual(r);
-    expect(r.patient).toEqual({ id: 'MRN-12345' }); // the caller's record is not changed
   });
 
   it('omit replaces the id by null', () => {
-    const out = applyPatientPolicy(record({ id: 'MRN-12345' }), 'omit', KEY);
+    const out = finalized({ id: 'MRN-12345' }, 'omit');
     expect(out.patient).toEqual({ id: null });
     expect(JSON.stringify(out)).not.toContain('MRN-12345');
   });
 });
 
-describe('applyPatientPolicy: a record with no patient id is left as it is under every policy', () => {
+describe('finalize: a record with no patient id is left as it is under every policy', () => {
   for (const policy of ['publish', 'hash', 'omit'] as const) {
     it(`${policy}: patient null`, () => {
-      const r = record(null);
-      expect(applyPatientPolicy(r, policy, KEY)).toBe(r);
+      expect(finalized(null, policy)).toEqual(finalized(null, 'publish'));
     });
     it(`${policy}: patient with a null id`, () => {
-      const r = record({ id: null });
-      expect(applyPatientPolicy(r, policy, KEY)).toBe(r);
+      expect(finalized({ id: null }, policy)).toEqual(finalized({ id: null }, 'publish'));
     });
     it(`${policy}: patient with an empty id`, () => {
-      const r = record({ id: '' });
-      expect(applyPatientPolicy(r, policy, KEY)).toBe(r);
+      expect(finalized({ id: '' }, policy)).toEqual(finalized({ id: '' }, 'publish'));
     });
   }
 });

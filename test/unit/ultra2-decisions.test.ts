@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { COMMENT_SLUGS, decodeLine, readingToDraft, ultra2Identity, ultra2Line, type Ultra2Reading } from '../../drivers/glucose/onetouch-ultra2.ts';
+import { COMMENT_SLUGS, readingToDraft, ultra2Identity } from '../../drivers/glucose/onetouch-ultra2/records.ts';
+import { decodeLine, ultra2Line, type Ultra2Reading } from '../../drivers/glucose/onetouch-ultra2/codec.ts';
 
 /**
  * Rule 5 for the OneTouch Ultra 2, one case per branch: the `C` control marker, the 20–600 mg/dL

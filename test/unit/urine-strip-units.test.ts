@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loincFor, parseStripValue, stripObservation, ucumFor, unitInfo } from '../../drivers/urinalysis/urine-strip-analytes.ts';
+import { loincFor, parseStripValue, stripObservation, ucumFor, unitInfo } from '../../drivers/analytes/urine-strip.ts';
 
 /**
  * Rule 5 for urine strips ("units are always explicit"), one case per branch: every comparator
