@@ -427,8 +427,12 @@ export function unitInfo(unit: string): { ucum: string | null; kind: QuantityKin
 }
 
 const COMPARATORS: Readonly<Record<string, Comparator>> = { '>=': '>=', '≥': '>=', '=>': '>=', '<=': '<=', '≤': '<=', '=<': '<=', '>': '>', '<': '<' };
-/** Words readers put before a number they call approximate: `Apr` (es/en Status), `Ca`/`ca.` (de). */
-const APPROX = /^(?:apr\.?|aprox\.?|approx\.?|ca\.?|~)\s*/i;
+/**
+ * Words readers put before a number they call approximate: `Apr` (es/en Status), `Ca`/`ca.` (de).
+ * The longer spellings come first: with `apr` first, `Aprox 200` matched only `Apr` and the rest
+ * (`ox 200 Hem/uL`) was no number, so the reading lost its unit and its `approximate` flag.
+ */
+const APPROX = /^(?:approx\.?|aprox\.?|apr\.?|ca\.?|~)\s*/i;
 const NUMBER_WITH_UNIT = /^(>=|<=|=>|=<|≥|≤|>|<)?\s*(\d+(?:\.\d+)?)(?:\s*(\S+(?:\s\S+)?))?$/;
 
 /**

@@ -26,7 +26,7 @@ describe('parseStripValue: comparators', () => {
 });
 
 describe('parseStripValue: approximate numbers keep no value', () => {
-  it.each(['Apr 200 Hem/uL', 'apr. 200 Hem/uL', 'Approx 200 Hem/uL', 'approx.200 Hem/uL', 'Ca 200 Hem/uL', 'ca. 200 Hem/uL', '~200 Hem/uL', '~ 200 Hem/uL'])(
+  it.each(['Apr 200 Hem/uL', 'apr. 200 Hem/uL', 'Approx 200 Hem/uL', 'Aprox 200 Hem/uL', 'aprox. 200 Hem/uL', 'approx.200 Hem/uL', 'Ca 200 Hem/uL', 'ca. 200 Hem/uL', '~200 Hem/uL', '~ 200 Hem/uL'])(
     '%j',
     (text) => {
       expect(parseStripValue(text)).toMatchObject({ value: null, comparator: null, unit: 'Hem/uL', ucum: '/uL', approximate: true, text });
