@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { DeviceConfig } from '../config/types.ts';
 import type { DeviceKind, DeviceStatePatch } from '../records/device-state.ts';
 import type { RecordDrafts } from '../records/kinds.ts';
-import type { BridgeEventType, ResultDraft } from '../records/types.ts';
+import type { BridgeEventType } from '../records/types.ts';
 import type { ByteTransport, SerialTransportOptions, TransportKind } from '../transports/transport.ts';
 import type { ParamsSchema } from './commands.ts';
 
@@ -83,7 +83,11 @@ export function factsToPatch(facts: DeviceFacts): DeviceStatePatch {
 }
 
 export interface DecodeResult {
-  drafts: ResultDraft[];
+  /**
+   * The records found, keyed by kind as `SessionHost.commit` takes them (`{ result: drafts }`), so
+   * `poctd replay` and the golden tests finalize every kind a driver makes without naming one.
+   */
+  drafts: RecordDrafts;
   issues: DecodeIssue[];
   /** What the capture says about the device (serial, firmware, display unit...). */
   device: DeviceFacts;

@@ -56,7 +56,7 @@ describe('astm session with the simulator', () => {
     await host.until(() => simulator.delivered === 1);
     const { drafts, capture } = host.commits[0]!;
     expect(drafts).toHaveLength(1);
-    expect(decodeAstm(capture, ctx).drafts).toEqual(drafts);
+    expect(decodeAstm(capture, ctx).drafts).toEqual(host.commits[0]!.records);
     const d = drafts[0]!;
     expect(d.device.driver).toBe('astm');
     expect(d.category).toBe('patient');
@@ -158,10 +158,10 @@ describe('astm options and decoding', () => {
     // decode() of a capture takes the same options from its context, as a replay passes them.
     const capture = { kind: 'raw' as const, bytes: encodeTransmission(msg, 'single') };
     const replayed = decodeAstm(capture, { ...ctx, options: { mappings: { '550': { name: 'Site test 550', loinc: '1920-8', ucum: 'U/L' } } } });
-    expect(replayed.drafts[0]!.observations[0]).toMatchObject({ code: '550', loinc: '1920-8' });
+    expect(replayed.drafts.result![0]!.observations[0]).toMatchObject({ code: '550', loinc: '1920-8' });
     expect(() => decodeAstm(capture, { ...ctx, options: { bogus: 1 } })).toThrow(/options\.bogus: unknown option/);
     // The device's frame limit applies to a replay as it did to the live session.
-    expect(decodeAstm(capture, { ...ctx, options: { max_frame_bytes: 64 } })).toMatchObject({ drafts: [], issues: [{ reason: 'frame-too-long' }] });
+    expect(decodeAstm(capture, { ...ctx, options: { max_frame_bytes: 64 } })).toMatchObject({ drafts: { result: [] }, issues: [{ reason: 'frame-too-long' }] });
     // Without the mapping: kept, flagged, never dropped.
     expect(decodeAstmMessage(msg, ctx).drafts[0]!.observations.map((o) => [o.code, o.loinc, o.flags])).toEqual([
       ['550', null, ['unmapped-code']],

@@ -355,5 +355,5 @@ export function decodeAstm(capture: Capture, ctx: DecodeContext): DecodeResult {
     if (r.kind === 'empty') issues.push({ reason: 'a message with no results', bytes: m });
     device = { ...device, ...r.device };
   }
-  return { drafts, issues, device };
+  return { drafts: { result: drafts }, issues, device };
 }
