@@ -119,8 +119,13 @@ export interface SessionHost {
    * rejection means nothing was stored. The counts are over every kind.
    */
   commit(drafts: RecordDrafts, capture: Capture): Promise<{ inserted: number; duplicates: number }>;
-  /** Keeps bytes that could not be decoded, with the reason (rule 6). */
-  quarantine(bytes: Buffer, reason: string): void;
+  /**
+   * Keeps bytes that could not be used, with the reason (rule 6). Resolves once the bytes are
+   * stored; rejects when they could not be. A session that tells the device "received" for
+   * something it only quarantined (an ASTM message with no results) awaits this first, so the
+   * device hears it only once the bytes are kept.
+   */
+  quarantine(bytes: Buffer, reason: string): Promise<void>;
   event(type: BridgeEventType, message: string, data?: Record<string, unknown>): void;
   /**
    * Reports device state: common fields replace, the fields of the kind's block (`meter`,
