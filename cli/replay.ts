@@ -85,7 +85,10 @@ export async function replay(args: string[]): Promise<number> {
   const raw = { sha256: sha256Hex(stored), size: stored.length, kind: capture.kind };
   const receivedAt = new Date().toISOString();
   const site = values.site ?? config?.site ?? 'replay';
-  eachDraft({ result: result.drafts }).forEach(({ kind, draft }, i) => {
+  // Every kind the driver made, in the order the store gives them seqs; the kind table, not this
+  // command, knows each kind's id, privacy fields and record shape.
+  const drafts = eachDraft(result.drafts);
+  drafts.forEach(({ kind, draft }, i) => {
     const record = finalize(kind, draft, { seq: i + 1, site, receivedAt, raw, timezone, privacy });
     process.stdout.write(JSON.stringify(record) + '\n');
   });
@@ -94,7 +97,7 @@ export async function replay(args: string[]): Promise<number> {
     const size = issue.bytes ? ` (${issue.bytes.length} byte${issue.bytes.length === 1 ? '' : 's'})` : '';
     process.stderr.write(`poctd replay: ${source}: ${driver.id}: ${issue.reason}${size}\n`);
   }
-  if (result.drafts.length === 0) {
+  if (drafts.length === 0) {
     process.stderr.write(
       `poctd replay: ${source} holds no ${driver.id} records` +
         (result.issues.length ? ` (${result.issues.length} problem${result.issues.length === 1 ? '' : 's'} above)` : '') +
@@ -105,7 +108,7 @@ export async function replay(args: string[]): Promise<number> {
   if (result.issues.length > 0) {
     const n = result.issues.length;
     process.stderr.write(
-      `poctd replay: ${source}: ${result.drafts.length} record${result.drafts.length === 1 ? '' : 's'} decoded, ` +
+      `poctd replay: ${source}: ${drafts.length} record${drafts.length === 1 ? '' : 's'} decoded, ` +
         `${n} problem${n === 1 ? '' : 's'} above\n`,
     );
     return 3;

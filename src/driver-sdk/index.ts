@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { DeviceConfig } from '../config/types.ts';
 import type { DeviceKind, DeviceStatePatch } from '../records/device-state.ts';
 import type { RecordDrafts } from '../records/kinds.ts';
-import type { BridgeEventType, ResultDraft } from '../records/types.ts';
+import type { BridgeEventType } from '../records/types.ts';
 import type { ByteTransport, SerialTransportOptions, TransportKind } from '../transports/transport.ts';
 import type { ParamsSchema } from './commands.ts';
 
@@ -83,7 +83,11 @@ export function factsToPatch(facts: DeviceFacts): DeviceStatePatch {
 }
 
 export interface DecodeResult {
-  drafts: ResultDraft[];
+  /**
+   * The records found, keyed by kind as `SessionHost.commit` takes them (`{ result: drafts }`), so
+   * `poctd replay` and the golden tests finalize every kind a driver makes without naming one.
+   */
+  drafts: RecordDrafts;
   issues: DecodeIssue[];
   /** What the capture says about the device (serial, firmware, display unit...). */
   device: DeviceFacts;
@@ -115,8 +119,13 @@ export interface SessionHost {
    * rejection means nothing was stored. The counts are over every kind.
    */
   commit(drafts: RecordDrafts, capture: Capture): Promise<{ inserted: number; duplicates: number }>;
-  /** Keeps bytes that could not be decoded, with the reason (rule 6). */
-  quarantine(bytes: Buffer, reason: string): void;
+  /**
+   * Keeps bytes that could not be used, with the reason (rule 6). Resolves once the bytes are
+   * stored; rejects when they could not be. A session that tells the device "received" for
+   * something it only quarantined (an ASTM message with no results) awaits this first, so the
+   * device hears it only once the bytes are kept.
+   */
+  quarantine(bytes: Buffer, reason: string): Promise<void>;
   event(type: BridgeEventType, message: string, data?: Record<string, unknown>): void;
   /**
    * Reports device state: common fields replace, the fields of the kind's block (`meter`,

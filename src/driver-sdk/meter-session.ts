@@ -137,12 +137,18 @@ export class SessionReporter {
     }
   }
 
-  /** Keeps bytes in quarantine under `code`, with no event (the caller reports them its own way). */
-  quarantine(bytes: Buffer, code: string): void {
+  /**
+   * Keeps bytes in quarantine under `code`, with no event (the caller reports them its own way).
+   * Resolves true once they are stored, false when they could not be (logged); never rejects, so a
+   * caller that answers nothing for them may leave it, and one that answers the device awaits it.
+   */
+  async quarantine(bytes: Buffer, code: string): Promise<boolean> {
     try {
-      this.host.quarantine(bytes, code);
+      await this.host.quarantine(bytes, code);
+      return true;
     } catch (err) {
-      this.host.log.error({ err: String(err) }, `${this.tag}: quarantine threw`);
+      this.host.log.error({ err: String(err), reason: code }, `${this.tag}: quarantine failed`);
+      return false;
     }
   }
 

@@ -330,8 +330,10 @@ export class DeviceManager implements Extension {
       },
       quarantine: (bytes, reason) => {
         s.stats.errors++;
-        s.writer.quarantine(device.config.id, bytes, reason, s.now()).catch((error: Error) => {
+        // Settles when the writer has stored the row: a session may answer the device after it.
+        return s.writer.quarantine(device.config.id, bytes, reason, s.now()).catch((error: Error) => {
           log.error({ err: error.message }, 'could not keep quarantined bytes');
+          throw error;
         });
       },
       event: (type, message, data) => {

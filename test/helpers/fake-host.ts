@@ -109,7 +109,7 @@ export class FakeHost implements SessionHost {
     return { inserted: fresh.length, duplicates: drafts.length - fresh.length };
   }
 
-  quarantine(bytes: Buffer, reason: string): void {
+  async quarantine(bytes: Buffer, reason: string): Promise<void> {
     this.quarantined.push({ bytes, reason });
   }
 

@@ -66,7 +66,7 @@ export function lineDriver(kind: DeviceKind, createSession: (host: SessionHost) 
     usb: [],
     transports: ['simulated'],
     commands: { status: { description: 'state', params: NO_PARAMS }, ...commands },
-    decode: () => ({ drafts: [], issues: [], device: {} }),
+    decode: () => ({ drafts: {}, issues: [], device: {} }),
     createSession,
     simulator: { description: 'the line device', options: {}, load: async () => ({ create: () => device }) },
   };

@@ -338,7 +338,7 @@ describe('poctd replay: privacy and --config', () => {
     const decoded = findDriver('clinitek-status')!.decode({ kind: 'raw', bytes }, { deviceId: 'urine-1', timezone: 'Europe/Madrid' });
     const key = 'a-site-wide-secret-key';
     const committed = store.commit({
-      site: 'clinic-replay', deviceId: 'urine-1', driver: 'clinitek-status', capture, drafts: { result: decoded.drafts },
+      site: 'clinic-replay', deviceId: 'urine-1', driver: 'clinitek-status', capture, drafts: decoded.drafts,
       receivedAt: new Date(), timezone: 'Europe/Madrid', privacy: { patient_id: 'hash', hash_key: key },
     }).inserted as ResultRecord[];
     store.close();

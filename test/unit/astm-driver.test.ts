@@ -56,7 +56,7 @@ describe('astm session with the simulator', () => {
     await host.until(() => simulator.delivered === 1);
     const { drafts, capture } = host.commits[0]!;
     expect(drafts).toHaveLength(1);
-    expect(decodeAstm(capture, ctx).drafts).toEqual(drafts);
+    expect(decodeAstm(capture, ctx).drafts).toEqual(host.commits[0]!.records);
     const d = drafts[0]!;
     expect(d.device.driver).toBe('astm');
     expect(d.category).toBe('patient');
@@ -158,10 +158,10 @@ describe('astm options and decoding', () => {
     // decode() of a capture takes the same options from its context, as a replay passes them.
     const capture = { kind: 'raw' as const, bytes: encodeTransmission(msg, 'single') };
     const replayed = decodeAstm(capture, { ...ctx, options: { mappings: { '550': { name: 'Site test 550', loinc: '1920-8', ucum: 'U/L' } } } });
-    expect(replayed.drafts[0]!.observations[0]).toMatchObject({ code: '550', loinc: '1920-8' });
+    expect(replayed.drafts.result![0]!.observations[0]).toMatchObject({ code: '550', loinc: '1920-8' });
     expect(() => decodeAstm(capture, { ...ctx, options: { bogus: 1 } })).toThrow(/options\.bogus: unknown option/);
     // The device's frame limit applies to a replay as it did to the live session.
-    expect(decodeAstm(capture, { ...ctx, options: { max_frame_bytes: 64 } })).toMatchObject({ drafts: [], issues: [{ reason: 'frame-too-long' }] });
+    expect(decodeAstm(capture, { ...ctx, options: { max_frame_bytes: 64 } })).toMatchObject({ drafts: { result: [] }, issues: [{ reason: 'frame-too-long' }] });
     // Without the mapping: kept, flagged, never dropped.
     expect(decodeAstmMessage(msg, ctx).drafts[0]!.observations.map((o) => [o.code, o.loinc, o.flags])).toEqual([
       ['550', null, ['unmapped-code']],
@@ -300,4 +300,44 @@ describe('astm: results that must not be published as plain patient values', () 
     expect(d!.observations[0]).toMatchObject({ code: 'WBC', loinc: '804-5', value: null, unit: null, ucum: null, text: '8.5', comparator: null });
     expect(d!.observations[0]!.flags).toContain('unit-unknown');
   });
+});
+
+describe('astm comments: published flags never carry what may name a patient', () => {
+  // LIS2-A2: a C record belongs to the record before it; C-3 says who wrote it (P practice, L LIS, I instrument).
+  const message = [
+    'H|\\^&|||C111^Roche^c111^4.2.2.1730^1^13147|||||||P|1|20230727162500',
+    'C|1|I|daily maintenance done|G',
+    'P|1|PID-77',
+    'C|1|I|Jane Doe, born 1961-04-02|G',
+    'C|2|P|call her daughter on 555-0199|G',
+    'O|1|S77',
+    'C|1|L|pt Jane Doe fasting|G',
+    'C|2|I|rerun requested|G',
+    'R|1|^^^550|95.2|U/L||N||F||||20230727162028',
+    'C|1|I|above measuring range|I',
+    'C|2|L|result phoned to Jane Doe|G',
+    'C|3||Doe J. asked for a copy|G',
+    'L|1|N',
+  ].join('\r');
+  const patientWords = /Jane|Doe|1961|555-0199|daughter/;
+
+  it('a comment under the patient record is never copied (only comment-withheld:patient); others only when the instrument wrote them', () => {
+    const [d] = decodeAstm({ kind: 'raw', bytes: encodeTransmission(Buffer.from(message + '\r', 'latin1'), 'single') }, ctx).drafts.result!;
+    expect(d!.flags).toEqual(['comment:daily maintenance done', 'comment-withheld:patient', 'comment-withheld:order', 'comment:rerun requested']);
+    expect(d!.observations[0]!.flags).toEqual(['unmapped-code', 'comment:above measuring range', 'comment-withheld:result']);
+    expect(JSON.stringify(d)).not.toMatch(patientWords);
+  });
+
+  for (const policy of ['publish', 'hash', 'omit'] as const) {
+    it(`the live session commits none of the patient's comment text, privacy ${policy}`, async () => {
+      const { host, simulator } = await setup();
+      host.privacy = { ...host.privacy, patient_id: policy };
+      simulator.send(message);
+      await host.until(() => host.finalized.length === 1);
+      const record = JSON.stringify(host.finalized[0]);
+      expect(record).toContain('comment-withheld:patient');
+      expect(record).not.toMatch(patientWords);
+      expect(record.includes('PID-77')).toBe(policy === 'publish');
+    });
+  }
 });

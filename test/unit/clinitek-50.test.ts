@@ -74,7 +74,7 @@ describe('CLINITEK 50 packets', () => {
         // above) gives the very same record.
         const r = decodeClinitek50(raw(bad), CTX);
         const caseOnly = at >= good.length - 3 && bad.toString('latin1').toUpperCase() === good.toString('latin1').toUpperCase();
-        expect(r.drafts).toEqual(caseOnly ? decodeClinitek50(raw(good), CTX).drafts : []);
+        expect(r.drafts.result).toEqual(caseOnly ? decodeClinitek50(raw(good), CTX).drafts.result! : []);
       }),
       // The case-only change is 1 in about 68 000: make sure it is among the runs.
       { numRuns: 300, examples: [[good.length - 2, 32]] },
@@ -88,7 +88,7 @@ describe('CLINITEK 50 packets', () => {
       Buffer.from([0x13, NAK]),
     ]);
     const whole = decodeClinitek50(raw(stream), CTX);
-    expect(whole.drafts).toHaveLength(3);
+    expect(whole.drafts.result).toHaveLength(3);
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 30 }), (sizes) => {
         const framer = new PacketFramer();
@@ -103,7 +103,7 @@ describe('CLINITEK 50 packets', () => {
         items.push(...framer.finish());
         expect(items.map((x) => x.kind)).toEqual(['packet', 'packet', 'packet', 'nak']);
         const again = decodeClinitek50(raw(Buffer.concat(items.flatMap((x) => (x.kind === 'packet' ? [x.bytes] : [])))), CTX);
-        expect(again.drafts).toEqual(whole.drafts);
+        expect(again.drafts.result).toEqual(whole.drafts.result);
       }),
       { numRuns: 80 },
     );
@@ -114,14 +114,14 @@ describe('CLINITEK 50 packets', () => {
     const p2 = encodePacket(recordLines({ ...SAMPLE_RECORDS[2]!, results: [...SAMPLE_RECORDS[2]!.results, { code: 'XYZ', value: '12 mg/dL', abnormal: true }] }, '01.02', 'de'));
     const stream = Buffer.concat([Buffer.from('noise'), p1, Buffer.from('\x00\xff'), p2, p1.subarray(0, 30)]);
     const d = decodeClinitek50(raw(stream), CTX);
-    expect(d.drafts.map((x) => x.key)).toEqual(['9|1997-03-03T11:20:00', '10|1997-03-03T11:31:00']);
+    expect(d.drafts.result!.map((x) => x.key)).toEqual(['9|1997-03-03T11:20:00', '10|1997-03-03T11:31:00']);
     expect(d.issues.map((i) => i.reason)).toEqual(['garbage', 'garbage', 'truncated-packet']);
-    expect(d.drafts[1]!.observations.at(-1)).toMatchObject({ code: 'XYZ', loinc: null, value: 12, flags: ['abnormal', 'unknown-label'] });
+    expect(d.drafts.result![1]!.observations.at(-1)).toMatchObject({ code: 'XYZ', loinc: null, value: 12, flags: ['abnormal', 'unknown-label'] });
   });
 
   it('decodes the stored session transcript: each record once though one was sent twice', () => {
     const d = decodeClinitek50(captureFromBytes(SESSION), CTX);
-    expect(d.drafts.map((x) => x.key)).toEqual(['8|1997-03-03T11:11:00', '9|1997-03-03T11:20:00', '10|1997-03-03T11:31:00']);
+    expect(d.drafts.result!.map((x) => x.key)).toEqual(['8|1997-03-03T11:11:00', '9|1997-03-03T11:20:00', '10|1997-03-03T11:31:00']);
     expect(d.issues.map((i) => i.reason)).toEqual(['bad-checksum']);
   });
 });
@@ -159,7 +159,7 @@ describe('CLINITEK 50 session', () => {
     expect(r.sim.received.slice(0, 3)).toEqual([ENQ, XON, DC2]);
     expect(r.host.events.find((e) => e.type === 'download_finished')!.data).toEqual({ records: 3, inserted: 3, duplicates: 0 });
     expect(r.host.state).toMatchObject({ status: 'ok', model: 'CLINITEK 50', firmware: '01.02', meter: { display_unit: 'CONV.' } });
-    for (const c of r.host.commits) expect(decodeClinitek50(c.capture, CTX).drafts).toEqual(c.drafts);
+    for (const c of r.host.commits) expect(decodeClinitek50(c.capture, CTX).drafts).toEqual(c.records);
     // A second download reads the records the reader has left: none.
     await r.session.command('download', {});
     expect(r.host.commits).toHaveLength(3);

@@ -79,7 +79,7 @@ describe('CLINITEK Status over the real device manager and store', () => {
     expect(captures).toEqual(LINES.map((l) => `${l}\r`));
     for (const [i, rec] of records.entries()) {
       const decoded = decodeClinitekStatus({ kind: 'raw', bytes: Buffer.from(captures[i]!, 'latin1') }, { deviceId: 'urine1', timezone: 'Europe/Copenhagen' });
-      expect(decoded.drafts.map((d) => [d.device_time, d.observations])).toEqual([[rec.device_time, rec.observations]]);
+      expect(decoded.drafts.result!.map((d) => [d.device_time, d.observations])).toEqual([[rec.device_time, rec.observations]]);
     }
     await r.stop();
   });

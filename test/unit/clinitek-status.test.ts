@@ -45,8 +45,8 @@ describe('CLINITEK Status record parsing', () => {
     const trip: string[][] = [];
     for (let i = 12; i < f.length; i += 3) trip.push(f.slice(i, i + 3));
     const reversed = [...head, ...trip.reverse().flat()].join(',');
-    const a = decodeClinitekStatus(raw(line(`${ES_LINE}\r`)), CTX).drafts[0]!;
-    const b = decodeClinitekStatus(raw(line(`${reversed}\r`)), CTX).drafts[0]!;
+    const a = decodeClinitekStatus(raw(line(`${ES_LINE}\r`)), CTX).drafts.result![0]!;
+    const b = decodeClinitekStatus(raw(line(`${reversed}\r`)), CTX).drafts.result![0]!;
     const byCode = (d: typeof a): unknown => Object.fromEntries(d.observations.map((o) => [o.code, o]));
     expect(byCode(b)).toEqual(byCode(a));
   });
@@ -55,14 +55,14 @@ describe('CLINITEK Status record parsing', () => {
     const r = parseRecordLine(line(E58_LINE));
     expect(r.ok && r.record.error).toBe('E58');
     const d = decodeClinitekStatus(raw(line(`${E58_LINE}\r\n`)), CTX);
-    expect(d.drafts).toEqual([]);
+    expect(d.drafts.result).toEqual([]);
     expect(d.issues.map((i) => i.reason)).toEqual(['device-error:E58']);
   });
 
   itShared([SAMPLES], 'keeps an unknown label as an observation with its label as code, no LOINC and a flag', () => {
     // The English line ends with the empty marker of LEU; one more triplet follows it.
     const withUnknown = `${EN_LINE},XYZ,12 mg/dL,*`;
-    const d = decodeClinitekStatus(raw(line(`${withUnknown}\r`)), CTX).drafts[0]!;
+    const d = decodeClinitekStatus(raw(line(`${withUnknown}\r`)), CTX).drafts.result![0]!;
     expect(d.observations.at(-1)).toEqual({
       code: 'XYZ',
       name: 'XYZ',
@@ -93,7 +93,7 @@ describe('CLINITEK Status record parsing', () => {
 
   it('puts a control run (id CONTROL-…) in category control, never patient', () => {
     const ctl = formatRecordLine(SAMPLE_RECORDS.find((x) => x.patient === 'CONTROL-1')!, 'en');
-    const d = decodeClinitekStatus(raw(line(`${ctl}\r\n`)), CTX).drafts[0]!;
+    const d = decodeClinitekStatus(raw(line(`${ctl}\r\n`)), CTX).drafts.result![0]!;
     expect(d.category).toBe('control');
     expect(d.patient).toBeNull();
     expect(d.specimen).toEqual({ id: 'CONTROL-1', type: 'control solution' });
@@ -117,26 +117,26 @@ describeShared([SAMPLES], 'CLINITEK Status framing', () => {
           i += n;
         }
         const again = decodeClinitekStatus(raw(Buffer.concat(lines.map((l) => Buffer.concat([l, line('\n')])))), CTX);
-        expect(again.drafts).toEqual(whole.drafts);
+        expect(again.drafts.result).toEqual(whole.drafts.result);
       }),
       { numRuns: 60 },
     );
     // 6 real records + 6 simulated ones, of which 5 have the same record number and time as a real
     // one (the simulator's samples are those records) and count once: 7.
-    expect(whole.drafts.length).toBe(7);
+    expect(whole.drafts.result!.length).toBe(7);
   });
 
   it('reports garbage between records and glued to a record start, and keeps the records', () => {
     const noisy = Buffer.concat([line('\x00\xff~~\r\n'), line(`@@${EN_LINE}\r\n`), line('\x07\x07\r\n'), line(`${ES_LINE}\r\n`)]);
     const d = decodeClinitekStatus(raw(noisy), CTX);
-    expect(d.drafts.map((x) => x.key)).toEqual(['1822|2021-12-24T17:33:00', '1596|2018-06-18T15:25:00']);
+    expect(d.drafts.result!.map((x) => x.key)).toEqual(['1822|2021-12-24T17:33:00', '1596|2018-06-18T15:25:00']);
     expect(d.issues.map((i) => i.reason)).toEqual(['not-a-record', 'garbage', 'not-a-record']);
   });
 
   it('reports a record cut off at the end as truncated and makes no draft of it', () => {
     const cut = Buffer.concat([line(`${EN_LINE}\r\n`), line(ES_LINE.slice(0, 60))]);
     const d = decodeClinitekStatus(raw(cut), CTX);
-    expect(d.drafts).toHaveLength(1);
+    expect(d.drafts.result).toHaveLength(1);
     expect(d.issues.map((i) => i.reason)).toEqual(['truncated-line']);
   });
 });
@@ -168,7 +168,7 @@ describe('CLINITEK Status session', () => {
     expect(r.host.quarantined.map((q) => q.reason)).toEqual(['device-error:E58']);
     expect(r.host.events.find((e) => e.type === 'download_finished')!.data).toEqual({ records: 6, inserted: 6, duplicates: 0 });
     // Each committed capture decodes to exactly what was committed.
-    for (const c of r.host.commits) expect(decodeClinitekStatus(c.capture, { deviceId: 'urine-1', timezone: 'Europe/Madrid' }).drafts).toEqual(c.drafts);
+    for (const c of r.host.commits) expect(decodeClinitekStatus(c.capture, { deviceId: 'urine-1', timezone: 'Europe/Madrid' }).drafts).toEqual(c.records);
 
     await r.sim.sendAll();
     await r.host.until(() => r.host.types().filter((t) => t === 'download_finished').length === 2);

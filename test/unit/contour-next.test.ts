@@ -233,7 +233,7 @@ describe('Contour HID reports', () => {
 
   it('reassembles frames across reports cut at any point (fast-check)', () => {
     const whole = frameEvents(stream);
-    const wholeDrafts = decodeContour(raw(stream), CTX).drafts;
+    const wholeDrafts = decodeContour(raw(stream), CTX).drafts.result;
     expect(wholeDrafts).toHaveLength(MEMORY_MG.length);
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 1, max: MAX_REPORT_PAYLOAD }), { minLength: 1, maxLength: 50 }), (sizes) => {
@@ -248,7 +248,7 @@ describe('Contour HID reports', () => {
         }
         expect(events).toEqual(whole);
         const transcript: Capture = { kind: 'transcript', exchanges: reports.map((bytes): Exchange => ({ dir: 'D', bytes: trimReport(bytes) })) };
-        expect(decodeContour(transcript, CTX).drafts).toEqual(wholeDrafts);
+        expect(decodeContour(transcript, CTX).drafts.result).toEqual(wholeDrafts);
         return true;
       }),
       { numRuns: 200 },
@@ -259,7 +259,7 @@ describe('Contour HID reports', () => {
     const frames = stream.toString('latin1').split('\x02');
     const noisy = Buffer.from(frames.join('xx\x02'), 'latin1');
     const r = decodeContour(raw(noisy), CTX);
-    expect(r.drafts).toEqual(decodeContour(raw(stream), CTX).drafts);
+    expect(r.drafts.result).toEqual(decodeContour(raw(stream), CTX).drafts.result);
     expect(r.issues.filter((i) => i.reason === 'garbage').length).toBeGreaterThan(0);
   });
 
@@ -270,7 +270,7 @@ describe('Contour HID reports', () => {
     bad[5] = bad[5]! ^ 0x01; // one bit in the text
     const bytes = Buffer.concat([Buffer.from([5]), ...frames.slice(0, 3), bad, ...frames.slice(3), Buffer.from([4])]);
     const r = decodeContour(raw(bytes), CTX);
-    expect(r.drafts).toEqual(decodeContour(raw(stream), CTX).drafts);
+    expect(r.drafts.result).toEqual(decodeContour(raw(stream), CTX).drafts.result);
     expect(r.issues.map((i) => i.reason)).toEqual(['bad-frame:checksum']);
   });
 
@@ -279,7 +279,7 @@ describe('Contour HID reports', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: lastStx + 8 }), (cut) => {
         const r = decodeContour(raw(stream.subarray(0, cut)), CTX);
-        expect(r.drafts).toEqual([]);
+        expect(r.drafts.result).toEqual([]);
       }),
       { numRuns: 100 },
     );
@@ -288,7 +288,7 @@ describe('Contour HID reports', () => {
   it('decode: random bytes never throw and give no drafts (fast-check)', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => {
-        expect(decodeContour(raw(Buffer.from(bytes)), CTX).drafts).toEqual([]);
+        expect(decodeContour(raw(Buffer.from(bytes)), CTX).drafts.result).toEqual([]);
       }),
     );
   });
@@ -344,7 +344,7 @@ describe('Contour session', () => {
     expect(drafts[4]!.flags).toEqual(['meal:fasting', 'meal:minutes-after:165', 'reference:plasma']);
     expect(r.host.state).toMatchObject({ status: 'ok', serial: '7410-1234567', model: 'Contour Next USB', meter: { display_unit: 'mg/dL', record_count: 5 } });
     // The committed capture decodes to the same drafts (rule 4: re-decodable).
-    expect(decodeContour(r.host.commits[0]!.capture, { deviceId: 'bench2-contour', timezone: r.host.timezone }).drafts).toEqual(drafts);
+    expect(decodeContour(r.host.commits[0]!.capture, { deviceId: 'bench2-contour', timezone: r.host.timezone }).drafts.result).toEqual(drafts);
   });
 
   it('NAKs a frame with a bad checksum, takes the resent one and stores everything once', async () => {
@@ -579,7 +579,7 @@ describe('Contour session on the shared ASTM link: frame sequence', () => {
     expect(r.host.events.at(-1)).toMatchObject({ type: 'download_failed', data: { reason: 'incomplete-transfer' } });
     // The replay of the bytes the meter sent: no record, and the same problems in the same order.
     const replay = decodeContour(raw(Buffer.concat(r.sim.sent)), CTX);
-    expect(replay.drafts).toEqual([]);
+    expect(replay.drafts.result).toEqual([]);
     expect(replay.issues.map((i) => i.reason)).toEqual(['frame-number', 'frame-number', 'incomplete-transfer']);
   });
 
@@ -589,7 +589,7 @@ describe('Contour session on the shared ASTM link: frame sequence', () => {
     expect(r.sim.answers).toEqual(['ACK', 'ACK', 'NAK', 'ACK', 'ACK', 'ACK', 'ACK']);
     expect(allDrafts(r.host).map((d) => d.observations[0]!.value)).toEqual([96, 118, 101]);
     expect(r.host.quarantined.map((q) => q.reason)).toEqual(['frame-number']);
-    expect(decodeContour(raw(Buffer.concat(r.sim.sent)), CTX).drafts).toEqual(allDrafts(r.host));
+    expect(decodeContour(raw(Buffer.concat(r.sim.sent)), CTX).drafts.result).toEqual(allDrafts(r.host));
   });
 });
 

@@ -53,7 +53,7 @@ function printerDriver() {
         },
       },
     },
-    decode: () => ({ drafts: [], issues: [], device: {} }),
+    decode: () => ({ drafts: {}, issues: [], device: {} }),
     createSession: (h) => {
       host = h;
       return session;

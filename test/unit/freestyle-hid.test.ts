@@ -196,10 +196,10 @@ describe('FreeStyle HID decode()', () => {
 
   itShared([INSULINX], 'the real InsuLinx session: 227 glucose results of 237 records, serial JAGT241-U6242, all mg/dL, no issue', () => {
     expect(expected.issues).toEqual([]);
-    expect(expected.drafts).toHaveLength(227);
+    expect(expected.drafts.result).toHaveLength(227);
     expect(expected.device).toMatchObject({ serial: 'JAGT241-U6242', firmware: '1.40', record_count: 237, display_unit: 'mg/dL', model: 'FreeStyle InsuLinx' });
-    expect(new Set(expected.drafts.map((d) => d.observations[0]!.unit))).toEqual(new Set(['mg/dL']));
-    const newest = expected.drafts.at(-1)!;
+    expect(new Set(expected.drafts.result!.map((d) => d.observations[0]!.unit))).toEqual(new Set(['mg/dL']));
+    const newest = expected.drafts.result!.at(-1)!;
     expect([newest.device_time, newest.observations[0]!.value, newest.observed_at]).toEqual(['2014-08-27T12:47:00', 68, '2014-08-27T12:47:00+02:00']);
     // The patient name and id the meter holds appear nowhere in what the decoder produced.
     expect(JSON.stringify(expected)).not.toMatch(/Xavier|Claessens|iddupatient/);
@@ -210,7 +210,7 @@ describe('FreeStyle HID decode()', () => {
       fc.property(fc.array(fc.integer({ min: 1, max: 62 }), { minLength: 1, maxLength: 30 }), fc.array(fc.boolean(), { maxLength: 10 }), (sizes, kas) => {
         const r = decodeFreeStyle({ kind: 'transcript', exchanges: recut(REAL_EXCHANGES, sizes, kas) }, CTX);
         expect(r.issues).toEqual([]);
-        expect(r.drafts).toEqual(expected.drafts);
+        expect(r.drafts.result).toEqual(expected.drafts.result);
       }),
       { numRuns: 40 },
     );
@@ -221,7 +221,7 @@ describe('FreeStyle HID decode()', () => {
     const last = ex.findIndex((e) => e.dir === 'D' && e.bytes.includes(Buffer.from('CKSM:00070167')));
     ex[last]!.bytes.write('CKSM:00070168', ex[last]!.bytes.indexOf('CKSM:'), 'latin1');
     const r = decodeFreeStyle({ kind: 'transcript', exchanges: ex }, CTX);
-    expect(r.drafts).toEqual([]);
+    expect(r.drafts.result).toEqual([]);
     expect(r.issues.map((i) => i.reason)).toContain('bad-checksum');
     expect(r.issues.find((i) => i.reason === 'bad-checksum')!.bytes!.length).toBeGreaterThan(9000);
   });
@@ -229,7 +229,7 @@ describe('FreeStyle HID decode()', () => {
   itShared([INSULINX], 'a capture cut inside the multi-report $result? reply: truncated-reply, no records, serial still known', () => {
     const at = REAL_EXCHANGES.findIndex((e) => e.dir === 'D' && e.bytes.includes(Buffer.from('0,20300,8,6,14')));
     const r = decodeFreeStyle({ kind: 'transcript', exchanges: REAL_EXCHANGES.slice(0, at) }, CTX);
-    expect(r.drafts).toEqual([]);
+    expect(r.drafts.result).toEqual([]);
     expect(r.issues.map((i) => i.reason)).toEqual(['truncated-reply']);
     expect(r.device.serial).toBe('JAGT241-U6242');
   });
@@ -241,7 +241,7 @@ describe('FreeStyle HID decode()', () => {
       ...chunkReply(textReply(multiRecordMessage(records))),
     ];
     const r = decodeFreeStyle({ kind: 'transcript', exchanges }, CTX);
-    expect(r.drafts.map((d) => d.observations[0]!.value)).toEqual([93, 68]);
+    expect(r.drafts.result!.map((d) => d.observations[0]!.value)).toEqual([93, 68]);
     expect(r.issues.map((i) => i.reason)).toEqual(['unknown-record-type']);
     expect(r.issues[0]!.bytes!.toString()).toBe(records[1]);
   });
@@ -251,11 +251,11 @@ describe('FreeStyle HID decode()', () => {
       fc.property(fc.array(fc.tuple(fc.boolean(), fc.uint8Array({ maxLength: 64 })), { maxLength: 40 }), (items) => {
         const exchanges = items.map(([h, b]) => ({ dir: h ? ('H' as const) : ('D' as const), bytes: Buffer.from(b) }));
         const r = decodeFreeStyle({ kind: 'transcript', exchanges }, CTX);
-        expect(r.drafts.every((d) => d.observations[0]!.unit !== null)).toBe(true);
+        expect(r.drafts.result!.every((d) => d.observations[0]!.unit !== null)).toBe(true);
       }),
       { numRuns: 200 },
     );
-    expect(decodeFreeStyle(captureFromBytes(Buffer.from([0x60, 3, 0x41, 0x42, 0x43])), CTX)).toMatchObject({ drafts: [], issues: [{ reason: 'not-a-transcript' }] });
+    expect(decodeFreeStyle(captureFromBytes(Buffer.from([0x60, 3, 0x41, 0x42, 0x43])), CTX)).toMatchObject({ drafts: { result: [] }, issues: [{ reason: 'not-a-transcript' }] });
   });
 });
 
@@ -366,7 +366,7 @@ describe('FreeStyle HID session on an in-memory link', () => {
     expect(JSON.stringify([h.host.events, h.host.state, h.logs])).not.toMatch(/Secret|SECRET/);
     // The committed transcript decodes to the same drafts (rule 4: replay).
     const replay = decodeFreeStyle(h.host.commits[0]!.capture, { deviceId: 'bench-fs', timezone: ZONE });
-    expect(replay.drafts).toEqual(h.host.commits[0]!.drafts);
+    expect(replay.drafts).toEqual(h.host.commits[0]!.records);
   });
 
   it('a Neo control run is category control; ketone in mmol/L; HI/LO flags with the limits', async () => {
@@ -509,16 +509,16 @@ describe('FreeStyle HID meter clock changes', () => {
   itShared([INSULINX], 'the real InsuLinx capture: the 122 readings before the 2014-08-06 change 17:10 → 11:11 carry it, times untouched', () => {
     const r = decodeFreeStyle({ kind: 'transcript', exchanges: REAL_EXCHANGES }, CTX);
     expect(r.issues).toEqual([]);
-    const flagged = r.drafts.filter((d) => clockFlags(d).length > 0);
+    const flagged = r.drafts.result!.filter((d) => clockFlags(d).length > 0);
     // Type-6 record 20305 is `6,20305,8,6,14,11,11,1,8,6,14,17,10`: new clock 11:11, old 17:10.
     // Its neighbours confirm the order: 20303 (before it) reads 15:59, 20307 (after it) 13:00.
     expect(flagged).toHaveLength(122);
     expect(flagged.map(recordId).every((id) => id >= 20175 && id <= 20303)).toBe(true);
-    expect(r.drafts.filter((d) => recordId(d) <= 20303)).toHaveLength(122);
+    expect(r.drafts.result!.filter((d) => recordId(d) <= 20303)).toHaveLength(122);
     for (const d of flagged) expect(clockFlags(d)).toEqual(['device-clock-changed', 'device-clock-changed:-21540s']);
-    for (const d of r.drafts.filter((x) => recordId(x) > 20305)) expect(clockFlags(d)).toEqual([]);
+    for (const d of r.drafts.result!.filter((x) => recordId(x) > 20305)) expect(clockFlags(d)).toEqual([]);
     // No silent correction: the meter's own time stays.
-    const d20303 = r.drafts.find((d) => recordId(d) === 20303)!;
+    const d20303 = r.drafts.result!.find((d) => recordId(d) === 20303)!;
     expect([d20303.device_time, d20303.observed_at, d20303.observations[0]!.flags]).toEqual(['2014-08-06T15:59:00', '2014-08-06T15:59:00+02:00', []]);
   });
 
@@ -536,7 +536,7 @@ describe('FreeStyle HID meter clock changes', () => {
     ];
     const r = decodeFreeStyle({ kind: 'transcript', exchanges: recordTranscript([['$result?', records]]) }, CTX);
     expect(r.issues).toEqual([]);
-    const byId = new Map(r.drafts.map((d) => [recordId(d), d]));
+    const byId = new Map(r.drafts.result!.map((d) => [recordId(d), d]));
     expect(clockFlags(byId.get(9)!)).toEqual([]);
     expect(clockFlags(byId.get(7)!)).toEqual([]);
     expect(clockFlags(byId.get(5)!)).toEqual(['device-clock-changed', 'device-clock-changed:-7200s']);
@@ -561,7 +561,7 @@ describe('FreeStyle HID meter clock changes', () => {
     const history = ['1001,12,3,11,25,7,30,10,1,0,0,0,0,139,900,0'];
     const r = decodeFreeStyle({ kind: 'transcript', exchanges: recordTranscript([['$history?', history], ['$arresult?', arresult]]) }, CTX);
     expect(r.issues).toEqual([]);
-    const flags = new Map(r.drafts.map((d) => [d.key.split('|').slice(0, 2).join('|'), clockFlags(d)]));
+    const flags = new Map(r.drafts.result!.map((d) => [d.key.split('|').slice(0, 2).join('|'), clockFlags(d)]));
     expect(flags.get('$arresult?|29')).toEqual(['device-clock-changed', 'device-clock-changed:+3600s']);
     expect(flags.get('$arresult?|31')).toEqual([]);
     // $history? numbers its records on its own: an $arresult? number says nothing about them.

@@ -1,6 +1,7 @@
 /**
  * Golden captures. Every `test/fixtures/<driver>/<case>/` that holds a capture is decoded by its
- * driver and compared with `expected.jsonl`, one ResultDraft per line. The capture is the case's own
+ * driver and compared with `expected.jsonl`, one draft per line, of the record kind `case.json` names
+ * (`"kind"`, default `result`); the decode must give no draft of any other kind. The capture is the case's own
  * `capture.txt` or `capture.bin` (bytes this project made), or it comes from `../shared/fixtures/`
  * (other projects' bytes, never copied here): `case.json` names the shared file
  * (`"shared_capture"`), or the shared files a `capture_recipe` module in the case folder builds it
@@ -22,7 +23,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { drivers, findDriver } from '../../drivers/index.ts';
 import { captureFromBytes } from '../../src/driver-sdk/capture.ts';
-import type { DecodeContext } from '../../src/driver-sdk/index.ts';
+import type { DecodeContext, RecordDrafts } from '../../src/driver-sdk/index.ts';
+import { eachDraft, kindByName, type RecordKindName } from '../../src/records/kinds.ts';
 import { describeShared, sha256Hex, sharedFixture, type SharedFixture } from '../helpers/shared-fixtures.ts';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
@@ -31,6 +33,8 @@ const DEFAULT_TIMEZONE = 'Europe/Copenhagen';
 
 interface CaseMeta {
   driver?: string;
+  /** The record kind `expected.jsonl` holds drafts of (default `result`). */
+  kind?: string;
   timezone?: string;
   device_id?: string;
   options?: Record<string, unknown>;
@@ -54,6 +58,8 @@ interface GoldenCase {
   folder: string;
   dir: string;
   driverId: string;
+  /** The record kind its expected drafts are of. */
+  kind: RecordKindName;
   /** The shared files the capture comes from (none for a capture stored here). */
   shared: SharedFixture[];
   /** The capture's bytes (read or built when first asked for, inside a test). */
@@ -98,11 +104,14 @@ async function discover(): Promise<GoldenCase[]> {
         continue; // not a golden case (other fixtures may live beside them)
       }
       const driverId = meta.driver ?? folder;
+      const kind = meta.kind ?? 'result';
+      if (!kindByName(kind)) throw new Error(`${folder}/${name}/case.json: unknown record kind "${kind}"`);
       cases.push({
         name: `${folder}/${name}`,
         folder,
         dir,
         driverId,
+        kind: kind as RecordKindName,
         shared,
         bytes,
         builtSha256: meta.capture_recipe ? (meta.capture_sha256 ?? null) : null,
@@ -121,6 +130,12 @@ const cases = await discover();
 
 /** A draft as it would travel: plain JSON, with no undefined, Buffer or Date left in it. */
 const asJson = (v: unknown): unknown => JSON.parse(JSON.stringify(v));
+
+/** Every draft of a decode, whatever its kind (eachDraft also refuses a key no kind has). */
+const draftCount = (drafts: RecordDrafts): number => eachDraft(drafts).length;
+
+/** The kinds a decode gave drafts of. */
+const kindsGiven = (drafts: RecordDrafts): string[] => Object.entries(drafts).filter(([, list]) => (list ?? []).length > 0).map(([name]) => name);
 
 describe('golden captures', () => {
   it('every registered driver has at least one golden case', () => {
@@ -156,7 +171,7 @@ describe('golden captures', () => {
     describeShared([file], `foreign-captures: ${file.name}`, () => {
       for (const driver of drivers) {
         it(`gives no records when replayed through ${driver.id}`, () => {
-          expect(driver.decode(captureFromBytes(file.bytes()), { deviceId: 'foreign', timezone: DEFAULT_TIMEZONE }).drafts).toEqual([]);
+          expect(draftCount(driver.decode(captureFromBytes(file.bytes()), { deviceId: 'foreign', timezone: DEFAULT_TIMEZONE }).drafts)).toBe(0);
         });
       }
     });
@@ -174,7 +189,11 @@ describe('golden captures', () => {
       it('decodes to expected.jsonl', () => {
         const driver = findDriver(c.driverId)!;
         const result = driver.decode(captureFromBytes(c.bytes()), c.ctx);
-        const drafts = result.drafts.map(asJson);
+        // Keyed by kind, as a session commits them, so replay finalizes every kind a driver makes.
+        expect(Array.isArray(result.drafts), `${c.name}: decode gives drafts keyed by record kind`).toBe(false);
+        expect(kindsGiven(result.drafts).filter((k) => k !== c.kind), `${c.name}: drafts of a kind case.json does not name`).toEqual([]);
+        const ofKind: readonly unknown[] = result.drafts[c.kind] ?? [];
+        const drafts = ofKind.map(asJson);
         const expectedPath = join(c.dir, 'expected.jsonl');
         if (UPDATE) {
           writeFileSync(expectedPath, drafts.map((d) => JSON.stringify(d)).join('\n') + (drafts.length ? '\n' : ''));
@@ -186,7 +205,7 @@ describe('golden captures', () => {
           .filter((l) => l.trim() !== '')
           .map((l) => JSON.parse(l) as unknown);
         // The JSON round trip must change nothing.
-        expect(drafts).toEqual(result.drafts);
+        expect(drafts).toEqual(ofKind);
         for (let i = 0; i < Math.max(expected.length, drafts.length); i++) {
           expect(drafts[i], `${c.name}: record ${i + 1}`).toEqual(expected[i]);
         }
@@ -196,7 +215,7 @@ describe('golden captures', () => {
         it(`gives no records when replayed through ${other.id}`, () => {
           // The case's device options are its own driver's, not the other's.
           const result = other.decode(captureFromBytes(c.bytes()), { deviceId: c.ctx.deviceId, timezone: c.ctx.timezone });
-          expect(result.drafts).toEqual([]);
+          expect(draftCount(result.drafts)).toBe(0);
         });
       }
     };

@@ -173,12 +173,12 @@ describe('decode', () => {
     const r = decodeUltra2(raw(Buffer.from(FIXTURE_LINES.join('\r\n') + '\r\n')), CTX);
     expect(r.issues).toEqual([]);
     expect(r.device).toEqual({ serial: 'GMF600DCY', display_unit: 'mg/dL', record_count: 3 });
-    expect(r.drafts.map((d) => [d.device_time, d.observations[0]!.value, d.flags])).toEqual([
+    expect(r.drafts.result!.map((d) => [d.device_time, d.observations[0]!.value, d.flags])).toEqual([
       ['2015-03-21T16:39:46', 176, ['comment:too-much-food']],
       ['2015-03-21T16:42:11', 105, ['meal:before', 'comment:too-much-food']],
       ['2015-03-21T16:45:24', 81, ['comment:mild-exercise']],
     ]);
-    const last = r.drafts[2]!;
+    const last = r.drafts.result![2]!;
     expect(last.key).toBe('2015-03-21T16:45:24|81|P');
     expect(last.observed_at).toBe('2015-03-21T16:45:24+01:00');
     expect(last.device).toEqual({
@@ -197,8 +197,8 @@ describe('decode', () => {
       { time: '2024-05-01T09:00:00', value: 95, parity: true, meal: 'A', comment: 5 },
     ];
     const r = decodeUltra2(raw(Buffer.concat([ultra2Reply('DM?', meterOf(memory))!, dumpBytes(memory)])), CTX);
-    expect(r.drafts).toHaveLength(2);
-    const [control, patient] = r.drafts as [ResultDraft, ResultDraft];
+    expect(r.drafts.result).toHaveLength(2);
+    const [control, patient] = r.drafts.result! as [ResultDraft, ResultDraft];
     expect(control.category).toBe('control');
     expect(control.specimen).toEqual({ id: null, type: 'control solution' });
     expect(control.key).toBe('2024-05-01T08:00:00|112|C');
@@ -216,7 +216,7 @@ describe('decode', () => {
       { time: '2024-05-01T10:00:00', value: 600 },
       { time: '2024-05-01T11:00:00', value: 700 },
     ];
-    const obs = decodeUltra2(raw(dumpBytes(memory)), CTX).drafts.map((d) => d.observations[0]!);
+    const obs = decodeUltra2(raw(dumpBytes(memory)), CTX).drafts.result!.map((d) => d.observations[0]!);
     expect(obs[0]).toMatchObject({ value: null, unit: 'mg/dL', flags: ['LO'], comparator: '<', limit: 20, text: '10' });
     expect(obs[1]).toMatchObject({ value: 20, flags: [], comparator: null, text: null });
     expect(obs[2]).toMatchObject({ value: 600, flags: [], comparator: null, text: null });
@@ -229,20 +229,20 @@ describe('decode', () => {
     const bytes = Buffer.concat([ultra2Reply('DMSU?', meterOf(memory, 'mmol/L'))!, ultra2Reply('DMP', meterOf(memory, 'mmol/L'))!]);
     const r = decodeUltra2(raw(bytes), CTX);
     expect(r.device.display_unit).toBe('mmol/L');
-    expect(r.drafts[0]!.observations[0]).toMatchObject({ value: 144, unit: 'mg/dL', ucum: 'mg/dL' });
+    expect(r.drafts.result![0]!.observations[0]).toMatchObject({ value: 144, unit: 'mg/dL', ucum: 'mg/dL' });
   });
 
   it('reports a dump shorter than its header, and returns what verified', () => {
     const bytes = Buffer.from(FIXTURE_LINES.slice(0, 3).join('\r\n') + '\r\n');
     const r = decodeUltra2(raw(bytes), CTX);
-    expect(r.drafts).toHaveLength(2);
+    expect(r.drafts.result).toHaveLength(2);
     expect(r.issues.map((i) => i.reason)).toEqual(['truncated-dump']);
   });
 
   it('reports readings without a header', () => {
     const r = decodeUltra2(raw(Buffer.from(FIXTURE_LINES.slice(1).join('\r\n'))), CTX);
-    expect(r.drafts).toHaveLength(3);
-    expect(r.drafts[0]!.device.serial).toBeNull();
+    expect(r.drafts.result).toHaveLength(3);
+    expect(r.drafts.result![0]!.device.serial).toBeNull();
     expect(r.issues.map((i) => i.reason)).toEqual(['missing-dump-header']);
   });
 
@@ -262,7 +262,7 @@ describe('decode', () => {
       ],
     };
     const r = decodeUltra2(capture, CTX);
-    expect(r.drafts.map((d) => d.key)).toEqual(['2024-05-01T08:00:00|100|P', '2024-05-01T09:00:00|120|P']);
+    expect(r.drafts.result!.map((d) => d.key)).toEqual(['2024-05-01T08:00:00|100|P', '2024-05-01T09:00:00|120|P']);
     expect(r.issues.map((i) => i.reason).sort()).toEqual(['bad-checksum', 'truncated-dump']);
     expect(r.issues.find((i) => i.reason === 'bad-checksum')!.bytes!.length).toBeGreaterThan(0);
   });
@@ -270,7 +270,7 @@ describe('decode', () => {
   it('gives zero records for input that is not an Ultra 2', () => {
     for (const junk of ['', 'hello\r\n', '\x02H|\\^&|||cobas\r\x0317\r\n', '\x00', 'H 11 0d\nD 00\n']) {
       const r = decodeUltra2(raw(Buffer.from(junk, 'latin1')), CTX);
-      expect(r.drafts).toEqual([]);
+      expect(r.drafts.result).toEqual([]);
     }
   });
 
@@ -280,14 +280,14 @@ describe('decode', () => {
         const bytes = dumpBytes(memory);
         const whole = decodeUltra2(raw(bytes), CTX);
         expect(whole.issues).toEqual([]);
-        expect(whole.drafts).toHaveLength(memory.length);
+        expect(whole.drafts.result).toHaveLength(memory.length);
         const framer = new LineFramer();
         const lines = chunksAt(bytes, cuts).flatMap((c) => framer.push(c));
         const rejoined = Buffer.concat(lines.map((l) => Buffer.concat([l.bytes, Buffer.from('\r\n')])));
-        expect(decodeUltra2(raw(rejoined), CTX).drafts).toEqual(whole.drafts);
+        expect(decodeUltra2(raw(rejoined), CTX).drafts.result).toEqual(whole.drafts.result);
         // A transcript of the same bytes in random D chunks decodes the same too.
         const t: Capture = { kind: 'transcript', exchanges: chunksAt(bytes, cuts).map((b) => ({ dir: 'D' as const, bytes: b })) };
-        expect(decodeUltra2(t, CTX).drafts).toEqual(whole.drafts);
+        expect(decodeUltra2(t, CTX).drafts.result).toEqual(whole.drafts.result);
       }),
     );
   });
@@ -303,7 +303,7 @@ describe('decode', () => {
           for (const [at, bytes] of noise) parts.splice(at % parts.length, 0, Buffer.from(bytes));
           const clean = decodeUltra2(raw(dumpBytes(memory)), CTX);
           const r = decodeUltra2(raw(Buffer.concat([...parts, Buffer.from('\r\n')])), CTX);
-          expect(r.drafts).toEqual(clean.drafts);
+          expect(r.drafts.result).toEqual(clean.drafts.result);
           const visible = noise.some(([, b]) => b.some((x) => x !== 0x0d && x !== 0x0a && x !== 0x00));
           if (visible) expect(r.issues.length).toBeGreaterThan(0);
           for (const issue of r.issues) expect(issue.reason).not.toBe('truncated-dump');
@@ -318,10 +318,10 @@ describe('decode', () => {
         const bytes = Buffer.from(dumpBytes(memory));
         const i = at % bytes.length;
         bytes[i] = (bytes[i]! + delta) & 0xff;
-        const clean = decodeUltra2(raw(dumpBytes(memory)), CTX).drafts;
+        const clean = decodeUltra2(raw(dumpBytes(memory)), CTX).drafts.result!;
         const r = decodeUltra2(raw(bytes), CTX);
-        for (const d of r.drafts) expect(clean.some((c) => sameRecord(d, c))).toBe(true);
-        if (r.drafts.length < clean.length) {
+        for (const d of r.drafts.result!) expect(clean.some((c) => sameRecord(d, c))).toBe(true);
+        if (r.drafts.result!.length < clean.length) {
           expect(r.issues.some((x) => ['bad-checksum', 'missing-checksum', 'invalid-response', 'truncated-line'].includes(x.reason))).toBe(true);
         }
       }),
@@ -336,7 +336,7 @@ describe('decode', () => {
         // Cut anywhere from the start of the last line up to (not including) its last checksum digit.
         const cut = lastStart + (at % (bytes.length - 3 - lastStart));
         const r = decodeUltra2(raw(bytes.subarray(0, cut)), CTX);
-        expect(r.drafts).toHaveLength(memory.length - 1);
+        expect(r.drafts.result).toHaveLength(memory.length - 1);
         expect(r.issues.map((x) => x.reason)).toContain('truncated-dump');
         if (cut > lastStart) expect(r.issues.map((x) => x.reason)).toContain('truncated-line');
       }),
@@ -426,7 +426,7 @@ describe('session', () => {
     expect(drafts[0]!.device).toMatchObject({ serial: 'GMF600DCY', firmware: 'P02.00.00' });
     // The stored transcript decodes to exactly what was committed.
     expect(capture.kind).toBe('transcript');
-    expect(decodeUltra2(capture, { deviceId: 'bench1-ultra2', timezone: 'Europe/Copenhagen' }).drafts).toEqual(drafts);
+    expect(decodeUltra2(capture, { deviceId: 'bench1-ultra2', timezone: 'Europe/Copenhagen' }).drafts.result).toEqual(drafts);
     expect(r.host.state).toMatchObject({ status: 'ok', serial: 'GMF600DCY', firmware: 'P02.00.00', meter: { display_unit: 'mg/dL', record_count: 3 } });
     expect(r.host.state.clock_skew_flagged).toBe(false);
     expect(Math.abs(r.host.state.clock_skew_s!)).toBeLessThanOrEqual(2);

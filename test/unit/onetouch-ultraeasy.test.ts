@@ -29,14 +29,14 @@ describe('decode', () => {
     const r = decodeUltraEasy(captureFromBytes(REAL_TEXT), CTX);
     expect(r.issues).toEqual([]);
     expect(r.device).toEqual({ serial: 'CGWA1E5CR', firmware: 'P02.00.00', display_unit: 'mmol/L', record_count: 3 });
-    expect(r.drafts.map((d) => [d.device_time, d.observations[0]!.value, d.observations[0]!.unit, d.category])).toEqual([
+    expect(r.drafts.result!.map((d) => [d.device_time, d.observations[0]!.value, d.observations[0]!.unit, d.category])).toEqual([
       ['2011-09-03T12:07:07', 172, 'mg/dL', 'patient'],
       ['2011-09-05T06:48:05', 80, 'mg/dL', 'patient'],
       ['2011-09-05T13:41:41', 196, 'mg/dL', 'patient'],
     ]);
-    expect(r.drafts[2]!.observed_at).toBe('2011-09-05T13:41:41+01:00');
-    expect(r.drafts[2]!.key).toBe('2011-09-05T13:41:41|196|P');
-    expect(r.drafts[2]!.device).toEqual({
+    expect(r.drafts.result![2]!.observed_at).toBe('2011-09-05T13:41:41+01:00');
+    expect(r.drafts.result![2]!.key).toBe('2011-09-05T13:41:41|196|P');
+    expect(r.drafts.result![2]!.device).toEqual({
       id: 'bench1-ultraeasy',
       driver: 'onetouch-ultraeasy',
       manufacturer: 'LifeScan',
@@ -49,14 +49,14 @@ describe('decode', () => {
   itShared([OTDMS], 'a raw capture of device bytes alone is refused with a reason (replies need their requests)', () => {
     const device = Buffer.concat(REAL.filter((e) => e.dir === 'D').map((e) => e.bytes));
     const r = decodeUltraEasy({ kind: 'raw', bytes: device }, CTX);
-    expect(r.drafts).toEqual([]);
+    expect(r.drafts.result).toEqual([]);
     expect(r.issues.map((i) => i.reason)).toEqual(['needs-transcript']);
   });
 
   itShared([OTDMS], 'reports a session that stopped before the last record, and returns the records it has', () => {
     const cut: Capture = { kind: 'transcript', exchanges: REAL.slice(0, REAL.length - 1) };
     const r = decodeUltraEasy(cut, CTX);
-    expect(r.drafts).toHaveLength(2);
+    expect(r.drafts.result).toHaveLength(2);
     expect(r.issues.map((i) => i.reason)).toEqual(['incomplete-download']);
   });
 
@@ -76,11 +76,11 @@ describe('decode', () => {
       ],
     };
     const r = decodeUltraEasy(capture, CTX);
-    expect(r.drafts.map((d) => d.observations[0])).toEqual([
+    expect(r.drafts.result!.map((d) => d.observations[0])).toEqual([
       { code: 'GLU', name: 'Glucose', loinc: '41653-7', value: null, unit: 'mg/dL', ucum: 'mg/dL', flags: ['LO'], text: null, comparator: '<', limit: 20 },
       { code: 'GLU', name: 'Glucose', loinc: '41653-7', value: null, unit: 'mg/dL', ucum: 'mg/dL', flags: ['HI'], text: null, comparator: '>', limit: 600 },
     ]);
-    expect(r.drafts.map((d) => d.key)).toEqual(['2024-05-01T08:00:00|LO|P', '2024-05-01T09:00:00|HI|P']);
+    expect(r.drafts.result!.map((d) => d.key)).toEqual(['2024-05-01T08:00:00|LO|P', '2024-05-01T09:00:00|HI|P']);
     // A value the meter cannot have sent as a reading is an issue, not a record.
     expect(r.issues.map((i) => i.reason)).toEqual(['invalid-value']);
   });
@@ -94,7 +94,7 @@ describe('decode', () => {
       ],
     };
     for (const c of [verio, captureFromBytes(Buffer.from('H 110d444d500d\nD 5020303033\n')), captureFromBytes(Buffer.from([0x02, 0x31, 0x48]))]) {
-      expect(decodeUltraEasy(c, CTX).drafts).toEqual([]);
+      expect(decodeUltraEasy(c, CTX).drafts.result).toEqual([]);
     }
   });
 });
@@ -150,7 +150,7 @@ describe('session', () => {
     expect(r.host.events[1]).toMatchObject({ message: '4 of 4 records', data: { received: 4, total: 4 } });
     expect(r.host.events.at(-1)!.data).toEqual({ records: 4, inserted: 4, duplicates: 0 });
     // The stored transcript decodes to exactly what was committed.
-    expect(decodeUltraEasy(capture, { deviceId: 'bench1-ultraeasy', timezone: ZONE }).drafts).toEqual(drafts);
+    expect(decodeUltraEasy(capture, { deviceId: 'bench1-ultraeasy', timezone: ZONE }).drafts.result).toEqual(drafts);
   });
 
   itShared([OTDMS], 'speaks the link layer byte for byte like the real capture (reset, version, serial)', async () => {
@@ -198,7 +198,7 @@ describe('session', () => {
     expect(r.host.commits[0]!.drafts).toHaveLength(4);
     // The transcript with the damaged frame and the retry still decodes to the same records.
     const d = decodeUltraEasy(r.host.commits[0]!.capture, { deviceId: 'bench1-ultraeasy', timezone: ZONE });
-    expect(d.drafts).toEqual(r.host.commits[0]!.drafts);
+    expect(d.drafts.result).toEqual(r.host.commits[0]!.drafts);
     expect(d.issues.map((i) => i.reason)).toEqual(['bad-crc']);
   });
 

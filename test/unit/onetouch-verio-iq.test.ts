@@ -86,7 +86,7 @@ describe('session', () => {
     expect(drafts[3]!.observations[0]).toMatchObject({ value: null, unit: 'mg/dL', flags: ['LO'], comparator: '<', limit: 20 });
     expect(drafts[0]!.observations[0]).toMatchObject({ value: 96, unit: 'mg/dL', ucum: 'mg/dL' });
     expect(r.host.state).toMatchObject({ status: 'ok', serial: 'VIQSIM0001', meter: { display_unit: 'mmol/L', record_count: 4 }, model: 'OneTouch Verio IQ' });
-    expect(decodeVerioIq(capture, CTX).drafts).toEqual(drafts);
+    expect(decodeVerioIq(capture, CTX).drafts.result).toEqual(drafts);
     // Every frame either side sent has link-control 0.
     if (capture.kind !== 'transcript') throw new Error('no transcript');
     for (const dir of ['H', 'D'] as const) {
@@ -202,7 +202,7 @@ describe('decode', () => {
     await r.teardown();
     const capture = r.host.commits[0]!.capture;
     if (capture.kind !== 'transcript') throw new Error('no transcript');
-    const expected = decodeVerioIq(capture, CTX).drafts;
+    const expected = decodeVerioIq(capture, CTX).drafts.result;
     expect(expected).toHaveLength(4);
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 1, max: 12 }), { minLength: 1, maxLength: 30 }), (sizes) => {
@@ -216,7 +216,7 @@ describe('decode', () => {
             i += n;
           }
         }
-        expect(decodeVerioIq(exchanges, CTX).drafts).toEqual(expected);
+        expect(decodeVerioIq(exchanges, CTX).drafts.result).toEqual(expected);
       }),
       { numRuns: 100 },
     );

@@ -67,8 +67,26 @@ function commentText(c: AstmComment): string {
   return c.text.join('^').trim();
 }
 
-function commentFlags(comments: AstmComment[]): string[] {
-  return comments.map(commentText).filter((t) => t !== '').map((t) => `comment:${t.slice(0, 200)}`);
+/** The record a C record follows (LIS2-A2: a comment belongs to the record before it). */
+export type CommentLevel = 'header' | 'patient' | 'order' | 'result';
+
+/**
+ * A message's comments as flags, which are published whatever the privacy policy, so only text
+ * that cannot name a patient is copied. A comment under a patient record is about the patient
+ * (free text that may name them): never copied, only `comment-withheld:patient` says there was
+ * one. Elsewhere the text is copied only when C-3 says the instrument wrote it (`I`: its alarms,
+ * flags, correction factors, as every real capture we have sends); a comment from the practice
+ * (`P`), the LIS (`L`) or no stated source is text a person typed, kept out the same way.
+ */
+export function commentFlags(comments: readonly AstmComment[], level: CommentLevel): string[] {
+  const flags: string[] = [];
+  for (const c of comments) {
+    const text = commentText(c);
+    if (text === '') continue;
+    if (level !== 'patient' && c.source.trim().toUpperCase() === 'I') flags.push(`comment:${text.slice(0, 200)}`);
+    else if (!flags.includes(`comment-withheld:${level}`)) flags.push(`comment-withheld:${level}`);
+  }
+  return flags;
 }
 
 const NUMERIC = /^(<=|>=|<|>)?\s*([-+]?\d+(?:\.\d+)?)$/;
@@ -198,7 +216,7 @@ function observationFor(r: AstmResult, dialect: AstmDialect, mappings: Record<st
   // R-9 X: the device could not do the test; a number it sent anyway is not a result.
   if (status === 'X') withholdValue(obs, raw);
   if (r.referenceRange.trim() !== '') obs.flags.push(`reference:${r.referenceRange.trim()}`);
-  obs.flags.push(...commentFlags(r.comments));
+  obs.flags.push(...commentFlags(r.comments, 'result'));
   return obs;
 }
 
@@ -293,7 +311,7 @@ export function decodeAstmMessage(bytes: Buffer, ctx: DecodeContext, options: Pa
   };
   out.device = { model: facts.model, serial: facts.serial, firmware: facts.firmware, manufacturer: dialect.manufacturer };
   const senderKey = facts.serial ?? msg.header.sender.join('^');
-  const headerFlags = commentFlags(msg.header.comments);
+  const headerFlags = commentFlags(msg.header.comments, 'header');
   for (const patient of msg.patients) {
     for (const order of patient.orders) {
       if (order.results.length === 0) continue;
@@ -308,7 +326,7 @@ export function decodeAstmMessage(bytes: Buffer, ctx: DecodeContext, options: Pa
       const category = categoryOf(order, msg, dialect);
       const specimenId = (order.specimen[0] ?? '').trim() || (order.instrumentSpecimen[0] ?? '').trim() || null;
       const time = when.time;
-      const flags = [...headerFlags, ...commentFlags(patient.comments), ...commentFlags(order.comments), ...withheld];
+      const flags = [...headerFlags, ...commentFlags(patient.comments, 'patient'), ...commentFlags(order.comments, 'order'), ...withheld];
       const processing = msg.header.processingId.trim().toUpperCase();
       if (Object.hasOwn(NON_PATIENT_PROCESSING, processing)) flags.push(NON_PATIENT_PROCESSING[processing]!);
       // No test time in the results: say which time the record carries.
@@ -355,5 +373,5 @@ export function decodeAstm(capture: Capture, ctx: DecodeContext): DecodeResult {
     if (r.kind === 'empty') issues.push({ reason: 'a message with no results', bytes: m });
     device = { ...device, ...r.device };
   }
-  return { drafts, issues, device };
+  return { drafts: { result: drafts }, issues, device };
 }

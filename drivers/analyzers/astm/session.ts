@@ -195,9 +195,12 @@ export class AstmSession extends PushedSession {
 
   // ── every carrier ──
 
-  /** Bytes kept for a person to look at; an empty or missing piece is not worth a quarantine entry. */
-  private quarantine(bytes: Buffer | undefined, reason: string): void {
-    if (bytes && bytes.length > 0) this.report.quarantine(bytes, reason);
+  /**
+   * Bytes kept for a person to look at; an empty or missing piece is not worth a quarantine entry.
+   * Resolves true once stored (or when there was nothing to keep), false when the store failed.
+   */
+  private quarantine(bytes: Buffer | undefined, reason: string): Promise<boolean> {
+    return bytes && bytes.length > 0 ? this.report.quarantine(bytes, reason) : Promise.resolve(true);
   }
 
   private onTransmission(phase: 'start' | 'end'): void {
@@ -208,7 +211,8 @@ export class AstmSession extends PushedSession {
 
   private onIssue(i: AstmLinkIssue): void {
     if (this.stopped) return;
-    this.quarantine(i.bytes, i.reason);
+    // Nothing here is ACKed (a bad frame is NAKed, a partial message never answered): no need to wait.
+    void this.quarantine(i.bytes, i.reason);
     this.host.log.warn({ reason: i.reason, kind: i.kind, answer: i.answer ?? null }, 'astm: link issue');
     if (i.kind === 'receive-timeout' || i.kind === 'incomplete-message' || i.kind === 'link-closed') {
       if (i.bytes) this.report.emit('download_failed', `${i.detail}`, { reason: i.reason });
@@ -235,10 +239,12 @@ export class AstmSession extends PushedSession {
     if (r.drafts.length === 0) {
       // Nothing to store, but the message itself arrived intact: it is ACKed as E1381 requires
       // (a NAK would only make the device send the same message again, forever). The bytes are
-      // kept in quarantine and the reason is an event.
+      // kept in quarantine and the reason is an event. The ACK goes out when this resolves, so
+      // the quarantine row is awaited first (rule 6: the raw bytes are kept before "received");
+      // when the store cannot keep them the message is NAKed, and the device sends it again.
       const reason = r.kind === 'query' ? 'query-unsupported' : 'no-results';
       await this.receive({ drafts: {}, capture, facts: r.device, state }, { acknowledge: () => undefined, refuse: () => undefined });
-      this.quarantine(m.text, reason);
+      if (!(await this.quarantine(m.text, reason))) throw new Error(`the store could not keep the message (${reason}) in quarantine`);
       this.report.emit(
         r.kind === 'query' ? 'device_error' : 'bad_frame',
         r.kind === 'query' ? 'the device sent a query (Q); this daemon holds no orders to answer it' : 'a message with no results in it',

@@ -349,5 +349,5 @@ export function decodeContour(capture: Capture, ctx: DecodeContext): DecodeResul
     }
   }
   const sorted = byDeviceTime([...drafts.values()]);
-  return { drafts: sorted, issues, device };
+  return { drafts: { result: sorted }, issues, device };
 }

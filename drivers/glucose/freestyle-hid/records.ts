@@ -293,7 +293,7 @@ function applyReply(snapshot: MeterSnapshot, command: string, message: Buffer, c
 export function decodeFreeStyle(capture: Capture, ctx: DecodeContext): DecodeResult {
   const issues: DecodeIssue[] = [];
   if (capture.kind !== 'transcript') {
-    return { drafts: [], issues: [{ reason: 'not-a-transcript' }], device: {} };
+    return { drafts: { result: [] }, issues: [{ reason: 'not-a-transcript' }], device: {} };
   }
   const snapshot: MeterSnapshot = { serial: null, firmware: null, clock: null, displayUnit: null, records: {} };
   let bootSerial: string | null = null;
@@ -374,5 +374,5 @@ export function decodeFreeStyle(capture: Capture, ctx: DecodeContext): DecodeRes
   if (snapshot.firmware !== null) device.firmware = snapshot.firmware;
   if (snapshot.displayUnit !== null) device.display_unit = snapshot.displayUnit;
   if (Object.keys(snapshot.records).length > 0) device.record_count = out.summary.records;
-  return { drafts: out.drafts, issues, device };
+  return { drafts: { result: out.drafts }, issues, device };
 }

@@ -70,7 +70,7 @@ export function decodeLifeScan(d: LifeScanDialect, capture: Capture, ctx: Decode
   const device: DeviceFacts = {};
   if (capture.kind === 'raw') {
     issues.push({ reason: 'needs-transcript', bytes: capture.bytes });
-    return { drafts: [], issues, device };
+    return { drafts: { result: [] }, issues, device };
   }
   const host = new FrameReader();
   const meter = new FrameReader();
@@ -141,5 +141,5 @@ export function decodeLifeScan(d: LifeScanDialect, capture: Capture, ctx: Decode
   if (serial !== null) device.serial = serial;
   if (firmware !== null) device.firmware = firmware;
   if (count !== null) device.record_count = count;
-  return { drafts, issues, device };
+  return { drafts: { result: drafts }, issues, device };
 }

@@ -151,5 +151,5 @@ export function decodeUltra2(capture: Capture, ctx: DecodeContext): DecodeResult
   if (firmware !== null) device.firmware = firmware;
   if (unit !== null) device.display_unit = unit;
   if (recordCount !== null) device.record_count = recordCount;
-  return { drafts, issues, device };
+  return { drafts: { result: drafts }, issues, device };
 }

@@ -82,5 +82,5 @@ export function decodeClinitek50(capture: Capture, ctx: DecodeContext, order: Da
     seen.add(key);
     drafts.push(recordToDraft(rec, clinitek50Identity(ctx.deviceId, rec.software), ctx.timezone));
   }
-  return { drafts, issues, device };
+  return { drafts: { result: drafts }, issues, device };
 }

@@ -90,5 +90,5 @@ export function decodeClinitekStatus(capture: Capture, ctx: DecodeContext, order
   }
   if (tail.length > 0) issues.push({ reason: 'truncated-line', bytes: tail });
   const device: DeviceFacts = drafts.length > 0 ? { model: MODEL } : {};
-  return { drafts, issues, device };
+  return { drafts: { result: drafts }, issues, device };
 }
