@@ -3,7 +3,7 @@ import type { DriverDefinition, DriverSession, SessionHost } from '../../src/dri
 import { NO_PARAMS, PATIENT_DATA_OMITTED } from '../../src/driver-sdk/index.ts';
 import { drivers } from '../../drivers/index.ts';
 import { paramsValidator } from '../../src/driver-sdk/commands.ts';
-import { useCleanups } from '../helpers/cleanups.ts';
+import { useCleanups, type Cleanups } from '../helpers/cleanups.ts';
 import { ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { deviceManagerRig } from '../helpers/device-manager-rig.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -235,3 +235,23 @@ describe('DeviceManager: commands', () => {
   });
 });
 
+describe('the device-manager rig checks every payload it sees', () => {
+  it('a payload its topic schema refuses, a topic with no schema and a listen-only topic each fail the stop', async () => {
+    const own: Cleanups = [];
+    const r = await deviceManagerRig({ drivers, cleanups: own, devices: [] });
+    const mqtt = r.services.mqtt;
+    await mqtt.publish('poct/device/m9/response/print', { status: 'done' }, { qos: 1, retain: false });
+    await mqtt.publish('poct/device/m9/availability', { state: 'online' }, { qos: 1, retain: true });
+    await mqtt.publish('poct/device/m9/something-new', { hello: 1 }, { qos: 1, retain: false });
+    await mqtt.publish('poct/device/m9/request/print', {}, { qos: 1, retain: false });
+    const failure = await r.stop().then(
+      () => undefined,
+      (error: Error) => error.message,
+    );
+    own.splice(0);
+    expect(failure).toMatch(/poct\/device\/m9\/response\/print: poct\.response\/1 /);
+    expect(failure).toMatch(/poct\/device\/m9\/something-new: a topic with no schema in TOPIC_SCHEMAS/);
+    expect(failure).toMatch(/poct\/device\/m9\/request\/print: the daemon only listens on device\/\+\/request\/\+/);
+    expect(failure).not.toMatch(/availability/);
+  });
+});
