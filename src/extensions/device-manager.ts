@@ -306,10 +306,10 @@ export class DeviceManager implements Extension {
         s.stats.duplicates += outcome.duplicates;
         if (outcome.inserted.length > 0) {
           try {
-            s.bus.emit('resultsStored', { deviceId: device.config.id, records: outcome.inserted });
+            s.bus.emit('recordsStored', { deviceId: device.config.id, records: outcome.inserted });
           } catch (error) {
             // The records are committed: a listener's failure must not make the device think otherwise.
-            log.error({ err: (error as Error).message }, 'a listener failed on stored results');
+            log.error({ err: (error as Error).message }, 'a listener failed on stored records');
           }
         }
         return { inserted: outcome.inserted.length, duplicates: outcome.duplicates };

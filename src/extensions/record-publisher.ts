@@ -49,7 +49,7 @@ export class RecordPublisher implements Extension {
   constructor(private readonly s: Services) {}
 
   async start(): Promise<void> {
-    this.unsubscribe.push(this.s.bus.on('resultsStored', () => this.drain()));
+    this.unsubscribe.push(this.s.bus.on('recordsStored', () => this.drain()));
     this.unsubscribe.push(this.s.bus.on('mqttConnected', () => this.drain()));
     this.drain();
   }

@@ -135,7 +135,7 @@ describe('RecordPublisher', () => {
     await publisher.start();
     expect(mqtt.sent).toEqual([]);
     commitFor(store, 'meter-a', [1]);
-    bus.emit('resultsStored', { deviceId: 'meter-a', records: [] });
+    bus.emit('recordsStored', { deviceId: 'meter-a', records: [] });
     expect(mqtt.sent.map((s) => s.seq)).toEqual([1]);
     mqtt.sent[0]!.puback();
     await publisher.stop();
@@ -159,7 +159,7 @@ describe('RecordPublisher', () => {
     // Once the publisher has seen those answers (setImmediate runs after their handlers), a drain
     // sends nothing of meter-a beyond the failed seq while that one waits for its PUBACK.
     await new Promise((resolve) => setImmediate(resolve));
-    bus.emit('resultsStored', { deviceId: 'meter-a', records: [] });
+    bus.emit('recordsStored', { deviceId: 'meter-a', records: [] });
     // Only meter-b's PUBACK counts: meter-a's later ones reached the broker ahead of seq 1.
     expect(services.stats.published).toBe(1);
     expect(mqtt.sent.map((s) => [s.topic, s.seq])).toEqual([['poct/device/meter-a/result', 1]]);
