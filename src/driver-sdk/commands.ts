@@ -3,7 +3,8 @@
  * its parameters. The device manager validates a request against it before the session sees the
  * request, and answers a refusal naming the parameter (`copies: must be >= 1`). A property marked
  * `"x-patient": true` is patient data (a patient id, a name on a label, an ASTM order): the audit
- * keeps it as `PATIENT_DATA_OMITTED`, never its value.
+ * keeps it as `PATIENT_DATA_OMITTED`, never its value. A spec's optional `response` schema marks
+ * the patient fields of what the command answers the same way, for the audit and the kept outcome.
  */
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 
@@ -12,6 +13,12 @@ export type ParamsSchema = Readonly<Record<string, unknown>>;
 
 /** The parameters of a command that takes none: any other key is refused. */
 export const NO_PARAMS: ParamsSchema = Object.freeze({ type: 'object', additionalProperties: false, properties: {} });
+
+/**
+ * The response schema of a command whose answer holds no patient data (counts, a clock, the device
+ * state): the audit and the kept outcome store its `data` as it is.
+ */
+export const NO_PATIENT_DATA: ParamsSchema = Object.freeze({});
 
 /** What the audit keeps of a parameter its schema marks `x-patient`. */
 export const PATIENT_DATA_OMITTED = '[patient data omitted]';
@@ -81,6 +88,11 @@ export function redactPatientParams(schema: ParamsSchema, params: Record<string,
   const out = redact(schema, params, schema);
   // The request body itself of the wrong shape (cannot happen for a parsed request): keep nothing.
   return isPlainObject(out) ? out : {};
+}
+
+/** Any value (a response's `data`) redacted by its schema as `redactPatientParams` does params. */
+export function redactPatientData(schema: ParamsSchema, value: unknown): unknown {
+  return redact(schema, value, schema);
 }
 
 /** Whether the schema, or any schema under it (following local `$ref`s), marks a field `x-patient`. */

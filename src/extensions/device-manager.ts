@@ -1,6 +1,6 @@
 import type { DeviceConfig } from '../config/types.ts';
 import { captureToBytes } from '../driver-sdk/capture.ts';
-import { createSimulator, type DeviceSimulator, type DriverDefinition, type DriverSession, type SessionHost } from '../driver-sdk/index.ts';
+import { createSimulator, type CommandSpec, type DeviceSimulator, type DriverDefinition, type DriverSession, type SessionHost } from '../driver-sdk/index.ts';
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
 import {
   applyStatePatch,
@@ -17,7 +17,7 @@ import { buildTransport } from '../transports/registry.ts';
 import type { ByteTransport } from '../transports/transport.ts';
 import { makeEvent, parseRequestPayload } from './bridge.ts';
 import type { Extension, Services } from './extension.ts';
-import { paramsProblems, PATIENT_DATA_OMITTED, redactPatientParams, REQUEST_ENVELOPE_KEYS } from '../driver-sdk/commands.ts';
+import { paramsProblems, PATIENT_DATA_OMITTED, redactPatientData, redactPatientParams, REQUEST_ENVELOPE_KEYS } from '../driver-sdk/commands.ts';
 import type { RequestRecord, RequestResponse } from '../store/requests.ts';
 
 /**
@@ -510,7 +510,7 @@ export class DeviceManager implements Extension {
         params: spec ? redactPatientParams(spec.params, params) : Object.fromEntries(Object.keys(params).map((k) => [k, PATIENT_DATA_OMITTED])),
         requested_by: requestedBy,
         transaction,
-        response,
+        response: storableResponse(spec, response),
       };
       await this.s.writer
         .recordRequest(entry, this.s.now())
@@ -518,6 +518,16 @@ export class DeviceManager implements Extension {
     }
     return response;
   }
+}
+
+/**
+ * The response as the audit and the kept outcome hold it: `data` redacted by the command's
+ * response schema, or dropped when the command declares none (fails closed: an answer nothing
+ * describes could echo patient data). The client that asked still gets the answer as it was.
+ */
+function storableResponse(spec: CommandSpec | undefined, response: RequestResponse): RequestResponse {
+  if (response.data === null || response.data === undefined) return { ...response, data: null };
+  return { ...response, data: spec?.response ? redactPatientData(spec.response, response.data) : null };
 }
 
 /** A request's `transaction`, when it is one a response can repeat. */
