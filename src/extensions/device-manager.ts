@@ -440,10 +440,16 @@ export class DeviceManager implements Extension {
     }
     const transaction = validTransaction(request?.transaction);
     let response: RequestResponse;
+    let echoed: string | number | undefined = transaction;
+    const transactionProblem = request && transaction === undefined ? transactionRefusal(request.transaction) : null;
     if (refusal !== null || !request) {
       response = { status: 'error', data: null, error: refusal };
-    } else if (transaction === undefined && request.transaction !== undefined) {
-      response = { status: 'error', data: null, error: 'transaction: must be a string or a number' };
+    } else if (transactionProblem !== null) {
+      response = { status: 'error', data: null, error: transactionProblem };
+      // Not one to run once by, but still the client's handle on this answer where JSON can carry it back.
+      if (typeof request.transaction === 'string' || (typeof request.transaction === 'number' && Number.isFinite(request.transaction))) {
+        echoed = request.transaction;
+      }
     } else if (transaction === undefined || !this.devices.has(deviceId)) {
       response = await this.runRequest(deviceId, verb, request, null);
     } else {
@@ -464,7 +470,7 @@ export class DeviceManager implements Extension {
       }
     }
     const published: RequestResponse & { transaction?: string | number } = { ...response };
-    if (transaction !== undefined) published.transaction = transaction;
+    if (echoed !== undefined) published.transaction = echoed;
     await this.s.mqtt
       .publish(this.s.topics.deviceResponse(deviceId, verb), published, { qos: 1, retain: false })
       .catch(() => undefined);
@@ -530,9 +536,20 @@ function storableResponse(spec: CommandSpec | undefined, response: RequestRespon
   return { ...response, data: spec?.response ? redactPatientData(spec.response, response.data) : null };
 }
 
+/** Longest `transaction` kept for deduplication (it is part of the outcome's key in SQLite). */
+const MAX_TRANSACTION_CHARS = 200;
+
 /** A request's `transaction`, when it is one a response can repeat. */
 function validTransaction(value: unknown): string | number | undefined {
-  if (typeof value === 'string' && value.length <= 200) return value;
+  if (typeof value === 'string' && value.length <= MAX_TRANSACTION_CHARS) return value;
   if (typeof value === 'number' && Number.isFinite(value)) return value;
   return undefined;
+}
+
+/** Why a request's `transaction` is refused; null when it is absent or valid. */
+function transactionRefusal(value: unknown): string | null {
+  if (value === undefined || validTransaction(value) !== undefined) return null;
+  if (typeof value === 'string') return `transaction: at most ${MAX_TRANSACTION_CHARS} characters`;
+  if (typeof value === 'number') return 'transaction: must be a finite number';
+  return 'transaction: must be a string or a number';
 }

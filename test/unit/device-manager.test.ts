@@ -277,6 +277,22 @@ describe('DeviceManager: commands', () => {
     expect(p.runs).toEqual([]);
     await r.stop();
   });
+
+  it('a transaction longer than 200 characters is refused saying so, and echoed so the client can match the error', async () => {
+    const p = printerDriver();
+    const r = await deviceManagerRig({ drivers: [p.driver], cleanups, devices: [printerDevice] });
+    const long = 'x'.repeat(201);
+    r.request('p1', 'print', { copies: 1, transaction: long });
+    expect(await r.response('p1', 'print')).toEqual({ status: 'error', data: null, error: 'transaction: at most 200 characters', transaction: long });
+    // A number JSON cannot carry back (1e999 parses as Infinity) is refused, and not echoed.
+    r.request('p1', 'print', '{"copies":1,"transaction":1e999}');
+    expect(await r.response('p1', 'print', 2)).toEqual({ status: 'error', data: null, error: 'transaction: must be a finite number' });
+    // 200 characters is still a transaction.
+    r.request('p1', 'status', { transaction: long.slice(1) });
+    expect((await r.response('p1', 'status')).transaction).toBe(long.slice(1));
+    expect(p.runs).toEqual([]);
+    await r.stop();
+  });
 });
 
 describe('the device-manager rig checks every payload it sees', () => {
