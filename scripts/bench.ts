@@ -174,7 +174,7 @@ class StageClock {
     this.restore.push(
       () => (StoreWriter.prototype.commit = commit),
       () => (MqttConnection.prototype.publish = publish),
-      controller.bus.on('resultsStored', ({ deviceId, records }) => {
+      controller.bus.on('recordsStored', ({ deviceId, records }) => {
         const stored = now();
         const commitAsked = asked.get(deviceId) ?? stored;
         for (const r of records) byId.set(r.id, { asked: commitAsked, stored });
@@ -323,7 +323,7 @@ async function pipelinePaced(url: string, meters: Meters): Promise<PhaseResult> 
   const stored = new Map<string, { device: number; at: number }>();
   const sub = await remoteSubscriber(url);
   const controller = new Controller(config, { log: createLogger('warn'), drivers });
-  controller.bus.on('resultsStored', ({ deviceId, records }) => {
+  controller.bus.on('recordsStored', ({ deviceId, records }) => {
     const at = now();
     for (const r of records) stored.set(r.id, { device: Number(deviceId.slice('bench-'.length)), at });
   });

@@ -1,9 +1,11 @@
 import { EventEmitter } from 'node:events';
-import type { Availability, BridgeEvent, DeviceState, ResultRecord } from './records/types.ts';
+import type { AnyRecord } from './records/kinds.ts';
+import type { Availability, BridgeEvent, DeviceState } from './records/types.ts';
 
 /** What the parts of the daemon tell each other. Extensions subscribe here, never to each other. */
 export interface BusEvents {
-  resultsStored: { deviceId: string; records: ResultRecord[] };
+  /** A commit stored new records (of any kind, in seq order). */
+  recordsStored: { deviceId: string; records: AnyRecord[] };
   deviceState: DeviceState;
   deviceAvailability: { deviceId: string; state: Availability };
   bridgeEvent: BridgeEvent;

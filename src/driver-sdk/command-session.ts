@@ -136,12 +136,17 @@ export abstract class CommandSession<Item> implements DriverSession {
     this.pollsDue++;
     if (this.pollQueued) return;
     this.pollQueued = true;
+    let ran = false;
     this.queue
       .run(() => {
+        ran = true;
         this.pollQueued = false;
         return this.statusConversation();
       })
-      .catch(() => undefined);
+      .catch(() => {
+        // Refused without running (the queue was full): the next tick must try again.
+        if (!ran) this.pollQueued = false;
+      });
   }
 
   private async statusConversation(): Promise<void> {

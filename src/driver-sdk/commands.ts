@@ -3,7 +3,8 @@
  * its parameters. The device manager validates a request against it before the session sees the
  * request, and answers a refusal naming the parameter (`copies: must be >= 1`). A property marked
  * `"x-patient": true` is patient data (a patient id, a name on a label, an ASTM order): the audit
- * keeps it as `PATIENT_DATA_OMITTED`, never its value.
+ * keeps it as `PATIENT_DATA_OMITTED`, never its value. A spec's optional `response` schema marks
+ * the patient fields of what the command answers the same way, for the audit and the kept outcome.
  */
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 
@@ -12,6 +13,12 @@ export type ParamsSchema = Readonly<Record<string, unknown>>;
 
 /** The parameters of a command that takes none: any other key is refused. */
 export const NO_PARAMS: ParamsSchema = Object.freeze({ type: 'object', additionalProperties: false, properties: {} });
+
+/**
+ * The response schema of a command whose answer holds no patient data (counts, a clock, the device
+ * state): the audit and the kept outcome store its `data` as it is.
+ */
+export const NO_PATIENT_DATA: ParamsSchema = Object.freeze({});
 
 /** What the audit keeps of a parameter its schema marks `x-patient`. */
 export const PATIENT_DATA_OMITTED = '[patient data omitted]';
@@ -68,34 +75,81 @@ export function paramsProblems(schema: ParamsSchema, params: unknown): string[] 
 }
 
 /**
- * `params` with every value its schema marks `x-patient` replaced by `PATIENT_DATA_OMITTED`, in
- * nested objects and arrays too. Keys the schema does not describe are kept only when the schema
+ * `params` with every value its schema marks `x-patient` replaced by `PATIENT_DATA_OMITTED`. It
+ * fails closed: a value is walked into only where its schema says exactly which part is patient
+ * data (an object's `properties`, an array's `items`); a value whose schema holds a patient marking
+ * anywhere else (behind a `$ref`, in `anyOf`/`oneOf`/`allOf`, `prefixItems`, ...) or whose shape is
+ * not the one its schema describes (a string where it has an object: the request is refused, but
+ * still audited) is omitted whole. Keys the schema does not describe are kept only when the schema
  * has no patient field at all; otherwise they are omitted too, since an unknown key could carry
  * anything.
  */
 export function redactPatientParams(schema: ParamsSchema, params: Record<string, unknown>): Record<string, unknown> {
-  return redact(schema, params) as Record<string, unknown>;
+  const out = redact(schema, params, schema);
+  // The request body itself of the wrong shape (cannot happen for a parsed request): keep nothing.
+  return isPlainObject(out) ? out : {};
 }
 
-function hasPatientField(schema: unknown): boolean {
-  if (typeof schema !== 'object' || schema === null) return false;
+/** Any value (a response's `data`) redacted by its schema as `redactPatientParams` does params. */
+export function redactPatientData(schema: ParamsSchema, value: unknown): unknown {
+  return redact(schema, value, schema);
+}
+
+/** Whether the schema, or any schema under it (following local `$ref`s), marks a field `x-patient`. */
+export function holdsPatientData(schema: unknown, root: unknown = schema, seen: Set<unknown> = new Set()): boolean {
+  if (typeof schema !== 'object' || schema === null || seen.has(schema)) return false;
+  seen.add(schema);
   const s = schema as Record<string, unknown>;
   if (s['x-patient'] === true) return true;
-  return Object.values(s).some((v) => (typeof v === 'object' && v !== null ? hasPatientField(v) : false));
+  for (const refKey of ['$ref', '$dynamicRef'] as const) {
+    const ref = s[refKey];
+    if (ref === undefined) continue;
+    const target = typeof ref === 'string' ? resolveLocalRef(root, ref) : undefined;
+    // A reference this walk cannot follow could lead to a patient field: assume it does.
+    if (target === undefined) return true;
+    if (holdsPatientData(target, root, seen)) return true;
+  }
+  return Object.values(s).some((v) => holdsPatientData(v, root, seen));
 }
 
-function redact(schema: unknown, value: unknown): unknown {
+function resolveLocalRef(root: unknown, ref: string): unknown {
+  if (ref === '#') return root;
+  if (!ref.startsWith('#/')) return undefined;
+  let node: unknown = root;
+  for (const raw of ref.slice(2).split('/')) {
+    const step = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
+    if (typeof node !== 'object' || node === null || !Object.hasOwn(node, step)) return undefined;
+    node = (node as Record<string, unknown>)[step];
+  }
+  return node;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+/** Keywords that hold definitions, not schemas applied to the value itself. */
+const DEFINITION_KEYWORDS: ReadonlySet<string> = new Set(['$defs', 'definitions']);
+
+/** Whether the patient fields under `s` are all reached through `walked` (the one keyword redact follows for this value). */
+function onlyThrough(s: Record<string, unknown>, walked: 'properties' | 'items', root: unknown): boolean {
+  return Object.entries(s).every(([k, v]) => k === walked || DEFINITION_KEYWORDS.has(k) || !holdsPatientData({ [k]: v }, root));
+}
+
+function redact(schema: unknown, value: unknown, root: unknown): unknown {
   if (typeof schema !== 'object' || schema === null) return value;
   const s = schema as Record<string, unknown>;
   if (s['x-patient'] === true) return PATIENT_DATA_OMITTED;
-  if (Array.isArray(value)) return value.map((item) => redact(s.items, item));
-  if (typeof value !== 'object' || value === null) return value;
-  const properties = (s.properties ?? {}) as Record<string, unknown>;
-  const strict = hasPatientField(s);
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) {
-    if (Object.hasOwn(properties, k)) out[k] = redact(properties[k], v);
-    else out[k] = strict ? PATIENT_DATA_OMITTED : v;
+  const own = Object.fromEntries(Object.entries(s).filter(([k]) => !DEFINITION_KEYWORDS.has(k)));
+  if (!holdsPatientData(own, root)) return value;
+  if (Array.isArray(value) && onlyThrough(s, 'items', root)) return value.map((item) => redact(s.items, item, root));
+  if (isPlainObject(value) && onlyThrough(s, 'properties', root)) {
+    const properties = (s.properties ?? {}) as Record<string, unknown>;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = Object.hasOwn(properties, k) ? redact(properties[k], v, root) : PATIENT_DATA_OMITTED;
+    return out;
   }
-  return out;
+  return PATIENT_DATA_OMITTED;
 }

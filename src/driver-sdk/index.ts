@@ -93,7 +93,7 @@ export interface DecodeResult {
   device: DeviceFacts;
 }
 
-export { NO_PARAMS, PATIENT_DATA_OMITTED, type ParamsSchema } from './commands.ts';
+export { NO_PARAMS, NO_PATIENT_DATA, PATIENT_DATA_OMITTED, type ParamsSchema } from './commands.ts';
 
 export interface CommandSpec {
   description: string;
@@ -104,6 +104,13 @@ export interface CommandSpec {
    * `"x-patient": true` on its property: the audit never keeps its value.
    */
   params: ParamsSchema;
+  /**
+   * JSON Schema of the answer's `data`, with its patient fields marked `"x-patient": true` as in
+   * `params` (`{}` for an answer that holds none). The audit row and the outcome kept for repeats
+   * store `data` redacted by it. Without one, they keep only the status and the error: an answer
+   * nothing describes could carry patient data (a command that echoes its label).
+   */
+  response?: ParamsSchema;
 }
 
 export interface SessionHost {

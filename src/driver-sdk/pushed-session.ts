@@ -13,7 +13,8 @@
  *
  * A device that cannot be told "not stored" (a printer-port reader that only sends) sets
  * `commitRetryMs`: a unit whose commit failed is kept and committed again every so often, and
- * acknowledged once stored; what is still not stored at stop is kept in quarantine.
+ * acknowledged once stored; what is still not stored at stop (a commit that failed while the stop
+ * waited for it included), and what arrives after the stop, is kept in quarantine.
  */
 import type { DeviceStatePatch } from '../records/device-state.ts';
 import { eachDraft, type RecordDrafts } from '../records/kinds.ts';
@@ -145,6 +146,10 @@ export abstract class PushedSession implements DriverSession {
    */
   protected receive(unit: PushedUnit, answer: UnitAnswer): Promise<UnitOutcome> {
     if (this.stopped) {
+      // A device that cannot be refused (commitRetryMs) will not send it again: keep its bytes.
+      if (this.commitRetryMs !== undefined && draftCount(unit.drafts) > 0) {
+        for (const bytes of captureBytesOf(unit.capture)) this.report.quarantine(bytes, 'not-committed');
+      }
       void Promise.resolve(answer.refuse('the session is stopped')).catch(() => undefined);
       return Promise.resolve({ stored: false, reason: 'the session is stopped' });
     }
@@ -200,7 +205,9 @@ export abstract class PushedSession implements DriverSession {
         w.refused = true;
         await this.answer(() => w.answer.refuse(reason));
       }
-      if (this.commitRetryMs !== undefined && !this.stopped) {
+      if (this.commitRetryMs !== undefined) {
+        // Kept even while stopping: the stop is waiting on this chain, and tries it once more
+        // or quarantines it (scheduleRetry does nothing once stopped).
         this.kept.push(w);
         this.scheduleRetry();
       } else {

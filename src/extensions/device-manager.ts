@@ -1,6 +1,6 @@
 import type { DeviceConfig } from '../config/types.ts';
 import { captureToBytes } from '../driver-sdk/capture.ts';
-import { createSimulator, type DeviceSimulator, type DriverDefinition, type DriverSession, type SessionHost } from '../driver-sdk/index.ts';
+import { createSimulator, type CommandSpec, type DeviceSimulator, type DriverDefinition, type DriverSession, type SessionHost } from '../driver-sdk/index.ts';
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
 import {
   applyStatePatch,
@@ -18,7 +18,7 @@ import { buildTransport } from '../transports/registry.ts';
 import type { ByteTransport } from '../transports/transport.ts';
 import { makeEvent, parseRequestPayload } from './bridge.ts';
 import type { Extension, Services } from './extension.ts';
-import { paramsProblems, PATIENT_DATA_OMITTED, redactPatientParams, REQUEST_ENVELOPE_KEYS } from '../driver-sdk/commands.ts';
+import { paramsProblems, PATIENT_DATA_OMITTED, redactPatientData, redactPatientParams, REQUEST_ENVELOPE_KEYS } from '../driver-sdk/commands.ts';
 import type { RequestRecord, RequestResponse } from '../store/requests.ts';
 
 /**
@@ -320,10 +320,10 @@ export class DeviceManager implements Extension {
         s.stats.duplicates += outcome.duplicates;
         if (outcome.inserted.length > 0) {
           try {
-            s.bus.emit('resultsStored', { deviceId: device.config.id, records: outcome.inserted });
+            s.bus.emit('recordsStored', { deviceId: device.config.id, records: outcome.inserted });
           } catch (error) {
             // The records are committed: a listener's failure must not make the device think otherwise.
-            log.error({ err: (error as Error).message }, 'a listener failed on stored results');
+            log.error({ err: (error as Error).message }, 'a listener failed on stored records');
           }
         }
         return { inserted: outcome.inserted.length, duplicates: outcome.duplicates };
@@ -465,10 +465,16 @@ export class DeviceManager implements Extension {
     }
     const transaction = validTransaction(request?.transaction);
     let response: RequestResponse;
+    let echoed: string | number | undefined = transaction;
+    const transactionProblem = request && transaction === undefined ? transactionRefusal(request.transaction) : null;
     if (refusal !== null || !request) {
       response = { status: 'error', data: null, error: refusal };
-    } else if (transaction === undefined && request.transaction !== undefined) {
-      response = { status: 'error', data: null, error: 'transaction: must be a string or a number' };
+    } else if (transactionProblem !== null) {
+      response = { status: 'error', data: null, error: transactionProblem };
+      // Not one to run once by, but still the client's handle on this answer where JSON can carry it back.
+      if (typeof request.transaction === 'string' || (typeof request.transaction === 'number' && Number.isFinite(request.transaction))) {
+        echoed = request.transaction;
+      }
     } else if (transaction === undefined || !this.devices.has(deviceId)) {
       response = await this.runRequest(deviceId, verb, request, null);
     } else {
@@ -489,7 +495,7 @@ export class DeviceManager implements Extension {
       }
     }
     const published: RequestResponse & { transaction?: string | number } = { ...response };
-    if (transaction !== undefined) published.transaction = transaction;
+    if (echoed !== undefined) published.transaction = echoed;
     await this.s.mqtt
       .publish(this.s.topics.deviceResponse(deviceId, verb), published, { qos: 1, retain: false })
       .catch(() => undefined);
@@ -535,7 +541,7 @@ export class DeviceManager implements Extension {
         params: spec ? redactPatientParams(spec.params, params) : Object.fromEntries(Object.keys(params).map((k) => [k, PATIENT_DATA_OMITTED])),
         requested_by: requestedBy,
         transaction,
-        response,
+        response: storableResponse(spec, response),
       };
       await this.s.writer
         .recordRequest(entry, this.s.now())
@@ -545,9 +551,30 @@ export class DeviceManager implements Extension {
   }
 }
 
+/**
+ * The response as the audit and the kept outcome hold it: `data` redacted by the command's
+ * response schema, or dropped when the command declares none (fails closed: an answer nothing
+ * describes could echo patient data). The client that asked still gets the answer as it was.
+ */
+function storableResponse(spec: CommandSpec | undefined, response: RequestResponse): RequestResponse {
+  if (response.data === null || response.data === undefined) return { ...response, data: null };
+  return { ...response, data: spec?.response ? redactPatientData(spec.response, response.data) : null };
+}
+
+/** Longest `transaction` kept for deduplication (it is part of the outcome's key in SQLite). */
+const MAX_TRANSACTION_CHARS = 200;
+
 /** A request's `transaction`, when it is one a response can repeat. */
 function validTransaction(value: unknown): string | number | undefined {
-  if (typeof value === 'string' && value.length <= 200) return value;
+  if (typeof value === 'string' && value.length <= MAX_TRANSACTION_CHARS) return value;
   if (typeof value === 'number' && Number.isFinite(value)) return value;
   return undefined;
+}
+
+/** Why a request's `transaction` is refused; null when it is absent or valid. */
+function transactionRefusal(value: unknown): string | null {
+  if (value === undefined || validTransaction(value) !== undefined) return null;
+  if (typeof value === 'string') return `transaction: at most ${MAX_TRANSACTION_CHARS} characters`;
+  if (typeof value === 'number') return 'transaction: must be a finite number';
+  return 'transaction: must be a string or a number';
 }

@@ -19,6 +19,11 @@ const STOP_GRACE_MS = 2000;
  * gives the record's schema) with QoS 1, oldest first, so each device's records arrive in order. A
  * row is marked published only when the broker acknowledged it. After a restart, every row not yet
  * acknowledged is sent again (at-least-once; the record id makes a repeat recognisable).
+ *
+ * A failed publish keeps the order per device (rule 2): that device's later rows are held until
+ * the failed one, sent again, is acknowledged. A later row already on its way when the failure
+ * came may reach the broker ahead of it; its PUBACK is then not taken as published, and it is sent
+ * again after the failed one, so the device's records arrive (again) in seq order behind it.
  */
 export class RecordPublisher implements Extension {
   readonly name = 'record-publisher';
@@ -34,13 +39,17 @@ export class RecordPublisher implements Extension {
   private refillScheduled = false;
   private stopped = false;
   private acked: number[] = [];
+  /** Sent and not yet answered, or acknowledged and not yet marked: a re-read of the outbox skips them. */
+  private readonly outstanding = new Set<number>();
+  /** Per device, the oldest seq whose publish failed and is not yet acknowledged: its later rows wait. */
+  private readonly blockedAt = new Map<string, number>();
   private flushScheduled = false;
   private readonly unsubscribe: Array<() => void> = [];
 
   constructor(private readonly s: Services) {}
 
   async start(): Promise<void> {
-    this.unsubscribe.push(this.s.bus.on('resultsStored', () => this.drain()));
+    this.unsubscribe.push(this.s.bus.on('recordsStored', () => this.drain()));
     this.unsubscribe.push(this.s.bus.on('mqttConnected', () => this.drain()));
     this.drain();
   }
@@ -85,35 +94,65 @@ export class RecordPublisher implements Extension {
           this.s.log.error({ seq: record.seq, schema: record.schema }, 'stored record has a schema no record kind has; not published');
           continue;
         }
+        if (this.outstanding.has(record.seq)) continue;
+        const blocked = this.blockedAt.get(record.device_id);
+        if (blocked !== undefined && record.seq > blocked) {
+          // Held behind its device's failed record, read again once that one is acknowledged. A
+          // failed record this read went past without sending is no longer in the outbox: nothing to wait for.
+          if (this.outstanding.has(blocked)) continue;
+          this.blockedAt.delete(record.device_id);
+        }
         this.inFlight++;
+        this.outstanding.add(record.seq);
         this.s.mqtt
           .publish(this.s.topics.record(record.device_id, kind.topic), record.json, { qos: 1, retain: false })
           .then(
-            () => {
-              this.acked.push(record.seq);
-              this.s.stats.published++;
-              if (!this.stopped) this.scheduleFlush();
-            },
+            () => this.onPuback(record.device_id, record.seq),
             (error: Error) => {
               // The client gave the packet up (stopped or errored): send it again on the next drain.
+              this.outstanding.delete(record.seq);
               this.s.log.warn({ seq: record.seq, err: error.message }, 'record publish failed; will retry');
               this.queuedUpTo = Math.min(this.queuedUpTo, record.seq - 1);
+              this.blockedAt.set(record.device_id, Math.min(this.blockedAt.get(record.device_id) ?? Infinity, record.seq));
               this.moreToSend = true;
             },
           )
           .finally(() => {
             this.inFlight--;
-            if (this.moreToSend && !this.stopped && this.inFlight <= REFILL_AT && !this.refillScheduled) {
-              this.refillScheduled = true;
-              setImmediate(() => {
-                this.refillScheduled = false;
-                this.drain();
-              });
-            }
+            if (this.moreToSend && !this.stopped && this.inFlight <= REFILL_AT) this.scheduleRefill();
           });
       }
     }
     this.moreToSend = this.inFlight >= MAX_IN_FLIGHT;
+  }
+
+  private onPuback(deviceId: string, seq: number): void {
+    const blocked = this.blockedAt.get(deviceId);
+    if (blocked !== undefined && seq > blocked) {
+      // It reached the broker ahead of an older record of its device: not published yet, it is
+      // sent again behind that one.
+      this.outstanding.delete(seq);
+      return;
+    }
+    this.acked.push(seq);
+    this.s.stats.published++;
+    if (blocked === seq) {
+      this.blockedAt.delete(deviceId);
+      // The device's held rows come after it: read the outbox again from there.
+      this.queuedUpTo = Math.min(this.queuedUpTo, seq);
+      this.moreToSend = true;
+      if (!this.stopped) this.scheduleRefill();
+    }
+    if (!this.stopped) this.scheduleFlush();
+  }
+
+  private scheduleRefill(): void {
+    if (this.refillScheduled) return;
+    this.refillScheduled = true;
+    setImmediate(() => {
+      this.refillScheduled = false;
+      this.drain();
+    });
   }
 
   private scheduleFlush(): void {
@@ -130,8 +169,11 @@ export class RecordPublisher implements Extension {
     if (this.acked.length === 0) return Promise.resolve();
     const seqs = this.acked;
     this.acked = [];
-    return this.s.writer.markPublishedMany(seqs, this.s.now()).catch((error: Error) => {
-      this.s.log.warn({ err: error.message }, 'could not mark records published; they will be sent again');
-    });
+    return this.s.writer
+      .markPublishedMany(seqs, this.s.now())
+      .catch((error: Error) => {
+        this.s.log.warn({ err: error.message }, 'could not mark records published; they will be sent again');
+      })
+      .finally(() => seqs.forEach((seq) => this.outstanding.delete(seq)));
   }
 }

@@ -140,9 +140,6 @@ export class Topics {
   availability(id: string): string {
     return `${this.base}/device/${id}/availability`;
   }
-  result(id: string): string {
-    return this.record(id, RECORD_KINDS.result.topic);
-  }
   /** Where a device's records of one kind go: `device/<id>/<kind's topic>`. */
   record(id: string, kindTopic: string): string {
     return `${this.base}/device/${id}/${kindTopic}`;

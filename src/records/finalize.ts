@@ -1,6 +1,7 @@
 import { localTimeAmbiguity } from '../util/time.ts';
 import type { DraftTypes, RecordKind, RecordKindName, RecordTypes } from './kinds.ts';
 import { applyPrivacy, type ResolvedPrivacy } from './privacy.ts';
+import { schemaProblems } from './schemas.ts';
 import type { RawRef } from './types.ts';
 
 /** What the daemon adds to a draft to make it a record. */
@@ -21,12 +22,18 @@ export interface FinalizeContext {
  * The one step from a draft to the record that is stored and published, shared by the store's
  * commit and `poctd replay` so that a replay prints exactly what the daemon would publish: the id
  * (rule 3), seq, site, arrival time, the raw reference, the DST flag on the device time, and the
- * privacy policy on the kind's patient fields.
+ * privacy policy on the kind's patient fields; then the record is checked against its kind's schema
+ * (throws when it does not fit).
  */
 export function finalize<K extends RecordKindName>(kind: RecordKind<K>, draft: DraftTypes[K], ctx: FinalizeContext): RecordTypes[K] {
   const flagged = flagAmbiguousDeviceTime(kind, draft, ctx.timezone);
   const record = kind.assemble(flagged, { id: kind.id(draft), seq: ctx.seq, site: ctx.site, received_at: ctx.receivedAt, raw: ctx.raw });
-  return applyPrivacy(record, kind.privateFields, ctx.privacy);
+  const finished = applyPrivacy(record, kind.privateFields, ctx.privacy);
+  // A draft the schema refuses (a field the kind does not have, which privacy knows nothing of)
+  // is never stored nor published: the commit fails, and the device is told so.
+  const problems = schemaProblems(kind.schema, finished);
+  if (problems.length > 0) throw new Error(`a ${kind.name} draft makes an invalid ${kind.schema} record: ${problems.join('; ')}`);
+  return finished;
 }
 
 /**

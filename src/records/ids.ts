@@ -17,10 +17,6 @@ export function deviceRecordId(draft: { device: DeviceIdentity; key: string }, n
   return createHash('sha256').update(`${scoped}\n${draft.key}`).digest('hex').slice(0, 32);
 }
 
-export function resultId(draft: { device: DeviceIdentity; key: string }): string {
-  return deviceRecordId(draft);
-}
-
 export function sha256Hex(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
 }

@@ -8,7 +8,7 @@
  * Adding a kind (a study, a print job): its draft and record types in `types.ts`, a line in
  * `DraftTypes` and `RecordTypes` below, its entry in `RECORD_KINDS`, and its schema file.
  */
-import { resultId } from './ids.ts';
+import { deviceRecordId } from './ids.ts';
 import type { PrivateField } from './privacy.ts';
 import { RESULT_SCHEMA, type DeviceIdentity, type RawRef, type ResultDraft, type ResultRecord } from './types.ts';
 
@@ -72,7 +72,8 @@ export const RECORD_KINDS: { readonly [K in RecordKindName]: RecordKind<K> } = {
     schema: RESULT_SCHEMA,
     schemaFile: 'result-2.schema.json',
     topic: 'result',
-    id: resultId,
+    // No namespace: the ids stored before kinds existed stay what they were.
+    id: (draft) => deviceRecordId(draft),
     deviceTime: (draft) => draft.device_time,
     withFlag: (draft, flag) => (draft.flags.includes(flag) ? draft : { ...draft, flags: [...draft.flags, flag] }),
     privateFields: [['patient', 'id']],

@@ -47,25 +47,34 @@ export function resolvePrivacy(settings: PrivacySettings | undefined, fallbackKe
 export function applyPrivacy<T extends object>(record: T, fields: readonly PrivateField[], privacy: ResolvedPrivacy): T {
   if (privacy.policy === 'publish' || fields.length === 0) return record;
   const protect = (value: string): string | null => (privacy.policy === 'omit' ? null : hashPatientId(value, privacy.key));
-  const copy = structuredClone(record);
-  for (const field of fields) rewrite(copy, field, protect);
-  return copy;
+  const copy = structuredClone(record) as unknown;
+  let out = copy;
+  for (const field of fields) out = rewrite(out, field, protect);
+  return out as T;
 }
 
-function rewrite(node: unknown, path: PrivateField, protect: (value: string) => string | null): void {
-  if (node === null || typeof node !== 'object' || path.length === 0) return;
+/**
+ * `node` with the value at `path` protected. It fails closed: a present value that is not the
+ * shape the path steps into (a string where an object holding the id belongs, an array where an
+ * object does, an object where an array of items does) is protected whole, since it may be the
+ * patient id itself.
+ */
+function rewrite(node: unknown, path: PrivateField, protect: (value: string) => string | null): unknown {
+  if (node === null || node === undefined || node === '') return node;
+  if (path.length === 0) {
+    // A driver that gave a number or an object where a string belongs still gets it protected.
+    return protect(typeof node === 'string' ? node : JSON.stringify(node));
+  }
   const [step, ...rest] = path as [string, ...string[]];
   if (step === '*') {
-    if (Array.isArray(node)) for (const item of node) rewrite(item, rest, protect);
-    return;
+    if (!Array.isArray(node)) return rewrite(node, [], protect);
+    for (let i = 0; i < node.length; i++) node[i] = rewrite(node[i], rest, protect);
+    return node;
   }
+  if (typeof node !== 'object' || Array.isArray(node)) return rewrite(node, [], protect);
   const holder = node as Record<string, unknown>;
-  if (!(step in holder)) return;
-  if (rest.length > 0) return rewrite(holder[step], rest, protect);
-  const value = holder[step];
-  if (value === null || value === undefined || value === '') return;
-  // A driver that gave a number or an object where a string belongs still gets it protected.
-  holder[step] = protect(typeof value === 'string' ? value : JSON.stringify(value));
+  if (Object.hasOwn(holder, step)) holder[step] = rewrite(holder[step], rest, protect);
+  return holder;
 }
 
 export function hashPatientId(id: string, hashKey: Buffer | string): string {

@@ -52,5 +52,8 @@ function validatorFor(schemaId: string): ValidateFunction {
 export function schemaProblems(schemaId: string, payload: unknown): string[] {
   const validate = validatorFor(schemaId);
   if (validate(payload)) return [];
-  return (validate.errors ?? []).map((e) => `${e.instancePath || '/'}: ${e.message ?? 'invalid'}`);
+  return (validate.errors ?? []).map((e) => {
+    const extra = e.keyword === 'additionalProperties' ? ` (${String((e.params as { additionalProperty?: unknown }).additionalProperty)})` : '';
+    return `${e.instancePath || '/'}: ${e.message ?? 'invalid'}${extra}`;
+  });
 }

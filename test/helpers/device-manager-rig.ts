@@ -7,8 +7,8 @@ import { EventBus } from '../../src/event-bus.ts';
 import { DeviceManager } from '../../src/extensions/device-manager.ts';
 import { Stats, type Services } from '../../src/extensions/extension.ts';
 import type { MqttConnection } from '../../src/mqtt/connection.ts';
-import { Topics } from '../../src/mqtt/topics.ts';
-import { DEVICE_STATE_SCHEMA, type DeviceState } from '../../src/records/device-state.ts';
+import { topicSchema, Topics } from '../../src/mqtt/topics.ts';
+import type { DeviceState } from '../../src/records/device-state.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import type { BridgeEvent } from '../../src/records/types.ts';
 import { Store } from '../../src/store/store.ts';
@@ -16,6 +16,8 @@ import { StoreWriter } from '../../src/store/writer.ts';
 import { pushStrict, type Cleanups } from './cleanups.ts';
 import { tempDir } from './daemon.ts';
 import { eventually } from './eventually.ts';
+
+const BASE = 'poct/';
 
 export interface Published {
   topic: string;
@@ -65,10 +67,20 @@ interface RigSetup {
   dbPath?: string;
 }
 
+/** What is wrong with one publish: a topic outside the API, one the daemon only listens to, or a payload its schema refuses. */
+function publishedProblems(p: Published): string[] {
+  if (!p.topic.startsWith(BASE)) return [`not under the base topic ${BASE}`];
+  const topic = topicSchema(p.topic.slice(BASE.length));
+  if (!topic) return ['a topic with no schema in TOPIC_SCHEMAS'];
+  if (topic.schema === null) return [`the daemon only listens on ${topic.pattern}`];
+  return schemaProblems(topic.schema, p.payload).map((problem) => `${topic.schema} ${problem}`);
+}
+
 /**
  * A DeviceManager over the real store (main-thread reader, writer thread) with an MQTT stand-in
- * that records publishes. Every device state it publishes is checked against
- * `poct.device-state/2` when the rig stops: a state the schema refuses fails the test.
+ * that records publishes. Every payload it publishes is checked against its topic's schema
+ * (`topicSchema`) when the rig stops: a payload its schema refuses, or a topic with no schema,
+ * fails the test.
  */
 export async function deviceManagerRig(setup: RigSetup): Promise<DeviceManagerRig> {
   const dbPath = setup.dbPath ?? join(tempDir('poctd-dm-'), 'poctd.db');
@@ -86,7 +98,7 @@ export async function deviceManagerRig(setup: RigSetup): Promise<DeviceManagerRi
     store,
     writer,
     mqtt: mqtt as unknown as MqttConnection,
-    topics: new Topics('poct'),
+    topics: new Topics(BASE.slice(0, -1)),
     log: pino({ level: 'silent' }),
     drivers: setup.drivers,
     stats: new Stats(),
@@ -103,10 +115,8 @@ export async function deviceManagerRig(setup: RigSetup): Promise<DeviceManagerRi
         await writer.close();
         store.close();
       }
-      const problems = mqtt.published
-        .filter((p) => /^poct\/device\/[^/]+$/.test(p.topic))
-        .flatMap((p) => schemaProblems(DEVICE_STATE_SCHEMA, p.payload).map((problem) => `${p.topic}: ${problem} in ${JSON.stringify(p.payload)}`));
-      if (problems.length > 0) throw new Error(`device states refused by ${DEVICE_STATE_SCHEMA}:\n${problems.join('\n')}`);
+      const problems = mqtt.published.flatMap((p) => publishedProblems(p).map((problem) => `${p.topic}: ${problem} in ${JSON.stringify(p.payload)}`));
+      if (problems.length > 0) throw new Error(`payloads refused by their topic's schema:\n${problems.join('\n')}`);
     })());
   pushStrict(setup.cleanups, stop);
   await manager.start();

@@ -16,8 +16,8 @@ describe('the test subscriber', () => {
       makeEvent('download_finished', 'meter-a', 'downloaded', at, { records: 1, inserted: 1, duplicates: 0 }),
     ];
     for (const event of published) await sub.client.publishAsync('poct/bridge/event', JSON.stringify(event), { qos: 1 });
-    // Same payload shape on another topic: not an event.
-    await sub.client.publishAsync('poct/elsewhere/meter-a', JSON.stringify(published[0]), { qos: 1 });
+    // Same payload shape on another topic (one the daemon only listens to, so no schema check): not an event.
+    await sub.client.publishAsync('poct/device/meter-a/request/elsewhere', JSON.stringify(published[0]), { qos: 1 });
 
     await sub.waitFor('everything published', () => sub.messages.length === published.length + 1);
     expect(sub.events()).toEqual(published);
@@ -38,6 +38,17 @@ describe('the test subscriber', () => {
       /poct\/device\/meter-a\/availability breaks poct\.availability\/1/,
     );
     expect(sub.violations.map((v) => [v.topic, v.schema])).toEqual([[availability, 'poct.availability/1']]);
+    // What this test provoked on purpose must not fail it at its end.
+    sub.violations.splice(0);
+  });
+
+  it('a message under the base on a topic with no schema is a violation, not skipped', async () => {
+    const { sub } = await brokerWithSubscriber(cleanups);
+    await sub.client.publishAsync('poct/device/meter-a/something-new', JSON.stringify({ hello: 1 }), { qos: 1 });
+    await expect(sub.waitFor('a message that will not come', () => sub.messages.length === 2)).rejects.toThrow(
+      /poct\/device\/meter-a\/something-new breaks \(none\): a topic with no schema in TOPIC_SCHEMAS/,
+    );
+    expect(sub.violations.map((v) => [v.topic, v.schema])).toEqual([['poct/device/meter-a/something-new', '(none)']]);
     // What this test provoked on purpose must not fail it at its end.
     sub.violations.splice(0);
   });

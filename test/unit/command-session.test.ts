@@ -35,8 +35,11 @@ class LinePrinter extends CommandSession<string> {
       printer: { paper_out: out, status_read_at: this.host.now().toISOString() },
     };
   }
+  /** Jobs of the `hold` command, each running until the test calls its release. */
+  readonly held: Array<() => void> = [];
   protected jobs() {
     return {
+      hold: () => new Promise<{ held: true }>((release) => this.held.push(() => release({ held: true }))),
       print: async (params: Record<string, unknown>) => {
         const reply = await this.ask(`JOB ${String(params.label)}`, /^DONE /);
         return { printed: reply.slice(5) };
@@ -63,6 +66,7 @@ async function rig(statusPollMs = 0) {
       description: 'print one label',
       params: { type: 'object', additionalProperties: false, required: ['label'], properties: { label: { type: 'string', minLength: 1 } } },
     },
+    hold: { description: 'a job that runs until the test releases it', params: { type: 'object', additionalProperties: false, properties: {} } },
   });
   const r = await deviceManagerRig({ drivers: [driver], cleanups, devices: [{ id: 'pr1', driver: 'line-device', transport: { type: 'simulated' } }] });
   return { r, device, session: () => made.session! };
@@ -145,6 +149,31 @@ describe('CommandSession over the real host adapter', () => {
     // Every job not refused was printed, one at a time.
     expect(device.received.filter((l) => l.startsWith('JOB'))).toHaveLength(sent - refused.length);
     await eventually('every answer', () => r.mqtt.on('poct/device/pr1/response/print').length === MAX_WAITING_COMMANDS + 2);
+    await r.stop();
+  });
+
+  it('a poll tick that finds the queue full does not stop the polling: a later tick with room polls again', async () => {
+    const { r, device, session } = await rig(500);
+    heldPrinter(device, { out: false });
+    const statusAsks = (): number => device.received.filter((l) => l === 'STATUS?').length;
+    // Right after a tick's poll (the one on open aside), so the queue is full well before the next tick.
+    await eventually('a poll tick answered', () => session().statusPollsDue >= 2 && statusAsks() >= 2 && r.states('pr1').at(-1)?.printer?.status_read_at !== undefined);
+    const sent = MAX_WAITING_COMMANDS + 1;
+    r.request('pr1', 'hold', {});
+    await eventually('the first job running', () => session().held.length === 1);
+    for (let i = 1; i < sent; i++) r.request('pr1', 'hold', {});
+    await eventually('the queue full', () => r.states('pr1').at(-1)?.printer?.queued_jobs === sent);
+    const dueWhenFull = session().statusPollsDue;
+    const asksWhenFull = statusAsks();
+    await eventually('a tick while the queue is full', () => session().statusPollsDue > dueWhenFull);
+    for (let i = 0; i < sent; i++) {
+      await eventually('the next job running', () => session().held.length === 1);
+      session().held.shift()!();
+    }
+    await eventually('every job answered', () => r.mqtt.on('poct/device/pr1/response/hold').length === sent);
+    // None was refused busy: the queue really was full of jobs alone when the tick came.
+    expect((r.mqtt.on('poct/device/pr1/response/hold') as Record<string, unknown>[]).map((a) => a.status)).toEqual(Array(sent).fill('ok'));
+    await eventually('a status poll once the queue has room again', () => statusAsks() > asksWhenFull);
     await r.stop();
   });
 });

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import type { Capture, DeviceSimulator, DriverSession, Exchange } from '../../src/driver-sdk/index.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
 import type { ResultDraft } from '../../src/records/types.ts';
-import { resultId } from '../../src/records/ids.ts';
+import { RECORD_KINDS } from '../../src/records/kinds.ts';
 import { AstmFrameReader, astmChecksum, encodeFrame, type AstmFrameEvent } from '../../src/protocols/astm/frame.ts';
 import { parseMessage } from '../../src/protocols/astm/records.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
@@ -203,8 +203,8 @@ describe('Contour transfer → drafts', () => {
     const rec = 'R|1|^^^Glucose|140|mg/dL^P||A||202501010730';
     const text = (seqShift: number): string =>
       [headerRecord(), rec.replace('R|1', `R|${1 + seqShift}`), rec.replace('R|1', `R|${2 + seqShift}`), 'L|1'].join('\r') + '\r';
-    const a = transferToDrafts(Buffer.from(text(0)), 'd', 'UTC').drafts.map(resultId);
-    const b = transferToDrafts(Buffer.from(text(7)), 'd', 'UTC').drafts.map(resultId);
+    const a = transferToDrafts(Buffer.from(text(0)), 'd', 'UTC').drafts.map(RECORD_KINDS.result.id);
+    const b = transferToDrafts(Buffer.from(text(7)), 'd', 'UTC').drafts.map(RECORD_KINDS.result.id);
     expect(new Set(a).size).toBe(2);
     expect(b).toEqual(a); // the R sequence number is not part of the identity (note §7)
   });
@@ -429,7 +429,7 @@ describe('Contour session', () => {
     await r.host.until(() => r.host.commits.length === 1);
     const second = (await r.session.command('download', {})) as { inserted: number; duplicates: number };
     expect(second).toMatchObject({ inserted: 0, duplicates: 5 });
-    expect(r.host.commits[1]!.drafts.map(resultId)).toEqual(r.host.commits[0]!.drafts.map(resultId));
+    expect(r.host.commits[1]!.drafts.map(RECORD_KINDS.result.id)).toEqual(r.host.commits[0]!.drafts.map(RECORD_KINDS.result.id));
     expect(r.host.stored.size).toBe(5);
   });
 

@@ -3,12 +3,18 @@ import type { DriverDefinition, DriverSession, SessionHost } from '../../src/dri
 import { NO_PARAMS, PATIENT_DATA_OMITTED } from '../../src/driver-sdk/index.ts';
 import { drivers } from '../../drivers/index.ts';
 import { paramsValidator } from '../../src/driver-sdk/commands.ts';
-import { useCleanups } from '../helpers/cleanups.ts';
+import { useCleanups, type Cleanups } from '../helpers/cleanups.ts';
 import { ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { deviceManagerRig } from '../helpers/device-manager-rig.ts';
 import { eventually } from '../helpers/eventually.ts';
 
 const cleanups = useCleanups();
+
+const patientNameParams = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { patient_name: { type: 'string', 'x-patient': true } },
+} as const;
 
 /** A printer driver whose `print` a test releases by hand, counting the runs the session saw. */
 function printerDriver() {
@@ -20,6 +26,8 @@ function printerDriver() {
     stop: async () => undefined,
     command: async (verb, params) => {
       if (verb === 'status') return { ok: true };
+      // A command whose answer repeats patient data (a lookup of the label's patient).
+      if (verb === 'echo' || verb === 'lookup') return { patient_name: params.patient_name, ok: true };
       runs.push(params);
       await new Promise<void>((resolve) => gates.push(resolve));
       if (params.copies === 13) throw new Error('the printer jammed');
@@ -51,6 +59,13 @@ function printerDriver() {
             },
           },
         },
+        response: { type: 'object', properties: { printed: { type: 'integer' } } },
+      },
+      echo: { description: 'answers with patient data; declares no response schema', params: patientNameParams },
+      lookup: {
+        description: 'answers with patient data, marked in its response schema',
+        params: patientNameParams,
+        response: { type: 'object', properties: { patient_name: { type: 'string', 'x-patient': true }, ok: { type: 'boolean' } } },
       },
     },
     decode: () => ({ drafts: {}, issues: [], device: {} }),
@@ -112,8 +127,13 @@ describe('DeviceManager: device state poct.device-state/2', () => {
 });
 
 describe('DeviceManager: commands', () => {
-  it("every registered driver's command params schema compiles", () => {
-    for (const d of drivers) for (const spec of Object.values(d.commands)) expect(() => paramsValidator(spec.params)).not.toThrow();
+  it("every registered driver's command params and response schema compiles", () => {
+    for (const d of drivers) {
+      for (const spec of Object.values(d.commands)) {
+        expect(() => paramsValidator(spec.params)).not.toThrow();
+        if (spec.response) expect(() => paramsValidator(spec.response!)).not.toThrow();
+      }
+    }
   });
 
   it('refuses params that do not fit the schema, naming the field, before the session sees them', async () => {
@@ -213,13 +233,37 @@ describe('DeviceManager: commands', () => {
         verb: 'reboot',
         params: { patient_id: PATIENT_DATA_OMITTED },
         status: 'error',
-        detail: 'probe-printer has no command "reboot" (known: status, print)',
+        detail: 'probe-printer has no command "reboot" (known: status, print, echo, lookup)',
         requested_by: null,
         transaction: null,
       },
       { device_id: 'p1', verb: 'print', params: { copies: 1 }, status: 'error', detail: 'requested_by: must be a string', requested_by: null, transaction: null },
     ]);
     expect(JSON.stringify(r.store.auditRows())).not.toContain('DOE');
+    await r.stop();
+  });
+
+  it('a response that carries patient data is not stored word for word: redacted by its schema, or only status and error without one', async () => {
+    const p = printerDriver();
+    const r = await deviceManagerRig({ drivers: [p.driver], cleanups, devices: [printerDevice] });
+    r.request('p1', 'echo', { patient_name: 'DOE^JANE', transaction: 'e1' });
+    // The client that asked gets the answer as the command gave it.
+    expect(await r.response('p1', 'echo')).toEqual({ status: 'ok', data: { patient_name: 'DOE^JANE', ok: true }, error: null, transaction: 'e1' });
+    r.request('p1', 'lookup', { patient_name: 'DOE^JOHN', transaction: 'l1' });
+    expect((await r.response('p1', 'lookup')).data).toEqual({ patient_name: 'DOE^JOHN', ok: true });
+    await r.writer.drained();
+    const rows = r.store.auditRows();
+    expect(rows.map((row) => [row.verb, row.status, row.detail])).toEqual([
+      ['echo', 'ok', null],
+      ['lookup', 'ok', { patient_name: PATIENT_DATA_OMITTED, ok: true }],
+    ]);
+    expect(JSON.stringify(rows)).not.toContain('DOE');
+    // A repeat is answered from the stored outcome, which holds no patient data either.
+    r.request('p1', 'echo', { patient_name: 'DOE^JANE', transaction: 'e1' });
+    expect(await r.response('p1', 'echo', 2)).toEqual({ status: 'ok', data: null, error: null, transaction: 'e1' });
+    r.request('p1', 'lookup', { patient_name: 'DOE^JOHN', transaction: 'l1' });
+    expect((await r.response('p1', 'lookup', 2)).data).toEqual({ patient_name: PATIENT_DATA_OMITTED, ok: true });
+    expect(JSON.stringify(r.store.requestOutcome('p1', 'echo', 'e1', new Date()))).not.toContain('DOE');
     await r.stop();
   });
 
@@ -233,5 +277,41 @@ describe('DeviceManager: commands', () => {
     expect(p.runs).toEqual([]);
     await r.stop();
   });
+
+  it('a transaction longer than 200 characters is refused saying so, and echoed so the client can match the error', async () => {
+    const p = printerDriver();
+    const r = await deviceManagerRig({ drivers: [p.driver], cleanups, devices: [printerDevice] });
+    const long = 'x'.repeat(201);
+    r.request('p1', 'print', { copies: 1, transaction: long });
+    expect(await r.response('p1', 'print')).toEqual({ status: 'error', data: null, error: 'transaction: at most 200 characters', transaction: long });
+    // A number JSON cannot carry back (1e999 parses as Infinity) is refused, and not echoed.
+    r.request('p1', 'print', '{"copies":1,"transaction":1e999}');
+    expect(await r.response('p1', 'print', 2)).toEqual({ status: 'error', data: null, error: 'transaction: must be a finite number' });
+    // 200 characters is still a transaction.
+    r.request('p1', 'status', { transaction: long.slice(1) });
+    expect((await r.response('p1', 'status')).transaction).toBe(long.slice(1));
+    expect(p.runs).toEqual([]);
+    await r.stop();
+  });
 });
 
+describe('the device-manager rig checks every payload it sees', () => {
+  it('a payload its topic schema refuses, a topic with no schema and a listen-only topic each fail the stop', async () => {
+    const own: Cleanups = [];
+    const r = await deviceManagerRig({ drivers, cleanups: own, devices: [] });
+    const mqtt = r.services.mqtt;
+    await mqtt.publish('poct/device/m9/response/print', { status: 'done' }, { qos: 1, retain: false });
+    await mqtt.publish('poct/device/m9/availability', { state: 'online' }, { qos: 1, retain: true });
+    await mqtt.publish('poct/device/m9/something-new', { hello: 1 }, { qos: 1, retain: false });
+    await mqtt.publish('poct/device/m9/request/print', {}, { qos: 1, retain: false });
+    const failure = await r.stop().then(
+      () => undefined,
+      (error: Error) => error.message,
+    );
+    own.splice(0);
+    expect(failure).toMatch(/poct\/device\/m9\/response\/print: poct\.response\/1 /);
+    expect(failure).toMatch(/poct\/device\/m9\/something-new: a topic with no schema in TOPIC_SCHEMAS/);
+    expect(failure).toMatch(/poct\/device\/m9\/request\/print: the daemon only listens on device\/\+\/request\/\+/);
+    expect(failure).not.toMatch(/availability/);
+  });
+});

@@ -7,7 +7,7 @@ describe('Topics', () => {
   const t = new Topics('poct');
   it('builds the documented topic names', () => {
     expect(t.bridge('state')).toBe('poct/bridge/state');
-    expect(t.result('bench1')).toBe('poct/device/bench1/result');
+    expect(t.record('bench1', 'result')).toBe('poct/device/bench1/result');
     expect(t.availability('bench1')).toBe('poct/device/bench1/availability');
     expect(t.deviceResponse('bench1', 'clock/sync')).toBe('poct/device/bench1/response/clock/sync');
   });

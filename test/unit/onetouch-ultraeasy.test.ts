@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createSimulator, type Capture } from '../../src/driver-sdk/index.ts';
 import { captureFromBytes, parseTranscript } from '../../src/driver-sdk/capture.ts';
-import { resultId } from '../../src/records/ids.ts';
+import { RECORD_KINDS } from '../../src/records/kinds.ts';
 import { memoryPair } from '../../src/transports/memory.ts';
 import { clockSkewSeconds } from '../../src/util/time.ts';
 import { encodeFrame } from '../../drivers/glucose/lifescan-binary/codec.ts';
@@ -175,7 +175,7 @@ describe('session', () => {
     expect(await r.session.command('download', {})).toEqual({ inserted: 0, duplicates: 4, records: 4 });
     r.sim.memory.push({ time: '2024-05-02T07:00:00', value: 111 });
     expect(await r.session.command('download', {})).toEqual({ inserted: 1, duplicates: 4, records: 5 });
-    const ids = r.host.commits.map((c) => c.drafts.map(resultId));
+    const ids = r.host.commits.map((c) => c.drafts.map(RECORD_KINDS.result.id));
     expect(ids[1]).toEqual(ids[0]);
     expect(ids[2]!.slice(0, 4)).toEqual(ids[0]);
     expect(r.host.stored.size).toBe(5);

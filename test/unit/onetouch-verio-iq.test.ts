@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createSimulator, type Capture } from '../../src/driver-sdk/index.ts';
-import { resultId } from '../../src/records/ids.ts';
+import { RECORD_KINDS } from '../../src/records/kinds.ts';
 import { clockSkewSeconds } from '../../src/util/time.ts';
 import { FrameReader, encodeFrame } from '../../drivers/glucose/lifescan-binary/codec.ts';
 import type { LifeScanSimulator, SimulatedReading } from '../../drivers/glucose/lifescan-binary/simulator.ts';
@@ -110,7 +110,7 @@ describe('session', () => {
     await r.session.start();
     await r.host.until(() => r.host.commits.length === 1);
     expect(await r.session.command('download', {})).toEqual({ inserted: 0, duplicates: 4, records: 4 });
-    expect(r.host.commits[1]!.drafts.map(resultId)).toEqual(r.host.commits[0]!.drafts.map(resultId));
+    expect(r.host.commits[1]!.drafts.map(RECORD_KINDS.result.id)).toEqual(r.host.commits[0]!.drafts.map(RECORD_KINDS.result.id));
   });
 
   it('a bad CRC: quarantined, bad_frame, the request sent again (no link reset on this meter)', async () => {

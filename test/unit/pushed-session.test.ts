@@ -31,6 +31,10 @@ class LineReceiver extends PushedSession {
   protected async detach(): Promise<void> {
     this.host.transport.off('data', this.onData);
   }
+  /** A line handed to the session directly, as a transport event racing the stop would. */
+  feed(line: string): void {
+    this.line(line);
+  }
   private line(line: string): void {
     if (line === 'EOT') {
       void this.endTransmission();
@@ -54,11 +58,33 @@ class LineReceiver extends PushedSession {
   }
 }
 
-async function rig(options: PushedSessionOptions = {}): Promise<{ r: DeviceManagerRig; device: LineDevice; session: () => LineReceiver }> {
+/** Holds every commit of the session until the test releases it, so a test can stop the session while one is in flight. */
+class CommitGate {
+  readonly waiting: Array<() => void> = [];
+  wrap(host: SessionHost): SessionHost {
+    const commit: SessionHost['commit'] = async (drafts, capture) => {
+      await new Promise<void>((release) => this.waiting.push(release));
+      return host.commit(drafts, capture);
+    };
+    return new Proxy(host, { get: (target, key, receiver) => (key === 'commit' ? commit : Reflect.get(target, key, receiver)) });
+  }
+  releaseAll(): void {
+    this.waiting.splice(0).forEach((release) => release());
+  }
+}
+
+async function rig(
+  options: PushedSessionOptions = {},
+  gate?: CommitGate,
+): Promise<{ r: DeviceManagerRig; device: LineDevice; session: () => LineReceiver }> {
   const device = new LineDevice();
   let session: LineReceiver | undefined;
   const opened: { store?: DeviceManagerRig['store'] } = {};
-  const driver = lineDriver('analyzer', (host) => (session = new LineReceiver(host, { idleMs: 60_000, ...options }, () => opened.store!.recordCount())), device);
+  const driver = lineDriver(
+    'analyzer',
+    (host) => (session = new LineReceiver(gate ? gate.wrap(host) : host, { idleMs: 60_000, ...options }, () => opened.store!.recordCount())),
+    device,
+  );
   const r = await deviceManagerRig({ drivers: [driver], cleanups, devices: [{ id: 'line1', driver: 'line-device', transport: { type: 'simulated' } }] });
   opened.store = r.store;
   return { r, device, session: () => session! };
@@ -162,6 +188,38 @@ describe('PushedSession over the real host adapter and store', () => {
     await r.writer.drained();
     expect(r.store.quarantineCount()).toBe(1);
     expect(session().outcomes).toEqual([{ stored: false, reason: 'the session stopped before the store committed it' }]);
+    await r.stop();
+  });
+
+  it('with commitRetryMs, a unit whose commit fails while stop waits for it is kept in quarantine, not lost', async () => {
+    const gate = new CommitGate();
+    const { r, device, session } = await rig({ commitRetryMs: 60_000 }, gate);
+    const allow = refuseRecords(r.dbPath, '"value":111');
+    device.send('R 11');
+    await eventually('the commit in flight', () => gate.waiting.length === 1);
+    const stopping = session().stop();
+    gate.releaseAll();
+    // The stop's last try goes through the gate too.
+    await eventually('the last try at stop', () => gate.waiting.length === 1);
+    gate.releaseAll();
+    await stopping;
+    allow();
+    await r.writer.drained();
+    expect(r.store.recordCount()).toBe(0);
+    expect(r.store.quarantineCount()).toBe(1);
+    expect(session().outcomes).toEqual([{ stored: false, reason: 'the session stopped before the store committed it' }]);
+    await r.stop();
+  });
+
+  it('with commitRetryMs, a unit that arrives after stop is refused and kept in quarantine', async () => {
+    const { r, session } = await rig({ commitRetryMs: 60_000 });
+    await session().stop();
+    session().feed('R 12');
+    await eventually('the outcome', () => session().outcomes.length === 1);
+    await r.writer.drained();
+    expect(session().outcomes).toEqual([{ stored: false, reason: 'the session is stopped' }]);
+    expect(r.store.recordCount()).toBe(0);
+    expect(r.store.quarantineCount()).toBe(1);
     await r.stop();
   });
 });

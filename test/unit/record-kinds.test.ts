@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { topicSchema, TOPIC_SCHEMAS, type TopicPayloads } from '../../src/mqtt/topics.ts';
 import { finalize } from '../../src/records/finalize.ts';
-import { resultId } from '../../src/records/ids.ts';
+import { deviceRecordId } from '../../src/records/ids.ts';
 import { eachDraft, kindByName, kindBySchema, RECORD_KIND_NAMES, RECORD_KINDS } from '../../src/records/kinds.ts';
 import { applyPrivacy, hashPatientId, resolvePrivacy, type PrivacySettings } from '../../src/records/privacy.ts';
 import { schemaProblems, SCHEMA_IDS } from '../../src/records/schemas.ts';
@@ -19,7 +19,7 @@ describe('the record kind table', () => {
     expect(result.topic).toBe('result');
     expect(result.schemaFile).toBe('result-2.schema.json');
     const draft = glucoseDraft(1);
-    expect(result.id(draft)).toBe(resultId(draft));
+    expect(result.id(draft)).toBe(deviceRecordId(draft));
     expect(kindBySchema('poct.result/2')).toBe(result);
     expect(kindBySchema('poct.result/1')).toBeUndefined();
     expect(kindByName('result')).toBe(result);
@@ -126,7 +126,7 @@ describe('finalize', () => {
     const record = finalize(RECORD_KINDS.result, draft, {
       seq: 7, site: 'clinic-a', receivedAt: '2026-11-22T09:00:00.000Z', raw, timezone: 'Europe/Copenhagen', privacy: { policy: 'hash', key: KEY },
     });
-    expect(record).toMatchObject({ schema: 'poct.result/2', id: resultId(draft), seq: 7, site: 'clinic-a', received_at: '2026-11-22T09:00:00.000Z', raw });
+    expect(record).toMatchObject({ schema: 'poct.result/2', id: deviceRecordId(draft), seq: 7, site: 'clinic-a', received_at: '2026-11-22T09:00:00.000Z', raw });
     expect(record.flags).toEqual(['device-time:skipped-hour']);
     expect(record.patient).toEqual({ id: hashPatientId('MRN-7', KEY) });
     expect('key' in record).toBe(false);

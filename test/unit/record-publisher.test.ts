@@ -99,9 +99,13 @@ describe('RecordPublisher', () => {
     // A publish the client gave up is sent again on the next drain, the acknowledged one is not.
     mqtt.sent[0]!.fail(new Error('connection closed'));
     mqtt.sent[2]!.fail(new Error('connection closed'));
-    await eventually('the failed publishes sent again', () => mqtt.sent.length === 5);
-    expect(mqtt.sent.slice(3).map((s) => s.seq)).toEqual([1, 3]);
-    mqtt.sent.slice(3).forEach((s) => s.puback());
+    // The device's oldest failed record first; the later one waits for its PUBACK (order per device).
+    await eventually('the oldest failed publish sent again', () => mqtt.sent.length === 4);
+    expect(mqtt.sent[3]!.seq).toBe(1);
+    mqtt.sent[3]!.puback();
+    await eventually('the other failed publish sent again', () => mqtt.sent.length === 5);
+    expect(mqtt.sent[4]!.seq).toBe(3);
+    mqtt.sent[4]!.puback();
     await eventually('every PUBACK', () => services.stats.published === 3);
     await publisher.stop();
     expect(store.outboxDepth()).toBe(0);
@@ -131,9 +135,44 @@ describe('RecordPublisher', () => {
     await publisher.start();
     expect(mqtt.sent).toEqual([]);
     commitFor(store, 'meter-a', [1]);
-    bus.emit('resultsStored', { deviceId: 'meter-a', records: [] });
+    bus.emit('recordsStored', { deviceId: 'meter-a', records: [] });
     expect(mqtt.sent.map((s) => s.seq)).toEqual([1]);
     mqtt.sent[0]!.puback();
     await publisher.stop();
+  });
+
+  it("keeps each device's records in seq order across a failed publish: its later rows wait until the failed one is acknowledged", async () => {
+    const { store, mqtt, bus, publisher, services } = rig();
+    commitFor(store, 'meter-a', [1, 2, 3]);
+    commitFor(store, 'meter-b', [4]);
+    commitFor(store, 'meter-a', [5]);
+    await publisher.start();
+    expect(mqtt.sent.map((s) => s.seq)).toEqual([1, 2, 3, 4, 5]);
+    const first = mqtt.sent.splice(0);
+    // seq 1 fails; seq 2, published after it and still on its way, reaches the broker first.
+    first[0]!.fail(new Error('packet refused'));
+    first[1]!.puback();
+    first[3]!.puback();
+    await eventually('seq 1 sent again', () => mqtt.sent.some((s) => s.seq === 1));
+    first[2]!.puback();
+    first[4]!.fail(new Error('packet refused'));
+    // Once the publisher has seen those answers (setImmediate runs after their handlers), a drain
+    // sends nothing of meter-a beyond the failed seq while that one waits for its PUBACK.
+    await new Promise((resolve) => setImmediate(resolve));
+    bus.emit('recordsStored', { deviceId: 'meter-a', records: [] });
+    // Only meter-b's PUBACK counts: meter-a's later ones reached the broker ahead of seq 1.
+    expect(services.stats.published).toBe(1);
+    expect(mqtt.sent.map((s) => [s.topic, s.seq])).toEqual([['poct/device/meter-a/result', 1]]);
+    mqtt.sent.splice(0)[0]!.puback();
+    // Then the rest of meter-a, in order; what reached the broker ahead of seq 1 is sent again after it.
+    await eventually("meter-a's later rows", () => mqtt.sent.length === 3);
+    expect(mqtt.sent.map((s) => [s.topic, s.seq])).toEqual([
+      ['poct/device/meter-a/result', 2],
+      ['poct/device/meter-a/result', 3],
+      ['poct/device/meter-a/result', 5],
+    ]);
+    mqtt.sent.forEach((s) => s.puback());
+    await publisher.stop();
+    expect(store.outboxDepth()).toBe(0);
   });
 });

@@ -3,7 +3,7 @@ import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { CONTOUR_DRIVER_ID, decodeContour, MANUFACTURER } from './records.ts';
 import { ContourSession } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
-import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
 
 const usb = (productId: string, description: string): DriverDefinition['usb'][number] => ({ vendorId: '1a79', productId, description });
 
@@ -25,9 +25,9 @@ export const contourNext: DriverDefinition = {
   ],
   transports: ['hid', 'simulated'],
   commands: {
-    download: { description: 'poke the meter and read its whole memory (one transfer per plug-in); returns {inserted, duplicates, records, unreadable}', params: NO_PARAMS },
-    'clock/sync': { description: 'set the meter clock to the host time (minutes) in command mode after a transfer; unverified on hardware (one source)', params: NO_PARAMS },
-    status: { description: 'the current device state: model, serial, unit, record count, clock skew, last download', params: NO_PARAMS },
+    download: { description: 'poke the meter and read its whole memory (one transfer per plug-in); returns {inserted, duplicates, records, unreadable}', params: NO_PARAMS, response: NO_PATIENT_DATA },
+    'clock/sync': { description: 'set the meter clock to the host time (minutes) in command mode after a transfer; unverified on hardware (one source)', params: NO_PARAMS, response: NO_PATIENT_DATA },
+    status: { description: 'the current device state: model, serial, unit, record count, clock skew, last download', params: NO_PARAMS, response: NO_PATIENT_DATA },
   },
   decode: decodeContour,
   createSession: (host) => new ContourSession(host),

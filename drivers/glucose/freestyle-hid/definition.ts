@@ -11,7 +11,7 @@ import {
 } from './records.ts';
 import { FreeStyleSession } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
-import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
 
 export const freestyleHid: DriverDefinition = {
   id: FREESTYLE_DRIVER_ID,
@@ -27,9 +27,9 @@ export const freestyleHid: DriverDefinition = {
   ],
   transports: ['hid', 'tcp', 'simulated'],
   commands: {
-    download: { description: 'read the whole meter memory ($result?, or $history? and $arresult? on a Libre) and store new results; returns {inserted, duplicates, records}', params: NO_PARAMS },
-    'clock/sync': { description: "set the meter clock to the host time in the device's zone ($date, and $time,; minutes only); returns the new clock", params: NO_PARAMS },
-    status: { description: 'the current device state: model, serial, software version, clock skew, last download', params: NO_PARAMS },
+    download: { description: 'read the whole meter memory ($result?, or $history? and $arresult? on a Libre) and store new results; returns {inserted, duplicates, records}', params: NO_PARAMS, response: NO_PATIENT_DATA },
+    'clock/sync': { description: "set the meter clock to the host time in the device's zone ($date, and $time,; minutes only); returns the new clock", params: NO_PARAMS, response: NO_PATIENT_DATA },
+    status: { description: 'the current device state: model, serial, software version, clock skew, last download', params: NO_PARAMS, response: NO_PATIENT_DATA },
   },
   decode: decodeFreeStyle,
   // Never talk to a Libre 2 named by its model option: nothing it says could be read, and a guess

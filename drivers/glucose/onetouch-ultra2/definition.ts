@@ -6,7 +6,7 @@ import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { MANUFACTURER, ULTRA2_DRIVER_ID, ULTRA2_MODEL, decodeUltra2 } from './records.ts';
 import { Ultra2Session } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
-import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
 
 export const onetouchUltra2: DriverDefinition = {
   id: ULTRA2_DRIVER_ID,
@@ -21,9 +21,9 @@ export const onetouchUltra2: DriverDefinition = {
   transports: ['serial', 'tcp', 'simulated'],
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
-    download: { description: 'read the whole meter memory (DMP) and store new readings; returns {inserted, duplicates, records}', params: NO_PARAMS },
-    'clock/sync': { description: "set the meter clock to the host time in the device's zone (DMT); returns the new clock", params: NO_PARAMS },
-    status: { description: 'the current device state: serial, firmware, display unit, clock skew, last download', params: NO_PARAMS },
+    download: { description: 'read the whole meter memory (DMP) and store new readings; returns {inserted, duplicates, records}', params: NO_PARAMS, response: NO_PATIENT_DATA },
+    'clock/sync': { description: "set the meter clock to the host time in the device's zone (DMT); returns the new clock", params: NO_PARAMS, response: NO_PATIENT_DATA },
+    status: { description: 'the current device state: serial, firmware, display unit, clock skew, last download', params: NO_PARAMS, response: NO_PATIENT_DATA },
   },
   decode: decodeUltra2,
   createSession: (host) => new Ultra2Session(host),

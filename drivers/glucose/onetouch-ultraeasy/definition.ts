@@ -8,7 +8,7 @@ import { LifeScanSession } from '../lifescan-binary/session.ts';
 import { SIMULATOR_OPTION_HELP } from '../lifescan-binary/simulator-help.ts';
 import { ULTRAEASY_DRIVER_ID, ultraEasyDialect } from './codec.ts';
 import { decodeUltraEasy } from './records.ts';
-import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
 
 export const onetouchUltraEasy: DriverDefinition = {
   id: ULTRAEASY_DRIVER_ID,
@@ -23,9 +23,9 @@ export const onetouchUltraEasy: DriverDefinition = {
   transports: ['serial', 'tcp', 'simulated'],
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
-    download: { description: 'read version, serial, clock, display unit, record count and every record; store new readings; returns {inserted, duplicates, records}', params: NO_PARAMS },
-    'clock/sync': { description: "set the meter clock to the host time in the device's zone (05 20 01), then read it back; returns the new clock", params: NO_PARAMS },
-    status: { description: 'the current device state: serial, firmware, display unit, clock skew, record count, last download', params: NO_PARAMS },
+    download: { description: 'read version, serial, clock, display unit, record count and every record; store new readings; returns {inserted, duplicates, records}', params: NO_PARAMS, response: NO_PATIENT_DATA },
+    'clock/sync': { description: "set the meter clock to the host time in the device's zone (05 20 01), then read it back; returns the new clock", params: NO_PARAMS, response: NO_PATIENT_DATA },
+    status: { description: 'the current device state: serial, firmware, display unit, clock skew, record count, last download', params: NO_PARAMS, response: NO_PATIENT_DATA },
   },
   decode: decodeUltraEasy,
   createSession: (host) => new LifeScanSession(ultraEasyDialect, host),

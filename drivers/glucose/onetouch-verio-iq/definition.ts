@@ -8,7 +8,7 @@ import { LifeScanSession } from '../lifescan-binary/session.ts';
 import { SIMULATOR_OPTION_HELP } from '../lifescan-binary/simulator-help.ts';
 import { VERIO_IQ_DRIVER_ID, VERIO_IQ_MODEL, verioIqDialect } from './codec.ts';
 import { decodeVerioIq } from './records.ts';
-import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
 
 export const onetouchVerioIq: DriverDefinition = {
   id: VERIO_IQ_DRIVER_ID,
@@ -25,9 +25,9 @@ export const onetouchVerioIq: DriverDefinition = {
   transports: ['serial', 'tcp', 'simulated'],
   serialDefaults: { baud_rate: 38400, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
-    download: { description: 'read version, serial, clock, display unit, record count and every record; store new readings; returns {inserted, duplicates, records}', params: NO_PARAMS },
-    'clock/sync': { description: "set the meter clock to the host time in the device's zone (03 20 01), then read it back; returns the new clock", params: NO_PARAMS },
-    status: { description: 'the current device state: serial, firmware, display unit, clock skew, record count, last download', params: NO_PARAMS },
+    download: { description: 'read version, serial, clock, display unit, record count and every record; store new readings; returns {inserted, duplicates, records}', params: NO_PARAMS, response: NO_PATIENT_DATA },
+    'clock/sync': { description: "set the meter clock to the host time in the device's zone (03 20 01), then read it back; returns the new clock", params: NO_PARAMS, response: NO_PATIENT_DATA },
+    status: { description: 'the current device state: serial, firmware, display unit, clock skew, record count, last download', params: NO_PARAMS, response: NO_PATIENT_DATA },
   },
   decode: decodeVerioIq,
   createSession: (host) => new LifeScanSession(verioIqDialect, host),

@@ -6,7 +6,7 @@ import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { CLINITEK_50_DRIVER_ID, decodeClinitek50, MANUFACTURER, MODEL } from './records.ts';
 import { Clinitek50Session, clinitek50SessionOptions } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
-import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
 
 export const clinitek50: DriverDefinition = {
   id: CLINITEK_50_DRIVER_ID,
@@ -17,8 +17,8 @@ export const clinitek50: DriverDefinition = {
   transports: ['serial', 'tcp', 'simulated'],
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
-    download: { description: 'identify the reader (ENQ), read every record (XON DC2) and store it before ACKing it; returns {records, inserted, duplicates}', params: NO_PARAMS },
-    status: { description: 'the current device state: software version, unit system, clock skew, last download', params: NO_PARAMS },
+    download: { description: 'identify the reader (ENQ), read every record (XON DC2) and store it before ACKing it; returns {records, inserted, duplicates}', params: NO_PARAMS, response: NO_PATIENT_DATA },
+    status: { description: 'the current device state: software version, unit system, clock skew, last download', params: NO_PARAMS, response: NO_PATIENT_DATA },
   },
   decode: (capture, ctx) => decodeClinitek50(capture, ctx, clinitek50SessionOptions({ id: ctx.deviceId, options: ctx.options }).date_order),
   createSession: (host) => new Clinitek50Session(host),

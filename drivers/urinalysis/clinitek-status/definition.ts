@@ -6,7 +6,7 @@ import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { CLINITEK_STATUS_DRIVER_ID, decodeClinitekStatus, MANUFACTURER } from './records.ts';
 import { ClinitekStatusSession, clinitekStatusSessionOptions } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
-import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
 
 
 export const clinitekStatus: DriverDefinition = {
@@ -20,7 +20,7 @@ export const clinitekStatus: DriverDefinition = {
   // bulletin's first page does not give it. A site can override it in the config.
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
-    status: { description: 'the current device state (the reader cannot be asked for data: press "Send all data" on it)', params: NO_PARAMS },
+    status: { description: 'the current device state (the reader cannot be asked for data: press "Send all data" on it)', params: NO_PARAMS, response: NO_PATIENT_DATA },
   },
   decode: (capture, ctx) =>
     decodeClinitekStatus(capture, ctx, clinitekStatusSessionOptions({ id: ctx.deviceId, options: ctx.options }).date_order),
