@@ -7,7 +7,7 @@ import { DIALECTS } from './dialects/index.ts';
 import { ASTM_DRIVER_ID, decodeAstm } from './records.ts';
 import { AstmSession } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
-import { NO_PARAMS } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
 
 export const astmDriver: DriverDefinition = {
   id: ASTM_DRIVER_ID,
@@ -20,7 +20,7 @@ export const astmDriver: DriverDefinition = {
   listenerIdentities: ['sender'],
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
-    status: { description: 'the device state: model, serial and firmware from the last H record, last message time', params: NO_PARAMS },
+    status: { description: 'the device state: model, serial and firmware from the last H record, last message time', params: NO_PARAMS, response: NO_PATIENT_DATA },
     send: {
       description: 'send a message to the device (host → device, e.g. orders): {"message": "H|\\\\^&|…\\rL|1|N"}',
       // An order carries patient fields (P record): the audit never keeps the message.
@@ -30,6 +30,8 @@ export const astmDriver: DriverDefinition = {
         required: ['message'],
         properties: { message: { type: 'string', minLength: 1, 'x-patient': true, description: 'the ASTM message, records separated by CR' } },
       },
+      // The answer is a count of records sent.
+      response: NO_PATIENT_DATA,
     },
   },
   decode: decodeAstm,
