@@ -4,7 +4,10 @@
 //
 // Group commit: every commit that arrived while the previous transaction was being written goes
 // to disk in the next single transaction, so many meters downloading at once share disk syncs
-// instead of queueing one each. Each caller is answered only once its transaction is committed.
+// instead of queueing one each. Their captures' bytes are written to the blob store first, for the
+// whole group at once (files synced together, each directory once: Store.commitGroup), and only
+// then does the transaction that names them commit (rule 1). Each caller is answered only once its
+// blob and its transaction are on disk.
 // Commits go first: a device is waiting for its "received" on each of them. Bookkeeping
 // (publish marks, device states, audit, quarantine) waits until no commit is queued, and a big
 // batch of it is written in slices, so a commit arriving meanwhile waits for one slice at most.
@@ -42,27 +45,39 @@ const bookkeepingMethods = {
   recordRequest: (entry, at) => [() => store.recordRequest(entry, at)],
   quarantine: (deviceId, bytes, reason, at) => [() => store.quarantine(deviceId, toBuffer(bytes), reason, at)],
   checkpointInline: () => [() => store.checkpointInline()],
+  stats: () => [() => ({ groups, blobSyncs: { ...store.blobs.syncs } })],
 };
 
 /** {id, inputs} of each commitMany not yet written. */
 const commits = [];
 const bookkeeping = [];
 let scheduled = false;
+/** A group's blobs are being written (asynchronously): the next step waits for its transaction. */
+let busy = false;
 let closing;
 
 function schedule() {
-  if (scheduled) return;
+  if (scheduled || busy) return;
   scheduled = true;
   // setImmediate, not a loop: messages that arrived meanwhile are queued before the next step.
   setImmediate(runNext);
 }
 
+/** A capture sent as bytes arrives as a Uint8Array: back to a Buffer for the blob store. */
+function withBuffers(input) {
+  return input.capture.bytes === undefined ? input : { ...input, capture: { ...input.capture, bytes: toBuffer(input.capture.bytes) } };
+}
+
+/** Group commits made, and the blob syncs they asked for (the `stats` method; tests and the benchmark). */
+let groups = 0;
+
 /** All waiting commits in one transaction; each input that failed is rolled back alone. */
-function commitWaiting() {
+async function commitWaiting() {
   const jobs = commits.splice(0);
   let outcomes;
   try {
-    outcomes = store.commitMany(jobs.flatMap((job) => job.inputs));
+    groups++;
+    outcomes = await store.commitGroup(jobs.flatMap((job) => job.inputs.map(withBuffers)));
   } catch (error) {
     for (const job of jobs) parentPort.postMessage({ id: job.id, error: error instanceof Error ? error.message : String(error) });
     return;
@@ -88,10 +103,15 @@ function bookkeepingStep() {
   }
 }
 
-function runNext() {
+async function runNext() {
   scheduled = false;
-  if (commits.length > 0) commitWaiting();
-  else if (bookkeeping.length > 0) bookkeepingStep();
+  busy = true;
+  try {
+    if (commits.length > 0) await commitWaiting();
+    else if (bookkeeping.length > 0) bookkeepingStep();
+  } finally {
+    busy = false;
+  }
   if (commits.length > 0 || bookkeeping.length > 0) schedule();
   else if (closing !== undefined) close(closing);
 }
@@ -106,7 +126,7 @@ parentPort.on('message', ({ id, method, args }) => {
   if (method === 'close') {
     // Everything asked for before the close is written first.
     closing = id;
-    if (commits.length === 0 && bookkeeping.length === 0 && !scheduled) close(id);
+    if (commits.length === 0 && bookkeeping.length === 0 && !scheduled && !busy) close(id);
     return;
   }
   if (method === 'commitMany') commits.push({ id, inputs: args[0] });

@@ -1,7 +1,8 @@
 import { Worker } from 'node:worker_threads';
 import type { DeviceState } from '../records/types.ts';
 import type { RequestRecord } from './requests.ts';
-import type { AuditEntry, CommitInput, CommitOutcome } from './store.ts';
+import type { BlobSyncCounts } from './blobs.ts';
+import type { AuditEntry, CommitOutcome, GroupCommitInput } from './store.ts';
 
 function ready(worker: Worker, isReady: (message: unknown) => boolean): Promise<void> {
   return new Promise<void>((resolve, reject) => {
@@ -99,18 +100,26 @@ export class StoreWriter {
 
   /**
    * Stores a session's download; settles once it is committed (so only then may the device hear
-   * "received"). Commits asked for while the thread is writing share its next transaction.
+   * "received"). Commits asked for while the thread is writing share its next transaction. A
+   * capture given as bytes is put into the blob store by the thread, with the other captures of
+   * its group, before the transaction that names it; if that fails, nothing is committed and the
+   * promise rejects.
    */
-  async commit(input: CommitInput): Promise<CommitOutcome> {
+  async commit(input: GroupCommitInput): Promise<CommitOutcome> {
     const [outcome] = await this.commitMany([input]);
     if (outcome instanceof Error) throw outcome;
     return outcome!;
   }
 
   /** One transaction for all inputs; an input that failed comes back as its Error. */
-  async commitMany(inputs: CommitInput[]): Promise<Array<CommitOutcome | Error>> {
+  async commitMany(inputs: GroupCommitInput[]): Promise<Array<CommitOutcome | Error>> {
     const outcomes = await this.call<Array<CommitOutcome | { error: string }>>('commitMany', inputs);
     return outcomes.map((o) => ('error' in o ? new Error(o.error) : o));
+  }
+
+  /** Group commits the thread has made, and the blob-store syncs they asked for. */
+  stats(): Promise<{ groups: number; blobSyncs: BlobSyncCounts }> {
+    return this.call('stats');
   }
 
   markPublishedMany(seqs: number[], at: Date): Promise<void> {
