@@ -3,6 +3,7 @@ import {
   closeSync,
   createReadStream,
   existsSync,
+  fsync,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -13,7 +14,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import * as fsPromises from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -24,10 +25,36 @@ export interface BlobRef {
 }
 
 /**
- * The asynchronous file operations a blob store uses (node:fs/promises by default). A test passes
- * its own to watch what reaches the disk and when, on a real directory.
+ * The file operations of a group put (`putMany`), node:fs by default. Everything but `fsync` is a
+ * synchronous call: on the writer thread, which has nothing else to do meanwhile, a `stat`, an
+ * `open` or a `write` into the page cache costs microseconds, far less than a trip through the
+ * thread pool; only the syncs wait for the disk, and they go to the pool all at once. A test passes
+ * its own operations to watch what reaches the disk and when, on a real directory.
  */
-export type BlobFileSystem = Pick<typeof fsPromises, 'open' | 'mkdir' | 'rename' | 'stat' | 'unlink'>;
+export interface BlobFileSystem {
+  openSync(path: string, flags: string, mode?: number): number;
+  writeSync(fd: number, buffer: Buffer, offset: number): number;
+  closeSync(fd: number): void;
+  renameSync(from: string, to: string): void;
+  unlinkSync(path: string): void;
+  mkdirSync(path: string): void;
+  existsSync(path: string): boolean;
+  readFileSync(path: string): Buffer;
+  /** Resolves once the file or directory behind `fd` is on disk (on libuv's thread pool). */
+  fsync(fd: number, path: string): Promise<void>;
+}
+
+export const nodeBlobFileSystem: BlobFileSystem = {
+  openSync: (path, flags, mode) => openSync(path, flags, mode),
+  writeSync: (fd, buffer, offset) => writeSync(fd, buffer, offset),
+  closeSync,
+  renameSync,
+  unlinkSync,
+  mkdirSync: (path) => void mkdirSync(path),
+  existsSync,
+  readFileSync: (path) => readFileSync(path),
+  fsync: (fd) => new Promise((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve()))),
+};
 
 /** How many fsyncs this store asked for, by what they made durable (for tests and the benchmark). */
 export interface BlobSyncCounts {
@@ -56,7 +83,7 @@ export class BlobStore {
 
   constructor(
     readonly dir: string,
-    private readonly fs: BlobFileSystem = fsPromises,
+    private readonly fs: BlobFileSystem = nodeBlobFileSystem,
   ) {
     this.tempDir = join(dir, 'tmp');
     mkdirSync(this.tempDir, { recursive: true });
@@ -87,13 +114,13 @@ export class BlobStore {
    */
   async put(source: Buffer | Readable): Promise<BlobRef> {
     // A meter's full-memory download that brought nothing new is the same capture again: known
-    // from its hash alone, it costs no write and no sync.
+    // from its hash, it costs a read and no write or sync (see `putMany` for why it is read).
     if (Buffer.isBuffer(source)) {
       const sha256 = sha256Of(source);
-      if (await this.exists(this.pathOf(sha256))) return { sha256, size: source.length };
+      if (await intact(this.pathOf(sha256), sha256)) return { sha256, size: source.length };
     }
     const temp = this.tempName();
-    const file = await this.fs.open(temp, 'wx', 0o640);
+    const file = await open(temp, 'wx', 0o640);
     const hash = createHash('sha256');
     let size = 0;
     try {
@@ -113,130 +140,120 @@ export class BlobStore {
       }
       const sha256 = hash.digest('hex');
       const final = this.pathOf(sha256);
-      if (await this.exists(final)) {
-        await this.fs.unlink(temp);
-        return { sha256, size };
-      }
+      // A file already under the name is replaced rather than read back: it may be a file too big
+      // to hash twice, and one that a crash left damaged (see `putMany`) must not stay.
       const shard = dirname(final);
-      if (!(await this.exists(shard))) {
-        await this.fs.mkdir(shard, { recursive: true });
+      if (!(await exists(shard))) {
+        await mkdir(shard, { recursive: true });
         await this.syncDirectory(this.dir);
       }
-      await this.fs.rename(temp, final);
+      await rename(temp, final);
       await this.syncDirectory(shard);
       return { sha256, size };
     } catch (error) {
-      await this.fs.unlink(temp).catch(() => undefined);
+      await unlink(temp).catch(() => undefined);
       throw error;
     }
   }
 
   /**
-   * Several blobs made durable together, for a group commit: every new blob is written to its
-   * temp file and synced at once (the syncs overlap on libuv's thread pool, and the file system
-   * journals them together), then renamed into place, then each directory that gained a name is
-   * synced once, all at once. When this resolves, every blob not returned as an Error survives a
-   * power cut, so the rows that name them may commit. Blobs already stored cost a `stat`; the same
-   * bytes twice in a group are written once. A blob that fails is its Error; the others go on.
+   * Several blobs made durable together, for a group commit (on the writer thread: see
+   * `BlobFileSystem`). Each new blob is written to a temp file and renamed to its name at once,
+   * then every file and every directory that gained a name is synced, each once and all at the same
+   * time, so the whole group waits for the disk once. When this resolves, every blob not returned
+   * as an Error survives a power cut, and the rows that name them may commit (rule 1).
+   *
+   * A blob's name can thus exist a moment before its bytes are synced, but no row names it then,
+   * and a crash in that moment can leave a damaged file under the name: so a blob found already
+   * there is read back and checked against its name before it counts, and written again if its
+   * bytes do not match. The same bytes twice in a group are written once. A blob whose write or
+   * sync fails is its Error (its file removed); the others go on.
    */
   async putMany(sources: readonly Buffer[]): Promise<Array<BlobRef | Error>> {
+    const fs = this.fs;
     const refs = sources.map((bytes) => ({ sha256: sha256Of(bytes), size: bytes.length }));
-    const fresh = new Map<string, Buffer>();
-    await Promise.all(
-      refs.map(async (ref, i) => {
-        if (!(await this.exists(this.pathOf(ref.sha256)))) fresh.set(ref.sha256, sources[i]!);
-      }),
-    );
     const failed = new Map<string, Error>();
     const fail = (sha256: string, error: unknown): void => {
       if (!failed.has(sha256)) failed.set(sha256, error instanceof Error ? error : new Error(String(error)));
     };
-    const temps = new Map<string, string>();
-    await Promise.all(
-      [...fresh].map(async ([sha256, bytes]) => {
-        try {
-          temps.set(sha256, await this.writeSyncedTemp(bytes));
-        } catch (error) {
-          fail(sha256, error);
-        }
-      }),
-    );
-    /** Each directory to sync, and the blobs whose durability waits on it. */
+    /** Each new blob's open file, to sync. */
+    const written = new Map<string, { fd: number; final: string }>();
+    /** Each directory that gained a name, and the blobs whose names wait on its sync. */
     const dirs = new Map<string, string[]>();
     const dependsOn = (dir: string, sha256: string): void => {
       const list = dirs.get(dir);
       if (list) list.push(sha256);
       else dirs.set(dir, [sha256]);
     };
-    const madeShards = new Map<string, Promise<boolean>>();
-    await Promise.all(
-      [...temps].map(async ([sha256, temp]) => {
-        const final = this.pathOf(sha256);
+    refs.forEach(({ sha256 }, i) => {
+      if (written.has(sha256) || failed.has(sha256)) return;
+      const final = this.pathOf(sha256);
+      if (this.holdsIntact(final, sha256)) return;
+      const temp = this.tempName();
+      let fd: number | undefined;
+      try {
+        fd = fs.openSync(temp, 'wx', 0o640);
+        const bytes = sources[i]!;
+        let done = 0;
+        while (done < bytes.length) done += fs.writeSync(fd, bytes, done);
         const shard = dirname(final);
-        try {
-          // One mkdir per new shard even when several blobs of the group land in it.
-          let made = madeShards.get(shard);
-          if (!made) madeShards.set(shard, (made = this.makeDirectory(shard)));
-          if (await made) dependsOn(this.dir, sha256);
-          if (await this.exists(final)) {
-            // Put meanwhile by another writer (a streamed put): the bytes are the same, keep the first.
-            await this.fs.unlink(temp);
-          } else {
-            await this.fs.rename(temp, final);
-          }
-          dependsOn(shard, sha256);
-        } catch (error) {
-          fail(sha256, error);
-          await this.fs.unlink(temp).catch(() => undefined);
+        if (!fs.existsSync(shard)) {
+          fs.mkdirSync(shard);
+          dependsOn(this.dir, sha256);
         }
-      }),
-    );
-    await Promise.all(
-      [...dirs].map(async ([dir, blobs]) => {
-        try {
-          await this.syncDirectory(dir);
-        } catch (error) {
-          for (const sha256 of blobs) fail(sha256, error);
-        }
-      }),
-    );
+        fs.renameSync(temp, final);
+        written.set(sha256, { fd, final });
+        dependsOn(shard, sha256);
+      } catch (error) {
+        fail(sha256, error);
+        if (fd !== undefined) fs.closeSync(fd);
+        removeQuietly(fs, temp);
+      }
+    });
+    const syncs: Array<Promise<void>> = [];
+    for (const [sha256, { fd, final }] of written) {
+      this.syncs.files++;
+      syncs.push(fs.fsync(fd, final).catch((error: unknown) => fail(sha256, error)));
+    }
+    const dirFds: number[] = [];
+    for (const [dir, blobs] of dirs) {
+      try {
+        const fd = fs.openSync(dir, 'r');
+        dirFds.push(fd);
+        this.syncs.directories++;
+        syncs.push(fs.fsync(fd, dir).catch((error: unknown) => blobs.forEach((sha256) => fail(sha256, error))));
+      } catch (error) {
+        blobs.forEach((sha256) => fail(sha256, error));
+      }
+    }
+    await Promise.all(syncs);
+    for (const fd of dirFds) fs.closeSync(fd);
+    for (const [sha256, { fd, final }] of written) {
+      fs.closeSync(fd);
+      // Bytes that may not be on disk must not stay under their name.
+      if (failed.has(sha256)) removeQuietly(fs, final);
+    }
     return refs.map((ref) => {
       const error = failed.get(ref.sha256);
       return error ? new Error(`blob ${ref.sha256} could not be stored: ${error.message}`) : ref;
     });
   }
 
-  /** A temp file holding `bytes`, synced; removed again if anything fails. */
-  private async writeSyncedTemp(bytes: Buffer): Promise<string> {
-    const temp = this.tempName();
-    const file = await this.fs.open(temp, 'wx', 0o640);
+  /** True when the blob's file is there and its bytes hash to its name. */
+  private holdsIntact(final: string, sha256: string): boolean {
+    if (!this.fs.existsSync(final)) return false;
     try {
-      try {
-        let written = 0;
-        while (written < bytes.length) written += (await file.write(bytes, written)).bytesWritten;
-        this.syncs.files++;
-        await file.sync();
-      } finally {
-        await file.close();
-      }
-    } catch (error) {
-      await this.fs.unlink(temp).catch(() => undefined);
-      throw error;
+      return sha256Of(this.fs.readFileSync(final)) === sha256;
+    } catch {
+      return false;
     }
-    return temp;
-  }
-
-  /** Creates the directory; true when it was not there (then its parent needs a sync). */
-  private async makeDirectory(dir: string): Promise<boolean> {
-    if (await this.exists(dir)) return false;
-    return (await this.fs.mkdir(dir, { recursive: true })) !== undefined;
   }
 
   /** `put` for a Buffer, on the calling thread. */
   putSync(bytes: Buffer): BlobRef {
     const sha256 = sha256Of(bytes);
     const final = this.pathOf(sha256);
-    if (existsSync(final)) return { sha256, size: bytes.length };
+    if (this.holdsIntact(final, sha256)) return { sha256, size: bytes.length };
     const temp = this.tempName();
     try {
       const fd = openSync(temp, 'wx', 0o640);
@@ -311,18 +328,9 @@ export class BlobStore {
     return join(this.tempDir, `${process.pid}-${randomUUID()}`);
   }
 
-  private async exists(path: string): Promise<boolean> {
-    try {
-      await this.fs.stat(path);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
   /** A rename is durable only once the directory that holds the new name is synced. */
   private async syncDirectory(dir: string): Promise<void> {
-    const handle = await this.fs.open(dir, 'r');
+    const handle = await open(dir, 'r');
     try {
       this.syncs.directories++;
       await handle.sync();
@@ -344,4 +352,30 @@ export class BlobStore {
 
 function sha256Of(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
+}
+
+function removeQuietly(fs: BlobFileSystem, path: string): void {
+  try {
+    fs.unlinkSync(path);
+  } catch {
+    // never created, or gone already
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** True when the file is there and its bytes hash to `sha256`. */
+async function intact(path: string, sha256: string): Promise<boolean> {
+  try {
+    return sha256Of(await readFile(path)) === sha256;
+  } catch {
+    return false;
+  }
 }

@@ -175,8 +175,8 @@ export class Store {
   readonly blobs: BlobStore;
 
   /**
-   * `checkpointElsewhere`: this connection never copies the WAL into the database file itself,
-   * because another thread does (see writer.ts).
+   * `checkpointElsewhere`: this connection never copies the WAL into the database file inside a
+   * commit; its owner calls `checkpoint` between commits (the writer thread, writer-worker.js).
    */
   constructor(path: string, options: { checkpointElsewhere?: boolean; blobDir?: string; blobFs?: BlobFileSystem } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -239,9 +239,9 @@ export class Store {
     return (this.hashKey = kept.value);
   }
 
-  /** Back to SQLite's own checkpoints (every 1000 pages), when the checkpoint thread is gone. */
-  checkpointInline(): void {
-    this.db.pragma('wal_autocheckpoint = 1000');
+  /** Copies what it can of the WAL back into the database file, without waiting for readers. */
+  checkpoint(): void {
+    this.db.pragma('wal_checkpoint(PASSIVE)');
   }
 
   private migrate(): void {

@@ -11,6 +11,13 @@
 // Commits go first: a device is waiting for its "received" on each of them. Bookkeeping
 // (publish marks, device states, audit, quarantine) waits until no commit is queued, and a big
 // batch of it is written in slices, so a commit arriving meanwhile waits for one slice at most.
+//
+// Checkpoints (copying the WAL back into the database file) run here too, between group commits:
+// SQLite would otherwise run one inside whichever commit crosses the WAL size limit, and that
+// commit (and every device waiting on it) would wait for the database file's sync as well. Here a
+// checkpoint waits until no commit is queued, so a commit waits at most for one checkpoint that had
+// already begun; only if commits never stop for CHECKPOINT_OVERDUE_MS does one go ahead of them,
+// so that the WAL cannot grow without end. (A thread of its own for it cost 12 MB of memory.)
 import { existsSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 
@@ -22,6 +29,15 @@ const { Store } = existsSync(compiledStore)
   ? await import(compiledStore.href)
   : await import('tsx/esm/api').then(({ register }) => (register(), import('./store.ts')));
 const store = new Store(workerData.path, { checkpointElsewhere: true });
+
+/** A checkpoint that has waited this long for a pause in the commits runs before the next group. */
+const CHECKPOINT_OVERDUE_MS = 5000;
+/** When the checkpoint became due (undefined: not due). */
+let checkpointDueSince;
+const checkpointTimer = setInterval(() => {
+  checkpointDueSince ??= Date.now();
+  schedule();
+}, workerData.checkpointIntervalMs);
 
 /** Rows per bookkeeping transaction; each slice is well under a millisecond. */
 const SLICE = 50;
@@ -44,7 +60,6 @@ const bookkeepingMethods = {
   audit: (entry, at) => [() => store.audit(entry, at)],
   recordRequest: (entry, at) => [() => store.recordRequest(entry, at)],
   quarantine: (deviceId, bytes, reason, at) => [() => store.quarantine(deviceId, toBuffer(bytes), reason, at)],
-  checkpointInline: () => [() => store.checkpointInline()],
   stats: () => [() => ({ groups, blobSyncs: { ...store.blobs.syncs } })],
 };
 
@@ -89,6 +104,16 @@ async function commitWaiting() {
   }
 }
 
+/** A PASSIVE checkpoint never waits for a reader: it copies what it can, and the next one goes on. */
+function checkpoint() {
+  checkpointDueSince = undefined;
+  try {
+    store.checkpoint();
+  } catch {
+    // busy or locked: the next interval tries again
+  }
+}
+
 /** One bookkeeping step; the job is answered after its last. */
 function bookkeepingStep() {
   const job = bookkeeping[0];
@@ -107,7 +132,9 @@ async function runNext() {
   scheduled = false;
   busy = true;
   try {
-    if (commits.length > 0) await commitWaiting();
+    const checkpointOverdue = checkpointDueSince !== undefined && Date.now() - checkpointDueSince >= CHECKPOINT_OVERDUE_MS;
+    if (commits.length > 0 && !checkpointOverdue) await commitWaiting();
+    else if (checkpointDueSince !== undefined) checkpoint();
     else if (bookkeeping.length > 0) bookkeepingStep();
   } finally {
     busy = false;
@@ -117,6 +144,7 @@ async function runNext() {
 }
 
 function close(id) {
+  clearInterval(checkpointTimer);
   store.close();
   parentPort.postMessage({ id, result: null });
   parentPort.close();

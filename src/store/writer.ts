@@ -33,20 +33,10 @@ export class StoreWriter {
   private failure: Error | undefined;
 
   private closing = false;
-  private checkpointerGone = false;
   /** Called once if the thread dies while the daemon still needs it. */
   onFailure: ((error: Error) => void) | undefined;
 
-  private constructor(
-    private readonly worker: Worker,
-    private readonly checkpointer: Worker,
-  ) {
-    // Without the checkpoint thread the WAL would grow without end: hand the job back to SQLite.
-    checkpointer.on('error', () => undefined);
-    checkpointer.on('exit', () => {
-      this.checkpointerGone = true;
-      if (!this.closing && !this.failure) void this.call('checkpointInline').catch(() => undefined);
-    });
+  private constructor(private readonly worker: Worker) {
     worker.on('message', (message: { id?: number; result?: unknown; error?: string }) => {
       if (message.id === undefined) return;
       const waiter = this.pending.get(message.id);
@@ -68,15 +58,15 @@ export class StoreWriter {
     worker.on('exit', (code) => fail(new Error(`store writer stopped (exit ${code})`)));
   }
 
-  /** Starts the writer on a database that the caller has already opened (and so migrated). */
+  /**
+   * Starts the writer on a database that the caller has already opened (and so migrated). The
+   * same thread copies the WAL back into the database file every `checkpointIntervalMs`, between
+   * group commits (writer-worker.js).
+   */
   static async open(path: string, checkpointIntervalMs = 1000): Promise<StoreWriter> {
-    const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { path } });
+    const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { path, checkpointIntervalMs } });
     await ready(worker, (m) => (m as { ready?: boolean }).ready === true);
-    const checkpointer = new Worker(new URL('./checkpoint-worker.js', import.meta.url), {
-      workerData: { path, intervalMs: checkpointIntervalMs },
-    });
-    await ready(checkpointer, (m) => m === 'ready');
-    return new StoreWriter(worker, checkpointer);
+    return new StoreWriter(worker);
   }
 
   private call<T>(method: string, ...args: unknown[]): Promise<T> {
@@ -146,12 +136,6 @@ export class StoreWriter {
   /** Waits for every write already asked for, then closes the connection and the thread. */
   async close(): Promise<void> {
     this.closing = true;
-    if (!this.checkpointerGone) {
-      await new Promise<void>((resolve) => {
-        this.checkpointer.once('exit', () => resolve());
-        this.checkpointer.postMessage('close');
-      });
-    }
     if (this.failure) return;
     // Listen before asking: Node may deliver the answer and emit 'exit' in one turn, before a
     // listener added after the answer could exist (then the stop would wait for ever).

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
-import * as fsPromises from 'node:fs/promises';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { BlobFileSystem } from '../../src/store/blobs.ts';
+import { nodeBlobFileSystem, type BlobFileSystem } from '../../src/store/blobs.ts';
 import { Store, type GroupCommitInput } from '../../src/store/store.ts';
 import { StoreWriter } from '../../src/store/writer.ts';
 import { tempDir } from '../helpers/daemon.ts';
@@ -139,37 +138,31 @@ describe('group commit with the blob store (writer thread, real store)', () => {
 describe('group commit ordering (real store, file system watched)', () => {
   /**
    * The real file system, with every fsync logged together with what a second connection sees at
-   * that moment, and the directory syncs held until the test lets them go.
+   * that moment, and held until the test lets it go.
    */
   function watchedFs(observe: () => number): {
     fs: BlobFileSystem;
     log: Array<{ op: string; path: string; visibleRows: number }>;
-    heldDirectorySyncs: Array<() => void>;
+    held: Array<() => void>;
   } {
     const log: Array<{ op: string; path: string; visibleRows: number }> = [];
-    const heldDirectorySyncs: Array<() => void> = [];
+    const held: Array<() => void> = [];
     const fs: BlobFileSystem = {
-      ...fsPromises,
-      open: (async (path: string, flags?: string, mode?: number) => {
-        const handle = await fsPromises.open(path, flags, mode);
-        const isDirectory = flags === 'r';
-        const sync = handle.sync.bind(handle);
-        handle.sync = async () => {
-          if (isDirectory) await new Promise<void>((release) => heldDirectorySyncs.push(release));
-          await sync();
-          log.push({ op: isDirectory ? 'sync directory' : 'sync file', path, visibleRows: observe() });
-        };
-        return handle;
-      }) as BlobFileSystem['open'],
-      rename: async (from, to) => {
-        await fsPromises.rename(from, to);
-        log.push({ op: 'rename', path: String(to), visibleRows: observe() });
+      ...nodeBlobFileSystem,
+      renameSync: (from, to) => {
+        nodeBlobFileSystem.renameSync(from, to);
+        log.push({ op: 'rename', path: to, visibleRows: observe() });
+      },
+      fsync: async (fd, path) => {
+        await new Promise<void>((release) => held.push(release));
+        await nodeBlobFileSystem.fsync(fd, path);
+        log.push({ op: 'fsync', path, visibleRows: observe() });
       },
     };
-    return { fs, log, heldDirectorySyncs };
+    return { fs, log, held };
   }
 
-  it('every blob is synced, renamed and its directory synced before any row of its group is visible, and verifies once it is', async () => {
+  it('every blob file and every directory that gained a name is synced before any row of its group is visible', async () => {
     const path = join(tempDir('poctd-order-'), 'poctd.db');
     const reader = new Store(path);
     closers.push(() => reader.close());
@@ -180,46 +173,65 @@ describe('group commit ordering (real store, file system watched)', () => {
     const other = captureOutside(sha256(captures[0]!).slice(0, 2), 'order');
     const group = store.commitGroup([input('a', captures[0]!), input('b', captures[1]!), input('c', other)]);
 
-    // Held in the directory syncs (the shard of a and b, the other shard, the blob root): no row yet.
-    await eventually('the directory syncs are asked for', () => watched.heldDirectorySyncs.length === 3);
+    // Three files, their two new shard directories and the blob root that gained them: all asked
+    // for at once, and while they are held no row is visible.
+    await eventually('the syncs are asked for', () => watched.held.length === 6);
     expect(reader.recordCount()).toBe(0);
-    watched.heldDirectorySyncs.splice(0).forEach((release) => release());
+    watched.held.splice(0).forEach((release) => release());
     const outcomes = await group;
     expect(outcomes.every((o) => !(o instanceof Error))).toBe(true);
 
     expect(watched.log.every((entry) => entry.visibleRows === 0)).toBe(true);
+    const synced = watched.log.filter((e) => e.op === 'fsync').map((e) => e.path);
+    expect(synced).toHaveLength(6);
+    expect(synced).toContain(store.blobs.dir);
     for (const bytes of [...captures, other]) {
       const final = store.blobs.pathOf(sha256(bytes));
-      const renamed = watched.log.findIndex((e) => e.op === 'rename' && e.path === final);
-      const dirSynced = watched.log.findIndex((e) => e.op === 'sync directory' && e.path === dirname(final));
-      expect(renamed).toBeGreaterThan(-1);
-      expect(dirSynced).toBeGreaterThan(renamed);
+      expect(synced).toContain(final);
+      expect(synced).toContain(dirname(final));
       expect(await reader.blobs.verify(sha256(bytes))).toBe(true);
     }
-    // Each file was synced under its temp name, before any rename put a blob name on unsynced bytes.
-    const firstRename = watched.log.findIndex((e) => e.op === 'rename');
-    expect(watched.log.slice(0, firstRename).filter((e) => e.op === 'sync file')).toHaveLength(3);
+    expect(synced.filter((p) => p === dirname(store.blobs.pathOf(sha256(captures[0]!))))).toHaveLength(1);
     expect(reader.recordCount()).toBe(3);
   });
 
-  it('a blob whose file sync fails leaves no blob, no temp file and no row, and the error names it', async () => {
+  it('a blob whose sync fails leaves no file under its name, no temp file and no row, and the error names it', async () => {
     const path = join(tempDir('poctd-order-'), 'poctd.db');
+    const bytes = Buffer.from('never durable');
     const failingSync: BlobFileSystem = {
-      ...fsPromises,
-      open: (async (p: string, flags?: string, mode?: number) => {
-        const handle = await fsPromises.open(p, flags, mode);
-        if (flags === 'wx') handle.sync = () => Promise.reject(new Error('EIO: i/o error, fsync'));
-        return handle;
-      }) as BlobFileSystem['open'],
+      ...nodeBlobFileSystem,
+      fsync: (fd, p) => (p.endsWith(sha256(bytes)) ? Promise.reject(new Error('EIO: i/o error, fsync')) : nodeBlobFileSystem.fsync(fd, p)),
     };
     const store = new Store(path, { blobFs: failingSync });
     closers.push(() => store.close());
-    const bytes = Buffer.from('never durable');
-    const [outcome] = await store.commitGroup([input('x', bytes)]);
+    const fine = Buffer.from('durable');
+    const [outcome, kept] = await store.commitGroup([input('x', bytes), input('y', fine)]);
     expect(outcome).toBeInstanceOf(Error);
     expect((outcome as Error).message).toMatch(/could not be stored: EIO/);
-    expect(store.recordCount()).toBe(0);
+    expect(kept).not.toBeInstanceOf(Error);
+    expect(store.recordRowsSince(0, 10).map((r) => r.device_id)).toEqual(['y']);
     expect(existsSync(store.blobs.pathOf(sha256(bytes)))).toBe(false);
     expect(readdirSync(join(store.blobs.dir, 'tmp'))).toEqual([]);
+  });
+
+  it('a damaged file left under a blob name (a crash before its sync) is written again, never taken as the blob', async () => {
+    const path = join(tempDir('poctd-order-'), 'poctd.db');
+    const store = new Store(path);
+    closers.push(() => store.close());
+    const bytes = Buffer.from('the capture a crash cut short');
+    const final = store.blobs.pathOf(sha256(bytes));
+    mkdirSync(dirname(final), { recursive: true });
+    writeFileSync(final, bytes.subarray(0, 10));
+    const [outcome] = await store.commitGroup([input('z', bytes)]);
+    expect(outcome).not.toBeInstanceOf(Error);
+    expect(store.blobs.read(sha256(bytes))).toEqual(bytes);
+    expect(store.blobs.syncs.files).toBe(1);
+    // putSync and put check the same way.
+    writeFileSync(final, 'garbage');
+    store.blobs.putSync(bytes);
+    expect(store.blobs.read(sha256(bytes))).toEqual(bytes);
+    writeFileSync(final, 'garbage');
+    await store.blobs.put(bytes);
+    expect(store.blobs.read(sha256(bytes))).toEqual(bytes);
   });
 });
