@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
 import mqtt from 'mqtt';
 import { drivers } from '../drivers/index.ts';
 import { parseConfig } from '../src/config/load.ts';
@@ -40,6 +41,12 @@ const BURST = Number(process.env.BENCH_BURST ?? 10_000);
 /** Where the databases go; the disk's sync latency is most of a result's latency (try /dev/shm). */
 const DB_DIR = process.env.BENCH_DB_DIR ?? tmpdir();
 const PHASES = new Set((process.env.BENCH_PHASES ?? 'in-process,tcp,backlog').split(',').map((p) => p.trim()));
+
+// The daemon's heap as bin/poctd.js sets it (the young generation keeps its first size), again
+// once each worker thread runs, since Node applies V8's flags afresh when one starts.
+const keepYoungGenerationSmall = (): void => setFlagsFromString('--semi-space-growth-factor=1');
+keepYoungGenerationSmall();
+process.on('worker', (worker) => worker.once('online', keepYoungGenerationSmall));
 
 /** Results that arrive in the first seconds (start-up, first downloads) are not counted. */
 const WARMUP_S = 2;
