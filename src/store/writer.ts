@@ -107,8 +107,8 @@ export class StoreWriter {
     return outcomes.map((o) => ('error' in o ? new Error(o.error) : o));
   }
 
-  /** Group commits the thread has made, and the blob-store syncs they asked for. */
-  stats(): Promise<{ groups: number; blobSyncs: BlobSyncCounts }> {
+  /** Group commits the thread has made, the blob-store syncs they asked for, and its checkpoints. */
+  stats(): Promise<{ groups: number; blobSyncs: BlobSyncCounts; checkpoints: { count: number; totalMs: number; maxMs: number } }> {
     return this.call('stats');
   }
 

@@ -8,19 +8,19 @@ import { Store } from '../../src/store/store.ts';
 import { StoreWriter } from '../../src/store/writer.ts';
 import { tempDir } from '../helpers/daemon.ts';
 import { glucoseDraft } from '../helpers/records.ts';
-import type { CommitInput } from '../../src/store/store.ts';
+import type { GroupCommitInput } from '../../src/store/store.ts';
 import type { ResultDraft } from '../../src/records/types.ts';
 
-/** The blob directory every store in `tempDir` shares (content-addressed, so sharing is harmless). */
-let blobsOf: Store | undefined;
-
-/** A commit of result drafts whose capture (`bytes`) is already in the blob store, as the device manager makes one. */
-function commitInput(fields: { deviceId: string; driver?: string | null; bytes: Buffer; drafts: ResultDraft[] }): CommitInput {
+/**
+ * A commit of result drafts with its capture's bytes, as the device manager makes one: the writer
+ * thread puts them in the blob store with its group (nothing is synced on this thread first).
+ */
+function commitInput(fields: { deviceId: string; driver?: string | null; bytes: Buffer; drafts: ResultDraft[] }): GroupCommitInput {
   return {
     site: 's',
     deviceId: fields.deviceId,
     driver: (fields.driver === undefined ? 'onetouch-ultra2' : fields.driver) as string,
-    capture: blobsOf!.putCaptureSync('raw', fields.bytes),
+    capture: { kind: 'raw', bytes: fields.bytes },
     drafts: { result: fields.drafts },
     receivedAt: new Date(),
     timezone: 'UTC',
@@ -39,7 +39,6 @@ afterEach(async () => {
 async function setup(checkpointIntervalMs: number): Promise<{ path: string; writer: StoreWriter; reader: Store }> {
   const path = join(tempDir('poctd-writer-'), 'poctd.db');
   const reader = new Store(path); // the daemon's main-thread connection, which also migrates
-  blobsOf = reader;
   const writer = await StoreWriter.open(path, checkpointIntervalMs);
   open.push({ writer, reader });
   return { path, writer, reader };
