@@ -19,6 +19,7 @@
 // already begun; only if commits have not paused for two intervals does one go ahead of them, so
 // that the WAL cannot grow without end under a load that never stops. (A thread of its own for it cost 12 MB of memory.)
 import { existsSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 
 // Compiled (dist/), store.js sits beside this file and plain Node loads it. From the source (tsx,
