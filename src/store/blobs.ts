@@ -198,7 +198,12 @@ export class BlobStore {
         while (done < bytes.length) done += fs.writeSync(fd, bytes, done);
         const shard = dirname(final);
         if (!fs.existsSync(shard)) {
-          fs.mkdirSync(shard);
+          try {
+            fs.mkdirSync(shard);
+          } catch (error) {
+            // Made meanwhile by the main thread's store (a streamed put): the same directory.
+            if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+          }
           dependsOn(this.dir, sha256);
         }
         fs.renameSync(temp, final);

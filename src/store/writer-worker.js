@@ -17,7 +17,8 @@
 // commit (and every device waiting on it) would wait for the database file's sync as well. Here a
 // checkpoint waits until no commit is queued, so a commit waits at most for one checkpoint that had
 // already begun; only if commits have not paused for two intervals does one go ahead of them, so
-// that the WAL cannot grow without end under a load that never stops. (A thread of its own for it cost 12 MB of memory.)
+// that the WAL cannot grow without end under a load that never stops. (A thread of its own for
+// the checkpoint cost 12 MB of memory.)
 import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
