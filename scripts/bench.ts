@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
 import mqtt from 'mqtt';
 import { drivers } from '../drivers/index.ts';
 import { parseConfig } from '../src/config/load.ts';
@@ -40,6 +41,12 @@ const BURST = Number(process.env.BENCH_BURST ?? 10_000);
 /** Where the databases go; the disk's sync latency is most of a result's latency (try /dev/shm). */
 const DB_DIR = process.env.BENCH_DB_DIR ?? tmpdir();
 const PHASES = new Set((process.env.BENCH_PHASES ?? 'in-process,tcp,backlog').split(',').map((p) => p.trim()));
+
+// The daemon's heap as bin/poctd.js sets it (the young generation keeps its first size), again
+// once each worker thread runs, since Node applies V8's flags afresh when one starts.
+const keepYoungGenerationSmall = (): void => setFlagsFromString('--semi-space-growth-factor=1');
+keepYoungGenerationSmall();
+process.on('worker', (worker) => worker.once('online', keepYoungGenerationSmall));
 
 /** Results that arrive in the first seconds (start-up, first downloads) are not counted. */
 const WARMUP_S = 2;
@@ -153,11 +160,18 @@ class StageClock {
   private readonly askedByDevice = new Map<string, number>();
   private readonly byId = new Map<string, { asked: number; stored: number; handed?: number }>();
   private readonly restore: Array<() => void> = [];
+  /** The daemon's writer, seen on its first commit (for its thread's counters). */
+  writer: StoreWriter | undefined;
+  commits = 0;
 
   install(controller: Controller): void {
     const commit = StoreWriter.prototype.commit;
     const asked = this.askedByDevice;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const clock = this;
     StoreWriter.prototype.commit = function (this: StoreWriter, input) {
+      clock.writer = this;
+      clock.commits++;
       asked.set(input.deviceId, now());
       return commit.call(this, input);
     };
@@ -195,12 +209,13 @@ class StageClock {
 }
 
 /** Runs the daemon for SECONDS; the window after warm-up and the peak RSS. */
-async function runDaemon(controller: Controller): Promise<Pick<PhaseResult, 'window' | 'peakRssMb' | 'loopP99Ms'>> {
+async function runDaemon(controller: Controller, beforeStop?: () => Promise<void>): Promise<Pick<PhaseResult, 'window' | 'peakRssMb' | 'loopP99Ms'>> {
   const rss = sampler();
   const start = performance.now();
   await controller.start();
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
   const window = { from: start + WARMUP_S * 1000, to: performance.now() };
+  await beforeStop?.();
   await controller.stop();
   await new Promise((r) => setTimeout(r, 500)); // results still on their way to the subscriber
   return { window, ...rss.stop() };
@@ -329,7 +344,16 @@ async function pipelinePaced(url: string, meters: Meters): Promise<PhaseResult> 
   });
   const clock = new StageClock();
   clock.install(controller);
-  const sampled = await runDaemon(controller);
+  let writerNote = '';
+  const sampled = await runDaemon(controller, async () => {
+    const stats = await clock.writer?.stats();
+    if (!stats) return;
+    const c = stats.checkpoints;
+    writerNote =
+      `${meters.name}: writer thread: ${clock.commits} commits in ${stats.groups} group commits; blob syncs ${stats.blobSyncs.files} files, ` +
+      `${stats.blobSyncs.directories} directories; ${c.count} checkpoints, ${c.totalMs.toFixed(0)} ms in all, longest ${c.maxMs.toFixed(1)} ms`;
+  });
+  if (writerNote) writerNotes.push(writerNote);
   clock.uninstall();
   const received = await sub.arrivals();
   sub.stop();
@@ -345,6 +369,9 @@ async function pipelinePaced(url: string, meters: Meters): Promise<PhaseResult> 
   }
   return { name: meters.name, arrivals, ...sampled };
 }
+
+/** What each paced phase's writer thread did, printed with the breakdowns. */
+const writerNotes: string[] = [];
 
 /** A backlog of BURST stored results drains to the broker, against BURST raw publishes. */
 async function burst(url: string): Promise<{ baselinePerS: number; pipelinePerS: number }> {
@@ -464,6 +491,7 @@ async function main(): Promise<void> {
     console.log(`${'phase'.padEnd(24)} ${'results/s'.padStart(10)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'RSS MB'.padStart(9)} ${'loop p99 ms'.padStart(14)}`);
     for (const p of [baseline, ...phases]) console.log(row(p));
     console.log(`\n${phases.map(breakdown).join('\n')}\n`);
+    if (writerNotes.length) console.log(`${writerNotes.join('\n')}\n`);
     for (const p of phases) {
       const ratio = steady(p).perSecond / steady(baseline).perSecond;
       const p99 = percentile(steady(p).latencies, 99);

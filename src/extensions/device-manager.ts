@@ -304,13 +304,13 @@ export class DeviceManager implements Extension {
       log,
       now: s.now,
       commit: async (drafts, capture) => {
-        // The bytes first, synced off the event loop: the rows that name them commit only after.
-        const blob = await s.store.blobs.put(captureToBytes(capture));
+        // The writer thread puts the bytes in the blob store with the rest of its group, synced,
+        // and only then commits the rows that name them.
         const outcome = await s.writer.commit({
           site: s.config.site,
           deviceId: device.config.id,
           driver: device.driver.id,
-          capture: { ...blob, kind: capture.kind },
+          capture: { kind: capture.kind, bytes: captureToBytes(capture) },
           drafts,
           timezone,
           receivedAt: s.now(),

@@ -3,6 +3,7 @@ import {
   closeSync,
   createReadStream,
   existsSync,
+  fsync,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -13,7 +14,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -21,6 +22,44 @@ import type { Readable } from 'node:stream';
 export interface BlobRef {
   sha256: string;
   size: number;
+}
+
+/**
+ * The file operations of a group put (`putMany`), node:fs by default. Everything but `fsync` is a
+ * synchronous call: on the writer thread, which has nothing else to do meanwhile, a `stat`, an
+ * `open` or a `write` into the page cache costs microseconds, far less than a trip through the
+ * thread pool; only the syncs wait for the disk, and they go to the pool all at once. A test passes
+ * its own operations to watch what reaches the disk and when, on a real directory.
+ */
+export interface BlobFileSystem {
+  openSync(path: string, flags: string, mode?: number): number;
+  writeSync(fd: number, buffer: Buffer, offset: number): number;
+  closeSync(fd: number): void;
+  renameSync(from: string, to: string): void;
+  unlinkSync(path: string): void;
+  mkdirSync(path: string): void;
+  existsSync(path: string): boolean;
+  readFileSync(path: string): Buffer;
+  /** Resolves once the file or directory behind `fd` is on disk (on libuv's thread pool). */
+  fsync(fd: number, path: string): Promise<void>;
+}
+
+export const nodeBlobFileSystem: BlobFileSystem = {
+  openSync: (path, flags, mode) => openSync(path, flags, mode),
+  writeSync: (fd, buffer, offset) => writeSync(fd, buffer, offset),
+  closeSync,
+  renameSync,
+  unlinkSync,
+  mkdirSync: (path) => void mkdirSync(path),
+  existsSync,
+  readFileSync: (path) => readFileSync(path),
+  fsync: (fd) => new Promise((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve()))),
+};
+
+/** How many fsyncs this store asked for, by what they made durable (for tests and the benchmark). */
+export interface BlobSyncCounts {
+  files: number;
+  directories: number;
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -40,8 +79,12 @@ const STALE_TEMP_MS = 24 * 3600_000;
  */
 export class BlobStore {
   private readonly tempDir: string;
+  readonly syncs: BlobSyncCounts = { files: 0, directories: 0 };
 
-  constructor(readonly dir: string) {
+  constructor(
+    readonly dir: string,
+    private readonly fs: BlobFileSystem = nodeBlobFileSystem,
+  ) {
     this.tempDir = join(dir, 'tmp');
     mkdirSync(this.tempDir, { recursive: true });
   }
@@ -64,13 +107,17 @@ export class BlobStore {
     }
   }
 
-  /** Streams `source` into the store; resolves with its reference once it is durable. */
+  /**
+   * Streams `source` into the store; resolves with its reference once it is durable. For a file
+   * that may be too big for memory (a Readable is never gathered into one Buffer); captures that
+   * commit with records go through `putMany`, which shares the syncs of a group commit.
+   */
   async put(source: Buffer | Readable): Promise<BlobRef> {
     // A meter's full-memory download that brought nothing new is the same capture again: known
-    // from its hash alone, it costs no write and no sync.
+    // from its hash, it costs a read and no write or sync (see `putMany` for why it is read).
     if (Buffer.isBuffer(source)) {
-      const sha256 = createHash('sha256').update(source).digest('hex');
-      if (await exists(this.pathOf(sha256))) return { sha256, size: source.length };
+      const sha256 = sha256Of(source);
+      if (await intact(this.pathOf(sha256), sha256)) return { sha256, size: source.length };
     }
     const temp = this.tempName();
     const file = await open(temp, 'wx', 0o640);
@@ -86,23 +133,22 @@ export class BlobStore {
           let written = 0;
           while (written < bytes.length) written += (await file.write(bytes, written)).bytesWritten;
         }
+        this.syncs.files++;
         await file.sync();
       } finally {
         await file.close();
       }
       const sha256 = hash.digest('hex');
       const final = this.pathOf(sha256);
-      if (await exists(final)) {
-        await unlink(temp);
-        return { sha256, size };
-      }
+      // A file already under the name is replaced rather than read back: it may be a file too big
+      // to hash twice, and one that a crash left damaged (see `putMany`) must not stay.
       const shard = dirname(final);
       if (!(await exists(shard))) {
         await mkdir(shard, { recursive: true });
-        await syncDirectory(this.dir);
+        await this.syncDirectory(this.dir);
       }
       await rename(temp, final);
-      await syncDirectory(shard);
+      await this.syncDirectory(shard);
       return { sha256, size };
     } catch (error) {
       await unlink(temp).catch(() => undefined);
@@ -110,17 +156,116 @@ export class BlobStore {
     }
   }
 
+  /**
+   * Several blobs made durable together, for a group commit (on the writer thread: see
+   * `BlobFileSystem`). Each new blob is written to a temp file and renamed to its name at once,
+   * then every file and every directory that gained a name is synced, each once and all at the same
+   * time, so the whole group waits for the disk once. When this resolves, every blob not returned
+   * as an Error survives a power cut, and the rows that name them may commit (rule 1).
+   *
+   * A blob's name can thus exist a moment before its bytes are synced, but no row names it then,
+   * and a crash in that moment can leave a damaged file under the name: so a blob found already
+   * there is read back and checked against its name before it counts, and written again if its
+   * bytes do not match. The same bytes twice in a group are written once. A blob whose write or
+   * sync fails is its Error (its file removed); the others go on.
+   */
+  async putMany(sources: readonly Buffer[]): Promise<Array<BlobRef | Error>> {
+    const fs = this.fs;
+    const refs = sources.map((bytes) => ({ sha256: sha256Of(bytes), size: bytes.length }));
+    const failed = new Map<string, Error>();
+    const fail = (sha256: string, error: unknown): void => {
+      if (!failed.has(sha256)) failed.set(sha256, error instanceof Error ? error : new Error(String(error)));
+    };
+    /** Each new blob's open file, to sync. */
+    const written = new Map<string, { fd: number; final: string }>();
+    /** Each directory that gained a name, and the blobs whose names wait on its sync. */
+    const dirs = new Map<string, string[]>();
+    const dependsOn = (dir: string, sha256: string): void => {
+      const list = dirs.get(dir);
+      if (list) list.push(sha256);
+      else dirs.set(dir, [sha256]);
+    };
+    refs.forEach(({ sha256 }, i) => {
+      if (written.has(sha256) || failed.has(sha256)) return;
+      const final = this.pathOf(sha256);
+      if (this.holdsIntact(final, sha256)) return;
+      const temp = this.tempName();
+      let fd: number | undefined;
+      try {
+        fd = fs.openSync(temp, 'wx', 0o640);
+        const bytes = sources[i]!;
+        let done = 0;
+        while (done < bytes.length) done += fs.writeSync(fd, bytes, done);
+        const shard = dirname(final);
+        if (!fs.existsSync(shard)) {
+          try {
+            fs.mkdirSync(shard);
+          } catch (error) {
+            // Made meanwhile by the main thread's store (a streamed put): the same directory.
+            if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+          }
+          dependsOn(this.dir, sha256);
+        }
+        fs.renameSync(temp, final);
+        written.set(sha256, { fd, final });
+        dependsOn(shard, sha256);
+      } catch (error) {
+        fail(sha256, error);
+        if (fd !== undefined) fs.closeSync(fd);
+        removeQuietly(fs, temp);
+      }
+    });
+    const syncs: Array<Promise<void>> = [];
+    for (const [sha256, { fd, final }] of written) {
+      this.syncs.files++;
+      syncs.push(fs.fsync(fd, final).catch((error: unknown) => fail(sha256, error)));
+    }
+    const dirFds: number[] = [];
+    for (const [dir, blobs] of dirs) {
+      try {
+        const fd = fs.openSync(dir, 'r');
+        dirFds.push(fd);
+        this.syncs.directories++;
+        syncs.push(fs.fsync(fd, dir).catch((error: unknown) => blobs.forEach((sha256) => fail(sha256, error))));
+      } catch (error) {
+        blobs.forEach((sha256) => fail(sha256, error));
+      }
+    }
+    await Promise.all(syncs);
+    for (const fd of dirFds) fs.closeSync(fd);
+    for (const [sha256, { fd, final }] of written) {
+      fs.closeSync(fd);
+      // Bytes that may not be on disk must not stay under their name.
+      if (failed.has(sha256)) removeQuietly(fs, final);
+    }
+    return refs.map((ref) => {
+      const error = failed.get(ref.sha256);
+      return error ? new Error(`blob ${ref.sha256} could not be stored: ${error.message}`) : ref;
+    });
+  }
+
+  /** True when the blob's file is there and its bytes hash to its name. */
+  private holdsIntact(final: string, sha256: string): boolean {
+    if (!this.fs.existsSync(final)) return false;
+    try {
+      return sha256Of(this.fs.readFileSync(final)) === sha256;
+    } catch {
+      return false;
+    }
+  }
+
   /** `put` for a Buffer, on the calling thread. */
   putSync(bytes: Buffer): BlobRef {
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const sha256 = sha256Of(bytes);
     const final = this.pathOf(sha256);
-    if (existsSync(final)) return { sha256, size: bytes.length };
+    if (this.holdsIntact(final, sha256)) return { sha256, size: bytes.length };
     const temp = this.tempName();
     try {
       const fd = openSync(temp, 'wx', 0o640);
       try {
         let written = 0;
         while (written < bytes.length) written += writeSync(fd, bytes, written);
+        this.syncs.files++;
         fsyncSync(fd);
       } finally {
         closeSync(fd);
@@ -128,10 +273,10 @@ export class BlobStore {
       const shard = dirname(final);
       if (!existsSync(shard)) {
         mkdirSync(shard, { recursive: true });
-        syncDirectorySync(this.dir);
+        this.syncDirectorySync(this.dir);
       }
       renameSync(temp, final);
-      syncDirectorySync(shard);
+      this.syncDirectorySync(shard);
     } catch (error) {
       try {
         unlinkSync(temp);
@@ -187,6 +332,39 @@ export class BlobStore {
   private tempName(): string {
     return join(this.tempDir, `${process.pid}-${randomUUID()}`);
   }
+
+  /** A rename is durable only once the directory that holds the new name is synced. */
+  private async syncDirectory(dir: string): Promise<void> {
+    const handle = await open(dir, 'r');
+    try {
+      this.syncs.directories++;
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private syncDirectorySync(dir: string): void {
+    const fd = openSync(dir, 'r');
+    try {
+      this.syncs.directories++;
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+function sha256Of(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function removeQuietly(fs: BlobFileSystem, path: string): void {
+  try {
+    fs.unlinkSync(path);
+  } catch {
+    // never created, or gone already
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -198,21 +376,11 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** A rename is durable only once the directory that holds the new name is synced. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
+/** True when the file is there and its bytes hash to `sha256`. */
+async function intact(path: string, sha256: string): Promise<boolean> {
   try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-function syncDirectorySync(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    return sha256Of(await readFile(path)) === sha256;
+  } catch {
+    return false;
   }
 }

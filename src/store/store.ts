@@ -7,7 +7,7 @@ import { finalize } from '../records/finalize.ts';
 import { eachDraft, type AnyRecord, type RecordDrafts } from '../records/kinds.ts';
 import { resolvePrivacy, type PrivacySettings } from '../records/privacy.ts';
 import { RESULT_SCHEMA, type CaptureKind, type DeviceState, type RawRef } from '../records/types.ts';
-import { BlobStore } from './blobs.ts';
+import { BlobStore, type BlobFileSystem } from './blobs.ts';
 import { REQUESTS_MIGRATION, RequestLog, type AuditRow, type RequestRecord, type RequestResponse, type Transaction } from './requests.ts';
 
 /**
@@ -141,6 +141,15 @@ export interface CommitInput {
   privacy: PrivacySettings;
 }
 
+/** A capture's bytes, not yet stored: the group commit puts them in the blob store before its rows. */
+export interface CaptureBytes {
+  kind: CaptureKind;
+  bytes: Buffer;
+}
+
+/** A commit whose capture is either already in the blob store or its bytes, for the writer to put. */
+export type GroupCommitInput = Omit<CommitInput, 'capture'> & { capture: RawRef | CaptureBytes };
+
 /** A stored record as its row holds it, with the schema that says which kind (and topic) it is. */
 export interface StoredRecordRow {
   seq: number;
@@ -166,14 +175,14 @@ export class Store {
   readonly blobs: BlobStore;
 
   /**
-   * `checkpointElsewhere`: this connection never copies the WAL into the database file itself,
-   * because another thread does (see writer.ts).
+   * `checkpointElsewhere`: this connection never copies the WAL into the database file inside a
+   * commit; its owner calls `checkpoint` between commits (the writer thread, writer-worker.js).
    */
-  constructor(path: string, options: { checkpointElsewhere?: boolean; blobDir?: string } = {}) {
+  constructor(path: string, options: { checkpointElsewhere?: boolean; blobDir?: string; blobFs?: BlobFileSystem } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     const blobDir = options.blobDir ?? (path === ':memory:' ? undefined : join(dirname(path), 'blobs'));
     if (!blobDir) throw new Error('a store in memory needs a blobDir for its raw captures');
-    this.blobs = new BlobStore(blobDir);
+    this.blobs = new BlobStore(blobDir, options.blobFs);
     // The writer thread's store is opened while the main thread's writes may be under way.
     if (!options.checkpointElsewhere) this.blobs.sweepStaleTemp();
     this.db = new Database(path);
@@ -230,9 +239,9 @@ export class Store {
     return (this.hashKey = kept.value);
   }
 
-  /** Back to SQLite's own checkpoints (every 1000 pages), when the checkpoint thread is gone. */
-  checkpointInline(): void {
-    this.db.pragma('wal_autocheckpoint = 1000');
+  /** Copies what it can of the WAL back into the database file, without waiting for readers. */
+  checkpoint(): void {
+    this.db.pragma('wal_checkpoint(PASSIVE)');
   }
 
   private migrate(): void {
@@ -307,6 +316,33 @@ export class Store {
         }
       }),
     )();
+  }
+
+  /**
+   * The writer thread's group commit: the captures that come as bytes go into the blob store
+   * together (`BlobStore.putMany`: their files and directories synced once for the group), then
+   * every input whose capture is durable commits in one transaction. An input whose blob could not
+   * be stored is not committed and comes back as its Error, as does one that fails in SQLite.
+   */
+  async commitGroup(inputs: readonly GroupCommitInput[]): Promise<Array<CommitOutcome | Error>> {
+    const withBytes = inputs.flatMap((input, i) => ('bytes' in input.capture ? [{ i, bytes: input.capture.bytes }] : []));
+    const blobs = await this.blobs.putMany(withBytes.map((c) => c.bytes));
+    const outcomes: Array<CommitOutcome | Error | undefined> = inputs.map(() => undefined);
+    const ready: CommitInput[] = [];
+    const readyAt: number[] = [];
+    const refOf = new Map(withBytes.map((c, k) => [c.i, blobs[k]!]));
+    inputs.forEach((input, i) => {
+      const blob = refOf.get(i);
+      if (blob instanceof Error) {
+        outcomes[i] = blob;
+        return;
+      }
+      const capture: RawRef = blob ? { ...blob, kind: input.capture.kind } : (input.capture as RawRef);
+      ready.push({ ...input, capture });
+      readyAt.push(i);
+    });
+    if (ready.length > 0) this.commitMany(ready).forEach((outcome, k) => (outcomes[readyAt[k]!] = outcome));
+    return outcomes as Array<CommitOutcome | Error>;
   }
 
   /** Unpublished records after `afterSeq`, oldest first. */

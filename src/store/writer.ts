@@ -1,7 +1,8 @@
 import { Worker } from 'node:worker_threads';
 import type { DeviceState } from '../records/types.ts';
 import type { RequestRecord } from './requests.ts';
-import type { AuditEntry, CommitInput, CommitOutcome } from './store.ts';
+import type { BlobSyncCounts } from './blobs.ts';
+import type { AuditEntry, CommitOutcome, GroupCommitInput } from './store.ts';
 
 function ready(worker: Worker, isReady: (message: unknown) => boolean): Promise<void> {
   return new Promise<void>((resolve, reject) => {
@@ -32,20 +33,10 @@ export class StoreWriter {
   private failure: Error | undefined;
 
   private closing = false;
-  private checkpointerGone = false;
   /** Called once if the thread dies while the daemon still needs it. */
   onFailure: ((error: Error) => void) | undefined;
 
-  private constructor(
-    private readonly worker: Worker,
-    private readonly checkpointer: Worker,
-  ) {
-    // Without the checkpoint thread the WAL would grow without end: hand the job back to SQLite.
-    checkpointer.on('error', () => undefined);
-    checkpointer.on('exit', () => {
-      this.checkpointerGone = true;
-      if (!this.closing && !this.failure) void this.call('checkpointInline').catch(() => undefined);
-    });
+  private constructor(private readonly worker: Worker) {
     worker.on('message', (message: { id?: number; result?: unknown; error?: string }) => {
       if (message.id === undefined) return;
       const waiter = this.pending.get(message.id);
@@ -67,15 +58,15 @@ export class StoreWriter {
     worker.on('exit', (code) => fail(new Error(`store writer stopped (exit ${code})`)));
   }
 
-  /** Starts the writer on a database that the caller has already opened (and so migrated). */
+  /**
+   * Starts the writer on a database that the caller has already opened (and so migrated). The
+   * same thread copies the WAL back into the database file every `checkpointIntervalMs`, between
+   * group commits (writer-worker.js).
+   */
   static async open(path: string, checkpointIntervalMs = 1000): Promise<StoreWriter> {
-    const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { path } });
+    const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { path, checkpointIntervalMs } });
     await ready(worker, (m) => (m as { ready?: boolean }).ready === true);
-    const checkpointer = new Worker(new URL('./checkpoint-worker.js', import.meta.url), {
-      workerData: { path, intervalMs: checkpointIntervalMs },
-    });
-    await ready(checkpointer, (m) => m === 'ready');
-    return new StoreWriter(worker, checkpointer);
+    return new StoreWriter(worker);
   }
 
   private call<T>(method: string, ...args: unknown[]): Promise<T> {
@@ -99,18 +90,26 @@ export class StoreWriter {
 
   /**
    * Stores a session's download; settles once it is committed (so only then may the device hear
-   * "received"). Commits asked for while the thread is writing share its next transaction.
+   * "received"). Commits asked for while the thread is writing share its next transaction. A
+   * capture given as bytes is put into the blob store by the thread, with the other captures of
+   * its group, before the transaction that names it; if that fails, nothing is committed and the
+   * promise rejects.
    */
-  async commit(input: CommitInput): Promise<CommitOutcome> {
+  async commit(input: GroupCommitInput): Promise<CommitOutcome> {
     const [outcome] = await this.commitMany([input]);
     if (outcome instanceof Error) throw outcome;
     return outcome!;
   }
 
   /** One transaction for all inputs; an input that failed comes back as its Error. */
-  async commitMany(inputs: CommitInput[]): Promise<Array<CommitOutcome | Error>> {
+  async commitMany(inputs: GroupCommitInput[]): Promise<Array<CommitOutcome | Error>> {
     const outcomes = await this.call<Array<CommitOutcome | { error: string }>>('commitMany', inputs);
     return outcomes.map((o) => ('error' in o ? new Error(o.error) : o));
+  }
+
+  /** Group commits the thread has made, the blob-store syncs they asked for, and its checkpoints. */
+  stats(): Promise<{ groups: number; blobSyncs: BlobSyncCounts; checkpoints: { count: number; totalMs: number; maxMs: number } }> {
+    return this.call('stats');
   }
 
   markPublishedMany(seqs: number[], at: Date): Promise<void> {
@@ -137,12 +136,6 @@ export class StoreWriter {
   /** Waits for every write already asked for, then closes the connection and the thread. */
   async close(): Promise<void> {
     this.closing = true;
-    if (!this.checkpointerGone) {
-      await new Promise<void>((resolve) => {
-        this.checkpointer.once('exit', () => resolve());
-        this.checkpointer.postMessage('close');
-      });
-    }
     if (this.failure) return;
     // Listen before asking: Node may deliver the answer and emit 'exit' in one turn, before a
     // listener added after the answer could exist (then the stop would wait for ever).
