@@ -158,14 +158,6 @@ export interface StoredRecordRow {
   json: string;
 }
 
-export interface AuditEntry {
-  device_id: string | null;
-  verb: string;
-  params: unknown;
-  status: 'ok' | 'error';
-  detail?: unknown;
-}
-
 export class Store {
   private readonly db: Database.Database;
   private readonly stmts;
@@ -220,9 +212,6 @@ export class Store {
          ON CONFLICT(id) DO UPDATE SET driver = excluded.driver, state_json = excluded.state_json, updated_at = excluded.updated_at`,
       ),
       device: this.db.prepare(`SELECT state_json FROM devices WHERE id = ?`),
-      audit: this.db.prepare(
-        `INSERT INTO audit (at, device_id, verb, params_json, status, detail_json) VALUES (?, ?, ?, ?, ?, ?)`,
-      ),
     };
   }
 
@@ -426,34 +415,6 @@ export class Store {
   deviceState(id: string): DeviceState | undefined {
     const row = this.stmts.device.get(id) as { state_json: string } | undefined;
     return row ? (JSON.parse(row.state_json) as DeviceState) : undefined;
-  }
-
-  audit(entry: AuditEntry, at: Date = new Date()): void {
-    this.stmts.audit.run(
-      at.toISOString(),
-      entry.device_id,
-      entry.verb,
-      JSON.stringify(entry.params ?? {}),
-      entry.status,
-      entry.detail === undefined ? null : JSON.stringify(entry.detail),
-    );
-  }
-
-  auditEntries(): Array<{ device_id: string | null; verb: string; status: string; params: unknown; detail: unknown }> {
-    const rows = this.db.prepare(`SELECT device_id, verb, status, params_json, detail_json FROM audit ORDER BY id`).all() as Array<{
-      device_id: string | null;
-      verb: string;
-      status: string;
-      params_json: string;
-      detail_json: string | null;
-    }>;
-    return rows.map((r) => ({
-      device_id: r.device_id,
-      verb: r.verb,
-      status: r.status,
-      params: JSON.parse(r.params_json),
-      detail: r.detail_json ? JSON.parse(r.detail_json) : null,
-    }));
   }
 
   /** A device request answered: its audit row, and its outcome for repeats of its transaction. */

@@ -59,7 +59,6 @@ function slices(items) {
 const bookkeepingMethods = {
   markPublishedMany: (seqs, at) => slices(seqs).map((slice) => () => store.markPublishedMany(slice, at)),
   saveDeviceStates: (states, at) => slices(states).map((slice) => () => store.saveDeviceStates(slice, at)),
-  audit: (entry, at) => [() => store.audit(entry, at)],
   recordRequest: (entry, at) => [() => store.recordRequest(entry, at)],
   quarantine: (deviceId, bytes, reason, at) => [() => store.quarantine(deviceId, toBuffer(bytes), reason, at)],
   stats: () => [() => ({ groups, blobSyncs: { ...store.blobs.syncs }, checkpoints: { ...checkpoints } })],

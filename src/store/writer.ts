@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import type { DeviceState } from '../records/types.ts';
 import type { RequestRecord } from './requests.ts';
 import type { BlobSyncCounts } from './blobs.ts';
-import type { AuditEntry, CommitOutcome, GroupCommitInput } from './store.ts';
+import type { CommitOutcome, GroupCommitInput } from './store.ts';
 
 function ready(worker: Worker, isReady: (message: unknown) => boolean): Promise<void> {
   return new Promise<void>((resolve, reject) => {
@@ -118,10 +118,6 @@ export class StoreWriter {
 
   saveDeviceStates(states: DeviceState[], at: Date): Promise<void> {
     return this.call('saveDeviceStates', states, at);
-  }
-
-  audit(entry: AuditEntry, at: Date): Promise<void> {
-    return this.call('audit', entry, at);
   }
 
   /** A device request answered: the audit row and, with a transaction, its outcome for repeats. */

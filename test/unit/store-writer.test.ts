@@ -130,6 +130,19 @@ describe('StoreWriter', () => {
     expect(reader.recordCount()).toBe(50);
   });
 
+  it('its thread writes audit rows only through recordRequest (params redacted by the caller): no raw audit method', async () => {
+    const { writer, reader } = await setup(1000);
+    expect('audit' in writer).toBe(false);
+    const call = (writer as unknown as { call(method: string, ...args: unknown[]): Promise<unknown> }).call.bind(writer);
+    const unredacted = { device_id: 'bench1', verb: 'status', params: { 'x-patient': 'P-1' }, status: 'ok' };
+    await expect(call('audit', unredacted, new Date())).rejects.toThrow(/unknown store method audit/);
+    await writer.recordRequest(
+      { device_id: 'bench1', verb: 'status', params: {}, requested_by: 'lab', transaction: 7, response: { status: 'ok', data: { state: 'idle' }, error: null } },
+      new Date(),
+    );
+    expect(reader.auditRows().map((r) => [r.verb, r.requested_by, r.transaction, r.detail])).toEqual([['status', 'lab', 7, { state: 'idle' }]]);
+  });
+
   it('close writes everything asked for before it', async () => {
     const { writer, reader } = await setup(1000);
     open.pop();

@@ -201,11 +201,22 @@ describe('Store', () => {
   it('keeps quarantined bytes and audit rows', () => {
     const { store } = tempStore();
     store.quarantine('bench1', Buffer.from('P bad line'), 'bad-checksum');
-    store.audit({ device_id: 'bench1', verb: 'clock/sync', params: {}, status: 'ok', detail: { clock: 'x' } });
+    const at = new Date('2026-12-04T03:00:00Z');
+    store.recordRequest(
+      { device_id: 'bench1', verb: 'clock/sync', params: {}, requested_by: null, transaction: null, response: { status: 'ok', data: { clock: 'x' }, error: null } },
+      at,
+    );
     expect(store.quarantineCount()).toBe(1);
-    expect(store.auditEntries()).toEqual([
-      { device_id: 'bench1', verb: 'clock/sync', status: 'ok', params: {}, detail: { clock: 'x' } },
+    expect(store.auditRows()).toEqual([
+      { at: at.toISOString(), device_id: 'bench1', verb: 'clock/sync', status: 'ok', params: {}, detail: { clock: 'x' }, requested_by: null, transaction: null },
     ]);
+    store.close();
+  });
+
+  it('offers no audit write but recordRequest, whose callers redact the params (no unredacted path)', () => {
+    const { store } = tempStore();
+    expect('audit' in store).toBe(false);
+    expect('auditEntries' in store).toBe(false);
     store.close();
   });
 });
