@@ -65,6 +65,8 @@ export interface BlobSyncCounts {
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** A temp file this old was left by a write that never finished (a crash); a live write is far younger. */
 const STALE_TEMP_MS = 24 * 3600_000;
+/** How many blob names a store remembers as synced by itself (see `knownDurable`). */
+const KNOWN_DURABLE_LIMIT = 4096;
 
 /**
  * Content-addressed files on disk beside the database: `<dir>/ab/<sha256>`. Raw captures (and, to
@@ -80,6 +82,21 @@ const STALE_TEMP_MS = 24 * 3600_000;
 export class BlobStore {
   private readonly tempDir: string;
   readonly syncs: BlobSyncCounts = { files: 0, directories: 0 };
+  /**
+   * Blobs this store itself saw synced (written, or found and synced again), newest last. A file
+   * found under its name is not known to be on disk: another put of the same bytes (on this thread
+   * or the other store thread) may have renamed it there and still be waiting for its syncs, or a
+   * process that crashed may have left it in the page cache only. So a found blob counts only once
+   * this store has synced it, and this memory spares the syncs on every repeat (a meter's same
+   * full-memory download, again and again).
+   */
+  private readonly knownDurable = new Map<string, true>();
+  /**
+   * Shard directories whose name this store saw synced into the blob root. A shard found in place
+   * may have been made by another put still waiting for that sync, so until then the root is
+   * synced again with the blob (at most 256 entries).
+   */
+  private readonly knownShards = new Set<string>();
 
   constructor(
     readonly dir: string,
@@ -117,7 +134,14 @@ export class BlobStore {
     // from its hash, it costs a read and no write or sync (see `putMany` for why it is read).
     if (Buffer.isBuffer(source)) {
       const sha256 = sha256Of(source);
-      if (await intact(this.pathOf(sha256), sha256)) return { sha256, size: source.length };
+      const final = this.pathOf(sha256);
+      if (await intact(final, sha256)) {
+        if (!this.knownDurable.has(sha256)) {
+          await this.syncFound(final);
+          this.rememberDurable(sha256, dirname(final));
+        }
+        return { sha256, size: source.length };
+      }
     }
     const temp = this.tempName();
     const file = await open(temp, 'wx', 0o640);
@@ -143,12 +167,14 @@ export class BlobStore {
       // A file already under the name is replaced rather than read back: it may be a file too big
       // to hash twice, and one that a crash left damaged (see `putMany`) must not stay.
       const shard = dirname(final);
-      if (!(await exists(shard))) {
-        await mkdir(shard, { recursive: true });
+      if (!(await exists(shard))) await mkdir(shard, { recursive: true });
+      if (!this.knownShards.has(shard)) {
         await this.syncDirectory(this.dir);
+        this.knownShards.add(shard);
       }
       await rename(temp, final);
       await this.syncDirectory(shard);
+      this.rememberDurable(sha256, shard);
       return { sha256, size };
     } catch (error) {
       await unlink(temp).catch(() => undefined);
@@ -166,7 +192,9 @@ export class BlobStore {
    * A blob's name can thus exist a moment before its bytes are synced, but no row names it then,
    * and a crash in that moment can leave a damaged file under the name: so a blob found already
    * there is read back and checked against its name before it counts, and written again if its
-   * bytes do not match. The same bytes twice in a group are written once. A blob whose write or
+   * bytes do not match; one that matches but that this store has not seen synced (another put of
+   * the same bytes may still wait for its syncs) is synced with the group, its directories too.
+   * The same bytes twice in a group are written once. A blob whose write or
    * sync fails is its Error (its file removed); the others go on.
    */
   async putMany(sources: readonly Buffer[]): Promise<Array<BlobRef | Error>> {
@@ -178,6 +206,8 @@ export class BlobStore {
     };
     /** Each new blob's open file, to sync. */
     const written = new Map<string, { fd: number; final: string }>();
+    /** Each blob found under its name but not known to be synced: its open file, synced too. */
+    const found = new Map<string, { fd: number; final: string }>();
     /** Each directory that gained a name, and the blobs whose names wait on its sync. */
     const dirs = new Map<string, string[]>();
     const dependsOn = (dir: string, sha256: string): void => {
@@ -186,9 +216,21 @@ export class BlobStore {
       else dirs.set(dir, [sha256]);
     };
     refs.forEach(({ sha256 }, i) => {
-      if (written.has(sha256) || failed.has(sha256)) return;
+      if (written.has(sha256) || found.has(sha256) || failed.has(sha256)) return;
       const final = this.pathOf(sha256);
-      if (this.holdsIntact(final, sha256)) return;
+      if (this.holdsIntact(final, sha256)) {
+        if (this.knownDurable.has(sha256)) return;
+        // Its name, its shard and the root that holds the shard may each still wait for a sync
+        // that another put asked for: sync them here, with the group's.
+        try {
+          found.set(sha256, { fd: fs.openSync(final, 'r'), final });
+          dependsOn(dirname(final), sha256);
+          if (!this.knownShards.has(dirname(final))) dependsOn(this.dir, sha256);
+        } catch (error) {
+          fail(sha256, error);
+        }
+        return;
+      }
       const temp = this.tempName();
       let fd: number | undefined;
       try {
@@ -204,8 +246,8 @@ export class BlobStore {
             // Made meanwhile by the main thread's store (a streamed put): the same directory.
             if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
           }
-          dependsOn(this.dir, sha256);
         }
+        if (!this.knownShards.has(shard)) dependsOn(this.dir, sha256);
         fs.renameSync(temp, final);
         written.set(sha256, { fd, final });
         dependsOn(shard, sha256);
@@ -216,7 +258,7 @@ export class BlobStore {
       }
     });
     const syncs: Array<Promise<void>> = [];
-    for (const [sha256, { fd, final }] of written) {
+    for (const [sha256, { fd, final }] of [...written, ...found]) {
       this.syncs.files++;
       syncs.push(fs.fsync(fd, final).catch((error: unknown) => fail(sha256, error)));
     }
@@ -237,6 +279,12 @@ export class BlobStore {
       fs.closeSync(fd);
       // Bytes that may not be on disk must not stay under their name.
       if (failed.has(sha256)) removeQuietly(fs, final);
+      else this.rememberDurable(sha256, dirname(final));
+    }
+    // A found file is left in place even if its sync failed: another put may still own it.
+    for (const [sha256, { fd, final }] of found) {
+      fs.closeSync(fd);
+      if (!failed.has(sha256)) this.rememberDurable(sha256, dirname(final));
     }
     return refs.map((ref) => {
       const error = failed.get(ref.sha256);
@@ -258,7 +306,15 @@ export class BlobStore {
   putSync(bytes: Buffer): BlobRef {
     const sha256 = sha256Of(bytes);
     const final = this.pathOf(sha256);
-    if (this.holdsIntact(final, sha256)) return { sha256, size: bytes.length };
+    if (this.holdsIntact(final, sha256)) {
+      if (!this.knownDurable.has(sha256)) {
+        this.syncFileSync(final);
+        this.syncDirectorySync(dirname(final));
+        if (!this.knownShards.has(dirname(final))) this.syncDirectorySync(this.dir);
+        this.rememberDurable(sha256, dirname(final));
+      }
+      return { sha256, size: bytes.length };
+    }
     const temp = this.tempName();
     try {
       const fd = openSync(temp, 'wx', 0o640);
@@ -271,10 +327,8 @@ export class BlobStore {
         closeSync(fd);
       }
       const shard = dirname(final);
-      if (!existsSync(shard)) {
-        mkdirSync(shard, { recursive: true });
-        this.syncDirectorySync(this.dir);
-      }
+      if (!existsSync(shard)) mkdirSync(shard, { recursive: true });
+      if (!this.knownShards.has(shard)) this.syncDirectorySync(this.dir);
       renameSync(temp, final);
       this.syncDirectorySync(shard);
     } catch (error) {
@@ -285,6 +339,7 @@ export class BlobStore {
       }
       throw error;
     }
+    this.rememberDurable(sha256, dirname(final));
     return { sha256, size: bytes.length };
   }
 
@@ -331,6 +386,38 @@ export class BlobStore {
 
   private tempName(): string {
     return join(this.tempDir, `${process.pid}-${randomUUID()}`);
+  }
+
+  private rememberDurable(sha256: string, shard: string): void {
+    this.knownShards.add(shard);
+    this.knownDurable.delete(sha256);
+    this.knownDurable.set(sha256, true);
+    if (this.knownDurable.size > KNOWN_DURABLE_LIMIT) this.knownDurable.delete(this.knownDurable.keys().next().value!);
+  }
+
+  /** A found blob's file, its shard and the blob root synced at once (through `BlobFileSystem`). */
+  private async syncFound(final: string): Promise<void> {
+    const fs = this.fs;
+    const fds: number[] = [];
+    try {
+      const paths = [final, dirname(final), ...(this.knownShards.has(dirname(final)) ? [] : [this.dir])];
+      for (const path of paths) fds.push(fs.openSync(path, 'r'));
+      this.syncs.files++;
+      this.syncs.directories += paths.length - 1;
+      await Promise.all(fds.map((fd, i) => fs.fsync(fd, paths[i]!)));
+    } finally {
+      for (const fd of fds) fs.closeSync(fd);
+    }
+  }
+
+  private syncFileSync(path: string): void {
+    const fd = openSync(path, 'r');
+    try {
+      this.syncs.files++;
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** A rename is durable only once the directory that holds the new name is synced. */
