@@ -15,6 +15,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { uptime } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -65,6 +66,27 @@ export interface BlobSyncCounts {
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** A temp file this old was left by a write that never finished (a crash); a live write is far younger. */
 const STALE_TEMP_MS = 24 * 3600_000;
+/** A temp file's name: the pid of the process writing it, then a random part. */
+const TEMP_NAME = /^(\d+)-/;
+
+/** What the sweep of temp files goes by; the defaults are this process and this machine's boot. */
+export interface TempSweepContext {
+  now?: number;
+  /** When the machine booted (ms): a temp older than that was written before a power cut or reboot. */
+  bootedAt?: number;
+  /** True when a process with this pid exists (signal 0: nothing is sent). */
+  isAlive?: (pid: number) => boolean;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, under another user.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 /** How many blob names a store remembers as synced by itself (see `knownDurable`). */
 const KNOWN_DURABLE_LIMIT = 4096;
 
@@ -367,13 +389,24 @@ export class BlobStore {
     return hash.digest('hex') === sha256;
   }
 
-  /** Removes temp files that a write interrupted by a crash left behind. */
-  sweepStaleTemp(now = Date.now()): number {
+  /**
+   * Removes temp files that a write interrupted by a crash left behind: each whose writer is gone
+   * (its name's pid is not this process and no process has it, or the file is older than this
+   * boot, so its pid may since have been given to another process), and any older than a day.
+   * A temp of this process, or of another live one, may be a write under way and stays.
+   */
+  sweepStaleTemp(context: TempSweepContext = {}): number {
+    const now = context.now ?? Date.now();
+    const bootedAt = context.bootedAt ?? now - uptime() * 1000;
+    const isAlive = context.isAlive ?? pidAlive;
     let removed = 0;
     for (const name of readdirSync(this.tempDir)) {
       const path = join(this.tempDir, name);
       try {
-        if (now - statSync(path).mtimeMs > STALE_TEMP_MS) {
+        const modified = statSync(path).mtimeMs;
+        const pid = Number(TEMP_NAME.exec(name)?.[1] ?? NaN);
+        const writerGone = Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && (modified < bootedAt || !isAlive(pid));
+        if (writerGone || now - modified > STALE_TEMP_MS) {
           unlinkSync(path);
           removed++;
         }

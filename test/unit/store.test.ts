@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { PatientIdPolicy } from '../../src/config/types.ts';
@@ -334,6 +334,25 @@ describe('BlobStore', () => {
     expect(await store.blobs.verify('0'.repeat(64))).toBe(false);
     expect(() => store.blobs.pathOf('../../etc/passwd')).toThrow(/not a blob name/);
     store.close();
+  });
+
+  it('at start removes the temp files of writers that are gone, keeping those of live ones', async () => {
+    const { store, path } = tempStore();
+    store.close();
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['-e', '']);
+    const deadPid = await new Promise<number>((resolve) => child.on('exit', () => resolve(child.pid!)));
+    const tmp = join(store.blobs.dir, 'tmp');
+    const names = { dead: `${deadPid}-crashed`, mine: `${process.pid}-under-way`, live: `${process.ppid}-under-way` };
+    for (const name of Object.values(names)) writeFileSync(join(tmp, name), 'part of a capture');
+    const reopened = new Store(path);
+    expect(readdirSync(tmp).sort()).toEqual([names.mine, names.live].sort());
+    // A temp older than this boot: its pid may belong to another process now; its writer is gone.
+    const now = Date.now();
+    utimesSync(join(tmp, names.live), new Date(now - 2 * 3600_000), new Date(now - 2 * 3600_000));
+    expect(reopened.blobs.sweepStaleTemp({ now, bootedAt: now - 3600_000 })).toBe(1);
+    expect(readdirSync(tmp)).toEqual([names.mine]);
+    reopened.close();
   });
 
   it('a stream that fails mid-way leaves no blob and no temp file', async () => {
