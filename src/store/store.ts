@@ -4,8 +4,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { sha256Hex } from '../records/ids.ts';
 import { finalize } from '../records/finalize.ts';
-import { eachDraft, type AnyRecord, type RecordDrafts } from '../records/kinds.ts';
-import { resolvePrivacy, type PrivacySettings } from '../records/privacy.ts';
+import { eachDraft, RECORD_KINDS, type AnyRecord, type RecordDrafts } from '../records/kinds.ts';
+import { hashPatientId, resolvePrivacy, type PrivacySettings, type PrivateField } from '../records/privacy.ts';
 import { RESULT_SCHEMA, type CaptureKind, type DeviceState, type RawRef } from '../records/types.ts';
 import { BlobStore, type BlobFileSystem } from './blobs.ts';
 import { REQUESTS_MIGRATION, RequestLog, type AuditRow, type RequestRecord, type RequestResponse, type Transaction } from './requests.ts';
@@ -16,7 +16,14 @@ import { REQUESTS_MIGRATION, RequestLog, type AuditRow, type RequestRecord, type
  * commands live in one SQLite file in WAL mode. MQTT is a view of it.
  */
 
-type Migration = string | ((db: Database.Database, blobs: BlobStore) => void);
+/** What a migration written in code is given: the connection, the blob store, and the store's hash key. */
+interface MigrationContext {
+  db: Database.Database;
+  blobs: BlobStore;
+  localHashKey: () => Buffer;
+}
+
+type Migration = string | ((context: MigrationContext) => void);
 
 const MIGRATIONS: Migration[] = [
   `CREATE TABLE captures (
@@ -88,8 +95,15 @@ const BLOB_STORE_VERSION = 3;
  * republishes of old and new records look alike. Each blob is synced before the transaction that
  * drops its bytes commits; a crash in between leaves the old schema and a blob that the next
  * start writes again (it is named by its content, so that changes nothing).
+ *
+ * Before the store applied privacy itself, a caller that passed no policy stored patient ids in
+ * the clear, and the rows do not say which policy they were stored under. The store, opened
+ * without the site's config, cannot tell a `publish` site from a forgotten policy, so the rewrite
+ * fails closed: every patient id not already protected (an `hmac:` hash, or omitted) is hashed with
+ * this store's key. A `publish` site's older records thus come out hashed, never a clear id that
+ * no policy asked for.
  */
-function moveCapturesToBlobStore(db: Database.Database, blobs: BlobStore): void {
+function moveCapturesToBlobStore({ db, blobs, localHashKey }: MigrationContext): void {
   const ids = db.prepare(`SELECT id FROM captures`).pluck().all() as string[];
   const bytesOf = db.prepare(`SELECT bytes FROM captures WHERE id = ?`).pluck();
   const sizes = new Map<string, number>();
@@ -110,11 +124,39 @@ function moveCapturesToBlobStore(db: Database.Database, blobs: BlobStore): void 
     )
     .all() as Array<{ seq: number; json: string; sha256: string; size: number; kind: CaptureKind }>;
   const rewrite = db.prepare(`UPDATE records SET schema = ?, json = ? WHERE seq = ?`);
+  const key = oldRecords.length > 0 ? localHashKey() : undefined;
   for (const row of oldRecords) {
     const record = JSON.parse(row.json) as Record<string, unknown>;
     const raw: RawRef = { sha256: row.sha256, size: row.size, kind: row.kind };
-    rewrite.run(RESULT_SCHEMA, JSON.stringify({ ...record, schema: RESULT_SCHEMA, raw }), row.seq);
+    const fields = RECORD_KINDS.result.privateFields;
+    const protectedRecord = fields.reduce<unknown>((node, field) => protectClearIds(node, field, key!), record) as Record<string, unknown>;
+    rewrite.run(RESULT_SCHEMA, JSON.stringify({ ...protectedRecord, schema: RESULT_SCHEMA, raw }), row.seq);
   }
+}
+
+/** A patient id already protected by a policy: hashed (`hashPatientId`'s form) or omitted. */
+const PROTECTED_ID = /^hmac:[0-9a-f]{32}$/;
+
+/**
+ * `node` (changed in place) with each value at `path` hashed unless it is already protected. Like
+ * `applyPrivacy`, it fails closed on a value of the wrong shape: that is hashed whole.
+ */
+function protectClearIds(node: unknown, path: PrivateField, key: Buffer): unknown {
+  if (node === null || node === undefined || node === '') return node;
+  if (path.length === 0) {
+    if (typeof node === 'string' && PROTECTED_ID.test(node)) return node;
+    return hashPatientId(typeof node === 'string' ? node : JSON.stringify(node), key);
+  }
+  const [step, ...rest] = path as [string, ...string[]];
+  if (step === '*') {
+    if (!Array.isArray(node)) return protectClearIds(node, [], key);
+    for (let i = 0; i < node.length; i++) node[i] = protectClearIds(node[i], rest, key);
+    return node;
+  }
+  if (typeof node !== 'object' || Array.isArray(node)) return protectClearIds(node, [], key);
+  const holder = node as Record<string, unknown>;
+  if (Object.hasOwn(holder, step)) holder[step] = protectClearIds(holder[step], rest, key);
+  return holder;
 }
 
 export interface CommitOutcome {
@@ -239,7 +281,7 @@ export class Store {
       const migration = MIGRATIONS[v]!;
       this.db.transaction(() => {
         if (typeof migration === 'string') this.db.exec(migration);
-        else migration(this.db, this.blobs);
+        else migration({ db: this.db, blobs: this.blobs, localHashKey: () => this.localHashKey() });
         this.db.pragma(`user_version = ${v + 1}`);
       })();
     }

@@ -222,7 +222,11 @@ describe('Store', () => {
 });
 
 /** The schema the store had before the blob store (versions 1 and 2), with one session's rows in it. */
-function oldDatabase(path: string, captures: Array<{ bytes: Buffer; kind: 'raw' | 'transcript'; records: number }>): void {
+function oldDatabase(
+  path: string,
+  captures: Array<{ bytes: Buffer; kind: 'raw' | 'transcript'; records: number }>,
+  patients: Record<number, unknown> = {},
+): void {
   const db = new Database(path);
   db.exec(`CREATE TABLE captures (id TEXT PRIMARY KEY, device_id TEXT NOT NULL, driver TEXT NOT NULL, kind TEXT NOT NULL, bytes BLOB NOT NULL, received_at TEXT NOT NULL);
     CREATE TABLE records (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, device_id TEXT NOT NULL, schema TEXT NOT NULL, category TEXT NOT NULL,
@@ -242,7 +246,8 @@ function oldDatabase(path: string, captures: Array<{ bytes: Buffer; kind: 'raw' 
     for (let i = 0; i < capture.records; i++) {
       seq++;
       const { key: _key, ...body } = glucoseDraft(seq);
-      const record = { schema: 'poct.result/1', id: `${seq}`.padStart(32, '0'), seq, site: 'clinic-a', ...body, received_at: '2026-11-22T09:00:00.000Z', raw: { capture: sha256, sha256 } };
+      const patient = seq in patients ? patients[seq] : body.patient;
+      const record = { schema: 'poct.result/1', id: `${seq}`.padStart(32, '0'), seq, site: 'clinic-a', ...body, patient, received_at: '2026-11-22T09:00:00.000Z', raw: { capture: sha256, sha256 } };
       expect(schemaProblems('poct.result/1', record)).toEqual([]);
       db.prepare(`INSERT INTO records VALUES (?, ?, 'bench1', 'poct.result/1', 'patient', ?, ?, '2026-11-22T09:00:00.000Z')`).run(seq, record.id, sha256, JSON.stringify(record));
       db.prepare(`INSERT INTO outbox VALUES (?, 'bench1', ?)`).run(seq, seq === 1 ? '2026-11-22T09:00:01.000Z' : null);
@@ -288,6 +293,30 @@ describe('Store migration to the blob store', () => {
     expect(JSON.stringify(db.prepare(`SELECT * FROM captures`).all())).not.toContain('bytes');
     expect(db.prepare(`SELECT DISTINCT schema FROM records`).pluck().all()).toEqual(['poct.result/2']);
     db.close();
+  });
+
+  it('publishes no clear patient id from an old database: ids a caller without a policy stored are hashed, protected ones kept', () => {
+    const path = join(tempDir('poctd-migrate-'), 'poctd.db');
+    const alreadyHashed = `hmac:${'ab'.repeat(16)}`;
+    oldDatabase(path, [{ bytes: Buffer.from('old session'), kind: 'raw', records: 4 }], {
+      1: { id: 'P-12345' },
+      2: { id: alreadyHashed },
+      3: { id: null },
+      4: { id: 'P-12345' },
+    });
+    const store = new Store(path);
+    const key = store.localHashKey();
+    const records = results(store.recordsSince(0, 10));
+    expect(records.map((r) => r.patient)).toEqual([
+      { id: hashPatientId('P-12345', key) },
+      { id: alreadyHashed },
+      { id: null },
+      { id: hashPatientId('P-12345', key) }, // the same patient stays linkable
+    ]);
+    const stored = JSON.stringify(store.pendingOutboxJson(0, 10)) + JSON.stringify(store.recordRowsSince(0, 10));
+    expect(stored).not.toContain('P-12345');
+    for (const r of records) expect(schemaProblems('poct.result/2', r)).toEqual([]);
+    store.close();
   });
 
   it('refuses to migrate a capture whose bytes do not match its id, leaving the old database as it was', () => {
