@@ -2,7 +2,6 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { sha256Hex } from '../records/ids.ts';
 import { finalize } from '../records/finalize.ts';
 import { eachDraft, RECORD_KINDS, type AnyRecord, type RecordDrafts } from '../records/kinds.ts';
 import { hashPatientId, resolvePrivacy, type PrivacySettings, type PrivateField } from '../records/privacy.ts';
@@ -83,10 +82,14 @@ const MIGRATIONS: Migration[] = [
   // Device requests (issue 9): who asked and the transaction on each audit row, and the first
   // outcome of each transaction so a repeated request is answered, not run again (requests.ts).
   REQUESTS_MIGRATION,
+  moveQuarantineToBlobStore,
 ];
 
-/** The schema version from which capture bytes live in the blob store. */
-const BLOB_STORE_VERSION = 3;
+/**
+ * The schema version from which quarantined bytes live in the blob store too (capture bytes moved
+ * there at version 3): from below it, a migration leaves free pages behind.
+ */
+const QUARANTINE_BLOBS_VERSION = 5;
 
 /**
  * Version 3: the bytes of every capture move out of SQLite into the blob store (a 500 MB file has
@@ -157,6 +160,40 @@ function protectClearIds(node: unknown, path: PrivateField, key: Buffer): unknow
   const holder = node as Record<string, unknown>;
   if (Object.hasOwn(holder, step)) holder[step] = protectClearIds(holder[step], rest, key);
   return holder;
+}
+
+/**
+ * Version 5: quarantined bytes move to the blob store too (a refused file, a DICOM instance later,
+ * has no place in a row either); each row keeps the reference (sha256, size). The blobs are all
+ * written, then synced together, before the transaction that drops the bytes commits: a burst of
+ * line noise can have left tens of thousands of rows.
+ */
+function moveQuarantineToBlobStore({ db, blobs }: MigrationContext): void {
+  const rows = db.prepare(`SELECT id, bytes FROM quarantine ORDER BY id`).all() as Array<{ id: number; bytes: Buffer }>;
+  const refs = blobs.putManySync(rows.map((r) => r.bytes));
+  db.exec(`ALTER TABLE quarantine ADD COLUMN size INTEGER NOT NULL DEFAULT 0`);
+  // The bytes are what was kept; the hash is made from them again rather than trusted.
+  const setRef = db.prepare(`UPDATE quarantine SET sha256 = ?, size = ? WHERE id = ?`);
+  rows.forEach((row, i) => setRef.run(refs[i]!.sha256, refs[i]!.size, row.id));
+  db.exec(`ALTER TABLE quarantine DROP COLUMN bytes`);
+}
+
+/** Bytes refused by a driver, to keep in quarantine (rule 6). */
+export interface QuarantineEntry {
+  deviceId: string;
+  bytes: Buffer;
+  reason: string;
+  at: Date;
+}
+
+/** A quarantine row, with its bytes read back from the blob store. */
+export interface QuarantinedBytes {
+  device_id: string;
+  reason: string;
+  sha256: string;
+  size: number;
+  received_at: string;
+  bytes: Buffer;
 }
 
 export interface CommitOutcome {
@@ -246,9 +283,7 @@ export class Store {
       since: this.db.prepare(`SELECT seq, device_id, schema, json FROM records WHERE seq > ? ORDER BY seq LIMIT ?`),
       recordCount: this.db.prepare(`SELECT COUNT(*) AS n FROM records`),
       capture: this.db.prepare(`SELECT id, device_id, driver, kind, size FROM captures WHERE id = ?`),
-      quarantine: this.db.prepare(
-        `INSERT INTO quarantine (device_id, reason, bytes, sha256, received_at) VALUES (?, ?, ?, ?, ?)`,
-      ),
+      quarantine: this.db.prepare(`INSERT INTO quarantine (device_id, reason, sha256, size, received_at) VALUES (?, ?, ?, ?, ?)`),
       upsertDevice: this.db.prepare(
         `INSERT INTO devices (id, driver, state_json, updated_at) VALUES (?, ?, ?, ?)
          ON CONFLICT(id) DO UPDATE SET driver = excluded.driver, state_json = excluded.state_json, updated_at = excluded.updated_at`,
@@ -285,8 +320,8 @@ export class Store {
         this.db.pragma(`user_version = ${v + 1}`);
       })();
     }
-    // The bytes that moved to the blob store leave free pages behind; give them back to the disk once.
-    if (version > 0 && version < BLOB_STORE_VERSION && MIGRATIONS.length >= BLOB_STORE_VERSION) this.db.exec('VACUUM');
+    // The bytes that moved to the blob store (versions 3 and 5) leave free pages behind; give them back to the disk once.
+    if (version > 0 && version < QUARANTINE_BLOBS_VERSION && MIGRATIONS.length >= QUARANTINE_BLOBS_VERSION) this.db.exec('VACUUM');
   }
 
   /**
@@ -434,12 +469,44 @@ export class Store {
     return row ? { ...row, bytes: this.blobs.read(row.id) } : undefined;
   }
 
+  /** Keeps refused bytes on this thread: their blob, then the row that names it (tools, tests). */
   quarantine(deviceId: string, bytes: Buffer, reason: string, at: Date = new Date()): void {
-    this.stmts.quarantine.run(deviceId, reason, bytes, sha256Hex(bytes), at.toISOString());
+    const ref = this.blobs.putSync(bytes);
+    this.stmts.quarantine.run(deviceId, reason, ref.sha256, ref.size, at.toISOString());
+  }
+
+  /**
+   * Keeps many refused chunks at once (the writer thread's bookkeeping slice): their blobs put and
+   * synced together (`BlobStore.putMany`), then their rows in one transaction, so a burst of garbage
+   * costs the disk one wait per slice, not one per chunk. Each entry is its own savepoint: one whose
+   * blob or row fails is its Error (null: kept), and the others are kept.
+   */
+  async quarantineMany(entries: readonly QuarantineEntry[]): Promise<Array<Error | null>> {
+    const refs = await this.blobs.putMany(entries.map((e) => e.bytes));
+    return this.db.transaction(() =>
+      entries.map((entry, i) => {
+        const ref = refs[i]!;
+        if (ref instanceof Error) return ref;
+        try {
+          this.db.transaction(() => this.stmts.quarantine.run(entry.deviceId, entry.reason, ref.sha256, ref.size, entry.at.toISOString()))();
+          return null;
+        } catch (error) {
+          return error instanceof Error ? error : new Error(String(error));
+        }
+      }),
+    )();
   }
 
   quarantineCount(): number {
     return (this.db.prepare(`SELECT COUNT(*) AS n FROM quarantine`).get() as { n: number }).n;
+  }
+
+  /** Every quarantine row, oldest first, with its bytes read back (and checked) from the blob store. */
+  quarantined(): QuarantinedBytes[] {
+    const rows = this.db.prepare(`SELECT device_id, reason, sha256, size, received_at FROM quarantine ORDER BY id`).all() as Array<
+      Omit<QuarantinedBytes, 'bytes'>
+    >;
+    return rows.map((row) => ({ ...row, bytes: this.blobs.read(row.sha256) }));
   }
 
   saveDeviceState(state: DeviceState, at: Date = new Date()): void {

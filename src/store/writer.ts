@@ -107,8 +107,13 @@ export class StoreWriter {
     return outcomes.map((o) => ('error' in o ? new Error(o.error) : o));
   }
 
-  /** Group commits the thread has made, the blob-store syncs they asked for, and its checkpoints. */
-  stats(): Promise<{ groups: number; blobSyncs: BlobSyncCounts; checkpoints: { count: number; totalMs: number; maxMs: number } }> {
+  /** Group commits the thread has made, its quarantine slices, the blob-store syncs they asked for, and its checkpoints. */
+  stats(): Promise<{
+    groups: number;
+    quarantineSlices: number;
+    blobSyncs: BlobSyncCounts;
+    checkpoints: { count: number; totalMs: number; maxMs: number };
+  }> {
     return this.call('stats');
   }
 
@@ -125,6 +130,10 @@ export class StoreWriter {
     return this.call('recordRequest', entry, at);
   }
 
+  /**
+   * Keeps refused bytes: their blob, then the row naming it; settles once both are on disk. Calls
+   * made together are written in slices that share their syncs.
+   */
   quarantine(deviceId: string, bytes: Buffer, reason: string, at: Date): Promise<void> {
     return this.call('quarantine', deviceId, bytes, reason, at);
   }

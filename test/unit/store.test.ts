@@ -198,9 +198,18 @@ describe('Store', () => {
     store.close();
   });
 
-  it('keeps quarantined bytes and audit rows', () => {
-    const { store } = tempStore();
-    store.quarantine('bench1', Buffer.from('P bad line'), 'bad-checksum');
+  it('keeps quarantined bytes in the blob store, the row naming them, and audit rows', () => {
+    const { store, path } = tempStore();
+    const refused = Buffer.from('P bad line');
+    store.quarantine('bench1', refused, 'bad-checksum', new Date('2026-12-04T02:59:00Z'));
+    const sha = createHash('sha256').update(refused).digest('hex');
+    expect(store.quarantined()).toEqual([
+      { device_id: 'bench1', reason: 'bad-checksum', sha256: sha, size: refused.length, received_at: '2026-12-04T02:59:00.000Z', bytes: refused },
+    ]);
+    expect(readFileSync(store.blobs.pathOf(sha))).toEqual(refused);
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare(`SELECT name FROM pragma_table_info('quarantine')`).pluck().all()).not.toContain('bytes');
+    db.close();
     const at = new Date('2026-12-04T03:00:00Z');
     store.recordRequest(
       { device_id: 'bench1', verb: 'clock/sync', params: {}, requested_by: null, transaction: null, response: { status: 'ok', data: { clock: 'x' }, error: null } },
@@ -289,7 +298,7 @@ describe('Store migration to the blob store', () => {
     // The bytes left the database file, not only its tables.
     expect(statSync(path).size).toBeLessThan(raw.length / 2);
     const db = new Database(path, { readonly: true });
-    expect(db.pragma('user_version', { simple: true })).toBe(4); // the blob store's migration (3), then the requests' (4)
+    expect(db.pragma('user_version', { simple: true })).toBe(5); // the blob store's (3), the requests' (4), quarantine's blobs (5)
     expect(JSON.stringify(db.prepare(`SELECT * FROM captures`).all())).not.toContain('bytes');
     expect(db.prepare(`SELECT DISTINCT schema FROM records`).pluck().all()).toEqual(['poct.result/2']);
     db.close();
@@ -316,6 +325,28 @@ describe('Store migration to the blob store', () => {
     const stored = JSON.stringify(store.pendingOutboxJson(0, 10)) + JSON.stringify(store.recordRowsSince(0, 10));
     expect(stored).not.toContain('P-12345');
     for (const r of records) expect(schemaProblems('poct.result/2', r)).toEqual([]);
+    store.close();
+  });
+
+  it('moves the bytes of old quarantine rows to the blob store, each row keeping its reference', () => {
+    const path = join(tempDir('poctd-migrate-'), 'poctd.db');
+    oldDatabase(path, [{ bytes: Buffer.from('a session'), kind: 'raw', records: 1 }]);
+    const noise = Array.from({ length: 300 }, (_, i) => Buffer.from([0xff, i & 0xff, (i >> 8) & 0xff]));
+    const old = new Database(path);
+    const insert = old.prepare(`INSERT INTO quarantine (device_id, reason, bytes, sha256, received_at) VALUES ('bench1', 'garbage', ?, ?, '2026-11-22T09:00:00.000Z')`);
+    old.transaction(() => {
+      for (const bytes of [...noise, noise[0]!]) insert.run(bytes, createHash('sha256').update(bytes).digest('hex'));
+    })();
+    old.close();
+    const store = new Store(path);
+    const kept = store.quarantined();
+    expect(kept.map((q) => q.bytes)).toEqual([...noise, noise[0]!]);
+    expect(kept.map((q) => q.size)).toEqual([...noise, noise[0]!].map((b) => b.length));
+    // Synced in one pass: each file and each directory once, not once per row.
+    expect(store.blobs.syncs.files).toBe(1 + noise.length);
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare(`SELECT name FROM pragma_table_info('quarantine')`).pluck().all()).toEqual(['id', 'device_id', 'reason', 'sha256', 'received_at', 'size']);
+    db.close();
     store.close();
   });
 
