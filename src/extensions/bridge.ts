@@ -130,11 +130,16 @@ export class Bridge implements Extension {
     let response: Response;
     try {
       request = parseRequestPayload(payload);
+      // Refused before it runs, as a device request is: the answer must stay a poct.response/1.
+      const problem = transactionRefusal(request.transaction);
+      if (problem !== null) throw new Error(problem);
       response = { status: 'ok', data: await this.handle(verb, request), error: null };
     } catch (error) {
       response = { status: 'error', data: null, error: (error as Error).message };
     }
-    if (request.transaction !== undefined) response.transaction = request.transaction;
+    // Only what the response schema can carry back is echoed (a string too long is, as the client's handle).
+    const echoed: unknown = request.transaction;
+    if (typeof echoed === 'string' || (typeof echoed === 'number' && Number.isFinite(echoed))) response.transaction = echoed;
     await this.s.mqtt
       .publish(this.s.topics.bridgeResponse(verb), response, { qos: 1, retain: false })
       .catch(() => undefined);
@@ -178,6 +183,17 @@ export class Bridge implements Extension {
     const last = rows.at(-1)?.seq ?? since;
     return { count, since_seq: since, last_seq: last, more: rows.length === REPLAY_LIMIT };
   }
+}
+
+/** Longest `transaction` a request may carry (the device manager keys its outcomes by it). */
+export const MAX_TRANSACTION_CHARS = 200;
+
+/** Why a request's `transaction` is refused; null when it is absent, a string of at most 200 characters or a finite number. */
+export function transactionRefusal(value: unknown): string | null {
+  if (value === undefined) return null;
+  if (typeof value === 'string') return value.length <= MAX_TRANSACTION_CHARS ? null : `transaction: at most ${MAX_TRANSACTION_CHARS} characters`;
+  if (typeof value === 'number') return Number.isFinite(value) ? null : 'transaction: must be a finite number';
+  return 'transaction: must be a string or a number';
 }
 
 export function parseRequestPayload(payload: Buffer): Request {

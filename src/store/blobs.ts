@@ -15,6 +15,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { uptime } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -65,6 +66,29 @@ export interface BlobSyncCounts {
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** A temp file this old was left by a write that never finished (a crash); a live write is far younger. */
 const STALE_TEMP_MS = 24 * 3600_000;
+/** A temp file's name: the pid of the process writing it, then a random part. */
+const TEMP_NAME = /^(\d+)-/;
+
+/** What the sweep of temp files goes by; the defaults are this process and this machine's boot. */
+export interface TempSweepContext {
+  now?: number;
+  /** When the machine booted (ms): a temp older than that was written before a power cut or reboot. */
+  bootedAt?: number;
+  /** True when a process with this pid exists (signal 0: nothing is sent). */
+  isAlive?: (pid: number) => boolean;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, under another user.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+/** How many blob names a store remembers as synced by itself (see `knownDurable`). */
+const KNOWN_DURABLE_LIMIT = 4096;
 
 /**
  * Content-addressed files on disk beside the database: `<dir>/ab/<sha256>`. Raw captures (and, to
@@ -80,6 +104,21 @@ const STALE_TEMP_MS = 24 * 3600_000;
 export class BlobStore {
   private readonly tempDir: string;
   readonly syncs: BlobSyncCounts = { files: 0, directories: 0 };
+  /**
+   * Blobs this store itself saw synced (written, or found and synced again), newest last. A file
+   * found under its name is not known to be on disk: another put of the same bytes (on this thread
+   * or the other store thread) may have renamed it there and still be waiting for its syncs, or a
+   * process that crashed may have left it in the page cache only. So a found blob counts only once
+   * this store has synced it, and this memory spares the syncs on every repeat (a meter's same
+   * full-memory download, again and again).
+   */
+  private readonly knownDurable = new Map<string, true>();
+  /**
+   * Shard directories whose name this store saw synced into the blob root. A shard found in place
+   * may have been made by another put still waiting for that sync, so until then the root is
+   * synced again with the blob (at most 256 entries).
+   */
+  private readonly knownShards = new Set<string>();
 
   constructor(
     readonly dir: string,
@@ -117,7 +156,14 @@ export class BlobStore {
     // from its hash, it costs a read and no write or sync (see `putMany` for why it is read).
     if (Buffer.isBuffer(source)) {
       const sha256 = sha256Of(source);
-      if (await intact(this.pathOf(sha256), sha256)) return { sha256, size: source.length };
+      const final = this.pathOf(sha256);
+      if (await intact(final, sha256)) {
+        if (!this.knownDurable.has(sha256)) {
+          await this.syncFound(final);
+          this.rememberDurable(sha256, dirname(final));
+        }
+        return { sha256, size: source.length };
+      }
     }
     const temp = this.tempName();
     const file = await open(temp, 'wx', 0o640);
@@ -143,12 +189,14 @@ export class BlobStore {
       // A file already under the name is replaced rather than read back: it may be a file too big
       // to hash twice, and one that a crash left damaged (see `putMany`) must not stay.
       const shard = dirname(final);
-      if (!(await exists(shard))) {
-        await mkdir(shard, { recursive: true });
+      if (!(await exists(shard))) await mkdir(shard, { recursive: true });
+      if (!this.knownShards.has(shard)) {
         await this.syncDirectory(this.dir);
+        this.knownShards.add(shard);
       }
       await rename(temp, final);
       await this.syncDirectory(shard);
+      this.rememberDurable(sha256, shard);
       return { sha256, size };
     } catch (error) {
       await unlink(temp).catch(() => undefined);
@@ -166,7 +214,9 @@ export class BlobStore {
    * A blob's name can thus exist a moment before its bytes are synced, but no row names it then,
    * and a crash in that moment can leave a damaged file under the name: so a blob found already
    * there is read back and checked against its name before it counts, and written again if its
-   * bytes do not match. The same bytes twice in a group are written once. A blob whose write or
+   * bytes do not match; one that matches but that this store has not seen synced (another put of
+   * the same bytes may still wait for its syncs) is synced with the group, its directories too.
+   * The same bytes twice in a group are written once. A blob whose write or
    * sync fails is its Error (its file removed); the others go on.
    */
   async putMany(sources: readonly Buffer[]): Promise<Array<BlobRef | Error>> {
@@ -178,6 +228,8 @@ export class BlobStore {
     };
     /** Each new blob's open file, to sync. */
     const written = new Map<string, { fd: number; final: string }>();
+    /** Each blob found under its name but not known to be synced: its open file, synced too. */
+    const found = new Map<string, { fd: number; final: string }>();
     /** Each directory that gained a name, and the blobs whose names wait on its sync. */
     const dirs = new Map<string, string[]>();
     const dependsOn = (dir: string, sha256: string): void => {
@@ -186,9 +238,21 @@ export class BlobStore {
       else dirs.set(dir, [sha256]);
     };
     refs.forEach(({ sha256 }, i) => {
-      if (written.has(sha256) || failed.has(sha256)) return;
+      if (written.has(sha256) || found.has(sha256) || failed.has(sha256)) return;
       const final = this.pathOf(sha256);
-      if (this.holdsIntact(final, sha256)) return;
+      if (this.holdsIntact(final, sha256)) {
+        if (this.knownDurable.has(sha256)) return;
+        // Its name, its shard and the root that holds the shard may each still wait for a sync
+        // that another put asked for: sync them here, with the group's.
+        try {
+          found.set(sha256, { fd: fs.openSync(final, 'r'), final });
+          dependsOn(dirname(final), sha256);
+          if (!this.knownShards.has(dirname(final))) dependsOn(this.dir, sha256);
+        } catch (error) {
+          fail(sha256, error);
+        }
+        return;
+      }
       const temp = this.tempName();
       let fd: number | undefined;
       try {
@@ -204,8 +268,8 @@ export class BlobStore {
             // Made meanwhile by the main thread's store (a streamed put): the same directory.
             if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
           }
-          dependsOn(this.dir, sha256);
         }
+        if (!this.knownShards.has(shard)) dependsOn(this.dir, sha256);
         fs.renameSync(temp, final);
         written.set(sha256, { fd, final });
         dependsOn(shard, sha256);
@@ -216,7 +280,7 @@ export class BlobStore {
       }
     });
     const syncs: Array<Promise<void>> = [];
-    for (const [sha256, { fd, final }] of written) {
+    for (const [sha256, { fd, final }] of [...written, ...found]) {
       this.syncs.files++;
       syncs.push(fs.fsync(fd, final).catch((error: unknown) => fail(sha256, error)));
     }
@@ -237,6 +301,12 @@ export class BlobStore {
       fs.closeSync(fd);
       // Bytes that may not be on disk must not stay under their name.
       if (failed.has(sha256)) removeQuietly(fs, final);
+      else this.rememberDurable(sha256, dirname(final));
+    }
+    // A found file is left in place even if its sync failed: another put may still own it.
+    for (const [sha256, { fd, final }] of found) {
+      fs.closeSync(fd);
+      if (!failed.has(sha256)) this.rememberDurable(sha256, dirname(final));
     }
     return refs.map((ref) => {
       const error = failed.get(ref.sha256);
@@ -258,7 +328,15 @@ export class BlobStore {
   putSync(bytes: Buffer): BlobRef {
     const sha256 = sha256Of(bytes);
     const final = this.pathOf(sha256);
-    if (this.holdsIntact(final, sha256)) return { sha256, size: bytes.length };
+    if (this.holdsIntact(final, sha256)) {
+      if (!this.knownDurable.has(sha256)) {
+        this.syncFileSync(final);
+        this.syncDirectorySync(dirname(final));
+        if (!this.knownShards.has(dirname(final))) this.syncDirectorySync(this.dir);
+        this.rememberDurable(sha256, dirname(final));
+      }
+      return { sha256, size: bytes.length };
+    }
     const temp = this.tempName();
     try {
       const fd = openSync(temp, 'wx', 0o640);
@@ -271,10 +349,8 @@ export class BlobStore {
         closeSync(fd);
       }
       const shard = dirname(final);
-      if (!existsSync(shard)) {
-        mkdirSync(shard, { recursive: true });
-        this.syncDirectorySync(this.dir);
-      }
+      if (!existsSync(shard)) mkdirSync(shard, { recursive: true });
+      if (!this.knownShards.has(shard)) this.syncDirectorySync(this.dir);
       renameSync(temp, final);
       this.syncDirectorySync(shard);
     } catch (error) {
@@ -285,7 +361,53 @@ export class BlobStore {
       }
       throw error;
     }
+    this.rememberDurable(sha256, dirname(final));
     return { sha256, size: bytes.length };
+  }
+
+  /**
+   * `putSync` for many blobs at once (a migration): each new one written and renamed, then every
+   * file and directory synced, so that a journal commit that the first sync forces carries the
+   * rest and thousands of small blobs do not wait for the disk once each. Throws on any failure.
+   */
+  putManySync(sources: readonly Buffer[]): BlobRef[] {
+    const refs = sources.map((bytes) => ({ sha256: sha256Of(bytes), size: bytes.length }));
+    const files = new Set<string>();
+    const dirs = new Set<string>();
+    refs.forEach(({ sha256 }, i) => {
+      const final = this.pathOf(sha256);
+      if (files.has(final) || this.knownDurable.has(sha256)) return;
+      const shard = dirname(final);
+      if (!existsSync(shard)) mkdirSync(shard, { recursive: true });
+      if (!this.knownShards.has(shard)) dirs.add(this.dir);
+      dirs.add(shard);
+      // Found in place or written now, it is synced here before it counts (see `knownDurable`).
+      files.add(final);
+      if (this.holdsIntact(final, sha256)) return;
+      const temp = this.tempName();
+      try {
+        const fd = openSync(temp, 'wx', 0o640);
+        try {
+          const bytes = sources[i]!;
+          let written = 0;
+          while (written < bytes.length) written += writeSync(fd, bytes, written);
+        } finally {
+          closeSync(fd);
+        }
+        renameSync(temp, final);
+      } catch (error) {
+        try {
+          unlinkSync(temp);
+        } catch {
+          // never created, or already renamed
+        }
+        throw error;
+      }
+    });
+    for (const file of files) this.syncFileSync(file);
+    for (const dir of dirs) this.syncDirectorySync(dir);
+    for (const { sha256 } of refs) this.rememberDurable(sha256, dirname(this.pathOf(sha256)));
+    return refs;
   }
 
   /** The blob's bytes, checked against its name: a blob that changed on disk is an error, never data. */
@@ -312,13 +434,24 @@ export class BlobStore {
     return hash.digest('hex') === sha256;
   }
 
-  /** Removes temp files that a write interrupted by a crash left behind. */
-  sweepStaleTemp(now = Date.now()): number {
+  /**
+   * Removes temp files that a write interrupted by a crash left behind: each whose writer is gone
+   * (its name's pid is not this process and no process has it, or the file is older than this
+   * boot, so its pid may since have been given to another process), and any older than a day.
+   * A temp of this process, or of another live one, may be a write under way and stays.
+   */
+  sweepStaleTemp(context: TempSweepContext = {}): number {
+    const now = context.now ?? Date.now();
+    const bootedAt = context.bootedAt ?? now - uptime() * 1000;
+    const isAlive = context.isAlive ?? pidAlive;
     let removed = 0;
     for (const name of readdirSync(this.tempDir)) {
       const path = join(this.tempDir, name);
       try {
-        if (now - statSync(path).mtimeMs > STALE_TEMP_MS) {
+        const modified = statSync(path).mtimeMs;
+        const pid = Number(TEMP_NAME.exec(name)?.[1] ?? NaN);
+        const writerGone = Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && (modified < bootedAt || !isAlive(pid));
+        if (writerGone || now - modified > STALE_TEMP_MS) {
           unlinkSync(path);
           removed++;
         }
@@ -331,6 +464,38 @@ export class BlobStore {
 
   private tempName(): string {
     return join(this.tempDir, `${process.pid}-${randomUUID()}`);
+  }
+
+  private rememberDurable(sha256: string, shard: string): void {
+    this.knownShards.add(shard);
+    this.knownDurable.delete(sha256);
+    this.knownDurable.set(sha256, true);
+    if (this.knownDurable.size > KNOWN_DURABLE_LIMIT) this.knownDurable.delete(this.knownDurable.keys().next().value!);
+  }
+
+  /** A found blob's file, its shard and the blob root synced at once (through `BlobFileSystem`). */
+  private async syncFound(final: string): Promise<void> {
+    const fs = this.fs;
+    const fds: number[] = [];
+    try {
+      const paths = [final, dirname(final), ...(this.knownShards.has(dirname(final)) ? [] : [this.dir])];
+      for (const path of paths) fds.push(fs.openSync(path, 'r'));
+      this.syncs.files++;
+      this.syncs.directories += paths.length - 1;
+      await Promise.all(fds.map((fd, i) => fs.fsync(fd, paths[i]!)));
+    } finally {
+      for (const fd of fds) fs.closeSync(fd);
+    }
+  }
+
+  private syncFileSync(path: string): void {
+    const fd = openSync(path, 'r');
+    try {
+      this.syncs.files++;
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** A rename is durable only once the directory that holds the new name is synced. */

@@ -2,10 +2,9 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { sha256Hex } from '../records/ids.ts';
 import { finalize } from '../records/finalize.ts';
-import { eachDraft, type AnyRecord, type RecordDrafts } from '../records/kinds.ts';
-import { resolvePrivacy, type PrivacySettings } from '../records/privacy.ts';
+import { eachDraft, RECORD_KINDS, type AnyRecord, type RecordDrafts } from '../records/kinds.ts';
+import { hashPatientId, resolvePrivacy, type PrivacySettings, type PrivateField } from '../records/privacy.ts';
 import { RESULT_SCHEMA, type CaptureKind, type DeviceState, type RawRef } from '../records/types.ts';
 import { BlobStore, type BlobFileSystem } from './blobs.ts';
 import { REQUESTS_MIGRATION, RequestLog, type AuditRow, type RequestRecord, type RequestResponse, type Transaction } from './requests.ts';
@@ -16,7 +15,14 @@ import { REQUESTS_MIGRATION, RequestLog, type AuditRow, type RequestRecord, type
  * commands live in one SQLite file in WAL mode. MQTT is a view of it.
  */
 
-type Migration = string | ((db: Database.Database, blobs: BlobStore) => void);
+/** What a migration written in code is given: the connection, the blob store, and the store's hash key. */
+interface MigrationContext {
+  db: Database.Database;
+  blobs: BlobStore;
+  localHashKey: () => Buffer;
+}
+
+type Migration = string | ((context: MigrationContext) => void);
 
 const MIGRATIONS: Migration[] = [
   `CREATE TABLE captures (
@@ -76,10 +82,14 @@ const MIGRATIONS: Migration[] = [
   // Device requests (issue 9): who asked and the transaction on each audit row, and the first
   // outcome of each transaction so a repeated request is answered, not run again (requests.ts).
   REQUESTS_MIGRATION,
+  moveQuarantineToBlobStore,
 ];
 
-/** The schema version from which capture bytes live in the blob store. */
-const BLOB_STORE_VERSION = 3;
+/**
+ * The schema version from which quarantined bytes live in the blob store too (capture bytes moved
+ * there at version 3): from below it, a migration leaves free pages behind.
+ */
+const QUARANTINE_BLOBS_VERSION = 5;
 
 /**
  * Version 3: the bytes of every capture move out of SQLite into the blob store (a 500 MB file has
@@ -88,8 +98,15 @@ const BLOB_STORE_VERSION = 3;
  * republishes of old and new records look alike. Each blob is synced before the transaction that
  * drops its bytes commits; a crash in between leaves the old schema and a blob that the next
  * start writes again (it is named by its content, so that changes nothing).
+ *
+ * Before the store applied privacy itself, a caller that passed no policy stored patient ids in
+ * the clear, and the rows do not say which policy they were stored under. The store, opened
+ * without the site's config, cannot tell a `publish` site from a forgotten policy, so the rewrite
+ * fails closed: every patient id not already protected (an `hmac:` hash, or omitted) is hashed with
+ * this store's key. A `publish` site's older records thus come out hashed, never a clear id that
+ * no policy asked for.
  */
-function moveCapturesToBlobStore(db: Database.Database, blobs: BlobStore): void {
+function moveCapturesToBlobStore({ db, blobs, localHashKey }: MigrationContext): void {
   const ids = db.prepare(`SELECT id FROM captures`).pluck().all() as string[];
   const bytesOf = db.prepare(`SELECT bytes FROM captures WHERE id = ?`).pluck();
   const sizes = new Map<string, number>();
@@ -110,11 +127,73 @@ function moveCapturesToBlobStore(db: Database.Database, blobs: BlobStore): void 
     )
     .all() as Array<{ seq: number; json: string; sha256: string; size: number; kind: CaptureKind }>;
   const rewrite = db.prepare(`UPDATE records SET schema = ?, json = ? WHERE seq = ?`);
+  const key = oldRecords.length > 0 ? localHashKey() : undefined;
   for (const row of oldRecords) {
     const record = JSON.parse(row.json) as Record<string, unknown>;
     const raw: RawRef = { sha256: row.sha256, size: row.size, kind: row.kind };
-    rewrite.run(RESULT_SCHEMA, JSON.stringify({ ...record, schema: RESULT_SCHEMA, raw }), row.seq);
+    const fields = RECORD_KINDS.result.privateFields;
+    const protectedRecord = fields.reduce<unknown>((node, field) => protectClearIds(node, field, key!), record) as Record<string, unknown>;
+    rewrite.run(RESULT_SCHEMA, JSON.stringify({ ...protectedRecord, schema: RESULT_SCHEMA, raw }), row.seq);
   }
+}
+
+/** A patient id already protected by a policy: hashed (`hashPatientId`'s form) or omitted. */
+const PROTECTED_ID = /^hmac:[0-9a-f]{32}$/;
+
+/**
+ * `node` (changed in place) with each value at `path` hashed unless it is already protected. Like
+ * `applyPrivacy`, it fails closed on a value of the wrong shape: that is hashed whole.
+ */
+function protectClearIds(node: unknown, path: PrivateField, key: Buffer): unknown {
+  if (node === null || node === undefined || node === '') return node;
+  if (path.length === 0) {
+    if (typeof node === 'string' && PROTECTED_ID.test(node)) return node;
+    return hashPatientId(typeof node === 'string' ? node : JSON.stringify(node), key);
+  }
+  const [step, ...rest] = path as [string, ...string[]];
+  if (step === '*') {
+    if (!Array.isArray(node)) return protectClearIds(node, [], key);
+    for (let i = 0; i < node.length; i++) node[i] = protectClearIds(node[i], rest, key);
+    return node;
+  }
+  if (typeof node !== 'object' || Array.isArray(node)) return protectClearIds(node, [], key);
+  const holder = node as Record<string, unknown>;
+  if (Object.hasOwn(holder, step)) holder[step] = protectClearIds(holder[step], rest, key);
+  return holder;
+}
+
+/**
+ * Version 5: quarantined bytes move to the blob store too (a refused file, a DICOM instance later,
+ * has no place in a row either); each row keeps the reference (sha256, size). The blobs are all
+ * written, then synced together, before the transaction that drops the bytes commits: a burst of
+ * line noise can have left tens of thousands of rows.
+ */
+function moveQuarantineToBlobStore({ db, blobs }: MigrationContext): void {
+  const rows = db.prepare(`SELECT id, bytes FROM quarantine ORDER BY id`).all() as Array<{ id: number; bytes: Buffer }>;
+  const refs = blobs.putManySync(rows.map((r) => r.bytes));
+  db.exec(`ALTER TABLE quarantine ADD COLUMN size INTEGER NOT NULL DEFAULT 0`);
+  // The bytes are what was kept; the hash is made from them again rather than trusted.
+  const setRef = db.prepare(`UPDATE quarantine SET sha256 = ?, size = ? WHERE id = ?`);
+  rows.forEach((row, i) => setRef.run(refs[i]!.sha256, refs[i]!.size, row.id));
+  db.exec(`ALTER TABLE quarantine DROP COLUMN bytes`);
+}
+
+/** Bytes refused by a driver, to keep in quarantine (rule 6). */
+export interface QuarantineEntry {
+  deviceId: string;
+  bytes: Buffer;
+  reason: string;
+  at: Date;
+}
+
+/** A quarantine row, with its bytes read back from the blob store. */
+export interface QuarantinedBytes {
+  device_id: string;
+  reason: string;
+  sha256: string;
+  size: number;
+  received_at: string;
+  bytes: Buffer;
 }
 
 export interface CommitOutcome {
@@ -156,14 +235,6 @@ export interface StoredRecordRow {
   device_id: string;
   schema: string;
   json: string;
-}
-
-export interface AuditEntry {
-  device_id: string | null;
-  verb: string;
-  params: unknown;
-  status: 'ok' | 'error';
-  detail?: unknown;
 }
 
 export class Store {
@@ -212,17 +283,12 @@ export class Store {
       since: this.db.prepare(`SELECT seq, device_id, schema, json FROM records WHERE seq > ? ORDER BY seq LIMIT ?`),
       recordCount: this.db.prepare(`SELECT COUNT(*) AS n FROM records`),
       capture: this.db.prepare(`SELECT id, device_id, driver, kind, size FROM captures WHERE id = ?`),
-      quarantine: this.db.prepare(
-        `INSERT INTO quarantine (device_id, reason, bytes, sha256, received_at) VALUES (?, ?, ?, ?, ?)`,
-      ),
+      quarantine: this.db.prepare(`INSERT INTO quarantine (device_id, reason, sha256, size, received_at) VALUES (?, ?, ?, ?, ?)`),
       upsertDevice: this.db.prepare(
         `INSERT INTO devices (id, driver, state_json, updated_at) VALUES (?, ?, ?, ?)
          ON CONFLICT(id) DO UPDATE SET driver = excluded.driver, state_json = excluded.state_json, updated_at = excluded.updated_at`,
       ),
       device: this.db.prepare(`SELECT state_json FROM devices WHERE id = ?`),
-      audit: this.db.prepare(
-        `INSERT INTO audit (at, device_id, verb, params_json, status, detail_json) VALUES (?, ?, ?, ?, ?, ?)`,
-      ),
     };
   }
 
@@ -250,12 +316,12 @@ export class Store {
       const migration = MIGRATIONS[v]!;
       this.db.transaction(() => {
         if (typeof migration === 'string') this.db.exec(migration);
-        else migration(this.db, this.blobs);
+        else migration({ db: this.db, blobs: this.blobs, localHashKey: () => this.localHashKey() });
         this.db.pragma(`user_version = ${v + 1}`);
       })();
     }
-    // The bytes that moved to the blob store leave free pages behind; give them back to the disk once.
-    if (version > 0 && version < BLOB_STORE_VERSION && MIGRATIONS.length >= BLOB_STORE_VERSION) this.db.exec('VACUUM');
+    // The bytes that moved to the blob store (versions 3 and 5) leave free pages behind; give them back to the disk once.
+    if (version > 0 && version < QUARANTINE_BLOBS_VERSION && MIGRATIONS.length >= QUARANTINE_BLOBS_VERSION) this.db.exec('VACUUM');
   }
 
   /**
@@ -403,12 +469,44 @@ export class Store {
     return row ? { ...row, bytes: this.blobs.read(row.id) } : undefined;
   }
 
+  /** Keeps refused bytes on this thread: their blob, then the row that names it (tools, tests). */
   quarantine(deviceId: string, bytes: Buffer, reason: string, at: Date = new Date()): void {
-    this.stmts.quarantine.run(deviceId, reason, bytes, sha256Hex(bytes), at.toISOString());
+    const ref = this.blobs.putSync(bytes);
+    this.stmts.quarantine.run(deviceId, reason, ref.sha256, ref.size, at.toISOString());
+  }
+
+  /**
+   * Keeps many refused chunks at once (the writer thread's bookkeeping slice): their blobs put and
+   * synced together (`BlobStore.putMany`), then their rows in one transaction, so a burst of garbage
+   * costs the disk one wait per slice, not one per chunk. Each entry is its own savepoint: one whose
+   * blob or row fails is its Error (null: kept), and the others are kept.
+   */
+  async quarantineMany(entries: readonly QuarantineEntry[]): Promise<Array<Error | null>> {
+    const refs = await this.blobs.putMany(entries.map((e) => e.bytes));
+    return this.db.transaction(() =>
+      entries.map((entry, i) => {
+        const ref = refs[i]!;
+        if (ref instanceof Error) return ref;
+        try {
+          this.db.transaction(() => this.stmts.quarantine.run(entry.deviceId, entry.reason, ref.sha256, ref.size, entry.at.toISOString()))();
+          return null;
+        } catch (error) {
+          return error instanceof Error ? error : new Error(String(error));
+        }
+      }),
+    )();
   }
 
   quarantineCount(): number {
     return (this.db.prepare(`SELECT COUNT(*) AS n FROM quarantine`).get() as { n: number }).n;
+  }
+
+  /** Every quarantine row, oldest first, with its bytes read back (and checked) from the blob store. */
+  quarantined(): QuarantinedBytes[] {
+    const rows = this.db.prepare(`SELECT device_id, reason, sha256, size, received_at FROM quarantine ORDER BY id`).all() as Array<
+      Omit<QuarantinedBytes, 'bytes'>
+    >;
+    return rows.map((row) => ({ ...row, bytes: this.blobs.read(row.sha256) }));
   }
 
   saveDeviceState(state: DeviceState, at: Date = new Date()): void {
@@ -426,34 +524,6 @@ export class Store {
   deviceState(id: string): DeviceState | undefined {
     const row = this.stmts.device.get(id) as { state_json: string } | undefined;
     return row ? (JSON.parse(row.state_json) as DeviceState) : undefined;
-  }
-
-  audit(entry: AuditEntry, at: Date = new Date()): void {
-    this.stmts.audit.run(
-      at.toISOString(),
-      entry.device_id,
-      entry.verb,
-      JSON.stringify(entry.params ?? {}),
-      entry.status,
-      entry.detail === undefined ? null : JSON.stringify(entry.detail),
-    );
-  }
-
-  auditEntries(): Array<{ device_id: string | null; verb: string; status: string; params: unknown; detail: unknown }> {
-    const rows = this.db.prepare(`SELECT device_id, verb, status, params_json, detail_json FROM audit ORDER BY id`).all() as Array<{
-      device_id: string | null;
-      verb: string;
-      status: string;
-      params_json: string;
-      detail_json: string | null;
-    }>;
-    return rows.map((r) => ({
-      device_id: r.device_id,
-      verb: r.verb,
-      status: r.status,
-      params: JSON.parse(r.params_json),
-      detail: r.detail_json ? JSON.parse(r.detail_json) : null,
-    }));
   }
 
   /** A device request answered: its audit row, and its outcome for repeats of its transaction. */

@@ -11,6 +11,7 @@
 // Commits go first: a device is waiting for its "received" on each of them. Bookkeeping
 // (publish marks, device states, audit, quarantine) waits until no commit is queued, and a big
 // batch of it is written in slices, so a commit arriving meanwhile waits for one slice at most.
+// Quarantined bytes go to the blob store, a slice of them synced together (see `quarantines`).
 //
 // Checkpoints (copying the WAL back into the database file) run here too, between group commits:
 // SQLite would otherwise run one inside whichever commit crosses the WAL size limit, and that
@@ -59,11 +60,36 @@ function slices(items) {
 const bookkeepingMethods = {
   markPublishedMany: (seqs, at) => slices(seqs).map((slice) => () => store.markPublishedMany(slice, at)),
   saveDeviceStates: (states, at) => slices(states).map((slice) => () => store.saveDeviceStates(slice, at)),
-  audit: (entry, at) => [() => store.audit(entry, at)],
   recordRequest: (entry, at) => [() => store.recordRequest(entry, at)],
-  quarantine: (deviceId, bytes, reason, at) => [() => store.quarantine(deviceId, toBuffer(bytes), reason, at)],
-  stats: () => [() => ({ groups, blobSyncs: { ...store.blobs.syncs }, checkpoints: { ...checkpoints } })],
+  stats: () => [() => ({ groups, quarantineSlices, blobSyncs: { ...store.blobs.syncs }, checkpoints: { ...checkpoints } })],
 };
+
+/**
+ * Quarantine requests, answered in batches: a slice of them has its blobs put and synced together
+ * and its rows written in one transaction (Store.quarantineMany), so a burst of line noise (tens of
+ * thousands of refused chunks) waits for the disk once per slice, never once per chunk. Each caller
+ * is answered once its bytes and row are on disk (a driver may answer its device only then).
+ */
+const quarantines = [];
+
+/** Quarantine slices written (the `stats` method). */
+let quarantineSlices = 0;
+
+async function quarantineSlice() {
+  const jobs = quarantines.splice(0, SLICE);
+  quarantineSlices++;
+  let outcomes;
+  try {
+    outcomes = await store.quarantineMany(jobs.map((job) => ({ deviceId: job.deviceId, bytes: toBuffer(job.bytes), reason: job.reason, at: job.at })));
+  } catch (error) {
+    for (const job of jobs) parentPort.postMessage({ id: job.id, error: error instanceof Error ? error.message : String(error) });
+    return;
+  }
+  jobs.forEach((job, i) => {
+    const outcome = outcomes[i];
+    parentPort.postMessage(outcome ? { id: job.id, error: outcome.message } : { id: job.id, result: null });
+  });
+}
 
 /** {id, inputs} of each commitMany not yet written. */
 const commits = [];
@@ -72,6 +98,7 @@ let scheduled = false;
 /** A group's blobs are being written (asynchronously): the next step waits for its transaction. */
 let busy = false;
 let closing;
+let bookkeepingTurn = false;
 
 function schedule() {
   if (scheduled || busy) return;
@@ -144,11 +171,14 @@ async function runNext() {
     const checkpointOverdue = checkpointDueSince !== undefined && Date.now() - checkpointDueSince >= CHECKPOINT_OVERDUE_MS;
     if (commits.length > 0 && !checkpointOverdue) await commitWaiting();
     else if (checkpointDueSince !== undefined) checkpoint();
-    else if (bookkeeping.length > 0) bookkeepingStep();
+    else if (bookkeeping.length > 0 && (quarantines.length === 0 || bookkeepingTurn)) bookkeepingStep();
+    else if (quarantines.length > 0) await quarantineSlice();
+    // Quarantine slices and the other bookkeeping take turns, so neither starves the other.
+    bookkeepingTurn = !bookkeepingTurn;
   } finally {
     busy = false;
   }
-  if (commits.length > 0 || bookkeeping.length > 0) schedule();
+  if (commits.length > 0 || bookkeeping.length > 0 || quarantines.length > 0) schedule();
   else if (closing !== undefined) close(closing);
 }
 
@@ -163,10 +193,11 @@ parentPort.on('message', ({ id, method, args }) => {
   if (method === 'close') {
     // Everything asked for before the close is written first.
     closing = id;
-    if (commits.length === 0 && bookkeeping.length === 0 && !scheduled && !busy) close(id);
+    if (commits.length === 0 && bookkeeping.length === 0 && quarantines.length === 0 && !scheduled && !busy) close(id);
     return;
   }
   if (method === 'commitMany') commits.push({ id, inputs: args[0] });
+  else if (method === 'quarantine') quarantines.push({ id, deviceId: args[0], bytes: args[1], reason: args[2], at: args[3] });
   else if (bookkeepingMethods[method]) bookkeeping.push({ id, steps: bookkeepingMethods[method](...args) });
   else {
     parentPort.postMessage({ id, error: `unknown store method ${method}` });

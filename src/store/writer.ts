@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import type { DeviceState } from '../records/types.ts';
 import type { RequestRecord } from './requests.ts';
 import type { BlobSyncCounts } from './blobs.ts';
-import type { AuditEntry, CommitOutcome, GroupCommitInput } from './store.ts';
+import type { CommitOutcome, GroupCommitInput } from './store.ts';
 
 function ready(worker: Worker, isReady: (message: unknown) => boolean): Promise<void> {
   return new Promise<void>((resolve, reject) => {
@@ -107,8 +107,13 @@ export class StoreWriter {
     return outcomes.map((o) => ('error' in o ? new Error(o.error) : o));
   }
 
-  /** Group commits the thread has made, the blob-store syncs they asked for, and its checkpoints. */
-  stats(): Promise<{ groups: number; blobSyncs: BlobSyncCounts; checkpoints: { count: number; totalMs: number; maxMs: number } }> {
+  /** Group commits the thread has made, its quarantine slices, the blob-store syncs they asked for, and its checkpoints. */
+  stats(): Promise<{
+    groups: number;
+    quarantineSlices: number;
+    blobSyncs: BlobSyncCounts;
+    checkpoints: { count: number; totalMs: number; maxMs: number };
+  }> {
     return this.call('stats');
   }
 
@@ -120,15 +125,15 @@ export class StoreWriter {
     return this.call('saveDeviceStates', states, at);
   }
 
-  audit(entry: AuditEntry, at: Date): Promise<void> {
-    return this.call('audit', entry, at);
-  }
-
   /** A device request answered: the audit row and, with a transaction, its outcome for repeats. */
   recordRequest(entry: RequestRecord, at: Date): Promise<void> {
     return this.call('recordRequest', entry, at);
   }
 
+  /**
+   * Keeps refused bytes: their blob, then the row naming it; settles once both are on disk. Calls
+   * made together are written in slices that share their syncs.
+   */
   quarantine(deviceId: string, bytes: Buffer, reason: string, at: Date): Promise<void> {
     return this.call('quarantine', deviceId, bytes, reason, at);
   }

@@ -32,7 +32,7 @@ describe('daemon faults', () => {
     await eventually('3 records stored', () => controller.runtime!.store.recordCount() === 3);
     await eventually('the retained request was seen and refused in the log', () => logs.text.includes('ignoring a retained request'));
     expect(publisher.on('poct/device/bench1/response/clock/sync')).toEqual([]);
-    expect(controller.runtime!.store.auditEntries()).toEqual([]);
+    expect(controller.runtime!.store.auditRows()).toEqual([]);
     // A live request still works.
     const live = await publisher.request('poct/device/bench1/request/status', 'poct/device/bench1/response/status', {});
     expect(live.status).toBe('ok');

@@ -91,7 +91,7 @@ devices:
     expect(response.data).toMatchObject({ inserted: 0, duplicates: 3 });
     await new Promise((r) => setTimeout(r, 200));
     expect(sub.on('poct/device/bench1/result')).toHaveLength(3);
-    expect(controller.runtime!.store.auditEntries().map((a) => a.verb)).toContain('download');
+    expect(controller.runtime!.store.auditRows().map((a) => a.verb)).toContain('download');
   });
 
   it('sets the meter clock on request and keeps an audit row', async () => {
@@ -103,7 +103,7 @@ devices:
     expect(response.status).toBe('ok');
     expect(response.data.clock).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/);
     await new Promise((r) => setTimeout(r, 100));
-    const audit = controller.runtime!.store.auditEntries().filter((a) => a.verb === 'clock/sync');
+    const audit = controller.runtime!.store.auditRows().filter((a) => a.verb === 'clock/sync');
     expect(audit).toEqual([expect.objectContaining({ device_id: 'bench1', status: 'ok' })]);
   });
 

@@ -94,9 +94,7 @@ describe('CLINITEK Status over the real device manager and store', () => {
     allow();
     await r.writer.drained();
     expect(r.store.recordCount()).toBe(0);
-    const db = new Database(dbPath, { readonly: true });
-    const kept = db.prepare('SELECT reason, bytes FROM quarantine ORDER BY id').all() as { reason: string; bytes: Buffer }[];
-    db.close();
+    const kept = r.store.quarantined();
     expect(kept.map((q) => q.reason)).toEqual(Array(6).fill('not-committed'));
     expect(kept.map((q) => q.bytes.toString('latin1'))).toEqual(LINES.map((l) => `${l}\r`));
     expect(r.events.some((e) => e.type === 'download_finished')).toBe(false);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { nodeBlobFileSystem, type BlobFileSystem } from '../../src/store/blobs.ts';
+import { BlobStore, nodeBlobFileSystem, type BlobFileSystem } from '../../src/store/blobs.ts';
 import { Store, type GroupCommitInput } from '../../src/store/store.ts';
 import { StoreWriter } from '../../src/store/writer.ts';
 import { tempDir } from '../helpers/daemon.ts';
@@ -193,6 +193,47 @@ describe('group commit ordering (real store, file system watched)', () => {
     }
     expect(synced.filter((p) => p === dirname(store.blobs.pathOf(sha256(captures[0]!))))).toHaveLength(1);
     expect(reader.recordCount()).toBe(3);
+  });
+
+  /**
+   * The same bytes put twice at once: the second finds the first's file already under its name
+   * while the first still waits for its syncs. It must not count the blob as stored (a row naming
+   * it would commit before it is on disk) until its own syncs of that file and its directories.
+   */
+  async function secondPutWaitsForSyncs(second: (blobs: BlobStore, bytes: Buffer) => Promise<unknown>): Promise<void> {
+    const watched = watchedFs(() => 0);
+    const blobs = new BlobStore(join(tempDir('poctd-twice-'), 'blobs'), watched.fs);
+    const bytes = Buffer.from('one capture, two puts at once');
+    const final = blobs.pathOf(sha256(bytes));
+    const first = blobs.putMany([bytes]);
+    // The file, its new shard and the blob root.
+    await eventually('the first put asked for its syncs', () => watched.held.length === 3);
+    expect(existsSync(final)).toBe(true);
+    let settled = false;
+    const again = second(blobs, bytes).then((ref) => ((settled = true), ref));
+    await eventually('the second put settled or asked for syncs of its own', () => settled || watched.held.length === 6);
+    expect(settled).toBe(false);
+    const asked = watched.log.length;
+    watched.held.splice(0).forEach((release) => release());
+    expect(await first).toEqual([{ sha256: sha256(bytes), size: bytes.length }]);
+    expect(await again).toMatchObject({ sha256: sha256(bytes), size: bytes.length });
+    const synced = watched.log.slice(asked).filter((e) => e.op === 'fsync').map((e) => e.path);
+    expect(synced.filter((p) => p === final)).toHaveLength(2);
+    expect(synced.filter((p) => p === dirname(final))).toHaveLength(2);
+    expect(synced.filter((p) => p === blobs.dir)).toHaveLength(2);
+    // Synced once by this store, the blob is known: a third put costs no sync.
+    const before = { ...blobs.syncs };
+    await blobs.putMany([bytes]);
+    await blobs.put(bytes);
+    expect(blobs.syncs).toEqual(before);
+  }
+
+  it('a group put that finds the same bytes in place while another put of them waits for its syncs syncs them itself', async () => {
+    await secondPutWaitsForSyncs(async (blobs, bytes) => (await blobs.putMany([bytes]))[0]);
+  });
+
+  it('a put of a Buffer that finds the same bytes in place while a group put of them waits for its syncs syncs them itself', async () => {
+    await secondPutWaitsForSyncs((blobs, bytes) => blobs.put(bytes));
   });
 
   it('a blob whose sync fails leaves no file under its name, no temp file and no row, and the error names it', async () => {

@@ -55,11 +55,13 @@ describe('request outcomes (dedupe) and the audit', () => {
   it('a database from before the migration gets the new columns and table, its audit rows kept', () => {
     const path = join(tempDir('poctd-req-'), 'old.db');
     const made = new Store(path);
-    made.audit({ device_id: 'd1', verb: 'status', params: {}, status: 'ok', detail: { ok: true } }, new Date('2026-11-01T00:00:00Z'));
+    made.recordRequest({ ...entry(null), verb: 'status', response: { status: 'ok', data: { ok: true }, error: null } }, new Date('2026-11-01T00:00:00Z'));
     made.close();
-    // Back to the schema before this migration (version 3, the blob store's), keeping the audit row.
+    // Back to the schema before this migration (version 3, the blob store's), keeping the audit row;
+    // quarantine back to its bytes column too (version 5 moved them to the blob store).
     const raw = new Database(path);
-    raw.exec(`DROP TABLE request_outcomes; ALTER TABLE audit DROP COLUMN requested_by; ALTER TABLE audit DROP COLUMN transaction_json;`);
+    raw.exec(`DROP TABLE request_outcomes; ALTER TABLE audit DROP COLUMN requested_by; ALTER TABLE audit DROP COLUMN transaction_json;
+      ALTER TABLE quarantine DROP COLUMN size; ALTER TABLE quarantine ADD COLUMN bytes BLOB NOT NULL DEFAULT x'';`);
     raw.pragma('user_version = 3');
     raw.close();
     const store = new Store(path);

@@ -130,6 +130,33 @@ describe('StoreWriter', () => {
     expect(reader.recordCount()).toBe(50);
   });
 
+  it('its thread writes audit rows only through recordRequest (params redacted by the caller): no raw audit method', async () => {
+    const { writer, reader } = await setup(1000);
+    expect('audit' in writer).toBe(false);
+    const call = (writer as unknown as { call(method: string, ...args: unknown[]): Promise<unknown> }).call.bind(writer);
+    const unredacted = { device_id: 'bench1', verb: 'status', params: { 'x-patient': 'P-1' }, status: 'ok' };
+    await expect(call('audit', unredacted, new Date())).rejects.toThrow(/unknown store method audit/);
+    await writer.recordRequest(
+      { device_id: 'bench1', verb: 'status', params: {}, requested_by: 'lab', transaction: 7, response: { status: 'ok', data: { state: 'idle' }, error: null } },
+      new Date(),
+    );
+    expect(reader.auditRows().map((r) => [r.verb, r.requested_by, r.transaction, r.detail])).toEqual([['status', 'lab', 7, { state: 'idle' }]]);
+  });
+
+  it('a burst of quarantined chunks is kept in the blob store in slices, one disk wait per slice, never one per chunk', async () => {
+    const { writer, reader } = await setup(1000);
+    const noise = Array.from({ length: 500 }, (_, i) => Buffer.from(`\xff noise ${i}`, 'latin1'));
+    const before = await writer.stats();
+    await Promise.all(noise.map((bytes) => writer.quarantine('bench1', bytes, 'garbage', new Date())));
+    const after = await writer.stats();
+    const slices = after.quarantineSlices - before.quarantineSlices;
+    expect(slices).toBeGreaterThan(0);
+    expect(slices).toBeLessThanOrEqual(Math.ceil(noise.length / 50));
+    // Each slice syncs each directory that gained a name once (256 shards at most, and the root).
+    expect(after.blobSyncs.directories - before.blobSyncs.directories).toBeLessThanOrEqual(slices * 257);
+    expect(reader.quarantined().map((q) => q.bytes)).toEqual(noise);
+  });
+
   it('close writes everything asked for before it', async () => {
     const { writer, reader } = await setup(1000);
     open.pop();

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { PatientIdPolicy } from '../../src/config/types.ts';
@@ -198,20 +198,44 @@ describe('Store', () => {
     store.close();
   });
 
-  it('keeps quarantined bytes and audit rows', () => {
-    const { store } = tempStore();
-    store.quarantine('bench1', Buffer.from('P bad line'), 'bad-checksum');
-    store.audit({ device_id: 'bench1', verb: 'clock/sync', params: {}, status: 'ok', detail: { clock: 'x' } });
-    expect(store.quarantineCount()).toBe(1);
-    expect(store.auditEntries()).toEqual([
-      { device_id: 'bench1', verb: 'clock/sync', status: 'ok', params: {}, detail: { clock: 'x' } },
+  it('keeps quarantined bytes in the blob store, the row naming them, and audit rows', () => {
+    const { store, path } = tempStore();
+    const refused = Buffer.from('P bad line');
+    store.quarantine('bench1', refused, 'bad-checksum', new Date('2026-12-04T02:59:00Z'));
+    const sha = createHash('sha256').update(refused).digest('hex');
+    expect(store.quarantined()).toEqual([
+      { device_id: 'bench1', reason: 'bad-checksum', sha256: sha, size: refused.length, received_at: '2026-12-04T02:59:00.000Z', bytes: refused },
     ]);
+    expect(readFileSync(store.blobs.pathOf(sha))).toEqual(refused);
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare(`SELECT name FROM pragma_table_info('quarantine')`).pluck().all()).not.toContain('bytes');
+    db.close();
+    const at = new Date('2026-12-04T03:00:00Z');
+    store.recordRequest(
+      { device_id: 'bench1', verb: 'clock/sync', params: {}, requested_by: null, transaction: null, response: { status: 'ok', data: { clock: 'x' }, error: null } },
+      at,
+    );
+    expect(store.quarantineCount()).toBe(1);
+    expect(store.auditRows()).toEqual([
+      { at: at.toISOString(), device_id: 'bench1', verb: 'clock/sync', status: 'ok', params: {}, detail: { clock: 'x' }, requested_by: null, transaction: null },
+    ]);
+    store.close();
+  });
+
+  it('offers no audit write but recordRequest, whose callers redact the params (no unredacted path)', () => {
+    const { store } = tempStore();
+    expect('audit' in store).toBe(false);
+    expect('auditEntries' in store).toBe(false);
     store.close();
   });
 });
 
 /** The schema the store had before the blob store (versions 1 and 2), with one session's rows in it. */
-function oldDatabase(path: string, captures: Array<{ bytes: Buffer; kind: 'raw' | 'transcript'; records: number }>): void {
+function oldDatabase(
+  path: string,
+  captures: Array<{ bytes: Buffer; kind: 'raw' | 'transcript'; records: number }>,
+  patients: Record<number, unknown> = {},
+): void {
   const db = new Database(path);
   db.exec(`CREATE TABLE captures (id TEXT PRIMARY KEY, device_id TEXT NOT NULL, driver TEXT NOT NULL, kind TEXT NOT NULL, bytes BLOB NOT NULL, received_at TEXT NOT NULL);
     CREATE TABLE records (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, device_id TEXT NOT NULL, schema TEXT NOT NULL, category TEXT NOT NULL,
@@ -231,7 +255,8 @@ function oldDatabase(path: string, captures: Array<{ bytes: Buffer; kind: 'raw' 
     for (let i = 0; i < capture.records; i++) {
       seq++;
       const { key: _key, ...body } = glucoseDraft(seq);
-      const record = { schema: 'poct.result/1', id: `${seq}`.padStart(32, '0'), seq, site: 'clinic-a', ...body, received_at: '2026-11-22T09:00:00.000Z', raw: { capture: sha256, sha256 } };
+      const patient = seq in patients ? patients[seq] : body.patient;
+      const record = { schema: 'poct.result/1', id: `${seq}`.padStart(32, '0'), seq, site: 'clinic-a', ...body, patient, received_at: '2026-11-22T09:00:00.000Z', raw: { capture: sha256, sha256 } };
       expect(schemaProblems('poct.result/1', record)).toEqual([]);
       db.prepare(`INSERT INTO records VALUES (?, ?, 'bench1', 'poct.result/1', 'patient', ?, ?, '2026-11-22T09:00:00.000Z')`).run(seq, record.id, sha256, JSON.stringify(record));
       db.prepare(`INSERT INTO outbox VALUES (?, 'bench1', ?)`).run(seq, seq === 1 ? '2026-11-22T09:00:01.000Z' : null);
@@ -273,10 +298,56 @@ describe('Store migration to the blob store', () => {
     // The bytes left the database file, not only its tables.
     expect(statSync(path).size).toBeLessThan(raw.length / 2);
     const db = new Database(path, { readonly: true });
-    expect(db.pragma('user_version', { simple: true })).toBe(4); // the blob store's migration (3), then the requests' (4)
+    expect(db.pragma('user_version', { simple: true })).toBe(5); // the blob store's (3), the requests' (4), quarantine's blobs (5)
     expect(JSON.stringify(db.prepare(`SELECT * FROM captures`).all())).not.toContain('bytes');
     expect(db.prepare(`SELECT DISTINCT schema FROM records`).pluck().all()).toEqual(['poct.result/2']);
     db.close();
+  });
+
+  it('publishes no clear patient id from an old database: ids a caller without a policy stored are hashed, protected ones kept', () => {
+    const path = join(tempDir('poctd-migrate-'), 'poctd.db');
+    const alreadyHashed = `hmac:${'ab'.repeat(16)}`;
+    oldDatabase(path, [{ bytes: Buffer.from('old session'), kind: 'raw', records: 4 }], {
+      1: { id: 'P-12345' },
+      2: { id: alreadyHashed },
+      3: { id: null },
+      4: { id: 'P-12345' },
+    });
+    const store = new Store(path);
+    const key = store.localHashKey();
+    const records = results(store.recordsSince(0, 10));
+    expect(records.map((r) => r.patient)).toEqual([
+      { id: hashPatientId('P-12345', key) },
+      { id: alreadyHashed },
+      { id: null },
+      { id: hashPatientId('P-12345', key) }, // the same patient stays linkable
+    ]);
+    const stored = JSON.stringify(store.pendingOutboxJson(0, 10)) + JSON.stringify(store.recordRowsSince(0, 10));
+    expect(stored).not.toContain('P-12345');
+    for (const r of records) expect(schemaProblems('poct.result/2', r)).toEqual([]);
+    store.close();
+  });
+
+  it('moves the bytes of old quarantine rows to the blob store, each row keeping its reference', () => {
+    const path = join(tempDir('poctd-migrate-'), 'poctd.db');
+    oldDatabase(path, [{ bytes: Buffer.from('a session'), kind: 'raw', records: 1 }]);
+    const noise = Array.from({ length: 300 }, (_, i) => Buffer.from([0xff, i & 0xff, (i >> 8) & 0xff]));
+    const old = new Database(path);
+    const insert = old.prepare(`INSERT INTO quarantine (device_id, reason, bytes, sha256, received_at) VALUES ('bench1', 'garbage', ?, ?, '2026-11-22T09:00:00.000Z')`);
+    old.transaction(() => {
+      for (const bytes of [...noise, noise[0]!]) insert.run(bytes, createHash('sha256').update(bytes).digest('hex'));
+    })();
+    old.close();
+    const store = new Store(path);
+    const kept = store.quarantined();
+    expect(kept.map((q) => q.bytes)).toEqual([...noise, noise[0]!]);
+    expect(kept.map((q) => q.size)).toEqual([...noise, noise[0]!].map((b) => b.length));
+    // Synced in one pass: each file and each directory once, not once per row.
+    expect(store.blobs.syncs.files).toBe(1 + noise.length);
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare(`SELECT name FROM pragma_table_info('quarantine')`).pluck().all()).toEqual(['id', 'device_id', 'reason', 'sha256', 'received_at', 'size']);
+    db.close();
+    store.close();
   });
 
   it('refuses to migrate a capture whose bytes do not match its id, leaving the old database as it was', () => {
@@ -323,6 +394,25 @@ describe('BlobStore', () => {
     expect(await store.blobs.verify('0'.repeat(64))).toBe(false);
     expect(() => store.blobs.pathOf('../../etc/passwd')).toThrow(/not a blob name/);
     store.close();
+  });
+
+  it('at start removes the temp files of writers that are gone, keeping those of live ones', async () => {
+    const { store, path } = tempStore();
+    store.close();
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['-e', '']);
+    const deadPid = await new Promise<number>((resolve) => child.on('exit', () => resolve(child.pid!)));
+    const tmp = join(store.blobs.dir, 'tmp');
+    const names = { dead: `${deadPid}-crashed`, mine: `${process.pid}-under-way`, live: `${process.ppid}-under-way` };
+    for (const name of Object.values(names)) writeFileSync(join(tmp, name), 'part of a capture');
+    const reopened = new Store(path);
+    expect(readdirSync(tmp).sort()).toEqual([names.mine, names.live].sort());
+    // A temp older than this boot: its pid may belong to another process now; its writer is gone.
+    const now = Date.now();
+    utimesSync(join(tmp, names.live), new Date(now - 2 * 3600_000), new Date(now - 2 * 3600_000));
+    expect(reopened.blobs.sweepStaleTemp({ now, bootedAt: now - 3600_000 })).toBe(1);
+    expect(readdirSync(tmp)).toEqual([names.mine]);
+    reopened.close();
   });
 
   it('a stream that fails mid-way leaves no blob and no temp file', async () => {
