@@ -45,7 +45,10 @@ interface Rig {
   publisher: RecordPublisher;
   services: Services;
   warnings: string[];
+  errors: string[];
   marks: { fail: boolean };
+  /** Each call to the writer's markPublishedMany, with its seqs. */
+  marked: number[][];
 }
 
 function rig(): Rig {
@@ -54,17 +57,23 @@ function rig(): Rig {
   const mqtt = new ControlledMqtt();
   const bus = new EventBus();
   const warnings: string[] = [];
+  const errors: string[] = [];
   const marks = { fail: false };
+  const marked: number[][] = [];
   const log = pino({ level: 'silent' });
   log.warn = ((obj: unknown, msg?: string) => {
     warnings.push(`${JSON.stringify(obj)} ${msg}`);
   }) as typeof log.warn;
+  log.error = ((obj: unknown, msg?: string) => {
+    errors.push(`${JSON.stringify(obj)} ${msg}`);
+  }) as typeof log.error;
   const services = {
     config: parseConfig('', { env: {} }),
     bus,
     store,
     writer: {
       markPublishedMany: async (seqs: number[], at: Date) => {
+        marked.push([...seqs]);
         if (marks.fail) throw new Error('disk full');
         store.markPublishedMany(seqs, at);
       },
@@ -76,7 +85,7 @@ function rig(): Rig {
     stats: new Stats(),
     now: () => new Date(),
   } as unknown as Services;
-  return { store, mqtt, bus, publisher: new RecordPublisher(services), services, warnings, marks };
+  return { store, mqtt, bus, publisher: new RecordPublisher(services), services, warnings, errors, marks, marked };
 }
 
 function commitFor(store: Store, ns: number[]): void {
@@ -96,9 +105,10 @@ const range = (from: number, count: number): number[] => Array.from({ length: co
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 describe('RecordPublisher (safety)', () => {
-  it('a backlog beyond the in-flight bound: 1000 at once, the rest once no more than 500 wait for PUBACK', async () => {
+  it('a backlog beyond the in-flight bound: 1000 at once, then no more than the bound once 500 or fewer wait for PUBACK', async () => {
     const { store, mqtt, publisher, services } = rig();
-    commitFor(store, range(1, 1200));
+    expect(publisher.name).toBe('record-publisher');
+    commitFor(store, range(1, 1600));
     await publisher.start();
     expect(mqtt.sent).toHaveLength(1000);
     expect(mqtt.sent.map((s) => s.seq)).toEqual(range(1, 1000));
@@ -110,10 +120,17 @@ describe('RecordPublisher (safety)', () => {
     expect(mqtt.sent).toHaveLength(1000);
 
     mqtt.sent[499]!.puback();
-    await eventually('the rest of the backlog sent', () => mqtt.sent.length === 1200);
-    expect(mqtt.sent.slice(1000).map((s) => s.seq)).toEqual(range(1001, 200));
-    mqtt.sent.slice(500).forEach((s) => s.puback());
-    await eventually('every PUBACK', () => services.stats.published === 1200);
+    await eventually('the first refill sent', () => mqtt.sent.length >= 1500);
+    await turn();
+    // 500 in flight: the refill reads up to the bound again, not beyond it.
+    expect(mqtt.sent.slice(1000).map((s) => s.seq)).toEqual(range(1001, 500));
+
+    // A second refill, once 500 are left in flight again.
+    mqtt.sent.slice(500, 1000).forEach((s) => s.puback());
+    await eventually('the rest of the backlog sent', () => mqtt.sent.length === 1600);
+    expect(mqtt.sent.slice(1500).map((s) => s.seq)).toEqual(range(1501, 100));
+    mqtt.sent.slice(1000).forEach((s) => s.puback());
+    await eventually('every PUBACK', () => services.stats.published === 1600);
     await publisher.stop();
     expect(store.outboxDepth()).toBe(0);
   });
@@ -163,7 +180,8 @@ describe('RecordPublisher (safety)', () => {
   });
 
   it('an outbox read that fails is counted, and the outbox is read again a second later', async () => {
-    const { store, mqtt, publisher, services } = rig();
+    const r = rig();
+    const { store, mqtt, publisher, services } = r;
     commitFor(store, [1]);
     const real = store.pendingOutboxJson.bind(store);
     let failures = 1;
@@ -171,8 +189,10 @@ describe('RecordPublisher (safety)', () => {
       if (failures-- > 0) throw new Error('database is locked');
       return real(afterSeq, limit);
     };
+    const { errors } = r;
     await publisher.start();
     expect(services.stats.errors).toBe(1);
+    expect(errors).toEqual(['{"err":"database is locked"} could not read the outbox; will retry']);
     expect(mqtt.sent).toEqual([]);
     await eventually('the retry sent the record', () => mqtt.sent.length === 1, 5000);
     mqtt.sent[0]!.puback();
@@ -190,7 +210,7 @@ describe('RecordPublisher (safety)', () => {
   });
 
   it('stop waits for PUBACKs still on their way and writes their marks', async () => {
-    const { store, mqtt, publisher } = rig();
+    const { store, mqtt, publisher, marked } = rig();
     commitFor(store, [1, 2]);
     await publisher.start();
     const stopping = publisher.stop();
@@ -198,6 +218,33 @@ describe('RecordPublisher (safety)', () => {
     mqtt.sent.forEach((s) => s.puback());
     await stopping;
     expect(store.outboxDepth()).toBe(0);
+    expect(marked).toEqual([[1, 2]]);
+  });
+
+  it('stop gives up waiting for a PUBACK that does not come after its grace; the row stays unpublished', async () => {
+    const { store, mqtt, publisher } = rig();
+    commitFor(store, [1]);
+    await publisher.start();
+    expect(mqtt.sent).toHaveLength(1);
+    const started = Date.now();
+    await publisher.stop();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    expect(store.outboxDepth()).toBe(1);
+  });
+
+  it('publishes the client gives up while stopping are not sent again by this publisher', async () => {
+    const { store, mqtt, publisher, warnings } = rig();
+    commitFor(store, [1, 2]);
+    await publisher.start();
+    const stopping = publisher.stop();
+    await turn();
+    mqtt.sent.forEach((s) => s.fail(new Error('client stopped')));
+    await stopping;
+    await turn();
+    await turn();
+    expect(mqtt.sent.map((s) => s.seq)).toEqual([1, 2]);
+    expect(warnings).toEqual(['{"seq":1,"err":"client stopped"} record publish failed; will retry', '{"seq":2,"err":"client stopped"} record publish failed; will retry']);
+    expect(store.outboxDepth()).toBe(2);
   });
 
   it('marks that cannot be written leave the rows to be sent again, with a warning, not a failure', async () => {
@@ -214,6 +261,18 @@ describe('RecordPublisher (safety)', () => {
     // Nothing is left to write: a second flush does not write (or warn) again.
     await publisher.flushAcked();
     expect(warnings).toHaveLength(1);
+    await publisher.stop();
+  });
+  it('a stored row no record kind has is logged with its seq and schema (and no more of it)', async () => {
+    const { store, mqtt, publisher, errors } = rig();
+    commitFor(store, [1]);
+    const db = (store as unknown as { db: import('better-sqlite3').Database }).db;
+    const capture = db.prepare(`SELECT id FROM captures`).pluck().get() as string;
+    db.prepare(`INSERT INTO records (seq, id, device_id, schema, category, capture_id, json, received_at) VALUES (2, 'x', 'meter-a', 'poct.future/9', 'x', ?, '{"seq":2}', 'now')`).run(capture);
+    db.prepare(`INSERT INTO outbox (seq, device_id) VALUES (2, 'meter-a')`).run();
+    await publisher.start();
+    expect(errors).toEqual(['{"seq":2,"schema":"poct.future/9"} stored record has a schema no record kind has; not published']);
+    mqtt.sent.forEach((s) => s.puback());
     await publisher.stop();
   });
 });
