@@ -147,7 +147,11 @@ describe('RecordPublisher (safety)', () => {
     // Every row ends published once each copy sent is acknowledged.
     const answered = new Set<Sent>([mqtt.sent[0]!, ...mqtt.sent.slice(1, 500)]);
     await eventually('the outbox empty', () => {
-      for (const s of mqtt.sent) if (!answered.has(s)) answered.add(s), s.puback();
+      for (const s of mqtt.sent) {
+        if (answered.has(s)) continue;
+        answered.add(s);
+        s.puback();
+      }
       void publisher.flushAcked();
       return store.outboxDepth() === 0 && services.stats.published >= 1001;
     });
