@@ -279,4 +279,47 @@ describe('RecordPublisher (safety)', () => {
     mqtt.sent.forEach((s) => s.puback());
     await publisher.stop();
   });
+  it('the timed flush runs again for PUBACKs after the first flush', async () => {
+    const { store, mqtt, publisher } = rig();
+    commitFor(store, [1, 2]);
+    await publisher.start();
+    mqtt.sent[0]!.puback();
+    await eventually('the first timed flush', () => store.outboxDepth() === 1, 5000);
+    mqtt.sent[1]!.puback();
+    await eventually('the second timed flush', () => store.outboxDepth() === 0, 5000);
+    await publisher.stop();
+  });
+
+  it('after stop, a late PUBACK waits for the final flush the controller asks for, with no timer of its own', async () => {
+    const { store, mqtt, publisher, marked } = rig();
+    commitFor(store, [1]);
+    await publisher.start();
+    // The connection is gone: stop does not wait for the PUBACK.
+    mqtt.connected = false;
+    await publisher.stop();
+    mqtt.sent[0]!.puback();
+    // A timer set after the PUBACK's, longer than the flush delay: any timed flush would have run before it.
+    await new Promise((r) => setTimeout(r, 400));
+    expect(marked).toEqual([]);
+    await publisher.flushAcked();
+    expect(marked).toEqual([[1]]);
+    expect(store.outboxDepth()).toBe(0);
+  });
+
+  it('the retry of a failed outbox read does not publish once the publisher stopped', async () => {
+    const { store, mqtt, publisher } = rig();
+    commitFor(store, [1]);
+    let reads = 0;
+    store.pendingOutboxJson = () => {
+      reads++;
+      throw new Error('database is locked');
+    };
+    await publisher.start();
+    expect(reads).toBe(1);
+    await publisher.stop();
+    // Set after the publisher's one-second retry timer, with the same delay: it fires after it.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(reads).toBe(1);
+    expect(mqtt.sent).toEqual([]);
+  });
 });
