@@ -16,12 +16,26 @@ const SAFETY_MODULES = [
   // Rule 1 and 2: commit before "received", outbox marked only on PUBACK.
   'src/store/store.ts',
   'src/store/writer.ts',
-  'src/extensions/result-publisher.ts',
-  // The session host's commit path (sessionHost().commit).
-  'src/extensions/device-manager.ts:259-291',
-  // ASTM link (ACK only after the commit) and frame checks.
+  'src/extensions/record-publisher.ts',
+  // The session host's commit path (sessionHost().commit) and the pushed-and-acknowledged base.
+  'src/extensions/device-manager.ts:297-330',
+  'src/driver-sdk/pushed-session.ts',
+  // One finalize step (id, seq, DST flag, privacy) and the record-kind table.
+  'src/records/finalize.ts',
+  'src/records/kinds.ts',
+  // ASTM link (ACK only after the commit) and frame checks; the Contour and LifeScan links.
   'src/protocols/astm/link.ts',
   'src/protocols/astm/frame.ts',
+  'drivers/glucose/contour-next/session.ts',
+  'drivers/glucose/lifescan-binary/session.ts',
+  // Category / control / QC, HI/LO and unit decisions.
+  'drivers/analyzers/astm/records.ts:38-235',
+  'drivers/glucose/contour-next/records.ts:133-181',
+  'drivers/glucose/lifescan-binary/records.ts:33-53',
+  'drivers/glucose/onetouch-ultra2/records.ts:34-66',
+  'drivers/urinalysis/clinitek-status/records.ts:19-40',
+  'drivers/analytes/glucose.ts:130-229',
+  'drivers/analytes/urine-strip.ts:420-612',
   // Privacy and log redaction, the embedded broker's auth.
   'src/records/privacy.ts',
   'src/logger.ts',
