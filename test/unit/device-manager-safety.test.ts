@@ -28,7 +28,7 @@ function hostProbe(): { driver: DriverDefinition; host: () => SessionHost } {
     usb: [],
     transports: ['simulated'],
     commands: { status: { description: 'state', params: NO_PARAMS } },
-    decode: () => ({ drafts: [], issues: [], device: {} }),
+    decode: () => ({ drafts: {}, issues: [], device: {} }),
     createSession: (h) => {
       host = h;
       return { start: async () => undefined, stop: async () => undefined, command: async () => ({}) };
@@ -69,7 +69,7 @@ describe('session host commit path over the real store', () => {
     const { r, host } = await rigWithHost('America/New_York');
     r.services.config.privacy = { patient_id: 'hash', hash_key: 'site-secret-of-the-clinic' };
     const stored: ResultRecord[][] = [];
-    r.services.bus.on('resultsStored', (e) => stored.push(e.records));
+    r.services.bus.on('recordsStored', (e) => stored.push(e.records));
 
     const outcome = await host.commit({ result: [patientDraft(1, NEW_YORK_REPEATED)] }, { kind: 'raw', bytes: Buffer.from('probe capture 1') });
     expect(outcome).toEqual({ inserted: 1, duplicates: 0 });
@@ -105,7 +105,7 @@ describe('session host commit path over the real store', () => {
   it('counts new and repeated records for the device and the stats; resultsStored only when something is new', async () => {
     const { r, host } = await rigWithHost();
     let announced = 0;
-    r.services.bus.on('resultsStored', (e) => {
+    r.services.bus.on('recordsStored', (e) => {
       announced++;
       expect(e.deviceId).toBe('h1');
     });
@@ -121,7 +121,7 @@ describe('session host commit path over the real store', () => {
     await r.stop();
   });
 
-  it('a listener that throws on resultsStored does not turn a stored commit into a failure', async () => {
+  it('a listener that throws on recordsStored does not turn a stored commit into a failure', async () => {
     const { r, host } = await rigWithHost();
     const errors: string[] = [];
     const log = host.log as unknown as { error: (...args: unknown[]) => void };
@@ -130,12 +130,12 @@ describe('session host commit path over the real store', () => {
       errors.push(`${JSON.stringify(obj)} ${String(msg)}`);
       original(obj, msg);
     };
-    r.services.bus.on('resultsStored', () => {
+    r.services.bus.on('recordsStored', () => {
       throw new Error('listener broke');
     });
     await expect(host.commit({ result: [patientDraft(1)] }, { kind: 'raw', bytes: Buffer.from('x') })).resolves.toEqual({ inserted: 1, duplicates: 0 });
     expect(r.store.recordCount()).toBe(1);
-    expect(errors).toEqual(['{"err":"listener broke"} a listener failed on stored results']);
+    expect(errors).toEqual(['{"err":"listener broke"} a listener failed on stored records']);
     await r.stop();
   });
 

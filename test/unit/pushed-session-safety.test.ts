@@ -200,10 +200,7 @@ describe('PushedSession (safety)', () => {
     await r.manager.stop();
     allow();
     await r.writer.drained();
-    const db = new Database(r.dbPath, { readonly: true });
-    const rows = db.prepare(`SELECT reason, bytes FROM quarantine`).all() as Array<{ reason: string; bytes: Buffer }>;
-    db.close();
-    expect(rows.map((q) => [q.reason, q.bytes.toString()])).toEqual([['not-committed', 'T 10!']]);
+    expect(r.store.quarantined().map((q) => [q.reason, q.bytes.toString()])).toEqual([['not-committed', 'T 10!']]);
     await r.stop();
   });
 

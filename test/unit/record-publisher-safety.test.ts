@@ -163,7 +163,7 @@ describe('RecordPublisher (safety)', () => {
     mqtt.connected = false;
     commitFor(store, [1, 2]);
     await publisher.start();
-    bus.emit('resultsStored', { deviceId: 'meter-a', records: [] });
+    bus.emit('recordsStored', { deviceId: 'meter-a', records: [] });
     expect(mqtt.sent).toEqual([]);
     mqtt.connected = true;
     bus.emit('mqttConnected', undefined as never);
@@ -177,7 +177,7 @@ describe('RecordPublisher (safety)', () => {
     await publisher.start();
     await publisher.stop();
     commitFor(store, [1]);
-    bus.emit('resultsStored', { deviceId: 'meter-a', records: [] });
+    bus.emit('recordsStored', { deviceId: 'meter-a', records: [] });
     bus.emit('mqttConnected', undefined as never);
     expect(mqtt.sent).toEqual([]);
     expect(store.outboxDepth()).toBe(1);
