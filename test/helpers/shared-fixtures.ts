@@ -55,6 +55,9 @@ const SHA256: Readonly<Record<string, string>> = {
   'zpl/specimen_300.png': 'be677ee65543b5560bf14c2e489fb2523bb2d2ca2534e343c52138aea5e12b92',
 };
 
+/** Every shared file the tests know, by its path under `../shared/fixtures/`. */
+export const SHARED_FIXTURE_NAMES: readonly string[] = Object.keys(SHA256);
+
 export const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 export interface SharedFixture {
