@@ -138,8 +138,8 @@ export class Bridge implements Extension {
       response = { status: 'error', data: null, error: (error as Error).message };
     }
     // Only what the response schema can carry back is echoed (a string too long is, as the client's handle).
-    const echoed: unknown = request.transaction;
-    if (typeof echoed === 'string' || (typeof echoed === 'number' && Number.isFinite(echoed))) response.transaction = echoed;
+    const echoed = echoableTransaction(request.transaction);
+    if (echoed !== undefined) response.transaction = echoed;
     await this.s.mqtt
       .publish(this.s.topics.bridgeResponse(verb), response, { qos: 1, retain: false })
       .catch(() => undefined);
@@ -188,11 +188,23 @@ export class Bridge implements Extension {
 /** Longest `transaction` a request may carry (the device manager keys its outcomes by it). */
 export const MAX_TRANSACTION_CHARS = 200;
 
+/** A request's `transaction`, when it is one that requests may be deduplicated by. */
+export function validTransaction(value: unknown): string | number | undefined {
+  if (typeof value === 'string' && value.length <= MAX_TRANSACTION_CHARS) return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return value;
+  return undefined;
+}
+
+/** What a response may repeat of a `transaction`: any string (a refused long one is still the client's handle) or a finite number. */
+export function echoableTransaction(value: unknown): string | number | undefined {
+  return typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value)) ? value : undefined;
+}
+
 /** Why a request's `transaction` is refused; null when it is absent, a string of at most 200 characters or a finite number. */
 export function transactionRefusal(value: unknown): string | null {
-  if (value === undefined) return null;
-  if (typeof value === 'string') return value.length <= MAX_TRANSACTION_CHARS ? null : `transaction: at most ${MAX_TRANSACTION_CHARS} characters`;
-  if (typeof value === 'number') return Number.isFinite(value) ? null : 'transaction: must be a finite number';
+  if (value === undefined || validTransaction(value) !== undefined) return null;
+  if (typeof value === 'string') return `transaction: at most ${MAX_TRANSACTION_CHARS} characters`;
+  if (typeof value === 'number') return 'transaction: must be a finite number';
   return 'transaction: must be a string or a number';
 }
 

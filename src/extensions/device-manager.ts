@@ -16,7 +16,7 @@ import { memoryPair } from '../transports/memory.ts';
 import type { ListenerRefusal } from '../transports/listener.ts';
 import { buildTransport } from '../transports/registry.ts';
 import type { ByteTransport } from '../transports/transport.ts';
-import { makeEvent, parseRequestPayload } from './bridge.ts';
+import { echoableTransaction, makeEvent, parseRequestPayload, transactionRefusal, validTransaction } from './bridge.ts';
 import type { Extension, Services } from './extension.ts';
 import { paramsProblems, PATIENT_DATA_OMITTED, redactPatientData, redactPatientParams, REQUEST_ENVELOPE_KEYS } from '../driver-sdk/commands.ts';
 import type { RequestRecord, RequestResponse } from '../store/requests.ts';
@@ -472,9 +472,7 @@ export class DeviceManager implements Extension {
     } else if (transactionProblem !== null) {
       response = { status: 'error', data: null, error: transactionProblem };
       // Not one to run once by, but still the client's handle on this answer where JSON can carry it back.
-      if (typeof request.transaction === 'string' || (typeof request.transaction === 'number' && Number.isFinite(request.transaction))) {
-        echoed = request.transaction;
-      }
+      echoed = echoableTransaction(request.transaction);
     } else if (transaction === undefined || !this.devices.has(deviceId)) {
       response = await this.runRequest(deviceId, verb, request, null);
     } else {
@@ -559,22 +557,4 @@ export class DeviceManager implements Extension {
 function storableResponse(spec: CommandSpec | undefined, response: RequestResponse): RequestResponse {
   if (response.data === null || response.data === undefined) return { ...response, data: null };
   return { ...response, data: spec?.response ? redactPatientData(spec.response, response.data) : null };
-}
-
-/** Longest `transaction` kept for deduplication (it is part of the outcome's key in SQLite). */
-const MAX_TRANSACTION_CHARS = 200;
-
-/** A request's `transaction`, when it is one a response can repeat. */
-function validTransaction(value: unknown): string | number | undefined {
-  if (typeof value === 'string' && value.length <= MAX_TRANSACTION_CHARS) return value;
-  if (typeof value === 'number' && Number.isFinite(value)) return value;
-  return undefined;
-}
-
-/** Why a request's `transaction` is refused; null when it is absent or valid. */
-function transactionRefusal(value: unknown): string | null {
-  if (value === undefined || validTransaction(value) !== undefined) return null;
-  if (typeof value === 'string') return `transaction: at most ${MAX_TRANSACTION_CHARS} characters`;
-  if (typeof value === 'number') return 'transaction: must be a finite number';
-  return 'transaction: must be a string or a number';
 }
