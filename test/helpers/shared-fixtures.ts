@@ -10,11 +10,11 @@
  * them at the end of the run. With `POCTD_REQUIRE_SHARED=1` (CI) such a test runs and fails,
  * naming the missing file.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeEach, describe, it } from 'vitest';
+import { sha256Hex } from '../../src/records/ids.ts';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const SHARED_DIR = resolve(REPO_ROOT, '..', 'shared');
@@ -57,8 +57,6 @@ const SHA256: Readonly<Record<string, string>> = {
 
 /** Every shared file the tests know, by its path under `../shared/fixtures/`. */
 export const SHARED_FIXTURE_NAMES: readonly string[] = Object.keys(SHA256);
-
-export const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 export interface SharedFixture {
   /** The path under `../shared/fixtures/`, e.g. `astm/roche-cobas-c111.bin`. */

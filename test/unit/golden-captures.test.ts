@@ -26,7 +26,8 @@ import { drivers, findDriver } from '../../drivers/index.ts';
 import { captureFromBytes } from '../../src/driver-sdk/capture.ts';
 import type { DecodeContext, RecordDrafts } from '../../src/driver-sdk/index.ts';
 import { eachDraft, kindByName, type RecordKindName } from '../../src/records/kinds.ts';
-import { describeShared, SHARED_FIXTURE_NAMES, sha256Hex, sharedFixture, type SharedFixture } from '../helpers/shared-fixtures.ts';
+import { sha256Hex } from '../../src/records/ids.ts';
+import { describeShared, SHARED_FIXTURE_NAMES, sharedFixture, type SharedFixture } from '../helpers/shared-fixtures.ts';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
