@@ -66,7 +66,6 @@ export interface TransmissionTotals {
 interface Waiting {
   unit: PushedUnit;
   answer: UnitAnswer;
-  refused: boolean;
   done: (outcome: UnitOutcome) => void;
 }
 
@@ -121,7 +120,7 @@ export abstract class PushedSession implements DriverSession {
     this.idleTimer = this.retryTimer = null;
     await this.chain.catch(() => undefined);
     // One last try for what a failed commit left behind; what still fails is kept in quarantine.
-    if (this.kept.length > 0) await this.retryKept();
+    await this.retryKept();
     for (const w of this.kept.splice(0)) {
       for (const bytes of captureBytesOf(w.unit.capture)) this.report.quarantine(bytes, 'not-committed');
       w.done({ stored: false, reason: 'the session stopped before the store committed it' });
@@ -157,7 +156,7 @@ export abstract class PushedSession implements DriverSession {
     const now = this.host.now().toISOString();
     this.report.patch({ ...(unit.facts ? factsToPatch(unit.facts) : {}), ...unit.state, last_seen: now });
     return new Promise<UnitOutcome>((done) => {
-      const waiting: Waiting = { unit, answer, refused: false, done };
+      const waiting: Waiting = { unit, answer, done };
       const run = this.chain.then(() => this.commitOne(waiting));
       this.chain = run.catch(() => undefined);
     });
@@ -201,10 +200,8 @@ export abstract class PushedSession implements DriverSession {
       this.host.log.error({ err: (err as Error).message }, `${this.tag}: commit failed`);
       this.report.emit('download_failed', this.commitRetryMs ? `${reason}; retrying` : reason, { reason: 'commit-failed' });
       this.report.patch({ status: 'error', status_detail: this.commitRetryMs ? 'commit failed; retrying' : 'commit failed' });
-      if (!w.refused) {
-        w.refused = true;
-        await this.answer(() => w.answer.refuse(reason));
-      }
+      // Refused once: a kept unit is retried by retryKept, which only ever acknowledges.
+      await this.answer(() => w.answer.refuse(reason));
       if (this.commitRetryMs !== undefined) {
         // Kept even while stopping: the stop is waiting on this chain, and tries it once more
         // or quarantines it (scheduleRetry does nothing once stopped).
@@ -266,7 +263,6 @@ export abstract class PushedSession implements DriverSession {
       await this.answer(() => w.answer.acknowledge(stored));
       w.done({ stored: true, ...stored });
     }
-    if (this.report.state.status === 'error') this.report.patch({ status: 'downloading', status_detail: null });
   }
 
   private armIdle(): void {

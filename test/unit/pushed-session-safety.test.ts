@@ -6,8 +6,9 @@
  * capture at stop, and the idle time a driver sets.
  */
 import Database from 'better-sqlite3';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Capture, SessionHost } from '../../src/driver-sdk/index.ts';
+import type { SessionCommand } from '../../src/driver-sdk/meter-session.ts';
 import { PushedSession, type PushedSessionOptions, type UnitOutcome } from '../../src/driver-sdk/pushed-session.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { deviceManagerRig, type DeviceManagerRig } from '../helpers/device-manager-rig.ts';
@@ -26,8 +27,15 @@ class LineReceiver extends PushedSession {
   readonly outcomes: UnitOutcome[] = [];
   readonly acknowledged: Array<{ inserted: number; duplicates: number }> = [];
   readonly refusals: string[] = [];
-  constructor(host: SessionHost, options: PushedSessionOptions) {
+  constructor(
+    host: SessionHost,
+    options: PushedSessionOptions,
+    private readonly extraCommands: Record<string, SessionCommand> = {},
+  ) {
     super(host, 'line-device', options);
+  }
+  protected override commands(): Record<string, SessionCommand> {
+    return this.extraCommands;
   }
   private readonly onData = (chunk: Buffer): void => {
     for (const line of this.framer.push(chunk)) this.line(line);
@@ -45,7 +53,9 @@ class LineReceiver extends PushedSession {
     const capture: Capture =
       kind === 'T'
         ? { kind: 'transcript', exchanges: [{ dir: 'H', bytes: Buffer.from('PROMPT') }, { dir: 'D', bytes: Buffer.from(line) }, { dir: 'D', bytes: Buffer.from('!') }] }
-        : { kind: 'raw', bytes: Buffer.from(line) };
+        : kind === 'H'
+          ? { kind: 'transcript', exchanges: [{ dir: 'H', bytes: Buffer.from('PROMPT') }] }
+          : { kind: 'raw', bytes: Buffer.from(line) };
     const outcome = this.receive(
       { drafts: { result: drafts }, capture },
       {
@@ -72,10 +82,13 @@ class LineReceiver extends PushedSession {
   }
 }
 
-async function rig(options: PushedSessionOptions = { idleMs: 60_000 }): Promise<{ r: DeviceManagerRig; device: LineDevice; session: () => LineReceiver }> {
+async function rig(
+  options: PushedSessionOptions = { idleMs: 60_000 },
+  commands: Record<string, SessionCommand> = {},
+): Promise<{ r: DeviceManagerRig; device: LineDevice; session: () => LineReceiver }> {
   const device = new LineDevice();
   let session: LineReceiver | undefined;
-  const driver = lineDriver('analyzer', (host) => (session = new LineReceiver(host, options)), device);
+  const driver = lineDriver('analyzer', (host) => (session = new LineReceiver(host, options, commands)), device);
   const r = await deviceManagerRig({ drivers: [driver], cleanups, devices: [{ id: 'line1', driver: 'line-device', transport: { type: 'simulated' } }] });
   await eventually('the session', () => session !== undefined);
   return { r, device, session: () => session! };
@@ -92,6 +105,21 @@ function refuseRecords(dbPath: string, marker: string): () => void {
 }
 
 const types = (r: DeviceManagerRig) => r.events.map((e) => e.type);
+
+/** The session's timers, read where the base keeps them (what a stopped session must not leave behind). */
+const timers = (s: LineReceiver) => s as unknown as { idleTimer: NodeJS.Timeout | null; retryTimer: NodeJS.Timeout | null };
+
+/** Counts the commits the session asks of its host, by how many records each held. */
+function countCommits(s: LineReceiver): number[] {
+  const host = (s as unknown as { host: SessionHost }).host;
+  const commit = host.commit.bind(host);
+  const sizes: number[] = [];
+  host.commit = (drafts, capture) => {
+    sizes.push(drafts.result?.length ?? 0);
+    return commit(drafts, capture);
+  };
+  return sizes;
+}
 
 describe('PushedSession (safety)', () => {
   it('a unit that arrives after stop is refused and never committed', async () => {
@@ -210,6 +238,156 @@ describe('PushedSession (safety)', () => {
     device.send('R 7');
     await eventually('download_finished', () => types(r).includes('download_finished'), 1500);
     expect(Date.now() - sent).toBeLessThan(1500);
+    await r.stop();
+  });
+
+  it('stop cancels the pending retry and idle timers and schedules no retry of its own, even when its last try fails', async () => {
+    const { r, session } = await rig({ idleMs: 60_000, commitRetryMs: 60_000 });
+    const allow = refuseRecords(r.dbPath, '"value":111');
+    void session().unit('R 11');
+    await eventually('the refusal', () => session().refusals.length === 1);
+    const { idleTimer, retryTimer } = timers(session());
+    expect(idleTimer).not.toBeNull();
+    expect(retryTimer).not.toBeNull();
+    const cleared = vi.spyOn(globalThis, 'clearTimeout');
+    try {
+      await r.manager.stop();
+      expect(cleared).toHaveBeenCalledWith(idleTimer);
+      expect(cleared).toHaveBeenCalledWith(retryTimer);
+    } finally {
+      cleared.mockRestore();
+    }
+    expect(timers(session()).idleTimer).toBeNull();
+    expect(timers(session()).retryTimer).toBeNull();
+    allow();
+    await r.stop();
+  });
+
+  it('each unit re-arms the idle timer (the old one is cancelled), and the end of a transmission cancels it', async () => {
+    const { r, device, session } = await rig({ idleMs: 60_000 });
+    device.send('R 21');
+    await eventually('ACK 21', () => device.received.includes('ACK 21'));
+    const first = timers(session()).idleTimer;
+    expect(first).not.toBeNull();
+    const cleared = vi.spyOn(globalThis, 'clearTimeout');
+    try {
+      device.send('R 22');
+      await eventually('ACK 22', () => device.received.includes('ACK 22'));
+      expect(cleared).toHaveBeenCalledWith(first);
+      const second = timers(session()).idleTimer;
+      expect(second).not.toBeNull();
+      expect(second).not.toBe(first);
+      await session().end();
+      expect(cleared).toHaveBeenCalledWith(second);
+    } finally {
+      cleared.mockRestore();
+    }
+    expect(timers(session()).idleTimer).toBeNull();
+    await r.stop();
+  });
+
+  it('an unknown command names every known one, separated by commas', async () => {
+    const { r, session } = await rig({ idleMs: 60_000 }, { send: async () => 'sent', reset: async () => 'reset' });
+    await expect(session().command('bogus', {})).rejects.toThrow('line-device: unknown command "bogus" (known: status, send, reset)');
+    await expect(session().command('send', {})).resolves.toBe('sent');
+    await r.stop();
+  });
+
+  it('a unit after stop: quarantined as not-committed only when the device cannot be refused and it holds records', async () => {
+    const plain = await rig({ idleMs: 60_000 });
+    await plain.r.manager.stop();
+    await expect(plain.session().unit('R 31')).resolves.toEqual({ stored: false, reason: 'the session is stopped' });
+    await plain.r.writer.drained();
+    expect(plain.r.store.quarantined()).toEqual([]);
+    await plain.r.stop();
+
+    const keeping = await rig({ idleMs: 60_000, commitRetryMs: 60_000 });
+    await keeping.r.manager.stop();
+    await expect(keeping.session().unit('E')).resolves.toEqual({ stored: false, reason: 'the session is stopped' });
+    await keeping.r.writer.drained();
+    expect(keeping.r.store.quarantined()).toEqual([]);
+    await keeping.session().unit('R 32');
+    await keeping.r.writer.drained();
+    expect(keeping.r.store.quarantined().map((q) => [q.reason, q.bytes.toString()])).toEqual([['not-committed', 'R 32']]);
+    await keeping.r.stop();
+  });
+
+  it('a failed commit is logged as an error with the store message', async () => {
+    const { r, session } = await rig();
+    const host = (session() as unknown as { host: SessionHost }).host;
+    const errors: string[] = [];
+    const original = host.log.error.bind(host.log);
+    host.log.error = ((obj: unknown, msg?: string) => {
+      errors.push(`${JSON.stringify(obj)} ${msg}`);
+      original(obj as object, msg);
+    }) as typeof host.log.error;
+    const allow = refuseRecords(r.dbPath, '"value":141');
+    await session().unit('R 41');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/^\{"err":".*disk full \(test\)"\} line-device: commit failed$/);
+    allow();
+    await r.stop();
+  });
+
+  it('retrying kept units: a unit with nothing to store behind them is acknowledged with zeros and never committed; no retry is left once all are stored', async () => {
+    const { r, session } = await rig({ idleMs: 60_000, commitRetryMs: 30 });
+    const sizes = countCommits(session());
+    const allow = refuseRecords(r.dbPath, '"value":151');
+    const kept = session().unit('R 51');
+    await eventually('the refusal', () => session().refusals.length === 1);
+    const empty = session().unit('E');
+    await eventually('a retry tried', () => sizes.length >= 2);
+    allow();
+    await expect(kept).resolves.toEqual({ stored: true, inserted: 1, duplicates: 0 });
+    await expect(empty).resolves.toEqual({ stored: true, inserted: 0, duplicates: 0 });
+    expect(session().acknowledged).toEqual([
+      { inserted: 1, duplicates: 0 },
+      { inserted: 0, duplicates: 0 },
+    ]);
+    expect(sizes.every((n) => n === 1)).toBe(true);
+    expect(timers(session()).retryTimer).toBeNull();
+    await session().end();
+    expect(r.events.find((e) => e.type === 'download_finished')?.data).toEqual({ records: 1, inserted: 1, duplicates: 0 });
+    await r.stop();
+  });
+
+  it('the end of a transmission while a unit is still kept does not finish the burst; the next end after it is stored does', async () => {
+    const { r, session } = await rig({ idleMs: 60_000, commitRetryMs: 30 });
+    const allow = refuseRecords(r.dbPath, '"value":161');
+    const kept = session().unit('R 61');
+    await eventually('the refusal', () => session().refusals.length === 1);
+    await session().end();
+    expect(types(r)).not.toContain('download_finished');
+    allow();
+    await kept;
+    await session().end();
+    expect(r.events.filter((e) => e.type === 'download_finished').map((e) => e.data)).toEqual([{ records: 1, inserted: 1, duplicates: 0 }]);
+    await eventually('status ok', () => r.states('line1').at(-1)?.status === 'ok');
+    await r.stop();
+  });
+
+  it('a transmission whose commit failed (no retry) ends with status error, not ok', async () => {
+    const { r, session } = await rig();
+    const allow = refuseRecords(r.dbPath, '"value":171');
+    await expect(session().unit('R 71')).resolves.toMatchObject({ stored: false });
+    await eventually('status error', () => r.states('line1').at(-1)?.status === 'error');
+    await session().end();
+    expect(types(r)).not.toContain('download_finished');
+    // The session's own state, as it stands when the end has run (publishing it is asynchronous).
+    expect((session() as unknown as { report: { state: { status: string } } }).report.state.status).toBe('error');
+    allow();
+    await r.stop();
+  });
+
+  it('at stop, a kept transcript unit with no device bytes quarantines nothing', async () => {
+    const { r, session } = await rig({ idleMs: 60_000, commitRetryMs: 60_000 });
+    const allow = refuseRecords(r.dbPath, '"value":181');
+    void session().unit('H 81');
+    await eventually('the refusal', () => session().refusals.length === 1);
+    await r.manager.stop();
+    allow();
+    await r.writer.drained();
+    expect(r.store.quarantined()).toEqual([]);
     await r.stop();
   });
 });
