@@ -146,7 +146,15 @@ export class Poct1aSimulator extends EventEmitter implements DeviceSimulator {
     const t = this.transport;
     if (!t?.isOpen) return;
     const size = this.options.maxChunk ?? bytes.length;
-    for (let i = 0; i < bytes.length; i += size) await t.write(bytes.subarray(i, i + size)).catch(() => undefined);
+    // Every piece of one message is handed over at once, so two messages never interleave.
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < bytes.length; i += size) writes.push(t.write(bytes.subarray(i, i + size)).catch(() => undefined));
+    await Promise.all(writes);
+  }
+
+  /** Says hello again on the attached transport (a device switched on, or docked, while connected). */
+  sayHello(): Promise<void> {
+    return this.hello();
   }
 
   private async hello(): Promise<void> {
