@@ -158,6 +158,8 @@ export class Poct1aSimulator extends EventEmitter implements DeviceSimulator {
   }
 
   private async hello(): Promise<void> {
+    // A new conversation: what was in flight on the last one was never answered, so it is sent again.
+    this.inFlight = null;
     this.ended = false;
     this.continuous = false;
     const o = this.options;
