@@ -26,18 +26,23 @@ import {
   ackMessage,
   directiveMessage,
   endMessage,
+  endOfTopicMessage,
   escapeMessage,
+  operatorListMessages,
   poctTime,
   requestMessage,
   setTimeMessage,
   type AckType,
   type HeaderFields,
+  type OperatorEntry,
 } from '../../src/protocols/poct1a/builders.ts';
 import { element, elements, parseDocument, value, type Poct1aMessage } from '../../src/protocols/poct1a/document.ts';
 import { Poct1aSplitter, type SplitEvent } from '../../src/protocols/poct1a/splitter.ts';
 import { ListenerTransport, type ListenerConnection } from '../../src/transports/listener.ts';
 import type { ByteTransport } from '../../src/transports/transport.ts';
-import { parsePoct1aOptions, type Poct1aOptions } from './options.ts';
+import type { SessionCommand } from '../../src/driver-sdk/meter-session.ts';
+import type { ResultDraft } from '../../src/records/types.ts';
+import { parseOperators, parsePoct1aOptions, type Poct1aOptions } from './options.ts';
 import { detectProfile, findProfile, type Poct1aProfile } from './profiles/index.ts';
 import {
   POCT1A_DRIVER_ID,
@@ -52,6 +57,16 @@ import {
 } from './records.ts';
 
 const DEFAULT_REPLY_TIMEOUT_MS = 60_000;
+/** What we send a device that announced no DSC.max_message_sz (the smallest seen, a Sofia's, is 1000). */
+const DEFAULT_DEVICE_MESSAGE_BYTES = 1000;
+
+export interface OperatorPushResult {
+  acknowledged: boolean;
+  messages: number;
+  operators: number;
+  answer: DeviceAnswer;
+  error: string | null;
+}
 const BUSY_RETRIES = 2;
 const BUSY_RETRY_MS = 1000;
 /** Vendor messages acknowledged and not interpreted (settings a device reports). */
@@ -66,13 +81,18 @@ interface Carrier {
   readonly peerAddress: string;
 }
 
-type Purpose = 'request' | 'directive' | 'set-time' | 'end';
+type Purpose = 'request' | 'directive' | 'set-time' | 'operators' | 'end';
+
+/** How the device answered one of our messages: an ACK type, an ESC, or nothing in time. */
+export type DeviceAnswer = 'AA' | 'AE' | 'AR' | 'ESC' | 'timeout' | 'closed' | 'not-sent';
 
 interface Outstanding {
   purpose: Purpose;
   bytes: Buffer;
   timer: NodeJS.Timeout;
   busyRetries: number;
+  /** Runs (inside the conversation's order) once the device answered. */
+  onAnswer?: ((answer: DeviceAnswer) => Promise<void> | void) | undefined;
 }
 
 /** One device connection: its splitter, its HEL, its outstanding messages, its answers in order. */
@@ -85,7 +105,8 @@ class Conversation {
   private profile: Poct1aProfile;
   private readonly outstanding = new Map<string, Outstanding>();
   private readonly seenControlIds = new Set<string>();
-  private continuous = false;
+  continuous = false;
+  private finishing = false;
   private setTimeDue = false;
   closed = false;
 
@@ -119,14 +140,19 @@ class Conversation {
   onClose(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const o of this.outstanding.values()) clearTimeout(o.timer);
+    const left = [...this.outstanding.values()];
     this.outstanding.clear();
+    for (const o of left) {
+      clearTimeout(o.timer);
+      void Promise.resolve(o.onAnswer?.('closed')).catch(() => undefined);
+    }
     for (const ev of this.splitter.end()) {
       if (ev.kind === 'problem') this.target.badInput(ev.bytes, 'incomplete-message', 'the connection closed in the middle of a message; it was not acknowledged');
     }
   }
 
-  private enqueue(step: () => Promise<void>): void {
+  /** Runs a step in the conversation's order (a command from the network, between device messages). */
+  enqueue(step: () => Promise<void>): void {
     this.chain = this.chain.then(step).catch((err: unknown) => this.target.logWarn('poct1a: conversation step failed', (err as Error).message));
   }
 
@@ -153,17 +179,29 @@ class Conversation {
     await this.send(ackMessage(this.header(), controlId, type, note));
   }
 
-  /** Sends one of our messages that the device answers, and waits for the answer (not here: in handle). */
-  private async expect(purpose: Purpose, build: (h: HeaderFields) => Buffer): Promise<void> {
+  /**
+   * Sends one of our messages that the device answers; `onAnswer` runs when it does (from the
+   * device's ACK or ESC, in the conversation's order, so it never waits on itself).
+   */
+  private async expect(purpose: Purpose, build: (h: HeaderFields) => Buffer, onAnswer?: Outstanding['onAnswer']): Promise<void> {
     const h = this.header();
-    const bytes = build(h);
+    await this.expectBuilt(purpose, h.controlId, build(h), onAnswer);
+  }
+
+  private async expectBuilt(purpose: Purpose, controlId: number, bytes: Buffer, onAnswer?: Outstanding['onAnswer']): Promise<void> {
     const max = this.hello?.maxMessageBytes;
     if (max !== null && max !== undefined && bytes.length > max) {
       this.target.deviceProblem(`a ${purpose} message of ${bytes.length} bytes is over the device's DSC.max_message_sz ${max}; not sent`, 'message-too-large-for-device');
+      await onAnswer?.('not-sent');
       return;
     }
-    this.arm(String(h.controlId), { purpose, bytes, busyRetries: 0 });
+    this.arm(String(controlId), { purpose, bytes, busyRetries: 0, onAnswer });
     await this.send(bytes);
+  }
+
+  /** The control id our next message will carry (operator lists number their messages themselves). */
+  takeControlId(): number {
+    return ++this.nextControl;
   }
 
   private replyTimeoutMs(): number {
@@ -174,6 +212,7 @@ class Conversation {
     const timer = setTimeout(() => {
       this.outstanding.delete(id);
       this.target.noAnswer(`the device did not answer our ${o.purpose} (control id ${id}) within ${this.replyTimeoutMs()} ms; connection closed`);
+      void Promise.resolve(o.onAnswer?.('timeout')).catch(() => undefined);
       void this.close();
     }, this.replyTimeoutMs());
     timer.unref?.();
@@ -205,6 +244,7 @@ class Conversation {
       if (this.seenControlIds.has(id)) this.target.deviceProblem(`the device used control id ${id} twice in one connection (${type})`, 'duplicate-control-id');
       this.seenControlIds.add(id);
     }
+    if (type.startsWith('OBS.') || type === 'EOT.R01') this.requestAnswered();
     if (type === 'HEL.R01') return this.onHello(m);
     if (!this.owner) {
       this.target.badInput(m.bytes, 'hello-expected', `${type} before HEL`);
@@ -242,6 +282,15 @@ class Conversation {
     }
   }
 
+  /** The device is sending what we asked for (REQ ROBS is answered by OBS and EOT, not by an ACK). */
+  private requestAnswered(): void {
+    for (const [id, o] of this.outstanding) {
+      if (o.purpose !== 'request') continue;
+      clearTimeout(o.timer);
+      this.outstanding.delete(id);
+    }
+  }
+
   private async onHello(m: Poct1aMessage): Promise<void> {
     const hello = readHello(m);
     const id = m.header.controlId;
@@ -273,7 +322,10 @@ class Conversation {
     await this.ack(m.header.controlId, 'AA');
     const qty = Number(value(element(m.body, 'DST'), 'DST.new_observations_qty') ?? '0');
     if (Number.isFinite(qty) && qty > 0) {
-      await this.expect('request', (h) => requestMessage(h, 'ROBS'));
+      await this.expect('request', (h) => requestMessage(h, 'ROBS'), async (a) => {
+        // Refused or escaped: nothing to wait for; the conversation goes on to its end.
+        if (a === 'AE' || a === 'AR' || a === 'ESC') await this.afterTopic();
+      });
       return;
     }
     // Nothing new: straight to what follows a topic (continuous mode or END).
@@ -293,6 +345,7 @@ class Conversation {
       await this.ack(m.header.controlId, kept ? 'AR' : 'AE', reason);
       return;
     }
+    owner.flagUnknownOperators(r.drafts);
     const identity = identityOf(this.hello, this.profile, host.device.id);
     const unit: PushedUnit = {
       drafts: { result: r.drafts },
@@ -323,24 +376,98 @@ class Conversation {
     await this.afterTopic();
   }
 
-  /** The observations are in: set the clock if due, then continuous mode or END. */
+  /**
+   * The observations are in: set the clock if due, push the operator list if due, then continuous
+   * mode or END; each step waits for the device's answer to the one before.
+   */
   private async afterTopic(): Promise<void> {
-    if (this.continuous) return;
+    if (this.continuous || this.finishing || this.closed) return;
+    this.finishing = true;
+    const steps: Array<(next: () => Promise<void>) => Promise<void>> = [];
     if (this.setTimeDue) {
       this.setTimeDue = false;
-      const host = this.target.hostOf();
-      await this.expect('set-time', (h) => setTimeMessage(h, poctTime(host.now(), host.timezone)));
+      steps.push((next) => {
+        const host = this.target.hostOf();
+        return this.expect('set-time', (h) => setTimeMessage(h, poctTime(host.now(), host.timezone)), async (a) => {
+          if (a !== 'timeout' && a !== 'closed') await next();
+        });
+      });
     }
+    const list = this.owner?.operatorListFor(this);
+    if (list) steps.push((next) => this.pushOperators(list.operators, list.incremental, async (r) => {
+      this.owner?.operatorsPushed(this, r);
+      if (r.acknowledged || r.answer === 'AE' || r.answer === 'AR' || r.answer === 'ESC' || r.answer === 'not-sent') await next();
+    }));
+    steps.push(() => this.finish());
+    const run = async (i: number): Promise<void> => steps[i]!(() => run(i + 1));
+    await run(0);
+  }
+
+  private async finish(): Promise<void> {
     const supportsContinuous = (this.hello?.directives ?? []).some((d) => d.toUpperCase() === 'START_CONTINUOUS');
     if (this.opts.mode === 'continuous' && supportsContinuous) {
-      await this.expect('directive', (h) => directiveMessage(h, 'START_CONTINUOUS'));
+      await this.expect('directive', (h) => directiveMessage(h, 'START_CONTINUOUS'), async (a) => {
+        if (a === 'AA') {
+          this.continuous = true;
+          this.owner?.conversationState('continuous');
+        } else if (a !== 'timeout' && a !== 'closed') {
+          // A device that does not take the directive (ESC, AE/AR) is ended normally.
+          await this.terminate();
+        }
+      });
       return;
     }
     await this.terminate();
   }
 
   private async terminate(): Promise<void> {
-    await this.expect('end', (h) => endMessage(h, 'NRM'));
+    await this.expect('end', (h) => endMessage(h, 'NRM'), async (a) => {
+      if (a === 'AA') this.owner?.conversationEnded('the conversation ended (END acknowledged)');
+      await this.close();
+    });
+  }
+
+  /**
+   * Sends an operator list as OPL messages within the device's max_message_sz, each waiting for
+   * its ACK, then EOT (topic OPL); `done` gets how it went.
+   */
+  async pushOperators(operators: readonly OperatorEntry[], incremental: boolean, done: (r: OperatorPushResult) => Promise<void> | void): Promise<void> {
+    const host = this.target.hostOf();
+    let msgs: Buffer[];
+    const ids: number[] = [];
+    try {
+      msgs = operatorListMessages(operators, {
+        incremental,
+        maxBytes: this.hello?.maxMessageBytes ?? DEFAULT_DEVICE_MESSAGE_BYTES,
+        now: host.now(),
+        timezone: host.timezone,
+        nextControlId: () => {
+          const id = this.takeControlId();
+          ids.push(id);
+          return id;
+        },
+      });
+    } catch (err) {
+      await done({ acknowledged: false, messages: 0, operators: operators.length, answer: 'not-sent', error: (err as Error).message });
+      return;
+    }
+    const sendAt = async (i: number): Promise<void> => {
+      if (i === msgs.length) {
+        await this.send(endOfTopicMessage(this.header(), 'OPL', ids[0]));
+        await done({ acknowledged: true, messages: msgs.length, operators: operators.length, answer: 'AA', error: null });
+        return;
+      }
+      await this.expectBuilt('operators', ids[i]!, msgs[i]!, async (a) => {
+        if (a === 'AA') await sendAt(i + 1);
+        else await done({ acknowledged: false, messages: msgs.length, operators: operators.length, answer: a, error: `the device answered message ${i + 1} of the list with ${a}` });
+      });
+    };
+    await sendAt(0);
+  }
+
+  /** A directive from the network (continuous mode): DTV.R01, and how the device answered. */
+  async sendDirective(command: string, attrs: Record<string, string>, done: (a: DeviceAnswer) => void): Promise<void> {
+    await this.expect('directive', (h) => directiveMessage(h, command, attrs), (a) => done(a));
   }
 
   private async onAck(m: Poct1aMessage): Promise<void> {
@@ -354,19 +481,9 @@ class Conversation {
     }
     this.outstanding.delete(of!);
     clearTimeout(o.timer);
-    if (type !== 'AA') {
-      this.target.deviceProblem(`the device answered our ${o.purpose} with ACK ${type || '(no type)'}`, 'device-refused', { ack: type });
-      if (o.purpose === 'directive') await this.terminate();
-      return;
-    }
-    if (o.purpose === 'directive') {
-      this.continuous = true;
-      this.owner?.conversationState('continuous');
-    }
-    if (o.purpose === 'end') {
-      this.owner?.conversationEnded('the conversation ended (END acknowledged)');
-      await this.close();
-    }
+    if (type !== 'AA') this.target.deviceProblem(`the device answered our ${o.purpose} with ACK ${type || '(no type)'}`, 'device-refused', { ack: type });
+    const answer: DeviceAnswer = type === 'AA' || type === 'AE' || type === 'AR' ? type : 'AE';
+    await o.onAnswer?.(answer);
   }
 
   private async onEscape(m: Poct1aMessage): Promise<void> {
@@ -385,16 +502,11 @@ class Conversation {
       const retried = o.busyRetries + 1;
       const h = this.header();
       const again = rebuildWithControlId(o.bytes, h.controlId);
-      this.arm(String(h.controlId), { purpose: o.purpose, bytes: again, busyRetries: retried });
+      this.arm(String(h.controlId), { purpose: o.purpose, bytes: again, busyRetries: retried, onAnswer: o.onAnswer });
       await this.send(again);
       return;
     }
-    if (o.purpose === 'end') {
-      await this.close();
-      return;
-    }
-    // A directive or a request it does not support: end the conversation normally.
-    await this.terminate();
+    await o.onAnswer?.('ESC');
   }
 
   private async onEvents(m: Poct1aMessage): Promise<void> {
@@ -417,10 +529,90 @@ export class Poct1aSession extends PushedSession {
   private single: Conversation | null = null;
   private readonly unwire: Array<() => void> = [];
 
+  /** The operator list the device should hold (config, or the last `operators/sync`), and who has it. */
+  private operatorList: { operators: OperatorEntry[]; incremental: boolean; version: number } | null;
+  /** DEV.device_id of the callers that acknowledged the current list version. */
+  private readonly operatorsHeldBy = new Set<string>();
+
   constructor(host: SessionHost) {
     const options = parsePoct1aOptions(host.device.options ?? {}, `device ${host.device.id}: options`);
     super(host, POCT1A_DRIVER_ID, { idleMs: 30_000 });
     this.options = options;
+    this.operatorList = options.operators ? { operators: options.operators, incremental: false, version: 1 } : null;
+  }
+
+  protected override commands(): Record<string, SessionCommand> {
+    return {
+      directive: async (params) => {
+        const command = params.command;
+        if (typeof command !== 'string' || !/^[A-Z0-9_.]{1,64}$/i.test(command)) throw new Error('poct1a: directive needs {"command": "FORCE_NORMAL"} (letters, digits, "_" or ".")');
+        const c = this.liveConversation();
+        if (!c?.continuous) throw new Error('poct1a: no device of this id is connected in continuous mode; a directive goes to a connected device');
+        const supported = (c.hello?.directives ?? []).map((d) => d.toUpperCase());
+        if (!supported.includes(command.toUpperCase())) throw new Error(`poct1a: the device does not list directive ${command} (it supports: ${supported.join(', ') || 'none'})`);
+        const attrs: Record<string, string> = typeof params.coding_system === 'string' ? { SN: params.coding_system } : {};
+        const answer = await new Promise<DeviceAnswer>((resolve) => c.enqueue(() => c.sendDirective(command, attrs, resolve)));
+        if (answer !== 'AA') throw new Error(`poct1a: the device answered the directive with ${answer}`);
+        return { command, answer };
+      },
+      'operators/sync': async (params) => {
+        const operators = params.operators === undefined ? (this.options.operators ?? []) : parseOperators(params.operators, 'operators');
+        const incremental = params.incremental === true;
+        this.operatorList = { operators, incremental, version: (this.operatorList?.version ?? 0) + 1 };
+        this.operatorsHeldBy.clear();
+        const c = this.liveConversation();
+        if (!c?.continuous) return { pushed: false, queued: true, operators: operators.length };
+        const r = await new Promise<OperatorPushResult>((resolve) => c.enqueue(() => c.pushOperators(operators, incremental, (res) => {
+          this.operatorsPushed(c, res);
+          resolve(res);
+        })));
+        if (!r.acknowledged) throw new Error(`poct1a: the operator list was not accepted: ${r.error ?? r.answer}`);
+        return { pushed: true, queued: false, operators: r.operators, messages: r.messages };
+      },
+    };
+  }
+
+  /** The newest open conversation of this device. */
+  private liveConversation(): Conversation | null {
+    const mine = [...this.allConversations()].filter((c) => c.owner === this && !c.closed && c.hello !== null);
+    return mine.at(-1) ?? null;
+  }
+
+  private *allConversations(): Iterable<Conversation> {
+    if (this.single) yield this.single;
+    const t = this.host.transport;
+    if (!(t instanceof ListenerTransport)) return;
+    for (const member of t.listener.members) yield* sessionOf.get(member)?.conversations ?? [];
+  }
+
+  /** The list a conversation should push now, or null (none configured, or this device holds it). */
+  operatorListFor(c: Conversation): { operators: OperatorEntry[]; incremental: boolean } | null {
+    const list = this.operatorList;
+    if (!list) return null;
+    const supports = (c.hello?.topics ?? []).some((t) => ['OP_LST', 'OPL'].includes(t.toUpperCase()));
+    if (!supports) return null;
+    if (this.operatorsHeldBy.has(c.hello?.deviceId ?? '')) return null;
+    return list;
+  }
+
+  operatorsPushed(c: Conversation, r: OperatorPushResult): void {
+    if (r.acknowledged) {
+      this.operatorsHeldBy.add(c.hello?.deviceId ?? '');
+      this.host.log.info({ operators: r.operators, messages: r.messages }, 'poct1a: operator list acknowledged');
+    } else {
+      this.deviceProblem(`the operator list was not accepted: ${r.error ?? r.answer}`, 'operator-list-refused', { answer: r.answer });
+    }
+  }
+
+  /** Operator lockout: with a list, an observation by an operator not on it is flagged. */
+  flagUnknownOperators(drafts: ResultDraft[]): void {
+    const list = this.operatorList;
+    if (!list || list.incremental) return;
+    const known = new Set(list.operators.map((o) => o.id.toLowerCase()));
+    for (const d of drafts) {
+      const id = d.operator?.id;
+      if (id && !known.has(id.toLowerCase()) && !d.flags.includes('operator-unknown')) d.flags.push('operator-unknown');
+    }
   }
 
   hostOf(): SessionHost {

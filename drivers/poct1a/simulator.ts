@@ -91,6 +91,8 @@ export class Poct1aSimulator extends EventEmitter implements DeviceSimulator {
   readonly acks = new Map<string, string>();
   /** Operator ids from operator lists the manager pushed. */
   readonly operators: string[] = [];
+  /** The size of each operator list message, bytes (each must fit the DSC.max_message_sz we announced). */
+  readonly operatorMessageSizes: number[] = [];
   /** SET_TIME values the manager sent. */
   readonly timeSet: string[] = [];
   continuous = false;
@@ -344,6 +346,7 @@ export class Poct1aSimulator extends EventEmitter implements DeviceSimulator {
         return;
       case 'OPL.R01':
       case 'OPL.R02':
+        this.operatorMessageSizes.push(m.bytes.length);
         for (const o of elements(m.body, 'OPR')) this.operators.push(value(o, 'OPR.operator_id') ?? '');
         await ack();
         return;

@@ -144,6 +144,51 @@ describe('poct1a session (basic profile, continuous mode)', () => {
   });
 });
 
+describe('poct1a session: operator lists and directives', () => {
+  const operators = Array.from({ length: 30 }, (_, i) => ({ id: `OP${i}`, name: `Nurse Number ${i}`, password: `secret-${i}`, permission: '1' }));
+
+  it('pushes the configured operator list after the observations, split to the device max_message_sz, and flags observations by operators not on it', async () => {
+    const { host, sim } = await rig({ scenario: 'glucose', count: 1, qc: false }, { operators });
+    await host.until(() => sim.continuous);
+    expect(sim.operators).toEqual(operators.map((o) => o.id));
+    expect(sim.operatorMessageSizes.length).toBeGreaterThan(1);
+    for (const size of sim.operatorMessageSizes) expect(size).toBeLessThanOrEqual(1000);
+    // The list goes before START_CONTINUOUS, and is followed by its EOT.
+    expect(sim.received.indexOf('OPL.R01')).toBeLessThan(sim.received.indexOf('DTV.R01'));
+    expect(sim.received[sim.received.indexOf('DTV.R01') - 1]).toBe('EOT.R01');
+    // OP-SIM-1 (the simulator's operator) is not on the list.
+    expect(records(host)[0]!.flags).toContain('operator-unknown');
+  });
+
+  it('an operator on the list is not flagged; with no list nothing is pushed and nobody flagged', async () => {
+    const listed = await rig({ scenario: 'glucose', count: 1, qc: false }, { operators: [{ id: 'op-sim-1' }] });
+    await listed.host.until(() => listed.sim.continuous);
+    expect(records(listed.host)[0]!.flags).not.toContain('operator-unknown');
+    const none = await rig({ scenario: 'glucose', count: 1, qc: false });
+    await none.host.until(() => none.sim.continuous);
+    expect(none.sim.received).not.toContain('OPL.R01');
+    expect(records(none.host)[0]!.flags).not.toContain('operator-unknown');
+  });
+
+  it('operators/sync pushes a new list to a device in continuous mode and answers once it is acknowledged; directive sends a listed DTV', async () => {
+    const { host, sim, session } = await rig({ scenario: 'dca-vantage', count: 0 });
+    await host.until(() => sim.continuous);
+    const r = await session.command('operators/sync', { operators: [{ id: 'A1' }, { id: 'B2', password: 'pw' }] });
+    expect(r).toEqual({ pushed: true, queued: false, operators: 2, messages: 1 });
+    expect(sim.operators).toEqual(['A1', 'B2']);
+    expect(await session.command('directive', { command: 'START_CONTINUOUS' })).toEqual({ command: 'START_CONTINUOUS', answer: 'AA' });
+    await expect(session.command('directive', { command: 'LOCK' })).rejects.toThrow(/does not list directive LOCK/);
+  });
+
+  it('operators/sync with no device connected is queued for the next connection', async () => {
+    const { host, sim, session } = await rig({ scenario: 'dca-vantage', count: 0 }, { mode: 'basic' });
+    await host.until(() => sim.ended);
+    expect(await session.command('operators/sync', { operators: [{ id: 'Z9' }] })).toEqual({ pushed: false, queued: true, operators: 1 });
+    await sim.sayHello();
+    await host.until(() => sim.operators.includes('Z9'));
+  });
+});
+
 describe('poct1a session: bad input', () => {
   for (const [fault, reason, options] of [
     ['bad-xml', 'malformed-xml', {}],
