@@ -28,6 +28,7 @@ import {
   endMessage,
   endOfTopicMessage,
   escapeMessage,
+  keepAliveMessage,
   operatorListMessages,
   poctTime,
   requestMessage,
@@ -81,7 +82,7 @@ interface Carrier {
   readonly peerAddress: string;
 }
 
-type Purpose = 'request' | 'directive' | 'set-time' | 'operators' | 'end';
+type Purpose = 'request' | 'directive' | 'set-time' | 'operators' | 'keep-alive' | 'end';
 
 /** How the device answered one of our messages: an ACK type, an ESC, or nothing in time. */
 export type DeviceAnswer = 'AA' | 'AE' | 'AR' | 'ESC' | 'timeout' | 'closed' | 'not-sent';
@@ -106,6 +107,7 @@ class Conversation {
   private readonly outstanding = new Map<string, Outstanding>();
   private readonly seenControlIds = new Set<string>();
   continuous = false;
+  private silenceTimer: NodeJS.Timeout | null = null;
   private finishing = false;
   private setTimeDue = false;
   closed = false;
@@ -134,12 +136,15 @@ class Conversation {
 
   onData(chunk: Buffer): void {
     if (this.closed) return;
+    this.armSilence();
     for (const ev of this.splitter.push(chunk)) this.enqueue(() => this.handle(ev));
   }
 
   onClose(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.silenceTimer) clearTimeout(this.silenceTimer);
+    this.silenceTimer = null;
     const left = [...this.outstanding.values()];
     this.outstanding.clear();
     for (const o of left) {
@@ -217,6 +222,21 @@ class Conversation {
     }, this.replyTimeoutMs());
     timer.unref?.();
     this.outstanding.set(id, { ...o, timer });
+  }
+
+  /**
+   * Continuous mode: a device silent for its application timeout is sent a keep-alive (KPA); one
+   * that does not answer that either is gone (no_answer, connection closed by the reply timer).
+   */
+  private armSilence(): void {
+    if (this.silenceTimer) clearTimeout(this.silenceTimer);
+    this.silenceTimer = null;
+    if (!this.continuous || this.closed) return;
+    this.silenceTimer = setTimeout(() => {
+      this.silenceTimer = null;
+      this.enqueue(() => this.expect('keep-alive', (h) => keepAliveMessage(h), () => this.armSilence()));
+    }, this.replyTimeoutMs());
+    this.silenceTimer.unref?.();
   }
 
   async close(): Promise<void> {
@@ -410,6 +430,7 @@ class Conversation {
         if (a === 'AA') {
           this.continuous = true;
           this.owner?.conversationState('continuous');
+          this.armSilence();
         } else if (a !== 'timeout' && a !== 'closed') {
           // A device that does not take the directive (ESC, AE/AR) is ended normally.
           await this.terminate();

@@ -97,6 +97,8 @@ export class Poct1aSimulator extends EventEmitter implements DeviceSimulator {
   readonly timeSet: string[] = [];
   continuous = false;
   ended = false;
+  /** A device that stopped answering (switched off without closing the connection). */
+  mute = false;
 
   constructor(readonly options: Poct1aSimulatorOptions) {
     super();
@@ -289,6 +291,7 @@ export class Poct1aSimulator extends EventEmitter implements DeviceSimulator {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.mute) return;
     for (const ev of this.splitter.push(chunk)) {
       if (ev.kind !== 'document') continue;
       const parsed = parseDocument(ev.bytes);

@@ -5,6 +5,7 @@
  * retries, ESC on a directive answered with END, clock skew and SET_TIME; and the decision tables
  * (category, observation flags, message aliases) one branch per case.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { poct1aDriver } from '../../drivers/poct1a/definition.ts';
 import { genericProfile } from '../../drivers/poct1a/profiles/generic.ts';
@@ -141,6 +142,43 @@ describe('poct1a session (basic profile, continuous mode)', () => {
     expect(host.published.clock_skew_flagged).toBe(true);
     expect(Math.abs(host.published.clock_skew_s! + 7200)).toBeLessThan(5);
     expect(host.types()).toContain('clock_skew');
+  });
+});
+
+describe('poct1a session: the wire', () => {
+  it('the same conversation cut into random chunks both ways gives the same records', async () => {
+    const baseline = await rig({ scenario: 'glucose', count: 2 });
+    await baseline.host.until(() => baseline.sim.continuous);
+    const want = baseline.host.commits.map((c) => c.drafts);
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 400 }), fc.integer({ min: 1, max: 400 }), async (fromDevice, toDevice) => {
+        const r = await rig({ scenario: 'glucose', count: 2, max_chunk: fromDevice });
+        r.hostEnd.chunkSize = toDevice;
+        await r.host.until(() => r.sim.continuous);
+        expect(r.host.commits.map((c) => c.drafts)).toEqual(want);
+        await r.teardown();
+      }),
+      { numRuns: 6 },
+    );
+  });
+
+  it('continuous mode: a silent device gets a keep-alive; one that answers nothing is no_answer and closed', async () => {
+    const { host, sim } = await rig({ count: 0 }, { reply_timeout_ms: 150 });
+    await host.until(() => sim.continuous);
+    await host.until(() => sim.received.filter((r) => r === 'KPA.R01').length >= 2);
+    expect(host.types()).not.toContain('no_answer');
+    sim.mute = true;
+    await host.until(() => host.types().includes('no_answer'));
+  });
+
+  it('device events (EVS) become bridge events by description, and are acknowledged', async () => {
+    const { host, sim, deviceEnd } = await rig({ count: 0 });
+    await host.until(() => sim.continuous);
+    await deviceEnd.write(
+      Buffer.from('<EVS.R01><HDR><HDR.control_id V="555"/></HDR><EVS><EVT><EVT.description V="Operator List Update Succeeded"/><EVT.severity_cd V="I"/></EVT></EVS></EVS.R01>'),
+    );
+    await host.until(() => sim.acks.get('555') === 'AA' && host.events.some((e) => e.data?.reason === 'device-event'));
+    expect(host.events.find((e) => e.data?.reason === 'device-event')).toMatchObject({ type: 'device_error', message: 'device event: Operator List Update Succeeded', data: { severity: 'I' } });
   });
 });
 
