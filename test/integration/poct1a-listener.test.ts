@@ -4,6 +4,7 @@
  * clinic network do), and a subscriber reading the result topics and the bridge events. Devices
  * share one port and are routed by their HEL's DEV.device_id (`transport.sender`).
  */
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { parseSimulatorOptions, Poct1aSimulator } from '../../drivers/poct1a/simulator.ts';
@@ -14,6 +15,8 @@ import { useCleanups } from '../helpers/cleanups.ts';
 import { startDaemon, testConfig } from '../helpers/daemon.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { freePort } from '../helpers/mosquitto.ts';
+import { REPO_ROOT } from '../helpers/shared-fixtures.ts';
+import { requireTool } from '../helpers/tools.ts';
 
 const cleanups = useCleanups();
 
@@ -148,4 +151,28 @@ devices:
     expect(known.sim.delivered).toBe(1);
     expect(controller.runtime!.store.recordCount()).toBe(1);
   });
+
+  it('`poctd simulate poct1a --stdio` under socat dials the daemon like a device on the network, and its results are stored', async () => {
+    const socat = requireTool('socat');
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
+    const port = await freePort();
+    const { controller } = await startDaemon(
+      testConfig(`
+site: clinic-a
+mqtt: { url: ${broker.url} }
+devices:
+  - id: dca-cli
+    driver: poct1a
+    transport: { type: tcp-server, port: ${port}, sender: "SIEM^DCA Vantage^S000777" }
+`),
+    );
+    cleanups.push(() => controller.stop());
+    const simulate = `${process.execPath} --import tsx cli/main.ts simulate poct1a --stdio --option serial=S000777 --option count=2`;
+    const child = spawn(socat, [`TCP:127.0.0.1:${port}`, `EXEC:${simulate}`], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    cleanups.push(async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+    });
+    await sub.waitFor('2 results from the CLI simulator', () => sub.on('poct/device/dca-cli/result').length === 2, 30_000);
+    expect(sub.payloads<ResultRecord>('poct/device/dca-cli/result').map((r) => r.device.serial)).toEqual(['S000777', 'S000777']);
+  }, 40_000);
 });
