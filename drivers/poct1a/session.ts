@@ -154,6 +154,10 @@ class Conversation {
     for (const ev of this.splitter.end()) {
       if (ev.kind === 'problem') this.target.badInput(ev.bytes, 'incomplete-message', 'the connection closed in the middle of a message; it was not acknowledged');
     }
+    // A lost connection ends the device's transmission, after what it sent whole is handled.
+    this.enqueue(async () => {
+      if (this.owner && this.hello) await this.owner.transmissionEnded();
+    });
   }
 
   /** Runs a step in the conversation's order (a command from the network, between device messages). */
@@ -194,6 +198,10 @@ class Conversation {
   }
 
   private async expectBuilt(purpose: Purpose, controlId: number, bytes: Buffer, onAnswer?: Outstanding['onAnswer']): Promise<void> {
+    if (this.closed) {
+      await onAnswer?.('closed');
+      return;
+    }
     const max = this.hello?.maxMessageBytes;
     if (max !== null && max !== undefined && bytes.length > max) {
       this.target.deviceProblem(`a ${purpose} message of ${bytes.length} bytes is over the device's DSC.max_message_sz ${max}; not sent`, 'message-too-large-for-device');
@@ -244,8 +252,12 @@ class Conversation {
     await this.carrier.close().catch(() => undefined);
   }
 
+  /**
+   * One complete message or problem. Runs even after the connection closed: a message that arrived
+   * whole is still stored (the device will send it again, and its id makes that a duplicate);
+   * only the answers go nowhere.
+   */
   private async handle(ev: SplitEvent): Promise<void> {
-    if (this.closed) return;
     if (ev.kind === 'problem') {
       this.target.badInput(ev.bytes, ev.reason, ev.detail);
       await this.send(escapeMessage(this.header(), ev.reason === 'too-large' ? 'TOO_LARGE' : 'INVALID', `${ev.reason}: ${ev.detail}`));

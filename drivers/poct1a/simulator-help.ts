@@ -5,7 +5,7 @@ export const SIMULATOR_OPTIONS: Record<string, string> = {
   serial: 'DEV.serial_id (default S000001 / GM000001)',
   count: 'patient observations to send (default 1)',
   qc: 'with scenario glucose: also send the QC runs (default true)',
-  fault: 'none (default), bad-xml, duplicate-control-id, huge-message, drop-before-ack, doctype',
+  fault: 'none (default), bad-xml, duplicate-control-id, huge-message, drop-before-ack, drop-mid-message, doctype',
   busy_once: 'answer the first REQ with ESC CNC (busy) (default false)',
   refuse_continuous: 'answer START_CONTINUOUS with ESC (default false)',
   clock_offset_s: 'the device clock is this many seconds off the real one (default 0)',

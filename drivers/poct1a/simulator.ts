@@ -14,6 +14,7 @@
  *
  * Misbehaviour on demand (`fault`): `bad-xml`, `duplicate-control-id`, `huge-message`,
  * `drop-before-ack` (the connection drops right after the first OBS is written, before its ACK),
+ * `drop-mid-message` (it drops halfway through the first OBS),
  * `doctype`; `busy_once` answers the first REQ with ESC CNC; `refuse_continuous` answers the
  * START_CONTINUOUS with ESC.
  */
@@ -28,7 +29,7 @@ import { SIMULATOR_OPTIONS } from './simulator-help.ts';
 
 
 export type Scenario = 'dca-vantage' | 'glucose';
-export type Fault = 'none' | 'bad-xml' | 'duplicate-control-id' | 'huge-message' | 'drop-before-ack' | 'doctype';
+export type Fault = 'none' | 'bad-xml' | 'duplicate-control-id' | 'huge-message' | 'drop-before-ack' | 'drop-mid-message' | 'doctype';
 
 export interface Poct1aSimulatorOptions {
   scenario: Scenario;
@@ -56,7 +57,7 @@ export function parseSimulatorOptions(raw: Record<string, unknown>): Poct1aSimul
     deviceId: r.string('device_id', /^.{1,100}$/, 'a device id') ?? (scenario === 'glucose' ? `GLU^Meter^${serial}` : `SIEM^DCA Vantage^${serial}`),
     count: r.number('count', 0, 10_000) ?? 1,
     qc: r.boolean('qc') ?? true,
-    fault: r.oneOf('fault', ['none', 'bad-xml', 'duplicate-control-id', 'huge-message', 'drop-before-ack', 'doctype'] as const) ?? 'none',
+    fault: r.oneOf('fault', ['none', 'bad-xml', 'duplicate-control-id', 'huge-message', 'drop-before-ack', 'drop-mid-message', 'doctype'] as const) ?? 'none',
     busyOnce: r.boolean('busy_once') ?? false,
     refuseContinuous: r.boolean('refuse_continuous') ?? false,
     clockOffsetS: r.number('clock_offset_s') ?? 0,
@@ -375,6 +376,17 @@ export class Poct1aSimulator extends EventEmitter implements DeviceSimulator {
     );
   }
 
+  /**
+   * The connection is lost: the device sends what was not acknowledged again on its next one
+   * (attach the simulator to a new transport; it says hello again).
+   */
+  private async drop(): Promise<void> {
+    const t = this.transport;
+    this.detach();
+    await t?.close();
+    this.emit('dropped');
+  }
+
   private async sendNext(): Promise<void> {
     const next = this.held.find((h) => !h.delivered && h !== this.inFlight?.item);
     const fault = this.options.fault;
@@ -397,15 +409,17 @@ export class Poct1aSimulator extends EventEmitter implements DeviceSimulator {
     const h = fault === 'duplicate-control-id' && this.inFlight === null && this.delivered > 0 ? { ...this.header(), controlId: this.controlId - 1 } : this.header();
     const bytes = next.body(h);
     this.inFlight = { controlId: String(h.controlId), item: next };
+    if (fault === 'drop-mid-message' && !this.dropped) {
+      // Half a message, then the line is gone: the manager must store nothing of it.
+      this.dropped = true;
+      await this.write(bytes.subarray(0, Math.floor(bytes.length / 2)));
+      await this.drop();
+      return;
+    }
     await this.write(bytes);
     if (fault === 'drop-before-ack' && !this.dropped) {
       this.dropped = true;
-      // Gone before the answer: the device sends this observation again on its next connection
-      // (attach the simulator to a new transport; it says hello again).
-      const t = this.transport;
-      this.detach();
-      await t?.close();
-      this.emit('dropped');
+      await this.drop();
     }
   }
 }
