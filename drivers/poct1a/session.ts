@@ -278,7 +278,8 @@ class Conversation {
     }
     if (type.startsWith('OBS.') || type === 'EOT.R01') this.requestAnswered();
     if (type === 'HEL.R01') return this.onHello(m);
-    if (!this.owner) {
+    // HEL first, on every carrier: without it the device is not identified (no serial, no profile).
+    if (!this.owner || !this.hello) {
       this.target.badInput(m.bytes, 'hello-expected', `${type} before HEL`);
       await this.ack(id, 'AR', 'HEL.R01 first: the device is not identified');
       return;

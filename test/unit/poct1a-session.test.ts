@@ -16,7 +16,14 @@ import type { Capture } from '../../src/driver-sdk/index.ts';
 import { parseDocument, type XmlNode } from '../../src/protocols/poct1a/document.ts';
 import type { RecordDrafts } from '../../src/records/kinds.ts';
 import type { ResultRecord } from '../../src/records/types.ts';
+import { captureFromBytes } from '../../src/driver-sdk/capture.ts';
+import { RECORD_KINDS } from '../../src/records/kinds.ts';
+import { finalize } from '../../src/records/finalize.ts';
+import { hashPatientId, resolvePrivacy } from '../../src/records/privacy.ts';
+import { schemaProblems } from '../../src/records/schemas.ts';
+import { memoryPair } from '../../src/transports/memory.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
+import { itShared, sharedFixture } from '../helpers/shared-fixtures.ts';
 import { FakeHost } from '../helpers/fake-host.ts';
 import { sessionRig } from '../helpers/session-rig.ts';
 import { createSimulator, type DriverSession } from '../../src/driver-sdk/index.ts';
@@ -262,6 +269,65 @@ describe('poct1a session: bad input', () => {
     await deviceEnd.write(Buffer.from('<ACK.R01><HDR><HDR.control_id V="78"/></HDR><ACK><ACK.type_cd V="AA"/><ACK.ack_control_id V="999999"/></ACK></ACK.R01>'));
     await host.until(() => host.events.some((e) => e.data?.reason === 'wrong-ack-id'));
     expect(sim.received).toContain('ESC.R01');
+  });
+});
+
+describe('poct1a: the real DCA Vantage conversation', () => {
+  const file = sharedFixture('poct1a/siemens-dca-vantage-conversation.txt');
+  itShared([file], 'HbA1c 64 mmol/mol and eAG 183 mg/dL, reagent lot 0852, and the patient id only as the privacy policy says', () => {
+    const r = poct1aDriver.decode(captureFromBytes(file.bytes()), { deviceId: 'dca-1', timezone: 'America/Los_Angeles' });
+    const [draft] = r.drafts.result!;
+    expect(draft!.observations.map((o) => [o.code, o.value, o.ucum, o.loinc])).toEqual([
+      ['HbA1c', 64, 'mmol/mol', '59261-8'],
+      ['eAG', 183, 'mg/dL', '27353-2'],
+    ]);
+    expect(draft!.flags).toContain('reagent-lot:0852');
+    const raw = { sha256: '0'.repeat(64), size: 1, kind: 'raw' as const };
+    const fin = (privacy: Parameters<typeof resolvePrivacy>[0]) =>
+      finalize(RECORD_KINDS.result, draft!, { seq: 1, site: 's', receivedAt: new Date().toISOString(), raw, timezone: 'America/Los_Angeles', privacy: resolvePrivacy(privacy) });
+    const key = 'k'.repeat(32);
+    expect(fin({ patient_id: 'hash', hash_key: key }).patient).toEqual({ id: hashPatientId('1', key) });
+    expect(fin({ patient_id: 'omit' }).patient).toEqual({ id: null });
+    // No key at hand (a replay without a config): fails closed, omitted.
+    expect(fin({ patient_id: 'hash' }).patient).toEqual({ id: null });
+    expect(fin({ patient_id: 'publish' }).patient).toEqual({ id: '1' });
+    expect(schemaProblems(RECORD_KINDS.result.schema, fin({ patient_id: 'omit' }))).toEqual([]);
+  });
+});
+
+describe('poct1a vendor quirks in a conversation', () => {
+  it('HEL.R02 is a hello; SET.R01 is acknowledged and not interpreted; an OBS before any HEL is refused AR', async () => {
+    const { host, sim, deviceEnd } = await rig({ count: 0 });
+    await host.until(() => sim.continuous);
+    const hel2 = '<HEL.R02><HDR><HDR.control_id V="901"/><HDR.creation_dttm V="2026-01-05T09:00:00+01:00"/></HDR><DEV><DEV.device_id V="NOVA^StatStrip^77"/><DEV.model_id V="StatStrip"/></DEV></HEL.R02>';
+    await deviceEnd.write(Buffer.from(hel2 + '<SET.R01><HDR><HDR.control_id V="902"/></HDR></SET.R01>'));
+    await host.until(() => sim.acks.get('901') === 'AA' && sim.acks.get('902') === 'AA');
+    expect(host.published.model).toBe('StatStrip');
+  });
+
+  it('an observation before any HEL is refused AR (the device is not identified) and nothing is stored', async () => {
+    const { host: hostEnd, device: deviceEnd } = memoryPair('poct1a-no-hello');
+    const host = new FakeHost({ id: 'poc-1', driver: 'poct1a', transport: { type: 'simulated' }, options: {} }, hostEnd);
+    const session = poct1aDriver.createSession(host);
+    cleanups.push(async () => {
+      await session.stop();
+      await hostEnd.close();
+      await deviceEnd.close();
+    });
+    await session.start();
+    await hostEnd.open();
+    await deviceEnd.open();
+    const heard: Buffer[] = [];
+    deviceEnd.on('data', (b: Buffer) => heard.push(b));
+    await deviceEnd.write(Buffer.from('<OBS.R01><HDR><HDR.control_id V="5"/></HDR><SVC><SVC.observation_dttm V="2026-01-05T08:00:00Z"/><PT><OBS><OBS.observation_id V="2341-6" SN="LN"/><OBS.value V="90" U="mg/dL"/></OBS></PT></SVC></OBS.R01>'));
+    await host.until(() => Buffer.concat(heard).includes('</ACK.R01>'));
+    const reply = parseDocument(Buffer.concat(heard));
+    expect(reply.ok && reply.message.root).toBe('ACK.R01');
+    const text = Buffer.concat(heard).toString();
+    expect(text).toContain('<ACK.type_cd V="AR"/><ACK.ack_control_id V="5"/>');
+    expect(text).toContain('HEL.R01 first');
+    expect(host.commits).toHaveLength(0);
+    expect(host.events.map((e) => e.data?.reason)).toContain('hello-expected');
   });
 });
 
