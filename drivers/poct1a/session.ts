@@ -106,6 +106,8 @@ class Conversation {
   private profile: Poct1aProfile;
   private readonly outstanding = new Map<string, Outstanding>();
   private readonly seenControlIds = new Set<string>();
+  /** Control ids of our ESC and EOT messages, which a device may acknowledge or not. */
+  private readonly unanswered = new Set<string>();
   continuous = false;
   private silenceTimer: NodeJS.Timeout | null = null;
   private finishing = false;
@@ -179,10 +181,18 @@ class Conversation {
     }
   }
 
+  /** A message of ours the device need not answer (ESC, EOT); an ACK of one is no wrong ack id. */
+  private async sendUnanswered(build: (h: HeaderFields) => Buffer): Promise<void> {
+    const h = this.header();
+    this.unanswered.add(String(h.controlId));
+    if (this.unanswered.size > 100) this.unanswered.delete(this.unanswered.values().next().value!);
+    await this.send(build(h));
+  }
+
   private async ack(controlId: string | null, type: AckType, note?: string): Promise<void> {
     if (controlId === null) {
       // Nothing to acknowledge by id: an ESC carries the reason instead.
-      await this.send(escapeMessage(this.header(), 'INVALID', note ?? 'the message has no HDR.control_id'));
+      await this.sendUnanswered((h) => escapeMessage(h, 'INVALID', note ?? 'the message has no HDR.control_id'));
       return;
     }
     await this.send(ackMessage(this.header(), controlId, type, note));
@@ -260,13 +270,13 @@ class Conversation {
   private async handle(ev: SplitEvent): Promise<void> {
     if (ev.kind === 'problem') {
       this.target.badInput(ev.bytes, ev.reason, ev.detail);
-      await this.send(escapeMessage(this.header(), ev.reason === 'too-large' ? 'TOO_LARGE' : 'INVALID', `${ev.reason}: ${ev.detail}`));
+      await this.sendUnanswered((h) => escapeMessage(h, ev.reason === 'too-large' ? 'TOO_LARGE' : 'INVALID', `${ev.reason}: ${ev.detail}`));
       return;
     }
     const parsed = parseDocument(ev.bytes);
     if (!parsed.ok) {
       this.target.badInput(ev.bytes, 'malformed-xml', parsed.reason);
-      await this.send(escapeMessage(this.header(), 'INVALID', parsed.reason));
+      await this.sendUnanswered((h) => escapeMessage(h, 'INVALID', parsed.reason));
       return;
     }
     const m = parsed.message;
@@ -311,7 +321,7 @@ class Conversation {
         }
         if (type.startsWith('OBS.')) return this.onObservation(m, type);
         this.target.badInput(m.bytes, 'unsupported-message', `${m.root} is not a message this data manager handles`);
-        await this.send(escapeMessage(this.header(), 'UNSUPPORTED', `${m.root} is not supported`));
+        await this.sendUnanswered((h) => escapeMessage(h, 'UNSUPPORTED', `${m.root} is not supported`));
     }
   }
 
@@ -342,8 +352,11 @@ class Conversation {
         route.member.claim(this.conn);
       }
     }
+    // A hello starts the conversation over (a device that restarted without dropping the line).
     this.hello = hello;
     this.helloBytes = m.bytes;
+    this.finishing = false;
+    this.continuous = false;
     const opts = this.opts;
     this.profile = opts.profile ? findProfile(opts.profile)! : detectProfile(hello);
     const skewFlagged = this.owner!.onHello(hello, this.profile, m.bytes);
@@ -487,7 +500,7 @@ class Conversation {
     }
     const sendAt = async (i: number): Promise<void> => {
       if (i === msgs.length) {
-        await this.send(endOfTopicMessage(this.header(), 'OPL', ids[0]));
+        await this.sendUnanswered((h) => endOfTopicMessage(h, 'OPL', ids[0]));
         await done({ acknowledged: true, messages: msgs.length, operators: operators.length, answer: 'AA', error: null });
         return;
       }
@@ -509,6 +522,7 @@ class Conversation {
     const of = value(ack, 'ACK.ack_control_id');
     const type = (value(ack, 'ACK.type_cd') ?? '').toUpperCase();
     const o = of === null ? undefined : this.outstanding.get(of);
+    if (!o && of !== null && this.unanswered.delete(of)) return;
     if (!o) {
       this.target.deviceProblem(`an ACK for control id ${of ?? '(none)'}, which no message of ours is waiting on`, 'wrong-ack-id');
       return;
