@@ -189,4 +189,39 @@ devices:
     await sub.waitFor('2 results from the CLI simulator', () => sub.on('poct/device/dca-cli/result').length === 2, 30_000);
     expect(sub.payloads<ResultRecord>('poct/device/dca-cli/result').map((r) => r.device.serial)).toEqual(['S000777', 'S000777']);
   }, 40_000);
+
+  it('device requests over MQTT: operators/sync pushes the list to the connected device, directive sends a vendor directive, and the audit keeps no operator password', async () => {
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
+    const port = await freePort();
+    const { controller } = await startDaemon(
+      testConfig(`
+site: clinic-a
+mqtt: { url: ${broker.url} }
+devices:
+  - id: dca-1
+    driver: poct1a
+    transport: { type: tcp-server, port: ${port} }
+`),
+    );
+    cleanups.push(() => controller.stop());
+    const dev = await device(port, { scenario: 'dca-vantage', count: 0 });
+    await eventually('continuous mode', () => dev.sim.continuous, 10_000);
+    const synced = await sub.request<{ status: string; data: unknown }>('poct/device/dca-1/request/operators/sync', 'poct/device/dca-1/response/operators/sync', {
+      transaction: 't-ops',
+      operators: [{ id: 'OP1001', name: 'R. Nurse', password: 'pin-4711' }, { id: 'OP1002' }],
+    });
+    expect(synced).toMatchObject({ status: 'ok', data: { pushed: true, operators: 2, messages: 1 } });
+    expect(dev.sim.operators).toEqual(['OP1001', 'OP1002']);
+    const directive = await sub.request<{ status: string; data: unknown }>('poct/device/dca-1/request/directive', 'poct/device/dca-1/response/directive', { transaction: 't-dtv', command: 'START_CONTINUOUS' });
+    expect(directive).toMatchObject({ status: 'ok', data: { command: 'START_CONTINUOUS', answer: 'AA' } });
+    const unknown = await sub.request<{ status: string; error: string }>('poct/device/dca-1/request/directive', 'poct/device/dca-1/response/directive', { transaction: 't-bad', command: 'SELF_DESTRUCT' });
+    expect(unknown.status).toBe('error');
+    expect(unknown.error).toContain('does not list directive SELF_DESTRUCT');
+    // Only the request itself carried the password: no response, event or state repeats it, nor the audit.
+    expect(JSON.stringify(sub.messages.filter((m) => !m.topic.includes('/request/')).map((m) => m.payload))).not.toContain('pin-4711');
+    const audit = controller.runtime!.store.auditRows();
+    expect(audit.length).toBeGreaterThan(0);
+    expect(JSON.stringify(audit)).not.toContain('pin-4711');
+    expect(JSON.stringify(audit)).not.toContain('R. Nurse');
+  });
 });
