@@ -94,6 +94,12 @@ describe('poct1a splitter', () => {
     expect(events[0]!.bytes.toString('latin1')).toBe('\x00\x01junk');
   });
 
+  it('a broken start before any root (a stray <, a bad prolog) costs only itself: the next message is read even without a prolog', () => {
+    const events = split([Buffer.from('<<!x <?xml version="1.0"?><?xml version="2"?>'), DOCS[3]!, DOCS[2]!]);
+    expect(events.filter((e) => e.kind === 'document').map((e) => e.kind === 'document' && e.root)).toEqual(['EOT.R01', 'KPA.R01']);
+    expect(problemsOf(events).length).toBeGreaterThan(0);
+  });
+
   it('a message cut off by the end of the stream is a problem with its bytes, never a document', () => {
     const half = DOCS[0]!.subarray(0, 100);
     const s = new Poct1aSplitter();

@@ -12,8 +12,9 @@
  *
  * Refused, each as a `problem` event with the bytes (never an exception): a DOCTYPE (and with it
  * every entity declaration, so no entity expansion bomb), malformed XML, text outside a root, and
- * a document over `maxBytes`. After a problem the splitter skips to the next `<?xml` or to the
- * close tag of the root it was in, and goes on.
+ * a document over `maxBytes`. After a problem inside a root the splitter skips to that root's
+ * close tag or to the next `<?xml`, whichever comes first; after one before any root (a stray `<`),
+ * to the next `<`; and goes on.
  */
 import { SaxesParser } from 'saxes';
 
@@ -72,6 +73,8 @@ export class Poct1aSplitter {
   /** Set by a handler: where the document ended (byte offset in it) or what went wrong. */
   private ended: number | null = null;
   private failure: { reason: SplitProblemReason; detail: string } | null = null;
+  /** The document is refused but read to its end (a DOCTYPE). */
+  private refusal: { reason: SplitProblemReason; detail: string } | null = null;
   /** While resyncing: the close tag that ends the refused document, when its root is known. */
   private resyncClose: Buffer | null = null;
   /** Garbage bytes being skipped (reported once per run). */
@@ -180,10 +183,12 @@ export class Poct1aSplitter {
       }
     });
     p.on('doctype', () => {
-      this.failure = { reason: 'doctype', detail: 'a DOCTYPE (and any entity declaration in it) is refused' };
-      throw new Stop();
+      // Refused, but read to its root's end so the next message is found where it starts. The
+      // tokenizer never expands a declared entity (it reports an undefined one), so no bomb goes off.
+      this.refusal = { reason: 'doctype', detail: 'a DOCTYPE (and any entity declaration in it) is refused' };
     });
     p.on('error', (err) => {
+      if (this.refusal) return; // the entities the DOCTYPE declared: already refused
       this.failure = { reason: 'malformed-xml', detail: err.message };
       throw new Stop();
     });
@@ -198,6 +203,7 @@ export class Poct1aSplitter {
     this.docLength = 0;
     this.ended = null;
     this.failure = null;
+    this.refusal = null;
   }
 
   /** Feeds the parser; returns what follows the document when it ended in `data`. */
@@ -217,7 +223,8 @@ export class Poct1aSplitter {
       const used = this.ended - start;
       this.doc.push(data.subarray(0, used));
       this.docLength += used;
-      out.push({ kind: 'document', root: this.root!, bytes: Buffer.concat(this.doc) });
+      const bytes = Buffer.concat(this.doc);
+      out.push(this.refusal ? { kind: 'problem', reason: this.refusal.reason, detail: this.refusal.detail, root: this.root, bytes } : { kind: 'document', root: this.root!, bytes });
       this.reset();
       this.mode = 'between';
       return data.subarray(used);
@@ -226,15 +233,22 @@ export class Poct1aSplitter {
       // What the tokenizer read up to the error is kept; the rest is skipped to the next message.
       const at = Math.min(piece.length, Math.max(0, this.parser!.position - start));
       this.doc.push(data.subarray(0, at));
-      const problem: SplitProblem = { kind: 'problem', reason: this.failure.reason, detail: this.failure.detail, root: this.root, bytes: Buffer.concat(this.doc) };
+      const why = this.refusal ?? this.failure;
+      const problem: SplitProblem = { kind: 'problem', reason: why.reason, detail: why.detail, root: this.root, bytes: Buffer.concat(this.doc) };
       out.push(problem);
+      if (this.root === null) {
+        // Broken before any root opened (a stray `<`, a bad prolog): the next `<` may start a message.
+        this.reset();
+        this.mode = 'between';
+        return data.subarray(Math.max(1, at));
+      }
       this.beginResync();
       return data.subarray(at);
     }
     this.doc.push(piece);
     this.docLength += piece.length;
     if (piece.length < data.length) {
-      out.push({ kind: 'problem', reason: 'too-large', detail: `the message is over ${this.maxBytes} bytes`, root: this.root, bytes: Buffer.concat(this.doc) });
+      out.push({ kind: 'problem', reason: this.refusal?.reason ?? 'too-large', detail: `the message is over ${this.maxBytes} bytes${this.refusal ? ` and ${this.refusal.detail}` : ''}`, root: this.root, bytes: Buffer.concat(this.doc) });
       this.beginResync();
       return data.subarray(piece.length);
     }
