@@ -135,6 +135,31 @@ ${ids.map((i) => `  - { id: meter-${i}, driver: poct1a, transport: { type: tcp-s
     for (const i of ids) expect(sub.payloads<ResultRecord>(`poct/device/meter-${i}/result`).every((r) => r.device.id === `meter-${i}`)).toBe(true);
   });
 
+  it('devices sending a DOCTYPE bomb, malformed XML and an oversized message are answered ESC with events and quarantine, while another device on the port is served', async () => {
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
+    const port = await freePort();
+    const ids = ['GM000101', 'GM000102', 'GM000103', 'GM000104'];
+    const { controller } = await startDaemon(
+      testConfig(`
+site: clinic-a
+mqtt: { url: ${broker.url} }
+devices:
+${ids.map((serial, i) => `  - { id: m${i}, driver: poct1a, transport: { type: tcp-server, port: ${port}, sender: "GLU^Meter^${serial}" }, options: { max_message_bytes: 65536 } }`).join('\n')}
+`),
+    );
+    cleanups.push(() => controller.stop());
+    const faults = ['doctype', 'bad-xml', 'huge-message', 'none'] as const;
+    const devs = await Promise.all(ids.map((serial, i) => device(port, { scenario: 'glucose', serial, count: 1, qc: false, fault: faults[i] })));
+    await eventually('every device, faulty or not, got its observation stored and acknowledged', () => devs.every((d) => d.sim.delivered === 1), 20_000);
+    await sub.waitFor('a result on each topic', () => ids.every((_, i) => sub.on(`poct/device/m${i}/result`).length === 1), 10_000);
+    const reasons = (i: number): unknown[] => sub.events(`m${i}`).filter((e) => e.type === 'bad_frame').map((e) => e.data?.reason);
+    expect(reasons(0)).toContain('doctype');
+    expect(reasons(1)).toContain('malformed-xml');
+    expect(reasons(2)).toContain('too-large');
+    expect(reasons(3)).toEqual([]);
+    await eventually('the refused bytes kept', () => controller.runtime!.store.quarantineCount() >= 3, 5000);
+  });
+
   it('a device id no device names gets ACK AR, a listener_refused event and its connection closed; a peer not on the allow-list is closed; the others are served', async () => {
     const { broker, sub } = await brokerWithSubscriber(cleanups);
     const port = await freePort();
