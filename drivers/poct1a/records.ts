@@ -10,7 +10,7 @@
  * never `patient`; only an `OBS.R01` whose role is `OBS` (or absent) with no control in it is.
  *
  * Record identity (rule 3): the device's `DEV.device_id` (else serial, else the configured id) +
- * `SVC.observation_dttm` + the category + the observation ids, all things a device resends
+ * `SVC.observation_dttm` as sent + the category + the observation ids, all things a device resends
  * unchanged, so a resent observation is stored once.
  */
 import { deviceBytes } from '../../src/driver-sdk/capture.ts';
@@ -279,7 +279,8 @@ export function decodeObservationMessage(m: Poct1aMessage, type: string, hello: 
       issues.push({ reason: `${type}: a service with no OBS in it`, bytes: m.bytes });
       continue;
     }
-    const when = readPoctTime(value(svc, 'SVC.observation_dttm'), ctx.timezone);
+    const sentTime = value(svc, 'SVC.observation_dttm');
+    const when = readPoctTime(sentTime, ctx.timezone);
     if (!when) {
       issues.push({ reason: `${type}: SVC.observation_dttm is missing or not a time; not stored`, bytes: m.bytes });
       continue;
@@ -321,7 +322,8 @@ export function decodeObservationMessage(m: Poct1aMessage, type: string, hello: 
     const specimenType = spcType ? (SPECIMEN[spcType.toUpperCase()] ?? spcType) : codingSpecimens.size === 1 ? [...codingSpecimens][0]! : null;
     const patientId = category === 'patient' ? (pts.map((p) => value(p, 'PT.patient_id')).find((x) => x !== null) ?? null) : null;
     drafts.push({
-      key: [who, when.at, category, codes.join(',')].join('|'),
+      // The time as the device sent it: a change of the configured zone must not make a resend new.
+      key: [who, sentTime, category, codes.join(',')].join('|'),
       device: { ...identity },
       category,
       specimen: { id: value(spc, 'SPC.specimen_id') ?? value(spc, 'SPC.id'), type: specimenType },
