@@ -10,8 +10,9 @@ import { onetouchUltraEasy } from './glucose/onetouch-ultraeasy/definition.ts';
 import { onetouchVerioIq } from './glucose/onetouch-verio-iq/definition.ts';
 import { clinitek50 } from './urinalysis/clinitek-50/definition.ts';
 import { clinitekStatus } from './urinalysis/clinitek-status/definition.ts';
+import { poct1aDriver } from './poct1a/definition.ts';
 
-export const drivers: readonly DriverDefinition[] = [onetouchUltra2, onetouchUltraEasy, onetouchVerioIq, clinitekStatus, clinitek50, freestyleHid, astmDriver, contourNext];
+export const drivers: readonly DriverDefinition[] = [onetouchUltra2, onetouchUltraEasy, onetouchVerioIq, clinitekStatus, clinitek50, freestyleHid, astmDriver, contourNext, poct1aDriver];
 
 export function findDriver(id: string): DriverDefinition | undefined {
   return drivers.find((d) => d.id === id);

@@ -323,7 +323,7 @@ describe('error messages', () => {
   it('a sender on a device whose driver does not route by sender, when the drivers say which do', () => {
     const text = 'devices:\n  - { id: a, driver: onetouch-ultra2, transport: { type: tcp-server, port: 5100, sender: x } }\n';
     expect(problemsOf(text, { listenerIdentities: listenerIdentitiesOf(drivers) }).message).toBe(
-      'devices[0].transport.sender: driver "onetouch-ultra2" does not route callers by sender (drivers that do: astm)',
+      'devices[0].transport.sender: driver "onetouch-ultra2" does not route callers by sender (drivers that do: astm, poct1a)',
     );
     const ok = parseConfig('devices:\n  - { id: a, driver: astm, transport: { type: tcp-server, port: 5100, sender: x, peers: ["::ffff:10.0.0.5"] } }\n', {
       env: {},
