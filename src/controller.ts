@@ -9,7 +9,8 @@ import { HotPlug, type PortLister } from './extensions/hot-plug.ts';
 import { Stats, type Extension, type Services } from './extensions/extension.ts';
 import { RecordPublisher } from './extensions/record-publisher.ts';
 import { MqttConnection } from './mqtt/connection.ts';
-import { EmbeddedBroker } from './mqtt/embedded-broker.ts';
+import { daemonAccess } from './mqtt/access.ts';
+import { EmbeddedBroker, sameOrigin } from './mqtt/embedded-broker.ts';
 import { Topics } from './mqtt/topics.ts';
 import { Store } from './store/store.ts';
 import { StoreWriter } from './store/writer.ts';
@@ -77,15 +78,27 @@ export class Controller {
     log.info({ path: config.store.path }, 'store open');
 
     let url = config.mqtt.url;
+    let username = config.mqtt.username;
+    let password = config.mqtt.password;
     if (!url) {
-      this.broker = new EmbeddedBroker(config.mqtt.embedded);
+      const access = daemonAccess(config);
+      this.broker = new EmbeddedBroker(config.mqtt.embedded, {
+        access: access.list,
+        configuredUsers: access.configuredUsers,
+        allowOrigin: (origin, host) => this.originAllowed(origin, host),
+      });
       await this.broker.start();
       url = this.broker.url;
+      ({ name: username, password } = access.daemon);
       log.info({ url, ws_port: this.broker.wsPort }, 'embedded MQTT broker listening');
+      if (access.localOperator) {
+        log.info(
+          { user: access.localOperator.name, password_file: access.localOperator.file },
+          `local operator account: log in as "${access.localOperator.name}" with the password in ${access.localOperator.file}`,
+        );
+      }
     }
     const topics = new Topics(config.mqtt.base_topic);
-    const username = config.mqtt.url ? config.mqtt.username : config.mqtt.embedded.username;
-    const password = config.mqtt.url ? config.mqtt.password : config.mqtt.embedded.password;
     this.mqtt = new MqttConnection(
       {
         url,
@@ -171,6 +184,17 @@ export class Controller {
     await this.writer?.close().catch((error: Error) => log.error({ err: error.message }, 'store writer did not close cleanly'));
     this.store?.close();
     log.info('stopped');
+  }
+
+  /** A browser page may open the broker's WebSocket from the daemon's own page or a configured origin. */
+  private originAllowed(origin: string, host: string | undefined): boolean {
+    if (sameOrigin(origin, host)) return true;
+    return (this.config.http?.allowed_origins ?? []).includes(origin) || this.pageOrigins().includes(origin);
+  }
+
+  /** Where the daemon's own page is served (none until its HTTP server listens). */
+  private pageOrigins(): string[] {
+    return [];
   }
 
   /** For tests and the CLI: the live services once started. */
