@@ -4,6 +4,7 @@ import type { PoctdConfig } from './config/types.ts';
 import type { DriverDefinition } from './driver-sdk/index.ts';
 import { EventBus } from './event-bus.ts';
 import { Bridge, makeEvent } from './extensions/bridge.ts';
+import { Dashboard, type DashboardBroker } from './extensions/dashboard.ts';
 import { DeviceManager } from './extensions/device-manager.ts';
 import { HotPlug, type PortLister } from './extensions/hot-plug.ts';
 import { Stats, type Extension, type Services } from './extensions/extension.ts';
@@ -42,6 +43,7 @@ export class Controller {
   readonly bus = new EventBus();
   private services: Services | undefined;
   private stopping: Promise<void> | undefined;
+  private dashboard: Dashboard | undefined;
 
   constructor(
     private readonly config: PoctdConfig,
@@ -80,6 +82,7 @@ export class Controller {
     let url = config.mqtt.url;
     let username = config.mqtt.username;
     let password = config.mqtt.password;
+    let dashboardBroker: DashboardBroker | undefined;
     if (!url) {
       const access = daemonAccess(config);
       this.broker = new EmbeddedBroker(config.mqtt.embedded, {
@@ -88,6 +91,12 @@ export class Controller {
         allowOrigin: (origin, host) => this.originAllowed(origin, host),
       });
       await this.broker.start();
+      const broker = this.broker;
+      dashboardBroker = {
+        access: access.list,
+        configuredUsers: access.configuredUsers,
+        upgrade: (req, socket, head) => broker.handleUpgrade(req, socket, head),
+      };
       url = this.broker.url;
       ({ name: username, password } = access.daemon);
       log.info({ url, ws_port: this.broker.wsPort }, 'embedded MQTT broker listening');
@@ -154,11 +163,13 @@ export class Controller {
     });
 
     const deviceManager = new DeviceManager(services);
+    this.dashboard = new Dashboard(services, dashboardBroker, (origin, host) => this.originAllowed(origin, host));
     this.extensions = [
       new Bridge(services),
       new RecordPublisher(services),
       deviceManager,
       new HotPlug(services, deviceManager, options.portLister),
+      this.dashboard,
     ];
     mqtt.start();
     for (const extension of this.extensions) {
@@ -194,7 +205,12 @@ export class Controller {
 
   /** Where the daemon's own page is served (none until its HTTP server listens). */
   private pageOrigins(): string[] {
-    return [];
+    return this.dashboard?.origins() ?? [];
+  }
+
+  /** The dashboard's URL once it listens (null when `http.port` is 0). */
+  get dashboardUrl(): string | null {
+    return this.dashboard?.url ?? null;
   }
 
   /** For tests and the CLI: the live services once started. */
