@@ -186,7 +186,8 @@ function ChartView({ device, results }) {
         width: Math.max(300, ref.current.clientWidth - 10),
         height: 220,
         series: [{}, { label: `patient (${data[0].unit ?? ''})`, stroke: '#0b3d91', points: { show: true } }, { label: 'control / QC', stroke: '#5b2a86', points: { show: true }, dash: [4, 4] }],
-        scales: { x: { time: true } },
+        // One point alone would get a range of years around it: an hour either side instead.
+        scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - 3600, max + 3600] : [min, max]) } },
       },
       [data.map((p) => p.t), data.map((p) => (p.patient ? p.v : null)), data.map((p) => (p.patient ? null : p.v))],
       ref.current,
