@@ -101,9 +101,11 @@ export class Controller {
       ({ name: username, password } = access.daemon);
       log.info({ url, ws_port: this.broker.wsPort }, 'embedded MQTT broker listening');
       if (access.localOperator) {
+        const { name, file } = access.localOperator;
         log.info(
-          { user: access.localOperator.name, password_file: access.localOperator.file },
-          `local operator account: log in as "${access.localOperator.name}" with the password in ${access.localOperator.file}`,
+          { user: name, password_file: file },
+          `local operator account: log in as "${name}" with the password in ${file}; watch with: ` +
+            `mosquitto_sub -h 127.0.0.1 -p ${this.broker.port} -u ${name} -P "$(cat ${file})" -t '${config.mqtt.base_topic}/#' -v`,
         );
       }
     }

@@ -2,6 +2,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
+import { redactConfig } from '../../src/config/load.ts';
 import type { PoctdConfig } from '../../src/config/types.ts';
 import {
   AccessList,
@@ -188,6 +189,23 @@ describe('the zero-config accounts', () => {
     writeFileSync(join(config.store.path, '..', 'local-operator.secret'), 'short\n');
     const access = daemonAccess(config);
     expect(readFileSync(access.localOperator!.file, 'utf8').trim()).not.toBe('short');
+  });
+});
+
+describe('bridge/info', () => {
+  it('shows users and roles, never a password or its hash', () => {
+    const hash = hashPassword('ann-password');
+    const config = testConfig(
+      `access:\n  users:\n    - { name: ann, roles: [clinician], hashed_password: "${hash}" }\n    - { name: lis, roles: [integration], password: "\${PW}" }\n`,
+      { PW: 'lis-password' },
+    );
+    const shown = JSON.stringify(redactConfig(config));
+    expect(shown).not.toContain(hash.split('$')[5]);
+    expect(shown).not.toContain('lis-password');
+    expect(redactConfig(config).access?.users).toEqual([
+      { name: 'ann', roles: ['clinician'], hashed_password: '***' },
+      { name: 'lis', roles: ['integration'], password: '***' },
+    ]);
   });
 });
 
