@@ -138,6 +138,11 @@ export class Principal {
     this.rules = rulesOf(roles);
   }
 
+  /** Whether some messages reach this principal only redacted. */
+  get redacts(): boolean {
+    return this.rules.readRedacted.length > 0;
+  }
+
   private relative(topic: string): string | undefined {
     return topic.startsWith(`${this.base}/`) ? topic.slice(this.base.length + 1) : undefined;
   }

@@ -117,6 +117,12 @@ export class EmbeddedBroker {
     this.broker = await Aedes.createBroker({
       authenticate: (client, user, pass, done) => {
         const principal = access.authenticate(user, pass === undefined ? undefined : Buffer.from(pass).toString());
+        if (principal?.redacts && client.clean === false) {
+          // aedes sends what a persistent session queued while offline without asking
+          // authorizeForward for a new payload: those records would skip the redaction.
+          const error = Object.assign(new Error('a role that reads results without patient ids needs a clean session'), { returnCode: 5 as const });
+          return done(error, false);
+        }
         if (principal) {
           (client as WithPrincipal)[PRINCIPAL] = principal;
           return done(null, true);

@@ -251,6 +251,30 @@ describeBroker('Mosquitto with the generated ACL', async () => {
   return { url: mosquitto.url, redacts: false, refusesRetain: false, stop: () => mosquitto.stop() };
 });
 
+describe('the embedded broker and persistent sessions', () => {
+  it('a role that reads results redacted is refused a persistent session (queued messages would skip the redaction); others keep theirs', async () => {
+    const users = (['viewer', 'operator', 'clinician'] as Role[]).map((role) => ({ name: role, roles: [role], password: PASSWORDS[role] }));
+    const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, ws_port: 0 }, { access: new AccessList('poct', DAEMON, users), configuredUsers: users.length });
+    await broker.start();
+    cleanups.push(() => broker.stop());
+    const outcome = async (role: Role, clean: boolean): Promise<string | number> => {
+      const client = mqtt.connect(broker.url, { username: role, password: PASSWORDS[role], clean, clientId: `${role}-${clean}`, reconnectPeriod: 0 });
+      try {
+        return await new Promise((resolve) => {
+          client.once('connect', () => resolve('connected'));
+          client.once('error', (e: Error & { code?: number }) => resolve(e.code ?? e.message));
+        });
+      } finally {
+        client.end(true);
+      }
+    };
+    expect(await outcome('viewer', false)).toBe(5);
+    expect(await outcome('operator', false)).toBe(5);
+    expect(await outcome('viewer', true)).toBe('connected');
+    expect(await outcome('clinician', false)).toBe('connected');
+  });
+});
+
 describe('the embedded broker stamps requests with the user who sent them', () => {
   it('requested_by is the login name, whatever the client wrote', async () => {
     const users = [{ name: 'op1', roles: ['operator' as Role], password: 'op1-password' }];
