@@ -6,7 +6,7 @@
  * Everything not granted is refused. Only the daemon's own account publishes state, results,
  * events and responses, and only it may publish with the retain flag.
  */
-import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { AccessRole, AccessUser, PoctdConfig } from '../config/types.ts';
@@ -289,12 +289,13 @@ export interface Account {
 
 /**
  * The accounts of one daemon: its own (which the daemon connects with) and the configured users.
- * Verified hashes are remembered for the process's life, so a dashboard reconnecting every few
- * seconds does not pay for scrypt each time.
+ * A verified login is remembered (as a keyed digest) for the process's life, so a dashboard
+ * reconnecting every few seconds does not pay for scrypt each time.
  */
 export class AccessList {
   private readonly accounts = new Map<string, Account>();
   private readonly verified = new Map<string, string>();
+  private readonly cacheKey = randomBytes(32);
 
   constructor(
     readonly base: string,
@@ -312,10 +313,12 @@ export class AccessList {
   }
 
   private checkHash(name: string, password: string, hash: string): boolean {
+    // What is remembered is a keyed digest, never the password itself.
+    const digest = createHmac('sha256', this.cacheKey).update(password).digest('base64');
     const known = this.verified.get(name);
-    if (known !== undefined) return samePassword(known, password);
+    if (known !== undefined) return samePassword(known, digest);
     const ok = verifyPassword(password, hash);
-    if (ok) this.verified.set(name, password);
+    if (ok) this.verified.set(name, digest);
     return ok;
   }
 
