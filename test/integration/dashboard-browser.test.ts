@@ -190,6 +190,7 @@ describe.skipIf(missing !== undefined)('dashboard in headless Chromium', () => {
     await controller.stop();
     await page.waitForSelector('[data-banner="lost"]', { timeout: 10_000 });
     expect(await page.textContent('[data-banner]')).toContain('Connection to the broker lost');
+    await shot(page, 'broker-lost');
     await page.close();
   });
 });
