@@ -110,6 +110,10 @@ export class Controller {
       }
     }
     const topics = new Topics(config.mqtt.base_topic);
+    const embedded = this.broker;
+    // Behind TLS the broker's certificate names the clinic's host name, not loopback: the daemon
+    // talks to its own broker inside the process instead.
+    const streamBuilder = embedded && config.mqtt.embedded.tls ? () => embedded.connectInProcess() : undefined;
     this.mqtt = new MqttConnection(
       {
         url,
@@ -123,6 +127,7 @@ export class Controller {
         keepaliveS: config.mqtt.keepalive_s,
         reconnectMs: config.mqtt.reconnect_ms,
         will: { topic: topics.bridge('state'), payload: JSON.stringify({ state: 'offline' }) },
+        ...(streamBuilder ? { streamBuilder } : {}),
       },
       log.child({ component: 'mqtt' }),
     );

@@ -20,6 +20,8 @@ export interface EmbeddedBrokerConfig {
   ws_port: number;
   username?: string;
   password?: string;
+  /** PEM files (absolute paths): the TCP and WebSocket listeners speak TLS (mqtts://, wss://). */
+  tls?: { cert: string; key: string };
 }
 
 export interface MqttConfig {

@@ -1,8 +1,11 @@
 import { Aedes, type Client } from 'aedes';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
-import { createServer as createNetServer, type Server as NetServer, isIP } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createNetServer, type Server as NetServer, type Socket, isIP } from 'node:net';
+import { Duplex } from 'node:stream';
+import { createServer as createTlsServer } from 'node:tls';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { EmbeddedBrokerConfig } from '../config/types.ts';
 import { AccessList, type Principal, redactRecord } from './access.ts';
@@ -87,7 +90,20 @@ export class EmbeddedBroker {
   get url(): string {
     // A wildcard address is where the broker listens, not where a client connects.
     const host = this.config.host === '0.0.0.0' ? '127.0.0.1' : this.config.host === '::' ? '::1' : this.config.host;
-    return `mqtt://${host.includes(':') ? `[${host}]` : host}:${this.port}`;
+    return `${this.config.tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${this.port}`;
+  }
+
+  /**
+   * A connection inside the process (one end of a stream pair handed to the broker), for the
+   * daemon's own client when the listeners speak TLS: its certificate names the host the clinic
+   * reaches, not loopback, and the daemon needs no TLS to talk to itself.
+   */
+  connectInProcess(): Duplex {
+    const broker = this.broker;
+    const [client, server] = streamPair();
+    if (broker) broker.handle(server);
+    else server.destroy();
+    return client;
   }
 
   get port(): number {
@@ -156,17 +172,27 @@ export class EmbeddedBroker {
       },
     });
     const broker = this.broker;
-    this.tcp = createNetServer((socket) => {
+    const tls = this.config.tls ? { cert: readTlsFile('mqtt.embedded.tls.cert', this.config.tls.cert), key: readTlsFile('mqtt.embedded.tls.key', this.config.tls.key) } : undefined;
+    const onSocket = (socket: Socket): void => {
       socket.setNoDelay(true);
       broker.handle(socket);
-    });
+    };
+    if (tls) {
+      const server = createTlsServer(tls, onSocket);
+      // A client that fails the handshake (plain MQTT on the TLS port) is its own problem.
+      server.on('tlsClientError', (_error, socket) => socket.destroy());
+      this.tcp = server;
+    } else {
+      this.tcp = createNetServer(onSocket);
+    }
     await listen(this.tcp, this.config.port, host, 'mqtt.embedded.port');
     const verifyClient = (info: { origin: string; req: IncomingMessage }, answer: (ok: boolean, code?: number, message?: string) => void): void =>
       this.originAllowed(info.req) ? answer(true) : answer(false, 403, 'page origin not allowed');
     this.upgrades = new WebSocketServer({ noServer: true, verifyClient });
     this.upgrades.on('connection', (ws, req) => broker.handle(createWebSocketStream(ws), req));
     if (this.config.ws_port > 0) {
-      this.http = createHttpServer();
+      this.http = tls ? createHttpsServer(tls) : createHttpServer();
+      this.http.on('connection', (socket: Socket) => socket.setNoDelay(true));
       this.wss = new WebSocketServer({ server: this.http, verifyClient });
       // ws re-emits the HTTP server's errors here; unheard, a busy ws_port would be thrown as an
       // uncaught exception before listen() could reject with what to change.
@@ -203,6 +229,39 @@ export class EmbeddedBroker {
     }
     this.upgrades = undefined;
     await Promise.all([closeServer(this.tcp), closeServer(this.http)]);
+  }
+}
+
+/** Two connected in-memory streams: what one writes, the other reads; closing one closes both. */
+function streamPair(): [Duplex, Duplex] {
+  const ends: Duplex[] = [];
+  const make = (other: () => Duplex): Duplex =>
+    new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, callback) {
+        other().push(chunk);
+        callback();
+      },
+      final(callback) {
+        other().push(null);
+        callback();
+      },
+      destroy(error, callback) {
+        const peer = other();
+        if (!peer.destroyed) peer.destroy();
+        callback(error);
+      },
+    });
+  ends.push(make(() => ends[1]!), make(() => ends[0]!));
+  return [ends[0]!, ends[1]!];
+}
+
+function readTlsFile(setting: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new Error(`${setting}: cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : (code ?? (error as Error).message)}`, { cause: error });
   }
 }
 
