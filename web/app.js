@@ -75,7 +75,8 @@ function Value({ obs }) {
 }
 
 function CategoryBadge({ category }) {
-  const label = category === 'patient' ? 'patient' : `${category.toUpperCase()} — not a patient result`;
+  // A record without a category is not a patient result either.
+  const label = category === 'patient' ? 'patient' : `${String(category ?? 'uncategorised').toUpperCase()} — not a patient result`;
   return html`<span class=${`cat cat-${category}`} data-category=${category}>${label}</span>`;
 }
 
@@ -283,8 +284,10 @@ function Dashboard({ map, session, logout }) {
       else if (parts[0] === 'device' && parts[2] === 'availability') setAvailability((a) => ({ ...a, [parts[1]]: body.state }));
       else if (parts[0] === 'device' && parts[2] === 'response') {
         setToast({ error: body.status !== 'ok', text: `${parts[1]} ${parts.slice(3).join('/')}: ${body.status}${body.error ? ` — ${body.error}` : ''}` });
-      } else if (parts[0] === 'device' && parts.length === 3 && body && typeof body.schema === 'string' && body.id) {
+      } else if (parts[0] === 'device' && parts.length === 3 && body && typeof body.schema === 'string' && body.schema.startsWith('poct.result/') && body.id) {
+        // Other record kinds (studies, print jobs) have no observations to show here.
         if (seen.has(body.id)) return;
+        if (seen.size > 20 * MAX_RESULTS) seen.clear();
         seen.add(body.id);
         if (typeof body.seq === 'number' && body.seq > lastSeq.current) lastSeq.current = body.seq;
         setResults((list) => [body, ...list].sort((a, b) => (b.seq ?? 0) - (a.seq ?? 0)).slice(0, MAX_RESULTS));

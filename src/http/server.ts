@@ -69,6 +69,8 @@ const TYPES: Readonly<Record<string, string>> = {
   '.svg': 'image/svg+xml',
 };
 
+const LOGIN_FAILURE_DELAY_MS = 500;
+
 const SECURITY_HEADERS = {
   // Scripts, styles and sockets from the daemon only (mqtt.js runs its timers in a blob: worker);
   // no framing (clickjacking on a command page).
@@ -220,7 +222,11 @@ export class DashboardServer {
       return this.json(res, { username: login.username, roles: null });
     }
     const principal = this.options.access.authenticate(login.username, login.password);
-    if (!principal || principal.isDaemon) return this.send(res, 401, 'bad username or password\n');
+    if (!principal || principal.isDaemon) {
+      // A refusal costs the guesser half a second (scrypt already costs this process ~50 ms).
+      await new Promise((resolve) => setTimeout(resolve, LOGIN_FAILURE_DELAY_MS));
+      return this.send(res, 401, 'bad username or password\n');
+    }
     return this.json(res, { username: principal.name, roles: principal.roles });
   }
 
