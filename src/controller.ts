@@ -88,7 +88,9 @@ export class Controller {
       this.broker = new EmbeddedBroker(config.mqtt.embedded, {
         access: access.list,
         configuredUsers: access.configuredUsers,
-        allowOrigin: (origin, host) => this.originAllowed(origin, host),
+        // No page is served on ws_port: only the dashboard's own origins and the configured ones
+        // (a same-origin rule there would let a DNS-rebound page in).
+        allowOrigin: (origin) => this.pageOriginAllowed(origin),
       });
       await this.broker.start();
       const broker = this.broker;
@@ -170,7 +172,7 @@ export class Controller {
     });
 
     const deviceManager = new DeviceManager(services);
-    this.dashboard = new Dashboard(services, dashboardBroker, (origin, host) => this.originAllowed(origin, host));
+    this.dashboard = new Dashboard(services, dashboardBroker, (origin, host) => sameOrigin(origin, host) || this.pageOriginAllowed(origin));
     this.extensions = [
       new Bridge(services),
       new RecordPublisher(services),
@@ -205,8 +207,7 @@ export class Controller {
   }
 
   /** A browser page may open the broker's WebSocket from the daemon's own page or a configured origin. */
-  private originAllowed(origin: string, host: string | undefined): boolean {
-    if (sameOrigin(origin, host)) return true;
+  private pageOriginAllowed(origin: string): boolean {
     return (this.config.http?.allowed_origins ?? []).includes(origin) || this.pageOrigins().includes(origin);
   }
 

@@ -57,6 +57,7 @@ export class Dashboard implements Extension {
       upgrade: this.broker?.upgrade,
       brokerUrl: config.http?.broker_url,
       allowOrigin: this.allowOrigin,
+      allowedOrigins: config.http?.allowed_origins ?? [],
     });
     await this.server.start();
     log.info({ url: this.server.url }, `dashboard: ${this.server.url}`);

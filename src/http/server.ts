@@ -31,6 +31,8 @@ export interface DashboardServerOptions {
   brokerUrl?: string | undefined;
   /** Whether a page at this Origin may use the API (login) and the WebSocket. */
   allowOrigin: (origin: string, host: string | undefined) => boolean;
+  /** `http.allowed_origins`: their host names are names of this dashboard too (a reverse proxy's). */
+  allowedOrigins: readonly string[];
 }
 
 /** The page's libraries: URL name → package and file in it (browser ES module builds). */
@@ -148,7 +150,26 @@ export class DashboardServer {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
+  /**
+   * A loopback dashboard answers only requests for its own names: a page of another site whose
+   * name was made to resolve to 127.0.0.1 (DNS rebinding) would otherwise count as same-origin.
+   * Bound to a wildcard address the names it is reached by are not known, and any is taken.
+   */
+  private hostAllowed(host: string | undefined): boolean {
+    const bind = this.options.host;
+    if (bind === '0.0.0.0' || bind === '::') return true;
+    if (!host) return false;
+    const port = this.port;
+    const names = new Set([...this.origins(), ...this.options.allowedOrigins].map((o) => new URL(o).host));
+    if (port !== null) names.add(`${bind.includes(':') ? `[${bind}]` : bind}:${port}`);
+    return names.has(host.toLowerCase());
+  }
+
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (!this.hostAllowed(req.headers.host)) {
+      socket.end('HTTP/1.1 421 Misdirected Request\r\nConnection: close\r\n\r\n');
+      return;
+    }
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (path !== `${this.options.basePath}mqtt` || !this.options.upgrade) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
@@ -164,6 +185,7 @@ export class DashboardServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.hostAllowed(req.headers.host)) return this.send(res, 421, 'not a name of this dashboard\n', { 'content-type': 'text/plain' });
     const base = this.options.basePath;
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (path === base.slice(0, -1) && base !== '/') return this.send(res, 301, '', { location: base });

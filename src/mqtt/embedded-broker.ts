@@ -25,8 +25,8 @@ export interface EmbeddedBrokerOptions {
   /** Who may log in; default: only the account of `config.username`/`password` (or none). */
   access?: AccessList;
   /**
-   * Whether a browser page at `origin` may open the WebSocket. Default: only a page of the same
-   * origin as the request (`Host`); a request without `Origin` is not from a browser page.
+   * Whether a browser page at `origin` may open the `ws_port` WebSocket. Default: only a page of
+   * the same origin as the request (`Host`); a request without `Origin` is not from a browser page.
    */
   allowOrigin?: (origin: string, host: string | undefined) => boolean;
   /** Users configured besides the daemon; a listener off loopback needs at least one. */
@@ -188,10 +188,16 @@ export class EmbeddedBroker {
     await listen(this.tcp, this.config.port, host, 'mqtt.embedded.port');
     const verifyClient = (info: { origin: string; req: IncomingMessage }, answer: (ok: boolean, code?: number, message?: string) => void): void =>
       this.originAllowed(info.req) ? answer(true) : answer(false, 403, 'page origin not allowed');
-    this.upgrades = new WebSocketServer({ noServer: true, verifyClient });
+    // Upgrades handed over by the dashboard's server, which has checked Host and Origin itself.
+    this.upgrades = new WebSocketServer({ noServer: true });
     this.upgrades.on('connection', (ws, req) => broker.handle(createWebSocketStream(ws), req));
     if (this.config.ws_port > 0) {
-      this.http = tls ? createHttpsServer(tls) : createHttpServer();
+      // A plain request gets an answer rather than a connection that hangs.
+      const notAPage = (_req: IncomingMessage, res: import('node:http').ServerResponse): void => {
+        res.writeHead(426, { 'content-type': 'text/plain; charset=utf-8', upgrade: 'websocket', connection: 'close' });
+        res.end('This port speaks MQTT over WebSocket only; the dashboard is on http.port.\n');
+      };
+      this.http = tls ? createHttpsServer(tls, notAPage) : createHttpServer(notAPage);
       this.http.on('connection', (socket: Socket) => socket.setNoDelay(true));
       this.wss = new WebSocketServer({ server: this.http, verifyClient });
       // ws re-emits the HTTP server's errors here; unheard, a busy ws_port would be thrown as an
@@ -209,7 +215,10 @@ export class EmbeddedBroker {
     return allow(origin, req.headers.host);
   }
 
-  /** Takes over an HTTP upgrade (the daemon's page at `<base path>/mqtt`); a foreign Origin gets 403. */
+  /**
+   * Takes over an HTTP upgrade from the daemon's page at `<base path>mqtt`. The caller has checked
+   * its Host and Origin (it knows the page's own origin, the listener here does not).
+   */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const upgrades = this.upgrades;
     if (!upgrades || !this.broker) {

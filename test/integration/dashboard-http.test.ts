@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { connect, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
@@ -98,6 +99,30 @@ describe('dashboard HTTP server', () => {
     expect(await status(`${ws}mqtt`, { origin })).toBe('open');
     expect(await status(`${ws}mqtt`, { origin: 'http://evil.example' })).toBe(403);
     expect(await status(`${ws}other`, { origin })).toBe(404);
+  });
+
+  it('answers only for its own names: a page whose name was rebound to 127.0.0.1 gets 421, for the page and the WebSocket', async () => {
+    const port = Number(new URL(base).port);
+    const status = (host: string, upgrade = false): Promise<number> =>
+      new Promise((resolve) => {
+        const headers: Record<string, string> = { host };
+        if (upgrade) Object.assign(headers, { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', origin: `http://${host}` });
+        const req = request({ host: '127.0.0.1', port, path: upgrade ? '/poct/mqtt' : '/poct/', headers });
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('upgrade', (res, socket) => {
+          socket.destroy();
+          resolve(res.statusCode ?? 0);
+        });
+        req.end();
+      });
+    expect(await status(`evil.example:${port}`)).toBe(421);
+    expect(await status(`evil.example:${port}`, true)).toBe(421);
+    expect(await status(`127.0.0.1:${port}`)).toBe(200);
+    expect(await status(`localhost:${port}`)).toBe(200);
+    expect(await status(`127.0.0.1:${port}`, true)).toBe(101);
   });
 
   it('sets no-delay on the sockets it accepts (a request/response page must not wait on Nagle)', async () => {

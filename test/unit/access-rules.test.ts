@@ -247,6 +247,10 @@ describe('the WebSocket listener checks the page origin', () => {
     expect(await upgradeStatus(url, 'null')).toBe(403);
     expect(await upgradeStatus(url, 'http://127.0.0.1:8080')).toBe('open');
     expect(await upgradeStatus(url)).toBe('open');
+    // A plain request is answered (426), not left hanging.
+    const plain = await fetch(`http://127.0.0.1:${wsPort}/`);
+    expect(plain.status).toBe(426);
+    expect(await plain.text()).toBe('This port speaks MQTT over WebSocket only; the dashboard is on http.port.\n');
   });
 
   it('by default only a page of the request\'s own origin', async () => {
