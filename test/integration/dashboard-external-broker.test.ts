@@ -77,7 +77,7 @@ describe.skipIf(missing !== undefined)('dashboard with Mosquitto as the broker',
     await page.close();
   });
 
-  it('the right one: the devices from the retained topics; the roles are the broker's to decide', async () => {
+  it('the right one: the devices from the retained topics; the broker decides the roles', async () => {
     const page = await open(CLINICIAN.name, CLINICIAN.password);
     await page.waitForSelector('[data-connection="online"]', { timeout: 10_000 });
     await page.waitForSelector('[data-device="meter-x"] [data-availability="online"]');
