@@ -17,6 +17,10 @@ commands:
   simulate ID [--tcp PORT | --serial PATH | --stdio] [--option key=value ...]
                                           run a device simulator
   drivers                                 list the known drivers
+  user add NAME --role ROLE [--role ...]  print an access.users entry (password read from stdin)
+  acl --mosquitto --config FILE           print the Mosquitto ACL file for the config's users
+  audit [--config FILE] [--since ISO] [--json]
+                                          print the audit trail: who asked which device or the bridge what, and the outcome
 
 exit codes: 0 ok, 1 usage or config error, 2 input not decodable, 3 decoded with problems`;
 
@@ -38,6 +42,12 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(formatPortListing(await listPorts({ drivers })) + '\n');
         return 0;
       }
+      case 'user':
+        return await (await import('./user.ts')).userCommand(rest);
+      case 'acl':
+        return (await import('./acl.ts')).aclCommand(rest);
+      case 'audit':
+        return (await import('./audit.ts')).auditCommand(rest);
       case 'simulate':
         return await (await import('./simulate.ts')).runSimulator(rest);
       case 'drivers': {

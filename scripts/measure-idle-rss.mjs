@@ -85,6 +85,8 @@ writeFileSync(
     'mqtt:',
     `  embedded: { port: ${await freePort()}, ws_port: 0 }`,
     'store: { path: poctd.db }',
+    // The dashboard too, on a free port: it is part of what a default daemon holds in memory.
+    `http: { port: ${await freePort()} }`,
     'log: { level: info }',
     deviceCount ? 'devices:' : 'devices: []',
     ...devices,

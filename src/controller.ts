@@ -4,12 +4,14 @@ import type { PoctdConfig } from './config/types.ts';
 import type { DriverDefinition } from './driver-sdk/index.ts';
 import { EventBus } from './event-bus.ts';
 import { Bridge, makeEvent } from './extensions/bridge.ts';
+import { Dashboard, type DashboardBroker } from './extensions/dashboard.ts';
 import { DeviceManager } from './extensions/device-manager.ts';
 import { HotPlug, type PortLister } from './extensions/hot-plug.ts';
 import { Stats, type Extension, type Services } from './extensions/extension.ts';
 import { RecordPublisher } from './extensions/record-publisher.ts';
 import { MqttConnection } from './mqtt/connection.ts';
-import { EmbeddedBroker } from './mqtt/embedded-broker.ts';
+import { daemonAccess } from './mqtt/access.ts';
+import { EmbeddedBroker, sameOrigin } from './mqtt/embedded-broker.ts';
 import { Topics } from './mqtt/topics.ts';
 import { Store } from './store/store.ts';
 import { StoreWriter } from './store/writer.ts';
@@ -41,6 +43,7 @@ export class Controller {
   readonly bus = new EventBus();
   private services: Services | undefined;
   private stopping: Promise<void> | undefined;
+  private dashboard: Dashboard | undefined;
 
   constructor(
     private readonly config: PoctdConfig,
@@ -77,15 +80,42 @@ export class Controller {
     log.info({ path: config.store.path }, 'store open');
 
     let url = config.mqtt.url;
+    let username = config.mqtt.username;
+    let password = config.mqtt.password;
+    let dashboardBroker: DashboardBroker | undefined;
     if (!url) {
-      this.broker = new EmbeddedBroker(config.mqtt.embedded);
+      const access = daemonAccess(config);
+      this.broker = new EmbeddedBroker(config.mqtt.embedded, {
+        access: access.list,
+        configuredUsers: access.configuredUsers,
+        // No page is served on ws_port: only the dashboard's own origins and the configured ones
+        // (a same-origin rule there would let a DNS-rebound page in).
+        allowOrigin: (origin) => this.pageOriginAllowed(origin),
+      });
       await this.broker.start();
+      const broker = this.broker;
+      dashboardBroker = {
+        access: access.list,
+        configuredUsers: access.configuredUsers,
+        upgrade: (req, socket, head) => broker.handleUpgrade(req, socket, head),
+      };
       url = this.broker.url;
+      ({ name: username, password } = access.daemon);
       log.info({ url, ws_port: this.broker.wsPort }, 'embedded MQTT broker listening');
+      if (access.localOperator) {
+        const { name, file } = access.localOperator;
+        log.info(
+          { user: name, password_file: file },
+          `local operator account: log in as "${name}" with the password in ${file}; watch with: ` +
+            `mosquitto_sub -h 127.0.0.1 -p ${this.broker.port} -u ${name} -P "$(cat ${file})" -t '${config.mqtt.base_topic}/#' -v`,
+        );
+      }
     }
     const topics = new Topics(config.mqtt.base_topic);
-    const username = config.mqtt.url ? config.mqtt.username : config.mqtt.embedded.username;
-    const password = config.mqtt.url ? config.mqtt.password : config.mqtt.embedded.password;
+    const embedded = this.broker;
+    // Behind TLS the broker's certificate names the clinic's host name, not loopback: the daemon
+    // talks to its own broker inside the process instead.
+    const streamBuilder = embedded && config.mqtt.embedded.tls ? () => embedded.connectInProcess() : undefined;
     this.mqtt = new MqttConnection(
       {
         url,
@@ -99,6 +129,7 @@ export class Controller {
         keepaliveS: config.mqtt.keepalive_s,
         reconnectMs: config.mqtt.reconnect_ms,
         will: { topic: topics.bridge('state'), payload: JSON.stringify({ state: 'offline' }) },
+        ...(streamBuilder ? { streamBuilder } : {}),
       },
       log.child({ component: 'mqtt' }),
     );
@@ -141,11 +172,13 @@ export class Controller {
     });
 
     const deviceManager = new DeviceManager(services);
+    this.dashboard = new Dashboard(services, dashboardBroker, (origin, host) => sameOrigin(origin, host) || this.pageOriginAllowed(origin));
     this.extensions = [
       new Bridge(services),
       new RecordPublisher(services),
       deviceManager,
       new HotPlug(services, deviceManager, options.portLister),
+      this.dashboard,
     ];
     mqtt.start();
     for (const extension of this.extensions) {
@@ -171,6 +204,21 @@ export class Controller {
     await this.writer?.close().catch((error: Error) => log.error({ err: error.message }, 'store writer did not close cleanly'));
     this.store?.close();
     log.info('stopped');
+  }
+
+  /** A browser page may open the broker's WebSocket from the daemon's own page or a configured origin. */
+  private pageOriginAllowed(origin: string): boolean {
+    return (this.config.http?.allowed_origins ?? []).includes(origin) || this.pageOrigins().includes(origin);
+  }
+
+  /** Where the daemon's own page is served (none until its HTTP server listens). */
+  private pageOrigins(): string[] {
+    return this.dashboard?.origins() ?? [];
+  }
+
+  /** The dashboard's URL once it listens (null when `http.port` is 0). */
+  get dashboardUrl(): string | null {
+    return this.dashboard?.url ?? null;
   }
 
   /** For tests and the CLI: the live services once started. */

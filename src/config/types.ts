@@ -20,6 +20,8 @@ export interface EmbeddedBrokerConfig {
   ws_port: number;
   username?: string;
   password?: string;
+  /** PEM files (absolute paths): the TCP and WebSocket listeners speak TLS (mqtts://, wss://). */
+  tls?: { cert: string; key: string };
 }
 
 export interface MqttConfig {
@@ -56,6 +58,30 @@ export interface AutoDetectConfig {
   allow: AutoDetectRule[];
 }
 
+export type AccessRole = 'viewer' | 'clinician' | 'operator' | 'integration' | 'admin';
+
+export interface AccessUser {
+  name: string;
+  roles: AccessRole[];
+  /** `scrypt$N$r$p$salt$hash`. */
+  hashed_password?: string;
+  /** Plain, from `${ENV}`. */
+  password?: string;
+}
+
+export interface AccessConfigSection {
+  users?: AccessUser[];
+  local_operator?: boolean;
+}
+
+export interface HttpConfig {
+  port?: number;
+  host?: string;
+  base_path?: string;
+  allowed_origins?: string[];
+  broker_url?: string;
+}
+
 export interface PoctdConfig {
   site: string;
   /** Default zone for devices that keep naive local time. */
@@ -67,4 +93,8 @@ export interface PoctdConfig {
   health_interval_s: number;
   devices: DeviceConfig[];
   auto_detect: AutoDetectConfig;
+  /** Users and roles (see src/mqtt/access.ts); absent = no users. */
+  access?: AccessConfigSection;
+  /** The dashboard's HTTP server; absent = defaults (127.0.0.1:8080, `/`). */
+  http?: HttpConfig;
 }

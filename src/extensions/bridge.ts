@@ -7,6 +7,14 @@ import { SCHEMA_IDS } from '../records/schemas.ts';
 import { VERSION } from '../version.ts';
 import type { Extension, Services } from './extension.ts';
 
+/** The parameters of each bridge verb that the audit keeps (numbers and booleans only). */
+const BRIDGE_REQUEST_PARAMS: Readonly<Record<string, readonly string[]>> = {
+  'results/replay': ['since_seq'],
+  republish: [],
+  health: [],
+  info: [],
+};
+
 /** Largest number of records one `results/replay` request republishes; the response says where to go on. */
 const REPLAY_LIMIT = 5000;
 /** How long a stop waits for the broker to acknowledge `bridge/state` offline. */
@@ -140,9 +148,36 @@ export class Bridge implements Extension {
     // Only what the response schema can carry back is echoed (a string too long is, as the client's handle).
     const echoed = echoableTransaction(request.transaction);
     if (echoed !== undefined) response.transaction = echoed;
+    await this.audit(verb, request, response);
     await this.s.mqtt
       .publish(this.s.topics.bridgeResponse(verb), response, { qos: 1, retain: false })
       .catch(() => undefined);
+  }
+
+  /**
+   * Who asked the bridge what, and how it went (the answer's data is not kept: it is the store's
+   * own records or state). `requested_by` is the broker's login name on the embedded broker.
+   */
+  private async audit(verb: string, request: Request, response: Response): Promise<void> {
+    const known = BRIDGE_REQUEST_PARAMS[verb];
+    const params = Object.fromEntries(
+      Object.entries(request)
+        .filter(([k]) => k !== 'transaction' && k !== 'requested_by')
+        // Only the known verbs' own parameters, as they hold no patient data; nothing of the others.
+        .map(([k, v]) => [k, known?.includes(k) && (typeof v === 'number' || typeof v === 'boolean') ? v : '[omitted]']),
+    );
+    const requestedBy = typeof request.requested_by === 'string' ? request.requested_by.slice(0, 200) : null;
+    const tx = request.transaction;
+    const transaction = (typeof tx === 'string' || typeof tx === 'number') && transactionRefusal(tx) === null ? tx : null;
+    try {
+      await this.s.writer.recordRequest(
+        { device_id: null, verb, params, requested_by: requestedBy, transaction, response: { status: response.status, data: null, error: response.error } },
+        this.s.now(),
+      );
+    } catch (error) {
+      // The request is still answered: a store that cannot write stops the daemon by itself.
+      this.s.log.error({ err: (error as Error).message, verb }, 'could not write the audit row');
+    }
   }
 
   private async handle(verb: string, request: Request): Promise<unknown> {

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { Duplex } from 'node:stream';
+import mqtt, { MqttClient, type IClientOptions, type IStream } from 'mqtt';
 import type { Logger } from 'pino';
 
 export interface ConnectionOptions {
@@ -15,6 +16,8 @@ export interface ConnectionOptions {
   keepaliveS: number;
   reconnectMs: number;
   will: { topic: string; payload: string };
+  /** A connection made in the process (the embedded broker's), instead of dialling `url`. */
+  streamBuilder?: () => Duplex;
 }
 
 export interface PublishOptions {
@@ -72,7 +75,8 @@ export class MqttConnection extends EventEmitter {
       key: o.key ? readTlsFile('mqtt.key', o.key) : undefined,
       will: { topic: o.will.topic, payload: Buffer.from(o.will.payload), qos: 1, retain: true },
     };
-    const client = mqtt.connect(o.url, clientOptions);
+    const build = o.streamBuilder;
+    const client = build ? new MqttClient(() => build() as unknown as IStream, clientOptions) : mqtt.connect(o.url, clientOptions);
     this.client = client;
     client.on('connect', () => {
       const reconnect = this.everConnected;

@@ -33,9 +33,12 @@ export interface RequestResponse {
   error: string | null;
 }
 
-/** One answered request. `params` must already be free of patient data (the caller redacts them). */
+/**
+ * One answered request. `params` must already be free of patient data (the caller redacts them).
+ * `device_id` null is a bridge request: audited, its outcome not kept (bridge requests run again).
+ */
 export interface RequestRecord {
-  device_id: string;
+  device_id: string | null;
   verb: string;
   params: Record<string, unknown>;
   requested_by: string | null;
@@ -90,7 +93,7 @@ export class RequestLog {
         entry.requested_by,
         tx,
       );
-      if (tx === null) return;
+      if (tx === null || entry.device_id === null) return;
       this.stmts.keep.run(entry.device_id, entry.verb, tx, JSON.stringify(entry.response), when);
       this.stmts.pruneOld.run(new Date(at.getTime() - OUTCOME_RETENTION_MS).toISOString());
       this.stmts.pruneMany.run(MAX_OUTCOMES);

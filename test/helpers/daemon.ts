@@ -20,12 +20,15 @@ export function tempDir(prefix = 'poctd-test-'): string {
 }
 
 /**
- * A config from YAML text, with the store in a fresh temporary directory. `${NAME}` references
+ * A config from YAML text, with the store in a fresh temporary directory and the dashboard off
+ * unless the YAML has an `http` section. `${NAME}` references
  * read `env` (empty by default: the test's own environment never leaks in).
  */
 export function testConfig(yaml: string, env: NodeJS.ProcessEnv = {}): PoctdConfig {
   const dir = tempDir();
-  return parseConfig(`store: { path: ${join(dir, 'poctd.db')} }\n${yaml}`, {
+  // No dashboard on its fixed default port unless the test asks for one (tests never bind fixed ports).
+  const http = /^http:/m.test(yaml) ? '' : 'http: { port: 0 }\n';
+  return parseConfig(`store: { path: ${join(dir, 'poctd.db')} }\n${http}${yaml}`, {
     knownDrivers: drivers.map((d) => d.id),
     env,
   });

@@ -271,14 +271,19 @@ describe('TLS to Mosquitto', () => {
 describe('embedded broker', () => {
   it('serves MQTT over WebSocket: retained bridge/state online, results live', async () => {
     const [port, wsPort] = [await freePort(), await freePort()];
-    const { controller } = await daemon(daemonYaml('embedded', `embedded: { port: ${port}, ws_port: ${wsPort} }`));
+    const viewer = { username: 'bench-screen', password: 'bench-screen-pw' };
+    const { controller } = await daemon(
+      daemonYaml('embedded', `embedded: { port: ${port}, ws_port: ${wsPort} }`) +
+        `access:\n  users:\n    - { name: ${viewer.username}, roles: [viewer], password: "\${VIEWER_PW}" }\n`,
+      { VIEWER_PW: viewer.password },
+    );
     expect(controller.brokerUrl).toBe(`mqtt://127.0.0.1:${port}`);
-    const ws = await Subscriber.connect(`ws://127.0.0.1:${wsPort}`);
+    const ws = await Subscriber.connect(`ws://127.0.0.1:${wsPort}`, ['poct/#'], viewer);
     cleanups.push(() => ws.close());
     await ws.waitFor('retained bridge/state', () => ws.on('poct/bridge/state').length > 0);
     expect(ws.on('poct/bridge/state')[0]).toMatchObject({ payload: { state: 'online' }, retain: true });
     // The plain TCP listener serves the same broker.
-    const tcp = await Subscriber.connect(`mqtt://127.0.0.1:${port}`);
+    const tcp = await Subscriber.connect(`mqtt://127.0.0.1:${port}`, ['poct/#'], viewer);
     cleanups.push(() => tcp.close());
     await tcp.waitFor('retained bridge/state over TCP', () => tcp.last<{ state: string }>('poct/bridge/state')?.state === 'online');
   });

@@ -94,9 +94,10 @@ describe('EmbeddedBroker: where it listens', () => {
     expect(await connectOutcome(broker.url, { username: 'u', password: 'p' })).toBe('connected');
   });
 
-  it('listens on loopback without credentials and lets an anonymous client in', async () => {
+  it('listens on loopback without credentials, but lets no anonymous client in (there is no open access)', async () => {
     const broker = await started({});
-    expect(await connectOutcome(broker.url, {})).toBe('connected');
+    expect(await connectOutcome(broker.url, {})).toBe(4);
+    expect(await connectOutcome(broker.url, { username: 'poctd', password: '' })).toBe(4);
   });
 
   it('the URL a local client uses: a wildcard address becomes loopback, an IPv6 host gets brackets', () => {
@@ -122,8 +123,8 @@ describe('EmbeddedBroker: where it listens', () => {
 
   it('sets no-delay on every accepted TCP socket', async () => {
     const spy = vi.spyOn(Socket.prototype, 'setNoDelay');
-    const broker = await started({});
-    expect(await connectOutcome(broker.url, {})).toBe('connected');
+    const broker = await started({ username: 'u', password: 'p' });
+    expect(await connectOutcome(broker.url, { username: 'u', password: 'p' })).toBe('connected');
     const serverSide = spy.mock.contexts.filter((s) => (s as Socket).localPort === broker.port);
     expect(serverSide.length).toBeGreaterThan(0);
     for (const [i, ctx] of spy.mock.contexts.entries()) {
@@ -224,11 +225,11 @@ describe('EmbeddedBroker: stop', () => {
 
   it('closes the TCP and WebSocket ports at once, with clients connected and a half-sent HTTP request open', async () => {
     const wsPort = await freePort();
-    const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, ws_port: wsPort });
+    const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, ws_port: wsPort, username: 'u', password: 'p' });
     await broker.start();
     const port = broker.port;
-    const tcpClient = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
-    const wsClient = await mqtt.connectAsync(`ws://127.0.0.1:${wsPort}`, { reconnectPeriod: 0 });
+    const tcpClient = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0, username: 'u', password: 'p' });
+    const wsClient = await mqtt.connectAsync(`ws://127.0.0.1:${wsPort}`, { reconnectPeriod: 0, username: 'u', password: 'p' });
     const closed = Promise.all([tcpClient, wsClient].map((c) => new Promise<void>((r) => c.once('close', () => r()))));
     // An HTTP request whose headers never end: an active connection that only closeAllConnections ends.
     const raw = tcpConnect(wsPort, '127.0.0.1');
