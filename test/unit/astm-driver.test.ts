@@ -323,7 +323,7 @@ describe('astm comments: published flags never carry what may name a patient', (
 
   it('a comment under the patient record is never copied (only comment-withheld:patient); others only when the instrument wrote them', () => {
     const [d] = decodeAstm({ kind: 'raw', bytes: encodeTransmission(Buffer.from(message + '\r', 'latin1'), 'single') }, ctx).drafts.result!;
-    expect(d!.flags).toEqual(['comment:daily maintenance done', 'comment-withheld:patient', 'comment-withheld:order', 'comment:rerun requested']);
+    expect(d!.flags).toEqual(['comment:daily maintenance done', 'comment-withheld:patient', 'comment-withheld:order', 'comment:rerun requested', 'time:completed']);
     expect(d!.observations[0]!.flags).toEqual(['unmapped-code', 'comment:above measuring range', 'comment-withheld:result']);
     expect(JSON.stringify(d)).not.toMatch(patientWords);
   });

@@ -97,6 +97,6 @@ describe('E1394 records', () => {
     const bad = Buffer.from([0x61, 0xc3, 0x28, 0x62]);
     expect(decodeText(bad, 'utf-8')).toEqual({ text: 'a\ufffd(b', encoding: 'utf-8', invalid: true });
     expect(decodeText(Buffer.from([0x6d, 0xea, 0x74]), 'windows-1250').text).toBe('męt');
-    expect(decodeText(Buffer.from([0x6d, 0xea, 0x74]), 'auto', 'windows-1250')).toEqual({ text: 'męt', encoding: 'windows-1250', invalid: false });
+    expect(decodeText(Buffer.from([0x6d, 0xea, 0x74]), 'auto', 'windows-1250')).toEqual({ text: 'męt', encoding: 'windows-1250', invalid: false, fellBack: true });
   });
 });

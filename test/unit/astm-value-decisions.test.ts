@@ -128,7 +128,20 @@ describe('ASTM units', () => {
     expect(ucumOf(unit)).toBe(ucum);
   });
 
-  it.each(['mg', 'U', 'ml', '', 'mg/dL/min'])('ucumOf(%j) is unknown', (unit) => {
+  // Valid UCUM as written is kept (NLM's library says so), litre normalised to L.
+  it.each([
+    ['mg', 'mg'],
+    ['U', 'U'],
+    ['ml', 'mL'],
+    ['mg/dL/min', 'mg/dL/min'],
+    ['10*3/uL', '10*3/uL'],
+    ['um3', 'um3'],
+    ['U/l', 'U/L'],
+  ])('valid UCUM ucumOf(%j) = %s', (unit, ucum) => {
+    expect(ucumOf(unit)).toBe(ucum);
+  });
+
+  it.each(['', 'RLU', '10)/mm)', 'Ery/µl', 'sec', 'S/CO'])('ucumOf(%j) is unknown', (unit) => {
     expect(ucumOf(unit)).toBeNull();
   });
 });

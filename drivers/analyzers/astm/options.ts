@@ -26,6 +26,27 @@ const KNOWN_OPTIONS = new Set(['dialect', 'encoding', 'mappings', 'receive_timeo
 /** The shape of a LOINC code: up to seven digits, a dash, the check digit. */
 export const LOINC_RE = /^\d{1,7}-\d$/;
 
+/**
+ * A LOINC code whose check digit is right (LOINC's mod-10 rule, the Luhn algorithm over the digits
+ * before the dash). A device that sends a code failing it sends no LOINC code (the Pentra's
+ * `789-9` and `2100-5` do), so a wrong code is never published as if it were one.
+ */
+export function isLoinc(code: string): boolean {
+  const m = /^(\d{1,7})-(\d)$/.exec(code);
+  if (!m) return false;
+  const digits = m[1]!;
+  let sum = 0;
+  for (let i = 0; i < digits.length; i++) {
+    let n = Number(digits[digits.length - 1 - i]);
+    if (i % 2 === 0) {
+      n *= 2;
+      if (n > 9) n -= 9;
+    }
+    sum += n;
+  }
+  return (10 - (sum % 10)) % 10 === Number(m[2]);
+}
+
 /** Reads `options` (from the device config). Throws an Error that names the bad field. */
 export function parseAstmOptions(o: Record<string, unknown>, where = 'options'): AstmOptions {
   const out: AstmOptions = { ...DEFAULT_OPTIONS };
@@ -54,8 +75,8 @@ export function parseAstmOptions(o: Record<string, unknown>, where = 'options'):
       const m = v as Record<string, unknown>;
       for (const k of Object.keys(m)) if (!['name', 'loinc', 'ucum', 'source'].includes(k)) throw new Error(`${at}.${k}: unknown field (known: name, loinc, ucum, source)`);
       if (typeof m.name !== 'string' || m.name.trim() === '') throw new Error(`${at}.name: required, a non-empty string`);
-      if (m.loinc !== undefined && m.loinc !== null && (typeof m.loinc !== 'string' || !LOINC_RE.test(m.loinc))) {
-        throw new Error(`${at}.loinc: must be a LOINC code like 2345-7, or null`);
+      if (m.loinc !== undefined && m.loinc !== null && (typeof m.loinc !== 'string' || !isLoinc(m.loinc))) {
+        throw new Error(`${at}.loinc: must be a LOINC code like 2345-7 (its check digit right), or null`);
       }
       if (m.ucum !== undefined && m.ucum !== null && (typeof m.ucum !== 'string' || m.ucum.trim() === '')) {
         throw new Error(`${at}.ucum: must be a UCUM unit string like mg/dL, or null`);

@@ -31,6 +31,8 @@ export interface DecodedText {
   encoding: Exclude<TextEncoding, 'auto'>;
   /** UTF-8 was asked for but the bytes are not valid UTF-8: bad sequences became U+FFFD. */
   invalid: boolean;
+  /** `auto` found bytes that are not UTF-8 and read them in the fallback code page instead. */
+  fellBack?: boolean;
 }
 
 function isAscii(bytes: Uint8Array): boolean {
@@ -48,7 +50,7 @@ export function decodeText(bytes: Uint8Array, encoding: TextEncoding, fallback: 
     try {
       return { text: new TextDecoder('utf-8', { fatal: true }).decode(bytes), encoding: 'utf-8', invalid: false };
     } catch {
-      return decodeText(bytes, fallback);
+      return { ...decodeText(bytes, fallback), fellBack: true };
     }
   }
   if (encoding === 'utf-8') {
@@ -163,7 +165,7 @@ export interface AstmResult {
   value: string[];
   units: string;
   referenceRange: string;
-  /** R-7 repeats (e.g. `L`, `HH`, `A`, `N`). */
+  /** R-7 repeats and their components, one flag each (e.g. `L`, `HH`, `A`, `N`; ARCHITECT `EXP^<` is two). */
   abnormalFlags: string[];
   natureOfAbnormality: string;
   /** R-9: F final, P preliminary, C correction, X cannot be done, W warning, … */
@@ -189,6 +191,8 @@ export interface AstmOrder {
   collectedAt: string;
   /** O-15: date/time the specimen was received. */
   receivedAt: string;
+  /** O-23: date/time the results were reported or last modified. */
+  reportedAt: string;
   /** O-12: N new, A add, C cancel, Q quality control, … */
   actionCode: string;
   /** O-16 components (specimen type ^ source). */
@@ -282,7 +286,7 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
   const ensureOrder = (): AstmOrder => {
     if (!order) {
       order = {
-        seq: '', specimen: [], instrumentSpecimen: [], testIds: [], priority: '', requestedAt: '', collectedAt: '', receivedAt: '', actionCode: '',
+        seq: '', specimen: [], instrumentSpecimen: [], testIds: [], priority: '', requestedAt: '', collectedAt: '', receivedAt: '', reportedAt: '', actionCode: '',
         specimenDescriptor: [], reportType: '', comments: [], results: [], implicit: true, record: null,
       };
       ensurePatient().orders.push(order);
@@ -333,6 +337,7 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
           requestedAt: r.text(7),
           collectedAt: r.text(8),
           receivedAt: r.text(15),
+          reportedAt: r.text(23),
           actionCode: r.text(12),
           specimenDescriptor: r.components(16),
           reportType: r.text(26),
@@ -351,7 +356,7 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
           value: r.components(4),
           units: r.text(5),
           referenceRange: r.text(6),
-          abnormalFlags: r.repeats(7).map((c) => c.join(d!.component)).filter((f) => f !== ''),
+          abnormalFlags: r.repeats(7).flat().map((f) => f.trim()).filter((f) => f !== ''),
           natureOfAbnormality: r.text(8),
           status: r.text(9),
           operator: r.components(11),

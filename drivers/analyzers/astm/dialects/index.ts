@@ -6,6 +6,7 @@ import { elektronika77 } from './elektronika77.ts';
 import { genericDialect } from './generic.ts';
 import { horibaPentra } from './horiba-pentra.ts';
 import { rocheCobasC111 } from './roche-cobas-c111.ts';
+import { rocheCobasC311 } from './roche-cobas-c311.ts';
 import { rocheUrisys } from './roche-urisys.ts';
 import { siemensDcaVantage } from './siemens-dca-vantage.ts';
 import type { AstmDialect } from './types.ts';
@@ -14,6 +15,7 @@ export type { AstmDialect, TestMapping } from './types.ts';
 
 export const DIALECTS: readonly AstmDialect[] = [
   rocheCobasC111,
+  rocheCobasC311,
   horibaPentra,
   siemensDcaVantage,
   abbottAfinion2,
