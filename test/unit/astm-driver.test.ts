@@ -306,25 +306,28 @@ describe('astm comments: published flags never carry what may name a patient', (
   // LIS2-A2: a C record belongs to the record before it; C-3 says who wrote it (P practice, L LIS, I instrument).
   const message = [
     'H|\\^&|||C111^Roche^c111^4.2.2.1730^1^13147|||||||P|1|20230727162500',
-    'C|1|I|daily maintenance done|G',
+    'C|1|I|MAINT_DONE^7|G',
+    'C|2|I|daily maintenance done|G',
     'P|1|PID-77',
     'C|1|I|Jane Doe, born 1961-04-02|G',
     'C|2|P|call her daughter on 555-0199|G',
     'O|1|S77',
     'C|1|L|pt Jane Doe fasting|G',
-    'C|2|I|rerun requested|G',
+    'C|2|I|Notes^^Id# 118176 Jane Doe CDU|I',
+    'C|3|I|RERUN|G',
     'R|1|^^^550|95.2|U/L||N||F||||20230727162028',
-    'C|1|I|above measuring range|I',
+    'C|1|I|Alarm_WBC^LMNE-^BASO+|I',
+    'C|2|I|above measuring range|I',
     'C|2|L|result phoned to Jane Doe|G',
     'C|3||Doe J. asked for a copy|G',
     'L|1|N',
   ].join('\r');
   const patientWords = /Jane|Doe|1961|555-0199|daughter/;
 
-  it('a comment under the patient record is never copied (only comment-withheld:patient); others only when the instrument wrote them', () => {
+  it('a comment under the patient record is never copied (only comment-withheld:patient); others only when the instrument wrote them and all of it is coded', () => {
     const [d] = decodeAstm({ kind: 'raw', bytes: encodeTransmission(Buffer.from(message + '\r', 'latin1'), 'single') }, ctx).drafts.result!;
-    expect(d!.flags).toEqual(['comment:daily maintenance done', 'comment-withheld:patient', 'comment-withheld:order', 'comment:rerun requested', 'time:completed']);
-    expect(d!.observations[0]!.flags).toEqual(['unmapped-code', 'comment:above measuring range', 'comment-withheld:result']);
+    expect(d!.flags).toEqual(['comment:MAINT_DONE^7', 'comment-withheld:header', 'comment-withheld:patient', 'comment-withheld:order', 'comment:RERUN', 'time:completed']);
+    expect(d!.observations[0]!.flags).toEqual(['unmapped-code', 'comment:Alarm_WBC^LMNE-^BASO+', 'comment-withheld:result']);
     expect(JSON.stringify(d)).not.toMatch(patientWords);
   });
 

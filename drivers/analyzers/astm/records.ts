@@ -62,20 +62,25 @@ function commentText(c: AstmComment): string {
 /** The record a C record follows (LIS2-A2: a comment belongs to the record before it). */
 export type CommentLevel = 'header' | 'patient' | 'order' | 'result';
 
+/** A comment component that is a code (an alarm or flag name, a number): no spaces, short, printable ASCII. */
+const COMMENT_CODE = /^[\x21-\x7e]{1,40}$/;
+
 /**
- * A message's comments as flags, which are published whatever the privacy policy, so only text
- * that cannot name a patient is copied. A comment under a patient record is about the patient
- * (free text that may name them): never copied, only `comment-withheld:patient` says there was
- * one. Elsewhere the text is copied only when C-3 says the instrument wrote it (`I`: its alarms,
- * flags, correction factors, as every real capture we have sends); a comment from the practice
- * (`P`), the LIS (`L`) or no stated source is text a person typed, kept out the same way.
+ * A message's comments as flags, which are published whatever the privacy policy, so only what is
+ * coded is copied. A comment under a patient record is about the patient (free text that may name
+ * them): never copied, only `comment-withheld:patient` says there was one. Elsewhere a comment is
+ * copied only when C-3 says the instrument wrote it (`I`) and every component of its text is a
+ * code (`Alarm_WBC^LMNE-^BASO+`, `43`): instrument comments carry typed free text too (GeneXpert
+ * `Notes^^Id# … <a name> …`), so text with spaces is withheld like a comment from the practice
+ * (`P`), the LIS (`L`) or no stated source: `comment-withheld:header` / `order` / `result`.
  */
 export function commentFlags(comments: readonly AstmComment[], level: CommentLevel): string[] {
   const flags: string[] = [];
   for (const c of comments) {
     const text = commentText(c);
     if (text === '') continue;
-    if (level !== 'patient' && c.source.trim().toUpperCase() === 'I') flags.push(`comment:${text.slice(0, 200)}`);
+    const coded = c.text.map((t) => t.trim()).filter((t) => t !== '').every((t) => COMMENT_CODE.test(t));
+    if (level !== 'patient' && c.source.trim().toUpperCase() === 'I' && coded) flags.push(`comment:${text.slice(0, 200)}`);
     else if (!flags.includes(`comment-withheld:${level}`)) flags.push(`comment-withheld:${level}`);
   }
   return flags;
@@ -486,10 +491,16 @@ export function decodeAstmMessage(bytes: Buffer, ctx: DecodeContext, options: Pa
 // decode(): a capture (raw device bytes, or a session transcript) → drafts
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
+/** The complete messages of a capture as the live link would take them, and the link's problems. */
+export function astmMessages(capture: Capture, options: AstmOptions): { messages: Buffer[]; issues: DecodeIssue[] } {
+  const { messages, issues } = collectMessages(deviceBytes(capture), options.max_frame_bytes);
+  return { messages, issues: issues.map((i) => ({ reason: i.reason, bytes: i.bytes })) };
+}
+
 export function decodeAstm(capture: Capture, ctx: DecodeContext): DecodeResult {
   const options = parseAstmOptions(ctx.options ?? {}, `device ${ctx.deviceId}: options`);
-  const { messages, issues: linkIssues } = collectMessages(deviceBytes(capture), options.max_frame_bytes);
-  const issues: DecodeIssue[] = linkIssues.map((i) => ({ reason: i.reason, bytes: i.bytes }));
+  const { messages, issues: linkIssues } = astmMessages(capture, options);
+  const issues: DecodeIssue[] = [...linkIssues];
   const drafts: ResultDraft[] = [];
   let device: DeviceFacts = {};
   for (const m of messages) {
