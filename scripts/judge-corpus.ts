@@ -46,6 +46,9 @@ interface Verdict {
   results: number;
 }
 
+const STX = 0x02;
+const ETX = 0x03;
+const ETB = 0x17;
 const NUMBER = /^[-+]?\d+(?:\.\d+)?$/;
 
 /**
@@ -55,9 +58,15 @@ const NUMBER = /^[-+]?\d+(?:\.\d+)?$/;
  * is still counted here, so a message published without it shows.
  */
 export function resultRecordsSent(bytes: Buffer): number {
-  const text = bytes.toString('latin1');
   let joined = '';
-  for (const m of text.matchAll(/\x02([\s\S]*?)[\x03\x17]/g)) joined += /^[0-7]/.test(m[1]!) ? m[1]!.slice(1) : m[1]!;
+  let at = bytes.indexOf(STX);
+  while (at >= 0) {
+    let end = at + 1;
+    while (end < bytes.length && bytes[end] !== ETX && bytes[end] !== ETB) end++;
+    const body = bytes.subarray(at + 1, end).toString('latin1');
+    joined += /^[0-7]/.test(body) ? body.slice(1) : body;
+    at = bytes.indexOf(STX, end);
+  }
   return joined.split(/\r\n|\r|\n/).filter((r) => /^R\|/.test(r) || /^R[^A-Za-z0-9]/.test(r)).length;
 }
 
