@@ -284,7 +284,8 @@ function observationFor(r: AstmResult, dialect: AstmDialect, mappings: Record<st
   if (status !== '' && status !== 'F') obs.flags.push(STATUS_FLAGS[status] ?? `status:${status}`);
   // R-9 X: the device could not do the test; a number it sent anyway is not a result.
   if (status === 'X') withholdValue(obs, raw);
-  if (r.referenceRange.trim() !== '') obs.flags.push(`reference:${r.referenceRange.trim()}`);
+  // R-6 as sent; one made only of delimiters (Mindray `^`) is no range.
+  if (r.record.repeats(6).flat().some((c) => c.trim() !== '')) obs.flags.push(`reference:${r.referenceRange.trim()}`);
   obs.flags.push(...commentFlags(r.comments, 'result'));
   return obs;
 }
