@@ -219,7 +219,7 @@ describe('astm options and decoding', () => {
   });
 
   it('options left out take the E1381 link defaults, for the session and the simulator alike', () => {
-    expect(parseAstmOptions({})).toEqual({ receive_timeout_ms: 30_000, reply_timeout_ms: 15_000, max_frame_bytes: 64_000, frame_text_size: 240 });
+    expect(parseAstmOptions({})).toEqual({ framing: 'e1381', receive_timeout_ms: 30_000, reply_timeout_ms: 15_000, max_frame_bytes: 64_000, frame_text_size: 240 });
     expect(parseAstmOptions({ reply_timeout_ms: 500 })).toMatchObject({ receive_timeout_ms: 30_000, reply_timeout_ms: 500 });
     expect(parseSimulatorOptions({})).toMatchObject({ split_at: 240, reply_timeout_ms: 15_000 });
   });

@@ -6,16 +6,14 @@
 import { describe, expect, it } from 'vitest';
 import { decodeAstm, testCode } from '../../drivers/analyzers/astm/records.ts';
 import { isLoinc } from '../../drivers/analyzers/astm/options.ts';
-import { encodeTransmission } from '../../src/protocols/astm/frame.ts';
 import type { ResultDraft } from '../../src/records/types.ts';
-import { CLASS_CASES } from '../fixtures/astm/make-class-cases.ts';
+import { CLASS_CASES, caseBytes } from '../fixtures/astm/make-class-cases.ts';
 
 const ctx = { deviceId: 'lab-astm-1', timezone: 'UTC' };
 
 function decodeCase(name: string): readonly ResultDraft[] {
   const c = CLASS_CASES.find((x) => x.name === name)!;
-  const bytes = encodeTransmission(Buffer.from(c.records.join('\r') + '\r', c.bytesEncoding ?? 'latin1'), c.framing);
-  return decodeAstm({ kind: 'raw', bytes }, { ...ctx, ...(c.options ? { options: c.options } : {}) }).drafts.result!;
+  return decodeAstm({ kind: 'raw', bytes: caseBytes(c) }, { ...ctx, ...(c.options ? { options: c.options } : {}) }).drafts.result!;
 }
 
 const one = (name: string): ResultDraft => {
@@ -127,6 +125,14 @@ describe('out of range and qualitative results', () => {
     expect(hiv).toMatchObject({ value: 0.435, ucum: '{COI}', text: '-1', comparator: null });
     expect(pro).toMatchObject({ value: null, comparator: '>=', limit: 300 });
     expect(pro!.flags).toContain('HI');
+  });
+});
+
+describe('framing variants', () => {
+  it('framing bare: both messages read with the option, none without it', () => {
+    const c = CLASS_CASES.find((x) => x.name === 'framing-bare-synthetic')!;
+    expect(decodeCase(c.name).map((d) => d.specimen.id)).toEqual(['S-B-1', 'S-B-2']);
+    expect(decodeAstm({ kind: 'raw', bytes: caseBytes(c) }, ctx).drafts.result ?? []).toEqual([]);
   });
 });
 

@@ -6,8 +6,15 @@ import { ASTM_LINK_DEFAULTS } from '../../../src/protocols/astm/link.ts';
 import { TEXT_ENCODINGS, type TextEncoding } from '../../../src/protocols/astm/records.ts';
 import { DIALECTS, findDialect, type TestMapping } from './dialects/index.ts';
 
+/** How the device frames its messages: E1381 frames (the standard), or bare STX … ETX blocks (`bare-link.ts`). */
+export type AstmFraming = 'e1381' | 'bare';
+export const ASTM_FRAMINGS: readonly AstmFraming[] = ['e1381', 'bare'];
+
 export interface AstmOptions {
   dialect?: string;
+  framing: AstmFraming;
+  /** With `encoding: auto`, the code page of text that is not UTF-8 (default: the dialect's, else latin1). */
+  fallback_encoding?: Exclude<TextEncoding, 'auto' | 'utf-8'>;
   encoding?: TextEncoding;
   mappings?: Record<string, TestMapping>;
   receive_timeout_ms: number;
@@ -17,12 +24,13 @@ export interface AstmOptions {
 }
 
 const DEFAULT_OPTIONS: AstmOptions = {
+  framing: 'e1381',
   receive_timeout_ms: ASTM_LINK_DEFAULTS.receiveTimeoutMs,
   reply_timeout_ms: ASTM_LINK_DEFAULTS.replyTimeoutMs,
   max_frame_bytes: ASTM_LINK_DEFAULTS.maxFrameBytes,
   frame_text_size: ASTM_LINK_DEFAULTS.frameTextSize,
 };
-const KNOWN_OPTIONS = new Set(['dialect', 'encoding', 'mappings', 'receive_timeout_ms', 'reply_timeout_ms', 'max_frame_bytes', 'frame_text_size']);
+const KNOWN_OPTIONS = new Set(['dialect', 'framing', 'fallback_encoding', 'encoding', 'mappings', 'receive_timeout_ms', 'reply_timeout_ms', 'max_frame_bytes', 'frame_text_size']);
 /** The shape of a LOINC code: up to seven digits, a dash, the check digit. */
 export const LOINC_RE = /^\d{1,7}-\d$/;
 
@@ -62,6 +70,19 @@ export function parseAstmOptions(o: Record<string, unknown>, where = 'options'):
       throw new Error(`${where}.encoding: must be one of ${TEXT_ENCODINGS.join(', ')}`);
     }
     out.encoding = o.encoding as TextEncoding;
+  }
+  if (o.framing !== undefined) {
+    if (typeof o.framing !== 'string' || !ASTM_FRAMINGS.includes(o.framing as AstmFraming)) {
+      throw new Error(`${where}.framing: must be one of ${ASTM_FRAMINGS.join(', ')}`);
+    }
+    out.framing = o.framing as AstmFraming;
+  }
+  if (o.fallback_encoding !== undefined) {
+    const codePages: readonly string[] = TEXT_ENCODINGS.filter((e) => e !== 'auto' && e !== 'utf-8');
+    if (typeof o.fallback_encoding !== 'string' || !codePages.includes(o.fallback_encoding)) {
+      throw new Error(`${where}.fallback_encoding: must be one of ${codePages.join(', ')}`);
+    }
+    out.fallback_encoding = o.fallback_encoding as Exclude<TextEncoding, 'auto' | 'utf-8'>;
   }
   if (o.mappings !== undefined) {
     if (typeof o.mappings !== 'object' || o.mappings === null || Array.isArray(o.mappings)) {

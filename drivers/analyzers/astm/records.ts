@@ -11,6 +11,7 @@ import { deviceBytes } from '../../../src/driver-sdk/capture.ts';
 import type { DeviceIdentity, Observation, ResultCategory, ResultDraft } from '../../../src/records/types.ts';
 import { naiveToZoned } from '../../../src/util/time.ts';
 import { collectMessages } from '../../../src/protocols/astm/link.ts';
+import { collectBareMessages } from './bare-link.ts';
 import {
   decodeText,
   parseAstmDate,
@@ -426,7 +427,7 @@ export function dialectOf(text: Buffer, forced?: string): AstmDialect {
 export function decodeAstmMessage(bytes: Buffer, ctx: DecodeContext, options: Partial<AstmOptions> = {}): MessageDecode {
   const dialect = dialectOf(bytes, options.dialect);
   const encoding = options.encoding ?? dialect.encoding;
-  const decoded = decodeText(bytes, encoding, dialect.fallbackEncoding);
+  const decoded = decodeText(bytes, encoding, options.fallback_encoding ?? dialect.fallbackEncoding);
   const msg = parseMessage(decoded.text, decoded.encoding);
   const issues: DecodeIssue[] = msg.issues.map((reason) => ({ reason, bytes }));
   if (decoded.invalid) issues.push({ reason: 'invalid UTF-8 in the message; decoded with replacement characters', bytes });
@@ -494,7 +495,8 @@ export function decodeAstmMessage(bytes: Buffer, ctx: DecodeContext, options: Pa
 
 /** The complete messages of a capture as the live link would take them, and the link's problems. */
 export function astmMessages(capture: Capture, options: AstmOptions): { messages: Buffer[]; issues: DecodeIssue[] } {
-  const { messages, issues } = collectMessages(deviceBytes(capture), options.max_frame_bytes);
+  const bytes = deviceBytes(capture);
+  const { messages, issues } = options.framing === 'bare' ? collectBareMessages(bytes, options.max_frame_bytes) : collectMessages(bytes, options.max_frame_bytes);
   return { messages, issues: issues.map((i) => ({ reason: i.reason, bytes: i.bytes })) };
 }
 
