@@ -494,25 +494,79 @@ export function decodeAstmMessage(bytes: Buffer, ctx: DecodeContext, options: Pa
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
 /** The complete messages of a capture as the live link would take them, and the link's problems. */
-export function astmMessages(capture: Capture, options: AstmOptions): { messages: Buffer[]; issues: DecodeIssue[] } {
+export function astmMessages(capture: Capture, options: AstmOptions): { messages: Buffer[]; issues: Array<DecodeIssue & { detail?: string }> } {
   const bytes = deviceBytes(capture);
   const { messages, issues } = options.framing === 'bare' ? collectBareMessages(bytes, options.max_frame_bytes) : collectMessages(bytes, options.max_frame_bytes);
-  return { messages, issues: issues.map((i) => ({ reason: i.reason, bytes: i.bytes })) };
+  return { messages, issues: issues.map((i) => ({ reason: i.reason, detail: i.detail, ...(i.bytes ? { bytes: i.bytes } : {}) })) };
+}
+
+export interface PlacedIssue {
+  /** What went wrong, without its place: identical problems share it. */
+  reason: string;
+  /** What exactly, for this one (the frame number seen …); the first of a run is shown. */
+  detail?: string;
+  /** Byte offset in the device's bytes (-1 when not found). */
+  at: number;
+  /** The message (1-based) it is in, for problems inside a complete message. */
+  message?: number;
+  bytes?: Buffer;
+}
+
+/**
+ * Issues in the order of their place in the capture, each run of identical problems as one line
+ * with its count and the bytes it spans (`bad-frame checksum: … (×12, bytes 310…4420)`), so a
+ * replay of a noisy capture stays readable. Each merged issue keeps all the bytes of its run.
+ */
+export function collapseIssues(placed: PlacedIssue[]): DecodeIssue[] {
+  const sorted = placed.map((p, i) => ({ ...p, i })).sort((a, b) => (a.at === b.at ? a.i - b.i : a.at - b.at));
+  const out: DecodeIssue[] = [];
+  let k = 0;
+  while (k < sorted.length) {
+    let end = k + 1;
+    while (end < sorted.length && sorted[end]!.reason === sorted[k]!.reason) end++;
+    const run = sorted.slice(k, end);
+    const first = run[0]!;
+    const last = run.at(-1)!;
+    const parts: string[] = [];
+    if (run.length > 1) parts.push(`×${run.length}`);
+    if (first.message !== undefined) parts.push(run.length === 1 || last.message === first.message ? `message ${first.message}` : `messages ${first.message}…${last.message}`);
+    if (first.at >= 0) parts.push(run.length === 1 ? `at byte ${first.at}` : `bytes ${first.at}…${last.at}`);
+    if (first.detail) parts.push(run.length === 1 ? first.detail : `first: ${first.detail}`);
+    const bytes = run.flatMap((r) => (r.bytes ? [r.bytes] : []));
+    out.push({ reason: parts.length ? `${first.reason} (${parts.join('; ')})` : first.reason, ...(bytes.length ? { bytes: Buffer.concat(bytes) } : {}) });
+    k = end;
+  }
+  return out;
 }
 
 export function decodeAstm(capture: Capture, ctx: DecodeContext): DecodeResult {
   const options = parseAstmOptions(ctx.options ?? {}, `device ${ctx.deviceId}: options`);
+  const wire = deviceBytes(capture);
   const { messages, issues: linkIssues } = astmMessages(capture, options);
-  const issues: DecodeIssue[] = [...linkIssues];
+  const placed: PlacedIssue[] = [];
+  // Place each link problem by its bytes, in order (a repeat of the same bytes is found after the last).
+  let from = 0;
+  for (const i of linkIssues) {
+    const at = i.bytes && i.bytes.length > 0 ? wire.indexOf(i.bytes, from) : -1;
+    if (at >= 0) from = at + 1;
+    placed.push({ reason: i.reason, ...(i.detail ? { detail: i.detail } : {}), at, ...(i.bytes ? { bytes: i.bytes } : {}) });
+  }
   const drafts: ResultDraft[] = [];
   let device: DeviceFacts = {};
-  for (const m of messages) {
+  let search = 0;
+  messages.forEach((m, n) => {
+    // A message's text is cut into frames on the wire: its H record's first bytes say where it starts.
+    const head = m.subarray(0, Math.min(12, m.length));
+    const found = wire.indexOf(head, search);
+    const at = found >= 0 ? found : -1;
+    if (found >= 0) search = found + 1;
+    const message = n + 1;
     const r = decodeAstmMessage(m, ctx, options);
     drafts.push(...r.drafts);
-    issues.push(...r.issues);
-    if (r.kind === 'query') issues.push({ reason: 'a query (Q) message: no results in it', bytes: m });
-    if (r.kind === 'empty') issues.push({ reason: 'a message with no results', bytes: m });
+    for (const i of r.issues) placed.push({ reason: i.reason, at, message, ...(i.bytes ? { bytes: i.bytes } : {}) });
+    if (r.kind === 'query') placed.push({ reason: 'a query (Q) message: no results in it', at, message, bytes: m });
+    if (r.kind === 'empty') placed.push({ reason: 'a message with no results (no R record under an O record)', at, message, bytes: m });
     device = { ...device, ...r.device };
-  }
-  return { drafts: { result: drafts }, issues, device };
+  });
+  return { drafts: { result: drafts }, issues: collapseIssues(placed), device };
 }

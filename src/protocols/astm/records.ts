@@ -275,6 +275,8 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
   let order: AstmOrder | null = null;
   let last: { comments: AstmComment[] } | null = null;
   let beforeHeader = 0;
+  /** The 1-based place of the record being read, for the issues. */
+  let position = 0;
 
   const ensurePatient = (): AstmPatient => {
     if (!patient) {
@@ -290,22 +292,23 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
         specimenDescriptor: [], reportType: '', comments: [], results: [], implicit: true, record: null,
       };
       ensurePatient().orders.push(order);
-      msg.issues.push('a result arrived with no order (O) record before it');
+      msg.issues.push(`record ${position} (R): a result arrived with no order (O) record before it`);
     }
     return order;
   };
 
   for (const line of splitRecords(text)) {
+    position++;
     if (line[0] === 'H' || line[0] === 'h') {
       const parsed = parseDelimiters(line);
       if (!parsed) {
-        msg.issues.push('an H record does not define four distinct delimiters');
+        msg.issues.push(`record ${position} (H): H-2 does not define four distinct delimiters (field, repeat, component, escape)`);
         continue;
       }
-      if (msg.header) msg.issues.push('a second H record inside one message');
+      if (msg.header) msg.issues.push(`record ${position} (H): a second H record inside one message`);
       d = parsed;
       const fields = [line[0], line.slice(2, 5), ...line.slice(6).split(d.field)];
-      if (line[5] !== undefined && line[5] !== d.field) msg.issues.push('the H record delimiter field is not followed by the field delimiter');
+      if (line[5] !== undefined && line[5] !== d.field) msg.issues.push(`record ${position} (H): H-2 is not followed by the field delimiter`);
       const r = new AstmRecord(line, fields, d, encoding);
       msg.records.push(r);
       msg.header = { delimiters: d, sender: r.components(5), processingId: r.text(12), version: r.text(13), timestamp: r.text(14), comments: [], record: r };
@@ -372,7 +375,7 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
       }
       case 'C':
         if (last) last.comments.push(comment(r));
-        else msg.issues.push('a comment record with nothing before it');
+        else msg.issues.push(`record ${position} (C): a comment record with nothing before it`);
         break;
       case 'Q':
         msg.queries.push({ seq: r.field(2), startingRange: r.components(3), endingRange: r.components(4), testIds: r.repeats(5), statusCode: r.text(13), record: r });
@@ -387,7 +390,7 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
         break;
       default:
         msg.unknown.push(r);
-        msg.issues.push(`unknown record type "${r.type.slice(0, 1).replace(/[^\x21-\x7e]/g, '?')}" kept raw`);
+        msg.issues.push(`record ${position}: unknown record type "${r.type.slice(0, 1).replace(/[^\x21-\x7e]/g, '?')}" kept raw (expected H, P, O, R, C, Q, M or L)`);
     }
   }
   if (beforeHeader > 0) msg.issues.push(`${beforeHeader} record(s) before the H record skipped`);
