@@ -111,9 +111,9 @@ function judgeCase(name: string, dir: string, exp: Expectation): Verdict {
   const verdict: Verdict = { name, status: 'pass', problems, records: 0, results: 0 };
   if (messages.length === 0) {
     verdict.status = 'refused';
-    const reasons = new Map<string, number>();
-    for (const i of issues) reasons.set(i.reason, (reasons.get(i.reason) ?? 0) + 1);
-    problems.push(...[...reasons].map(([r, n]) => (n > 1 ? `${r} (×${n})` : r)));
+    const reasons = new Map<string, { n: number; detail: string | undefined }>();
+    for (const i of issues) reasons.set(i.reason, { n: (reasons.get(i.reason)?.n ?? 0) + 1, detail: reasons.get(i.reason)?.detail ?? i.detail });
+    problems.push(...[...reasons].map(([r, { n, detail }]) => `${r}${n > 1 ? ` ×${n}` : ''}${detail ? ` (first: ${detail})` : ''}`));
     if (problems.length === 0) problems.push('no complete message in the capture');
     return verdict;
   }
