@@ -5,7 +5,8 @@
  * A unit a device writes is read in this order:
  * 1. a device spelling that is not UCUM but whose meaning is fixed (`10E3/uL` for 10*3/uL,
  *    `uIU/mL` for u[IU]/mL, `p/HPF` for /[HPF]): a short table, case-insensitive, each entry a
- *    unit the library itself accepts (checked when this module loads);
+ *    unit the library itself accepts (astm-units.test.ts checks them; the library, with its
+ *    tables, is loaded at the first unit read, not when a daemon that never reads one starts);
  * 2. the text itself when the library says it is valid UCUM (case-sensitive, as UCUM is), then
  *    normalised: litre as `L` (`U/l` → `U/L`, `mg/dl` → `mg/dL`) and `10^3` as `10*3`, each
  *    rewrite kept only when the library says it is the same unit (same magnitude and dimension);
@@ -43,7 +44,7 @@ const ucum = (): UcumUtils => (utils ??= loadUcum());
  * Device spellings (lower-cased, `µ`/`μ` as `u`) that are not UCUM as written but mean one UCUM
  * unit: upper-case forms of common units (`MG/DL`), `µ` for `u`, and the non-UCUM ones below.
  */
-const DEVICE_SPELLINGS: Readonly<Record<string, string>> = {
+export const DEVICE_SPELLINGS: Readonly<Record<string, string>> = {
   'mg/dl': 'mg/dL', 'mg/l': 'mg/L', 'g/l': 'g/L', 'g/dl': 'g/dL', 'u/l': 'U/L', 'mg/g': 'mg/g', 'mg/mmol': 'mg/mmol',
   'mmol/l': 'mmol/L', 'umol/l': 'umol/L', 'mmol/mol': 'mmol/mol', 'fl': 'fL', 'pg': 'pg', '/ul': '/uL', 'ng/ml': 'ng/mL',
   'pg/ml': 'pg/mL', 'ug/dl': 'ug/dL', 'ug/l': 'ug/L', 'ng/l': 'ng/L', 'nmol/l': 'nmol/L', 'pmol/l': 'pmol/L', 'u/ml': 'U/mL',
@@ -87,10 +88,6 @@ function normalise(unit: string): string {
   const power = out.replace(/\b10\^(\d+)/g, '10*$1');
   if (power !== out && isValidUcum(power) && sameUnit(out, power)) out = power;
   return out;
-}
-
-for (const [spelling, code] of Object.entries(DEVICE_SPELLINGS)) {
-  if (!isValidUcum(code)) throw new Error(`units.ts: ${spelling} → ${code} is not valid UCUM`);
 }
 
 const cache = new Map<string, string | null>();

@@ -4,7 +4,7 @@
  * powers of ten or not done, and never between dimensionless units.
  */
 import { describe, expect, it } from 'vitest';
-import { convertExact, exactPowerOfTen, isValidUcum, shiftDecimal, ucumOf } from '../../src/records/units.ts';
+import { convertExact, DEVICE_SPELLINGS, exactPowerOfTen, isValidUcum, shiftDecimal, ucumOf } from '../../src/records/units.ts';
 
 describe('ucumOf', () => {
   it.each([
@@ -30,6 +30,11 @@ describe('ucumOf', () => {
 
   it.each(['', '  ', 'RLU', '10)/mm)', 'Ery/µl', 'sec', 'S/CO', 'mg/dL)', 'Index'])('%j has no UCUM', (unit) => {
     expect(ucumOf(unit)).toBeNull();
+  });
+
+  it('every device spelling in the table means a unit the UCUM library accepts as written', () => {
+    const bad = Object.entries(DEVICE_SPELLINGS).filter(([, code]) => !isValidUcum(code));
+    expect(bad).toEqual([]);
   });
 
   it('isValidUcum is case-sensitive and exact', () => {
