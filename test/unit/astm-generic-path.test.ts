@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeAstm, testCode } from '../../drivers/analyzers/astm/records.ts';
 import { isLoinc } from '../../drivers/analyzers/astm/options.ts';
+import { encodeTransmission } from '../../src/protocols/astm/frame.ts';
 import type { ResultDraft } from '../../src/records/types.ts';
 import { CLASS_CASES, caseBytes } from '../fixtures/astm/make-class-cases.ts';
 
@@ -52,6 +53,17 @@ describe('test identity: the whole universal test id, never one fixed component'
     expect(mcv!.loinc).toBe('787-2');
     expect(rbc!.loinc).toBeNull();
     expect(rbc!.flags).toContain('unmapped-code');
+  });
+
+  it('77 Elektronika: a pad index in component 1 is the same pad, a LOINC code there another quantity', () => {
+    const text = 'H|\\^&|||LUP2^LUP2^1.0.11^1^UA300000001|||||||P|LIS2-A2|20250601120000\rP|1\rO|1|S1||^^^Bil|R||||||N||||||||||||||F\r'
+      + 'R|1|1^^^Bil|neg|mg/dl||N||F||||20250601115900\rR|2|46419-8^^^RBC|14.2|p/HPF||N||F||||20250601115900\rR|3|798-9^^^RBC|64|p/ul||N||F||||20250601115900\rL|1|N\r';
+    const [d] = decodeAstm({ kind: 'raw', bytes: encodeTransmission(Buffer.from(text, 'utf8'), 'single') }, ctx).drafts.result!;
+    expect(d!.observations.map((o) => [o.code, o.name, o.loinc])).toEqual([
+      ['Bil', 'Bilirubin', '50551-1'],
+      ['46419-8^^^RBC', 'Erythrocytes (sediment)', '46419-8'],
+      ['798-9^^^RBC', 'Erythrocytes (sediment)', '798-9'],
+    ]);
   });
 
   it.each([

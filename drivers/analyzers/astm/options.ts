@@ -5,6 +5,9 @@
 import { ASTM_LINK_DEFAULTS } from '../../../src/protocols/astm/link.ts';
 import { TEXT_ENCODINGS, type TextEncoding } from '../../../src/protocols/astm/records.ts';
 import { DIALECTS, findDialect, type TestMapping } from './dialects/index.ts';
+import { isLoinc } from './test-id.ts';
+
+export { isLoinc } from './test-id.ts';
 
 /** How the device frames its messages: E1381 frames (the standard), or bare STX … ETX blocks (`bare-link.ts`). */
 export type AstmFraming = 'e1381' | 'bare';
@@ -33,27 +36,6 @@ const DEFAULT_OPTIONS: AstmOptions = {
 const KNOWN_OPTIONS = new Set(['dialect', 'framing', 'fallback_encoding', 'encoding', 'mappings', 'receive_timeout_ms', 'reply_timeout_ms', 'max_frame_bytes', 'frame_text_size']);
 /** The shape of a LOINC code: up to seven digits, a dash, the check digit. */
 export const LOINC_RE = /^\d{1,7}-\d$/;
-
-/**
- * A LOINC code whose check digit is right (LOINC's mod-10 rule, the Luhn algorithm over the digits
- * before the dash). A device that sends a code failing it sends no LOINC code (the Pentra's
- * `789-9` and `2100-5` do), so a wrong code is never published as if it were one.
- */
-export function isLoinc(code: string): boolean {
-  const m = /^(\d{1,7})-(\d)$/.exec(code);
-  if (!m) return false;
-  const digits = m[1]!;
-  let sum = 0;
-  for (let i = 0; i < digits.length; i++) {
-    let n = Number(digits[digits.length - 1 - i]);
-    if (i % 2 === 0) {
-      n *= 2;
-      if (n > 9) n -= 9;
-    }
-    sum += n;
-  }
-  return (10 - (sum % 10)) % 10 === Number(m[2]);
-}
 
 /** Reads `options` (from the device config). Throws an Error that names the bad field. */
 export function parseAstmOptions(o: Record<string, unknown>, where = 'options'): AstmOptions {

@@ -27,7 +27,10 @@ import {
 import { stripObservation } from '../../analytes/urine-strip.ts';
 import { convertExact, ucumOf } from '../../../src/records/units.ts';
 import { detectDialect, findDialect, type AstmDialect, type TestMapping } from './dialects/index.ts';
-import { isLoinc, parseAstmOptions, type AstmOptions } from './options.ts';
+import { parseAstmOptions, type AstmOptions } from './options.ts';
+import { isLoinc, testCode } from './test-id.ts';
+
+export { testCode } from './test-id.ts';
 import type { DeviceFacts } from '../../../src/driver-sdk/index.ts';
 
 export const ASTM_DRIVER_ID = 'astm';
@@ -195,23 +198,6 @@ function analyzerObservation(r: AstmResult, code: string, name: string, mapping:
   };
   if (limit !== undefined) obs.limit = limit;
   return obs;
-}
-
-/**
- * The code of a result: the whole universal test id (R-3, first repeat), its components trimmed,
- * leading and trailing empty ones dropped, joined with `^`. Vendors put their local code in
- * component 1, 4 or 5 and add what tells one quantity from another after it (a result aspect:
- * final, interpretation, raw RLU; a dilution, a replicate, a Ct or end point), so no single
- * component is the code: two different quantities never share one (`^^^0021^B-hCG^…^F` and
- * `…^I` stay apart). A dialect may name the components that identify its results instead.
- */
-export function testCode(testId: readonly string[]): string {
-  const parts = testId.map((c) => c.trim());
-  let start = 0;
-  let end = parts.length;
-  while (start < end && parts[start] === '') start++;
-  while (end > start && parts[end - 1] === '') end--;
-  return parts.slice(start, end).join('^');
 }
 
 /**

@@ -16,6 +16,7 @@
  * `…^Service^SAMPLE`; a value there naming a control (`CONTROL`, `QC`, `KONTROLA`) is taken as a
  * control run. This is inferred, not documented.
  */
+import { isLoinc, testCode } from '../test-id.ts';
 import { senderWords, type AstmDialect, type TestMapping } from './types.ts';
 import type { UrineAnalyteCode } from '../../../analytes/urine-strip.ts';
 
@@ -41,6 +42,9 @@ export const elektronika77: AstmDialect = {
   fallbackEncoding: 'windows-1250',
   codeComponent: 4,
   loincComponent: 1,
+  // Component 1 is the LOINC code of a sediment result (it tells RBC /HPF from RBC /uL: kept in the
+  // code) or the strip's pad index (`1^^^Bil` and `^^^Bil` are the same pad: left out).
+  identity: (comps) => (isLoinc((comps[0] ?? '').trim()) ? testCode(comps) : (comps[3] ?? '').trim() || testCode(comps)),
   tests: {
     Bil: strip('Bilirubin', 'BIL'),
     Ubg: strip('Urobilinogen', 'UBG'),
