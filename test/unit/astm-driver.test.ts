@@ -110,6 +110,19 @@ describe('astm session with the simulator', () => {
     expect(host.commits).toHaveLength(0);
   });
 
+  it('a keep-alive message (only H and L) is ACKed with no quarantine entry and no event; a message with more is not one', async () => {
+    const { host, simulator } = await setup();
+    simulator.send('H|\\^&|||XN-550^00-24^00001|||||||P|E1394-97|20250101120000\rL|1|N');
+    await host.until(() => simulator.delivered === 1);
+    expect(host.quarantined).toEqual([]);
+    expect(host.events.filter((e) => e.type === 'bad_frame' || e.type === 'device_error')).toEqual([]);
+    simulator.send('H|\\^&|||XN-550^00-24^00001|||||||P|E1394-97|20250101120000\rP|1\rL|1|N');
+    await host.until(() => simulator.delivered === 2);
+    expect(host.quarantined.map((q) => q.reason)).toEqual(['no-results']);
+    expect(decodeAstmMessage(Buffer.from('H|\\^&|||X\rL|1|N\r', 'latin1'), ctx).kind).toBe('keep-alive');
+    expect(decodeAstmMessage(Buffer.from('H|\\^&|||X\rM|1|X\rL|1|N\r', 'latin1'), ctx).kind).toBe('empty');
+  });
+
   it('strange delimiters (H!@#$) and invalid UTF-8 from a UTF-8 device: decoded, flagged, stored; the session continues', async () => {
     const { host, simulator, device } = await setup();
     simulator.send('H!@#$!!!LUP2#LUP2#1.0.11#1#UA1!!!!!!!P!LIS2-A2!20250101120000\rP!1\rO!1!S$F$7!!!!!!!!!!!!20250101115900\rR!1!###Glu!norm!mg/dl!!N\rL!1!N');

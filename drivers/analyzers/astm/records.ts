@@ -55,8 +55,11 @@ export interface MessageDecode {
   issues: DecodeIssue[];
   device: DeviceFacts;
   dialect: AstmDialect | null;
-  /** What the message was: results, a query (Q records), or nothing usable. */
-  kind: 'results' | 'query' | 'empty';
+  /**
+   * What the message was: results, a query (Q records), a keep-alive (only its H and L records:
+   * some analyzers send one to test the line), or nothing usable.
+   */
+  kind: 'results' | 'query' | 'keep-alive' | 'empty';
 }
 
 function commentText(c: AstmComment): string {
@@ -472,6 +475,7 @@ export function decodeAstmMessage(bytes: Buffer, ctx: DecodeContext, options: Pa
   }
   if (out.drafts.length > 0) out.kind = 'results';
   else if (msg.queries.length > 0) out.kind = 'query';
+  else if (msg.records.length === 2 && msg.records[1]!.type === 'L' && msg.issues.length === 0) out.kind = 'keep-alive';
   return out;
 }
 
@@ -551,6 +555,7 @@ export function decodeAstm(capture: Capture, ctx: DecodeContext): DecodeResult {
     drafts.push(...r.drafts);
     for (const i of r.issues) placed.push({ reason: i.reason, at, message, ...(i.bytes ? { bytes: i.bytes } : {}) });
     if (r.kind === 'query') placed.push({ reason: 'a query (Q) message: no results in it', at, message, bytes: m });
+    if (r.kind === 'keep-alive') placed.push({ reason: 'a keep-alive message (only H and L records): nothing to store', at, message });
     if (r.kind === 'empty') placed.push({ reason: 'a message with no results (no R record under an O record)', at, message, bytes: m });
     device = { ...device, ...r.device };
   });

@@ -243,6 +243,13 @@ export class AstmSession extends PushedSession {
     for (const issue of r.issues) this.host.log.warn({ reason: issue.reason }, 'astm: message problem');
     const at = this.host.now().toISOString();
     const state = { analyzer: { ...(r.dialect ? { dialect: r.dialect.id } : {}), last_message_at: at } };
+    if (r.kind === 'keep-alive') {
+      // Only H and L: a line test. ACKed, with no quarantine entry and no event (a device that
+      // sends one every minute would otherwise fill both); the device state says it was heard.
+      await this.receive({ drafts: {}, capture, facts: r.device, state }, { acknowledge: () => undefined, refuse: () => undefined });
+      this.host.log.debug({ dialect: r.dialect?.id ?? null }, 'astm: keep-alive message');
+      return;
+    }
     if (r.drafts.length === 0) {
       // Nothing to store, but the message itself arrived intact: it is ACKed as E1381 requires
       // (a NAK would only make the device send the same message again, forever). The bytes are
