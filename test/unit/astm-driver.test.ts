@@ -123,7 +123,7 @@ describe('astm session with the simulator', () => {
     expect(decodeAstmMessage(Buffer.from('H|\\^&|||X\rM|1|X\rL|1|N\r', 'latin1'), ctx).kind).toBe('empty');
   });
 
-  it('strange delimiters (H!@#$) and invalid UTF-8 from a UTF-8 device: decoded, flagged, stored; the session continues', async () => {
+  it('strange delimiters (H!@#$) and invalid UTF-8 from a UTF-8 device: decoded in its fallback code page, flagged, stored; the session continues', async () => {
     const { host, simulator, device } = await setup();
     simulator.send('H!@#$!!!LUP2#LUP2#1.0.11#1#UA1!!!!!!!P!LIS2-A2!20250101120000\rP!1\rO!1!S$F$7!!!!!!!!!!!!20250101115900\rR!1!###Glu!norm!mg/dl!!N\rL!1!N');
     await host.until(() => host.commits.length === 1);
@@ -142,8 +142,12 @@ describe('astm session with the simulator', () => {
     await device.write(encodeTransmission(msg, 'single'));
     await host.until(() => host.commits.length === 2);
     const bad = host.commits[1]!.drafts[0]!;
-    expect(bad.flags).toContain('encoding-error');
-    expect(bad.observations[0]!.text).toBe('\ufffd(');
+    expect(bad.flags).toContain('encoding:fallback-windows-1250');
+    expect(bad.observations[0]!.text).toBe('Ă(');
+    // encoding utf-8 forced by the device's options: replacement characters, flagged.
+    const forced = decodeAstmMessage(msg, ctx, parseAstmOptions({ encoding: 'utf-8' })).drafts[0]!;
+    expect(forced.flags).toContain('encoding-error');
+    expect(forced.observations[0]!.text).toBe('\ufffd(');
   });
 });
 

@@ -8,8 +8,10 @@
  * for colour and clarity (`wodojasny`, `przejrzysty`).
  *
  * Text encoding: the sample sends `µ` as the UTF-8 bytes C2 B5, and the note shows the same text
- * read as Latin-1 (`Ery/Âµl`, `mÄ™tny`), so the dialect decodes UTF-8; invalid UTF-8 is replaced
- * and flagged. `options.encoding` (e.g. `windows-1250`) overrides it for a device set up otherwise.
+ * read as Latin-1 (`Ery/Âµl`, `mÄ™tny`), so the dialect reads UTF-8 (`auto`); a message that is not
+ * valid UTF-8 (a device set to its Polish code page) is read as windows-1250 and flagged
+ * `encoding:fallback-windows-1250`, never with replacement characters. `options.encoding`
+ * overrides it (`utf-8` forces UTF-8: bad bytes become U+FFFD, flagged `encoding-error`).
  *
  * Strip codes → the shared urine strip analyte table (LOINC "by automated test strip" where known).
  * The code spellings are those seen in the sample. QC marking: the sample's O-4 ends
@@ -38,7 +40,7 @@ export const elektronika77: AstmDialect = {
     const model = /^lup2$/i.test(name) ? 'LabUReader Plus 2' : name || 'LabUReader Plus 2';
     return { model, firmware: sender[2] || null, serial: sender[4] || null };
   },
-  encoding: 'utf-8',
+  encoding: 'auto',
   fallbackEncoding: 'windows-1250',
   codeComponent: 4,
   loincComponent: 1,
