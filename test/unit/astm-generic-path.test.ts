@@ -39,6 +39,18 @@ describe('test identity: the whole universal test id, never one fixed component'
     expect(codes.every((c) => c.startsWith('0021^B-hCG^'))).toBe(true);
   });
 
+  it('ARCHITECT dialect: reagent lots left out of the code, aspects kept; a control lot makes a control run', () => {
+    const [patient, control] = decodeCase('architect-dialect-synthetic');
+    expect(patient!.observations.map((o) => [o.code, o.name])).toEqual([
+      ['0021^UNDILUTED^P^F', 'B-hCG'],
+      ['0021^UNDILUTED^P^I', 'B-hCG'],
+      ['0021^UNDILUTED^P^P', 'B-hCG'],
+    ]);
+    expect(patient!.category).toBe('patient');
+    expect(control).toMatchObject({ category: 'control', patient: null });
+    expect(control!.observations[0]!.code).toBe('0021^UNDILUTED^P^F');
+  });
+
   it('a calculated result with only a name and an aspect does not share the aspect as its code', () => {
     const codes = one('identity-code-component-1-synthetic').observations.map((o) => o.code);
     expect(codes).toEqual(['P^Phosphorus^^F', 'Glo^^F', 'A/G^^F']);

@@ -32,8 +32,9 @@ describe('a capture with a frame removed', () => {
           const gone = pick % frames.length;
           const holed = transmission(frames.filter((_, i) => i !== gone));
           const whole = (n: number): Buffer[] => Array.from({ length: n }, (_, i) => transmission(encodeFrames(frameMessage(MESSAGES[(which + i + 1) % MESSAGES.length]!, 'record-etb'))));
-          const bytes = Buffer.concat([...whole(before), holed, ...whole(after)]);
-          const alone = decodeAstm({ kind: 'raw', bytes: Buffer.concat(whole(before + after)) }, ctx).drafts.result ?? [];
+          const around = [whole(before), whole(after)];
+          const bytes = Buffer.concat([...around[0]!, holed, ...around[1]!]);
+          const alone = decodeAstm({ kind: 'raw', bytes: Buffer.concat(around.flat()) }, ctx).drafts.result ?? [];
           const got = decodeAstm({ kind: 'raw', bytes }, ctx).drafts.result ?? [];
           expect(got.length).toBe(alone.length);
           const holedDrafts = decodeAstm({ kind: 'raw', bytes: holed }, ctx);

@@ -233,7 +233,7 @@ function observationFor(r: AstmResult, dialect: AstmDialect, mappings: Record<st
   const local = (comps[dialect.codeComponent - 1] ?? '').trim();
   const loincSent = loincSentIn(comps, dialect);
   const mapping = mappingFor(comps, code, local, loincSent, dialect, mappings);
-  const universalName = (comps[1] ?? '').trim();
+  const universalName = (comps[(dialect.nameComponent ?? 2) - 1] ?? '').trim();
   const name = mapping?.name ?? (universalName || code);
   const userMapped = mappings?.[code] !== undefined || (mapping !== undefined && mappings?.[local] === mapping);
   let obs: Observation;

@@ -2,6 +2,7 @@
  * The ASTM dialects, most specific first; `generic` matches anything and comes last.
  */
 import { abbottAfinion2 } from './abbott-afinion2.ts';
+import { abbottArchitect } from './abbott-architect.ts';
 import { elektronika77 } from './elektronika77.ts';
 import { genericDialect } from './generic.ts';
 import { horibaPentra } from './horiba-pentra.ts';
@@ -19,6 +20,7 @@ export const DIALECTS: readonly AstmDialect[] = [
   horibaPentra,
   siemensDcaVantage,
   abbottAfinion2,
+  abbottArchitect,
   elektronika77,
   rocheUrisys,
   genericDialect,

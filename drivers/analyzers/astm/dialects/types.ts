@@ -80,6 +80,8 @@ export interface AstmDialect {
    * share one.
    */
   identity?(testId: string[]): string;
+  /** Which R-3 component holds the test's name, when an unmapped code needs one (default 2, E1394's universal name). */
+  nameComponent?: number;
   /** Where this family puts the specimen id (O-3 or O-4, component), when not the generic place. */
   specimenIdAt?: { field: 3 | 4; component: number };
   tests: Readonly<Record<string, TestMapping>>;
