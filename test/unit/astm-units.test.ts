@@ -4,6 +4,7 @@
  * powers of ten or not done, and never between dimensionless units.
  */
 import { describe, expect, it } from 'vitest';
+import { parseAstmOptions } from '../../drivers/analyzers/astm/options.ts';
 import { convertExact, DEVICE_SPELLINGS, exactPowerOfTen, isValidUcum, shiftDecimal, ucumOf } from '../../src/records/units.ts';
 
 describe('ucumOf', () => {
@@ -75,5 +76,13 @@ describe('exact conversions', () => {
     expect(shiftDecimal('-1.5', 3)).toBe(-1500);
     expect(shiftDecimal('12', -4)).toBe(0.0012);
     expect(shiftDecimal('1e3', 0)).toBeNull();
+  });
+});
+
+describe('options.mappings units', () => {
+  it('a mapping unit must be valid UCUM as written', () => {
+    expect(parseAstmOptions({ mappings: { X: { name: 'X', ucum: '10*3/uL' } } }).mappings!.X!.ucum).toBe('10*3/uL');
+    expect(() => parseAstmOptions({ mappings: { X: { name: 'X', ucum: 'MG/DL' } } })).toThrow(/mappings\["X"\]\.ucum: must be a valid UCUM unit/);
+    expect(() => parseAstmOptions({ mappings: { X: { name: 'X', ucum: 'RLU' } } })).toThrow(/ucum/);
   });
 });

@@ -6,6 +6,7 @@ import { ASTM_LINK_DEFAULTS } from '../../../src/protocols/astm/link.ts';
 import { TEXT_ENCODINGS, type TextEncoding } from '../../../src/protocols/astm/records.ts';
 import { DIALECTS, findDialect, type TestMapping } from './dialects/index.ts';
 import { isLoinc } from './test-id.ts';
+import { isValidUcum } from '../../../src/records/units.ts';
 
 export { isLoinc } from './test-id.ts';
 
@@ -81,8 +82,8 @@ export function parseAstmOptions(o: Record<string, unknown>, where = 'options'):
       if (m.loinc !== undefined && m.loinc !== null && (typeof m.loinc !== 'string' || !isLoinc(m.loinc))) {
         throw new Error(`${at}.loinc: must be a LOINC code like 2345-7 (its check digit right), or null`);
       }
-      if (m.ucum !== undefined && m.ucum !== null && (typeof m.ucum !== 'string' || m.ucum.trim() === '')) {
-        throw new Error(`${at}.ucum: must be a UCUM unit string like mg/dL, or null`);
+      if (m.ucum !== undefined && m.ucum !== null && (typeof m.ucum !== 'string' || !isValidUcum(m.ucum))) {
+        throw new Error(`${at}.ucum: must be a valid UCUM unit as written (case-sensitive), like mg/dL or 10*3/uL, or null`);
       }
       if (m.source !== undefined && typeof m.source !== 'string') throw new Error(`${at}.source: must be a string`);
       maps[code] = {
