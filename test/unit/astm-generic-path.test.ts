@@ -132,6 +132,17 @@ describe('times: the precedence, and the field used named in the flags', () => {
     expect(d.flags.filter((f) => f.startsWith('time:'))).toEqual([flag]);
   });
 
+  it('specimen_id_at names the place for a device no dialect knows; a bad value is refused naming the option', () => {
+    const c = CLASS_CASES.find((x) => x.name === 'identity-code-component-1-synthetic')!;
+    const at = (v: string): string | null => decodeAstm({ kind: 'raw', bytes: caseBytes(c) }, { ...ctx, options: { specimen_id_at: v } }).drafts.result![0]!.specimen.id;
+    expect(at('O-4.1')).toBe('SYN0001');
+    expect(at('O-3.3')).toBe('12');
+    expect(at('O-3.2')).toBe('1');
+    // Nothing at the named place: the generic place.
+    expect(at('O-4.5')).toBe('12');
+    expect(() => at('O-5.1')).toThrow(/options\.specimen_id_at: must be O-3/);
+  });
+
   it('specimen ids: cobas c311 O-3 component 2, Sysmex O-4 component 3, Mindray O-3 component 1', () => {
     expect(one('time-reported-o23-synthetic').specimen.id).toBe('SYN-C311-1');
     expect(one('identity-code-component-5-synthetic').specimen.id).toBe('42');

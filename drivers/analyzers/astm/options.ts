@@ -17,6 +17,8 @@ export const ASTM_FRAMINGS: readonly AstmFraming[] = ['e1381', 'bare'];
 export interface AstmOptions {
   dialect?: string;
   framing: AstmFraming;
+  /** Where this device puts the specimen id (`O-3.2`: O-3 component 2), for a sender no dialect names. */
+  specimen_id_at?: { field: 3 | 4; component: number };
   /** With `encoding: auto`, the code page of text that is not UTF-8 (default: the dialect's, else latin1). */
   fallback_encoding?: Exclude<TextEncoding, 'auto' | 'utf-8'>;
   encoding?: TextEncoding;
@@ -34,7 +36,7 @@ const DEFAULT_OPTIONS: AstmOptions = {
   max_frame_bytes: ASTM_LINK_DEFAULTS.maxFrameBytes,
   frame_text_size: ASTM_LINK_DEFAULTS.frameTextSize,
 };
-const KNOWN_OPTIONS = new Set(['dialect', 'framing', 'fallback_encoding', 'encoding', 'mappings', 'receive_timeout_ms', 'reply_timeout_ms', 'max_frame_bytes', 'frame_text_size']);
+const KNOWN_OPTIONS = new Set(['dialect', 'framing', 'fallback_encoding', 'specimen_id_at', 'encoding', 'mappings', 'receive_timeout_ms', 'reply_timeout_ms', 'max_frame_bytes', 'frame_text_size']);
 /** The shape of a LOINC code: up to seven digits, a dash, the check digit. */
 export const LOINC_RE = /^\d{1,7}-\d$/;
 
@@ -59,6 +61,11 @@ export function parseAstmOptions(o: Record<string, unknown>, where = 'options'):
       throw new Error(`${where}.framing: must be one of ${ASTM_FRAMINGS.join(', ')}`);
     }
     out.framing = o.framing as AstmFraming;
+  }
+  if (o.specimen_id_at !== undefined) {
+    const m = typeof o.specimen_id_at === 'string' ? /^O-([34])\.([1-9])$/.exec(o.specimen_id_at.trim()) : null;
+    if (!m) throw new Error(`${where}.specimen_id_at: must be O-3.<component> or O-4.<component>, e.g. O-3.2`);
+    out.specimen_id_at = { field: Number(m[1]) as 3 | 4, component: Number(m[2]) };
   }
   if (o.fallback_encoding !== undefined) {
     const codePages: readonly string[] = TEXT_ENCODINGS.filter((e) => e !== 'auto' && e !== 'utf-8');

@@ -374,12 +374,12 @@ function sampleTime(order: AstmOrder, msg: AstmMessage): { time: string; source:
 }
 
 /**
- * The specimen id of an order: where the dialect says (the cobas c311 puts a counter in O-3.1 and
+ * The specimen id of an order: where the device's `specimen_id_at` option or the dialect says (the cobas c311 puts a counter in O-3.1 and
  * the id in O-3.2), else the first non-empty component of O-3 (the specimen id), else of O-4 (the
  * instrument's specimen id: Sysmex sends only that, its number in component 3).
  */
-function specimenIdOf(order: AstmOrder, dialect: AstmDialect): string | null {
-  const at = dialect.specimenIdAt;
+function specimenIdOf(order: AstmOrder, dialect: AstmDialect, configured?: AstmOptions['specimen_id_at']): string | null {
+  const at = configured ?? dialect.specimenIdAt;
   if (at) {
     const v = ((at.field === 3 ? order.specimen : order.instrumentSpecimen)[at.component - 1] ?? '').trim();
     if (v !== '') return v;
@@ -447,7 +447,7 @@ export function decodeAstmMessage(bytes: Buffer, ctx: DecodeContext, options: Pa
       const withheld = orderWithheldFlags(order);
       if (withheld.length > 0) order.results.forEach((r, i) => withholdValue(observations[i]!, rawValue(r)));
       const category = categoryOf(order, msg, dialect);
-      const specimenId = specimenIdOf(order, dialect);
+      const specimenId = specimenIdOf(order, dialect, options.specimen_id_at);
       const time = when.time;
       const flags = [...headerFlags, ...commentFlags(patient.comments, 'patient'), ...commentFlags(order.comments, 'order'), ...withheld];
       const run = processingRun(msg.header.processingId);
