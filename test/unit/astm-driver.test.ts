@@ -110,7 +110,20 @@ describe('astm session with the simulator', () => {
     expect(host.commits).toHaveLength(0);
   });
 
-  it('strange delimiters (H!@#$) and invalid UTF-8 from a UTF-8 device: decoded, flagged, stored; the session continues', async () => {
+  it('a keep-alive message (only H and L) is ACKed with no quarantine entry and no event; a message with more is not one', async () => {
+    const { host, simulator } = await setup();
+    simulator.send('H|\\^&|||XN-550^00-24^00001|||||||P|E1394-97|20250101120000\rL|1|N');
+    await host.until(() => simulator.delivered === 1);
+    expect(host.quarantined).toEqual([]);
+    expect(host.events.filter((e) => e.type === 'bad_frame' || e.type === 'device_error')).toEqual([]);
+    simulator.send('H|\\^&|||XN-550^00-24^00001|||||||P|E1394-97|20250101120000\rP|1\rL|1|N');
+    await host.until(() => simulator.delivered === 2);
+    expect(host.quarantined.map((q) => q.reason)).toEqual(['no-results']);
+    expect(decodeAstmMessage(Buffer.from('H|\\^&|||X\rL|1|N\r', 'latin1'), ctx).kind).toBe('keep-alive');
+    expect(decodeAstmMessage(Buffer.from('H|\\^&|||X\rM|1|X\rL|1|N\r', 'latin1'), ctx).kind).toBe('empty');
+  });
+
+  it('strange delimiters (H!@#$) and invalid UTF-8 from a UTF-8 device: decoded in its fallback code page, flagged, stored; the session continues', async () => {
     const { host, simulator, device } = await setup();
     simulator.send('H!@#$!!!LUP2#LUP2#1.0.11#1#UA1!!!!!!!P!LIS2-A2!20250101120000\rP!1\rO!1!S$F$7!!!!!!!!!!!!20250101115900\rR!1!###Glu!norm!mg/dl!!N\rL!1!N');
     await host.until(() => host.commits.length === 1);
@@ -129,8 +142,12 @@ describe('astm session with the simulator', () => {
     await device.write(encodeTransmission(msg, 'single'));
     await host.until(() => host.commits.length === 2);
     const bad = host.commits[1]!.drafts[0]!;
-    expect(bad.flags).toContain('encoding-error');
-    expect(bad.observations[0]!.text).toBe('\ufffd(');
+    expect(bad.flags).toContain('encoding:fallback-windows-1250');
+    expect(bad.observations[0]!.text).toBe('Ă(');
+    // encoding utf-8 forced by the device's options: replacement characters, flagged.
+    const forced = decodeAstmMessage(msg, ctx, parseAstmOptions({ encoding: 'utf-8' })).drafts[0]!;
+    expect(forced.flags).toContain('encoding-error');
+    expect(forced.observations[0]!.text).toBe('\ufffd(');
   });
 });
 
@@ -161,7 +178,7 @@ describe('astm options and decoding', () => {
     expect(replayed.drafts.result![0]!.observations[0]).toMatchObject({ code: '550', loinc: '1920-8' });
     expect(() => decodeAstm(capture, { ...ctx, options: { bogus: 1 } })).toThrow(/options\.bogus: unknown option/);
     // The device's frame limit applies to a replay as it did to the live session.
-    expect(decodeAstm(capture, { ...ctx, options: { max_frame_bytes: 64 } })).toMatchObject({ drafts: { result: [] }, issues: [{ reason: 'frame-too-long' }] });
+    expect(decodeAstm(capture, { ...ctx, options: { max_frame_bytes: 64 } })).toMatchObject({ drafts: { result: [] }, issues: [{ reason: expect.stringMatching(/^frame-too-long \(at byte 1; /) }] });
     // Without the mapping: kept, flagged, never dropped.
     expect(decodeAstmMessage(msg, ctx).drafts[0]!.observations.map((o) => [o.code, o.loinc, o.flags])).toEqual([
       ['550', null, ['unmapped-code']],
@@ -219,7 +236,7 @@ describe('astm options and decoding', () => {
   });
 
   it('options left out take the E1381 link defaults, for the session and the simulator alike', () => {
-    expect(parseAstmOptions({})).toEqual({ receive_timeout_ms: 30_000, reply_timeout_ms: 15_000, max_frame_bytes: 64_000, frame_text_size: 240 });
+    expect(parseAstmOptions({})).toEqual({ framing: 'e1381', receive_timeout_ms: 30_000, reply_timeout_ms: 15_000, max_frame_bytes: 64_000, frame_text_size: 240 });
     expect(parseAstmOptions({ reply_timeout_ms: 500 })).toMatchObject({ receive_timeout_ms: 30_000, reply_timeout_ms: 500 });
     expect(parseSimulatorOptions({})).toMatchObject({ split_at: 240, reply_timeout_ms: 15_000 });
   });
@@ -306,25 +323,28 @@ describe('astm comments: published flags never carry what may name a patient', (
   // LIS2-A2: a C record belongs to the record before it; C-3 says who wrote it (P practice, L LIS, I instrument).
   const message = [
     'H|\\^&|||C111^Roche^c111^4.2.2.1730^1^13147|||||||P|1|20230727162500',
-    'C|1|I|daily maintenance done|G',
+    'C|1|I|MAINT_DONE^7|G',
+    'C|2|I|daily maintenance done|G',
     'P|1|PID-77',
     'C|1|I|Jane Doe, born 1961-04-02|G',
     'C|2|P|call her daughter on 555-0199|G',
     'O|1|S77',
     'C|1|L|pt Jane Doe fasting|G',
-    'C|2|I|rerun requested|G',
+    'C|2|I|Notes^^Id# 118176 Jane Doe CDU|I',
+    'C|3|I|RERUN|G',
     'R|1|^^^550|95.2|U/L||N||F||||20230727162028',
-    'C|1|I|above measuring range|I',
+    'C|1|I|Alarm_WBC^LMNE-^BASO+|I',
+    'C|2|I|above measuring range|I',
     'C|2|L|result phoned to Jane Doe|G',
     'C|3||Doe J. asked for a copy|G',
     'L|1|N',
   ].join('\r');
   const patientWords = /Jane|Doe|1961|555-0199|daughter/;
 
-  it('a comment under the patient record is never copied (only comment-withheld:patient); others only when the instrument wrote them', () => {
+  it('a comment under the patient record is never copied (only comment-withheld:patient); others only when the instrument wrote them and all of it is coded', () => {
     const [d] = decodeAstm({ kind: 'raw', bytes: encodeTransmission(Buffer.from(message + '\r', 'latin1'), 'single') }, ctx).drafts.result!;
-    expect(d!.flags).toEqual(['comment:daily maintenance done', 'comment-withheld:patient', 'comment-withheld:order', 'comment:rerun requested']);
-    expect(d!.observations[0]!.flags).toEqual(['unmapped-code', 'comment:above measuring range', 'comment-withheld:result']);
+    expect(d!.flags).toEqual(['comment:MAINT_DONE^7', 'comment-withheld:header', 'comment-withheld:patient', 'comment-withheld:order', 'comment:RERUN', 'time:completed']);
+    expect(d!.observations[0]!.flags).toEqual(['unmapped-code', 'comment:Alarm_WBC^LMNE-^BASO+', 'comment-withheld:result']);
     expect(JSON.stringify(d)).not.toMatch(patientWords);
   });
 

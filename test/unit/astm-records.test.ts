@@ -68,14 +68,14 @@ describe('E1394 records', () => {
     expect(m.queries[0]!.startingRange).toEqual(['', 'S001']);
     expect(m.manufacturer).toHaveLength(1);
     expect(m.unknown.map((r) => r.type)).toEqual(['Z']);
-    expect(m.issues).toEqual(['unknown record type "Z" kept raw']);
+    expect(m.issues).toEqual(['record 4: unknown record type "Z" kept raw (expected H, P, O, R, C, Q, M or L)']);
   });
 
   it('a result with no order, records before H, and no H are issues, not exceptions', () => {
     expect(parseMessage('R|1|^^^X|1\rL|1|N\r').issues).toEqual(['2 record(s) before the H record skipped', 'no H record']);
     const m = parseMessage('H|\\^&\rR|1|^^^X|1|mg/dL\rL|1|N\r');
     expect(m.patients[0]!.orders[0]!.implicit).toBe(true);
-    expect(m.issues).toEqual(['a result arrived with no order (O) record before it']);
+    expect(m.issues).toEqual(['record 2 (R): a result arrived with no order (O) record before it']);
   });
 
   it('parses E1394 dates of 8, 10, 12 and 14 digits and refuses impossible ones', () => {
@@ -97,6 +97,6 @@ describe('E1394 records', () => {
     const bad = Buffer.from([0x61, 0xc3, 0x28, 0x62]);
     expect(decodeText(bad, 'utf-8')).toEqual({ text: 'a\ufffd(b', encoding: 'utf-8', invalid: true });
     expect(decodeText(Buffer.from([0x6d, 0xea, 0x74]), 'windows-1250').text).toBe('męt');
-    expect(decodeText(Buffer.from([0x6d, 0xea, 0x74]), 'auto', 'windows-1250')).toEqual({ text: 'męt', encoding: 'windows-1250', invalid: false });
+    expect(decodeText(Buffer.from([0x6d, 0xea, 0x74]), 'auto', 'windows-1250')).toEqual({ text: 'męt', encoding: 'windows-1250', invalid: false, fellBack: true });
   });
 });

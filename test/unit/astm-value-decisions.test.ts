@@ -128,7 +128,20 @@ describe('ASTM units', () => {
     expect(ucumOf(unit)).toBe(ucum);
   });
 
-  it.each(['mg', 'U', 'ml', '', 'mg/dL/min'])('ucumOf(%j) is unknown', (unit) => {
+  // Valid UCUM as written is kept (NLM's library says so), litre normalised to L.
+  it.each([
+    ['mg', 'mg'],
+    ['U', 'U'],
+    ['ml', 'mL'],
+    ['mg/dL/min', 'mg/dL/min'],
+    ['10*3/uL', '10*3/uL'],
+    ['um3', 'um3'],
+    ['U/l', 'U/L'],
+  ])('valid UCUM ucumOf(%j) = %s', (unit, ucum) => {
+    expect(ucumOf(unit)).toBe(ucum);
+  });
+
+  it.each(['', 'RLU', '10)/mm)', 'Ery/µl', 'sec', 'S/CO'])('ucumOf(%j) is unknown', (unit) => {
     expect(ucumOf(unit)).toBeNull();
   });
 });
@@ -184,15 +197,16 @@ describe('ASTM R-7 abnormal flags and R-9 status', () => {
   });
 
   it('the reference range and result comments become flags; an empty comment does not', () => {
-    const text = 'H|\\^&|||GEN\rP|1\rO|1|S1\rR|1|^^^GLU|95|mg/dL|70-110|||F||||20250101120000\rC|1|I|check sample^again|G\rC|2|I| |G\rL|1|N\r';
+    const text = 'H|\\^&|||GEN\rP|1\rO|1|S1\rR|1|^^^GLU|95|mg/dL|70-110|||F||||20250101120000\rC|1|I|CHECK_SAMPLE^AGAIN|G\rC|2|I| |G\rC|3|I|check sample again|G\rL|1|N\r';
     const o = decodeAstmMessage(Buffer.from(text, 'latin1'), ctx).drafts[0]!.observations[0]!;
-    expect(o.flags).toEqual(['unmapped-code', 'reference:70-110', 'comment:check sample^again']);
+    // Coded instrument text is copied; instrument free text (spaces) is withheld like typed text.
+    expect(o.flags).toEqual(['unmapped-code', 'reference:70-110', 'comment:CHECK_SAMPLE^AGAIN', 'comment-withheld:result']);
   });
 
   it('a comment is cut at 200 characters', () => {
-    const long = 'x'.repeat(250);
+    const long = Array<string>(7).fill('x'.repeat(40)).join('^');
     const text = `H|\\^&|||GEN\rP|1\rO|1|S1\rR|1|^^^GLU|95|mg/dL||||F||||20250101120000\rC|1|I|${long}|G\rL|1|N\r`;
     const o = decodeAstmMessage(Buffer.from(text, 'latin1'), ctx).drafts[0]!.observations[0]!;
-    expect(o.flags.at(-1)).toBe(`comment:${'x'.repeat(200)}`);
+    expect(o.flags.at(-1)).toBe(`comment:${long.slice(0, 200)}`);
   });
 });

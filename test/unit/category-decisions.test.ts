@@ -41,6 +41,18 @@ describe('ASTM: H-12 processing id', () => {
     ['t', 'qc', 'processing:training'],
     ['D', 'qc', 'processing:debugging'],
     [' d', 'qc', 'processing:debugging'],
+    // Vendor ids (Mindray BS: PR patient, QR QC, CR calibration result).
+    ['QR', 'qc', 'processing:qc-result'],
+    ['qr', 'qc', 'processing:qc-result'],
+    ['QC', 'qc', 'processing:qc-result'],
+    ['CR', 'calibration', 'processing:calibration-result'],
+    // Anything else is not a plain patient run either, and says what it was.
+    ['X', 'qc', 'processing:unrecognised:X'],
+    ['QQ', 'qc', 'processing:unrecognised:QQ'],
+    ['TD', 'qc', 'processing:unrecognised:TD'],
+    ['toString', 'qc', 'processing:unrecognised:TOSTRING'],
+    ['constructor', 'qc', 'processing:unrecognised:?'],
+    ['Q^x', 'qc', null],
   ])('%j: category %s, no patient, flag %s', (processing, category, flag) => {
     const d = astm({ processing });
     expect(d.category).toBe(category);
@@ -48,7 +60,7 @@ describe('ASTM: H-12 processing id', () => {
     expect(d.flags.filter((f) => f.startsWith('processing:'))).toEqual(flag ? [flag] : []);
   });
 
-  it.each(['P', 'p', '', 'X', 'QQ', 'TD', 'constructor', 'toString'])('%j: a patient result with its patient id', (processing) => {
+  it.each(['P', 'p', '', ' ', 'PR', 'pr', 'P^x'])('%j: a patient result with its patient id', (processing) => {
     const d = astm({ processing });
     expect(d.category).toBe('patient');
     expect(d.patient).toEqual({ id: 'PAT-7' });
@@ -65,7 +77,7 @@ describe('ASTM: O-12 action code and O-16 specimen descriptor', () => {
     expect(astm({ action }).category).toBe('patient');
   });
 
-  it.each(['CONTROL', 'control', 'Control', ' control ', 'QC', 'qc', 'blood^CONTROL', 'QC^serum'])('descriptor %j: control, no patient', (descriptor) => {
+  it.each(['CONTROL', 'control', 'Control', ' control ', 'QC', 'qc', 'blood^CONTROL', 'QC^serum', 'CTRL^^CTRL MEDIUM', 'ctrl'])('descriptor %j: control, no patient', (descriptor) => {
     expect(astm({ descriptor })).toMatchObject({ category: 'control', patient: null });
   });
 

@@ -5,9 +5,22 @@
 import { ASTM_LINK_DEFAULTS } from '../../../src/protocols/astm/link.ts';
 import { TEXT_ENCODINGS, type TextEncoding } from '../../../src/protocols/astm/records.ts';
 import { DIALECTS, findDialect, type TestMapping } from './dialects/index.ts';
+import { isLoinc } from './test-id.ts';
+import { isValidUcum } from '../../../src/records/units.ts';
+
+export { isLoinc } from './test-id.ts';
+
+/** How the device frames its messages: E1381 frames (the standard), or bare STX … ETX blocks (`bare-link.ts`). */
+export type AstmFraming = 'e1381' | 'bare';
+export const ASTM_FRAMINGS: readonly AstmFraming[] = ['e1381', 'bare'];
 
 export interface AstmOptions {
   dialect?: string;
+  framing: AstmFraming;
+  /** Where this device puts the specimen id (`O-3.2`: O-3 component 2), for a sender no dialect names. */
+  specimen_id_at?: { field: 3 | 4; component: number };
+  /** With `encoding: auto`, the code page of text that is not UTF-8 (default: the dialect's, else latin1). */
+  fallback_encoding?: Exclude<TextEncoding, 'auto' | 'utf-8'>;
   encoding?: TextEncoding;
   mappings?: Record<string, TestMapping>;
   receive_timeout_ms: number;
@@ -17,12 +30,13 @@ export interface AstmOptions {
 }
 
 const DEFAULT_OPTIONS: AstmOptions = {
+  framing: 'e1381',
   receive_timeout_ms: ASTM_LINK_DEFAULTS.receiveTimeoutMs,
   reply_timeout_ms: ASTM_LINK_DEFAULTS.replyTimeoutMs,
   max_frame_bytes: ASTM_LINK_DEFAULTS.maxFrameBytes,
   frame_text_size: ASTM_LINK_DEFAULTS.frameTextSize,
 };
-const KNOWN_OPTIONS = new Set(['dialect', 'encoding', 'mappings', 'receive_timeout_ms', 'reply_timeout_ms', 'max_frame_bytes', 'frame_text_size']);
+const KNOWN_OPTIONS = new Set(['dialect', 'framing', 'fallback_encoding', 'specimen_id_at', 'encoding', 'mappings', 'receive_timeout_ms', 'reply_timeout_ms', 'max_frame_bytes', 'frame_text_size']);
 /** The shape of a LOINC code: up to seven digits, a dash, the check digit. */
 export const LOINC_RE = /^\d{1,7}-\d$/;
 
@@ -42,6 +56,24 @@ export function parseAstmOptions(o: Record<string, unknown>, where = 'options'):
     }
     out.encoding = o.encoding as TextEncoding;
   }
+  if (o.framing !== undefined) {
+    if (typeof o.framing !== 'string' || !ASTM_FRAMINGS.includes(o.framing as AstmFraming)) {
+      throw new Error(`${where}.framing: must be one of ${ASTM_FRAMINGS.join(', ')}`);
+    }
+    out.framing = o.framing as AstmFraming;
+  }
+  if (o.specimen_id_at !== undefined) {
+    const m = typeof o.specimen_id_at === 'string' ? /^O-([34])\.([1-9])$/.exec(o.specimen_id_at.trim()) : null;
+    if (!m) throw new Error(`${where}.specimen_id_at: must be O-3.<component> or O-4.<component>, e.g. O-3.2`);
+    out.specimen_id_at = { field: Number(m[1]) as 3 | 4, component: Number(m[2]) };
+  }
+  if (o.fallback_encoding !== undefined) {
+    const codePages: readonly string[] = TEXT_ENCODINGS.filter((e) => e !== 'auto' && e !== 'utf-8');
+    if (typeof o.fallback_encoding !== 'string' || !codePages.includes(o.fallback_encoding)) {
+      throw new Error(`${where}.fallback_encoding: must be one of ${codePages.join(', ')}`);
+    }
+    out.fallback_encoding = o.fallback_encoding as Exclude<TextEncoding, 'auto' | 'utf-8'>;
+  }
   if (o.mappings !== undefined) {
     if (typeof o.mappings !== 'object' || o.mappings === null || Array.isArray(o.mappings)) {
       throw new Error(`${where}.mappings: must be a map of code → {name, loinc, ucum}`);
@@ -54,11 +86,11 @@ export function parseAstmOptions(o: Record<string, unknown>, where = 'options'):
       const m = v as Record<string, unknown>;
       for (const k of Object.keys(m)) if (!['name', 'loinc', 'ucum', 'source'].includes(k)) throw new Error(`${at}.${k}: unknown field (known: name, loinc, ucum, source)`);
       if (typeof m.name !== 'string' || m.name.trim() === '') throw new Error(`${at}.name: required, a non-empty string`);
-      if (m.loinc !== undefined && m.loinc !== null && (typeof m.loinc !== 'string' || !LOINC_RE.test(m.loinc))) {
-        throw new Error(`${at}.loinc: must be a LOINC code like 2345-7, or null`);
+      if (m.loinc !== undefined && m.loinc !== null && (typeof m.loinc !== 'string' || !isLoinc(m.loinc))) {
+        throw new Error(`${at}.loinc: must be a LOINC code like 2345-7 (its check digit right), or null`);
       }
-      if (m.ucum !== undefined && m.ucum !== null && (typeof m.ucum !== 'string' || m.ucum.trim() === '')) {
-        throw new Error(`${at}.ucum: must be a UCUM unit string like mg/dL, or null`);
+      if (m.ucum !== undefined && m.ucum !== null && (typeof m.ucum !== 'string' || !isValidUcum(m.ucum))) {
+        throw new Error(`${at}.ucum: must be a valid UCUM unit as written (case-sensitive), like mg/dL or 10*3/uL, or null`);
       }
       if (m.source !== undefined && typeof m.source !== 'string') throw new Error(`${at}.source: must be a string`);
       maps[code] = {

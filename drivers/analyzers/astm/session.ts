@@ -19,16 +19,20 @@ import { NAK } from '../../../src/protocols/astm/frame.ts';
 import { AstmLink, type AstmCarrier, type AstmLinkIssue, type AstmLinkMessage } from '../../../src/protocols/astm/link.ts';
 import { splitRecords } from '../../../src/protocols/astm/records.ts';
 import { ListenerTransport, type ListenerConnection } from '../../../src/transports/listener.ts';
+import { BareAstmLink } from './bare-link.ts';
 import { parseAstmOptions, type AstmOptions } from './options.ts';
 import { ASTM_DRIVER_ID, decodeAstmMessage, headerSender } from './records.ts';
 
 /** The session of each device behind a listener, so a caller routed to a device reaches it. */
 const sessionOf = new WeakMap<ListenerTransport, AstmSession>();
 
+/** What the session needs of a link: E1381 (`AstmLink`) or bare blocks (`BareAstmLink`, `framing: bare`). */
+type ReceiverLink = Pick<AstmLink, 'start' | 'stop' | 'send'> | BareAstmLink;
+
 /** One caller on a listener and its own link. */
 interface Caller {
   conn: ListenerConnection;
-  link: AstmLink;
+  link: ReceiverLink;
   /** The session whose device the caller was last routed to. */
   owner: AstmSession | null;
   /** Its message was refused: the NAK of its last frame is the last thing it gets. */
@@ -38,7 +42,7 @@ interface Caller {
 export class AstmSession extends PushedSession {
   private readonly opts: AstmOptions;
   /** The link on a serial line or a TCP client connection; absent behind a listener. */
-  private link: AstmLink | null = null;
+  private link: ReceiverLink | null = null;
   /** Callers this session runs the link of (behind a listener). */
   private readonly callers = new Set<Caller>();
 
@@ -48,7 +52,10 @@ export class AstmSession extends PushedSession {
     this.opts = opts;
   }
 
-  private newLink(carrier: AstmCarrier, handlers: ConstructorParameters<typeof AstmLink>[1], write?: (b: Buffer) => Promise<void>): AstmLink {
+  private newLink(carrier: AstmCarrier, handlers: ConstructorParameters<typeof AstmLink>[1], write?: (b: Buffer) => Promise<void>): ReceiverLink {
+    if (this.opts.framing === 'bare') {
+      return new BareAstmLink(carrier, handlers, { receiveTimeoutMs: this.opts.receive_timeout_ms, maxFrameBytes: this.opts.max_frame_bytes, ...(write ? { write } : {}) });
+    }
     return new AstmLink(carrier, handlers, {
       role: 'host',
       receiveTimeoutMs: this.opts.receive_timeout_ms,
@@ -105,7 +112,7 @@ export class AstmSession extends PushedSession {
   }
 
   /** The link of the caller most recently routed to this device (whichever session runs it). */
-  private latestCallerLink(): AstmLink | null {
+  private latestCallerLink(): ReceiverLink | null {
     const t = this.host.transport;
     if (!(t instanceof ListenerTransport)) return null;
     const conn = t.connections[t.connections.length - 1];
@@ -125,7 +132,7 @@ export class AstmSession extends PushedSession {
       conn,
       owner: conn.owner ? (sessionOf.get(conn.owner) ?? null) : null,
       refused: false,
-      link: undefined as unknown as AstmLink,
+      link: undefined as unknown as ReceiverLink,
     };
     caller.link = this.newLink(
       conn,
@@ -236,6 +243,13 @@ export class AstmSession extends PushedSession {
     for (const issue of r.issues) this.host.log.warn({ reason: issue.reason }, 'astm: message problem');
     const at = this.host.now().toISOString();
     const state = { analyzer: { ...(r.dialect ? { dialect: r.dialect.id } : {}), last_message_at: at } };
+    if (r.kind === 'keep-alive') {
+      // Only H and L: a line test. ACKed, with no quarantine entry and no event (a device that
+      // sends one every minute would otherwise fill both); the device state says it was heard.
+      await this.receive({ drafts: {}, capture, facts: r.device, state }, { acknowledge: () => undefined, refuse: () => undefined });
+      this.host.log.debug({ dialect: r.dialect?.id ?? null }, 'astm: keep-alive message');
+      return;
+    }
     if (r.drafts.length === 0) {
       // Nothing to store, but the message itself arrived intact: it is ACKed as E1381 requires
       // (a NAK would only make the device send the same message again, forever). The bytes are

@@ -94,10 +94,13 @@ export function generateMessage(
   const s = dialect.sample;
   const ts = stamp(now, timezone);
   const specimen = `${s.specimenPrefix}${String(100000 + n).slice(1)}`;
+  // The specimen id where the family puts it (the cobas c311: O-3 component 2, after a counter).
+  const at = dialect.specimenIdAt ?? { field: 3, component: 1 };
+  const place = (field: 3 | 4): string => (at.field === field ? [...Array<string>(at.component - 1).fill(at.component > 1 ? String(n) : ''), specimen].join('^') : '');
   const records = [
     `H|\\^&|||${sender}|||||||${control ? 'Q' : 'P'}|${s.version}|${ts}`,
     'P|1',
-    `O|1|${specimen}||${s.tests.map((t) => t.testId).join('\\')}|R||||||${control ? 'Q' : 'N'}||||||||||||||F`,
+    `O|1|${place(3)}|${place(4)}|${s.tests.map((t) => t.testId).join('\\')}|R||||||${control ? 'Q' : 'N'}||||||||||||||F`,
   ];
   s.tests.forEach((t, i) => {
     let value: string;

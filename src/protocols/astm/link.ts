@@ -181,6 +181,10 @@ export class MessageAssembler {
   private parts: Buffer[] = [];
   private size = 0;
   private acceptedAny = false;
+  /** The text of the frame last taken: a repeat of its number is a duplicate only with this text. */
+  private last: Buffer | null = null;
+  /** Frames of this transmission's message are lost: it can never be whole. */
+  private broken = false;
 
   /** ENQ: a new transmission starts with frame 1. */
   begin(): void {
@@ -188,6 +192,8 @@ export class MessageAssembler {
     this.parts = [];
     this.size = 0;
     this.acceptedAny = false;
+    this.last = null;
+    this.broken = false;
   }
 
   get pendingBytes(): number {
@@ -202,11 +208,18 @@ export class MessageAssembler {
    * Classifies a good frame. `accept` with `complete` set: the message is whole once this frame is
    * taken; the caller then calls `take()` (stored) or leaves it (rejected; the frame comes again).
    */
-  classify(number: number): 'accept' | 'duplicate' | 'wrong-number' {
+  classify(number: number, text?: Buffer): 'accept' | 'duplicate' | 'wrong-number' {
     // A capture that starts mid-transmission (no ENQ) starts at whatever number it holds.
     if (this.expected === null) this.expected = number;
+    if (this.broken) return 'wrong-number';
     if (number === this.expected) return 'accept';
-    if (this.acceptedAny && nextFrameNumber(number) === this.expected) return 'duplicate';
+    const repeatOfLast = this.acceptedAny && nextFrameNumber(number) === this.expected;
+    if (repeatOfLast && (text === undefined || this.last?.equals(text) === true)) return 'duplicate';
+    // The last frame's number with other text is no repeat: frames were lost and the numbers came
+    // round again (mod 8; after a lost frame k, frame k-1's number always comes before k's). The
+    // next frame with the expected number would be joined on with a hole: nothing more is taken
+    // until EOT / ENQ. (A sender that sends the missing frame right after a NAK is still taken.)
+    if (repeatOfLast) this.broken = true;
     return 'wrong-number';
   }
 
@@ -227,6 +240,7 @@ export class MessageAssembler {
   take(text: Buffer, final: boolean, completed: Buffer | null = this.preview(text, final)): Buffer | null {
     this.expected = nextFrameNumber(this.expected ?? 0);
     this.acceptedAny = true;
+    this.last = text;
     if (completed) {
       this.parts = [];
       this.size = 0;
@@ -244,6 +258,8 @@ export class MessageAssembler {
     this.size = 0;
     this.expected = null;
     this.acceptedAny = false;
+    this.last = null;
+    this.broken = false;
     return rest;
   }
 }
@@ -277,7 +293,7 @@ export function collectMessages(bytes: Buffer, maxFrameBytes: number = ASTM_LINK
         } else if (ev.byte === EOT) partial('EOT before the L record');
         break;
       case 'frame': {
-        const kind = asm.classify(ev.number);
+        const kind = asm.classify(ev.number, ev.text);
         if (kind === 'accept') {
           const done = asm.take(ev.text, ev.final);
           if (done) messages.push(done);
@@ -463,7 +479,7 @@ export class AstmLink {
 
   private async onFrame(ev: Extract<AstmFrameEvent, { type: 'frame' }>): Promise<void> {
     this.exchanges.push({ dir: 'D', bytes: ev.raw });
-    const kind = this.asm.classify(ev.number);
+    const kind = this.asm.classify(ev.number, ev.text);
     if (kind === 'duplicate') {
       await this.reply(ACK);
       return;

@@ -31,6 +31,8 @@ export interface DecodedText {
   encoding: Exclude<TextEncoding, 'auto'>;
   /** UTF-8 was asked for but the bytes are not valid UTF-8: bad sequences became U+FFFD. */
   invalid: boolean;
+  /** `auto` found bytes that are not UTF-8 and read them in the fallback code page instead. */
+  fellBack?: boolean;
 }
 
 function isAscii(bytes: Uint8Array): boolean {
@@ -48,7 +50,7 @@ export function decodeText(bytes: Uint8Array, encoding: TextEncoding, fallback: 
     try {
       return { text: new TextDecoder('utf-8', { fatal: true }).decode(bytes), encoding: 'utf-8', invalid: false };
     } catch {
-      return decodeText(bytes, fallback);
+      return { ...decodeText(bytes, fallback), fellBack: true };
     }
   }
   if (encoding === 'utf-8') {
@@ -163,7 +165,7 @@ export interface AstmResult {
   value: string[];
   units: string;
   referenceRange: string;
-  /** R-7 repeats (e.g. `L`, `HH`, `A`, `N`). */
+  /** R-7 repeats and their components, one flag each (e.g. `L`, `HH`, `A`, `N`; ARCHITECT `EXP^<` is two). */
   abnormalFlags: string[];
   natureOfAbnormality: string;
   /** R-9: F final, P preliminary, C correction, X cannot be done, W warning, … */
@@ -189,6 +191,8 @@ export interface AstmOrder {
   collectedAt: string;
   /** O-15: date/time the specimen was received. */
   receivedAt: string;
+  /** O-23: date/time the results were reported or last modified. */
+  reportedAt: string;
   /** O-12: N new, A add, C cancel, Q quality control, … */
   actionCode: string;
   /** O-16 components (specimen type ^ source). */
@@ -271,6 +275,8 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
   let order: AstmOrder | null = null;
   let last: { comments: AstmComment[] } | null = null;
   let beforeHeader = 0;
+  /** The 1-based place of the record being read, for the issues. */
+  let position = 0;
 
   const ensurePatient = (): AstmPatient => {
     if (!patient) {
@@ -282,26 +288,27 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
   const ensureOrder = (): AstmOrder => {
     if (!order) {
       order = {
-        seq: '', specimen: [], instrumentSpecimen: [], testIds: [], priority: '', requestedAt: '', collectedAt: '', receivedAt: '', actionCode: '',
+        seq: '', specimen: [], instrumentSpecimen: [], testIds: [], priority: '', requestedAt: '', collectedAt: '', receivedAt: '', reportedAt: '', actionCode: '',
         specimenDescriptor: [], reportType: '', comments: [], results: [], implicit: true, record: null,
       };
       ensurePatient().orders.push(order);
-      msg.issues.push('a result arrived with no order (O) record before it');
+      msg.issues.push(`record ${position} (R): a result arrived with no order (O) record before it`);
     }
     return order;
   };
 
   for (const line of splitRecords(text)) {
+    position++;
     if (line[0] === 'H' || line[0] === 'h') {
       const parsed = parseDelimiters(line);
       if (!parsed) {
-        msg.issues.push('an H record does not define four distinct delimiters');
+        msg.issues.push(`record ${position} (H): H-2 does not define four distinct delimiters (field, repeat, component, escape)`);
         continue;
       }
-      if (msg.header) msg.issues.push('a second H record inside one message');
+      if (msg.header) msg.issues.push(`record ${position} (H): a second H record inside one message`);
       d = parsed;
       const fields = [line[0], line.slice(2, 5), ...line.slice(6).split(d.field)];
-      if (line[5] !== undefined && line[5] !== d.field) msg.issues.push('the H record delimiter field is not followed by the field delimiter');
+      if (line[5] !== undefined && line[5] !== d.field) msg.issues.push(`record ${position} (H): H-2 is not followed by the field delimiter`);
       const r = new AstmRecord(line, fields, d, encoding);
       msg.records.push(r);
       msg.header = { delimiters: d, sender: r.components(5), processingId: r.text(12), version: r.text(13), timestamp: r.text(14), comments: [], record: r };
@@ -333,6 +340,7 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
           requestedAt: r.text(7),
           collectedAt: r.text(8),
           receivedAt: r.text(15),
+          reportedAt: r.text(23),
           actionCode: r.text(12),
           specimenDescriptor: r.components(16),
           reportType: r.text(26),
@@ -351,7 +359,7 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
           value: r.components(4),
           units: r.text(5),
           referenceRange: r.text(6),
-          abnormalFlags: r.repeats(7).map((c) => c.join(d!.component)).filter((f) => f !== ''),
+          abnormalFlags: r.repeats(7).flat().map((f) => f.trim()).filter((f) => f !== ''),
           natureOfAbnormality: r.text(8),
           status: r.text(9),
           operator: r.components(11),
@@ -367,7 +375,7 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
       }
       case 'C':
         if (last) last.comments.push(comment(r));
-        else msg.issues.push('a comment record with nothing before it');
+        else msg.issues.push(`record ${position} (C): a comment record with nothing before it`);
         break;
       case 'Q':
         msg.queries.push({ seq: r.field(2), startingRange: r.components(3), endingRange: r.components(4), testIds: r.repeats(5), statusCode: r.text(13), record: r });
@@ -382,7 +390,7 @@ export function parseMessage(text: string, encoding: TextEncoding = 'latin1'): A
         break;
       default:
         msg.unknown.push(r);
-        msg.issues.push(`unknown record type "${r.type.slice(0, 1).replace(/[^\x21-\x7e]/g, '?')}" kept raw`);
+        msg.issues.push(`record ${position}: unknown record type "${r.type.slice(0, 1).replace(/[^\x21-\x7e]/g, '?')}" kept raw (expected H, P, O, R, C, Q, M or L)`);
     }
   }
   if (beforeHeader > 0) msg.issues.push(`${beforeHeader} record(s) before the H record skipped`);

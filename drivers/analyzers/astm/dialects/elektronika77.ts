@@ -8,14 +8,17 @@
  * for colour and clarity (`wodojasny`, `przejrzysty`).
  *
  * Text encoding: the sample sends `µ` as the UTF-8 bytes C2 B5, and the note shows the same text
- * read as Latin-1 (`Ery/Âµl`, `mÄ™tny`), so the dialect decodes UTF-8; invalid UTF-8 is replaced
- * and flagged. `options.encoding` (e.g. `windows-1250`) overrides it for a device set up otherwise.
+ * read as Latin-1 (`Ery/Âµl`, `mÄ™tny`), so the dialect reads UTF-8 (`auto`); a message that is not
+ * valid UTF-8 (a device set to its Polish code page) is read as windows-1250 and flagged
+ * `encoding:fallback-windows-1250`, never with replacement characters. `options.encoding`
+ * overrides it (`utf-8` forces UTF-8: bad bytes become U+FFFD, flagged `encoding-error`).
  *
  * Strip codes → the shared urine strip analyte table (LOINC "by automated test strip" where known).
  * The code spellings are those seen in the sample. QC marking: the sample's O-4 ends
  * `…^Service^SAMPLE`; a value there naming a control (`CONTROL`, `QC`, `KONTROLA`) is taken as a
  * control run. This is inferred, not documented.
  */
+import { isLoinc, testCode } from '../test-id.ts';
 import { senderWords, type AstmDialect, type TestMapping } from './types.ts';
 import type { UrineAnalyteCode } from '../../../analytes/urine-strip.ts';
 
@@ -37,10 +40,13 @@ export const elektronika77: AstmDialect = {
     const model = /^lup2$/i.test(name) ? 'LabUReader Plus 2' : name || 'LabUReader Plus 2';
     return { model, firmware: sender[2] || null, serial: sender[4] || null };
   },
-  encoding: 'utf-8',
+  encoding: 'auto',
   fallbackEncoding: 'windows-1250',
   codeComponent: 4,
   loincComponent: 1,
+  // Component 1 is the LOINC code of a sediment result (it tells RBC /HPF from RBC /uL: kept in the
+  // code) or the strip's pad index (`1^^^Bil` and `^^^Bil` are the same pad: left out).
+  identity: (comps) => (isLoinc((comps[0] ?? '').trim()) ? testCode(comps) : (comps[3] ?? '').trim() || testCode(comps)),
   tests: {
     Bil: strip('Bilirubin', 'BIL'),
     Ubg: strip('Urobilinogen', 'UBG'),

@@ -9,7 +9,13 @@
  * UCUM null, the number in `text`, flag `unit-unknown`. Values `-----` with status X where the
  * instrument could not measure.
  *
- * Names below are the analyte names of the LOINC codes the device itself sends (component 5).
+ * Names below are the analyte names of the LOINC codes the device itself sends (component 5). Two
+ * of the codes it sends fail LOINC's check digit (`789-9` for RBC, `2100-5` for RDW-SD): they are
+ * not LOINC codes, so those two results carry none (`isLoinc` in options.ts refuses them too).
+ *
+ * Code: R-3 component 4 alone (component 5 is that code's LOINC; component 6 is `1` in every
+ * result of the capture); a component 6 other than `1` is kept in the code, since its meaning is
+ * not known and it may tell two quantities apart.
  */
 import { senderWords, type AstmDialect, type TestMapping } from './types.ts';
 
@@ -29,6 +35,11 @@ export const horibaPentra: AstmDialect = {
   encoding: 'auto',
   codeComponent: 4,
   loincComponent: 5,
+  identity: (comps) => {
+    const local = (comps[3] ?? '').trim();
+    const extra = (comps[5] ?? '').trim();
+    return extra === '' || extra === '1' ? local : `${local}^${extra}`;
+  },
   tests: {
     WBC: t('Leukocytes', '804-5'),
     'LYM#': t('Lymphocytes', '731-0'),
@@ -41,7 +52,7 @@ export const horibaPentra: AstmDialect = {
     'EOS%': t('Eosinophils/100 leukocytes', '713-8'),
     'BAS#': t('Basophils', '704-7'),
     'BAS%': t('Basophils/100 leukocytes', '706-2'),
-    RBC: t('Erythrocytes', '789-9'),
+    RBC: { name: 'Erythrocytes', loinc: null, source: `${DEVICE}; the device's 789-9 fails the LOINC check digit` },
     HGB: t('Hemoglobin', '717-9'),
     HCT: t('Hematocrit', '4544-3'),
     MCV: t('MCV', '787-2'),
@@ -50,7 +61,7 @@ export const horibaPentra: AstmDialect = {
     RDW: t('Erythrocyte distribution width', '788-0'),
     PLT: t('Platelets', '777-3'),
     MPV: t('Platelet mean volume', '776-5'),
-    RDWSD: t('Erythrocyte distribution width (SD)', '2100-5'),
+    RDWSD: { name: 'Erythrocyte distribution width (SD)', loinc: null, source: `${DEVICE}; the device's 2100-5 fails the LOINC check digit` },
   },
   specimenType: 'whole blood',
   unknownUnits: ['1'],

@@ -69,10 +69,21 @@ export interface AstmDialect {
   encoding: TextEncoding;
   /** With `encoding: auto`, the 8-bit code page of text that is not UTF-8 (default latin1). */
   fallbackEncoding?: Exclude<TextEncoding, 'auto' | 'utf-8'>;
-  /** Which R-3 component (1-based) holds the device's code. */
+  /** Which R-3 component (1-based) holds the device's local code: the key of `tests`. */
   codeComponent: number;
-  /** Which R-3 component holds a LOINC code the device sends itself, if any. */
+  /** Which R-3 component holds a LOINC code the device sends itself, if any (else component 1, or 5 after a local code). */
   loincComponent?: number;
+  /**
+   * The published code of a result from R-3's components, when this family's whole test id holds
+   * components that do not tell quantities apart (the Pentra's constant `1`). Without it the code
+   * is the whole universal test id (`testCode` in records.ts): two different quantities never
+   * share one.
+   */
+  identity?(testId: string[]): string;
+  /** Which R-3 component holds the test's name, when an unmapped code needs one (default 2, E1394's universal name). */
+  nameComponent?: number;
+  /** Where this family puts the specimen id (O-3 or O-4, component), when not the generic place. */
+  specimenIdAt?: { field: 3 | 4; component: number };
   tests: Readonly<Record<string, TestMapping>>;
   /** The specimen of every code that names none in `tests` (null: not known). */
   specimenType: string | null;

@@ -1,0 +1,2 @@
+/** `@lhncbc/ucum-lhc` ships no types; `units.ts` describes the few calls it makes. */
+declare module '@lhncbc/ucum-lhc';
