@@ -91,6 +91,12 @@ export interface DecodeResult {
   issues: DecodeIssue[];
   /** What the capture says about the device (serial, firmware, display unit...). */
   device: DeviceFacts;
+  /**
+   * For a device whose capture is a status conversation (a printer's `~HS` reply): the device
+   * state it gives, as the live session would patch it. The golden test compares it with the
+   * case's `expected-state.json`.
+   */
+  state?: DeviceStatePatch;
 }
 
 export { NO_PARAMS, NO_PATIENT_DATA, PATIENT_DATA_OMITTED, type ParamsSchema } from './commands.ts';
