@@ -130,3 +130,14 @@ describe('status blocks as device state', () => {
     expect(decodeStatusBlocks([...HS, 'ZD421,V9,8,8KB']).patch).toMatchObject({ status: 'ok', status_detail: null, model: 'ZD421', firmware: 'V9' });
   });
 });
+
+describe('a ~HS reply with a bad field', () => {
+  it('is one issue naming the field, and the rest of the capture still decodes', async () => {
+    const { decodeZebraCapture } = await import('../../drivers/printers/zebra-zpl/records.ts');
+    const bytes = Buffer.from('\xff\x00noise' + blk('030,X,0,0203,000,0,0,0,000,0,0,0') + HS.slice(1).map(blk).join('') + blk('ZT411-300dpi,V92.21.07Z,12,2104KB'), 'latin1');
+    const result = decodeZebraCapture({ kind: 'raw', bytes });
+    expect(result.issues.map((i) => i.reason)).toEqual(['bytes outside a status reply', '~HS string 1 paper out: "X" is not 0 or 1']);
+    expect(result.device).toEqual({ manufacturer: 'Zebra Technologies', model: 'ZT411-300dpi', firmware: 'V92.21.07Z' });
+    expect(result.drafts).toEqual({});
+  });
+});

@@ -51,8 +51,10 @@ export function decodeStatusBlocks(blocks: readonly string[]): { patch: DeviceSt
       if (/PRINTER STATUS/.test(block)) {
         mergePatch(patch, errorStatusStatePatch(parseErrorStatus(block)));
       } else if (block.split(',').length === 12) {
-        mergePatch(patch, hostStatusPatch(parseHostStatus(blocks.slice(i, i + 3))));
+        // String 1 of a ~HS reply: the next two blocks are its strings 2 and 3, good or bad.
+        const strings = blocks.slice(i, i + 3);
         i += 2;
+        mergePatch(patch, hostStatusPatch(parseHostStatus(strings)));
       } else {
         identification = parseHostIdentification(block);
         mergePatch(patch, identificationPatch(identification));

@@ -1,0 +1,410 @@
+/**
+ * The `zebra-zpl` session: one owner of one printer connection. Print requests become durable
+ * jobs before they are answered (the job row and its `queued` record in one transaction), and a
+ * pump sends them one at a time, oldest first, whenever the printer is reachable and reports no
+ * fault. Each job's life is published as `print-job` records on `device/<id>/job`.
+ *
+ * At most once per transaction: a repeated request finds the job its transaction made (in the
+ * store, so also after a restart) and answers that. Never resent blindly: once a job's bytes
+ * may have reached the printer (the write began), the job is `printed` only when the printer
+ * then answers a status query with no fault; a connection that drops, a status that does not
+ * come, or a fault reported right after leaves it `uncertain` with the reason, for an operator
+ * to `confirm` (printed, or reprint with the label marked REPRINT).
+ *
+ * Status: `~HS` every `status_poll_ms` (three STX…ETX strings, read whole with a timeout), then
+ * `~HQES` when `~HS` is silent (media out, head open, ribbon out), `~HI` once per connection.
+ */
+import { randomBytes } from 'node:crypto';
+import { CommandSession } from '../../../src/driver-sdk/command-session.ts';
+import type { CommandContext, DeviceJob, DeviceJobs, DeviceStatePatch, SessionHost } from '../../../src/driver-sdk/index.ts';
+import { NoAnswerError, ProtocolError, type SessionCommand } from '../../../src/driver-sdk/meter-session.ts';
+import { numberOptions } from '../../../src/driver-sdk/meter-session.ts';
+import { renderZplPng } from '../../../src/protocols/zpl/render.ts';
+import { DEFAULT_SPECIMEN_ID_SCHEME, formatSpecimenId, schemeProblems, type SpecimenIdScheme } from '../../../src/protocols/zpl/specimen-id.ts';
+import {
+  parseErrorStatus,
+  parseHostIdentification,
+  parseHostStatus,
+  ZebraReplyFramer,
+  type ReplyItem,
+} from '../../../src/protocols/zpl/status.ts';
+import type { LabelTemplate } from '../../../src/protocols/zpl/template.ts';
+import type { PrintJobDraft, PrintJobState } from '../../../src/records/types.ts';
+import { labelRequestProblems, renderLabel, siteTemplateProblems, type LabelRequest } from './label.ts';
+import { errorStatusStatePatch, hostStatusPatch, identificationPatch, MANUFACTURER, ZEBRA_ZPL_DRIVER_ID } from './records.ts';
+import { BUILTIN_TEMPLATES } from './templates.ts';
+
+export interface ZebraSessionOptions {
+  /** How often the printer is asked for its status (ms). */
+  status_poll_ms: number;
+  /** How long a status reply may take (ms); `~HS` is silent in a fault, so keep it short. */
+  status_timeout_ms: number;
+}
+
+const DEFAULTS: ZebraSessionOptions = { status_poll_ms: 5000, status_timeout_ms: 1500 };
+
+/** A job's summary as stored with it (what may be shown: no patient data). */
+interface JobSummary {
+  specimen_id: string;
+  specimen_id_issued: boolean;
+  template: string;
+  copies: number;
+  reprint_of: string | null;
+  /**
+   * Where the template's `reprint` field's text goes in the job's ZPL (a character offset; null
+   * when the template has none): a reprint writes REPRINT there, from the stored ZPL, since the
+   * request itself (patient data) is not kept anywhere else.
+   */
+  reprint_at: number | null;
+}
+
+/** A job as `request/jobs` lists it. */
+export interface JobView extends JobSummary {
+  job: string;
+  state: string;
+  reason: string | null;
+  attempts: number;
+  created_at: string;
+  updated_at: string;
+}
+
+/** The device's `options` for this driver, checked: templates, specimen id scheme, timings. */
+export function zebraOptions(device: Pick<SessionHost['device'], 'id' | 'options'>): {
+  timing: ZebraSessionOptions;
+  templates: Record<string, LabelTemplate>;
+  scheme: SpecimenIdScheme;
+} {
+  const { templates: rawTemplates, specimen_ids: rawScheme, ...rest } = (device.options ?? {}) as Record<string, unknown>;
+  const timing = numberOptions({ id: device.id, options: rest }, DEFAULTS);
+  const site = (rawTemplates ?? {}) as Record<string, LabelTemplate>;
+  const problems = typeof site === 'object' && site !== null && !Array.isArray(site) ? siteTemplateProblems(site) : ['templates: must be a map of name to template'];
+  const scheme = { ...DEFAULT_SPECIMEN_ID_SCHEME, ...((rawScheme ?? {}) as Partial<SpecimenIdScheme>) };
+  problems.push(...schemeProblems(scheme));
+  if (problems.length > 0) throw new Error(`device ${device.id}: ${problems.join('; ')}`);
+  return { timing, templates: { ...BUILTIN_TEMPLATES, ...site }, scheme };
+}
+
+const OPEN_STATES: ReadonlySet<string> = new Set(['queued', 'printing', 'uncertain']);
+
+export class ZebraSession extends CommandSession<ReplyItem> {
+  private readonly framer = new ZebraReplyFramer();
+  private readonly jobStore: DeviceJobs;
+  private readonly options: ReturnType<typeof zebraOptions>;
+  private identified = false;
+  private pumping = false;
+  private pumpAgain = false;
+
+  constructor(host: SessionHost) {
+    const options = zebraOptions(host.device);
+    super(host, ZEBRA_ZPL_DRIVER_ID, { statusPollMs: options.timing.status_poll_ms });
+    if (!host.jobs) throw new Error(`${ZEBRA_ZPL_DRIVER_ID}: the host keeps no durable jobs; a printer needs them`);
+    this.jobStore = host.jobs;
+    this.options = options;
+  }
+
+  override async start(): Promise<void> {
+    this.transport.on('open', this.onLinkOpen);
+    this.transport.on('close', this.onLinkClose);
+    await super.start();
+    // Jobs accepted before a restart: queued ones are sent, one left `printing` by a crash may have
+    // reached the printer, so it is not sent again but marked uncertain.
+    for (const job of this.jobStore.open()) {
+      if (job.state === 'printing') await this.step(job, 'uncertain', 'the daemon stopped while the label was being sent', job.attempts);
+    }
+    this.report.patch(this.queuePatch());
+    this.pump();
+  }
+
+  override async stop(): Promise<void> {
+    this.transport.off('open', this.onLinkOpen);
+    this.transport.off('close', this.onLinkClose);
+    await super.stop();
+  }
+
+  private readonly onLinkOpen = (): void => {
+    this.identified = false;
+  };
+  private readonly onLinkClose = (): void => {
+    this.framer.reset();
+  };
+
+  protected frame(chunk: Buffer): ReplyItem[] {
+    const items = this.framer.push(chunk);
+    for (const item of items) if (item.kind === 'garbage') this.report.badData(item.bytes, 'not-a-status-reply', item.reason, 'bytes');
+    return items.filter((i) => i.kind === 'block');
+  }
+
+  /** The number of jobs the printer still owes, from the store. */
+  protected override queuePatch(): DeviceStatePatch {
+    return { printer: { queued_jobs: this.jobStore.open().filter((j) => j.state === 'queued').length } };
+  }
+
+  // ---- status ----------------------------------------------------------------------------
+
+  /** Sends a query and reads `blocks` replies whole; null when nothing came before the timeout. */
+  private async ask(query: string, blocks: number): Promise<string[] | null> {
+    await this.send(Buffer.from(query, 'latin1'));
+    const deadline = Date.now() + this.options.timing.status_timeout_ms;
+    const got: string[] = [];
+    while (got.length < blocks) {
+      const item = await this.inbox.next(Math.max(0, deadline - Date.now()));
+      if (!item) break;
+      if (item.kind === 'block') got.push(item.text);
+    }
+    if (got.length === 0) return null;
+    if (got.length < blocks) throw new ProtocolError('incomplete-reply', `${query}: ${got.length} of ${blocks} strings before the timeout`);
+    return got;
+  }
+
+  protected async readStatus(): Promise<DeviceStatePatch> {
+    const patch: DeviceStatePatch = {};
+    if (!this.identified) {
+      const id = await this.ask('~HI', 1);
+      if (id) {
+        Object.assign(patch, identificationPatch(parseHostIdentification(id[0]!)));
+        this.identified = true;
+      }
+    }
+    const now = this.host.now().toISOString();
+    const hs = await this.ask('~HS', 3);
+    let status: DeviceStatePatch;
+    if (hs) {
+      status = hostStatusPatch(parseHostStatus(hs));
+    } else {
+      // Zebra: no ~HS reply in MEDIA OUT, RIBBON OUT, HEAD OPEN, REWINDER FULL, HEAD OVER-TEMP.
+      const hq = await this.ask('~HQES', 1);
+      if (!hq) throw new NoAnswerError('the printer answers neither ~HS nor ~HQES');
+      status = errorStatusStatePatch(parseErrorStatus(hq[0]!));
+    }
+    Object.assign(patch, status, { printer: { ...status.printer, status_read_at: now } });
+    if (status.status === 'ok') setImmediate(() => this.pump());
+    return patch;
+  }
+
+  // ---- commands --------------------------------------------------------------------------
+
+  override async command(verb: string, params: Record<string, unknown>, context?: CommandContext): Promise<unknown> {
+    if (this.stopped) throw new Error(`${this.tag}: the session is stopped`);
+    switch (verb) {
+      case 'print':
+        return this.print(params, context?.transaction ?? null);
+      case 'preview':
+        return this.preview(params);
+      case 'jobs':
+        return this.listJobs(params);
+      case 'cancel':
+        return this.cancel(String(params.job));
+      case 'confirm':
+        return this.confirm(String(params.job), params.printed === true);
+      case 'status':
+        return super.command('status', params);
+      default:
+        throw new Error(`${this.tag}: unknown command "${verb}" (known: print, preview, jobs, cancel, confirm, status)`);
+    }
+  }
+
+  protected jobs(): Record<string, SessionCommand> {
+    return { send: (params) => this.sendJob(String(params.job)) };
+  }
+
+  private checked(params: Record<string, unknown>): { request: LabelRequest; template: LabelTemplate } {
+    const problems = labelRequestProblems(params, this.options.templates, this.host.now());
+    if (problems.length > 0) throw new Error(problems.join('; '));
+    const request = params as unknown as LabelRequest;
+    return { request, template: this.options.templates[request.template]! };
+  }
+
+  private async print(params: Record<string, unknown>, transaction: string | number | null): Promise<unknown> {
+    const { request, template } = this.checked(params);
+    if (transaction !== null) {
+      const first = this.jobStore.byTransaction('print', transaction);
+      if (first) return this.answer(first);
+    }
+    let specimenId = request.specimen_id;
+    const issued = specimenId === undefined;
+    if (specimenId === undefined) {
+      const { prefix, digits } = this.options.scheme;
+      specimenId = formatSpecimenId(this.options.scheme, await this.jobStore.nextSequence(`specimen-id:${prefix}:${digits}`));
+    }
+    const { zpl } = renderLabel(request, template, specimenId);
+    const summary: JobSummary = {
+      specimen_id: specimenId,
+      specimen_id_issued: issued,
+      template: request.template,
+      copies: request.copies ?? 1,
+      reprint_of: null,
+      reprint_at: reprintOffset(zpl, renderLabel(request, template, specimenId, { reprint: true }).zpl),
+    };
+    const job = await this.newJob(Buffer.from(zpl, 'latin1'), summary, transaction);
+    return this.answer(job);
+  }
+
+  private async newJob(zpl: Buffer, summary: JobSummary, transaction: string | number | null): Promise<DeviceJob> {
+    const id = randomBytes(16).toString('hex');
+    const draft = this.draft(id, summary, 'queued', null, 0);
+    await this.host.commit({ 'print-job': [draft] }, { kind: 'raw', bytes: zpl }, [
+      { op: 'insert', job: { id, verb: 'print', transaction, state: 'queued', open: true, summary: { ...summary }, attempts: 0, reason: null } },
+    ]);
+    this.report.patch(this.queuePatch());
+    setImmediate(() => this.pump());
+    return this.jobStore.get(id)!;
+  }
+
+  private answer(job: DeviceJob): Record<string, unknown> {
+    return { job: job.id, specimen_id: (job.summary as unknown as JobSummary).specimen_id, state: job.state };
+  }
+
+  private async preview(params: Record<string, unknown>): Promise<unknown> {
+    const { request, template } = this.checked(params);
+    // A preview issues no id: it shows where the id goes, with one that cannot be mistaken for an issued one.
+    const specimenId = request.specimen_id ?? 'PREVIEW';
+    const { zpl, cut } = renderLabel(request, template, specimenId);
+    const [png] = await renderZplPng(zpl, template);
+    return { png: png!.toString('base64'), width_mm: template.width_mm, height_mm: template.height_mm, dpmm: template.dpmm, cut };
+  }
+
+  private listJobs(params: Record<string, unknown>): unknown {
+    const limit = typeof params.limit === 'number' ? params.limit : 20;
+    const rows = params.open === true ? this.jobStore.open() : this.jobStore.recent(limit);
+    return { jobs: rows.slice(0, limit).map((j) => this.view(j)) };
+  }
+
+  private view(j: DeviceJob): JobView {
+    const s = j.summary as unknown as JobSummary;
+    return { job: j.id, ...s, state: j.state, reason: j.reason, attempts: j.attempts, created_at: j.created_at, updated_at: j.updated_at };
+  }
+
+  private async cancel(id: string): Promise<unknown> {
+    const job = this.jobStore.get(id);
+    if (!job) throw new Error(`job: no job "${id}" on this printer`);
+    if (job.state !== 'queued') throw new Error(`job: ${id} is ${job.state}; only a queued job can be cancelled`);
+    await this.step(job, 'cancelled', 'cancelled on request', job.attempts);
+    return { job: id, state: 'cancelled' };
+  }
+
+  private async confirm(id: string, printed: boolean): Promise<unknown> {
+    const job = this.jobStore.get(id);
+    if (!job) throw new Error(`job: no job "${id}" on this printer`);
+    if (job.state !== 'uncertain') throw new Error(`job: ${id} is ${job.state}; only an uncertain job is confirmed`);
+    if (printed) {
+      await this.step(job, 'printed', 'confirmed printed by an operator', job.attempts);
+      return { job: id, state: 'printed' };
+    }
+    // Not on the tube: print it again, the label marked REPRINT (the first may yet turn up).
+    const first = job.summary as unknown as JobSummary;
+    const zpl = this.jobStore.payload(job).toString('latin1');
+    const reprinted = Buffer.from(first.reprint_at === null ? zpl : zpl.slice(0, first.reprint_at) + REPRINT_MARK + zpl.slice(first.reprint_at), 'latin1');
+    const summary: JobSummary = { ...first, reprint_of: job.id, reprint_at: null };
+    const again = await this.newJob(reprinted, summary, null);
+    await this.step(job, 'failed', `an operator found it not printed; reprinted as job ${again.id}`, job.attempts);
+    return { job: id, state: 'failed', reprint: this.answer(again) };
+  }
+
+  // ---- sending ---------------------------------------------------------------------------
+
+  /** Sends queued jobs one at a time while the printer is reachable and reports no fault. */
+  private pump(): void {
+    if (this.stopped) return;
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    void (async () => {
+      try {
+        while (!this.stopped && this.transport.isOpen) {
+          const next = this.jobStore.open().find((j) => j.state === 'queued');
+          if (!next) break;
+          const outcome = (await super.command('send', { job: next.id }).catch(() => 'stopped')) as string;
+          if (outcome !== 'done') break;
+        }
+      } finally {
+        this.pumping = false;
+        if (this.pumpAgain) {
+          this.pumpAgain = false;
+          setImmediate(() => this.pump());
+        }
+      }
+    })();
+  }
+
+  /** One job's conversation (in the queue, never beside a status poll). `done` lets the pump go on. */
+  private async sendJob(id: string): Promise<string> {
+    const job = this.jobStore.get(id);
+    if (!job || job.state !== 'queued') return 'done';
+    // Ask first: a printer out of paper keeps the job waiting, unsent.
+    const before = await this.readStatus().catch((e: Error) => ({ status: 'error' as const, status_detail: e.message }));
+    this.report.patch({ ...before, last_seen: this.host.now().toISOString() });
+    if (before.status !== 'ok') return 'waiting';
+    const attempts = job.attempts + 1;
+    await this.step(job, 'printing', null, attempts);
+    this.report.patch({ status: 'printing', status_detail: null });
+    try {
+      await this.send(this.jobStore.payload(job));
+    } catch (error) {
+      await this.step(job, 'uncertain', `the connection failed while the label was being sent (${(error as Error).message})`, attempts);
+      return 'uncertain';
+    }
+    let after: DeviceStatePatch;
+    try {
+      after = await this.readStatus();
+    } catch (error) {
+      await this.step(job, 'uncertain', `the label was sent but the printer did not confirm it (${(error as Error).message})`, attempts);
+      return 'uncertain';
+    }
+    this.report.patch({ ...after, last_seen: this.host.now().toISOString() });
+    if (after.status !== 'ok') {
+      // The format may be in the printer's buffer and print when the fault clears, or not at all.
+      await this.step(job, 'uncertain', `the printer reported ${after.status_detail ?? 'a fault'} right after the label was sent`, attempts);
+      return 'uncertain';
+    }
+    await this.step(job, 'printed', null, attempts);
+    return 'done';
+  }
+
+  // ---- records ---------------------------------------------------------------------------
+
+  private draft(job: string, summary: JobSummary, state: PrintJobState, reason: string | null, attempts: number): PrintJobDraft {
+    const s = this.report.state;
+    return {
+      key: `${job}:${attempts}:${state}`,
+      device: {
+        id: this.host.device.id,
+        driver: ZEBRA_ZPL_DRIVER_ID,
+        manufacturer: MANUFACTURER,
+        model: s.model ?? 'ZPL printer',
+        serial: null,
+        firmware: s.firmware ?? null,
+      },
+      job,
+      state,
+      reason,
+      specimen_id: summary.specimen_id,
+      specimen_id_issued: summary.specimen_id_issued,
+      template: summary.template,
+      copies: summary.copies,
+      reprint_of: summary.reprint_of,
+      attempts,
+      at: this.host.now().toISOString(),
+    };
+  }
+
+  /** A job's next state: its record and the job row in one commit (before anyone hears of it). */
+  private async step(job: DeviceJob, state: PrintJobState, reason: string | null, attempts: number): Promise<void> {
+    const summary = job.summary as unknown as JobSummary;
+    await this.host.commit({ 'print-job': [this.draft(job.id, summary, state, reason, attempts)] }, { kind: 'raw', bytes: this.jobStore.payload(job) }, [
+      { op: 'update', id: job.id, state, open: OPEN_STATES.has(state), attempts, reason },
+    ]);
+    this.report.patch(this.queuePatch());
+  }
+}
+
+const REPRINT_MARK = 'REPRINT';
+
+/** The offset at which the two renderings differ by exactly the REPRINT mark; null when they do not. */
+export function reprintOffset(first: string, reprint: string): number | null {
+  if (reprint.length !== first.length + REPRINT_MARK.length) return null;
+  let i = 0;
+  while (i < first.length && first[i] === reprint[i]) i++;
+  return reprint.slice(i, i + REPRINT_MARK.length) === REPRINT_MARK && reprint.slice(i + REPRINT_MARK.length) === first.slice(i) ? i : null;
+}
