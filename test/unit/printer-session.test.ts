@@ -1,0 +1,192 @@
+/**
+ * The zebra-zpl session on the real store (device manager, writer thread, SQLite) against the fake
+ * Zebra on a loopback TCP port: durable jobs, once per transaction, waits on a fault, uncertain
+ * when the connection drops after the label was written, cancel and confirm, status on the state.
+ */
+import { describe, expect, it } from 'vitest';
+import { drivers } from '../../drivers/index.ts';
+import { FakeZebraPrinter } from '../../drivers/printers/zebra-zpl/simulator.ts';
+import type { DeviceConfig } from '../../src/config/types.ts';
+import type { PrintJobRecord } from '../../src/records/types.ts';
+import { unescapeFieldData } from '../../src/protocols/zpl/fields.ts';
+import { hasValidCheckChar } from '../../src/protocols/zpl/specimen-id.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
+import { deviceManagerRig, type DeviceManagerRig } from '../helpers/device-manager-rig.ts';
+import { eventually } from '../helpers/eventually.ts';
+
+const cleanups = useCleanups();
+const ID = 'draw-printer-1';
+
+const REQUEST = {
+  template: 'specimen',
+  specimen_id: 'S24000123',
+  patient: { name: 'Ærøe, Zoë', mrn: '123456', dob: '1960-08-29' },
+  collected_at: '2026-12-03T09:14:00+01:00',
+  tests: ['GLU', 'UA'],
+};
+
+async function printerRig(printer: FakeZebraPrinter, dbPath?: string, options: Record<string, unknown> = {}): Promise<DeviceManagerRig> {
+  const device: DeviceConfig = {
+    id: ID,
+    driver: 'zebra-zpl',
+    transport: { type: 'tcp', host: '127.0.0.1', port: printer.port, reconnect_min_ms: 50, reconnect_max_ms: 200 },
+    options: { status_poll_ms: 150, status_timeout_ms: 250, ...options },
+  };
+  return deviceManagerRig({ devices: [device], drivers, cleanups, ...(dbPath ? { dbPath } : {}) });
+}
+
+async function fakePrinter(options: ConstructorParameters<typeof FakeZebraPrinter>[0] = {}): Promise<FakeZebraPrinter> {
+  const printer = new FakeZebraPrinter(options);
+  await printer.start();
+  cleanups.push(() => printer.stop());
+  return printer;
+}
+
+const jobRecords = (r: DeviceManagerRig): PrintJobRecord[] => r.mqtt.on(`poct/device/${ID}/job`) as PrintJobRecord[];
+const storedJobSteps = (r: DeviceManagerRig, job: string): string[] =>
+  (r.store.recordsSince(0, 1000) as unknown as PrintJobRecord[]).filter((x) => x.schema === 'poct.print-job/1' && x.job === job).map((x) => x.state);
+const fieldTexts = (zpl: string): string[] => Array.from(zpl.matchAll(/\^FD(.*?)\^FS/g), (m) => unescapeFieldData(m[1]!));
+
+describe('zebra-zpl session', () => {
+  it('stores the job before it answers, prints it, and publishes each step without patient data', async () => {
+    const printer = await fakePrinter();
+    const r = await printerRig(printer);
+    r.request(ID, 'print', { ...REQUEST, copies: 2, transaction: 't1' });
+    const response = await r.response(ID, 'print');
+    expect(response).toMatchObject({ status: 'ok', transaction: 't1', data: { specimen_id: 'S24000123', state: 'queued' } });
+    const job = (response.data as { job: string }).job;
+    // Answered only once stored: the job row and its queued record are already there.
+    expect(r.store.jobs.get(ID, job)).toMatchObject({ verb: 'print', transaction: 't1' });
+    expect(storedJobSteps(r, job)[0]).toBe('queued');
+    await eventually('two labels printed', () => printer.printer.printed.length === 2);
+    expect(fieldTexts(printer.printer.printed[0]!.zpl)).toContain('Ærøe, Zoë');
+    await eventually('job printed', () => r.store.jobs.get(ID, job)?.state === 'printed');
+    expect(storedJobSteps(r, job)).toEqual(['queued', 'printing', 'printed']);
+    // What goes out (the job records the outbox publishes, states, events) holds no name or MRN.
+    const records = JSON.stringify(r.store.recordsSince(0, 100));
+    const published = JSON.stringify(r.mqtt.published);
+    for (const text of [records, published, JSON.stringify(r.events), JSON.stringify(r.store.auditRows())]) {
+      expect(text).not.toContain('123456');
+      expect(text).not.toContain('Zo');
+    }
+    expect(jobRecords(r)).toEqual([]); // the record publisher is not in this rig: the integration test sees the topic
+  });
+
+  it('the same transaction twice prints once and answers the first job', async () => {
+    const printer = await fakePrinter();
+    const r = await printerRig(printer);
+    r.request(ID, 'print', { ...REQUEST, transaction: 'same' });
+    const first = await r.response(ID, 'print', 1);
+    await eventually('printed', () => printer.printer.printed.length === 1);
+    r.request(ID, 'print', { ...REQUEST, transaction: 'same' });
+    const second = await r.response(ID, 'print', 2);
+    expect((second.data as { job: string }).job).toBe((first.data as { job: string }).job);
+    await new Promise((resolve) => setTimeout(resolve, 400)); // a second label would have come by now (polls every 150 ms)
+    expect(printer.printer.formatsReceived).toBe(1);
+  });
+
+  it('a job accepted while the printer is unreachable prints once when it is back, also after a restart', async () => {
+    const printer = await fakePrinter();
+    await printer.setUnreachable(true);
+    const r = await printerRig(printer);
+    r.request(ID, 'print', { ...REQUEST, transaction: 'offline-1' });
+    const response = await r.response(ID, 'print');
+    expect(response).toMatchObject({ status: 'ok', data: { state: 'queued' } });
+    const job = (response.data as { job: string }).job;
+    await r.stop();
+    // A new daemon on the same database: the job is still there and is sent when the printer is.
+    const again = await printerRig(printer, r.dbPath);
+    await printer.setUnreachable(false);
+    await eventually('the label once', () => printer.printer.printed.length === 1);
+    await eventually('job printed', () => again.store.jobs.get(ID, job)?.state === 'printed');
+    again.request(ID, 'print', { ...REQUEST, transaction: 'offline-1' });
+    expect(((await again.response(ID, 'print')).data as { job: string }).job).toBe(job);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(printer.printer.formatsReceived).toBe(1);
+  });
+
+  it('paper out: the state says so, the job waits unsent, and prints when paper is loaded', async () => {
+    const printer = await fakePrinter({ conditions: { paper_out: true, head_open: false, ribbon_out: false, paused: false } });
+    const r = await printerRig(printer);
+    await eventually('paper out on the state', () => r.states(ID).some((s) => s.status === 'fault' && s.printer?.paper_out === true));
+    expect(r.states(ID).at(-1)!.status_detail).toBe('media out');
+    r.request(ID, 'print', REQUEST);
+    const job = ((await r.response(ID, 'print')).data as { job: string }).job;
+    await eventually('queued on the state', () => r.states(ID).at(-1)!.printer?.queued_jobs === 1);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(printer.printer.formatsReceived).toBe(0);
+    expect(r.store.jobs.get(ID, job)!.state).toBe('queued');
+    printer.printer.set({ paper_out: false });
+    await eventually('printed after paper is loaded', () => r.store.jobs.get(ID, job)?.state === 'printed');
+    expect(printer.printer.printed).toHaveLength(1);
+    await eventually('queue empty on the state', () => r.states(ID).at(-1)!.printer?.queued_jobs === 0);
+  });
+
+  it('a connection that drops after the label was written leaves the job uncertain, never resent; confirm settles it', async () => {
+    const printer = await fakePrinter();
+    const r = await printerRig(printer);
+    await eventually('online', () => r.states(ID).some((s) => s.status === 'ok'));
+    printer.dropAfterNextFormat();
+    r.request(ID, 'print', { ...REQUEST, transaction: 'drop' });
+    const job = ((await r.response(ID, 'print')).data as { job: string }).job;
+    await eventually('uncertain', () => r.store.jobs.get(ID, job)?.state === 'uncertain');
+    expect(r.store.jobs.get(ID, job)!.reason).toMatch(/sent but the printer did not confirm|connection failed/);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(printer.printer.formatsReceived).toBe(1);
+    // Not on the tube: reprinted, the label marked REPRINT.
+    r.request(ID, 'confirm', { job, printed: false });
+    const confirmed = await r.response(ID, 'confirm');
+    expect(confirmed).toMatchObject({ status: 'ok', data: { state: 'failed' } });
+    await eventually('the reprint', () => printer.printer.printed.length === 2);
+    expect(fieldTexts(printer.printer.printed[1]!.zpl)).toContain('REPRINT');
+    expect(fieldTexts(printer.printer.printed[0]!.zpl)).not.toContain('REPRINT');
+    expect(storedJobSteps(r, job)).toEqual(['queued', 'printing', 'uncertain', 'failed']);
+  });
+
+  it('cancels a queued job and refuses to cancel a printed one', async () => {
+    const printer = await fakePrinter({ conditions: { paper_out: false, head_open: false, ribbon_out: false, paused: true } });
+    const r = await printerRig(printer);
+    r.request(ID, 'print', REQUEST);
+    const job = ((await r.response(ID, 'print')).data as { job: string }).job;
+    r.request(ID, 'cancel', { job });
+    expect(await r.response(ID, 'cancel')).toMatchObject({ status: 'ok', data: { state: 'cancelled' } });
+    printer.printer.set({ paused: false });
+    r.request(ID, 'print', REQUEST);
+    const second = ((await r.response(ID, 'print', 2)).data as { job: string }).job;
+    await eventually('second printed', () => r.store.jobs.get(ID, second)?.state === 'printed');
+    expect(printer.printer.printed).toHaveLength(1);
+    r.request(ID, 'cancel', { job: second });
+    expect(await r.response(ID, 'cancel', 2)).toMatchObject({ status: 'error', error: expect.stringContaining('only a queued job can be cancelled') });
+    r.request(ID, 'jobs', {});
+    const listed = (await r.response(ID, 'jobs')).data as { jobs: Array<{ job: string; state: string }> };
+    expect(listed.jobs.map((j) => [j.job, j.state])).toEqual([[second, 'printed'], [job, 'cancelled']]);
+  });
+
+  it('issues a specimen id with a check character when the request has none, never the same twice across a restart', async () => {
+    const printer = await fakePrinter();
+    const r = await printerRig(printer, undefined, { specimen_ids: { prefix: 'D1', digits: 6 } });
+    const { specimen_id: _none, ...withoutId } = REQUEST;
+    r.request(ID, 'print', withoutId);
+    const first = (await r.response(ID, 'print')).data as { specimen_id: string };
+    expect(first.specimen_id).toMatch(/^D1000001.$/);
+    expect(hasValidCheckChar(first.specimen_id)).toBe(true);
+    await r.stop();
+    const again = await printerRig(printer, r.dbPath, { specimen_ids: { prefix: 'D1', digits: 6 } });
+    again.request(ID, 'print', withoutId);
+    expect(((await again.response(ID, 'print')).data as { specimen_id: string }).specimen_id).toMatch(/^D1000002.$/);
+  });
+
+  it('answers a bad request with the field named, and stores no job', async () => {
+    const printer = await fakePrinter();
+    const r = await printerRig(printer);
+    r.request(ID, 'print', { ...REQUEST, patient: { ...REQUEST.patient, dob: '1960-13-01' } });
+    expect(await r.response(ID, 'print')).toMatchObject({ status: 'error', error: 'patient.dob: not a date (YYYY-MM-DD)' });
+    r.request(ID, 'print', { ...REQUEST, copies: 50 });
+    expect(await r.response(ID, 'print', 2)).toMatchObject({ status: 'error', error: 'print: copies: must be <= 10' });
+    r.request(ID, 'print', { ...REQUEST, template: 'nope' });
+    expect((await r.response(ID, 'print', 3)).error).toMatch(/^template: unknown template "nope"/);
+    expect(r.store.jobs.recent(ID, 10)).toEqual([]);
+    // The audit keeps no patient data of the refused requests.
+    expect(JSON.stringify(r.store.auditRows())).not.toContain('Zo');
+  });
+});
