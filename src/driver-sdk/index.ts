@@ -238,6 +238,12 @@ export interface DriverDefinition {
    * opens it nor starts a session, as for a USB entry marked `unsupported`.
    */
   refuses?(device: DeviceConfig): { model: string; reason: string } | null;
+  /**
+   * The problems of a device's `options` for this driver (a label template naming an unknown
+   * field), each `{ path, message }` with the path under the device (`options.templates.wrist`).
+   * `poctd check-config` prints them; the device manager does not start a device that has any.
+   */
+  optionProblems?(device: DeviceConfig): Array<{ path: string; message: string }>;
   createSession(host: SessionHost): DriverSession;
   simulator: SimulatorDefinition;
 }

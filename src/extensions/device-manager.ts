@@ -183,6 +183,11 @@ export class DeviceManager implements Extension {
       this.event('config_error', config.id, `${identityProblem}; device not started`);
       return;
     }
+    const optionProblems = driver.optionProblems?.(config) ?? [];
+    if (optionProblems.length > 0) {
+      this.event('config_error', config.id, `${optionProblems.map((p) => `${p.path}: ${p.message}`).join('; ')}; device not started`);
+      return;
+    }
     const log = this.s.log.child({ component: `device:${config.id}`, driver: driver.id });
     const timezone = config.timezone ?? this.s.config.timezone;
     const refused = refusal(driver, config);

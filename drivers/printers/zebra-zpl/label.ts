@@ -135,5 +135,21 @@ export function renderLabel(r: LabelRequest, template: LabelTemplate, specimenId
 
 /** A site's templates from the config, checked: `templates.<name>: reason` for each problem. */
 export function siteTemplateProblems(templates: Readonly<Record<string, LabelTemplate>>): string[] {
-  return Object.entries(templates).flatMap(([name, t]) => templateProblems(t, LABEL_FIELDS).map((p) => `templates.${name}: ${p}`));
+  return Object.entries(templates).flatMap(([name, t]) => {
+    const shape = templateShapeProblems(t);
+    return (shape.length > 0 ? shape : templateProblems(t, LABEL_FIELDS)).map((p) => `templates.${name}: ${p}`);
+  });
+}
+
+/** A template from YAML that is not even the right shape (before its ZPL can be read). */
+function templateShapeProblems(t: unknown): string[] {
+  if (typeof t !== 'object' || t === null || Array.isArray(t)) return ['must be a map with zpl, dpmm, width_mm, height_mm'];
+  const o = t as Record<string, unknown>;
+  const out: string[] = [];
+  if (typeof o.zpl !== 'string') out.push('zpl: required, the ZPL format as text');
+  for (const k of ['dpmm', 'width_mm', 'height_mm']) if (typeof o[k] !== 'number') out.push(`${k}: required, a number`);
+  if (o.description !== undefined && typeof o.description !== 'string') out.push('description: must be text');
+  const extra = Object.keys(o).filter((k) => !['zpl', 'dpmm', 'width_mm', 'height_mm', 'description'].includes(k));
+  if (extra.length > 0) out.push(`${extra[0]}: unknown key (known: zpl, dpmm, width_mm, height_mm, description)`);
+  return out;
 }

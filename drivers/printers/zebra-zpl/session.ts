@@ -68,20 +68,40 @@ export interface JobView extends JobSummary {
   updated_at: string;
 }
 
-/** The device's `options` for this driver, checked: templates, specimen id scheme, timings. */
-export function zebraOptions(device: Pick<SessionHost['device'], 'id' | 'options'>): {
+export interface ZebraOptions {
   timing: ZebraSessionOptions;
   templates: Record<string, LabelTemplate>;
   scheme: SpecimenIdScheme;
-} {
+}
+
+/** The device's `options` read for this driver, with every problem (`options.…: reason`) instead of a throw. */
+export function readZebraOptions(device: Pick<SessionHost['device'], 'id' | 'options'>): { options: ZebraOptions; problems: Array<{ path: string; message: string }> } {
   const { templates: rawTemplates, specimen_ids: rawScheme, ...rest } = (device.options ?? {}) as Record<string, unknown>;
-  const timing = numberOptions({ id: device.id, options: rest }, DEFAULTS);
-  const site = (rawTemplates ?? {}) as Record<string, LabelTemplate>;
-  const problems = typeof site === 'object' && site !== null && !Array.isArray(site) ? siteTemplateProblems(site) : ['templates: must be a map of name to template'];
+  const problems: Array<{ path: string; message: string }> = [];
+  const split = (p: string): { path: string; message: string } => {
+    const at = p.indexOf(': ');
+    return { path: `options.${p.slice(0, at)}`, message: p.slice(at + 2) };
+  };
+  let timing = DEFAULTS;
+  try {
+    timing = numberOptions({ id: device.id, options: rest }, DEFAULTS);
+  } catch (error) {
+    problems.push({ path: 'options', message: (error as Error).message });
+  }
+  const isMap = typeof rawTemplates === 'object' && rawTemplates !== null && !Array.isArray(rawTemplates);
+  const site = (isMap ? rawTemplates : {}) as Record<string, LabelTemplate>;
+  if (rawTemplates !== undefined && !isMap) problems.push({ path: 'options.templates', message: 'must be a map of template name to template' });
+  problems.push(...siteTemplateProblems(site).map(split));
   const scheme = { ...DEFAULT_SPECIMEN_ID_SCHEME, ...((rawScheme ?? {}) as Partial<SpecimenIdScheme>) };
-  problems.push(...schemeProblems(scheme));
-  if (problems.length > 0) throw new Error(`device ${device.id}: ${problems.join('; ')}`);
-  return { timing, templates: { ...BUILTIN_TEMPLATES, ...site }, scheme };
+  problems.push(...schemeProblems(scheme).map(split));
+  return { options: { timing, templates: { ...BUILTIN_TEMPLATES, ...site }, scheme }, problems };
+}
+
+/** The device's options, checked; throws naming every problem. */
+export function zebraOptions(device: Pick<SessionHost['device'], 'id' | 'options'>): ZebraOptions {
+  const { options, problems } = readZebraOptions(device);
+  if (problems.length > 0) throw new Error(`device ${device.id}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`);
+  return options;
 }
 
 const OPEN_STATES: ReadonlySet<string> = new Set(['queued', 'printing', 'uncertain']);
@@ -89,7 +109,7 @@ const OPEN_STATES: ReadonlySet<string> = new Set(['queued', 'printing', 'uncerta
 export class ZebraSession extends CommandSession<ReplyItem> {
   private readonly framer = new ZebraReplyFramer();
   private readonly jobStore: DeviceJobs;
-  private readonly options: ReturnType<typeof zebraOptions>;
+  private readonly options: ZebraOptions;
   private identified = false;
   private pumping = false;
   private pumpAgain = false;
