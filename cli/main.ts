@@ -17,6 +17,8 @@ commands:
   simulate ID [--tcp PORT | --serial PATH | --stdio] [--option key=value ...]
                                           run a device simulator
   drivers                                 list the known drivers
+  label --data FILE.json [--template NAME] [--png FILE] [--zpl FILE|-] [--config FILE --device-id ID]
+                                          make a print request's label offline (PNG preview, ZPL)
 
 exit codes: 0 ok, 1 usage or config error, 2 input not decodable, 3 decoded with problems`;
 
@@ -38,6 +40,8 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(formatPortListing(await listPorts({ drivers })) + '\n');
         return 0;
       }
+      case 'label':
+        return await (await import('./label.ts')).label(rest);
       case 'simulate':
         return await (await import('./simulate.ts')).runSimulator(rest);
       case 'drivers': {
