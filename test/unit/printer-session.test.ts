@@ -3,6 +3,7 @@
  * Zebra on a loopback TCP port: durable jobs, once per transaction, waits on a fault, uncertain
  * when the connection drops after the label was written, cancel and confirm, status on the state.
  */
+import { createServer, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { drivers } from '../../drivers/index.ts';
 import { FakeZebraPrinter } from '../../drivers/printers/zebra-zpl/simulator.ts';
@@ -188,5 +189,35 @@ describe('zebra-zpl session', () => {
     expect(r.store.jobs.recent(ID, 10)).toEqual([]);
     // The audit keeps no patient data of the refused requests.
     expect(JSON.stringify(r.store.auditRows())).not.toContain('Zo');
+  });
+
+  it('a printer that never answers: the job waits unsent, the state says no-answer, the other printer prints', async () => {
+    const received: Buffer[] = [];
+    const sockets = new Set<Socket>();
+    const mute = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('data', (d: Buffer) => received.push(d));
+    });
+    await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', () => resolve()));
+    cleanups.push(() => new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      mute.close(() => resolve());
+    }));
+    const good = await fakePrinter();
+    const devices: DeviceConfig[] = [
+      { id: 'mute', driver: 'zebra-zpl', transport: { type: 'tcp', host: '127.0.0.1', port: (mute.address() as { port: number }).port }, options: { status_poll_ms: 150, status_timeout_ms: 150 } },
+      { id: ID, driver: 'zebra-zpl', transport: { type: 'tcp', host: '127.0.0.1', port: good.port }, options: { status_poll_ms: 150, status_timeout_ms: 250 } },
+    ];
+    const r = await deviceManagerRig({ devices, drivers, cleanups });
+    r.request('mute', 'print', REQUEST);
+    const job = ((await r.response('mute', 'print')).data as { job: string }).job;
+    r.request(ID, 'print', REQUEST);
+    const other = ((await r.response(ID, 'print')).data as { job: string }).job;
+    await eventually('the other printer printed', () => r.store.jobs.get(ID, other)?.state === 'printed');
+    await eventually('no-answer on the state', () => r.states('mute').some((st) => st.status === 'no-answer'));
+    expect(r.events.some((e) => e.type === 'no_answer' && e.device === 'mute')).toBe(true);
+    expect(r.store.jobs.get('mute', job)!.state).toBe('queued');
+    // Only status queries went to the silent printer, never the label.
+    expect(Buffer.concat(received).toString('latin1')).not.toContain('^XA');
   });
 });

@@ -78,3 +78,20 @@ describe('the fake Zebra reads the stream as a printer does', () => {
     expect(() => parseSimulatorOptions({ dpmm: 10 })).toThrow('option dpmm must be 6, 8, 12 or 24');
   });
 });
+
+describe('labels_dir', () => {
+  it('keeps each printed format as ZPL and its offline rendering as PNG', async () => {
+    const { mkdtempSync, readFileSync, existsSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { ZebraSimulator } = await import('../../drivers/printers/zebra-zpl/simulator.ts');
+    const dir = join(mkdtempSync(join(tmpdir(), 'poctd-zsim-')), 'labels');
+    const sim = new ZebraSimulator(parseSimulatorOptions({ labels_dir: dir }));
+    sim.printer.handle({ kind: 'format', zpl: '^XA^PW406^LL203^FO20,20^BY2^BCN,60,Y,N,N,A^FDS1234^FS^PQ2^XZ' });
+    expect(readFileSync(join(dir, 'label-1.zpl'), 'latin1')).toContain('^FDS1234^FS');
+    expect(existsSync(join(dir, 'label-2.zpl'))).toBe(false); // two copies, one format
+    const { eventually } = await import('../helpers/eventually.ts');
+    await eventually('png written', () => existsSync(join(dir, 'label-1.png')));
+    expect(readFileSync(join(dir, 'label-1.png')).subarray(1, 4).toString()).toBe('PNG');
+  });
+});

@@ -353,7 +353,14 @@ export class ZebraSession extends CommandSession<ReplyItem> {
     const job = this.jobStore.get(id);
     if (!job || job.state !== 'queued') return 'done';
     // Ask first: a printer out of paper keeps the job waiting, unsent.
-    const before = await this.readStatus().catch((e: Error) => ({ status: 'error' as const, status_detail: e.message }));
+    let before: DeviceStatePatch;
+    try {
+      before = await this.readStatus();
+    } catch (error) {
+      // Silent or unreadable: nothing is sent; the state says why, and the next poll tries again.
+      this.report.failed(error, 'device_error', this.stopped);
+      return 'waiting';
+    }
     this.report.patch({ ...before, last_seen: this.host.now().toISOString() });
     if (before.status !== 'ok') return 'waiting';
     const attempts = job.attempts + 1;
@@ -416,6 +423,13 @@ export class ZebraSession extends CommandSession<ReplyItem> {
       { op: 'update', id: job.id, state, open: OPEN_STATES.has(state), attempts, reason },
     ]);
     this.report.patch(this.queuePatch());
+    // An operator must look at the printer: said on the bridge's events too (ids and reasons only).
+    if (state === 'uncertain') {
+      this.report.emit('device_error', `print job ${job.id} (specimen ${summary.specimen_id}) is uncertain: ${reason ?? ''}; confirm it or reprint`, {
+        reason: 'print-uncertain',
+        job: job.id,
+      });
+    }
   }
 }
 

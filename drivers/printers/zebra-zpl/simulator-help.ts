@@ -7,5 +7,6 @@ export const SIMULATOR_OPTION_HELP: Record<string, string> = {
   head_open: 'start with the head open',
   ribbon_out: 'start with the ribbon out',
   paused: 'start paused',
+  labels_dir: 'a folder where each format printed is written as label-<n>.zpl and rendered as label-<n>.png',
   hs_when_faulted: 'answer ~HS even in MEDIA OUT / HEAD OPEN / RIBBON OUT (default false: silent, as the manual says)',
 };

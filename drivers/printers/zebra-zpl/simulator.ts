@@ -12,10 +12,13 @@
  * every connection, for the tests and the benchmark.
  */
 import { EventEmitter } from 'node:events';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { DeviceSimulator } from '../../../src/driver-sdk/index.ts';
 import { SimulatorOptionReader } from '../../../src/driver-sdk/simulator-options.ts';
+import { renderZplPng } from '../../../src/protocols/zpl/render.ts';
 import type { ByteTransport } from '../../../src/transports/transport.ts';
+import { join } from 'node:path';
 
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 
@@ -32,6 +35,8 @@ export interface ZebraSimulatorOptions {
   dpmm: number;
   conditions: PrinterConditions;
   hsWhenFaulted: boolean;
+  /** Where printed formats are written (ZPL and PNG); none by default. */
+  labelsDir: string | null;
 }
 
 export function parseSimulatorOptions(raw: Record<string, unknown>): ZebraSimulatorOptions {
@@ -49,6 +54,7 @@ export function parseSimulatorOptions(raw: Record<string, unknown>): ZebraSimula
       paused: r.boolean('paused') ?? false,
     },
     hsWhenFaulted: r.boolean('hs_when_faulted') ?? false,
+    labelsDir: r.string('labels_dir') ?? null,
   };
 }
 
@@ -207,6 +213,23 @@ export class ZebraPrinterModel extends EventEmitter {
   }
 }
 
+/** Writes each format printed (its first copy) to `dir` as ZPL, and as PNG once rendered offline. */
+function keepLabels(printer: ZebraPrinterModel, dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  let n = 0;
+  printer.on('label', (label: PrintedLabel) => {
+    if (label.copy !== 1) return;
+    const name = join(dir, `label-${++n}`);
+    writeFileSync(`${name}.zpl`, label.zpl, 'latin1');
+    const dpmm = printer.options.dpmm;
+    const width = Number(/\^PW(\d+)/.exec(label.zpl)?.[1] ?? 406) / dpmm;
+    const height = Number(/\^LL(\d+)/.exec(label.zpl)?.[1] ?? 203) / dpmm;
+    void renderZplPng(label.zpl, { width_mm: width, height_mm: height, dpmm })
+      .then(([png]) => png && writeFileSync(`${name}.png`, png))
+      .catch(() => undefined);
+  });
+}
+
 function block(text: string): Buffer {
   return Buffer.concat([Buffer.from([0x02]), Buffer.from(text, 'latin1'), Buffer.from([0x03, 0x0d, 0x0a])]);
 }
@@ -219,6 +242,8 @@ export class ZebraSimulator implements DeviceSimulator {
 
   constructor(options: ZebraSimulatorOptions | ZebraPrinterModel) {
     this.printer = options instanceof ZebraPrinterModel ? options : new ZebraPrinterModel(options);
+    const dir = this.printer.options.labelsDir;
+    if (dir) keepLabels(this.printer, dir);
   }
 
   private readonly onData = (chunk: Buffer): void => {
