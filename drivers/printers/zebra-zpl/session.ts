@@ -1,15 +1,17 @@
 /**
  * The `zebra-zpl` session: one owner of one printer connection. Print requests become durable
  * jobs before they are answered (the job row and its `queued` record in one transaction), and a
- * pump sends them one at a time, oldest first, whenever the printer is reachable and reports no
- * fault. Each job's life is published as `print-job` records on `device/<id>/job`.
+ * pump sends them oldest first (a backlog in batches of at most `MAX_BATCH`, one write each)
+ * whenever the printer is reachable and reports no fault. Each job's life is published as
+ * `print-job` records on `device/<id>/job`.
  *
  * At most once per transaction: a repeated request finds the job its transaction made (in the
  * store, so also after a restart) and answers that. Never resent blindly: once a job's bytes
  * may have reached the printer (the write began), the job is `printed` only when the printer
- * then answers a status query with no fault; a connection that drops, a status that does not
- * come, or a fault reported right after leaves it `uncertain` with the reason, for an operator
- * to `confirm` (printed, or reprint with the label marked REPRINT).
+ * then reports no fault and nothing left to print (`~HS`: no format in its buffer, no label left
+ * in its batch); a connection that drops, a status that does not come, or a fault reported after
+ * the write leaves it `uncertain` with the reason, for an operator to `confirm` (printed, or
+ * reprint with the label marked REPRINT).
  *
  * Status: `~HS` every `status_poll_ms` (three STX…ETX strings, read whole with a timeout), then
  * `~HQES` when `~HS` is silent (media out, head open, ribbon out), `~HI` once per connection.
@@ -105,6 +107,14 @@ export function zebraOptions(device: Pick<SessionHost['device'], 'id' | 'options
 }
 
 const OPEN_STATES: ReadonlySet<string> = new Set(['queued', 'printing', 'uncertain']);
+
+/** Jobs sent in one write: a backlog (after a printer outage) drains in batches, one commit per step each. */
+const MAX_BATCH = 100;
+/** How long the labels of one write may take to come out: a base, and per label (about 6 in/s, with margin). */
+const PRINT_WAIT_BASE_MS = 10_000;
+const PRINT_WAIT_PER_LABEL_MS = 1000;
+/** How often the printer is asked while it still has labels to print. */
+const PRINT_POLL_MS = 200;
 
 export class ZebraSession extends CommandSession<ReplyItem> {
   private readonly framer = new ZebraReplyFramer();
@@ -224,7 +234,7 @@ export class ZebraSession extends CommandSession<ReplyItem> {
   }
 
   protected jobs(): Record<string, SessionCommand> {
-    return { send: (params) => this.sendJob(String(params.job)) };
+    return { send: () => this.sendBatch() };
   }
 
   private checked(params: Record<string, unknown>): { request: LabelRequest; template: LabelTemplate } {
@@ -333,9 +343,8 @@ export class ZebraSession extends CommandSession<ReplyItem> {
     void (async () => {
       try {
         while (!this.stopped && this.transport.isOpen) {
-          const next = this.jobStore.open().find((j) => j.state === 'queued');
-          if (!next) break;
-          const outcome = (await super.command('send', { job: next.id }).catch(() => 'stopped')) as string;
+          if (!this.jobStore.open().some((j) => j.state === 'queued')) break;
+          const outcome = (await super.command('send', {}).catch(() => 'stopped')) as string;
           if (outcome !== 'done') break;
         }
       } finally {
@@ -348,11 +357,20 @@ export class ZebraSession extends CommandSession<ReplyItem> {
     })();
   }
 
-  /** One job's conversation (in the queue, never beside a status poll). `done` lets the pump go on. */
-  private async sendJob(id: string): Promise<string> {
-    const job = this.jobStore.get(id);
-    if (!job || job.state !== 'queued') return 'done';
-    // Ask first: a printer out of paper keeps the job waiting, unsent.
+  /**
+   * One conversation (in the queue, never beside a status poll): the queued jobs, oldest first and
+   * at most `MAX_BATCH`, sent in one write. `done` lets the pump go on.
+   *
+   * 1. The status first: a fault leaves every job queued and unsent.
+   * 2. `printing` for each, stored (one commit) before a byte is written: a crash from here on
+   *    leaves them uncertain, never resent.
+   * 3. The write, then `~HS` until the printer has no format left in its buffer and no label left
+   *    in its batch (the labels are out), a fault, or the time a batch may take. Only the first is
+   *    `printed`; anything else leaves the jobs `uncertain` with the reason.
+   */
+  private async sendBatch(): Promise<string> {
+    const jobs = this.jobStore.open().filter((j) => j.state === 'queued').slice(0, MAX_BATCH);
+    if (jobs.length === 0) return 'idle';
     let before: DeviceStatePatch;
     try {
       before = await this.readStatus();
@@ -363,29 +381,42 @@ export class ZebraSession extends CommandSession<ReplyItem> {
     }
     this.report.patch({ ...before, last_seen: this.host.now().toISOString() });
     if (before.status !== 'ok') return 'waiting';
-    const attempts = job.attempts + 1;
-    await this.step(job, 'printing', null, attempts);
+    const sent = jobs.map((job) => ({ ...job, attempts: job.attempts + 1 }));
+    // The bytes as they go on the wire: the capture of these steps' records.
+    const wire = Buffer.concat(sent.map((job) => this.jobStore.payload(job)));
+    await this.steps(sent, 'printing', null, wire);
     this.report.patch({ status: 'printing', status_detail: null });
     try {
-      await this.send(this.jobStore.payload(job));
+      await this.send(wire);
     } catch (error) {
-      await this.step(job, 'uncertain', `the connection failed while the label was being sent (${(error as Error).message})`, attempts);
+      await this.steps(sent, 'uncertain', `the connection failed while the label was being sent (${(error as Error).message})`, wire);
       return 'uncertain';
     }
-    let after: DeviceStatePatch;
-    try {
-      after = await this.readStatus();
-    } catch (error) {
-      await this.step(job, 'uncertain', `the label was sent but the printer did not confirm it (${(error as Error).message})`, attempts);
-      return 'uncertain';
+    const labels = sent.reduce((n, job) => n + (job.summary as unknown as JobSummary).copies, 0);
+    const deadline = Date.now() + PRINT_WAIT_BASE_MS + labels * PRINT_WAIT_PER_LABEL_MS;
+    for (;;) {
+      let after: DeviceStatePatch;
+      try {
+        after = await this.readStatus();
+      } catch (error) {
+        await this.steps(sent, 'uncertain', `the label was sent but the printer did not confirm it (${(error as Error).message})`, wire);
+        return 'uncertain';
+      }
+      this.report.patch({ ...after, last_seen: this.host.now().toISOString() });
+      if (after.status !== 'ok') {
+        // The format may be in the printer's buffer and print when the fault clears, or not at all.
+        await this.steps(sent, 'uncertain', `the printer reported ${after.status_detail ?? 'a fault'} after the label was sent`, wire);
+        return 'uncertain';
+      }
+      const p = after.printer ?? {};
+      if (!p.formats_in_buffer && !p.labels_remaining) break;
+      if (Date.now() > deadline) {
+        await this.steps(sent, 'uncertain', `the printer still had ${p.formats_in_buffer ?? 0} formats and ${p.labels_remaining ?? 0} labels to print`, wire);
+        return 'uncertain';
+      }
+      await new Promise((resolve) => setTimeout(resolve, PRINT_POLL_MS));
     }
-    this.report.patch({ ...after, last_seen: this.host.now().toISOString() });
-    if (after.status !== 'ok') {
-      // The format may be in the printer's buffer and print when the fault clears, or not at all.
-      await this.step(job, 'uncertain', `the printer reported ${after.status_detail ?? 'a fault'} right after the label was sent`, attempts);
-      return 'uncertain';
-    }
-    await this.step(job, 'printed', null, attempts);
+    await this.steps(sent, 'printed', null, wire);
     return 'done';
   }
 
@@ -418,14 +449,20 @@ export class ZebraSession extends CommandSession<ReplyItem> {
 
   /** A job's next state: its record and the job row in one commit (before anyone hears of it). */
   private async step(job: DeviceJob, state: PrintJobState, reason: string | null, attempts: number): Promise<void> {
-    const summary = job.summary as unknown as JobSummary;
-    await this.host.commit({ 'print-job': [this.draft(job.id, summary, state, reason, attempts)] }, { kind: 'raw', bytes: this.jobStore.payload(job) }, [
-      { op: 'update', id: job.id, state, open: OPEN_STATES.has(state), attempts, reason },
-    ]);
+    await this.steps([{ ...job, attempts }], state, reason, this.jobStore.payload(job));
+  }
+
+  /** The next state of several jobs (`attempts` as given), in one commit whose capture is `bytes`. */
+  private async steps(jobs: readonly DeviceJob[], state: PrintJobState, reason: string | null, bytes: Buffer): Promise<void> {
+    const drafts = jobs.map((job) => this.draft(job.id, job.summary as unknown as JobSummary, state, reason, job.attempts));
+    const writes = jobs.map((job) => ({ op: 'update' as const, id: job.id, state, open: OPEN_STATES.has(state), attempts: job.attempts, reason }));
+    await this.host.commit({ 'print-job': drafts }, { kind: 'raw', bytes }, writes);
     this.report.patch(this.queuePatch());
     // An operator must look at the printer: said on the bridge's events too (ids and reasons only).
-    if (state === 'uncertain') {
-      this.report.emit('device_error', `print job ${job.id} (specimen ${summary.specimen_id}) is uncertain: ${reason ?? ''}; confirm it or reprint`, {
+    if (state !== 'uncertain') return;
+    for (const job of jobs) {
+      const specimen = (job.summary as unknown as JobSummary).specimen_id;
+      this.report.emit('device_error', `print job ${job.id} (specimen ${specimen}) is uncertain: ${reason ?? ''}; confirm it or reprint`, {
         reason: 'print-uncertain',
         job: job.id,
       });
