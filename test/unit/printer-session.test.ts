@@ -220,4 +220,41 @@ describe('zebra-zpl session', () => {
     // Only status queries went to the silent printer, never the label.
     expect(Buffer.concat(received).toString('latin1')).not.toContain('^XA');
   });
+
+  it('a backlog from an outage drains in batches, every job printed exactly once', async () => {
+    const printer = await fakePrinter();
+    await printer.setUnreachable(true);
+    const r = await printerRig(printer);
+    const jobs: string[] = [];
+    for (let n = 1; n <= 30; n++) {
+      r.request(ID, 'print', { ...REQUEST, specimen_id: `S${1000 + n}`, transaction: `b${n}` });
+      jobs.push(((await r.response(ID, 'print', n)).data as { job: string }).job);
+    }
+    await printer.setUnreachable(false);
+    await eventually('all printed', () => jobs.every((j) => r.store.jobs.get(ID, j)?.state === 'printed'));
+    expect(printer.printer.formatsReceived).toBe(30);
+    // In the order they were accepted.
+    expect(printer.printer.printed.map((l) => fieldTexts(l.zpl)[2])).toEqual(jobs.map((_, i) => `S${1001 + i}`));
+    for (const j of jobs) expect(storedJobSteps(r, j)).toEqual(['queued', 'printing', 'printed']);
+  });
+
+  it('a fault reported right after the label was written leaves the job uncertain with the reason', async () => {
+    const printer = await fakePrinter();
+    const r = await printerRig(printer);
+    await eventually('online', () => r.states(ID).some((s) => s.status === 'ok'));
+    // The head is opened as the format arrives: it stays in the printer's buffer.
+    printer.printer.once('format', () => printer.printer.set({ head_open: true }));
+    r.request(ID, 'print', REQUEST);
+    const job = ((await r.response(ID, 'print')).data as { job: string }).job;
+    await eventually('uncertain', () => r.store.jobs.get(ID, job)?.state === 'uncertain');
+    expect(r.store.jobs.get(ID, job)!.reason).toBe('the printer reported head open after the label was sent');
+    expect(r.events.some((e) => e.type === 'device_error' && e.data?.reason === 'print-uncertain' && e.data?.job === job)).toBe(true);
+    // Closed again: the printer prints what it held; the daemon sends nothing more.
+    printer.printer.set({ head_open: false });
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(printer.printer.formatsReceived).toBe(1);
+    r.request(ID, 'confirm', { job, printed: true });
+    expect(await r.response(ID, 'confirm')).toMatchObject({ status: 'ok', data: { state: 'printed' } });
+    expect(storedJobSteps(r, job)).toEqual(['queued', 'printing', 'uncertain', 'printed']);
+  });
 });
