@@ -1,6 +1,7 @@
 /**
  * The `zebra-zpl` driver: Zebra printers and printers that emulate ZPL II, over raw TCP port 9100
- * (the JetDirect-style port: one owner per printer, no-delay socket) or serial. Specimen labels
+ * (the JetDirect-style port: one owner per printer, no-delay socket), the USB printer class
+ * (`/dev/usb/lp*`) or serial. Specimen labels
  * from templates, durable print jobs, status from `~HS` / `~HQES` / `~HI`. Protocol notes, what
  * is verified and what is not: README.md in this folder.
  */
@@ -18,7 +19,7 @@ export const zebraZpl: DriverDefinition = {
   vendor: MANUFACTURER,
   models: ['ZPL II printer', 'ZD421', 'ZD621', 'GK420d', 'ZT411'],
   usb: [],
-  transports: ['tcp', 'serial', 'simulated'],
+  transports: ['tcp', 'usb-printer', 'serial', 'simulated'],
   // The common factory setting (research note B5); the printer's configuration label (~WC) says.
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
