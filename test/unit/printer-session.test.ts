@@ -3,6 +3,7 @@
  * Zebra on a loopback TCP port: durable jobs, once per transaction, waits on a fault, uncertain
  * when the connection drops after the label was written, cancel and confirm, status on the state.
  */
+import Database from 'better-sqlite3';
 import { createServer, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { drivers } from '../../drivers/index.ts';
@@ -256,5 +257,24 @@ describe('zebra-zpl session', () => {
     r.request(ID, 'confirm', { job, printed: true });
     expect(await r.response(ID, 'confirm')).toMatchObject({ status: 'ok', data: { state: 'printed' } });
     expect(storedJobSteps(r, job)).toEqual(['queued', 'printing', 'uncertain', 'printed']);
+  });
+
+  it('a job the daemon was sending when it died is uncertain after the restart, never sent again', async () => {
+    const printer = await fakePrinter();
+    await printer.setUnreachable(true);
+    const r = await printerRig(printer);
+    r.request(ID, 'print', REQUEST);
+    const job = ((await r.response(ID, 'print')).data as { job: string }).job;
+    await r.stop();
+    // As a kill -9 between the write and the printer's answer leaves it.
+    const db = new Database(r.dbPath);
+    db.prepare(`UPDATE device_jobs SET state = 'printing', attempts = 1 WHERE id = ?`).run(job);
+    db.close();
+    await printer.setUnreachable(false);
+    const again = await printerRig(printer, r.dbPath);
+    await eventually('uncertain', () => again.store.jobs.get(ID, job)?.state === 'uncertain');
+    expect(again.store.jobs.get(ID, job)!.reason).toBe('the daemon stopped while the label was being sent');
+    await eventually('printer polled', () => printer.printer.controls.filter((c) => c === 'HS').length >= 2);
+    expect(printer.printer.formatsReceived).toBe(0);
   });
 });
