@@ -182,3 +182,36 @@ devices:
     expect(printer.printer.formatsReceived).toBe(1);
   });
 });
+
+describe('a retained print request (Mosquitto)', () => {
+  it('is refused with an error response when the daemon receives it as retained, printing nothing', async () => {
+    const broker = await Mosquitto.start();
+    cleanups.push(() => broker.stop());
+    const printer = new FakeZebraPrinter();
+    await printer.start();
+    cleanups.push(() => printer.stop());
+    const sub = await Subscriber.connect(broker.url);
+    cleanups.push(() => sub.close());
+    // Left on the broker before the daemon subscribes (as it would be at every reconnect after).
+    const topic = `poct/device/${ID}/request/print`;
+    await sub.client.publishAsync(topic, JSON.stringify({ template: 'specimen', patient: { name: 'Doe, Jane', mrn: '42' }, transaction: 'kept' }), { qos: 1, retain: true });
+    const config = testConfig(`
+site: clinic-a
+mqtt: { url: ${broker.url} }
+devices:
+  - id: ${ID}
+    driver: zebra-zpl
+    transport: { type: tcp, host: 127.0.0.1, port: ${printer.port} }
+    options: { status_poll_ms: 200, status_timeout_ms: 300 }
+`);
+    const { controller } = await startDaemon(config);
+    cleanups.push(() => controller.stop());
+    await sub.waitFor('the refusal', () => sub.payloads<{ transaction?: string }>(`poct/device/${ID}/response/print`).some((r) => r.transaction === 'kept'));
+    const refusal = sub.payloads<{ transaction?: string; status: string; error: string }>(`poct/device/${ID}/response/print`).find((r) => r.transaction === 'kept')!;
+    expect(refusal).toMatchObject({ status: 'error', error: expect.stringContaining('retain flag') });
+    await sub.waitFor('the printer polled', () => printer.printer.controls.filter((c) => c === 'HS').length >= 2);
+    expect(printer.printer.formatsReceived).toBe(0);
+    expect(sub.payloads(`poct/device/${ID}/job`)).toEqual([]);
+    await sub.client.publishAsync(topic, '', { qos: 1, retain: true });
+  });
+});
