@@ -277,4 +277,20 @@ describe('zebra-zpl session', () => {
     await eventually('printer polled', () => printer.printer.controls.filter((c) => c === 'HS').length >= 2);
     expect(printer.printer.formatsReceived).toBe(0);
   });
+
+  it('prints on the simulated transport (the in-process fake Zebra), and a paper-out simulator keeps the job queued', async () => {
+    const devices: DeviceConfig[] = [
+      { id: 'sim-ok', driver: 'zebra-zpl', transport: { type: 'simulated', simulator: { model: 'ZD621' } }, options: { status_poll_ms: 150, status_timeout_ms: 200 } },
+      { id: 'sim-out', driver: 'zebra-zpl', transport: { type: 'simulated', simulator: { paper_out: true } }, options: { status_poll_ms: 150, status_timeout_ms: 200 } },
+    ];
+    const r = await deviceManagerRig({ devices, drivers, cleanups });
+    r.request('sim-ok', 'print', REQUEST);
+    const ok = ((await r.response('sim-ok', 'print')).data as { job: string }).job;
+    r.request('sim-out', 'print', REQUEST);
+    const out = ((await r.response('sim-out', 'print')).data as { job: string }).job;
+    await eventually('printed', () => r.store.jobs.get('sim-ok', ok)?.state === 'printed');
+    await eventually('model from ~HI', () => r.states('sim-ok').some((st) => st.model === 'ZD621'));
+    await eventually('paper out', () => r.states('sim-out').some((st) => st.printer?.paper_out === true));
+    expect(r.store.jobs.get('sim-out', out)!.state).toBe('queued');
+  });
 });
