@@ -20,6 +20,10 @@ export type { DeviceKind, DeviceStatePatch } from '../records/device-state.ts';
 export interface UsbMatch {
   /** Lowercase 4-digit hex, as `lsusb` prints it. */
   vendorId: string;
+  /**
+   * Lowercase 4-digit hex; or `*` for any product of the vendor, which is matched only for USB
+   * printer-class nodes (`poctd ports`, for drivers that speak over `usb-printer`).
+   */
   productId: string;
   /** What the id is: the meter itself, or a cable chip that only suggests this driver. */
   description: string;

@@ -18,7 +18,9 @@ export const zebraZpl: DriverDefinition = {
   kind: 'label-printer',
   vendor: MANUFACTURER,
   models: ['ZPL II printer', 'ZD421', 'ZD621', 'GK420d', 'ZT411'],
-  usb: [],
+  // Any Zebra (USB vendor 0a5f, Debian usb.ids) that shows as a printer-class node: `poctd ports`
+  // lists it with this driver. Only printer-class nodes are matched by the '*' product.
+  usb: [{ vendorId: '0a5f', productId: '*', description: 'a Zebra printer on the USB printer class (/dev/usb/lp*)' }],
   transports: ['tcp', 'usb-printer', 'serial', 'simulated'],
   // The common factory setting (research note B5); the printer's configuration label (~WC) says.
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
