@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { drivers } from '../drivers/index.ts';
-import { formatProblem, listenerIdentitiesOf, loadConfigFile, type ConfigError } from '../src/config/load.ts';
+import { ConfigError, formatProblem, listenerIdentitiesOf, loadConfigFile } from '../src/config/load.ts';
 import { UsageError } from './command-line.ts';
 
 /**
@@ -27,6 +27,11 @@ export function checkConfig(args: string[]): number {
   const file = positionals[0];
   if (!file) throw new UsageError('check-config needs a FILE');
   const config = loadConfigFile(file, { knownDrivers: drivers.map((d) => d.id), listenerIdentities: listenerIdentitiesOf(drivers) });
+  // What only the driver can tell of a device's options (a label template naming an unknown field).
+  const optionProblems = config.devices.flatMap((device, i) =>
+    (drivers.find((d) => d.id === device.driver)?.optionProblems?.(device) ?? []).map((p) => ({ path: `devices[${i}].${p.path}`, message: p.message })),
+  );
+  if (optionProblems.length > 0) throw new ConfigError(optionProblems, file);
   process.stdout.write(`${file}: ok (${config.devices.length} device${config.devices.length === 1 ? '' : 's'})\n`);
   return 0;
 }

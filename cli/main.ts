@@ -21,6 +21,8 @@ commands:
   acl --mosquitto --config FILE           print the Mosquitto ACL file for the config's users
   audit [--config FILE] [--since ISO] [--json]
                                           print the audit trail: who asked which device or the bridge what, and the outcome
+  label --data FILE.json [--template NAME] [--png FILE] [--zpl FILE|-] [--config FILE --device-id ID]
+                                          make a print request's label offline (PNG preview, ZPL)
 
 exit codes: 0 ok, 1 usage or config error, 2 input not decodable, 3 decoded with problems`;
 
@@ -48,6 +50,8 @@ export async function main(argv: string[]): Promise<number> {
         return (await import('./acl.ts')).aclCommand(rest);
       case 'audit':
         return (await import('./audit.ts')).auditCommand(rest);
+      case 'label':
+        return await (await import('./label.ts')).label(rest);
       case 'simulate':
         return await (await import('./simulate.ts')).runSimulator(rest);
       case 'drivers': {

@@ -11,8 +11,9 @@ import { onetouchVerioIq } from './glucose/onetouch-verio-iq/definition.ts';
 import { clinitek50 } from './urinalysis/clinitek-50/definition.ts';
 import { clinitekStatus } from './urinalysis/clinitek-status/definition.ts';
 import { poct1aDriver } from './poct1a/definition.ts';
+import { zebraZpl } from './printers/zebra-zpl/definition.ts';
 
-export const drivers: readonly DriverDefinition[] = [onetouchUltra2, onetouchUltraEasy, onetouchVerioIq, clinitekStatus, clinitek50, freestyleHid, astmDriver, contourNext, poct1aDriver];
+export const drivers: readonly DriverDefinition[] = [onetouchUltra2, onetouchUltraEasy, onetouchVerioIq, clinitekStatus, clinitek50, freestyleHid, astmDriver, contourNext, poct1aDriver, zebraZpl];
 
 export function findDriver(id: string): DriverDefinition | undefined {
   return drivers.find((d) => d.id === id);

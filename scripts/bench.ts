@@ -4,7 +4,7 @@
  * payloads to the same broker, measured in the same run.
  *
  *   BENCH_DEVICES (200)  BENCH_SECONDS (20)  BENCH_BURST (10000)  BENCH_DB_DIR (the OS temp dir)
- *   BENCH_PHASES (in-process,tcp,backlog: which phases run besides the baseline)
+ *   BENCH_PHASES (in-process,tcp,backlog,printing: which phases run besides the baseline)
  *
  * Paced phases: every device makes one reading a second; prints delivered results/s, the ratio
  * to the baseline, p50/p99 latency from the device's last byte to the subscriber, peak RSS. The
@@ -14,6 +14,8 @@
  * the daemon's thread. For each, a breakdown shows which stage the time went to.
  * Burst phase: a backlog of BENCH_BURST stored results drains to the broker (the case after an
  * outage) against the same number of raw publishes.
+ * Printing phase: label print jobs drained after a printer outage, and request-to-printer latency
+ * (scripts/bench-printing.ts, where its knobs are).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, unlinkSync, writeSync } from 'node:fs';
@@ -40,7 +42,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const BURST = Number(process.env.BENCH_BURST ?? 10_000);
 /** Where the databases go; the disk's sync latency is most of a result's latency (try /dev/shm). */
 const DB_DIR = process.env.BENCH_DB_DIR ?? tmpdir();
-const PHASES = new Set((process.env.BENCH_PHASES ?? 'in-process,tcp,backlog').split(',').map((p) => p.trim()));
+const PHASES = new Set((process.env.BENCH_PHASES ?? 'in-process,tcp,backlog,printing').split(',').map((p) => p.trim()));
 
 // The daemon's heap as bin/poctd.js sets it (the young generation keeps its first size), again
 // once each worker thread runs, since Node applies V8's flags afresh when one starts.
@@ -504,12 +506,17 @@ async function main(): Promise<void> {
               `(no target: ${DEVICES} simulators share the daemon's thread, as in the demo)`,
       );
     }
-    if (!PHASES.has('backlog')) return;
-    const b = await burst(broker.url);
-    console.log(
-      `\nbacklog drain of ${BURST}: baseline ${b.baselinePerS.toFixed(0)} results/s, pipeline ${b.pipelinePerS.toFixed(0)} results/s, ` +
-        `ratio ${(b.pipelinePerS / b.baselinePerS).toFixed(3)}`,
-    );
+    if (PHASES.has('backlog')) {
+      const b = await burst(broker.url);
+      console.log(
+        `\nbacklog drain of ${BURST}: baseline ${b.baselinePerS.toFixed(0)} results/s, pipeline ${b.pipelinePerS.toFixed(0)} results/s, ` +
+          `ratio ${(b.pipelinePerS / b.baselinePerS).toFixed(3)}`,
+      );
+    }
+    if (PHASES.has('printing')) {
+      const { benchPrinting, printingReport } = await import('./bench-printing.ts');
+      console.log(`\n${printingReport(await benchPrinting(broker.url))}`);
+    }
   } finally {
     await broker.stop();
     process.exit(0);

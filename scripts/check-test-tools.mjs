@@ -8,6 +8,10 @@ const tools = [
   ['mosquitto_sub', 'mosquitto-clients'],
   ['mosquitto_pub', 'mosquitto-clients'],
   ['socat', 'socat'],
+  // Label tests: the rendered barcode decoded by two readers, and LPrint as a second ZPL client.
+  ['zbarimg', 'zbar-tools'],
+  ['ZXingReader', 'zxing-cpp-tools'],
+  ['lprint', 'lprint'],
 ];
 
 const missing = tools.filter(([command]) => {

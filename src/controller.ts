@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { PoctdConfig } from './config/types.ts';
 import type { DriverDefinition } from './driver-sdk/index.ts';
 import { EventBus } from './event-bus.ts';
-import { Bridge, makeEvent } from './extensions/bridge.ts';
+import { Bridge, echoableTransaction, makeEvent, parseRequestPayload } from './extensions/bridge.ts';
 import { Dashboard, type DashboardBroker } from './extensions/dashboard.ts';
 import { DeviceManager } from './extensions/device-manager.ts';
 import { HotPlug, type PortLister } from './extensions/hot-plug.ts';
@@ -159,6 +159,7 @@ export class Controller {
       // request is a command for now, so only live messages count.
       if (retained) {
         log.warn({ topic }, 'ignoring a retained request; publish requests without the retain flag');
+        this.refuseRetained(topic, payload);
         return;
       }
       this.bus.emit('mqttMessage', { topic, payload });
@@ -190,6 +191,30 @@ export class Controller {
   stop(): Promise<void> {
     this.stopping ??= this.doStop();
     return this.stopping;
+  }
+
+  /**
+   * A retained request is never run (it would run again at every reconnect and print a label
+   * twice); its sender is told so on the verb's response topic, with its transaction.
+   */
+  private refuseRetained(topic: string, payload: Buffer): void {
+    const topics = this.services?.topics;
+    const parsed = topics?.parseRequest(topic);
+    if (!topics || !parsed || !this.mqtt) return;
+    let transaction: string | number | undefined;
+    try {
+      transaction = echoableTransaction(parseRequestPayload(payload).transaction);
+    } catch {
+      // Not even JSON: the refusal goes out without a transaction.
+    }
+    const responseTopic = parsed.target === 'bridge' ? topics.bridgeResponse(parsed.verb) : topics.deviceResponse(parsed.device, parsed.verb);
+    const response = {
+      status: 'error',
+      data: null,
+      error: 'refused: the request was published with the retain flag (it would run again at every reconnect); publish it without',
+      ...(transaction !== undefined ? { transaction } : {}),
+    };
+    this.mqtt.publish(responseTopic, response, { qos: 1, retain: false }).catch(() => undefined);
   }
 
   private async doStop(): Promise<void> {

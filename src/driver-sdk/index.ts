@@ -11,12 +11,19 @@ import type { RecordDrafts } from '../records/kinds.ts';
 import type { BridgeEventType } from '../records/types.ts';
 import type { ByteTransport, SerialTransportOptions, TransportKind } from '../transports/transport.ts';
 import type { ParamsSchema } from './commands.ts';
+import type { DeviceJob, JobWrite } from '../store/jobs.ts';
+
+export type { DeviceJob, JobWrite } from '../store/jobs.ts';
 
 export type { DeviceKind, DeviceStatePatch } from '../records/device-state.ts';
 
 export interface UsbMatch {
   /** Lowercase 4-digit hex, as `lsusb` prints it. */
   vendorId: string;
+  /**
+   * Lowercase 4-digit hex; or `*` for any product of the vendor, which is matched only for USB
+   * printer-class nodes (`poctd ports`, for drivers that speak over `usb-printer`).
+   */
   productId: string;
   /** What the id is: the meter itself, or a cable chip that only suggests this driver. */
   description: string;
@@ -91,6 +98,12 @@ export interface DecodeResult {
   issues: DecodeIssue[];
   /** What the capture says about the device (serial, firmware, display unit...). */
   device: DeviceFacts;
+  /**
+   * For a device whose capture is a status conversation (a printer's `~HS` reply): the device
+   * state it gives, as the live session would patch it. The golden test compares it with the
+   * case's `expected-state.json`.
+   */
+  state?: DeviceStatePatch;
 }
 
 export { NO_PARAMS, NO_PATIENT_DATA, PATIENT_DATA_OMITTED, type ParamsSchema } from './commands.ts';
@@ -125,7 +138,13 @@ export interface SessionHost {
    * SQLite transaction. Call it before telling the device "received" (rule 1 of the design); a
    * rejection means nothing was stored. The counts are over every kind.
    */
-  commit(drafts: RecordDrafts, capture: Capture): Promise<{ inserted: number; duplicates: number }>;
+  commit(drafts: RecordDrafts, capture: Capture, jobs?: readonly JobWrite[]): Promise<{ inserted: number; duplicates: number }>;
+  /**
+   * The device's durable jobs, for a device that takes work it must not lose (a label printer):
+   * a job is written by `commit` (its `jobs`) in the transaction of the record that announces it,
+   * so it is stored before the request is answered and found again after a restart.
+   */
+  readonly jobs?: DeviceJobs;
   /**
    * Keeps bytes that could not be used, with the reason (rule 6). Resolves once the bytes are
    * stored; rejects when they could not be. A session that tells the device "received" for
@@ -141,11 +160,33 @@ export interface SessionHost {
   updateState(patch: DeviceStatePatch): void;
 }
 
+/** Reads of a device's durable jobs (src/store/jobs.ts); writes go through `SessionHost.commit`. */
+export interface DeviceJobs {
+  /** The jobs the device still owes, oldest first. */
+  open(): DeviceJob[];
+  /** The newest jobs, newest first. */
+  recent(limit: number): DeviceJob[];
+  get(id: string): DeviceJob | undefined;
+  /** The job a request with this transaction made, if any (a repeat must not make a second). */
+  byTransaction(verb: string, transaction: string | number): DeviceJob | undefined;
+  /** The bytes a job sends (its capture, from the blob store). */
+  payload(job: DeviceJob): Buffer;
+  /** The next number of a named sequence, stored before it is given: never the same twice. */
+  nextSequence(name: string): Promise<number>;
+}
+
+/** What the device manager knows of a request beside its parameters. */
+export interface CommandContext {
+  /** The request's `transaction` (validated), null without one. */
+  transaction: string | number | null;
+  requestedBy: string | null;
+}
+
 export interface DriverSession {
   start(): Promise<void>;
   stop(): Promise<void>;
   /** Runs a device command (`download`, `clock/sync`, `status`, …); rejects with a clear Error. */
-  command(verb: string, params: Record<string, unknown>): Promise<unknown>;
+  command(verb: string, params: Record<string, unknown>, context?: CommandContext): Promise<unknown>;
 }
 
 /** Plays the device end of the protocol on a transport (demo, tests, benchmark). */
@@ -201,6 +242,12 @@ export interface DriverDefinition {
    * opens it nor starts a session, as for a USB entry marked `unsupported`.
    */
   refuses?(device: DeviceConfig): { model: string; reason: string } | null;
+  /**
+   * The problems of a device's `options` for this driver (a label template naming an unknown
+   * field), each `{ path, message }` with the path under the device (`options.templates.wrist`).
+   * `poctd check-config` prints them; the device manager does not start a device that has any.
+   */
+  optionProblems?(device: DeviceConfig): Array<{ path: string; message: string }>;
   createSession(host: SessionHost): DriverSession;
   simulator: SimulatorDefinition;
 }

@@ -183,6 +183,11 @@ export class DeviceManager implements Extension {
       this.event('config_error', config.id, `${identityProblem}; device not started`);
       return;
     }
+    const optionProblems = driver.optionProblems?.(config) ?? [];
+    if (optionProblems.length > 0) {
+      this.event('config_error', config.id, `${optionProblems.map((p) => `${p.path}: ${p.message}`).join('; ')}; device not started`);
+      return;
+    }
     const log = this.s.log.child({ component: `device:${config.id}`, driver: driver.id });
     const timezone = config.timezone ?? this.s.config.timezone;
     const refused = refusal(driver, config);
@@ -303,7 +308,15 @@ export class DeviceManager implements Extension {
       transport: device.transport,
       log,
       now: s.now,
-      commit: async (drafts, capture) => {
+      jobs: {
+        open: () => s.store.jobs.open(device.config.id),
+        recent: (limit) => s.store.jobs.recent(device.config.id, limit),
+        get: (id) => s.store.jobs.get(device.config.id, id),
+        byTransaction: (verb, transaction) => s.store.jobs.byTransaction(device.config.id, verb, transaction),
+        payload: (job) => s.store.blobs.read(job.payload_sha256),
+        nextSequence: (name) => s.writer.nextSequence(name),
+      },
+      commit: async (drafts, capture, jobs) => {
         // The writer thread puts the bytes in the blob store with the rest of its group, synced,
         // and only then commits the rows that name them.
         const outcome = await s.writer.commit({
@@ -315,6 +328,7 @@ export class DeviceManager implements Extension {
           timezone,
           receivedAt: s.now(),
           privacy: s.config.privacy,
+          ...(jobs && jobs.length > 0 ? { jobs } : {}),
         });
         s.stats.stored += outcome.inserted.length;
         s.stats.duplicates += outcome.duplicates;
@@ -526,7 +540,7 @@ export class DeviceManager implements Extension {
       }
       const problems = paramsProblems(spec.params, params);
       if (problems.length > 0) throw new Error(`${verb}: ${problems.join('; ')}`);
-      const data = await device.session.command(verb, params);
+      const data = await device.session.command(verb, params, { transaction, requestedBy });
       response = { status: 'ok', data: data ?? null, error: null };
     } catch (error) {
       response = { status: 'error', data: null, error: (error as Error).message };

@@ -15,7 +15,7 @@ export interface DeviceHost {
 /** One USB device as the watcher sees it; `key` stays the same while it stays plugged in. */
 export interface PresentDevice {
   key: string;
-  kind: 'serial' | 'hid';
+  kind: 'serial' | 'hid' | 'usb-printer';
   path: string;
   /** `/dev/serial/by-id/...`: survives re-enumeration, so it is what the session opens. */
   stablePath: string | null;
@@ -56,6 +56,15 @@ export function presentDevices(listing: PortListing): PresentDevice[] {
         serialNumber: d.serialNumber,
         drivers: d.drivers,
       })),
+    ...(listing.printers ?? []).map((p) => ({
+      key: `usb-printer:${p.path}`,
+      kind: 'usb-printer' as const,
+      path: p.path,
+      stablePath: null,
+      usb: usb(p.vendorId, p.productId),
+      serialNumber: p.serialNumber,
+      drivers: p.drivers,
+    })),
   ];
 }
 
@@ -73,6 +82,7 @@ function configuredFor(present: PresentDevice, configured: readonly DeviceConfig
   return configured.some((d) => {
     const t = d.transport;
     if (present.kind === 'serial') return t.type === 'serial' && (mine.has(t.path) || mine.has(resolved(t.path)));
+    if (present.kind === 'usb-printer') return t.type === 'usb-printer' && (mine.has(t.path) || mine.has(resolved(t.path)));
     if (t.type !== 'hid') return false;
     if (t.path) return mine.has(t.path);
     const ids = t.vendor_id && t.product_id ? `${normalizeUsbId(t.vendor_id)}:${normalizeUsbId(t.product_id)}` : null;
@@ -151,7 +161,9 @@ export function decide(
     transport:
       present.kind === 'serial'
         ? { type: 'serial', path: present.stablePath ?? present.path }
-        : {
+        : present.kind === 'usb-printer'
+          ? { type: 'usb-printer', path: present.path }
+          : {
             type: 'hid',
             path: present.path,
             ...(vendorId ? { vendor_id: vendorId } : {}),

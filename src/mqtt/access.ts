@@ -18,8 +18,8 @@ export type Role = (typeof ROLES)[number] & AccessRole;
 /** A user as the config gives it (`access.users[]`): a `hashed_password`, or a `password` from `${ENV}`. */
 export type AccessUserConfig = AccessUser;
 
-/** Device commands the operator role may send (the meters' and printers' everyday verbs). */
-export const OPERATOR_VERBS = ['download', 'clock/sync', 'print', 'status'] as const;
+/** Device commands the operator role may send (the meters' and printers' everyday verbs: a label's preview, its job list, cancelling a queued job and settling an uncertain one are part of printing). */
+export const OPERATOR_VERBS = ['download', 'clock/sync', 'print', 'preview', 'jobs', 'cancel', 'confirm', 'status'] as const;
 
 /** What every role reads: the bench's state, never patient data. */
 const STATE_TOPICS = [

@@ -10,7 +10,16 @@
  */
 import { deviceRecordId } from './ids.ts';
 import type { PrivateField } from './privacy.ts';
-import { RESULT_SCHEMA, type DeviceIdentity, type RawRef, type ResultDraft, type ResultRecord } from './types.ts';
+import {
+  PRINT_JOB_SCHEMA,
+  RESULT_SCHEMA,
+  type DeviceIdentity,
+  type PrintJobDraft,
+  type PrintJobRecord,
+  type RawRef,
+  type ResultDraft,
+  type ResultRecord,
+} from './types.ts';
 
 /** What every draft carries, whatever its kind: the device it came from and its own identity there. */
 export interface DraftBase {
@@ -21,11 +30,13 @@ export interface DraftBase {
 /** Draft type by kind name: what a driver hands to `SessionHost.commit`. */
 export interface DraftTypes {
   result: ResultDraft;
+  'print-job': PrintJobDraft;
 }
 
 /** Record type by kind name: what is stored and published. */
 export interface RecordTypes {
   result: ResultRecord;
+  'print-job': PrintJobRecord;
 }
 
 export type RecordKindName = keyof DraftTypes & keyof RecordTypes;
@@ -82,6 +93,30 @@ export const RECORD_KINDS: { readonly [K in RecordKindName]: RecordKind<K> } = {
       const { key: _key, ...body } = draft;
       return {
         schema: RESULT_SCHEMA,
+        id: owned.id,
+        seq: owned.seq,
+        site: owned.site,
+        ...body,
+        received_at: owned.received_at,
+        raw: owned.raw,
+      };
+    },
+  },
+  'print-job': {
+    name: 'print-job',
+    schema: PRINT_JOB_SCHEMA,
+    schemaFile: 'print-job-1.schema.json',
+    topic: 'job',
+    id: (draft) => deviceRecordId(draft, 'print-job'),
+    deviceTime: () => null,
+    withFlag: (draft) => draft,
+    // None by construction: the patient's name and MRN stay in the job's ZPL (its raw capture).
+    privateFields: [],
+    category: () => 'print-job',
+    assemble: (draft, owned) => {
+      const { key: _key, ...body } = draft;
+      return {
+        schema: PRINT_JOB_SCHEMA,
         id: owned.id,
         seq: owned.seq,
         site: owned.site,

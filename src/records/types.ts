@@ -82,6 +82,54 @@ export interface ResultDraft extends ResultBody {
   key: string;
 }
 
+export const PRINT_JOB_SCHEMA = 'poct.print-job/1' as const;
+
+/**
+ * A print job's states. `uncertain`: the connection dropped after the label's bytes were written,
+ * so the label may or may not be on the printer; an operator confirms it or reprints it marked as
+ * a possible duplicate, the daemon never resends it by itself.
+ */
+export const PRINT_JOB_STATES = ['queued', 'printing', 'printed', 'failed', 'cancelled', 'uncertain'] as const;
+export type PrintJobState = (typeof PRINT_JOB_STATES)[number];
+
+/**
+ * One step of a print job, published on `device/<id>/job`. It never carries patient data: the name
+ * and MRN go to the printer and into the job's stored ZPL (the record's raw capture) only.
+ */
+interface PrintJobBody {
+  device: DeviceIdentity;
+  /** The job's id, the same in every step of it. */
+  job: string;
+  state: PrintJobState;
+  /** Why, for failed, cancelled and uncertain (and a queued job that waits for a fault to clear). */
+  reason: string | null;
+  specimen_id: string;
+  /** Whether the daemon issued the specimen id (the request had none). */
+  specimen_id_issued: boolean;
+  template: string;
+  copies: number;
+  /** A reprint of an uncertain job: the label says REPRINT. */
+  reprint_of: string | null;
+  /** Times the job's bytes were sent to the printer. */
+  attempts: number;
+  /** When the job entered this state. */
+  at: string;
+}
+
+export interface PrintJobRecord extends PrintJobBody {
+  schema: typeof PRINT_JOB_SCHEMA;
+  id: string;
+  seq: number;
+  site: string;
+  received_at: string;
+  raw: RawRef;
+}
+
+/** `key`: the job and the step (`<job>:<n>:<state>`), so a step committed twice is stored once. */
+export interface PrintJobDraft extends PrintJobBody {
+  key: string;
+}
+
 export type Availability = 'online' | 'offline';
 
 export {

@@ -7,6 +7,7 @@ import { eachDraft, RECORD_KINDS, type AnyRecord, type RecordDrafts } from '../r
 import { hashPatientId, resolvePrivacy, type PrivacySettings, type PrivateField } from '../records/privacy.ts';
 import { RESULT_SCHEMA, type CaptureKind, type DeviceState, type RawRef } from '../records/types.ts';
 import { BlobStore, type BlobFileSystem } from './blobs.ts';
+import { JOBS_MIGRATION, JobTable, type JobWrite } from './jobs.ts';
 import { REQUESTS_MIGRATION, RequestLog, type AuditRow, type RequestRecord, type RequestResponse, type Transaction } from './requests.ts';
 
 /**
@@ -83,6 +84,8 @@ const MIGRATIONS: Migration[] = [
   // outcome of each transaction so a repeated request is answered, not run again (requests.ts).
   REQUESTS_MIGRATION,
   moveQuarantineToBlobStore,
+  // Durable device jobs (issue 11: print jobs) and named sequences (issued specimen ids): jobs.ts.
+  JOBS_MIGRATION,
 ];
 
 /**
@@ -218,6 +221,12 @@ export interface CommitInput {
    * passes none, patient ids are hashed with this store's key (see `resolvePrivacy`).
    */
   privacy: PrivacySettings;
+  /**
+   * Changes to the device's durable jobs (jobs.ts), written in the same transaction as the
+   * records: a job and the record that announces it are stored together or not at all. A new
+   * job's bytes are this commit's capture.
+   */
+  jobs?: readonly JobWrite[];
 }
 
 /** A capture's bytes, not yet stored: the group commit puts them in the blob store before its rows. */
@@ -241,6 +250,8 @@ export class Store {
   private readonly db: Database.Database;
   private readonly stmts;
   private readonly requests: RequestLog;
+  /** The durable device jobs and sequences (reads here; writes through a commit or `nextSequence`). */
+  readonly jobs: JobTable;
 
   /** The raw bytes, by sha256, beside the database (`<dir>/blobs/`) unless `blobDir` says otherwise. */
   readonly blobs: BlobStore;
@@ -264,6 +275,7 @@ export class Store {
     this.db.pragma('foreign_keys = ON');
     this.migrate();
     this.requests = new RequestLog(this.db);
+    this.jobs = new JobTable(this.db);
     this.stmts = {
       insertCapture: this.db.prepare(
         `INSERT OR IGNORE INTO captures (id, device_id, driver, kind, size, received_at) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -363,6 +375,7 @@ export class Store {
         this.stmts.insertOutbox.run(seq, input.deviceId);
         inserted.push(record);
       }
+      if (input.jobs && input.jobs.length > 0) this.jobs.apply(input.deviceId, raw.sha256, input.jobs, receivedAt);
       return { inserted, duplicates, captureId: raw.sha256 };
     });
     return run();
@@ -534,6 +547,11 @@ export class Store {
   /** The first outcome of a request with this transaction, when it is still kept. */
   requestOutcome(deviceId: string, verb: string, transaction: Transaction, now: Date = new Date()): RequestResponse | undefined {
     return this.requests.outcome(deviceId, verb, transaction, now);
+  }
+
+  /** The next number of a named sequence, committed (and synced) before it is returned: never given twice. */
+  nextSequence(name: string): number {
+    return this.db.transaction(() => this.jobs.next(name))();
   }
 
   /** Every audit row with who asked and the transaction, oldest first. */

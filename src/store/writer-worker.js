@@ -61,6 +61,7 @@ const bookkeepingMethods = {
   markPublishedMany: (seqs, at) => slices(seqs).map((slice) => () => store.markPublishedMany(slice, at)),
   saveDeviceStates: (states, at) => slices(states).map((slice) => () => store.saveDeviceStates(slice, at)),
   recordRequest: (entry, at) => [() => store.recordRequest(entry, at)],
+  nextSequence: (name) => [() => store.nextSequence(name)],
   stats: () => [() => ({ groups, quarantineSlices, blobSyncs: { ...store.blobs.syncs }, checkpoints: { ...checkpoints } })],
 };
 

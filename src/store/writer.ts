@@ -130,6 +130,11 @@ export class StoreWriter {
     return this.call('recordRequest', entry, at);
   }
 
+  /** The next number of a named sequence (jobs.ts), committed before it is answered. */
+  nextSequence(name: string): Promise<number> {
+    return this.call('nextSequence', name);
+  }
+
   /**
    * Keeps refused bytes: their blob, then the row naming it; settles once both are on disk. Calls
    * made together are written in slices that share their syncs.

@@ -40,9 +40,23 @@ export interface HidDeviceListing {
   unsupported?: string | null;
 }
 
+/** A USB printer-class node (`/dev/usb/lp*`, the usblp driver), from sysfs. */
+export interface UsbPrinterListing {
+  path: string;
+  vendorId: string | null;
+  productId: string | null;
+  manufacturer: string | null;
+  product: string | null;
+  serialNumber: string | null;
+  /** Drivers that speak over `usb-printer` and list this vendor (any product, `productId: '*'`) or this vendor:product. */
+  drivers: string[];
+}
+
 export interface PortListing {
   serial: SerialPortListing[];
   hid: HidDeviceListing[];
+  /** USB printer-class nodes (Linux); absent where they were not looked for. */
+  printers?: UsbPrinterListing[];
   /** Why something could not be listed, each with what to do about it. */
   problems: string[];
 }
@@ -69,6 +83,8 @@ export interface ListPortsOptions {
   byIdDir?: string;
   /** Where `class/tty/<name>` is looked up for the USB product string; default /sys. */
   sysfsRoot?: string;
+  /** Where USB printer-class nodes are named (`lp0` → `<dir>/lp0`); default /dev/usb. */
+  usbPrinterDir?: string;
   /**
    * Read each serial port's USB product string from sysfs (default true, for `poctd ports`).
    * Hot-plug scans every few seconds and never shows it, so it skips those reads.
@@ -119,6 +135,56 @@ export function unsupportedReason(
     if (reason) return `${driver.id}: ${reason}`;
   }
   return null;
+}
+
+/**
+ * The drivers for a USB printer-class device: those that speak over `usb-printer` and list its
+ * vendor for any product (`productId: '*'`, a printer class device of that maker) or its exact id.
+ */
+export function printerDrivers(vendorId: string | null, productId: string | null, driverList: readonly DriverDefinition[]): string[] {
+  const vid = normalizeUsbId(vendorId);
+  if (vid === null) return [];
+  const pid = normalizeUsbId(productId);
+  return driverList
+    .filter((d) => d.transports.includes('usb-printer'))
+    .filter((d) => d.usb.some((m) => normalizeUsbId(m.vendorId) === vid && (m.productId === '*' || (pid !== null && normalizeUsbId(m.productId) === pid))))
+    .map((d) => d.id);
+}
+
+/** USB printer-class nodes from `<sysfs>/class/usbmisc/lp*`, with the USB ids of the device above each. */
+async function listUsbPrinters(sysfsRoot: string, devDir: string, driverList: readonly DriverDefinition[]): Promise<UsbPrinterListing[]> {
+  let names: string[];
+  try {
+    names = (await readdir(path.join(sysfsRoot, 'class', 'usbmisc'))).filter((n) => /^lp\d+$/.test(n));
+  } catch {
+    return []; // no usblp device, or not Linux
+  }
+  const out: UsbPrinterListing[] = [];
+  for (const name of names.sort()) {
+    const attrs: Record<string, string | null> = { idVendor: null, idProduct: null, manufacturer: null, product: null, serial: null };
+    try {
+      let dir = await realpath(path.join(sysfsRoot, 'class', 'usbmisc', name, 'device'));
+      for (let up = 0; up < 4 && attrs.idVendor === null && dir !== path.dirname(dir); up++, dir = path.dirname(dir)) {
+        for (const key of Object.keys(attrs)) {
+          attrs[key] = await readFile(path.join(dir, key), 'utf8').then((t) => t.trim() || null, () => attrs[key] ?? null);
+        }
+      }
+    } catch {
+      // the device went away while it was being read
+    }
+    const vendorId = normalizeUsbId(attrs.idVendor);
+    const productId = normalizeUsbId(attrs.idProduct);
+    out.push({
+      path: path.join(devDir, name),
+      vendorId,
+      productId,
+      manufacturer: attrs.manufacturer ?? null,
+      product: attrs.product ?? null,
+      serialNumber: attrs.serial ?? null,
+      drivers: printerDrivers(vendorId, productId, driverList),
+    });
+  }
+  return out;
 }
 
 function errorText(err: unknown): string {
@@ -242,7 +308,8 @@ export async function listPorts(options: ListPortsOptions): Promise<PortListing>
 
   serial.sort((a, b) => a.path.localeCompare(b.path));
   hid.sort((a, b) => (a.path ?? '').localeCompare(b.path ?? ''));
-  return { serial, hid, problems };
+  const printers = await listUsbPrinters(options.sysfsRoot ?? '/sys', options.usbPrinterDir ?? '/dev/usb', driverList);
+  return { serial, hid, printers, problems };
 }
 
 function table(header: string[], rows: string[][]): string[] {
@@ -295,6 +362,12 @@ export function formatPortListing(listing: PortListing): string {
       dash(d.serialNumber),
       driverCell(d.drivers, d.unsupported),
     ]);
+    out.push(...table(['PATH', 'USB ID', 'MANUFACTURER', 'PRODUCT', 'SERIAL', 'DRIVERS'], rows).map((l) => `  ${l}`));
+  }
+  if (listing.printers && listing.printers.length > 0) {
+    out.push('');
+    out.push('USB printers (printer class, transport usb-printer):');
+    const rows = listing.printers.map((p) => [p.path, usbId(p.vendorId, p.productId), dash(p.manufacturer), dash(p.product), dash(p.serialNumber), driverCell(p.drivers)]);
     out.push(...table(['PATH', 'USB ID', 'MANUFACTURER', 'PRODUCT', 'SERIAL', 'DRIVERS'], rows).map((l) => `  ${l}`));
   }
   const unsupported = [...listing.serial, ...listing.hid].filter((d) => d.unsupported);

@@ -185,4 +185,15 @@ registerTransportKind({
   },
 });
 
+registerTransportKind({
+  kind: 'usb-printer',
+  schema: { $defsName: 'usbPrinterTransport' },
+  description: 'a USB printer-class device node (path, e.g. /dev/usb/lp0), read for status replies',
+  check: reconnectOrder,
+  build: async (options) => {
+    const { UsbPrinterTransport } = await import('./usb-printer.ts');
+    return { transport: new UsbPrinterTransport(options) };
+  },
+});
+
 export type { TransportKind };

@@ -67,6 +67,16 @@ export interface HidTransportOptions {
   reconnect_max_ms?: number;
 }
 
+export interface UsbPrinterTransportOptions {
+  type: 'usb-printer';
+  /** The printer-class node, e.g. `/dev/usb/lp0` or a udev symlink. */
+  path: string;
+  /** How often the node is read for replies while the link is up (ms). */
+  read_interval_ms?: number;
+  reconnect_min_ms?: number;
+  reconnect_max_ms?: number;
+}
+
 export interface SimulatedTransportOptions {
   type: 'simulated';
   /** Options passed to the driver's simulator (e.g. memory contents). */
@@ -84,6 +94,7 @@ export interface TransportOptionsByKind {
   'tcp-server': TcpServerTransportOptions;
   hid: HidTransportOptions;
   simulated: SimulatedTransportOptions;
+  'usb-printer': UsbPrinterTransportOptions;
 }
 
 export type TransportKind = keyof TransportOptionsByKind;

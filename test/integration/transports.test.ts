@@ -1,3 +1,4 @@
+import { UsbPrinterTransport } from '../../src/transports/usb-printer.ts';
 import { pbkdf2, pbkdf2Sync } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { closeSync, constants as fsConstants, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
@@ -307,7 +308,8 @@ describe('SerialTransport over a socat pty pair', () => {
     // A device's tcp-server is its handle on a listener that devices naming the same port share.
     expect((await buildTransport({ type: 'tcp-server', port: 0 })).transport).toBeInstanceOf(ListenerTransport);
     expect((await buildTransport({ type: 'hid', vendor_id: '1a61', product_id: '3410' })).transport).toBeInstanceOf(HidTransport);
-    await expect(buildTransport({ type: 'usb-printer' } as never)).rejects.toThrow(/unknown transport type "usb-printer" \(known: serial, tcp, tcp-server, hid, simulated\)/);
+    expect((await buildTransport({ type: 'usb-printer', path: '/dev/usb/lp0' })).transport).toBeInstanceOf(UsbPrinterTransport);
+    await expect(buildTransport({ type: 'usb-lp' } as never)).rejects.toThrow(/unknown transport type "usb-lp" \(known: serial, tcp, tcp-server, hid, simulated, usb-printer\)/);
   });
 });
 

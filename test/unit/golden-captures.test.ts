@@ -15,6 +15,9 @@
  * speaks yet: a POCT1-A conversation, DICOM files, ZPL labels) go through every driver too, and
  * must give nothing.
  *
+ * A case whose capture is a status conversation (a label printer's replies) also holds
+ * `expected-state.json`: the device-state patch the decode must give.
+ *
  * `UPDATE_GOLDEN=1 npx vitest run test/unit/golden-captures.test.ts` rewrites the expected files.
  * Read the diff before committing it.
  */
@@ -201,6 +204,7 @@ describe('golden captures', () => {
         const expectedPath = join(c.dir, 'expected.jsonl');
         if (UPDATE) {
           writeFileSync(expectedPath, drafts.map((d) => JSON.stringify(d)).join('\n') + (drafts.length ? '\n' : ''));
+          if (result.state !== undefined) writeFileSync(join(c.dir, 'expected-state.json'), JSON.stringify(result.state, null, 2) + '\n');
           return;
         }
         expect(existsSync(expectedPath), `${c.name}: expected.jsonl is missing (run with UPDATE_GOLDEN=1)`).toBe(true);
@@ -210,6 +214,11 @@ describe('golden captures', () => {
           .map((l) => JSON.parse(l) as unknown);
         // The JSON round trip must change nothing.
         expect(drafts).toEqual(ofKind);
+        // A status conversation (a printer's replies) is checked by the device state it gives.
+        const statePath = join(c.dir, 'expected-state.json');
+        if (existsSync(statePath)) {
+          expect(asJson(result.state ?? null), `${c.name}: expected-state.json`).toEqual(JSON.parse(readFileSync(statePath, 'utf8')));
+        }
         for (let i = 0; i < Math.max(expected.length, drafts.length); i++) {
           expect(drafts[i], `${c.name}: record ${i + 1}`).toEqual(expected[i]);
         }

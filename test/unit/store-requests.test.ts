@@ -60,7 +60,7 @@ describe('request outcomes (dedupe) and the audit', () => {
     // Back to the schema before this migration (version 3, the blob store's), keeping the audit row;
     // quarantine back to its bytes column too (version 5 moved them to the blob store).
     const raw = new Database(path);
-    raw.exec(`DROP TABLE request_outcomes; ALTER TABLE audit DROP COLUMN requested_by; ALTER TABLE audit DROP COLUMN transaction_json;
+    raw.exec(`DROP TABLE device_jobs; DROP TABLE sequences; DROP TABLE request_outcomes; ALTER TABLE audit DROP COLUMN requested_by; ALTER TABLE audit DROP COLUMN transaction_json;
       ALTER TABLE quarantine DROP COLUMN size; ALTER TABLE quarantine ADD COLUMN bytes BLOB NOT NULL DEFAULT x'';`);
     raw.pragma('user_version = 3');
     raw.close();
