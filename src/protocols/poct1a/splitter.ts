@@ -77,6 +77,9 @@ export class Poct1aSplitter {
   private refusal: { reason: SplitProblemReason; detail: string } | null = null;
   /** While resyncing: the close tag that ends the refused document, when its root is known. */
   private resyncClose: Buffer | null = null;
+  /** The current push's bytes as Latin-1 text, and their length (the steps see suffixes of them). */
+  private text = '';
+  private textLength = 0;
   /** Garbage bytes being skipped (reported once per run). */
   private garbage: Buffer[] = [];
   private garbageLength = 0;
@@ -96,12 +99,16 @@ export class Poct1aSplitter {
     const out: SplitEvent[] = [];
     let data = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
     this.pending = Buffer.alloc(0);
+    // Every step below returns a suffix of `data`, so one conversion serves every document in it.
+    this.text = data.toString('latin1');
+    this.textLength = data.length;
     while (data.length > 0) {
       if (this.mode === 'between') data = this.between(data, out);
       else if (this.mode === 'comment') data = this.comment(data);
       else if (this.mode === 'document') data = this.feed(data, out);
       else data = this.resync(data);
     }
+    this.text = '';
     return out;
   }
 
@@ -213,7 +220,8 @@ export class Poct1aSplitter {
     // Never more than the cap reaches the tokenizer: a document that would pass it is refused.
     const piece = data.length > room ? data.subarray(0, Math.max(0, room)) : data;
     try {
-      if (piece.length > 0) this.parser!.write(piece.toString('latin1'));
+      const at = this.textLength - data.length;
+      if (piece.length > 0) this.parser!.write(this.text.slice(at, at + piece.length));
     } catch (err) {
       if (!(err instanceof Stop)) {
         this.failure = { reason: 'malformed-xml', detail: (err as Error).message };
