@@ -22,6 +22,8 @@ export interface Poct1aOptions {
    * `operator-unknown`. Absent: no list is pushed and no operator is flagged.
    */
   operators: OperatorEntry[] | undefined;
+  /** Publish an EVS event's description text on `bridge/event` (free text that may name a patient). */
+  event_text: boolean;
 }
 
 /** One operator list entry from config or a request: `{id, name?, password?, permission?}`. */
@@ -47,7 +49,7 @@ export function parseOperators(raw: unknown, where: string): OperatorEntry[] {
   });
 }
 
-const KEYS = ['profile', 'mode', 'max_message_bytes', 'reply_timeout_ms', 'clock_skew_limit_s', 'set_time', 'operators'];
+const KEYS = ['profile', 'mode', 'max_message_bytes', 'reply_timeout_ms', 'clock_skew_limit_s', 'set_time', 'operators', 'event_text'];
 
 export function parsePoct1aOptions(raw: Readonly<Record<string, unknown>>, where: string): Poct1aOptions {
   const unknown = Object.keys(raw).filter((k) => !KEYS.includes(k));
@@ -64,7 +66,9 @@ export function parsePoct1aOptions(raw: Readonly<Record<string, unknown>>, where
   }
   const mode = raw.mode ?? 'continuous';
   if (mode !== 'continuous' && mode !== 'basic') throw new Error(`${where}.mode: must be "continuous" or "basic"`);
-  if (raw.set_time !== undefined && typeof raw.set_time !== 'boolean') throw new Error(`${where}.set_time: must be true or false`);
+  for (const k of ['set_time', 'event_text']) {
+    if (raw[k] !== undefined && typeof raw[k] !== 'boolean') throw new Error(`${where}.${k}: must be true or false`);
+  }
   return {
     profile: profile as string | undefined,
     mode,
@@ -72,6 +76,7 @@ export function parsePoct1aOptions(raw: Readonly<Record<string, unknown>>, where
     reply_timeout_ms: int('reply_timeout_ms', 100, undefined),
     clock_skew_limit_s: int('clock_skew_limit_s', 0, 300)!,
     set_time: raw.set_time === true,
+    event_text: raw.event_text === true,
     operators: raw.operators === undefined ? undefined : parseOperators(raw.operators, `${where}.operators`),
   };
 }

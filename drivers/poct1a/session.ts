@@ -559,8 +559,8 @@ class Conversation {
 
   private async onEvents(m: Poct1aMessage): Promise<void> {
     for (const evt of elements(element(m.body, 'EVS') ?? m.body, 'EVT')) {
-      const description = (value(evt, 'EVT.description') ?? value(evt, 'EVT.event_cd') ?? '').slice(0, 200);
-      this.owner!.deviceEvent(description, value(evt, 'EVT.severity_cd'), value(evt, 'EVT.event_dttm'));
+      const description = value(evt, 'EVT.description')?.slice(0, 200) ?? null;
+      this.owner!.deviceEvent(value(evt, 'EVT.event_cd'), description, value(evt, 'EVT.severity_cd'), value(evt, 'EVT.event_dttm'));
     }
     await this.ack(m.header.controlId, 'AA');
   }
@@ -780,8 +780,14 @@ export class Poct1aSession extends PushedSession {
     this.report.emit('no_answer', message, { reason: 'reply-timeout' });
   }
 
-  deviceEvent(description: string, severity: string | null, at: string | null): void {
-    this.report.emit('device_error', `device event: ${description || '(no description)'}`, { reason: 'device-event', severity, event_dttm: at });
+  /**
+   * An EVS event on `bridge/event`. Its description is free text the device wrote, which may name
+   * a patient: published only when `options.event_text` says so; otherwise only its code.
+   */
+  deviceEvent(code: string | null, description: string | null, severity: string | null, at: string | null): void {
+    const text = this.options.event_text ? description : null;
+    const what = text ?? (code ? `code ${code}` : description ? '(description withheld: options.event_text)' : '(no description)');
+    this.report.emit('device_error', `device event: ${what}`, { reason: 'device-event', event_cd: code, severity, event_dttm: at, ...(text ? { description: text } : {}) });
   }
 
   conversationState(state: 'continuous'): void {

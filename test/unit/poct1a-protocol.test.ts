@@ -94,6 +94,19 @@ describe('poct1a splitter', () => {
     expect(events[0]!.bytes.toString('latin1')).toBe('\x00\x01junk');
   });
 
+  it('a message cut short and resent without a prolog: the resend is read, not swallowed by the skip to the close tag', () => {
+    const whole = '<OBS.R01><HDR><HDR.control_id V="7"/></HDR><SVC><SVC.role_cd V="OBS"/></SVC></OBS.R01>';
+    const broken = whole.slice(0, 40) + '<<';
+    fc.assert(
+      fc.property(fc.array(fc.nat(), { maxLength: 8 }), (points) => {
+        const events = split(cut(Buffer.from(broken + whole + NO_PROLOG), points));
+        expect(events.map((e) => (e.kind === 'document' ? e.root : e.reason))).toEqual(['malformed-xml', 'OBS.R01', 'EOT.R01']);
+        expect(docsOf(events)[0]!.toString()).toBe(whole);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
   it('a broken start before any root (a stray <, a bad prolog) costs only itself: the next message is read even without a prolog', () => {
     const events = split([Buffer.from('<<!x <?xml version="1.0"?><?xml version="2"?>'), DOCS[3]!, DOCS[2]!]);
     expect(events.filter((e) => e.kind === 'document').map((e) => e.kind === 'document' && e.root)).toEqual(['EOT.R01', 'KPA.R01']);

@@ -178,15 +178,20 @@ describe('poct1a session: the wire', () => {
     await host.until(() => host.types().includes('no_answer'));
   });
 
-  it('device events (EVS) become bridge events by description, and are acknowledged', async () => {
-    const { host, sim, deviceEnd } = await rig({ count: 0 });
-    await host.until(() => sim.continuous);
-    await deviceEnd.write(
-      Buffer.from('<EVS.R01><HDR><HDR.control_id V="555"/></HDR><EVS><EVT><EVT.description V="Operator List Update Succeeded"/><EVT.severity_cd V="I"/></EVT></EVS></EVS.R01>'),
-    );
-    await host.until(() => sim.acks.get('555') === 'AA' && host.events.some((e) => e.data?.reason === 'device-event'));
-    expect(host.events.find((e) => e.data?.reason === 'device-event')).toMatchObject({ type: 'device_error', message: 'device event: Operator List Update Succeeded', data: { severity: 'I' } });
-  });
+  for (const eventText of [false, true]) {
+    it(`device events (EVS) become bridge events, acknowledged; the description text only with event_text (${eventText})`, async () => {
+      const { host, sim, deviceEnd } = await rig({ count: 0 }, eventText ? { event_text: true } : {});
+      await host.until(() => sim.continuous);
+      await deviceEnd.write(
+        Buffer.from('<EVS.R01><HDR><HDR.control_id V="555"/></HDR><EVS><EVT><EVT.event_cd V="OPL_OK"/><EVT.description V="Operator List Update Succeeded"/><EVT.severity_cd V="I"/></EVT></EVS></EVS.R01>'),
+      );
+      await host.until(() => sim.acks.get('555') === 'AA' && host.events.some((e) => e.data?.reason === 'device-event'));
+      const ev = host.events.find((e) => e.data?.reason === 'device-event')!;
+      expect(ev).toMatchObject({ type: 'device_error', data: { event_cd: 'OPL_OK', severity: 'I' } });
+      if (eventText) expect(ev.message).toBe('device event: Operator List Update Succeeded');
+      else expect(JSON.stringify(ev)).not.toContain('Operator List');
+    });
+  }
 });
 
 describe('poct1a session: operator lists and directives', () => {

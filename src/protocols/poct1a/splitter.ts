@@ -13,7 +13,7 @@
  * Refused, each as a `problem` event with the bytes (never an exception): a DOCTYPE (and with it
  * every entity declaration, so no entity expansion bomb), malformed XML, text outside a root, and
  * a document over `maxBytes`. After a problem inside a root the splitter skips to that root's
- * close tag or to the next `<?xml`, whichever comes first; after one before any root (a stray `<`),
+ * close tag, the next `<?xml` or the same root opening again, whichever comes first; after one before any root (a stray `<`),
  * to the next `<`; and goes on.
  */
 import { SaxesParser } from 'saxes';
@@ -77,6 +77,11 @@ export class Poct1aSplitter {
   private refusal: { reason: SplitProblemReason; detail: string } | null = null;
   /** While resyncing: the close tag that ends the refused document, when its root is known. */
   private resyncClose: Buffer | null = null;
+  /** While resyncing: how the same root opens again (a resend of a message that was cut short). */
+  private resyncOpen: Buffer[] = [];
+  /** The current push's bytes as Latin-1 text, and their length (the steps see suffixes of them). */
+  private text = '';
+  private textLength = 0;
   /** Garbage bytes being skipped (reported once per run). */
   private garbage: Buffer[] = [];
   private garbageLength = 0;
@@ -96,12 +101,16 @@ export class Poct1aSplitter {
     const out: SplitEvent[] = [];
     let data = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
     this.pending = Buffer.alloc(0);
+    // Every step below returns a suffix of `data`, so one conversion serves every document in it.
+    this.text = data.toString('latin1');
+    this.textLength = data.length;
     while (data.length > 0) {
       if (this.mode === 'between') data = this.between(data, out);
       else if (this.mode === 'comment') data = this.comment(data);
       else if (this.mode === 'document') data = this.feed(data, out);
       else data = this.resync(data);
     }
+    this.text = '';
     return out;
   }
 
@@ -213,7 +222,8 @@ export class Poct1aSplitter {
     // Never more than the cap reaches the tokenizer: a document that would pass it is refused.
     const piece = data.length > room ? data.subarray(0, Math.max(0, room)) : data;
     try {
-      if (piece.length > 0) this.parser!.write(piece.toString('latin1'));
+      const at = this.textLength - data.length;
+      if (piece.length > 0) this.parser!.write(this.text.slice(at, at + piece.length));
     } catch (err) {
       if (!(err instanceof Stop)) {
         this.failure = { reason: 'malformed-xml', detail: (err as Error).message };
@@ -257,26 +267,29 @@ export class Poct1aSplitter {
 
   private beginResync(): void {
     this.resyncClose = this.root ? Buffer.from(`</${this.root}>`, 'latin1') : null;
+    this.resyncOpen = this.root ? ['>', ' ', '/', '\r', '\n', '\t'].map((c) => Buffer.from(`<${this.root}${c}`, 'latin1')) : [];
     this.reset();
     this.mode = 'resync';
   }
 
   /** After a refused document: skip to its root's close tag or to the next prolog, whichever comes first. */
   private resync(data: Buffer): Buffer {
-    const decl = data.indexOf(XML_DECL);
+    // Where the next message may start: a prolog, or the same root opening again (a device that
+    // resends a message it cut short, without a prolog; POCT1-A roots never nest).
+    const starts = [data.indexOf(XML_DECL), ...this.resyncOpen.map((m) => data.indexOf(m))].filter((i) => i >= 0);
+    const start = starts.length > 0 ? Math.min(...starts) : -1;
     const close = this.resyncClose ? data.indexOf(this.resyncClose) : -1;
-    if (close >= 0 && (decl < 0 || close < decl)) {
+    if (close >= 0 && (start < 0 || close < start)) {
       this.mode = 'between';
       return data.subarray(close + this.resyncClose!.length);
     }
-    if (decl >= 0) {
+    if (start >= 0) {
       this.mode = 'between';
-      return data.subarray(decl);
+      return data.subarray(start);
     }
-    // Keep a tail that may be the start of either marker.
-    const keep = Math.max(XML_DECL.length, this.resyncClose?.length ?? 0) - 1;
+    // Keep a tail that may be the start of a marker.
+    const keep = Math.max(XML_DECL.length, (this.resyncClose?.length ?? 0), (this.resyncOpen[0]?.length ?? 0)) - 1;
     this.pending = Buffer.from(data.subarray(Math.max(0, data.length - keep)));
-    // A tail that is the whole of `data` would loop: it waits for more bytes.
     return Buffer.alloc(0);
   }
 }
