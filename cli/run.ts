@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { drivers } from '../drivers/index.ts';
 import { listenerIdentitiesOf, loadConfigFile, parseConfig } from '../src/config/load.ts';
 import type { PoctdConfig } from '../src/config/types.ts';
@@ -10,10 +9,10 @@ const STOP_DEADLINE_MS = 10_000;
 
 const knownDrivers = (): string[] => drivers.map((d) => d.id);
 
-export async function run(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
-  const config: PoctdConfig = values.config
-    ? loadConfigFile(values.config, { knownDrivers: knownDrivers(), listenerIdentities: listenerIdentitiesOf(drivers) })
+export async function run(options: { config?: unknown }): Promise<number> {
+  const file = typeof options.config === 'string' ? options.config : undefined;
+  const config: PoctdConfig = file
+    ? loadConfigFile(file, { knownDrivers: knownDrivers(), listenerIdentities: listenerIdentitiesOf(drivers) })
     : parseConfig('', { knownDrivers: knownDrivers() });
   const log = createLogger(config.log.level);
   let fatal: ((code: number) => void) | undefined;
@@ -54,10 +53,58 @@ export async function run(args: string[]): Promise<number> {
     await controller.stop().catch(() => undefined);
     return 1;
   }
+  const broker = controller.brokerUrl ?? '';
   log.info(
-    { broker: controller.brokerUrl, devices: config.devices.length, base_topic: config.mqtt.base_topic },
-    `poctd running; watch with: mosquitto_sub -h 127.0.0.1 -t '${config.mqtt.base_topic}/#' -v`,
+    { broker: redactUrl(broker), devices: config.devices.length, base_topic: config.mqtt.base_topic },
+    `poctd running; watch with: ${watchCommand(config, broker)}`,
   );
   return stopped;
 }
 
+
+/** The URL without a password in it (for the log). */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}
+
+const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+
+/**
+ * How to watch the broker the daemon actually publishes to: its host and port, TLS files and
+ * user name (never the password), e.g. `mosquitto_sub -h broker.clinic -p 8883 --cafile ca.pem
+ * -u poctd -P <password> -t 'poct/#' -v`. mosquitto_sub speaks no WebSocket: for a `ws(s)://`
+ * broker the hint names the URL for a client that does.
+ */
+export function watchCommand(config: PoctdConfig, brokerUrl: string): string {
+  const topic = `'${config.mqtt.base_topic}/#'`;
+  let url: URL;
+  try {
+    url = new URL(brokerUrl);
+  } catch {
+    return `mosquitto_sub -t ${topic} -v`;
+  }
+  const scheme = url.protocol.replace(/:$/, '');
+  if (scheme === 'ws' || scheme === 'wss') return `a WebSocket MQTT client on ${redactUrl(brokerUrl)}, topic ${topic}`;
+  const tls = scheme === 'mqtts' || scheme === 'ssl' || scheme === 'tls';
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = url.port || (tls ? '8883' : '1883');
+  const parts = ['mosquitto_sub', '-h', shellQuote(host), '-p', port];
+  const external = config.mqtt.url !== undefined;
+  if (tls) {
+    if (config.mqtt.ca) parts.push('--cafile', shellQuote(config.mqtt.ca));
+    else parts.push('--capath', '/etc/ssl/certs');
+    if (config.mqtt.cert) parts.push('--cert', shellQuote(config.mqtt.cert));
+    if (config.mqtt.key) parts.push('--key', shellQuote(config.mqtt.key));
+    if (!config.mqtt.reject_unauthorized) parts.push('--insecure');
+  }
+  const username = external ? (config.mqtt.username ?? (url.username ? decodeURIComponent(url.username) : undefined)) : config.mqtt.embedded.username;
+  if (username) parts.push('-u', shellQuote(username), '-P', '<password>');
+  parts.push('-t', topic, '-v');
+  return parts.join(' ');
+}
