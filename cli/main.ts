@@ -44,6 +44,40 @@ export const COMMANDS: CommandSpec[] = [
     run: async ({ args, options }) => (await import('./check-config.ts')).checkConfig(args[0], options),
   },
   {
+    name: 'results',
+    summary: 'print stored results from the database (no broker needed): table, JSON lines, CSV or FHIR R4',
+    options: [
+      { flags: '-c, --config <file>', description: "the daemon's config (its store.path)" },
+      { flags: '--store <db>', description: 'the database file itself' },
+      { flags: '--device <id>', description: 'only this device (repeatable)', repeatable: true },
+      { flags: '--category <c>', description: 'patient, control, qc, calibration or proficiency (repeatable)', repeatable: true },
+      { flags: '--since <time>', description: 'observed at or after: 2026-12-01, 2026-12-01T08:00, or an age (30m, 24h, 7d)' },
+      { flags: '--until <time>', description: 'observed before (same forms)' },
+      { flags: '--seq <range>', description: 'seq N, N-M, N- or -M' },
+      { flags: '--loinc <code>', description: 'records with an observation of this LOINC code (repeatable)', repeatable: true },
+      { flags: '--limit <n>', description: 'the first N records' },
+      { flags: '--last <n>', description: 'the newest N records' },
+      { flags: '-f, --format <format>', description: 'table, jsonl, csv or fhir (a Bundle of Observations, patient results only)', default: 'table' },
+    ],
+    details:
+      'Reads the database read-only: safe beside a running daemon. Without --config or --store, ./data/poctd.db.\n' +
+      'Patient ids are shown as stored (hashed or omitted by the privacy policy).',
+    run: async ({ options }) => (await import('./results.ts')).results(options),
+  },
+  {
+    name: 'export',
+    summary: 'write a stored capture (the bytes a record came from) to a file for `poctd replay`',
+    arguments: ['[sha256]'],
+    options: [
+      { flags: '-c, --config <file>', description: "the daemon's config (its store.path)" },
+      { flags: '--store <db>', description: 'the database file itself' },
+      { flags: '--seq <n>', description: 'the capture of the record with this seq' },
+      { flags: '-o, --output <file>', description: 'where to write it (default: standard output)' },
+    ],
+    details: 'SHA256 is the capture\'s `raw.sha256` (8 or more leading hex digits will do).',
+    run: async ({ args, options }) => (await import('./results.ts')).exportCapture(args[0], options),
+  },
+  {
     name: 'ports',
     summary: 'list serial and HID devices and the drivers that match',
     run: async () => {
