@@ -1,5 +1,5 @@
 import { drivers } from '../drivers/index.ts';
-import { formatProblem, listenerIdentitiesOf, loadConfigFile, type ConfigError } from '../src/config/load.ts';
+import { daemonConfigOptions, formatProblem, loadConfigFile, type ConfigError } from '../src/config/load.ts';
 import { UsageError } from './command-line.ts';
 
 /**
@@ -29,7 +29,8 @@ export function checkConfig(positional: string | undefined, options: { config?: 
   }
   const file = flag ?? positional;
   if (!file) throw new UsageError('check-config needs a FILE (--config FILE)');
-  const config = loadConfigFile(file, { knownDrivers: drivers.map((d) => d.id), listenerIdentities: listenerIdentitiesOf(drivers) });
+  // The same checks `run` makes before it starts anything.
+  const config = loadConfigFile(file, daemonConfigOptions(drivers));
   process.stdout.write(`${file}: ok (${config.devices.length} device${config.devices.length === 1 ? '' : 's'})\n`);
   return 0;
 }

@@ -1,5 +1,5 @@
 import { drivers } from '../drivers/index.ts';
-import { listenerIdentitiesOf, loadConfigFile, parseConfig } from '../src/config/load.ts';
+import { daemonConfigOptions, loadConfigFile, parseConfig } from '../src/config/load.ts';
 import type { PoctdConfig } from '../src/config/types.ts';
 import { Controller } from '../src/controller.ts';
 import { createLogger } from '../src/logger.ts';
@@ -7,13 +7,11 @@ import { createLogger } from '../src/logger.ts';
 /** How long `run` waits for a clean stop after SIGTERM/SIGINT before it exits anyway. */
 const STOP_DEADLINE_MS = 10_000;
 
-const knownDrivers = (): string[] => drivers.map((d) => d.id);
-
 export async function run(options: { config?: unknown }): Promise<number> {
   const file = typeof options.config === 'string' ? options.config : undefined;
   const config: PoctdConfig = file
-    ? loadConfigFile(file, { knownDrivers: knownDrivers(), listenerIdentities: listenerIdentitiesOf(drivers) })
-    : parseConfig('', { knownDrivers: knownDrivers() });
+    ? loadConfigFile(file, daemonConfigOptions(drivers))
+    : parseConfig('', daemonConfigOptions(drivers));
   const log = createLogger(config.log.level);
   let fatal: ((code: number) => void) | undefined;
   const controller = new Controller(config, { log, drivers, onFatal: () => fatal?.(1) });
@@ -60,7 +58,6 @@ export async function run(options: { config?: unknown }): Promise<number> {
   );
   return stopped;
 }
-
 
 /** The URL without a password in it (for the log). */
 function redactUrl(url: string): string {

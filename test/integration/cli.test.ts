@@ -449,6 +449,43 @@ describe('poctd check-config', () => {
     expect(both.stderr).toMatch(/two config files given/);
   });
 
+  it('refuses what run refuses, with the same lines: driver options, simulator options, TLS files, the store path', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'plain-file'), '');
+    const file = join(dir, 'whole.yaml');
+    writeFileSync(
+      file,
+      [
+        'store: { path: ./plain-file/poctd.db }', //           1
+        'mqtt: { url: "mqtts://127.0.0.1:1", ca: ca.pem }', //  2
+        'devices:', //                                          3
+        '  - id: a1', //                                        4
+        '    driver: astm', //                                  5
+        '    options: { dialect: nonesuch }', //                6
+        '    transport: { type: tcp-server, port: 45123 }', //  7
+        '  - id: m1', //                                        8
+        '    driver: onetouch-ultra2', //                       9
+        '    options: { reply_timout_ms: 5 }', //               10
+        '    transport: { type: simulated, simulator: { units: mg/dL } }', // 11
+        '',
+      ].join('\n'),
+    );
+    const check = await poctd(['check-config', file]);
+    const run = await poctd(['run', '--config', file]);
+    expect(check.code).toBe(1);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(check.stderr);
+    const lines = check.stderr.trim().split('\n');
+    expect(lines).toEqual([
+      `${file}:1:10: store.path: cannot open ${join(dir, 'plain-file/poctd.db')}: ENOTDIR (a path component is not a directory)`,
+      `${file}:2:37: mqtt.ca: cannot read ${join(dir, 'ca.pem')}: ENOENT (no such file)`,
+      expect.stringMatching(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:6:16: devices\\[0\\]\\.options\\.dialect: must be one of `)),
+      `${file}:10:16: devices[1].options.reply_timout_ms: unknown key (did you mean "reply_timeout_ms"?)`,
+      `${file}:11:48: devices[1].transport.simulator.units: unknown key (did you mean "unit"?)`,
+      `${file}: 5 problems`,
+    ]);
+  });
+
   it('run --config with a broken file exits 1 with the problems, not a stack trace', async () => {
     const file = join(tempDir(), 'broken.yaml');
     writeFileSync(file, BROKEN);
@@ -666,7 +703,11 @@ describe('poctd run', () => {
     writeFileSync(file, `store: { path: ./poctd.db }\nmqtt:\n  embedded: { host: 0.0.0.0, port: ${port}, ws_port: ${wsPort} }\n`);
     const r = await poctd(['run', '--config', file]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/could not start: .*mqtt\.embedded\.username/);
+    // Refused by the config check, before anything is opened: check-config says the same.
+    expect(r.stderr).toMatch(/^.*open\.yaml:3:\d+: mqtt\.embedded\.host: the embedded broker would listen on 0\.0\.0\.0 with no credentials; set mqtt\.embedded\.username/);
+    const check = await poctd(['check-config', file]);
+    expect(check.code).toBe(1);
+    expect(check.stderr).toBe(r.stderr);
     expectNoStack(r.stderr);
   });
 });
