@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { PoctdConfig } from './config/types.ts';
 import type { DriverDefinition } from './driver-sdk/index.ts';
+import { ActivityLog } from './activity-log.ts';
 import { EventBus } from './event-bus.ts';
 import { Bridge, makeEvent } from './extensions/bridge.ts';
 import { DeviceManager } from './extensions/device-manager.ts';
@@ -142,6 +143,8 @@ export class Controller {
 
     const deviceManager = new DeviceManager(services);
     this.extensions = [
+      // First, so it is stopped last and logs the final totals.
+      new ActivityLog(services),
       new Bridge(services),
       new RecordPublisher(services),
       deviceManager,

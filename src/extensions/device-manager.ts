@@ -55,6 +55,12 @@ function routineChange(state: DeviceState, key: string, value: unknown): boolean
   );
 }
 
+/**
+ * `last_seen` moves with every byte from a device; alone it republishes the retained state at
+ * most this often (any other change goes out at once).
+ */
+export const LAST_SEEN_PUBLISH_MS = 60_000;
+
 interface ManagedDevice {
   config: DeviceConfig;
   driver: DriverDefinition;
@@ -66,6 +72,11 @@ interface ManagedDevice {
   availability: Availability;
   lastTransportError: string | null;
   statePublishQueued: boolean;
+  /** The state last published, without `last_seen`, and when it went out. */
+  publishedState: string | undefined;
+  publishedAt: number;
+  /** A publish held back because only `last_seen` had moved. */
+  lastSeenTimer: NodeJS.Timeout | undefined;
   /** Unplugged (hot-plug): no session, kept so `bridge/devices` shows it offline. */
   removed: boolean;
 }
@@ -113,30 +124,45 @@ export class DeviceManager implements Extension {
   private stateSaveDue = 0;
   /** Requests with a transaction still running, by device + verb + transaction. */
   private readonly requestsRunning = new Map<string, Promise<RequestResponse>>();
+  /** While above 0 (start, stop), `bridge/devices` changes are gathered into one publish at the end. */
+  private deviceListHolds = 0;
+  private deviceListPending = false;
 
   constructor(private readonly s: Services) {}
 
   async start(): Promise<void> {
     const { bus } = this.s;
-    this.unsubscribe.push(bus.on('mqttConnected', () => void this.publishAll()));
-    this.unsubscribe.push(bus.on('republish', () => void this.publishAll()));
+    this.unsubscribe.push(bus.on('mqttConnected', () => void this.publishAll(true)));
+    this.unsubscribe.push(bus.on('republish', () => void this.publishAll(true)));
     this.unsubscribe.push(bus.on('mqttMessage', ({ topic, payload }) => void this.onMessage(topic, payload)));
-    for (const config of this.s.config.devices) {
-      if (config.enabled === false) continue;
-      await this.addDevice(config);
+    this.deviceListHolds++;
+    try {
+      for (const config of this.s.config.devices) {
+        if (config.enabled === false) continue;
+        await this.addDevice(config);
+      }
+    } finally {
+      this.deviceListHolds--;
+      this.deviceListPending = false;
     }
-    void this.publishAll();
+    // What the sessions published while starting is not sent twice.
+    void this.publishAll(false);
   }
 
   async stop(): Promise<void> {
     this.unsubscribe.forEach((u) => u());
+    // One bridge/devices for the whole stop, not one per device.
+    this.deviceListHolds++;
     for (const device of this.devices.values()) {
+      clearTimeout(device.lastSeenTimer);
       if (device.removed) continue;
       await device.session.stop().catch(() => undefined);
       device.simulator?.detach();
       await device.transport.close().catch(() => undefined);
       this.setAvailability(device, 'offline');
     }
+    this.deviceListHolds--;
+    if (this.deviceListPending) await this.publishDeviceList();
     await this.s.writer.drained();
     await this.saveDirtyStates();
     this.devices.clear();
@@ -231,6 +257,9 @@ export class DeviceManager implements Extension {
       availability: 'offline',
       lastTransportError: null,
       statePublishQueued: false,
+      publishedState: undefined,
+      publishedAt: 0,
+      lastSeenTimer: undefined,
       removed: false,
     } as Omit<ManagedDevice, 'session'> as ManagedDevice;
     if (unsupported) {
@@ -240,7 +269,7 @@ export class DeviceManager implements Extension {
       this.event('device_error', config.id, `${driver.id}: this device cannot be read: ${unsupported}`, { reason: 'unsupported' });
       this.updateState(device, {});
       void this.publishAvailability(device);
-      void this.publishDeviceList();
+      this.scheduleDeviceList();
       return;
     }
     device.session = driver.createSession(this.sessionHost(device, log));
@@ -373,7 +402,7 @@ export class DeviceManager implements Extension {
         void this.publishDeviceState(device);
       });
     }
-    if (before.serial !== device.state.serial || before.model !== device.state.model) void this.publishDeviceList();
+    if (before.serial !== device.state.serial || before.model !== device.state.model) this.scheduleDeviceList();
     this.refreshAvailability(device);
   }
 
@@ -406,7 +435,7 @@ export class DeviceManager implements Extension {
     device.availability = state;
     this.s.bus.emit('deviceAvailability', { deviceId: device.config.id, state });
     void this.publishAvailability(device);
-    void this.publishDeviceList();
+    this.scheduleDeviceList();
   }
 
   /** A caller a shared listener refused: an event each time, a log line once per distinct reason. */
@@ -424,20 +453,54 @@ export class DeviceManager implements Extension {
     this.s.bus.emit('bridgeEvent', makeEvent(type, deviceId, message, this.s.now(), data));
   }
 
-  private async publishAll(): Promise<void> {
+  /** Every retained topic of the devices; `force`: even states already published as they are (a reconnect, a republish request). */
+  private async publishAll(force: boolean): Promise<void> {
     if (!this.s.mqtt.connected) return;
     await this.publishDeviceList();
     for (const device of this.devices.values()) {
-      await this.publishDeviceState(device);
+      await this.publishDeviceState(device, force);
       await this.publishAvailability(device);
     }
   }
 
-  private async publishDeviceState(device: ManagedDevice): Promise<void> {
+  /**
+   * The retained state, when its content changed: a state that differs from the one last
+   * published only in `last_seen` waits until `LAST_SEEN_PUBLISH_MS` after that one (`force`: a
+   * reconnect or a republish request sends it anyway).
+   */
+  private async publishDeviceState(device: ManagedDevice, force = false): Promise<void> {
     if (!this.s.mqtt.connected) return;
+    const content = JSON.stringify({ ...device.state, last_seen: null });
+    const sameContent = content === device.publishedState;
+    if (!force && sameContent) {
+      const wait = device.publishedAt + LAST_SEEN_PUBLISH_MS - Date.now();
+      if (wait > 0) {
+        device.lastSeenTimer ??= setTimeout(() => {
+          device.lastSeenTimer = undefined;
+          if (this.devices.get(device.config.id) === device) void this.publishDeviceState(device);
+        }, wait);
+        device.lastSeenTimer.unref();
+        return;
+      }
+    }
+    clearTimeout(device.lastSeenTimer);
+    device.lastSeenTimer = undefined;
+    device.publishedState = content;
+    device.publishedAt = Date.now();
     await this.s.mqtt
       .publish(this.s.topics.device(device.config.id), device.state, { qos: 1, retain: true })
       .catch(() => undefined);
+  }
+
+  /** `bridge/devices` once for every change made in this turn of the event loop (or at the end of a start or stop). */
+  private scheduleDeviceList(): void {
+    if (this.deviceListPending) return;
+    this.deviceListPending = true;
+    if (this.deviceListHolds > 0) return;
+    setImmediate(() => {
+      if (this.deviceListHolds > 0) return;
+      void this.publishDeviceList();
+    });
   }
 
   private async publishAvailability(device: ManagedDevice): Promise<void> {
@@ -448,6 +511,7 @@ export class DeviceManager implements Extension {
   }
 
   private async publishDeviceList(): Promise<void> {
+    this.deviceListPending = false;
     if (!this.s.mqtt.connected) return;
     await this.s.mqtt.publish(this.s.topics.bridge('devices'), this.list(), { qos: 1, retain: true }).catch(() => undefined);
   }
@@ -531,6 +595,10 @@ export class DeviceManager implements Extension {
     } catch (error) {
       response = { status: 'error', data: null, error: (error as Error).message };
     }
+    // Who asked for what and how it ended; the params and the answer may hold patient data and stay out.
+    const outcome = { device: deviceId, verb, requested_by: requestedBy, status: response.status, ...(response.error ? { error: response.error } : {}) };
+    if (response.status === 'ok') this.s.log.info(outcome, `device command ${verb}`);
+    else this.s.log.warn(outcome, `device command ${verb} refused or failed`);
     if (device) {
       const entry: RequestRecord = {
         device_id: deviceId,
