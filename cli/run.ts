@@ -1,7 +1,9 @@
 import { drivers } from '../drivers/index.ts';
-import { daemonConfigOptions, loadConfigFile, parseConfig } from '../src/config/load.ts';
+import { ConfigError, daemonConfigOptions, formatProblem, loadConfigFile, parseConfig } from '../src/config/load.ts';
 import type { PoctdConfig } from '../src/config/types.ts';
 import { Controller } from '../src/controller.ts';
+import { makeEvent } from '../src/extensions/bridge.ts';
+import type { ConfigReloadOutcome } from '../src/extensions/extension.ts';
 import { createLogger } from '../src/logger.ts';
 
 /** How long `run` waits for a clean stop after SIGTERM/SIGINT before it exits anyway. */
@@ -14,7 +16,22 @@ export async function run(options: { config?: unknown }): Promise<number> {
     : parseConfig('', daemonConfigOptions(drivers));
   const log = createLogger(config.log.level);
   let fatal: ((code: number) => void) | undefined;
-  const controller = new Controller(config, { log, drivers, onFatal: () => fatal?.(1) });
+  // Reloads run one after another: a second SIGHUP waits for the first.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reloadConfig = (): Promise<ConfigReloadOutcome> => {
+    const next = reloading.then(() => reloadFrom(file!, controller, log));
+    reloading = next.catch(() => undefined);
+    return next;
+  };
+  const controller = new Controller(config, { log, drivers, onFatal: () => fatal?.(1), ...(file ? { reloadConfig } : {}) });
+  if (file) {
+    process.on('SIGHUP', () => {
+      log.info({ file }, 'SIGHUP: reading the config again');
+      reloadConfig().catch(() => undefined);
+    });
+  } else {
+    process.on('SIGHUP', () => log.warn('SIGHUP ignored: poctd runs on its built-in defaults (no --config file to read again)'));
+  }
   const stopped = new Promise<number>((resolve) => {
     fatal = resolve;
     const onSignal = (signal: string): void => {
@@ -104,4 +121,23 @@ export function watchCommand(config: PoctdConfig, brokerUrl: string): string {
   if (username) parts.push('-u', shellQuote(username), '-P', '<password>');
   parts.push('-t', topic, '-v');
   return parts.join(' ');
+}
+
+/**
+ * Reads the config file again with the start-up checks and applies it. An invalid file is
+ * refused whole, with its problems in the log and on `bridge/event`: the running config stays.
+ */
+async function reloadFrom(file: string, controller: Controller, log: ReturnType<typeof createLogger>): Promise<ConfigReloadOutcome> {
+  let next: PoctdConfig;
+  try {
+    next = loadConfigFile(file, daemonConfigOptions(drivers));
+  } catch (error) {
+    const problems = error instanceof ConfigError ? error.problems.map((p) => (p.line !== undefined ? `${file}:${p.line}:${p.column ?? 1}: ${formatProblem(p)}` : formatProblem(p))) : [(error as Error).message];
+    log.error({ file, problems }, 'config reload refused; the running config stays');
+    controller.bus.emit('bridgeEvent', makeEvent('config_error', null, `config reload refused: ${problems.join('; ')}`, new Date()));
+    throw new Error(`config reload refused, the running config stays: ${problems.join('; ')}`);
+  }
+  const outcome = await controller.applyConfig(next);
+  log.info({ file, ...outcome }, 'config reloaded');
+  return outcome;
 }

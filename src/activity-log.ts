@@ -52,6 +52,8 @@ export class ActivityLog implements Extension {
   /** The last warning per device and type, so a device that keeps failing the same way logs once. */
   private readonly lastWarning = new Map<string, string>();
   private summaryTimer: NodeJS.Timeout | undefined;
+  /** Set when the daemon stops: the links it closes itself are not "lost". */
+  stopping = false;
   private logged = { stored: 0, published: 0, duplicates: 0, errors: 0 };
 
   constructor(private readonly s: Services) {}
@@ -98,6 +100,7 @@ export class ActivityLog implements Extension {
       if (device) this.linkUp.set(device, up);
       if (up && device) this.lastWarning.delete(device);
       if (up) this.s.log.info(fields, `device connected: ${e.message}`);
+      else if (this.stopping) this.s.log.debug(fields, `device link closed: ${e.message}`);
       else this.s.log.warn(fields, `device link lost: ${e.message}`);
       return;
     }

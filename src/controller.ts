@@ -7,7 +7,7 @@ import { EventBus } from './event-bus.ts';
 import { Bridge, makeEvent } from './extensions/bridge.ts';
 import { DeviceManager } from './extensions/device-manager.ts';
 import { HotPlug, type PortLister } from './extensions/hot-plug.ts';
-import { Stats, type Extension, type Services } from './extensions/extension.ts';
+import { Stats, type ConfigReloadOutcome, type Extension, type Services } from './extensions/extension.ts';
 import { RecordPublisher } from './extensions/record-publisher.ts';
 import { MqttConnection } from './mqtt/connection.ts';
 import { EmbeddedBroker } from './mqtt/embedded-broker.ts';
@@ -26,6 +26,8 @@ export interface ControllerOptions {
   transportExtras?: { hid?: HidTransportExtras };
   /** Replaces the USB device listing that hot-plug polls (tests plug and unplug devices with it). */
   portLister?: PortLister;
+  /** Reads the config again (the CLI's, from its file); answers `bridge/request/config/reload`. */
+  reloadConfig?: () => Promise<ConfigReloadOutcome>;
 }
 
 /**
@@ -115,6 +117,7 @@ export class Controller {
       stats: new Stats(),
       now,
       transportExtras: options.transportExtras,
+      reloadConfig: options.reloadConfig,
     };
     this.services = services;
     const mqtt = this.mqtt;
@@ -157,6 +160,23 @@ export class Controller {
     }
   }
 
+  /**
+   * Applies a config read again: devices added, removed or changed are started, stopped or
+   * restarted, the others are not touched. Other settings (broker, store, site, privacy, …) are
+   * kept as they run and named in `restart_needed`.
+   */
+  async applyConfig(next: PoctdConfig): Promise<ConfigReloadOutcome> {
+    const manager = this.deviceManager;
+    if (!this.services || !manager || this.stopping) throw new Error('poctd is not running');
+    const running = this.services.config;
+    const restartNeeded = (Object.keys(next) as Array<keyof PoctdConfig>).filter(
+      (k) => k !== 'devices' && JSON.stringify(next[k]) !== JSON.stringify(running[k]),
+    );
+    const outcome = await manager.reloadDevices(next.devices);
+    running.devices = next.devices;
+    return { ...outcome, restart_needed: restartNeeded };
+  }
+
   stop(): Promise<void> {
     this.stopping ??= this.doStop();
     return this.stopping;
@@ -164,6 +184,7 @@ export class Controller {
 
   private async doStop(): Promise<void> {
     const log = this.options.log;
+    for (const extension of this.extensions) if (extension instanceof ActivityLog) extension.stopping = true;
     for (const extension of [...this.extensions].reverse()) {
       await extension.stop().catch((error: Error) => log.warn({ extension: extension.name, err: error.message }, 'stop failed'));
     }

@@ -156,8 +156,11 @@ export class Bridge implements Extension {
         return this.health();
       case 'info':
         return this.info();
+      case 'config/reload':
+        if (!this.s.reloadConfig) throw new Error('config/reload: poctd runs on its built-in defaults (no --config file), so there is nothing to read again');
+        return this.s.reloadConfig();
       default:
-        throw new Error(`unknown request "${verb}" (known: results/replay, republish, health, info)`);
+        throw new Error(`unknown request "${verb}" (known: results/replay, republish, health, info, config/reload)`);
     }
   }
 

@@ -127,6 +127,8 @@ export class DeviceManager implements Extension {
   /** While above 0 (start, stop), `bridge/devices` changes are gathered into one publish at the end. */
   private deviceListHolds = 0;
   private deviceListPending = false;
+  /** The devices started from the config (not hot-plugged): what a reload compares. */
+  private readonly configured = new Set<string>();
 
   constructor(private readonly s: Services) {}
 
@@ -139,6 +141,7 @@ export class DeviceManager implements Extension {
     try {
       for (const config of this.s.config.devices) {
         if (config.enabled === false) continue;
+        this.configured.add(config.id);
         await this.addDevice(config);
       }
     } finally {
@@ -146,7 +149,87 @@ export class DeviceManager implements Extension {
       this.deviceListPending = false;
     }
     // What the sessions published while starting is not sent twice.
-    void this.publishAll(false);
+    void this.publishAll(false).then(() => this.publishForgottenOffline());
+  }
+
+  /**
+   * Devices the store remembers but this daemon no longer runs (taken out of the config while it
+   * was down, or before a crash that left their availability `online` retained) are told
+   * `offline`, so a dashboard does not show them online for ever.
+   */
+  private async publishForgottenOffline(): Promise<void> {
+    if (!this.s.mqtt.connected) return;
+    let remembered: string[];
+    try {
+      remembered = this.s.store.deviceIds();
+    } catch {
+      return;
+    }
+    for (const id of remembered) {
+      if (this.devices.has(id)) continue;
+      await this.s.mqtt.publish(this.s.topics.availability(id), { state: 'offline' }, { qos: 1, retain: true }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * A config read again: devices no longer there (or now disabled) are stopped, new ones started,
+   * changed ones restarted; the others keep running untouched. Hot-plugged devices are not the
+   * config's and stay as they are.
+   */
+  async reloadDevices(next: readonly DeviceConfig[]): Promise<{ added: string[]; removed: string[]; restarted: string[]; unchanged: number }> {
+    const wanted = new Map(next.filter((d) => d.enabled !== false).map((d) => [d.id, d]));
+    const out = { added: [] as string[], removed: [] as string[], restarted: [] as string[], unchanged: 0 };
+    this.deviceListHolds++;
+    try {
+      for (const id of [...this.configured]) {
+        const device = this.devices.get(id);
+        const want = wanted.get(id);
+        if (!want) {
+          await this.stopDevice(id);
+          this.configured.delete(id);
+          out.removed.push(id);
+        } else if (!device || JSON.stringify(want) !== JSON.stringify(device.config)) {
+          await this.stopDevice(id);
+          await this.addDevice(want, { offlineAnnounced: true });
+          out.restarted.push(id);
+        } else {
+          out.unchanged++;
+        }
+      }
+      for (const [id, config] of wanted) {
+        if (this.configured.has(id)) continue;
+        if (this.devices.has(id) && !this.devices.get(id)!.removed) {
+          // A hot-plugged device holds the id: the config's entry waits until it is gone.
+          this.event('config_error', id, `a device with id "${id}" is already running (hot-plugged); the configured one is not started`);
+          continue;
+        }
+        this.configured.add(id);
+        this.devices.delete(id);
+        await this.addDevice(config);
+        out.added.push(id);
+      }
+    } finally {
+      this.deviceListHolds--;
+      if (this.deviceListPending) await this.publishDeviceList();
+    }
+    return out;
+  }
+
+  /** Ends a device's session and link and forgets it: availability offline (retained), gone from `bridge/devices`. */
+  private async stopDevice(id: string): Promise<void> {
+    const device = this.devices.get(id);
+    if (!device) return;
+    clearTimeout(device.lastSeenTimer);
+    if (!device.removed) {
+      await device.session.stop().catch(() => undefined);
+      device.simulator?.detach();
+      await device.transport.close().catch(() => undefined);
+    }
+    device.removed = true;
+    device.transportOpen = false;
+    this.setAvailability(device, 'offline');
+    this.devices.delete(id);
+    this.scheduleDeviceList();
   }
 
   async stop(): Promise<void> {
@@ -185,7 +268,7 @@ export class DeviceManager implements Extension {
    * Starts a session for a device: the configured ones at start, and hot-plugged ones (which may
    * come back under the id they had before they were unplugged).
    */
-  async addDevice(config: DeviceConfig): Promise<void> {
+  async addDevice(config: DeviceConfig, options: { offlineAnnounced?: boolean } = {}): Promise<void> {
     const previous = this.devices.get(config.id);
     if (previous && !previous.removed) {
       this.event('config_error', config.id, `a device with id "${config.id}" is already running; not started twice`);
@@ -274,8 +357,9 @@ export class DeviceManager implements Extension {
     }
     device.session = driver.createSession(this.sessionHost(device, log));
     this.devices.set(config.id, device);
-    // Retained from the start, so a dashboard sees a device that never comes online as offline.
-    void this.publishAvailability(device);
+    // Retained from the start, so a dashboard sees a device that never comes online as offline
+    // (a restarted one was just said to be).
+    if (!options.offlineAnnounced) void this.publishAvailability(device);
 
     transport.on('open', () => {
       device.transportOpen = true;
