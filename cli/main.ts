@@ -163,15 +163,22 @@ function buildProgram(commander: Commander, version: string, setExit: (code: num
   return program;
 }
 
+let quietOnEpipe = false;
+
 export async function main(argv: string[]): Promise<number> {
-  // `poctd replay … | head`: the reader went away; there is nobody left to tell.
-  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') process.exit(0);
-    throw error;
-  });
+  if (!quietOnEpipe) {
+    quietOnEpipe = true;
+    // `poctd replay … | head`: the reader went away; there is nobody left to tell.
+    process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') process.exit(0);
+      throw error;
+    });
+  }
   const [commander, { VERSION }] = await Promise.all([import('commander'), import('../src/version.ts')]);
   let exitCode = 0;
   const program = buildProgram(commander, VERSION, (code) => (exitCode = code));
+  // `poctd help CMD` of a command that reads its own argv is its own `--help`.
+  if (argv[0] === 'help' && COMMANDS.some((c) => c.ownArgv && c.name === argv[1])) argv = [argv[1]!, '--help', ...argv.slice(2)];
   const commandName = COMMANDS.find((c) => c.name === argv.find((a) => !a.startsWith('-')))?.name;
   try {
     await program.parseAsync(argv, { from: 'user' });
