@@ -4,6 +4,7 @@ import type { PoctdConfig } from '../src/config/types.ts';
 import { Controller } from '../src/controller.ts';
 import { makeEvent } from '../src/extensions/bridge.ts';
 import type { ConfigReloadOutcome } from '../src/extensions/extension.ts';
+import type { ConfigFileStatus } from '../src/mqtt/topics.ts';
 import { createLogger } from '../src/logger.ts';
 
 /** How long `run` waits for a clean stop after SIGTERM/SIGINT before it exits anyway. */
@@ -23,7 +24,8 @@ export async function run(options: { config?: unknown }): Promise<number> {
     reloading = next.catch(() => undefined);
     return next;
   };
-  const controller = new Controller(config, { log, drivers, onFatal: () => fatal?.(1), ...(file ? { reloadConfig } : {}) });
+  const configFileStatus = (): ConfigFileStatus => fileStatus(file!, controller.runtime?.config ?? config);
+  const controller = new Controller(config, { log, drivers, onFatal: () => fatal?.(1), ...(file ? { reloadConfig, configFileStatus } : {}) });
   if (file) {
     process.on('SIGHUP', () => {
       log.info({ file }, 'SIGHUP: reading the config again');
@@ -140,4 +142,18 @@ async function reloadFrom(file: string, controller: Controller, log: ReturnType<
   const outcome = await controller.applyConfig(next);
   log.info({ file, ...outcome }, 'config reloaded');
   return outcome;
+}
+
+/** Whether `running` is what `file` says now: for `bridge/info`, so a dashboard sees an edit not yet reloaded. */
+export function fileStatus(file: string, running: PoctdConfig): ConfigFileStatus {
+  let onDisk: PoctdConfig;
+  try {
+    onDisk = loadConfigFile(file, { ...daemonConfigOptions(drivers), hostChecks: false });
+  } catch (error) {
+    const n = error instanceof ConfigError ? error.problems.length : 1;
+    return { path: file, differs: true, detail: `the file does not load (${n} problem${n === 1 ? '' : 's'}; poctd check-config shows them): the running config is an older one` };
+  }
+  const keys = (Object.keys(onDisk) as Array<keyof PoctdConfig>).filter((k) => JSON.stringify(onDisk[k]) !== JSON.stringify(running[k]));
+  if (keys.length === 0) return { path: file, differs: false, detail: 'running as the file says' };
+  return { path: file, differs: true, detail: `the file differs in ${keys.join(', ')}: ${keys.some((k) => k !== 'devices') ? 'reload for devices, restart for the rest' : 'reload to apply'}` };
 }

@@ -22,10 +22,10 @@ const LEVELS: Partial<Record<BridgeEvent['type'], Level>> = {
   port_missing: 'warn',
   clock_skew: 'warn',
   device_error: 'warn',
-  config_error: 'warn',
-  mqtt_error: 'warn',
-  listener_refused: 'debug', // the listener logs each distinct refusal once itself
 };
+
+/** Events their source logs already (once per distinct reason): not logged twice. */
+const LOGGED_AT_SOURCE: ReadonlySet<BridgeEvent['type']> = new Set(['config_error', 'mqtt_error', 'listener_refused']);
 
 /**
  * Counts of a commit by kind and category, as text (`kinds: "result 3"`, `categories: "patient 2,
@@ -92,6 +92,7 @@ export class ActivityLog implements Extension {
   }
 
   private onEvent(e: BridgeEvent): void {
+    if (LOGGED_AT_SOURCE.has(e.type)) return;
     const device = e.device ?? undefined;
     const fields = { ...(device ? { device } : {}), event: e.type, ...(e.data ?? {}) };
     if (e.type === 'connected' || e.type === 'disconnected') {

@@ -11,7 +11,7 @@ import { Stats, type ConfigReloadOutcome, type Extension, type Services } from '
 import { RecordPublisher } from './extensions/record-publisher.ts';
 import { MqttConnection } from './mqtt/connection.ts';
 import { EmbeddedBroker } from './mqtt/embedded-broker.ts';
-import { Topics } from './mqtt/topics.ts';
+import { Topics, type ConfigFileStatus } from './mqtt/topics.ts';
 import { Store } from './store/store.ts';
 import { StoreWriter } from './store/writer.ts';
 import type { HidTransportExtras } from './transports/hid.ts';
@@ -28,6 +28,8 @@ export interface ControllerOptions {
   portLister?: PortLister;
   /** Reads the config again (the CLI's, from its file); answers `bridge/request/config/reload`. */
   reloadConfig?: () => Promise<ConfigReloadOutcome>;
+  /** Whether the running config still is what its file says (`bridge/info`). */
+  configFileStatus?: () => ConfigFileStatus;
 }
 
 /**
@@ -118,6 +120,7 @@ export class Controller {
       now,
       transportExtras: options.transportExtras,
       reloadConfig: options.reloadConfig,
+      configFileStatus: options.configFileStatus,
     };
     this.services = services;
     const mqtt = this.mqtt;
@@ -174,6 +177,7 @@ export class Controller {
     );
     const outcome = await manager.reloadDevices(next.devices);
     running.devices = next.devices;
+    await this.extensions.find((e): e is Bridge => e instanceof Bridge)?.publishInfo();
     return { ...outcome, restart_needed: restartNeeded };
   }
 

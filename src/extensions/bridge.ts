@@ -61,7 +61,14 @@ export class Bridge implements Extension {
       drivers: this.s.drivers.map((d) => ({ id: d.id, kind: d.kind, vendor: d.vendor, models: d.models })),
       schemas: [...SCHEMA_IDS],
       config: redactConfig(this.s.config),
+      ...(this.s.configFileStatus ? { config_file: this.s.configFileStatus() } : {}),
     };
+  }
+
+  /** `bridge/info` again (after a config reload). */
+  async publishInfo(): Promise<void> {
+    if (!this.s.mqtt.connected) return;
+    await this.s.mqtt.publish(this.s.topics.bridge('info'), this.info(), { qos: 1, retain: true }).catch(() => undefined);
   }
 
   health(): BridgeHealth {

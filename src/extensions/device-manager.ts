@@ -127,6 +127,10 @@ export class DeviceManager implements Extension {
   /** While above 0 (start, stop), `bridge/devices` changes are gathered into one publish at the end. */
   private deviceListHolds = 0;
   private deviceListPending = false;
+  /** Set by stop(): the publishing loops that may still be running end instead of re-sending offline states. */
+  private stopping = false;
+  /** Whether the devices the store remembers but this daemon does not run were told offline (once, on the first connection). */
+  private forgottenAnnounced = false;
   /** The devices started from the config (not hot-plugged): what a reload compares. */
   private readonly configured = new Set<string>();
 
@@ -149,7 +153,7 @@ export class DeviceManager implements Extension {
       this.deviceListPending = false;
     }
     // What the sessions published while starting is not sent twice.
-    void this.publishAll(false).then(() => this.publishForgottenOffline());
+    void this.publishAll(false);
   }
 
   /**
@@ -166,6 +170,7 @@ export class DeviceManager implements Extension {
       return;
     }
     for (const id of remembered) {
+      if (this.stopping) return;
       if (this.devices.has(id)) continue;
       await this.s.mqtt.publish(this.s.topics.availability(id), { state: 'offline' }, { qos: 1, retain: true }).catch(() => undefined);
     }
@@ -233,6 +238,7 @@ export class DeviceManager implements Extension {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     this.unsubscribe.forEach((u) => u());
     // One bridge/devices for the whole stop, not one per device.
     this.deviceListHolds++;
@@ -537,26 +543,35 @@ export class DeviceManager implements Extension {
     this.s.bus.emit('bridgeEvent', makeEvent(type, deviceId, message, this.s.now(), data));
   }
 
-  /** Every retained topic of the devices; `force`: even states already published as they are (a reconnect, a republish request). */
-  private async publishAll(force: boolean): Promise<void> {
-    if (!this.s.mqtt.connected) return;
+  /**
+   * Every retained topic of the devices. `resend` (a reconnect, a republish request): each state
+   * counts as not yet published, so it goes out once, unless a change sends it first while this
+   * loop works through the others; availability is sent again too.
+   */
+  private async publishAll(resend: boolean): Promise<void> {
+    if (!this.s.mqtt.connected || this.stopping) return;
+    if (resend) for (const device of this.devices.values()) device.publishedState = undefined;
     await this.publishDeviceList();
     for (const device of this.devices.values()) {
-      await this.publishDeviceState(device, force);
-      await this.publishAvailability(device);
+      if (this.stopping) return;
+      await this.publishDeviceState(device);
+      // Availability went out as it changed; only a reconnect or a republish sends it all again.
+      if (resend) await this.publishAvailability(device);
+    }
+    if (!this.forgottenAnnounced) {
+      this.forgottenAnnounced = true;
+      await this.publishForgottenOffline();
     }
   }
 
   /**
    * The retained state, when its content changed: a state that differs from the one last
-   * published only in `last_seen` waits until `LAST_SEEN_PUBLISH_MS` after that one (`force`: a
-   * reconnect or a republish request sends it anyway).
+   * published only in `last_seen` waits until `LAST_SEEN_PUBLISH_MS` after that one.
    */
-  private async publishDeviceState(device: ManagedDevice, force = false): Promise<void> {
+  private async publishDeviceState(device: ManagedDevice): Promise<void> {
     if (!this.s.mqtt.connected) return;
     const content = JSON.stringify({ ...device.state, last_seen: null });
-    const sameContent = content === device.publishedState;
-    if (!force && sameContent) {
+    if (content === device.publishedState) {
       const wait = device.publishedAt + LAST_SEEN_PUBLISH_MS - Date.now();
       if (wait > 0) {
         device.lastSeenTimer ??= setTimeout(() => {

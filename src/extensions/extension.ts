@@ -17,6 +17,8 @@ export class Stats {
   errors = 0;
 }
 
+import type { ConfigFileStatus } from '../mqtt/topics.ts';
+
 /** What a config reload did: devices started, stopped, restarted; changed settings that need a restart. */
 export interface ConfigReloadOutcome {
   added: string[];
@@ -46,6 +48,8 @@ export interface Services {
    * when the daemon runs without a config file.
    */
   reloadConfig?: (() => Promise<ConfigReloadOutcome>) | undefined;
+  /** Whether the running config is what its file says now (for `bridge/info`); absent without a file. */
+  configFileStatus?: (() => ConfigFileStatus) | undefined;
   /** Transport overrides (tests inject an HID opener here); absent in production. */
   transportExtras?: { hid?: HidTransportExtras } | undefined;
 }

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanups.ts';
@@ -74,6 +75,10 @@ describe('config reload', () => {
     expect(after.filter((m) => m.topic === 'poct/device/meter-c/availability').map((m) => (m.payload as { state: string }).state)).toEqual(['offline', 'online']);
     await eventually('bridge/devices lists a, c, d', () => JSON.stringify(sub.last<Array<{ id: string }>>('poct/bridge/devices')?.map((x) => x.id).sort()) === JSON.stringify(['meter-a', 'meter-c', 'meter-d']), 10_000);
 
+    type Info = { data: { config_file: { path: string; differs: boolean; detail: string } } };
+    const info = (): Promise<Info> => sub.request<Info>('poct/bridge/request/info', 'poct/bridge/response/info', {});
+    expect((await info()).data.config_file).toEqual({ path: file, differs: false, detail: 'running as the file says' });
+
     // A broken file: refused with its problems, nothing stopped.
     writeConfig(file, broker.url, [a], true);
     const beforeBroken = sub.messages.length;
@@ -85,6 +90,7 @@ describe('config reload', () => {
     await sub.waitFor('config_error event', () => sub.events().some((e) => e.type === 'config_error' && /config reload refused/.test(e.message)));
     expect(sub.messages.slice(beforeBroken).filter((m) => m.topic.endsWith('/availability'))).toEqual([]);
     expect(['meter-a', 'meter-c', 'meter-d'].map(availability)).toEqual(['online', 'online', 'online']);
+    expect((await info()).data.config_file).toMatchObject({ differs: true, detail: expect.stringMatching(/^the file does not load \(2 problems/) });
 
     // The same over MQTT, with its answer: the file fixed, d removed.
     writeConfig(file, broker.url, [a, { ...c, extra: ['poll_interval: 300'] }]);
@@ -108,9 +114,20 @@ describe('config reload', () => {
     cleanups.push(() => sub.close());
     const first = runPoctd(file);
     await eventually('a, b online', () => ['meter-a', 'meter-b'].every((id) => sub.last<{ state: string }>(`poct/device/${id}/availability`)?.state === 'online'), 30_000);
-    // The device states reach the store within a second of a change (device-manager STATE_SAVE_SOON_MS).
-    await eventually('states saved', () => sub.events().filter((e) => e.type === 'download_finished').length >= 2, 30_000);
-    await new Promise((r) => setTimeout(r, 1500));
+    // Both devices' states in the store (the device manager saves them within a second of a change).
+    const remembered = (): string[] => {
+      try {
+        const db = new Database(join(dirname(file), 'poctd.db'), { readonly: true, fileMustExist: true });
+        try {
+          return db.prepare('SELECT id FROM devices ORDER BY id').pluck().all() as string[];
+        } finally {
+          db.close();
+        }
+      } catch {
+        return [];
+      }
+    };
+    await eventually('both states saved', () => remembered().length === 2, 30_000);
     first.child.kill('SIGKILL'); // a crash: b stays "online" retained
     await first.exited;
     writeConfig(file, broker.url, [a]);
