@@ -1,6 +1,5 @@
-import { parseArgs } from 'node:util';
 import { drivers } from '../drivers/index.ts';
-import { ConfigError, formatProblem, listenerIdentitiesOf, loadConfigFile } from '../src/config/load.ts';
+import { daemonConfigOptions, formatProblem, loadConfigFile, type ConfigError } from '../src/config/load.ts';
 import { UsageError } from './command-line.ts';
 
 /**
@@ -22,16 +21,16 @@ export function formatConfigError(error: ConfigError): string {
   return lines.join('\n') + '\n';
 }
 
-export function checkConfig(args: string[]): number {
-  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
-  const file = positionals[0];
-  if (!file) throw new UsageError('check-config needs a FILE');
-  const config = loadConfigFile(file, { knownDrivers: drivers.map((d) => d.id), listenerIdentities: listenerIdentitiesOf(drivers) });
-  // What only the driver can tell of a device's options (a label template naming an unknown field).
-  const optionProblems = config.devices.flatMap((device, i) =>
-    (drivers.find((d) => d.id === device.driver)?.optionProblems?.(device) ?? []).map((p) => ({ path: `devices[${i}].${p.path}`, message: p.message })),
-  );
-  if (optionProblems.length > 0) throw new ConfigError(optionProblems, file);
+/** `poctd check-config [FILE] [--config FILE]`: the file either way, as `run --config` takes it. */
+export function checkConfig(positional: string | undefined, options: { config?: unknown }): number {
+  const flag = typeof options.config === 'string' ? options.config : undefined;
+  if (positional !== undefined && flag !== undefined && positional !== flag) {
+    throw new UsageError(`two config files given ("${positional}" and --config "${flag}"); name one`);
+  }
+  const file = flag ?? positional;
+  if (!file) throw new UsageError('check-config needs a FILE (--config FILE)');
+  // The same checks `run` makes before it starts anything.
+  const config = loadConfigFile(file, daemonConfigOptions(drivers));
   process.stdout.write(`${file}: ok (${config.devices.length} device${config.devices.length === 1 ? '' : 's'})\n`);
   return 0;
 }

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { drivers, findDriver } from '../drivers/index.ts';
 import { captureFromBytes } from '../src/driver-sdk/capture.ts';
 import type { Capture, DecodeResult } from '../src/driver-sdk/index.ts';
@@ -14,21 +13,18 @@ import { parseOption, UsageError } from './command-line.ts';
 
 const knownDrivers = (): string[] => drivers.map((d) => d.id);
 
-export async function replay(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      driver: { type: 'string', short: 'd' },
-      config: { type: 'string', short: 'c' },
-      timezone: { type: 'string' },
-      'device-id': { type: 'string' },
-      site: { type: 'string' },
-      option: { type: 'string', multiple: true },
-    },
-  });
+export interface ReplayOptions {
+  driver?: string;
+  config?: string;
+  timezone?: string;
+  deviceId?: string;
+  site?: string;
+  option?: string[];
+}
+
+export async function replay(file: string | undefined, values: ReplayOptions): Promise<number> {
   const config = values.config ? loadConfigFile(values.config, { knownDrivers: knownDrivers() }) : undefined;
-  const configured = config?.devices.find((d) => d.id === values['device-id']);
+  const configured = config?.devices.find((d) => d.id === values.deviceId);
   const driverId = values.driver ?? configured?.driver;
   if (!driverId) throw new UsageError('replay needs --driver ID (or --config and the --device-id of a configured device)');
   // The configured device's options first, then what the command line says on top.
@@ -43,7 +39,6 @@ export async function replay(args: string[]): Promise<number> {
   }
   const driver = findDriver(driverId);
   if (!driver) throw new UsageError(`unknown driver "${driverId}" (known: ${knownDrivers().join(', ')})`);
-  const file = positionals[0];
   if (!file) throw new UsageError('replay needs a FILE, or - for standard input');
   let bytes: Buffer;
   try {
@@ -70,7 +65,7 @@ export async function replay(args: string[]): Promise<number> {
   let result: DecodeResult;
   try {
     // The device's options as its config has them (e.g. date_order), so the capture decodes as it did live.
-    result = driver.decode(capture, { deviceId: values['device-id'] ?? driver.id, timezone, options });
+    result = driver.decode(capture, { deviceId: values.deviceId ?? driver.id, timezone, options });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
@@ -93,26 +88,59 @@ export async function replay(args: string[]): Promise<number> {
     process.stdout.write(JSON.stringify(record) + '\n');
   });
   // Reasons and sizes only: the refused bytes may hold patient data and stay out of the terminal.
-  for (const issue of result.issues) {
-    const size = issue.bytes ? ` (${issue.bytes.length} byte${issue.bytes.length === 1 ? '' : 's'})` : '';
-    process.stderr.write(`poctd replay: ${source}: ${driver.id}: ${issue.reason}${size}\n`);
-  }
+  // One line per distinct reason, with how often and how many bytes: a binary file fed to a
+  // text protocol's driver is thousands of garbage chunks, one problem.
+  for (const line of summarizeIssues(result.issues)) process.stderr.write(`poctd replay: ${source}: ${driver.id}: ${line}\n`);
   if (drafts.length === 0) {
     process.stderr.write(
       `poctd replay: ${source} holds no ${driver.id} records` +
-        (result.issues.length ? ` (${result.issues.length} problem${result.issues.length === 1 ? '' : 's'} above)` : '') +
+        (result.issues.length ? ` (${plural(issueTotal(result.issues), 'problem')} above)` : '') +
         '\n',
     );
     return 2;
   }
   if (result.issues.length > 0) {
-    const n = result.issues.length;
-    process.stderr.write(
-      `poctd replay: ${source}: ${drafts.length} record${drafts.length === 1 ? '' : 's'} decoded, ` +
-        `${n} problem${n === 1 ? '' : 's'} above\n`,
-    );
+    process.stderr.write(`poctd replay: ${source}: ${plural(drafts.length, 'record')} decoded, ${plural(issueTotal(result.issues), 'problem')} above\n`);
     return 3;
   }
   return 0;
+}
+
+
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/**
+ * `bad-checksum (3 times, 120 bytes) (first at byte 310; frame 2)`: the driver's problems grouped
+ * by their code (the reason up to its parenthesised place), in first-seen order; a code seen once
+ * keeps its whole text, place included.
+ */
+export function summarizeIssues(issues: readonly { reason: string; count?: number; bytes?: Uint8Array }[]): string[] {
+  const byCode = new Map<string, { first: string; count: number; bytes: number; sized: boolean }>();
+  for (const issue of issues) {
+    const code = issueCode(issue.reason);
+    const entry = byCode.get(code) ?? { first: issue.reason, count: 0, bytes: 0, sized: false };
+    entry.count += issue.count ?? 1;
+    if (issue.bytes) {
+      entry.bytes += issue.bytes.length;
+      entry.sized = true;
+    }
+    byCode.set(code, entry);
+  }
+  return [...byCode].map(([code, { first, count, bytes, sized }]) => {
+    const size = sized ? plural(bytes, 'byte') : undefined;
+    if (count === 1) return size ? `${first} (${size})` : first;
+    const where = first.length > code.length ? ` (first ${first.slice(code.length).trim().replace(/^\(|\)$/g, '')})` : '';
+    return `${code} (${[`${count} times`, ...(size ? [size] : [])].join(', ')})${where}`;
+  });
+}
+
+/** How many problems the issues stand for (a collapsed run counts as each of its problems). */
+export function issueTotal(issues: readonly { count?: number }[]): number {
+  return issues.reduce((n, i) => n + (i.count ?? 1), 0);
+}
+
+function issueCode(reason: string): string {
+  const paren = reason.indexOf(' (');
+  return paren < 0 ? reason : reason.slice(0, paren);
 }
 

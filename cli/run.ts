@@ -1,23 +1,39 @@
-import { parseArgs } from 'node:util';
 import { drivers } from '../drivers/index.ts';
-import { listenerIdentitiesOf, loadConfigFile, parseConfig } from '../src/config/load.ts';
+import { ConfigError, daemonConfigOptions, formatProblem, loadConfigFile, parseConfig } from '../src/config/load.ts';
 import type { PoctdConfig } from '../src/config/types.ts';
 import { Controller } from '../src/controller.ts';
+import { makeEvent } from '../src/extensions/bridge.ts';
+import type { ConfigReloadOutcome } from '../src/extensions/extension.ts';
+import type { ConfigFileStatus } from '../src/mqtt/topics.ts';
 import { createLogger } from '../src/logger.ts';
 
 /** How long `run` waits for a clean stop after SIGTERM/SIGINT before it exits anyway. */
 const STOP_DEADLINE_MS = 10_000;
 
-const knownDrivers = (): string[] => drivers.map((d) => d.id);
-
-export async function run(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
-  const config: PoctdConfig = values.config
-    ? loadConfigFile(values.config, { knownDrivers: knownDrivers(), listenerIdentities: listenerIdentitiesOf(drivers) })
-    : parseConfig('', { knownDrivers: knownDrivers() });
+export async function run(options: { config?: unknown }): Promise<number> {
+  const file = typeof options.config === 'string' ? options.config : undefined;
+  const config: PoctdConfig = file
+    ? loadConfigFile(file, daemonConfigOptions(drivers))
+    : parseConfig('', daemonConfigOptions(drivers));
   const log = createLogger(config.log.level);
   let fatal: ((code: number) => void) | undefined;
-  const controller = new Controller(config, { log, drivers, onFatal: () => fatal?.(1) });
+  // Reloads run one after another: a second SIGHUP waits for the first.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reloadConfig = (): Promise<ConfigReloadOutcome> => {
+    const next = reloading.then(() => reloadFrom(file!, controller, log));
+    reloading = next.catch(() => undefined);
+    return next;
+  };
+  const configFileStatus = (): ConfigFileStatus => fileStatus(file!, controller.runtime?.config ?? config);
+  const controller = new Controller(config, { log, drivers, onFatal: () => fatal?.(1), ...(file ? { reloadConfig, configFileStatus } : {}) });
+  if (file) {
+    process.on('SIGHUP', () => {
+      log.info({ file }, 'SIGHUP: reading the config again');
+      reloadConfig().catch(() => undefined);
+    });
+  } else {
+    process.on('SIGHUP', () => log.warn('SIGHUP ignored: poctd runs on its built-in defaults (no --config file to read again)'));
+  }
   const stopped = new Promise<number>((resolve) => {
     fatal = resolve;
     const onSignal = (signal: string): void => {
@@ -54,10 +70,90 @@ export async function run(args: string[]): Promise<number> {
     await controller.stop().catch(() => undefined);
     return 1;
   }
+  const broker = controller.brokerUrl ?? '';
   log.info(
-    { broker: controller.brokerUrl, devices: config.devices.length, base_topic: config.mqtt.base_topic },
-    `poctd running; watch with: mosquitto_sub -h 127.0.0.1 -t '${config.mqtt.base_topic}/#' -v`,
+    { broker: redactUrl(broker), devices: config.devices.length, base_topic: config.mqtt.base_topic },
+    `poctd running; watch with: ${watchCommand(config, broker)}`,
   );
   return stopped;
 }
 
+/** The URL without a password in it (for the log). */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}
+
+const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+
+/**
+ * How to watch the broker the daemon actually publishes to: its host and port, TLS files and
+ * user name (never the password), e.g. `mosquitto_sub -h broker.clinic -p 8883 --cafile ca.pem
+ * -u poctd -P <password> -t 'poct/#' -v`. mosquitto_sub speaks no WebSocket: for a `ws(s)://`
+ * broker the hint names the URL for a client that does.
+ */
+export function watchCommand(config: PoctdConfig, brokerUrl: string): string {
+  const topic = `'${config.mqtt.base_topic}/#'`;
+  let url: URL;
+  try {
+    url = new URL(brokerUrl);
+  } catch {
+    return `mosquitto_sub -t ${topic} -v`;
+  }
+  const scheme = url.protocol.replace(/:$/, '');
+  if (scheme === 'ws' || scheme === 'wss') return `a WebSocket MQTT client on ${redactUrl(brokerUrl)}, topic ${topic}`;
+  const tls = scheme === 'mqtts' || scheme === 'ssl' || scheme === 'tls';
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = url.port || (tls ? '8883' : '1883');
+  const parts = ['mosquitto_sub', '-h', shellQuote(host), '-p', port];
+  const external = config.mqtt.url !== undefined;
+  if (tls) {
+    if (config.mqtt.ca) parts.push('--cafile', shellQuote(config.mqtt.ca));
+    else parts.push('--capath', '/etc/ssl/certs');
+    if (config.mqtt.cert) parts.push('--cert', shellQuote(config.mqtt.cert));
+    if (config.mqtt.key) parts.push('--key', shellQuote(config.mqtt.key));
+    if (!config.mqtt.reject_unauthorized) parts.push('--insecure');
+  }
+  const username = external ? (config.mqtt.username ?? (url.username ? decodeURIComponent(url.username) : undefined)) : config.mqtt.embedded.username;
+  if (username) parts.push('-u', shellQuote(username), '-P', '<password>');
+  parts.push('-t', topic, '-v');
+  return parts.join(' ');
+}
+
+/**
+ * Reads the config file again with the start-up checks and applies it. An invalid file is
+ * refused whole, with its problems in the log and on `bridge/event`: the running config stays.
+ */
+async function reloadFrom(file: string, controller: Controller, log: ReturnType<typeof createLogger>): Promise<ConfigReloadOutcome> {
+  let next: PoctdConfig;
+  try {
+    next = loadConfigFile(file, daemonConfigOptions(drivers));
+  } catch (error) {
+    const problems = error instanceof ConfigError ? error.problems.map((p) => (p.line !== undefined ? `${file}:${p.line}:${p.column ?? 1}: ${formatProblem(p)}` : formatProblem(p))) : [(error as Error).message];
+    log.error({ file, problems }, 'config reload refused; the running config stays');
+    controller.bus.emit('bridgeEvent', makeEvent('config_error', null, `config reload refused: ${problems.join('; ')}`, new Date()));
+    throw new Error(`config reload refused, the running config stays: ${problems.join('; ')}`);
+  }
+  const outcome = await controller.applyConfig(next);
+  log.info({ file, ...outcome }, 'config reloaded');
+  return outcome;
+}
+
+/** Whether `running` is what `file` says now: for `bridge/info`, so a dashboard sees an edit not yet reloaded. */
+export function fileStatus(file: string, running: PoctdConfig): ConfigFileStatus {
+  let onDisk: PoctdConfig;
+  try {
+    onDisk = loadConfigFile(file, { ...daemonConfigOptions(drivers), hostChecks: false });
+  } catch (error) {
+    const n = error instanceof ConfigError ? error.problems.length : 1;
+    return { path: file, differs: true, detail: `the file does not load (${n} problem${n === 1 ? '' : 's'}; poctd check-config shows them): the running config is an older one` };
+  }
+  const keys = (Object.keys(onDisk) as Array<keyof PoctdConfig>).filter((k) => JSON.stringify(onDisk[k]) !== JSON.stringify(running[k]));
+  if (keys.length === 0) return { path: file, differs: false, detail: 'running as the file says' };
+  return { path: file, differs: true, detail: `the file differs in ${keys.join(', ')}: ${keys.some((k) => k !== 'devices') ? 'reload for devices, restart for the rest' : 'reload to apply'}` };
+}

@@ -1,8 +1,7 @@
 import { EventEmitter } from 'node:events';
-import { parseArgs } from 'node:util';
 import { findDriver, drivers } from '../drivers/index.ts';
 import { createSimulator, type DeviceSimulator } from '../src/driver-sdk/index.ts';
-import { SerialTransport, TcpServerTransport } from '../src/transports/index.ts';
+import { SerialTransport, TcpClientTransport, TcpServerTransport } from '../src/transports/index.ts';
 import type { ByteTransport } from '../src/transports/transport.ts';
 import { parseOption, SimulateError } from './command-line.ts';
 
@@ -31,32 +30,45 @@ class StdioTransport extends EventEmitter implements ByteTransport {
   }
 }
 
-export async function runSimulator(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      tcp: { type: 'string' },
-      bind: { type: 'string', default: '127.0.0.1' },
-      serial: { type: 'string' },
-      stdio: { type: 'boolean' },
-      option: { type: 'string', multiple: true },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  const id = positionals[0];
+export interface SimulateOptions {
+  tcp?: string;
+  bind?: string;
+  connect?: string;
+  serial?: string;
+  stdio?: boolean;
+  option?: string[];
+  help?: boolean;
+  /** The command's own help text (commander's), printed before the simulator's options. */
+  helpText?: string;
+}
+
+/** `host:port`, `[v6]:port` or `:port` (loopback). */
+export function parseHostPort(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new SimulateError(`--connect expects HOST:PORT (port 1-65535), got "${text}"`);
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+}
+
+export async function runSimulator(id: string | undefined, values: SimulateOptions): Promise<number> {
   const driver = id ? findDriver(id) : undefined;
-  if (!driver) {
-    process.stderr.write(`poctd simulate: name a driver (known: ${drivers.map((d) => d.id).join(', ')})\n`);
-    return 1;
-  }
   if (values.help) {
-    process.stdout.write(`${driver.simulator.description}\n\noptions (--option key=value):\n`);
-    for (const [k, v] of Object.entries(driver.simulator.options)) process.stdout.write(`  ${k}\t${v}\n`);
+    process.stdout.write(values.helpText ?? '');
+    if (driver) {
+      process.stdout.write(`\n${driver.id}: ${driver.simulator.description}\n\noptions (--option key=value):\n`);
+      for (const [k, v] of Object.entries(driver.simulator.options)) process.stdout.write(`  ${k}\t${v}\n`);
+    } else {
+      process.stdout.write(`\nID is one of: ${drivers.map((d) => d.id).join(', ')}; \`poctd simulate ID --help\` lists its options\n`);
+    }
     return 0;
   }
-  if ([values.tcp !== undefined, values.serial !== undefined, values.stdio === true].filter(Boolean).length > 1) {
-    throw new SimulateError('choose one of --tcp, --serial and --stdio');
+  if (!driver) {
+    process.stderr.write(`poctd simulate: ${id ? `unknown driver "${id}"; ` : ''}name a driver (known: ${drivers.map((d) => d.id).join(', ')})\n`);
+    return 1;
+  }
+  const chosen = [values.tcp !== undefined, values.serial !== undefined, values.stdio === true, values.connect !== undefined];
+  if (chosen.filter(Boolean).length > 1) {
+    throw new SimulateError('choose one of --tcp, --connect, --serial and --stdio');
   }
   if (values.serial !== undefined && !driver.transports.includes('serial')) {
     throw new SimulateError(
@@ -72,10 +84,14 @@ export async function runSimulator(args: string[]): Promise<number> {
     throw new SimulateError((error as Error).message);
   }
   let transport: ByteTransport;
-  if (values.tcp !== undefined) {
+  if (values.connect !== undefined) {
+    const { host, port } = parseHostPort(values.connect);
+    // Like a device on the LIS link, it dials again after a refusal or a drop.
+    transport = new TcpClientTransport({ type: 'tcp', host, port, reconnect_min_ms: 200, reconnect_max_ms: 2000 });
+  } else if (values.tcp !== undefined) {
     const port = Number(values.tcp);
     if (!/^\d+$/.test(values.tcp) || port < 1 || port > 65535) throw new SimulateError(`--tcp expects a port 1-65535, got "${values.tcp}"`);
-    transport = new TcpServerTransport({ type: 'tcp-server', port, bind: values.bind });
+    transport = new TcpServerTransport({ type: 'tcp-server', port, bind: values.bind ?? '127.0.0.1' });
   } else if (values.serial) {
     transport = new SerialTransport({
       type: 'serial',

@@ -2,17 +2,18 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { PoctdConfig } from './config/types.ts';
 import type { DriverDefinition } from './driver-sdk/index.ts';
+import { ActivityLog } from './activity-log.ts';
 import { EventBus } from './event-bus.ts';
 import { Bridge, echoableTransaction, makeEvent, parseRequestPayload } from './extensions/bridge.ts';
 import { Dashboard, type DashboardBroker } from './extensions/dashboard.ts';
 import { DeviceManager } from './extensions/device-manager.ts';
 import { HotPlug, type PortLister } from './extensions/hot-plug.ts';
-import { Stats, type Extension, type Services } from './extensions/extension.ts';
+import { Stats, type ConfigReloadOutcome, type Extension, type Services } from './extensions/extension.ts';
 import { RecordPublisher } from './extensions/record-publisher.ts';
 import { MqttConnection } from './mqtt/connection.ts';
 import { daemonAccess } from './mqtt/access.ts';
 import { EmbeddedBroker, sameOrigin } from './mqtt/embedded-broker.ts';
-import { Topics } from './mqtt/topics.ts';
+import { Topics, type ConfigFileStatus } from './mqtt/topics.ts';
 import { Store } from './store/store.ts';
 import { StoreWriter } from './store/writer.ts';
 import type { HidTransportExtras } from './transports/hid.ts';
@@ -27,6 +28,10 @@ export interface ControllerOptions {
   transportExtras?: { hid?: HidTransportExtras };
   /** Replaces the USB device listing that hot-plug polls (tests plug and unplug devices with it). */
   portLister?: PortLister;
+  /** Reads the config again (the CLI's, from its file); answers `bridge/request/config/reload`. */
+  reloadConfig?: () => Promise<ConfigReloadOutcome>;
+  /** Whether the running config still is what its file says (`bridge/info`). */
+  configFileStatus?: () => ConfigFileStatus;
 }
 
 /**
@@ -145,6 +150,8 @@ export class Controller {
       stats: new Stats(),
       now,
       transportExtras: options.transportExtras,
+      reloadConfig: options.reloadConfig,
+      configFileStatus: options.configFileStatus,
     };
     this.services = services;
     const mqtt = this.mqtt;
@@ -175,6 +182,8 @@ export class Controller {
     const deviceManager = new DeviceManager(services);
     this.dashboard = new Dashboard(services, dashboardBroker, (origin, host) => sameOrigin(origin, host) || this.pageOriginAllowed(origin));
     this.extensions = [
+      // First, so it is stopped last and logs the final totals.
+      new ActivityLog(services),
       new Bridge(services),
       new RecordPublisher(services),
       deviceManager,
@@ -186,6 +195,24 @@ export class Controller {
       await extension.start();
       log.debug({ extension: extension.name }, 'extension started');
     }
+  }
+
+  /**
+   * Applies a config read again: devices added, removed or changed are started, stopped or
+   * restarted, the others are not touched. Other settings (broker, store, site, privacy, …) are
+   * kept as they run and named in `restart_needed`.
+   */
+  async applyConfig(next: PoctdConfig): Promise<ConfigReloadOutcome> {
+    const manager = this.deviceManager;
+    if (!this.services || !manager || this.stopping) throw new Error('poctd is not running');
+    const running = this.services.config;
+    const restartNeeded = (Object.keys(next) as Array<keyof PoctdConfig>).filter(
+      (k) => k !== 'devices' && JSON.stringify(next[k]) !== JSON.stringify(running[k]),
+    );
+    const outcome = await manager.reloadDevices(next.devices);
+    running.devices = next.devices;
+    await this.extensions.find((e): e is Bridge => e instanceof Bridge)?.publishInfo();
+    return { ...outcome, restart_needed: restartNeeded };
   }
 
   stop(): Promise<void> {
@@ -219,6 +246,7 @@ export class Controller {
 
   private async doStop(): Promise<void> {
     const log = this.options.log;
+    for (const extension of this.extensions) if (extension instanceof ActivityLog) extension.stopping = true;
     for (const extension of [...this.extensions].reverse()) {
       await extension.stop().catch((error: Error) => log.warn({ extension: extension.name, err: error.message }, 'stop failed'));
     }

@@ -5,6 +5,7 @@
  */
 import type { DriverDefinition } from '../../src/driver-sdk/index.ts';
 import { NO_PARAMS, NO_PATIENT_DATA } from '../../src/driver-sdk/index.ts';
+import { POCT1A_OPTIONS_SCHEMA } from './options.ts';
 import { PROFILES } from './profiles/index.ts';
 import { decodePoct1a, POCT1A_DRIVER_ID } from './records.ts';
 import { Poct1aSession } from './session.ts';
@@ -19,6 +20,7 @@ export const poct1aDriver: DriverDefinition = {
   transports: ['tcp-server', 'simulated'],
   // Behind a shared tcp-server port, a caller is the device whose `sender` list names its HEL's DEV.device_id.
   listenerIdentities: ['sender'],
+  optionsSchema: POCT1A_OPTIONS_SCHEMA,
   commands: {
     status: { description: 'the device state: identity from the last HEL, clock skew, profile', params: NO_PARAMS, response: NO_PATIENT_DATA },
     directive: {

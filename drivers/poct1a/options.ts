@@ -49,6 +49,35 @@ export function parseOperators(raw: unknown, where: string): OperatorEntry[] {
   });
 }
 
+/** The options as a JSON Schema, for the config loader (`check-config` and `run` alike); the parser below names the same limits. */
+export const POCT1A_OPTIONS_SCHEMA: Record<string, unknown> = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    profile: { enum: PROFILES.map((p) => p.id), description: 'a vendor profile, instead of recognising it from the HEL' },
+    mode: { enum: ['continuous', 'basic'] },
+    max_message_bytes: { type: 'integer', minimum: 1024 },
+    reply_timeout_ms: { type: 'integer', minimum: 100 },
+    clock_skew_limit_s: { type: 'integer', minimum: 0 },
+    set_time: { type: 'boolean' },
+    event_text: { type: 'boolean' },
+    operators: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id'],
+        properties: {
+          id: { type: ['string', 'number'] },
+          name: { type: 'string', maxLength: 128 },
+          password: { type: 'string', maxLength: 128 },
+          permission: { type: ['string', 'number'] },
+        },
+      },
+    },
+  },
+};
+
 const KEYS = ['profile', 'mode', 'max_message_bytes', 'reply_timeout_ms', 'clock_skew_limit_s', 'set_time', 'operators', 'event_text'];
 
 export function parsePoct1aOptions(raw: Readonly<Record<string, unknown>>, where: string): Poct1aOptions {

@@ -4,7 +4,8 @@
  * resolve relative paths. Every problem found is reported at once, each with its path in the file
  * (`devices[2].transport.path: required`) and, where known, its line and column.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
@@ -403,6 +404,9 @@ function schemaProblems(errors: readonly ErrorObject[], data: unknown, transport
 interface ParseContext {
   knownDrivers?: readonly string[];
   listenerIdentities?: Readonly<Record<string, readonly string[]>>;
+  driverOptions?: Readonly<Record<string, DriverOptionSchemas>>;
+  hostChecks?: boolean;
+  baseDir: string;
 }
 
 function checkZone(zone: unknown, tokens: Token[], out: { tokens: Token[]; message: string }[]): void {
@@ -565,6 +569,133 @@ function listenerProblems(before: ListenerEntry[], e: ListenerEntry, ctx: ParseC
 }
 
 // ---------------------------------------------------------------------------------------------
+// Driver options and simulator options
+
+const optionValidators = new WeakMap<object, ValidateFunction>();
+let optionsAjv: Ajv2020 | undefined;
+
+function optionValidator(schema: Readonly<Record<string, unknown>>): ValidateFunction {
+  let validate = optionValidators.get(schema);
+  if (!validate) {
+    optionsAjv ??= new Ajv2020({ allErrors: true, verbose: true, strict: false });
+    validate = optionsAjv.compile(schema);
+    optionValidators.set(schema, validate);
+  }
+  return validate;
+}
+
+/** A simulator's options as a schema: its documented names, nothing else (its own parser checks the values). */
+const simulatorSchemas = new Map<string, Record<string, unknown>>();
+function simulatorSchema(driver: string, names: readonly string[]): Record<string, unknown> {
+  let schema = simulatorSchemas.get(driver);
+  if (!schema) {
+    schema = { type: 'object', additionalProperties: false, properties: Object.fromEntries(names.map((n) => [n, true])) };
+    simulatorSchemas.set(driver, schema);
+  }
+  return schema;
+}
+
+function optionProblems(cfg: Record<string, unknown>, ctx: ParseContext, kinds: readonly string[]): { tokens: Token[]; message: string }[] {
+  const out: { tokens: Token[]; message: string }[] = [];
+  if (!ctx.driverOptions || !Array.isArray(cfg.devices)) return out;
+  const check = (schema: Readonly<Record<string, unknown>>, value: unknown, at: Token[]): void => {
+    const validate = optionValidator(schema);
+    if (validate(value)) return;
+    for (const p of schemaProblems(validate.errors ?? [], value, kinds)) out.push({ tokens: [...at, ...p.tokens], message: p.message });
+  };
+  cfg.devices.forEach((dev: unknown, i: number) => {
+    if (!isPlainObject(dev) || typeof dev.driver !== 'string') return;
+    const schemas = ctx.driverOptions![dev.driver];
+    if (!schemas) return;
+    const before = out.length;
+    if (schemas.options && dev.options !== undefined) check(schemas.options, dev.options, ['devices', i, 'options']);
+    if (schemas.problems && out.length === before) {
+      for (const p of schemas.problems(dev as unknown as DeviceConfig)) out.push({ tokens: ['devices', i, ...pathTokens(p.path)], message: p.message });
+    }
+    const t = dev.transport;
+    if (schemas.simulatorOptions && isPlainObject(t) && t.type === 'simulated' && isPlainObject(t.simulator)) {
+      // `timezone` is the device's own zone, which the daemon gives every simulator.
+      check(simulatorSchema(dev.driver, [...schemas.simulatorOptions, 'timezone']), t.simulator, ['devices', i, 'transport', 'simulator']);
+    }
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What start-up would refuse on this host
+
+/** The embedded broker's rule (`isLoopbackHost` in embedded-broker.ts; not imported: it would load aedes with every config). */
+function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  if (isIP(host) === 6) return host === '::1';
+  return false;
+}
+
+const errnoText = (error: unknown): string => {
+  const code = (error as NodeJS.ErrnoException).code;
+  const words: Record<string, string> = { ENOENT: 'no such file', EACCES: 'permission denied', EISDIR: 'a directory, not a file', ENOTDIR: 'a path component is not a directory' };
+  return code ? `${code}${words[code] ? ` (${words[code]})` : ''}` : (error as Error).message;
+};
+
+/** Why the database at `path` could not be opened (and made, with its blob directory), or undefined. */
+function storePathProblem(path: string): string | undefined {
+  if (path === ':memory:') return 'the daemon needs a database file, not :memory:';
+  try {
+    const stat = statSync(path);
+    if (!stat.isFile()) return `${path} is not a file`;
+    accessSync(path, fsConstants.R_OK | fsConstants.W_OK);
+    accessSync(dirname(path), fsConstants.W_OK);
+    return undefined;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return `cannot open ${path}: ${errnoText(error)}`;
+  }
+  // It does not exist yet: the first directory on the way that does must be one we may write in.
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    try {
+      if (!statSync(dir).isDirectory()) return `cannot make ${path}: ${dir} is not a directory`;
+      accessSync(dir, fsConstants.W_OK);
+      return undefined;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return `cannot make ${path}: ${dir}: ${errnoText(error)}`;
+    }
+    if (dir === dirname(dir)) return `cannot make ${path}`;
+  }
+}
+
+function hostProblems(cfg: Record<string, unknown>, baseDir: string): { tokens: Token[]; message: string }[] {
+  const out: { tokens: Token[]; message: string }[] = [];
+  const mqtt = isPlainObject(cfg.mqtt) ? cfg.mqtt : {};
+  if (typeof mqtt.url === 'string') {
+    for (const k of ['ca', 'cert', 'key'] as const) {
+      const v = mqtt[k];
+      if (typeof v !== 'string' || v === '') continue;
+      const file = resolveFile(v, baseDir);
+      try {
+        accessSync(file, fsConstants.R_OK);
+        if (!statSync(file).isFile()) out.push({ tokens: ['mqtt', k], message: `${file} is not a file` });
+      } catch (error) {
+        out.push({ tokens: ['mqtt', k], message: `cannot read ${file}: ${errnoText(error)}` });
+      }
+    }
+  } else {
+    const embedded = isPlainObject(mqtt.embedded) ? mqtt.embedded : {};
+    const host = typeof embedded.host === 'string' ? embedded.host : DEFAULT_CONFIG.mqtt.embedded.host;
+    if (!isLoopback(host) && !(embedded.username && embedded.password)) {
+      out.push({
+        tokens: ['mqtt', 'embedded', 'host'],
+        message: `the embedded broker would listen on ${host} with no credentials; set mqtt.embedded.username and mqtt.embedded.password, or keep host 127.0.0.1`,
+      });
+    }
+  }
+  const store = isPlainObject(cfg.store) ? cfg.store : {};
+  const path = typeof store.path === 'string' ? resolveFile(store.path, baseDir) : resolveFile(DEFAULT_CONFIG.store.path, process.cwd());
+  const problem = storePathProblem(path);
+  if (problem) out.push({ tokens: ['store', 'path'], message: problem });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Parse, merge, resolve
 
 export interface ParseConfigOptions {
@@ -579,6 +710,56 @@ export interface ParseConfigOptions {
    * identity key on a device whose driver does not route by it is a problem.
    */
   listenerIdentities?: Readonly<Record<string, readonly string[]>>;
+  /**
+   * Per driver id, the JSON Schema of its devices' `options` and its simulator's option names;
+   * when given, `devices[].options` and a simulated transport's `simulator` are checked with them.
+   */
+  driverOptions?: Readonly<Record<string, DriverOptionSchemas>>;
+  /**
+   * Also check what start-up would refuse on this host: TLS files that cannot be read, a store
+   * path that cannot be opened, an embedded broker open to the network without credentials.
+   */
+  hostChecks?: boolean;
+}
+
+/** What the config loader needs of a driver to check its devices' options. */
+export interface DriverOptionSchemas {
+  options?: Readonly<Record<string, unknown>>;
+  simulatorOptions?: readonly string[];
+  /** What only the driver can tell of a device's options once they fit the schema (a label template naming an unknown field); paths relative to the device. */
+  problems?: (device: DeviceConfig) => ReadonlyArray<{ path: string; message: string }>;
+}
+
+/** The driver facts the config loader checks devices against (everything but the code). */
+interface CheckableDriver {
+  id: string;
+  listenerIdentities?: readonly string[];
+  optionsSchema?: Readonly<Record<string, unknown>>;
+  optionProblems?: (device: DeviceConfig) => ReadonlyArray<{ path: string; message: string }>;
+  simulator?: { options: Readonly<Record<string, string>> };
+}
+
+/**
+ * The options `run` and `check-config` both load a config with, so that `check-config` refuses
+ * everything start-up would: known drivers, listener identities, each driver's options schema and
+ * its simulator's options, and the host checks.
+ */
+export function daemonConfigOptions(drivers: readonly CheckableDriver[]): ParseConfigOptions {
+  return {
+    knownDrivers: drivers.map((d) => d.id),
+    listenerIdentities: listenerIdentitiesOf(drivers),
+    driverOptions: Object.fromEntries(
+      drivers.map((d) => [
+        d.id,
+        {
+          ...(d.optionsSchema ? { options: d.optionsSchema } : {}),
+          ...(d.optionProblems ? { problems: d.optionProblems } : {}),
+          ...(d.simulator ? { simulatorOptions: Object.keys(d.simulator.options) } : {}),
+        },
+      ]),
+    ),
+    hostChecks: true,
+  };
 }
 
 /** `ParseConfigOptions.listenerIdentities` from the registered drivers. */
@@ -677,7 +858,12 @@ export function parseConfig(yamlText: string, opts: ParseConfigOptions = {}): Po
   if (!valid && wholeRefs.size > 0 && coerceRefs(validate.errors ?? [], data, wholeRefs)) valid = validate(data);
 
   const found = valid ? [] : schemaProblems(validate.errors ?? [], data, kinds);
-  if (isPlainObject(data)) found.push(...semanticProblems(data, { knownDrivers: opts.knownDrivers, listenerIdentities: opts.listenerIdentities }));
+  if (isPlainObject(data)) {
+    const ctx: ParseContext = { knownDrivers: opts.knownDrivers, listenerIdentities: opts.listenerIdentities, driverOptions: opts.driverOptions, hostChecks: opts.hostChecks, baseDir };
+    found.push(...semanticProblems(data, ctx));
+    found.push(...optionProblems(data, ctx, kinds));
+    if (opts.hostChecks) found.push(...hostProblems(data, baseDir));
+  }
   const seen = new Set(problems.map(formatProblem));
   // A value whose variable is missing would only add a confusing second complaint.
   const envPaths = new Set(problems.map((p) => p.path));
@@ -718,8 +904,8 @@ export function parseConfig(yamlText: string, opts: ParseConfigOptions = {}): Po
   return config;
 }
 
-/** Position for a problem whose path is already formatted (env substitution problems). */
-function locateFormatted(doc: Document, lineCounter: LineCounter, path: string): { line?: number; column?: number } {
+/** The tokens of a formatted path (`options.templates["a b"].zpl`, `devices[0].options`). */
+function pathTokens(path: string): Token[] {
   const tokens: Token[] = [];
   const re = /([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]|\./g;
   for (let m = re.exec(path); m; m = re.exec(path)) {
@@ -727,7 +913,12 @@ function locateFormatted(doc: Document, lineCounter: LineCounter, path: string):
     else if (m[2] !== undefined) tokens.push(Number(m[2]));
     else if (m[3] !== undefined) tokens.push(JSON.parse(`"${m[3]}"`) as string);
   }
-  return locate(doc, lineCounter, tokens) ?? {};
+  return tokens;
+}
+
+/** Position for a problem whose path is already formatted (env substitution problems). */
+function locateFormatted(doc: Document, lineCounter: LineCounter, path: string): { line?: number; column?: number } {
+  return locate(doc, lineCounter, pathTokens(path)) ?? {};
 }
 
 /** Read and parse a config file; relative paths in it are relative to its directory. */

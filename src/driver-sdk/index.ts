@@ -47,7 +47,10 @@ export type { RecordDrafts };
 
 /** A frame or line the codec refused, with the reason; never thrown. */
 export interface DecodeIssue {
+  /** The problem's code first (`garbage`, `bad-checksum`), then, in parentheses, where and what exactly. */
   reason: string;
+  /** How many problems this one stands for (a run of identical ones collapsed into one); 1 when absent. */
+  count?: number;
   /** The offending bytes (kept in quarantine, never logged as text). */
   bytes?: Buffer;
 }
@@ -232,6 +235,13 @@ export interface DriverDefinition {
    * sender name), for devices that share a listening port. A device may set only these.
    */
   listenerIdentities?: readonly string[];
+  /**
+   * JSON Schema (draft 2020-12) of the device's `options` in the config: the config loader checks
+   * them with it (`run` and `check-config` alike), so a wrong type or an unknown key is named with
+   * its line in the file before any session starts. Without one, the options pass unchecked to the
+   * session's own parser.
+   */
+  optionsSchema?: Readonly<Record<string, unknown>>;
   /** Serial line settings the device uses; the config may override the path only. */
   serialDefaults?: Omit<SerialTransportOptions, 'type' | 'path'>;
   commands: Record<string, CommandSpec>;

@@ -77,6 +77,22 @@ export interface FinishedDownload<R> {
 export const CLOCK_SKEW_LIMIT_S = 900;
 
 /**
+ * The JSON Schema of a host-driven session's `options` (`DriverDefinition.optionsSchema`): the
+ * numbers `numberOptions` reads (`defaults`, each >= 1, or >= 0 for `zeroAllowed`), plus the
+ * driver's own `extra` properties; no other key.
+ */
+export function meterOptionsSchema<T extends { [K in keyof T]: number }>(
+  defaults: T,
+  zeroAllowed: readonly (keyof T & string)[] = [],
+  extra: Readonly<Record<string, unknown>> = {},
+): Record<string, unknown> {
+  const numbers = Object.fromEntries(
+    (Object.entries(defaults) as [keyof T & string, number][]).map(([name, value]) => [name, { type: 'number', minimum: zeroAllowed.includes(name) ? 0 : 1, default: value }]),
+  );
+  return { type: 'object', additionalProperties: false, properties: { ...numbers, ...extra } };
+}
+
+/**
  * Reads numeric `device.options` over their defaults. Throws an Error that names the bad option.
  * `minimums` default to 1 (0 for names in `zeroAllowed`).
  */

@@ -69,7 +69,14 @@ export class Bridge implements Extension {
       drivers: this.s.drivers.map((d) => ({ id: d.id, kind: d.kind, vendor: d.vendor, models: d.models })),
       schemas: [...SCHEMA_IDS],
       config: redactConfig(this.s.config),
+      ...(this.s.configFileStatus ? { config_file: this.s.configFileStatus() } : {}),
     };
+  }
+
+  /** `bridge/info` again (after a config reload). */
+  async publishInfo(): Promise<void> {
+    if (!this.s.mqtt.connected) return;
+    await this.s.mqtt.publish(this.s.topics.bridge('info'), this.info(), { qos: 1, retain: true }).catch(() => undefined);
   }
 
   health(): BridgeHealth {
@@ -191,8 +198,11 @@ export class Bridge implements Extension {
         return this.health();
       case 'info':
         return this.info();
+      case 'config/reload':
+        if (!this.s.reloadConfig) throw new Error('config/reload: poctd runs on its built-in defaults (no --config file), so there is nothing to read again');
+        return this.s.reloadConfig();
       default:
-        throw new Error(`unknown request "${verb}" (known: results/replay, republish, health, info)`);
+        throw new Error(`unknown request "${verb}" (known: results/replay, republish, health, info, config/reload)`);
     }
   }
 

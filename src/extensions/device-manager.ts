@@ -55,6 +55,12 @@ function routineChange(state: DeviceState, key: string, value: unknown): boolean
   );
 }
 
+/**
+ * `last_seen` moves with every byte from a device; alone it republishes the retained state at
+ * most this often (any other change goes out at once).
+ */
+export const LAST_SEEN_PUBLISH_MS = 60_000;
+
 interface ManagedDevice {
   config: DeviceConfig;
   driver: DriverDefinition;
@@ -66,6 +72,11 @@ interface ManagedDevice {
   availability: Availability;
   lastTransportError: string | null;
   statePublishQueued: boolean;
+  /** The state last published, without `last_seen`, and when it went out. */
+  publishedState: string | undefined;
+  publishedAt: number;
+  /** A publish held back because only `last_seen` had moved. */
+  lastSeenTimer: NodeJS.Timeout | undefined;
   /** Unplugged (hot-plug): no session, kept so `bridge/devices` shows it offline. */
   removed: boolean;
 }
@@ -113,30 +124,134 @@ export class DeviceManager implements Extension {
   private stateSaveDue = 0;
   /** Requests with a transaction still running, by device + verb + transaction. */
   private readonly requestsRunning = new Map<string, Promise<RequestResponse>>();
+  /** While above 0 (start, stop), `bridge/devices` changes are gathered into one publish at the end. */
+  private deviceListHolds = 0;
+  private deviceListPending = false;
+  /** Set by stop(): the publishing loops that may still be running end instead of re-sending offline states. */
+  private stopping = false;
+  /** Whether the devices the store remembers but this daemon does not run were told offline (once, on the first connection). */
+  private forgottenAnnounced = false;
+  /** The devices started from the config (not hot-plugged): what a reload compares. */
+  private readonly configured = new Set<string>();
 
   constructor(private readonly s: Services) {}
 
   async start(): Promise<void> {
     const { bus } = this.s;
-    this.unsubscribe.push(bus.on('mqttConnected', () => void this.publishAll()));
-    this.unsubscribe.push(bus.on('republish', () => void this.publishAll()));
+    this.unsubscribe.push(bus.on('mqttConnected', () => void this.publishAll(true)));
+    this.unsubscribe.push(bus.on('republish', () => void this.publishAll(true)));
     this.unsubscribe.push(bus.on('mqttMessage', ({ topic, payload }) => void this.onMessage(topic, payload)));
-    for (const config of this.s.config.devices) {
-      if (config.enabled === false) continue;
-      await this.addDevice(config);
+    this.deviceListHolds++;
+    try {
+      for (const config of this.s.config.devices) {
+        if (config.enabled === false) continue;
+        this.configured.add(config.id);
+        await this.addDevice(config);
+      }
+    } finally {
+      this.deviceListHolds--;
+      this.deviceListPending = false;
     }
-    void this.publishAll();
+    // What the sessions published while starting is not sent twice.
+    void this.publishAll(false);
+  }
+
+  /**
+   * Devices the store remembers but this daemon no longer runs (taken out of the config while it
+   * was down, or before a crash that left their availability `online` retained) are told
+   * `offline`, so a dashboard does not show them online for ever.
+   */
+  private async publishForgottenOffline(): Promise<void> {
+    if (!this.s.mqtt.connected) return;
+    let remembered: string[];
+    try {
+      remembered = this.s.store.deviceIds();
+    } catch {
+      return;
+    }
+    for (const id of remembered) {
+      if (this.stopping) return;
+      if (this.devices.has(id)) continue;
+      await this.s.mqtt.publish(this.s.topics.availability(id), { state: 'offline' }, { qos: 1, retain: true }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * A config read again: devices no longer there (or now disabled) are stopped, new ones started,
+   * changed ones restarted; the others keep running untouched. Hot-plugged devices are not the
+   * config's and stay as they are.
+   */
+  async reloadDevices(next: readonly DeviceConfig[]): Promise<{ added: string[]; removed: string[]; restarted: string[]; unchanged: number }> {
+    const wanted = new Map(next.filter((d) => d.enabled !== false).map((d) => [d.id, d]));
+    const out = { added: [] as string[], removed: [] as string[], restarted: [] as string[], unchanged: 0 };
+    this.deviceListHolds++;
+    try {
+      for (const id of [...this.configured]) {
+        const device = this.devices.get(id);
+        const want = wanted.get(id);
+        if (!want) {
+          await this.stopDevice(id);
+          this.configured.delete(id);
+          out.removed.push(id);
+        } else if (!device || JSON.stringify(want) !== JSON.stringify(device.config)) {
+          await this.stopDevice(id);
+          await this.addDevice(want, { offlineAnnounced: true });
+          out.restarted.push(id);
+        } else {
+          out.unchanged++;
+        }
+      }
+      for (const [id, config] of wanted) {
+        if (this.configured.has(id)) continue;
+        if (this.devices.has(id) && !this.devices.get(id)!.removed) {
+          // A hot-plugged device holds the id: the config's entry waits until it is gone.
+          this.event('config_error', id, `a device with id "${id}" is already running (hot-plugged); the configured one is not started`);
+          continue;
+        }
+        this.configured.add(id);
+        this.devices.delete(id);
+        await this.addDevice(config);
+        out.added.push(id);
+      }
+    } finally {
+      this.deviceListHolds--;
+      if (this.deviceListPending) await this.publishDeviceList();
+    }
+    return out;
+  }
+
+  /** Ends a device's session and link and forgets it: availability offline (retained), gone from `bridge/devices`. */
+  private async stopDevice(id: string): Promise<void> {
+    const device = this.devices.get(id);
+    if (!device) return;
+    clearTimeout(device.lastSeenTimer);
+    if (!device.removed) {
+      await device.session.stop().catch(() => undefined);
+      device.simulator?.detach();
+      await device.transport.close().catch(() => undefined);
+    }
+    device.removed = true;
+    device.transportOpen = false;
+    this.setAvailability(device, 'offline');
+    this.devices.delete(id);
+    this.scheduleDeviceList();
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     this.unsubscribe.forEach((u) => u());
+    // One bridge/devices for the whole stop, not one per device.
+    this.deviceListHolds++;
     for (const device of this.devices.values()) {
+      clearTimeout(device.lastSeenTimer);
       if (device.removed) continue;
       await device.session.stop().catch(() => undefined);
       device.simulator?.detach();
       await device.transport.close().catch(() => undefined);
       this.setAvailability(device, 'offline');
     }
+    this.deviceListHolds--;
+    if (this.deviceListPending) await this.publishDeviceList();
     await this.s.writer.drained();
     await this.saveDirtyStates();
     this.devices.clear();
@@ -159,7 +274,7 @@ export class DeviceManager implements Extension {
    * Starts a session for a device: the configured ones at start, and hot-plugged ones (which may
    * come back under the id they had before they were unplugged).
    */
-  async addDevice(config: DeviceConfig): Promise<void> {
+  async addDevice(config: DeviceConfig, options: { offlineAnnounced?: boolean } = {}): Promise<void> {
     const previous = this.devices.get(config.id);
     if (previous && !previous.removed) {
       this.event('config_error', config.id, `a device with id "${config.id}" is already running; not started twice`);
@@ -236,6 +351,9 @@ export class DeviceManager implements Extension {
       availability: 'offline',
       lastTransportError: null,
       statePublishQueued: false,
+      publishedState: undefined,
+      publishedAt: 0,
+      lastSeenTimer: undefined,
       removed: false,
     } as Omit<ManagedDevice, 'session'> as ManagedDevice;
     if (unsupported) {
@@ -245,13 +363,14 @@ export class DeviceManager implements Extension {
       this.event('device_error', config.id, `${driver.id}: this device cannot be read: ${unsupported}`, { reason: 'unsupported' });
       this.updateState(device, {});
       void this.publishAvailability(device);
-      void this.publishDeviceList();
+      this.scheduleDeviceList();
       return;
     }
     device.session = driver.createSession(this.sessionHost(device, log));
     this.devices.set(config.id, device);
-    // Retained from the start, so a dashboard sees a device that never comes online as offline.
-    void this.publishAvailability(device);
+    // Retained from the start, so a dashboard sees a device that never comes online as offline
+    // (a restarted one was just said to be).
+    if (!options.offlineAnnounced) void this.publishAvailability(device);
 
     transport.on('open', () => {
       device.transportOpen = true;
@@ -387,7 +506,7 @@ export class DeviceManager implements Extension {
         void this.publishDeviceState(device);
       });
     }
-    if (before.serial !== device.state.serial || before.model !== device.state.model) void this.publishDeviceList();
+    if (before.serial !== device.state.serial || before.model !== device.state.model) this.scheduleDeviceList();
     this.refreshAvailability(device);
   }
 
@@ -420,7 +539,7 @@ export class DeviceManager implements Extension {
     device.availability = state;
     this.s.bus.emit('deviceAvailability', { deviceId: device.config.id, state });
     void this.publishAvailability(device);
-    void this.publishDeviceList();
+    this.scheduleDeviceList();
   }
 
   /** A caller a shared listener refused: an event each time, a log line once per distinct reason. */
@@ -438,20 +557,63 @@ export class DeviceManager implements Extension {
     this.s.bus.emit('bridgeEvent', makeEvent(type, deviceId, message, this.s.now(), data));
   }
 
-  private async publishAll(): Promise<void> {
-    if (!this.s.mqtt.connected) return;
+  /**
+   * Every retained topic of the devices. `resend` (a reconnect, a republish request): each state
+   * counts as not yet published, so it goes out once, unless a change sends it first while this
+   * loop works through the others; availability is sent again too.
+   */
+  private async publishAll(resend: boolean): Promise<void> {
+    if (!this.s.mqtt.connected || this.stopping) return;
+    if (resend) for (const device of this.devices.values()) device.publishedState = undefined;
     await this.publishDeviceList();
     for (const device of this.devices.values()) {
+      if (this.stopping) return;
       await this.publishDeviceState(device);
-      await this.publishAvailability(device);
+      // Availability went out as it changed; only a reconnect or a republish sends it all again.
+      if (resend) await this.publishAvailability(device);
+    }
+    if (!this.forgottenAnnounced) {
+      this.forgottenAnnounced = true;
+      await this.publishForgottenOffline();
     }
   }
 
+  /**
+   * The retained state, when its content changed: a state that differs from the one last
+   * published only in `last_seen` waits until `LAST_SEEN_PUBLISH_MS` after that one.
+   */
   private async publishDeviceState(device: ManagedDevice): Promise<void> {
     if (!this.s.mqtt.connected) return;
+    const content = JSON.stringify({ ...device.state, last_seen: null });
+    if (content === device.publishedState) {
+      const wait = device.publishedAt + LAST_SEEN_PUBLISH_MS - Date.now();
+      if (wait > 0) {
+        device.lastSeenTimer ??= setTimeout(() => {
+          device.lastSeenTimer = undefined;
+          if (this.devices.get(device.config.id) === device) void this.publishDeviceState(device);
+        }, wait);
+        device.lastSeenTimer.unref();
+        return;
+      }
+    }
+    clearTimeout(device.lastSeenTimer);
+    device.lastSeenTimer = undefined;
+    device.publishedState = content;
+    device.publishedAt = Date.now();
     await this.s.mqtt
       .publish(this.s.topics.device(device.config.id), device.state, { qos: 1, retain: true })
       .catch(() => undefined);
+  }
+
+  /** `bridge/devices` once for every change made in this turn of the event loop (or at the end of a start or stop). */
+  private scheduleDeviceList(): void {
+    if (this.deviceListPending) return;
+    this.deviceListPending = true;
+    if (this.deviceListHolds > 0) return;
+    setImmediate(() => {
+      if (this.deviceListHolds > 0) return;
+      void this.publishDeviceList();
+    });
   }
 
   private async publishAvailability(device: ManagedDevice): Promise<void> {
@@ -462,6 +624,7 @@ export class DeviceManager implements Extension {
   }
 
   private async publishDeviceList(): Promise<void> {
+    this.deviceListPending = false;
     if (!this.s.mqtt.connected) return;
     await this.s.mqtt.publish(this.s.topics.bridge('devices'), this.list(), { qos: 1, retain: true }).catch(() => undefined);
   }
@@ -545,6 +708,10 @@ export class DeviceManager implements Extension {
     } catch (error) {
       response = { status: 'error', data: null, error: (error as Error).message };
     }
+    // Who asked for what and how it ended; the params and the answer may hold patient data and stay out.
+    const outcome = { device: deviceId, verb, requested_by: requestedBy, status: response.status, ...(response.error ? { error: response.error } : {}) };
+    if (response.status === 'ok') this.s.log.info(outcome, `device command ${verb}`);
+    else this.s.log.warn(outcome, `device command ${verb} refused or failed`);
     if (device) {
       const entry: RequestRecord = {
         device_id: deviceId,

@@ -17,6 +17,18 @@ export class Stats {
   errors = 0;
 }
 
+import type { ConfigFileStatus } from '../mqtt/topics.ts';
+
+/** What a config reload did: devices started, stopped, restarted; changed settings that need a restart. */
+export interface ConfigReloadOutcome {
+  added: string[];
+  removed: string[];
+  restarted: string[];
+  unchanged: number;
+  /** Top-level settings that differ from the running ones and apply only at the next start. */
+  restart_needed: string[];
+}
+
 /** Everything an extension may use, handed over by the controller. */
 export interface Services {
   config: PoctdConfig;
@@ -31,6 +43,13 @@ export interface Services {
   drivers: readonly DriverDefinition[];
   stats: Stats;
   now: () => Date;
+  /**
+   * Reads the config file again and applies it (`bridge/request/config/reload`, SIGHUP); absent
+   * when the daemon runs without a config file.
+   */
+  reloadConfig?: (() => Promise<ConfigReloadOutcome>) | undefined;
+  /** Whether the running config is what its file says now (for `bridge/info`); absent without a file. */
+  configFileStatus?: (() => ConfigFileStatus) | undefined;
   /** Transport overrides (tests inject an HID opener here); absent in production. */
   transportExtras?: { hid?: HidTransportExtras } | undefined;
 }

@@ -19,6 +19,15 @@ export interface BridgeInfo {
   schemas: string[];
   /** The running config with secrets replaced by `***`. */
   config: unknown;
+  /** The config file the daemon runs from, and whether the running config still is what it says. */
+  config_file?: ConfigFileStatus;
+}
+
+export interface ConfigFileStatus {
+  path: string;
+  /** The file no longer loads, or says something else than what runs (edited, not reloaded; or a setting that needs a restart). */
+  differs: boolean;
+  detail: string;
 }
 
 export interface BridgeDeviceEntry {

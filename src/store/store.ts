@@ -534,6 +534,11 @@ export class Store {
     });
   }
 
+  /** The ids of every device whose state the store remembers (configured now or not). */
+  deviceIds(): string[] {
+    return this.db.prepare(`SELECT id FROM devices ORDER BY id`).pluck().all() as string[];
+  }
+
   deviceState(id: string): DeviceState | undefined {
     const row = this.stmts.device.get(id) as { state_json: string } | undefined;
     return row ? (JSON.parse(row.state_json) as DeviceState) : undefined;

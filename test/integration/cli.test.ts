@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
+import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -260,6 +261,39 @@ describe('poctd replay', () => {
   });
 });
 
+describe('poctd replay: problems and pipes', () => {
+  it('a binary file prints one line per distinct problem, with its count, not one per garbage chunk', async () => {
+    const file = join(tempDir(), 'photo.png');
+    writeFileSync(file, garbageBytes(20_000));
+    const r = await poctd(['replay', '--driver', 'astm', file]);
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    const reasons = lines.slice(0, -1).map((l) => /: astm: ([a-z-]+)/.exec(l)?.[1]);
+    expect(reasons.every((x) => x !== undefined)).toBe(true);
+    expect(new Set(reasons).size).toBe(reasons.length);
+    expect(lines.length).toBeLessThan(12);
+    expect(r.stderr).toMatch(/ \(\d+ times, \d+ bytes\)/);
+    const total = Number(/holds no astm records \((\d+) problems above\)/.exec(lines.at(-1)!)?.[1]);
+    const counted = lines.slice(0, -1).reduce((sum, l) => sum + Number(/\((\d+) times/.exec(l)?.[1] ?? 1), 0);
+    expect(total).toBeGreaterThan(reasons.length);
+    expect(counted).toBe(total);
+  });
+
+  it('`replay … | head -1` ends quietly: no EPIPE trace, exit 0', () => {
+    const dir = tempDir();
+    const file = join(dir, 'many.txt');
+    // 3000 strips, each its own record number: megabytes of JSON lines, far past a pipe's buffer.
+    const strips = Array.from({ length: 3000 }, (_, i) =>
+      `${1000 + i},05-06-2021, 5:33PM,,2756,,,,,Multistix 10 SG,Not Entered,Not Entered,GLU,Negative,,BIL,Negative,,KET,Negative,,SG ,1.020,,BLD,Negative,,pH ,7.0,,PRO,Negative,,UBG,0.2 E.U./dL,,NIT,Negative,,LEU,Negative,\r\n`);
+    writeFileSync(file, strips.join(''));
+    const script = `node --import tsx cli/main.ts replay --driver clinitek-status --timezone UTC ${file} | head -1; echo "poctd exit \${PIPESTATUS[0]}" >&2`;
+    const r = spawnSync('bash', ['-c', script], { cwd: repo, encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(JSON.parse(r.stdout) as { schema: string }).toMatchObject({ schema: 'poct.result/2' });
+    expect(r.stderr.trim()).toBe('poctd exit 0');
+  });
+});
+
 describe('poctd replay: privacy and --config', () => {
   const URINE = 'test/fixtures/clinitek-status/simulator-send-all-en-crlf/capture.bin';
   const URINE_BASE = ['replay', '--driver', 'clinitek-status', '--timezone', 'Europe/Madrid', '--device-id', 'urine-1'];
@@ -404,6 +438,54 @@ describe('poctd check-config', () => {
     expect(usage.stderr).toMatch(/check-config needs a FILE/);
   });
 
+  it('takes the file as --config FILE, like run, or as the argument; two different files are refused', async () => {
+    const flag = await poctd(['check-config', '--config', 'config/demo.yaml']);
+    expect(flag.code).toBe(0);
+    expect(flag.stdout).toMatch(/config\/demo\.yaml: ok \(4 devices\)/);
+    const short = await poctd(['check-config', '-c', 'config/demo.yaml']);
+    expect(short.stdout).toBe(flag.stdout);
+    const both = await poctd(['check-config', '--config', 'config/demo.yaml', 'config/example.yaml']);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toMatch(/two config files given/);
+  });
+
+  it('refuses what run refuses, with the same lines: driver options, simulator options, TLS files, the store path', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'plain-file'), '');
+    const file = join(dir, 'whole.yaml');
+    writeFileSync(
+      file,
+      [
+        'store: { path: ./plain-file/poctd.db }', //           1
+        'mqtt: { url: "mqtts://127.0.0.1:1", ca: ca.pem }', //  2
+        'devices:', //                                          3
+        '  - id: a1', //                                        4
+        '    driver: astm', //                                  5
+        '    options: { dialect: nonesuch }', //                6
+        '    transport: { type: tcp-server, port: 45123 }', //  7
+        '  - id: m1', //                                        8
+        '    driver: onetouch-ultra2', //                       9
+        '    options: { reply_timout_ms: 5 }', //               10
+        '    transport: { type: simulated, simulator: { units: mg/dL } }', // 11
+        '',
+      ].join('\n'),
+    );
+    const check = await poctd(['check-config', file]);
+    const run = await poctd(['run', '--config', file]);
+    expect(check.code).toBe(1);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(check.stderr);
+    const lines = check.stderr.trim().split('\n');
+    expect(lines).toEqual([
+      `${file}:1:10: store.path: cannot open ${join(dir, 'plain-file/poctd.db')}: ENOTDIR (a path component is not a directory)`,
+      `${file}:2:37: mqtt.ca: cannot read ${join(dir, 'ca.pem')}: ENOENT (no such file)`,
+      expect.stringMatching(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:6:16: devices\\[0\\]\\.options\\.dialect: must be one of `)),
+      `${file}:10:16: devices[1].options.reply_timout_ms: unknown key (did you mean "reply_timeout_ms"?)`,
+      `${file}:11:48: devices[1].transport.simulator.units: unknown key (did you mean "unit"?)`,
+      `${file}: 5 problems`,
+    ]);
+  });
+
   it('run --config with a broken file exits 1 with the problems, not a stack trace', async () => {
     const file = join(tempDir(), 'broken.yaml');
     writeFileSync(file, BROKEN);
@@ -448,19 +530,66 @@ describe('poctd drivers, simulate --help, ports, usage', () => {
     expectNoStack(r.stdout + r.stderr);
   });
 
-  it('unknown commands and options exit 1 with the usage', async () => {
-    const r = await poctd(['frobnicate']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/unknown command "frobnicate"/);
-    expect(r.stderr).toMatch(/usage: poctd <command>/);
-    const option = await poctd(['drivers', '--frob']);
-    expect(option.code).toBe(0); // `drivers` takes no options and ignores them
+  it('a mistyped command or option is answered with its message and a suggestion, not the whole usage; exit 1', async () => {
+    const unknown = await poctd(['frobnicate']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toBe("poctd: unknown command 'frobnicate'\n(see `poctd --help`)\n");
+    const typo = await poctd(['chek-config', 'config/demo.yaml']);
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toMatch(/unknown command 'chek-config'\n\(Did you mean check-config\?\)/);
+    const option = await poctd(['check-config', '--cnfig', 'config/demo.yaml']);
+    expect(option.code).toBe(1);
+    expect(option.stderr).toMatch(/^poctd check-config: unknown option '--cnfig'\n\(Did you mean --config\?\)/);
     const badOption = await poctd(['replay', '--frob', OWN_CAPTURE]);
     expect(badOption.code).toBe(1);
-    expect(badOption.stderr).toMatch(/--frob/);
+    expect(badOption.stderr).toBe("poctd replay: unknown option '--frob'\n(see `poctd replay --help`)\n");
+    for (const r of [unknown, typo, option, badOption]) {
+      expect(r.stdout).toBe('');
+      expect(r.stderr).not.toMatch(/usage:/i);
+    }
+  });
+
+  it('extra arguments are refused', async () => {
+    const drivers = await poctd(['drivers', 'extra']);
+    expect(drivers.code).toBe(1);
+    expect(drivers.stderr).toMatch(/^poctd drivers: too many arguments/);
+    expect(drivers.stdout).toBe('');
+    const replay = await poctd([...REPLAY, OWN_CAPTURE, OWN_CAPTURE]);
+    expect(replay.code).toBe(1);
+    expect(replay.stderr).toMatch(/too many arguments for 'replay'/);
+    expect(replay.stdout).toBe('');
+  });
+
+  it('--version, --help, help CMD; poctd alone prints the usage and exits 1', async () => {
+    const version = await poctd(['--version']);
+    expect(version.code).toBe(0);
+    expect(version.stdout).toBe(`${(JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string }).version}\n`);
     const help = await poctd(['--help']);
     expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^usage: poctd <command> \[options\]/);
     expect(help.stdout).toMatch(/exit codes: 0 ok, 1 usage or config error, 2 input not decodable, 3 decoded with problems/);
+    const helpReplay = await poctd(['help', 'replay']);
+    expect(helpReplay.code).toBe(0);
+    expect(helpReplay.stdout).toMatch(/^usage: poctd replay \[options\] \[file\]/);
+    expect(helpReplay.stdout).toContain('--device-id <id>');
+    expect((await poctd(['replay', '--help'])).stdout).toBe(helpReplay.stdout);
+    const bare = await poctd([]);
+    expect(bare.code).toBe(1);
+    expect(bare.stderr).toMatch(/^usage: poctd <command>/);
+  });
+
+  it("every command in the README's command table answers --help with its own usage", async () => {
+    const readme = readFileSync(join(repo, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Command line'), readme.indexOf('## Configuration'));
+    const names = [...section.matchAll(/^\| `poctd ([a-z-]+)/gm)].map((m) => m[1]!);
+    expect(names).toEqual(expect.arrayContaining(['run', 'replay', 'check-config', 'ports', 'simulate', 'drivers']));
+    const listed = (await poctd(['--help'])).stdout;
+    for (const name of names) {
+      const r = await poctd([name, '--help']);
+      expect(r.code, `${name} --help: ${r.stderr}`).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^usage: poctd ${name}\\b`));
+      expect(listed).toMatch(new RegExp(`^  ${name}\\b`, 'm'));
+    }
   });
 });
 
@@ -574,7 +703,11 @@ describe('poctd run', () => {
     writeFileSync(file, `store: { path: ./poctd.db }\nmqtt:\n  embedded: { host: 0.0.0.0, port: ${port}, ws_port: ${wsPort} }\n`);
     const r = await poctd(['run', '--config', file]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/could not start: .*mqtt\.embedded\.username/);
+    // Refused by the config check, before anything is opened: check-config says the same.
+    expect(r.stderr).toMatch(/^.*open\.yaml:3:\d+: mqtt\.embedded\.host: the embedded broker would listen on 0\.0\.0\.0 with no credentials; set mqtt\.embedded\.username/);
+    const check = await poctd(['check-config', file]);
+    expect(check.code).toBe(1);
+    expect(check.stderr).toBe(r.stderr);
     expectNoStack(r.stderr);
   });
 });
@@ -625,5 +758,37 @@ describe('poctd simulate --tcp', () => {
     expect(badOption.code).toBe(1);
     expect(badOption.stderr).toMatch(/option unit must be mg\/dL or mmol\/L/);
     for (const r of [busy, badPort, badOption]) expectNoStack(r.stderr);
+  });
+});
+
+describe('poctd simulate --connect', () => {
+  it('dials out to a listening daemon port and is the device there (the Ultra 2 answers DM@)', async () => {
+    const connections: Socket[] = [];
+    const server = createServer((socket) => connections.push(socket));
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    cleanups.push(async () => {
+      for (const c of connections) c.destroy();
+      await new Promise((ok) => server.close(ok));
+    });
+    const port = (server.address() as { port: number }).port;
+    const sim = spawnPoctd(['simulate', 'onetouch-ultra2', '--connect', `127.0.0.1:${port}`, '--option', 'serial=GMF600DCY']);
+    await eventually('the simulator connected', () => connections.length === 1, 15_000);
+    expect(sim.stderr()).toContain(`tcp:127.0.0.1:${port}`);
+    let received = '';
+    connections[0]!.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    connections[0]!.write('\x11\rDM@\r');
+    await eventually('serial number line', () => received.includes('\r\n'), 5000);
+    expect(received).toMatch(/^@ "GMF600DCY" [0-9A-F]{4}\r\n$/);
+    sim.child.kill('SIGTERM');
+    expect((await sim.exited).code).toBe(0);
+  });
+
+  it('refuses a malformed HOST:PORT and a second link choice', async () => {
+    const bad = await poctd(['simulate', 'onetouch-ultra2', '--connect', 'localhost']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--connect expects HOST:PORT/);
+    const two = await poctd(['simulate', 'onetouch-ultra2', '--connect', '127.0.0.1:5000', '--tcp', '5001']);
+    expect(two.code).toBe(1);
+    expect(two.stderr).toMatch(/choose one of --tcp, --connect, --serial and --stdio/);
   });
 });

@@ -5,6 +5,7 @@
 import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { DIALECTS } from './dialects/index.ts';
 import { ASTM_DRIVER_ID, decodeAstm } from './records.ts';
+import { ASTM_OPTIONS_SCHEMA } from './options.ts';
 import { AstmSession } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
@@ -18,6 +19,7 @@ export const astmDriver: DriverDefinition = {
   transports: ['serial', 'tcp', 'tcp-server', 'simulated'],
   // Behind a shared tcp-server port, each message goes to the device whose `sender` its H-5 names.
   listenerIdentities: ['sender'],
+  optionsSchema: ASTM_OPTIONS_SCHEMA,
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
     status: { description: 'the device state: model, serial and firmware from the last H record, last message time', params: NO_PARAMS, response: NO_PATIENT_DATA },

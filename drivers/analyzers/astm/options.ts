@@ -40,6 +40,42 @@ const KNOWN_OPTIONS = new Set(['dialect', 'framing', 'fallback_encoding', 'speci
 /** The shape of a LOINC code: up to seven digits, a dash, the check digit. */
 export const LOINC_RE = /^\d{1,7}-\d$/;
 
+/**
+ * What `parseAstmOptions` reads, as the config loader checks it (line and column, did-you-mean);
+ * `parseAstmOptions` still checks the same for `poctd replay --option`.
+ */
+export const ASTM_OPTIONS_SCHEMA: Record<string, unknown> = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    dialect: { enum: DIALECTS.map((d) => d.id), description: 'the device family, when its H record does not say it' },
+    encoding: { enum: [...TEXT_ENCODINGS], description: 'text encoding of the messages' },
+    fallback_encoding: { enum: TEXT_ENCODINGS.filter((e) => e !== 'auto' && e !== 'utf-8'), description: 'the code page `auto` falls back to when a message is not UTF-8' },
+    framing: { enum: [...ASTM_FRAMINGS], description: 'e1381 (numbered, checksummed frames) or bare (STX … ETX only)' },
+    specimen_id_at: { type: 'string', pattern: '^\\s*O-[34]\\.[1-9]\\s*$', description: 'where the specimen id is: O-3.<component> or O-4.<component>' },
+    mappings: {
+      type: 'object',
+      description: 'site codes: code -> {name, loinc, ucum, source}',
+      propertyNames: { minLength: 1, pattern: '\\S' },
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name'],
+        properties: {
+          name: { type: 'string', minLength: 1, pattern: '\\S' },
+          loinc: { type: ['string', 'null'], pattern: LOINC_RE.source },
+          ucum: { type: ['string', 'null'], minLength: 1, pattern: '\\S' },
+          source: { type: 'string' },
+        },
+      },
+    },
+    receive_timeout_ms: { type: 'number', minimum: 10 },
+    reply_timeout_ms: { type: 'number', minimum: 10 },
+    max_frame_bytes: { type: 'number', minimum: 64 },
+    frame_text_size: { type: 'number', minimum: 16 },
+  },
+};
+
 /** Reads `options` (from the device config). Throws an Error that names the bad field. */
 export function parseAstmOptions(o: Record<string, unknown>, where = 'options'): AstmOptions {
   const out: AstmOptions = { ...DEFAULT_OPTIONS };

@@ -523,7 +523,11 @@ export function collapseIssues(placed: PlacedIssue[]): DecodeIssue[] {
     if (first.at >= 0) parts.push(run.length === 1 ? `at byte ${first.at}` : `bytes ${first.at}…${last.at}`);
     if (first.detail) parts.push(run.length === 1 ? first.detail : `first: ${first.detail}`);
     const bytes = run.flatMap((r) => (r.bytes ? [r.bytes] : []));
-    out.push({ reason: parts.length ? `${first.reason} (${parts.join('; ')})` : first.reason, ...(bytes.length ? { bytes: Buffer.concat(bytes) } : {}) });
+    out.push({
+      reason: parts.length ? `${first.reason} (${parts.join('; ')})` : first.reason,
+      ...(run.length > 1 ? { count: run.length } : {}),
+      ...(bytes.length ? { bytes: Buffer.concat(bytes) } : {}),
+    });
     k = end;
   }
   return out;

@@ -1,7 +1,7 @@
 /** Contour Next (`contour-next`): the driver definition. Protocol notes: README.md beside this file. */
 import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { CONTOUR_DRIVER_ID, decodeContour, MANUFACTURER } from './records.ts';
-import { ContourSession } from './session.ts';
+import { CONTOUR_OPTIONS_SCHEMA, ContourSession } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
 
@@ -24,6 +24,7 @@ export const contourNext: DriverDefinition = {
     usb('7950', 'Ascensia Contour Plus Blue (USB HID)'),
   ],
   transports: ['hid', 'simulated'],
+  optionsSchema: CONTOUR_OPTIONS_SCHEMA,
   commands: {
     download: { description: 'poke the meter and read its whole memory (one transfer per plug-in); returns {inserted, duplicates, records, unreadable}', params: NO_PARAMS, response: NO_PATIENT_DATA },
     'clock/sync': { description: 'set the meter clock to the host time (minutes) in command mode after a transfer; unverified on hardware (one source)', params: NO_PARAMS, response: NO_PATIENT_DATA },

@@ -13,6 +13,7 @@ import {
   MeterSession,
   type MeterSessionOptions,
   NoAnswerError,
+  meterOptionsSchema,
   numberOptions,
   ProtocolError,
   type SessionCommand,
@@ -44,6 +45,9 @@ export interface ContourSessionOptions extends MeterSessionOptions {
 }
 
 const DEFAULT_SESSION_OPTIONS: ContourSessionOptions = { reply_timeout_ms: 5000, max_naks: 6, retries: 1, clock_skew_limit_s: CLOCK_SKEW_LIMIT_S };
+
+/** What `contourSessionOptions` reads, as the config loader checks it. */
+export const CONTOUR_OPTIONS_SCHEMA = meterOptionsSchema(DEFAULT_SESSION_OPTIONS, ['retries']);
 
 /** Reads `device.options`. Throws an Error that names the bad option. */
 export function contourSessionOptions(device: DeviceConfig): ContourSessionOptions {

@@ -9,7 +9,7 @@ import {
   MANUFACTURER,
   MODELS,
 } from './records.ts';
-import { FreeStyleSession } from './session.ts';
+import { FREESTYLE_OPTIONS_SCHEMA, FreeStyleSession } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
 
@@ -26,6 +26,7 @@ export const freestyleHid: DriverDefinition = {
     { vendorId: '1a61', productId: '3950', description: 'FreeStyle Libre 2 reader', unsupported: LIBRE2_UNSUPPORTED },
   ],
   transports: ['hid', 'tcp', 'simulated'],
+  optionsSchema: FREESTYLE_OPTIONS_SCHEMA,
   commands: {
     download: { description: 'read the whole meter memory ($result?, or $history? and $arresult? on a Libre) and store new results; returns {inserted, duplicates, records}', params: NO_PARAMS, response: NO_PATIENT_DATA },
     'clock/sync': { description: "set the meter clock to the host time in the device's zone ($date, and $time,; minutes only); returns the new clock", params: NO_PARAMS, response: NO_PATIENT_DATA },

@@ -8,6 +8,7 @@ import {
   MeterSession,
   type MeterSessionOptions,
   NoAnswerError,
+  meterOptionsSchema,
   numberOptions,
   ProtocolError,
   retryPolicy,
@@ -50,6 +51,11 @@ import {
 export type FreeStyleSessionOptions = MeterSessionOptions;
 
 const DEFAULT_SESSION_OPTIONS: FreeStyleSessionOptions = { reply_timeout_ms: 2000, retries: 1, clock_skew_limit_s: CLOCK_SKEW_LIMIT_S };
+
+/** What `freestyleSessionOptions` and `configuredModel` read, as the config loader checks it. */
+export const FREESTYLE_OPTIONS_SCHEMA = meterOptionsSchema(DEFAULT_SESSION_OPTIONS, ['retries'], {
+  model: { enum: Object.keys(MODELS), description: 'the meter model, when the USB product id does not say it' },
+});
 
 /** Reads `device.options`; throws an Error that names the bad option. */
 export function freestyleSessionOptions(device: DeviceConfig): FreeStyleSessionOptions {

@@ -11,6 +11,7 @@ import {
   MeterSession,
   type MeterSessionOptions,
   NoAnswerError,
+  meterOptionsSchema,
   numberOptions,
   ProtocolError,
   type RetryPolicy,
@@ -43,6 +44,9 @@ import { identity, readRecord, readingToDraft, type Reading } from './records.ts
 export type LifeScanSessionOptions = MeterSessionOptions;
 
 const SESSION_DEFAULTS: LifeScanSessionOptions = { reply_timeout_ms: 1000, retries: 2, clock_skew_limit_s: CLOCK_SKEW_LIMIT_S };
+
+/** What `sessionOptions` reads, as the config loader checks it. */
+export const LIFESCAN_OPTIONS_SCHEMA = meterOptionsSchema(SESSION_DEFAULTS, ['retries']);
 
 /** Reads `device.options` (`retries` may be 0). Throws an Error that names the bad option. */
 export function sessionOptions(device: DeviceConfig): LifeScanSessionOptions {

@@ -4,7 +4,7 @@
  */
 import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { MANUFACTURER, ULTRA2_DRIVER_ID, ULTRA2_MODEL, decodeUltra2 } from './records.ts';
-import { Ultra2Session } from './session.ts';
+import { Ultra2Session, ULTRA2_OPTIONS_SCHEMA } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
 
@@ -19,6 +19,7 @@ export const onetouchUltra2: DriverDefinition = {
     { vendorId: '1a86', productId: '7523', description: 'WCH CH340 USB-serial cable; only suggests this driver' },
   ],
   transports: ['serial', 'tcp', 'simulated'],
+  optionsSchema: ULTRA2_OPTIONS_SCHEMA,
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
     download: { description: 'read the whole meter memory (DMP) and store new readings; returns {inserted, duplicates, records}', params: NO_PARAMS, response: NO_PATIENT_DATA },

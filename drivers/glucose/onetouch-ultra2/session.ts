@@ -11,6 +11,7 @@ import {
   MeterSession,
   type MeterSessionOptions,
   NoAnswerError,
+  meterOptionsSchema,
   numberOptions,
   ProtocolError,
   type RetryPolicy,
@@ -35,6 +36,9 @@ import { ULTRA2_DRIVER_ID, ULTRA2_MODEL, readingsToDrafts, ultra2Identity } from
 export type Ultra2SessionOptions = MeterSessionOptions;
 
 const DEFAULT_SESSION_OPTIONS: Ultra2SessionOptions = { reply_timeout_ms: 2000, retries: 1, clock_skew_limit_s: CLOCK_SKEW_LIMIT_S };
+
+/** What `ultra2SessionOptions` reads, as the config loader checks it. */
+export const ULTRA2_OPTIONS_SCHEMA = meterOptionsSchema(DEFAULT_SESSION_OPTIONS, ['retries']);
 
 /** Reads `device.options`. Throws an Error that names the bad option. */
 export function ultra2SessionOptions(device: DeviceConfig): Ultra2SessionOptions {

@@ -4,7 +4,7 @@
  */
 import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { MANUFACTURER } from '../lifescan-binary/records.ts';
-import { LifeScanSession } from '../lifescan-binary/session.ts';
+import { LIFESCAN_OPTIONS_SCHEMA, LifeScanSession } from '../lifescan-binary/session.ts';
 import { SIMULATOR_OPTION_HELP } from '../lifescan-binary/simulator-help.ts';
 import { ULTRAEASY_DRIVER_ID, ultraEasyDialect } from './codec.ts';
 import { decodeUltraEasy } from './records.ts';
@@ -21,6 +21,7 @@ export const onetouchUltraEasy: DriverDefinition = {
     { vendorId: '1a86', productId: '7523', description: 'WCH CH340 USB-serial cable; a cable chip id, only suggests this driver' },
   ],
   transports: ['serial', 'tcp', 'simulated'],
+  optionsSchema: LIFESCAN_OPTIONS_SCHEMA,
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
     download: { description: 'read version, serial, clock, display unit, record count and every record; store new readings; returns {inserted, duplicates, records}', params: NO_PARAMS, response: NO_PATIENT_DATA },

@@ -4,7 +4,7 @@
  */
 import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { MANUFACTURER } from '../lifescan-binary/records.ts';
-import { LifeScanSession } from '../lifescan-binary/session.ts';
+import { LIFESCAN_OPTIONS_SCHEMA, LifeScanSession } from '../lifescan-binary/session.ts';
 import { SIMULATOR_OPTION_HELP } from '../lifescan-binary/simulator-help.ts';
 import { VERIO_IQ_DRIVER_ID, VERIO_IQ_MODEL, verioIqDialect } from './codec.ts';
 import { decodeVerioIq } from './records.ts';
@@ -23,6 +23,7 @@ export const onetouchVerioIq: DriverDefinition = {
     },
   ],
   transports: ['serial', 'tcp', 'simulated'],
+  optionsSchema: LIFESCAN_OPTIONS_SCHEMA,
   serialDefaults: { baud_rate: 38400, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
     download: { description: 'read version, serial, clock, display unit, record count and every record; store new readings; returns {inserted, duplicates, records}', params: NO_PARAMS, response: NO_PATIENT_DATA },

@@ -8,7 +8,7 @@
 import { NO_PARAMS, NO_PATIENT_DATA, type DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { LABEL_PARAMS } from './label.ts';
 import { decodeZebraCapture, MANUFACTURER, ZEBRA_ZPL_DRIVER_ID } from './records.ts';
-import { readZebraOptions, ZebraSession } from './session.ts';
+import { readZebraOptions, ZEBRA_OPTIONS_SCHEMA, ZebraSession } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 
 const JOB_ID = { type: 'string', pattern: '^[0-9a-f]{32}$' } as const;
@@ -57,6 +57,7 @@ export const zebraZpl: DriverDefinition = {
     status: { description: 'ask the printer for its status now (~HS, ~HQES when ~HS is silent)', params: NO_PARAMS, response: NO_PATIENT_DATA },
   },
   decode: (capture) => decodeZebraCapture(capture),
+  optionsSchema: ZEBRA_OPTIONS_SCHEMA,
   optionProblems: (device) => readZebraOptions(device).problems,
   createSession: (host) => new ZebraSession(host),
   simulator: {

@@ -76,6 +76,22 @@ export interface ZebraOptions {
   scheme: SpecimenIdScheme;
 }
 
+/** The options' shape as a JSON Schema, for the config loader; what only the driver can tell (a template's fields) is `readZebraOptions`'s. */
+export const ZEBRA_OPTIONS_SCHEMA: Record<string, unknown> = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    templates: { type: 'object', additionalProperties: { type: 'object' }, description: 'site label templates by name' },
+    specimen_ids: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { prefix: { type: 'string' }, digits: { type: 'integer' } },
+    },
+    status_poll_ms: { type: 'number', minimum: 0 },
+    status_timeout_ms: { type: 'number', minimum: 0 },
+  },
+};
+
 /** The device's `options` read for this driver, with every problem (`options.…: reason`) instead of a throw. */
 export function readZebraOptions(device: Pick<SessionHost['device'], 'id' | 'options'>): { options: ZebraOptions; problems: Array<{ path: string; message: string }> } {
   const { templates: rawTemplates, specimen_ids: rawScheme, ...rest } = (device.options ?? {}) as Record<string, unknown>;

@@ -4,7 +4,7 @@
  */
 import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { CLINITEK_50_DRIVER_ID, decodeClinitek50, MANUFACTURER, MODEL } from './records.ts';
-import { Clinitek50Session, clinitek50SessionOptions } from './session.ts';
+import { CLINITEK_50_OPTIONS_SCHEMA, Clinitek50Session, clinitek50SessionOptions } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
 
@@ -15,6 +15,7 @@ export const clinitek50: DriverDefinition = {
   models: [MODEL],
   usb: [],
   transports: ['serial', 'tcp', 'simulated'],
+  optionsSchema: CLINITEK_50_OPTIONS_SCHEMA,
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
     download: { description: 'identify the reader (ENQ), read every record (XON DC2) and store it before ACKing it; returns {records, inserted, duplicates}', params: NO_PARAMS, response: NO_PATIENT_DATA },

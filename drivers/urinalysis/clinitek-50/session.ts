@@ -8,6 +8,7 @@ import {
   MeterSession,
   type MeterSessionOptions,
   NoAnswerError,
+  meterOptionsSchema,
   numberOptions,
   ProtocolError,
 } from '../../../src/driver-sdk/meter-session.ts';
@@ -23,6 +24,9 @@ export interface Clinitek50SessionOptions extends MeterSessionOptions {
 
 const DEFAULT_NUMBER_OPTIONS: MeterSessionOptions = { reply_timeout_ms: 3000, retries: 3, clock_skew_limit_s: CLOCK_SKEW_LIMIT_S };
 const DEFAULT_SESSION_OPTIONS: Clinitek50SessionOptions = { ...DEFAULT_NUMBER_OPTIONS, date_order: 'YMD' };
+
+/** What `clinitek50SessionOptions` reads, as the config loader checks it. */
+export const CLINITEK_50_OPTIONS_SCHEMA = meterOptionsSchema(DEFAULT_NUMBER_OPTIONS, ['retries'], { date_order: { enum: ['DMY', 'MDY', 'YMD'], description: "the order of the reader's date fields" } });
 
 export function clinitek50SessionOptions(device: Pick<DeviceConfig, 'id' | 'options'>): Clinitek50SessionOptions {
   const o = device.options ?? {};

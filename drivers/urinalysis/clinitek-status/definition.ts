@@ -4,7 +4,7 @@
  */
 import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { CLINITEK_STATUS_DRIVER_ID, decodeClinitekStatus, MANUFACTURER } from './records.ts';
-import { ClinitekStatusSession, clinitekStatusSessionOptions } from './session.ts';
+import { CLINITEK_STATUS_OPTIONS_SCHEMA, ClinitekStatusSession, clinitekStatusSessionOptions } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
 import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
 
@@ -18,6 +18,7 @@ export const clinitekStatus: DriverDefinition = {
   transports: ['serial', 'tcp', 'simulated'],
   // 9600 8N1 is the CLINITEK family's setting in the research note (CLINITEK 50); the Status
   // bulletin's first page does not give it. A site can override it in the config.
+  optionsSchema: CLINITEK_STATUS_OPTIONS_SCHEMA,
   serialDefaults: { baud_rate: 9600, data_bits: 8, parity: 'none', stop_bits: 1 },
   commands: {
     status: { description: 'the current device state (the reader cannot be asked for data: press "Send all data" on it)', params: NO_PARAMS, response: NO_PATIENT_DATA },

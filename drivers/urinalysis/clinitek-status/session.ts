@@ -8,7 +8,7 @@
  * `burst_idle_ms` of silence.
  */
 import type { SessionHost } from '../../../src/driver-sdk/index.ts';
-import { numberOptions } from '../../../src/driver-sdk/meter-session.ts';
+import { meterOptionsSchema, numberOptions } from '../../../src/driver-sdk/meter-session.ts';
 import { PushedSession, type TransmissionTotals, type UnitAnswer } from '../../../src/driver-sdk/pushed-session.ts';
 import type { DeviceConfig } from '../../../src/config/types.ts';
 import type { DeviceIdentity } from '../../../src/records/types.ts';
@@ -28,6 +28,9 @@ export interface ClinitekStatusSessionOptions {
 
 const DEFAULT_NUMBER_OPTIONS = { burst_idle_ms: 2000, commit_retry_ms: 1000 };
 const DEFAULT_SESSION_OPTIONS: ClinitekStatusSessionOptions = { date_order: 'DMY', ...DEFAULT_NUMBER_OPTIONS };
+
+/** What `clinitekStatusSessionOptions` reads, as the config loader checks it. */
+export const CLINITEK_STATUS_OPTIONS_SCHEMA = meterOptionsSchema(DEFAULT_NUMBER_OPTIONS, [], { date_order: { enum: ['DMY', 'MDY', 'YMD'], description: "the order of the reader's date fields" } });
 
 export function clinitekStatusSessionOptions(device: Pick<DeviceConfig, 'id' | 'options'>): ClinitekStatusSessionOptions {
   const o = device.options ?? {};
