@@ -7,6 +7,7 @@ import { eachDraft, RECORD_KINDS, type AnyRecord, type RecordDrafts } from '../r
 import { hashPatientId, resolvePrivacy, type PrivacySettings, type PrivateField } from '../records/privacy.ts';
 import { RESULT_SCHEMA, type CaptureKind, type DeviceState, type RawRef } from '../records/types.ts';
 import { BlobStore, type BlobFileSystem } from './blobs.ts';
+import { DICOM_INSTANCES_MIGRATION } from './dicom-instances.ts';
 import { REQUESTS_MIGRATION, RequestLog, type AuditRow, type RequestRecord, type RequestResponse, type Transaction } from './requests.ts';
 
 /**
@@ -83,6 +84,8 @@ const MIGRATIONS: Migration[] = [
   // outcome of each transaction so a repeated request is answered, not run again (requests.ts).
   REQUESTS_MIGRATION,
   moveQuarantineToBlobStore,
+  // Received DICOM instances (issue 12): which SOP instance each Part-10 blob is (dicom-instances.ts).
+  DICOM_INSTANCES_MIGRATION,
 ];
 
 /**
