@@ -72,7 +72,7 @@ export interface AssociationPolicy {
   maxPduLength: number;
   /** Abstract syntaxes accepted besides Verification. */
   storageClasses: readonly string[];
-  /** Transfer syntaxes accepted, in preference order. */
+  /** Transfer syntaxes accepted (of a context's proposals, the first the caller lists that is here). */
   transferSyntaxes: readonly string[];
   /** ARTIM: how long to wait for an A-ASSOCIATE-RQ, and for the peer to close after RJ / RELEASE-RP. */
   artimMs: number;
@@ -218,7 +218,9 @@ export class ScpAssociation {
     const accepted: AcceptedContext[] = rq.contexts.map((c) => {
       const supported = c.abstractSyntax === SopClass.Verification || this.policy.storageClasses.includes(c.abstractSyntax);
       if (!supported) return { id: c.id, result: ContextResult.AbstractSyntaxNotSupported, transferSyntax: c.transferSyntaxes[0]! };
-      const ts = this.policy.transferSyntaxes.find((t) => c.transferSyntaxes.includes(t));
+      // The caller's own order: it proposes the syntax its file is in first, so what it sends is its
+      // file's bytes, not a conversion made for us.
+      const ts = c.transferSyntaxes.find((t) => this.policy.transferSyntaxes.includes(t));
       if (ts === undefined) return { id: c.id, result: ContextResult.TransferSyntaxesNotSupported, transferSyntax: c.transferSyntaxes[0]! };
       this.contexts.set(c.id, { abstractSyntax: c.abstractSyntax, transferSyntax: ts });
       return { id: c.id, result: ContextResult.Acceptance, transferSyntax: ts };
