@@ -23,7 +23,7 @@ import type { DicomInstanceIndex, DicomInstanceRow, IndexOutcome } from '../../.
 /** The data set bytes kept in memory for the header check: group 0008 and 0020 come well within it. */
 export const HEADER_PREFIX_BYTES = 256 * 1024;
 /** The stream between the socket and the blob file: big enough that a PDU rarely waits for the disk. */
-const STREAM_HIGH_WATER_MARK = 4 * 1024 * 1024;
+const STREAM_HIGH_WATER_MARK = 1024 * 1024;
 
 export interface StoredInstance {
   request: StoreRequest;
