@@ -10,7 +10,7 @@ import {
   BRIDGE_INFO_SCHEMA,
   RESPONSE_SCHEMA,
 } from '../records/schemas.ts';
-import { DEVICE_STATE_SCHEMA, EVENT_SCHEMA, type Availability, type BridgeEvent, type DeviceState, type ResultRecord } from '../records/types.ts';
+import { DEVICE_STATE_SCHEMA, EVENT_SCHEMA, type Availability, type BridgeEvent, type DeviceState, type ResultRecord, type StudyRecord } from '../records/types.ts';
 
 export interface BridgeInfo {
   version: string;
@@ -65,6 +65,7 @@ export interface TopicPayloads {
   'device/+': DeviceState;
   'device/+/availability': { state: Availability };
   'device/+/result': ResultRecord;
+  'device/+/study': StudyRecord;
   'device/+/request/+': Request;
   'device/+/response/+': Response;
 }
@@ -96,7 +97,7 @@ export const TOPIC_SCHEMAS: Readonly<Record<string, string | null>> = {
 };
 
 /** The record kinds' entries of `TopicPayloads` (their schemas come from the kind table). */
-type RecordTopicPattern = 'device/+/result';
+type RecordTopicPattern = 'device/+/result' | 'device/+/study';
 
 /** A pattern as a regular expression: `+` is one level, but a verb (after request/ or response/) may have several. */
 function patternRegExp(pattern: string): RegExp {

@@ -69,7 +69,7 @@ describe('session host commit path over the real store', () => {
     const { r, host } = await rigWithHost('America/New_York');
     r.services.config.privacy = { patient_id: 'hash', hash_key: 'site-secret-of-the-clinic' };
     const stored: ResultRecord[][] = [];
-    r.services.bus.on('recordsStored', (e) => stored.push(e.records));
+    r.services.bus.on('recordsStored', (e) => stored.push(e.records as ResultRecord[]));
 
     const outcome = await host.commit({ result: [patientDraft(1, NEW_YORK_REPEATED)] }, { kind: 'raw', bytes: Buffer.from('probe capture 1') });
     expect(outcome).toEqual({ inserted: 1, duplicates: 0 });
