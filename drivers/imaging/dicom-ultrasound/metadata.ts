@@ -126,7 +126,8 @@ export function readMetadata(bytes: Buffer, options: { prefixOnly?: boolean } = 
  * (`HHMMSS.FFFFFF`, or shorter: `HHMM`, `HH`); null when the date is missing or names no day.
  */
 export function naiveStudyTime(date: string | null, time: string | null): string | null {
-  const d = date ? /^(\d{4})(\d{2})(\d{2})$/.exec(date) : null;
+  // `YYYY.MM.DD` is the ACR-NEMA form old carts still write (pydicom's ExplVR_BigEnd.dcm has it).
+  const d = date ? /^(\d{4})\.?(\d{2})\.?(\d{2})$/.exec(date) : null;
   if (!d) return null;
   const t = /^(\d{2})(\d{2})?(\d{2})?/.exec(time ?? '') ?? [];
   return naiveFromFields(Number(d[1]), Number(d[2]), Number(d[3]), Number(t[1] ?? 0), Number(t[2] ?? 0), Number(t[3] ?? 0));

@@ -1,0 +1,183 @@
+/**
+ * A `dicom-ultrasound` device's session: its calls arrive on the `dicom-scp` transport (a C-STORE
+ * SCP, shared with other machines on the port); each instance streams into the blob store and the
+ * instance index before the device hears Success (instance-store.ts). A study is complete when no
+ * new instance of it arrived for `quiet_period_ms`; then its record is built from the stored
+ * instances' headers and committed with them as its capture (a header bundle), and published on
+ * `device/<id>/study`. More instances later make a new version; the same ones again, none.
+ *
+ * A refused C-STORE (its status and reason, never patient data) is a `bad_frame` event.
+ */
+import { open } from 'node:fs/promises';
+import type { DriverSession, SessionHost } from '../../../src/driver-sdk/index.ts';
+import type { AssociationEvent } from '../../../src/protocols/dicom/association.ts';
+import { DicomScpTransport } from '../../../src/protocols/dicom/scp-transport.ts';
+import { ULTRASOUND_STORAGE_CLASSES } from '../../../src/protocols/dicom/uids.ts';
+import { DicomInstanceIndex, type DicomInstanceRow } from '../../../src/store/dicom-instances.ts';
+import type { BlobStore } from '../../../src/store/blobs.ts';
+import { encodeBundle, headerPart, type BundledInstance } from './bundle.ts';
+import { HEADER_PREFIX_BYTES, InstanceStore, type StoredInstance } from './instance-store.ts';
+import { readInstance, studyDraft } from './study.ts';
+
+export const DEFAULT_QUIET_PERIOD_MS = 30_000;
+/** An SR or PDF report is read whole for its tree; beyond this it is read like an image (header only). */
+const MAX_DOCUMENT_BYTES = 64 * 1024 * 1024;
+const DOCUMENT_CLASSES = new Set(ULTRASOUND_STORAGE_CLASSES.filter((uid) => uid.startsWith('1.2.840.10008.5.1.4.1.1.88.') || uid.endsWith('.104.1')));
+
+export interface DicomUltrasoundOptions {
+  quiet_period_ms: number;
+}
+
+export function dicomUltrasoundOptions(device: { id: string; options?: Readonly<Record<string, unknown>> | undefined }): DicomUltrasoundOptions {
+  const raw = device.options?.quiet_period_ms;
+  if (raw === undefined) return { quiet_period_ms: DEFAULT_QUIET_PERIOD_MS };
+  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0) {
+    throw new Error(`devices[${device.id}].options.quiet_period_ms: an integer number of milliseconds >= 0, got ${JSON.stringify(raw)}`);
+  }
+  return { quiet_period_ms: raw };
+}
+
+async function readPrefix(blobs: BlobStore, row: DicomInstanceRow): Promise<{ bytes: Buffer; whole: boolean }> {
+  const whole = row.size <= HEADER_PREFIX_BYTES || (DOCUMENT_CLASSES.has(row.sop_class_uid) && row.size <= MAX_DOCUMENT_BYTES);
+  const length = whole ? row.size : HEADER_PREFIX_BYTES;
+  const file = await open(blobs.pathOf(row.sha256), 'r');
+  try {
+    const bytes = Buffer.alloc(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await file.read(bytes, got, length - got, got);
+      if (bytesRead === 0) throw new Error(`blob ${row.sha256} is shorter than its ${row.size} bytes`);
+      got += bytesRead;
+    }
+    return { bytes, whole };
+  } finally {
+    await file.close();
+  }
+}
+
+export class DicomUltrasoundSession implements DriverSession {
+  private index: DicomInstanceIndex | null = null;
+  private transport: DicomScpTransport | null = null;
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private chain: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private readonly options: DicomUltrasoundOptions;
+  private readonly onAssociation = (event: AssociationEvent): void => this.association(event);
+
+  constructor(private readonly host: SessionHost) {
+    this.options = dicomUltrasoundOptions(host.device);
+  }
+
+  async start(): Promise<void> {
+    const transport = this.host.transport;
+    if (!(transport instanceof DicomScpTransport)) throw new Error(`dicom-ultrasound needs a dicom-scp transport, not ${transport.description}`);
+    const store = this.host.store;
+    if (!store) throw new Error('dicom-ultrasound needs the daemon store (its instances are streamed into the blob store)');
+    this.index = new DicomInstanceIndex(store.path);
+    const instances = new InstanceStore({
+      blobs: store.blobs,
+      index: this.index,
+      deviceId: this.host.device.id,
+      minFreeBytes: (transport.options.min_free_mb ?? 512) * 1024 * 1024,
+      onStored: (stored) => this.stored(stored),
+      now: () => this.host.now(),
+    });
+    this.transport = transport;
+    transport.on('association', this.onAssociation);
+    transport.setHandler(instances);
+    this.host.updateState({ status: 'idle' });
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.transport?.setHandler(null);
+    this.transport?.off('association', this.onAssociation);
+    // Studies still in their quiet period are recorded now: their instances are already stored.
+    const pending = [...this.timers.keys()];
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    for (const study of pending) this.enqueue(study);
+    await this.chain;
+    this.index?.close();
+    this.index = null;
+  }
+
+  async command(verb: string): Promise<unknown> {
+    if (verb === 'status') return { pending_studies: this.timers.size };
+    throw new Error(`dicom-ultrasound has no command "${verb}"`);
+  }
+
+  /** Commits the record of every study whose quiet period is running, now (tests, a stop). */
+  async flush(): Promise<void> {
+    const pending = [...this.timers.keys()];
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    for (const study of pending) this.enqueue(study);
+    await this.chain;
+  }
+
+  private ours(callingAe: string): boolean {
+    return this.transport?.options.allowed_callers.some((c) => c.trim() === callingAe) ?? false;
+  }
+
+  private association(event: AssociationEvent): void {
+    if (event.type !== 'stored' || event.outcome.status === 0 || !this.ours(event.request.callingAe)) return;
+    this.host.event('bad_frame', `C-STORE refused with status 0x${event.outcome.status.toString(16).padStart(4, '0')}: ${event.outcome.comment ?? 'no reason given'}`, {
+      status: event.outcome.status,
+      sop_class: event.request.sopClassUid,
+      calling_ae: event.request.callingAe,
+    });
+  }
+
+  private stored(stored: StoredInstance): void {
+    if (this.stopped) return;
+    const study = stored.row.study_instance_uid;
+    const running = this.timers.get(study);
+    if (running) clearTimeout(running);
+    else this.host.event('download_started', 'receiving a study', { calling_ae: stored.row.calling_ae });
+    const timer = setTimeout(() => {
+      this.timers.delete(study);
+      this.enqueue(study);
+    }, this.options.quiet_period_ms);
+    timer.unref();
+    this.timers.set(study, timer);
+  }
+
+  private enqueue(studyUid: string): void {
+    this.chain = this.chain.then(() =>
+      this.record(studyUid).catch((error: unknown) => {
+        this.host.log.error({ err: (error as Error).message }, 'could not record a study');
+        this.host.event('download_failed', `study record not stored: ${(error as Error).message}`);
+      }),
+    );
+  }
+
+  private async record(studyUid: string): Promise<void> {
+    const index = this.index;
+    const store = this.host.store;
+    if (!index || !store) return;
+    const rows = index.study(this.host.device.id, studyUid);
+    if (rows.length === 0) return;
+    const bundled: BundledInstance[] = [];
+    for (const row of rows) {
+      const { bytes, whole } = await readPrefix(store.blobs, row);
+      bundled.push({
+        sha256: row.sha256,
+        size: row.size,
+        transfer_syntax_uid: row.transfer_syntax_uid,
+        calling_ae: row.calling_ae,
+        address: row.peer,
+        source: row.source,
+        header: headerPart(bytes, { prefixOnly: !whole }),
+      });
+    }
+    const draft = studyDraft(bundled.map(readInstance), { deviceId: this.host.device.id, timezone: this.host.timezone });
+    const outcome = await this.host.commit({ study: [draft] }, { kind: 'raw', bytes: encodeBundle(bundled) });
+    this.host.updateState({ status: 'ok', manufacturer: draft.device.manufacturer, model: draft.device.model, serial: draft.device.serial });
+    this.host.event('download_finished', `study with ${draft.instances} instances in ${draft.series.length} series: ${outcome.inserted > 0 ? 'recorded' : 'already recorded'}`, {
+      instances: draft.instances,
+      version: draft.version,
+    });
+  }
+}

@@ -1,0 +1,318 @@
+/**
+ * A scripted point-of-care ultrasound: makes one study (a US image, a US multi-frame cine loop and
+ * an OB-GYN TID 5000 Comprehensive SR with BPD, HC, AC, FL, their gestational ages and an EFW) as
+ * Part-10 files in explicit VR little endian, and sends it to a DICOM node over C-STORE, as a cart
+ * does when the sonographer ends the exam. The files are also what the golden cases and tests use
+ * (DCMTK's dcmdump and dsrdump read them).
+ *
+ * A modality calls the node, never the other way round: the simulator opens its own association
+ * to `host`:`port`; the transport `poctd simulate` gives it carries nothing.
+ */
+import type { ByteTransport } from '../../../src/transports/transport.ts';
+import type { DeviceSimulator } from '../../../src/driver-sdk/index.ts';
+import { SimulatorOptionReader } from '../../../src/driver-sdk/simulator-options.ts';
+import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
+import { fileMetaHeader } from '../../../src/protocols/dicom/part10.ts';
+import { ScuAssociation } from '../../../src/protocols/dicom/scu.ts';
+import { SopClass, TransferSyntax } from '../../../src/protocols/dicom/uids.ts';
+
+// ---------- a small explicit VR little endian writer ----------
+
+type Value = string | number | Buffer | Item[];
+interface Item {
+  [tag: string]: [vr: string, value: Value];
+}
+
+const LONG = new Set(['OB', 'OW', 'SQ', 'UT', 'UN', 'UC', 'UR']);
+
+function valueBytes(vr: string, value: Value): Buffer {
+  if (Buffer.isBuffer(value)) return value.length % 2 ? Buffer.concat([value, Buffer.alloc(1)]) : value;
+  if (vr === 'US') {
+    const b = Buffer.alloc(2);
+    b.writeUInt16LE(Number(value));
+    return b;
+  }
+  if (vr === 'UL') {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(Number(value));
+    return b;
+  }
+  if (vr === 'AT') {
+    const [g, e] = String(value).split(',').map((h) => Number.parseInt(h, 16)) as [number, number];
+    const b = Buffer.alloc(4);
+    b.writeUInt16LE(g, 0);
+    b.writeUInt16LE(e, 2);
+    return b;
+  }
+  const text = Buffer.from(String(value), vr === 'PN' || vr === 'LO' || vr === 'SH' || vr === 'LT' || vr === 'ST' || vr === 'UT' ? 'utf8' : 'latin1');
+  if (text.length % 2 === 0) return text;
+  return Buffer.concat([text, Buffer.from([vr === 'UI' ? 0 : 0x20])]);
+}
+
+/** `tag` as dicom-parser names it: `x` and eight hex digits, group then element. */
+function element(tag: string, vr: string, value: Value): Buffer {
+  const group = Number.parseInt(tag.slice(1, 5), 16);
+  const elem = Number.parseInt(tag.slice(5, 9), 16);
+  const body = Array.isArray(value) ? Buffer.concat(value.map(item)) : valueBytes(vr, value);
+  const head = Buffer.alloc(LONG.has(vr) ? 12 : 8);
+  head.writeUInt16LE(group, 0);
+  head.writeUInt16LE(elem, 2);
+  head.write(vr, 4, 'latin1');
+  if (LONG.has(vr)) head.writeUInt32LE(body.length, 8);
+  else head.writeUInt16LE(body.length, 6);
+  return Buffer.concat([head, body]);
+}
+
+function dataSet(elements: Item): Buffer {
+  return Buffer.concat(
+    Object.keys(elements)
+      .sort()
+      .map((tag) => element(tag, elements[tag]![0], elements[tag]![1])),
+  );
+}
+
+function item(elements: Item): Buffer {
+  const body = dataSet(elements);
+  const head = Buffer.alloc(8);
+  head.writeUInt16LE(0xfffe, 0);
+  head.writeUInt16LE(0xe000, 2);
+  head.writeUInt32LE(body.length, 4);
+  return Buffer.concat([head, body]);
+}
+
+function part10(sopClassUid: string, sopInstanceUid: string, elements: Item): Buffer {
+  return Buffer.concat([fileMetaHeader({ sopClassUid, sopInstanceUid, transferSyntaxUid: TransferSyntax.ExplicitVRLittleEndian }), dataSet(elements)]);
+}
+
+// ---------- the study ----------
+
+export interface ScriptedStudy {
+  studyUid: string;
+  patientId: string;
+  patientName: string;
+  birthDate: string;
+  date: string;
+  time: string;
+  accession: string;
+  manufacturer: string;
+  model: string;
+  serial: string;
+  station: string;
+  /** Frames of the cine loop (64 x 48 monochrome each). */
+  cineFrames: number;
+}
+
+export const DEFAULT_STUDY: ScriptedStudy = {
+  studyUid: '1.2.826.0.1.3680043.10.999.20.1',
+  patientId: 'SIM-0001',
+  patientName: 'SIMULATED^PATIENT',
+  birthDate: '19900101',
+  date: '20240501',
+  time: '101500',
+  accession: 'SIMACC01',
+  manufacturer: 'poctd simulator',
+  model: 'Scripted US',
+  serial: 'SIM-US-1',
+  station: 'SIM-US',
+  cineFrames: 30,
+};
+
+export interface StudyFile {
+  name: string;
+  sopClassUid: string;
+  sopInstanceUid: string;
+  bytes: Buffer;
+}
+
+const code = (value: string, scheme: string, meaning: string): Item => ({ x00080100: ['SH', value], x00080102: ['SH', scheme], x00080104: ['LO', meaning] });
+const ucum = (unit: string, meaning: string): Item => code(unit, 'UCUM', meaning);
+
+function num(concept: Item, value: number, unit: Item, children: Item[] = []): Item {
+  return {
+    x0040a010: ['CS', 'CONTAINS'],
+    x0040a040: ['CS', 'NUM'],
+    x0040a043: ['SQ', [concept]],
+    x0040a300: ['SQ', [{ x004008ea: ['SQ', [unit]], x0040a30a: ['DS', String(value)] }]],
+    ...(children.length > 0 ? { x0040a730: ['SQ', children] as [string, Value] } : {}),
+  };
+}
+
+function container(concept: Item, children: Item[], relationship = 'CONTAINS'): Item {
+  return { x0040a010: ['CS', relationship], x0040a040: ['CS', 'CONTAINER'], x0040a043: ['SQ', [concept]], x0040a050: ['CS', 'SEPARATE'], x0040a730: ['SQ', children] };
+}
+
+function inferredFrom(equation: Item): Item {
+  return { x0040a010: ['CS', 'INFERRED FROM'], x0040a040: ['CS', 'CODE'], x0040a043: ['SQ', [code('121420', 'DCM', 'Equation')]], x0040a168: ['SQ', [equation]] };
+}
+
+function biometry(concept: Item, mm: number, gaDays: number, equation: Item): Item {
+  return container(code('125005', 'DCM', 'Biometry Group'), [
+    num(concept, mm, ucum('mm', 'mm')),
+    num(code('18185-9', 'LN', 'Gestational Age'), gaDays, ucum('d', 'days'), [inferredFrom(equation)]),
+  ]);
+}
+
+/** The study's three files: a US image, a cine loop, the OB SR. Deterministic for one spec. */
+export function makeStudy(s: ScriptedStudy = DEFAULT_STUDY): StudyFile[] {
+  const common = (modality: string, series: string, seriesNumber: number, instanceUid: string, sopClass: string): Item => ({
+    x00080005: ['CS', 'ISO_IR 192'],
+    x00080016: ['UI', sopClass],
+    x00080018: ['UI', instanceUid],
+    x00080020: ['DA', s.date],
+    x00080030: ['TM', s.time],
+    x00080050: ['SH', s.accession],
+    x00080060: ['CS', modality],
+    x00080070: ['LO', s.manufacturer],
+    x00081010: ['SH', s.station],
+    x00081090: ['LO', s.model],
+    x00100010: ['PN', s.patientName],
+    x00100020: ['LO', s.patientId],
+    x00100030: ['DA', s.birthDate],
+    x00100040: ['CS', 'F'],
+    x00181000: ['LO', s.serial],
+    x0020000d: ['UI', s.studyUid],
+    x0020000e: ['UI', series],
+    x00200010: ['SH', '1'],
+    x00200011: ['IS', String(seriesNumber)],
+    x00200013: ['IS', '1'],
+  });
+  const image = (frames: number): Item => ({
+    x00280002: ['US', 1],
+    x00280004: ['CS', 'MONOCHROME2'],
+    x00280010: ['US', 48],
+    x00280011: ['US', 64],
+    x00280100: ['US', 8],
+    x00280101: ['US', 8],
+    x00280102: ['US', 7],
+    x00280103: ['US', 0],
+    x7fe00010: ['OB', Buffer.from(Array.from({ length: 48 * 64 * frames }, (_, i) => (i * 7 + (i >> 6)) & 0xff))],
+  });
+  const usUid = `${s.studyUid}.1.1`;
+  const cineUid = `${s.studyUid}.2.1`;
+  const srUid = `${s.studyUid}.9.1`;
+  const us = part10(SopClass.UltrasoundImage, usUid, { ...common('US', `${s.studyUid}.1`, 1, usUid, SopClass.UltrasoundImage), x00080008: ['CS', 'ORIGINAL\\PRIMARY'], ...image(1) });
+  const cine = part10(SopClass.UltrasoundMultiFrameImage, cineUid, {
+    ...common('US', `${s.studyUid}.2`, 2, cineUid, SopClass.UltrasoundMultiFrameImage),
+    x00080008: ['CS', 'ORIGINAL\\PRIMARY'],
+    x00181063: ['DS', '33.33'],
+    x00280008: ['IS', String(s.cineFrames)],
+    x00280009: ['AT', '0018,1063'],
+    ...image(s.cineFrames),
+  });
+  const sr = part10(SopClass.ComprehensiveSR, srUid, {
+    ...common('SR', `${s.studyUid}.9`, 99, srUid, SopClass.ComprehensiveSR),
+    x00080023: ['DA', s.date],
+    x00080033: ['TM', s.time],
+    x0040a040: ['CS', 'CONTAINER'],
+    x0040a043: ['SQ', [code('125000', 'DCM', 'OB-GYN Ultrasound Procedure Report')]],
+    x0040a050: ['CS', 'SEPARATE'],
+    x0040a491: ['CS', 'COMPLETE'],
+    x0040a493: ['CS', 'UNVERIFIED'],
+    x0040a504: ['SQ', [{ x00080105: ['CS', 'DCMR'], x0040db00: ['CS', '5000'] }]],
+    x0040a730: [
+      'SQ',
+      [
+        container(code('121111', 'DCM', 'Summary'), [
+          container(code('125008', 'DCM', 'Fetus Summary'), [
+            num(code('11888-5', 'LN', 'Composite Ultrasound Age'), 151, ucum('d', 'days')),
+            num(code('11727-5', 'LN', 'Estimated Weight'), 310, ucum('g', 'g')),
+          ]),
+        ]),
+        container(code('125002', 'DCM', 'Fetal Biometry'), [
+          biometry(code('11820-8', 'LN', 'Biparietal Diameter'), 48.2, 146, code('11902-4', 'LN', 'BPD, Hadlock 1984')),
+          biometry(code('11984-2', 'LN', 'Head Circumference'), 178.5, 150, code('11932-1', 'LN', 'HC, Hadlock 1984')),
+          biometry(code('11979-2', 'LN', 'Abdominal Circumference'), 152, 148, code('11892-7', 'LN', 'AC, Hadlock 1984')),
+        ]),
+        container(code('125003', 'DCM', 'Fetal Long Bones'), [
+          biometry(code('11963-6', 'LN', 'Femur Length'), 33.4, 145, code('11920-6', 'LN', 'FL, Hadlock 1984')),
+        ]),
+      ],
+    ],
+  });
+  return [
+    { name: 'us-image.dcm', sopClassUid: SopClass.UltrasoundImage, sopInstanceUid: usUid, bytes: us },
+    { name: 'us-cine.dcm', sopClassUid: SopClass.UltrasoundMultiFrameImage, sopInstanceUid: cineUid, bytes: cine },
+    { name: 'ob-sr.dcm', sopClassUid: SopClass.ComprehensiveSR, sopInstanceUid: srUid, bytes: sr },
+  ];
+}
+
+// ---------- sending ----------
+
+export interface SendOptions {
+  host: string;
+  port: number;
+  calling_ae: string;
+  called_ae: string;
+}
+
+/** Sends the files on one association; resolves with each file's C-STORE status. */
+export async function sendStudy(files: readonly StudyFile[], options: SendOptions): Promise<number[]> {
+  const classes = [...new Set(files.map((f) => f.sopClassUid))];
+  const scu = await ScuAssociation.connect({
+    host: options.host,
+    port: options.port,
+    callingAe: options.calling_ae,
+    calledAe: options.called_ae,
+    contexts: classes.map((abstractSyntax) => ({ abstractSyntax, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] })),
+  });
+  const statuses: number[] = [];
+  try {
+    for (const f of files) {
+      const ctx = scu.contextFor(f.sopClassUid);
+      if (!ctx) throw new Error(`the node did not accept ${f.sopClassUid}`);
+      const offset = 144 + f.bytes.readUInt32LE(140);
+      statuses.push((await scu.store({ contextId: ctx.id, sopClassUid: f.sopClassUid, sopInstanceUid: f.sopInstanceUid, dataSet: f.bytes.subarray(offset) })).status);
+    }
+    await scu.release();
+  } catch (error) {
+    scu.abort();
+    throw error;
+  }
+  return statuses;
+}
+
+export interface UltrasoundSimulatorOptions extends SendOptions {
+  /** Send the study again every this many seconds (0: once). */
+  interval_s: number;
+}
+
+export function parseSimulatorOptions(options: Record<string, unknown>): UltrasoundSimulatorOptions {
+  const r = new SimulatorOptionReader(options, 'dicom-ultrasound simulator', Object.keys(SIMULATOR_OPTION_HELP));
+  const ae = /^[\x20-\x5b\x5d-\x7e]{1,16}$/;
+  const port = r.number('port', 1, 65535) ?? 11112;
+  const interval = r.number('interval_s', 0) ?? 0;
+  if (!Number.isInteger(port)) throw r.error('port', 'an integer from 1 to 65535');
+  return {
+    host: r.string('host') ?? '127.0.0.1',
+    port,
+    calling_ae: r.string('calling_ae', ae, 'an AE title of 1-16 characters') ?? 'US_SIM',
+    called_ae: r.string('called_ae', ae, 'an AE title of 1-16 characters') ?? 'POCTD',
+    interval_s: interval,
+  };
+}
+
+export class UltrasoundSimulator implements DeviceSimulator {
+  private timer: NodeJS.Timeout | null = null;
+  private sent = 0;
+
+  constructor(private readonly options: UltrasoundSimulatorOptions) {}
+
+  attach(_transport: ByteTransport): void {
+    const once = (): void => {
+      this.sent += 1;
+      // Each repeat is a new study (its own UIDs), as the next exam would be.
+      const files = makeStudy({ ...DEFAULT_STUDY, studyUid: `${DEFAULT_STUDY.studyUid}.${this.sent}` });
+      sendStudy(files, this.options).then(
+        (statuses) => process.stderr.write(`sent study ${this.sent}: statuses ${statuses.map((s) => `0x${s.toString(16)}`).join(' ')}\n`),
+        (error: Error) => process.stderr.write(`study ${this.sent} not sent: ${error.message}\n`),
+      );
+    };
+    once();
+    if (this.options.interval_s > 0) this.timer = setInterval(once, this.options.interval_s * 1000);
+  }
+
+  detach(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}
