@@ -254,6 +254,9 @@ describe('DICOM C-STORE SCP: bad data sets and bad PDUs from a scripted SCU', ()
     expect(wrongUid.status).toBe(Status.DataSetMismatch);
     const truncated = await a.store({ contextId: us.id, sopClassUid: SopClass.UltrasoundImage, sopInstanceUid: '1.2.826.0.1.3680043.10.999.9.1.6', dataSet: good.subarray(0, 40) });
     expect(truncated.status).toBe(Status.CannotUnderstand);
+    // Cut inside its pixel data: the header reads well, the object is not whole.
+    const cutPixels = await a.store({ contextId: us.id, sopClassUid: SopClass.UltrasoundImage, sopInstanceUid: '1.2.826.0.1.3680043.10.999.9.1.6', dataSet: good.subarray(0, good.length - 100) });
+    expect(cutPixels).toMatchObject({ status: Status.CannotUnderstand, errorComment: expect.stringMatching(/cut short/) });
     const ok = await a.store({ contextId: us.id, sopClassUid: SopClass.UltrasoundImage, sopInstanceUid: '1.2.826.0.1.3680043.10.999.9.1.6', dataSet: good });
     expect(ok.status).toBe(Status.Success);
     await a.release();

@@ -14,7 +14,7 @@
 import { statfsSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { Status } from '../../../src/protocols/dicom/dimse.ts';
-import { HeaderError, parseHeader, uidOf } from '../../../src/protocols/dicom/header.ts';
+import { HeaderError, parseHeader, pixelDataTruncation, uidOf } from '../../../src/protocols/dicom/header.ts';
 import { fileMetaHeader } from '../../../src/protocols/dicom/part10.ts';
 import type { InstanceSink, StoreOutcome, StoreRequest } from '../../../src/protocols/dicom/association.ts';
 import type { BlobRef, BlobStore } from '../../../src/store/blobs.ts';
@@ -71,6 +71,8 @@ class BlobSink implements InstanceSink {
   private readonly prefix: Buffer[] = [];
   private prefixBytes = 0;
   private totalBytes = 0;
+  /** The last 8 bytes written: an encapsulated data set must end with its sequence delimiter. */
+  private tail = Buffer.alloc(0);
   private failure: Error | null = null;
 
   constructor(
@@ -97,6 +99,7 @@ class BlobSink implements InstanceSink {
 
   write(chunk: Buffer): boolean {
     this.totalBytes += chunk.length;
+    this.tail = chunk.length >= 8 ? chunk.subarray(chunk.length - 8) : Buffer.concat([this.tail, chunk]).subarray(-8);
     if (this.prefixBytes < HEADER_PREFIX_BYTES) {
       const part = chunk.subarray(0, HEADER_PREFIX_BYTES - this.prefixBytes);
       this.prefix.push(Buffer.from(part));
@@ -187,6 +190,8 @@ class BlobSink implements InstanceSink {
     if (uidOf(dataSet, 'x0020000d') === undefined || uidOf(dataSet, 'x0020000e') === undefined) {
       return { status: Status.CannotUnderstand, comment: 'the data set has no study or series instance UID' };
     }
+    const truncated = pixelDataTruncation(dataSet, this.totalBytes, Buffer.from(this.tail));
+    if (truncated) return { status: Status.CannotUnderstand, comment: truncated };
     return undefined;
   }
 }

@@ -9,12 +9,14 @@ import { deviceBytes } from '../../../src/driver-sdk/capture.ts';
 import { sha256Hex } from '../../../src/records/ids.ts';
 import type { StudyDraft } from '../../../src/records/types.ts';
 import { dataSetOffset } from '../../../src/protocols/dicom/part10.ts';
-import { uidOf, parseHeader } from '../../../src/protocols/dicom/header.ts';
+import { HeaderError, parseHeader, pixelDataTruncation, uidOf } from '../../../src/protocols/dicom/header.ts';
 import { decodeBundle, headerPart, isBundle, type BundledInstance } from './bundle.ts';
 import { readInstance, studyDraft, type ReadInstance } from './study.ts';
 
 function bundledFromFile(file: Buffer): BundledInstance {
   const { dataSet } = parseHeader(file);
+  const truncated = pixelDataTruncation(dataSet, file.length, file.subarray(-8));
+  if (truncated) throw new HeaderError(truncated);
   return {
     sha256: sha256Hex(file),
     size: file.length,

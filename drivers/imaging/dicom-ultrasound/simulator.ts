@@ -236,6 +236,58 @@ export function makeStudy(s: ScriptedStudy = DEFAULT_STUDY): StudyFile[] {
   ];
 }
 
+function modifier(concept: Item, value: Item): Item {
+  return { x0040a010: ['CS', 'HAS CONCEPT MOD'], x0040a040: ['CS', 'CODE'], x0040a043: ['SQ', [concept]], x0040a168: ['SQ', [value]] };
+}
+
+/**
+ * A vascular ultrasound report (TID 5100): one section per carotid side, its finding site and
+ * laterality given once on the section, PSV / EDV / RI inside; the right PSV as a mean of measured
+ * values (derivation). What tells the left PSV from the right is only the section's context.
+ */
+export function makeVascularSr(s: ScriptedStudy = DEFAULT_STUDY): StudyFile {
+  const uid = `${s.studyUid}.8.1`;
+  const side = (laterality: Item, psv: number, edv: number, ri: number, mean: boolean): Item =>
+    container(code('121070', 'DCM', 'Findings'), [
+      modifier(code('363698007', 'SCT', 'Finding Site'), code('32062004', 'SCT', 'Common Carotid Artery')),
+      modifier(code('272741003', 'SCT', 'Laterality'), laterality),
+      num(code('11726-7', 'LN', 'Peak Systolic Velocity'), psv, ucum('cm/s', 'cm/s'), mean ? [modifier(code('121401', 'DCM', 'Derivation'), code('R-00317', 'SRT', 'Mean'))] : []),
+      num(code('11653-3', 'LN', 'End Diastolic Velocity'), edv, ucum('cm/s', 'cm/s')),
+      num(code('12023-8', 'LN', 'Resistivity Index'), ri, ucum('{ratio}', 'ratio')),
+    ]);
+  const bytes = part10(SopClass.EnhancedSR, uid, {
+    x00080005: ['CS', 'ISO_IR 192'],
+    x00080016: ['UI', SopClass.EnhancedSR],
+    x00080018: ['UI', uid],
+    x00080020: ['DA', s.date],
+    x00080023: ['DA', s.date],
+    x00080030: ['TM', s.time],
+    x00080033: ['TM', s.time],
+    x00080060: ['CS', 'SR'],
+    x00080070: ['LO', s.manufacturer],
+    x00081090: ['LO', s.model],
+    x00100010: ['PN', s.patientName],
+    x00100020: ['LO', s.patientId],
+    x00181000: ['LO', s.serial],
+    x0020000d: ['UI', s.studyUid],
+    x0020000e: ['UI', `${s.studyUid}.8`],
+    x00200011: ['IS', '98'],
+    x00200013: ['IS', '1'],
+    x0040a040: ['CS', 'CONTAINER'],
+    x0040a043: ['SQ', [code('125100', 'DCM', 'Vascular Ultrasound Procedure Report')]],
+    x0040a050: ['CS', 'SEPARATE'],
+    x0040a491: ['CS', 'COMPLETE'],
+    x0040a493: ['CS', 'UNVERIFIED'],
+    x0040a730: [
+      'SQ',
+      [
+        container(code('125101', 'DCM', 'Vascular Ultrasound Section'), [side(code('24028007', 'SCT', 'Right'), 92.5, 24.1, 0.74, true), side(code('7771000', 'SCT', 'Left'), 88.0, 22.9, 0.74, false)]),
+      ],
+    ],
+  });
+  return { name: 'vascular-sr.dcm', sopClassUid: SopClass.EnhancedSR, sopInstanceUid: uid, bytes };
+}
+
 // ---------- sending ----------
 
 export interface SendOptions {

@@ -59,3 +59,23 @@ export function uidOf(dataSet: dicomParser.DataSet, tag: string): string | undef
   const trimmed = value?.replace(/[\0 ]+$/, '');
   return trimmed === '' ? undefined : trimmed;
 }
+
+const SEQUENCE_DELIMITER_LE = Buffer.from('feffdde000000000', 'hex');
+const SEQUENCE_DELIMITER_BE = Buffer.from('fffee0dd00000000', 'hex');
+
+/**
+ * Why a file (or a received data set) of `totalLength` bytes, whose header `dataSet` was read from
+ * its first bytes and whose last 8 bytes are `tail`, ends inside its pixel data; null when it does
+ * not. Native pixel data must fit in the file; encapsulated pixel data (undefined length) must end
+ * with its sequence delimiter. A half-copied file or a sender that stopped mid-object fails here.
+ */
+export function pixelDataTruncation(dataSet: dicomParser.DataSet, totalLength: number, tail: Buffer): string | null {
+  const pixels = dataSet.elements[PIXEL_DATA_TAG];
+  if (!pixels) return null;
+  if (pixels.length === 0xffffffff || (pixels as { hadUndefinedLength?: boolean }).hadUndefinedLength) {
+    if (tail.equals(SEQUENCE_DELIMITER_LE) || tail.equals(SEQUENCE_DELIMITER_BE)) return null;
+    return 'encapsulated pixel data without its sequence delimiter at the end (cut short)';
+  }
+  const end = pixels.dataOffset + pixels.length;
+  return end > totalLength ? `pixel data of ${pixels.length} bytes runs ${end - totalLength} bytes past the end (cut short)` : null;
+}
