@@ -72,7 +72,7 @@ class BlobSink implements InstanceSink {
   private prefixBytes = 0;
   private totalBytes = 0;
   /** The last 8 bytes written: an encapsulated data set must end with its sequence delimiter. */
-  private tail = Buffer.alloc(0);
+  private tail: Buffer = Buffer.alloc(0);
   private failure: Error | null = null;
 
   constructor(
