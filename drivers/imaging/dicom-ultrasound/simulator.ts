@@ -98,8 +98,11 @@ export interface ScriptedStudy {
   model: string;
   serial: string;
   station: string;
-  /** Frames of the cine loop (64 x 48 monochrome each). */
+  /** Frames of the cine loop. */
   cineFrames: number;
+  /** Size of each frame (monochrome, 8 bits); default 48 x 64. */
+  rows?: number;
+  columns?: number;
 }
 
 export const DEFAULT_STUDY: ScriptedStudy = {
@@ -152,6 +155,12 @@ function biometry(concept: Item, mm: number, gaDays: number, equation: Item): It
   ]);
 }
 
+function pixels(n: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 7 + (i >> 6)) & 0xff;
+  return b;
+}
+
 /** The study's three files: a US image, a cine loop, the OB SR. Deterministic for one spec. */
 export function makeStudy(s: ScriptedStudy = DEFAULT_STUDY): StudyFile[] {
   const common = (modality: string, series: string, seriesNumber: number, instanceUid: string, sopClass: string): Item => ({
@@ -176,16 +185,18 @@ export function makeStudy(s: ScriptedStudy = DEFAULT_STUDY): StudyFile[] {
     x00200011: ['IS', String(seriesNumber)],
     x00200013: ['IS', '1'],
   });
+  const rows = s.rows ?? 48;
+  const columns = s.columns ?? 64;
   const image = (frames: number): Item => ({
     x00280002: ['US', 1],
     x00280004: ['CS', 'MONOCHROME2'],
-    x00280010: ['US', 48],
-    x00280011: ['US', 64],
+    x00280010: ['US', rows],
+    x00280011: ['US', columns],
     x00280100: ['US', 8],
     x00280101: ['US', 8],
     x00280102: ['US', 7],
     x00280103: ['US', 0],
-    x7fe00010: ['OB', Buffer.from(Array.from({ length: 48 * 64 * frames }, (_, i) => (i * 7 + (i >> 6)) & 0xff))],
+    x7fe00010: ['OB', pixels(rows * columns * frames)],
   });
   const usUid = `${s.studyUid}.1.1`;
   const cineUid = `${s.studyUid}.2.1`;
