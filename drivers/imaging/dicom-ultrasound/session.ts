@@ -8,6 +8,7 @@
  *
  * A refused C-STORE (its status and reason, never patient data) is a `bad_frame` event.
  */
+import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import type { DriverSession, SessionHost } from '../../../src/driver-sdk/index.ts';
 import type { AssociationEvent } from '../../../src/protocols/dicom/association.ts';
@@ -16,6 +17,7 @@ import { ULTRASOUND_STORAGE_CLASSES } from '../../../src/protocols/dicom/uids.ts
 import { DicomInstanceIndex, type DicomInstanceRow } from '../../../src/store/dicom-instances.ts';
 import type { BlobStore } from '../../../src/store/blobs.ts';
 import { encodeBundle, headerPart, type BundledInstance } from './bundle.ts';
+import { ExportFolderWatcher } from './export-folder.ts';
 import { HEADER_PREFIX_BYTES, InstanceStore, type StoredInstance } from './instance-store.ts';
 import { readInstance, studyDraft } from './study.ts';
 
@@ -26,15 +28,34 @@ const DOCUMENT_CLASSES = new Set(ULTRASOUND_STORAGE_CLASSES.filter((uid) => uid.
 
 export interface DicomUltrasoundOptions {
   quiet_period_ms: number;
+  /** An export folder (USB stick, share) polled for files, besides the C-STORE SCP. */
+  export_folder: string | null;
+  settle_ms: number;
+  poll_ms: number;
 }
 
 export function dicomUltrasoundOptions(device: { id: string; options?: Readonly<Record<string, unknown>> | undefined }): DicomUltrasoundOptions {
-  const raw = device.options?.quiet_period_ms;
-  if (raw === undefined) return { quiet_period_ms: DEFAULT_QUIET_PERIOD_MS };
-  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0) {
-    throw new Error(`devices[${device.id}].options.quiet_period_ms: an integer number of milliseconds >= 0, got ${JSON.stringify(raw)}`);
+  const o = device.options ?? {};
+  const known = new Set(['quiet_period_ms', 'export_folder', 'settle_ms', 'poll_ms']);
+  for (const k of Object.keys(o)) if (!known.has(k)) throw new Error(`devices[${device.id}].options.${k}: not an option of dicom-ultrasound (${[...known].join(', ')})`);
+  const ms = (name: string, fallback: number, min: number): number => {
+    const raw = o[name];
+    if (raw === undefined) return fallback;
+    if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < min) {
+      throw new Error(`devices[${device.id}].options.${name}: an integer number of milliseconds >= ${min}, got ${JSON.stringify(raw)}`);
+    }
+    return raw;
+  };
+  const folder = o.export_folder;
+  if (folder !== undefined && (typeof folder !== 'string' || folder.trim() === '')) {
+    throw new Error(`devices[${device.id}].options.export_folder: a directory path, got ${JSON.stringify(folder)}`);
   }
-  return { quiet_period_ms: raw };
+  return {
+    quiet_period_ms: ms('quiet_period_ms', DEFAULT_QUIET_PERIOD_MS, 0),
+    export_folder: typeof folder === 'string' ? folder : null,
+    settle_ms: ms('settle_ms', 5000, 0),
+    poll_ms: ms('poll_ms', 2000, 50),
+  };
 }
 
 async function readPrefix(blobs: BlobStore, row: DicomInstanceRow): Promise<{ bytes: Buffer; whole: boolean }> {
@@ -57,6 +78,7 @@ async function readPrefix(blobs: BlobStore, row: DicomInstanceRow): Promise<{ by
 
 export class DicomUltrasoundSession implements DriverSession {
   private index: DicomInstanceIndex | null = null;
+  private folder: ExportFolderWatcher | null = null;
   private transport: DicomScpTransport | null = null;
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private chain: Promise<void> = Promise.resolve();
@@ -85,6 +107,22 @@ export class DicomUltrasoundSession implements DriverSession {
     this.transport = transport;
     transport.on('association', this.onAssociation);
     transport.setHandler(instances);
+    if (this.options.export_folder) {
+      this.folder = new ExportFolderWatcher({
+        dir: this.options.export_folder,
+        settleMs: this.options.settle_ms,
+        pollMs: this.options.poll_ms,
+        deviceId: this.host.device.id,
+        blobs: store.blobs,
+        index: this.index,
+        now: () => this.host.now(),
+        onStored: (stored) => this.stored(stored),
+        // A path may name a patient: the event carries a digest of it, never the path.
+        onRefused: (path, reason) =>
+          this.host.event('bad_frame', `export folder file not taken: ${reason}`, { file: createHash('sha256').update(path).digest('hex').slice(0, 12) }),
+      });
+      this.folder.start();
+    }
     this.host.updateState({ status: 'idle' });
   }
 
@@ -93,6 +131,7 @@ export class DicomUltrasoundSession implements DriverSession {
     this.stopped = true;
     this.transport?.setHandler(null);
     this.transport?.off('association', this.onAssociation);
+    await this.folder?.stop();
     // Studies still in their quiet period are recorded now: their instances are already stored.
     const pending = [...this.timers.keys()];
     for (const t of this.timers.values()) clearTimeout(t);
@@ -166,8 +205,8 @@ export class DicomUltrasoundSession implements DriverSession {
         sha256: row.sha256,
         size: row.size,
         transfer_syntax_uid: row.transfer_syntax_uid,
-        calling_ae: row.calling_ae,
-        address: row.peer,
+        calling_ae: row.source === 'folder' ? null : row.calling_ae,
+        address: row.source === 'folder' ? null : row.peer,
         source: row.source,
         header: headerPart(bytes, { prefixOnly: !whole }),
       });
