@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 
 /** Migration (appended to the store's list). */
 export const DICOM_INSTANCES_MIGRATION = `
-  CREATE TABLE dicom_instances (
+  CREATE TABLE IF NOT EXISTS dicom_instances (
     sop_instance_uid TEXT NOT NULL,
     sha256 TEXT NOT NULL,
     size INTEGER NOT NULL,
@@ -27,7 +27,7 @@ export const DICOM_INSTANCES_MIGRATION = `
     received_at TEXT NOT NULL,
     PRIMARY KEY (sop_instance_uid, sha256)
   );
-  CREATE INDEX dicom_instances_study ON dicom_instances(device_id, study_instance_uid, received_at);
+  CREATE INDEX IF NOT EXISTS dicom_instances_study ON dicom_instances(device_id, study_instance_uid, received_at);
 `;
 
 export interface DicomInstanceRow {
