@@ -1,3 +1,4 @@
+import { DicomScpTransport } from '../../src/protocols/dicom/scp-transport.ts';
 import { pbkdf2, pbkdf2Sync } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { closeSync, constants as fsConstants, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
@@ -307,7 +308,8 @@ describe('SerialTransport over a socat pty pair', () => {
     // A device's tcp-server is its handle on a listener that devices naming the same port share.
     expect((await buildTransport({ type: 'tcp-server', port: 0 })).transport).toBeInstanceOf(ListenerTransport);
     expect((await buildTransport({ type: 'hid', vendor_id: '1a61', product_id: '3410' })).transport).toBeInstanceOf(HidTransport);
-    await expect(buildTransport({ type: 'usb-printer' } as never)).rejects.toThrow(/unknown transport type "usb-printer" \(known: serial, tcp, tcp-server, hid, simulated\)/);
+    expect((await buildTransport({ type: 'dicom-scp', port: 0, allowed_callers: ['US_ROOM2'] })).transport).toBeInstanceOf(DicomScpTransport);
+    await expect(buildTransport({ type: 'usb-printer' } as never)).rejects.toThrow(/unknown transport type "usb-printer" \(known: serial, tcp, tcp-server, hid, simulated, dicom-scp\)/);
   });
 });
 
