@@ -147,8 +147,9 @@ describe('DICOM C-STORE SCP against DCMTK', () => {
     const asIs = [files.usJpeg, files.usRle, files.cineRle, files.second, join(PYDICOM_FILES, 'SC_rgb_jpeg_dcmtk.dcm'), join(PYDICOM_FILES, 'test-SR.dcm')];
     const converted = [files.usImplicit, join(PYDICOM_FILES, 'ExplVR_BigEnd.dcm'), join(PYDICOM_FILES, 'reportsi.dcm')];
     await run('dcmsend', [...scu(rig), ...asIs, ...converted]);
-    await eventually(() => expect(rig.stored).toHaveLength(asIs.length + converted.length));
+    // dcmsend has exited after its last Success: every row and file is there already (rule 1).
     expect(rig.index.count()).toBe(asIs.length + converted.length);
+    expect(rig.stored).toHaveLength(asIs.length + converted.length);
     // The data set's elements and values as dcmdump prints them, without how they were encoded
     // (sequence and item lengths, delimiters, the transfer syntax line, the lengths column).
     const dataPart = (dump: string): string[] =>
@@ -257,8 +258,12 @@ describe('DICOM C-STORE SCP: bad data sets and bad PDUs from a scripted SCU', ()
     // Cut inside its pixel data: the header reads well, the object is not whole.
     const cutPixels = await a.store({ contextId: us.id, sopClassUid: SopClass.UltrasoundImage, sopInstanceUid: '1.2.826.0.1.3680043.10.999.9.1.6', dataSet: good.subarray(0, good.length - 100) });
     expect(cutPixels).toMatchObject({ status: Status.CannotUnderstand, errorComment: expect.stringMatching(/cut short/) });
+    expect(rig.index.count()).toBe(0);
     const ok = await a.store({ contextId: us.id, sopClassUid: SopClass.UltrasoundImage, sopInstanceUid: '1.2.826.0.1.3680043.10.999.9.1.6', dataSet: good });
     expect(ok.status).toBe(Status.Success);
+    // Success came after the row and the file: both are there the moment it arrives.
+    expect(rig.index.count()).toBe(1);
+    expect(rig.store.blobs.sizeOf(rig.stored[0]!.blob.sha256)).toBe(rig.stored[0]!.blob.size);
     await a.release();
     expect(rig.index.count()).toBe(1);
     expect(dataSetBytes(rig.store.blobs.pathOf(rig.stored[0]!.blob.sha256)).equals(good)).toBe(true);
