@@ -89,7 +89,16 @@ describe('dicom-ultrasound session (device manager, real store)', () => {
     ]);
     // Each stored file is in the blob store under the sha256 the record names.
     for (const s of record!.storage) expect(rig.store.blobs.sizeOf(s.sha256)).toBe(s.size);
+    await eventually('download_finished', () => rig.events.some((e) => e.type === 'download_finished'));
     expect(rig.events.map((e) => e.type)).toEqual(expect.arrayContaining(['download_started', 'download_finished']));
+    // The device state's imaging block: who called, how many instances, no association left open.
+    await eventually('the association counted closed', () => rig.states('us-room-2').at(-1)?.imaging?.associations_open === 0);
+    expect(rig.states('us-room-2').at(-1)).toMatchObject({
+      status: 'ok',
+      manufacturer: 'poctd simulator',
+      imaging: { calling_ae_title: 'US_ROOM2', instances_received: 3, associations_open: 0 },
+    });
+    expect(rig.states('us-room-2').some((s) => s.imaging?.associations_open === 1)).toBe(true);
   });
 
   it('the same instances again: no new record; one more instance: a new version with the same study_key', async () => {

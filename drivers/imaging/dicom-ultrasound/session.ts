@@ -83,6 +83,8 @@ export class DicomUltrasoundSession implements DriverSession {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
+  private openAssociations = 0;
+  private instancesReceived = 0;
   private readonly options: DicomUltrasoundOptions;
   private readonly onAssociation = (event: AssociationEvent): void => this.association(event);
 
@@ -161,6 +163,17 @@ export class DicomUltrasoundSession implements DriverSession {
   }
 
   private association(event: AssociationEvent): void {
+    if (event.type === 'accepted' && this.ours(event.callingAe)) {
+      this.openAssociations += 1;
+      const at = this.host.now().toISOString();
+      this.host.updateState({ last_seen: at, imaging: { calling_ae_title: event.callingAe, associations_open: this.openAssociations, last_association_at: at } });
+      return;
+    }
+    if (event.type === 'closed' && event.wasAccepted && event.callingAe !== null && this.ours(event.callingAe)) {
+      this.openAssociations = Math.max(0, this.openAssociations - 1);
+      this.host.updateState({ imaging: { associations_open: this.openAssociations } });
+      return;
+    }
     if (event.type !== 'stored' || event.outcome.status === 0 || !this.ours(event.request.callingAe)) return;
     this.host.event('bad_frame', `C-STORE refused with status 0x${event.outcome.status.toString(16).padStart(4, '0')}: ${event.outcome.comment ?? 'no reason given'}`, {
       status: event.outcome.status,
@@ -171,6 +184,8 @@ export class DicomUltrasoundSession implements DriverSession {
 
   private stored(stored: StoredInstance): void {
     if (this.stopped) return;
+    this.instancesReceived += 1;
+    this.host.updateState({ last_seen: stored.row.received_at, imaging: { instances_received: this.instancesReceived, last_instance_at: stored.row.received_at } });
     const study = stored.row.study_instance_uid;
     const running = this.timers.get(study);
     if (running) clearTimeout(running);

@@ -88,7 +88,7 @@ export type AssociationEvent =
   | { type: 'stored'; request: StoreRequest; outcome: StoreOutcome; bytes: number }
   | { type: 'aborted'; by: 'peer' | 'us'; peer: string; callingAe: string | null; reason: string }
   | { type: 'released'; peer: string; callingAe: string }
-  | { type: 'closed'; peer: string };
+  | { type: 'closed'; peer: string; callingAe: string | null; wasAccepted: boolean };
 
 interface Inbound {
   contextId: number;
@@ -429,7 +429,7 @@ export class ScpAssociation {
     if (this.idle) clearTimeout(this.idle);
     this.idle = null;
     this.state = 'closed';
-    this.emit({ type: 'closed', peer: this.peer });
+    this.emit({ type: 'closed', peer: this.peer, callingAe: this.callingAe, wasAccepted: this.handler !== null });
   }
 
   private touch(): void {
