@@ -77,6 +77,19 @@ export class DicomInstanceIndex {
       byStudy: this.db.prepare(`SELECT * FROM dicom_instances WHERE device_id = ? AND study_instance_uid = ? ORDER BY received_at, sop_instance_uid`),
       bySop: this.db.prepare(`SELECT * FROM dicom_instances WHERE sop_instance_uid = ? ORDER BY received_at DESC`),
       count: this.db.prepare(`SELECT COUNT(*) FROM dicom_instances`).pluck(),
+      // Studies with more instance versions than their newest study record covers (or none yet).
+      unrecorded: this.db
+        .prepare(
+          `SELECT i.study_instance_uid FROM
+             (SELECT study_instance_uid, COUNT(*) AS n FROM dicom_instances WHERE device_id = ? GROUP BY study_instance_uid) AS i
+           LEFT JOIN
+             (SELECT json_extract(json, '$.study.instance_uid') AS uid, MAX(json_extract(json, '$.version')) AS v
+                FROM records WHERE device_id = ? AND schema = 'poct.study/1' GROUP BY uid) AS r
+           ON r.uid = i.study_instance_uid
+           WHERE r.v IS NULL OR r.v < i.n
+           ORDER BY i.study_instance_uid`,
+        )
+        .pluck(),
     };
   }
 
@@ -98,6 +111,14 @@ export class DicomInstanceIndex {
 
   study(deviceId: string, studyInstanceUid: string): DicomInstanceRow[] {
     return this.stmts.byStudy.all(deviceId, studyInstanceUid) as DicomInstanceRow[];
+  }
+
+  /**
+   * The device's studies whose instances no study record covers yet: what a daemon killed inside a
+   * study's quiet period left behind (its instances were stored and answered; the record was not).
+   */
+  unrecordedStudies(deviceId: string): string[] {
+    return this.stmts.unrecorded.all(deviceId, deviceId) as string[];
   }
 
   count(): number {

@@ -19,6 +19,11 @@ import { hashPatientId } from '../../src/records/privacy.ts';
 import type { StudyRecord } from '../../src/records/types.ts';
 import { Status } from '../../src/protocols/dicom/dimse.ts';
 import { AssociationRejected } from '../../src/protocols/dicom/scu.ts';
+import { InstanceStore } from '../../drivers/imaging/dicom-ultrasound/instance-store.ts';
+import { DicomScpServer } from '../../src/protocols/dicom/server.ts';
+import { ACCEPTED_TRANSFER_SYNTAXES, ULTRASOUND_STORAGE_CLASSES } from '../../src/protocols/dicom/uids.ts';
+import { DicomInstanceIndex } from '../../src/store/dicom-instances.ts';
+import { Store } from '../../src/store/store.ts';
 import { runCleanups, type Cleanups } from '../helpers/cleanups.ts';
 import { deviceManagerRig, type DeviceManagerRig } from '../helpers/device-manager-rig.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -150,5 +155,39 @@ describe('dicom-ultrasound session (device manager, real store)', () => {
     await eventually('bad_frame events', () => rig.events.filter((e) => e.type === 'bad_frame').length === 3);
     expect(rig.events.find((e) => e.type === 'bad_frame')!.message).toMatch(/status 0xa700/);
     expect(studies(rig)).toEqual([]);
+  });
+
+  it('instances stored before a kill inside the quiet period (no record yet) are recorded when the session starts', async () => {
+    // The SCP part alone stores and answers the study, as the daemon had before it was killed.
+    const dbPath = join(mkdtempSync(join(tmpdir(), 'poctd-us-kill-')), 'poctd.db');
+    const store = new Store(dbPath);
+    const index = new DicomInstanceIndex(dbPath);
+    const server = new DicomScpServer({
+      bind: '127.0.0.1',
+      port: 0,
+      aeTitle: 'POCTD',
+      maxPduLength: 65536,
+      maxAssociations: 4,
+      storageClasses: ULTRASOUND_STORAGE_CLASSES,
+      transferSyntaxes: ACCEPTED_TRANSFER_SYNTAXES,
+      artimMs: 5000,
+      idleTimeoutMs: 5000,
+      decide: () => ({ accept: true, handler: new InstanceStore({ blobs: store.blobs, index, deviceId: 'us-room-2', minFreeBytes: 0 }) }),
+    });
+    await server.start();
+    expect(await send(server.port)).toEqual([Status.Success, Status.Success, Status.Success]);
+    await server.stop();
+    index.close();
+    store.close();
+
+    const rig = await deviceManagerRig({ devices: [device(await freePort())], drivers: [dicomUltrasound], cleanups, dbPath });
+    await eventually('the study recorded at start', () => studies(rig).length === 1);
+    expect(studies(rig)[0]).toMatchObject({ instances: 3, version: 3 });
+    // Recorded once: a second start finds nothing left to record.
+    await rig.stop();
+    const again = await deviceManagerRig({ devices: [device(await freePort())], drivers: [dicomUltrasound], cleanups, dbPath });
+    await eventually('the SCP listening', () => again.states('us-room-2').some((s) => s.status === 'idle'));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(studies(again)).toHaveLength(1);
   });
 });

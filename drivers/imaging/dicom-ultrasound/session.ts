@@ -126,6 +126,8 @@ export class DicomUltrasoundSession implements DriverSession {
       this.folder.start();
     }
     this.host.updateState({ status: 'idle' });
+    // Instances stored before a kill inside their study's quiet period: recorded now.
+    for (const study of this.index.unrecordedStudies(this.host.device.id)) this.enqueue(study);
   }
 
   async stop(): Promise<void> {
