@@ -51,7 +51,7 @@ beforeAll(() => {
   };
 });
 
-async function startRig(options: { maxAssociations?: number; maxPduLength?: number; idleTimeoutMs?: number } = {}): Promise<Rig> {
+async function startRig(options: { maxAssociations?: number; maxPduLength?: number; idleTimeoutMs?: number; maxObjectBytes?: number } = {}): Promise<Rig> {
   const dir = mkdtempSync(join(tmpdir(), 'poctd-dicom-scp-'));
   const dbPath = join(dir, 'poctd.db');
   const store = new Store(dbPath);
@@ -67,6 +67,7 @@ async function startRig(options: { maxAssociations?: number; maxPduLength?: numb
       return r.minFreeBytes;
     },
     onStored: (s) => stored.push(s),
+    ...(options.maxObjectBytes !== undefined ? { maxObjectBytes: options.maxObjectBytes } : {}),
   });
   const server = new DicomScpServer({
     bind: '127.0.0.1',
@@ -384,3 +385,34 @@ function readdirNames(dir: string): string[] {
     return [];
   }
 }
+
+describe('DICOM SCP object size limit', () => {
+  let small: Rig;
+  beforeAll(async () => {
+    small = await startRig({ maxObjectBytes: 2000 });
+  });
+  afterAll(async () => {
+    await stopRig(small);
+  });
+
+  it('a data set longer than the limit is read to its end, refused with 0xA700 and not kept; the association goes on', async () => {
+    const a = await ScuAssociation.connect({
+      host: '127.0.0.1',
+      port: small.server.port,
+      callingAe: 'POCTD_SCU',
+      calledAe: 'POCTD',
+      contexts: [
+        { abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] },
+        { abstractSyntax: SopClass.UltrasoundImage, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] },
+      ],
+    });
+    const us = a.contextFor(SopClass.UltrasoundImage)!;
+    const refused = await a.store({ contextId: us.id, sopClassUid: SopClass.UltrasoundImage, sopInstanceUid: '1.2.826.0.1.3680043.10.999.9.1.6', dataSet: dataSetBytes(files.second) });
+    expect(refused).toMatchObject({ status: Status.OutOfResources, errorComment: expect.stringMatching(/longer than the 2000 bytes/) });
+    expect((await a.echo()).status).toBe(Status.Success);
+    await a.release();
+    expect(small.index.count()).toBe(0);
+    await eventually(() => expect(readdirNames(join(small.store.blobs.dir, 'tmp'))).toEqual([]));
+  });
+});
+

@@ -40,6 +40,11 @@ export interface InstanceStoreOptions {
   deviceId: string;
   /** Refuse a data set (0xA700) when the blob store's file system has less free space than this. */
   minFreeBytes: number;
+  /**
+   * A data set longer than this is not stored (0xA700): a sender that never ends its object cannot
+   * fill the disk. Absent: no limit but the disk's.
+   */
+  maxObjectBytes?: number;
   /** Called once an instance is durable and indexed, after its Success status is decided. */
   onStored?: (stored: StoredInstance) => void;
   /** How free space is asked (tests give their own). */
@@ -84,7 +89,7 @@ class BlobSink implements InstanceSink {
     this.put = options.blobs.put(this.stream);
     // Observed here so a failure before `finish` is not an unhandled rejection; finish reads it again.
     this.put.catch((error: unknown) => {
-      this.failure = error instanceof Error ? error : new Error(String(error));
+      this.failure ??= error instanceof Error ? error : new Error(String(error));
     });
     this.write(
       fileMetaHeader({
@@ -99,6 +104,12 @@ class BlobSink implements InstanceSink {
 
   write(chunk: Buffer): boolean {
     this.totalBytes += chunk.length;
+    const max = this.options.maxObjectBytes;
+    if (max !== undefined && this.totalBytes > max && !this.failure) {
+      // The rest of the data set is read and dropped, so the association can still be answered.
+      this.failure = new Error(`data set longer than the ${max} bytes allowed`);
+      this.discard();
+    }
     this.tail = chunk.length >= 8 ? chunk.subarray(chunk.length - 8) : Buffer.concat([this.tail, chunk]).subarray(-8);
     if (this.prefixBytes < HEADER_PREFIX_BYTES) {
       const part = chunk.subarray(0, HEADER_PREFIX_BYTES - this.prefixBytes);
@@ -123,6 +134,11 @@ class BlobSink implements InstanceSink {
   }
 
   async finish(): Promise<StoreOutcome> {
+    if (this.failure) {
+      this.discard();
+      await this.put.catch(() => undefined);
+      return { status: Status.OutOfResources, comment: `not stored: ${this.failure.message}` };
+    }
     const prefix = Buffer.concat(this.prefix);
     const check = this.check(prefix);
     if (check) {

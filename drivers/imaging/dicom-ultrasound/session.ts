@@ -103,6 +103,7 @@ export class DicomUltrasoundSession implements DriverSession {
       index: this.index,
       deviceId: this.host.device.id,
       minFreeBytes: (transport.options.min_free_mb ?? 512) * 1024 * 1024,
+      maxObjectBytes: (transport.options.max_object_mb ?? 4096) * 1024 * 1024,
       onStored: (stored) => this.stored(stored),
       now: () => this.host.now(),
     });

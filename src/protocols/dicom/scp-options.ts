@@ -26,6 +26,8 @@ export interface DicomScpTransportOptions {
   min_free_mb?: number;
   /** No PDU for this long during an association: A-ABORT. Default 60000. */
   idle_timeout_ms?: number;
+  /** A data set longer than this is refused (0xA700) and not kept. Default 4096. */
+  max_object_mb?: number;
 }
 
 declare module '../../transports/transport.ts' {
@@ -51,6 +53,7 @@ export const DICOM_SCP_SCHEMA: Record<string, unknown> = {
     max_associations: { type: 'integer', minimum: 1, maximum: 1024, description: 'associations open at once on the port (default 16)' },
     min_free_mb: { type: 'integer', minimum: 0, description: 'refuse a data set (0xA700) below this much free disk (default 512)' },
     idle_timeout_ms: { type: 'integer', minimum: 1000, description: 'an association silent this long is aborted (default 60000)' },
+    max_object_mb: { type: 'integer', minimum: 1, description: 'a data set longer than this is refused with 0xA700 and not kept (default 4096)' },
   },
 };
 
