@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dicomUltrasound } from '../../drivers/imaging/dicom-ultrasound/definition.ts';
-import { DEFAULT_STUDY, makeStudy } from '../../drivers/imaging/dicom-ultrasound/simulator.ts';
+import { DEFAULT_STUDY, makeStudy, UltrasoundSimulator, parseSimulatorOptions } from '../../drivers/imaging/dicom-ultrasound/simulator.ts';
+import { memoryPair } from '../../src/transports/memory.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { StudyRecord } from '../../src/records/types.ts';
 import { DicomInstanceIndex } from '../../src/store/dicom-instances.ts';
@@ -95,4 +96,16 @@ describe('dicom-ultrasound export folder', () => {
     await eventually('a second version with the cine', () => studies(rig).length === 2);
     expect(studies(rig)[1]).toMatchObject({ instances: 2, version: 2, frames: 1 + DEFAULT_STUDY.cineFrames });
   });
+
+  it('the scripted ultrasound writing its USB export (export_dir) is ingested through its DICOMDIR', async () => {
+    const medium = mkdtempSync(join(tmpdir(), 'poctd-sim-usb-'));
+    const simulator = new UltrasoundSimulator(parseSimulatorOptions({ export_dir: medium }));
+    simulator.attach(memoryPair('unused').host);
+    simulator.detach();
+    // The simulator writes EXPORT1/DICOMDIR and EXPORT1/DICOM/ST1/…; the device watches EXPORT1.
+    const rig = await deviceManagerRig({ devices: [await device(join(medium, 'EXPORT1'))], drivers: [dicomUltrasound], cleanups });
+    await eventually('a study record', () => studies(rig).length === 1);
+    expect(studies(rig)[0]).toMatchObject({ instances: 3, study: { instance_uid: `${DEFAULT_STUDY.studyUid}.1` }, sender: { source: 'folder' } });
+  });
 });
+

@@ -12,7 +12,8 @@ import { describe, expect, it } from 'vitest';
 import { dicomUltrasound } from '../../drivers/imaging/dicom-ultrasound/definition.ts';
 import { encodeBundle, headerPart } from '../../drivers/imaging/dicom-ultrasound/bundle.ts';
 import { readMetadata } from '../../drivers/imaging/dicom-ultrasound/metadata.ts';
-import { DEFAULT_STUDY, makeStudy, makeVascularSr, type StudyFile } from '../../drivers/imaging/dicom-ultrasound/simulator.ts';
+import { dicomdirFiles } from '../../drivers/imaging/dicom-ultrasound/export-folder.ts';
+import { DEFAULT_STUDY, makeStudy, makeVascularSr, writeExport, type StudyFile } from '../../drivers/imaging/dicom-ultrasound/simulator.ts';
 import { readSr } from '../../drivers/imaging/dicom-ultrasound/sr.ts';
 import { readInstance, studyDraft } from '../../drivers/imaging/dicom-ultrasound/study.ts';
 import { finalize } from '../../src/records/finalize.ts';
@@ -195,3 +196,18 @@ describe('malformed files are issues, never crashes or records', () => {
     expect(result.issues.map((i) => i.reason)).toEqual([expect.stringMatching(/cut short inside the header of instance 3/)]);
   });
 });
+
+describe('the simulator\'s USB export', () => {
+  it('writes a DICOMDIR whose record offsets are the ones dcmdump finds, and whose files our reader resolves', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'poctd-export-'));
+    const written = writeExport(dir, makeStudy());
+    const dump = execFileSync('dcmdump', ['-q', written.dicomdir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const at = new Set([...dump.matchAll(/offset=\$(\d+)/g)].map((m) => Number(m[1])));
+    const pointed = [...dump.matchAll(/\(0004,(?:1200|1202|1400|1420)\) up (\d+)/g)].map((m) => Number(m[1])).filter((n) => n !== 0);
+    expect(at.size).toBe(8); // patient, study, 3 series, 3 instance records
+    expect(pointed.length).toBeGreaterThan(0);
+    for (const p of pointed) expect(at.has(p), `offset ${p} is a record`).toBe(true);
+    expect((await dicomdirFiles(written.dicomdir)).files).toEqual(written.files);
+  });
+});
+

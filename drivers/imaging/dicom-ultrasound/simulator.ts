@@ -8,6 +8,8 @@
  * A modality calls the node, never the other way round: the simulator opens its own association
  * to `host`:`port`; the transport `poctd simulate` gives it carries nothing.
  */
+import fs from 'node:fs';
+import { join } from 'node:path';
 import type { ByteTransport } from '../../../src/transports/transport.ts';
 import type { DeviceSimulator } from '../../../src/driver-sdk/index.ts';
 import { SimulatorOptionReader } from '../../../src/driver-sdk/simulator-options.ts';
@@ -124,6 +126,7 @@ export interface StudyFile {
   name: string;
   sopClassUid: string;
   sopInstanceUid: string;
+  seriesInstanceUid: string;
   bytes: Buffer;
 }
 
@@ -241,9 +244,9 @@ export function makeStudy(s: ScriptedStudy = DEFAULT_STUDY): StudyFile[] {
     ],
   });
   return [
-    { name: 'us-image.dcm', sopClassUid: SopClass.UltrasoundImage, sopInstanceUid: usUid, bytes: us },
-    { name: 'us-cine.dcm', sopClassUid: SopClass.UltrasoundMultiFrameImage, sopInstanceUid: cineUid, bytes: cine },
-    { name: 'ob-sr.dcm', sopClassUid: SopClass.ComprehensiveSR, sopInstanceUid: srUid, bytes: sr },
+    { name: 'us-image.dcm', sopClassUid: SopClass.UltrasoundImage, sopInstanceUid: usUid, seriesInstanceUid: `${s.studyUid}.1`, bytes: us },
+    { name: 'us-cine.dcm', sopClassUid: SopClass.UltrasoundMultiFrameImage, sopInstanceUid: cineUid, seriesInstanceUid: `${s.studyUid}.2`, bytes: cine },
+    { name: 'ob-sr.dcm', sopClassUid: SopClass.ComprehensiveSR, sopInstanceUid: srUid, seriesInstanceUid: `${s.studyUid}.9`, bytes: sr },
   ];
 }
 
@@ -296,7 +299,100 @@ export function makeVascularSr(s: ScriptedStudy = DEFAULT_STUDY): StudyFile {
       ],
     ],
   });
-  return { name: 'vascular-sr.dcm', sopClassUid: SopClass.EnhancedSR, sopInstanceUid: uid, bytes };
+  return { name: 'vascular-sr.dcm', sopClassUid: SopClass.EnhancedSR, sopInstanceUid: uid, seriesInstanceUid: `${s.studyUid}.8`, bytes };
+}
+
+// ---------- an export folder (USB stick layout) ----------
+
+const MEDIA_STORAGE_DIRECTORY = '1.2.840.10008.1.3.10';
+
+/**
+ * Writes the study as a cart's USB export: `DICOM/ST1/IM1…` (upper case, at most 8 characters, no
+ * extension) and a DICOMDIR at the top whose PATIENT → STUDY → SERIES → IMAGE / SR DOCUMENT records
+ * carry the offsets PS3.10 asks for (next record, first lower-level record). Returns the paths.
+ */
+export function writeExport(dir: string, files: readonly StudyFile[], s: ScriptedStudy = DEFAULT_STUDY): { dicomdir: string; files: string[] } {
+  const { mkdirSync, writeFileSync } = fs;
+  const folder = join(dir, 'DICOM', 'ST1');
+  mkdirSync(folder, { recursive: true });
+  const series = new Map<string, { modality: string; number: number; images: Array<{ id: string[]; file: StudyFile }> }>();
+  let n = 0;
+  for (const f of files) {
+    const seriesUid = f.seriesInstanceUid;
+    const isSr = f.sopClassUid.startsWith('1.2.840.10008.5.1.4.1.1.88.');
+    n += 1;
+    const name = `${isSr ? 'SR' : 'IM'}${n}`;
+    writeFileSync(join(folder, name), f.bytes);
+    const entry = series.get(seriesUid) ?? { modality: isSr ? 'SR' : 'US', number: series.size + 1, images: [] };
+    entry.images.push({ id: ['DICOM', 'ST1', name], file: f });
+    series.set(seriesUid, entry);
+  }
+  // Records in file order, with who points at whom; offsets filled in the second pass.
+  interface Rec { elements: Item; next: number | null; lower: number | null }
+  const recs: Rec[] = [];
+  const add = (elements: Item): number => recs.push({ elements, next: null, lower: null }) - 1;
+  const patient = add({ x00041430: ['CS', 'PATIENT'], x00080005: ['CS', 'ISO_IR 192'], x00100010: ['PN', s.patientName], x00100020: ['LO', s.patientId] });
+  const study = add({ x00041430: ['CS', 'STUDY'], x00080005: ['CS', 'ISO_IR 192'], x00080020: ['DA', s.date], x00080030: ['TM', s.time], x00080050: ['SH', s.accession], x0020000d: ['UI', s.studyUid], x00200010: ['SH', '1'] });
+  recs[patient]!.lower = study;
+  let previousSeries: number | null = null;
+  for (const [uid, entry] of series) {
+    const r = add({ x00041430: ['CS', 'SERIES'], x00080060: ['CS', entry.modality], x0020000e: ['UI', uid], x00200011: ['IS', String(entry.number)] });
+    if (previousSeries === null) recs[study]!.lower = r;
+    else recs[previousSeries]!.next = r;
+    previousSeries = r;
+    let previous: number | null = null;
+    for (const { id, file } of entry.images) {
+      const isSr = file.sopClassUid.startsWith('1.2.840.10008.5.1.4.1.1.88.');
+      const rec = add({
+        x00041430: ['CS', isSr ? 'SR DOCUMENT' : 'IMAGE'],
+        x00041500: ['CS', id.join('\\')],
+        x00041510: ['UI', file.sopClassUid],
+        x00041511: ['UI', file.sopInstanceUid],
+        x00041512: ['UI', TransferSyntax.ExplicitVRLittleEndian],
+        x00200013: ['IS', '1'],
+        ...(isSr ? { x00080023: ['DA', s.date] as [string, Value], x00080033: ['TM', s.time] as [string, Value], x0040a491: ['CS', 'COMPLETE'] as [string, Value], x0040a493: ['CS', 'UNVERIFIED'] as [string, Value] } : {}),
+      });
+      if (previous === null) recs[r]!.lower = rec;
+      else recs[previous]!.next = rec;
+      previous = rec;
+    }
+  }
+  const uid = `${s.studyUid}.99`;
+  const header = fileMetaHeader({ sopClassUid: MEDIA_STORAGE_DIRECTORY, sopInstanceUid: uid, transferSyntaxUid: TransferSyntax.ExplicitVRLittleEndian });
+  const encode = (offsets: number[]): Buffer[] =>
+    recs.map((r) =>
+      item({
+        ...r.elements,
+        x00041400: ['UL', r.next === null ? 0 : offsets[r.next]!],
+        x00041410: ['US', 0xffff],
+        x00041420: ['UL', r.lower === null ? 0 : offsets[r.lower]!],
+      }),
+    );
+  const before = (first: number, last: number): Item => ({
+    x00041130: ['CS', 'POCTD_SIM'],
+    x00041200: ['UL', first],
+    x00041202: ['UL', last],
+    x00041212: ['US', 0],
+  });
+  // Every offset is a UL, so the sizes do not depend on the values: measure, then place.
+  const sizes = encode(recs.map(() => 0)).map((b) => b.length);
+  const start = header.length + dataSet(before(0, 0)).length + 12;
+  const offsets: number[] = [];
+  let at = start;
+  for (const size of sizes) {
+    offsets.push(at);
+    at += size;
+  }
+  const records = Buffer.concat(encode(offsets));
+  const sqHead = Buffer.alloc(12);
+  sqHead.writeUInt16LE(0x0004, 0);
+  sqHead.writeUInt16LE(0x1220, 2);
+  sqHead.write('SQ', 4, 'latin1');
+  sqHead.writeUInt32LE(records.length, 8);
+  const dicomdir = join(dir, 'DICOMDIR');
+  // The root directory entity is the patient record alone.
+  writeFileSync(dicomdir, Buffer.concat([header, dataSet(before(offsets[patient]!, offsets[patient]!)), sqHead, records]));
+  return { dicomdir, files: [...series.values()].flatMap((e) => e.images.map((i) => join(dir, ...i.id))) };
 }
 
 // ---------- sending ----------
@@ -337,6 +433,8 @@ export async function sendStudy(files: readonly StudyFile[], options: SendOption
 export interface UltrasoundSimulatorOptions extends SendOptions {
   /** Send the study again every this many seconds (0: once). */
   interval_s: number;
+  /** Write each study as a USB export (DICOMDIR and DICOM/ST1/…) under this folder instead of sending it. */
+  export_dir: string | null;
 }
 
 export function parseSimulatorOptions(options: Record<string, unknown>): UltrasoundSimulatorOptions {
@@ -351,6 +449,7 @@ export function parseSimulatorOptions(options: Record<string, unknown>): Ultraso
     calling_ae: r.string('calling_ae', ae, 'an AE title of 1-16 characters') ?? 'US_SIM',
     called_ae: r.string('called_ae', ae, 'an AE title of 1-16 characters') ?? 'POCTD',
     interval_s: interval,
+    export_dir: r.string('export_dir') ?? null,
   };
 }
 
@@ -364,7 +463,13 @@ export class UltrasoundSimulator implements DeviceSimulator {
     const once = (): void => {
       this.sent += 1;
       // Each repeat is a new study (its own UIDs), as the next exam would be.
-      const files = makeStudy({ ...DEFAULT_STUDY, studyUid: `${DEFAULT_STUDY.studyUid}.${this.sent}` });
+      const spec = { ...DEFAULT_STUDY, studyUid: `${DEFAULT_STUDY.studyUid}.${this.sent}` };
+      const files = makeStudy(spec);
+      if (this.options.export_dir) {
+        const written = writeExport(join(this.options.export_dir, `EXPORT${this.sent}`), files, spec);
+        process.stderr.write(`wrote study ${this.sent}: ${written.dicomdir} and ${written.files.length} files\n`);
+        return;
+      }
       sendStudy(files, this.options).then(
         (statuses) => process.stderr.write(`sent study ${this.sent}: statuses ${statuses.map((s) => `0x${s.toString(16)}`).join(' ')}\n`),
         (error: Error) => process.stderr.write(`study ${this.sent} not sent: ${error.message}\n`),
