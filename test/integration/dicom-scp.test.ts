@@ -10,7 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InstanceStore, type StoredInstance } from '../../drivers/imaging/dicom-ultrasound/instance-store.ts';
 import type { AssociationEvent } from '../../src/protocols/dicom/association.ts';
 import { CommandField, encodeCommand, Status } from '../../src/protocols/dicom/dimse.ts';
@@ -117,8 +117,11 @@ describe('DICOM C-STORE SCP against DCMTK', () => {
     return () => stopRig(rig);
   });
 
-  it('answers C-ECHO from echoscu for an allowed caller', async () => {
+  it('answers C-ECHO from echoscu for an allowed caller, on a socket with no-delay set', async () => {
+    const noDelay = vi.spyOn(net.Socket.prototype, 'setNoDelay');
     await run('echoscu', ['-to', '5', ...scu(rig)]);
+    expect(noDelay.mock.calls.some((c) => c[0] === true)).toBe(true);
+    noDelay.mockRestore();
     await eventually(() => expect(rig.events.map((e) => e.type)).toEqual(expect.arrayContaining(['accepted', 'released', 'closed'])));
   });
 
