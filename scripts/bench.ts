@@ -4,7 +4,7 @@
  * payloads to the same broker, measured in the same run.
  *
  *   BENCH_DEVICES (200)  BENCH_SECONDS (20)  BENCH_BURST (10000)  BENCH_DB_DIR (the OS temp dir)
- *   BENCH_PHASES (in-process,tcp,backlog,printing: which phases run besides the baseline)
+ *   BENCH_PHASES (in-process,tcp,backlog,printing,dicom: which phases run besides the baseline; dicom: scripts/bench-dicom.ts)
  *
  * Paced phases: every device makes one reading a second; prints delivered results/s, the ratio
  * to the baseline, p50/p99 latency from the device's last byte to the subscriber, peak RSS. The
@@ -42,7 +42,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const BURST = Number(process.env.BENCH_BURST ?? 10_000);
 /** Where the databases go; the disk's sync latency is most of a result's latency (try /dev/shm). */
 const DB_DIR = process.env.BENCH_DB_DIR ?? tmpdir();
-const PHASES = new Set((process.env.BENCH_PHASES ?? 'in-process,tcp,backlog,printing').split(',').map((p) => p.trim()));
+const PHASES = new Set((process.env.BENCH_PHASES ?? 'in-process,tcp,backlog,printing,dicom').split(',').map((p) => p.trim()));
 
 // The daemon's heap as bin/poctd.js sets it (the young generation keeps its first size), again
 // once each worker thread runs, since Node applies V8's flags afresh when one starts.
@@ -516,6 +516,10 @@ async function main(): Promise<void> {
     if (PHASES.has('printing')) {
       const { benchPrinting, printingReport } = await import('./bench-printing.ts');
       console.log(`\n${printingReport(await benchPrinting(broker.url))}`);
+    }
+    if (PHASES.has('dicom')) {
+      console.log('');
+      await (await import('./bench-dicom.ts')).dicomBench();
     }
   } finally {
     await broker.stop();

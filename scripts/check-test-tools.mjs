@@ -2,6 +2,7 @@
 // `npm test` runs against real components. When one is missing the run fails here, naming the
 // exact command that installs it, instead of skipping tests silently.
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 
 const tools = [
   ['mosquitto', 'mosquitto'],
@@ -12,6 +13,13 @@ const tools = [
   ['zbarimg', 'zbar-tools'],
   ['ZXingReader', 'zxing-cpp-tools'],
   ['lprint', 'lprint'],
+  // The DICOM tests: DCMTK as the real SCU and reader, Orthanc as a second SCU.
+  ['storescu', 'dcmtk'],
+  ['dcmsend', 'dcmtk'],
+  ['dcmdump', 'dcmtk'],
+  ['dsrdump', 'dcmtk'],
+  ['dcmmkdir', 'dcmtk'],
+  ['Orthanc', 'orthanc'],
 ];
 
 const missing = tools.filter(([command]) => {
@@ -22,6 +30,9 @@ const missing = tools.filter(([command]) => {
     return true;
   }
 });
+
+// pydicom's test files (real DICOM inputs of the DICOM tests), where Debian's package puts them.
+if (!existsSync('/usr/lib/python3/dist-packages/pydicom/data/test_files/test-SR.dcm')) missing.push(['pydicom test files', 'python3-pydicom']);
 
 if (missing.length > 0) {
   const packages = [...new Set(missing.map(([, pkg]) => pkg))].join(' ');

@@ -9,6 +9,7 @@ import type { DeviceConfig } from '../config/types.ts';
 import type { DeviceKind, DeviceStatePatch } from '../records/device-state.ts';
 import type { RecordDrafts } from '../records/kinds.ts';
 import type { BridgeEventType } from '../records/types.ts';
+import type { BlobStore } from '../store/blobs.ts';
 import type { ByteTransport, SerialTransportOptions, TransportKind } from '../transports/transport.ts';
 import type { ParamsSchema } from './commands.ts';
 import type { DeviceJob, JobWrite } from '../store/jobs.ts';
@@ -131,6 +132,12 @@ export interface CommandSpec {
 
 export interface SessionHost {
   readonly device: DeviceConfig;
+  /**
+   * The daemon's store, for a session whose device sends files too big to hand over as a capture
+   * (a DICOM cine of hundreds of MB): it streams them into the blob store itself and indexes them
+   * in the database at `path` before it answers. Absent where there is no store (a fake host).
+   */
+  readonly store?: { readonly blobs: BlobStore; readonly path: string };
   readonly timezone: string;
   readonly transport: ByteTransport;
   readonly log: Logger;

@@ -425,6 +425,7 @@ export class DeviceManager implements Extension {
       device: device.config,
       timezone,
       transport: device.transport,
+      store: { blobs: s.store.blobs, path: s.config.store.path },
       log,
       now: s.now,
       jobs: {

@@ -10,7 +10,7 @@ import {
   BRIDGE_INFO_SCHEMA,
   RESPONSE_SCHEMA,
 } from '../records/schemas.ts';
-import { DEVICE_STATE_SCHEMA, EVENT_SCHEMA, type Availability, type BridgeEvent, type DeviceState, type PrintJobRecord, type ResultRecord } from '../records/types.ts';
+import { DEVICE_STATE_SCHEMA, EVENT_SCHEMA, type Availability, type BridgeEvent, type DeviceState, type PrintJobRecord, type ResultRecord, type StudyRecord } from '../records/types.ts';
 
 export interface BridgeInfo {
   version: string;
@@ -75,6 +75,7 @@ export interface TopicPayloads {
   'device/+/availability': { state: Availability };
   'device/+/result': ResultRecord;
   'device/+/job': PrintJobRecord;
+  'device/+/study': StudyRecord;
   'device/+/request/+': Request;
   'device/+/response/+': Response;
 }
@@ -106,7 +107,7 @@ export const TOPIC_SCHEMAS: Readonly<Record<string, string | null>> = {
 };
 
 /** The record kinds' entries of `TopicPayloads` (their schemas come from the kind table). */
-type RecordTopicPattern = 'device/+/result' | 'device/+/job';
+type RecordTopicPattern = 'device/+/result' | 'device/+/job' | 'device/+/study';
 
 /** A pattern as a regular expression: `+` is one level, but a verb (after request/ or response/) may have several. */
 function patternRegExp(pattern: string): RegExp {

@@ -13,12 +13,15 @@ import type { PrivateField } from './privacy.ts';
 import {
   PRINT_JOB_SCHEMA,
   RESULT_SCHEMA,
+  STUDY_SCHEMA,
   type DeviceIdentity,
   type PrintJobDraft,
   type PrintJobRecord,
   type RawRef,
   type ResultDraft,
   type ResultRecord,
+  type StudyDraft,
+  type StudyRecord,
 } from './types.ts';
 
 /** What every draft carries, whatever its kind: the device it came from and its own identity there. */
@@ -31,12 +34,14 @@ export interface DraftBase {
 export interface DraftTypes {
   result: ResultDraft;
   'print-job': PrintJobDraft;
+  study: StudyDraft;
 }
 
 /** Record type by kind name: what is stored and published. */
 export interface RecordTypes {
   result: ResultRecord;
   'print-job': PrintJobRecord;
+  study: StudyRecord;
 }
 
 export type RecordKindName = keyof DraftTypes & keyof RecordTypes;
@@ -117,6 +122,34 @@ export const RECORD_KINDS: { readonly [K in RecordKindName]: RecordKind<K> } = {
       const { key: _key, ...body } = draft;
       return {
         schema: PRINT_JOB_SCHEMA,
+        id: owned.id,
+        seq: owned.seq,
+        site: owned.site,
+        ...body,
+        received_at: owned.received_at,
+        raw: owned.raw,
+      };
+    },
+  },
+  study: {
+    name: 'study',
+    schema: STUDY_SCHEMA,
+    schemaFile: 'study-1.schema.json',
+    topic: 'study',
+    id: (draft) => deviceRecordId(draft, 'study'),
+    deviceTime: (draft) => draft.device_time,
+    withFlag: (draft, flag) => (draft.flags.includes(flag) ? draft : { ...draft, flags: [...draft.flags, flag] }),
+    // A study names its patient three ways; each is protected by the policy.
+    privateFields: [
+      ['patient', 'id'],
+      ['patient', 'name'],
+      ['patient', 'birth_date'],
+    ],
+    category: () => 'study',
+    assemble: (draft, owned) => {
+      const { key: _key, ...body } = draft;
+      return {
+        schema: STUDY_SCHEMA,
         id: owned.id,
         seq: owned.seq,
         site: owned.site,

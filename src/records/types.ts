@@ -170,3 +170,100 @@ export interface BridgeEvent {
   message: string;
   data?: Record<string, unknown>;
 }
+
+export const STUDY_SCHEMA = 'poct.study/1' as const;
+
+/** A code triplet as DICOM gives it (CodeValue, CodingSchemeDesignator, CodeMeaning). */
+export interface StudyCode {
+  code: string;
+  scheme: string;
+  meaning: string;
+}
+
+/** One measurement flattened out of an SR content tree, with the context that tells one FL from another. */
+export interface StudyMeasurement {
+  sop_instance_uid: string;
+  code: string;
+  scheme: string;
+  meaning: string;
+  loinc: string | null;
+  value: number | null;
+  unit: string | null;
+  ucum: string | null;
+  text: string | null;
+  path: string[];
+  fetus: string | null;
+  finding_site: StudyCode | null;
+  laterality: StudyCode | null;
+  derivation: string | null;
+  equation: string | null;
+  selection: string | null;
+}
+
+export interface StudySeries {
+  instance_uid: string;
+  number: number | null;
+  modality: string | null;
+  description: string | null;
+  body_part: string | null;
+  laterality: string | null;
+  instances: number;
+  frames: number;
+  sop_classes: string[];
+}
+
+/** One stored instance: where its Part-10 file is (the blob store, by sha256). */
+export interface StudyInstance {
+  sop_instance_uid: string;
+  sop_class_uid: string;
+  series_instance_uid: string;
+  transfer_syntax_uid: string;
+  frames: number;
+  sha256: string;
+  size: number;
+}
+
+/** What a driver knows about one imaging study (ultrasound), never its pixel data. */
+interface StudyBody {
+  device: DeviceIdentity;
+  /** The same for every version of the study: derived from the device identity and the Study Instance UID. */
+  study_key: string;
+  /** How many instance versions this record covers; a later version covers more. */
+  version: number;
+  study: {
+    instance_uid: string;
+    study_id: string | null;
+    accession_number: string | null;
+    description: string | null;
+    /** Absolute, with the sender's own offset or the device's zone; null when the study has no date. */
+    started_at: string | null;
+    modalities: string[];
+  };
+  patient: { id: string | null; name: string | null; birth_date: string | null; sex: string | null } | null;
+  operator: { name: string | null } | null;
+  /** Who sent it: the calling AE title and address (C-STORE) or the folder (an export). */
+  sender: { calling_ae: string | null; address: string | null; station_name: string | null; source: 'c-store' | 'folder' };
+  series: StudySeries[];
+  instances: number;
+  frames: number;
+  reports: Array<{ sop_instance_uid: string; title: StudyCode | null; template: string | null; completion: string | null; verification: string | null }>;
+  measurements: StudyMeasurement[];
+  storage: StudyInstance[];
+  /** The study's start on the device's own clock, for the DST check. */
+  device_time: string | null;
+  flags: string[];
+}
+
+export interface StudyRecord extends StudyBody {
+  schema: typeof STUDY_SCHEMA;
+  id: string;
+  seq: number;
+  site: string;
+  received_at: string;
+  raw: RawRef;
+}
+
+/** `key`: the study and which instance versions this draft covers, so a re-send is the same record. */
+export interface StudyDraft extends StudyBody {
+  key: string;
+}

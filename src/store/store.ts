@@ -8,6 +8,7 @@ import { hashPatientId, resolvePrivacy, type PrivacySettings, type PrivateField 
 import { RESULT_SCHEMA, type CaptureKind, type DeviceState, type RawRef } from '../records/types.ts';
 import { BlobStore, type BlobFileSystem } from './blobs.ts';
 import { JOBS_MIGRATION, JobTable, type JobWrite } from './jobs.ts';
+import { DICOM_INSTANCES_MIGRATION } from './dicom-instances.ts';
 import { REQUESTS_MIGRATION, RequestLog, type AuditRow, type RequestRecord, type RequestResponse, type Transaction } from './requests.ts';
 
 /**
@@ -86,6 +87,8 @@ const MIGRATIONS: Migration[] = [
   moveQuarantineToBlobStore,
   // Durable device jobs (issue 11: print jobs) and named sequences (issued specimen ids): jobs.ts.
   JOBS_MIGRATION,
+  // Received DICOM instances (issue 12): which SOP instance each Part-10 blob is (dicom-instances.ts).
+  DICOM_INSTANCES_MIGRATION,
 ];
 
 /**

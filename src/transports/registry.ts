@@ -9,6 +9,7 @@
  */
 import { isIP } from 'node:net';
 import type { DeviceSimulator } from '../driver-sdk/index.ts';
+import { DICOM_SCP_SCHEMA, dicomScpOptionProblems } from '../protocols/dicom/scp-options.ts';
 import type { HidTransportExtras } from './hid.ts';
 import type { ListenerReport } from './listener.ts';
 import type { ByteTransport, SerialTransportOptions, TransportKind, TransportOptions, TransportOptionsByKind } from './transport.ts';
@@ -193,6 +194,17 @@ registerTransportKind({
   build: async (options) => {
     const { UsbPrinterTransport } = await import('./usb-printer.ts');
     return { transport: new UsbPrinterTransport(options) };
+  },
+});
+
+registerTransportKind({
+  kind: 'dicom-scp',
+  schema: { inline: DICOM_SCP_SCHEMA },
+  description: 'a DICOM C-STORE/C-ECHO SCP (port, bind default 127.0.0.1, ae_title, allowed_callers); ultrasound machines may share a port, told apart by calling AE title',
+  check: dicomScpOptionProblems,
+  build: async (options, ctx) => {
+    const { DicomScpTransport } = await import('../protocols/dicom/scp-transport.ts');
+    return { transport: new DicomScpTransport(options, ctx.deviceId ?? `port ${options.port}`, ctx.listenerReport) };
   },
 });
 

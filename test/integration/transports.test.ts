@@ -1,4 +1,5 @@
 import { UsbPrinterTransport } from '../../src/transports/usb-printer.ts';
+import { DicomScpTransport } from '../../src/protocols/dicom/scp-transport.ts';
 import { pbkdf2, pbkdf2Sync } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { closeSync, constants as fsConstants, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
@@ -309,7 +310,8 @@ describe('SerialTransport over a socat pty pair', () => {
     expect((await buildTransport({ type: 'tcp-server', port: 0 })).transport).toBeInstanceOf(ListenerTransport);
     expect((await buildTransport({ type: 'hid', vendor_id: '1a61', product_id: '3410' })).transport).toBeInstanceOf(HidTransport);
     expect((await buildTransport({ type: 'usb-printer', path: '/dev/usb/lp0' })).transport).toBeInstanceOf(UsbPrinterTransport);
-    await expect(buildTransport({ type: 'usb-lp' } as never)).rejects.toThrow(/unknown transport type "usb-lp" \(known: serial, tcp, tcp-server, hid, simulated, usb-printer\)/);
+    expect((await buildTransport({ type: 'dicom-scp', port: 0, allowed_callers: ['US_ROOM2'] })).transport).toBeInstanceOf(DicomScpTransport);
+    await expect(buildTransport({ type: 'usb-lp' } as never)).rejects.toThrow(/unknown transport type "usb-lp" \(known: serial, tcp, tcp-server, hid, simulated, usb-printer, dicom-scp\)/);
   });
 });
 

@@ -193,9 +193,9 @@ describe('error messages', () => {
   });
 
   it('unknown transport type names the valid ones; a known type reports its own errors only', () => {
-    expect(transportTypes()).toEqual(['serial', 'tcp', 'tcp-server', 'hid', 'simulated', 'usb-printer']);
+    expect(transportTypes()).toEqual(['serial', 'tcp', 'tcp-server', 'hid', 'simulated', 'usb-printer', 'dicom-scp']);
     expect(problemsOf(device('    transport: { type: usb, path: /dev/x }\n')).message).toBe(
-      'devices[0].transport.type: must be one of serial, tcp, tcp-server, hid, simulated, usb-printer',
+      'devices[0].transport.type: must be one of serial, tcp, tcp-server, hid, simulated, usb-printer, dicom-scp',
     );
     expect(problemsOf(device('    transport: { path: /dev/x }\n')).message).toBe('devices[0].transport.type: required');
     // tcp branch: only tcp's complaints, not serial's or hid's

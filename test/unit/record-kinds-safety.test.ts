@@ -9,6 +9,6 @@ import { glucoseDraft } from '../helpers/records.ts';
 describe('record kinds (safety)', () => {
   it('names every unknown kind of a commit, quoted and comma-separated, with the known ones', () => {
     const drafts = { result: [glucoseDraft(1)], studdy: [], prnt: [] } as unknown as RecordDrafts;
-    expect(() => eachDraft(drafts)).toThrow(new Error('unknown record kind "studdy", "prnt" (known: result, print-job)'));
+    expect(() => eachDraft(drafts)).toThrow(new Error('unknown record kind "studdy", "prnt" (known: result, print-job, study)'));
   });
 });

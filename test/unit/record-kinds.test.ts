@@ -39,7 +39,7 @@ describe('the record kind table', () => {
   });
 
   it('refuses drafts under a key that no kind has', () => {
-    expect(() => eachDraft({ results: [glucoseDraft(1)] } as never)).toThrow(/unknown record kind "results" \(known: result, print-job\)/);
+    expect(() => eachDraft({ results: [glucoseDraft(1)] } as never)).toThrow(/unknown record kind "results" \(known: result, print-job, study\)/);
     expect(eachDraft({ result: [glucoseDraft(1), glucoseDraft(2)] }).map((d) => d.kind.name)).toEqual(['result', 'result']);
     expect(eachDraft({})).toEqual([]);
   });
@@ -49,7 +49,7 @@ describe('topic schemas', () => {
   it('names a schema (or none, for what the daemon only listens to) for every topic of TopicPayloads', () => {
     const patterns: Array<keyof TopicPayloads> = [
       'bridge/state', 'bridge/info', 'bridge/devices', 'bridge/health', 'bridge/event', 'bridge/request/+', 'bridge/response/+',
-      'device/+', 'device/+/availability', 'device/+/result', 'device/+/job', 'device/+/request/+', 'device/+/response/+',
+      'device/+', 'device/+/availability', 'device/+/result', 'device/+/job', 'device/+/study', 'device/+/request/+', 'device/+/response/+',
     ];
     expect(Object.keys(TOPIC_SCHEMAS).sort()).toEqual([...patterns].sort());
     for (const schema of Object.values(TOPIC_SCHEMAS)) if (schema) expect(SCHEMA_IDS).toContain(schema);

@@ -21,7 +21,7 @@ describe('transport registry', () => {
   it('the built-in kinds are the ones the config schema file documents, in its order', () => {
     const builtIn = transportKinds().filter((k) => '$defsName' in k.schema);
     expect(builtIn.map((k) => `#/$defs/${(k.schema as { $defsName: string }).$defsName}`)).toEqual(configSchema.$defs.transport.oneOf.map((b) => b.$ref));
-    expect(transportTypes()).toEqual(['serial', 'tcp', 'tcp-server', 'hid', 'simulated', 'usb-printer']);
+    expect(transportTypes()).toEqual(['serial', 'tcp', 'tcp-server', 'hid', 'simulated', 'usb-printer', 'dicom-scp']);
   });
 
   it('a kind registered twice is refused, and so is an inline schema whose type const is not its name', () => {
@@ -70,7 +70,7 @@ describe('transport registry', () => {
     ]);
     expect(problems(device('{ type: loopback-test, ae_title: ANY }'))).toEqual(['devices[0].transport.ae_title: must name one AE title']);
     expect(problems(device('{ type: nowhere }'))).toEqual([
-      'devices[0].transport.type: must be one of serial, tcp, tcp-server, hid, simulated, usb-printer, loopback-test',
+      'devices[0].transport.type: must be one of serial, tcp, tcp-server, hid, simulated, usb-printer, dicom-scp, loopback-test',
     ]);
     const config = parseConfig(device('{ type: loopback-test, ae_title: US_ROOM2, port: 11112 }'));
     const { transport } = await buildTransport(config.devices[0]!.transport);
