@@ -173,21 +173,84 @@ export function endsWithTerminator(text: Buffer): boolean {
 }
 
 /**
+ * What `endsWithTerminator` needs of a text, kept up to date byte by byte as frames are taken: the
+ * message's first two bytes (the H record names the field delimiter in byte 1), the head and length
+ * of the line being read, and of the last non-empty line. Deciding whether a frame completes the
+ * message then costs that frame's bytes only, never a re-join or re-scan of the earlier frames.
+ */
+class TerminatorScan {
+  private total = 0;
+  private first0 = -1;
+  private first1 = -1;
+  private curLen = 0;
+  private cur0 = -1;
+  private cur1 = -1;
+  private lastLen = 0;
+  private last0 = -1;
+  private last1 = -1;
+
+  copy(): TerminatorScan {
+    return Object.assign(new TerminatorScan(), this);
+  }
+
+  feed(text: Uint8Array): void {
+    for (const x of text) {
+      if (this.total === 0) this.first0 = x;
+      else if (this.total === 1) this.first1 = x;
+      this.total++;
+      if (x === CR || x === LF) {
+        if (this.curLen > 0) {
+          this.lastLen = this.curLen;
+          this.last0 = this.cur0;
+          this.last1 = this.cur1;
+        }
+        this.curLen = 0;
+        this.cur0 = this.cur1 = -1;
+        continue;
+      }
+      if (this.curLen === 0) this.cur0 = x;
+      else if (this.curLen === 1) this.cur1 = x;
+      this.curLen++;
+    }
+  }
+
+  /** `endsWithTerminator` of everything fed so far. */
+  endsWithTerminator(): boolean {
+    const [len, h0, h1] = this.curLen > 0 ? [this.curLen, this.cur0, this.cur1] : [this.lastLen, this.last0, this.last1];
+    if (len === 0) return false;
+    if (h0 !== 0x4c && h0 !== 0x6c) return false; // L
+    if (len === 1) return true;
+    const field = this.first0 === 0x48 || this.first0 === 0x68 ? this.first1 : 0x7c;
+    return h1 === field;
+  }
+}
+
+/**
  * Joins accepted frames into messages, with the frame-number rules. Shared by the live receiver
- * and `collectMessages`, so a stored capture decodes as the session saw it.
+ * and `collectMessages`, so a stored capture decodes as the session saw it. Linear in the bytes
+ * taken: each frame is scanned once, and the parts are joined once, when the message is whole.
  */
 export class MessageAssembler {
   private expected: number | null = null;
   private parts: Buffer[] = [];
   private size = 0;
   private acceptedAny = false;
+  private scan = new TerminatorScan();
+  /** The scan with the frame `preview` was last asked about, so `take` does not scan it again. */
+  private previewed: { text: Buffer; scan: TerminatorScan } | null = null;
 
   /** ENQ: a new transmission starts with frame 1. */
   begin(): void {
     this.expected = 1;
+    this.clear();
+    this.acceptedAny = false;
+  }
+
+  private clear(): void {
     this.parts = [];
     this.size = 0;
-    this.acceptedAny = false;
+    this.scan = new TerminatorScan();
+    this.previewed = null;
   }
 
   get pendingBytes(): number {
@@ -195,7 +258,7 @@ export class MessageAssembler {
   }
 
   pending(): Buffer {
-    return Buffer.concat(this.parts);
+    return Buffer.concat(this.parts, this.size);
   }
 
   /**
@@ -210,14 +273,23 @@ export class MessageAssembler {
     return 'wrong-number';
   }
 
+  /** The scan of the pending text followed by `text`. */
+  private scanWith(text: Buffer): TerminatorScan {
+    if (this.previewed?.text === text) return this.previewed.scan;
+    const scan = this.scan.copy();
+    scan.feed(text);
+    this.previewed = { text, scan };
+    return scan;
+  }
+
   /**
-   * The finished message if this frame completes one, else null. Only a final (ETX) frame can,
-   * so intermediate frames are never joined: a long message costs one join, not one per frame.
+   * The finished message if this frame completes one, else null. Only a final (ETX) frame can;
+   * the check scans this frame's bytes only, and the parts are joined once, for the whole message.
    */
   preview(text: Buffer, final: boolean): Buffer | null {
     if (!final) return null;
-    const message = Buffer.concat([...this.parts, text]);
-    return endsWithTerminator(message) ? message : null;
+    if (!this.scanWith(text).endsWithTerminator()) return null;
+    return Buffer.concat([...this.parts, text], this.size + text.length);
   }
 
   /**
@@ -228,10 +300,11 @@ export class MessageAssembler {
     this.expected = nextFrameNumber(this.expected ?? 0);
     this.acceptedAny = true;
     if (completed) {
-      this.parts = [];
-      this.size = 0;
+      this.clear();
       return completed;
     }
+    this.scan = this.scanWith(text);
+    this.previewed = null;
     this.parts.push(text);
     this.size += text.length;
     return null;
@@ -240,8 +313,7 @@ export class MessageAssembler {
   /** EOT, timeout or link loss: returns what was pending and forgets it. */
   end(): Buffer {
     const rest = this.pending();
-    this.parts = [];
-    this.size = 0;
+    this.clear();
     this.expected = null;
     this.acceptedAny = false;
     return rest;
