@@ -198,6 +198,11 @@ describe('ASTM_LINK_DEFAULTS', () => {
       maxMessageBytes: 4 * 1024 * 1024,
       frameTextSize: 240,
       busyBackoffMs: 10_000,
+      // This daemon's own bounds on bad input, not the standard's.
+      burstQuietMs: 1_000,
+      burstMaxMs: 10_000,
+      burstKeepBytes: 64 * 1024,
+      garbledAfterMs: 30_000,
     });
   });
 });
@@ -245,9 +250,16 @@ describe('AstmLink receiver: bytes that do not belong', () => {
     await r.device.write(ctl(ACK, NAK, EOT, ENQ));
     await eventually('the ENQ answered', () => r.replies.length === 1);
     expect(r.replies).toEqual([ACK]);
+    // Stray control bytes one after another are one burst of bad input, reported when it ends.
+    await eventually('the burst reported', () => r.issues.length === 1);
     expect(r.issues).toEqual([
-      { kind: 'unexpected', reason: 'ack-in-neutral', detail: 'ACK with no transmission going on', answer: null },
-      { kind: 'unexpected', reason: 'nak-in-neutral', detail: 'NAK with no transmission going on', answer: null },
+      {
+        kind: 'garbage',
+        reason: 'garbage-burst',
+        detail: expect.stringMatching(/^2 pieces of bad input, 0 bytes in \d+ ms \(ack-in-neutral ×1, nak-in-neutral ×1\)$/),
+        answer: null,
+        burst: { pieces: 2, size: 0, kept: 0, reasons: { 'ack-in-neutral': 1, 'nak-in-neutral': 1 }, ms: expect.any(Number) },
+      },
     ]);
   });
 
@@ -265,6 +277,7 @@ describe('AstmLink receiver: bytes that do not belong', () => {
     const r = await receiver();
     await r.device.write(Buffer.concat([b('noise\n'), ctl(ENQ)]));
     await eventually('the ENQ answered', () => r.replies.length === 1);
+    await eventually('the garbage reported', () => r.issues.length === 1);
     expect(r.issues.map((i) => [i.kind, i.answer])).toEqual([['garbage', null]]);
   });
 
@@ -274,9 +287,15 @@ describe('AstmLink receiver: bytes that do not belong', () => {
     await eventually('message', () => r.messages.length === 1);
     await eventually('phase end', () => r.phases.length === 2);
     expect(r.replies).toEqual([ACK, ACK, ACK]);
+    // One burst, reported when the good frame after it arrived.
     expect(r.issues).toEqual([
-      { kind: 'unexpected', reason: 'enq-while-receiving', detail: 'ENQ in the middle of a transmission; ignored', answer: null },
-      { kind: 'unexpected', reason: 'ack-while-receiving', detail: 'ACK in the middle of a transmission; ignored', answer: null },
+      {
+        kind: 'garbage',
+        reason: 'garbage-burst',
+        detail: expect.stringMatching(/^2 pieces of bad input, 0 bytes in \d+ ms \(enq-while-receiving ×1, ack-while-receiving ×1\)$/),
+        answer: null,
+        burst: { pieces: 2, size: 0, kept: 0, reasons: { 'enq-while-receiving': 1, 'ack-while-receiving': 1 }, ms: expect.any(Number) },
+      },
     ]);
   });
 

@@ -78,6 +78,14 @@ export interface AstmLinkOptions {
   busyBackoffMs?: number;
   /** Writes bytes (default: `transport.write`); the simulator cuts them into random chunks. */
   write?: (bytes: Buffer) => Promise<void>;
+  /** Receiver: a burst of bad input ends after this much quiet (default 1 000 ms). */
+  burstQuietMs?: number;
+  /** Receiver: a burst that never pauses is reported every this many ms (default 10 000). */
+  burstMaxMs?: number;
+  /** Receiver: bytes of a burst kept for quarantine, half from its start and half from its end (default 64 KiB). */
+  burstKeepBytes?: number;
+  /** Receiver: bad input with no good frame for this long marks the link garbled (default 30 000 ms). */
+  garbledAfterMs?: number;
 }
 
 /** The link's timers and sizes when the options leave them out; the ASTM driver's device options start from these. */
@@ -89,6 +97,10 @@ export const ASTM_LINK_DEFAULTS = {
   maxMessageBytes: 4 * 1024 * 1024,
   frameTextSize: DEFAULT_FRAME_TEXT_SIZE,
   busyBackoffMs: 10_000,
+  burstQuietMs: 1_000,
+  burstMaxMs: 10_000,
+  burstKeepBytes: 64 * 1024,
+  garbledAfterMs: 30_000,
 } as const;
 
 export interface AstmLinkMessage {
@@ -109,6 +121,9 @@ export type AstmLinkIssueKind =
   | 'commit-failed'
   | 'message-too-long';
 
+/** Issues about bytes that are no good frame: consecutive ones are coalesced into one burst. */
+const BURST_KINDS: ReadonlySet<AstmLinkIssueKind> = new Set<AstmLinkIssueKind>(['bad-frame', 'garbage', 'unexpected']);
+
 export interface AstmLinkIssue {
   kind: AstmLinkIssueKind;
   /** A short code (the bad-frame reason, …). */
@@ -119,6 +134,17 @@ export interface AstmLinkIssue {
   bytes?: Buffer;
   /** What the link answered. */
   answer?: 'ACK' | 'NAK' | null;
+  /**
+   * A coalesced burst (kind `garbage`, reason `garbage-burst`): how many pieces (bad frames, stray
+   * bytes, unexpected controls) and bytes it held, and how many of each reason. `bytes` then keeps
+   * its first and last `burstKeepBytes / 2`.
+   */
+  burst?: { pieces: number; size: number; kept: number; reasons: Record<string, number>; ms: number };
+  /**
+   * Set when nothing but bad input has come for `garbledAfterMs`: the likely cause, in words (the
+   * link is on the wrong baud rate or serial settings, or the device speaks another protocol).
+   */
+  garbled?: string;
 }
 
 export interface AstmLinkHandlers {
@@ -370,6 +396,95 @@ export function collectMessages(bytes: Buffer, maxFrameBytes: number = ASTM_LINK
   return { messages, issues };
 }
 
+/**
+ * Consecutive bad input (bad frames, bytes outside frames, unexpected controls) as one report: the
+ * count of pieces and bytes, each reason's count, and the first and last `keep / 2` bytes. Its cost
+ * is bounded per burst, whatever the flood: one issue, one quarantine entry, one log line.
+ */
+class Burst {
+  pieces = 1;
+  size = 0;
+  lastAt: number;
+  readonly reasons = new Map<string, number>();
+  private readonly head: Buffer[] = [];
+  private headLen = 0;
+  /** The latest bytes beyond the head, oldest first from `tailFrom`. */
+  private readonly tail: Buffer[] = [];
+  private tailFrom = 0;
+  private tailLen = 0;
+  /** Bytes seen that are printable text (CR LF included), for the likely cause. */
+  private printable = 0;
+  private readonly half: number;
+
+  constructor(
+    private readonly first: AstmLinkIssue,
+    readonly startedAt: number,
+    keep: number,
+  ) {
+    this.lastAt = startedAt;
+    this.half = Math.floor(keep / 2);
+    this.count(first);
+  }
+
+  add(i: AstmLinkIssue, at: number): void {
+    this.pieces++;
+    this.lastAt = at;
+    this.count(i);
+  }
+
+  private count(i: AstmLinkIssue): void {
+    this.reasons.set(i.reason, (this.reasons.get(i.reason) ?? 0) + 1);
+    const bytes = i.bytes;
+    if (!bytes || bytes.length === 0) return;
+    this.size += bytes.length;
+    for (const x of bytes) if ((x >= 0x20 && x < 0x7f) || x === CR || x === LF) this.printable++;
+    let rest = bytes;
+    if (this.headLen < this.half) {
+      const take = rest.subarray(0, this.half - this.headLen);
+      this.head.push(Buffer.from(take));
+      this.headLen += take.length;
+      rest = rest.subarray(take.length);
+    }
+    if (rest.length === 0) return;
+    this.tail.push(Buffer.from(rest.subarray(Math.max(0, rest.length - this.half))));
+    this.tailLen += Math.min(rest.length, this.half);
+    while (this.tailLen - this.tail[this.tailFrom]!.length >= this.half) this.tailLen -= this.tail[this.tailFrom++]!.length;
+    if (this.tailFrom > 1024) {
+      this.tail.splice(0, this.tailFrom);
+      this.tailFrom = 0;
+    }
+  }
+
+  private kept(): Buffer {
+    const tail = Buffer.concat(this.tail.slice(this.tailFrom));
+    return Buffer.concat([...this.head, tail.subarray(Math.max(0, tail.length - this.half))]);
+  }
+
+  issue(): AstmLinkIssue {
+    if (this.pieces === 1) return { ...this.first };
+    const bytes = this.kept();
+    const reasons = Object.fromEntries(this.reasons);
+    const list = [...this.reasons].map(([r, n]) => `${r} ×${n}`).join(', ');
+    const cut = bytes.length < this.size ? `; the first and last ${this.half} bytes are kept` : '';
+    return {
+      kind: 'garbage',
+      reason: 'garbage-burst',
+      detail: `${this.pieces} pieces of bad input, ${this.size} bytes in ${this.lastAt - this.startedAt} ms (${list})${cut}`,
+      ...(bytes.length > 0 ? { bytes } : {}),
+      answer: null,
+      burst: { pieces: this.pieces, size: this.size, kept: bytes.length, reasons, ms: this.lastAt - this.startedAt },
+    };
+  }
+
+  /** Text that is not E1381 is another protocol; bytes that are not text are a line at the wrong speed. */
+  likelyCause(): string {
+    if (this.size > 0 && this.printable / this.size >= 0.9) {
+      return 'the device sends text that is not ASTM E1381 framing: it may speak another protocol (wrong driver, or its interface set to another mode)';
+    }
+    return 'the bytes are not text: likely a baud rate, parity or stop-bit mismatch on the line, or electrical noise';
+  }
+}
+
 type Reply = 'ACK' | 'NAK' | 'EOT' | 'ENQ' | 'timeout';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -378,6 +493,12 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export class AstmLink {
   readonly role: 'host' | 'instrument';
   private readonly o: Required<Omit<AstmLinkOptions, 'write' | 'role'>>;
+  private burst: Burst | null = null;
+  private burstTimer: NodeJS.Timeout | null = null;
+  /** When the current run of bad input began (no good frame since); null after a good frame. */
+  private badSince: number | null = null;
+  /** Bytes of the current transmission's capture, so a flood cannot grow it without end. */
+  private exchangeBytes = 0;
   private readonly reader: AstmFrameReader;
   private readonly asm = new MessageAssembler();
   private state: 'neutral' | 'receiving' | 'sending' = 'neutral';
@@ -407,6 +528,10 @@ export class AstmLink {
       frameTextSize: options.frameTextSize ?? ASTM_LINK_DEFAULTS.frameTextSize,
       contentionBackoffMs: options.contentionBackoffMs ?? (this.role === 'host' ? 20_000 : 1_000),
       busyBackoffMs: options.busyBackoffMs ?? ASTM_LINK_DEFAULTS.busyBackoffMs,
+      burstQuietMs: options.burstQuietMs ?? ASTM_LINK_DEFAULTS.burstQuietMs,
+      burstMaxMs: options.burstMaxMs ?? ASTM_LINK_DEFAULTS.burstMaxMs,
+      burstKeepBytes: Math.max(2, options.burstKeepBytes ?? ASTM_LINK_DEFAULTS.burstKeepBytes),
+      garbledAfterMs: options.garbledAfterMs ?? ASTM_LINK_DEFAULTS.garbledAfterMs,
     };
     this.writeBytes = options.write ?? ((b) => this.transport.write(b));
     this.reader = new AstmFrameReader({ maxFrameBytes: this.o.maxFrameBytes });
@@ -434,6 +559,7 @@ export class AstmLink {
     this.replyWaiter?.('timeout');
     this.toNeutral();
     await this.chain.catch(() => undefined);
+    this.flushBurst();
   }
 
   // ── input ──
@@ -465,6 +591,11 @@ export class AstmLink {
 
   private async handle(ev: AstmFrameEvent): Promise<void> {
     if (this.stopped) return;
+    if (ev.type === 'frame') {
+      // A frame whose checksum holds: the line carries E1381 again, the burst of bad input is over.
+      this.flushBurst();
+      this.badSince = null;
+    }
     if (this.state === 'sending') {
       if (ev.type === 'control') {
         this.deliverReply(ev.name);
@@ -477,7 +608,9 @@ export class AstmLink {
       if (ev.type === 'control' && ev.byte === ENQ) {
         this.state = 'receiving';
         this.asm.begin();
-        this.exchanges = [{ dir: 'D', bytes: Buffer.from([ENQ]) }];
+        this.exchanges = [];
+        this.exchangeBytes = 0;
+        this.keep({ dir: 'D', bytes: Buffer.from([ENQ]) });
         await this.reply(ACK);
         this.armReceiveTimer();
         this.safe(() => this.handlers.onTransmission?.('start'));
@@ -495,12 +628,13 @@ export class AstmLink {
       this.report(ev, null);
       return;
     }
-    // Receiving.
-    this.armReceiveTimer();
+    // Receiving. The receiver timer restarts on a good frame or an EOT only: a stream of garbage or
+    // bad frames is no sender making progress, and must not hold the transmission open for ever.
+    if (ev.type === 'frame' || (ev.type === 'control' && ev.byte === EOT)) this.armReceiveTimer();
     switch (ev.type) {
       case 'control':
         if (ev.byte === EOT) {
-          this.exchanges.push({ dir: 'D', bytes: Buffer.from([EOT]) });
+          this.keep({ dir: 'D', bytes: Buffer.from([EOT]) });
           const rest = this.asm.end();
           if (rest.length > 0) {
             this.issue({
@@ -516,11 +650,11 @@ export class AstmLink {
         this.issue({ kind: 'unexpected', reason: `${ev.name.toLowerCase()}-while-receiving`, detail: `${ev.name} in the middle of a transmission; ignored`, answer: null });
         return;
       case 'garbage':
-        this.exchanges.push({ dir: 'D', bytes: ev.bytes });
+        this.keep({ dir: 'D', bytes: ev.bytes });
         this.report(ev, null);
         return;
       case 'bad-frame': {
-        this.exchanges.push({ dir: 'D', bytes: ev.raw });
+        this.keep({ dir: 'D', bytes: ev.raw });
         // A frame cut short by a new STX gets no answer: the sender is still sending, and the new
         // frame gets the one answer the sender waits for.
         const answer = ev.reason === 'interrupted' ? null : 'NAK';
@@ -534,7 +668,7 @@ export class AstmLink {
   }
 
   private async onFrame(ev: Extract<AstmFrameEvent, { type: 'frame' }>): Promise<void> {
-    this.exchanges.push({ dir: 'D', bytes: ev.raw });
+    this.keep({ dir: 'D', bytes: ev.raw }, true);
     const kind = this.asm.classify(ev.number);
     if (kind === 'duplicate') {
       await this.reply(ACK);
@@ -581,6 +715,7 @@ export class AstmLink {
     if (stored) {
       this.asm.take(ev.text, ev.final, message);
       this.exchanges = [];
+      this.exchangeBytes = 0;
       await this.reply(ACK);
     } else {
       await this.reply(NAK);
@@ -599,7 +734,7 @@ export class AstmLink {
   }
 
   private async reply(byte: number): Promise<void> {
-    if (this.state === 'receiving') this.exchanges.push({ dir: 'H', bytes: Buffer.from([byte]) });
+    if (this.state === 'receiving') this.keep({ dir: 'H', bytes: Buffer.from([byte]) }, true);
     try {
       await this.writeBytes(Buffer.from([byte]));
     } catch (err) {
@@ -644,12 +779,72 @@ export class AstmLink {
     this.epoch++;
     this.state = 'neutral';
     this.exchanges = [];
+    this.exchangeBytes = 0;
     const waiters = this.neutralWaiters.splice(0);
     for (const w of waiters) w();
   }
 
   private issue(i: AstmLinkIssue): void {
+    // Bad frames, stray bytes and stray control bytes are what line noise is made of; a frame whose
+    // checksum holds (one with no ENQ before it, one while sending) is a protocol slip, reported alone.
+    if (BURST_KINDS.has(i.kind) && (i.kind !== 'unexpected' || i.bytes === undefined)) {
+      this.addToBurst(i);
+      return;
+    }
+    // Kept in order: the burst before it is reported first.
+    this.flushBurst();
     this.safe(() => this.handlers.onIssue(i));
+  }
+
+  /** A piece of the capture of the transmission being received; bad input only up to a bound. */
+  private keep(e: Exchange, always = false): void {
+    if (!always && this.exchangeBytes >= this.o.maxMessageBytes) return;
+    this.exchanges.push(e);
+    this.exchangeBytes += e.bytes.length;
+  }
+
+  // ── bursts of bad input ──
+
+  private addToBurst(i: AstmLinkIssue): void {
+    const now = Date.now();
+    this.badSince ??= now;
+    let b = this.burst;
+    if (!b) {
+      b = this.burst = new Burst(i, now, this.o.burstKeepBytes);
+      this.armBurstTimer();
+    } else b.add(i, now);
+    if (now - b.startedAt >= this.o.burstMaxMs) this.flushBurst();
+  }
+
+  private armBurstTimer(): void {
+    if (this.burstTimer) clearTimeout(this.burstTimer);
+    const b = this.burst;
+    if (!b) return;
+    const now = Date.now();
+    const due = Math.min(b.lastAt + this.o.burstQuietMs, b.startedAt + this.o.burstMaxMs);
+    this.burstTimer = setTimeout(() => {
+      this.burstTimer = null;
+      const current = this.burst;
+      if (!current) return;
+      const at = Date.now();
+      if (at - current.lastAt >= this.o.burstQuietMs || at - current.startedAt >= this.o.burstMaxMs) {
+        // Through the chain, so it is reported after the events already read.
+        this.chain = this.chain.then(() => this.flushBurst()).catch(() => undefined);
+      } else this.armBurstTimer();
+    }, Math.max(1, due - now));
+    this.burstTimer.unref?.();
+  }
+
+  /** Reports the burst being collected, if any: a lone piece as it was, more as one issue. */
+  private flushBurst(): void {
+    if (this.burstTimer) clearTimeout(this.burstTimer);
+    this.burstTimer = null;
+    const b = this.burst;
+    if (!b) return;
+    this.burst = null;
+    const issue = b.issue();
+    if (this.badSince !== null && b.lastAt - this.badSince >= this.o.garbledAfterMs) issue.garbled = b.likelyCause();
+    this.safe(() => this.handlers.onIssue(issue));
   }
 
   private safe(f: () => void): void {
