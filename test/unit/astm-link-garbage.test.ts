@@ -146,7 +146,7 @@ describe('garbage cannot hold a transmission open', () => {
     await r.device.write(Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, H, false)]));
     const started = Date.now();
     let cut = false;
-    expect(r.link.linkState).toBe('receiving');
+    await eventually('receiving', () => r.link.linkState === 'receiving');
     while (Date.now() - started < 1000 && !cut) {
       await r.device.write(Buffer.from('x\n'));
       await new Promise((res) => setTimeout(res, 40));
