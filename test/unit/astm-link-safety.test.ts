@@ -340,18 +340,22 @@ describe('AstmLink receiver: bytes that do not belong', () => {
 });
 
 describe('AstmLink receiver: transmissions, the capture, the commit', () => {
-  it('reports a transmission start after ENQ and its end at EOT, once each', async () => {
+  it('reports a transmission start at its first good frame after ENQ and its end at EOT, once each', async () => {
     const r = await receiver();
     await r.device.write(ctl(ENQ));
+    await eventually('receiving', () => r.link.linkState === 'receiving');
+    // An ENQ alone (line noise holds ENQ bytes) is no transmission yet.
+    expect(r.phases).toEqual([]);
+    await r.device.write(encodeFrame(1, H, false));
     await eventually('start', () => r.phases.length === 1);
     expect(r.phases).toEqual(['start']);
-    expect(r.link.linkState).toBe('receiving');
-    await r.device.write(Buffer.concat([encodeFrame(1, H + L, true), ctl(EOT)]));
+    await r.device.write(Buffer.concat([encodeFrame(2, L, true), ctl(EOT)]));
     await eventually('end', () => r.phases.length === 2);
     expect(r.phases).toEqual(['start', 'end']);
     expect(r.link.linkState).toBe('neutral');
-    // A second EOT in neutral ends nothing.
-    await r.device.write(ctl(EOT, ENQ));
+    // A second EOT in neutral ends nothing; ENQ then EOT with no frame reports nothing.
+    await r.device.write(ctl(EOT, ENQ, EOT, ENQ));
+    await r.device.write(encodeFrame(1, H + L, true));
     await eventually('second start', () => r.phases.length === 3);
     expect(r.phases).toEqual(['start', 'end', 'start']);
   });
@@ -526,11 +530,11 @@ describe('AstmLink receiver: transmissions, the capture, the commit', () => {
   it('stops listening once stopped, and start() twice subscribes once', async () => {
     const r = await receiver();
     r.link.start();
-    await r.device.write(ctl(ENQ));
-    await eventually('one ACK', () => r.replies.length === 1);
+    await r.device.write(Buffer.concat([ctl(ENQ), encodeFrame(1, H, false)]));
+    await eventually('two ACKs', () => r.replies.length === 2);
     await r.device.write(ctl(EOT));
     await eventually('end', () => r.phases.length === 2);
-    expect(r.replies).toEqual([ACK]);
+    expect(r.replies).toEqual([ACK, ACK]);
     await r.link.stop();
     await r.link.stop();
     await r.device.write(ctl(ENQ));
@@ -542,7 +546,7 @@ describe('AstmLink receiver: transmissions, the capture, the commit', () => {
     const arrived = new Promise<void>((resolve) => probe.device.once('data', () => resolve()));
     await probe.host.write(ctl(ENQ));
     await arrived;
-    expect(r.replies).toEqual([ACK]);
+    expect(r.replies).toEqual([ACK, ACK]);
     expect(r.messages).toEqual([]);
   });
 });

@@ -151,7 +151,10 @@ export interface AstmLinkHandlers {
   /** A complete message. Resolve once it is stored: only then is its last frame ACKed. */
   onMessage(message: AstmLinkMessage): Promise<void>;
   onIssue(issue: AstmLinkIssue): void;
-  /** A transmission began (ENQ accepted) or ended (EOT, timeout, link loss). */
+  /**
+   * A transmission began (its first good frame after ENQ: an ENQ in line noise is no transmission)
+   * or ended (EOT, timeout, link loss), once each.
+   */
   onTransmission?(phase: 'start' | 'end'): void;
   /**
    * A good frame in sequence, as it is taken into the message (an intermediate frame just before
@@ -495,6 +498,9 @@ export class AstmLink {
   private readonly o: Required<Omit<AstmLinkOptions, 'write' | 'role'>>;
   private burst: Burst | null = null;
   private burstTimer: NodeJS.Timeout | null = null;
+  private staleFrameTimer: NodeJS.Timeout | null = null;
+  /** The transmission being received has had a good frame, and its start was reported. */
+  private announced = false;
   /** When the current run of bad input began (no good frame since); null after a good frame. */
   private badSince: number | null = null;
   /** Bytes of the current transmission's capture, so a flood cannot grow it without end. */
@@ -556,6 +562,8 @@ export class AstmLink {
     this.transport.off('data', this.onData);
     this.transport.off('close', this.onClose);
     this.clearReceiveTimer();
+    if (this.staleFrameTimer) clearTimeout(this.staleFrameTimer);
+    this.staleFrameTimer = null;
     this.replyWaiter?.('timeout');
     this.toNeutral();
     await this.chain.catch(() => undefined);
@@ -567,7 +575,37 @@ export class AstmLink {
   private readonly onData = (chunk: Buffer): void => {
     const events = this.reader.push(chunk);
     for (const ev of events) this.chain = this.chain.then(() => this.handle(ev)).catch(() => undefined);
+    if (this.reader.midFrame && this.state !== 'receiving') this.armStaleFrameTimer();
   };
+
+  /**
+   * Outside a transmission (where the receiver timer does this), a frame left half-read by noise
+   * (an STX with no line end after it) is dropped after the receiver timeout of quiet, so it cannot
+   * swallow the ENQ of a device set right again.
+   */
+  private armStaleFrameTimer(): void {
+    if (this.staleFrameTimer) {
+      this.staleFrameTimer.refresh();
+      return;
+    }
+    this.staleFrameTimer = setTimeout(() => {
+      this.staleFrameTimer = null;
+      this.chain = this.chain
+        .then(() => {
+          if (this.stopped || this.state === 'receiving' || !this.reader.midFrame) return;
+          const bytes = this.reader.drop();
+          this.issue({
+            kind: 'garbage',
+            reason: 'stale-frame',
+            detail: `a frame begun outside a transmission had no end for ${this.o.receiveTimeoutMs} ms; dropped`,
+            bytes,
+            answer: null,
+          });
+        })
+        .catch(() => undefined);
+    }, this.o.receiveTimeoutMs);
+    this.staleFrameTimer.unref?.();
+  }
 
   private readonly onClose = (): void => {
     this.chain = this.chain
@@ -613,7 +651,8 @@ export class AstmLink {
         this.keep({ dir: 'D', bytes: Buffer.from([ENQ]) });
         await this.reply(ACK);
         this.armReceiveTimer();
-        this.safe(() => this.handlers.onTransmission?.('start'));
+        // The start is announced at the first good frame: line noise holds ENQ bytes too.
+        this.announced = false;
         return;
       }
       if (ev.type === 'control') {
@@ -669,6 +708,10 @@ export class AstmLink {
 
   private async onFrame(ev: Extract<AstmFrameEvent, { type: 'frame' }>): Promise<void> {
     this.keep({ dir: 'D', bytes: ev.raw }, true);
+    if (!this.announced) {
+      this.announced = true;
+      this.safe(() => this.handlers.onTransmission?.('start'));
+    }
     const kind = this.asm.classify(ev.number);
     if (kind === 'duplicate') {
       await this.reply(ACK);
@@ -771,7 +814,8 @@ export class AstmLink {
   private endTransmission(): void {
     const was = this.state;
     this.toNeutral();
-    if (was === 'receiving') this.safe(() => this.handlers.onTransmission?.('end'));
+    if (was === 'receiving' && this.announced) this.safe(() => this.handlers.onTransmission?.('end'));
+    this.announced = false;
   }
 
   private toNeutral(): void {
