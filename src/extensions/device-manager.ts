@@ -199,7 +199,13 @@ export class DeviceManager implements Extension {
           deviceId: config.id,
           serialDefaults: driver.serialDefaults,
           extras: this.s.transportExtras,
-          simulator: (options) => createSimulator(driver.simulator, { timezone, ...options }),
+          // N simulated devices are N devices: each gets a serial of its own unless one is configured.
+          simulator: (options) =>
+            createSimulator(driver.simulator, {
+              timezone,
+              ...(driver.simulator.serialFor ? { serial: driver.simulator.serialFor(config.id) } : {}),
+              ...options,
+            }),
           listenerReport: (refusal) => this.listenerRefused(refusal),
         });
         transport = built.transport;
