@@ -69,7 +69,7 @@ export class Controller {
     checkWritableFile(config.store.path, 'store.path');
     // The main thread's connection opens (and migrates) the database before the writer thread.
     this.store = new Store(config.store.path);
-    this.writer = await StoreWriter.open(config.store.path);
+    this.writer = await StoreWriter.open(config.store.path, undefined, { walMaxMb: config.store.wal_max_mb, retention: config.store.retention });
     this.writer.onFailure = (error) => {
       // Nothing can be stored any more, so nothing may be acknowledged: stop and let the service
       // manager restart the daemon, rather than run on looking healthy.
