@@ -146,6 +146,15 @@ export class ListenerConnection extends EventEmitter implements ByteTransport {
     return !this.closed && !this.socket.destroyed;
   }
 
+  /** Stops reading the caller's bytes (TCP backpressure slows it); `resume` reads on. */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
   /** Whether the caller has sent anything yet. */
   get hasSpoken(): boolean {
     return this.heard;

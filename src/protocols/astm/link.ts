@@ -55,6 +55,9 @@ export interface AstmCarrier {
   on(event: 'close', listener: () => void): unknown;
   off(event: 'data', listener: (chunk: Buffer) => void): unknown;
   off(event: 'close', listener: () => void): unknown;
+  /** Stop and restart reading (a socket's backpressure), so bad input can be slowed at its source. */
+  pause?(): void;
+  resume?(): void;
 }
 
 export interface AstmLinkOptions {
@@ -86,6 +89,12 @@ export interface AstmLinkOptions {
   burstKeepBytes?: number;
   /** Receiver: bad input with no good frame for this long marks the link garbled (default 30 000 ms). */
   garbledAfterMs?: number;
+  /**
+   * Receiver: while a burst of bad input goes on, the carrier (when it can pause) is read at most
+   * this many bytes a second, so a flood on one connection cannot take the daemon from the others
+   * (default 256 KiB/s; a wrong baud rate on a serial line gives ~1 KB/s).
+   */
+  burstBytesPerSecond?: number;
 }
 
 /** The link's timers and sizes when the options leave them out; the ASTM driver's device options start from these. */
@@ -101,6 +110,7 @@ export const ASTM_LINK_DEFAULTS = {
   burstMaxMs: 10_000,
   burstKeepBytes: 64 * 1024,
   garbledAfterMs: 30_000,
+  burstBytesPerSecond: 256 * 1024,
 } as const;
 
 export interface AstmLinkMessage {
@@ -501,6 +511,9 @@ export class AstmLink {
   private staleFrameTimer: NodeJS.Timeout | null = null;
   /** The transmission being received has had a good frame, and its start was reported. */
   private announced = false;
+  /** When bytes last arrived (a burst is quiet only when they stop, not when its handling lags). */
+  private lastBytesAt = 0;
+  private paused = false;
   /** When the current run of bad input began (no good frame since); null after a good frame. */
   private badSince: number | null = null;
   /** Bytes of the current transmission's capture, so a flood cannot grow it without end. */
@@ -538,6 +551,7 @@ export class AstmLink {
       burstMaxMs: options.burstMaxMs ?? ASTM_LINK_DEFAULTS.burstMaxMs,
       burstKeepBytes: Math.max(2, options.burstKeepBytes ?? ASTM_LINK_DEFAULTS.burstKeepBytes),
       garbledAfterMs: options.garbledAfterMs ?? ASTM_LINK_DEFAULTS.garbledAfterMs,
+      burstBytesPerSecond: options.burstBytesPerSecond ?? ASTM_LINK_DEFAULTS.burstBytesPerSecond,
     };
     this.writeBytes = options.write ?? ((b) => this.transport.write(b));
     this.reader = new AstmFrameReader({ maxFrameBytes: this.o.maxFrameBytes });
@@ -573,6 +587,17 @@ export class AstmLink {
   // ── input ──
 
   private readonly onData = (chunk: Buffer): void => {
+    this.lastBytesAt = Date.now();
+    if (this.burst && this.transport.pause && this.transport.resume && !this.paused) {
+      // Bad input is being read: read it no faster than burstBytesPerSecond.
+      this.paused = true;
+      this.transport.pause();
+      const resumeAfter = Math.ceil((chunk.length * 1000) / this.o.burstBytesPerSecond);
+      setTimeout(() => {
+        this.paused = false;
+        if (!this.stopped) this.transport.resume?.();
+      }, resumeAfter).unref?.();
+    }
     const events = this.reader.push(chunk);
     for (const ev of events) this.chain = this.chain.then(() => this.handle(ev)).catch(() => undefined);
     if (this.reader.midFrame && this.state !== 'receiving') this.armStaleFrameTimer();
@@ -865,13 +890,14 @@ export class AstmLink {
     const b = this.burst;
     if (!b) return;
     const now = Date.now();
-    const due = Math.min(b.lastAt + this.o.burstQuietMs, b.startedAt + this.o.burstMaxMs);
+    const due = Math.min(Math.max(b.lastAt, this.lastBytesAt) + this.o.burstQuietMs, b.startedAt + this.o.burstMaxMs);
     this.burstTimer = setTimeout(() => {
       this.burstTimer = null;
       const current = this.burst;
       if (!current) return;
       const at = Date.now();
-      if (at - current.lastAt >= this.o.burstQuietMs || at - current.startedAt >= this.o.burstMaxMs) {
+      const last = Math.max(current.lastAt, this.lastBytesAt);
+      if (at - last >= this.o.burstQuietMs || at - current.startedAt >= this.o.burstMaxMs) {
         // Through the chain, so it is reported after the events already read.
         this.chain = this.chain.then(() => this.flushBurst()).catch(() => undefined);
       } else this.armBurstTimer();
