@@ -275,8 +275,9 @@ export function slowloris(port: number, count: number, everyMs = 1000): { stop: 
           await sleep(everyMs);
         }
       }
+      const cut = !stopped;
       s.destroy();
-      reconnects++;
+      if (cut) reconnects++;
       await sleep(200);
     }
   };

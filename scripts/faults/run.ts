@@ -72,12 +72,11 @@ async function killLoop(): Promise<void> {
   const sub = await subscriber(broker.url, `faults-kill-${process.pid}`);
   await daemon.start(port);
   const analyzer = new ResendingAnalyzer(port, '10001');
-  let done = false;
-  const sending = analyzer.run(0, () => done, SIZES.killMessages).then(() => (done = true));
   let kills = 0;
-  while (!done && kills < SIZES.kills) {
+  // Sends until every kill is done and at least killMessages are acknowledged.
+  const sending = analyzer.run(0, () => kills >= SIZES.kills && analyzer.acked.size >= SIZES.killMessages);
+  while (kills < SIZES.kills) {
     await sleep(300 + Math.random() * 900);
-    if (done) break;
     await daemon.kill9();
     kills++;
     await daemon.start(port);
@@ -208,7 +207,8 @@ async function floodBesideGood(): Promise<void> {
     good_p99_ms_during: during.p99Ms,
     noise_mb: Number((noiseBytes / 1048576).toFixed(1)),
     noise_connections: floods.reduce((n, f) => n + f.connections(), 0),
-    slowloris_cut: loris.reconnects(),
+    slowloris_callers: 8,
+    slowloris_cut_by_daemon: loris.reconnects(),
     quarantine_rows: store.quarantineRows,
     quarantine_reasons: store.quarantineReasons,
     peak_rss_mb: Number((peakRss / 1048576).toFixed(0)),
