@@ -40,6 +40,12 @@ export async function portOpen(port: number): Promise<boolean> {
   });
 }
 
+/** Daemons still running when the suite exits are killed with it. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of running) c.kill('SIGKILL');
+});
+
 /** poctd run --config, as its own process. */
 export class Daemon {
   child: ChildProcess | undefined;
@@ -67,7 +73,8 @@ export class Daemon {
       this.log = (this.log + d.toString()).slice(-200_000);
     });
     this.child = child;
-    process.once('exit', () => child.kill('SIGKILL'));
+    running.add(child);
+    child.once('exit', () => running.delete(child));
     if (waitPort !== undefined) await waitFor(`the daemon listening on ${waitPort}`, () => portOpen(waitPort), 60_000);
   }
 
