@@ -11,6 +11,7 @@
  *     callers holding frames open on the good device's port; the good device's rate must hold
  *     >= 80 % of its rate before, RSS and WAL stay under the stated bounds, quarantine rows a handful.
  *  4. connection storm: 1 000 connections at once on the good device's port; it goes on working.
+ *  0. the fuzzers: every driver's decode() on random raw and transcript captures, no exception escapes.
  *
  * Bounded by default (about two minutes, what .ci/run runs); `--full` (or FAULTS_FULL=1) runs the
  * issue's sizes. Exits non-zero when a bound does not hold.
@@ -270,7 +271,37 @@ async function connectionStorm(): Promise<void> {
   await broker.stop();
 }
 
+/** Every driver's decode() on random captures (raw bytes and transcripts): no exception may escape. */
+async function fuzzDecoders(): Promise<void> {
+  const { drivers } = await import('../../drivers/index.ts');
+  const perDriver = FULL ? 20_000 : 2_000;
+  let seed = 12345;
+  const rand = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) / 16_777_216;
+  const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => Math.floor(rand() * 256)));
+  let inputs = 0;
+  const escaped: string[] = [];
+  for (const d of drivers) {
+    for (let i = 0; i < perDriver; i++) {
+      const n = Math.floor(rand() * (i % 10 === 0 ? 4096 : 256));
+      const capture =
+        i % 2 === 0
+          ? { kind: 'raw' as const, bytes: bytes(n) }
+          : { kind: 'transcript' as const, exchanges: Array.from({ length: 1 + (i % 5) }, (_, k) => ({ dir: k % 2 === 0 ? ('H' as const) : ('D' as const), bytes: bytes(Math.floor(n / 3)) })) };
+      inputs++;
+      try {
+        d.decode(capture, { deviceId: 'fuzz', timezone: 'Europe/Copenhagen' });
+      } catch (error) {
+        if (escaped.length < 5) escaped.push(`${d.id}: ${(error as Error).message}`);
+        else escaped.push('');
+      }
+    }
+  }
+  figures.fuzz = { drivers: drivers.length, inputs, escaped: escaped.length, first: escaped.filter(Boolean).slice(0, 3) };
+  check(escaped.length === 0, 'fuzz: an exception escaped decode()');
+}
+
 const scenarios: Array<[string, () => Promise<void>]> = [
+  ['fuzz', fuzzDecoders],
   ['kill9', killLoop],
   ['broker', brokerRestarts],
   ['flood', floodBesideGood],
