@@ -65,7 +65,7 @@ function noise(n: number, seed: number): Buffer {
 describe('bad input is read at a bounded rate', () => {
   it('a flood is read no faster than burstBytesPerSecond', async () => {
     const carrier = new PausableCarrier();
-    const link = new AstmLink(carrier, { onMessage: async () => undefined, onIssue: () => undefined }, { burstBytesPerSecond: 64 * 1024 });
+    const link = new AstmLink(carrier, { onMessage: async () => undefined, onIssue: () => undefined }, { burstBytesPerSecond: 64 * 1024, coalesceBadInput: true });
     link.start();
     cleanups.push(() => link.stop());
     carrier.feed(Array.from({ length: 64 }, (_, i) => noise(16 * 1024, i + 1))); // 1 MiB waiting
@@ -79,7 +79,7 @@ describe('bad input is read at a bounded rate', () => {
   it('good messages are never paused', async () => {
     const carrier = new PausableCarrier();
     const messages: Buffer[] = [];
-    const link = new AstmLink(carrier, { onMessage: async (m) => void messages.push(m.text), onIssue: () => undefined });
+    const link = new AstmLink(carrier, { onMessage: async (m) => void messages.push(m.text), onIssue: () => undefined }, { coalesceBadInput: true });
     link.start();
     cleanups.push(() => link.stop());
     const one = Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, 'H|\\^&|||X\r', false), encodeFrame(2, 'L|1|N\r', true), Buffer.from([EOT])]);

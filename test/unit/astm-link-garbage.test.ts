@@ -42,7 +42,7 @@ async function rig(options: AstmLinkOptions = {}): Promise<Rig> {
   await host.open();
   await device.open();
   const r: Rig = { device, issues: [], messages: [], replies: [], link: undefined as unknown as AstmLink };
-  r.link = new AstmLink(host, { onMessage: async (m) => void r.messages.push(m), onIssue: (i) => r.issues.push(i) }, { receiveTimeoutMs: 60_000, ...options });
+  r.link = new AstmLink(host, { onMessage: async (m) => void r.messages.push(m), onIssue: (i) => r.issues.push(i) }, { receiveTimeoutMs: 60_000, coalesceBadInput: true, ...options });
   r.link.start();
   cleanups.push(() => r.link.stop());
   device.on('data', (chunk: Buffer) => r.replies.push(...chunk));
@@ -165,5 +165,24 @@ describe('garbage cannot hold a transmission open', () => {
     await eventually('message', () => r.messages.length === 1);
     const captured = r.messages[0]!.exchanges.reduce((n, e) => n + e.bytes.length, 0);
     expect(captured).toBeLessThan(1000 + 200);
+  });
+});
+
+describe('without coalesceBadInput (a driver that counts NAKs itself, such as the Contour)', () => {
+  it('each bad piece is reported alone, and the transmission is announced at ENQ', async () => {
+    const { host, device } = memoryPair('plain');
+    await host.open();
+    await device.open();
+    const issues: AstmLinkIssue[] = [];
+    const phases: string[] = [];
+    const link = new AstmLink(host, { onMessage: async () => undefined, onIssue: (i) => issues.push(i), onTransmission: (p) => phases.push(p) });
+    link.start();
+    cleanups.push(() => link.stop());
+    const bad = Buffer.from(encodeFrame(1, H, false));
+    bad[4] = bad[4]! ^ 1;
+    await device.write(Buffer.concat([Buffer.from([ENQ]), bad, bad, bad]));
+    await eventually('three issues', () => issues.length === 3);
+    expect(issues.map((i) => i.reason)).toEqual(['checksum', 'checksum', 'checksum']);
+    expect(phases).toEqual(['start']);
   });
 });

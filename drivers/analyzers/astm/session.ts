@@ -88,7 +88,9 @@ export class AstmSession extends PushedSession {
       replyTimeoutMs: this.opts.reply_timeout_ms,
       maxFrameBytes: this.opts.max_frame_bytes,
       frameTextSize: this.opts.frame_text_size,
-      // Nothing but bad input for as long as the receiver timer: the link is garbled.
+      // An analyzer's line can carry noise for hours: one report per burst, read at a bounded rate,
+      // garbled after as long as the receiver timer of nothing but bad input.
+      coalesceBadInput: true,
       garbledAfterMs: this.opts.receive_timeout_ms,
       ...(write ? { write } : {}),
     });

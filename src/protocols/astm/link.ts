@@ -81,6 +81,15 @@ export interface AstmLinkOptions {
   busyBackoffMs?: number;
   /** Writes bytes (default: `transport.write`); the simulator cuts them into random chunks. */
   write?: (bytes: Buffer) => Promise<void>;
+  /**
+   * Receiver: resist line noise (default false: every bad frame and stray byte reported alone, the
+   * transmission announced at ENQ, as a driver that counts NAKs itself expects). When true:
+   * consecutive bad input is one burst (`burst*` options), read at a bounded rate while it goes on,
+   * reported garbled when it lasts; a transmission is announced at its first good frame (noise holds
+   * ENQ bytes); and only good frames and EOT restart the receiver timer, so garbage cannot hold a
+   * transmission open. The ASTM analyzer session sets it.
+   */
+  coalesceBadInput?: boolean;
   /** Receiver: a burst of bad input ends after this much quiet (default 1 000 ms). */
   burstQuietMs?: number;
   /** Receiver: a burst that never pauses is reported every this many ms (default 10 000). */
@@ -552,6 +561,7 @@ export class AstmLink {
       burstKeepBytes: Math.max(2, options.burstKeepBytes ?? ASTM_LINK_DEFAULTS.burstKeepBytes),
       garbledAfterMs: options.garbledAfterMs ?? ASTM_LINK_DEFAULTS.garbledAfterMs,
       burstBytesPerSecond: options.burstBytesPerSecond ?? ASTM_LINK_DEFAULTS.burstBytesPerSecond,
+      coalesceBadInput: options.coalesceBadInput ?? false,
     };
     this.writeBytes = options.write ?? ((b) => this.transport.write(b));
     this.reader = new AstmFrameReader({ maxFrameBytes: this.o.maxFrameBytes });
@@ -676,8 +686,9 @@ export class AstmLink {
         this.keep({ dir: 'D', bytes: Buffer.from([ENQ]) });
         await this.reply(ACK);
         this.armReceiveTimer();
-        // The start is announced at the first good frame: line noise holds ENQ bytes too.
+        // Resisting noise, the start is announced at the first good frame: noise holds ENQ bytes too.
         this.announced = false;
+        if (!this.o.coalesceBadInput) this.announce();
         return;
       }
       if (ev.type === 'control') {
@@ -694,7 +705,7 @@ export class AstmLink {
     }
     // Receiving. The receiver timer restarts on a good frame or an EOT only: a stream of garbage or
     // bad frames is no sender making progress, and must not hold the transmission open for ever.
-    if (ev.type === 'frame' || (ev.type === 'control' && ev.byte === EOT)) this.armReceiveTimer();
+    if (!this.o.coalesceBadInput || ev.type === 'frame' || (ev.type === 'control' && ev.byte === EOT)) this.armReceiveTimer();
     switch (ev.type) {
       case 'control':
         if (ev.byte === EOT) {
@@ -733,10 +744,7 @@ export class AstmLink {
 
   private async onFrame(ev: Extract<AstmFrameEvent, { type: 'frame' }>): Promise<void> {
     this.keep({ dir: 'D', bytes: ev.raw }, true);
-    if (!this.announced) {
-      this.announced = true;
-      this.safe(() => this.handlers.onTransmission?.('start'));
-    }
+    this.announce();
     const kind = this.asm.classify(ev.number);
     if (kind === 'duplicate') {
       await this.reply(ACK);
@@ -843,6 +851,12 @@ export class AstmLink {
     this.announced = false;
   }
 
+  private announce(): void {
+    if (this.announced) return;
+    this.announced = true;
+    this.safe(() => this.handlers.onTransmission?.('start'));
+  }
+
   private toNeutral(): void {
     this.clearReceiveTimer();
     this.epoch++;
@@ -856,7 +870,7 @@ export class AstmLink {
   private issue(i: AstmLinkIssue): void {
     // Bad frames, stray bytes and stray control bytes are what line noise is made of; a frame whose
     // checksum holds (one with no ENQ before it, one while sending) is a protocol slip, reported alone.
-    if (BURST_KINDS.has(i.kind) && (i.kind !== 'unexpected' || i.bytes === undefined)) {
+    if (this.o.coalesceBadInput && BURST_KINDS.has(i.kind) && (i.kind !== 'unexpected' || i.bytes === undefined)) {
       this.addToBurst(i);
       return;
     }
