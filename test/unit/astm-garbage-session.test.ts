@@ -53,23 +53,23 @@ describe('astm: line noise on the real store', () => {
       devices: [{ id: 'chem-1', driver: 'astm', transport: { type: 'tcp-server', port }, options: { receive_timeout_ms: 400 } }],
     });
     const socket = await socketTo(port);
-    // About 1.5 MB of noise over 1.2 s, in socket-sized writes.
-    const until = Date.now() + 1200;
+    // 768 KiB of noise over about half a second or more, in socket-sized writes (the link then
+    // reads it at its bounded rate for bad input, 256 KiB/s).
     let sent = 0;
-    for (let i = 0; Date.now() < until; i++) {
+    for (let i = 0; i < 48; i++) {
       const chunk = noise(16 * 1024, i + 1);
       socket.write(chunk);
       sent += chunk.length;
       await new Promise((res) => setTimeout(res, 10));
     }
-    await eventually('garbled', () => r.states('chem-1').some((s) => s.status === 'garbled'), 15_000);
-    // The last burst is reported after a second of quiet.
+    await eventually('garbled', () => r.states('chem-1').some((s) => s.status === 'garbled'), 20_000);
+    // The last burst is reported after a second of quiet, once every byte is read.
     await new Promise((res) => setTimeout(res, 1500));
     await r.writer.drained();
     const rows = r.store.quarantined();
     const events = r.events.filter((e) => e.device === 'chem-1' && (e.type === 'bad_frame' || e.type === 'device_error'));
     const warned = lines.filter((l) => l.msg === 'astm: link issue');
-    expect(sent).toBeGreaterThan(500_000);
+    expect(sent).toBe(48 * 16 * 1024);
     // A burst at most every burstMaxMs (10 s) and when the noise stops: a handful, never hundreds.
     expect(rows.length).toBeGreaterThanOrEqual(1);
     expect(rows.length).toBeLessThanOrEqual(3);
@@ -81,16 +81,16 @@ describe('astm: line noise on the real store', () => {
     expect(warned.length).toBeLessThanOrEqual(6);
     const burstLine = warned.find((w) => w.reason === 'garbage-burst')!;
     expect(burstLine.pieces as number).toBeGreaterThan(100);
-    expect(burstLine.bytes as number).toBeGreaterThan(500_000);
+    expect(burstLine.bytes as number).toBeGreaterThan(100_000);
     const garbled = r.states('chem-1').find((s) => s.status === 'garbled')!;
     expect(garbled.status_detail).toMatch(/baud rate/);
     expect(r.events.some((e) => e.type === 'device_error' && e.data?.reason === 'garbled')).toBe(true);
     // The analyzer is set right: its next message is stored and the status moves on.
     const good = 'H|\\^&|||C111^Roche^c111^4.2.2.1730^1^13147\rP|1\rO|1||S1\rR|1|^^^550|95.2|U/L||N||F||||20230727162028\r';
     socket.write(Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, good, false), encodeFrame(2, 'L|1|N\r', true), Buffer.from([EOT])]));
-    await eventually('stored', () => r.store.recordCount() === 1, 10_000);
+    await eventually('stored', () => r.store.recordCount() === 1, 20_000);
     // An ENQ in the noise is no transmission: download_started only for the good message.
     expect(r.events.filter((e) => e.type === 'download_started')).toHaveLength(1);
     await eventually('not garbled', () => r.states('chem-1').at(-1)?.status !== 'garbled');
-  }, 40_000);
+  }, 60_000);
 });
