@@ -203,7 +203,7 @@ describe('ASTM_LINK_DEFAULTS', () => {
       burstMaxMs: 10_000,
       burstKeepBytes: 64 * 1024,
       garbledAfterMs: 30_000,
-      burstBytesPerSecond: 256 * 1024,
+      burstBytesPerSecond: 64 * 1024,
     });
   });
 });

@@ -101,7 +101,7 @@ export interface AstmLinkOptions {
   /**
    * Receiver: while a burst of bad input goes on, the carrier (when it can pause) is read at most
    * this many bytes a second, so a flood on one connection cannot take the daemon from the others
-   * (default 256 KiB/s; a wrong baud rate on a serial line gives ~1 KB/s).
+   * (default 64 KiB/s; a wrong baud rate on a serial line gives ~1 KB/s).
    */
   burstBytesPerSecond?: number;
 }
@@ -119,7 +119,7 @@ export const ASTM_LINK_DEFAULTS = {
   burstMaxMs: 10_000,
   burstKeepBytes: 64 * 1024,
   garbledAfterMs: 30_000,
-  burstBytesPerSecond: 256 * 1024,
+  burstBytesPerSecond: 64 * 1024,
 } as const;
 
 export interface AstmLinkMessage {
