@@ -17,6 +17,7 @@ import { Topics, type ConfigFileStatus } from './mqtt/topics.ts';
 import { Store } from './store/store.ts';
 import { StoreWriter } from './store/writer.ts';
 import type { HidTransportExtras } from './transports/hid.ts';
+import { checkWritableFile } from './util/paths.ts';
 
 export interface ControllerOptions {
   log: Logger;
@@ -72,9 +73,11 @@ export class Controller {
       // The reader and the writer thread are two connections: an in-memory database would be two.
       throw new Error('store.path: the daemon needs a database file, not :memory:');
     }
+    // Before anything touches it: a path under /proc hangs mkdir, a read-only one fails later.
+    checkWritableFile(config.store.path, 'store.path');
     // The main thread's connection opens (and migrates) the database before the writer thread.
     this.store = new Store(config.store.path);
-    this.writer = await StoreWriter.open(config.store.path);
+    this.writer = await StoreWriter.open(config.store.path, undefined, { walMaxMb: config.store.wal_max_mb, retention: config.store.retention });
     this.writer.onFailure = (error) => {
       // Nothing can be stored any more, so nothing may be acknowledged: stop and let the service
       // manager restart the daemon, rather than run on looking healthy.

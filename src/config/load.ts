@@ -547,7 +547,7 @@ function listenerProblems(before: ListenerEntry[], e: ListenerEntry, ctx: ParseC
       message: `port ${e.port} is shared with devices[${first.index}] (driver ${String(first.dev.driver)}); devices that share a port must use one driver`,
     });
   }
-  for (const key of ['idle_timeout_ms', 'max_connections'] as const) {
+  for (const key of ['idle_timeout_ms', 'max_connections', 'quiet_timeout_ms', 'max_connections_per_peer'] as const) {
     if (e.t[key] !== first.t[key]) {
       out.push({ tokens: at('transport', key), message: `must equal devices[${first.index}]'s (${String(first.t[key] ?? 'default')}): they share port ${e.port}` });
     }

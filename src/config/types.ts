@@ -87,7 +87,13 @@ export interface PoctdConfig {
   /** Default zone for devices that keep naive local time. */
   timezone: string;
   mqtt: MqttConfig;
-  store: { path: string };
+  store: {
+    path: string;
+    /** The WAL is truncated by a checkpoint past this size (default 64 MB; 0: never). */
+    wal_max_mb?: number;
+    /** What is pruned (src/store/retention.ts); unset: everything is kept. */
+    retention?: { max_age_days?: number; max_records?: number; quarantine_max_age_days?: number };
+  };
   privacy: { patient_id: PatientIdPolicy; hash_key?: string };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
   health_interval_s: number;

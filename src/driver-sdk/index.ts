@@ -4,6 +4,7 @@
  * `decode` (a capture → records, used by `poctd replay` and the golden tests), `createSession`
  * (the live conversation with a device) and `simulator` (the same protocol from the device side).
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DeviceConfig } from '../config/types.ts';
 import type { DeviceKind, DeviceStatePatch } from '../records/device-state.ts';
@@ -222,6 +223,28 @@ export interface SimulatorDefinition {
   options: Record<string, string>;
   /** e.g. `() => import('./simulator.ts').then((m) => ({ create: (o) => new m.MySimulator(m.parseOptions(o)) }))` */
   load(): Promise<SimulatorImplementation>;
+  /**
+   * The `serial` option a simulated device gets when its config sets none, derived from the
+   * device id (`derivedSerial`) in the form this device's serials take: record ids come from the
+   * driver and the serial, so N simulated devices must be N serials, not one default.
+   */
+  serialFor?(deviceId: string): string;
+}
+
+/**
+ * A serial made from a device id: `length` characters of `alphabet` from the id's SHA-256, the same
+ * for the same id and different for different ids (to one chance in alphabet^length).
+ */
+export function derivedSerial(deviceId: string, length: number, alphabet = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ'): string {
+  const digest = createHash('sha256').update(deviceId, 'utf8').digest();
+  let n = BigInt(`0x${digest.toString('hex')}`);
+  const base = BigInt(alphabet.length);
+  let out = '';
+  for (let i = 0; i < length; i++) {
+    out += alphabet[Number(n % base)];
+    n /= base;
+  }
+  return out;
 }
 
 /** Loads a driver's simulator and makes one; rejects with the simulator's Error for a bad option. */

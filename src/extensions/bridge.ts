@@ -117,7 +117,12 @@ export class Bridge implements Extension {
     // While held events wait for the flush after a reconnect, a new one queues behind them: a
     // dashboard must not see a download finish before it started.
     if (!this.s.mqtt.connected || this.pendingEvents.length > 0) {
-      if (this.pendingEvents.length >= PENDING_EVENT_LIMIT) this.pendingEvents.shift();
+      if (this.pendingEvents.length >= PENDING_EVENT_LIMIT) {
+        // A full queue drops its oldest device event: an event about the daemon itself (a broker
+        // refusing our credentials, a config error) must not be pushed out by a chatty device.
+        const routine = this.pendingEvents.findIndex((e) => e.device !== null);
+        this.pendingEvents.splice(routine >= 0 ? routine : 0, 1);
+      }
       this.pendingEvents.push(event);
       return;
     }

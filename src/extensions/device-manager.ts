@@ -319,7 +319,13 @@ export class DeviceManager implements Extension {
           deviceId: config.id,
           serialDefaults: driver.serialDefaults,
           extras: this.s.transportExtras,
-          simulator: (options) => createSimulator(driver.simulator, { timezone, ...options }),
+          // N simulated devices are N devices: each gets a serial of its own unless one is configured.
+          simulator: (options) =>
+            createSimulator(driver.simulator, {
+              timezone,
+              ...(driver.simulator.serialFor ? { serial: driver.simulator.serialFor(config.id) } : {}),
+              ...options,
+            }),
           listenerReport: (refusal) => this.listenerRefused(refusal),
         });
         transport = built.transport;
@@ -366,7 +372,21 @@ export class DeviceManager implements Extension {
       this.scheduleDeviceList();
       return;
     }
-    device.session = driver.createSession(this.sessionHost(device, log));
+    try {
+      device.session = driver.createSession(this.sessionHost(device, log));
+    } catch (error) {
+      // A bad option of one device (the driver checks them here) stops that device, never the others.
+      const reason = `${driver.id}: ${(error as Error).message}`;
+      device.session = refusingSession(`${reason}; device not started`);
+      this.devices.set(config.id, device);
+      log.error({ err: (error as Error).message }, 'session could not be made; device not started');
+      this.event('config_error', config.id, `${reason}; device not started`, { reason: 'session-failed' });
+      this.updateState(device, { status: 'error', status_detail: reason });
+      void this.publishAvailability(device);
+      void this.publishDeviceList();
+      await transport.close().catch(() => undefined);
+      return;
+    }
     this.devices.set(config.id, device);
     // Retained from the start, so a dashboard sees a device that never comes online as offline
     // (a restarted one was just said to be).
@@ -378,6 +398,12 @@ export class DeviceManager implements Extension {
       this.event('connected', config.id, `${transport.description} open`);
       if (device.state.status === 'port-missing') this.updateState(device, { status: 'idle', status_detail: null });
       else this.refreshAvailability(device);
+    });
+    transport.on('listening', () => {
+      // A listener that found its port in use and got it on a retry.
+      device.lastTransportError = null;
+      this.event('connected', config.id, `${transport.description} listening`);
+      if (device.state.status === 'port-missing') this.updateState(device, { status: 'idle', status_detail: null });
     });
     transport.on('close', () => {
       device.transportOpen = false;
@@ -394,10 +420,16 @@ export class DeviceManager implements Extension {
       this.updateState(device, { status: 'port-missing', status_detail: error.message });
     });
 
-    await device.session.start().catch((error: Error) => {
-      log.error({ err: error.message }, 'session failed to start');
-      this.event('device_error', config.id, `session failed to start: ${error.message}`);
-    });
+    const started = await device.session.start().then(
+      () => true,
+      (error: Error) => {
+        log.error({ err: error.message }, 'session failed to start');
+        this.event('device_error', config.id, `session failed to start: ${error.message}`, { reason: 'session-failed' });
+        this.updateState(device, { status: 'error', status_detail: `session failed to start: ${error.message}` });
+        return false;
+      },
+    );
+    if (!started) return;
     await transport.open().catch((error: Error) => {
       log.warn({ err: error.message }, 'transport did not open');
       this.event('port_missing', config.id, error.message);
@@ -543,12 +575,16 @@ export class DeviceManager implements Extension {
     this.scheduleDeviceList();
   }
 
-  /** A caller a shared listener refused: an event each time, a log line once per distinct reason. */
+  /**
+   * A caller a shared listener refused: a log line once per distinct reason, an event for the
+   * first few and then one a minute with the count (a caller retrying every second is not 88 000).
+   */
   private listenerRefused(r: ListenerRefusal): void {
     if (r.first) this.s.log.warn({ port: r.port, bind: r.bind, peer: r.peer, sender: r.sender, reason: r.reason }, r.message);
+    if (!r.due) return;
     this.s.bus.emit(
       'bridgeEvent',
-      makeEvent('listener_refused', null, r.message, this.s.now(), { reason: r.reason, bind: r.bind, port: r.port, peer: r.peer, sender: r.sender }),
+      makeEvent('listener_refused', null, r.message, this.s.now(), { reason: r.reason, bind: r.bind, port: r.port, peer: r.peer, sender: r.sender, count: r.count }),
     );
   }
 

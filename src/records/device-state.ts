@@ -23,6 +23,7 @@ export const DEVICE_STATUS_MEANINGS = {
   fault: 'the device reports a condition that stops it (paper out, head open, …)',
   unsupported: 'recognised but cannot be read; never opened',
   unplugged: 'hot-plugged device that was unplugged; kept listed until it returns',
+  garbled: 'the link carries nothing the driver can read (the detail gives the likely cause: baud rate, wrong driver)',
 } as const;
 
 export type DeviceStatus = keyof typeof DEVICE_STATUS_MEANINGS;

@@ -1,6 +1,8 @@
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { finalize } from '../records/finalize.ts';
 import { eachDraft, RECORD_KINDS, type AnyRecord, type RecordDrafts } from '../records/kinds.ts';
@@ -9,6 +11,7 @@ import { RESULT_SCHEMA, type CaptureKind, type DeviceState, type RawRef } from '
 import { BlobStore, type BlobFileSystem } from './blobs.ts';
 import { JOBS_MIGRATION, JobTable, type JobWrite } from './jobs.ts';
 import { DICOM_INSTANCES_MIGRATION } from './dicom-instances.ts';
+import { pruneOnce, type PruneOutcome, type RetentionSettings } from './retention.ts';
 import { REQUESTS_MIGRATION, RequestLog, type AuditRow, type RequestRecord, type RequestResponse, type Transaction } from './requests.ts';
 
 /**
@@ -89,6 +92,15 @@ const MIGRATIONS: Migration[] = [
   JOBS_MIGRATION,
   // Received DICOM instances (issue 12): which SOP instance each Part-10 blob is (dicom-instances.ts).
   DICOM_INSTANCES_MIGRATION,
+  // Bounded disk (issue 16): retention asks which captures records still name, and a commit that
+  // inserted nothing asks for the device's captures of the day and its last one, whose
+  // drafts_digest (the record ids it held) says whether this one holds anything else.
+  ({ db }) => {
+    db.exec(`CREATE INDEX IF NOT EXISTS records_capture ON records(capture_id);
+      CREATE INDEX IF NOT EXISTS captures_device ON captures(device_id, received_at);`);
+    const columns = db.prepare(`SELECT name FROM pragma_table_info('captures')`).pluck().all() as string[];
+    if (!columns.includes('drafts_digest')) db.exec(`ALTER TABLE captures ADD COLUMN drafts_digest TEXT`);
+  },
 ];
 
 /**
@@ -182,6 +194,14 @@ function moveQuarantineToBlobStore({ db, blobs }: MigrationContext): void {
   const setRef = db.prepare(`UPDATE quarantine SET sha256 = ?, size = ? WHERE id = ?`);
   rows.forEach((row, i) => setRef.run(refs[i]!.sha256, refs[i]!.size, row.id));
   db.exec(`ALTER TABLE quarantine DROP COLUMN bytes`);
+}
+
+/** The record ids a capture's drafts make, as one hash (order-free). */
+function draftsDigest(drafts: RecordDrafts): string {
+  const ids = eachDraft(drafts)
+    .map(({ kind, draft }) => kind.id(draft))
+    .sort();
+  return createHash('sha256').update(ids.join('\n')).digest('hex');
 }
 
 /** Bytes refused by a driver, to keep in quarantine (rule 6). */
@@ -281,7 +301,7 @@ export class Store {
     this.jobs = new JobTable(this.db);
     this.stmts = {
       insertCapture: this.db.prepare(
-        `INSERT OR IGNORE INTO captures (id, device_id, driver, kind, size, received_at) VALUES (?, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO captures (id, device_id, driver, kind, size, received_at, drafts_digest) VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ),
       recordExists: this.db.prepare(`SELECT 1 FROM records WHERE id = ?`),
       nextSeq: this.db.prepare(`SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM records`),
@@ -304,6 +324,8 @@ export class Store {
          ON CONFLICT(id) DO UPDATE SET driver = excluded.driver, state_json = excluded.state_json, updated_at = excluded.updated_at`,
       ),
       device: this.db.prepare(`SELECT state_json FROM devices WHERE id = ?`),
+      captureOfDay: this.db.prepare(`SELECT 1 FROM captures WHERE device_id = ? AND kind = ? AND received_at >= ? LIMIT 1`),
+      lastCapture: this.db.prepare(`SELECT id, drafts_digest AS digest FROM captures WHERE device_id = ? ORDER BY received_at DESC, rowid DESC LIMIT 1`),
     };
   }
 
@@ -323,6 +345,45 @@ export class Store {
   /** Copies what it can of the WAL back into the database file, without waiting for readers. */
   checkpoint(): void {
     this.db.pragma('wal_checkpoint(PASSIVE)');
+  }
+
+  /**
+   * Copies the whole WAL back and truncates it to zero bytes (`store.wal_max_mb`); false when a
+   * reader kept it busy (the next try goes on).
+   */
+  checkpointTruncate(): boolean {
+    const [row] = this.db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
+    return row?.busy === 0;
+  }
+
+  /** The WAL file's size in bytes (0 when there is none). */
+  walBytes(): number {
+    try {
+      return statSync(`${this.db.name}-wal`).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** One batch of `store.retention` pruning (retention.ts). */
+  prune(settings: RetentionSettings, now: Date = new Date(), batch?: number): PruneOutcome {
+    return pruneOnce(this.db, this.blobs, settings, now, batch);
+  }
+
+  /**
+   * Whether a commit's capture is worth keeping (issue 16: a meter polled every few seconds stored
+   * its whole memory again each time, 10 MB for 2 205 records in 6 minutes): yes when a draft is
+   * new, when the device has no capture of this kind yet today (UTC), or when it differs from the
+   * device's last stored capture: in its bytes and in the records it holds (a poll whose transcript
+   * differs only by the meter's clock holds the same records, and is not kept again).
+   */
+  captureWorthKeeping(input: { deviceId: string; drafts: RecordDrafts; receivedAt: Date; capture: { kind: CaptureKind } }, sha256: string): boolean {
+    for (const { kind, draft } of eachDraft(input.drafts)) if (!this.stmts.recordExists.get(kind.id(draft))) return true;
+    const day = input.receivedAt.toISOString().slice(0, 10);
+    if (!this.stmts.captureOfDay.get(input.deviceId, input.capture.kind, `${day}T00:00:00.000Z`)) return true;
+    const last = this.stmts.lastCapture.get(input.deviceId) as { id: string; digest: string | null } | undefined;
+    if (!last) return true;
+    return last.id !== sha256 && last.digest !== draftsDigest(input.drafts);
   }
 
   private migrate(): void {
@@ -362,7 +423,7 @@ export class Store {
     }
     const drafts = eachDraft(input.drafts);
     const run = this.db.transaction((): CommitOutcome => {
-      this.stmts.insertCapture.run(raw.sha256, input.deviceId, input.driver, raw.kind, raw.size, receivedAt);
+      this.stmts.insertCapture.run(raw.sha256, input.deviceId, input.driver, raw.kind, raw.size, receivedAt, draftsDigest(input.drafts));
       const privacy = resolvePrivacy(input.privacy, this.localHashKey());
       const inserted: AnyRecord[] = [];
       let duplicates = 0;
@@ -407,13 +468,22 @@ export class Store {
    * be stored is not committed and comes back as its Error, as does one that fails in SQLite.
    */
   async commitGroup(inputs: readonly GroupCommitInput[]): Promise<Array<CommitOutcome | Error>> {
-    const withBytes = inputs.flatMap((input, i) => ('bytes' in input.capture ? [{ i, bytes: input.capture.bytes }] : []));
-    const blobs = await this.blobs.putMany(withBytes.map((c) => c.bytes));
     const outcomes: Array<CommitOutcome | Error | undefined> = inputs.map(() => undefined);
+    // A capture that brought nothing new, of a kind the device already sent today, the same as its
+    // last one, is not stored again: the commit would only count duplicates.
+    const withBytes = inputs.flatMap((input, i) => {
+      if (!('bytes' in input.capture)) return [];
+      const sha256 = createHash('sha256').update(input.capture.bytes).digest('hex');
+      if (this.captureWorthKeeping({ ...input, capture: input.capture }, sha256)) return [{ i, bytes: input.capture.bytes }];
+      outcomes[i] = { inserted: [], duplicates: eachDraft(input.drafts).length, captureId: sha256 };
+      return [];
+    });
+    const blobs = await this.blobs.putMany(withBytes.map((c) => c.bytes));
     const ready: CommitInput[] = [];
     const readyAt: number[] = [];
     const refOf = new Map(withBytes.map((c, k) => [c.i, blobs[k]!]));
     inputs.forEach((input, i) => {
+      if (outcomes[i]) return;
       const blob = refOf.get(i);
       if (blob instanceof Error) {
         outcomes[i] = blob;

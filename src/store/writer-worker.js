@@ -62,8 +62,39 @@ const bookkeepingMethods = {
   saveDeviceStates: (states, at) => slices(states).map((slice) => () => store.saveDeviceStates(slice, at)),
   recordRequest: (entry, at) => [() => store.recordRequest(entry, at)],
   nextSequence: (name) => [() => store.nextSequence(name)],
-  stats: () => [() => ({ groups, quarantineSlices, blobSyncs: { ...store.blobs.syncs }, checkpoints: { ...checkpoints } })],
+  prune: (at) => [() => prune(at)],
+  stats: () => [() => ({ groups, quarantineSlices, blobSyncs: { ...store.blobs.syncs }, checkpoints: { ...checkpoints }, pruned: { ...pruned }, walBytes: store.walBytes() })],
 };
+
+/** `store.retention` (retention.ts), pruned a batch per turn of the queue, at start and then hourly. */
+const RETENTION = workerData.retention;
+const RETENTION_INTERVAL_MS = workerData.retentionIntervalMs ?? 3_600_000;
+const pruned = { records: 0, captures: 0, quarantine: 0, blobs: 0 };
+
+function prune(at) {
+  if (!RETENTION) return { ...pruned };
+  const out = store.prune(RETENTION, at ? new Date(at) : new Date());
+  pruned.records += out.records;
+  pruned.captures += out.captures;
+  pruned.quarantine += out.quarantine;
+  pruned.blobs += out.blobs;
+  // The rest in later turns, behind whatever commits arrived meanwhile.
+  if (out.more) bookkeeping.push({ id: undefined, steps: [() => prune(at)] });
+  return { ...pruned };
+}
+
+let retentionTimer;
+if (RETENTION) {
+  setImmediate(() => {
+    bookkeeping.push({ id: undefined, steps: [() => prune()] });
+    schedule();
+  });
+  retentionTimer = setInterval(() => {
+    bookkeeping.push({ id: undefined, steps: [() => prune()] });
+    schedule();
+  }, RETENTION_INTERVAL_MS);
+  retentionTimer.unref();
+}
 
 /**
  * Quarantine requests, answered in batches: a slice of them has its blobs put and synced together
@@ -116,7 +147,7 @@ function withBuffers(input) {
 /** Group commits made, and the blob syncs they asked for (the `stats` method; tests and the benchmark). */
 let groups = 0;
 /** Checkpoints run, and how long they held the thread (commits arriving meanwhile wait). */
-const checkpoints = { count: 0, totalMs: 0, maxMs: 0 };
+const checkpoints = { count: 0, totalMs: 0, maxMs: 0, truncated: 0 };
 
 /** All waiting commits in one transaction; each input that failed is rolled back alone. */
 async function commitWaiting() {
@@ -136,12 +167,21 @@ async function commitWaiting() {
   }
 }
 
-/** A PASSIVE checkpoint never waits for a reader: it copies what it can, and the next one goes on. */
+/** `store.wal_max_mb` in bytes: past it, a checkpoint truncates the WAL (0: never). */
+const WAL_MAX_BYTES = workerData.walMaxBytes ?? 0;
+
+/**
+ * A PASSIVE checkpoint never waits for a reader: it copies what it can, and the next one goes on.
+ * When the WAL file has grown past `store.wal_max_mb` (a load that never pauses, a reader that held
+ * a snapshot), a TRUNCATE checkpoint copies all of it and cuts the file to zero; checked at every
+ * interval, so a WAL left big by a crash is cut after the restart too.
+ */
 function checkpoint() {
   checkpointDueSince = undefined;
   const started = performance.now();
   try {
     store.checkpoint();
+    if (WAL_MAX_BYTES > 0 && store.walBytes() > WAL_MAX_BYTES && store.checkpointTruncate()) checkpoints.truncated++;
   } catch {
     // busy or locked: the next interval tries again
   }
@@ -158,10 +198,10 @@ function bookkeepingStep() {
     const result = job.steps.shift()();
     if (job.steps.length > 0) return;
     bookkeeping.shift();
-    parentPort.postMessage({ id: job.id, result: result ?? null });
+    if (job.id !== undefined) parentPort.postMessage({ id: job.id, result: result ?? null });
   } catch (error) {
     bookkeeping.shift();
-    parentPort.postMessage({ id: job.id, error: error instanceof Error ? error.message : String(error) });
+    if (job.id !== undefined) parentPort.postMessage({ id: job.id, error: error instanceof Error ? error.message : String(error) });
   }
 }
 
@@ -185,6 +225,7 @@ async function runNext() {
 
 function close(id) {
   clearInterval(checkpointTimer);
+  clearInterval(retentionTimer);
   store.close();
   parentPort.postMessage({ id, result: null });
   parentPort.close();

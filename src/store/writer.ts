@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import type { DeviceState } from '../records/types.ts';
 import type { RequestRecord } from './requests.ts';
 import type { BlobSyncCounts } from './blobs.ts';
+import { retentionEnabled, type RetentionSettings } from './retention.ts';
 import type { CommitOutcome, GroupCommitInput } from './store.ts';
 
 function ready(worker: Worker, isReady: (message: unknown) => boolean): Promise<void> {
@@ -18,6 +19,17 @@ function ready(worker: Worker, isReady: (message: unknown) => boolean): Promise<
 }
 
 type Pending = { resolve: (value: unknown) => void; reject: (error: Error) => void };
+
+/** The WAL is truncated by a checkpoint once it passes this many MB (`store.wal_max_mb`). */
+export const DEFAULT_WAL_MAX_MB = 64;
+
+export interface StoreWriterOptions {
+  /** `store.wal_max_mb` (default 64; 0: never truncate). */
+  walMaxMb?: number;
+  /** `store.retention`; pruning runs at start and every `retentionIntervalMs` (default an hour). */
+  retention?: RetentionSettings;
+  retentionIntervalMs?: number;
+}
 
 /**
  * Every write to the database goes through one worker thread that owns the writing connection
@@ -63,8 +75,15 @@ export class StoreWriter {
    * same thread copies the WAL back into the database file every `checkpointIntervalMs`, between
    * group commits (writer-worker.js).
    */
-  static async open(path: string, checkpointIntervalMs = 1000): Promise<StoreWriter> {
-    const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData: { path, checkpointIntervalMs } });
+  static async open(path: string, checkpointIntervalMs = 1000, options: StoreWriterOptions = {}): Promise<StoreWriter> {
+    const workerData = {
+      path,
+      checkpointIntervalMs,
+      walMaxBytes: options.walMaxMb !== undefined ? Math.round(options.walMaxMb * 1024 * 1024) : DEFAULT_WAL_MAX_MB * 1024 * 1024,
+      retention: options.retention && retentionEnabled(options.retention) ? options.retention : undefined,
+      retentionIntervalMs: options.retentionIntervalMs,
+    };
+    const worker = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData });
     await ready(worker, (m) => (m as { ready?: boolean }).ready === true);
     return new StoreWriter(worker);
   }
@@ -112,9 +131,16 @@ export class StoreWriter {
     groups: number;
     quarantineSlices: number;
     blobSyncs: BlobSyncCounts;
-    checkpoints: { count: number; totalMs: number; maxMs: number };
+    checkpoints: { count: number; totalMs: number; maxMs: number; truncated: number };
+    pruned: { records: number; captures: number; quarantine: number; blobs: number };
+    walBytes: number;
   }> {
     return this.call('stats');
+  }
+
+  /** Runs `store.retention` now (at `at`); resolves with the totals pruned since the thread started. */
+  prune(at: Date = new Date()): Promise<{ records: number; captures: number; quarantine: number; blobs: number }> {
+    return this.call('prune', at.toISOString());
   }
 
   markPublishedMany(seqs: number[], at: Date): Promise<void> {

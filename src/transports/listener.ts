@@ -25,10 +25,28 @@ import type { ByteTransport, TcpServerTransportOptions } from './transport.ts';
 /** TCP keepalive lets a device that lost power show up as gone instead of silently connected. */
 const KEEPALIVE_MS = 15_000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+/** A caller that spoke and then went quiet this long is let go (its device reconnects when it has data). */
+export const DEFAULT_QUIET_TIMEOUT_MS = 300_000;
 export const DEFAULT_MAX_CONNECTIONS = 64;
+/** Connections one peer address may hold at once on a port: one host cannot take every slot. */
+export const DEFAULT_MAX_CONNECTIONS_PER_PEER = 16;
+/** Listening on a port in use is tried again after this, doubling up to the maximum. */
+export const LISTEN_RETRY_MIN_MS = 1_000;
+export const LISTEN_RETRY_MAX_MS = 60_000;
+/** Refusals of one reason, peer and identity reported in full; after that one report a minute, with the count. */
+const REFUSALS_REPORTED_IN_FULL = 5;
+const REFUSAL_REPORT_INTERVAL_MS = 60_000;
+/** In the one-caller-at-a-time mode, a held caller silent this long yields to a new one. */
+const HELD_CALLER_YIELDS_AFTER_MS = 10_000;
 export const DEFAULT_BIND = '127.0.0.1';
 
-export type ListenerRefusalReason = 'peer-not-allowed' | 'unknown-sender' | 'too-many-connections' | 'device-busy' | 'device-not-ready';
+export type ListenerRefusalReason =
+  | 'peer-not-allowed'
+  | 'unknown-sender'
+  | 'too-many-connections'
+  | 'too-many-from-peer'
+  | 'device-busy'
+  | 'device-not-ready';
 
 /** A refused caller, as the device manager publishes it (no patient data: a sender is a device name). */
 export interface ListenerRefusal {
@@ -41,6 +59,13 @@ export interface ListenerRefusal {
   sender: string | null;
   /** True the first time this reason, peer address and identity come together (log it once). */
   first: boolean;
+  /** Refusals of this reason, peer and identity so far, this one included. */
+  count: number;
+  /**
+   * Whether this refusal is worth an event: the first few of a kind, then one a minute (the count
+   * says how many there were). A caller retrying every second makes a handful of events, not 88 000.
+   */
+  due: boolean;
 }
 
 export type ListenerReport = (refusal: ListenerRefusal) => void;
@@ -74,26 +99,34 @@ export class ListenerConnection extends EventEmitter implements ByteTransport {
   private heard = false;
   private idleTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** When the caller last sent bytes (or connected). */
+  lastDataAt = Date.now();
 
   constructor(
     readonly listener: TcpListener,
     private readonly socket: net.Socket,
     idleTimeoutMs: number,
+    quietTimeoutMs: number = DEFAULT_QUIET_TIMEOUT_MS,
   ) {
     super();
     this.peerAddress = normalizeAddress(socket.remoteAddress ?? '?');
     this.peerPort = socket.remotePort ?? 0;
     this.description = `${listener.description} (peer ${this.peer})`;
+    // Silent from the start: let go after idle_timeout_ms. Spoke, then quiet: after quiet_timeout_ms.
     this.idleTimer = setTimeout(() => {
       this.idleTimer = null;
       if (!this.heard) this.socket.destroy();
     }, idleTimeoutMs);
     socket.on('data', (chunk: Buffer) => {
+      this.lastDataAt = Date.now();
       if (!this.heard) {
         this.heard = true;
         if (this.idleTimer) clearTimeout(this.idleTimer);
-        this.idleTimer = null;
-      }
+        this.idleTimer = setTimeout(() => {
+          this.idleTimer = null;
+          this.socket.destroy();
+        }, quietTimeoutMs);
+      } else this.idleTimer?.refresh();
       this.emit('data', chunk);
     });
     socket.on('error', (err: Error) => emitErrorSafely(this, new Error(`${this.description}: ${err.message}`, { cause: err })));
@@ -111,6 +144,15 @@ export class ListenerConnection extends EventEmitter implements ByteTransport {
 
   get isOpen(): boolean {
     return !this.closed && !this.socket.destroyed;
+  }
+
+  /** Stops reading the caller's bytes (TCP backpressure slows it); `resume` reads on. */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
   }
 
   /** Whether the caller has sent anything yet. */
@@ -154,7 +196,7 @@ export class TcpListener {
   private server: net.Server | undefined;
   private listening: Promise<void> | undefined;
   private report: ListenerReport | undefined;
-  private readonly reported = new Set<string>();
+  private readonly refusals = new RefusalCounter();
 
   constructor(
     readonly bind: string,
@@ -224,7 +266,7 @@ export class TcpListener {
   }
 
   /** Settings shared by the port (the config loader makes its devices agree on them). */
-  private setting(key: 'idle_timeout_ms' | 'max_connections', fallback: number): number {
+  private setting(key: 'idle_timeout_ms' | 'quiet_timeout_ms' | 'max_connections' | 'max_connections_per_peer', fallback: number): number {
     return this.members.find((m) => m.options[key] !== undefined)?.options[key] ?? fallback;
   }
 
@@ -232,10 +274,22 @@ export class TcpListener {
     // Set again on the socket itself: the design's rule is that every accepted socket has no-delay.
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_MS);
-    const conn = new ListenerConnection(this, socket, this.setting('idle_timeout_ms', DEFAULT_IDLE_TIMEOUT_MS));
+    const conn = new ListenerConnection(
+      this,
+      socket,
+      this.setting('idle_timeout_ms', DEFAULT_IDLE_TIMEOUT_MS),
+      this.setting('quiet_timeout_ms', DEFAULT_QUIET_TIMEOUT_MS),
+    );
     conn.on('error', () => undefined);
     if (this.connections.size >= this.setting('max_connections', DEFAULT_MAX_CONNECTIONS)) {
       this.refuse(conn, 'too-many-connections', `${this.connections.size} connections are already open on this port`, null);
+      return;
+    }
+    const perPeer = this.setting('max_connections_per_peer', DEFAULT_MAX_CONNECTIONS_PER_PEER);
+    let fromPeer = 0;
+    for (const c of this.connections) if (c.peerAddress === conn.peerAddress) fromPeer++;
+    if (fromPeer >= perPeer) {
+      this.refuse(conn, 'too-many-from-peer', `${fromPeer} connections from ${conn.peerAddress} are already open on this port`, null);
       return;
     }
     const allowed = this.candidates(conn.peerAddress);
@@ -262,8 +316,15 @@ export class TcpListener {
       return;
     }
     if (only.isOpen) {
-      this.refuse(conn, 'device-busy', `${only.deviceId} is already connected`, null);
-      return;
+      // One caller at a time: a held caller that has gone quiet yields to the new one, so an idle
+      // or stalled peer cannot lock the device out; an active one keeps the device.
+      const held = only.connections[only.connections.length - 1];
+      if (!held || Date.now() - held.lastDataAt < Math.min(HELD_CALLER_YIELDS_AFTER_MS, this.setting('idle_timeout_ms', DEFAULT_IDLE_TIMEOUT_MS))) {
+        this.refuse(conn, 'device-busy', `${only.deviceId} is already connected`, null);
+        return;
+      }
+      only.release(held);
+      void held.close();
     }
     only.claim(conn, true);
   }
@@ -296,9 +357,7 @@ export class TcpListener {
   /** Reports a refusal; with `conn`, closes it (the protocol has already said no where it can). */
   refuse(conn: ListenerConnection | null, reason: ListenerRefusalReason, message: string, sender: string | null, peer?: string): void {
     const address = conn?.peerAddress ?? peer ?? '?';
-    const key = `${reason}\u0000${address}\u0000${sender ?? ''}`;
-    const first = !this.reported.has(key);
-    if (first) this.reported.add(key);
+    const { first, count, due } = this.refusals.count(reason, address, sender);
     try {
       this.report?.({
         reason,
@@ -308,12 +367,43 @@ export class TcpListener {
         peer: address,
         sender,
         first,
+        count,
+        due,
       });
     } catch {
       // A reporter that throws must not keep a refused caller connected.
     }
     if (conn) void conn.close();
   }
+}
+
+/**
+ * How often one reason, peer and identity was refused, and whether this refusal is worth an event:
+ * the first few in full, then one a minute with the count. Shared by every listener (ASTM/POCT1-A
+ * TCP, the DICOM SCP) so a caller retrying every second makes a handful of events, not thousands.
+ */
+export class RefusalCounter {
+  private readonly seen = new Map<string, { count: number; lastDueAt: number }>();
+
+  count(reason: ListenerRefusalReason, peer: string, sender: string | null, now = Date.now()): { first: boolean; count: number; due: boolean } {
+    const key = `${reason}\u0000${peer}\u0000${sender ?? ''}`;
+    let seen = this.seen.get(key);
+    const first = !seen;
+    if (!seen) {
+      // Bounded: a port scanned from many addresses must not grow this without end.
+      if (this.seen.size >= 10_000) this.seen.clear();
+      seen = { count: 0, lastDueAt: 0 };
+      this.seen.set(key, seen);
+    }
+    seen.count++;
+    const due = seen.count <= REFUSALS_REPORTED_IN_FULL || now - seen.lastDueAt >= REFUSAL_REPORT_INTERVAL_MS;
+    if (due) seen.lastDueAt = now;
+    return { first, count: seen.count, due };
+  }
+}
+
+function portInUse(err: unknown): boolean {
+  return ((err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code) === 'EADDRINUSE';
 }
 
 const pool = new Map<string, TcpListener>();
@@ -354,6 +444,9 @@ export class ListenerTransport extends EventEmitter implements ByteTransport {
   private server: ConnectionServer | null = null;
   private readonly held: ListenerConnection[] = [];
   private joined = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryDelayMs = 0;
+  private closing = false;
 
   constructor(
     options: TcpServerTransportOptions,
@@ -427,15 +520,49 @@ export class ListenerTransport extends EventEmitter implements ByteTransport {
     if (this.held.length === 0) this.emit('close');
   }
 
+  /**
+   * Joins the listener. When the port is in use by another program, rejects (the device is shown
+   * port-missing) and keeps trying in the background, 1 s, 2 s, … up to a minute apart; once it
+   * listens, a `listening` event says so.
+   */
   async open(): Promise<void> {
     if (this.joined) return;
+    this.closing = false;
     try {
       await this.listener.join(this, this.report);
       this.joined = true;
     } catch (err) {
       this.lastError = err as Error;
+      if (portInUse(err)) this.scheduleRetry();
       throw err;
     }
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.closing || this.joined) return;
+    this.retryDelayMs = this.retryDelayMs === 0 ? LISTEN_RETRY_MIN_MS : Math.min(this.retryDelayMs * 2, LISTEN_RETRY_MAX_MS);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.closing || this.joined) return;
+      this.listener.join(this, this.report).then(
+        () => {
+          if (this.closing) {
+            void this.listener.leave(this);
+            return;
+          }
+          this.joined = true;
+          this.retryDelayMs = 0;
+          this.lastError = undefined;
+          this.emit('listening');
+        },
+        (err: Error) => {
+          if (this.lastError?.message !== err.message) this.reportError(err);
+          this.lastError = err;
+          if (portInUse(err)) this.scheduleRetry();
+        },
+      );
+    }, this.retryDelayMs);
+    this.retryTimer.unref?.();
   }
 
   /** Writes to the device's latest caller (a host → device message). */
@@ -446,6 +573,10 @@ export class ListenerTransport extends EventEmitter implements ByteTransport {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.retryDelayMs = 0;
     const held = this.held.splice(0);
     for (const c of held) if (c.owner === this) c.owner = null;
     if (this.joined) {

@@ -53,6 +53,10 @@ export interface TcpServerTransportOptions {
   idle_timeout_ms?: number;
   /** Connections open at once on the port (default 64); one more is refused. */
   max_connections?: number;
+  /** A caller that spoke and then sends nothing for this long is disconnected (default 300000). */
+  quiet_timeout_ms?: number;
+  /** Connections one peer address may hold at once on the port (default 16); one more is refused. */
+  max_connections_per_peer?: number;
 }
 
 export interface HidTransportOptions {

@@ -65,6 +65,8 @@ interface RigSetup {
   cleanups: Cleanups;
   /** An existing database (a restart); a fresh one in a temporary directory by default. */
   dbPath?: string;
+  /** The daemon's logger (default: silent), for a test that counts log lines. */
+  log?: Services['log'];
 }
 
 /** What is wrong with one publish: a topic outside the API, one the daemon only listens to, or a payload its schema refuses. */
@@ -99,7 +101,7 @@ export async function deviceManagerRig(setup: RigSetup): Promise<DeviceManagerRi
     writer,
     mqtt: mqtt as unknown as MqttConnection,
     topics: new Topics(BASE.slice(0, -1)),
-    log: pino({ level: 'silent' }),
+    log: setup.log ?? pino({ level: 'silent' }),
     drivers: setup.drivers,
     stats: new Stats(),
     now: () => new Date(),

@@ -198,6 +198,12 @@ describe('ASTM_LINK_DEFAULTS', () => {
       maxMessageBytes: 4 * 1024 * 1024,
       frameTextSize: 240,
       busyBackoffMs: 10_000,
+      // This daemon's own bounds on bad input (with coalesceBadInput), not the standard's.
+      burstQuietMs: 1_000,
+      burstMaxMs: 10_000,
+      burstKeepBytes: 64 * 1024,
+      garbledAfterMs: 30_000,
+      burstBytesPerSecond: 64 * 1024,
     });
   });
 });

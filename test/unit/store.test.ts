@@ -298,7 +298,7 @@ describe('Store migration to the blob store', () => {
     // The bytes left the database file, not only its tables.
     expect(statSync(path).size).toBeLessThan(raw.length / 2);
     const db = new Database(path, { readonly: true });
-    expect(db.pragma('user_version', { simple: true })).toBe(7); // the blob store's (3), the requests' (4), quarantine's blobs (5), device jobs (6), DICOM instances (7)
+    expect(db.pragma('user_version', { simple: true })).toBe(8); // the blob store's (3), the requests' (4), quarantine's blobs (5), device jobs (6), DICOM instances (7), retention's indexes (8)
     expect(JSON.stringify(db.prepare(`SELECT * FROM captures`).all())).not.toContain('bytes');
     expect(db.prepare(`SELECT DISTINCT schema FROM records`).pluck().all()).toEqual(['poct.result/2']);
     db.close();

@@ -39,12 +39,45 @@ interface Caller {
   refused: boolean;
 }
 
+/** At most `max` lines per `windowMs`; the lines left out are counted and said in the next one. */
+class LogLimit {
+  private windowStart = 0;
+  private used = 0;
+  private suppressed = 0;
+
+  constructor(
+    private readonly max: number,
+    private readonly windowMs: number,
+  ) {}
+
+  allow(now: number): boolean {
+    if (now - this.windowStart >= this.windowMs) {
+      this.windowStart = now;
+      this.used = 0;
+    }
+    if (this.used < this.max) {
+      this.used++;
+      return true;
+    }
+    this.suppressed++;
+    return false;
+  }
+
+  takeSuppressed(): number {
+    const n = this.suppressed;
+    this.suppressed = 0;
+    return n;
+  }
+}
+
 export class AstmSession extends PushedSession {
   private readonly opts: AstmOptions;
   /** The link on a serial line or a TCP client connection; absent behind a listener. */
   private link: ReceiverLink | null = null;
   /** Callers this session runs the link of (behind a listener). */
   private readonly callers = new Set<Caller>();
+  /** Link issues logged per device: a burst a line, and at most a few lines a minute. */
+  private readonly logLimit = new LogLimit(6, 60_000);
 
   constructor(host: SessionHost) {
     const opts = parseAstmOptions(host.device.options ?? {}, `device ${host.device.id}: options`);
@@ -62,6 +95,10 @@ export class AstmSession extends PushedSession {
       replyTimeoutMs: this.opts.reply_timeout_ms,
       maxFrameBytes: this.opts.max_frame_bytes,
       frameTextSize: this.opts.frame_text_size,
+      // An analyzer's line can carry noise for hours: one report per burst, read at a bounded rate,
+      // garbled after as long as the receiver timer of nothing but bad input.
+      coalesceBadInput: true,
+      garbledAfterMs: this.opts.receive_timeout_ms,
       ...(write ? { write } : {}),
     });
   }
@@ -219,14 +256,23 @@ export class AstmSession extends PushedSession {
   private onIssue(i: AstmLinkIssue): void {
     if (this.stopped) return;
     // Nothing here is ACKed (a bad frame is NAKed, a partial message never answered): no need to wait.
+    // The link reports a burst of bad input once, so this is one quarantine entry per burst.
     void this.quarantine(i.bytes, i.reason);
-    this.host.log.warn({ reason: i.reason, kind: i.kind, answer: i.answer ?? null }, 'astm: link issue');
+    const burst = i.burst ? { pieces: i.burst.pieces, bytes: i.burst.size } : {};
+    if (this.logLimit.allow(Date.now())) {
+      this.host.log.warn({ reason: i.reason, kind: i.kind, answer: i.answer ?? null, ...burst, suppressed: this.logLimit.takeSuppressed() }, 'astm: link issue');
+    }
+    if (i.garbled) {
+      this.report.patch({ status: 'garbled', status_detail: i.garbled });
+      this.report.emit('device_error', `the link carries nothing readable: ${i.garbled}`, { reason: 'garbled', ...burst });
+      return;
+    }
     if (i.kind === 'receive-timeout' || i.kind === 'incomplete-message' || i.kind === 'link-closed') {
       if (i.bytes) this.report.emit('download_failed', `${i.detail}`, { reason: i.reason });
       return;
     }
     if (i.kind === 'commit-failed') return; // the base has raised download_failed (commit-failed)
-    this.report.emit('bad_frame', `${i.kind}: ${i.detail}`, { reason: i.reason, answer: i.answer ?? null });
+    this.report.emit('bad_frame', `${i.kind}: ${i.detail}`, { reason: i.reason, answer: i.answer ?? null, ...burst });
   }
 
   /**

@@ -3,7 +3,7 @@ import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { CONTOUR_DRIVER_ID, decodeContour, MANUFACTURER } from './records.ts';
 import { CONTOUR_OPTIONS_SCHEMA, ContourSession } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
-import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA, derivedSerial } from '../../../src/driver-sdk/index.ts';
 
 const usb = (productId: string, description: string): DriverDefinition['usb'][number] => ({ vendorId: '1a79', productId, description });
 
@@ -36,5 +36,6 @@ export const contourNext: DriverDefinition = {
     description: 'a Contour Next meter in data-transfer mode: ASTM frames in 64-byte HID reports, NAK → resend, command-mode clock set',
     options: SIMULATOR_OPTION_HELP,
     load: () => import('./simulator.ts').then((m) => ({ create: (options) => new m.ContourSimulator(m.parseContourSimulatorOptions(options)) })),
+    serialFor: (id) => `7410-${derivedSerial(id, 7, '0123456789')}`,
   },
 };

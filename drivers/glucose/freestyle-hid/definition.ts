@@ -11,7 +11,7 @@ import {
 } from './records.ts';
 import { FREESTYLE_OPTIONS_SCHEMA, FreeStyleSession } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
-import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA, derivedSerial } from '../../../src/driver-sdk/index.ts';
 
 export const freestyleHid: DriverDefinition = {
   id: FREESTYLE_DRIVER_ID,
@@ -51,5 +51,6 @@ export const freestyleHid: DriverDefinition = {
       'an Abbott FreeStyle HID meter (InsuLinx, Neo, Libre, Libre Pro; Libre 2 answers noise): 64-byte reports [type][len][payload], init 04/05/15/01, text commands with CKSM checksums',
     options: SIMULATOR_OPTION_HELP,
     load: () => import('./simulator.ts').then((m) => ({ create: (options) => new m.FreeStyleSimulator(m.parseSimulatorOptions(options)) })),
+    serialFor: (id) => `SIM-${derivedSerial(id, 10)}`,
   },
 };

@@ -6,7 +6,7 @@ import type { DriverDefinition } from '../../../src/driver-sdk/index.ts';
 import { MANUFACTURER, ULTRA2_DRIVER_ID, ULTRA2_MODEL, decodeUltra2 } from './records.ts';
 import { Ultra2Session, ULTRA2_OPTIONS_SCHEMA } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
-import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA, derivedSerial } from '../../../src/driver-sdk/index.ts';
 
 export const onetouchUltra2: DriverDefinition = {
   id: ULTRA2_DRIVER_ID,
@@ -32,5 +32,6 @@ export const onetouchUltra2: DriverDefinition = {
     description: 'a OneTouch Ultra 2 meter: answers DM?, DM@, DMF, DMSU?, DMP, DMT and DMZ with checksummed lines',
     options: SIMULATOR_OPTION_HELP,
     load: () => import('./simulator.ts').then((m) => ({ create: (options) => new m.Ultra2Simulator(m.parseSimulatorOptions(options)) })),
+    serialFor: (id) => `${derivedSerial(id, 8)}Y`,
   },
 };

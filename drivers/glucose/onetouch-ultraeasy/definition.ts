@@ -8,7 +8,7 @@ import { LIFESCAN_OPTIONS_SCHEMA, LifeScanSession } from '../lifescan-binary/ses
 import { SIMULATOR_OPTION_HELP } from '../lifescan-binary/simulator-help.ts';
 import { ULTRAEASY_DRIVER_ID, ultraEasyDialect } from './codec.ts';
 import { decodeUltraEasy } from './records.ts';
-import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA, derivedSerial } from '../../../src/driver-sdk/index.ts';
 
 export const onetouchUltraEasy: DriverDefinition = {
   id: ULTRAEASY_DRIVER_ID,
@@ -34,5 +34,6 @@ export const onetouchUltraEasy: DriverDefinition = {
     description: 'a OneTouch UltraEasy/UltraMini meter: LifeScan binary frames with the DISC/ACK/sequence-bit handshake',
     options: { ...SIMULATOR_OPTION_HELP, serial: 'serial number, 9 characters A-Z/0-9 (default UESIM0001)', memory: 'readings: [{time: "YYYY-MM-DDTHH:MM:SS", value: mg/dL | "HI" | "LO"}] (no control or meal on this meter)' },
     load: () => import('./simulator.ts').then((m) => ({ create: (options) => m.createUltraEasySimulator(options) })),
+    serialFor: (id) => derivedSerial(id, 9),
   },
 };

@@ -8,7 +8,7 @@ import { LIFESCAN_OPTIONS_SCHEMA, LifeScanSession } from '../lifescan-binary/ses
 import { SIMULATOR_OPTION_HELP } from '../lifescan-binary/simulator-help.ts';
 import { VERIO_IQ_DRIVER_ID, VERIO_IQ_MODEL, verioIqDialect } from './codec.ts';
 import { decodeVerioIq } from './records.ts';
-import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA, derivedSerial } from '../../../src/driver-sdk/index.ts';
 
 export const onetouchVerioIq: DriverDefinition = {
   id: VERIO_IQ_DRIVER_ID,
@@ -40,5 +40,6 @@ export const onetouchVerioIq: DriverDefinition = {
       memory: 'readings: [{time: "YYYY-MM-DDTHH:MM:SS", value: mg/dL (> 600 shows HI, < 20 LO), control?, meal?: none|before|after}]',
     },
     load: () => import('./simulator.ts').then((m) => ({ create: (options) => m.createVerioIqSimulator(options) })),
+    serialFor: (id) => derivedSerial(id, 10),
   },
 };

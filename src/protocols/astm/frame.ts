@@ -243,6 +243,13 @@ export class AstmFrameReader {
     this.swallowLf = false;
   }
 
+  /** Drops a half-read frame and pending garbage (as `reset`) and returns their bytes. */
+  drop(): Buffer {
+    const bytes = Buffer.from([...(this.frame ?? []), ...this.garbage]);
+    this.reset();
+    return bytes;
+  }
+
   /** True while a frame or an oversized frame is half-read. */
   get midFrame(): boolean {
     return this.frame !== null || this.discarding;

@@ -55,6 +55,9 @@ export interface AstmCarrier {
   on(event: 'close', listener: () => void): unknown;
   off(event: 'data', listener: (chunk: Buffer) => void): unknown;
   off(event: 'close', listener: () => void): unknown;
+  /** Stop and restart reading (a socket's backpressure), so bad input can be slowed at its source. */
+  pause?(): void;
+  resume?(): void;
 }
 
 export interface AstmLinkOptions {
@@ -78,6 +81,29 @@ export interface AstmLinkOptions {
   busyBackoffMs?: number;
   /** Writes bytes (default: `transport.write`); the simulator cuts them into random chunks. */
   write?: (bytes: Buffer) => Promise<void>;
+  /**
+   * Receiver: resist line noise (default false: every bad frame and stray byte reported alone, the
+   * transmission announced at ENQ, as a driver that counts NAKs itself expects). When true:
+   * consecutive bad input is one burst (`burst*` options), read at a bounded rate while it goes on,
+   * reported garbled when it lasts; a transmission is announced at its first good frame (noise holds
+   * ENQ bytes); and only good frames and EOT restart the receiver timer, so garbage cannot hold a
+   * transmission open. The ASTM analyzer session sets it.
+   */
+  coalesceBadInput?: boolean;
+  /** Receiver: a burst of bad input ends after this much quiet (default 1 000 ms). */
+  burstQuietMs?: number;
+  /** Receiver: a burst that never pauses is reported every this many ms (default 10 000). */
+  burstMaxMs?: number;
+  /** Receiver: bytes of a burst kept for quarantine, half from its start and half from its end (default 64 KiB). */
+  burstKeepBytes?: number;
+  /** Receiver: bad input with no good frame for this long marks the link garbled (default 30 000 ms). */
+  garbledAfterMs?: number;
+  /**
+   * Receiver: while a burst of bad input goes on, the carrier (when it can pause) is read at most
+   * this many bytes a second, so a flood on one connection cannot take the daemon from the others
+   * (default 64 KiB/s; a wrong baud rate on a serial line gives ~1 KB/s).
+   */
+  burstBytesPerSecond?: number;
 }
 
 /** The link's timers and sizes when the options leave them out; the ASTM driver's device options start from these. */
@@ -89,6 +115,11 @@ export const ASTM_LINK_DEFAULTS = {
   maxMessageBytes: 4 * 1024 * 1024,
   frameTextSize: DEFAULT_FRAME_TEXT_SIZE,
   busyBackoffMs: 10_000,
+  burstQuietMs: 1_000,
+  burstMaxMs: 10_000,
+  burstKeepBytes: 64 * 1024,
+  garbledAfterMs: 30_000,
+  burstBytesPerSecond: 64 * 1024,
 } as const;
 
 export interface AstmLinkMessage {
@@ -109,6 +140,9 @@ export type AstmLinkIssueKind =
   | 'commit-failed'
   | 'message-too-long';
 
+/** Issues about bytes that are no good frame: consecutive ones are coalesced into one burst. */
+const BURST_KINDS: ReadonlySet<AstmLinkIssueKind> = new Set<AstmLinkIssueKind>(['bad-frame', 'garbage', 'unexpected']);
+
 export interface AstmLinkIssue {
   kind: AstmLinkIssueKind;
   /** A short code (the bad-frame reason, …). */
@@ -119,13 +153,27 @@ export interface AstmLinkIssue {
   bytes?: Buffer;
   /** What the link answered. */
   answer?: 'ACK' | 'NAK' | null;
+  /**
+   * A coalesced burst (kind `garbage`, reason `garbage-burst`): how many pieces (bad frames, stray
+   * bytes, unexpected controls) and bytes it held, and how many of each reason. `bytes` then keeps
+   * its first and last `burstKeepBytes / 2`.
+   */
+  burst?: { pieces: number; size: number; kept: number; reasons: Record<string, number>; ms: number };
+  /**
+   * Set when nothing but bad input has come for `garbledAfterMs`: the likely cause, in words (the
+   * link is on the wrong baud rate or serial settings, or the device speaks another protocol).
+   */
+  garbled?: string;
 }
 
 export interface AstmLinkHandlers {
   /** A complete message. Resolve once it is stored: only then is its last frame ACKed. */
   onMessage(message: AstmLinkMessage): Promise<void>;
   onIssue(issue: AstmLinkIssue): void;
-  /** A transmission began (ENQ accepted) or ended (EOT, timeout, link loss). */
+  /**
+   * A transmission began (its first good frame after ENQ: an ENQ in line noise is no transmission)
+   * or ended (EOT, timeout, link loss), once each.
+   */
   onTransmission?(phase: 'start' | 'end'): void;
   /**
    * A good frame in sequence, as it is taken into the message (an intermediate frame just before
@@ -173,8 +221,62 @@ export function endsWithTerminator(text: Buffer): boolean {
 }
 
 /**
+ * What `endsWithTerminator` needs of a text, kept up to date byte by byte as frames are taken: the
+ * message's first two bytes (the H record names the field delimiter in byte 1), the head and length
+ * of the line being read, and of the last non-empty line. Deciding whether a frame completes the
+ * message then costs that frame's bytes only, never a re-join or re-scan of the earlier frames.
+ */
+class TerminatorScan {
+  private total = 0;
+  private first0 = -1;
+  private first1 = -1;
+  private curLen = 0;
+  private cur0 = -1;
+  private cur1 = -1;
+  private lastLen = 0;
+  private last0 = -1;
+  private last1 = -1;
+
+  copy(): TerminatorScan {
+    return Object.assign(new TerminatorScan(), this);
+  }
+
+  feed(text: Uint8Array): void {
+    for (const x of text) {
+      if (this.total === 0) this.first0 = x;
+      else if (this.total === 1) this.first1 = x;
+      this.total++;
+      if (x === CR || x === LF) {
+        if (this.curLen > 0) {
+          this.lastLen = this.curLen;
+          this.last0 = this.cur0;
+          this.last1 = this.cur1;
+        }
+        this.curLen = 0;
+        this.cur0 = this.cur1 = -1;
+        continue;
+      }
+      if (this.curLen === 0) this.cur0 = x;
+      else if (this.curLen === 1) this.cur1 = x;
+      this.curLen++;
+    }
+  }
+
+  /** `endsWithTerminator` of everything fed so far. */
+  endsWithTerminator(): boolean {
+    const [len, h0, h1] = this.curLen > 0 ? [this.curLen, this.cur0, this.cur1] : [this.lastLen, this.last0, this.last1];
+    if (len === 0) return false;
+    if (h0 !== 0x4c && h0 !== 0x6c) return false; // L
+    if (len === 1) return true;
+    const field = this.first0 === 0x48 || this.first0 === 0x68 ? this.first1 : 0x7c;
+    return h1 === field;
+  }
+}
+
+/**
  * Joins accepted frames into messages, with the frame-number rules. Shared by the live receiver
- * and `collectMessages`, so a stored capture decodes as the session saw it.
+ * and `collectMessages`, so a stored capture decodes as the session saw it. Linear in the bytes
+ * taken: each frame is scanned once, and the parts are joined once, when the message is whole.
  */
 export class MessageAssembler {
   private expected: number | null = null;
@@ -185,15 +287,24 @@ export class MessageAssembler {
   private last: Buffer | null = null;
   /** Frames of this transmission's message are lost: it can never be whole. */
   private broken = false;
+  private scan = new TerminatorScan();
+  /** The scan with the frame `preview` was last asked about, so `take` does not scan it again. */
+  private previewed: { text: Buffer; scan: TerminatorScan } | null = null;
 
   /** ENQ: a new transmission starts with frame 1. */
   begin(): void {
     this.expected = 1;
-    this.parts = [];
-    this.size = 0;
+    this.clear();
     this.acceptedAny = false;
     this.last = null;
     this.broken = false;
+  }
+
+  private clear(): void {
+    this.parts = [];
+    this.size = 0;
+    this.scan = new TerminatorScan();
+    this.previewed = null;
   }
 
   get pendingBytes(): number {
@@ -201,7 +312,7 @@ export class MessageAssembler {
   }
 
   pending(): Buffer {
-    return Buffer.concat(this.parts);
+    return Buffer.concat(this.parts, this.size);
   }
 
   /**
@@ -223,14 +334,23 @@ export class MessageAssembler {
     return 'wrong-number';
   }
 
+  /** The scan of the pending text followed by `text`. */
+  private scanWith(text: Buffer): TerminatorScan {
+    if (this.previewed?.text === text) return this.previewed.scan;
+    const scan = this.scan.copy();
+    scan.feed(text);
+    this.previewed = { text, scan };
+    return scan;
+  }
+
   /**
-   * The finished message if this frame completes one, else null. Only a final (ETX) frame can,
-   * so intermediate frames are never joined: a long message costs one join, not one per frame.
+   * The finished message if this frame completes one, else null. Only a final (ETX) frame can;
+   * the check scans this frame's bytes only, and the parts are joined once, for the whole message.
    */
   preview(text: Buffer, final: boolean): Buffer | null {
     if (!final) return null;
-    const message = Buffer.concat([...this.parts, text]);
-    return endsWithTerminator(message) ? message : null;
+    if (!this.scanWith(text).endsWithTerminator()) return null;
+    return Buffer.concat([...this.parts, text], this.size + text.length);
   }
 
   /**
@@ -242,10 +362,11 @@ export class MessageAssembler {
     this.acceptedAny = true;
     this.last = text;
     if (completed) {
-      this.parts = [];
-      this.size = 0;
+      this.clear();
       return completed;
     }
+    this.scan = this.scanWith(text);
+    this.previewed = null;
     this.parts.push(text);
     this.size += text.length;
     return null;
@@ -254,8 +375,7 @@ export class MessageAssembler {
   /** EOT, timeout or link loss: returns what was pending and forgets it. */
   end(): Buffer {
     const rest = this.pending();
-    this.parts = [];
-    this.size = 0;
+    this.clear();
     this.expected = null;
     this.acceptedAny = false;
     this.last = null;
@@ -314,6 +434,95 @@ export function collectMessages(bytes: Buffer, maxFrameBytes: number = ASTM_LINK
   return { messages, issues };
 }
 
+/**
+ * Consecutive bad input (bad frames, bytes outside frames, unexpected controls) as one report: the
+ * count of pieces and bytes, each reason's count, and the first and last `keep / 2` bytes. Its cost
+ * is bounded per burst, whatever the flood: one issue, one quarantine entry, one log line.
+ */
+class Burst {
+  pieces = 1;
+  size = 0;
+  lastAt: number;
+  readonly reasons = new Map<string, number>();
+  private readonly head: Buffer[] = [];
+  private headLen = 0;
+  /** The latest bytes beyond the head, oldest first from `tailFrom`. */
+  private readonly tail: Buffer[] = [];
+  private tailFrom = 0;
+  private tailLen = 0;
+  /** Bytes seen that are printable text (CR LF included), for the likely cause. */
+  private printable = 0;
+  private readonly half: number;
+
+  constructor(
+    private readonly first: AstmLinkIssue,
+    readonly startedAt: number,
+    keep: number,
+  ) {
+    this.lastAt = startedAt;
+    this.half = Math.floor(keep / 2);
+    this.count(first);
+  }
+
+  add(i: AstmLinkIssue, at: number): void {
+    this.pieces++;
+    this.lastAt = at;
+    this.count(i);
+  }
+
+  private count(i: AstmLinkIssue): void {
+    this.reasons.set(i.reason, (this.reasons.get(i.reason) ?? 0) + 1);
+    const bytes = i.bytes;
+    if (!bytes || bytes.length === 0) return;
+    this.size += bytes.length;
+    for (const x of bytes) if ((x >= 0x20 && x < 0x7f) || x === CR || x === LF) this.printable++;
+    let rest = bytes;
+    if (this.headLen < this.half) {
+      const take = rest.subarray(0, this.half - this.headLen);
+      this.head.push(Buffer.from(take));
+      this.headLen += take.length;
+      rest = rest.subarray(take.length);
+    }
+    if (rest.length === 0) return;
+    this.tail.push(Buffer.from(rest.subarray(Math.max(0, rest.length - this.half))));
+    this.tailLen += Math.min(rest.length, this.half);
+    while (this.tailLen - this.tail[this.tailFrom]!.length >= this.half) this.tailLen -= this.tail[this.tailFrom++]!.length;
+    if (this.tailFrom > 1024) {
+      this.tail.splice(0, this.tailFrom);
+      this.tailFrom = 0;
+    }
+  }
+
+  private kept(): Buffer {
+    const tail = Buffer.concat(this.tail.slice(this.tailFrom));
+    return Buffer.concat([...this.head, tail.subarray(Math.max(0, tail.length - this.half))]);
+  }
+
+  issue(): AstmLinkIssue {
+    if (this.pieces === 1) return { ...this.first };
+    const bytes = this.kept();
+    const reasons = Object.fromEntries(this.reasons);
+    const list = [...this.reasons].map(([r, n]) => `${r} ×${n}`).join(', ');
+    const cut = bytes.length < this.size ? `; the first and last ${this.half} bytes are kept` : '';
+    return {
+      kind: 'garbage',
+      reason: 'garbage-burst',
+      detail: `${this.pieces} pieces of bad input, ${this.size} bytes in ${this.lastAt - this.startedAt} ms (${list})${cut}`,
+      ...(bytes.length > 0 ? { bytes } : {}),
+      answer: null,
+      burst: { pieces: this.pieces, size: this.size, kept: bytes.length, reasons, ms: this.lastAt - this.startedAt },
+    };
+  }
+
+  /** Text that is not E1381 is another protocol; bytes that are not text are a line at the wrong speed. */
+  likelyCause(): string {
+    if (this.size > 0 && this.printable / this.size >= 0.9) {
+      return 'the device sends text that is not ASTM E1381 framing: it may speak another protocol (wrong driver, or its interface set to another mode)';
+    }
+    return 'the bytes are not text: likely a baud rate, parity or stop-bit mismatch on the line, or electrical noise';
+  }
+}
+
 type Reply = 'ACK' | 'NAK' | 'EOT' | 'ENQ' | 'timeout';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -322,6 +531,18 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export class AstmLink {
   readonly role: 'host' | 'instrument';
   private readonly o: Required<Omit<AstmLinkOptions, 'write' | 'role'>>;
+  private burst: Burst | null = null;
+  private burstTimer: NodeJS.Timeout | null = null;
+  private staleFrameTimer: NodeJS.Timeout | null = null;
+  /** The transmission being received has had a good frame, and its start was reported. */
+  private announced = false;
+  /** When bytes last arrived (a burst is quiet only when they stop, not when its handling lags). */
+  private lastBytesAt = 0;
+  private paused = false;
+  /** When the current run of bad input began (no good frame since); null after a good frame. */
+  private badSince: number | null = null;
+  /** Bytes of the current transmission's capture, so a flood cannot grow it without end. */
+  private exchangeBytes = 0;
   private readonly reader: AstmFrameReader;
   private readonly asm = new MessageAssembler();
   private state: 'neutral' | 'receiving' | 'sending' = 'neutral';
@@ -351,6 +572,12 @@ export class AstmLink {
       frameTextSize: options.frameTextSize ?? ASTM_LINK_DEFAULTS.frameTextSize,
       contentionBackoffMs: options.contentionBackoffMs ?? (this.role === 'host' ? 20_000 : 1_000),
       busyBackoffMs: options.busyBackoffMs ?? ASTM_LINK_DEFAULTS.busyBackoffMs,
+      burstQuietMs: options.burstQuietMs ?? ASTM_LINK_DEFAULTS.burstQuietMs,
+      burstMaxMs: options.burstMaxMs ?? ASTM_LINK_DEFAULTS.burstMaxMs,
+      burstKeepBytes: Math.max(2, options.burstKeepBytes ?? ASTM_LINK_DEFAULTS.burstKeepBytes),
+      garbledAfterMs: options.garbledAfterMs ?? ASTM_LINK_DEFAULTS.garbledAfterMs,
+      burstBytesPerSecond: options.burstBytesPerSecond ?? ASTM_LINK_DEFAULTS.burstBytesPerSecond,
+      coalesceBadInput: options.coalesceBadInput ?? false,
     };
     this.writeBytes = options.write ?? ((b) => this.transport.write(b));
     this.reader = new AstmFrameReader({ maxFrameBytes: this.o.maxFrameBytes });
@@ -375,17 +602,61 @@ export class AstmLink {
     this.transport.off('data', this.onData);
     this.transport.off('close', this.onClose);
     this.clearReceiveTimer();
+    if (this.staleFrameTimer) clearTimeout(this.staleFrameTimer);
+    this.staleFrameTimer = null;
     this.replyWaiter?.('timeout');
     this.toNeutral();
     await this.chain.catch(() => undefined);
+    this.flushBurst();
   }
 
   // ── input ──
 
   private readonly onData = (chunk: Buffer): void => {
+    this.lastBytesAt = Date.now();
+    if (this.burst && this.transport.pause && this.transport.resume && !this.paused) {
+      // Bad input is being read: read it no faster than burstBytesPerSecond.
+      this.paused = true;
+      this.transport.pause();
+      const resumeAfter = Math.ceil((chunk.length * 1000) / this.o.burstBytesPerSecond);
+      setTimeout(() => {
+        this.paused = false;
+        if (!this.stopped) this.transport.resume?.();
+      }, resumeAfter).unref?.();
+    }
     const events = this.reader.push(chunk);
     for (const ev of events) this.chain = this.chain.then(() => this.handle(ev)).catch(() => undefined);
+    if (this.reader.midFrame && this.state !== 'receiving') this.armStaleFrameTimer();
   };
+
+  /**
+   * Outside a transmission (where the receiver timer does this), a frame left half-read by noise
+   * (an STX with no line end after it) is dropped after the receiver timeout of quiet, so it cannot
+   * swallow the ENQ of a device set right again.
+   */
+  private armStaleFrameTimer(): void {
+    if (this.staleFrameTimer) {
+      this.staleFrameTimer.refresh();
+      return;
+    }
+    this.staleFrameTimer = setTimeout(() => {
+      this.staleFrameTimer = null;
+      this.chain = this.chain
+        .then(() => {
+          if (this.stopped || this.state === 'receiving' || !this.reader.midFrame) return;
+          const bytes = this.reader.drop();
+          this.issue({
+            kind: 'garbage',
+            reason: 'stale-frame',
+            detail: `a frame begun outside a transmission had no end for ${this.o.receiveTimeoutMs} ms; dropped`,
+            bytes,
+            answer: null,
+          });
+        })
+        .catch(() => undefined);
+    }, this.o.receiveTimeoutMs);
+    this.staleFrameTimer.unref?.();
+  }
 
   private readonly onClose = (): void => {
     this.chain = this.chain
@@ -409,6 +680,11 @@ export class AstmLink {
 
   private async handle(ev: AstmFrameEvent): Promise<void> {
     if (this.stopped) return;
+    if (ev.type === 'frame') {
+      // A frame whose checksum holds: the line carries E1381 again, the burst of bad input is over.
+      this.flushBurst();
+      this.badSince = null;
+    }
     if (this.state === 'sending') {
       if (ev.type === 'control') {
         this.deliverReply(ev.name);
@@ -421,10 +697,14 @@ export class AstmLink {
       if (ev.type === 'control' && ev.byte === ENQ) {
         this.state = 'receiving';
         this.asm.begin();
-        this.exchanges = [{ dir: 'D', bytes: Buffer.from([ENQ]) }];
+        this.exchanges = [];
+        this.exchangeBytes = 0;
+        this.keep({ dir: 'D', bytes: Buffer.from([ENQ]) });
         await this.reply(ACK);
         this.armReceiveTimer();
-        this.safe(() => this.handlers.onTransmission?.('start'));
+        // Resisting noise, the start is announced at the first good frame: noise holds ENQ bytes too.
+        this.announced = false;
+        if (!this.o.coalesceBadInput) this.announce();
         return;
       }
       if (ev.type === 'control') {
@@ -439,12 +719,13 @@ export class AstmLink {
       this.report(ev, null);
       return;
     }
-    // Receiving.
-    this.armReceiveTimer();
+    // Receiving. The receiver timer restarts on a good frame or an EOT only: a stream of garbage or
+    // bad frames is no sender making progress, and must not hold the transmission open for ever.
+    if (!this.o.coalesceBadInput || ev.type === 'frame' || (ev.type === 'control' && ev.byte === EOT)) this.armReceiveTimer();
     switch (ev.type) {
       case 'control':
         if (ev.byte === EOT) {
-          this.exchanges.push({ dir: 'D', bytes: Buffer.from([EOT]) });
+          this.keep({ dir: 'D', bytes: Buffer.from([EOT]) });
           const rest = this.asm.end();
           if (rest.length > 0) {
             this.issue({
@@ -460,11 +741,11 @@ export class AstmLink {
         this.issue({ kind: 'unexpected', reason: `${ev.name.toLowerCase()}-while-receiving`, detail: `${ev.name} in the middle of a transmission; ignored`, answer: null });
         return;
       case 'garbage':
-        this.exchanges.push({ dir: 'D', bytes: ev.bytes });
+        this.keep({ dir: 'D', bytes: ev.bytes });
         this.report(ev, null);
         return;
       case 'bad-frame': {
-        this.exchanges.push({ dir: 'D', bytes: ev.raw });
+        this.keep({ dir: 'D', bytes: ev.raw });
         // A frame cut short by a new STX gets no answer: the sender is still sending, and the new
         // frame gets the one answer the sender waits for.
         const answer = ev.reason === 'interrupted' ? null : 'NAK';
@@ -478,7 +759,8 @@ export class AstmLink {
   }
 
   private async onFrame(ev: Extract<AstmFrameEvent, { type: 'frame' }>): Promise<void> {
-    this.exchanges.push({ dir: 'D', bytes: ev.raw });
+    this.keep({ dir: 'D', bytes: ev.raw }, true);
+    this.announce();
     const kind = this.asm.classify(ev.number, ev.text);
     if (kind === 'duplicate') {
       await this.reply(ACK);
@@ -525,6 +807,7 @@ export class AstmLink {
     if (stored) {
       this.asm.take(ev.text, ev.final, message);
       this.exchanges = [];
+      this.exchangeBytes = 0;
       await this.reply(ACK);
     } else {
       await this.reply(NAK);
@@ -543,7 +826,7 @@ export class AstmLink {
   }
 
   private async reply(byte: number): Promise<void> {
-    if (this.state === 'receiving') this.exchanges.push({ dir: 'H', bytes: Buffer.from([byte]) });
+    if (this.state === 'receiving') this.keep({ dir: 'H', bytes: Buffer.from([byte]) }, true);
     try {
       await this.writeBytes(Buffer.from([byte]));
     } catch (err) {
@@ -580,7 +863,14 @@ export class AstmLink {
   private endTransmission(): void {
     const was = this.state;
     this.toNeutral();
-    if (was === 'receiving') this.safe(() => this.handlers.onTransmission?.('end'));
+    if (was === 'receiving' && this.announced) this.safe(() => this.handlers.onTransmission?.('end'));
+    this.announced = false;
+  }
+
+  private announce(): void {
+    if (this.announced) return;
+    this.announced = true;
+    this.safe(() => this.handlers.onTransmission?.('start'));
   }
 
   private toNeutral(): void {
@@ -588,12 +878,73 @@ export class AstmLink {
     this.epoch++;
     this.state = 'neutral';
     this.exchanges = [];
+    this.exchangeBytes = 0;
     const waiters = this.neutralWaiters.splice(0);
     for (const w of waiters) w();
   }
 
   private issue(i: AstmLinkIssue): void {
+    // Bad frames, stray bytes and stray control bytes are what line noise is made of; a frame whose
+    // checksum holds (one with no ENQ before it, one while sending) is a protocol slip, reported alone.
+    if (this.o.coalesceBadInput && BURST_KINDS.has(i.kind) && (i.kind !== 'unexpected' || i.bytes === undefined)) {
+      this.addToBurst(i);
+      return;
+    }
+    // Kept in order: the burst before it is reported first.
+    this.flushBurst();
     this.safe(() => this.handlers.onIssue(i));
+  }
+
+  /** A piece of the capture of the transmission being received; bad input only up to a bound. */
+  private keep(e: Exchange, always = false): void {
+    if (!always && this.exchangeBytes >= this.o.maxMessageBytes) return;
+    this.exchanges.push(e);
+    this.exchangeBytes += e.bytes.length;
+  }
+
+  // ── bursts of bad input ──
+
+  private addToBurst(i: AstmLinkIssue): void {
+    const now = Date.now();
+    this.badSince ??= now;
+    let b = this.burst;
+    if (!b) {
+      b = this.burst = new Burst(i, now, this.o.burstKeepBytes);
+      this.armBurstTimer();
+    } else b.add(i, now);
+    if (now - b.startedAt >= this.o.burstMaxMs) this.flushBurst();
+  }
+
+  private armBurstTimer(): void {
+    if (this.burstTimer) clearTimeout(this.burstTimer);
+    const b = this.burst;
+    if (!b) return;
+    const now = Date.now();
+    const due = Math.min(Math.max(b.lastAt, this.lastBytesAt) + this.o.burstQuietMs, b.startedAt + this.o.burstMaxMs);
+    this.burstTimer = setTimeout(() => {
+      this.burstTimer = null;
+      const current = this.burst;
+      if (!current) return;
+      const at = Date.now();
+      const last = Math.max(current.lastAt, this.lastBytesAt);
+      if (at - last >= this.o.burstQuietMs || at - current.startedAt >= this.o.burstMaxMs) {
+        // Through the chain, so it is reported after the events already read.
+        this.chain = this.chain.then(() => this.flushBurst()).catch(() => undefined);
+      } else this.armBurstTimer();
+    }, Math.max(1, due - now));
+    this.burstTimer.unref?.();
+  }
+
+  /** Reports the burst being collected, if any: a lone piece as it was, more as one issue. */
+  private flushBurst(): void {
+    if (this.burstTimer) clearTimeout(this.burstTimer);
+    this.burstTimer = null;
+    const b = this.burst;
+    if (!b) return;
+    this.burst = null;
+    const issue = b.issue();
+    if (this.badSince !== null && b.lastAt - this.badSince >= this.o.garbledAfterMs) issue.garbled = b.likelyCause();
+    this.safe(() => this.handlers.onIssue(issue));
   }
 
   private safe(f: () => void): void {

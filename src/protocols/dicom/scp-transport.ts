@@ -3,14 +3,15 @@
  * ultrasound machines may name one port: the socket opens with the first device's handle and
  * closes with the last, and each association is routed to the device whose AE title it calls and
  * whose allow-list holds its calling AE title (and address, when the device lists addresses). A
- * caller no device allows is rejected (A-ASSOCIATE-RJ, calling AE not recognized) and reported once
- * per AE title and address through the listener report (a `listener_refused` bridge event).
+ * caller no device allows is rejected (A-ASSOCIATE-RJ, calling AE not recognized) and counted
+ * per reason, AE title and address like every listener's refusals (the first few reported in full as
+ * `listener_refused` bridge events, then one a minute with the count).
  *
  * It carries instances, not a byte stream: `write` refuses; the session gives the store handler
  * (`setHandler`) that each routed C-STORE streams into.
  */
 import { EventEmitter } from 'node:events';
-import type { ListenerRefusalReason, ListenerReport } from '../../transports/listener.ts';
+import { RefusalCounter, type ListenerRefusalReason, type ListenerReport } from '../../transports/listener.ts';
 import type { ByteTransport } from '../../transports/transport.ts';
 import type { AssociationEvent, CallerDecision, StoreHandler } from './association.ts';
 import type { DicomScpTransportOptions } from './scp-options.ts';
@@ -24,7 +25,7 @@ class SharedScp {
   readonly members = new Set<DicomScpTransport>();
   private server: DicomScpServer | null = null;
   private starting: Promise<void> | null = null;
-  private readonly reported = new Set<string>();
+  private readonly refusals = new RefusalCounter();
 
   constructor(
     readonly bind: string,
@@ -101,11 +102,9 @@ class SharedScp {
   }
 
   private refuse(reason: ListenerRefusalReason, peer: string, sender: string, message: string): void {
-    const k = `${reason}\n${peer}\n${sender}`;
-    const first = !this.reported.has(k);
-    if (first) this.reported.add(k);
+    const { first, count, due } = this.refusals.count(reason, peer, sender);
     const reporter = [...this.members].find((m) => m.report)?.report;
-    reporter?.({ reason, message, bind: this.bind, port: this.port, peer, sender, first });
+    reporter?.({ reason, message, bind: this.bind, port: this.port, peer, sender, first, count, due });
   }
 
   private onEvent(event: AssociationEvent): void {

@@ -1,0 +1,54 @@
+/**
+ * N simulated devices are N devices (issue 16): record ids come from the driver and the serial, so
+ * when every simulator of a driver had one default serial, 40 simulated analyzers stored as one
+ * and 39 devices' results counted as "already stored". Each simulated device now gets a serial
+ * derived from its id unless its config sets one.
+ */
+import { describe, expect, it } from 'vitest';
+import { drivers } from '../../drivers/index.ts';
+import type { DeviceConfig } from '../../src/config/types.ts';
+import { derivedSerial } from '../../src/driver-sdk/index.ts';
+import { useCleanups } from '../helpers/cleanups.ts';
+import { ULTRA2_MEMORY } from '../helpers/daemon.ts';
+import { deviceManagerRig } from '../helpers/device-manager-rig.ts';
+import { eventually } from '../helpers/eventually.ts';
+
+const cleanups = useCleanups();
+
+describe('simulated devices get serials of their own', () => {
+  it('derivedSerial is stable per id, distinct across ids, in the alphabet and length asked', () => {
+    const ids = Array.from({ length: 1000 }, (_, i) => `meter-${i}`);
+    const serials = ids.map((id) => derivedSerial(id, 8));
+    expect(new Set(serials).size).toBe(1000);
+    expect(serials.every((s) => /^[0-9A-Z]{8}$/.test(s))).toBe(true);
+    expect(derivedSerial('meter-1', 8)).toBe(serials[1]);
+    expect(derivedSerial('meter-1', 7, '0123456789')).toMatch(/^\d{7}$/);
+  });
+
+  it('every driver whose simulator takes a serial derives one its simulator accepts', async () => {
+    const withSerial = drivers.filter((d) => d.simulator.serialFor);
+    expect(withSerial.map((d) => d.id).sort()).toEqual(['contour-next', 'freestyle-hid', 'onetouch-ultra2', 'onetouch-ultraeasy', 'onetouch-verio-iq']);
+    for (const d of withSerial) {
+      const impl = await d.simulator.load();
+      for (const id of ['a', 'bench-2', 'ward 7 meter']) expect(() => impl.create({ serial: d.simulator.serialFor!(id) }), `${d.id} ${id}`).not.toThrow();
+    }
+  });
+
+  it('three simulated Ultra 2 meters with the same memory store three times the records, under three serials; a configured serial is kept', async () => {
+    const memory = ULTRA2_MEMORY;
+    const r = await deviceManagerRig({
+      drivers,
+      cleanups,
+      devices: [
+        ...['m1', 'm2', 'm3'].map((id): DeviceConfig => ({ id, driver: 'onetouch-ultra2', transport: { type: 'simulated', simulator: { memory } } })),
+        { id: 'm4', driver: 'onetouch-ultra2', transport: { type: 'simulated', simulator: { serial: 'GMF600DCY', memory } } },
+      ],
+    });
+    for (const id of ['m1', 'm2', 'm3', 'm4']) r.request(id, 'download', {});
+    await eventually('all downloaded', () => r.store.recordCount() === 4 * memory.length, 20_000);
+    const serials = ['m1', 'm2', 'm3', 'm4'].map((id) => r.states(id).at(-1)?.serial);
+    expect(new Set(serials).size).toBe(4);
+    expect(serials[0]).toBe(`${derivedSerial('m1', 8)}Y`);
+    expect(serials[3]).toBe('GMF600DCY');
+  }, 30_000);
+});
