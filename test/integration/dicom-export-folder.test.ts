@@ -11,9 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dicomUltrasound } from '../../drivers/imaging/dicom-ultrasound/definition.ts';
+import type { DicomUltrasoundSession } from '../../drivers/imaging/dicom-ultrasound/session.ts';
 import { DEFAULT_STUDY, makeStudy, UltrasoundSimulator, parseSimulatorOptions } from '../../drivers/imaging/dicom-ultrasound/simulator.ts';
 import { memoryPair } from '../../src/transports/memory.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
+import type { SessionHost } from '../../src/driver-sdk/index.ts';
 import type { StudyRecord } from '../../src/records/types.ts';
 import { DicomInstanceIndex } from '../../src/store/dicom-instances.ts';
 import { runCleanups, type Cleanups } from '../helpers/cleanups.ts';
@@ -59,19 +61,23 @@ describe('dicom-ultrasound export folder', () => {
     renameSync(join(medium, 'DICOM', 'ST1'), join(medium, 'DICOM', 'st1'));
     renameSync(join(medium, 'DICOM'), join(medium, 'dicom'));
     const config = await device(medium);
-    const rig = await deviceManagerRig({ devices: [config], drivers: [dicomUltrasound], cleanups });
+    let session: DicomUltrasoundSession | undefined;
+    const driver = { ...dicomUltrasound, createSession: (host: SessionHost) => (session = dicomUltrasound.createSession(host) as DicomUltrasoundSession) };
+    const rig = await deviceManagerRig({ devices: [config], drivers: [driver], cleanups });
     await eventually('a study record', () => studies(rig).length === 1);
     expect(studies(rig)[0]).toMatchObject({ instances: 3, sender: { source: 'folder', calling_ae: null, address: null }, study: { instance_uid: DEFAULT_STUDY.studyUid } });
     expect(studies(rig)[0]!.measurements).toHaveLength(10);
-    // Several more polls: nothing new.
-    await new Promise((r) => setTimeout(r, 600));
+    // Several more passes over the folder: nothing new.
+    const passes = session!.folderScans;
+    await eventually('five more passes', () => session!.folderScans >= passes + 5);
     expect(studies(rig)).toHaveLength(1);
     const dbPath = rig.dbPath;
     await rig.stop();
 
-    const again = await deviceManagerRig({ devices: [config], drivers: [dicomUltrasound], cleanups, dbPath });
-    await eventually('the folder scanned after the restart', () => again.states('us-cart-1').some((s) => s.status === 'idle'));
-    await new Promise((r) => setTimeout(r, 800));
+    session = undefined;
+    const again = await deviceManagerRig({ devices: [config], drivers: [driver], cleanups, dbPath });
+    // Past the settle time (150 ms) and then some: a file not yet taken would be by now.
+    await eventually('five passes after the restart', () => (session?.folderScans ?? 0) >= 5);
     expect(studies(again)).toHaveLength(1);
     const index = new DicomInstanceIndex(dbPath);
     expect(index.count()).toBe(3);

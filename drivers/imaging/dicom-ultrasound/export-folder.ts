@@ -103,6 +103,8 @@ export class ExportFolderWatcher {
   private readonly seen = new Map<string, Seen>();
   private scanning: Promise<void> | null = null;
   private stopped = false;
+  /** Passes completed so far: "nothing new after N more passes" is something a caller can wait for. */
+  scans = 0;
 
   constructor(private readonly o: ExportFolderOptions) {}
 
@@ -112,6 +114,7 @@ export class ExportFolderWatcher {
       this.scanning = this.scan()
         .catch(() => undefined)
         .finally(() => {
+          this.scans++;
           this.scanning = null;
           if (!this.stopped) this.timer = setTimeout(tick, this.o.pollMs);
         });

@@ -91,6 +91,11 @@ async function readPrefix(blobs: BlobStore, row: DicomInstanceRow): Promise<{ by
 export class DicomUltrasoundSession implements DriverSession {
   private index: DicomInstanceIndex | null = null;
   private folder: ExportFolderWatcher | null = null;
+
+  /** Passes of the export folder completed so far (0 without one). */
+  get folderScans(): number {
+    return this.folder?.scans ?? 0;
+  }
   private transport: DicomScpTransport | null = null;
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private chain: Promise<void> = Promise.resolve();
