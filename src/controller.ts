@@ -183,6 +183,7 @@ export class Controller {
     });
 
     const deviceManager = new DeviceManager(services);
+    services.commandEveryDevice = (verb, request) => deviceManager.commandEvery(verb, request);
     this.dashboard = new Dashboard(services, dashboardBroker, (origin, host) => sameOrigin(origin, host) || this.pageOriginAllowed(origin));
     this.extensions = [
       // First, so it is stopped last and logs the final totals.

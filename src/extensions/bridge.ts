@@ -13,6 +13,8 @@ const BRIDGE_REQUEST_PARAMS: Readonly<Record<string, readonly string[]>> = {
   republish: [],
   health: [],
   info: [],
+  // The operator list itself is never kept (names and passwords): only whether it was incremental.
+  'operators/sync': ['incremental'],
 };
 
 /** Largest number of records one `results/replay` request republishes; the response says where to go on. */
@@ -206,9 +208,22 @@ export class Bridge implements Extension {
       case 'config/reload':
         if (!this.s.reloadConfig) throw new Error('config/reload: poctd runs on its built-in defaults (no --config file), so there is nothing to read again');
         return this.s.reloadConfig();
+      case 'operators/sync':
+        return this.everyDevice(verb, request);
       default:
-        throw new Error(`unknown request "${verb}" (known: results/replay, republish, health, info, config/reload)`);
+        throw new Error(`unknown request "${verb}" (known: results/replay, republish, health, info, config/reload, operators/sync)`);
     }
+  }
+
+  /**
+   * A device command sent to every device that takes it (`operators/sync`: the POCT1-A devices'
+   * operator list), each as its own audited device request; the answer lists each device's outcome.
+   */
+  private async everyDevice(verb: string, request: Request): Promise<unknown> {
+    if (!this.s.commandEveryDevice) throw new Error(`${verb}: no device manager is running`);
+    const outcomes = await this.s.commandEveryDevice(verb, request);
+    if (outcomes.length === 0) throw new Error(`${verb}: no running device takes this command`);
+    return { devices: outcomes };
   }
 
   /**

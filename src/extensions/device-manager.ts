@@ -17,7 +17,7 @@ import type { ListenerRefusal } from '../transports/listener.ts';
 import { buildTransport } from '../transports/registry.ts';
 import type { ByteTransport } from '../transports/transport.ts';
 import { echoableTransaction, makeEvent, parseRequestPayload, transactionRefusal, validTransaction } from './bridge.ts';
-import type { Extension, Services } from './extension.ts';
+import type { DeviceCommandOutcome, Extension, Services } from './extension.ts';
 import { paramsProblems, PATIENT_DATA_OMITTED, redactPatientData, redactPatientParams, REQUEST_ENVELOPE_KEYS } from '../driver-sdk/commands.ts';
 import type { RequestRecord, RequestResponse } from '../store/requests.ts';
 
@@ -687,30 +687,46 @@ export class DeviceManager implements Extension {
       response = { status: 'error', data: null, error: transactionProblem };
       // Not one to run once by, but still the client's handle on this answer where JSON can carry it back.
       echoed = echoableTransaction(request.transaction);
-    } else if (transaction === undefined || !this.devices.has(deviceId)) {
-      response = await this.runRequest(deviceId, verb, request, null);
     } else {
-      // At least once: a repeat of a transaction waits for the first run, or reads its outcome.
-      const key = JSON.stringify([deviceId, verb, transaction]);
-      const running = this.requestsRunning.get(key);
-      const kept = running ? undefined : this.s.store.requestOutcome(deviceId, verb, transaction, this.s.now());
-      if (running) response = await running;
-      else if (kept) response = kept;
-      else {
-        const run = this.runRequest(deviceId, verb, request, transaction);
-        this.requestsRunning.set(key, run);
-        try {
-          response = await run;
-        } finally {
-          this.requestsRunning.delete(key);
-        }
-      }
+      response = await this.requestOnce(deviceId, verb, request, transaction);
     }
     const published: RequestResponse & { transaction?: string | number } = { ...response };
     if (echoed !== undefined) published.transaction = echoed;
     await this.s.mqtt
       .publish(this.s.topics.deviceResponse(deviceId, verb), published, { qos: 1, retain: false })
       .catch(() => undefined);
+  }
+
+  /** At least once, run once: a repeat of a transaction waits for the first run, or reads its outcome. */
+  private async requestOnce(deviceId: string, verb: string, request: Record<string, unknown>, transaction: string | number | undefined): Promise<RequestResponse> {
+    if (transaction === undefined || !this.devices.has(deviceId)) return this.runRequest(deviceId, verb, request, null);
+    const key = JSON.stringify([deviceId, verb, transaction]);
+    const running = this.requestsRunning.get(key);
+    if (running) return running;
+    const kept = this.s.store.requestOutcome(deviceId, verb, transaction, this.s.now());
+    if (kept) return kept;
+    const run = this.runRequest(deviceId, verb, request, transaction);
+    this.requestsRunning.set(key, run);
+    try {
+      return await run;
+    } finally {
+      this.requestsRunning.delete(key);
+    }
+  }
+
+  /**
+   * A command for every running device whose driver declares it (the bridge's fan-out), each run
+   * as that device's own request, one after another, in device order.
+   */
+  async commandEvery(verb: string, request: Record<string, unknown>): Promise<DeviceCommandOutcome[]> {
+    const transaction = validTransaction(request.transaction);
+    const targets = [...this.devices.values()].filter((d) => !d.removed && d.driver.commands[verb] !== undefined).map((d) => d.config.id);
+    const outcomes: DeviceCommandOutcome[] = [];
+    for (const id of targets.sort()) {
+      const response = await this.requestOnce(id, verb, request, transaction);
+      outcomes.push({ device: id, status: response.status, data: response.data ?? null, error: response.error ?? null });
+    }
+    return outcomes;
   }
 
   /**

@@ -29,6 +29,14 @@ export interface ConfigReloadOutcome {
   restart_needed: string[];
 }
 
+/** One device's answer to a command the bridge fanned out. */
+export interface DeviceCommandOutcome {
+  device: string;
+  status: 'ok' | 'error';
+  data: unknown;
+  error: string | null;
+}
+
 /** Everything an extension may use, handed over by the controller. */
 export interface Services {
   config: PoctdConfig;
@@ -48,6 +56,13 @@ export interface Services {
    * when the daemon runs without a config file.
    */
   reloadConfig?: (() => Promise<ConfigReloadOutcome>) | undefined;
+  /**
+   * Runs one device command on every running device whose driver declares it (a bridge request
+   * such as `operators/sync` fans out this way), each as a device request of its own: params
+   * checked against the command's schema, audited, run once per transaction. Set by the controller
+   * once the device manager exists.
+   */
+  commandEveryDevice?: ((verb: string, request: Record<string, unknown>) => Promise<DeviceCommandOutcome[]>) | undefined;
   /** Whether the running config is what its file says now (for `bridge/info`); absent without a file. */
   configFileStatus?: (() => ConfigFileStatus) | undefined;
   /** Transport overrides (tests inject an HID opener here); absent in production. */

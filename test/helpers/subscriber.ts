@@ -139,13 +139,14 @@ export class Subscriber {
     body: Record<string, unknown>,
     timeoutMs = 10_000,
   ): Promise<T> {
-    const transaction = `t-${Math.random().toString(36).slice(2)}`;
+    // The body's own transaction when it names one (a test of repeats sends one twice), else a fresh one.
+    const transaction = typeof body.transaction === 'string' || typeof body.transaction === 'number' ? body.transaction : `t-${Math.random().toString(36).slice(2)}`;
     await this.client.subscribeAsync(responseTopic, { qos: 1 });
+    const answers = (): Received[] => this.on(responseTopic).filter((m) => (m.payload as { transaction?: unknown }).transaction === transaction);
+    const before = answers().length;
     await this.client.publishAsync(requestTopic, JSON.stringify({ ...body, transaction }), { qos: 1 });
-    const match = (): Received | undefined =>
-      this.on(responseTopic).find((m) => (m.payload as { transaction?: unknown }).transaction === transaction);
-    await this.waitFor(`response on ${responseTopic}`, () => match() !== undefined, timeoutMs);
-    return match()!.payload as T;
+    await this.waitFor(`response on ${responseTopic}`, () => answers().length > before, timeoutMs);
+    return answers()[before]!.payload as T;
   }
 
   /** Disconnects; then throws if any payload broke its topic's schema. */

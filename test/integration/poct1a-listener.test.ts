@@ -125,7 +125,7 @@ devices:
 site: clinic-a
 mqtt: { url: ${broker.url} }
 devices:
-${ids.map((i) => `  - { id: meter-${i}, driver: poct1a, transport: { type: tcp-server, port: ${port}, sender: "GLU^Meter^GM${String(i).padStart(6, '0')}" } }`).join('\n')}
+${ids.map((i) => `  - { id: meter-${i}, driver: poct1a, transport: { type: tcp-server, port: ${port}, max_connections_per_peer: 32, sender: "GLU^Meter^GM${String(i).padStart(6, '0')}" } }`).join('\n')}
 `),
     );
     cleanups.push(() => controller.stop());
@@ -248,5 +248,51 @@ devices:
     expect(audit.length).toBeGreaterThan(0);
     expect(JSON.stringify(audit)).not.toContain('pin-4711');
     expect(JSON.stringify(audit)).not.toContain('R. Nurse');
+  });
+
+  it('poct/bridge/request/operators/sync sends the list to every POCT1-A device, each its own audited request, run once per transaction', async () => {
+    const { broker, sub } = await brokerWithSubscriber(cleanups);
+    const port = await freePort();
+    const { controller } = await startDaemon(
+      testConfig(`
+site: clinic-a
+mqtt: { url: ${broker.url} }
+devices:
+  - id: dca-1
+    driver: poct1a
+    transport: { type: tcp-server, port: ${port}, sender: "SIEM^DCA Vantage^S000001" }
+  - id: dca-2
+    driver: poct1a
+    transport: { type: tcp-server, port: ${port}, sender: "SIEM^DCA Vantage^S099999" }
+`),
+    );
+    cleanups.push(() => controller.stop());
+    const dev = await device(port, { scenario: 'dca-vantage', count: 0 });
+    await eventually('continuous mode', () => dev.sim.continuous, 10_000);
+    const body = { transaction: 't-all', operators: [{ id: 'OP2001', name: 'A. Tech', password: 'pin-0815' }] };
+    const answer = await sub.request<{ status: string; data: { devices: Array<{ device: string; status: string; data: unknown }> } }>(
+      'poct/bridge/request/operators/sync',
+      'poct/bridge/response/operators/sync',
+      body,
+    );
+    expect(answer.status).toBe('ok');
+    // The connected device got it now; the other takes it on its next connection.
+    expect(answer.data.devices.map((d) => [d.device, d.status])).toEqual([
+      ['dca-1', 'ok'],
+      ['dca-2', 'ok'],
+    ]);
+    expect(answer.data.devices[0]!.data).toMatchObject({ pushed: true, operators: 1 });
+    expect(dev.sim.operators).toEqual(['OP2001']);
+    const auditRows = () => controller.runtime!.store.auditRows().filter((r) => r.verb === 'operators/sync');
+    expect(auditRows().map((r) => r.device_id).sort()).toEqual([null, 'dca-1', 'dca-2'].sort());
+    // The same transaction again: answered from the first outcomes, the devices asked nothing more.
+    const again = await sub.request<{ status: string; data: { devices: Array<{ device: string; status: string }> } }>(
+      'poct/bridge/request/operators/sync',
+      'poct/bridge/response/operators/sync',
+      body,
+    );
+    expect(again.data.devices.map((d) => d.status)).toEqual(['ok', 'ok']);
+    expect(auditRows().filter((r) => r.device_id !== null)).toHaveLength(2);
+    expect(JSON.stringify(controller.runtime!.store.auditRows())).not.toContain('pin-0815');
   });
 });
