@@ -739,7 +739,7 @@ export class Poct1aSession extends PushedSession {
   onHello(hello: Hello, profile: Poct1aProfile, _bytes: Buffer): boolean {
     const now = this.host.now();
     const identity = identityOf(hello, profile, this.host.device.id);
-    this.report.patch({ ...factsOf(identity), last_seen: now.toISOString(), analyzer: { dialect: profile.id } });
+    this.report.patch({ ...factsOf(identity), last_seen: now.toISOString(), analyzer: { dialect: profile.id, device_id: hello.deviceId ?? null } });
     this.report.emit('connected', `${identity.model} ${identity.serial ?? ''} said hello`.trim(), { profile: profile.id, device_id: hello.deviceId });
     const clock = readPoctTime(hello.deviceClock, this.host.timezone);
     if (!clock) return false;

@@ -55,6 +55,8 @@ export interface AnalyzerState {
   dialect: string | null;
   /** When the last complete message was stored. */
   last_message_at: string | null;
+  /** The identity the device gives itself in its messages (the POCT1-A HEL's `DEV.device_id`); not patient data. */
+  device_id: string | null;
 }
 
 /** Print modes of `~HS` string 2, field r. */
@@ -122,7 +124,7 @@ export const DEVICE_KIND_BLOCK: Readonly<Record<DeviceKind, DeviceBlockName>> = 
 export function emptyBlock<B extends DeviceBlockName>(name: B): DeviceBlocks[B] {
   const blocks: DeviceBlocks = {
     meter: { display_unit: null, record_count: null },
-    analyzer: { dialect: null, last_message_at: null },
+    analyzer: { dialect: null, last_message_at: null, device_id: null },
     printer: {
       paper_out: null,
       ribbon_out: null,

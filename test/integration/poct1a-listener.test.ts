@@ -73,7 +73,7 @@ devices:
     // No patient id in any topic name or retained device state.
     expect(sub.messages.some((m) => m.topic.includes('SIM-'))).toBe(false);
     const state = sub.last<Record<string, unknown>>('poct/device/dca-1');
-    expect(state).toMatchObject({ serial: 'S013023', model: 'DCA Vantage', firmware: '4.4.0.0' });
+    expect(state).toMatchObject({ serial: 'S013023', model: 'DCA Vantage', firmware: '4.4.0.0', analyzer: { dialect: 'siemens-dca-vantage', device_id: 'SIEM^DCA Vantage^S013023' } });
     expect(JSON.stringify(state)).not.toContain('SIM-');
     expect(controller.runtime!.store.recordCount()).toBe(7);
   });
