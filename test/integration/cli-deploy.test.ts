@@ -82,8 +82,9 @@ describe('deploy/poctd.service', () => {
 });
 
 describe('deploy/70-poctd.rules', () => {
-  const rules = [...RULES.matchAll(/^SUBSYSTEM=="(\w+)", ATTRS\{idVendor\}=="([0-9a-f]{4})", ATTRS\{idProduct\}=="([0-9a-f]{4})", GROUP="(\w+)", MODE="0660"$/gm)].map((m) => ({
-    subsystem: m[1]!, usb: `${m[2]}:${m[3]}`, group: m[4]!,
+  // A product id may be left out (every product of the vendor: a Zebra printer on the USB printer class).
+  const rules = [...RULES.matchAll(/^SUBSYSTEM=="(\w+)", (?:KERNEL=="[\w[\]*-]+", )?ATTRS\{idVendor\}=="([0-9a-f]{4})"(?:, ATTRS\{idProduct\}=="([0-9a-f]{4})")?, GROUP="(\w+)", MODE="0660"$/gm)].map((m) => ({
+    subsystem: m[1]!, usb: `${m[2]}:${m[3] ?? '*'}`, group: m[4]!,
   }));
 
   it('every rule line is well formed', () => {
@@ -91,12 +92,13 @@ describe('deploy/70-poctd.rules', () => {
     expect(lines).toHaveLength(rules.length);
   });
 
-  it('gives the service user every USB id a driver can read: serial chips to dialout, HID meters to plugdev', () => {
+  it('gives the service user every USB id a driver can read: serial chips to dialout, HID meters to plugdev, USB printers to lp', () => {
     for (const d of drivers) {
       const hid = d.transports.includes('hid');
+      const printer = d.transports.includes('usb-printer');
       for (const u of d.usb) {
         if (u.unsupported) continue;
-        const want = hid ? { subsystem: 'hidraw', group: 'plugdev' } : { subsystem: 'tty', group: 'dialout' };
+        const want = hid ? { subsystem: 'hidraw', group: 'plugdev' } : printer ? { subsystem: 'usbmisc', group: 'lp' } : { subsystem: 'tty', group: 'dialout' };
         expect(rules, `${d.id} ${u.vendorId}:${u.productId}`).toContainEqual({ ...want, usb: `${u.vendorId}:${u.productId}` });
       }
     }

@@ -31,7 +31,11 @@ describe('daemon faults', () => {
     cleanups.push(() => controller.stop());
     await eventually('3 records stored', () => controller.runtime!.store.recordCount() === 3);
     await eventually('the retained request was seen and refused in the log', () => logs.text.includes('ignoring a retained request'));
-    expect(publisher.on('poct/device/bench1/response/clock/sync')).toEqual([]);
+    // Its sender is told why, with its transaction; nothing ran (no audit row).
+    await eventually('the refusal on the response topic', () => publisher.on('poct/device/bench1/response/clock/sync').length === 1);
+    expect(publisher.payloads('poct/device/bench1/response/clock/sync')).toEqual([
+      { status: 'error', data: null, error: expect.stringContaining('published with the retain flag'), transaction: 'old' },
+    ]);
     expect(controller.runtime!.store.auditRows()).toEqual([]);
     // A live request still works.
     const live = await publisher.request('poct/device/bench1/request/status', 'poct/device/bench1/response/status', {});
