@@ -8,6 +8,7 @@ export const SIMULATOR_OPTIONS: Record<string, string> = {
   fault: 'none (default), bad-xml, duplicate-control-id, huge-message, drop-before-ack, drop-mid-message, doctype',
   busy_once: 'answer the first REQ with ESC CNC (busy) (default false)',
   refuse_continuous: 'answer START_CONTINUOUS with ESC (default false)',
+  end_after_escape: 'with refuse_continuous: end the conversation itself right after its ESC (END.R01), as some devices do (default false)',
   clock_offset_s: 'the device clock is this many seconds off the real one (default 0)',
   timezone: 'the device clock zone (default Europe/Copenhagen)',
   max_chunk: 'write each message in pieces of at most this many bytes (default whole)',

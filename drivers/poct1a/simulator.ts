@@ -16,7 +16,7 @@
  * `drop-before-ack` (the connection drops right after the first OBS is written, before its ACK),
  * `drop-mid-message` (it drops halfway through the first OBS),
  * `doctype`; `busy_once` answers the first REQ with ESC CNC; `refuse_continuous` answers the
- * START_CONTINUOUS with ESC.
+ * START_CONTINUOUS with ESC (with `end_after_escape` it then ends the conversation itself).
  */
 import { EventEmitter } from 'node:events';
 import type { DeviceSimulator } from '../../src/driver-sdk/index.ts';
@@ -40,6 +40,7 @@ export interface Poct1aSimulatorOptions {
   fault: Fault;
   busyOnce: boolean;
   refuseContinuous: boolean;
+  endAfterEscape: boolean;
   clockOffsetS: number;
   timezone: string;
   maxChunk: number | undefined;
@@ -60,6 +61,7 @@ export function parseSimulatorOptions(raw: Record<string, unknown>): Poct1aSimul
     fault: r.oneOf('fault', ['none', 'bad-xml', 'duplicate-control-id', 'huge-message', 'drop-before-ack', 'drop-mid-message', 'doctype'] as const) ?? 'none',
     busyOnce: r.boolean('busy_once') ?? false,
     refuseContinuous: r.boolean('refuse_continuous') ?? false,
+    endAfterEscape: r.boolean('end_after_escape') ?? false,
     clockOffsetS: r.number('clock_offset_s') ?? 0,
     timezone: r.timezone() ?? 'Europe/Copenhagen',
     maxChunk: r.number('max_chunk', 1),
@@ -98,6 +100,8 @@ export class Poct1aSimulator extends EventEmitter implements DeviceSimulator {
   readonly timeSet: string[] = [];
   continuous = false;
   ended = false;
+  /** The device sent its own END (end_after_escape). */
+  endedByDevice = false;
   /** A device that stopped answering (switched off without closing the connection). */
   mute = false;
 
@@ -335,6 +339,11 @@ export class Poct1aSimulator extends EventEmitter implements DeviceSimulator {
         const cmd = value(element(m.body, 'DTV'), 'DTV.command_cd');
         if (cmd === 'START_CONTINUOUS' && this.options.refuseContinuous) {
           await this.write(message('ESC.R01', this.header(), wrap('ESC', leaf('ESC.reason_cd', 'UNS'))));
+          if (this.options.endAfterEscape) {
+            // Some devices end the conversation themselves after escaping what they do not support.
+            this.endedByDevice = true;
+            await this.write(message('END.R01', this.header(), wrap('TRM', leaf('TRM.reason_cd', 'NRM'))));
+          }
           return;
         }
         await ack();

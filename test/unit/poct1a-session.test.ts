@@ -135,6 +135,18 @@ describe('poct1a session (basic profile, continuous mode)', () => {
     expect(refusing.host.events.some((e) => e.data?.reason === 'device-escape')).toBe(true);
   });
 
+  it('a device that escapes START_CONTINUOUS and then ends the conversation itself: its observation stored once, the escape its only problem', async () => {
+    const { host, sim } = await rig({ count: 1, refuse_continuous: true, end_after_escape: true });
+    await host.until(() => host.events.some((e) => e.data?.reason === 'device-escape'));
+    await host.until(() => sim.endedByDevice && records(host).length === 1);
+    expect(sim.received.slice(0, 4)).toEqual(['ACK.R01', 'ACK.R01', 'REQ.R01', 'ACK.R01']);
+    expect(sim.received.at(3 + 1)).toBe('DTV.R01');
+    // Nothing but that one escape went wrong: no error event, no quarantine.
+    expect(host.events.filter((e) => e.type === 'device_error' || e.type === 'bad_frame').map((e) => e.data?.reason)).toEqual(['device-escape']);
+    expect(host.quarantined).toEqual([]);
+    expect(records(host)).toHaveLength(1);
+  });
+
   it('a busy device (ESC CNC to the REQ) is asked again, and sends everything', async () => {
     const { host, sim } = await rig({ count: 2, busy_once: true });
     await host.until(() => sim.continuous, 8000);
