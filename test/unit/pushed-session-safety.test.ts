@@ -30,13 +30,15 @@ class LineReceiver extends PushedSession {
   constructor(
     host: SessionHost,
     options: PushedSessionOptions,
-    private readonly extraCommands: Record<string, SessionCommand> = {},
+    private readonly extraCommands?: Record<string, SessionCommand>,
   ) {
     super(host, 'line-device', options);
   }
+  /** Without commands of its own, the base's (none beyond status). */
   protected override commands(): Record<string, SessionCommand> {
-    return this.extraCommands;
+    return this.extraCommands ?? super.commands();
   }
+  detached = 0;
   private readonly onData = (chunk: Buffer): void => {
     for (const line of this.framer.push(chunk)) this.line(line);
   };
@@ -44,6 +46,7 @@ class LineReceiver extends PushedSession {
     this.host.transport.on('data', this.onData);
   }
   protected async detach(): Promise<void> {
+    this.detached++;
     this.host.transport.off('data', this.onData);
   }
   /** A unit as the protocol would hand it over, for the tests that call `receive` directly. */
@@ -84,7 +87,7 @@ class LineReceiver extends PushedSession {
 
 async function rig(
   options: PushedSessionOptions = { idleMs: 60_000 },
-  commands: Record<string, SessionCommand> = {},
+  commands?: Record<string, SessionCommand>,
 ): Promise<{ r: DeviceManagerRig; device: LineDevice; session: () => LineReceiver }> {
   const device = new LineDevice();
   let session: LineReceiver | undefined;
@@ -381,13 +384,35 @@ describe('PushedSession (safety)', () => {
 
   it('at stop, a kept transcript unit with no device bytes quarantines nothing', async () => {
     const { r, session } = await rig({ idleMs: 60_000, commitRetryMs: 60_000 });
+    const host = (session() as unknown as { host: SessionHost }).host;
+    const quarantine = host.quarantine.bind(host);
+    let asked = 0;
+    host.quarantine = (bytes, reason) => {
+      asked++;
+      return quarantine(bytes, reason);
+    };
     const allow = refuseRecords(r.dbPath, '"value":181');
     void session().unit('H 81');
     await eventually('the refusal', () => session().refusals.length === 1);
     await r.manager.stop();
     allow();
     await r.writer.drained();
+    expect(asked).toBe(0);
     expect(r.store.quarantined()).toEqual([]);
+    await r.stop();
+  });
+
+  it('a second stop does nothing (the protocol is unwired once); a unit stored by the stop\'s last try leaves no idle timer behind', async () => {
+    const { r, session } = await rig({ idleMs: 60_000, commitRetryMs: 60_000 });
+    const allow = refuseRecords(r.dbPath, '"value":191');
+    const kept = session().unit('R 91');
+    await eventually('the refusal', () => session().refusals.length === 1);
+    allow();
+    await r.manager.stop();
+    await expect(kept).resolves.toEqual({ stored: true, inserted: 1, duplicates: 0 });
+    expect(timers(session()).idleTimer).toBeNull();
+    await session().stop();
+    expect(session().detached).toBe(1);
     await r.stop();
   });
 });
