@@ -110,7 +110,7 @@ function printerFaults(state) {
   return ['paper_out', 'ribbon_out', 'head_open', 'paused', 'receive_buffer_full', 'over_temperature', 'under_temperature', 'corrupt_ram'].filter((k) => p[k] === true);
 }
 
-function DevicesView({ devices, progress, may, act, selected, select }) {
+function DevicesView({ devices, progress, may, act, selected, select, openPrint }) {
   const rows = [...devices].sort((a, b) => {
     const rank = (d) => (d.availability !== 'online' ? 0 : ATTENTION.has(d.state?.status) || printerFaults(d.state).length ? 1 : 2);
     return rank(a) - rank(b) || a.id.localeCompare(b.id);
@@ -136,11 +136,130 @@ function DevicesView({ devices, progress, may, act, selected, select }) {
             <td>${fmtTime(s.last_download)}</td>
             <td>${faults.length ? faults.map((f) => html`<span class="flag">${f.replace(/_/g, ' ')}</span>`) : html`<span class="muted">—</span>`}</td>
             <td>${p ? html`<progress data-progress=${d.id} max=${p.total ?? ''} value=${p.received}></progress> <span class="muted">${p.message}</span>` : null}</td>
-            <td>${actions.map((a) => html`<button data-action=${a.verb} onClick=${() => act(d.id, a.verb)}>${a.label}</button> `)}</td>
+            <td>${actions.map((a) => html`<button data-action=${a.verb} onClick=${() => act(d.id, a.verb)}>${a.label}</button> `)}
+              ${s.kind === 'label-printer' && may(`device/${d.id}/request/print`) ? html`<button data-action="label" onClick=${() => openPrint(d.id)}>Print label…</button>` : null}</td>
           </tr>`;
         })}
       </tbody>
     </table>
+  </section>`;
+}
+
+/** The built-in label templates (drivers/printers/zebra-zpl/templates.ts); a site's own are typed in. */
+const LABEL_TEMPLATES = ['specimen', 'specimen-300', 'tube-wrap'];
+const LABEL_FIELDS = ['template', 'specimen_id', 'patient.name', 'patient.mrn', 'patient.dob', 'collected_at', 'tests', 'copies'];
+
+/** `2026-12-03T09:14` from a datetime-local input, with this browser's offset: `2026-12-03T09:14:00+01:00`. */
+function withOffset(local) {
+  const d = new Date(local);
+  if (Number.isNaN(d.getTime())) return local;
+  const off = -d.getTimezoneOffset();
+  const sign = off >= 0 ? '+' : '-';
+  const a = Math.abs(off);
+  return `${local.length === 16 ? `${local}:00` : local}${sign}${String(Math.floor(a / 60)).padStart(2, '0')}:${String(a % 60).padStart(2, '0')}`;
+}
+
+function nowLocal() {
+  const d = new Date();
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/**
+ * An error answer cut into its `field: reason` parts (the daemon names the field: `patient.dob: not
+ * a date`); a part naming no form field stays a general error.
+ */
+export function fieldErrors(error, verb) {
+  const fields = {};
+  const general = [];
+  const text = String(error ?? '').replace(new RegExp(`^${verb}: `), '');
+  for (const part of text.split('; ')) {
+    const m = /^([A-Za-z_][\w.]*)(?:\[\d+\])?: (.+)$/s.exec(part);
+    const field = m && LABEL_FIELDS.includes(m[1]) ? m[1] : null;
+    if (field) fields[field] = fields[field] ? `${fields[field]}; ${m[2]}` : m[2];
+    else if (part) general.push(part);
+  }
+  return { fields, general };
+}
+
+function JobLine({ job, request, device }) {
+  const [busy, setBusy] = useState(false);
+  const settle = async (printed) => {
+    setBusy(true);
+    await request(device, 'confirm', { job: job.job, printed });
+    setBusy(false);
+  };
+  return html`<li data-job=${job.job} data-job-state=${job.state}>
+    <span class=${`pill job-${job.state}`}>${job.state}</span> ${job.specimen_id ?? ''}${job.reprint_of ? html` <span class="flag">REPRINT</span>` : null}
+    ${job.reason ? html` <span class="muted" data-job-reason>${job.reason}</span>` : null}
+    ${job.state === 'uncertain'
+      ? html` <button disabled=${busy} data-confirm="printed" onClick=${() => settle(true)}>It printed</button>
+          <button disabled=${busy} data-confirm="reprint" onClick=${() => settle(false)}>Not printed: reprint</button>`
+      : null}
+    ${job.state === 'queued' ? html` <button disabled=${busy} data-cancel onClick=${() => request(device, 'cancel', { job: job.job })}>Cancel</button>` : null}
+  </li>`;
+}
+
+/** A specimen label: the form, its preview as the printer would make it, and the jobs it started. */
+function PrintPanel({ device, request, jobs, close }) {
+  const [form, setForm] = useState({ template: 'specimen', specimen_id: '', 'patient.name': '', 'patient.mrn': '', 'patient.dob': '', collected_at: nowLocal(), tests: '', copies: '1' });
+  const [errors, setErrors] = useState({ fields: {}, general: [] });
+  const [preview, setPreview] = useState(null);
+  const [mine, setMine] = useState([]);
+  const [busy, setBusy] = useState(null);
+  const set = (k) => (e) => setForm((f) => ({ ...f, [k]: e.target.value }));
+  const params = () => {
+    const p = { template: form.template.trim(), patient: { name: form['patient.name'], mrn: form['patient.mrn'] } };
+    if (form['patient.dob']) p.patient.dob = form['patient.dob'];
+    if (form.specimen_id.trim()) p.specimen_id = form.specimen_id.trim();
+    if (form.collected_at) p.collected_at = withOffset(form.collected_at);
+    const tests = form.tests.split(/[,\s]+/).filter(Boolean);
+    if (tests.length) p.tests = tests;
+    if (form.copies !== '') p.copies = Number(form.copies);
+    return p;
+  };
+  const send = async (verb) => {
+    setBusy(verb);
+    setErrors({ fields: {}, general: [] });
+    const res = await request(device, verb, params());
+    setBusy(null);
+    if (res.status !== 'ok') return setErrors(fieldErrors(res.error, verb));
+    if (verb === 'preview') setPreview(res.data);
+    else setMine((m) => [res.data.job, ...m.filter((j) => j !== res.data.job)]);
+    return undefined;
+  };
+  const field = (k, label, input) => html`<label class=${errors.fields[k] ? 'bad' : ''}>${label} ${input}
+    ${errors.fields[k] ? html`<span class="field-error" data-field-error=${k}>${errors.fields[k]}</span>` : null}</label>`;
+  const shown = mine.map((id) => jobs[id] ?? { job: id, state: 'queued', reason: null });
+  // A reprint is a job of its own: shown under the uncertain one it replaces.
+  const reprints = Object.values(jobs).filter((j) => j.reprint_of && mine.includes(j.reprint_of) && !mine.includes(j.job));
+  return html`<section class="wide" id="print" data-print=${device}>
+    <h2>Print a specimen label on ${device} <button class="close" onClick=${close}>Close</button></h2>
+    <div class="print">
+      <form class="label-form" onSubmit=${(e) => { e.preventDefault(); send('print'); }}>
+        ${field('template', 'Template', html`<input name="template" list="label-templates" value=${form.template} onInput=${set('template')} />
+          <datalist id="label-templates">${LABEL_TEMPLATES.map((t) => html`<option value=${t} />`)}</datalist>`)}
+        ${field('specimen_id', 'Specimen id', html`<input name="specimen_id" placeholder="issued by poctd when empty" value=${form.specimen_id} onInput=${set('specimen_id')} />`)}
+        ${field('patient.name', 'Patient name', html`<input name="patient.name" autocomplete="off" value=${form['patient.name']} onInput=${set('patient.name')} />`)}
+        ${field('patient.mrn', 'MRN', html`<input name="patient.mrn" autocomplete="off" value=${form['patient.mrn']} onInput=${set('patient.mrn')} />`)}
+        ${field('patient.dob', 'Date of birth', html`<input name="patient.dob" placeholder="YYYY-MM-DD" autocomplete="off" value=${form['patient.dob']} onInput=${set('patient.dob')} />`)}
+        ${field('collected_at', 'Collected at', html`<input name="collected_at" type="datetime-local" value=${form.collected_at} onInput=${set('collected_at')} />`)}
+        ${field('tests', 'Tests', html`<input name="tests" placeholder="GLU, UA" value=${form.tests} onInput=${set('tests')} />`)}
+        ${field('copies', 'Copies', html`<input name="copies" type="number" min="1" value=${form.copies} onInput=${set('copies')} />`)}
+        ${errors.general.length ? html`<p class="error" role="alert" data-print-error>${errors.general.join('; ')}</p>` : null}
+        <div class="buttons">
+          <button type="button" data-label-action="preview" disabled=${busy !== null} onClick=${() => send('preview')}>Preview</button>
+          <button type="submit" data-label-action="print" disabled=${busy !== null}>Print</button>
+        </div>
+      </form>
+      <div class="preview">
+        ${preview
+          ? html`<img data-preview alt="label preview" src=${`data:image/png;base64,${preview.png}`} />
+              <p class="muted">${preview.width_mm} × ${preview.height_mm} mm at ${preview.dpmm} dots/mm${preview.cut?.length ? html` · <span class="limit">cut to fit: ${preview.cut.join(', ')}</span>` : null}</p>`
+          : html`<p class="muted">Preview shows the label as the printer would print it; nothing is printed.</p>`}
+      </div>
+    </div>
+    ${shown.length ? html`<h3>Jobs from this page</h3><ul class="jobs">${[...shown, ...reprints].map((j) => html`<${JobLine} key=${j.job} job=${j} request=${request} device=${device} />`)}</ul>` : null}
   </section>`;
 }
 
@@ -227,7 +346,11 @@ function Dashboard({ map, session, logout }) {
   const [progress, setProgress] = useState({});
   const [toast, setToast] = useState(null);
   const [selected, setSelected] = useState(null);
+  const [jobs, setJobs] = useState({});
+  const [printing, setPrinting] = useState(null);
   const clientRef = useRef(null);
+  /** Requests from the page waiting for their answer, by transaction. */
+  const pending = useRef(new Map());
   const lastSeq = useRef(0);
 
   useEffect(() => {
@@ -283,7 +406,16 @@ function Dashboard({ map, session, logout }) {
       } else if (parts[0] === 'device' && parts.length === 2) setStates((s) => ({ ...s, [parts[1]]: body }));
       else if (parts[0] === 'device' && parts[2] === 'availability') setAvailability((a) => ({ ...a, [parts[1]]: body.state }));
       else if (parts[0] === 'device' && parts[2] === 'response') {
+        const waiting = pending.current.get(body.transaction);
+        if (waiting) {
+          pending.current.delete(body.transaction);
+          waiting(body);
+          if (body.status === 'ok') return;
+        }
         setToast({ error: body.status !== 'ok', text: `${parts[1]} ${parts.slice(3).join('/')}: ${body.status}${body.error ? ` — ${body.error}` : ''}` });
+      } else if (parts[0] === 'device' && parts.length === 3 && body && typeof body.schema === 'string' && body.schema.startsWith('poct.print-job/')) {
+        // Steps of one job arrive in order; a replayed older step never moves a job back.
+        setJobs((j) => (j[body.job] && (j[body.job].seq ?? 0) > body.seq ? j : { ...j, [body.job]: { ...body, device: body.device?.id } }));
       } else if (parts[0] === 'device' && parts.length === 3 && body && typeof body.schema === 'string' && body.schema.startsWith('poct.result/') && body.id) {
         // Other record kinds (studies, print jobs) have no observations to show here.
         if (seen.has(body.id)) return;
@@ -309,6 +441,23 @@ function Dashboard({ map, session, logout }) {
     setToast({ error: false, text: `${device}: ${verb} requested` });
   };
 
+  /** A device request whose answer comes back to the caller (a print form's field errors, a preview's PNG). */
+  const request = (device, verb, params) =>
+    new Promise((resolve) => {
+      const client = clientRef.current;
+      if (!client) return resolve({ status: 'error', data: null, error: 'not connected to the broker' });
+      const transaction = `dash-${verb.replace(/\W/g, '-')}-${Date.now()}-${Math.random().toString(16).slice(2, 8)}`;
+      const timer = setTimeout(() => {
+        pending.current.delete(transaction);
+        resolve({ status: 'error', data: null, error: `no answer from ${device} within 20 s` });
+      }, 20_000);
+      pending.current.set(transaction, (body) => {
+        clearTimeout(timer);
+        resolve(body);
+      });
+      client.publish(`${base}/device/${device}/request/${verb}`, JSON.stringify({ ...params, transaction, requested_by: session.username }), { qos: 1 });
+    });
+
   const list = Object.keys({ ...devices, ...states }).map((id) => ({
     id,
     ...(devices[id] ?? {}),
@@ -323,7 +472,8 @@ function Dashboard({ map, session, logout }) {
       ${connection.state === 'connecting' ? 'Connecting to the broker…' : connection.state === 'refused' ? `The broker refused this login (${connection.reason}).` : 'Connection to the broker lost — what is shown may be out of date; reconnecting…'}
     </div>`}
     <main>
-      <${DevicesView} devices=${list} progress=${progress} may=${may} act=${act} selected=${chartDevice} select=${setSelected} />
+      <${DevicesView} devices=${list} progress=${progress} may=${may} act=${act} selected=${chartDevice} select=${setSelected} openPrint=${setPrinting} />
+      ${printing && may(`device/${printing}/request/print`) ? html`<${PrintPanel} key=${printing} device=${printing} request=${request} jobs=${jobs} close=${() => setPrinting(null)} />` : null}
       <${ResultsView} results=${results} redacted=${g.redacted} />
       <${ChartView} device=${chartDevice} results=${results} />
       <${EventsView} events=${events} />
