@@ -110,7 +110,7 @@ function printerFaults(state) {
   return ['paper_out', 'ribbon_out', 'head_open', 'paused', 'receive_buffer_full', 'over_temperature', 'under_temperature', 'corrupt_ram'].filter((k) => p[k] === true);
 }
 
-function DevicesView({ devices, progress, may, act, selected, select, openPrint }) {
+function DevicesView({ devices, progress, may, act, selected, select, openPrint, jobs, request }) {
   const rows = [...devices].sort((a, b) => {
     const rank = (d) => (d.availability !== 'online' ? 0 : ATTENTION.has(d.state?.status) || printerFaults(d.state).length ? 1 : 2);
     return rank(a) - rank(b) || a.id.localeCompare(b.id);
@@ -118,7 +118,7 @@ function DevicesView({ devices, progress, may, act, selected, select, openPrint 
   return html`<section class="wide" id="devices">
     <h2>Devices</h2>
     <table>
-      <thead><tr><th>Device</th><th>Model</th><th>Serial</th><th>Availability</th><th>Status</th><th>Clock skew</th><th>Last download</th><th>Faults</th><th>Progress</th><th>Actions</th></tr></thead>
+      <thead><tr><th>Device</th><th>Model</th><th>Serial</th><th>Availability</th><th>Status</th><th>Clock skew</th><th>Last download</th><th>Faults</th><th>Progress / jobs</th><th>Actions</th></tr></thead>
       <tbody>
         ${rows.map((d) => {
           const s = d.state ?? {};
@@ -135,7 +135,8 @@ function DevicesView({ devices, progress, may, act, selected, select, openPrint 
             <td class=${s.clock_skew_flagged ? 'limit' : ''}>${fmtSkew(s.clock_skew_s)}</td>
             <td>${fmtTime(s.last_download)}</td>
             <td>${faults.length ? faults.map((f) => html`<span class="flag">${f.replace(/_/g, ' ')}</span>`) : html`<span class="muted">—</span>`}</td>
-            <td>${p ? html`<progress data-progress=${d.id} max=${p.total ?? ''} value=${p.received}></progress> <span class="muted">${p.message}</span>` : null}</td>
+            <td>${p ? html`<progress data-progress=${d.id} max=${p.total ?? ''} value=${p.received}></progress> <span class="muted">${p.message}</span>` : null}
+              ${s.kind === 'label-printer' ? html`<${PrinterQueue} device=${d.id} queued=${s.printer?.queued_jobs ?? 0} jobs=${jobs} request=${request} may=${may} />` : null}</td>
             <td>${actions.map((a) => html`<button data-action=${a.verb} onClick=${() => act(d.id, a.verb)}>${a.label}</button> `)}
               ${s.kind === 'label-printer' && may(`device/${d.id}/request/print`) ? html`<button data-action="label" onClick=${() => openPrint(d.id)}>Print label…</button>` : null}</td>
           </tr>`;
@@ -147,6 +148,7 @@ function DevicesView({ devices, progress, may, act, selected, select, openPrint 
 
 /** The built-in label templates (drivers/printers/zebra-zpl/templates.ts); a site's own are typed in. */
 const LABEL_TEMPLATES = ['specimen', 'specimen-300', 'tube-wrap'];
+const OPEN_JOB_STATES = new Set(['queued', 'printing', 'uncertain']);
 const LABEL_FIELDS = ['template', 'specimen_id', 'patient.name', 'patient.mrn', 'patient.dob', 'collected_at', 'tests', 'copies'];
 
 /** `2026-12-03T09:14` from a datetime-local input, with this browser's offset: `2026-12-03T09:14:00+01:00`. */
@@ -192,12 +194,19 @@ function JobLine({ job, request, device }) {
   return html`<li data-job=${job.job} data-job-state=${job.state}>
     <span class=${`pill job-${job.state}`}>${job.state}</span> ${job.specimen_id ?? ''}${job.reprint_of ? html` <span class="flag">REPRINT</span>` : null}
     ${job.reason ? html` <span class="muted" data-job-reason>${job.reason}</span>` : null}
-    ${job.state === 'uncertain'
+    ${job.state === 'uncertain' && request
       ? html` <button disabled=${busy} data-confirm="printed" onClick=${() => settle(true)}>It printed</button>
           <button disabled=${busy} data-confirm="reprint" onClick=${() => settle(false)}>Not printed: reprint</button>`
       : null}
-    ${job.state === 'queued' ? html` <button disabled=${busy} data-cancel onClick=${() => request(device, 'cancel', { job: job.job })}>Cancel</button>` : null}
+    ${job.state === 'queued' && request ? html` <button disabled=${busy} data-cancel onClick=${() => request(device, 'cancel', { job: job.job })}>Cancel</button>` : null}
   </li>`;
+}
+
+/** A printer's open jobs (queued, printing, uncertain) as the job topic and `request/jobs` tell them. */
+function PrinterQueue({ device, queued, jobs, request, may }) {
+  const open = Object.values(jobs).filter((j) => j.device === device && OPEN_JOB_STATES.has(j.state));
+  return html`<div data-queue=${device}><span data-queued=${queued}>${queued} queued</span>
+    ${open.length ? html`<ul class="jobs">${open.map((j) => html`<${JobLine} key=${j.job} job=${j} request=${may(`device/${device}/request/confirm`) ? request : null} device=${device} />`)}</ul>` : null}</div>`;
 }
 
 /** A specimen label: the form, its preview as the printer would make it, and the jobs it started. */
@@ -260,6 +269,37 @@ function PrintPanel({ device, request, jobs, close }) {
       </div>
     </div>
     ${shown.length ? html`<h3>Jobs from this page</h3><ul class="jobs">${[...shown, ...reprints].map((j) => html`<${JobLine} key=${j.job} job=${j} request=${request} device=${device} />`)}</ul>` : null}
+  </section>`;
+}
+
+/** Imaging studies (ultrasound): what was received and its measurements; pixel data never comes here. */
+function StudiesView({ studies, redacted }) {
+  const list = Object.values(studies).sort((a, b) => (b.seq ?? 0) - (a.seq ?? 0));
+  const patient = (p) => (p && (p.id || p.name) ? [p.name, p.id, p.birth_date].filter(Boolean).join(' · ') : null);
+  return html`<section class="wide" id="studies">
+    <h2>Studies (ultrasound)</h2>
+    ${redacted ? html`<p class="muted">Your role sees studies without patient fields.</p>` : null}
+    ${list.length === 0 ? html`<p class="muted">No studies yet.</p>` : null}
+    ${list.map(
+      (st) => html`<article key=${st.study_key} class="study" data-study=${st.study_key} data-version=${st.version}>
+        <h3>${st.study?.description ?? 'Study'} <span class="muted">${(st.study?.modalities ?? []).join(', ')} · ${st.device?.id} · ${fmtTime(st.study?.started_at ?? st.received_at)}</span></h3>
+        <p>Patient: <span data-study-patient>${patient(st.patient) ?? html`<span class="muted">—</span>`}</span>
+          · accession ${st.study?.accession_number ?? '—'} · ${st.series?.length ?? 0} series, ${st.instances} instances, ${st.frames} frames, ${st.reports?.length ?? 0} reports
+          ${st.version > 1 ? html` · <span class="flag">version ${st.version}</span>` : null}
+          ${(st.flags ?? []).map((f) => html` <span class="flag">${f}</span>`)}</p>
+        ${(st.measurements ?? []).length
+          ? html`<table class="measurements"><thead><tr><th>Measurement</th><th>Value</th><th>Context</th><th>Derivation</th></tr></thead><tbody>
+              ${st.measurements.map(
+                (m, i) => html`<tr key=${i} data-measurement=${m.code}>
+                  <td>${m.meaning}${m.loinc ? html` <span class="muted">LOINC ${m.loinc}</span>` : null}</td>
+                  <td>${m.value !== null ? `${m.value} ${m.unit ?? m.ucum ?? ''}` : (m.text ?? '—')}</td>
+                  <td class="muted">${[...(m.path ?? []), m.fetus ? `fetus ${m.fetus}` : null, m.finding_site?.meaning, m.laterality?.meaning].filter(Boolean).join(' › ')}</td>
+                  <td class="muted">${[m.derivation, m.equation, m.selection].filter(Boolean).join(', ')}</td>
+                </tr>`,
+              )}</tbody></table>`
+          : html`<p class="muted">No measurements (images only).</p>`}
+      </article>`,
+    )}
   </section>`;
 }
 
@@ -347,6 +387,7 @@ function Dashboard({ map, session, logout }) {
   const [toast, setToast] = useState(null);
   const [selected, setSelected] = useState(null);
   const [jobs, setJobs] = useState({});
+  const [studies, setStudies] = useState({});
   const [printing, setPrinting] = useState(null);
   const clientRef = useRef(null);
   /** Requests from the page waiting for their answer, by transaction. */
@@ -416,6 +457,9 @@ function Dashboard({ map, session, logout }) {
       } else if (parts[0] === 'device' && parts.length === 3 && body && typeof body.schema === 'string' && body.schema.startsWith('poct.print-job/')) {
         // Steps of one job arrive in order; a replayed older step never moves a job back.
         setJobs((j) => (j[body.job] && (j[body.job].seq ?? 0) > body.seq ? j : { ...j, [body.job]: { ...body, device: body.device?.id } }));
+      } else if (parts[0] === 'device' && parts.length === 3 && body && typeof body.schema === 'string' && body.schema.startsWith('poct.study/')) {
+        // One study per study_key: a later version (more instances arrived) replaces the earlier.
+        setStudies((st) => (st[body.study_key] && st[body.study_key].version > body.version ? st : { ...st, [body.study_key]: body }));
       } else if (parts[0] === 'device' && parts.length === 3 && body && typeof body.schema === 'string' && body.schema.startsWith('poct.result/') && body.id) {
         // Other record kinds (studies, print jobs) have no observations to show here.
         if (seen.has(body.id)) return;
@@ -458,6 +502,28 @@ function Dashboard({ map, session, logout }) {
       client.publish(`${base}/device/${device}/request/${verb}`, JSON.stringify({ ...params, transaction, requested_by: session.username }), { qos: 1 });
     });
 
+  // A printer's open jobs as the daemon keeps them (the job topic is not retained): asked once per
+  // printer and connection; the job topic's steps take over from there.
+  const askedJobs = useRef(new Set());
+  useEffect(() => {
+    if (connection.state !== 'online') {
+      askedJobs.current.clear();
+      return;
+    }
+    for (const [id, st] of Object.entries(states)) {
+      if (st?.kind !== 'label-printer' || askedJobs.current.has(id) || !may(`device/${id}/request/jobs`)) continue;
+      askedJobs.current.add(id);
+      request(id, 'jobs', { open: true }).then((res) => {
+        if (res.status !== 'ok') return;
+        setJobs((j) => {
+          const next = { ...j };
+          for (const v of res.data.jobs ?? []) if (!next[v.job]) next[v.job] = { ...v, device: id, seq: 0 };
+          return next;
+        });
+      });
+    }
+  }, [states, connection]);
+
   const list = Object.keys({ ...devices, ...states }).map((id) => ({
     id,
     ...(devices[id] ?? {}),
@@ -472,10 +538,11 @@ function Dashboard({ map, session, logout }) {
       ${connection.state === 'connecting' ? 'Connecting to the broker…' : connection.state === 'refused' ? `The broker refused this login (${connection.reason}).` : 'Connection to the broker lost — what is shown may be out of date; reconnecting…'}
     </div>`}
     <main>
-      <${DevicesView} devices=${list} progress=${progress} may=${may} act=${act} selected=${chartDevice} select=${setSelected} openPrint=${setPrinting} />
+      <${DevicesView} devices=${list} progress=${progress} may=${may} act=${act} selected=${chartDevice} select=${setSelected} openPrint=${setPrinting} jobs=${jobs} request=${request} />
       ${printing && may(`device/${printing}/request/print`) ? html`<${PrintPanel} key=${printing} device=${printing} request=${request} jobs=${jobs} close=${() => setPrinting(null)} />` : null}
       <${ResultsView} results=${results} redacted=${g.redacted} />
       <${ChartView} device=${chartDevice} results=${results} />
+      ${Object.keys(studies).length || list.some((d) => d.state?.kind === 'ultrasound') ? html`<${StudiesView} studies=${studies} redacted=${g.redacted} />` : null}
       <${EventsView} events=${events} />
       <${HealthView} health=${health} bridgeState=${bridgeState} connection=${connection} />
     </main>

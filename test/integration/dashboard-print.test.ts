@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeStudy, sendStudy } from '../../drivers/imaging/dicom-ultrasound/simulator.ts';
 import { FakeZebraPrinter } from '../../drivers/printers/zebra-zpl/simulator.ts';
 import type { Controller } from '../../src/controller.ts';
+import type { StudyRecord } from '../../src/records/types.ts';
 import { browserMissing, launchBrowser } from '../helpers/browser.ts';
 import { startDaemon, tempDir, testConfig } from '../helpers/daemon.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -26,14 +28,18 @@ if (missing) console.warn(`dashboard-print: did not run: ${missing}`);
 const USERS = {
   nurse: { password: 'operator-pass-7', roles: '[operator]' },
   screen: { password: 'viewer-pass-8', roles: '[viewer]' },
+  doc: { password: 'clinician-pass-6', roles: '[clinician]' },
 } as const;
 const DAEMON = { username: 'poctd-self', password: 'daemon-pass-9' };
 const SHOTS = process.env.POCTD_SCREENSHOTS === '1' ? join(import.meta.dirname, '..', '..', 'docs', 'dashboard') : undefined;
 const PRINTER = 'draw-printer-1';
+/** Sorts before the printer by name: the printer's fault must put it first anyway. */
+const US = 'a-us-room-2';
 
 let controller: Controller;
 let base: string;
 let printer: FakeZebraPrinter;
+let dicomPort: number;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
 
 beforeAll(async () => {
@@ -41,6 +47,7 @@ beforeAll(async () => {
   printer = new FakeZebraPrinter();
   await printer.start();
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
+  dicomPort = await freePort();
   const users = Object.entries(USERS)
     .map(([name, u]) => `    - { name: ${name}, roles: ${u.roles}, password: "${u.password}" }`)
     .join('\n');
@@ -56,6 +63,10 @@ devices:
     driver: zebra-zpl
     transport: { type: tcp, host: 127.0.0.1, port: ${printer.port}, reconnect_min_ms: 50, reconnect_max_ms: 200 }
     options: { status_poll_ms: 200, status_timeout_ms: 300 }
+  - id: ${US}
+    driver: dicom-ultrasound
+    transport: { type: dicom-scp, port: ${dicomPort}, allowed_callers: [US_ROOM2] }
+    options: { quiet_period_ms: 300 }
 `);
   ({ controller } = await startDaemon(config));
   base = controller.dashboardUrl!;
@@ -69,7 +80,7 @@ afterAll(async () => {
   await printer?.stop();
 });
 
-async function loggedIn(user: keyof typeof USERS): Promise<Page> {
+async function loggedIn(user: keyof typeof USERS, printerStatus: string | null = 'ok'): Promise<Page> {
   const page = await browser.context.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -78,7 +89,7 @@ async function loggedIn(user: keyof typeof USERS): Promise<Page> {
   await page.fill('input[name=password]', USERS[user].password);
   await page.click('button[type=submit]');
   await page.waitForSelector('[data-connection="online"]', { timeout: 10_000 });
-  await page.waitForSelector(`[data-device="${PRINTER}"] [data-status="ok"]`, { timeout: 10_000 });
+  if (printerStatus) await page.waitForSelector(`[data-device="${PRINTER}"] [data-status="${printerStatus}"]`, { timeout: 10_000 });
   expect(errors).toEqual([]);
   return page;
 }
@@ -143,9 +154,9 @@ describe.skipIf(missing !== undefined)('printing a specimen label from the dashb
     const before = printer.printer.printed.length;
     await fillLabel(page, { 'patient.name': 'Berg, Ola', 'patient.mrn': '4455', copies: '1' });
     await page.click('[data-label-action="print"]');
-    const job = page.locator('[data-job]').first();
+    const job = page.locator('#print [data-job]').first();
     await job.waitFor({ timeout: 15_000 });
-    await page.waitForSelector('[data-job][data-job-state="printed"]', { timeout: 15_000 });
+    await page.waitForSelector('#print [data-job][data-job-state="printed"]', { timeout: 15_000 });
     expect(printer.printer.printed.length).toBe(before + 1);
     // The specimen id the daemon issued is the one on the page.
     const id = await job.getAttribute('data-job');
@@ -159,18 +170,73 @@ describe.skipIf(missing !== undefined)('printing a specimen label from the dashb
     await fillLabel(page, { specimen_id: 'S24000999', 'patient.name': 'Lund, Kai', 'patient.mrn': '9911' });
     printer.dropAfterNextFormat();
     await page.click('[data-label-action="print"]');
-    const uncertain = page.locator('[data-job][data-job-state="uncertain"]');
+    const uncertain = page.locator('#print [data-job][data-job-state="uncertain"]');
     await uncertain.waitFor({ timeout: 15_000 });
     expect(await uncertain.locator('[data-job-reason]').textContent()).toMatch(/\S/);
     expect(await uncertain.locator('[data-confirm]').count()).toBe(2);
     if (SHOTS) await page.screenshot({ path: join(SHOTS, 'print-label-uncertain.png'), fullPage: true });
     const printed = printer.printer.printed.length;
     await uncertain.locator('[data-confirm="reprint"]').click();
-    await page.waitForSelector('[data-job][data-job-state="failed"]', { timeout: 15_000 });
-    const reprint = page.locator('[data-job][data-job-state="printed"]', { hasText: 'REPRINT' });
+    await page.waitForSelector('#print [data-job][data-job-state="failed"]', { timeout: 15_000 });
+    const reprint = page.locator('#print [data-job][data-job-state="printed"]', { hasText: 'REPRINT' });
     await reprint.waitFor({ timeout: 15_000 });
     await eventually('the reprint reached the printer', () => printer.printer.printed.length > printed, 10_000);
     expect(printer.printer.printed.at(-1)!.zpl).toContain('REPRINT');
     await page.close();
+  });
+
+  it("a printer's fault puts it first in the devices view with its queued jobs; a page opened later lists them too; they print when it clears", async () => {
+    const page = await loggedIn('nurse');
+    printer.printer.set({ paper_out: true });
+    await page.waitForSelector(`[data-device="${PRINTER}"].attention`, { timeout: 15_000 });
+    expect(await page.textContent(`[data-device="${PRINTER}"]`)).toContain('paper out');
+    await fillLabel(page, { specimen_id: 'S24000555', 'patient.name': 'Holm, Eva', 'patient.mrn': '5566' });
+    await page.click('[data-label-action="print"]');
+    await page.waitForSelector(`[data-queue="${PRINTER}"] [data-queued="1"]`, { timeout: 15_000 });
+    await page.waitForSelector(`[data-queue="${PRINTER}"] [data-job-state="queued"]`);
+    const order = await page.$$eval('#devices tbody tr', (rows) => rows.map((r) => r.getAttribute('data-device')));
+    expect(order).toEqual([PRINTER, US]);
+    // Opened after the job was queued: the job list comes from request/jobs, not from a step it saw.
+    const later = await loggedIn('nurse', null);
+    const queued = later.locator(`[data-queue="${PRINTER}"] [data-job-state="queued"]`);
+    await queued.waitFor({ timeout: 15_000 });
+    expect(await queued.textContent()).toContain('S24000555');
+    if (SHOTS) await later.screenshot({ path: join(SHOTS, 'printer-fault-queue.png'), fullPage: true });
+    printer.printer.set({ paper_out: false });
+    await page.waitForSelector(`[data-queue="${PRINTER}"] [data-queued="0"]`, { timeout: 15_000 });
+    await page.waitForSelector(`#print [data-job][data-job-state="printed"]`, { timeout: 15_000 });
+    expect(await page.$$(`[data-queue="${PRINTER}"] [data-job]`)).toEqual([]);
+    await later.close();
+    await page.close();
+  });
+
+  it('studies are listed with their measurements, no pixel data, and patient fields as each role sees them', async () => {
+    const nurse = await loggedIn('nurse', null);
+    const doc = await loggedIn('doc', null);
+    expect(await sendStudy(makeStudy(), { host: '127.0.0.1', port: dicomPort, calling_ae: 'US_ROOM2', called_ae: 'POCTD' })).not.toContain(0xa700);
+    let record: StudyRecord | undefined;
+    await eventually('the study recorded', () => {
+      record = controller.runtime!.store.recordsSince(0, 1000).filter((r): r is StudyRecord => r.schema === 'poct.study/1').at(-1);
+      return record !== undefined;
+    }, 20_000);
+    expect(record!.measurements.length).toBeGreaterThan(0);
+    for (const page of [nurse, doc]) {
+      const study = page.locator(`[data-study="${record!.study_key}"]`);
+      await study.waitFor({ timeout: 15_000 });
+      await page.waitForFunction((n) => document.querySelectorAll('#studies [data-measurement]').length >= n, record!.measurements.length, { timeout: 15_000 });
+      expect(await page.$$('#studies img, #studies canvas, #studies video')).toEqual([]);
+      const first = record!.measurements.find((m) => m.value !== null)!;
+      expect(await study.textContent()).toContain(first.meaning);
+      expect(await study.textContent()).toContain(String(first.value));
+    }
+    // The operator's copy has the patient fields removed; the clinician sees them as the policy publishes them.
+    expect(await nurse.textContent(`[data-study="${record!.study_key}"] [data-study-patient]`)).toBe('—');
+    const published = [record!.patient?.name, record!.patient?.id, record!.patient?.birth_date].filter(Boolean).join(' · ');
+    expect(published).not.toBe('');
+    expect(await doc.textContent(`[data-study="${record!.study_key}"] [data-study-patient]`)).toBe(published);
+    expect(published).not.toContain('SIMULATED');
+    if (SHOTS) await doc.screenshot({ path: join(SHOTS, 'studies.png'), fullPage: true });
+    await nurse.close();
+    await doc.close();
   });
 });
