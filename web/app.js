@@ -111,8 +111,11 @@ function printerFaults(state) {
 }
 
 function DevicesView({ devices, progress, may, act, selected, select, openPrint, jobs, request }) {
+  // A printer with a fault or a job nobody knows printed needs someone as much as a faulted meter.
+  const needsAttention = (d) =>
+    ATTENTION.has(d.state?.status) || printerFaults(d.state).length > 0 || Object.values(jobs).some((j) => j.device === d.id && j.state === 'uncertain');
   const rows = [...devices].sort((a, b) => {
-    const rank = (d) => (d.availability !== 'online' ? 0 : ATTENTION.has(d.state?.status) || printerFaults(d.state).length ? 1 : 2);
+    const rank = (d) => (d.availability !== 'online' ? 0 : needsAttention(d) ? 1 : 2);
     return rank(a) - rank(b) || a.id.localeCompare(b.id);
   });
   return html`<section class="wide" id="devices">
@@ -123,7 +126,7 @@ function DevicesView({ devices, progress, may, act, selected, select, openPrint,
         ${rows.map((d) => {
           const s = d.state ?? {};
           const faults = printerFaults(s);
-          const attention = d.availability !== 'online' || ATTENTION.has(s.status) || faults.length > 0;
+          const attention = d.availability !== 'online' || needsAttention(d);
           const p = progress[d.id];
           const actions = DEVICE_ACTIONS.filter((a) => (!s.kind || a.kinds.includes(s.kind)) && may(`device/${d.id}/request/${a.verb}`));
           return html`<tr key=${d.id} data-device=${d.id} class=${attention ? 'attention' : ''}>
@@ -275,7 +278,10 @@ function PrintPanel({ device, request, jobs, close }) {
 /** Imaging studies (ultrasound): what was received and its measurements; pixel data never comes here. */
 function StudiesView({ studies, redacted }) {
   const list = Object.values(studies).sort((a, b) => (b.seq ?? 0) - (a.seq ?? 0));
-  const patient = (p) => (p && (p.id || p.name) ? [p.name, p.id, p.birth_date].filter(Boolean).join(' · ') : null);
+  const patient = (p) => {
+    const parts = [['name', p?.name], ['id', p?.id], ['born', p?.birth_date]].filter(([, v]) => v);
+    return parts.length ? parts.map(([k, v]) => `${k} ${v}`).join(' · ') : null;
+  };
   return html`<section class="wide" id="studies">
     <h2>Studies (ultrasound)</h2>
     ${redacted ? html`<p class="muted">Your role sees studies without patient fields.</p>` : null}
@@ -284,7 +290,7 @@ function StudiesView({ studies, redacted }) {
       (st) => html`<article key=${st.study_key} class="study" data-study=${st.study_key} data-version=${st.version}>
         <h3>${st.study?.description ?? 'Study'} <span class="muted">${(st.study?.modalities ?? []).join(', ')} · ${st.device?.id} · ${fmtTime(st.study?.started_at ?? st.received_at)}</span></h3>
         <p>Patient: <span data-study-patient>${patient(st.patient) ?? html`<span class="muted">—</span>`}</span>
-          · accession ${st.study?.accession_number ?? '—'} · ${st.series?.length ?? 0} series, ${st.instances} instances, ${st.frames} frames, ${st.reports?.length ?? 0} reports
+          ${' · '}accession ${st.study?.accession_number ?? '—'} · ${st.series?.length ?? 0} series, ${st.instances} instances, ${st.frames} frames, ${st.reports?.length ?? 0} reports
           ${st.version > 1 ? html` · <span class="flag">version ${st.version}</span>` : null}
           ${(st.flags ?? []).map((f) => html` <span class="flag">${f}</span>`)}</p>
         ${(st.measurements ?? []).length

@@ -174,6 +174,8 @@ describe.skipIf(missing !== undefined)('printing a specimen label from the dashb
     await uncertain.waitFor({ timeout: 15_000 });
     expect(await uncertain.locator('[data-job-reason]').textContent()).toMatch(/\S/);
     expect(await uncertain.locator('[data-confirm]').count()).toBe(2);
+    // An open uncertain job marks its printer as needing someone, though the printer reports no fault.
+    await page.waitForSelector(`[data-device="${PRINTER}"].attention [data-queue] [data-job-state="uncertain"]`);
     if (SHOTS) await page.screenshot({ path: join(SHOTS, 'print-label-uncertain.png'), fullPage: true });
     const printed = printer.printer.printed.length;
     await uncertain.locator('[data-confirm="reprint"]').click();
@@ -182,6 +184,7 @@ describe.skipIf(missing !== undefined)('printing a specimen label from the dashb
     await reprint.waitFor({ timeout: 15_000 });
     await eventually('the reprint reached the printer', () => printer.printer.printed.length > printed, 10_000);
     expect(printer.printer.printed.at(-1)!.zpl).toContain('REPRINT');
+    await page.waitForSelector(`[data-device="${PRINTER}"]:not(.attention)`);
     await page.close();
   });
 
@@ -231,7 +234,8 @@ describe.skipIf(missing !== undefined)('printing a specimen label from the dashb
     }
     // The operator's copy has the patient fields removed; the clinician sees them as the policy publishes them.
     expect(await nurse.textContent(`[data-study="${record!.study_key}"] [data-study-patient]`)).toBe('—');
-    const published = [record!.patient?.name, record!.patient?.id, record!.patient?.birth_date].filter(Boolean).join(' · ');
+    const p = record!.patient;
+    const published = [p?.name && `name ${p.name}`, p?.id && `id ${p.id}`, p?.birth_date && `born ${p.birth_date}`].filter(Boolean).join(' · ');
     expect(published).not.toBe('');
     expect(await doc.textContent(`[data-study="${record!.study_key}"] [data-study-patient]`)).toBe(published);
     expect(published).not.toContain('SIMULATED');
