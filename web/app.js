@@ -412,13 +412,15 @@ function Dashboard({ map, session, logout }) {
     });
     clientRef.current = client;
     const seen = new Set();
+    const replayTransaction = `dash-replay-${Math.random().toString(16).slice(2, 10)}`;
+    const replay = (c, since) => c.publish(`${base}/bridge/request/results/replay`, JSON.stringify({ since_seq: since, transaction: replayTransaction }), { qos: 1 });
     client.on('connect', () => {
       setConnection({ state: 'online' });
       // Only what the roles can read: a refused subscription would fail the whole SUBSCRIBE.
       for (const f of g.read) client.subscribe(`${base}/${f}`, { qos: 1 }, () => undefined);
       // Catch up on results missed while away (a role that may replay; the others see new ones).
       if (may('bridge/request/results/replay')) {
-        client.publish(`${base}/bridge/request/results/replay`, JSON.stringify({ since_seq: lastSeq.current, transaction: `dash-${Date.now()}` }), { qos: 1 });
+        replay(client, lastSeq.current);
       }
     });
     client.on('close', () => setConnection((c) => (c.state === 'refused' ? c : { state: 'lost' })));
@@ -436,10 +438,16 @@ function Dashboard({ map, session, logout }) {
         return;
       }
       const parts = rel.split('/');
+      // Every record kind counts for the catch-up (a replay sends them all), not only results.
+      if (parts[0] === 'device' && parts.length === 3 && typeof body?.seq === 'number' && typeof body?.schema === 'string' && body.seq > lastSeq.current) lastSeq.current = body.seq;
       if (rel === 'bridge/devices') setDevices(Object.fromEntries(body.map((d) => [d.id, d])));
       else if (rel === 'bridge/health') setHealth(body);
       else if (rel === 'bridge/state') setBridgeState(body.state);
-      else if (rel === 'bridge/event') {
+      else if (rel === 'bridge/response/results/replay') {
+        // One replay answers at most a page of records: ask on from where it stopped.
+        if (body.transaction === replayTransaction && body.status === 'ok' && body.data?.more) replay(client, body.data.last_seq);
+        return;
+      } else if (rel === 'bridge/event') {
         setEvents((list) => [body, ...list].slice(0, MAX_EVENTS));
         if (body.device && body.type.startsWith('download_')) {
           setProgress((p) => {
@@ -471,7 +479,6 @@ function Dashboard({ map, session, logout }) {
         if (seen.has(body.id)) return;
         if (seen.size > 20 * MAX_RESULTS) seen.clear();
         seen.add(body.id);
-        if (typeof body.seq === 'number' && body.seq > lastSeq.current) lastSeq.current = body.seq;
         setResults((list) => [body, ...list].sort((a, b) => (b.seq ?? 0) - (a.seq ?? 0)).slice(0, MAX_RESULTS));
       }
     });
