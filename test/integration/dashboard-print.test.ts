@@ -29,6 +29,7 @@ const USERS = {
   nurse: { password: 'operator-pass-7', roles: '[operator]' },
   screen: { password: 'viewer-pass-8', roles: '[viewer]' },
   doc: { password: 'clinician-pass-6', roles: '[clinician]' },
+  lead: { password: 'admin-pass-5', roles: '[admin]' },
 } as const;
 const DAEMON = { username: 'poctd-self', password: 'daemon-pass-9' };
 const SHOTS = process.env.POCTD_SCREENSHOTS === '1' ? join(import.meta.dirname, '..', '..', 'docs', 'dashboard') : undefined;
@@ -242,5 +243,15 @@ describe.skipIf(missing !== undefined)('printing a specimen label from the dashb
     if (SHOTS) await doc.screenshot({ path: join(SHOTS, 'studies.png'), fullPage: true });
     await nurse.close();
     await doc.close();
+  });
+
+  it('a page opened after the study and the jobs catches up from results/replay (admin): the study, and no job reopened', async () => {
+    const study = controller.runtime!.store.recordsSince(0, 1000).filter((r): r is StudyRecord => r.schema === 'poct.study/1').at(-1)!;
+    const page = await loggedIn('lead', null);
+    await page.waitForSelector(`[data-study="${study.study_key}"][data-version="${study.version}"]`, { timeout: 15_000 });
+    // Every job's replayed steps end where the job is: none is open any more.
+    await page.waitForFunction((id) => document.querySelector(`[data-queue="${id}"] [data-queued]`)?.getAttribute('data-queued') === '0', PRINTER);
+    expect(await page.$$(`[data-queue="${PRINTER}"] [data-job]`)).toEqual([]);
+    await page.close();
   });
 });
