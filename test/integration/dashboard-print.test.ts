@@ -177,6 +177,8 @@ describe.skipIf(missing !== undefined)('printing a specimen label from the dashb
     expect(await uncertain.locator('[data-confirm]').count()).toBe(2);
     // An open uncertain job marks its printer as needing someone, though the printer reports no fault.
     await page.waitForSelector(`[data-device="${PRINTER}"].attention [data-queue] [data-job-state="uncertain"]`);
+    expect(await page.$$eval('#devices tbody tr', (rows) => rows.map((r) => r.getAttribute('data-device')))).toEqual([PRINTER, US]);
+    expect(await page.getAttribute(`[data-device="${PRINTER}"] [data-availability]`, 'data-availability')).toBe('online');
     if (SHOTS) await page.screenshot({ path: join(SHOTS, 'print-label-uncertain.png'), fullPage: true });
     const printed = printer.printer.printed.length;
     await uncertain.locator('[data-confirm="reprint"]').click();
@@ -210,6 +212,15 @@ describe.skipIf(missing !== undefined)('printing a specimen label from the dashb
     await page.waitForSelector(`[data-queue="${PRINTER}"] [data-queued="0"]`, { timeout: 15_000 });
     await page.waitForSelector(`#print [data-job][data-job-state="printed"]`, { timeout: 15_000 });
     expect(await page.$$(`[data-queue="${PRINTER}"] [data-job]`)).toEqual([]);
+    // Paused (the printer still answers ~HS): the flag shows and the printer is first again.
+    await page.waitForSelector(`[data-device="${PRINTER}"]:not(.attention)`, { timeout: 15_000 });
+    expect(await page.$$eval('#devices tbody tr', (rows) => rows.map((r) => r.getAttribute('data-device')))).toEqual([US, PRINTER]);
+    printer.printer.set({ paused: true });
+    await page.waitForSelector(`[data-device="${PRINTER}"].attention [data-status="fault"]`, { timeout: 15_000 });
+    expect(await page.textContent(`[data-device="${PRINTER}"]`)).toContain('paused');
+    expect(await page.$$eval('#devices tbody tr', (rows) => rows.map((r) => r.getAttribute('data-device')))).toEqual([PRINTER, US]);
+    printer.printer.set({ paused: false });
+    await page.waitForSelector(`[data-device="${PRINTER}"]:not(.attention)`, { timeout: 15_000 });
     await later.close();
     await page.close();
   });
