@@ -154,10 +154,12 @@ describe.skipIf(missing !== undefined)('printing a specimen label from the dashb
     const page = await loggedIn('nurse');
     const before = printer.printer.printed.length;
     await fillLabel(page, { 'patient.name': 'Berg, Ola', 'patient.mrn': '4455', copies: '1' });
+    const clicked = Date.now();
     await page.click('[data-label-action="print"]');
     const job = page.locator('#print [data-job]').first();
     await job.waitFor({ timeout: 15_000 });
     await page.waitForSelector('#print [data-job][data-job-state="printed"]', { timeout: 15_000 });
+    console.info(`dashboard-print: Print pressed → "printed" on the page in ${Date.now() - clicked} ms`);
     expect(printer.printer.printed.length).toBe(before + 1);
     // The specimen id the daemon issued is the one on the page.
     const id = await job.getAttribute('data-job');
