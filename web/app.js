@@ -110,20 +110,23 @@ function printerFaults(state) {
   return ['paper_out', 'ribbon_out', 'head_open', 'paused', 'receive_buffer_full', 'over_temperature', 'under_temperature', 'corrupt_ram'].filter((k) => p[k] === true);
 }
 
-function DevicesView({ devices, progress, may, act, selected, select }) {
+function DevicesView({ devices, progress, may, act, selected, select, openPrint, jobs, request }) {
+  // A printer with a fault or a job nobody knows printed needs someone as much as a faulted meter.
+  const needsAttention = (d) =>
+    ATTENTION.has(d.state?.status) || printerFaults(d.state).length > 0 || Object.values(jobs).some((j) => j.device === d.id && j.state === 'uncertain');
   const rows = [...devices].sort((a, b) => {
-    const rank = (d) => (d.availability !== 'online' ? 0 : ATTENTION.has(d.state?.status) || printerFaults(d.state).length ? 1 : 2);
+    const rank = (d) => (d.availability !== 'online' ? 0 : needsAttention(d) ? 1 : 2);
     return rank(a) - rank(b) || a.id.localeCompare(b.id);
   });
   return html`<section class="wide" id="devices">
     <h2>Devices</h2>
     <table>
-      <thead><tr><th>Device</th><th>Model</th><th>Serial</th><th>Availability</th><th>Status</th><th>Clock skew</th><th>Last download</th><th>Faults</th><th>Progress</th><th>Actions</th></tr></thead>
+      <thead><tr><th>Device</th><th>Model</th><th>Serial</th><th>Availability</th><th>Status</th><th>Clock skew</th><th>Last download</th><th>Faults</th><th>Progress / jobs</th><th>Actions</th></tr></thead>
       <tbody>
         ${rows.map((d) => {
           const s = d.state ?? {};
           const faults = printerFaults(s);
-          const attention = d.availability !== 'online' || ATTENTION.has(s.status) || faults.length > 0;
+          const attention = d.availability !== 'online' || needsAttention(d);
           const p = progress[d.id];
           const actions = DEVICE_ACTIONS.filter((a) => (!s.kind || a.kinds.includes(s.kind)) && may(`device/${d.id}/request/${a.verb}`));
           return html`<tr key=${d.id} data-device=${d.id} class=${attention ? 'attention' : ''}>
@@ -135,12 +138,174 @@ function DevicesView({ devices, progress, may, act, selected, select }) {
             <td class=${s.clock_skew_flagged ? 'limit' : ''}>${fmtSkew(s.clock_skew_s)}</td>
             <td>${fmtTime(s.last_download)}</td>
             <td>${faults.length ? faults.map((f) => html`<span class="flag">${f.replace(/_/g, ' ')}</span>`) : html`<span class="muted">—</span>`}</td>
-            <td>${p ? html`<progress data-progress=${d.id} max=${p.total ?? ''} value=${p.received}></progress> <span class="muted">${p.message}</span>` : null}</td>
-            <td>${actions.map((a) => html`<button data-action=${a.verb} onClick=${() => act(d.id, a.verb)}>${a.label}</button> `)}</td>
+            <td>${p ? html`<progress data-progress=${d.id} max=${p.total ?? ''} value=${p.received}></progress> <span class="muted">${p.message}</span>` : null}
+              ${s.kind === 'label-printer' ? html`<${PrinterQueue} device=${d.id} queued=${s.printer?.queued_jobs ?? 0} jobs=${jobs} request=${request} may=${may} />` : null}</td>
+            <td>${actions.map((a) => html`<button data-action=${a.verb} onClick=${() => act(d.id, a.verb)}>${a.label}</button> `)}
+              ${s.kind === 'label-printer' && may(`device/${d.id}/request/print`) ? html`<button data-action="label" onClick=${() => openPrint(d.id)}>Print label…</button>` : null}</td>
           </tr>`;
         })}
       </tbody>
     </table>
+  </section>`;
+}
+
+/** The built-in label templates (drivers/printers/zebra-zpl/templates.ts); a site's own are typed in. */
+const LABEL_TEMPLATES = ['specimen', 'specimen-300', 'tube-wrap'];
+const OPEN_JOB_STATES = new Set(['queued', 'printing', 'uncertain']);
+const LABEL_FIELDS = ['template', 'specimen_id', 'patient.name', 'patient.mrn', 'patient.dob', 'collected_at', 'tests', 'copies'];
+
+/** `2026-12-03T09:14` from a datetime-local input, with this browser's offset: `2026-12-03T09:14:00+01:00`. */
+function withOffset(local) {
+  const d = new Date(local);
+  if (Number.isNaN(d.getTime())) return local;
+  const off = -d.getTimezoneOffset();
+  const sign = off >= 0 ? '+' : '-';
+  const a = Math.abs(off);
+  return `${local.length === 16 ? `${local}:00` : local}${sign}${String(Math.floor(a / 60)).padStart(2, '0')}:${String(a % 60).padStart(2, '0')}`;
+}
+
+function nowLocal() {
+  const d = new Date();
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/**
+ * An error answer cut into its `field: reason` parts (the daemon names the field: `patient.dob: not
+ * a date`); a part naming no form field stays a general error.
+ */
+export function fieldErrors(error, verb) {
+  const fields = {};
+  const general = [];
+  const text = String(error ?? '').replace(new RegExp(`^${verb}: `), '');
+  for (const part of text.split('; ')) {
+    const m = /^([A-Za-z_][\w.]*)(?:\[\d+\])?: (.+)$/s.exec(part);
+    const field = m && LABEL_FIELDS.includes(m[1]) ? m[1] : null;
+    if (field) fields[field] = fields[field] ? `${fields[field]}; ${m[2]}` : m[2];
+    else if (part) general.push(part);
+  }
+  return { fields, general };
+}
+
+function JobLine({ job, request, device }) {
+  const [busy, setBusy] = useState(false);
+  const settle = async (printed) => {
+    setBusy(true);
+    await request(device, 'confirm', { job: job.job, printed });
+    setBusy(false);
+  };
+  return html`<li data-job=${job.job} data-job-state=${job.state}>
+    <span class=${`pill job-${job.state}`}>${job.state}</span> ${job.specimen_id ?? ''}${job.reprint_of ? html` <span class="flag">REPRINT</span>` : null}
+    ${job.reason ? html` <span class="muted" data-job-reason>${job.reason}</span>` : null}
+    ${job.state === 'uncertain' && request
+      ? html` <button disabled=${busy} data-confirm="printed" onClick=${() => settle(true)}>It printed</button>
+          <button disabled=${busy} data-confirm="reprint" onClick=${() => settle(false)}>Not printed: reprint</button>`
+      : null}
+    ${job.state === 'queued' && request ? html` <button disabled=${busy} data-cancel onClick=${() => request(device, 'cancel', { job: job.job })}>Cancel</button>` : null}
+  </li>`;
+}
+
+/** A printer's open jobs (queued, printing, uncertain) as the job topic and `request/jobs` tell them. */
+function PrinterQueue({ device, queued, jobs, request, may }) {
+  const open = Object.values(jobs).filter((j) => j.device === device && OPEN_JOB_STATES.has(j.state));
+  return html`<div data-queue=${device}><span data-queued=${queued}>${queued} queued</span>
+    ${open.length ? html`<ul class="jobs">${open.map((j) => html`<${JobLine} key=${j.job} job=${j} request=${may(`device/${device}/request/confirm`) ? request : null} device=${device} />`)}</ul>` : null}</div>`;
+}
+
+/** A specimen label: the form, its preview as the printer would make it, and the jobs it started. */
+function PrintPanel({ device, request, jobs, close }) {
+  const [form, setForm] = useState({ template: 'specimen', specimen_id: '', 'patient.name': '', 'patient.mrn': '', 'patient.dob': '', collected_at: nowLocal(), tests: '', copies: '1' });
+  const [errors, setErrors] = useState({ fields: {}, general: [] });
+  const [preview, setPreview] = useState(null);
+  const [mine, setMine] = useState([]);
+  const [busy, setBusy] = useState(null);
+  const set = (k) => (e) => setForm((f) => ({ ...f, [k]: e.target.value }));
+  const params = () => {
+    const p = { template: form.template.trim(), patient: { name: form['patient.name'], mrn: form['patient.mrn'] } };
+    if (form['patient.dob']) p.patient.dob = form['patient.dob'];
+    if (form.specimen_id.trim()) p.specimen_id = form.specimen_id.trim();
+    if (form.collected_at) p.collected_at = withOffset(form.collected_at);
+    const tests = form.tests.split(/[,\s]+/).filter(Boolean);
+    if (tests.length) p.tests = tests;
+    if (form.copies !== '') p.copies = Number(form.copies);
+    return p;
+  };
+  const send = async (verb) => {
+    setBusy(verb);
+    setErrors({ fields: {}, general: [] });
+    const res = await request(device, verb, params());
+    setBusy(null);
+    if (res.status !== 'ok') return setErrors(fieldErrors(res.error, verb));
+    if (verb === 'preview') setPreview(res.data);
+    else setMine((m) => [res.data.job, ...m.filter((j) => j !== res.data.job)]);
+    return undefined;
+  };
+  const field = (k, label, input) => html`<label class=${errors.fields[k] ? 'bad' : ''}>${label} ${input}
+    ${errors.fields[k] ? html`<span class="field-error" data-field-error=${k}>${errors.fields[k]}</span>` : null}</label>`;
+  const shown = mine.map((id) => jobs[id] ?? { job: id, state: 'queued', reason: null });
+  // A reprint is a job of its own: shown under the uncertain one it replaces.
+  const reprints = Object.values(jobs).filter((j) => j.reprint_of && mine.includes(j.reprint_of) && !mine.includes(j.job));
+  return html`<section class="wide" id="print" data-print=${device}>
+    <h2>Print a specimen label on ${device} <button class="close" onClick=${close}>Close</button></h2>
+    <div class="print">
+      <form class="label-form" onSubmit=${(e) => { e.preventDefault(); send('print'); }}>
+        ${field('template', 'Template', html`<input name="template" list="label-templates" value=${form.template} onInput=${set('template')} />
+          <datalist id="label-templates">${LABEL_TEMPLATES.map((t) => html`<option value=${t} />`)}</datalist>`)}
+        ${field('specimen_id', 'Specimen id', html`<input name="specimen_id" placeholder="issued by poctd when empty" value=${form.specimen_id} onInput=${set('specimen_id')} />`)}
+        ${field('patient.name', 'Patient name', html`<input name="patient.name" autocomplete="off" value=${form['patient.name']} onInput=${set('patient.name')} />`)}
+        ${field('patient.mrn', 'MRN', html`<input name="patient.mrn" autocomplete="off" value=${form['patient.mrn']} onInput=${set('patient.mrn')} />`)}
+        ${field('patient.dob', 'Date of birth', html`<input name="patient.dob" placeholder="YYYY-MM-DD" autocomplete="off" value=${form['patient.dob']} onInput=${set('patient.dob')} />`)}
+        ${field('collected_at', 'Collected at', html`<input name="collected_at" type="datetime-local" value=${form.collected_at} onInput=${set('collected_at')} />`)}
+        ${field('tests', 'Tests', html`<input name="tests" placeholder="GLU, UA" value=${form.tests} onInput=${set('tests')} />`)}
+        ${field('copies', 'Copies', html`<input name="copies" type="number" min="1" value=${form.copies} onInput=${set('copies')} />`)}
+        ${errors.general.length ? html`<p class="error" role="alert" data-print-error>${errors.general.join('; ')}</p>` : null}
+        <div class="buttons">
+          <button type="button" data-label-action="preview" disabled=${busy !== null} onClick=${() => send('preview')}>Preview</button>
+          <button type="submit" data-label-action="print" disabled=${busy !== null}>Print</button>
+        </div>
+      </form>
+      <div class="preview">
+        ${preview
+          ? html`<img data-preview alt="label preview" src=${`data:image/png;base64,${preview.png}`} />
+              <p class="muted">${preview.width_mm} × ${preview.height_mm} mm at ${preview.dpmm} dots/mm${preview.cut?.length ? html` · <span class="limit">cut to fit: ${preview.cut.join(', ')}</span>` : null}</p>`
+          : html`<p class="muted">Preview shows the label as the printer would print it; nothing is printed.</p>`}
+      </div>
+    </div>
+    ${shown.length ? html`<h3>Jobs from this page</h3><ul class="jobs">${[...shown, ...reprints].map((j) => html`<${JobLine} key=${j.job} job=${j} request=${request} device=${device} />`)}</ul>` : null}
+  </section>`;
+}
+
+/** Imaging studies (ultrasound): what was received and its measurements; pixel data never comes here. */
+function StudiesView({ studies, redacted }) {
+  const list = Object.values(studies).sort((a, b) => (b.seq ?? 0) - (a.seq ?? 0));
+  const patient = (p) => {
+    const parts = [['name', p?.name], ['id', p?.id], ['born', p?.birth_date]].filter(([, v]) => v);
+    return parts.length ? parts.map(([k, v]) => `${k} ${v}`).join(' · ') : null;
+  };
+  return html`<section class="wide" id="studies">
+    <h2>Studies (ultrasound)</h2>
+    ${redacted ? html`<p class="muted">Your role sees studies without patient fields.</p>` : null}
+    ${list.length === 0 ? html`<p class="muted">No studies yet.</p>` : null}
+    ${list.map(
+      (st) => html`<article key=${st.study_key} class="study" data-study=${st.study_key} data-version=${st.version}>
+        <h3>${st.study?.description ?? 'Study'} <span class="muted">${(st.study?.modalities ?? []).join(', ')} · ${st.device?.id} · ${fmtTime(st.study?.started_at ?? st.received_at)}</span></h3>
+        <p>Patient: <span data-study-patient>${patient(st.patient) ?? html`<span class="muted">—</span>`}</span>
+          ${' · '}accession ${st.study?.accession_number ?? '—'} · ${st.series?.length ?? 0} series, ${st.instances} instances, ${st.frames} frames, ${st.reports?.length ?? 0} reports
+          ${st.version > 1 ? html` · <span class="flag">version ${st.version}</span>` : null}
+          ${(st.flags ?? []).map((f) => html` <span class="flag">${f}</span>`)}</p>
+        ${(st.measurements ?? []).length
+          ? html`<table class="measurements"><thead><tr><th>Measurement</th><th>Value</th><th>Context</th><th>Derivation</th></tr></thead><tbody>
+              ${st.measurements.map(
+                (m, i) => html`<tr key=${i} data-measurement=${m.code}>
+                  <td>${m.meaning}${m.loinc ? html` <span class="muted">LOINC ${m.loinc}</span>` : null}</td>
+                  <td>${m.value !== null ? `${m.value} ${m.unit ?? m.ucum ?? ''}` : (m.text ?? '—')}</td>
+                  <td class="muted">${[...(m.path ?? []), m.fetus ? `fetus ${m.fetus}` : null, m.finding_site?.meaning, m.laterality?.meaning].filter(Boolean).join(' › ')}</td>
+                  <td class="muted">${[m.derivation, m.equation, m.selection].filter(Boolean).join(', ')}</td>
+                </tr>`,
+              )}</tbody></table>`
+          : html`<p class="muted">No measurements (images only).</p>`}
+      </article>`,
+    )}
   </section>`;
 }
 
@@ -227,7 +392,12 @@ function Dashboard({ map, session, logout }) {
   const [progress, setProgress] = useState({});
   const [toast, setToast] = useState(null);
   const [selected, setSelected] = useState(null);
+  const [jobs, setJobs] = useState({});
+  const [studies, setStudies] = useState({});
+  const [printing, setPrinting] = useState(null);
   const clientRef = useRef(null);
+  /** Requests from the page waiting for their answer, by transaction. */
+  const pending = useRef(new Map());
   const lastSeq = useRef(0);
 
   useEffect(() => {
@@ -242,13 +412,15 @@ function Dashboard({ map, session, logout }) {
     });
     clientRef.current = client;
     const seen = new Set();
+    const replayTransaction = `dash-replay-${Math.random().toString(16).slice(2, 10)}`;
+    const replay = (c, since) => c.publish(`${base}/bridge/request/results/replay`, JSON.stringify({ since_seq: since, transaction: replayTransaction }), { qos: 1 });
     client.on('connect', () => {
       setConnection({ state: 'online' });
       // Only what the roles can read: a refused subscription would fail the whole SUBSCRIBE.
       for (const f of g.read) client.subscribe(`${base}/${f}`, { qos: 1 }, () => undefined);
       // Catch up on results missed while away (a role that may replay; the others see new ones).
       if (may('bridge/request/results/replay')) {
-        client.publish(`${base}/bridge/request/results/replay`, JSON.stringify({ since_seq: lastSeq.current, transaction: `dash-${Date.now()}` }), { qos: 1 });
+        replay(client, lastSeq.current);
       }
     });
     client.on('close', () => setConnection((c) => (c.state === 'refused' ? c : { state: 'lost' })));
@@ -266,10 +438,16 @@ function Dashboard({ map, session, logout }) {
         return;
       }
       const parts = rel.split('/');
+      // Every record kind counts for the catch-up (a replay sends them all), not only results.
+      if (parts[0] === 'device' && parts.length === 3 && typeof body?.seq === 'number' && typeof body?.schema === 'string' && body.seq > lastSeq.current) lastSeq.current = body.seq;
       if (rel === 'bridge/devices') setDevices(Object.fromEntries(body.map((d) => [d.id, d])));
       else if (rel === 'bridge/health') setHealth(body);
       else if (rel === 'bridge/state') setBridgeState(body.state);
-      else if (rel === 'bridge/event') {
+      else if (rel === 'bridge/response/results/replay') {
+        // One replay answers at most a page of records: ask on from where it stopped.
+        if (body.transaction === replayTransaction && body.status === 'ok' && body.data?.more) replay(client, body.data.last_seq);
+        return;
+      } else if (rel === 'bridge/event') {
         setEvents((list) => [body, ...list].slice(0, MAX_EVENTS));
         if (body.device && body.type.startsWith('download_')) {
           setProgress((p) => {
@@ -283,13 +461,24 @@ function Dashboard({ map, session, logout }) {
       } else if (parts[0] === 'device' && parts.length === 2) setStates((s) => ({ ...s, [parts[1]]: body }));
       else if (parts[0] === 'device' && parts[2] === 'availability') setAvailability((a) => ({ ...a, [parts[1]]: body.state }));
       else if (parts[0] === 'device' && parts[2] === 'response') {
+        const waiting = pending.current.get(body.transaction);
+        if (waiting) {
+          pending.current.delete(body.transaction);
+          waiting(body);
+          if (body.status === 'ok') return;
+        }
         setToast({ error: body.status !== 'ok', text: `${parts[1]} ${parts.slice(3).join('/')}: ${body.status}${body.error ? ` — ${body.error}` : ''}` });
+      } else if (parts[0] === 'device' && parts.length === 3 && body && typeof body.schema === 'string' && body.schema.startsWith('poct.print-job/')) {
+        // Steps of one job arrive in order; a replayed older step never moves a job back.
+        setJobs((j) => (j[body.job] && (j[body.job].seq ?? 0) > body.seq ? j : { ...j, [body.job]: { ...body, device: body.device?.id } }));
+      } else if (parts[0] === 'device' && parts.length === 3 && body && typeof body.schema === 'string' && body.schema.startsWith('poct.study/')) {
+        // One study per study_key: a later version (more instances arrived) replaces the earlier.
+        setStudies((st) => (st[body.study_key] && st[body.study_key].version > body.version ? st : { ...st, [body.study_key]: body }));
       } else if (parts[0] === 'device' && parts.length === 3 && body && typeof body.schema === 'string' && body.schema.startsWith('poct.result/') && body.id) {
         // Other record kinds (studies, print jobs) have no observations to show here.
         if (seen.has(body.id)) return;
         if (seen.size > 20 * MAX_RESULTS) seen.clear();
         seen.add(body.id);
-        if (typeof body.seq === 'number' && body.seq > lastSeq.current) lastSeq.current = body.seq;
         setResults((list) => [body, ...list].sort((a, b) => (b.seq ?? 0) - (a.seq ?? 0)).slice(0, MAX_RESULTS));
       }
     });
@@ -309,6 +498,45 @@ function Dashboard({ map, session, logout }) {
     setToast({ error: false, text: `${device}: ${verb} requested` });
   };
 
+  /** A device request whose answer comes back to the caller (a print form's field errors, a preview's PNG). */
+  const request = (device, verb, params) =>
+    new Promise((resolve) => {
+      const client = clientRef.current;
+      if (!client) return resolve({ status: 'error', data: null, error: 'not connected to the broker' });
+      const transaction = `dash-${verb.replace(/\W/g, '-')}-${Date.now()}-${Math.random().toString(16).slice(2, 8)}`;
+      const timer = setTimeout(() => {
+        pending.current.delete(transaction);
+        resolve({ status: 'error', data: null, error: `no answer from ${device} within 20 s` });
+      }, 20_000);
+      pending.current.set(transaction, (body) => {
+        clearTimeout(timer);
+        resolve(body);
+      });
+      client.publish(`${base}/device/${device}/request/${verb}`, JSON.stringify({ ...params, transaction, requested_by: session.username }), { qos: 1 });
+    });
+
+  // A printer's open jobs as the daemon keeps them (the job topic is not retained): asked once per
+  // printer and connection; the job topic's steps take over from there.
+  const askedJobs = useRef(new Set());
+  useEffect(() => {
+    if (connection.state !== 'online') {
+      askedJobs.current.clear();
+      return;
+    }
+    for (const [id, st] of Object.entries(states)) {
+      if (st?.kind !== 'label-printer' || askedJobs.current.has(id) || !may(`device/${id}/request/jobs`)) continue;
+      askedJobs.current.add(id);
+      request(id, 'jobs', { open: true }).then((res) => {
+        if (res.status !== 'ok') return;
+        setJobs((j) => {
+          const next = { ...j };
+          for (const v of res.data.jobs ?? []) if (!next[v.job]) next[v.job] = { ...v, device: id, seq: 0 };
+          return next;
+        });
+      });
+    }
+  }, [states, connection]);
+
   const list = Object.keys({ ...devices, ...states }).map((id) => ({
     id,
     ...(devices[id] ?? {}),
@@ -323,9 +551,11 @@ function Dashboard({ map, session, logout }) {
       ${connection.state === 'connecting' ? 'Connecting to the broker…' : connection.state === 'refused' ? `The broker refused this login (${connection.reason}).` : 'Connection to the broker lost — what is shown may be out of date; reconnecting…'}
     </div>`}
     <main>
-      <${DevicesView} devices=${list} progress=${progress} may=${may} act=${act} selected=${chartDevice} select=${setSelected} />
+      <${DevicesView} devices=${list} progress=${progress} may=${may} act=${act} selected=${chartDevice} select=${setSelected} openPrint=${setPrinting} jobs=${jobs} request=${request} />
+      ${printing && may(`device/${printing}/request/print`) ? html`<${PrintPanel} key=${printing} device=${printing} request=${request} jobs=${jobs} close=${() => setPrinting(null)} />` : null}
       <${ResultsView} results=${results} redacted=${g.redacted} />
       <${ChartView} device=${chartDevice} results=${results} />
+      ${Object.keys(studies).length || list.some((d) => d.state?.kind === 'ultrasound') ? html`<${StudiesView} studies=${studies} redacted=${g.redacted} />` : null}
       <${EventsView} events=${events} />
       <${HealthView} health=${health} bridgeState=${bridgeState} connection=${connection} />
     </main>
