@@ -123,6 +123,24 @@ function isPlainTopic(topic: string): boolean {
 export type ReadDecision = 'full' | 'redacted' | 'none';
 
 /**
+ * Device verbs whose answer shows patient data (a label preview is a picture of the patient's
+ * name and MRN): the answer goes to the user who asked and to the daemon, not to every role that
+ * may read the verb's responses. Matched by the request's transaction, which the broker notes.
+ */
+export const REQUESTER_ONLY_VERBS: readonly string[] = ['preview'];
+
+/** `device/<id>/request|response/<verb>` under `base`, for a verb of REQUESTER_ONLY_VERBS. */
+export function requesterOnlyTopic(base: string, topic: string): { device: string; direction: 'request' | 'response'; verb: string } | undefined {
+  if (!topic.startsWith(`${base}/device/`)) return undefined;
+  const parts = topic.slice(base.length + 1).split('/');
+  if (parts.length < 4) return undefined;
+  const [, device, direction] = parts;
+  const verb = parts.slice(3).join('/');
+  if ((direction !== 'request' && direction !== 'response') || !REQUESTER_ONLY_VERBS.includes(verb)) return undefined;
+  return { device: device!, direction, verb };
+}
+
+/**
  * One connected identity's permissions, relative to `base`. The daemon's own principal may do
  * anything under the base (and nothing else may touch `$SYS`).
  */

@@ -8,7 +8,7 @@ import { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { EmbeddedBrokerConfig } from '../config/types.ts';
-import { AccessList, type Principal, redactRecord } from './access.ts';
+import { AccessList, type Principal, redactRecord, requesterOnlyTopic } from './access.ts';
 
 /**
  * The zero-config broker (aedes), used when no `mqtt.url` is configured so a fresh install works
@@ -86,6 +86,34 @@ export class EmbeddedBroker {
       new AccessList('poct', { name: config.username ?? 'poctd', password: config.password ?? randomBytes(32).toString('base64url') }, []);
   }
 
+  /** Who asked, by device, verb and transaction, for the answers only the requester may read (bounded). */
+  private readonly requesters = new Map<string, string>();
+
+  private static requestKey(device: string, verb: string, payload: Buffer): string | undefined {
+    let transaction: unknown;
+    try {
+      transaction = (JSON.parse(payload.toString('utf8')) as { transaction?: unknown }).transaction;
+    } catch {
+      return undefined;
+    }
+    if (typeof transaction !== 'string' && typeof transaction !== 'number') return undefined;
+    return JSON.stringify([device, verb, transaction]);
+  }
+
+  private noteRequester(device: string, verb: string, payload: Buffer, name: string): void {
+    const key = EmbeddedBroker.requestKey(device, verb, payload);
+    if (key === undefined) return;
+    // Another user's request under the same transaction does not take the answer over.
+    if (this.requesters.has(key)) return;
+    if (this.requesters.size >= 10_000) this.requesters.delete(this.requesters.keys().next().value!);
+    this.requesters.set(key, name);
+  }
+
+  private requesterOf(device: string, verb: string, payload: Buffer): string | undefined {
+    const key = EmbeddedBroker.requestKey(device, verb, payload);
+    return key === undefined ? undefined : this.requesters.get(key);
+  }
+
   /** The URL a local client uses to reach this broker. */
   get url(): string {
     // A wildcard address is where the broker listens, not where a client connects.
@@ -153,7 +181,11 @@ export class EmbeddedBroker {
           // aedes closes the connection of a client whose publish is refused (MQTT 3.1.1 has no negative PUBACK).
           return done(new Error(`not authorized to publish on ${packet.topic}${packet.retain ? ' (retained)' : ''}`));
         }
-        if (!principal.isDaemon) packet.payload = stampRequester(Buffer.from(packet.payload), principal.name);
+        if (!principal.isDaemon) {
+          packet.payload = stampRequester(Buffer.from(packet.payload), principal.name);
+          const only = requesterOnlyTopic(this.access.base, packet.topic);
+          if (only?.direction === 'request') this.noteRequester(only.device, only.verb, Buffer.from(packet.payload), principal.name);
+        }
         return done(null);
       },
       authorizeSubscribe: (client, subscription, done) => {
@@ -163,6 +195,9 @@ export class EmbeddedBroker {
       },
       authorizeForward: (client, packet) => {
         const principal = (client as WithPrincipal)[PRINCIPAL];
+        const only = principal && !principal.isDaemon ? requesterOnlyTopic(this.access.base, packet.topic) : undefined;
+        // Fails closed: an answer whose request the broker did not see goes to nobody but the daemon.
+        if (only?.direction === 'response' && this.requesterOf(only.device, only.verb, Buffer.from(packet.payload)) !== principal!.name) return null;
         const decision = principal ? principal.read(packet.topic) : 'none';
         if (decision === 'full') return packet;
         if (decision === 'none') return null;

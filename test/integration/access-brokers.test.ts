@@ -68,7 +68,6 @@ const READS: Array<[string, Seen, Seen, Seen, Seen, Seen]> = [
   ['poct/device/m1/response/download', N, N, F, N, F],
   ['poct/device/m1/response/clock/sync', N, N, F, N, F],
   ['poct/device/m1/response/print', N, N, F, N, F],
-  ['poct/device/m1/response/preview', N, N, F, N, F],
   ['poct/device/m1/response/jobs', N, N, F, N, F],
   ['poct/device/m1/response/cancel', N, N, F, N, F],
   ['poct/device/m1/response/confirm', N, N, F, N, F],
@@ -203,6 +202,38 @@ function describeBroker(name: string, setUp: () => Promise<BrokerUnderTest>): vo
       const outcome: Array<[string, boolean]> = [];
       for (const [topic] of PUBLISHES) outcome.push([topic, await publishGetsThrough(broker, role, topic)]);
       expect(outcome).toEqual(PUBLISHES.map(([topic, ...allowed]) => [topic, allowed[i]]));
+    });
+
+    it('a label preview (a picture of the patient\'s name) reaches only the user who asked on aedes; on Mosquitto, every role that reads the responses', async () => {
+      const seen = async (role: Role): Promise<{ client: MqttClient; got: Promise<string[]> }> => {
+        const client = await login(broker.url, role, PASSWORDS[role]);
+        const got = new Promise<string[]>((resolve) => {
+          const list: string[] = [];
+          client.on('message', (topic, payload) => {
+            if (topic === MARKER) resolve(list);
+            else list.push(`${topic.split('/').pop()}:${(JSON.parse(payload.toString()) as { transaction?: string }).transaction}`);
+          });
+        });
+        await client.subscribeAsync(['poct/device/m1/response/#', MARKER], { qos: 1 });
+        return { client, got };
+      };
+      const asker = await seen('operator');
+      const other = await seen('admin');
+      // The broker notes who asked when it takes the request (PUBACK), before any answer exists.
+      await asker.client.publishAsync('poct/device/m1/request/preview', JSON.stringify({ transaction: 'pv-1', template: 'specimen' }), { qos: 1 });
+      const daemon = await login(broker.url, DAEMON.name, DAEMON.password);
+      await daemon.publishAsync('poct/device/m1/response/preview', JSON.stringify({ status: 'ok', data: { png: 'iVBOR' }, error: null, transaction: 'pv-1' }), { qos: 1 });
+      await daemon.publishAsync('poct/device/m1/response/preview', JSON.stringify({ status: 'ok', data: { png: 'iVBOR' }, error: null, transaction: 'nobody-asked' }), { qos: 1 });
+      await daemon.publishAsync('poct/device/m1/response/print', JSON.stringify({ status: 'ok', data: null, error: null, transaction: 'pr-1' }), { qos: 1 });
+      await daemon.publishAsync(MARKER, '{}', { qos: 1 });
+      if (broker.redacts) {
+        expect(await asker.got).toEqual(['preview:pv-1', 'print:pr-1']);
+        expect(await other.got).toEqual(['print:pr-1']);
+      } else {
+        // Mosquitto routes by topic only: the README says to keep such users on the embedded broker.
+        expect(await asker.got).toEqual(['preview:pv-1', 'preview:nobody-asked', 'print:pr-1']);
+        expect(await other.got).toEqual(['preview:pv-1', 'preview:nobody-asked', 'print:pr-1']);
+      }
     });
 
     it('a retained request from an unprivileged client is refused and never kept', async () => {
