@@ -71,6 +71,7 @@ interface Rig {
   deviceEnd: MemoryTransport;
   /** Bytes the host end has received (the session's listener saw them first). */
   received: () => number;
+  hostEnd: MemoryTransport;
 }
 
 const cleanups = useCleanups();
@@ -125,7 +126,7 @@ async function rig(driver: DriverDefinition, simOptions: Record<string, unknown>
   sim.resets = 0;
   hostFrames.length = 0;
   cable.restart();
-  return { host, sim, session, cable, hostFrames, deviceEnd, received: () => received };
+  return { host, sim, session, cable, hostFrames, deviceEnd, received: () => received, hostEnd };
 }
 
 const frame = (message: number[], linkControl: number): Buffer => encodeFrame(Buffer.from(message), linkControl);
@@ -164,6 +165,21 @@ describe('UltraEasy link reset', () => {
     expect(r.host.events.at(-1)!.data).toEqual({ reason: 'unexpected-frame' });
     expect(r.host.state.status).toBe('error');
     expect(r.host.commits).toHaveLength(0);
+  });
+
+  it('the reason is the last try\'s: refused, silent, refused is a protocol error; refused, refused, silent is no answer', async () => {
+    for (const [plan, outcome] of [
+      [['refuse', 'drop', 'refuse'], 'the meter did not accept a link reset after 3 tries (unexpected-frame)'],
+      [['refuse', 'refuse', 'drop'], 'no answer to a link reset'],
+    ] as const) {
+      const r = await rig(onetouchUltraEasy, {}, { retries: 2 });
+      let resets = 0;
+      r.cable.tamper = (f) => {
+        if (f.linkControl !== (LINK.DISC | LINK.ACK)) return [f.bytes];
+        return plan[resets++] === 'refuse' ? [frame([], LINK.ACK)] : [];
+      };
+      await expect(r.session.command('download', {})).rejects.toThrow(outcome);
+    }
   });
 
   it('a reset that is never answered is no answer, not a protocol error', async () => {
@@ -258,6 +274,40 @@ describe('frames on the wire', () => {
     expect(r.sim.received.slice(0, 3)).toEqual(['version', 'serial', 'read-clock']);
   });
 
+  it('a bad CRC with part of another frame behind it: the part is dropped before the retry, which reads clean', async () => {
+    const r = await rig(onetouchVerioIq, {}, { retries: 1 });
+    r.cable.tamper = (f, i) => {
+      if (i !== 1) return [f.bytes];
+      const bad = Buffer.from(f.bytes);
+      bad[bad.length - 1]! ^= 0xff;
+      return [Buffer.concat([bad, f.bytes.subarray(0, 4)])];
+    };
+    expect(await r.session.command('download', {})).toMatchObject({ records: 5 });
+    expect(badFrames(r.host).map((b) => b.reason)).toEqual(['bad-crc']);
+    expect(r.host.events.find((e) => e.type === 'bad_frame')!.message).toBe('bad frame from the device: bad-crc');
+  });
+
+  it('a stray STX holding back a good frame until the timeout: only the stray bytes are reported, the request asked again', async () => {
+    const r = await rig(onetouchVerioIq, {}, { retries: 1 });
+    // STX with a length of 32: the reader waits for 32 bytes, and the reply frame behind it is shorter.
+    r.cable.tamper = (f, i) => (i === 1 ? [Buffer.from([0x02, 0x20]), f.bytes] : [f.bytes]);
+    expect(await r.session.command('download', {})).toMatchObject({ records: 5 });
+    expect(r.host.quarantined.map((q) => q.reason)).toEqual(['bad-length']);
+    expect(r.sim.received.slice(0, 3)).toEqual(['version', 'serial', 'serial']);
+  });
+
+  it('unplugged with no retries left: link-closed, not a protocol error', async () => {
+    const r = await rig(onetouchVerioIq, {}, { retries: 0 });
+    r.cable.tamper = (f) => {
+      if (r.sim.received.at(-1) !== 'count') return [f.bytes];
+      void r.hostEnd.close();
+      return [];
+    };
+    await expect(r.session.command('download', {})).rejects.toThrow(/unplugged|closed/);
+    expect(r.host.events.at(-1)).toMatchObject({ type: 'download_failed', data: { reason: 'link-closed' } });
+    expect(r.host.commits).toHaveLength(0);
+  });
+
   it('silence on every try is no answer, naming the request', async () => {
     const r = await rig(onetouchUltraEasy, {}, { retries: 1 });
     r.cable.tamper = (f, i) => (i >= ackOf(2) && f.linkControl !== (LINK.DISC | LINK.ACK) ? [] : [f.bytes]);
@@ -266,19 +316,19 @@ describe('frames on the wire', () => {
   });
 
   it('silence on one try and a bad frame on another is a protocol error with the last reason, not no answer', async () => {
-    const r = await rig(onetouchVerioIq, {}, { retries: 1 });
+    const r = await rig(onetouchVerioIq, {}, { retries: 2 });
     let serials = 0;
     r.cable.tamper = (f) => {
       if (f.message.length > 0 && r.sim.received.at(-1) === 'serial') {
         serials++;
-        if (serials === 1) return [];
+        if (serials < 3) return [];
         const bad = Buffer.from(f.bytes);
         bad[bad.length - 1]! ^= 0xff;
         return [bad];
       }
       return [f.bytes];
     };
-    await expect(r.session.command('download', {})).rejects.toThrow('no valid reply to read serial after 2 tries (bad-crc)');
+    await expect(r.session.command('download', {})).rejects.toThrow('no valid reply to read serial after 3 tries (bad-crc)');
     expect(r.host.state.status).toBe('error');
   });
 });
