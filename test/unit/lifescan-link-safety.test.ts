@@ -216,6 +216,14 @@ describe('UltraEasy ACK and data frames', () => {
     }
   }
 
+  for (const c of cases) {
+    it(`${c.name} with no retries: the download fails with ${c.reason}`, async () => {
+      const r = await rig(onetouchUltraEasy, {}, { retries: 0 });
+      r.cable.tamper = (f, i) => (i === c.at(1) ? [c.replace(f)] : [f.bytes]);
+      await expect(r.session.command('download', {})).rejects.toThrow(`no valid reply to read serial after 1 tries (${c.reason})`);
+    });
+  }
+
   it('the host keeps the sequence bits of the handshake: data frame k has S = E = k mod 2, its ACK the next S', async () => {
     const r = await rig(onetouchUltraEasy);
     await r.session.command('download', {});
@@ -344,6 +352,11 @@ describe('Verio IQ plain exchange', () => {
       expect(r.hostFrames.every((f) => f.linkControl === 0)).toBe(true);
     });
   }
+  it('Verio IQ, no retries: a reply with link-control 0x4 fails the download with unexpected-frame', async () => {
+    const r = await rig(onetouchVerioIq, {}, { retries: 0 });
+    r.cable.tamper = (f, i) => (i === 1 ? [frame([...f.message], LINK.ACK)] : [f.bytes]);
+    await expect(r.session.command('download', {})).rejects.toThrow('no valid reply to read serial after 1 tries (unexpected-frame)');
+  });
 });
 
 describe('replies', () => {
