@@ -135,7 +135,9 @@ export class LifeScanSession extends MeterSession<FrameItem> {
       }
       if (item.kind === 'frame') return item.frame;
       this.badFrame(item.bytes, item.code, item.detail);
-      if (item.code === 'bad-crc' || item.code === 'truncated') throw new LinkFault(item.code);
+      // Noise (garbage, a bad length byte) is skipped; a frame that arrived damaged fails the try.
+      // `truncated` comes only from `flush()`, above: the reader never knows a frame ended early.
+      if (item.code === 'bad-crc') throw new LinkFault(item.code);
     }
   }
 
