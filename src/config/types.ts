@@ -103,4 +103,6 @@ export interface PoctdConfig {
   access?: AccessConfigSection;
   /** The dashboard's HTTP server; absent = defaults (127.0.0.1:8080, `/`). */
   http?: HttpConfig;
+  /** The Prometheus endpoint; absent or `port: 0`: off. */
+  metrics?: { port?: number; host?: string };
 }
