@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import { Socket } from 'node:net';
+import { describe, expect, it, vi } from 'vitest';
 import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { startDaemon, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { freePort } from '../helpers/mosquitto.ts';
@@ -88,6 +89,23 @@ describe('metrics endpoint', () => {
     // Only /metrics, only GET.
     expect((await fetch(controller.metricsUrl!.replace('/metrics', '/'))).status).toBe(404);
     expect((await fetch(controller.metricsUrl!, { method: 'POST' })).status).toBe(405);
+  });
+
+  it('sets no-delay on every accepted socket and closes its port on stop', async () => {
+    const port = await freePort();
+    const { controller } = await startDaemon(testConfig(`metrics: { port: ${port} }\n`));
+    let stopped = false;
+    cleanups.push(() => (stopped ? Promise.resolve() : controller.stop()));
+    const noDelay = vi.spyOn(Socket.prototype, 'setNoDelay');
+    cleanups.push(async () => noDelay.mockRestore());
+    expect((await fetch(controller.metricsUrl!)).status).toBe(200);
+    // The server's end of the connection is the socket whose local port is the endpoint's.
+    const serverSide = noDelay.mock.contexts.filter((socket) => (socket as Socket).localPort === port);
+    expect(serverSide.length).toBeGreaterThanOrEqual(1);
+    expect(noDelay.mock.calls[noDelay.mock.contexts.indexOf(serverSide[0])]?.[0]).toBe(true);
+    await controller.stop();
+    stopped = true;
+    await expect(fetch(`http://127.0.0.1:${port}/metrics`)).rejects.toThrow();
   });
 
   it('counts the outbox and its oldest row while the broker is away, and errors by type', async () => {
