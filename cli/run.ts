@@ -5,7 +5,7 @@ import { Controller } from '../src/controller.ts';
 import { makeEvent } from '../src/extensions/bridge.ts';
 import type { ConfigReloadOutcome } from '../src/extensions/extension.ts';
 import type { ConfigFileStatus } from '../src/mqtt/topics.ts';
-import { createLogger } from '../src/logger.ts';
+import { createDaemonLogger, type Logger } from '../src/logger.ts';
 
 /** How long `run` waits for a clean stop after SIGTERM/SIGINT before it exits anyway. */
 const STOP_DEADLINE_MS = 10_000;
@@ -15,7 +15,13 @@ export async function run(options: { config?: unknown }): Promise<number> {
   const config: PoctdConfig = file
     ? loadConfigFile(file, daemonConfigOptions(drivers))
     : parseConfig('', daemonConfigOptions(drivers));
-  const log = createLogger(config.log.level);
+  const logging = await createDaemonLogger(config.log);
+  const log = logging.log;
+  for (const notice of logging.notices) {
+    log.warn(notice);
+    // Asked for on a terminal, so said on the terminal too.
+    process.stderr.write(`poctd: ${notice}\n`);
+  }
   let fatal: ((code: number) => void) | undefined;
   // Reloads run one after another: a second SIGHUP waits for the first.
   let reloading: Promise<unknown> = Promise.resolve();
@@ -68,6 +74,7 @@ export async function run(options: { config?: unknown }): Promise<number> {
     // The log may go to a collector; whoever started the command sees why on the terminal too.
     process.stderr.write(`poctd: could not start: ${(error as Error).message}\n`);
     await controller.stop().catch(() => undefined);
+    await logging.close();
     return 1;
   }
   const broker = controller.brokerUrl ?? '';
@@ -75,7 +82,9 @@ export async function run(options: { config?: unknown }): Promise<number> {
     { broker: redactUrl(broker), devices: config.devices.length, base_topic: config.mqtt.base_topic },
     `poctd running; watch with: ${watchCommand(config, broker)}`,
   );
-  return stopped;
+  const code = await stopped;
+  await logging.close();
+  return code;
 }
 
 /** The URL without a password in it (for the log). */
@@ -129,7 +138,7 @@ export function watchCommand(config: PoctdConfig, brokerUrl: string): string {
  * Reads the config file again with the start-up checks and applies it. An invalid file is
  * refused whole, with its problems in the log and on `bridge/event`: the running config stays.
  */
-async function reloadFrom(file: string, controller: Controller, log: ReturnType<typeof createLogger>): Promise<ConfigReloadOutcome> {
+async function reloadFrom(file: string, controller: Controller, log: Logger): Promise<ConfigReloadOutcome> {
   let next: PoctdConfig;
   try {
     next = loadConfigFile(file, daemonConfigOptions(drivers));

@@ -9,6 +9,7 @@ import { Dashboard, type DashboardBroker } from './extensions/dashboard.ts';
 import { DeviceManager } from './extensions/device-manager.ts';
 import { HotPlug, type PortLister } from './extensions/hot-plug.ts';
 import { Stats, type ConfigReloadOutcome, type Extension, type Services } from './extensions/extension.ts';
+import { Metrics } from './extensions/metrics.ts';
 import { RecordPublisher } from './extensions/record-publisher.ts';
 import { MqttConnection } from './mqtt/connection.ts';
 import { daemonAccess } from './mqtt/access.ts';
@@ -188,6 +189,8 @@ export class Controller {
     this.extensions = [
       // First, so it is stopped last and logs the final totals.
       new ActivityLog(services),
+      // Before the publisher and devices, so it counts from their first record.
+      new Metrics(services),
       new Bridge(services),
       new RecordPublisher(services),
       deviceManager,
@@ -271,6 +274,11 @@ export class Controller {
   /** Where the daemon's own page is served (none until its HTTP server listens). */
   private pageOrigins(): string[] {
     return this.dashboard?.origins() ?? [];
+  }
+
+  /** The Prometheus endpoint's URL once it listens (null when `metrics.port` is unset or 0). */
+  get metricsUrl(): string | null {
+    return this.extensions.find((e): e is Metrics => e instanceof Metrics)?.url ?? null;
   }
 
   /** The dashboard's URL once it listens (null when `http.port` is 0). */

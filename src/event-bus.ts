@@ -6,6 +6,13 @@ import type { Availability, BridgeEvent, DeviceState } from './records/types.ts'
 export interface BusEvents {
   /** A commit stored new records (of any kind, in seq order). */
   recordsStored: { deviceId: string; records: AnyRecord[] };
+  /**
+   * A commit finished, whether or not it stored anything: counts by record kind name and how long
+   * the writer took (the metrics endpoint's counters and latency histogram).
+   */
+  recordsCommitted: { deviceId: string; stored: Record<string, number>; duplicates: Record<string, number>; seconds: number };
+  /** The broker acknowledged one stored record (it counts as published). */
+  recordPublished: { deviceId: string; kind: string };
   deviceState: DeviceState;
   deviceAvailability: { deviceId: string; state: Availability };
   bridgeEvent: BridgeEvent;

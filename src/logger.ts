@@ -156,3 +156,92 @@ export function createLogger(level: string = 'info', destination?: pino.Destinat
 export function componentLogger(root: Logger, component: string): Logger {
   return root.child({ component });
 }
+
+/** Where and how the daemon logs (`log` in the config). */
+export interface LogSettings {
+  level: string;
+  /** `json` (default): one JSON object a line; `pretty`: pino-pretty's coloured lines for a terminal. */
+  format?: 'json' | 'pretty';
+  /** Also written, as JSON lines, to a file rotated by size and/or daily, keeping `count` old files. */
+  file?: { path: string; size?: string | number; frequency?: 'daily' | 'hourly'; count?: number };
+}
+
+/** pino-pretty's stream factory, as the optional package exports it. */
+export type PrettyFactory = (options: { colorize?: boolean; translateTime?: string; ignore?: string; sync?: boolean; destination?: number | pino.DestinationStream }) => pino.DestinationStream;
+
+/** How many rotated files `log.file` keeps beside the active one when `count` is not given. */
+export const LOG_FILES_KEPT = 7;
+
+export interface DaemonLogger {
+  log: Logger;
+  /** Said once the logger exists (e.g. that `pretty` was asked but pino-pretty is missing). */
+  notices: string[];
+  /** Flushes and closes the log file (the stdout stream stays). */
+  close(): Promise<void>;
+}
+
+/** Loads the optional pino-pretty; undefined when it is not installed. */
+async function loadPinoPretty(): Promise<PrettyFactory | undefined> {
+  try {
+    const module = (await import('pino-pretty')) as unknown as { default: PrettyFactory };
+    return module.default;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') return undefined;
+    throw error;
+  }
+}
+
+/**
+ * The daemon's logger for its `log` settings. Every output gets the same lines: pino censors
+ * (`scrubForLog`, `redact`) before it serializes, so stdout, pretty and the file each receive
+ * text that is already redacted. pino-pretty is optional: when `pretty` is asked and it is not
+ * installed, the log stays JSON and a notice says why.
+ */
+export async function createDaemonLogger(
+  settings: LogSettings,
+  options: { stdout?: pino.DestinationStream; loadPretty?: () => Promise<PrettyFactory | undefined> } = {},
+): Promise<DaemonLogger> {
+  const notices: string[] = [];
+  let stdout: pino.DestinationStream = options.stdout ?? pino.destination(1);
+  if (settings.format === 'pretty') {
+    const pretty = await (options.loadPretty ?? loadPinoPretty)();
+    if (pretty) {
+      stdout = pretty({
+        colorize: options.stdout ? false : process.stdout.isTTY,
+        translateTime: 'SYS:HH:MM:ss.l',
+        ignore: 'pid,hostname,app',
+        destination: options.stdout ?? 1,
+      });
+    } else {
+      notices.push('log.format: pretty needs the optional package pino-pretty, which is not installed (npm install pino-pretty); logging JSON lines instead');
+    }
+  }
+  if (!settings.file) return { log: createLogger(settings.level, stdout), notices, close: async () => undefined };
+
+  // pino-roll ships no types: its one export is declared here, where it is used.
+  const rollModule = 'pino-roll';
+  const { default: roll } = (await import(rollModule)) as { default: (options: Record<string, unknown>) => Promise<RollStream> };
+  const { path, size, frequency, count } = settings.file;
+  const file = await roll({ file: path, mkdir: true, ...(size !== undefined ? { size } : {}), ...(frequency ? { frequency } : {}), limit: { count: count ?? LOG_FILES_KEPT } });
+  const streams = pino.multistream([
+    { level: 'trace', stream: stdout },
+    { level: 'trace', stream: file },
+  ]);
+  const log = createLogger(settings.level, streams);
+  return {
+    log,
+    notices,
+    close: () =>
+      new Promise<void>((resolve) => {
+        file.once('close', () => resolve());
+        file.end();
+      }),
+  };
+}
+
+/** The SonicBoom stream pino-roll writes through. */
+interface RollStream extends pino.DestinationStream {
+  end(): void;
+  once(event: 'close', listener: () => void): void;
+}

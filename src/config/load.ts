@@ -889,6 +889,7 @@ export function parseConfig(yamlText: string, opts: ParseConfigOptions = {}): Po
 
   const userStore = user.store as { path?: string } | undefined;
   if (typeof userStore?.path === 'string') config.store.path = resolveFile(userStore.path, baseDir);
+  if (config.log.file) config.log.file.path = resolveFile(config.log.file.path, baseDir);
   for (const k of ['ca', 'cert', 'key'] as const) {
     const v = config.mqtt[k];
     if (typeof v === 'string') config.mqtt[k] = resolveFile(v, baseDir);

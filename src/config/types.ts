@@ -95,7 +95,13 @@ export interface PoctdConfig {
     retention?: { max_age_days?: number; max_records?: number; quarantine_max_age_days?: number };
   };
   privacy: { patient_id: PatientIdPolicy; hash_key?: string };
-  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  log: {
+    level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+    /** stdout format (default json); `pretty` needs the optional pino-pretty. */
+    format?: 'json' | 'pretty';
+    /** Also JSON lines to this file, rotated (src/logger.ts). */
+    file?: { path: string; size?: string | number; frequency?: 'daily' | 'hourly'; count?: number };
+  };
   health_interval_s: number;
   devices: DeviceConfig[];
   auto_detect: AutoDetectConfig;
@@ -103,4 +109,6 @@ export interface PoctdConfig {
   access?: AccessConfigSection;
   /** The dashboard's HTTP server; absent = defaults (127.0.0.1:8080, `/`). */
   http?: HttpConfig;
+  /** The Prometheus endpoint; absent or `port: 0`: off. */
+  metrics?: { port?: number; host?: string };
 }

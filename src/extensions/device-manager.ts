@@ -1,5 +1,6 @@
 import type { DeviceConfig } from '../config/types.ts';
 import { captureToBytes } from '../driver-sdk/capture.ts';
+import { countsByKind } from '../records/kinds.ts';
 import { createSimulator, type CommandSpec, type DeviceSimulator, type DriverDefinition, type DriverSession, type SessionHost } from '../driver-sdk/index.ts';
 import type { BridgeDeviceEntry } from '../mqtt/topics.ts';
 import {
@@ -471,6 +472,7 @@ export class DeviceManager implements Extension {
       commit: async (drafts, capture, jobs) => {
         // The writer thread puts the bytes in the blob store with the rest of its group, synced,
         // and only then commits the rows that name them.
+        const started = process.hrtime.bigint();
         const outcome = await s.writer.commit({
           site: s.config.site,
           deviceId: device.config.id,
@@ -484,6 +486,7 @@ export class DeviceManager implements Extension {
         });
         s.stats.stored += outcome.inserted.length;
         s.stats.duplicates += outcome.duplicates;
+        s.bus.emit('recordsCommitted', { deviceId: device.config.id, ...countsByKind(drafts, outcome.inserted), seconds: Number(process.hrtime.bigint() - started) / 1e9 });
         if (outcome.inserted.length > 0) {
           try {
             s.bus.emit('recordsStored', { deviceId: device.config.id, records: outcome.inserted });

@@ -107,7 +107,7 @@ export class RecordPublisher implements Extension {
         this.s.mqtt
           .publish(this.s.topics.record(record.device_id, kind.topic), record.json, { qos: 1, retain: false })
           .then(
-            () => this.onPuback(record.device_id, record.seq),
+            () => this.onPuback(record.device_id, record.seq, kind.name),
             (error: Error) => {
               // The client gave the packet up (stopped or errored): send it again on the next drain.
               this.outstanding.delete(record.seq);
@@ -126,7 +126,7 @@ export class RecordPublisher implements Extension {
     this.moreToSend = this.inFlight >= MAX_IN_FLIGHT;
   }
 
-  private onPuback(deviceId: string, seq: number): void {
+  private onPuback(deviceId: string, seq: number, kind: string): void {
     const blocked = this.blockedAt.get(deviceId);
     if (blocked !== undefined && seq > blocked) {
       // It reached the broker ahead of an older record of its device: not published yet, it is
@@ -136,6 +136,7 @@ export class RecordPublisher implements Extension {
     }
     this.acked.push(seq);
     this.s.stats.published++;
+    this.s.bus.emit('recordPublished', { deviceId, kind });
     if (blocked === seq) {
       this.blockedAt.delete(deviceId);
       // The device's held rows come after it: read the outbox again from there.

@@ -184,3 +184,21 @@ export function eachDraft(drafts: RecordDrafts): Array<{ kind: RecordKind<Record
     (drafts[name] ?? []).map((draft) => ({ kind: RECORD_KINDS[name] as RecordKind<RecordKindName>, draft })),
   );
 }
+
+/**
+ * A commit's counts by kind name: what it stored and what it found stored already (every draft is
+ * one or the other, so a kind's duplicates are its drafts less its inserted records).
+ */
+export function countsByKind(drafts: RecordDrafts, inserted: ReadonlyArray<{ schema: string }>): { stored: Record<string, number>; duplicates: Record<string, number> } {
+  const stored: Record<string, number> = {};
+  const duplicates: Record<string, number> = {};
+  for (const record of inserted) {
+    const name = kindBySchema(record.schema)?.name ?? 'unknown';
+    stored[name] = (stored[name] ?? 0) + 1;
+  }
+  for (const name of RECORD_KIND_NAMES) {
+    const n = (drafts[name]?.length ?? 0) - (stored[name] ?? 0);
+    if (n > 0) duplicates[name] = n;
+  }
+  return { stored, duplicates };
+}

@@ -536,6 +536,14 @@ export class Store {
     return (this.stmts.outboxDepth.get() as { n: number }).n;
   }
 
+  /** When the oldest record still waiting to be published was received (ISO text), or null when none waits. */
+  oldestUnpublishedAt(): string | null {
+    const row = this.db
+      .prepare(`SELECT r.received_at AS at FROM outbox o JOIN records r ON r.seq = o.seq WHERE o.published_at IS NULL ORDER BY o.seq LIMIT 1`)
+      .get() as { at: string } | undefined;
+    return row?.at ?? null;
+  }
+
   recordCount(): number {
     return (this.stmts.recordCount.get() as { n: number }).n;
   }
