@@ -81,4 +81,18 @@ describe('simulated devices get serials of their own', () => {
     expect(serials).toContainEqual(['a1', derivedSerial('a1', 8, '0123456789')]);
     expect(serials).toContainEqual(['a4', '77777']);
   }, 60_000);
+
+  it('two simulated CLINITEK Status readers sending the same strips store them twice: no serial, so the device id tells them apart', async () => {
+    const simulator = { seed: 5, no_error_record: true, send_delay_ms: 50 };
+    const r = await deviceManagerRig({
+      drivers,
+      cleanups,
+      devices: ['u1', 'u2'].map((id): DeviceConfig => ({ id, driver: 'clinitek-status', transport: { type: 'simulated', simulator }, options: { burst_idle_ms: 100 } })),
+    });
+    await eventually('both downloaded', () => r.events.filter((e) => e.type === 'download_finished').length === 2, 20_000);
+    const byDevice = (id: string): number => r.store.recordsSince(0, 100).filter((rec) => rec.device.id === id).length;
+    expect(byDevice('u1')).toBeGreaterThan(0);
+    expect(byDevice('u2')).toBe(byDevice('u1'));
+    expect(r.events.filter((e) => e.type === 'download_finished').every((e) => (e.data as { duplicates: number }).duplicates === 0)).toBe(true);
+  }, 30_000);
 });
