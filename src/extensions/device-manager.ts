@@ -14,13 +14,14 @@ import {
 import type { Availability } from '../records/types.ts';
 import { usbEntry } from '../transports/discovery.ts';
 import { memoryPair } from '../transports/memory.ts';
-import type { ListenerRefusal } from '../transports/listener.ts';
+import { ListenerTransport, type ListenerConnection, type ListenerRefusal } from '../transports/listener.ts';
 import { buildTransport } from '../transports/registry.ts';
 import type { ByteTransport } from '../transports/transport.ts';
 import { echoableTransaction, makeEvent, parseRequestPayload, transactionRefusal, validTransaction } from './bridge.ts';
 import type { DeviceCommandOutcome, Extension, Services } from './extension.ts';
 import { paramsProblems, PATIENT_DATA_OMITTED, redactPatientData, redactPatientParams, REQUEST_ENVELOPE_KEYS } from '../driver-sdk/commands.ts';
 import type { RequestRecord, RequestResponse } from '../store/requests.ts';
+import { guardTransportEvents, installSessionFaultHandlers, runInSession, type SessionContext } from './session-guard.ts';
 
 /**
  * Device state is kept in SQLite only so a restart remembers serials and last downloads (MQTT
@@ -62,6 +63,12 @@ function routineChange(state: DeviceState, key: string, value: unknown): boolean
  */
 export const LAST_SEEN_PUBLISH_MS = 60_000;
 
+/**
+ * A session that crashed is started again after this delay, doubled at each crash up to the
+ * maximum; a session that then ran this long without crashing starts the count afresh.
+ */
+export const SESSION_RESTART = { minMs: 1000, maxMs: 60_000, resetAfterMs: 10 * 60_000 };
+
 interface ManagedDevice {
   config: DeviceConfig;
   driver: DriverDefinition;
@@ -80,6 +87,16 @@ interface ManagedDevice {
   lastSeenTimer: NodeJS.Timeout | undefined;
   /** Unplugged (hot-plug): no session, kept so `bridge/devices` shows it offline. */
   removed: boolean;
+  /** The context the current session's code runs in (a restart makes a new one). */
+  context: SessionContext;
+  /** Crashes since the session last ran `SESSION_RESTART.resetAfterMs` without one; when it was last (re)started. */
+  crashes: number;
+  sessionStartedAt: number;
+  restartTimer: NodeJS.Timeout | undefined;
+  /** The device manager's own listeners on the transport (a crashed session's are taken off, these stay). */
+  ownListeners: Set<unknown>;
+  /** The callers a shared listener handed to this device's session (a crashed session's are hung up). */
+  connections: Set<ListenerConnection>;
 }
 
 /**
@@ -134,11 +151,16 @@ export class DeviceManager implements Extension {
   private forgottenAnnounced = false;
   /** The devices started from the config (not hot-plugged): what a reload compares. */
   private readonly configured = new Set<string>();
+  private uninstallFaultHandlers: (() => void) | undefined;
+  /** Each device's transport, to tell whose session a listener's caller is fed to. */
+  private readonly byTransport = new WeakMap<ByteTransport, ManagedDevice>();
+  private readonly guardedConnections = new WeakSet<ListenerConnection>();
 
   constructor(private readonly s: Services) {}
 
   async start(): Promise<void> {
     const { bus } = this.s;
+    this.uninstallFaultHandlers = installSessionFaultHandlers((context, error, origin) => void this.sessionCrashed(context, error, origin));
     this.unsubscribe.push(bus.on('mqttConnected', () => void this.publishAll(true)));
     this.unsubscribe.push(bus.on('republish', () => void this.publishAll(true)));
     this.unsubscribe.push(bus.on('mqttMessage', ({ topic, payload }) => void this.onMessage(topic, payload)));
@@ -226,6 +248,7 @@ export class DeviceManager implements Extension {
     const device = this.devices.get(id);
     if (!device) return;
     clearTimeout(device.lastSeenTimer);
+    clearTimeout(device.restartTimer);
     if (!device.removed) {
       await device.session.stop().catch(() => undefined);
       device.simulator?.detach();
@@ -245,6 +268,7 @@ export class DeviceManager implements Extension {
     this.deviceListHolds++;
     for (const device of this.devices.values()) {
       clearTimeout(device.lastSeenTimer);
+      clearTimeout(device.restartTimer);
       if (device.removed) continue;
       await device.session.stop().catch(() => undefined);
       device.simulator?.detach();
@@ -256,6 +280,8 @@ export class DeviceManager implements Extension {
     await this.s.writer.drained();
     await this.saveDirtyStates();
     this.devices.clear();
+    this.uninstallFaultHandlers?.();
+    this.uninstallFaultHandlers = undefined;
   }
 
   /** Current state of every managed device (for tests and `bridge/devices`). */
@@ -362,6 +388,12 @@ export class DeviceManager implements Extension {
       publishedAt: 0,
       lastSeenTimer: undefined,
       removed: false,
+      context: { deviceId: config.id, generation: 1 },
+      crashes: 0,
+      sessionStartedAt: Date.now(),
+      restartTimer: undefined,
+      ownListeners: new Set(),
+      connections: new Set(),
     } as Omit<ManagedDevice, 'session'> as ManagedDevice;
     if (unsupported) {
       device.session = refusingSession(`${driver.id}: ${unsupported}`);
@@ -373,8 +405,11 @@ export class DeviceManager implements Extension {
       this.scheduleDeviceList();
       return;
     }
+    // What the session does on an event of its transport is its code: a throw there is its crash.
+    this.guardSessionCode(device);
+    this.keepTransportListeners(device);
     try {
-      device.session = driver.createSession(this.sessionHost(device, log));
+      device.session = runInSession(device.context, () => driver.createSession(this.sessionHost(device, log)));
     } catch (error) {
       // A bad option of one device (the driver checks them here) stops that device, never the others.
       const reason = `${driver.id}: ${(error as Error).message}`;
@@ -393,25 +428,29 @@ export class DeviceManager implements Extension {
     // (a restarted one was just said to be).
     if (!options.offlineAnnounced) void this.publishAvailability(device);
 
-    transport.on('open', () => {
+    const own = <A extends unknown[]>(event: string, listener: (...args: A) => void): void => {
+      device.ownListeners.add(listener);
+      transport.on(event, listener as (...args: unknown[]) => void);
+    };
+    own('open', () => {
       device.transportOpen = true;
       device.lastTransportError = null;
       this.event('connected', config.id, `${transport.description} open`);
       if (device.state.status === 'port-missing') this.updateState(device, { status: 'idle', status_detail: null });
       else this.refreshAvailability(device);
     });
-    transport.on('listening', () => {
+    own('listening', () => {
       // A listener that found its port in use and got it on a retry.
       device.lastTransportError = null;
       this.event('connected', config.id, `${transport.description} listening`);
       if (device.state.status === 'port-missing') this.updateState(device, { status: 'idle', status_detail: null });
     });
-    transport.on('close', () => {
+    own('close', () => {
       device.transportOpen = false;
       this.event('disconnected', config.id, `${transport.description} closed`);
       this.refreshAvailability(device);
     });
-    transport.on('error', (error: Error) => {
+    own('error', (error: Error) => {
       this.s.stats.errors++;
       // A vanished port retries every few seconds: report each new reason once, not each retry.
       if (device.lastTransportError === error.message) return;
@@ -421,7 +460,7 @@ export class DeviceManager implements Extension {
       this.updateState(device, { status: 'port-missing', status_detail: error.message });
     });
 
-    const started = await device.session.start().then(
+    const started = await runInSession(device.context, () => device.session.start()).then(
       () => true,
       (error: Error) => {
         log.error({ err: error.message }, 'session failed to start');
@@ -434,6 +473,109 @@ export class DeviceManager implements Extension {
     await transport.open().catch((error: Error) => {
       log.warn({ err: error.message }, 'transport did not open');
       this.event('port_missing', config.id, error.message);
+      this.updateState(device, { status: 'port-missing', status_detail: error.message });
+    });
+  }
+
+  /** The listeners on the transport before a session is made are not the session's: a crash leaves them. */
+  private keepTransportListeners(device: ManagedDevice): void {
+    for (const event of device.transport.eventNames()) for (const listener of device.transport.listeners(event)) device.ownListeners.add(listener);
+  }
+
+  /**
+   * Makes what the device's transport delivers run as its session's code. A shared listener hands
+   * each caller to a session as a connection of its own: its events run as the code of the session
+   * that holds the caller at the time (a caller may be routed on to another device of the port).
+   */
+  private guardSessionCode(device: ManagedDevice): void {
+    const { transport } = device;
+    const crashed = (context: SessionContext, error: Error): void => void this.sessionCrashed(context, error, 'exception');
+    this.byTransport.set(transport, device);
+    guardTransportEvents(transport, () => device.context, crashed);
+    if (!(transport instanceof ListenerTransport)) return;
+    const serve = transport.serve.bind(transport);
+    transport.serve = (server) =>
+      serve((conn) => {
+        if (!this.guardedConnections.has(conn)) {
+          this.guardedConnections.add(conn);
+          guardTransportEvents(conn, () => (conn.owner ? this.byTransport.get(conn.owner)?.context : undefined) ?? device.context, crashed);
+        }
+        device.connections.add(conn);
+        conn.once('close', () => device.connections.delete(conn));
+        const context = device.context;
+        runInSession(context, () => {
+          try {
+            server(conn);
+          } catch (error) {
+            crashed(context, error instanceof Error ? error : new Error(String(error)));
+          }
+        });
+      });
+  }
+
+  /**
+   * A session threw where nobody caught it (a transport event, a timer, a promise of its own): that
+   * device gets status `error` with the reason and an event, its session is stopped, its transport
+   * closed, and a new session is started after a backoff. The other devices never notice.
+   */
+  private async sessionCrashed(context: SessionContext, error: Error, origin: 'exception' | 'rejection'): Promise<void> {
+    const device = this.devices.get(context.deviceId);
+    const log = this.s.log.child({ component: `device:${context.deviceId}` });
+    if (!device || device.removed || this.stopping || device.context.generation !== context.generation || device.restartTimer) {
+      // A session already stopped (or being restarted) whose leftover timer or promise failed.
+      log.warn({ err: error.message, origin }, 'a stopped session failed after it was stopped');
+      return;
+    }
+    this.s.stats.errors++;
+    const now = Date.now();
+    if (now - device.sessionStartedAt >= SESSION_RESTART.resetAfterMs) device.crashes = 0;
+    device.crashes++;
+    const delayMs = Math.min(SESSION_RESTART.minMs * 2 ** (device.crashes - 1), SESSION_RESTART.maxMs);
+    const reason = `${device.driver.id} session crashed: ${error.message}`;
+    log.error({ err: error.message, stack: error.stack, origin, crashes: device.crashes, restart_in_ms: delayMs }, 'session crashed; restarting it');
+    this.event('device_error', device.config.id, `${reason}; restarting in ${Math.round(delayMs / 1000)} s`, {
+      reason: 'session-crashed',
+      crashes: device.crashes,
+      restart_in_ms: delayMs,
+    });
+    this.updateState(device, { status: 'error', status_detail: reason });
+    const crashed = device.session;
+    device.session = refusingSession(`${reason}; the session is restarting`);
+    device.restartTimer = setTimeout(() => void this.restartSession(device), delayMs);
+    await Promise.resolve()
+      .then(() => crashed.stop())
+      .catch((stopError: Error) => log.warn({ err: stopError.message }, 'the crashed session did not stop cleanly'));
+    // What the crashed session left listening on its transport must not feed the next one.
+    for (const event of device.transport.eventNames()) {
+      for (const listener of device.transport.listeners(event)) {
+        if (!device.ownListeners.has(listener)) device.transport.off(event, listener as (...args: unknown[]) => void);
+      }
+    }
+    // A caller it was reading from would hold the port: it is hung up and can call again.
+    await Promise.all([...device.connections].map((conn) => conn.close().catch(() => undefined)));
+    device.connections.clear();
+    await device.transport.close().catch(() => undefined);
+  }
+
+  private async restartSession(device: ManagedDevice): Promise<void> {
+    device.restartTimer = undefined;
+    if (device.removed || this.stopping || this.devices.get(device.config.id) !== device) return;
+    const log = this.s.log.child({ component: `device:${device.config.id}`, driver: device.driver.id });
+    device.context = { deviceId: device.config.id, generation: device.context.generation + 1 };
+    device.sessionStartedAt = Date.now();
+    this.keepTransportListeners(device);
+    try {
+      device.session = runInSession(device.context, () => device.driver.createSession(this.sessionHost(device, log)));
+      await runInSession(device.context, () => device.session.start());
+    } catch (error) {
+      await this.sessionCrashed(device.context, error instanceof Error ? error : new Error(String(error)), 'exception');
+      return;
+    }
+    log.info({ crashes: device.crashes }, 'session restarted');
+    this.updateState(device, { status: 'idle', status_detail: null });
+    await device.transport.open().catch((error: Error) => {
+      log.warn({ err: error.message }, 'transport did not open');
+      this.event('port_missing', device.config.id, error.message);
       this.updateState(device, { status: 'port-missing', status_detail: error.message });
     });
   }
@@ -759,7 +901,7 @@ export class DeviceManager implements Extension {
       }
       const problems = paramsProblems(spec.params, params);
       if (problems.length > 0) throw new Error(`${verb}: ${problems.join('; ')}`);
-      const data = await device.session.command(verb, params, { transaction, requestedBy });
+      const data = await runInSession(device.context, () => device.session.command(verb, params, { transaction, requestedBy }));
       response = { status: 'ok', data: data ?? null, error: null };
     } catch (error) {
       response = { status: 'error', data: null, error: (error as Error).message };

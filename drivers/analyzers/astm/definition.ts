@@ -8,7 +8,7 @@ import { ASTM_DRIVER_ID, decodeAstm } from './records.ts';
 import { ASTM_OPTIONS_SCHEMA } from './options.ts';
 import { AstmSession } from './session.ts';
 import { SIMULATOR_OPTION_HELP } from './simulator-help.ts';
-import { NO_PARAMS, NO_PATIENT_DATA } from '../../../src/driver-sdk/index.ts';
+import { NO_PARAMS, NO_PATIENT_DATA, derivedSerial } from '../../../src/driver-sdk/index.ts';
 
 export const astmDriver: DriverDefinition = {
   id: ASTM_DRIVER_ID,
@@ -41,6 +41,7 @@ export const astmDriver: DriverDefinition = {
   simulator: {
     description: 'an ASTM E1381/E1394 instrument that sends result messages (ENQ, frames, EOT) in a chosen dialect and framing',
     options: SIMULATOR_OPTION_HELP,
+    serialFor: (id) => derivedSerial(id, 8, '0123456789'),
     load: () => import('./simulator.ts').then((m) => ({ create: (options) => new m.AstmSimulator(m.parseSimulatorOptions(options)) })),
   },
 };

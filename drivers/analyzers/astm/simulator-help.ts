@@ -8,6 +8,7 @@ import { DIALECTS } from './dialects/index.ts';
 export const SIMULATOR_OPTION_HELP: Record<string, string> = {
   dialect: `whose messages to send: ${DIALECTS.map((d) => d.id).join(', ')} (default roche-cobas-c111)`,
   sender: "the H-5 sender field of generated messages (components by ^; default: the dialect's), to play one of several analyzers on one port",
+  serial: "the serial in the dialect's sender (default: derived from the device id, so each simulated analyzer is its own); ignored when sender is set",
   messages: 'messages to send instead: a list of strings, records separated by \\r or \\n (H … L)',
   count: 'generated messages sent when the link opens (default 1)',
   every_s: 'send another generated message every N seconds',

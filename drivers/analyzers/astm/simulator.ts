@@ -48,9 +48,11 @@ export function parseSimulatorOptions(o: Record<string, unknown>): AstmSimulator
     if (typeof m !== 'string' || !/^H/.test(m)) throw read.error(where, 'a string starting with an H record');
     return m;
   };
+  const dialect = findDialect(read.oneOf('dialect', dialects, `one of ${dialects.join(', ')}`) ?? 'roche-cobas-c111')!;
   return definedOnly<AstmSimulatorOptions>({
-    dialect: findDialect(read.oneOf('dialect', dialects, `one of ${dialects.join(', ')}`) ?? 'roche-cobas-c111')!,
-    sender: senderField(read.string('sender'), read),
+    dialect,
+    // A configured sender is the analyzer's whole identity; else the dialect's, with its serial.
+    sender: senderField(read.string('sender'), read) ?? senderWithSerial(dialect, senderComponent(read.string('serial'), read)),
     messages: read.list('messages', message, 'a list of strings, each starting with an H record'),
     count: read.number('count', 0) ?? 1,
     every_s: read.number('every_s', 0.01),
@@ -67,6 +69,27 @@ export function parseSimulatorOptions(o: Record<string, unknown>): AstmSimulator
     encoding: read.oneOf('encoding', ['utf-8', 'latin1'] as const, 'utf-8 or latin1') ?? 'utf-8',
     timezone: read.timezone() ?? hostTimeZone(),
   });
+}
+
+function senderComponent(v: string | undefined, read: SimulatorOptionReader): string | undefined {
+  if (v === undefined) return undefined;
+  if (!/^[A-Za-z0-9._-]+$/.test(v)) throw read.error('serial', 'letters, digits, . _ or - only (it goes into one component of H-5)');
+  return v;
+}
+
+/**
+ * The dialect's sample sender with `serial` in place of the sample's serial (N simulated analyzers
+ * are N analyzers: record ids come from the serial). A dialect whose sender names no serial keeps
+ * its sender: its records are told apart by the device id already.
+ */
+export function senderWithSerial(dialect: AstmDialect, serial: string | undefined): string | undefined {
+  if (serial === undefined) return undefined;
+  const parts = dialect.sample.sender.split('^');
+  const current = dialect.identify(parts).serial;
+  const at = current ? parts.lastIndexOf(current) : -1;
+  if (at < 0) return undefined;
+  parts[at] = serial;
+  return parts.join('^');
 }
 
 /** A sender goes into one field: the field, repeat and escape delimiters and CR/LF cannot be in it. */

@@ -42,7 +42,8 @@ export interface Clinitek50Error {
 export type FramedItem =
   | { kind: 'packet'; bytes: Buffer }
   | { kind: 'nak' }
-  | { kind: 'garbage'; bytes: Buffer }
+  /** `bytes`: the burst's first and last `GARBAGE_KEEP / 2` bytes; `size`: how many it had in all. */
+  | { kind: 'garbage'; bytes: Buffer; size: number }
   | { kind: 'overflow'; bytes: Buffer }
   | { kind: 'truncated'; bytes: Buffer };
 
@@ -53,8 +54,22 @@ export type FramedItem =
 export class PacketFramer {
   /** GNUmed reads at most 1024 bytes for a packet. */
   static readonly MAX_PACKET = 1024;
+  /**
+   * A burst of bytes between packets (a reader on the wrong baud rate sends nothing else) keeps
+   * this many of its bytes, half from its start and half from its end, and counts the rest: the
+   * framer holds a bounded amount whatever the line sends, and the burst is one report.
+   */
+  static readonly GARBAGE_KEEP = 512;
   private packet: number[] | null = null;
-  private garbage: number[] = [];
+  private readonly garbageHead = Buffer.alloc(PacketFramer.GARBAGE_KEEP / 2);
+  private readonly garbageTail = Buffer.alloc(PacketFramer.GARBAGE_KEEP / 2);
+  /** Bytes in the current burst (the tail is a ring: byte i of the burst past the head is at i % its length). */
+  private garbageSize = 0;
+
+  /** How many bytes the framer holds (an unfinished packet and what it keeps of a burst). */
+  get held(): number {
+    return (this.packet?.length ?? 0) + Math.min(this.garbageSize, PacketFramer.GARBAGE_KEEP);
+  }
 
   push(chunk: Uint8Array): FramedItem[] {
     const out: FramedItem[] = [];
@@ -82,14 +97,34 @@ export class PacketFramer {
         else out.push({ kind: 'nak' });
         continue;
       }
-      this.garbage.push(b);
+      this.keepGarbage(b);
     }
     return out;
   }
 
+  private keepGarbage(b: number): void {
+    const half = this.garbageHead.length;
+    if (this.garbageSize < half) this.garbageHead[this.garbageSize] = b;
+    else this.garbageTail[(this.garbageSize - half) % half] = b;
+    this.garbageSize++;
+  }
+
   private flushGarbage(out: FramedItem[]): void {
-    if (this.garbage.length > 0) out.push({ kind: 'garbage', bytes: Buffer.from(this.garbage) });
-    this.garbage = [];
+    const size = this.garbageSize;
+    if (size === 0) return;
+    const half = this.garbageHead.length;
+    let bytes: Buffer;
+    if (size <= half) bytes = Buffer.from(this.garbageHead.subarray(0, size));
+    else {
+      const inTail = size - half;
+      const tail =
+        inTail <= half
+          ? this.garbageTail.subarray(0, inTail)
+          : Buffer.concat([this.garbageTail.subarray(inTail % half), this.garbageTail.subarray(0, inTail % half)]);
+      bytes = Buffer.concat([this.garbageHead, tail]);
+    }
+    out.push({ kind: 'garbage', bytes, size });
+    this.garbageSize = 0;
   }
 
   /** What is left: an unfinished packet or trailing garbage. */
@@ -103,7 +138,7 @@ export class PacketFramer {
 
   reset(): void {
     this.packet = null;
-    this.garbage = [];
+    this.garbageSize = 0;
   }
 }
 

@@ -37,7 +37,8 @@ export function recordToDraft(r: Clinitek50Record, device: DeviceIdentity, timez
 export function itemIssue(item: FramedItem): DecodeIssue | null {
   switch (item.kind) {
     case 'garbage':
-      return { reason: 'garbage', bytes: item.bytes };
+      // A long burst is kept by its ends: the reason says how much of it was dropped.
+      return { reason: item.size > item.bytes.length ? `garbage (${item.size} bytes, ${item.size - item.bytes.length} dropped; the first and last ${item.bytes.length / 2} kept)` : 'garbage', bytes: item.bytes };
     case 'overflow':
       return { reason: 'packet-too-long', bytes: item.bytes };
     case 'truncated':
