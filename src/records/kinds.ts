@@ -82,6 +82,15 @@ export interface RecordKind<K extends RecordKindName> {
   assemble(draft: DraftTypes[K], owned: OwnedFields): RecordTypes[K];
 }
 
+/**
+ * A record whose own fields are its draft's: schema and the daemon's identity fields first, then
+ * the draft without its key, then when it was received and from which bytes (the schemas' order).
+ */
+function aroundDraft<S extends string, D extends DraftBase>(schema: S, draft: D, owned: OwnedFields) {
+  const { key: _key, ...body } = draft;
+  return { schema, id: owned.id, seq: owned.seq, site: owned.site, ...body, received_at: owned.received_at, raw: owned.raw };
+}
+
 export const RECORD_KINDS: { readonly [K in RecordKindName]: RecordKind<K> } = {
   result: {
     name: 'result',
@@ -118,18 +127,7 @@ export const RECORD_KINDS: { readonly [K in RecordKindName]: RecordKind<K> } = {
     // None by construction: the patient's name and MRN stay in the job's ZPL (its raw capture).
     privateFields: [],
     category: () => 'print-job',
-    assemble: (draft, owned) => {
-      const { key: _key, ...body } = draft;
-      return {
-        schema: PRINT_JOB_SCHEMA,
-        id: owned.id,
-        seq: owned.seq,
-        site: owned.site,
-        ...body,
-        received_at: owned.received_at,
-        raw: owned.raw,
-      };
-    },
+    assemble: (draft, owned) => aroundDraft(PRINT_JOB_SCHEMA, draft, owned),
   },
   study: {
     name: 'study',
@@ -146,18 +144,7 @@ export const RECORD_KINDS: { readonly [K in RecordKindName]: RecordKind<K> } = {
       ['patient', 'birth_date'],
     ],
     category: () => 'study',
-    assemble: (draft, owned) => {
-      const { key: _key, ...body } = draft;
-      return {
-        schema: STUDY_SCHEMA,
-        id: owned.id,
-        seq: owned.seq,
-        site: owned.site,
-        ...body,
-        received_at: owned.received_at,
-        raw: owned.raw,
-      };
-    },
+    assemble: (draft, owned) => aroundDraft(STUDY_SCHEMA, draft, owned),
   },
 };
 
