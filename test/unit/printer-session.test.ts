@@ -252,7 +252,9 @@ describe('zebra-zpl session', () => {
     expect(r.events.some((e) => e.type === 'device_error' && e.data?.reason === 'print-uncertain' && e.data?.job === job)).toBe(true);
     // Closed again: the printer prints what it held; the daemon sends nothing more.
     printer.printer.set({ head_open: false });
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    // Two more ~HS polls answered with the head closed: the daemon has seen the fault clear.
+    const polls = printer.printer.controls.filter((c) => c === 'HS').length;
+    await eventually('two more status polls', () => printer.printer.controls.filter((c) => c === 'HS').length >= polls + 2);
     expect(printer.printer.formatsReceived).toBe(1);
     r.request(ID, 'confirm', { job, printed: true });
     expect(await r.response(ID, 'confirm')).toMatchObject({ status: 'ok', data: { state: 'printed' } });
