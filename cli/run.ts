@@ -80,7 +80,7 @@ export async function run(options: { config?: unknown }): Promise<number> {
   const broker = controller.brokerUrl ?? '';
   log.info(
     { broker: redactUrl(broker), devices: config.devices.length, base_topic: config.mqtt.base_topic },
-    `poctd running; watch with: ${watchCommand(config, broker)}`,
+    `poctd running; watch with: ${watchCommand(config, broker, controller.localOperator)}`,
   );
   const code = await stopped;
   await logging.close();
@@ -106,7 +106,7 @@ const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${
  * -u poctd -P <password> -t 'poct/#' -v`. mosquitto_sub speaks no WebSocket: for a `ws(s)://`
  * broker the hint names the URL for a client that does.
  */
-export function watchCommand(config: PoctdConfig, brokerUrl: string): string {
+export function watchCommand(config: PoctdConfig, brokerUrl: string, localOperator?: { name: string; file: string }): string {
   const topic = `'${config.mqtt.base_topic}/#'`;
   let url: URL;
   try {
@@ -129,7 +129,11 @@ export function watchCommand(config: PoctdConfig, brokerUrl: string): string {
     if (!config.mqtt.reject_unauthorized) parts.push('--insecure');
   }
   const username = external ? (config.mqtt.username ?? (url.username ? decodeURIComponent(url.username) : undefined)) : config.mqtt.embedded.username;
-  if (username) parts.push('-u', shellQuote(username), '-P', '<password>');
+  // The embedded broker has no anonymous access: the machine's own operator account when it made
+  // one (its password file is the user's to read), else a user of access.users.
+  if (!external && localOperator) parts.push('-u', shellQuote(localOperator.name), '-P', `"$(cat ${shellQuote(localOperator.file)})"`);
+  else if (username) parts.push('-u', shellQuote(username), '-P', '<password>');
+  else if (!external) parts.push('-u', '<user>', '-P', '<password>');
   parts.push('-t', topic, '-v');
   return parts.join(' ');
 }

@@ -45,6 +45,7 @@ export class Controller {
   private store: Store | undefined;
   private writer: StoreWriter | undefined;
   private broker: EmbeddedBroker | undefined;
+  private localOperatorAccount: { name: string; file: string } | undefined;
   private mqtt: MqttConnection | undefined;
   private extensions: Extension[] = [];
   readonly bus = new EventBus();
@@ -60,6 +61,11 @@ export class Controller {
   /** The URL the daemon publishes to (the embedded broker's when none is configured). */
   get brokerUrl(): string | undefined {
     return this.config.mqtt.url ?? this.broker?.url;
+  }
+
+  /** The account made for this machine on the embedded broker (no `access.users`), and its password file. */
+  get localOperator(): { name: string; file: string } | undefined {
+    return this.localOperatorAccount;
   }
 
   get deviceManager(): DeviceManager | undefined {
@@ -112,6 +118,7 @@ export class Controller {
       ({ name: username, password } = access.daemon);
       log.info({ url, ws_port: this.broker.wsPort }, 'embedded MQTT broker listening');
       if (access.localOperator) {
+        this.localOperatorAccount = access.localOperator;
         const { name, file } = access.localOperator;
         log.info(
           { user: name, password_file: file },

@@ -6,8 +6,12 @@ const config = (yaml: string) => parseConfig(yaml, { baseDir: '/etc/poctd' });
 
 describe('the start-up line names the broker the daemon actually uses', () => {
   it('the embedded broker on its configured port', () => {
+    // No anonymous access: a user of access.users, or the machine's own operator account with its password file.
     expect(watchCommand(config('mqtt: { embedded: { port: 11883 } }'), 'mqtt://127.0.0.1:11883')).toBe(
-      "mosquitto_sub -h 127.0.0.1 -p 11883 -t 'poct/#' -v",
+      "mosquitto_sub -h 127.0.0.1 -p 11883 -u <user> -P <password> -t 'poct/#' -v",
+    );
+    expect(watchCommand(config('mqtt: { embedded: { port: 11883 } }'), 'mqtt://127.0.0.1:11883', { name: 'operator', file: '/var/lib/poctd/local-operator.secret' })).toBe(
+      `mosquitto_sub -h 127.0.0.1 -p 11883 -u operator -P "$(cat /var/lib/poctd/local-operator.secret)" -t 'poct/#' -v`,
     );
   });
 
