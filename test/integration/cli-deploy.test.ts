@@ -73,7 +73,9 @@ describe('deploy/poctd.service', () => {
     const started = Date.now();
     while (!out.includes('poctd running') && child.exitCode === null && Date.now() - started < 30_000) await new Promise((r) => setTimeout(r, 100));
     expect(out).toContain('poctd running');
-    expect(out).toContain(`-p ${port} -u poctd -P <password>`);
+    // The watch hint logs in as this machine's operator account, never as the daemon's own.
+    // (The log line is JSON: its quotes come escaped.)
+    expect(out).toContain(`-p ${port} -u operator -P \\"$(cat ${join(state, 'local-operator.secret')})\\"`);
     expect(statSync(join(state, 'poctd.db')).uid).toBe(65534);
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
