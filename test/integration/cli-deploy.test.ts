@@ -19,12 +19,12 @@ const hasSystemdAnalyze = spawnSync('systemd-analyze', ['--version']).status ===
 const isRoot = process.getuid?.() === 0;
 
 describe('deploy/poctd.service', () => {
-  it.runIf(hasSystemdAnalyze)('passes systemd-analyze verify', () => {
+  // Skipped (and so reported, never counted as passed) where the tool or root is missing; CI has both.
+  it.runIf(hasSystemdAnalyze)('passes systemd-analyze verify (needs systemd-analyze)', () => {
     const r = spawnSync('systemd-analyze', ['verify', UNIT], { encoding: 'utf8' });
     expect(r.stderr.trim()).toBe('');
     expect(r.status).toBe(0);
   });
-  it.skipIf(hasSystemdAnalyze)('passes systemd-analyze verify: NOT RUN (no systemd-analyze here)', () => undefined);
 
   it('keeps the password out of the unit, the state in StateDirectory, and the hardening on', () => {
     expect(unitValue('Environment')).toEqual([]);
@@ -37,7 +37,7 @@ describe('deploy/poctd.service', () => {
     expect(unitValue('ExecReload')).toEqual(['/bin/kill -HUP $MAINPID']);
   });
 
-  it.runIf(isRoot)("runs its ExecStart as an unprivileged user in a state directory it owns, and comes up", async () => {
+  it.runIf(isRoot)("runs its ExecStart as an unprivileged user in a state directory it owns, and comes up (needs root to switch user)", async () => {
     // The compiled package, as installed: build when dist/ is missing or older than the source.
     const entry = join(repo, 'dist', 'cli', 'main.js');
     const newest = (p: string): number => (statSync(p).isDirectory() ? Math.max(statSync(p).mtimeMs, ...readdirSync(p).map((n) => newest(join(p, n)))) : statSync(p).mtimeMs);
@@ -80,7 +80,6 @@ describe('deploy/poctd.service', () => {
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
   }, 240_000);
-  it.skipIf(isRoot)('runs its ExecStart as an unprivileged user: NOT RUN (needs root to switch user)', () => undefined);
 });
 
 describe('deploy/70-poctd.rules', () => {
