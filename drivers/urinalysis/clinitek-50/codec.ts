@@ -5,6 +5,7 @@
  */
 import { ETX, NAK, STX, astmChecksum, formatChecksum } from '../../../src/protocols/astm/frame.ts';
 import { naiveFromFields } from '../../../src/util/time.ts';
+import { EndsKept } from '../../../src/util/ends-kept.ts';
 import { labelLookup, yearMonthDay, type DateOrder, type StripRecord, type StripResult } from '../../analytes/urine-strip.ts';
 import { CLINITEK_50_LOCALES } from './locales.ts';
 
@@ -61,14 +62,11 @@ export class PacketFramer {
    */
   static readonly GARBAGE_KEEP = 512;
   private packet: number[] | null = null;
-  private readonly garbageHead = Buffer.alloc(PacketFramer.GARBAGE_KEEP / 2);
-  private readonly garbageTail = Buffer.alloc(PacketFramer.GARBAGE_KEEP / 2);
-  /** Bytes in the current burst (the tail is a ring: byte i of the burst past the head is at i % its length). */
-  private garbageSize = 0;
+  private readonly garbage = new EndsKept(PacketFramer.GARBAGE_KEEP);
 
   /** How many bytes the framer holds (an unfinished packet and what it keeps of a burst). */
   get held(): number {
-    return (this.packet?.length ?? 0) + Math.min(this.garbageSize, PacketFramer.GARBAGE_KEEP);
+    return (this.packet?.length ?? 0) + Math.min(this.garbage.size, PacketFramer.GARBAGE_KEEP);
   }
 
   push(chunk: Uint8Array): FramedItem[] {
@@ -97,34 +95,15 @@ export class PacketFramer {
         else out.push({ kind: 'nak' });
         continue;
       }
-      this.keepGarbage(b);
+      this.garbage.pushByte(b);
     }
     return out;
   }
 
-  private keepGarbage(b: number): void {
-    const half = this.garbageHead.length;
-    if (this.garbageSize < half) this.garbageHead[this.garbageSize] = b;
-    else this.garbageTail[(this.garbageSize - half) % half] = b;
-    this.garbageSize++;
-  }
-
   private flushGarbage(out: FramedItem[]): void {
-    const size = this.garbageSize;
-    if (size === 0) return;
-    const half = this.garbageHead.length;
-    let bytes: Buffer;
-    if (size <= half) bytes = Buffer.from(this.garbageHead.subarray(0, size));
-    else {
-      const inTail = size - half;
-      const tail =
-        inTail <= half
-          ? this.garbageTail.subarray(0, inTail)
-          : Buffer.concat([this.garbageTail.subarray(inTail % half), this.garbageTail.subarray(0, inTail % half)]);
-      bytes = Buffer.concat([this.garbageHead, tail]);
-    }
-    out.push({ kind: 'garbage', bytes, size });
-    this.garbageSize = 0;
+    if (this.garbage.size === 0) return;
+    out.push({ kind: 'garbage', bytes: this.garbage.kept(), size: this.garbage.size });
+    this.garbage.clear();
   }
 
   /** What is left: an unfinished packet or trailing garbage. */
@@ -138,7 +117,7 @@ export class PacketFramer {
 
   reset(): void {
     this.packet = null;
-    this.garbageSize = 0;
+    this.garbage.clear();
   }
 }
 
