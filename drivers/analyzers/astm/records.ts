@@ -39,9 +39,6 @@ export const ASTM_DRIVER_ID = 'astm';
 // Message → drafts
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 
-/** A unit as the device wrote it → UCUM (`src/records/units.ts`: NLM's UCUM library and a few device spellings). */
-export { ucumOf } from '../../../src/records/units.ts';
-
 const STATUS_FLAGS: Readonly<Record<string, string>> = {
   P: 'preliminary', C: 'corrected', X: 'cannot-be-done', I: 'pending', S: 'partial', R: 'previously-transmitted',
   W: 'warning', V: 'verified', Q: 'response-to-query', M: 'mic', N: 'new',
