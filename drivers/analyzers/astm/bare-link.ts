@@ -235,11 +235,13 @@ export class BareAstmLink {
         this.exchanges = [];
         try {
           await this.handlers.onMessage(message);
-          await this.reply(ACK);
         } catch (error) {
           await this.reply(NAK);
           this.handlers.onIssue({ kind: 'commit-failed', reason: 'commit-failed', detail: (error as Error).message, answer: 'NAK' });
+          return;
         }
+        // Outside the try: an ACK that cannot be written is no failed commit (the message is stored).
+        await this.reply(ACK);
         return;
       }
     }
