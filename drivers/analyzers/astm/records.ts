@@ -29,8 +29,6 @@ import { convertExact, ucumOf } from '../../../src/records/units.ts';
 import { detectDialect, findDialect, type AstmDialect, type TestMapping } from './dialects/index.ts';
 import { parseAstmOptions, type AstmOptions } from './options.ts';
 import { isLoinc, testCode } from './test-id.ts';
-
-export { testCode } from './test-id.ts';
 import type { DeviceFacts } from '../../../src/driver-sdk/index.ts';
 
 export const ASTM_DRIVER_ID = 'astm';
