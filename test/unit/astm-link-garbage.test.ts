@@ -4,6 +4,7 @@ import { AstmLink, type AstmLinkIssue, type AstmLinkMessage, type AstmLinkOption
 import { memoryPair, type MemoryTransport } from '../../src/transports/memory.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { lineNoise } from '../helpers/line-noise.ts';
 
 /**
  * Bad input costs the link O(1) reports per burst, not one per fragment (issue 16: 2.8 MB of line
@@ -17,17 +18,6 @@ import { eventually } from '../helpers/eventually.ts';
 const cleanups = useCleanups();
 const H = 'H|\\^&|||X\r';
 const L = 'L|1|N\r';
-
-/** Deterministic line noise: every byte value, as a wire at the wrong baud rate gives. */
-function noise(n: number, seed = 7): Buffer {
-  const out = Buffer.alloc(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
 
 interface Rig {
   device: MemoryTransport;
@@ -56,10 +46,12 @@ async function writeChunks(device: MemoryTransport, bytes: Buffer, size = 1460):
 describe('a burst of bad input is one report', () => {
   it('1 MB of line noise: one issue per burst, its size counted, first and last bytes kept within the cap', async () => {
     const r = await rig({ burstQuietMs: 100, burstMaxMs: 60_000, burstKeepBytes: 4096 });
-    const flood = noise(1024 * 1024);
+    const flood = lineNoise(1024 * 1024);
     await writeChunks(r.device, flood);
     await eventually('the burst reported', () => r.issues.length >= 1, 20_000);
-    await new Promise((res) => setTimeout(res, 300));
+    // Every byte was read before the burst's quiet began; stopping the link handles what it still
+    // holds and reports a burst still open, so nothing more can come after this.
+    await r.link.stop();
     // Noise holds ENQ and EOT bytes, so the link also goes in and out of transmissions: only
     // message-level issues (none here: nothing was ever accepted) could stand beside the burst.
     const bursts = r.issues.filter((i) => i.reason === 'garbage-burst');
@@ -117,7 +109,7 @@ describe('a link that stays garbage is garbled, with the likely cause', () => {
 
   it('binary noise: a baud rate or serial setting mismatch', async () => {
     const r = await rig({ burstQuietMs: 50, burstMaxMs: 100, garbledAfterMs: 250 });
-    await flood(r, (i) => Buffer.from(noise(64, i).map((x) => (x === ENQ || x === STX ? 0xff : x))), 500);
+    await flood(r, (i) => Buffer.from(lineNoise(64, i).map((x) => (x === ENQ || x === STX ? 0xff : x))), 500);
     await eventually('garbled', () => r.issues.some((i) => i.garbled !== undefined));
     expect(r.issues.find((i) => i.garbled)!.garbled).toMatch(/baud rate/);
     // Not before garbledAfterMs: the first report is not garbled.
@@ -134,7 +126,8 @@ describe('a link that stays garbage is garbled, with the likely cause', () => {
   it('a good frame between short bursts: never garbled', async () => {
     const r = await rig({ burstQuietMs: 50, burstMaxMs: 100, garbledAfterMs: 250 });
     await flood(r, (i) => (i % 5 === 4 ? Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, H + L, true), Buffer.from([EOT])]) : Buffer.from('zz\n')), 600);
-    await new Promise((res) => setTimeout(res, 150));
+    // The flood's bytes are all delivered; stopping reports the last burst (garbled or not) at once.
+    await r.link.stop();
     expect(r.messages.length).toBeGreaterThan(3);
     expect(r.issues.some((i) => i.garbled !== undefined)).toBe(false);
   });

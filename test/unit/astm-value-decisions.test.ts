@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeAstmMessage, ucumOf } from '../../drivers/analyzers/astm/records.ts';
+import { decodeAstmMessage } from '../../drivers/analyzers/astm/records.ts';
 import type { Observation } from '../../src/records/types.ts';
 
 /**
@@ -94,55 +94,6 @@ describe('ASTM units', () => {
     const o = obs('5', 'furlongs');
     expect(o).toMatchObject({ value: 5, unit: 'furlongs', ucum: null });
     expect(o.flags).toEqual(['unmapped-code', 'unit-unknown']);
-  });
-
-  it.each([
-    ['mg/dL', 'mg/dL'],
-    ['MG/DL', 'mg/dL'],
-    ['mg/L', 'mg/L'],
-    ['g/L', 'g/L'],
-    ['g/dL', 'g/dL'],
-    ['U/L', 'U/L'],
-    ['IU/L', '[IU]/L'],
-    ['%', '%'],
-    ['mg/g', 'mg/g'],
-    ['mg/mmol', 'mg/mmol'],
-    ['mmol/L', 'mmol/L'],
-    ['µmol/L', 'umol/L'],
-    ['umol/L', 'umol/L'],
-    ['mmol/mol', 'mmol/mol'],
-    ['fL', 'fL'],
-    ['pg', 'pg'],
-    ['10e3/uL', '10*3/uL'],
-    ['10e6/uL', '10*6/uL'],
-    ['10^3/µL', '10*3/uL'],
-    ['10^6/uL', '10*6/uL'],
-    ['/uL', '/uL'],
-    ['p/uL', '/uL'],
-    ['p/hpf', '/[HPF]'],
-    ['p/lpf', '/[LPF]'],
-    ['ng/mL', 'ng/mL'],
-    ['mU/L', 'mU/L'],
-    [' mg/dl ', 'mg/dL'],
-  ])('ucumOf(%j) = %s', (unit, ucum) => {
-    expect(ucumOf(unit)).toBe(ucum);
-  });
-
-  // Valid UCUM as written is kept (NLM's library says so), litre normalised to L.
-  it.each([
-    ['mg', 'mg'],
-    ['U', 'U'],
-    ['ml', 'mL'],
-    ['mg/dL/min', 'mg/dL/min'],
-    ['10*3/uL', '10*3/uL'],
-    ['um3', 'um3'],
-    ['U/l', 'U/L'],
-  ])('valid UCUM ucumOf(%j) = %s', (unit, ucum) => {
-    expect(ucumOf(unit)).toBe(ucum);
-  });
-
-  it.each(['', 'RLU', '10)/mm)', 'Ery/µl', 'sec', 'S/CO'])('ucumOf(%j) is unknown', (unit) => {
-    expect(ucumOf(unit)).toBeNull();
   });
 });
 

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { encodeFrame as astmFrame, AstmFrameReader, ENQ, EOT } from '../../src/protocols/astm/frame.ts';
 import { collectMessages, MessageAssembler } from '../../src/protocols/astm/link.ts';
+import { collectBareMessages } from '../../drivers/analyzers/astm/bare-link.ts';
 import { encodeReport, ReportStream, TextReplyAssembler, textReply } from '../../drivers/glucose/freestyle-hid/codec.ts';
 import { encodeFrame as lifescanFrame, FrameReader } from '../../drivers/glucose/lifescan-binary/codec.ts';
 import { LineFramer } from '../../drivers/glucose/onetouch-ultra2/codec.ts';
@@ -101,6 +102,17 @@ const CODECS: Codec[] = [
     },
     run: (chunks) => {
       for (const c of chunks) expect(collectMessages(c).messages).toHaveLength(1);
+    },
+  },
+  {
+    name: 'ASTM bare blocks (collectBareMessages), one record a block, the L record last',
+    input: (n) => {
+      const { texts } = astmFramesWithoutL(n);
+      const block = (t: Buffer | string): Buffer => Buffer.concat([Buffer.from([0x02]), Buffer.from(t), Buffer.from([0x03])]);
+      return [Buffer.concat([Buffer.from([ENQ]), ...texts.map(block), block('L|1|N\r'), Buffer.from([EOT])])];
+    },
+    run: (chunks) => {
+      for (const c of chunks) expect(collectBareMessages(c, 8 * 1024 * KB).messages).toHaveLength(1);
     },
   },
   {

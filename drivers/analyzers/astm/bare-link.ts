@@ -15,7 +15,7 @@
  */
 import type { Exchange } from '../../../src/driver-sdk/index.ts';
 import { ACK, ENQ, EOT, NAK } from '../../../src/protocols/astm/frame.ts';
-import { endsWithTerminator, type AstmCarrier, type AstmLinkHandlers, type AstmLinkIssue, type AstmLinkMessage } from '../../../src/protocols/astm/link.ts';
+import { MessageAssembler, type AstmCarrier, type AstmLinkHandlers, type AstmLinkIssue, type AstmLinkMessage } from '../../../src/protocols/astm/link.ts';
 
 const STX = 0x02;
 const ETX = 0x03;
@@ -33,8 +33,12 @@ export class BareAssembler {
   private inBlock = false;
   private inTransmission = false;
   private block: number[] = [];
-  private parts: Buffer[] = [];
-  private size = 0;
+  /**
+   * The message's earlier blocks, joined once when it ends with its L record (the framed link's
+   * assembler: each block is scanned once, so many small blocks cost no more than one large one).
+   * Bare blocks carry no frame number, so its frame-number rules are not asked.
+   */
+  private readonly parts = new MessageAssembler();
   private garbage: number[] = [];
 
   constructor(private readonly maxBytes: number) {}
@@ -52,10 +56,8 @@ export class BareAssembler {
 
   /** Ends the message in progress, if any, as incomplete (`why` says what cut it). */
   discard(why: string, out: BareEvent[]): void {
-    const rest = Buffer.concat([...this.parts, Buffer.from(this.block)]);
-    this.parts = [];
+    const rest = Buffer.concat([this.parts.end(), Buffer.from(this.block)]);
     this.block = [];
-    this.size = 0;
     this.inBlock = false;
     if (rest.length > 0) out.push({ type: 'issue', issue: { kind: 'incomplete-message', reason: 'incomplete-message', detail: why, bytes: rest } });
   }
@@ -68,13 +70,9 @@ export class BareAssembler {
           this.inBlock = false;
           const text = Buffer.from(this.block);
           this.block = [];
-          this.parts.push(text);
-          const message = Buffer.concat(this.parts);
-          if (endsWithTerminator(message)) {
-            this.parts = [];
-            this.size = 0;
-            out.push({ type: 'message', text: message });
-          } else out.push({ type: 'block' });
+          const message = this.parts.take(text, true);
+          if (message) out.push({ type: 'message', text: message });
+          else out.push({ type: 'block' });
           continue;
         }
         if (b === ENQ || b === EOT || b === STX) {
@@ -84,11 +82,9 @@ export class BareAssembler {
           continue;
         }
         this.block.push(b);
-        if (++this.size > this.maxBytes) {
-          out.push({ type: 'issue', issue: { kind: 'message-too-long', reason: 'message-too-long', detail: `a message longer than ${this.maxBytes} bytes; discarded`, bytes: Buffer.concat([...this.parts, Buffer.from(this.block)]) } });
-          this.parts = [];
+        if (this.parts.pendingBytes + this.block.length > this.maxBytes) {
+          out.push({ type: 'issue', issue: { kind: 'message-too-long', reason: 'message-too-long', detail: `a message longer than ${this.maxBytes} bytes; discarded`, bytes: Buffer.concat([this.parts.end(), Buffer.from(this.block)]) } });
           this.block = [];
-          this.size = 0;
           this.inBlock = false;
         }
         continue;
@@ -239,11 +235,13 @@ export class BareAstmLink {
         this.exchanges = [];
         try {
           await this.handlers.onMessage(message);
-          await this.reply(ACK);
         } catch (error) {
           await this.reply(NAK);
           this.handlers.onIssue({ kind: 'commit-failed', reason: 'commit-failed', detail: (error as Error).message, answer: 'NAK' });
+          return;
         }
+        // Outside the try: an ACK that cannot be written is no failed commit (the message is stored).
+        await this.reply(ACK);
         return;
       }
     }

@@ -8,8 +8,6 @@ import { DIALECTS, findDialect, type TestMapping } from './dialects/index.ts';
 import { isLoinc } from './test-id.ts';
 import { isValidUcum } from '../../../src/records/units.ts';
 
-export { isLoinc } from './test-id.ts';
-
 /** How the device frames its messages: E1381 frames (the standard), or bare STX … ETX blocks (`bare-link.ts`). */
 export type AstmFraming = 'e1381' | 'bare';
 export const ASTM_FRAMINGS: readonly AstmFraming[] = ['e1381', 'bare'];

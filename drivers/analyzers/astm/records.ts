@@ -29,8 +29,6 @@ import { convertExact, ucumOf } from '../../../src/records/units.ts';
 import { detectDialect, findDialect, type AstmDialect, type TestMapping } from './dialects/index.ts';
 import { parseAstmOptions, type AstmOptions } from './options.ts';
 import { isLoinc, testCode } from './test-id.ts';
-
-export { testCode } from './test-id.ts';
 import type { DeviceFacts } from '../../../src/driver-sdk/index.ts';
 
 export const ASTM_DRIVER_ID = 'astm';
@@ -38,9 +36,6 @@ export const ASTM_DRIVER_ID = 'astm';
 // ────────────────────────────────────────────────────────────────────────────────────────────────
 // Message → drafts
 // ────────────────────────────────────────────────────────────────────────────────────────────────
-
-/** A unit as the device wrote it → UCUM (`src/records/units.ts`: NLM's UCUM library and a few device spellings). */
-export { ucumOf } from '../../../src/records/units.ts';
 
 const STATUS_FLAGS: Readonly<Record<string, string>> = {
   P: 'preliminary', C: 'corrected', X: 'cannot-be-done', I: 'pending', S: 'partial', R: 'previously-transmitted',

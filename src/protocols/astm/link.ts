@@ -282,8 +282,7 @@ export class MessageAssembler {
   private expected: number | null = null;
   private parts: Buffer[] = [];
   private size = 0;
-  private acceptedAny = false;
-  /** The text of the frame last taken: a repeat of its number is a duplicate only with this text. */
+  /** The text of the frame last taken (null: none yet): a repeat of its number is a duplicate only with this text. */
   private last: Buffer | null = null;
   /** Frames of this transmission's message are lost: it can never be whole. */
   private broken = false;
@@ -293,9 +292,13 @@ export class MessageAssembler {
 
   /** ENQ: a new transmission starts with frame 1. */
   begin(): void {
-    this.expected = 1;
+    this.reset(1);
+  }
+
+  /** Forgets the transmission; `expected` is the next frame number (null: whatever comes first). */
+  private reset(expected: number | null): void {
     this.clear();
-    this.acceptedAny = false;
+    this.expected = expected;
     this.last = null;
     this.broken = false;
   }
@@ -324,7 +327,7 @@ export class MessageAssembler {
     if (this.expected === null) this.expected = number;
     if (this.broken) return 'wrong-number';
     if (number === this.expected) return 'accept';
-    const repeatOfLast = this.acceptedAny && nextFrameNumber(number) === this.expected;
+    const repeatOfLast = this.last !== null && nextFrameNumber(number) === this.expected;
     if (repeatOfLast && (text === undefined || this.last?.equals(text) === true)) return 'duplicate';
     // The last frame's number with other text is no repeat: frames were lost and the numbers came
     // round again (mod 8; after a lost frame k, frame k-1's number always comes before k's). The
@@ -359,7 +362,6 @@ export class MessageAssembler {
    */
   take(text: Buffer, final: boolean, completed: Buffer | null = this.preview(text, final)): Buffer | null {
     this.expected = nextFrameNumber(this.expected ?? 0);
-    this.acceptedAny = true;
     this.last = text;
     if (completed) {
       this.clear();
@@ -375,11 +377,7 @@ export class MessageAssembler {
   /** EOT, timeout or link loss: returns what was pending and forgets it. */
   end(): Buffer {
     const rest = this.pending();
-    this.clear();
-    this.expected = null;
-    this.acceptedAny = false;
-    this.last = null;
-    this.broken = false;
+    this.reset(null);
     return rest;
   }
 }
