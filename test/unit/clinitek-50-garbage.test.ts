@@ -8,21 +8,14 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PacketFramer, type FramedItem } from '../../drivers/urinalysis/clinitek-50/codec.ts';
 import { itemIssue } from '../../drivers/urinalysis/clinitek-50/records.ts';
+import { lineNoise } from '../helpers/line-noise.ts';
 
 const PACKET = Buffer.from('\x02\r\n6510 test packet\r\n\x03', 'latin1');
 const KEEP = PacketFramer.GARBAGE_KEEP;
 
-/** Noise with no STX, NAK, XON or XOFF in it (so it is one burst), every byte told apart by its position. */
+/** Line noise with no STX, NAK, XON or XOFF in it (so it is one burst). */
 function noise(n: number, seed = 7): Buffer {
-  const out = Buffer.alloc(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    let b = x >>> 24;
-    if (b === 0x02 || b === 0x15 || b === 0x11 || b === 0x13) b = 0x20;
-    out[i] = b;
-  }
-  return out;
+  return Buffer.from(lineNoise(n, seed).map((b) => (b === 0x02 || b === 0x15 || b === 0x11 || b === 0x13 ? 0x20 : b)));
 }
 
 function frame(chunks: Buffer[]): FramedItem[] {
