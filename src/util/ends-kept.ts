@@ -15,8 +15,9 @@ export class EndsKept {
   /** Keeps `keep / 2` bytes from the start of the run and as many from its end. */
   constructor(keep: number) {
     const half = Math.floor(keep / 2);
-    this.head = Buffer.alloc(half);
-    this.ring = Buffer.alloc(half);
+    // Never read before written: kept() reads only what push() filled.
+    this.head = Buffer.allocUnsafe(half);
+    this.ring = Buffer.allocUnsafe(half);
   }
 
   get half(): number {

@@ -42,6 +42,7 @@ import {
   NAK,
   nextFrameNumber,
 } from './frame.ts';
+import { EndsKept } from '../../util/ends-kept.ts';
 
 /**
  * What the link reads from and writes to: `data` events carry the device's bytes, `close` says the
@@ -439,18 +440,11 @@ export function collectMessages(bytes: Buffer, maxFrameBytes: number = ASTM_LINK
  */
 class Burst {
   pieces = 1;
-  size = 0;
   lastAt: number;
   readonly reasons = new Map<string, number>();
-  private readonly head: Buffer[] = [];
-  private headLen = 0;
-  /** The latest bytes beyond the head, oldest first from `tailFrom`. */
-  private readonly tail: Buffer[] = [];
-  private tailFrom = 0;
-  private tailLen = 0;
+  private readonly ends: EndsKept;
   /** Bytes seen that are printable text (CR LF included), for the likely cause. */
   private printable = 0;
-  private readonly half: number;
 
   constructor(
     private readonly first: AstmLinkIssue,
@@ -458,7 +452,7 @@ class Burst {
     keep: number,
   ) {
     this.lastAt = startedAt;
-    this.half = Math.floor(keep / 2);
+    this.ends = new EndsKept(keep);
     this.count(first);
   }
 
@@ -472,36 +466,21 @@ class Burst {
     this.reasons.set(i.reason, (this.reasons.get(i.reason) ?? 0) + 1);
     const bytes = i.bytes;
     if (!bytes || bytes.length === 0) return;
-    this.size += bytes.length;
     for (const x of bytes) if ((x >= 0x20 && x < 0x7f) || x === CR || x === LF) this.printable++;
-    let rest = bytes;
-    if (this.headLen < this.half) {
-      const take = rest.subarray(0, this.half - this.headLen);
-      this.head.push(Buffer.from(take));
-      this.headLen += take.length;
-      rest = rest.subarray(take.length);
-    }
-    if (rest.length === 0) return;
-    this.tail.push(Buffer.from(rest.subarray(Math.max(0, rest.length - this.half))));
-    this.tailLen += Math.min(rest.length, this.half);
-    while (this.tailLen - this.tail[this.tailFrom]!.length >= this.half) this.tailLen -= this.tail[this.tailFrom++]!.length;
-    if (this.tailFrom > 1024) {
-      this.tail.splice(0, this.tailFrom);
-      this.tailFrom = 0;
-    }
+    this.ends.push(bytes);
   }
 
-  private kept(): Buffer {
-    const tail = Buffer.concat(this.tail.slice(this.tailFrom));
-    return Buffer.concat([...this.head, tail.subarray(Math.max(0, tail.length - this.half))]);
+  /** Bytes in the burst so far. */
+  get size(): number {
+    return this.ends.size;
   }
 
   issue(): AstmLinkIssue {
     if (this.pieces === 1) return { ...this.first };
-    const bytes = this.kept();
+    const bytes = this.ends.kept();
     const reasons = Object.fromEntries(this.reasons);
     const list = [...this.reasons].map(([r, n]) => `${r} ×${n}`).join(', ');
-    const cut = bytes.length < this.size ? `; the first and last ${this.half} bytes are kept` : '';
+    const cut = bytes.length < this.size ? `; the first and last ${this.ends.half} bytes are kept` : '';
     return {
       kind: 'garbage',
       reason: 'garbage-burst',
