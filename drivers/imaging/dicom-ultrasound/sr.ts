@@ -11,38 +11,14 @@
  * whose ideographic parts it leaves undecoded, which touches no code or number read here.
  */
 import dcmjs from 'dcmjs';
+import type { StudyCode, StudyMeasurement } from '../../../src/records/types.ts';
 
-export interface CodedConcept {
-  code: string;
-  scheme: string;
-  meaning: string;
-}
-
-export interface SrMeasurement {
-  code: string;
-  scheme: string;
-  meaning: string;
-  /** The code again when the scheme is LOINC (LN). */
-  loinc: string | null;
-  value: number | null;
-  /** The unit code as the SR gives it, and as UCUM when its scheme is UCUM. */
-  unit: string | null;
-  ucum: string | null;
-  /** Why a value is missing (NumericValueQualifierCodeSequence), else null. */
-  text: string | null;
-  /** Section path: the code meanings of the containers above, from the report's sections down. */
-  path: string[];
-  fetus: string | null;
-  finding_site: CodedConcept | null;
-  laterality: CodedConcept | null;
-  derivation: string | null;
-  equation: string | null;
-  selection: string | null;
-}
+/** One measurement as the record carries it, less the instance it came from (the caller adds it). */
+export type SrMeasurement = Omit<StudyMeasurement, 'sop_instance_uid'>;
 
 export interface SrReport {
   /** The document title (the root concept), e.g. 125000 DCM "OB-GYN Ultrasound Procedure Report". */
-  title: CodedConcept | null;
+  title: StudyCode | null;
   template: string | null;
   completion: string | null;
   verification: string | null;
@@ -73,7 +49,7 @@ function str(value: unknown): string | null {
   return t === '' ? null : t;
 }
 
-function conceptOf(sequence: unknown): CodedConcept | null {
+function conceptOf(sequence: unknown): StudyCode | null {
   const [first] = items(sequence);
   if (!first) return null;
   const code = str(first.CodeValue) ?? str(first.LongCodeValue) ?? str(first.URNCodeValue);
@@ -82,13 +58,13 @@ function conceptOf(sequence: unknown): CodedConcept | null {
   return { code, scheme, meaning: str(first.CodeMeaning) ?? '' };
 }
 
-const key = (c: CodedConcept | null): string => (c ? `${c.scheme}:${c.code}` : '');
+const key = (c: StudyCode | null): string => (c ? `${c.scheme}:${c.code}` : '');
 
 interface Context {
   path: string[];
   fetus: string | null;
-  findingSite: CodedConcept | null;
-  laterality: CodedConcept | null;
+  findingSite: StudyCode | null;
+  laterality: StudyCode | null;
 }
 
 /** What a content item's modifiers (its own children, or a container's) say. */
@@ -112,7 +88,7 @@ function applyModifier(child: Item, into: Partial<Context> & { derivation?: stri
 function measurementOf(item: Item, context: Context): SrMeasurement | null {
   const name = conceptOf(item.ConceptNameCodeSequence);
   if (!name) return null;
-  const own: { findingSite?: CodedConcept | null; laterality?: CodedConcept | null; fetus?: string | null; derivation?: string | null; equation?: string | null; selection?: string | null } = {};
+  const own: { findingSite?: StudyCode | null; laterality?: StudyCode | null; fetus?: string | null; derivation?: string | null; equation?: string | null; selection?: string | null } = {};
   for (const child of items(item.ContentSequence)) applyModifier(child, own);
   const [measured] = items(item.MeasuredValueSequence);
   const raw = measured ? str(measured.NumericValue) : null;
