@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { DEFAULT_STUDY, makeStudy } from '../drivers/imaging/dicom-ultrasound/simulator.ts';
+import { freePort } from '../test/helpers/mosquitto.ts';
 
 const run = promisify(execFile);
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -25,14 +26,6 @@ const CINE_FRAMES = Number(process.env.BENCH_DICOM_CINE_FRAMES ?? 400);
 const NODELAY_ENV = { ...process.env, TCP_NODELAY: '1' };
 /** Where poctd's store and storescp's output go (BENCH_DB_DIR=/dev/shm: without the disk's syncs). */
 const OUT_DIR = process.env.BENCH_DB_DIR ?? tmpdir();
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 function peakRssMb(pid: number): number {
   const kb = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))![1]);
