@@ -25,6 +25,8 @@ import { makeUsFile, PYDICOM_FILES, US_STUDY_UID } from '../helpers/dicom-files.
 import { requireTool } from '../helpers/tools.ts';
 
 const run = promisify(execFile);
+/** How the tests wait for a positive sign: vitest retries the assertion every 25 ms for up to 10 s. */
+const WAIT = { timeout: 10_000, interval: 25 };
 
 interface Rig {
   dir: string;
@@ -122,7 +124,7 @@ describe('DICOM C-STORE SCP against DCMTK', () => {
     await run('echoscu', ['-to', '5', ...scu(rig)]);
     expect(noDelay.mock.calls.some((c) => c[0] === true)).toBe(true);
     noDelay.mockRestore();
-    await eventually(() => expect(rig.events.map((e) => e.type)).toEqual(expect.arrayContaining(['accepted', 'released', 'closed'])));
+    await vi.waitFor(() => expect(rig.events.map((e) => e.type)).toEqual(expect.arrayContaining(['accepted', 'released', 'closed'])), WAIT);
   });
 
   it('rejects a caller not on the allow-list (calling AE not recognized) and a wrong called AE', async () => {
@@ -187,7 +189,7 @@ describe('DICOM C-STORE SCP against DCMTK', () => {
   it('implicit VR and big endian files proposed only in their own syntax (storescu -xi, -xb) are stored byte-exact', async () => {
     await run('storescu', [...scu(rig), '-xi', files.usImplicit]);
     await run('storescu', [...scu(rig), '-xb', join(PYDICOM_FILES, 'ExplVR_BigEnd.dcm')]);
-    await eventually(() => expect(rig.stored).toHaveLength(2));
+    await vi.waitFor(() => expect(rig.stored).toHaveLength(2), WAIT);
     expect(rig.stored.map((s) => s.row.transfer_syntax_uid)).toEqual([TransferSyntax.ImplicitVRLittleEndian, TransferSyntax.ExplicitVRBigEndian]);
     expect(dataSetBytes(rig.store.blobs.pathOf(rig.stored[0]!.blob.sha256)).equals(dataSetBytes(files.usImplicit))).toBe(true);
     expect(dataSetBytes(rig.store.blobs.pathOf(rig.stored[1]!.blob.sha256)).equals(dataSetBytes(join(PYDICOM_FILES, 'ExplVR_BigEnd.dcm')))).toBe(true);
@@ -196,14 +198,14 @@ describe('DICOM C-STORE SCP against DCMTK', () => {
   it('storescu sending many files on one association, with small PDUs, gets Success for each', async () => {
     await run('storescu', [...scu(rig), '-xy', '-pdu', '4096', files.usJpeg, files.second]);
     await run('storescu', [...scu(rig), '-xr', '-pdu', '4096', files.usRle, files.cineRle]);
-    await eventually(() => expect(rig.index.count()).toBe(4));
+    await vi.waitFor(() => expect(rig.index.count()).toBe(4), WAIT);
     expect(rig.stored.every((s) => s.outcome === 'new')).toBe(true);
   });
 
   it('the same instance sent again is Success and no second row; different bytes under one UID is a new version', async () => {
     await run('storescu', [...scu(rig), '-xy', files.usJpeg]);
     await run('storescu', [...scu(rig), '-xy', files.usJpeg]);
-    await eventually(() => expect(rig.stored).toHaveLength(2));
+    await vi.waitFor(() => expect(rig.stored).toHaveLength(2), WAIT);
     expect(rig.stored.map((s) => s.outcome)).toEqual(['new', 'same-bytes-again']);
     expect(rig.index.count()).toBe(1);
   });
@@ -215,7 +217,7 @@ describe('DICOM C-STORE SCP against DCMTK', () => {
     expect(rig.index.count()).toBe(0);
     rig.minFreeBytes = 0;
     await run('storescu', [...scu(rig), '-xy', files.usJpeg]);
-    await eventually(() => expect(rig.index.count()).toBe(1));
+    await vi.waitFor(() => expect(rig.index.count()).toBe(1), WAIT);
   });
 
   it('an SOP class not on the accept-list is not accepted (CT): storescu fails, the node keeps serving', async () => {
@@ -302,14 +304,14 @@ describe('DICOM C-STORE SCP: bad data sets and bad PDUs from a scripted SCU', ()
         ],
       }),
     );
-    await eventually(() => expect(readdirNames(join(rig.store.blobs.dir, 'tmp'))).toHaveLength(1));
+    await vi.waitFor(() => expect(readdirNames(join(rig.store.blobs.dir, 'tmp'))).toHaveLength(1), WAIT);
     expect((await b.echo()).status).toBe(Status.Success);
     a.abort();
-    await eventually(() => expect(rig.events.some((e) => e.type === 'aborted' && e.by === 'peer')).toBe(true));
+    await vi.waitFor(() => expect(rig.events.some((e) => e.type === 'aborted' && e.by === 'peer')).toBe(true), WAIT);
     const bus = b.contextFor(SopClass.UltrasoundImage)!;
     expect((await b.store({ contextId: bus.id, sopClassUid: SopClass.UltrasoundImage, sopInstanceUid: '1.2.826.0.1.3680043.10.999.9.1.6', dataSet: good })).status).toBe(Status.Success);
     await b.release();
-    await eventually(() => expect(readdirNames(join(rig.store.blobs.dir, 'tmp'))).toEqual([]));
+    await vi.waitFor(() => expect(readdirNames(join(rig.store.blobs.dir, 'tmp'))).toEqual([]), WAIT);
     expect(rig.index.count()).toBe(1);
   });
 
@@ -319,7 +321,7 @@ describe('DICOM C-STORE SCP: bad data sets and bad PDUs from a scripted SCU', ()
     head[0] = 0x04;
     head.writeUInt32BE(65537, 2);
     a.writeRaw(head);
-    await eventually(() => expect(rig.events.some((e) => e.type === 'aborted' && e.by === 'us' && /longer than the 65536/.test(e.reason))).toBe(true));
+    await vi.waitFor(() => expect(rig.events.some((e) => e.type === 'aborted' && e.by === 'us' && /longer than the 65536/.test(e.reason))).toBe(true), WAIT);
     await expect(a.echo()).rejects.toThrow();
   });
 
@@ -330,7 +332,7 @@ describe('DICOM C-STORE SCP: bad data sets and bad PDUs from a scripted SCU', ()
     await closed;
     expect(rig.events.some((e) => e.type === 'aborted' && /ARTIM/.test(e.reason))).toBe(true);
     const a = await associate();
-    await eventually(() => expect(rig.events.some((e) => e.type === 'aborted' && /no PDU for 1500 ms/.test(e.reason))).toBe(true), { timeoutMs: 5000 });
+    await vi.waitFor(() => expect(rig.events.some((e) => e.type === 'aborted' && /no PDU for 1500 ms/.test(e.reason))).toBe(true), { ...WAIT, timeout: 5000 });
     await expect(a.echo()).rejects.toThrow();
   });
 });
@@ -361,25 +363,11 @@ describe('DICOM SCP association limit', () => {
     }).catch((e: unknown) => e);
     expect((second as AssociationRejected).rj).toMatchObject({ result: 2, source: 3, reason: RejectReason.LocalLimitExceeded });
     await first.release();
-    await eventually(async () => {
+    await vi.waitFor(async () => {
       await run('echoscu', ['-to', '5', '-aet', 'US_ROOM2', '-aec', 'POCTD', '127.0.0.1', String(limited.server.port)]);
-    });
+    }, WAIT);
   });
 });
-
-/** Retries `check` (an assertion) every 25 ms until it passes or `timeoutMs` is over. */
-async function eventually(check: () => unknown, { timeoutMs = 10_000 } = {}): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-}
 
 function readdirNames(dir: string): string[] {
   try {
@@ -415,7 +403,7 @@ describe('DICOM SCP object size limit', () => {
     expect((await a.echo()).status).toBe(Status.Success);
     await a.release();
     expect(small.index.count()).toBe(0);
-    await eventually(() => expect(readdirNames(join(small.store.blobs.dir, 'tmp'))).toEqual([]));
+    await vi.waitFor(() => expect(readdirNames(join(small.store.blobs.dir, 'tmp'))).toEqual([]), WAIT);
   });
 });
 
