@@ -101,6 +101,21 @@ async function stopRig(r: Rig): Promise<void> {
   rmSync(r.dir, { recursive: true, force: true });
 }
 
+/** Our own SCU associating with a rig's SCP: Verification (implicit VR) and each storage class given (explicit VR). */
+function associate(r: Rig, callingAe: string, storageClasses: string[] = [], timeoutMs?: number): Promise<ScuAssociation> {
+  return ScuAssociation.connect({
+    host: '127.0.0.1',
+    port: r.server.port,
+    callingAe,
+    calledAe: 'POCTD',
+    contexts: [
+      { abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] },
+      ...storageClasses.map((abstractSyntax) => ({ abstractSyntax, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] })),
+    ],
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+  });
+}
+
 /** The data set bytes of a Part-10 file: what follows its meta group. */
 function dataSetBytes(path: string): Buffer {
   const file = readFileSync(path);
@@ -133,13 +148,7 @@ describe('DICOM C-STORE SCP against DCMTK', () => {
     const rejected = rig.events.filter((e) => e.type === 'rejected');
     expect(rejected.map((e) => e.type === 'rejected' && e.reason)).toEqual(['calling-ae', 'called-ae']);
     // Our own SCU sees the reason code itself.
-    const error = await ScuAssociation.connect({
-      host: '127.0.0.1',
-      port: rig.server.port,
-      callingAe: 'STRANGER',
-      calledAe: 'POCTD',
-      contexts: [{ abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] }],
-    }).catch((e: unknown) => e);
+    const error = await associate(rig, 'STRANGER').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AssociationRejected);
     expect((error as AssociationRejected).rj).toMatchObject({ result: 1, source: 1, reason: RejectReason.CallingAeNotRecognized });
     expect(rig.index.count()).toBe(0);
@@ -233,23 +242,10 @@ describe('DICOM C-STORE SCP: bad data sets and bad PDUs from a scripted SCU', ()
     return () => stopRig(rig);
   });
 
-  async function associate(): Promise<ScuAssociation> {
-    return ScuAssociation.connect({
-      host: '127.0.0.1',
-      port: rig.server.port,
-      callingAe: 'POCTD_SCU',
-      calledAe: 'POCTD',
-      contexts: [
-        { abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] },
-        { abstractSyntax: SopClass.UltrasoundImage, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] },
-        { abstractSyntax: SopClass.ComprehensiveSR, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] },
-      ],
-      timeoutMs: 5000,
-    });
-  }
+  const scripted = (): Promise<ScuAssociation> => associate(rig, 'POCTD_SCU', [SopClass.UltrasoundImage, SopClass.ComprehensiveSR], 5000);
 
   it('garbage as a data set: 0xC000; a data set of another SOP class: 0xA900; a wrong instance UID: 0xA900; then a good one: Success', async () => {
-    const a = await associate();
+    const a = await scripted();
     const us = a.contextFor(SopClass.UltrasoundImage)!;
     const sr = a.contextFor(SopClass.ComprehensiveSR)!;
     const good = dataSetBytes(files.second);
@@ -278,8 +274,8 @@ describe('DICOM C-STORE SCP: bad data sets and bad PDUs from a scripted SCU', ()
   });
 
   it('an association cut mid data set leaves no file and no row; another association is served meanwhile', async () => {
-    const a = await associate();
-    const b = await associate();
+    const a = await scripted();
+    const b = await scripted();
     const us = a.contextFor(SopClass.UltrasoundImage)!;
     const good = dataSetBytes(files.second);
     // Half a data set (not the last PDV), then the connection is aborted.
@@ -316,7 +312,7 @@ describe('DICOM C-STORE SCP: bad data sets and bad PDUs from a scripted SCU', ()
   });
 
   it('a PDU longer than the maximum we announced is refused with A-ABORT before it is read', async () => {
-    const a = await associate();
+    const a = await scripted();
     const head = Buffer.alloc(6);
     head[0] = 0x04;
     head.writeUInt32BE(65537, 2);
@@ -331,7 +327,7 @@ describe('DICOM C-STORE SCP: bad data sets and bad PDUs from a scripted SCU', ()
     socket.on('error', () => undefined);
     await closed;
     expect(rig.events.some((e) => e.type === 'aborted' && /ARTIM/.test(e.reason))).toBe(true);
-    const a = await associate();
+    const a = await scripted();
     await vi.waitFor(() => expect(rig.events.some((e) => e.type === 'aborted' && /no PDU for 1500 ms/.test(e.reason))).toBe(true), { ...WAIT, timeout: 5000 });
     await expect(a.echo()).rejects.toThrow();
   });
@@ -347,20 +343,8 @@ describe('DICOM SCP association limit', () => {
   });
 
   it('one association more than the limit is rejected as transient (local limit exceeded), and served once the first ends', async () => {
-    const first = await ScuAssociation.connect({
-      host: '127.0.0.1',
-      port: limited.server.port,
-      callingAe: 'US_ROOM2',
-      calledAe: 'POCTD',
-      contexts: [{ abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] }],
-    });
-    const second = await ScuAssociation.connect({
-      host: '127.0.0.1',
-      port: limited.server.port,
-      callingAe: 'US_ROOM2',
-      calledAe: 'POCTD',
-      contexts: [{ abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] }],
-    }).catch((e: unknown) => e);
+    const first = await associate(limited, 'US_ROOM2');
+    const second = await associate(limited, 'US_ROOM2').catch((e: unknown) => e);
     expect((second as AssociationRejected).rj).toMatchObject({ result: 2, source: 3, reason: RejectReason.LocalLimitExceeded });
     await first.release();
     await vi.waitFor(async () => {
@@ -387,16 +371,7 @@ describe('DICOM SCP object size limit', () => {
   });
 
   it('a data set longer than the limit is read to its end, refused with 0xA700 and not kept; the association goes on', async () => {
-    const a = await ScuAssociation.connect({
-      host: '127.0.0.1',
-      port: small.server.port,
-      callingAe: 'POCTD_SCU',
-      calledAe: 'POCTD',
-      contexts: [
-        { abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] },
-        { abstractSyntax: SopClass.UltrasoundImage, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] },
-      ],
-    });
+    const a = await associate(small, 'POCTD_SCU', [SopClass.UltrasoundImage]);
     const us = a.contextFor(SopClass.UltrasoundImage)!;
     const refused = await a.store({ contextId: us.id, sopClassUid: SopClass.UltrasoundImage, sopInstanceUid: '1.2.826.0.1.3680043.10.999.9.1.6', dataSet: dataSetBytes(files.second) });
     expect(refused).toMatchObject({ status: Status.OutOfResources, errorComment: expect.stringMatching(/longer than the 2000 bytes/) });
