@@ -10,7 +10,8 @@
  * The tree is read with dcmjs (naturalized); `ignoreErrors` lets it read ISO 2022 character sets,
  * whose ideographic parts it leaves undecoded, which touches no code or number read here.
  */
-import dcmjs from 'dcmjs';
+import { createRequire } from 'node:module';
+import type dcmjsModule from 'dcmjs';
 import type { StudyCode, StudyMeasurement } from '../../../src/records/types.ts';
 
 /** One measurement as the record carries it, less the instance it came from (the caller adds it). */
@@ -24,6 +25,14 @@ export interface SrReport {
   verification: string | null;
   measurements: SrMeasurement[];
 }
+
+/**
+ * dcmjs (~50 ms to load) is loaded on the first SR read, not when the driver registry is built:
+ * every command and every daemon start build it, most of them never read an SR.
+ */
+const require = createRequire(import.meta.url);
+let loaded: typeof dcmjsModule | undefined;
+const dcmjs = (): typeof dcmjsModule => (loaded ??= require('dcmjs') as typeof dcmjsModule);
 
 type Item = Record<string, unknown>;
 
@@ -138,8 +147,8 @@ function walk(node: Item, context: Context, out: SrMeasurement[], depth: number)
 /** The report read from a whole Part-10 SR file. Throws when dcmjs cannot read it. */
 export function readSr(file: Buffer): SrReport {
   const buffer = file.buffer.slice(file.byteOffset, file.byteOffset + file.length) as ArrayBuffer;
-  const message = dcmjs.data.DicomMessage.readFile(buffer, { ignoreErrors: true });
-  const root = dcmjs.data.DicomMetaDictionary.naturalizeDataset(message.dict) as Item;
+  const message = dcmjs().data.DicomMessage.readFile(buffer, { ignoreErrors: true });
+  const root = dcmjs().data.DicomMetaDictionary.naturalizeDataset(message.dict) as Item;
   const measurements: SrMeasurement[] = [];
   walk(root, { path: [], fetus: null, findingSite: null, laterality: null }, measurements, 0);
   const [template] = items(root.ContentTemplateSequence);
