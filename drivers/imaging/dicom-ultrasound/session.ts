@@ -153,11 +153,7 @@ export class DicomUltrasoundSession implements DriverSession {
     this.transport?.off('association', this.onAssociation);
     await this.folder?.stop();
     // Studies still in their quiet period are recorded now: their instances are already stored.
-    const pending = [...this.timers.keys()];
-    for (const t of this.timers.values()) clearTimeout(t);
-    this.timers.clear();
-    for (const study of pending) this.enqueue(study);
-    await this.chain;
+    await this.flush();
     this.index?.close();
     this.index = null;
   }
