@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { DEFAULT_STUDY, makeStudy } from '../drivers/imaging/dicom-ultrasound/simulator.ts';
+import { freePort } from '../test/helpers/mosquitto.ts';
 
 const run = promisify(execFile);
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -25,14 +26,6 @@ const CINE_FRAMES = Number(process.env.BENCH_DICOM_CINE_FRAMES ?? 400);
 const NODELAY_ENV = { ...process.env, TCP_NODELAY: '1' };
 /** Where poctd's store and storescp's output go (BENCH_DB_DIR=/dev/shm: without the disk's syncs). */
 const OUT_DIR = process.env.BENCH_DB_DIR ?? tmpdir();
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 function peakRssMb(pid: number): number {
   const kb = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))![1]);
@@ -85,17 +78,19 @@ export async function dicomBench(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'poctd-bench-dicom-'));
   try {
     const small: string[] = [];
+    let smallBytes = 0;
     mkdirSync(join(work, 'in'));
     for (let i = 1; i <= FILES; i++) {
       const [image] = makeStudy({ ...DEFAULT_STUDY, studyUid: `${DEFAULT_STUDY.studyUid}.7.${i}`, rows: 256, columns: 256 });
       const path = join(work, 'in', `us-${i}.dcm`);
       writeFileSync(path, image!.bytes);
+      smallBytes += image!.bytes.length;
       small.push(path);
     }
     const cine = makeStudy({ ...DEFAULT_STUDY, studyUid: `${DEFAULT_STUDY.studyUid}.6`, rows: 480, columns: 640, cineFrames: CINE_FRAMES })[1]!;
     const cinePath = join(work, 'in', 'cine.dcm');
     writeFileSync(cinePath, cine.bytes);
-    const smallMb = small.reduce((n, p) => n + readFileSync(p).length, 0) / 1e6;
+    const smallMb = smallBytes / 1e6;
     const cineMb = cine.bytes.length / 1e6;
     console.log(
       `DICOM: ${FILES} US images (${((smallMb / FILES) * 1000).toFixed(0)} KB each) and a ${CINE_FRAMES}-frame cine (${cineMb.toFixed(0)} MB), ` +

@@ -55,6 +55,8 @@ export type IndexOutcome = 'new' | 'same-bytes-again' | 'new-version';
 export class DicomInstanceIndex {
   private readonly db: Database.Database;
   private readonly stmts;
+  /** Built once, not per instance: `db.transaction()` makes a new wrapper each call. */
+  private readonly recordTx: (row: DicomInstanceRow) => IndexOutcome;
 
   constructor(path: string, driver = 'dicom-ultrasound') {
     this.db = new Database(path);
@@ -91,17 +93,18 @@ export class DicomInstanceIndex {
         )
         .pluck(),
     };
-  }
-
-  /** Records an instance whose blob is already durable; returns once the row is on disk. */
-  record(row: DicomInstanceRow): IndexOutcome {
-    return this.db.transaction((): IndexOutcome => {
+    this.recordTx = this.db.transaction((row: DicomInstanceRow): IndexOutcome => {
       const known = this.stmts.exists.all(row.sop_instance_uid) as string[];
       if (known.includes(row.sha256)) return 'same-bytes-again';
       this.stmts.insertCapture.run(row.sha256, row.device_id, row.size, row.received_at);
       this.stmts.insert.run(row);
       return known.length > 0 ? 'new-version' : 'new';
-    })();
+    });
+  }
+
+  /** Records an instance whose blob is already durable; returns once the row is on disk. */
+  record(row: DicomInstanceRow): IndexOutcome {
+    return this.recordTx(row);
   }
 
   /** Every version of an instance, newest first. */

@@ -5,7 +5,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -17,17 +16,10 @@ import { runCleanups, type Cleanups } from '../helpers/cleanups.ts';
 import { deviceManagerRig } from '../helpers/device-manager-rig.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { requireTool } from '../helpers/tools.ts';
+import { freePort } from '../helpers/mosquitto.ts';
 
 const cleanups: Cleanups = [];
 afterEach(() => runCleanups(cleanups));
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function startOrthanc(scpPort: number): Promise<{ url: string; child: ChildProcess }> {
   const dir = mkdtempSync(join(tmpdir(), 'poctd-orthanc-'));

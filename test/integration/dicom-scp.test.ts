@@ -25,6 +25,8 @@ import { makeUsFile, PYDICOM_FILES, US_STUDY_UID } from '../helpers/dicom-files.
 import { requireTool } from '../helpers/tools.ts';
 
 const run = promisify(execFile);
+/** How the tests wait for a positive sign: vitest retries the assertion every 25 ms for up to 10 s. */
+const WAIT = { timeout: 10_000, interval: 25 };
 
 interface Rig {
   dir: string;
@@ -99,6 +101,21 @@ async function stopRig(r: Rig): Promise<void> {
   rmSync(r.dir, { recursive: true, force: true });
 }
 
+/** Our own SCU associating with a rig's SCP: Verification (implicit VR) and each storage class given (explicit VR). */
+function associate(r: Rig, callingAe: string, storageClasses: string[] = [], timeoutMs?: number): Promise<ScuAssociation> {
+  return ScuAssociation.connect({
+    host: '127.0.0.1',
+    port: r.server.port,
+    callingAe,
+    calledAe: 'POCTD',
+    contexts: [
+      { abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] },
+      ...storageClasses.map((abstractSyntax) => ({ abstractSyntax, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] })),
+    ],
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+  });
+}
+
 /** The data set bytes of a Part-10 file: what follows its meta group. */
 function dataSetBytes(path: string): Buffer {
   const file = readFileSync(path);
@@ -122,7 +139,7 @@ describe('DICOM C-STORE SCP against DCMTK', () => {
     await run('echoscu', ['-to', '5', ...scu(rig)]);
     expect(noDelay.mock.calls.some((c) => c[0] === true)).toBe(true);
     noDelay.mockRestore();
-    await eventually(() => expect(rig.events.map((e) => e.type)).toEqual(expect.arrayContaining(['accepted', 'released', 'closed'])));
+    await vi.waitFor(() => expect(rig.events.map((e) => e.type)).toEqual(expect.arrayContaining(['accepted', 'released', 'closed'])), WAIT);
   });
 
   it('rejects a caller not on the allow-list (calling AE not recognized) and a wrong called AE', async () => {
@@ -131,13 +148,7 @@ describe('DICOM C-STORE SCP against DCMTK', () => {
     const rejected = rig.events.filter((e) => e.type === 'rejected');
     expect(rejected.map((e) => e.type === 'rejected' && e.reason)).toEqual(['calling-ae', 'called-ae']);
     // Our own SCU sees the reason code itself.
-    const error = await ScuAssociation.connect({
-      host: '127.0.0.1',
-      port: rig.server.port,
-      callingAe: 'STRANGER',
-      calledAe: 'POCTD',
-      contexts: [{ abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] }],
-    }).catch((e: unknown) => e);
+    const error = await associate(rig, 'STRANGER').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AssociationRejected);
     expect((error as AssociationRejected).rj).toMatchObject({ result: 1, source: 1, reason: RejectReason.CallingAeNotRecognized });
     expect(rig.index.count()).toBe(0);
@@ -187,7 +198,7 @@ describe('DICOM C-STORE SCP against DCMTK', () => {
   it('implicit VR and big endian files proposed only in their own syntax (storescu -xi, -xb) are stored byte-exact', async () => {
     await run('storescu', [...scu(rig), '-xi', files.usImplicit]);
     await run('storescu', [...scu(rig), '-xb', join(PYDICOM_FILES, 'ExplVR_BigEnd.dcm')]);
-    await eventually(() => expect(rig.stored).toHaveLength(2));
+    await vi.waitFor(() => expect(rig.stored).toHaveLength(2), WAIT);
     expect(rig.stored.map((s) => s.row.transfer_syntax_uid)).toEqual([TransferSyntax.ImplicitVRLittleEndian, TransferSyntax.ExplicitVRBigEndian]);
     expect(dataSetBytes(rig.store.blobs.pathOf(rig.stored[0]!.blob.sha256)).equals(dataSetBytes(files.usImplicit))).toBe(true);
     expect(dataSetBytes(rig.store.blobs.pathOf(rig.stored[1]!.blob.sha256)).equals(dataSetBytes(join(PYDICOM_FILES, 'ExplVR_BigEnd.dcm')))).toBe(true);
@@ -196,14 +207,14 @@ describe('DICOM C-STORE SCP against DCMTK', () => {
   it('storescu sending many files on one association, with small PDUs, gets Success for each', async () => {
     await run('storescu', [...scu(rig), '-xy', '-pdu', '4096', files.usJpeg, files.second]);
     await run('storescu', [...scu(rig), '-xr', '-pdu', '4096', files.usRle, files.cineRle]);
-    await eventually(() => expect(rig.index.count()).toBe(4));
+    await vi.waitFor(() => expect(rig.index.count()).toBe(4), WAIT);
     expect(rig.stored.every((s) => s.outcome === 'new')).toBe(true);
   });
 
   it('the same instance sent again is Success and no second row; different bytes under one UID is a new version', async () => {
     await run('storescu', [...scu(rig), '-xy', files.usJpeg]);
     await run('storescu', [...scu(rig), '-xy', files.usJpeg]);
-    await eventually(() => expect(rig.stored).toHaveLength(2));
+    await vi.waitFor(() => expect(rig.stored).toHaveLength(2), WAIT);
     expect(rig.stored.map((s) => s.outcome)).toEqual(['new', 'same-bytes-again']);
     expect(rig.index.count()).toBe(1);
   });
@@ -215,7 +226,7 @@ describe('DICOM C-STORE SCP against DCMTK', () => {
     expect(rig.index.count()).toBe(0);
     rig.minFreeBytes = 0;
     await run('storescu', [...scu(rig), '-xy', files.usJpeg]);
-    await eventually(() => expect(rig.index.count()).toBe(1));
+    await vi.waitFor(() => expect(rig.index.count()).toBe(1), WAIT);
   });
 
   it('an SOP class not on the accept-list is not accepted (CT): storescu fails, the node keeps serving', async () => {
@@ -231,23 +242,10 @@ describe('DICOM C-STORE SCP: bad data sets and bad PDUs from a scripted SCU', ()
     return () => stopRig(rig);
   });
 
-  async function associate(): Promise<ScuAssociation> {
-    return ScuAssociation.connect({
-      host: '127.0.0.1',
-      port: rig.server.port,
-      callingAe: 'POCTD_SCU',
-      calledAe: 'POCTD',
-      contexts: [
-        { abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] },
-        { abstractSyntax: SopClass.UltrasoundImage, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] },
-        { abstractSyntax: SopClass.ComprehensiveSR, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] },
-      ],
-      timeoutMs: 5000,
-    });
-  }
+  const scripted = (): Promise<ScuAssociation> => associate(rig, 'POCTD_SCU', [SopClass.UltrasoundImage, SopClass.ComprehensiveSR], 5000);
 
   it('garbage as a data set: 0xC000; a data set of another SOP class: 0xA900; a wrong instance UID: 0xA900; then a good one: Success', async () => {
-    const a = await associate();
+    const a = await scripted();
     const us = a.contextFor(SopClass.UltrasoundImage)!;
     const sr = a.contextFor(SopClass.ComprehensiveSR)!;
     const good = dataSetBytes(files.second);
@@ -276,8 +274,8 @@ describe('DICOM C-STORE SCP: bad data sets and bad PDUs from a scripted SCU', ()
   });
 
   it('an association cut mid data set leaves no file and no row; another association is served meanwhile', async () => {
-    const a = await associate();
-    const b = await associate();
+    const a = await scripted();
+    const b = await scripted();
     const us = a.contextFor(SopClass.UltrasoundImage)!;
     const good = dataSetBytes(files.second);
     // Half a data set (not the last PDV), then the connection is aborted.
@@ -302,24 +300,24 @@ describe('DICOM C-STORE SCP: bad data sets and bad PDUs from a scripted SCU', ()
         ],
       }),
     );
-    await eventually(() => expect(readdirNames(join(rig.store.blobs.dir, 'tmp'))).toHaveLength(1));
+    await vi.waitFor(() => expect(readdirNames(join(rig.store.blobs.dir, 'tmp'))).toHaveLength(1), WAIT);
     expect((await b.echo()).status).toBe(Status.Success);
     a.abort();
-    await eventually(() => expect(rig.events.some((e) => e.type === 'aborted' && e.by === 'peer')).toBe(true));
+    await vi.waitFor(() => expect(rig.events.some((e) => e.type === 'aborted' && e.by === 'peer')).toBe(true), WAIT);
     const bus = b.contextFor(SopClass.UltrasoundImage)!;
     expect((await b.store({ contextId: bus.id, sopClassUid: SopClass.UltrasoundImage, sopInstanceUid: '1.2.826.0.1.3680043.10.999.9.1.6', dataSet: good })).status).toBe(Status.Success);
     await b.release();
-    await eventually(() => expect(readdirNames(join(rig.store.blobs.dir, 'tmp'))).toEqual([]));
+    await vi.waitFor(() => expect(readdirNames(join(rig.store.blobs.dir, 'tmp'))).toEqual([]), WAIT);
     expect(rig.index.count()).toBe(1);
   });
 
   it('a PDU longer than the maximum we announced is refused with A-ABORT before it is read', async () => {
-    const a = await associate();
+    const a = await scripted();
     const head = Buffer.alloc(6);
     head[0] = 0x04;
     head.writeUInt32BE(65537, 2);
     a.writeRaw(head);
-    await eventually(() => expect(rig.events.some((e) => e.type === 'aborted' && e.by === 'us' && /longer than the 65536/.test(e.reason))).toBe(true));
+    await vi.waitFor(() => expect(rig.events.some((e) => e.type === 'aborted' && e.by === 'us' && /longer than the 65536/.test(e.reason))).toBe(true), WAIT);
     await expect(a.echo()).rejects.toThrow();
   });
 
@@ -329,8 +327,8 @@ describe('DICOM C-STORE SCP: bad data sets and bad PDUs from a scripted SCU', ()
     socket.on('error', () => undefined);
     await closed;
     expect(rig.events.some((e) => e.type === 'aborted' && /ARTIM/.test(e.reason))).toBe(true);
-    const a = await associate();
-    await eventually(() => expect(rig.events.some((e) => e.type === 'aborted' && /no PDU for 1500 ms/.test(e.reason))).toBe(true), { timeoutMs: 5000 });
+    const a = await scripted();
+    await vi.waitFor(() => expect(rig.events.some((e) => e.type === 'aborted' && /no PDU for 1500 ms/.test(e.reason))).toBe(true), { ...WAIT, timeout: 5000 });
     await expect(a.echo()).rejects.toThrow();
   });
 });
@@ -345,41 +343,15 @@ describe('DICOM SCP association limit', () => {
   });
 
   it('one association more than the limit is rejected as transient (local limit exceeded), and served once the first ends', async () => {
-    const first = await ScuAssociation.connect({
-      host: '127.0.0.1',
-      port: limited.server.port,
-      callingAe: 'US_ROOM2',
-      calledAe: 'POCTD',
-      contexts: [{ abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] }],
-    });
-    const second = await ScuAssociation.connect({
-      host: '127.0.0.1',
-      port: limited.server.port,
-      callingAe: 'US_ROOM2',
-      calledAe: 'POCTD',
-      contexts: [{ abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] }],
-    }).catch((e: unknown) => e);
+    const first = await associate(limited, 'US_ROOM2');
+    const second = await associate(limited, 'US_ROOM2').catch((e: unknown) => e);
     expect((second as AssociationRejected).rj).toMatchObject({ result: 2, source: 3, reason: RejectReason.LocalLimitExceeded });
     await first.release();
-    await eventually(async () => {
+    await vi.waitFor(async () => {
       await run('echoscu', ['-to', '5', '-aet', 'US_ROOM2', '-aec', 'POCTD', '127.0.0.1', String(limited.server.port)]);
-    });
+    }, WAIT);
   });
 });
-
-/** Retries `check` (an assertion) every 25 ms until it passes or `timeoutMs` is over. */
-async function eventually(check: () => unknown, { timeoutMs = 10_000 } = {}): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-}
 
 function readdirNames(dir: string): string[] {
   try {
@@ -399,23 +371,14 @@ describe('DICOM SCP object size limit', () => {
   });
 
   it('a data set longer than the limit is read to its end, refused with 0xA700 and not kept; the association goes on', async () => {
-    const a = await ScuAssociation.connect({
-      host: '127.0.0.1',
-      port: small.server.port,
-      callingAe: 'POCTD_SCU',
-      calledAe: 'POCTD',
-      contexts: [
-        { abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVRLittleEndian] },
-        { abstractSyntax: SopClass.UltrasoundImage, transferSyntaxes: [TransferSyntax.ExplicitVRLittleEndian] },
-      ],
-    });
+    const a = await associate(small, 'POCTD_SCU', [SopClass.UltrasoundImage]);
     const us = a.contextFor(SopClass.UltrasoundImage)!;
     const refused = await a.store({ contextId: us.id, sopClassUid: SopClass.UltrasoundImage, sopInstanceUid: '1.2.826.0.1.3680043.10.999.9.1.6', dataSet: dataSetBytes(files.second) });
     expect(refused).toMatchObject({ status: Status.OutOfResources, errorComment: expect.stringMatching(/longer than the 2000 bytes/) });
     expect((await a.echo()).status).toBe(Status.Success);
     await a.release();
     expect(small.index.count()).toBe(0);
-    await eventually(() => expect(readdirNames(join(small.store.blobs.dir, 'tmp'))).toEqual([]));
+    await vi.waitFor(() => expect(readdirNames(join(small.store.blobs.dir, 'tmp'))).toEqual([]), WAIT);
   });
 });
 

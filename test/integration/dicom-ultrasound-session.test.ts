@@ -7,14 +7,15 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dicomUltrasound } from '../../drivers/imaging/dicom-ultrasound/definition.ts';
+import type { DicomUltrasoundSession } from '../../drivers/imaging/dicom-ultrasound/session.ts';
 import { DEFAULT_STUDY, makeStudy, sendStudy } from '../../drivers/imaging/dicom-ultrasound/simulator.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
+import type { SessionHost } from '../../src/driver-sdk/index.ts';
 import { hashPatientId } from '../../src/records/privacy.ts';
 import type { StudyRecord } from '../../src/records/types.ts';
 import { Status } from '../../src/protocols/dicom/dimse.ts';
@@ -28,18 +29,11 @@ import { runCleanups, type Cleanups } from '../helpers/cleanups.ts';
 import { deviceManagerRig, type DeviceManagerRig } from '../helpers/device-manager-rig.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { requireTool } from '../helpers/tools.ts';
+import { freePort } from '../helpers/mosquitto.ts';
 
 const run = promisify(execFile);
 const cleanups: Cleanups = [];
 afterEach(() => runCleanups(cleanups));
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function device(port: number, extra: Partial<DeviceConfig['transport']> = {}): DeviceConfig {
   return {
@@ -185,9 +179,12 @@ describe('dicom-ultrasound session (device manager, real store)', () => {
     expect(studies(rig)[0]).toMatchObject({ instances: 3, version: 3 });
     // Recorded once: a second start finds nothing left to record.
     await rig.stop();
-    const again = await deviceManagerRig({ devices: [device(await freePort())], drivers: [dicomUltrasound], cleanups, dbPath });
+    let session: DicomUltrasoundSession | undefined;
+    const driver = { ...dicomUltrasound, createSession: (host: SessionHost) => (session = dicomUltrasound.createSession(host) as DicomUltrasoundSession) };
+    const again = await deviceManagerRig({ devices: [device(await freePort())], drivers: [driver], cleanups, dbPath });
     await eventually('the SCP listening', () => again.states('us-room-2').some((s) => s.status === 'idle'));
-    await new Promise((r) => setTimeout(r, 500));
+    // The start-up pass over unrecorded studies has run to its end (flush awaits every queued record).
+    await session!.flush();
     expect(studies(again)).toHaveLength(1);
   });
 });

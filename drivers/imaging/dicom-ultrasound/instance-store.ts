@@ -14,7 +14,7 @@
 import { statfsSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { Status } from '../../../src/protocols/dicom/dimse.ts';
-import { HeaderError, parseHeader, pixelDataTruncation, uidOf } from '../../../src/protocols/dicom/header.ts';
+import { HeaderError, parseHeader, pixelDataTruncation, uidOf, type ParsedHeader } from '../../../src/protocols/dicom/header.ts';
 import { fileMetaHeader } from '../../../src/protocols/dicom/part10.ts';
 import type { InstanceSink, StoreOutcome, StoreRequest } from '../../../src/protocols/dicom/association.ts';
 import type { BlobRef, BlobStore } from '../../../src/store/blobs.ts';
@@ -140,11 +140,11 @@ class BlobSink implements InstanceSink {
       return { status: Status.OutOfResources, comment: `not stored: ${this.failure.message}` };
     }
     const prefix = Buffer.concat(this.prefix);
-    const check = this.check(prefix);
-    if (check) {
+    const checked = this.check(prefix);
+    if ('refusal' in checked) {
       this.discard();
       await this.put.catch(() => undefined);
-      return check;
+      return checked.refusal;
     }
     this.stream.end();
     let blob: BlobRef;
@@ -153,7 +153,7 @@ class BlobSink implements InstanceSink {
     } catch (error) {
       return { status: Status.OutOfResources, comment: `not stored: ${(error as Error).message}` };
     }
-    const { dataSet } = parseHeader(prefix, { prefixOnly: this.totalBytes > prefix.length });
+    const { dataSet } = checked;
     const row: DicomInstanceRow = {
       sop_instance_uid: this.request.sopInstanceUid,
       sha256: blob.sha256,
@@ -183,31 +183,32 @@ class BlobSink implements InstanceSink {
     if (!this.stream.destroyed) this.stream.destroy(new Error('data set discarded'));
   }
 
-  /** The reason to refuse the data set, from its header; undefined when it is what it says. */
-  private check(prefix: Buffer): StoreOutcome | undefined {
+  /** The reason to refuse the data set, from its header; else the parsed header (parsed once per instance). */
+  private check(prefix: Buffer): { refusal: StoreOutcome } | { dataSet: ParsedHeader['dataSet'] } {
+    const refusal = (status: number, comment: string): { refusal: StoreOutcome } => ({ refusal: { status, comment } });
     let dataSet;
     try {
       dataSet = parseHeader(prefix, { prefixOnly: this.totalBytes > prefix.length }).dataSet;
     } catch (error) {
       if (!(error instanceof HeaderError)) throw error;
-      return { status: Status.CannotUnderstand, comment: `not a readable data set: ${error.message}` };
+      return refusal(Status.CannotUnderstand, `not a readable data set: ${error.message}`);
     }
     const sopClass = uidOf(dataSet, 'x00080016');
     const sopInstance = uidOf(dataSet, 'x00080018');
     if (sopClass === undefined || sopInstance === undefined) {
-      return { status: Status.CannotUnderstand, comment: 'the data set has no SOP class or instance UID' };
+      return refusal(Status.CannotUnderstand, 'the data set has no SOP class or instance UID');
     }
     if (sopClass !== this.request.sopClassUid) {
-      return { status: Status.DataSetMismatch, comment: `data set SOP class ${sopClass}, command ${this.request.sopClassUid}` };
+      return refusal(Status.DataSetMismatch, `data set SOP class ${sopClass}, command ${this.request.sopClassUid}`);
     }
     if (sopInstance !== this.request.sopInstanceUid) {
-      return { status: Status.DataSetMismatch, comment: 'data set SOP instance UID is not the one its command announced' };
+      return refusal(Status.DataSetMismatch, 'data set SOP instance UID is not the one its command announced');
     }
     if (uidOf(dataSet, 'x0020000d') === undefined || uidOf(dataSet, 'x0020000e') === undefined) {
-      return { status: Status.CannotUnderstand, comment: 'the data set has no study or series instance UID' };
+      return refusal(Status.CannotUnderstand, 'the data set has no study or series instance UID');
     }
     const truncated = pixelDataTruncation(dataSet, this.totalBytes, Buffer.from(this.tail));
-    if (truncated) return { status: Status.CannotUnderstand, comment: truncated };
-    return undefined;
+    if (truncated) return refusal(Status.CannotUnderstand, truncated);
+    return { dataSet };
   }
 }

@@ -13,18 +13,16 @@ import { open } from 'node:fs/promises';
 import type { DriverSession, SessionHost } from '../../../src/driver-sdk/index.ts';
 import type { AssociationEvent } from '../../../src/protocols/dicom/association.ts';
 import { DicomScpTransport } from '../../../src/protocols/dicom/scp-transport.ts';
-import { ULTRASOUND_STORAGE_CLASSES } from '../../../src/protocols/dicom/uids.ts';
 import { DicomInstanceIndex, type DicomInstanceRow } from '../../../src/store/dicom-instances.ts';
 import type { BlobStore } from '../../../src/store/blobs.ts';
 import { encodeBundle, headerPart, type BundledInstance } from './bundle.ts';
 import { ExportFolderWatcher } from './export-folder.ts';
 import { HEADER_PREFIX_BYTES, InstanceStore, type StoredInstance } from './instance-store.ts';
-import { readInstance, studyDraft } from './study.ts';
+import { DOCUMENT_CLASSES, readInstance, studyDraft } from './study.ts';
 
 export const DEFAULT_QUIET_PERIOD_MS = 30_000;
 /** An SR or PDF report is read whole for its tree; beyond this it is read like an image (header only). */
 const MAX_DOCUMENT_BYTES = 64 * 1024 * 1024;
-const DOCUMENT_CLASSES = new Set(ULTRASOUND_STORAGE_CLASSES.filter((uid) => uid.startsWith('1.2.840.10008.5.1.4.1.1.88.') || uid.endsWith('.104.1')));
 
 export interface DicomUltrasoundOptions {
   quiet_period_ms: number;
@@ -155,11 +153,7 @@ export class DicomUltrasoundSession implements DriverSession {
     this.transport?.off('association', this.onAssociation);
     await this.folder?.stop();
     // Studies still in their quiet period are recorded now: their instances are already stored.
-    const pending = [...this.timers.keys()];
-    for (const t of this.timers.values()) clearTimeout(t);
-    this.timers.clear();
-    for (const study of pending) this.enqueue(study);
-    await this.chain;
+    await this.flush();
     this.index?.close();
     this.index = null;
   }

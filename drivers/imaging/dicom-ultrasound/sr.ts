@@ -10,44 +10,29 @@
  * The tree is read with dcmjs (naturalized); `ignoreErrors` lets it read ISO 2022 character sets,
  * whose ideographic parts it leaves undecoded, which touches no code or number read here.
  */
-import dcmjs from 'dcmjs';
+import { createRequire } from 'node:module';
+import type dcmjsModule from 'dcmjs';
+import type { StudyCode, StudyMeasurement } from '../../../src/records/types.ts';
 
-export interface CodedConcept {
-  code: string;
-  scheme: string;
-  meaning: string;
-}
-
-export interface SrMeasurement {
-  code: string;
-  scheme: string;
-  meaning: string;
-  /** The code again when the scheme is LOINC (LN). */
-  loinc: string | null;
-  value: number | null;
-  /** The unit code as the SR gives it, and as UCUM when its scheme is UCUM. */
-  unit: string | null;
-  ucum: string | null;
-  /** Why a value is missing (NumericValueQualifierCodeSequence), else null. */
-  text: string | null;
-  /** Section path: the code meanings of the containers above, from the report's sections down. */
-  path: string[];
-  fetus: string | null;
-  finding_site: CodedConcept | null;
-  laterality: CodedConcept | null;
-  derivation: string | null;
-  equation: string | null;
-  selection: string | null;
-}
+/** One measurement as the record carries it, less the instance it came from (the caller adds it). */
+export type SrMeasurement = Omit<StudyMeasurement, 'sop_instance_uid'>;
 
 export interface SrReport {
   /** The document title (the root concept), e.g. 125000 DCM "OB-GYN Ultrasound Procedure Report". */
-  title: CodedConcept | null;
+  title: StudyCode | null;
   template: string | null;
   completion: string | null;
   verification: string | null;
   measurements: SrMeasurement[];
 }
+
+/**
+ * dcmjs (~50 ms to load) is loaded on the first SR read, not when the driver registry is built:
+ * every command and every daemon start build it, most of them never read an SR.
+ */
+const require = createRequire(import.meta.url);
+let loaded: typeof dcmjsModule | undefined;
+const dcmjs = (): typeof dcmjsModule => (loaded ??= require('dcmjs') as typeof dcmjsModule);
 
 type Item = Record<string, unknown>;
 
@@ -73,7 +58,7 @@ function str(value: unknown): string | null {
   return t === '' ? null : t;
 }
 
-function conceptOf(sequence: unknown): CodedConcept | null {
+function conceptOf(sequence: unknown): StudyCode | null {
   const [first] = items(sequence);
   if (!first) return null;
   const code = str(first.CodeValue) ?? str(first.LongCodeValue) ?? str(first.URNCodeValue);
@@ -82,13 +67,13 @@ function conceptOf(sequence: unknown): CodedConcept | null {
   return { code, scheme, meaning: str(first.CodeMeaning) ?? '' };
 }
 
-const key = (c: CodedConcept | null): string => (c ? `${c.scheme}:${c.code}` : '');
+const key = (c: StudyCode | null): string => (c ? `${c.scheme}:${c.code}` : '');
 
 interface Context {
   path: string[];
   fetus: string | null;
-  findingSite: CodedConcept | null;
-  laterality: CodedConcept | null;
+  findingSite: StudyCode | null;
+  laterality: StudyCode | null;
 }
 
 /** What a content item's modifiers (its own children, or a container's) say. */
@@ -112,7 +97,7 @@ function applyModifier(child: Item, into: Partial<Context> & { derivation?: stri
 function measurementOf(item: Item, context: Context): SrMeasurement | null {
   const name = conceptOf(item.ConceptNameCodeSequence);
   if (!name) return null;
-  const own: { findingSite?: CodedConcept | null; laterality?: CodedConcept | null; fetus?: string | null; derivation?: string | null; equation?: string | null; selection?: string | null } = {};
+  const own: { findingSite?: StudyCode | null; laterality?: StudyCode | null; fetus?: string | null; derivation?: string | null; equation?: string | null; selection?: string | null } = {};
   for (const child of items(item.ContentSequence)) applyModifier(child, own);
   const [measured] = items(item.MeasuredValueSequence);
   const raw = measured ? str(measured.NumericValue) : null;
@@ -162,8 +147,8 @@ function walk(node: Item, context: Context, out: SrMeasurement[], depth: number)
 /** The report read from a whole Part-10 SR file. Throws when dcmjs cannot read it. */
 export function readSr(file: Buffer): SrReport {
   const buffer = file.buffer.slice(file.byteOffset, file.byteOffset + file.length) as ArrayBuffer;
-  const message = dcmjs.data.DicomMessage.readFile(buffer, { ignoreErrors: true });
-  const root = dcmjs.data.DicomMetaDictionary.naturalizeDataset(message.dict) as Item;
+  const message = dcmjs().data.DicomMessage.readFile(buffer, { ignoreErrors: true });
+  const root = dcmjs().data.DicomMetaDictionary.naturalizeDataset(message.dict) as Item;
   const measurements: SrMeasurement[] = [];
   walk(root, { path: [], fetus: null, findingSite: null, laterality: null }, measurements, 0);
   const [template] = items(root.ContentTemplateSequence);

@@ -15,8 +15,8 @@ import { readSr, type SrReport } from './sr.ts';
 
 export const DRIVER_ID = 'dicom-ultrasound';
 
-/** SOP classes whose content is a document, not frames. */
-const DOCUMENT_CLASSES = new Set<string>([
+/** SOP classes whose content is a document, not frames (the session reads these whole). */
+export const DOCUMENT_CLASSES = new Set<string>([
   SopClass.BasicTextSR,
   SopClass.EnhancedSR,
   SopClass.ComprehensiveSR,

@@ -232,12 +232,13 @@ function encodeUserInfo(info: UserInformation): Buffer {
   return item(ItemType.UserInformation, Buffer.concat(parts));
 }
 
-function associateHead(protocolVersion: number, calledAe: string, callingAe: string): Buffer {
+/** An A-ASSOCIATE-RQ or -AC: the fixed head, the application context, the contexts, the user information. */
+function associatePdu(p: AssociateRq | AssociateAc, contexts: Buffer[]): Buffer {
   const head = Buffer.alloc(68);
-  head.writeUInt16BE(protocolVersion, 0);
-  aeField(calledAe).copy(head, 4);
-  aeField(callingAe).copy(head, 20);
-  return head;
+  head.writeUInt16BE(p.protocolVersion, 0);
+  aeField(p.calledAe).copy(head, 4);
+  aeField(p.callingAe).copy(head, 20);
+  return pdu(p.type, Buffer.concat([head, item(ItemType.ApplicationContext, Buffer.from(p.applicationContext, 'latin1')), ...contexts, encodeUserInfo(p.userInfo)]));
 }
 
 export function encodePdu(p: Pdu): Buffer {
@@ -250,15 +251,7 @@ export function encodePdu(p: Pdu): Buffer {
         ];
         return item(ItemType.PresentationContextRq, Buffer.concat([Buffer.from([c.id, 0, 0, 0]), ...subs]));
       });
-      return pdu(
-        p.type,
-        Buffer.concat([
-          associateHead(p.protocolVersion, p.calledAe, p.callingAe),
-          item(ItemType.ApplicationContext, Buffer.from(p.applicationContext, 'latin1')),
-          ...contexts,
-          encodeUserInfo(p.userInfo),
-        ]),
-      );
+      return associatePdu(p, contexts);
     }
     case PduType.AssociateAc: {
       const contexts = p.contexts.map((c) =>
@@ -267,15 +260,7 @@ export function encodePdu(p: Pdu): Buffer {
           Buffer.concat([Buffer.from([c.id, 0, c.result, 0]), item(ItemType.TransferSyntax, Buffer.from(c.transferSyntax, 'latin1'))]),
         ),
       );
-      return pdu(
-        p.type,
-        Buffer.concat([
-          associateHead(p.protocolVersion, p.calledAe, p.callingAe),
-          item(ItemType.ApplicationContext, Buffer.from(p.applicationContext, 'latin1')),
-          ...contexts,
-          encodeUserInfo(p.userInfo),
-        ]),
-      );
+      return associatePdu(p, contexts);
     }
     case PduType.AssociateRj:
       return pdu(p.type, Buffer.from([0, p.result, p.source, p.reason]));
