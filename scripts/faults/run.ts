@@ -16,6 +16,7 @@
  * Bounded by default (about two minutes, what .ci/run runs); `--full` (or FAULTS_FULL=1) runs the
  * issue's sizes. Exits non-zero when a bound does not hold.
  */
+import net from 'node:net';
 import mqtt from 'mqtt';
 import { Mosquitto, freePort } from '../../test/helpers/mosquitto.ts';
 import { checkStore, Daemon, flood, ResendingAnalyzer, sleep, slowloris, tempDir, waitFor } from './lib.ts';
@@ -226,7 +227,6 @@ async function connectionStorm(): Promise<void> {
   await daemon.start(port);
   const analyzer = new ResendingAnalyzer(port, '30001');
   await analyzer.send(0);
-  const net = await import('node:net');
   const started = Date.now();
   let accepted = 0;
   let closedByDaemon = 0;
@@ -234,7 +234,7 @@ async function connectionStorm(): Promise<void> {
     Array.from(
       { length: SIZES.storm },
       () =>
-        new Promise<import('node:net').Socket>((resolve) => {
+        new Promise<net.Socket>((resolve) => {
           const s = net.connect({ host: '127.0.0.1', port });
           s.on('error', () => undefined);
           s.once('connect', () => {
