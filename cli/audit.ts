@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { drivers } from '../drivers/index.ts';
 import { listenerIdentitiesOf, loadConfigFile, parseConfig } from '../src/config/load.ts';
-import { Store } from '../src/store/store.ts';
+import { ResultReader } from '../src/store/query.ts';
 import type { AuditRow } from '../src/store/requests.ts';
 import { UsageError } from './command-line.ts';
 import type { CommandIo } from './user.ts';
@@ -34,7 +34,14 @@ export function auditCommand(args: string[], io: Pick<CommandIo, 'stdout' | 'std
     io.stderr.write(`poctd audit: no database at ${config.store.path} (store.path)\n`);
     return 1;
   }
-  const store = new Store(config.store.path);
+  // Read-only, as `poctd results`: never migrates or writes the database a running daemon holds.
+  let store: ResultReader;
+  try {
+    store = new ResultReader(config.store.path);
+  } catch (error) {
+    io.stderr.write(`poctd audit: ${(error as Error).message}\n`);
+    return 1;
+  }
   try {
     for (const row of store.auditRows()) {
       if (since !== undefined && row.at < since) continue;

@@ -10,6 +10,11 @@ type CommanderCommand = import('commander').Command;
 
 const OPTION = { flags: '--option <key=value>', description: "a device option as its config's `options` has it (repeatable)", repeatable: true };
 const CONFIG = { flags: '-c, --config <file>', description: 'the config file (YAML)' };
+/** Where `results` and `export` find the database: the daemon's config, or the file itself. */
+const STORE = [
+  { flags: '-c, --config <file>', description: "the daemon's config (its store.path)" },
+  { flags: '--store <db>', description: 'the database file itself' },
+];
 
 /** Every `poctd` command, in the order `poctd --help` lists them. A new command is one entry. */
 export const COMMANDS: CommandSpec[] = [
@@ -47,8 +52,7 @@ export const COMMANDS: CommandSpec[] = [
     name: 'results',
     summary: 'print stored results from the database (no broker needed): table, JSON lines, CSV or FHIR R4',
     options: [
-      { flags: '-c, --config <file>', description: "the daemon's config (its store.path)" },
-      { flags: '--store <db>', description: 'the database file itself' },
+      ...STORE,
       { flags: '--device <id>', description: 'only this device (repeatable)', repeatable: true },
       { flags: '--category <c>', description: 'patient, control, qc, calibration or proficiency (repeatable)', repeatable: true },
       { flags: '--since <time>', description: 'observed at or after: 2026-12-01, 2026-12-01T08:00, or an age (30m, 24h, 7d)' },
@@ -69,8 +73,7 @@ export const COMMANDS: CommandSpec[] = [
     summary: 'write a stored capture (the bytes a record came from) to a file for `poctd replay`',
     arguments: ['[sha256]'],
     options: [
-      { flags: '-c, --config <file>', description: "the daemon's config (its store.path)" },
-      { flags: '--store <db>', description: 'the database file itself' },
+      ...STORE,
       { flags: '--seq <n>', description: 'the capture of the record with this seq' },
       { flags: '-o, --output <file>', description: 'where to write it (default: standard output)' },
     ],

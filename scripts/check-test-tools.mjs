@@ -20,6 +20,8 @@ const tools = [
   ['dsrdump', 'dcmtk'],
   ['dcmmkdir', 'dcmtk'],
   ['Orthanc', 'orthanc'],
+  // The dashboard's browser tests (test/helpers/browser.ts): without it they would only warn and skip.
+  ['chromium-headless-shell', 'chromium-headless-shell'],
 ];
 
 const missing = tools.filter(([command]) => {

@@ -234,6 +234,15 @@ export function noise(n: number, seed: number): Buffer {
   return out;
 }
 
+/** A connection to `port` whose errors and incoming bytes are ignored; undefined when it fails. */
+async function quietConnect(port: number): Promise<net.Socket | undefined> {
+  const s = net.connect({ host: '127.0.0.1', port });
+  s.on('error', () => undefined);
+  s.on('data', () => undefined);
+  const ok = await new Promise<boolean>((r) => s.once('connect', () => r(true)).once('error', () => r(false)));
+  return ok ? s : undefined;
+}
+
 /** Writes noise to `port` as fast as the socket drains, until stopped; counts the bytes. */
 export function flood(port: number): { stop: () => void; bytes: () => number; connections: () => number } {
   let stopped = false;
@@ -244,11 +253,8 @@ export function flood(port: number): { stop: () => void; bytes: () => number; co
   let seed = 0;
   const loop = async (): Promise<void> => {
     while (!stopped) {
-      const s = net.connect({ host: '127.0.0.1', port });
-      s.on('error', () => undefined);
-      s.on('data', () => undefined);
-      const ok = await new Promise<boolean>((r) => s.once('connect', () => r(true)).once('error', () => r(false)));
-      if (!ok) {
+      const s = await quietConnect(port);
+      if (!s) {
         await sleep(100);
         continue;
       }
@@ -271,11 +277,8 @@ export function slowloris(port: number, count: number, everyMs = 1000): { stop: 
   let reconnects = 0;
   const one = async (): Promise<void> => {
     while (!stopped) {
-      const s = net.connect({ host: '127.0.0.1', port });
-      s.on('error', () => undefined);
-      s.on('data', () => undefined);
-      const ok = await new Promise<boolean>((r) => s.once('connect', () => r(true)).once('error', () => r(false)));
-      if (ok) {
+      const s = await quietConnect(port);
+      if (s) {
         s.write(Buffer.from([ENQ]));
         await sleep(everyMs);
         s.write(encodeFrame(1, 'H|\\^&|||SLOW\r', false).subarray(0, 3));
@@ -285,7 +288,7 @@ export function slowloris(port: number, count: number, everyMs = 1000): { stop: 
         }
       }
       const cut = !stopped;
-      s.destroy();
+      s?.destroy();
       if (cut) reconnects++;
       await sleep(200);
     }

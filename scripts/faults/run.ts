@@ -16,6 +16,7 @@
  * Bounded by default (about two minutes, what .ci/run runs); `--full` (or FAULTS_FULL=1) runs the
  * issue's sizes. Exits non-zero when a bound does not hold.
  */
+import net from 'node:net';
 import mqtt from 'mqtt';
 import { Mosquitto, freePort } from '../../test/helpers/mosquitto.ts';
 import { checkStore, Daemon, flood, ResendingAnalyzer, sleep, slowloris, tempDir, waitFor } from './lib.ts';
@@ -46,6 +47,19 @@ devices:
 ${devices}`;
 }
 
+/**
+ * A Mosquitto broker and a daemon (not started yet) with one ASTM analyzer on its own tcp-server
+ * port per id, the store in a fresh poctd-faults-NAME- directory.
+ */
+async function astmSite<Id extends string>(name: string, ...ids: Id[]): Promise<{ broker: Mosquitto; ports: Record<Id, number>; daemon: Daemon }> {
+  const broker = await Mosquitto.start();
+  const ports = {} as Record<Id, number>;
+  for (const id of ids) ports[id] = await freePort();
+  const dir = tempDir(`poctd-faults-${name}-`);
+  const devices = ids.map((id) => `  - { id: ${id}, driver: astm, transport: { type: tcp-server, port: ${ports[id]} } }\n`).join('');
+  return { broker, ports, daemon: new Daemon(dir, daemonConfig(dir, broker.url, devices)) };
+}
+
 /** A persistent QoS 1 subscriber to every result: distinct record ids, duplicates, seq order. */
 async function subscriber(url: string, clientId: string): Promise<{ ids: Set<string>; seqs: number[]; duplicates: () => number; end: () => Promise<void> }> {
   const ids = new Set<string>();
@@ -66,10 +80,7 @@ async function subscriber(url: string, clientId: string): Promise<{ ids: Set<str
 }
 
 async function killLoop(): Promise<void> {
-  const broker = await Mosquitto.start();
-  const port = await freePort();
-  const dir = tempDir('poctd-faults-kill-');
-  const daemon = new Daemon(dir, daemonConfig(dir, broker.url, `  - { id: chem, driver: astm, transport: { type: tcp-server, port: ${port} } }\n`));
+  const { broker, ports: { chem: port }, daemon } = await astmSite('kill', 'chem');
   const sub = await subscriber(broker.url, `faults-kill-${process.pid}`);
   await daemon.start(port);
   const analyzer = new ResendingAnalyzer(port, '10001');
@@ -109,10 +120,7 @@ async function killLoop(): Promise<void> {
 }
 
 async function brokerRestarts(): Promise<void> {
-  const broker = await Mosquitto.start();
-  const port = await freePort();
-  const dir = tempDir('poctd-faults-broker-');
-  const daemon = new Daemon(dir, daemonConfig(dir, broker.url, `  - { id: chem, driver: astm, transport: { type: tcp-server, port: ${port} } }\n`));
+  const { broker, ports: { chem: port }, daemon } = await astmSite('broker', 'chem');
   const sub = await subscriber(broker.url, `faults-broker-${process.pid}`);
   await daemon.start(port);
   const analyzer = new ResendingAnalyzer(port, '10002');
@@ -167,17 +175,7 @@ async function rateOver(analyzer: ResendingAnalyzer, from: number, seconds: numb
 }
 
 async function floodBesideGood(): Promise<void> {
-  const broker = await Mosquitto.start();
-  const [good, noisy] = [await freePort(), await freePort()];
-  const dir = tempDir('poctd-faults-flood-');
-  const daemon = new Daemon(
-    dir,
-    daemonConfig(
-      dir,
-      broker.url,
-      `  - { id: good, driver: astm, transport: { type: tcp-server, port: ${good} } }\n  - { id: noisy, driver: astm, transport: { type: tcp-server, port: ${noisy} } }\n`,
-    ),
-  );
+  const { broker, ports: { good, noisy }, daemon } = await astmSite('flood', 'good', 'noisy');
   await daemon.start(good);
   const analyzer = new ResendingAnalyzer(good, '20001');
   await rateOver(analyzer, 0, 2); // warm up
@@ -225,14 +223,10 @@ async function floodBesideGood(): Promise<void> {
 }
 
 async function connectionStorm(): Promise<void> {
-  const broker = await Mosquitto.start();
-  const port = await freePort();
-  const dir = tempDir('poctd-faults-storm-');
-  const daemon = new Daemon(dir, daemonConfig(dir, broker.url, `  - { id: chem, driver: astm, transport: { type: tcp-server, port: ${port} } }\n`));
+  const { broker, ports: { chem: port }, daemon } = await astmSite('storm', 'chem');
   await daemon.start(port);
   const analyzer = new ResendingAnalyzer(port, '30001');
   await analyzer.send(0);
-  const net = await import('node:net');
   const started = Date.now();
   let accepted = 0;
   let closedByDaemon = 0;
@@ -240,7 +234,7 @@ async function connectionStorm(): Promise<void> {
     Array.from(
       { length: SIZES.storm },
       () =>
-        new Promise<import('node:net').Socket>((resolve) => {
+        new Promise<net.Socket>((resolve) => {
           const s = net.connect({ host: '127.0.0.1', port });
           s.on('error', () => undefined);
           s.once('connect', () => {

@@ -1,12 +1,13 @@
 /**
  * Reading stored results out of the database without the daemon (`poctd results`, `poctd
- * export`): a read-only connection, so it never migrates, locks out or writes to the store a
+ * export`, `poctd audit`): a read-only connection, so it never migrates, locks out or writes to the store a
  * running daemon holds, and never needs a broker.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ResultRecord } from '../records/types.ts';
+import { RequestLog, type AuditRow } from './requests.ts';
 
 /** What to read; every filter given must hold (a list: any of its values). */
 export interface ResultQuery {
@@ -116,6 +117,11 @@ export class ResultReader {
     const id = this.db.prepare(`SELECT capture_id FROM records WHERE seq = ?`).pluck().get(seq) as string | undefined;
     if (id === undefined) throw new Error(`no record with seq ${seq} in ${this.path}`);
     return this.capture(id);
+  }
+
+  /** The audit trail, oldest first, read as the store's own RequestLog reads it. */
+  auditRows(): AuditRow[] {
+    return new RequestLog(this.db).auditRows();
   }
 
   close(): void {

@@ -1,18 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { tempDir } from '../helpers/daemon.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
+import { runPoctd } from '../helpers/poctd-run.ts';
 import { eventually, Subscriber } from '../helpers/subscriber.ts';
 
 /**
  * Retained topics change only when their content changes: `poctd run` with 50 simulated meters on
  * Mosquitto, counted from a subscriber as a dashboard sees them.
  */
-const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const cleanups = useCleanups();
 const DEVICES = 50;
 
@@ -27,23 +25,13 @@ function fleetConfig(brokerUrl: string, pollS: number | undefined): string {
   return file;
 }
 
-function runPoctd(config: string): { child: ChildProcess; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'run', '--config', config], { cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] });
-  const exited = new Promise<number | null>((ok) => child.once('close', (code) => ok(code)));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  });
-  return { child, exited };
-}
-
 describe('retained messages of a 50-device daemon', () => {
   it('a clean stop publishes bridge/devices once and each device offline once', async () => {
     const broker = await Mosquitto.start();
     cleanups.push(() => broker.stop());
     const sub = await Subscriber.connect(broker.url);
     cleanups.push(() => sub.close());
-    const daemon = runPoctd(fleetConfig(broker.url, undefined));
+    const daemon = runPoctd(fleetConfig(broker.url, undefined), cleanups);
     const online = (): number => new Set(sub.messages.filter((m) => m.topic.endsWith('/availability') && (m.payload as { state: string }).state === 'online').map((m) => m.topic)).size;
     await eventually('50 devices online', () => online() === DEVICES, 60_000);
     // Start-up is over when every meter's first download has finished and its state says so.
@@ -71,7 +59,7 @@ describe('retained messages of a 50-device daemon', () => {
     cleanups.push(() => broker.stop());
     const sub = await Subscriber.connect(broker.url);
     cleanups.push(() => sub.close());
-    const daemon = runPoctd(fleetConfig(broker.url, 1));
+    const daemon = runPoctd(fleetConfig(broker.url, 1), cleanups);
     const downloaded = (): number => new Set(sub.events().filter((e) => e.type === 'download_finished').map((e) => e.device)).size;
     await eventually('every meter downloaded once', () => downloaded() === DEVICES, 60_000);
     const from = sub.messages.length;

@@ -14,6 +14,7 @@ import { tempDir, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { freePort, Mosquitto } from '../helpers/mosquitto.ts';
 import { eventually, Subscriber } from '../helpers/subscriber.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
+import { unreadBytesAt } from '../helpers/tcp-queue.ts';
 
 import { itShared, sharedFixture } from '../helpers/shared-fixtures.ts';
 
@@ -679,7 +680,8 @@ describe('poctd run', () => {
     await sub.waitFor('3 results', () => sub.on('poct/device/bench1/result').length >= 3);
     await sub.close();
     broker.pause();
-    await new Promise((r) => setTimeout(r, 1500)); // a health publish or two go unacknowledged
+    // A health publish reaches the paused broker and sits there unread, never acknowledged.
+    await eventually('a publish unread at the paused broker', () => unreadBytesAt(broker.port) > 0, 10_000);
 
     const stoppedAt = Date.now();
     daemon.child.kill('SIGTERM');

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Controller } from '../../src/controller.ts';
 import type { ResultRecord } from '../../src/records/types.ts';
 import { browserMissing, launchBrowser } from '../helpers/browser.ts';
+import { accessUsersYaml, submitLogin } from '../helpers/dashboard-login.ts';
 import { startDaemon, testConfig } from '../helpers/daemon.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { freePort } from '../helpers/mosquitto.ts';
@@ -38,9 +39,6 @@ const published: Array<{ record: ResultRecord; at: number }> = [];
 beforeAll(async () => {
   if (missing) return;
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
-  const users = Object.entries(USERS)
-    .map(([name, u]) => `    - { name: ${name}, roles: ${u.roles}, password: "${u.password}" }`)
-    .join('\n');
   const config = testConfig(`
 site: bench-3
 mqtt: { embedded: { port: ${mqttPort}, ws_port: 0, username: ${DAEMON.username}, password: "${DAEMON.password}" } }
@@ -48,7 +46,7 @@ http: { port: ${httpPort}, base_path: /lab/poct/ }
 health_interval_s: 1
 access:
   users:
-${users}
+${accessUsersYaml(USERS)}
 devices:
   - id: meter-a
     driver: onetouch-ultra2
@@ -85,13 +83,7 @@ afterAll(async () => {
 });
 
 async function loggedIn(user: keyof typeof USERS): Promise<Page> {
-  const page = await browser.context.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(base);
-  await page.fill('input[name=username]', user);
-  await page.fill('input[name=password]', USERS[user].password);
-  await page.click('button[type=submit]');
+  const { page, errors } = await submitLogin(browser.context, base, user, USERS[user].password);
   await page.waitForSelector('[data-connection="online"]', { timeout: 10_000 });
   expect(errors).toEqual([]);
   return page;

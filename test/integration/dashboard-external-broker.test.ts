@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Controller } from '../../src/controller.ts';
 import { mosquittoAcl } from '../../src/mqtt/access.ts';
 import { browserMissing, launchBrowser } from '../helpers/browser.ts';
+import { submitLogin } from '../helpers/dashboard-login.ts';
 import { startDaemon, tempDir, testConfig, ULTRA2_MEMORY } from '../helpers/daemon.ts';
 import { freePort, Mosquitto } from '../helpers/mosquitto.ts';
 import { requireTool } from '../helpers/tools.ts';
@@ -61,12 +62,7 @@ afterAll(async () => {
 });
 
 async function open(user: string, password: string): Promise<import('playwright-core').Page> {
-  const page = await browser.context.newPage();
-  await page.goto(controller.dashboardUrl!);
-  await page.fill('input[name=username]', user);
-  await page.fill('input[name=password]', password);
-  await page.click('button[type=submit]');
-  return page;
+  return (await submitLogin(browser.context, controller.dashboardUrl!, user, password)).page;
 }
 
 describe.skipIf(missing !== undefined)('dashboard with Mosquitto as the broker', () => {

@@ -9,6 +9,7 @@ import { FakeZebraPrinter } from '../../drivers/printers/zebra-zpl/simulator.ts'
 import type { Controller } from '../../src/controller.ts';
 import type { StudyRecord } from '../../src/records/types.ts';
 import { browserMissing, launchBrowser } from '../helpers/browser.ts';
+import { accessUsersYaml, submitLogin } from '../helpers/dashboard-login.ts';
 import { startDaemon, tempDir, testConfig } from '../helpers/daemon.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { freePort } from '../helpers/mosquitto.ts';
@@ -49,16 +50,13 @@ beforeAll(async () => {
   await printer.start();
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
   dicomPort = await freePort();
-  const users = Object.entries(USERS)
-    .map(([name, u]) => `    - { name: ${name}, roles: ${u.roles}, password: "${u.password}" }`)
-    .join('\n');
   const config = testConfig(`
 site: ward-2
 mqtt: { embedded: { port: ${mqttPort}, ws_port: 0, username: ${DAEMON.username}, password: "${DAEMON.password}" } }
 http: { port: ${httpPort} }
 access:
   users:
-${users}
+${accessUsersYaml(USERS)}
 devices:
   - id: ${PRINTER}
     driver: zebra-zpl
@@ -82,13 +80,7 @@ afterAll(async () => {
 });
 
 async function loggedIn(user: keyof typeof USERS, printerStatus: string | null = 'ok'): Promise<Page> {
-  const page = await browser.context.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(base);
-  await page.fill('input[name=username]', user);
-  await page.fill('input[name=password]', USERS[user].password);
-  await page.click('button[type=submit]');
+  const { page, errors } = await submitLogin(browser.context, base, user, USERS[user].password);
   await page.waitForSelector('[data-connection="online"]', { timeout: 10_000 });
   if (printerStatus) await page.waitForSelector(`[data-device="${PRINTER}"] [data-status="${printerStatus}"]`, { timeout: 10_000 });
   expect(errors).toEqual([]);

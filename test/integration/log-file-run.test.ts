@@ -1,15 +1,13 @@
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/daemon.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
+import { runPoctd } from '../helpers/poctd-run.ts';
 
 const cleanups = useCleanups();
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 describe('poctd run with log.format: pretty and log.file', () => {
   it('prints pino-pretty lines on stdout and keeps JSON lines in the rotated file, up to the last line of a clean stop', async () => {
@@ -28,14 +26,7 @@ describe('poctd run with log.format: pretty and log.file', () => {
         '  - { id: bench1, driver: onetouch-ultra2, transport: { type: simulated, simulator: { serial: GMF600DCY } } }',
       ].join('\n') + '\n',
     );
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'run', '--config', file], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    const exited = new Promise<number | null>((ok) => child.once('close', (code) => ok(code)));
-    cleanups.push(async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await exited;
-    });
+    const { child, stdout: stdoutSoFar, exited } = runPoctd(file, cleanups);
     const logFile = (): string | undefined => {
       const logs = join(dir, 'logs');
       const name = existsSync(logs) ? readdirSync(logs).find((f) => f.endsWith('.log')) : undefined;
@@ -48,6 +39,7 @@ describe('poctd run with log.format: pretty and log.file', () => {
     }, 30_000);
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
+    const stdout = stdoutSoFar();
 
     const lines = readFileSync(logFile()!, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.map((l) => l.msg)).toContain('store open');

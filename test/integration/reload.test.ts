@@ -1,16 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { tempDir } from '../helpers/daemon.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
+import { runPoctd } from '../helpers/poctd-run.ts';
 import { eventually, Subscriber } from '../helpers/subscriber.ts';
 
 /** SIGHUP and `bridge/request/config/reload` on `poctd run`, with Mosquitto, as an operator uses them. */
-const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const cleanups = useCleanups();
 
 interface Meter {
@@ -28,18 +26,6 @@ function writeConfig(file: string, brokerUrl: string, meters: Meter[], broken = 
   writeFileSync(file, lines.join('\n') + '\n');
 }
 
-function runPoctd(file: string): { child: ChildProcess; stdout: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'run', '--config', file], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  const exited = new Promise<number | null>((ok) => child.once('close', (code) => ok(code)));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  });
-  return { child, stdout: () => stdout, exited };
-}
-
 const logLines = (text: string): Array<Record<string, unknown>> => text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
 
 describe('config reload', () => {
@@ -53,7 +39,7 @@ describe('config reload', () => {
     const b = { id: 'meter-b', serial: 'GMF00002Y' };
     const c = { id: 'meter-c', serial: 'GMF00003Y' };
     writeConfig(file, broker.url, [a, b, c]);
-    const daemon = runPoctd(file);
+    const daemon = runPoctd(file, cleanups);
     const availability = (id: string): string | undefined => sub.last<{ state: string }>(`poct/device/${id}/availability`)?.state;
     await eventually('a, b, c online', () => [a, b, c].every((m) => availability(m.id) === 'online'), 30_000);
     await eventually('first downloads done', () => new Set(sub.events().filter((e) => e.type === 'download_finished').map((e) => e.device)).size === 3, 30_000);
@@ -112,7 +98,7 @@ describe('config reload', () => {
     writeConfig(file, broker.url, [a, b]);
     const sub = await Subscriber.connect(broker.url);
     cleanups.push(() => sub.close());
-    const first = runPoctd(file);
+    const first = runPoctd(file, cleanups);
     await eventually('a, b online', () => ['meter-a', 'meter-b'].every((id) => sub.last<{ state: string }>(`poct/device/${id}/availability`)?.state === 'online'), 30_000);
     // Both devices' states in the store (the device manager saves them within a second of a change).
     const remembered = (): string[] => {
@@ -131,7 +117,7 @@ describe('config reload', () => {
     first.child.kill('SIGKILL'); // a crash: b stays "online" retained
     await first.exited;
     writeConfig(file, broker.url, [a]);
-    const second = runPoctd(file);
+    const second = runPoctd(file, cleanups);
     const late = await Subscriber.connect(broker.url);
     cleanups.push(() => late.close());
     await eventually('b offline', () => late.last<{ state: string }>('poct/device/meter-b/availability')?.state === 'offline', 30_000);

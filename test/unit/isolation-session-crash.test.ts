@@ -6,12 +6,11 @@
  * belongs to no session still ends the process with a non-zero code, as Node would.
  */
 import { execFile } from 'node:child_process';
-import net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { drivers } from '../../drivers/index.ts';
 import type { DriverDefinition } from '../../src/driver-sdk/index.ts';
 import { ListenerTransport } from '../../src/transports/listener.ts';
-import { encodeFrame, ENQ, EOT } from '../../src/protocols/astm/frame.ts';
+import { sendAstmMessage } from '../helpers/astm-tcp-sender.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { deviceManagerRig } from '../helpers/device-manager-rig.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -23,14 +22,7 @@ const astm = drivers.find((d) => d.id === 'astm')!;
 const message = (sample: string): string =>
   `H|\\^&|||C111^Roche^c111^4.2.2.1730^1^13147\rP|1\rO|1||${sample}\rR|1|^^^550|95.2|U/L||N||F||||20230727162028\r`;
 
-async function send(port: number, text: string): Promise<void> {
-  const socket = net.connect({ host: '127.0.0.1', port, noDelay: true });
-  socket.on('error', () => undefined);
-  socket.on('data', () => undefined);
-  cleanups.push(async () => void socket.destroy());
-  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  socket.write(Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, text, false), encodeFrame(2, 'L|1|N\r', true), Buffer.from([EOT])]));
-}
+const send = (port: number, text: string): Promise<void> => sendAstmMessage(port, text, cleanups);
 
 type CrashKind = 'data' | 'timer' | 'promise';
 
