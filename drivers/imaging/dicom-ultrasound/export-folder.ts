@@ -238,7 +238,6 @@ export class ExportFolderWatcher {
       blob,
       row,
       outcome,
-      prefix,
     });
   }
 }

@@ -30,8 +30,6 @@ export interface StoredInstance {
   blob: BlobRef;
   row: DicomInstanceRow;
   outcome: IndexOutcome;
-  /** The first bytes of the file (meta header and data set prefix), for the metadata reader. */
-  prefix: Buffer;
 }
 
 export interface InstanceStoreOptions {
@@ -175,7 +173,7 @@ class BlobSink implements InstanceSink {
       // The blob stays (content-addressed, named by no row): the caller hears it is not stored.
       return { status: Status.OutOfResources, comment: `not recorded: ${(error as Error).message}` };
     }
-    this.options.onStored?.({ request: this.request, blob, row, outcome, prefix });
+    this.options.onStored?.({ request: this.request, blob, row, outcome });
     return { status: Status.Success };
   }
 
