@@ -49,6 +49,18 @@ const storedJobSteps = (r: DeviceManagerRig, job: string): string[] =>
   (r.store.recordsSince(0, 1000) as unknown as PrintJobRecord[]).filter((x) => x.schema === 'poct.print-job/1' && x.job === job).map((x) => x.state);
 const fieldTexts = (zpl: string): string[] => Array.from(zpl.matchAll(/\^FD(.*?)\^FS/g), (m) => unescapeFieldData(m[1]!));
 
+/**
+ * Waits until the printer has been asked `~HS` `count` more times. A send is one conversation in
+ * the session's queue (its `~HS`, the format, then `~HS` again on the same connection), so after
+ * three more queries any send already queued has reached the printer: the positive sign that
+ * "nothing more was sent" can be checked, instead of a sleep.
+ */
+async function morePolls(printer: FakeZebraPrinter, count: number): Promise<void> {
+  const polls = (): number => printer.printer.controls.filter((c) => c === 'HS').length;
+  const target = polls() + count;
+  await eventually(`${count} more status polls`, () => polls() >= target);
+}
+
 describe('zebra-zpl session', () => {
   it('stores the job before it answers, prints it, and publishes each step without patient data', async () => {
     const printer = await fakePrinter();
@@ -83,7 +95,7 @@ describe('zebra-zpl session', () => {
     r.request(ID, 'print', { ...REQUEST, transaction: 'same' });
     const second = await r.response(ID, 'print', 2);
     expect((second.data as { job: string }).job).toBe((first.data as { job: string }).job);
-    await new Promise((resolve) => setTimeout(resolve, 400)); // a second label would have come by now (polls every 150 ms)
+    await morePolls(printer, 3); // a second label would have been sent by now
     expect(printer.printer.formatsReceived).toBe(1);
   });
 
@@ -103,7 +115,7 @@ describe('zebra-zpl session', () => {
     await eventually('job printed', () => again.store.jobs.get(ID, job)?.state === 'printed');
     again.request(ID, 'print', { ...REQUEST, transaction: 'offline-1' });
     expect(((await again.response(ID, 'print')).data as { job: string }).job).toBe(job);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await morePolls(printer, 3);
     expect(printer.printer.formatsReceived).toBe(1);
   });
 
@@ -115,7 +127,7 @@ describe('zebra-zpl session', () => {
     r.request(ID, 'print', REQUEST);
     const job = ((await r.response(ID, 'print')).data as { job: string }).job;
     await eventually('queued on the state', () => r.states(ID).at(-1)!.printer?.queued_jobs === 1);
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await morePolls(printer, 3);
     expect(printer.printer.formatsReceived).toBe(0);
     expect(r.store.jobs.get(ID, job)!.state).toBe('queued');
     printer.printer.set({ paper_out: false });
@@ -133,7 +145,7 @@ describe('zebra-zpl session', () => {
     const job = ((await r.response(ID, 'print')).data as { job: string }).job;
     await eventually('uncertain', () => r.store.jobs.get(ID, job)?.state === 'uncertain');
     expect(r.store.jobs.get(ID, job)!.reason).toMatch(/sent but the printer did not confirm|connection failed/);
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await morePolls(printer, 3);
     expect(printer.printer.formatsReceived).toBe(1);
     // Not on the tube: reprinted, the label marked REPRINT.
     r.request(ID, 'confirm', { job, printed: false });
@@ -253,8 +265,7 @@ describe('zebra-zpl session', () => {
     // Closed again: the printer prints what it held; the daemon sends nothing more.
     printer.printer.set({ head_open: false });
     // Two more ~HS polls answered with the head closed: the daemon has seen the fault clear.
-    const polls = printer.printer.controls.filter((c) => c === 'HS').length;
-    await eventually('two more status polls', () => printer.printer.controls.filter((c) => c === 'HS').length >= polls + 2);
+    await morePolls(printer, 2);
     expect(printer.printer.formatsReceived).toBe(1);
     r.request(ID, 'confirm', { job, printed: true });
     expect(await r.response(ID, 'confirm')).toMatchObject({ status: 'ok', data: { state: 'printed' } });
