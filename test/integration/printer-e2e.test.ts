@@ -16,7 +16,7 @@ import { FakeZebraPrinter } from '../../drivers/printers/zebra-zpl/simulator.ts'
 import { BUILTIN_TEMPLATES } from '../../drivers/printers/zebra-zpl/templates.ts';
 import { LABEL_FIELDS } from '../../drivers/printers/zebra-zpl/label.ts';
 import type { Controller } from '../../src/controller.ts';
-import { unescapeFieldData, zplCommands } from '../../src/protocols/zpl/fields.ts';
+import { zplCommands } from '../../src/protocols/zpl/fields.ts';
 import { renderZplPng } from '../../src/protocols/zpl/render.ts';
 import { renderTemplate } from '../../src/protocols/zpl/template.ts';
 import type { PrintJobRecord } from '../../src/records/types.ts';
@@ -26,6 +26,7 @@ import { startDaemon, tempDir, testConfig } from '../helpers/daemon.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
 import { Subscriber } from '../helpers/subscriber.ts';
+import { fieldTexts } from '../helpers/specimen-label.ts';
 
 const run = promisify(execFile);
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -43,7 +44,6 @@ async function decodeBarcode(png: Buffer): Promise<{ zbar: string; zxing: string
   return { zbar, zxing };
 }
 
-const fieldTexts = (zpl: string): string[] => Array.from(zpl.matchAll(/\^FD(.*?)\^FS/g), (m) => unescapeFieldData(m[1]!));
 
 describe('label printing over MQTT (Mosquitto, fake Zebra, offline render, zbarimg, ZXingReader)', () => {
   let broker: Mosquitto;

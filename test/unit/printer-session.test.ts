@@ -10,22 +10,16 @@ import { drivers } from '../../drivers/index.ts';
 import { FakeZebraPrinter } from '../../drivers/printers/zebra-zpl/simulator.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { PrintJobRecord } from '../../src/records/types.ts';
-import { unescapeFieldData } from '../../src/protocols/zpl/fields.ts';
 import { hasValidCheckChar } from '../../src/protocols/zpl/specimen-id.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { deviceManagerRig, type DeviceManagerRig } from '../helpers/device-manager-rig.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { fieldTexts, SPECIMEN_REQUEST } from '../helpers/specimen-label.ts';
 
 const cleanups = useCleanups();
 const ID = 'draw-printer-1';
 
-const REQUEST = {
-  template: 'specimen',
-  specimen_id: 'S24000123',
-  patient: { name: 'Ærøe, Zoë', mrn: '123456', dob: '1960-08-29' },
-  collected_at: '2026-12-03T09:14:00+01:00',
-  tests: ['GLU', 'UA'],
-};
+const REQUEST = SPECIMEN_REQUEST;
 
 async function printerRig(printer: FakeZebraPrinter, dbPath?: string, options: Record<string, unknown> = {}): Promise<DeviceManagerRig> {
   const device: DeviceConfig = {
@@ -47,7 +41,6 @@ async function fakePrinter(options: ConstructorParameters<typeof FakeZebraPrinte
 const jobRecords = (r: DeviceManagerRig): PrintJobRecord[] => r.mqtt.on(`poct/device/${ID}/job`) as PrintJobRecord[];
 const storedJobSteps = (r: DeviceManagerRig, job: string): string[] =>
   (r.store.recordsSince(0, 1000) as unknown as PrintJobRecord[]).filter((x) => x.schema === 'poct.print-job/1' && x.job === job).map((x) => x.state);
-const fieldTexts = (zpl: string): string[] => Array.from(zpl.matchAll(/\^FD(.*?)\^FS/g), (m) => unescapeFieldData(m[1]!));
 
 /**
  * Waits until the printer has been asked `~HS` `count` more times. A send is one conversation in
