@@ -27,6 +27,7 @@ import { eventually } from '../helpers/eventually.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
 import { Subscriber } from '../helpers/subscriber.ts';
 import { fieldTexts } from '../helpers/specimen-label.ts';
+import { startFakeZebra } from '../helpers/fake-zebra.ts';
 
 const run = promisify(execFile);
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -134,9 +135,7 @@ describe('a job accepted while the printer is unreachable, across kill -9 (Mosqu
   it('prints exactly once when the printer is back and the daemon has been started again', async () => {
     const broker = await Mosquitto.start();
     cleanups.push(() => broker.stop());
-    const printer = new FakeZebraPrinter();
-    await printer.start();
-    cleanups.push(() => printer.stop());
+    const printer = await startFakeZebra(cleanups);
     await printer.setUnreachable(true);
     const dir = tempDir('poctd-print-kill-');
     const configFile = join(dir, 'poctd.yaml');
@@ -187,9 +186,7 @@ describe('a retained print request (Mosquitto)', () => {
   it('is refused with an error response when the daemon receives it as retained, printing nothing', async () => {
     const broker = await Mosquitto.start();
     cleanups.push(() => broker.stop());
-    const printer = new FakeZebraPrinter();
-    await printer.start();
-    cleanups.push(() => printer.stop());
+    const printer = await startFakeZebra(cleanups);
     const sub = await Subscriber.connect(broker.url);
     cleanups.push(() => sub.close());
     // Left on the broker before the daemon subscribes (as it would be at every reconnect after).

@@ -15,6 +15,7 @@ import { useCleanups } from '../helpers/cleanups.ts';
 import { deviceManagerRig, type DeviceManagerRig } from '../helpers/device-manager-rig.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { fieldTexts, SPECIMEN_REQUEST } from '../helpers/specimen-label.ts';
+import { startFakeZebra } from '../helpers/fake-zebra.ts';
 
 const cleanups = useCleanups();
 const ID = 'draw-printer-1';
@@ -31,12 +32,7 @@ async function printerRig(printer: FakeZebraPrinter, dbPath?: string, options: R
   return deviceManagerRig({ devices: [device], drivers, cleanups, ...(dbPath ? { dbPath } : {}) });
 }
 
-async function fakePrinter(options: ConstructorParameters<typeof FakeZebraPrinter>[0] = {}): Promise<FakeZebraPrinter> {
-  const printer = new FakeZebraPrinter(options);
-  await printer.start();
-  cleanups.push(() => printer.stop());
-  return printer;
-}
+const fakePrinter = (options: Parameters<typeof startFakeZebra>[1] = {}): Promise<FakeZebraPrinter> => startFakeZebra(cleanups, options);
 
 const jobRecords = (r: DeviceManagerRig): PrintJobRecord[] => r.mqtt.on(`poct/device/${ID}/job`) as PrintJobRecord[];
 const storedJobSteps = (r: DeviceManagerRig, job: string): string[] =>
