@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/daemon.ts';
+import { SPECIMEN_REQUEST } from '../helpers/specimen-label.ts';
 
 const run = promisify(execFile);
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -22,15 +23,7 @@ async function poctd(args: string[]): Promise<{ code: number; stdout: string; st
 
 describe('poctd label', () => {
   const dir = tempDir('poctd-label-cli-');
-  const request = {
-    template: 'specimen',
-    specimen_id: 'S24000123',
-    patient: { name: 'Ærøe, Zoë', mrn: '123456', dob: '1960-08-29' },
-    collected_at: '2026-12-03T09:14:00+01:00',
-    tests: ['GLU', 'UA'],
-    copies: 2,
-    transaction: 't1',
-  };
+  const request = { ...SPECIMEN_REQUEST, copies: 2, transaction: 't1' };
 
   it('writes the PNG (the barcode decodes to the specimen id) and the ZPL', async () => {
     const data = join(dir, 'request.json');

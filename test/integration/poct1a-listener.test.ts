@@ -10,11 +10,9 @@ import { describe, expect, it } from 'vitest';
 import { parseSimulatorOptions, Poct1aSimulator } from '../../drivers/poct1a/simulator.ts';
 import type { ResultRecord } from '../../src/records/types.ts';
 import { TcpClientTransport } from '../../src/transports/tcp.ts';
-import { brokerWithSubscriber } from '../helpers/broker.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
-import { startDaemon, testConfig } from '../helpers/daemon.ts';
 import { eventually } from '../helpers/eventually.ts';
-import { freePort } from '../helpers/mosquitto.ts';
+import { listenerDaemon } from '../helpers/listener-daemon.ts';
 import { REPO_ROOT } from '../helpers/shared-fixtures.ts';
 import { requireTool } from '../helpers/tools.ts';
 
@@ -38,25 +36,19 @@ async function device(port: number, options: Record<string, unknown>): Promise<{
 
 describe('poct1a over TCP with Mosquitto', () => {
   it('a DCA Vantage and a glucose meter on one port, routed by DEV.device_id: results published, QC never patient, patient ids hashed', async () => {
-    const { broker, sub } = await brokerWithSubscriber(cleanups);
-    const port = await freePort();
-    const { controller } = await startDaemon(
-      testConfig(`
-site: clinic-a
-mqtt: { url: ${broker.url} }
-privacy: { patient_id: hash, hash_key: "0123456789abcdef0123456789abcdef" }
-devices:
+    const { sub, port, controller } = await listenerDaemon(
+      cleanups,
+      (p) => `
   - id: dca-1
     driver: poct1a
     timezone: Europe/Copenhagen
-    transport: { type: tcp-server, port: ${port}, sender: "SIEM^DCA Vantage^S013023" }
+    transport: { type: tcp-server, port: ${p}, sender: "SIEM^DCA Vantage^S013023" }
   - id: ward-meter-4
     driver: poct1a
     timezone: Europe/Copenhagen
-    transport: { type: tcp-server, port: ${port}, sender: ["GLU^Meter^GM000004", "GLU^Meter^GM000005"] }
-`),
+    transport: { type: tcp-server, port: ${p}, sender: ["GLU^Meter^GM000004", "GLU^Meter^GM000005"] }`,
+      'privacy: { patient_id: hash, hash_key: "0123456789abcdef0123456789abcdef" }',
     );
-    cleanups.push(() => controller.stop());
     const dca = await device(port, { scenario: 'dca-vantage', serial: 'S013023', count: 2 });
     const meter = await device(port, { scenario: 'glucose', serial: 'GM000004', count: 3 });
     await sub.waitFor('2 DCA results and 5 meter results', () => sub.on('poct/device/dca-1/result').length === 2 && sub.on('poct/device/ward-meter-4/result').length === 5, 20_000);
@@ -80,19 +72,13 @@ devices:
 
   for (const fault of ['drop-before-ack', 'drop-mid-message'] as const) {
     it(`${fault}: the observation is published once, after the device sends it again on its next connection`, async () => {
-      const { broker, sub } = await brokerWithSubscriber(cleanups);
-      const port = await freePort();
-      const { controller } = await startDaemon(
-        testConfig(`
-site: clinic-a
-mqtt: { url: ${broker.url} }
-devices:
+      const { sub, port, controller } = await listenerDaemon(
+        cleanups,
+        (p) => `
   - id: dca-1
     driver: poct1a
-    transport: { type: tcp-server, port: ${port} }
-`),
+    transport: { type: tcp-server, port: ${p} }`,
       );
-      cleanups.push(() => controller.stop());
       const dev = await device(port, { scenario: 'dca-vantage', count: 1, fault });
       await new Promise<void>((resolve) => dev.sim.once('dropped', () => resolve()));
       expect(dev.sim.delivered).toBe(0);
@@ -117,18 +103,12 @@ devices:
   }
 
   it('20 devices connected at once, each served on its own connection', async () => {
-    const { broker, sub } = await brokerWithSubscriber(cleanups);
-    const port = await freePort();
     const ids = Array.from({ length: 20 }, (_, i) => i + 1);
-    const { controller } = await startDaemon(
-      testConfig(`
-site: clinic-a
-mqtt: { url: ${broker.url} }
-devices:
-${ids.map((i) => `  - { id: meter-${i}, driver: poct1a, transport: { type: tcp-server, port: ${port}, max_connections_per_peer: 32, sender: "GLU^Meter^GM${String(i).padStart(6, '0')}" } }`).join('\n')}
-`),
+    const { sub, port } = await listenerDaemon(
+      cleanups,
+      (p) => `
+${ids.map((i) => `  - { id: meter-${i}, driver: poct1a, transport: { type: tcp-server, port: ${p}, max_connections_per_peer: 32, sender: "GLU^Meter^GM${String(i).padStart(6, '0')}" } }`).join('\n')}`,
     );
-    cleanups.push(() => controller.stop());
     const sims = await Promise.all(ids.map((i) => device(port, { scenario: 'glucose', serial: `GM${String(i).padStart(6, '0')}`, count: 2, qc: false })));
     await sub.waitFor('2 results on each of the 20 topics', () => ids.every((i) => sub.on(`poct/device/meter-${i}/result`).length === 2), 30_000);
     await eventually('every device got both observations acknowledged', () => sims.every((s) => s.sim.delivered === 2), 10_000);
@@ -136,18 +116,12 @@ ${ids.map((i) => `  - { id: meter-${i}, driver: poct1a, transport: { type: tcp-s
   });
 
   it('devices sending a DOCTYPE bomb, malformed XML and an oversized message are answered ESC with events and quarantine, while another device on the port is served', async () => {
-    const { broker, sub } = await brokerWithSubscriber(cleanups);
-    const port = await freePort();
     const ids = ['GM000101', 'GM000102', 'GM000103', 'GM000104'];
-    const { controller } = await startDaemon(
-      testConfig(`
-site: clinic-a
-mqtt: { url: ${broker.url} }
-devices:
-${ids.map((serial, i) => `  - { id: m${i}, driver: poct1a, transport: { type: tcp-server, port: ${port}, sender: "GLU^Meter^${serial}" }, options: { max_message_bytes: 65536 } }`).join('\n')}
-`),
+    const { sub, port, controller } = await listenerDaemon(
+      cleanups,
+      (p) => `
+${ids.map((serial, i) => `  - { id: m${i}, driver: poct1a, transport: { type: tcp-server, port: ${p}, sender: "GLU^Meter^${serial}" }, options: { max_message_bytes: 65536 } }`).join('\n')}`,
     );
-    cleanups.push(() => controller.stop());
     const faults = ['doctype', 'bad-xml', 'huge-message', 'none'] as const;
     const devs = await Promise.all(ids.map((serial, i) => device(port, { scenario: 'glucose', serial, count: 1, qc: false, fault: faults[i] })));
     await eventually('every device, faulty or not, got its observation stored and acknowledged', () => devs.every((d) => d.sim.delivered === 1), 20_000);
@@ -161,19 +135,13 @@ ${ids.map((serial, i) => `  - { id: m${i}, driver: poct1a, transport: { type: tc
   });
 
   it('a device id no device names gets ACK AR, a listener_refused event and its connection closed; a peer not on the allow-list is closed; the others are served', async () => {
-    const { broker, sub } = await brokerWithSubscriber(cleanups);
-    const port = await freePort();
-    const { controller } = await startDaemon(
-      testConfig(`
-site: clinic-a
-mqtt: { url: ${broker.url} }
-devices:
+    const { sub, port, controller } = await listenerDaemon(
+      cleanups,
+      (p) => `
   - id: dca-1
     driver: poct1a
-    transport: { type: tcp-server, port: ${port}, sender: "SIEM^DCA Vantage^S000001", peers: ["127.0.0.1"] }
-`),
+    transport: { type: tcp-server, port: ${p}, sender: "SIEM^DCA Vantage^S000001", peers: ["127.0.0.1"] }`,
     );
-    cleanups.push(() => controller.stop());
     const stranger = await device(port, { scenario: 'glucose', serial: 'GM999999', count: 1 });
     await sub.waitFor('a refusal', () => sub.events().some((e) => e.type === 'listener_refused'), 10_000);
     const refusal = sub.events().find((e) => e.type === 'listener_refused')!;
@@ -193,19 +161,13 @@ devices:
 
   it('`poctd simulate poct1a --stdio` under socat dials the daemon like a device on the network, and its results are stored', async () => {
     const socat = requireTool('socat');
-    const { broker, sub } = await brokerWithSubscriber(cleanups);
-    const port = await freePort();
-    const { controller } = await startDaemon(
-      testConfig(`
-site: clinic-a
-mqtt: { url: ${broker.url} }
-devices:
+    const { sub, port } = await listenerDaemon(
+      cleanups,
+      (p) => `
   - id: dca-cli
     driver: poct1a
-    transport: { type: tcp-server, port: ${port}, sender: "SIEM^DCA Vantage^S000777" }
-`),
+    transport: { type: tcp-server, port: ${p}, sender: "SIEM^DCA Vantage^S000777" }`,
     );
-    cleanups.push(() => controller.stop());
     const simulate = `${process.execPath} --import tsx cli/main.ts simulate poct1a --stdio --option serial=S000777 --option count=2`;
     const child = spawn(socat, [`TCP:127.0.0.1:${port}`, `EXEC:${simulate}`], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
     cleanups.push(async () => {
@@ -216,19 +178,13 @@ devices:
   }, 40_000);
 
   it('device requests over MQTT: operators/sync pushes the list to the connected device, directive sends a vendor directive, and the audit keeps no operator password', async () => {
-    const { broker, sub } = await brokerWithSubscriber(cleanups);
-    const port = await freePort();
-    const { controller } = await startDaemon(
-      testConfig(`
-site: clinic-a
-mqtt: { url: ${broker.url} }
-devices:
+    const { sub, port, controller } = await listenerDaemon(
+      cleanups,
+      (p) => `
   - id: dca-1
     driver: poct1a
-    transport: { type: tcp-server, port: ${port} }
-`),
+    transport: { type: tcp-server, port: ${p} }`,
     );
-    cleanups.push(() => controller.stop());
     const dev = await device(port, { scenario: 'dca-vantage', count: 0 });
     await eventually('continuous mode', () => dev.sim.continuous, 10_000);
     const synced = await sub.request<{ status: string; data: unknown }>('poct/device/dca-1/request/operators/sync', 'poct/device/dca-1/response/operators/sync', {
@@ -251,22 +207,16 @@ devices:
   });
 
   it('poct/bridge/request/operators/sync sends the list to every POCT1-A device, each its own audited request, run once per transaction', async () => {
-    const { broker, sub } = await brokerWithSubscriber(cleanups);
-    const port = await freePort();
-    const { controller } = await startDaemon(
-      testConfig(`
-site: clinic-a
-mqtt: { url: ${broker.url} }
-devices:
+    const { sub, port, controller } = await listenerDaemon(
+      cleanups,
+      (p) => `
   - id: dca-1
     driver: poct1a
-    transport: { type: tcp-server, port: ${port}, sender: "SIEM^DCA Vantage^S000001" }
+    transport: { type: tcp-server, port: ${p}, sender: "SIEM^DCA Vantage^S000001" }
   - id: dca-2
     driver: poct1a
-    transport: { type: tcp-server, port: ${port}, sender: "SIEM^DCA Vantage^S099999" }
-`),
+    transport: { type: tcp-server, port: ${p}, sender: "SIEM^DCA Vantage^S099999" }`,
     );
-    cleanups.push(() => controller.stop());
     const dev = await device(port, { scenario: 'dca-vantage', count: 0 });
     await eventually('continuous mode', () => dev.sim.continuous, 10_000);
     const body = { transaction: 't-all', operators: [{ id: 'OP2001', name: 'A. Tech', password: 'pin-0815' }] };

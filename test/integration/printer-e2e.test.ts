@@ -16,7 +16,7 @@ import { FakeZebraPrinter } from '../../drivers/printers/zebra-zpl/simulator.ts'
 import { BUILTIN_TEMPLATES } from '../../drivers/printers/zebra-zpl/templates.ts';
 import { LABEL_FIELDS } from '../../drivers/printers/zebra-zpl/label.ts';
 import type { Controller } from '../../src/controller.ts';
-import { unescapeFieldData, zplCommands } from '../../src/protocols/zpl/fields.ts';
+import { zplCommands } from '../../src/protocols/zpl/fields.ts';
 import { renderZplPng } from '../../src/protocols/zpl/render.ts';
 import { renderTemplate } from '../../src/protocols/zpl/template.ts';
 import type { PrintJobRecord } from '../../src/records/types.ts';
@@ -26,6 +26,8 @@ import { startDaemon, tempDir, testConfig } from '../helpers/daemon.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
 import { Subscriber } from '../helpers/subscriber.ts';
+import { fieldTexts } from '../helpers/specimen-label.ts';
+import { startFakeZebra } from '../helpers/fake-zebra.ts';
 
 const run = promisify(execFile);
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -43,7 +45,6 @@ async function decodeBarcode(png: Buffer): Promise<{ zbar: string; zxing: string
   return { zbar, zxing };
 }
 
-const fieldTexts = (zpl: string): string[] => Array.from(zpl.matchAll(/\^FD(.*?)\^FS/g), (m) => unescapeFieldData(m[1]!));
 
 describe('label printing over MQTT (Mosquitto, fake Zebra, offline render, zbarimg, ZXingReader)', () => {
   let broker: Mosquitto;
@@ -134,9 +135,7 @@ describe('a job accepted while the printer is unreachable, across kill -9 (Mosqu
   it('prints exactly once when the printer is back and the daemon has been started again', async () => {
     const broker = await Mosquitto.start();
     cleanups.push(() => broker.stop());
-    const printer = new FakeZebraPrinter();
-    await printer.start();
-    cleanups.push(() => printer.stop());
+    const printer = await startFakeZebra(cleanups);
     await printer.setUnreachable(true);
     const dir = tempDir('poctd-print-kill-');
     const configFile = join(dir, 'poctd.yaml');
@@ -187,9 +186,7 @@ describe('a retained print request (Mosquitto)', () => {
   it('is refused with an error response when the daemon receives it as retained, printing nothing', async () => {
     const broker = await Mosquitto.start();
     cleanups.push(() => broker.stop());
-    const printer = new FakeZebraPrinter();
-    await printer.start();
-    cleanups.push(() => printer.stop());
+    const printer = await startFakeZebra(cleanups);
     const sub = await Subscriber.connect(broker.url);
     cleanups.push(() => sub.close());
     // Left on the broker before the daemon subscribes (as it would be at every reconnect after).

@@ -9,11 +9,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { FakeZebraPrinter } from '../../drivers/printers/zebra-zpl/simulator.ts';
 import { parseErrorStatus, parseHostStatus, ZebraReplyFramer } from '../../src/protocols/zpl/status.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { tempDir } from '../helpers/daemon.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { startFakeZebra } from '../helpers/fake-zebra.ts';
 
 const run = promisify(execFile);
 const cleanups = useCleanups();
@@ -40,9 +40,7 @@ function unC(text: string): Buffer {
 
 describe('LPrint against the fake Zebra', () => {
   it('queries ~HQES and ~HS, reads the replies, and prints a label on it', async () => {
-    const printer = new FakeZebraPrinter();
-    await printer.start();
-    cleanups.push(() => printer.stop());
+    const printer = await startFakeZebra(cleanups);
     const home = tempDir('poctd-lprint-');
     const env = { ...process.env, HOME: home, TMPDIR: home };
     const log = join(home, 'lprint.log');

@@ -17,6 +17,7 @@ import {
 } from '../../src/protocols/poct1a/builders.ts';
 import { element, elements, parseDocument, value, values } from '../../src/protocols/poct1a/document.ts';
 import { Poct1aSplitter, type SplitEvent } from '../../src/protocols/poct1a/splitter.ts';
+import { cutAt } from '../helpers/cut-bytes.ts';
 
 const HEL = '<?xml version="1.0" encoding="utf-8"?><HEL.R01><HDR><HDR.message_type V="HEL.R01" /><HDR.control_id V="1" /></HDR><DEV><DEV.device_id V="NOVA^Bed 4 &amp; 5" /><DSC><DSC.topics_supported_cd V="OBS" /><DSC.topics_supported_cd V="OP_LST" /><DSC.max_message_sz V="1000" /></DSC></DEV></HEL.R01>';
 /** A comment and a CDATA section each holding the root's close tag, and non-ASCII text. */
@@ -35,16 +36,7 @@ function split(chunks: Buffer[], maxBytes?: number): SplitEvent[] {
   return [...out, ...s.end()];
 }
 
-function cut(bytes: Buffer, points: number[]): Buffer[] {
-  const at = [...new Set(points.map((p) => p % (bytes.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let last = 0;
-  for (const p of [...at, bytes.length]) {
-    out.push(bytes.subarray(last, p));
-    last = p;
-  }
-  return out.filter((b) => b.length > 0);
-}
+const cut = (bytes: Buffer, points: number[]): Buffer[] => cutAt(bytes, points).filter((b) => b.length > 0);
 
 const docsOf = (events: SplitEvent[]): Buffer[] => events.filter((e) => e.kind === 'document').map((e) => e.bytes);
 const problemsOf = (events: SplitEvent[]): string[] => events.filter((e) => e.kind === 'problem').map((e) => e.reason);

@@ -10,22 +10,17 @@ import { drivers } from '../../drivers/index.ts';
 import { FakeZebraPrinter } from '../../drivers/printers/zebra-zpl/simulator.ts';
 import type { DeviceConfig } from '../../src/config/types.ts';
 import type { PrintJobRecord } from '../../src/records/types.ts';
-import { unescapeFieldData } from '../../src/protocols/zpl/fields.ts';
 import { hasValidCheckChar } from '../../src/protocols/zpl/specimen-id.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { deviceManagerRig, type DeviceManagerRig } from '../helpers/device-manager-rig.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { fieldTexts, SPECIMEN_REQUEST } from '../helpers/specimen-label.ts';
+import { startFakeZebra } from '../helpers/fake-zebra.ts';
 
 const cleanups = useCleanups();
 const ID = 'draw-printer-1';
 
-const REQUEST = {
-  template: 'specimen',
-  specimen_id: 'S24000123',
-  patient: { name: 'Ærøe, Zoë', mrn: '123456', dob: '1960-08-29' },
-  collected_at: '2026-12-03T09:14:00+01:00',
-  tests: ['GLU', 'UA'],
-};
+const REQUEST = SPECIMEN_REQUEST;
 
 async function printerRig(printer: FakeZebraPrinter, dbPath?: string, options: Record<string, unknown> = {}): Promise<DeviceManagerRig> {
   const device: DeviceConfig = {
@@ -37,17 +32,23 @@ async function printerRig(printer: FakeZebraPrinter, dbPath?: string, options: R
   return deviceManagerRig({ devices: [device], drivers, cleanups, ...(dbPath ? { dbPath } : {}) });
 }
 
-async function fakePrinter(options: ConstructorParameters<typeof FakeZebraPrinter>[0] = {}): Promise<FakeZebraPrinter> {
-  const printer = new FakeZebraPrinter(options);
-  await printer.start();
-  cleanups.push(() => printer.stop());
-  return printer;
-}
+const fakePrinter = (options: Parameters<typeof startFakeZebra>[1] = {}): Promise<FakeZebraPrinter> => startFakeZebra(cleanups, options);
 
 const jobRecords = (r: DeviceManagerRig): PrintJobRecord[] => r.mqtt.on(`poct/device/${ID}/job`) as PrintJobRecord[];
 const storedJobSteps = (r: DeviceManagerRig, job: string): string[] =>
   (r.store.recordsSince(0, 1000) as unknown as PrintJobRecord[]).filter((x) => x.schema === 'poct.print-job/1' && x.job === job).map((x) => x.state);
-const fieldTexts = (zpl: string): string[] => Array.from(zpl.matchAll(/\^FD(.*?)\^FS/g), (m) => unescapeFieldData(m[1]!));
+
+/**
+ * Waits until the printer has been asked `~HS` `count` more times. A send is one conversation in
+ * the session's queue (its `~HS`, the format, then `~HS` again on the same connection), so after
+ * three more queries any send already queued has reached the printer: the positive sign that
+ * "nothing more was sent" can be checked, instead of a sleep.
+ */
+async function morePolls(printer: FakeZebraPrinter, count: number): Promise<void> {
+  const polls = (): number => printer.printer.controls.filter((c) => c === 'HS').length;
+  const target = polls() + count;
+  await eventually(`${count} more status polls`, () => polls() >= target);
+}
 
 describe('zebra-zpl session', () => {
   it('stores the job before it answers, prints it, and publishes each step without patient data', async () => {
@@ -83,7 +84,7 @@ describe('zebra-zpl session', () => {
     r.request(ID, 'print', { ...REQUEST, transaction: 'same' });
     const second = await r.response(ID, 'print', 2);
     expect((second.data as { job: string }).job).toBe((first.data as { job: string }).job);
-    await new Promise((resolve) => setTimeout(resolve, 400)); // a second label would have come by now (polls every 150 ms)
+    await morePolls(printer, 3); // a second label would have been sent by now
     expect(printer.printer.formatsReceived).toBe(1);
   });
 
@@ -103,7 +104,7 @@ describe('zebra-zpl session', () => {
     await eventually('job printed', () => again.store.jobs.get(ID, job)?.state === 'printed');
     again.request(ID, 'print', { ...REQUEST, transaction: 'offline-1' });
     expect(((await again.response(ID, 'print')).data as { job: string }).job).toBe(job);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await morePolls(printer, 3);
     expect(printer.printer.formatsReceived).toBe(1);
   });
 
@@ -115,7 +116,7 @@ describe('zebra-zpl session', () => {
     r.request(ID, 'print', REQUEST);
     const job = ((await r.response(ID, 'print')).data as { job: string }).job;
     await eventually('queued on the state', () => r.states(ID).at(-1)!.printer?.queued_jobs === 1);
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await morePolls(printer, 3);
     expect(printer.printer.formatsReceived).toBe(0);
     expect(r.store.jobs.get(ID, job)!.state).toBe('queued');
     printer.printer.set({ paper_out: false });
@@ -133,7 +134,7 @@ describe('zebra-zpl session', () => {
     const job = ((await r.response(ID, 'print')).data as { job: string }).job;
     await eventually('uncertain', () => r.store.jobs.get(ID, job)?.state === 'uncertain');
     expect(r.store.jobs.get(ID, job)!.reason).toMatch(/sent but the printer did not confirm|connection failed/);
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await morePolls(printer, 3);
     expect(printer.printer.formatsReceived).toBe(1);
     // Not on the tube: reprinted, the label marked REPRINT.
     r.request(ID, 'confirm', { job, printed: false });
@@ -253,8 +254,7 @@ describe('zebra-zpl session', () => {
     // Closed again: the printer prints what it held; the daemon sends nothing more.
     printer.printer.set({ head_open: false });
     // Two more ~HS polls answered with the head closed: the daemon has seen the fault clear.
-    const polls = printer.printer.controls.filter((c) => c === 'HS').length;
-    await eventually('two more status polls', () => printer.printer.controls.filter((c) => c === 'HS').length >= polls + 2);
+    await morePolls(printer, 2);
     expect(printer.printer.formatsReceived).toBe(1);
     r.request(ID, 'confirm', { job, printed: true });
     expect(await r.response(ID, 'confirm')).toMatchObject({ status: 'ok', data: { state: 'printed' } });

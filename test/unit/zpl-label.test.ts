@@ -5,21 +5,10 @@ import { formatSpecimenId, hasValidCheckChar, mod37CheckChar, schemeProblems } f
 import { renderTemplate, templateProblems, type LabelTemplate } from '../../src/protocols/zpl/template.ts';
 import { LABEL_FIELDS, labelRequestProblems, renderLabel, siteTemplateProblems, type LabelRequest } from '../../drivers/printers/zebra-zpl/label.ts';
 import { BUILTIN_TEMPLATES } from '../../drivers/printers/zebra-zpl/templates.ts';
+import { fieldTexts, SPECIMEN_REQUEST } from '../helpers/specimen-label.ts';
 
 const NOW = new Date('2026-12-04T12:00:00Z');
-const REQUEST: LabelRequest = {
-  template: 'specimen',
-  specimen_id: 'S24000123',
-  patient: { name: 'Ærøe, Zoë', mrn: '123456', dob: '1960-08-29' },
-  collected_at: '2026-12-03T09:14:00+01:00',
-  tests: ['GLU', 'UA'],
-  copies: 2,
-};
-
-/** The text of every ^FD field, unescaped. */
-function fieldTexts(zpl: string): string[] {
-  return Array.from(zpl.matchAll(/\^FD(.*?)\^FS/g), (m) => unescapeFieldData(m[1]!));
-}
+const REQUEST: LabelRequest = { ...SPECIMEN_REQUEST, copies: 2 };
 
 describe('ZPL field escaping', () => {
   it('writes ^ ~ _ \\, control characters and every non-ASCII byte as _XX', () => {

@@ -2,23 +2,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseSimulatorOptions, ZebraPrinterModel, ZplStreamParser, type StreamItem } from '../../drivers/printers/zebra-zpl/simulator.ts';
 import { parseErrorStatus, parseHostIdentification, parseHostStatus, ZebraReplyFramer } from '../../src/protocols/zpl/status.ts';
+import { cutAt } from '../helpers/cut-bytes.ts';
 
 const LABEL = '^XA^CI28^FO10,10^A0N,20,20^FH_^FDM_C3_9CLLER ~ not a command^FS^PQ2,0,1,Y^XZ';
 
 function parseAll(chunks: Buffer[]): StreamItem[] {
   const p = new ZplStreamParser();
   return chunks.flatMap((c) => p.push(c));
-}
-
-function cutAt(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let from = 0;
-  for (const p of [...points, bytes.length]) {
-    out.push(bytes.subarray(from, p));
-    from = p;
-  }
-  return out;
 }
 
 const blocks = (reply: Buffer): string[] => new ZebraReplyFramer().push(reply).flatMap((i) => (i.kind === 'block' ? [i.text] : []));

@@ -10,23 +10,12 @@ import {
   type ReplyItem,
 } from '../../src/protocols/zpl/status.ts';
 import { decodeStatusBlocks } from '../../drivers/printers/zebra-zpl/records.ts';
+import { cutAt } from '../helpers/cut-bytes.ts';
 
 const blk = (s: string): string => `\x02${s}\x03\r\n`;
 const HS = ['030,0,0,0203,000,0,0,0,000,0,0,0', '001,0,0,0,1,2,6,0,00000000,1,000', '1234,0'];
 const HQES = '\r\n\r\nPRINTER STATUS            \r\n   ERRORS:          1 00000000 00000005  \r\n   WARNINGS:        0 00000000 00000000   \r\n';
 const WIRE = Buffer.from(HS.map(blk).join('') + blk(HQES) + blk('ZD421-203dpi,V93.21.26Z,8,8192KB,'), 'latin1');
-
-/** `bytes` cut at the given points (sorted, deduplicated, inside the buffer). */
-function cutAt(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let from = 0;
-  for (const p of [...points, bytes.length]) {
-    out.push(bytes.subarray(from, p));
-    from = p;
-  }
-  return out;
-}
 
 function frameAll(chunks: Buffer[]): ReplyItem[] {
   const framer = new ZebraReplyFramer();

@@ -11,10 +11,18 @@
  * as the ASTM dialect of this device (`drivers/analyzers/astm/dialects/siemens-dca-vantage.ts`);
  * their POCT1-A code names are assumed to be the ASTM ones (no POCT1-A capture of them).
  */
-import type { Poct1aProfile } from './types.ts';
+import { siemensDcaVantage as astmDialect } from '../../analyzers/astm/dialects/siemens-dca-vantage.ts';
+import type { ObservationCoding, Poct1aProfile } from './types.ts';
 
 const LOINC_ORG = 'loinc.org term pages and LOINC forum (see file header)';
 const ASTM_LISTS = 'as the ASTM DCA dialect (public LOINC code lists); POCT1-A code name assumed';
+
+/** A urine code as the ASTM dialect of this device codes it: one table for the device, not two. */
+function asInAstmDialect(code: 'Alb' | 'Crt' | 'Ratio'): ObservationCoding[] {
+  const { name, loinc, ucum, specimen } = astmDialect.tests[code]!;
+  if (!loinc || !ucum) throw new Error(`the ASTM DCA dialect gives ${code} no LOINC code and unit`);
+  return [{ name, ucum, loinc, ...(specimen ? { specimen } : {}), source: ASTM_LISTS }];
+}
 
 export const siemensDcaVantageProfile: Poct1aProfile = {
   id: 'siemens-dca-vantage',
@@ -28,8 +36,8 @@ export const siemensDcaVantageProfile: Poct1aProfile = {
       { name: 'Hemoglobin A1c (NGSP)', ucum: '%', loinc: '4548-4', specimen: 'whole blood', source: LOINC_ORG },
     ],
     eAG: [{ name: 'Estimated average glucose', ucum: 'mg/dL', loinc: '27353-2', specimen: 'whole blood', source: LOINC_ORG }],
-    Alb: [{ name: 'Albumin', ucum: 'mg/L', loinc: '14957-5', specimen: 'urine', source: ASTM_LISTS }],
-    Crt: [{ name: 'Creatinine', ucum: 'mg/dL', loinc: '2161-8', specimen: 'urine', source: ASTM_LISTS }],
-    Ratio: [{ name: 'Albumin/Creatinine ratio', ucum: 'mg/g', loinc: '9318-7', specimen: 'urine', source: ASTM_LISTS }],
+    Alb: asInAstmDialect('Alb'),
+    Crt: asInAstmDialect('Crt'),
+    Ratio: asInAstmDialect('Ratio'),
   },
 };

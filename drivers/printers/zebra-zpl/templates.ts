@@ -12,37 +12,29 @@
  */
 import type { LabelTemplate } from '../../../src/protocols/zpl/template.ts';
 
-/** 2x1 in (50.8x25.4 mm) at 203 dpi: 406x203 dots. */
-const SPECIMEN_203 = `
+/**
+ * The 2x1 in (50.8x25.4 mm) specimen label, laid out in 203-dpi dots (8 dots/mm: 406x203). At
+ * 300 dpi (12 dots/mm: 610x305) every position, font size and bar width scales by 12/8 (X = 3
+ * dots = 0.254 mm), so one layout serves both and they cannot drift apart.
+ */
+function specimenLabel(dpmm: 8 | 12): string {
+  const d = (dots: number): number => (dots * dpmm) / 8;
+  const font = (dots: number): string => `^A0N,${d(dots)},${d(dots)}`;
+  return `
 ^XA
 ^CI28
-^PW406
-^LL203
+^PW${Math.round(50.8 * dpmm)}
+^LL${Math.round(25.4 * dpmm)}
 ^LH0,0
 ^PON
-^FO16,10^A0N,26,26^FH_^FD{{patient.name|26}}^FS
-^FO16,40^A0N,20,20^FH_^FDMRN {{patient.mrn|12}}  DOB {{patient.dob|10}}^FS
-^FO32,66^BY2,3,62^BCN,62,Y,N,N,A^FH_^FD{{specimen_id|12}}^FS
-^FO320,70^A0N,26,26^FH_^FD{{priority|5}}^FS
-^FO320,140^A0N,18,18^FH_^FD{{reprint|7}}^FS
-^FO16,172^A0N,20,20^FH_^FD{{collected|16}}  {{tests|16}}^FS
+^FO${d(16)},${d(10)}${font(26)}^FH_^FD{{patient.name|26}}^FS
+^FO${d(16)},${d(40)}${font(20)}^FH_^FDMRN {{patient.mrn|12}}  DOB {{patient.dob|10}}^FS
+^FO${d(32)},${d(66)}^BY${d(2)},3,${d(62)}^BCN,${d(62)},Y,N,N,A^FH_^FD{{specimen_id|12}}^FS
+^FO${d(320)},${d(70)}${font(26)}^FH_^FD{{priority|5}}^FS
+^FO${d(320)},${d(140)}${font(18)}^FH_^FD{{reprint|7}}^FS
+^FO${d(16)},${d(172)}${font(20)}^FH_^FD{{collected|16}}  {{tests|16}}^FS
 ^XZ`;
-
-/** 2x1 in at 300 dpi: 610x305 dots, the 203-dpi layout scaled by 12/8 (X = 3 dots = 0.254 mm). */
-const SPECIMEN_300 = `
-^XA
-^CI28
-^PW610
-^LL305
-^LH0,0
-^PON
-^FO24,15^A0N,39,39^FH_^FD{{patient.name|26}}^FS
-^FO24,60^A0N,30,30^FH_^FDMRN {{patient.mrn|12}}  DOB {{patient.dob|10}}^FS
-^FO48,99^BY3,3,93^BCN,93,Y,N,N,A^FH_^FD{{specimen_id|12}}^FS
-^FO480,105^A0N,39,39^FH_^FD{{priority|5}}^FS
-^FO480,210^A0N,27,27^FH_^FD{{reprint|7}}^FS
-^FO24,258^A0N,30,30^FH_^FD{{collected|16}}  {{tests|16}}^FS
-^XZ`;
+}
 
 /** 2x0.5 in (50.8x12.7 mm) tube wrap at 203 dpi: 406x102 dots; barcode left, the rest in a column. */
 const TUBE_203 = `
@@ -62,7 +54,7 @@ const TUBE_203 = `
 ^XZ`;
 
 export const BUILTIN_TEMPLATES: Readonly<Record<string, LabelTemplate>> = {
-  specimen: { description: 'specimen label 2x1 in, 203 dpi (AUTO12 style)', dpmm: 8, width_mm: 50.8, height_mm: 25.4, zpl: SPECIMEN_203 },
-  'specimen-300': { description: 'specimen label 2x1 in, 300 dpi (AUTO12 style)', dpmm: 12, width_mm: 50.8, height_mm: 25.4, zpl: SPECIMEN_300 },
+  specimen: { description: 'specimen label 2x1 in, 203 dpi (AUTO12 style)', dpmm: 8, width_mm: 50.8, height_mm: 25.4, zpl: specimenLabel(8) },
+  'specimen-300': { description: 'specimen label 2x1 in, 300 dpi (AUTO12 style)', dpmm: 12, width_mm: 50.8, height_mm: 25.4, zpl: specimenLabel(12) },
   'tube-wrap': { description: 'tube wrap 2x0.5 in, 203 dpi', dpmm: 8, width_mm: 50.8, height_mm: 12.7, zpl: TUBE_203 },
 };

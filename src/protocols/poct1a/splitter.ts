@@ -79,8 +79,12 @@ export class Poct1aSplitter {
   private resyncClose: Buffer | null = null;
   /** While resyncing: how the same root opens again (a resend of a message that was cut short). */
   private resyncOpen: Buffer[] = [];
-  /** The current push's bytes as Latin-1 text, and their length (the steps see suffixes of them). */
-  private text = '';
+  /**
+   * The current push's bytes from the first document step on, as Latin-1 text, and their length
+   * (the steps see suffixes of them); null until a document step needs them, so bytes skipped
+   * between documents, in comments or while resyncing are never converted.
+   */
+  private text: string | null = null;
   private textLength = 0;
   /** Garbage bytes being skipped (reported once per run). */
   private garbage: Buffer[] = [];
@@ -101,16 +105,15 @@ export class Poct1aSplitter {
     const out: SplitEvent[] = [];
     let data = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
     this.pending = Buffer.alloc(0);
-    // Every step below returns a suffix of `data`, so one conversion serves every document in it.
-    this.text = data.toString('latin1');
-    this.textLength = data.length;
+    // Every step below returns a suffix of `data`, so one conversion (in `feed`) serves every document in it.
+    this.text = null;
     while (data.length > 0) {
       if (this.mode === 'between') data = this.between(data, out);
       else if (this.mode === 'comment') data = this.comment(data);
       else if (this.mode === 'document') data = this.feed(data, out);
       else data = this.resync(data);
     }
-    this.text = '';
+    this.text = null;
     return out;
   }
 
@@ -221,6 +224,10 @@ export class Poct1aSplitter {
     const room = this.maxBytes - start;
     // Never more than the cap reaches the tokenizer: a document that would pass it is refused.
     const piece = data.length > room ? data.subarray(0, Math.max(0, room)) : data;
+    if (this.text === null) {
+      this.text = data.toString('latin1');
+      this.textLength = data.length;
+    }
     try {
       const at = this.textLength - data.length;
       if (piece.length > 0) this.parser!.write(this.text.slice(at, at + piece.length));
