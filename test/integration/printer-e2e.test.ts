@@ -165,6 +165,8 @@ devices:
     cleanups.push(() => sub.close());
     const first = startPoctd();
     await sub.waitFor('daemon online', () => sub.last<{ state: string }>('poct/bridge/state')?.state === 'online', 20_000);
+    // The bridge is online before the device manager has added the printer: its state says it has.
+    await sub.waitFor('the printer added', () => sub.last(`poct/device/${ID}`) !== undefined, 20_000);
     const response = await sub.request(`poct/device/${ID}/request/print`, `poct/device/${ID}/response/print`, {
       template: 'specimen',
       specimen_id: 'S24000999',
