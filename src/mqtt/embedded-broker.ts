@@ -1,6 +1,5 @@
 import { Aedes, type Client } from 'aedes';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, type Server as NetServer, type Socket, isIP } from 'node:net';
@@ -9,6 +8,7 @@ import { createServer as createTlsServer } from 'node:tls';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { EmbeddedBrokerConfig } from '../config/types.ts';
 import { AccessList, type Principal, redactRecord, requesterOnlyTopic } from './access.ts';
+import { readTlsFile } from './tls-files.ts';
 
 /**
  * The zero-config broker (aedes), used when no `mqtt.url` is configured so a fresh install works
@@ -300,14 +300,6 @@ function streamPair(): [Duplex, Duplex] {
   return [ends[0]!, ends[1]!];
 }
 
-function readTlsFile(setting: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new Error(`${setting}: cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : (code ?? (error as Error).message)}`, { cause: error });
-  }
-}
 
 /** Listens, or rejects with what to change (`setting`) when the address cannot be had. */
 function listen(server: NetServer | HttpServer, port: number, host: string, setting: string): Promise<void> {
