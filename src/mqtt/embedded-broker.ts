@@ -2,13 +2,16 @@ import { Aedes, type Client } from 'aedes';
 import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createNetServer, type Server as NetServer, type Socket, isIP } from 'node:net';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { EmbeddedBrokerConfig } from '../config/types.ts';
 import { AccessList, type Principal, redactRecord, requesterOnlyTopic } from './access.ts';
 import { readTlsFile } from './tls-files.ts';
+import { isLoopbackHost, sameOrigin } from '../util/hosts.ts';
+
+export { isLoopbackHost, sameOrigin };
 
 /**
  * The zero-config broker (aedes), used when no `mqtt.url` is configured so a fresh install works
@@ -33,17 +36,6 @@ export interface EmbeddedBrokerOptions {
   configuredUsers?: number;
 }
 
-/** `http://host:port` of a page, as browsers send it in `Origin`, equals the request's `Host`. */
-export function sameOrigin(origin: string, host: string | undefined): boolean {
-  if (!host) return false;
-  try {
-    const u = new URL(origin);
-    return (u.protocol === 'http:' || u.protocol === 'https:') && u.host === host.toLowerCase();
-  } catch {
-    return false;
-  }
-}
-
 const PRINCIPAL = Symbol('poctd principal');
 type WithPrincipal = Client & { [PRINCIPAL]?: Principal };
 
@@ -60,13 +52,6 @@ function stampRequester(payload: Buffer, name: string): Buffer {
 }
 
 export class EmbeddedBrokerRefused extends Error {}
-
-export function isLoopbackHost(host: string): boolean {
-  if (host === 'localhost') return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  if (isIP(host) === 6) return host === '::1';
-  return false;
-}
 
 export class EmbeddedBroker {
   private broker: Aedes | undefined;
