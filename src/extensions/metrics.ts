@@ -6,7 +6,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { BridgeEventType } from '../records/types.ts';
 import type { Extension, Services } from './extension.ts';
 
@@ -27,7 +27,8 @@ const COMMIT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 
 export class Metrics implements Extension {
   readonly name = 'metrics';
-  readonly registry = new Registry();
+  /** Made at start, when the endpoint is on: prom-client is loaded only then. */
+  private registry: Registry | undefined;
   private server: Server | undefined;
   private readonly unsubscribe: Array<() => void> = [];
 
@@ -45,8 +46,11 @@ export class Metrics implements Extension {
     const settings = this.s.config.metrics;
     if (!settings?.port) return;
     const { bus, store, mqtt, stats } = this.s;
-    const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'poctd_' });
+    const { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } = await import('prom-client');
+    const registry = new Registry();
+    this.registry = registry;
+    const registers = [registry];
+    collectDefaultMetrics({ register: registry, prefix: 'poctd_' });
     const stored = new Counter({ name: 'poctd_records_stored_total', help: 'Records stored, by device and record kind.', labelNames: ['device', 'kind'], registers });
     const duplicates = new Counter({
       name: 'poctd_records_duplicate_total',
@@ -129,8 +133,8 @@ export class Metrics implements Extension {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('poctd: metrics are at /metrics\n');
         return;
       }
-      this.registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(req.method === 'HEAD' ? undefined : text),
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(req.method === 'HEAD' ? undefined : text),
         (error: Error) => {
           this.s.log.warn({ err: error.message }, 'metrics: could not collect');
           res.writeHead(500, { 'content-type': 'text/plain' }).end('poctd: could not collect the metrics\n');
@@ -157,6 +161,6 @@ export class Metrics implements Extension {
     if (!server) return;
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
-    this.registry.clear();
+    this.registry?.clear();
   }
 }
