@@ -99,6 +99,23 @@ export class EmbeddedBroker {
     return key === undefined ? undefined : this.requesters.get(key);
   }
 
+  /**
+   * Each message's redacted payload, made once: aedes wraps the message in a new packet for each
+   * subscription but they all carry the one payload buffer, so a message several redacting
+   * principals read is parsed and redacted once, not once each.
+   */
+  private readonly redactions = new WeakMap<Buffer, Buffer | null>();
+
+  private redactedPayload(payload: Buffer | string): Buffer | undefined {
+    if (typeof payload === 'string') return redactRecord(Buffer.from(payload));
+    let redacted = this.redactions.get(payload);
+    if (redacted === undefined) {
+      redacted = redactRecord(payload) ?? null;
+      this.redactions.set(payload, redacted);
+    }
+    return redacted ?? undefined;
+  }
+
   /** The URL a local client uses to reach this broker. */
   get url(): string {
     // A wildcard address is where the broker listens, not where a client connects.
@@ -186,7 +203,7 @@ export class EmbeddedBroker {
         const decision = principal ? principal.read(packet.topic) : 'none';
         if (decision === 'full') return packet;
         if (decision === 'none') return null;
-        const payload = redactRecord(Buffer.from(packet.payload));
+        const payload = this.redactedPayload(packet.payload);
         // A new packet: the one given is shared by every subscriber.
         return payload ? Object.assign(Object.create(Object.getPrototypeOf(packet) as object) as typeof packet, packet, { payload }) : null;
       },
