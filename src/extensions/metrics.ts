@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { BridgeEventType } from '../records/types.ts';
+import { listenOn } from '../util/listen.ts';
 import type { Extension, Services } from './extension.ts';
 
 /** The bridge events that are errors, counted by type in `poctd_errors_total`. */
@@ -143,13 +144,7 @@ export class Metrics implements Extension {
     });
     server.on('connection', (socket) => socket.setNoDelay(true));
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(settings.port, settings.host ?? '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(server, settings.port, settings.host ?? '127.0.0.1');
     this.s.log.info({ url: this.url }, 'Prometheus metrics listening');
   }
 

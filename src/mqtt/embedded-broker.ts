@@ -10,6 +10,7 @@ import type { EmbeddedBrokerConfig } from '../config/types.ts';
 import { AccessList, type Principal, redactRecord, requesterOnlyTopic } from './access.ts';
 import { readTlsFile } from './tls-files.ts';
 import { isLoopbackHost, sameOrigin } from '../util/hosts.ts';
+import { listenOn } from '../util/listen.ts';
 
 export { isLoopbackHost, sameOrigin };
 
@@ -305,23 +306,16 @@ function streamPair(): [Duplex, Duplex] {
 
 /** Listens, or rejects with what to change (`setting`) when the address cannot be had. */
 function listen(server: NetServer | HttpServer, port: number, host: string, setting: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: NodeJS.ErrnoException): void => {
-      const why =
-        error.code === 'EADDRINUSE'
-          ? `the port is already in use (another MQTT broker? set mqtt.url to use it, or choose another ${setting})`
-          : error.code === 'EACCES'
-            ? 'permission denied (ports below 1024 need privileges)'
-            : error.code === 'EADDRNOTAVAIL'
-              ? 'this machine has no such address (mqtt.embedded.host)'
-              : error.message;
-      reject(new Error(`embedded broker: cannot listen on ${host}:${port}: ${why}`, { cause: error }));
-    };
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.off('error', onError);
-      resolve();
-    });
+  return listenOn(server, port, host).catch((error: NodeJS.ErrnoException) => {
+    const why =
+      error.code === 'EADDRINUSE'
+        ? `the port is already in use (another MQTT broker? set mqtt.url to use it, or choose another ${setting})`
+        : error.code === 'EACCES'
+          ? 'permission denied (ports below 1024 need privileges)'
+          : error.code === 'EADDRNOTAVAIL'
+            ? 'this machine has no such address (mqtt.embedded.host)'
+            : error.message;
+    throw new Error(`embedded broker: cannot listen on ${host}:${port}: ${why}`, { cause: error });
   });
 }
 
