@@ -7,7 +7,7 @@ import { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { EmbeddedBrokerConfig } from '../config/types.ts';
-import { AccessList, type Principal, redactRecord, requesterOnlyTopic } from './access.ts';
+import { AccessList, jsonObject, type Principal, redactRecord, requesterOnlyTopic } from './access.ts';
 import { readTlsFile } from './tls-files.ts';
 import { isLoopbackHost, sameOrigin } from '../util/hosts.ts';
 import { listenOn } from '../util/listen.ts';
@@ -42,14 +42,8 @@ type WithPrincipal = Client & { [PRINCIPAL]?: Principal };
 
 /** Requests carry who sent them as the broker knows it; what the client claimed is replaced. */
 function stampRequester(payload: Buffer, name: string): Buffer {
-  let body: unknown;
-  try {
-    body = JSON.parse(payload.toString('utf8'));
-  } catch {
-    return payload;
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return payload;
-  return Buffer.from(JSON.stringify({ ...(body as Record<string, unknown>), requested_by: name }));
+  const body = jsonObject(payload);
+  return body ? Buffer.from(JSON.stringify({ ...body, requested_by: name })) : payload;
 }
 
 export class EmbeddedBrokerRefused extends Error {}
@@ -76,12 +70,7 @@ export class EmbeddedBroker {
   private readonly requesters = new Map<string, string>();
 
   private static requestKey(device: string, verb: string, payload: Buffer): string | undefined {
-    let transaction: unknown;
-    try {
-      transaction = (JSON.parse(payload.toString('utf8')) as { transaction?: unknown }).transaction;
-    } catch {
-      return undefined;
-    }
+    const transaction = jsonObject(payload)?.transaction;
     if (typeof transaction !== 'string' && typeof transaction !== 'number') return undefined;
     return JSON.stringify([device, verb, transaction]);
   }
