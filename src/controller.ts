@@ -13,11 +13,12 @@ import { Metrics } from './extensions/metrics.ts';
 import { RecordPublisher } from './extensions/record-publisher.ts';
 import { MqttConnection } from './mqtt/connection.ts';
 import { daemonAccess } from './mqtt/access.ts';
-import { EmbeddedBroker, sameOrigin } from './mqtt/embedded-broker.ts';
+import type { EmbeddedBroker } from './mqtt/embedded-broker.ts';
 import { Topics, type ConfigFileStatus } from './mqtt/topics.ts';
 import { Store } from './store/store.ts';
 import { StoreWriter } from './store/writer.ts';
 import type { HidTransportExtras } from './transports/hid.ts';
+import { sameOrigin } from './util/hosts.ts';
 import { checkWritableFile } from './util/paths.ts';
 
 export interface ControllerOptions {
@@ -100,6 +101,8 @@ export class Controller {
     let dashboardBroker: DashboardBroker | undefined;
     if (!url) {
       const access = daemonAccess(config);
+      // Loaded only here: a daemon on the clinic's broker (mqtt.url) never needs aedes and ws.
+      const { EmbeddedBroker } = await import('./mqtt/embedded-broker.ts');
       this.broker = new EmbeddedBroker(config.mqtt.embedded, {
         access: access.list,
         configuredUsers: access.configuredUsers,

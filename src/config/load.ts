@@ -5,11 +5,11 @@
  * (`devices[2].transport.path: required`) and, where known, its line and column.
  */
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import { transportKind, transportKinds } from '../transports/registry.ts';
+import { isLoopbackHost } from '../util/hosts.ts';
 import { packageFile } from '../util/package-files.ts';
 import { assertTimeZone, hostTimeZone } from '../util/time.ts';
 import type { DeviceConfig, PoctdConfig } from './types.ts';
@@ -624,14 +624,6 @@ function optionProblems(cfg: Record<string, unknown>, ctx: ParseContext, kinds: 
 // ---------------------------------------------------------------------------------------------
 // What start-up would refuse on this host
 
-/** The embedded broker's rule (`isLoopbackHost` in embedded-broker.ts; not imported: it would load aedes with every config). */
-function isLoopback(host: string): boolean {
-  if (host === 'localhost') return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  if (isIP(host) === 6) return host === '::1';
-  return false;
-}
-
 const errnoText = (error: unknown): string => {
   const code = (error as NodeJS.ErrnoException).code;
   const words: Record<string, string> = { ENOENT: 'no such file', EACCES: 'permission denied', EISDIR: 'a directory, not a file', ENOTDIR: 'a path component is not a directory' };
@@ -681,7 +673,7 @@ function hostProblems(cfg: Record<string, unknown>, baseDir: string): { tokens: 
   } else {
     const embedded = isPlainObject(mqtt.embedded) ? mqtt.embedded : {};
     const host = typeof embedded.host === 'string' ? embedded.host : DEFAULT_CONFIG.mqtt.embedded.host;
-    if (!isLoopback(host) && !(embedded.username && embedded.password)) {
+    if (!isLoopbackHost(host) && !(embedded.username && embedded.password)) {
       out.push({
         tokens: ['mqtt', 'embedded', 'host'],
         message: `the embedded broker would listen on ${host} with no credentials; set mqtt.embedded.username and mqtt.embedded.password, or keep host 127.0.0.1`,

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { DashboardServer } from '../http/server.ts';
 import type { AccessList } from '../mqtt/access.ts';
-import { isLoopbackHost } from '../mqtt/embedded-broker.ts';
+import { isLoopbackHost } from '../util/hosts.ts';
 import type { Extension, Services } from './extension.ts';
 
 export const DASHBOARD_DEFAULTS = { host: '127.0.0.1', port: 8080, base_path: '/' } as const;

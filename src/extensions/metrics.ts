@@ -6,8 +6,9 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { BridgeEventType } from '../records/types.ts';
+import { listenOn } from '../util/listen.ts';
 import type { Extension, Services } from './extension.ts';
 
 /** The bridge events that are errors, counted by type in `poctd_errors_total`. */
@@ -27,7 +28,8 @@ const COMMIT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 
 export class Metrics implements Extension {
   readonly name = 'metrics';
-  readonly registry = new Registry();
+  /** Made at start, when the endpoint is on: prom-client is loaded only then. */
+  private registry: Registry | undefined;
   private server: Server | undefined;
   private readonly unsubscribe: Array<() => void> = [];
 
@@ -45,8 +47,11 @@ export class Metrics implements Extension {
     const settings = this.s.config.metrics;
     if (!settings?.port) return;
     const { bus, store, mqtt, stats } = this.s;
-    const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'poctd_' });
+    const { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } = await import('prom-client');
+    const registry = new Registry();
+    this.registry = registry;
+    const registers = [registry];
+    collectDefaultMetrics({ register: registry, prefix: 'poctd_' });
     const stored = new Counter({ name: 'poctd_records_stored_total', help: 'Records stored, by device and record kind.', labelNames: ['device', 'kind'], registers });
     const duplicates = new Counter({
       name: 'poctd_records_duplicate_total',
@@ -129,8 +134,8 @@ export class Metrics implements Extension {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('poctd: metrics are at /metrics\n');
         return;
       }
-      this.registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(req.method === 'HEAD' ? undefined : text),
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(req.method === 'HEAD' ? undefined : text),
         (error: Error) => {
           this.s.log.warn({ err: error.message }, 'metrics: could not collect');
           res.writeHead(500, { 'content-type': 'text/plain' }).end('poctd: could not collect the metrics\n');
@@ -139,13 +144,7 @@ export class Metrics implements Extension {
     });
     server.on('connection', (socket) => socket.setNoDelay(true));
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(settings.port, settings.host ?? '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(server, settings.port, settings.host ?? '127.0.0.1');
     this.s.log.info({ url: this.url }, 'Prometheus metrics listening');
   }
 
@@ -157,6 +156,6 @@ export class Metrics implements Extension {
     if (!server) return;
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
-    this.registry.clear();
+    this.registry?.clear();
   }
 }

@@ -7,6 +7,7 @@ import { basename, dirname, extname, join, normalize, sep } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { OPERATOR_VERBS, ROLES, roleRules, type AccessList } from '../mqtt/access.ts';
 import { TOPIC_SCHEMAS } from '../mqtt/topics.ts';
+import { listenOn } from '../util/listen.ts';
 import { packageFile } from '../util/package-files.ts';
 
 /**
@@ -129,16 +130,9 @@ export class DashboardServer {
     });
     server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      const onError = (error: NodeJS.ErrnoException): void => {
-        const why = error.code === 'EADDRINUSE' ? 'the port is already in use (choose another http.port, or 0 to disable the dashboard)' : error.message;
-        reject(new Error(`dashboard: cannot listen on ${this.options.host}:${this.options.port}: ${why}`, { cause: error }));
-      };
-      server.once('error', onError);
-      server.listen(this.options.port, this.options.host, () => {
-        server.off('error', onError);
-        resolve();
-      });
+    await listenOn(server, this.options.port, this.options.host).catch((error: NodeJS.ErrnoException) => {
+      const why = error.code === 'EADDRINUSE' ? 'the port is already in use (choose another http.port, or 0 to disable the dashboard)' : error.message;
+      throw new Error(`dashboard: cannot listen on ${this.options.host}:${this.options.port}: ${why}`, { cause: error });
     });
   }
 

@@ -200,20 +200,26 @@ export class Principal {
   }
 }
 
+/** The JSON object a payload holds; undefined for anything else (not JSON, an array, a scalar). */
+export function jsonObject(payload: Buffer): Record<string, unknown> | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(payload.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
 /**
  * A record with its patient fields removed, for a role that sees results without patient ids.
  * Undefined when the payload is not a record this table knows: such a message is then not
  * forwarded at all (fail closed).
  */
 export function redactRecord(payload: Buffer): Buffer | undefined {
-  let record: unknown;
-  try {
-    record = JSON.parse(payload.toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (typeof record !== 'object' || record === null || Array.isArray(record)) return undefined;
-  const schema = (record as { schema?: unknown }).schema;
+  const record = jsonObject(payload);
+  if (!record) return undefined;
+  const schema = record.schema;
   const kind = RECORD_KIND_NAMES.map((n) => RECORD_KINDS[n]).find((k) => k.schema === schema);
   if (!kind) return undefined;
   const copy = structuredClone(record) as Record<string, unknown>;

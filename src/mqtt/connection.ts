@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import mqtt, { MqttClient, type IClientOptions, type IStream } from 'mqtt';
 import type { Logger } from 'pino';
+import { readTlsFile } from './tls-files.ts';
 
 export interface ConnectionOptions {
   url: string;
@@ -172,15 +172,6 @@ export class MqttConnection extends EventEmitter {
   }
 }
 
-/** A PEM file named in the config; the error says which setting points at a missing file. */
-function readTlsFile(setting: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new Error(`${setting}: cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : (code ?? (error as Error).message)}`, { cause: error });
-  }
-}
 
 /** Never log credentials that a URL may carry. */
 export function redactUrl(url: string): string {

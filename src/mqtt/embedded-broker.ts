@@ -1,14 +1,18 @@
 import { Aedes, type Client } from 'aedes';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createNetServer, type Server as NetServer, type Socket, isIP } from 'node:net';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { EmbeddedBrokerConfig } from '../config/types.ts';
-import { AccessList, type Principal, redactRecord, requesterOnlyTopic } from './access.ts';
+import { AccessList, jsonObject, type Principal, redactRecord, requesterOnlyTopic } from './access.ts';
+import { readTlsFile } from './tls-files.ts';
+import { isLoopbackHost, sameOrigin } from '../util/hosts.ts';
+import { listenOn } from '../util/listen.ts';
+
+export { isLoopbackHost, sameOrigin };
 
 /**
  * The zero-config broker (aedes), used when no `mqtt.url` is configured so a fresh install works
@@ -33,40 +37,16 @@ export interface EmbeddedBrokerOptions {
   configuredUsers?: number;
 }
 
-/** `http://host:port` of a page, as browsers send it in `Origin`, equals the request's `Host`. */
-export function sameOrigin(origin: string, host: string | undefined): boolean {
-  if (!host) return false;
-  try {
-    const u = new URL(origin);
-    return (u.protocol === 'http:' || u.protocol === 'https:') && u.host === host.toLowerCase();
-  } catch {
-    return false;
-  }
-}
-
 const PRINCIPAL = Symbol('poctd principal');
 type WithPrincipal = Client & { [PRINCIPAL]?: Principal };
 
 /** Requests carry who sent them as the broker knows it; what the client claimed is replaced. */
 function stampRequester(payload: Buffer, name: string): Buffer {
-  let body: unknown;
-  try {
-    body = JSON.parse(payload.toString('utf8'));
-  } catch {
-    return payload;
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return payload;
-  return Buffer.from(JSON.stringify({ ...(body as Record<string, unknown>), requested_by: name }));
+  const body = jsonObject(payload);
+  return body ? Buffer.from(JSON.stringify({ ...body, requested_by: name })) : payload;
 }
 
 export class EmbeddedBrokerRefused extends Error {}
-
-export function isLoopbackHost(host: string): boolean {
-  if (host === 'localhost') return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  if (isIP(host) === 6) return host === '::1';
-  return false;
-}
 
 export class EmbeddedBroker {
   private broker: Aedes | undefined;
@@ -90,12 +70,7 @@ export class EmbeddedBroker {
   private readonly requesters = new Map<string, string>();
 
   private static requestKey(device: string, verb: string, payload: Buffer): string | undefined {
-    let transaction: unknown;
-    try {
-      transaction = (JSON.parse(payload.toString('utf8')) as { transaction?: unknown }).transaction;
-    } catch {
-      return undefined;
-    }
+    const transaction = jsonObject(payload)?.transaction;
     if (typeof transaction !== 'string' && typeof transaction !== 'number') return undefined;
     return JSON.stringify([device, verb, transaction]);
   }
@@ -112,6 +87,23 @@ export class EmbeddedBroker {
   private requesterOf(device: string, verb: string, payload: Buffer): string | undefined {
     const key = EmbeddedBroker.requestKey(device, verb, payload);
     return key === undefined ? undefined : this.requesters.get(key);
+  }
+
+  /**
+   * Each message's redacted payload, made once: aedes wraps the message in a new packet for each
+   * subscription but they all carry the one payload buffer, so a message several redacting
+   * principals read is parsed and redacted once, not once each.
+   */
+  private readonly redactions = new WeakMap<Buffer, Buffer | null>();
+
+  private redactedPayload(payload: Buffer | string): Buffer | undefined {
+    if (typeof payload === 'string') return redactRecord(Buffer.from(payload));
+    let redacted = this.redactions.get(payload);
+    if (redacted === undefined) {
+      redacted = redactRecord(payload) ?? null;
+      this.redactions.set(payload, redacted);
+    }
+    return redacted ?? undefined;
   }
 
   /** The URL a local client uses to reach this broker. */
@@ -201,7 +193,7 @@ export class EmbeddedBroker {
         const decision = principal ? principal.read(packet.topic) : 'none';
         if (decision === 'full') return packet;
         if (decision === 'none') return null;
-        const payload = redactRecord(Buffer.from(packet.payload));
+        const payload = this.redactedPayload(packet.payload);
         // A new packet: the one given is shared by every subscriber.
         return payload ? Object.assign(Object.create(Object.getPrototypeOf(packet) as object) as typeof packet, packet, { payload }) : null;
       },
@@ -300,34 +292,19 @@ function streamPair(): [Duplex, Duplex] {
   return [ends[0]!, ends[1]!];
 }
 
-function readTlsFile(setting: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new Error(`${setting}: cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : (code ?? (error as Error).message)}`, { cause: error });
-  }
-}
 
 /** Listens, or rejects with what to change (`setting`) when the address cannot be had. */
 function listen(server: NetServer | HttpServer, port: number, host: string, setting: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: NodeJS.ErrnoException): void => {
-      const why =
-        error.code === 'EADDRINUSE'
-          ? `the port is already in use (another MQTT broker? set mqtt.url to use it, or choose another ${setting})`
-          : error.code === 'EACCES'
-            ? 'permission denied (ports below 1024 need privileges)'
-            : error.code === 'EADDRNOTAVAIL'
-              ? 'this machine has no such address (mqtt.embedded.host)'
-              : error.message;
-      reject(new Error(`embedded broker: cannot listen on ${host}:${port}: ${why}`, { cause: error }));
-    };
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.off('error', onError);
-      resolve();
-    });
+  return listenOn(server, port, host).catch((error: NodeJS.ErrnoException) => {
+    const why =
+      error.code === 'EADDRINUSE'
+        ? `the port is already in use (another MQTT broker? set mqtt.url to use it, or choose another ${setting})`
+        : error.code === 'EACCES'
+          ? 'permission denied (ports below 1024 need privileges)'
+          : error.code === 'EADDRNOTAVAIL'
+            ? 'this machine has no such address (mqtt.embedded.host)'
+            : error.message;
+    throw new Error(`embedded broker: cannot listen on ${host}:${port}: ${why}`, { cause: error });
   });
 }
 

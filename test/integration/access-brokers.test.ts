@@ -9,6 +9,7 @@ import { useCleanups } from '../helpers/cleanups.ts';
 import { tempDir } from '../helpers/daemon.ts';
 import { Mosquitto } from '../helpers/mosquitto.ts';
 import { requireTool } from '../helpers/tools.ts';
+import { connectOutcome as connectOutcomeWith } from '../helpers/connect-outcome.ts';
 
 /**
  * The access matrix, written out by hand (not derived from access.ts, so a wrong rule there
@@ -123,16 +124,8 @@ async function login(url: string, username: string | undefined, password: string
 }
 
 /** `connected`, or the CONNACK return code of the refusal. */
-async function connectOutcome(url: string, username?: string, password?: string): Promise<'connected' | number | string> {
-  const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, username, password });
-  try {
-    return await new Promise((resolve) => {
-      client.once('connect', () => resolve('connected'));
-      client.once('error', (e: Error & { code?: number | string }) => resolve(e.code ?? e.message));
-    });
-  } finally {
-    client.end(true);
-  }
+function connectOutcome(url: string, username?: string, password?: string): Promise<'connected' | number | string> {
+  return connectOutcomeWith(url, { username, password });
 }
 
 /** Subscribes; a refusal (128 in the SUBACK, which mqtt.js rejects) is one of the outcomes under test. */

@@ -265,3 +265,38 @@ describe('the WebSocket listener checks the page origin', () => {
     expect(await upgradeStatus(url, 'http://evil.example')).toBe(403);
   });
 });
+
+describe('embedded broker: one message, several readers', () => {
+  it('each redacting subscriber gets the redacted record, a full reader the original, from the same publish', async () => {
+    const mqtt = (await import('mqtt')).default;
+    const access = new AccessList('poct', { name: 'poctd', password: 'daemon-pw' }, [
+      { name: 'v1', roles: ['viewer'], password: 'viewer-pw-1' },
+      { name: 'v2', roles: ['viewer'], password: 'viewer-pw-2' },
+      { name: 'doc', roles: ['clinician'], password: 'doc-password' },
+    ]);
+    const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, ws_port: 0 }, { access });
+    await broker.start();
+    cleanups.push(() => broker.stop());
+    const record = { schema: 'poct.result/2', id: 'x', patient: { id: 'PAT-1' }, specimen: { id: 'S1', type: null }, category: 'patient' };
+    const readers = await Promise.all(
+      (
+        [
+          ['v1', 'viewer-pw-1'],
+          ['v2', 'viewer-pw-2'],
+          ['doc', 'doc-password'],
+        ] as const
+      ).map(async ([username, password]) => {
+        const client = await mqtt.connectAsync(broker.url, { username, password, reconnectPeriod: 0 });
+        cleanups.push(() => client.endAsync(true));
+        const got = new Promise<unknown>((resolve) => client.once('message', (_topic, payload: Buffer) => resolve(JSON.parse(payload.toString()))));
+        await client.subscribeAsync('poct/device/m1/result', { qos: 1 });
+        // Wrapped: an async function returning the promise itself would wait for the message.
+        return { got };
+      }),
+    );
+    const daemon = await mqtt.connectAsync(broker.url, { username: 'poctd', password: 'daemon-pw', reconnectPeriod: 0 });
+    cleanups.push(() => daemon.endAsync(true));
+    await daemon.publishAsync('poct/device/m1/result', JSON.stringify(record), { qos: 1 });
+    expect(await Promise.all(readers.map((r) => r.got))).toEqual([{ ...record, patient: { id: null } }, { ...record, patient: { id: null } }, record]);
+  });
+});

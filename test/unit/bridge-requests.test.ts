@@ -1,15 +1,12 @@
 import { join } from 'node:path';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.ts';
 import { EventBus } from '../../src/event-bus.ts';
 import { Bridge } from '../../src/extensions/bridge.ts';
-import { Stats, type Services } from '../../src/extensions/extension.ts';
-import { Topics } from '../../src/mqtt/topics.ts';
 import { schemaProblems } from '../../src/records/schemas.ts';
 import { Store } from '../../src/store/store.ts';
 import { tempDir } from '../helpers/daemon.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { unitServices } from '../helpers/unit-services.ts';
 
 /** What the bridge published, as the broker would deliver it to a client. */
 interface Published {
@@ -27,8 +24,7 @@ async function bridgeRig(): Promise<{ bus: EventBus; published: Published[] }> {
   stops.push(() => store.close());
   const published: Published[] = [];
   const bus = new EventBus();
-  const services = {
-    config: parseConfig('', { env: {} }),
+  const services = unitServices({
     bus,
     store,
     mqtt: {
@@ -39,12 +35,7 @@ async function bridgeRig(): Promise<{ bus: EventBus; published: Published[] }> {
         published.push({ topic, payload: JSON.parse(typeof payload === 'string' ? payload : JSON.stringify(payload)) });
       },
     },
-    topics: new Topics('poct'),
-    log: pino({ level: 'silent' }),
-    drivers: [],
-    stats: new Stats(),
-    now: () => new Date(),
-  } as unknown as Services;
+  });
   const bridge = new Bridge(services);
   await bridge.start();
   stops.push(() => bridge.stop());

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { EmbeddedBroker, EmbeddedBrokerRefused, isLoopbackHost } from '../../src/mqtt/embedded-broker.ts';
 import type { EmbeddedBrokerConfig } from '../../src/config/types.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
+import { connectOutcome } from '../helpers/connect-outcome.ts';
 
 /**
  * The embedded broker's safety rules one by one: it refuses a non-loopback address without a
@@ -21,19 +22,6 @@ function started(config: Partial<EmbeddedBrokerConfig>): Promise<EmbeddedBroker>
   const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, ws_port: 0, ...config });
   cleanups.push(() => broker.stop());
   return broker.start().then(() => broker);
-}
-
-/** What a client hears back from CONNECT: `connected`, or the refusal's return code. */
-async function connectOutcome(url: string, options: mqtt.IClientOptions): Promise<'connected' | number | string> {
-  const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
-  try {
-    return await new Promise((resolve) => {
-      client.once('connect', () => resolve('connected'));
-      client.once('error', (e: Error & { code?: number | string }) => resolve(e.code ?? e.message));
-    });
-  } finally {
-    client.end(true);
-  }
 }
 
 /** A loopback port that was free a moment ago. */

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../src/config/load.ts';
@@ -55,7 +55,8 @@ describe('log outputs', () => {
     const dir = tempDir('poctd-log-');
     const out = new LogCapture();
     const logging = await createDaemonLogger({ level: 'info', file: { path: join(dir, 'logs', 'poctd.log'), size: '1k', count: 2 } }, { stdout: out });
-    const files = (): string[] => readdirSync(join(dir, 'logs')).filter((f) => f.endsWith('.log'));
+    // The log directory is made when pino-roll's stream opens, which is asynchronous: none yet is no file yet.
+    const files = (): string[] => (existsSync(join(dir, 'logs')) ? readdirSync(join(dir, 'logs')).filter((f) => f.endsWith('.log')) : []);
     // pino-roll checks the size as each write completes: lines go out until it has rotated past
     // the count kept (a positive sign, bounded), then more so the pruning runs again.
     let written = 0;

@@ -8,15 +8,14 @@
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.ts';
 import { EventBus } from '../../src/event-bus.ts';
-import { Stats, type Services } from '../../src/extensions/extension.ts';
+import type { Services } from '../../src/extensions/extension.ts';
 import { RecordPublisher } from '../../src/extensions/record-publisher.ts';
-import { Topics } from '../../src/mqtt/topics.ts';
 import { Store } from '../../src/store/store.ts';
 import { tempDir } from '../helpers/daemon.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { glucoseDraft } from '../helpers/records.ts';
+import { unitServices } from '../helpers/unit-services.ts';
 
 interface Sent {
   topic: string;
@@ -67,8 +66,7 @@ function rig(): Rig {
   log.error = ((obj: unknown, msg?: string) => {
     errors.push(`${JSON.stringify(obj)} ${msg}`);
   }) as typeof log.error;
-  const services = {
-    config: parseConfig('', { env: {} }),
+  const services = unitServices({
     bus,
     store,
     writer: {
@@ -79,12 +77,8 @@ function rig(): Rig {
       },
     },
     mqtt,
-    topics: new Topics('poct'),
     log,
-    drivers: [],
-    stats: new Stats(),
-    now: () => new Date(),
-  } as unknown as Services;
+  });
   return { store, mqtt, bus, publisher: new RecordPublisher(services), services, warnings, errors, marks, marked };
 }
 

@@ -1,15 +1,13 @@
 import { join } from 'node:path';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.ts';
 import { EventBus } from '../../src/event-bus.ts';
-import { Stats, type Services } from '../../src/extensions/extension.ts';
+import type { Services } from '../../src/extensions/extension.ts';
 import { RecordPublisher } from '../../src/extensions/record-publisher.ts';
-import { Topics } from '../../src/mqtt/topics.ts';
 import { Store } from '../../src/store/store.ts';
 import { tempDir } from '../helpers/daemon.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { glucoseDraft } from '../helpers/records.ts';
+import { unitServices } from '../helpers/unit-services.ts';
 
 /** One publish the publisher asked for, answered by the test as the broker would (PUBACK or failure). */
 interface Sent {
@@ -39,19 +37,13 @@ function rig(): { store: Store; mqtt: ControlledMqtt; bus: EventBus; publisher: 
   opened.push(store);
   const mqtt = new ControlledMqtt();
   const bus = new EventBus();
-  const services = {
-    config: parseConfig('', { env: {} }),
+  const services = unitServices({
     bus,
     store,
     // The marks go to the same database, synchronously: what the writer thread would do.
     writer: { markPublishedMany: async (seqs: number[], at: Date) => store.markPublishedMany(seqs, at) },
     mqtt,
-    topics: new Topics('poct'),
-    log: pino({ level: 'silent' }),
-    drivers: [],
-    stats: new Stats(),
-    now: () => new Date(),
-  } as unknown as Services;
+  });
   return { store, mqtt, bus, publisher: new RecordPublisher(services), services };
 }
 
