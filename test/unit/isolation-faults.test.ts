@@ -14,7 +14,6 @@ import { describe, expect, it } from 'vitest';
 import { drivers } from '../../drivers/index.ts';
 import { EventBus } from '../../src/event-bus.ts';
 import { Bridge, makeEvent } from '../../src/extensions/bridge.ts';
-import { encodeFrame, ENQ, EOT } from '../../src/protocols/astm/frame.ts';
 import { Store } from '../../src/store/store.ts';
 import { ListenerTransport, type ListenerRefusal } from '../../src/transports/listener.ts';
 import type { TcpServerTransportOptions } from '../../src/transports/transport.ts';
@@ -22,6 +21,7 @@ import { checkWritableFile } from '../../src/util/paths.ts';
 import { useCleanups } from '../helpers/cleanups.ts';
 import { tempDir } from '../helpers/daemon.ts';
 import { deviceManagerRig } from '../helpers/device-manager-rig.ts';
+import { sendAstmMessage } from '../helpers/astm-tcp-sender.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { freePort } from '../helpers/mosquitto.ts';
 import { unitServices } from '../helpers/unit-services.ts';
@@ -29,15 +29,6 @@ import { unitServices } from '../helpers/unit-services.ts';
 const cleanups = useCleanups();
 
 const MESSAGE = 'H|\\^&|||C111^Roche^c111^4.2.2.1730^1^13147\rP|1\rO|1||S1\rR|1|^^^550|95.2|U/L||N||F||||20230727162028\r';
-
-async function sendMessage(port: number): Promise<void> {
-  const socket = net.connect({ host: '127.0.0.1', port, noDelay: true });
-  socket.on('error', () => undefined);
-  socket.on('data', () => undefined);
-  cleanups.push(async () => void socket.destroy());
-  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  socket.write(Buffer.concat([Buffer.from([ENQ]), encodeFrame(1, MESSAGE, false), encodeFrame(2, 'L|1|N\r', true), Buffer.from([EOT])]));
-}
 
 async function holdPort(port: number): Promise<net.Server> {
   const other = net.createServer();
@@ -70,7 +61,7 @@ describe('one device’s fault never stops the others', () => {
     await expect(
       new Promise<void>((resolve, reject) => net.connect({ host: '127.0.0.1', port: badPort }).once('connect', resolve).once('error', reject)),
     ).rejects.toThrow(/ECONNREFUSED/);
-    await sendMessage(goodPort);
+    await sendAstmMessage(goodPort, MESSAGE, cleanups);
     await eventually('stored', () => r.store.recordCount() === 1);
     const response = r.response('bad', 'status');
     r.request('bad', 'status', {});
@@ -87,7 +78,7 @@ describe('one device’s fault never stops the others', () => {
     // Retried after 1 s, 2 s, …: before, it was never retried.
     await eventually('listening again', () => r.states('chem').at(-1)?.status === 'idle', 10_000);
     expect(r.events.some((e) => e.type === 'connected' && e.device === 'chem' && /listening/.test(e.message))).toBe(true);
-    await sendMessage(port);
+    await sendAstmMessage(port, MESSAGE, cleanups);
     await eventually('stored', () => r.store.recordCount() === 1);
   });
 });
