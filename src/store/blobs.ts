@@ -129,8 +129,7 @@ export class BlobStore {
   }
 
   pathOf(sha256: string): string {
-    if (!SHA256_HEX.test(sha256)) throw new Error(`not a blob name: "${sha256}" (64 lowercase hex digits)`);
-    return join(this.dir, sha256.slice(0, 2), sha256);
+    return blobPath(this.dir, sha256);
   }
 
   has(sha256: string): boolean {
@@ -548,4 +547,13 @@ async function intact(path: string, sha256: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * Where the blob named `sha256` lives under the store's blob directory (`ab/<sha256>`), for a
+ * reader that must not make the directory as `BlobStore` does (`poctd export`, read-only).
+ */
+export function blobPath(dir: string, sha256: string): string {
+  if (!SHA256_HEX.test(sha256)) throw new Error(`not a blob name: "${sha256}" (64 lowercase hex digits)`);
+  return join(dir, sha256.slice(0, 2), sha256);
 }

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ResultRecord } from '../records/types.ts';
 import { RequestLog, type AuditRow } from './requests.ts';
+import { blobPath } from './blobs.ts';
 
 /** What to read; every filter given must hold (a list: any of its values). */
 export interface ResultQuery {
@@ -109,7 +110,7 @@ export class ResultReader {
     if (rows.length === 0) throw new Error(`no capture ${ref} in ${this.path}`);
     if (rows.length > 1) throw new Error(`${ref} names more than one capture; give more of its sha256`);
     const row = rows[0]!;
-    return { sha256: row.id, size: row.size, kind: row.kind, device_id: row.device_id, driver: row.driver, received_at: row.received_at, path: join(this.blobDir, row.id.slice(0, 2), row.id) };
+    return { sha256: row.id, size: row.size, kind: row.kind, device_id: row.device_id, driver: row.driver, received_at: row.received_at, path: blobPath(this.blobDir, row.id) };
   }
 
   /** The capture a record (by seq) was decoded from. */
