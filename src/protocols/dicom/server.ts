@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import { ScpAssociation, type AssociationEvent, type AssociationPolicy, type CallerDecision } from './association.ts';
+import { listenOn } from '../../util/listen.ts';
 
 export const DEFAULT_DICOM_BIND = '127.0.0.1';
 export const DEFAULT_MAX_PDU_LENGTH = 256 * 1024;
@@ -42,13 +43,7 @@ export class DicomScpServer {
   async start(): Promise<void> {
     const server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.options.port, this.options.bind, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(server, this.options.port, this.options.bind);
   }
 
   async stop(): Promise<void> {
